@@ -1,0 +1,173 @@
+# lib.sh — TAP helpers for the kimg CLI tests (bash).  Source it first:
+#     . "$(dirname "$0")/lib.sh"
+# It sets $KIMG (the binary; default $KIMG_BUILD/kimg), $KIMG_SRC,
+# $KIMG_BUILD, $T (a per-test temp dir, removed on exit) and cds into $T.
+#
+# TAP:      plan N | pass NAME | fail NAME [DIAG...] | ok NAME CMD... |
+#           is GOT WANT NAME | like GOT REGEX NAME | is_file GOT WANT NAME |
+#           skip NAME REASON | skip_all REASON | diag MSG | done_testing
+# Running:  run CMD...            → $RC, $T/out, $T/err
+#           kimg ARGS...          → run "$KIMG" ARGS...
+#           qimg ARGS...          → qemu-img ARGS... into $QRC, $T/qout, $T/qerr
+#           oracle NAME ARGS...   → both; is stdout and exit code the same?
+#           err_line NAME         → $T/err is one line "kimg: ..." and RC in 1..127
+# Images:   fixtures              → $FX (cached generated fixtures, see
+#                                    tests/images/make-fixtures.sh); fixture_names
+#           json_norm FILE [KEY...] re-indent JSON (order kept), KEYs dropped
+#           qemu_oracle_compare A B  qemu-img compare -q (its exit code)
+#           check_clean F          qemu-img check -q F exits 0
+#           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
+set -u
+export LC_ALL=C
+
+KIMG_SRC=${KIMG_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+KIMG_BUILD=${KIMG_BUILD:-$KIMG_SRC/build}
+KIMG=${KIMG:-$KIMG_BUILD/kimg}
+export KIMG KIMG_SRC KIMG_BUILD
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/kimg-t.XXXXXX")
+_tap_cleanup() {
+    # Background helpers (e.g. a qemu-io holding a lock) registered by tests.
+    local p
+    for p in ${_tap_bg_pids:-}; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    cd / && rm -rf "$T"
+}
+trap _tap_cleanup EXIT
+cd "$T" || exit 1
+ulimit -c 0
+
+_tap_n=0
+_tap_failed=0
+_tap_planned=
+
+plan()  { _tap_planned=$1; echo "1..$1"; }
+diag()  { local l; while IFS= read -r l; do echo "# $l"; done <<< "$*"; }
+pass()  { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; return 0; }
+fail()  {
+    _tap_n=$((_tap_n + 1)); _tap_failed=$((_tap_failed + 1))
+    echo "not ok $_tap_n - $1"; shift
+    [ $# -gt 0 ] && diag "$*"
+    return 1
+}
+skip()  { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1 # SKIP ${2:-}"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+done_testing() {
+    [ -z "$_tap_planned" ] && echo "1..$_tap_n"
+    if [ -n "$_tap_planned" ] && [ "$_tap_planned" != "$_tap_n" ]; then
+        diag "planned $_tap_planned tests but ran $_tap_n"; exit 1
+    fi
+    [ "$_tap_failed" -eq 0 ] || { diag "failed $_tap_failed of $_tap_n"; exit 1; }
+    exit 0
+}
+
+# ok NAME CMD...: passes if CMD exits 0.
+ok() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name" "command failed ($?): $*"; fi; }
+is() {
+    if [ "$1" = "$2" ]; then pass "$3"; else
+        fail "$3" "     got: '$1'
+expected: '$2'"; fi
+}
+isnt() { if [ "$1" != "$2" ]; then pass "$3"; else fail "$3" "got '$1', expected anything else"; fi; }
+like() {
+    if [[ $1 =~ $2 ]]; then pass "$3"; else
+        fail "$3" "     got: '$1'
+expected to match: /$2/"; fi
+}
+# is_file GOT WANT NAME: byte-identical files; the diff (want → got) as diagnostics.
+is_file() {
+    if cmp -s "$1" "$2"; then pass "$3"; else
+        fail "$3" "diff -u expected(qemu-img) got(kimg):
+$(diff -u "$2" "$1" | head -60)"; fi
+}
+
+require() { local c; for c; do command -v "$c" > /dev/null || skip_all "$c not installed"; done; }
+require qemu-img qemu-io python3
+
+# run CMD...: output in $T/out and $T/err, exit code in $RC (never exits).
+run() { RC=0; "$@" > "$T/out" 2> "$T/err" < /dev/null || RC=$?; return 0; }
+kimg() { run "$KIMG" "$@"; }
+qimg() { QRC=0; qemu-img "$@" > "$T/qout" 2> "$T/qerr" < /dev/null || QRC=$?; return 0; }
+# oracle NAME ARGS...: run qemu-img ARGS and kimg ARGS; one test for the
+# exit code, one for stdout (byte-exact).  Returns 1 if either differed.
+oracle() {
+    local name=$1 r=0; shift
+    qimg "$@"; kimg "$@"
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { r=1; diag "kimg stderr: $(head -3 "$T/err")"; }
+    is_file "$T/out" "$T/qout" "$name: stdout as qemu-img's" || r=1
+    return $r
+}
+# err_line NAME: kimg failed cleanly: exit 1..127, stdout empty unless
+# allowed, stderr exactly one line starting "kimg: ".
+err_line() {
+    local n; n=$(wc -l < "$T/err")
+    if [ "$RC" -ge 1 ] && [ "$RC" -lt 128 ] && [ "$n" -eq 1 ] && head -1 "$T/err" | grep -q '^kimg: '; then
+        pass "$1: one-line kimg: error, exit $RC"
+    else
+        fail "$1: one-line kimg: error, exit 1..127" "exit $RC, stderr ($n lines):
+$(head -5 "$T/err")"
+    fi
+}
+
+# ---- fixtures -------------------------------------------------------------
+# fixtures: set $FX to the generated fixtures, cached in $KIMG_BUILD/fixtures
+# and regenerated (under a lock) when make-fixtures.sh or qemu-img changes.
+fixtures() {
+    local gen=$KIMG_SRC/tests/images/make-fixtures.sh
+    local dir=$KIMG_BUILD/fixtures stamp
+    stamp=$( (cat "$gen"; qemu-img --version) | sha256sum | cut -c1-16)
+    mkdir -p "$KIMG_BUILD"
+    (
+        flock 9
+        if [ "$(cat "$dir/STAMP" 2>/dev/null)" != "$stamp" ]; then
+            rm -rf "$dir.new" "$dir"
+            "$gen" "$dir.new" >&2 || exit 1
+            echo "$stamp" > "$dir.new/STAMP"
+            mv "$dir.new" "$dir"
+        fi
+    ) 9> "$KIMG_BUILD/fixtures.lock" || { echo "Bail out! make-fixtures.sh failed"; exit 1; }
+    FX=$dir
+}
+# fixture_names [FORMAT]: names from $FX/LIST (all, or only FORMAT).
+fixture_names() { awk -v f="${1:-}" 'f == "" || $2 == f { print $1 }' "$FX/LIST"; }
+
+# ---- JSON and images ------------------------------------------------------
+# json_norm FILE [KEY...]: parse FILE (one JSON value, or one per line as
+# `map --output=json` in qemu-img < 7 did), drop KEY at every depth, print
+# with 4-space indent keeping key order.  Use only where a field cannot be
+# the same (say why at the call); compare raw output first.
+json_norm() {
+    python3 - "$@" <<'EOF'
+import json, sys
+path, drop = sys.argv[1], set(sys.argv[2:])
+text = open(path).read()
+def strip(v):
+    if isinstance(v, dict):
+        return {k: strip(x) for k, x in v.items() if k not in drop}
+    if isinstance(v, list):
+        return [strip(x) for x in v]
+    return v
+try:
+    vals = [json.loads(text)]
+except ValueError:
+    vals = [json.loads(l) for l in text.splitlines() if l.strip()]
+for v in vals:
+    print(json.dumps(strip(v), indent=4))
+EOF
+}
+qemu_oracle_compare() { qemu-img compare -q "$@" > /dev/null 2>&1; }
+check_clean() { qemu-img check -q "$@" > /dev/null 2>&1; }
+sha() { sha256sum < "$1" | cut -d' ' -f1; }
+# poke FILE OFFSET HEXBYTES: overwrite bytes in place ("e2792aca").
+poke() {
+    local f=$1 off=$2 hex=$3 esc=
+    while [ -n "$hex" ]; do esc+="\\x${hex:0:2}"; hex=${hex:2}; done
+    printf "$esc" | dd of="$f" bs=1 seek="$off" conv=notrunc status=none
+}
+# get_be NBYTES FILE OFFSET: unsigned big-endian integer (NBYTES <= 8).
+get_be() {
+    local hex
+    hex=$(od -An -tx1 -v -j "$3" -N "$1" "$2" | tr -d ' \n')
+    printf '%u\n' "0x${hex:-0}"
+}
+# put_be NBYTES FILE OFFSET VALUE
+put_be() { poke "$2" "$3" "$(printf "%0$(($1 * 2))x" "$4")"; }
