@@ -1,0 +1,429 @@
+/*
+ * qcow2.h — internal state of the qcow2 driver and the prototypes shared
+ * between its files (header, cache, map/read, write, refcount, snapshots,
+ * compression, create, info, check).  On-disk layout: docs/interop/qcow2.txt.
+ * Nothing here is public API; img/driver.h is the only contract with the core.
+ */
+#ifndef KIMG_QCOW2_H
+#define KIMG_QCOW2_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "driver.h"
+
+/* ---- on-disk constants ------------------------------------------------ */
+
+#define QCOW2_MAGIC              0x514649fbu /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_LEN      72
+#define QCOW2_V3_HEADER_LEN      104  /* minimum for v3 */
+#define QCOW2_HEADER_LEN_CT      112  /* v3 with compression_type (+ padding) */
+
+#define QCOW2_MIN_CLUSTER_BITS   9
+#define QCOW2_MAX_CLUSTER_BITS   21   /* 2 MiB, qemu's implementation limit */
+#define QCOW2_EXTL2_MIN_BITS     14
+
+#define QCOW2_MAX_L1_BYTES       (32u << 20)  /* qemu's QCOW_MAX_L1_SIZE */
+#define QCOW2_MAX_RT_BYTES       (32u << 20)  /* refcount table cap */
+#define QCOW2_MAX_SNAPSHOTS      65536u
+#define QCOW2_MAX_SN_EXTRA       1024u
+#define QCOW2_MAX_SN_TABLE_BYTES (64u << 20)
+#define QCOW2_MAX_BACKING_NAME   1023u
+#define QCOW2_MAX_BITMAPS        65535u
+#define QCOW2_MAX_BITMAP_DIR     (64u << 20)
+#define QCOW2_MAX_HOST_OFFSET    (1ULL << 56)  /* offsets are bits 9..55 */
+
+/* incompatible features */
+#define QCOW2_INCOMPAT_DIRTY     (1ULL << 0)
+#define QCOW2_INCOMPAT_CORRUPT   (1ULL << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define QCOW2_INCOMPAT_COMPRESS  (1ULL << 3)
+#define QCOW2_INCOMPAT_EXTL2     (1ULL << 4)
+#define QCOW2_INCOMPAT_KNOWN     0x1fULL
+/* compatible features */
+#define QCOW2_COMPAT_LAZY        (1ULL << 0)
+/* autoclear features */
+#define QCOW2_AUTOCLEAR_BITMAPS  (1ULL << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW (1ULL << 1)
+
+/* header extension types */
+#define QCOW2_EXT_END            0x00000000u
+#define QCOW2_EXT_BACKING_FMT    0xe2792acau
+#define QCOW2_EXT_FEATURES       0x6803f857u
+#define QCOW2_EXT_BITMAPS        0x23852875u
+#define QCOW2_EXT_CRYPTO         0x0537be77u
+#define QCOW2_EXT_DATA_FILE      0x44415441u
+
+/* L1/L2 entry bits */
+#define QCOW2_OFLAG_COPIED       (1ULL << 63)
+#define QCOW2_OFLAG_COMPRESSED   (1ULL << 62)
+#define QCOW2_OFLAG_ZERO         (1ULL << 0)
+#define QCOW2_L1E_OFFSET_MASK    0x00fffffffffffe00ULL
+#define QCOW2_L1E_RESERVED       0x7f000000000001ffULL
+#define QCOW2_L2E_OFFSET_MASK    0x00fffffffffffe00ULL
+#define QCOW2_L2E_STD_RESERVED   0x3f000000000001feULL
+#define QCOW2_RTE_OFFSET_MASK    0xfffffffffffffe00ULL
+#define QCOW2_RTE_RESERVED       0x1ffULL
+
+#define QCOW2_COMPRESSION_ZLIB   0
+#define QCOW2_COMPRESSION_ZSTD   1
+
+/* ---- in-memory structures ---------------------------------------------- */
+
+/* A header extension as stored, kept for rewriting byte-for-byte (known
+ * ones are also parsed into the state). */
+struct qcow2_ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;              /* len bytes (malloc'd, may be NULL if 0) */
+};
+
+struct qcow2_feature {
+    uint8_t type;               /* 0 incompatible, 1 compatible, 2 autoclear */
+    uint8_t bit;
+    char name[47];              /* NUL-terminated copy of the 46-byte field */
+};
+
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    uint16_t id_len, name_len;
+    char *id;                   /* id_len bytes + NUL (raw bytes, unescaped) */
+    char *name;                 /* name_len bytes + NUL */
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;     /* large field if present, else the 32-bit one */
+    uint32_t vm_state_size32;
+    uint64_t disk_size;         /* valid if has_disk_size */
+    bool has_disk_size;
+    uint64_t icount;            /* valid if has_icount */
+    bool has_icount;
+    uint32_t extra_len;
+    uint8_t *extra;             /* extra data as stored (rewrite) */
+    uint64_t entry_offset;      /* where the entry sits in the file */
+};
+
+struct qcow2_bitmap {
+    uint64_t table_offset;
+    uint32_t table_size;        /* entries */
+    uint32_t flags;
+    uint8_t type;
+    uint8_t granularity_bits;
+    char *name;                 /* NUL-terminated copy */
+};
+#define QCOW2_BME_IN_USE         (1u << 0)
+#define QCOW2_BME_AUTO           (1u << 1)
+#define QCOW2_BME_EXTRA_COMPAT   (1u << 2)
+
+/* Metadata cache (cache.c): fixed number of cluster-sized tables, LRU,
+ * write-back.  Before a dirty table is written, the `depends` cache is
+ * flushed and the file synced (refcounts before L2 tables). */
+struct qcow2_cache_slot {
+    uint64_t offset;            /* 0: empty */
+    uint64_t lru;
+    int refs;
+    bool dirty;
+};
+struct qcow2_cache {
+    struct qcow2_state *s;
+    struct qcow2_cache *depends;
+    const char *what;           /* "L2 table" / "refcount block" */
+    int n;
+    size_t table_size;
+    uint8_t *mem;               /* n * table_size */
+    struct qcow2_cache_slot *slots;
+    uint64_t counter;
+};
+
+struct qcow2_state {
+    struct kimg *img;
+    struct kimg_file *file;     /* == img->file (metadata) */
+    struct kimg_file *data_file;/* == file, or the external data file, or NULL
+                                   (external and not opened: NO_BACKING) */
+    bool own_data_file;         /* data_file must be closed on close */
+    pthread_mutex_t lock;       /* serializes driver entry points */
+    bool lock_init;
+    bool writable;
+
+    /* raw header as read (header_length bytes, rewritten with updates) */
+    uint8_t *hdr_raw;
+    uint32_t hdr_raw_len;
+
+    /* header fields */
+    uint32_t version;
+    uint64_t backing_offset;
+    uint32_t backing_len;
+    uint32_t cluster_bits;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t rt_offset;
+    uint32_t rt_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+
+    /* derived */
+    uint64_t cluster_size;
+    uint64_t cluster_mask;      /* cluster_size - 1 */
+    bool ext_l2;
+    uint32_t l2_entry_size;     /* 8 or 16 bytes */
+    uint32_t l2_bits;           /* log2(l2_entries) */
+    uint64_t l2_entries;
+    uint64_t subcluster_size;   /* cluster_size / 32 with ext L2, else cluster_size */
+    uint32_t subcluster_bits;
+    uint32_t refcount_bits;     /* 1 << refcount_order */
+    uint64_t refcount_max;
+    uint32_t rb_bits;           /* log2(refcount block entries) */
+    uint64_t rb_entries;
+    uint32_t csize_shift;       /* compressed descriptor: 62 - (cluster_bits - 8) */
+    uint64_t csize_mask;
+    uint64_t coffset_mask;
+    bool data_file_raw;         /* autoclear bit 1 */
+    bool has_data_file;         /* incompat bit 2 */
+
+    /* header extensions, in file order (all kept for rewrite) */
+    struct qcow2_ext *exts;
+    int nb_exts;
+    char *backing_name;         /* NUL-terminated copies, or NULL */
+    char *backing_format;
+    char *data_file_name;
+    struct qcow2_feature *features;
+    int nb_features;
+
+    /* bitmaps extension (parsed and validated when present) */
+    bool has_bitmaps_ext;
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_size, bitmap_dir_offset;
+    struct qcow2_bitmap *bitmaps;
+
+    /* active L1 table, host-endian, l1_size entries (l1_alloc capacity) */
+    uint64_t *l1;
+
+    /* refcount table, host-endian, rt_entries = rt_clusters * cs / 8 */
+    uint64_t *rt;
+    uint64_t rt_entries;
+
+    /* snapshots (nb_snapshots entries; table bytes as stored) */
+    struct qcow2_snapshot *snapshots;
+    uint64_t snapshots_size;
+
+    /* caches */
+    struct qcow2_cache l2_cache;
+    struct qcow2_cache rb_cache;
+
+    /* allocation */
+    uint64_t free_hint;         /* lowest cluster index that may be free */
+    uint64_t alloc_end;         /* first cluster index past everything in use
+                                   (file end at open, then grows) */
+    bool corrupt_signalled;
+    bool rebuilding;            /* inside qcow2_rebuild_refcounts */
+};
+
+static inline uint64_t qcow2_be64(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) |
+           ((uint64_t)p[2] << 40) | ((uint64_t)p[3] << 32) |
+           ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+           ((uint64_t)p[6] << 8) | p[7];
+}
+static inline uint32_t qcow2_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+           ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t qcow2_be16(const uint8_t *p)
+{
+    return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
+}
+static inline void qcow2_put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline void qcow2_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline void qcow2_put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v;
+}
+static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+/* ---- header.c ---------------------------------------------------------- */
+
+/* Parse and validate the header, its extensions and the backing name from
+ * s->file into s (allocates hdr_raw, exts, strings, features, bitmaps).
+ * Does not load L1/refcount tables.  file_size: the image file's length. */
+int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size);
+/* Serialize the in-memory header (fields, unknown additional header bytes,
+ * extensions in order, end marker, backing name) into one cluster and
+ * write it at offset 0.  -ENOSPC if it does not fit in one cluster. */
+int qcow2_write_header(struct qcow2_state *s);
+/* Set or clear incompatible bits (dirty/corrupt) in the header on disk
+ * (rewrites the 8-byte field only) and syncs. */
+int qcow2_update_incompat(struct qcow2_state *s, uint64_t set, uint64_t clear);
+/* Name of a feature from the table, or NULL. */
+const char *qcow2_feature_name(const struct qcow2_state *s, int type, int bit);
+/* Find/replace/remove a stored extension; set with data NULL removes it. */
+struct qcow2_ext *qcow2_find_ext(struct qcow2_state *s, uint32_t type);
+int qcow2_set_ext(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len);
+/* Free everything qcow2_parse_header allocated. */
+void qcow2_free_header(struct qcow2_state *s);
+/* Report a corruption found at run time: message set with kimg_error, the
+ * corrupt bit written if the image is writable (once).  Returns -EIO. */
+int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- cache.c ----------------------------------------------------------- */
+
+int qcow2_cache_init(struct qcow2_cache *c, struct qcow2_state *s, int n,
+                     size_t table_size, const char *what);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+/* Get the table at OFFSET (read from the file if not cached); holds a
+ * reference until qcow2_cache_put. */
+int qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, uint8_t **table);
+/* Same, but for a freshly allocated table: no read, contents zeroed. */
+int qcow2_cache_get_empty(struct qcow2_cache *c, uint64_t offset, uint8_t **table);
+void qcow2_cache_put(struct qcow2_cache *c, uint8_t *table);
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint8_t *table);
+/* Write every dirty table (dependencies first). */
+int qcow2_cache_flush(struct qcow2_cache *c);
+/* Forget the table at OFFSET without writing it (its cluster was freed). */
+void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
+/* Forget every table (after flushing or on close without writing). */
+void qcow2_cache_clear(struct qcow2_cache *c);
+
+/* ---- refcount.c -------------------------------------------------------- */
+
+/* Load the refcount table into s->rt (validating entries). */
+int qcow2_load_refcount_table(struct qcow2_state *s, uint64_t file_size);
+/* Refcount of host cluster CLUSTER_INDEX (offset >> cluster_bits). */
+int qcow2_refcount_get(struct qcow2_state *s, uint64_t cluster_index, uint64_t *out);
+/* Set it (allocating refcount blocks / growing the table as needed). */
+int qcow2_refcount_set(struct qcow2_state *s, uint64_t cluster_index, uint64_t value);
+/* Add DELTA (+/-) to the refcount of every cluster touched by the host
+ * byte range [offset, offset+len).  Freed clusters leave the caches. */
+int qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t len,
+                          int64_t delta);
+/* Allocate N contiguous clusters (refcount 1); *offset is the first byte.
+ * Never returns clusters overlapping known metadata. */
+int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset);
+/* Free (refcount -1) the clusters of [offset, offset+len). */
+int qcow2_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len);
+/* Recompute all refcounts from the references (header, L1/L2 tables of the
+ * active state and every snapshot, refcount structures, snapshot table,
+ * bitmaps) and write a fresh refcount table and blocks; the header is
+ * switched to the new table and the old structures are dropped. */
+int qcow2_rebuild_refcounts(struct qcow2_state *s);
+/* Count references to each host cluster into REFS (nb counters, zeroed by
+ * the caller, one per cluster of the file, saturating at UINT32_MAX); used
+ * by rebuild and check.  References to clusters >= nb are counted in *bad
+ * (may be NULL).  Reads L2 tables through the cache. */
+int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
+                           uint64_t *bad);
+/* Raw access to one refcount block entry, any width. */
+uint64_t qcow2_rb_entry_get(const struct qcow2_state *s, const uint8_t *rb, uint64_t i);
+void qcow2_rb_entry_set(const struct qcow2_state *s, uint8_t *rb, uint64_t i, uint64_t v);
+/* True if [offset, offset+len) overlaps the header, L1 table, refcount
+ * table, snapshot table or snapshot L1 tables or the bitmap directory
+ * (cheap), or (full) also a refcount block or an active L2 table. */
+bool qcow2_overlaps_main(struct qcow2_state *s, uint64_t offset, uint64_t len);
+bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t offset, uint64_t len);
+
+/* ---- map.c ------------------------------------------------------------- */
+
+enum qcow2_sc_type {
+    QCOW2_SC_UNALLOC,           /* reads from backing */
+    QCOW2_SC_UNALLOC_ALLOC,     /* ext L2: host cluster present, subcluster not */
+    QCOW2_SC_ZERO_PLAIN,        /* reads zeros, no host cluster */
+    QCOW2_SC_ZERO_ALLOC,        /* reads zeros, host cluster kept */
+    QCOW2_SC_NORMAL,
+    QCOW2_SC_COMPRESSED,
+};
+/* Fetch L2 entry (and bitmap, 0 if not ext L2) for guest offset OFF.
+ * Unallocated L1 entries give entry 0.  Validates the L1 entry. */
+int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t off, uint64_t *entry,
+                       uint64_t *bitmap);
+/* Classify subcluster SC (0..31, 0 without ext L2) of an entry; -EIO on an
+ * invalid entry (reserved bits, misalignment) after signalling corruption. */
+int qcow2_sc_type(struct qcow2_state *s, uint64_t entry, uint64_t bitmap,
+                  unsigned sc, enum qcow2_sc_type *type);
+/* Read and decompress one compressed cluster into OUT (cluster_size). */
+int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out);
+/* Compressed descriptor: host offset and byte length of the stored data. */
+void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
+                            uint64_t *host, uint64_t *len);
+/* Load an L1 table from the file (l1_size entries at offset), validated. */
+int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size,
+                  uint64_t **out);
+
+int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                       struct kimg_extent *ext);
+
+/* ---- compress.c -------------------------------------------------------- */
+
+/* Decompress SRC (srclen bytes) into exactly DSTLEN bytes; -EIO if the
+ * data does not produce DSTLEN bytes.  type: QCOW2_COMPRESSION_*. */
+int qcow2_decompress(int type, uint8_t *dst, size_t dstlen,
+                     const uint8_t *src, size_t srclen);
+/* Compress SRC (len bytes) into DST (cap bytes); returns the compressed
+ * length, -ENOSPC if it does not fit (store uncompressed then), -EIO. */
+int64_t qcow2_compress(int type, uint8_t *dst, size_t cap,
+                       const uint8_t *src, size_t len);
+
+/* ---- write.c ----------------------------------------------------------- */
+
+int qcow2_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard(struct kimg *img, uint64_t off, uint64_t len);
+int qcow2_flush(struct kimg *img);
+int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
+/* Flush both caches (refcounts first) and sync the files. */
+int qcow2_flush_caches(struct qcow2_state *s);
+/* Grow the active L1 table to at least MIN_SIZE entries (new location). */
+int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
+/* Allocate metadata (and host clusters) for guest [off, off+len). */
+int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
+                      enum kimg_prealloc mode);
+/* Write one compressed cluster at guest cluster-aligned OFF (len = one
+ * cluster or the image tail); falls back to a normal write if it does
+ * not shrink. */
+int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
+                           uint64_t len);
+
+/* ---- snapshot.c -------------------------------------------------------- */
+
+int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size);
+void qcow2_free_snapshots(struct qcow2_state *s);
+
+/* ---- bitmaps (header.c) ------------------------------------------------ */
+
+int qcow2_read_bitmaps(struct qcow2_state *s, uint64_t file_size);
+
+/* ---- create.c / info.c / check.c --------------------------------------- */
+
+extern const struct kimg_optdesc qcow2_create_opts[];
+int qcow2_create(const struct kimg_create_args *args);
+int qcow2_info(struct kimg *img, struct kimg_info *info);
+/* check.c (written separately); NULL-safe weak default in qcow2.c */
+int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
+
+/* ---- qcow2.c ----------------------------------------------------------- */
+
+/* Open the qcow2 layer in F as IMG's state S (used by open and by tests). */
+int qcow2_do_open(struct kimg *img);
+void qcow2_do_close(struct kimg *img);
+
+#endif

@@ -1,0 +1,755 @@
+/*
+ * refcount.c — host cluster reference counts: the refcount table and
+ * blocks (every width from 1 to 64 bits), table growth, cluster allocation
+ * (free-space search from a hint, never over metadata), freeing, counting
+ * every reference in the image, and rebuilding the whole refcount structure.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+/* ---- one refcount block entry ----------------------------------------- */
+
+uint64_t qcow2_rb_entry_get(const struct qcow2_state *s, const uint8_t *rb, uint64_t i)
+{
+    switch (s->refcount_order) {
+    case 0: return (rb[i >> 3] >> (i & 7)) & 1;
+    case 1: return (rb[i >> 2] >> ((i & 3) * 2)) & 3;
+    case 2: return (rb[i >> 1] >> ((i & 1) * 4)) & 15;
+    case 3: return rb[i];
+    case 4: return qcow2_be16(rb + i * 2);
+    case 5: return qcow2_be32(rb + i * 4);
+    default: return qcow2_be64(rb + i * 8);
+    }
+}
+
+void qcow2_rb_entry_set(const struct qcow2_state *s, uint8_t *rb, uint64_t i, uint64_t v)
+{
+    unsigned sh, mask;
+    switch (s->refcount_order) {
+    case 0: sh = i & 7; mask = 1; rb += i >> 3; break;
+    case 1: sh = (i & 3) * 2; mask = 3; rb += i >> 2; break;
+    case 2: sh = (i & 1) * 4; mask = 15; rb += i >> 1; break;
+    case 3: rb[i] = (uint8_t)v; return;
+    case 4: qcow2_put_be16(rb + i * 2, (uint16_t)v); return;
+    case 5: qcow2_put_be32(rb + i * 4, (uint32_t)v); return;
+    default: qcow2_put_be64(rb + i * 8, v); return;
+    }
+    *rb = (uint8_t)((*rb & ~(mask << sh)) | ((v & mask) << sh));
+}
+
+/* ---- overlap checks ----------------------------------------------------- */
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    if (!alen || !blen)
+        return false;
+    return a < b + blen && b < a + alen;
+}
+
+bool qcow2_overlaps_main(struct qcow2_state *s, uint64_t offset, uint64_t len)
+{
+    if (ranges_overlap(offset, len, 0, s->cluster_size))
+        return true;
+    if (s->l1_size && ranges_overlap(offset, len, s->l1_offset,
+                                     qcow2_align_up((uint64_t)s->l1_size * 8, s->cluster_size)))
+        return true;
+    if (ranges_overlap(offset, len, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits))
+        return true;
+    if (s->nb_snapshots &&
+        ranges_overlap(offset, len, s->snapshots_offset,
+                       qcow2_align_up(s->snapshots_size, s->cluster_size)))
+        return true;
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++)
+        if (s->snapshots[i].l1_size &&
+            ranges_overlap(offset, len, s->snapshots[i].l1_offset,
+                           qcow2_align_up((uint64_t)s->snapshots[i].l1_size * 8,
+                                          s->cluster_size)))
+            return true;
+    if (s->has_bitmaps_ext && s->bitmaps &&
+        ranges_overlap(offset, len, s->bitmap_dir_offset,
+                       qcow2_align_up(s->bitmap_dir_size, s->cluster_size)))
+        return true;
+    return false;
+}
+
+bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t offset, uint64_t len)
+{
+    if (qcow2_overlaps_main(s, offset, len))
+        return true;
+    for (uint64_t i = 0; i < s->rt_entries; i++) {
+        uint64_t o = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
+        if (o && ranges_overlap(offset, len, o, s->cluster_size))
+            return true;
+    }
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t o = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (o && ranges_overlap(offset, len, o, s->cluster_size))
+            return true;
+    }
+    return false;
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+int qcow2_load_refcount_table(struct qcow2_state *s, uint64_t file_size)
+{
+    uint64_t bytes = (uint64_t)s->rt_clusters << s->cluster_bits;
+    uint8_t *buf = malloc(bytes);
+    int ret;
+
+    s->rt_entries = bytes / 8;
+    s->rt = calloc(s->rt_entries, 8);
+    if (!buf || !s->rt) {
+        free(buf);
+        return -ENOMEM;
+    }
+    ret = kimg_file_pread_zero_eof(s->file, buf, bytes, s->rt_offset);
+    if (ret < 0) {
+        free(buf);
+        return ret;
+    }
+    for (uint64_t i = 0; i < s->rt_entries; i++)
+        s->rt[i] = qcow2_be64(buf + i * 8);
+    free(buf);
+    (void)file_size;
+    return 0;
+}
+
+/* Offset of the refcount block for table index TI, 0 if none; -EIO on an
+ * invalid entry. */
+static int64_t rt_block(struct qcow2_state *s, uint64_t ti)
+{
+    if (ti >= s->rt_entries)
+        return 0;
+    uint64_t e = s->rt[ti];
+    if (!e)
+        return 0;
+    uint64_t o = e & QCOW2_RTE_OFFSET_MASK;
+    if ((e & QCOW2_RTE_RESERVED) || (o & s->cluster_mask) || o == 0 ||
+        o >= QCOW2_MAX_HOST_OFFSET)
+        return qcow2_signal_corruption(s, "Refblock offset %#" PRIx64 " unaligned "
+                                       "(reftable index: %#" PRIx64 ")", e, ti);
+    return (int64_t)o;
+}
+
+int qcow2_refcount_get(struct qcow2_state *s, uint64_t ci, uint64_t *out)
+{
+    uint64_t ti = ci >> s->rb_bits;
+    int64_t b = rt_block(s, ti);
+    uint8_t *rb;
+    int ret;
+
+    *out = 0;
+    if (b <= 0)
+        return (int)b;
+    ret = qcow2_cache_get(&s->rb_cache, (uint64_t)b, &rb);
+    if (ret < 0)
+        return ret;
+    *out = qcow2_rb_entry_get(s, rb, ci & (s->rb_entries - 1));
+    qcow2_cache_put(&s->rb_cache, rb);
+    return 0;
+}
+
+static int write_header_rt(struct qcow2_state *s, uint64_t rt_offset, uint32_t clusters)
+{
+    uint8_t b[12];
+    qcow2_put_be64(b, rt_offset);
+    qcow2_put_be32(b + 8, clusters);
+    int ret = kimg_file_pwrite(s->file, b, sizeof(b), 48);
+    if (ret < 0)
+        return ret;
+    if (s->hdr_raw && s->hdr_raw_len >= 60)
+        memcpy(s->hdr_raw + 48, b, 12);
+    return kimg_file_sync(s->file);
+}
+
+static uint64_t file_clusters(struct qcow2_state *s)
+{
+    uint64_t sz = 0;
+    if (kimg_file_size(s->file, &sz) < 0)
+        sz = 0;
+    return qcow2_align_up(sz, s->cluster_size) >> s->cluster_bits;
+}
+
+/* Move the refcount table to a new, larger area at the end of the image
+ * holding at least MIN_ENTRIES entries; the area carries the refcount
+ * blocks that describe itself. */
+static int grow_table(struct qcow2_state *s, uint64_t min_entries)
+{
+    uint64_t A = file_clusters(s);
+    uint64_t old = s->rt_entries;
+    uint64_t entries = min_entries > old ? min_entries : old;
+    uint64_t nb = 0, tc, end, first_r, last_r;
+    uint64_t *nrt = NULL;
+    uint8_t *blocks = NULL;
+    int ret;
+
+    if (s->alloc_end > A)
+        A = s->alloc_end;
+    /* leave room: grow by at least half again */
+    if (entries < old + old / 2)
+        entries = old + old / 2;
+    for (int iter = 0;; iter++) {
+        tc = qcow2_align_up(entries * 8, s->cluster_size) >> s->cluster_bits;
+        end = A + nb + tc;
+        first_r = A >> s->rb_bits;
+        last_r = (end - 1) >> s->rb_bits;
+        uint64_t need = 0;
+        for (uint64_t r = first_r; r <= last_r; r++)
+            if (r >= old || !s->rt[r])
+                need++;
+        if (need == nb && entries > last_r)
+            break;
+        nb = need;
+        if (entries <= last_r)
+            entries = last_r + 1;
+        if (iter > 64)
+            return kimg_fail(-EIO, "qcow2: cannot lay out a new refcount table");
+    }
+    if ((tc << s->cluster_bits) > QCOW2_MAX_RT_BYTES)
+        return kimg_fail(-EFBIG, "Reference count table would exceed the maximum size");
+    if ((end << s->cluster_bits) >= QCOW2_MAX_HOST_OFFSET)
+        return kimg_fail(-EFBIG, "Image file would exceed the maximum offset");
+
+    uint64_t new_entries = (tc << s->cluster_bits) / 8;
+    nrt = calloc(new_entries, 8);
+    blocks = nb ? calloc(nb, s->cluster_size) : NULL;
+    if (!nrt || (nb && !blocks)) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    memcpy(nrt, s->rt, old * 8);
+    uint64_t k = 0;
+    for (uint64_t r = first_r; r <= last_r; r++)
+        if (r >= old || !s->rt[r])
+            nrt[r] = (A + k++) << s->cluster_bits;
+    /* refcounts of the new area */
+    for (uint64_t c = A; c < end; c++) {
+        uint64_t r = c >> s->rb_bits;
+        if (r >= old || !s->rt[r]) {
+            uint64_t bi = (nrt[r] >> s->cluster_bits) - A;
+            qcow2_rb_entry_set(s, blocks + bi * s->cluster_size,
+                               c & (s->rb_entries - 1), 1);
+        }
+    }
+    for (uint64_t c = A; c < end; c++) {
+        uint64_t r = c >> s->rb_bits;
+        if (r < old && s->rt[r]) {
+            ret = qcow2_refcount_set(s, c, 1);
+            if (ret < 0)
+                goto out;
+        }
+    }
+    if (nb) {
+        ret = kimg_file_pwrite(s->file, blocks, nb * s->cluster_size, A << s->cluster_bits);
+        if (ret < 0)
+            goto out;
+    }
+    {
+        uint8_t *tb = calloc(tc, s->cluster_size);
+        if (!tb) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        for (uint64_t i = 0; i < new_entries; i++)
+            qcow2_put_be64(tb + i * 8, nrt[i]);
+        ret = kimg_file_pwrite(s->file, tb, tc * s->cluster_size, (A + nb) << s->cluster_bits);
+        free(tb);
+        if (ret < 0)
+            goto out;
+    }
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        goto out;
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    uint64_t old_off = s->rt_offset;
+    uint32_t old_clusters = s->rt_clusters;
+    ret = write_header_rt(s, (A + nb) << s->cluster_bits, (uint32_t)tc);
+    if (ret < 0)
+        goto out;
+    free(s->rt);
+    s->rt = nrt;
+    nrt = NULL;
+    s->rt_entries = new_entries;
+    s->rt_offset = (A + nb) << s->cluster_bits;
+    s->rt_clusters = (uint32_t)tc;
+    if (end > s->alloc_end)
+        s->alloc_end = end;
+    ret = qcow2_free_clusters(s, old_off, (uint64_t)old_clusters << s->cluster_bits);
+out:
+    free(nrt);
+    free(blocks);
+    return ret;
+}
+
+/* Make sure table index TI has a refcount block. */
+static int ensure_block(struct qcow2_state *s, uint64_t ti)
+{
+    int64_t b;
+    int ret;
+
+    if (ti >= s->rt_entries) {
+        ret = grow_table(s, ti + 1);
+        if (ret < 0)
+            return ret;
+    }
+    b = rt_block(s, ti);
+    if (b != 0)
+        return b < 0 ? (int)b : 0;
+
+    /* Every cluster of range TI has refcount 0: place the block in the
+     * range itself (so it counts itself), clear of the main metadata. */
+    uint64_t c = ti << s->rb_bits, lim = c + s->rb_entries;
+    while (c < lim && qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size))
+        c++;
+    if (c == lim || (c << s->cluster_bits) >= QCOW2_MAX_HOST_OFFSET)
+        return kimg_fail(-ENOSPC, "qcow2: no room for a refcount block");
+    uint64_t off = c << s->cluster_bits;
+    uint8_t *rb;
+    ret = qcow2_cache_get_empty(&s->rb_cache, off, &rb);
+    if (ret < 0)
+        return ret;
+    qcow2_rb_entry_set(s, rb, c & (s->rb_entries - 1), 1);
+    qcow2_cache_mark_dirty(&s->rb_cache, rb);
+    qcow2_cache_put(&s->rb_cache, rb);
+    /* the block is on disk before the table entry that points at it */
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        return ret;
+    uint8_t e[8];
+    qcow2_put_be64(e, off);
+    ret = kimg_file_pwrite(s->file, e, 8, s->rt_offset + ti * 8);
+    if (ret < 0)
+        return ret;
+    s->rt[ti] = off;
+    if (c + 1 > s->alloc_end)
+        s->alloc_end = c + 1;
+    return kimg_file_sync(s->file);
+}
+
+int qcow2_refcount_set(struct qcow2_state *s, uint64_t ci, uint64_t value)
+{
+    uint64_t ti = ci >> s->rb_bits;
+    uint8_t *rb;
+    int ret;
+
+    if (value > s->refcount_max)
+        return kimg_fail(-ERANGE, "qcow2: refcount overflow for cluster %#" PRIx64,
+                         ci << s->cluster_bits);
+    if (value == 0 && (ti >= s->rt_entries || !s->rt[ti]))
+        return 0;
+    ret = ensure_block(s, ti);
+    if (ret < 0)
+        return ret;
+    int64_t b = rt_block(s, ti);
+    if (b <= 0)
+        return b < 0 ? (int)b : -EIO;
+    ret = qcow2_cache_get(&s->rb_cache, (uint64_t)b, &rb);
+    if (ret < 0)
+        return ret;
+    qcow2_rb_entry_set(s, rb, ci & (s->rb_entries - 1), value);
+    qcow2_cache_mark_dirty(&s->rb_cache, rb);
+    qcow2_cache_put(&s->rb_cache, rb);
+    if (value == 0 && ci < s->free_hint)
+        s->free_hint = ci;
+    if (value && ci + 1 > s->alloc_end)
+        s->alloc_end = ci + 1;
+    return 0;
+}
+
+int qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t len,
+                          int64_t delta)
+{
+    if (!len)
+        return 0;
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> s->cluster_bits;
+    for (uint64_t c = first; c <= last; c++) {
+        uint64_t rc;
+        int ret = qcow2_refcount_get(s, c, &rc);
+        if (ret < 0)
+            return ret;
+        if (delta < 0 && rc < (uint64_t)-delta)
+            return qcow2_signal_corruption(s, "Preventing invalid free of cluster %#"
+                                           PRIx64 " (refcount %" PRIu64 ")",
+                                           c << s->cluster_bits, rc);
+        if (delta > 0 && rc > s->refcount_max - (uint64_t)delta)
+            return kimg_fail(-ERANGE, "qcow2: refcount overflow for cluster %#" PRIx64,
+                             c << s->cluster_bits);
+        uint64_t nv = rc + (uint64_t)delta;
+        ret = qcow2_refcount_set(s, c, nv);
+        if (ret < 0)
+            return ret;
+        if (nv == 0) {
+            qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
+            qcow2_cache_discard(&s->rb_cache, c << s->cluster_bits);
+        }
+    }
+    return 0;
+}
+
+int qcow2_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)
+{
+    return qcow2_refcount_update(s, offset, len, -1);
+}
+
+int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset)
+{
+    uint64_t start = s->free_hint;
+    int ret;
+
+    if (n == 0)
+        return -EINVAL;
+    for (int restarts = 0;; restarts++) {
+        uint64_t run_start = start, run_len = 0, c = start;
+        while (run_len < n) {
+            if ((c + 1) << s->cluster_bits > QCOW2_MAX_HOST_OFFSET || c + 1 == 0)
+                return kimg_fail(-ENOSPC, "qcow2: image file is full");
+            uint64_t ti = c >> s->rb_bits;
+            int64_t b = rt_block(s, ti);
+            if (b < 0)
+                return (int)b;
+            if (b == 0) {
+                /* a whole range without a block: free, except metadata */
+                uint64_t lim = (ti + 1) << s->rb_bits;
+                for (; c < lim && run_len < n; c++) {
+                    if (qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size)) {
+                        run_start = c + 1;
+                        run_len = 0;
+                    } else {
+                        run_len++;
+                    }
+                }
+                continue;
+            }
+            uint8_t *rb;
+            ret = qcow2_cache_get(&s->rb_cache, (uint64_t)b, &rb);
+            if (ret < 0)
+                return ret;
+            uint64_t lim = (ti + 1) << s->rb_bits;
+            for (; c < lim && run_len < n; c++) {
+                if (qcow2_rb_entry_get(s, rb, c & (s->rb_entries - 1)) ||
+                    qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size)) {
+                    run_start = c + 1;
+                    run_len = 0;
+                } else {
+                    run_len++;
+                }
+            }
+            qcow2_cache_put(&s->rb_cache, rb);
+        }
+        /* blocks for the ranges the run touches */
+        bool changed = false;
+        uint64_t r0 = run_start >> s->rb_bits, r1 = (run_start + n - 1) >> s->rb_bits;
+        for (uint64_t r = r0; r <= r1; r++) {
+            if (r < s->rt_entries && s->rt[r])
+                continue;
+            ret = ensure_block(s, r);
+            if (ret < 0)
+                return ret;
+            changed = true;
+        }
+        if (changed) {
+            if (restarts > 16)
+                return kimg_fail(-EIO, "qcow2: cluster allocation does not converge");
+            continue;   /* the new blocks may sit in the run: search again */
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            ret = qcow2_refcount_set(s, run_start + i, 1);
+            if (ret < 0)
+                return ret;
+        }
+        if (n == 1 || run_start == s->free_hint)
+            s->free_hint = run_start + n;
+        *offset = run_start << s->cluster_bits;
+        return 0;
+    }
+}
+
+/* ---- counting references ------------------------------------------------- */
+
+struct refcounter {
+    struct qcow2_state *s;
+    uint32_t *refs;
+    uint64_t nb;
+    uint64_t *bad;
+};
+
+static void count_range(struct refcounter *rc, uint64_t offset, uint64_t len)
+{
+    if (!len)
+        return;
+    uint64_t first = offset >> rc->s->cluster_bits;
+    uint64_t last = (offset + len - 1) >> rc->s->cluster_bits;
+    for (uint64_t c = first; c <= last; c++) {
+        if (c >= rc->nb) {
+            if (rc->bad)
+                (*rc->bad)++;
+            continue;
+        }
+        if (rc->refs[c] != UINT32_MAX)
+            rc->refs[c]++;
+    }
+}
+
+static int count_l1(struct refcounter *rc, const uint64_t *l1, uint32_t l1_size)
+{
+    struct qcow2_state *s = rc->s;
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t l2off = l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off)
+            continue;
+        uint64_t l2c = l2off >> s->cluster_bits;
+        if ((l2off & s->cluster_mask) || l2c >= rc->nb) {
+            if (rc->bad)
+                (*rc->bad)++;
+            continue;
+        }
+        /* a table seen more often than there are L1 tables is corrupt;
+         * do not walk it again (bounds the work on hostile images) */
+        bool walk = rc->refs[l2c] < (uint64_t)s->nb_snapshots + 1;
+        count_range(rc, l2off, s->cluster_size);
+        if (!walk)
+            continue;
+        uint8_t *l2;
+        int ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
+        if (ret < 0)
+            return ret;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = qcow2_be64(l2 + j * s->l2_entry_size);
+            if (e & QCOW2_OFLAG_COMPRESSED) {
+                uint64_t host, len;
+                qcow2_compressed_range(s, e, &host, &len);
+                count_range(rc, host, len);
+                continue;
+            }
+            uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
+            if (!off || s->has_data_file)
+                continue;
+            if (off & s->cluster_mask) {
+                if (rc->bad)
+                    (*rc->bad)++;
+                continue;
+            }
+            count_range(rc, off, s->cluster_size);
+        }
+        qcow2_cache_put(&s->l2_cache, l2);
+    }
+    return 0;
+}
+
+int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
+                           uint64_t *bad)
+{
+    struct refcounter rc = { s, refs, nb, bad };
+    int ret;
+
+    count_range(&rc, 0, s->cluster_size);
+    count_range(&rc, s->l1_offset, (uint64_t)s->l1_size * 8);
+    ret = count_l1(&rc, s->l1, s->l1_size);
+    if (ret < 0)
+        return ret;
+    count_range(&rc, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
+    for (uint64_t i = 0; i < s->rt_entries; i++) {
+        uint64_t o = s->rt[i] & QCOW2_RTE_OFFSET_MASK;
+        if (o)
+            count_range(&rc, o, s->cluster_size);
+    }
+    if (s->nb_snapshots) {
+        count_range(&rc, s->snapshots_offset, s->snapshots_size);
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            struct qcow2_snapshot *sn = &s->snapshots[i];
+            uint64_t *l1 = NULL;
+            if (!sn->l1_size)
+                continue;
+            count_range(&rc, sn->l1_offset, (uint64_t)sn->l1_size * 8);
+            ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, &l1);
+            if (ret < 0)
+                return ret;
+            ret = count_l1(&rc, l1, sn->l1_size);
+            free(l1);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    if (s->has_bitmaps_ext && s->bitmaps) {
+        count_range(&rc, s->bitmap_dir_offset, s->bitmap_dir_size);
+        for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+            struct qcow2_bitmap *b = &s->bitmaps[i];
+            uint64_t bytes = (uint64_t)b->table_size * 8;
+            if (!bytes)
+                continue;
+            count_range(&rc, b->table_offset, bytes);
+            uint8_t *t = malloc(bytes);
+            if (!t)
+                return -ENOMEM;
+            ret = kimg_file_pread(s->file, t, bytes, b->table_offset);
+            if (ret < 0) {
+                free(t);
+                return ret;
+            }
+            for (uint32_t j = 0; j < b->table_size; j++) {
+                uint64_t o = qcow2_be64(t + (uint64_t)j * 8) & QCOW2_L2E_OFFSET_MASK;
+                if (o)
+                    count_range(&rc, o, s->cluster_size);
+            }
+            free(t);
+        }
+    }
+    return 0;
+}
+
+/* ---- rebuild -------------------------------------------------------------- */
+
+#define QCOW2_MAX_REBUILD_CLUSTERS (1ULL << 28)
+
+int qcow2_rebuild_refcounts(struct qcow2_state *s)
+{
+    uint64_t nb, bad = 0;
+    uint32_t *refs = NULL;
+    uint64_t *nrt = NULL;
+    uint8_t *buf = NULL;
+    int ret;
+
+    ret = qcow2_cache_flush(&s->l2_cache);
+    if (ret < 0)
+        return ret;
+    nb = file_clusters(s);
+    if (s->alloc_end > nb)
+        nb = s->alloc_end;
+    if (nb > QCOW2_MAX_REBUILD_CLUSTERS)
+        return kimg_fail(-EFBIG, "Image too large to rebuild its refcounts");
+    refs = calloc(nb ? nb : 1, sizeof(*refs));
+    if (!refs)
+        return -ENOMEM;
+    s->rebuilding = true;
+    ret = qcow2_count_references(s, refs, nb, &bad);
+    if (ret < 0)
+        goto out;
+    if (bad) {
+        ret = kimg_fail(-EIO, "Cannot rebuild refcounts: %" PRIu64 " references point "
+                        "outside the image or are misaligned", bad);
+        goto out;
+    }
+    /* the old refcount structures are dropped: they become free space */
+    {
+        struct refcounter rc = { s, refs, nb, NULL };
+        uint64_t first = s->rt_offset >> s->cluster_bits;
+        for (uint64_t c = first; c < first + s->rt_clusters && c < nb; c++)
+            if (refs[c])
+                refs[c]--;
+        for (uint64_t i = 0; i < s->rt_entries; i++) {
+            uint64_t c = (s->rt[i] & QCOW2_RTE_OFFSET_MASK) >> s->cluster_bits;
+            if (c && c < nb && refs[c])
+                refs[c]--;
+        }
+        (void)rc;
+    }
+    /* the new structure goes past everything, old structures included, so
+     * that a crash before the header switch leaves the old one intact */
+    uint64_t A = nb;
+    uint64_t nbk = 0, tc = 1, end;
+    for (int iter = 0;; iter++) {
+        end = A + nbk + tc;
+        uint64_t ranges = ((end - 1) >> s->rb_bits) + 1;
+        uint64_t need = 0;
+        for (uint64_t r = 0; r < ranges; r++) {
+            uint64_t c0 = r << s->rb_bits, c1 = c0 + s->rb_entries;
+            bool used = c1 > A;   /* touches the new area */
+            for (uint64_t c = c0; !used && c < c1 && c < A; c++)
+                used = refs[c] != 0;
+            if (used)
+                need++;
+        }
+        uint64_t ntc = qcow2_align_up(ranges * 8, s->cluster_size) >> s->cluster_bits;
+        if (need == nbk && ntc == tc)
+            break;
+        nbk = need;
+        tc = ntc;
+        if (iter > 64) {
+            ret = kimg_fail(-EIO, "Cannot lay out the rebuilt refcount table");
+            goto out;
+        }
+    }
+    if ((tc << s->cluster_bits) > QCOW2_MAX_RT_BYTES) {
+        ret = kimg_fail(-EFBIG, "Reference count table would exceed the maximum size");
+        goto out;
+    }
+    uint64_t new_entries = (tc << s->cluster_bits) / 8;
+    nrt = calloc(new_entries, 8);
+    buf = malloc(s->cluster_size);
+    if (!nrt || !buf) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    uint64_t ranges = ((end - 1) >> s->rb_bits) + 1;
+    uint64_t k = 0;
+    for (uint64_t r = 0; r < ranges; r++) {
+        uint64_t c0 = r << s->rb_bits, c1 = c0 + s->rb_entries;
+        bool used = c1 > A;
+        for (uint64_t c = c0; !used && c < c1 && c < A; c++)
+            used = refs[c] != 0;
+        if (!used)
+            continue;
+        nrt[r] = (A + k) << s->cluster_bits;
+        memset(buf, 0, s->cluster_size);
+        for (uint64_t c = c0; c < c1; c++) {
+            uint64_t v = c < A ? refs[c] : (c < end ? 1 : 0);
+            if (v > s->refcount_max) {
+                ret = kimg_fail(-ERANGE, "Cannot rebuild refcounts: cluster %#" PRIx64
+                                " has %" PRIu64 " references, more than %u-bit "
+                                "refcounts hold", c << s->cluster_bits, v,
+                                s->refcount_bits);
+                goto out;
+            }
+            if (v)
+                qcow2_rb_entry_set(s, buf, c - c0, v);
+        }
+        ret = kimg_file_pwrite(s->file, buf, s->cluster_size, (A + k) << s->cluster_bits);
+        if (ret < 0)
+            goto out;
+        k++;
+    }
+    {
+        uint8_t *tb = calloc(tc, s->cluster_size);
+        if (!tb) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        for (uint64_t i = 0; i < new_entries; i++)
+            qcow2_put_be64(tb + i * 8, nrt[i]);
+        ret = kimg_file_pwrite(s->file, tb, tc << s->cluster_bits,
+                               (A + nbk) << s->cluster_bits);
+        free(tb);
+        if (ret < 0)
+            goto out;
+    }
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    ret = write_header_rt(s, (A + nbk) << s->cluster_bits, (uint32_t)tc);
+    if (ret < 0)
+        goto out;
+    qcow2_cache_clear(&s->rb_cache);
+    free(s->rt);
+    s->rt = nrt;
+    nrt = NULL;
+    s->rt_entries = new_entries;
+    s->rt_offset = (A + nbk) << s->cluster_bits;
+    s->rt_clusters = (uint32_t)tc;
+    s->alloc_end = end;
+    s->free_hint = 0;
+    ret = 0;
+out:
+    s->rebuilding = false;
+    free(refs);
+    free(nrt);
+    free(buf);
+    return ret;
+}
