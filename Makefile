@@ -1,0 +1,120 @@
+# kimg — plain GNU make.
+#   make            build libkimg.a and the kimg command (in $(B)/)
+#   make check      build and run every test through prove (TAP)
+#   make SANITIZE=1 check   the same under ASan+UBSan (objects in build-san/)
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make bench      side-by-side benchmarks against qemu-img (not tests)
+#   make deps       install the Debian packages a fresh machine lacks
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+SANITIZE ?=
+WERROR  ?=
+FUZZ_SECONDS ?= 60
+
+# One list of Debian packages, used by `make deps`, the README and .ci/run.
+DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
+               zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
+               qemu-utils libvirt-clients perl python3 util-linux e2fsprogs
+
+ifeq ($(SANITIZE),1)
+B        := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B        := build
+SANFLAGS :=
+endif
+
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Wno-unused-parameter \
+           -Wmissing-prototypes -Wstrict-prototypes
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+OPT     ?= -O2 -g
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
+CFLAGS  += -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+           -I. -Iimg $(XML_CFLAGS) -MMD -MP
+LDLIBS  += -lzstd -lz -laio -lcrypto -lxml2 -luuid -lpthread
+LDFLAGS += $(SANFLAGS)
+
+LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c clone/*.c))
+CMD_SRC  := $(sort $(wildcard cmd/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+FUZZ_TARGETS := $(sort $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
+
+.PHONY: all check check-unit check-cli fuzz bench deps install clean
+all: $(B)/kimg $(B)/libkimg.a
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libkimg.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/kimg: $(CMD_OBJ) $(B)/libkimg.a
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libkimg.a $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(B)/libkimg.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/libkimg.a $(LDLIBS)
+
+# Fuzz targets built with a replay main (no libFuzzer) so corpora run in check.
+$(B)/fuzz/replay_%: $(B)/fuzz/%.o $(B)/fuzz/replay_main.o $(B)/libkimg.a
+	$(CC) $(LDFLAGS) -o $@ $< $(B)/fuzz/replay_main.o $(B)/libkimg.a $(LDLIBS)
+
+# The test scripts find the binaries through these variables.
+export KIMG := $(abspath $(B)/kimg)
+export KIMG_BUILD := $(abspath $(B))
+export KIMG_SRC := $(abspath .)
+
+check: all $(UNIT_BIN) $(REPLAY_BIN)
+	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
+	prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
+
+# ---- fuzzing (clang + libFuzzer) ----
+FUZZ_CC ?= clang
+FUZZ_B  := build-fuzz
+FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+               -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Iimg $(XML_CFLAGS)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/%.o)
+
+$(FUZZ_B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_B)/%: $(FUZZ_B)/fuzz/%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_B)/corpus/$$t; \
+	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	  echo "== fuzzing $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_B)/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	     -max_len=1048576 $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+bench: all
+	tests/bench/run.sh
+
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
+
+install: all
+	install -D -m 0755 $(B)/kimg $(DESTDIR)$(PREFIX)/bin/kimg
+	install -D -m 0644 $(B)/libkimg.a $(DESTDIR)$(PREFIX)/lib/libkimg.a
+	install -D -m 0644 img/kimg.h $(DESTDIR)$(PREFIX)/include/kimg.h
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find build build-san build-fuzz -name '*.d' 2>/dev/null)

@@ -1,0 +1,56 @@
+/*
+ * cmd.h — what the subcommands of the `kimg` command share: the command
+ * table, error reporting in qemu-img's shape ("kimg: FILE: message"),
+ * output-format parsing, and the long options every image command takes.
+ */
+#ifndef KIMG_CMD_H
+#define KIMG_CMD_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include "kimg.h"
+#include "json.h"
+#include "opts.h"
+
+enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
+
+/* Long-option values above the char range, shared by the subcommands. */
+enum {
+    OPT_OUTPUT = 256,
+    OPT_BACKING_CHAIN,
+    OPT_UNTRUSTED,
+    OPT_OBJECT,
+    OPT_IMAGE_OPTS,
+    OPT_START_OFFSET,
+    OPT_MAX_LENGTH,
+    OPT_HELP,
+};
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *synopsis;
+};
+
+int cmd_create(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+
+/* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
+ * on stderr, clear it, and return 1. */
+int cmd_fail(const char *file, const char *fallback);
+/* Print a usage error for the subcommand and return 1. */
+int cmd_usage_error(const char *sub, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int parse_output_format(const char *s, enum output_format *out);
+/* Open with the standard error message on failure (returns NULL). */
+struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
+/* "usage: kimg NAME ..." for --help (main.c). */
+void print_synopsis(const char *name);
+/* Print S with control characters escaped, for human output of names that
+ * come from image files. */
+void print_safe(FILE *out, const char *s);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * common.c — helpers shared by the subcommands: error reporting in
+ * qemu-img's shape, output-format parsing, opening with messages.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "cmd.h"
+
+int cmd_fail(const char *file, const char *fallback)
+{
+    const char *msg = kimg_last_error();
+    if (!msg)
+        msg = fallback ? fallback : "unknown error";
+    if (file)
+        fprintf(stderr, "kimg: %s: %s\n", file, msg);
+    else
+        fprintf(stderr, "kimg: %s\n", msg);
+    kimg_clear_error();
+    return 1;
+}
+
+int cmd_usage_error(const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kimg: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'kimg %s --help' for more information.\n", sub);
+    return 1;
+}
+
+int parse_output_format(const char *s, enum output_format *out)
+{
+    if (!strcmp(s, "human"))
+        *out = OUTPUT_HUMAN;
+    else if (!strcmp(s, "json"))
+        *out = OUTPUT_JSON;
+    else {
+        fprintf(stderr, "kimg: --output must be used with human or json as argument.\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags)
+{
+    struct kimg *img;
+    int ret = kimg_open(&img, file, fmt, flags);
+    if (ret < 0) {
+        cmd_fail(file, strerror(-ret));
+        return NULL;
+    }
+    return img;
+}
+
+void print_safe(FILE *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\x%02x", *p);
+        else
+            fputc(*p, out);
+    }
+}

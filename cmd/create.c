@@ -1,0 +1,158 @@
+/*
+ * create.c — `kimg create`: qemu-img create's options, its "Formatting"
+ * line and its `-o help` listing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd.h"
+#include "driver.h"
+
+/* The options qemu-img shows in its "Formatting ..." line, in its order,
+ * with the defaults it shows when an option was not given. */
+struct shown_opt { const char *name; const char *def; bool is_size; };
+
+static const struct shown_opt qcow2_shown[] = {
+    { "cluster_size", "65536", true }, { "extended_l2", "off", false },
+    { "preallocation", NULL, false }, { "compression_type", "zlib", false },
+    { "size", NULL, true }, { "backing_file", NULL, false },
+    { "backing_fmt", NULL, false }, { "compat", NULL, false },
+    { "data_file", NULL, false }, { "data_file_raw", NULL, false },
+    { "lazy_refcounts", "off", false }, { "refcount_bits", "16", false },
+    { NULL, NULL, false },
+};
+
+static const struct shown_opt raw_shown[] = {
+    { "size", NULL, true }, { "preallocation", NULL, false }, { NULL, NULL, false },
+};
+
+static void print_formatting(const struct kimg_create_args *a)
+{
+    const struct shown_opt *list = !strcmp(a->format, "qcow2") ? qcow2_shown : raw_shown;
+    printf("Formatting '%s', fmt=%s", a->filename, a->format);
+    for (const struct shown_opt *o = list; o->name; o++) {
+        const char *v = NULL;
+        char buf[32];
+        if (!strcmp(o->name, "size")) {
+            snprintf(buf, sizeof(buf), "%" PRIu64, a->size);
+            v = buf;
+        } else if (!strcmp(o->name, "backing_file")) {
+            v = a->backing_file ? a->backing_file : kimg_opts_get(a->opts, o->name);
+        } else if (!strcmp(o->name, "backing_fmt")) {
+            v = a->backing_format ? a->backing_format : kimg_opts_get(a->opts, o->name);
+        } else {
+            v = kimg_opts_get(a->opts, o->name);
+            uint64_t n;
+            if (v && o->is_size && kimg_parse_size(v, &n) == 0) {
+                snprintf(buf, sizeof(buf), "%" PRIu64, n);
+                v = buf;
+            }
+            if (!v)
+                v = o->def;
+        }
+        if (v)
+            printf(" %s=%s", o->name, v);
+    }
+    putchar('\n');
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    return strcmp(((const struct kimg_optdesc *)a)->name,
+                  ((const struct kimg_optdesc *)b)->name);
+}
+
+static int print_help(const char *fmt)
+{
+    const struct kimg_driver *drv = kimg_find_driver(fmt);
+    static const char *const type_names[] = { "str", "size", "num", "bool (on/off)" };
+    if (!drv) {
+        fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
+        return 1;
+    }
+    size_t n = 0;
+    while (drv->create_opts && drv->create_opts[n].name)
+        n++;
+    struct kimg_optdesc *sorted = malloc((n ? n : 1) * sizeof(*sorted));
+    if (!sorted)
+        return 1;
+    memcpy(sorted, drv->create_opts, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), cmp_desc);
+    printf("Supported %s options:\n", fmt);
+    for (size_t i = 0; i < n; i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s=<%s>", sorted[i].name, type_names[sorted[i].type]);
+        printf("  %-22s - %s\n", buf, sorted[i].help);
+    }
+    printf("\nThe protocol level may support further options.\n"
+           "Specify the target filename to include those options.\n");
+    free(sorted);
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { NULL, 0, NULL, 0 },
+    };
+    struct kimg_create_args a = { .format = "raw" };
+    bool quiet = false;
+    int c, ret;
+
+    while ((c = getopt_long(argc, argv, "F:b:f:ho:qu", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'F': a.backing_format = optarg; break;
+        case 'b': a.backing_file = optarg; break;
+        case 'f': a.format = optarg; break;
+        case 'u': a.unsafe = true; break;
+        case 'q': quiet = true; break;
+        case 'o':
+            if (kimg_opts_parse(&a.opts, optarg) < 0)
+                return cmd_fail(NULL, "Invalid option list");
+            break;
+        case 'h': print_synopsis("create"); return 0;
+        case OPT_OBJECT: return cmd_usage_error("create", "--object is not supported");
+        default: return cmd_usage_error("create", "invalid option");
+        }
+    }
+    if (kimg_opts_wants_help(a.opts)) {
+        ret = print_help(a.format);
+        kimg_opts_free(a.opts);
+        return ret;
+    }
+    if (optind >= argc) {
+        kimg_opts_free(a.opts);
+        return cmd_usage_error("create", "Expecting image file name");
+    }
+    a.filename = argv[optind++];
+    if (optind < argc) {
+        int r = kimg_parse_size(argv[optind], &a.size);
+        if (r < 0 || a.size > INT64_MAX) {
+            if (r == -ERANGE || (r == 0 && a.size > INT64_MAX))
+                fprintf(stderr, "kimg: Invalid image size specified. Must be between 0 and %lld.\n",
+                        (long long)INT64_MAX);
+            else
+                fprintf(stderr, "kimg: Invalid image size specified. You may use k, M, G, T, P "
+                        "or E suffixes for\nkimg: kilobytes, megabytes, gigabytes, terabytes, "
+                        "petabytes and exabytes.\n");
+            kimg_opts_free(a.opts);
+            return 1;
+        }
+        a.size_given = true;
+        optind++;
+    }
+    if (optind != argc) {
+        kimg_opts_free(a.opts);
+        return cmd_usage_error("create", "Unexpected argument: %s", argv[optind]);
+    }
+    ret = kimg_create(&a);
+    if (ret == 0 && !quiet)
+        print_formatting(&a);
+    if (ret < 0)
+        cmd_fail(a.filename, strerror(-ret));
+    kimg_opts_free(a.opts);
+    return ret < 0 ? 1 : 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * info.c — `kimg info`: qemu-img info's human and JSON output (same keys,
+ * same order), --backing-chain, -U, and kimg's --untrusted.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cmd.h"
+
+/* One image's info as qemu-img's JSON object. */
+static struct kimg_jv *info_to_json(struct kimg *img, const struct kimg_info *info)
+{
+    struct kimg_jv *o = kimg_jv_object();
+    if (info->nb_snapshots) {
+        struct kimg_jv *arr = kimg_jv_add(o, "snapshots", kimg_jv_array());
+        for (size_t i = 0; i < info->nb_snapshots; i++) {
+            const struct kimg_snapshot_info *s = &info->snapshots[i];
+            struct kimg_jv *so = kimg_jv_add(arr, NULL, kimg_jv_object());
+            if (s->has_icount)
+                kimg_jv_add_uint(so, "icount", s->icount);
+            kimg_jv_add_uint(so, "vm-clock-nsec", s->vm_clock_nsec % 1000000000u);
+            kimg_jv_add_str(so, "name", s->name);
+            kimg_jv_add_uint(so, "date-sec", s->date_sec);
+            kimg_jv_add_uint(so, "date-nsec", s->date_nsec);
+            kimg_jv_add_uint(so, "vm-clock-sec", s->vm_clock_nsec / 1000000000u);
+            kimg_jv_add_str(so, "id", s->id);
+            kimg_jv_add_uint(so, "vm-state-size", s->vm_state_size);
+        }
+    }
+    kimg_jv_add_uint(o, "virtual-size", info->virtual_size);
+    kimg_jv_add_str(o, "filename", kimg_filename(img));
+    if (info->cluster_size)
+        kimg_jv_add_uint(o, "cluster-size", info->cluster_size);
+    kimg_jv_add_str(o, "format", kimg_format_name(img));
+    if (info->actual_size >= 0)
+        kimg_jv_add_int(o, "actual-size", info->actual_size);
+    if (info->encrypted)
+        kimg_jv_add_bool(o, "encrypted", true);
+    if (info->backing_filename) {
+        kimg_jv_add_str(o, "backing-filename", info->backing_filename);
+        if (info->full_backing_filename)
+            kimg_jv_add_str(o, "full-backing-filename", info->full_backing_filename);
+        if (info->backing_format)
+            kimg_jv_add_str(o, "backing-filename-format", info->backing_format);
+    }
+    kimg_jv_add_bool(o, "dirty-flag", info->dirty);
+    return o;
+}
+
+static void print_snapshot_human(const struct kimg_snapshot_info *s)
+{
+    char date[64] = "", clock[64], size[32], icount[32] = "";
+    time_t t = (time_t)s->date_sec;
+    struct tm tm;
+    uint64_t secs = s->vm_clock_nsec / 1000000000u;
+
+    if (localtime_r(&t, &tm))
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(clock, sizeof(clock), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
+             (int)((secs / 60) % 60), (int)(secs % 60),
+             (int)((s->vm_clock_nsec / 1000000) % 1000));
+    kimg_format_size(s->vm_state_size, size, sizeof(size));
+    if (s->has_icount)
+        snprintf(icount, sizeof(icount), "%" PRIu64, s->icount);
+    /* names come from the image: escape control characters */
+    printf("%-9s ", s->id);
+    size_t before = 0;
+    for (const char *p = s->name; *p; p++)
+        before += ((unsigned char)*p < 0x20 || *p == 0x7f) ? 4 : 1;
+    print_safe(stdout, s->name);
+    printf("%*s", before < 16 ? (int)(16 - before) : 0, "");
+    printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
+}
+
+static void print_human(struct kimg *img, const struct kimg_info *info)
+{
+    char vsize[32], dsize[32];
+    kimg_format_size(info->virtual_size, vsize, sizeof(vsize));
+    if (info->actual_size >= 0)
+        kimg_format_size((uint64_t)info->actual_size, dsize, sizeof(dsize));
+    else
+        strcpy(dsize, "unavailable");
+    printf("image: ");
+    print_safe(stdout, kimg_filename(img));
+    printf("\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
+           kimg_format_name(img), vsize, info->virtual_size, dsize);
+    if (info->encrypted)
+        printf("encrypted: yes\n");
+    if (info->cluster_size)
+        printf("cluster_size: %" PRIu64 "\n", info->cluster_size);
+    if (info->dirty)
+        printf("cleanly shut down: no\n");
+    if (info->backing_filename) {
+        printf("backing file: ");
+        print_safe(stdout, info->backing_filename);
+        if (!info->full_backing_filename) {
+            printf(" (cannot determine actual path)");
+        } else if (strcmp(info->backing_filename, info->full_backing_filename)) {
+            printf(" (actual path: ");
+            print_safe(stdout, info->full_backing_filename);
+            printf(")");
+        }
+        printf("\n");
+    }
+    if (info->backing_format) {
+        printf("backing file format: ");
+        print_safe(stdout, info->backing_format);
+        printf("\n");
+    }
+    if (info->nb_snapshots) {
+        printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n",
+               "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+        for (size_t i = 0; i < info->nb_snapshots; i++)
+            print_snapshot_human(&info->snapshots[i]);
+    }
+    if (info->format_specific) {
+        struct kimg_jv *data = kimg_jv_get(info->format_specific, "data");
+        printf("Format specific information:\n");
+        if (data)
+            kimg_jv_print_human(stdout, data, 1);
+    }
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "backing-chain", no_argument, NULL, OPT_BACKING_CHAIN },
+        { "force-share", no_argument, NULL, 'U' },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL;
+    enum output_format output = OUTPUT_HUMAN;
+    bool chain = false;
+    unsigned flags = 0;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'U': flags |= KIMG_OPEN_SHARE; break;
+        case OPT_OUTPUT:
+            if (parse_output_format(optarg, &output) < 0)
+                return 1;
+            break;
+        case OPT_BACKING_CHAIN: chain = true; break;
+        case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case 'h': print_synopsis("info"); return 0;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            return cmd_usage_error("info", "--object and --image-opts are not supported");
+        default: return cmd_usage_error("info", "invalid option");
+        }
+    }
+    if (optind != argc - 1)
+        return cmd_usage_error("info", "Expecting one image file name");
+    const char *file = argv[optind];
+
+    /* Without --backing-chain the backing file is named, not opened (as
+     * qemu-img info does); --untrusted refuses to follow it at all. */
+    if (!chain)
+        flags |= KIMG_OPEN_NO_BACKING;
+    else if (flags & KIMG_OPEN_UNTRUSTED)
+        return cmd_usage_error("info", "--backing-chain opens other files; not with --untrusted");
+    struct kimg *img = cmd_open(file, fmt, flags | ((flags & KIMG_OPEN_UNTRUSTED) ? KIMG_OPEN_NO_BACKING : 0));
+    if (!img)
+        return 1;
+
+    int ret = 0;
+    bool first = true;
+    if (output == OUTPUT_JSON && chain)
+        printf("[");
+    for (struct kimg *layer = img; layer; layer = chain ? kimg_backing(layer) : NULL) {
+        struct kimg_info info;
+        if (kimg_get_info(layer, &info) < 0) {
+            ret = cmd_fail(kimg_filename(layer), "cannot read image info");
+            break;
+        }
+        if (output == OUTPUT_JSON) {
+            struct kimg_jv *o = info_to_json(layer, &info);
+            if (info.format_specific) {
+                kimg_jv_add(o, "format-specific", info.format_specific);
+                info.format_specific = NULL;
+            }
+            if (chain) {
+                printf(first ? "\n    " : ",\n    ");
+                kimg_jv_print(stdout, o, 1);
+            } else {
+                kimg_jv_print(stdout, o, 0);
+                printf("\n");
+            }
+            kimg_jv_free(o);
+        } else {
+            if (!first)
+                printf("\n");
+            print_human(layer, &info);
+        }
+        first = false;
+        kimg_info_free(&info);
+    }
+    if (output == OUTPUT_JSON && chain)
+        printf("\n]\n");
+    int cret = kimg_close(img);
+    if (cret < 0 && ret == 0)
+        ret = cmd_fail(file, "close failed");
+    return ret;
+}

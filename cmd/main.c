@@ -1,0 +1,67 @@
+/*
+ * main.c — the `kimg` command: a table of subcommands with qemu-img's
+ * names and options (one file per subcommand), --help and --version.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "cmd.h"
+
+#define KIMG_VERSION "0.1.0"
+
+static const struct subcommand subcommands[] = {
+    { "create", cmd_create,
+      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]" },
+    { "info", cmd_info,
+      "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] filename" },
+    { "check", cmd_check,
+      "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] filename" },
+    { "compare", cmd_compare,
+      "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] filename1 filename2" },
+    { "map", cmd_map,
+      "map [-f fmt] [-U] [--untrusted] [--output=human|json] [--start-offset=OFFSET] "
+      "[--max-length=LEN] filename" },
+};
+
+#define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+static void usage(FILE *out)
+{
+    fprintf(out, "kimg version " KIMG_VERSION " — disk image toolkit for KVM/libvirt hosts\n"
+                 "usage: kimg [--help | --version] COMMAND [command options]\n\n"
+                 "Commands (qemu-img's options and meanings):\n");
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        fprintf(out, "  %s\n", subcommands[i].synopsis);
+    fprintf(out, "\nSizes take k, M, G, T, P or E suffixes (powers of 1024).\n"
+                 "'kimg create -f FMT -o help' lists a format's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "kimg: Not enough arguments\nTry 'kimg --help' for more information\n");
+        return 1;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("kimg version " KIMG_VERSION "\n");
+        return 0;
+    }
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
+        if (!strcmp(argv[1], subcommands[i].name)) {
+            optind = 0;   /* full getopt reset for the subcommand's parsing */
+            return subcommands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "kimg: Command not found: %s\nTry 'kimg --help' for more information\n", argv[1]);
+    return 1;
+}
+
+void print_synopsis(const char *name)
+{
+    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
+        if (!strcmp(name, subcommands[i].name))
+            printf("usage: kimg %s\n", subcommands[i].synopsis);
+}

@@ -1,0 +1,163 @@
+/*
+ * map.c — `kimg map`: the allocation map through the backing chain, as
+ * qemu-img map prints it (JSON: one object per line with start, length,
+ * depth, present, zero, data and offset; human: the data extents and the
+ * file they live in), with adjacent equal extents merged.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd.h"
+
+struct entry {
+    uint64_t start, length, offset;
+    int depth;
+    bool present, zero, data, has_offset;
+    const char *file;
+};
+
+static bool mergeable(const struct entry *a, const struct entry *b)
+{
+    if (a->length == 0 || a->zero != b->zero || a->data != b->data ||
+        a->depth != b->depth || a->present != b->present || a->has_offset != b->has_offset)
+        return false;
+    if ((a->file == NULL) != (b->file == NULL) || (a->file && strcmp(a->file, b->file)))
+        return false;
+    if (a->has_offset && a->offset + a->length != b->offset)
+        return false;
+    return true;
+}
+
+/* Print E; returns -1 if it cannot be shown in the human format. */
+static int dump(const struct entry *e, struct entry *next, enum output_format out, bool first)
+{
+    if (out == OUTPUT_JSON) {
+        printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d,"
+               " \"present\": %s, \"zero\": %s, \"data\": %s",
+               first ? "[" : ",\n", e->start, e->length, e->depth,
+               e->present ? "true" : "false", e->zero ? "true" : "false",
+               e->data ? "true" : "false");
+        if (e->has_offset)
+            printf(", \"offset\": %" PRIu64, e->offset);
+        putchar('}');
+        return 0;
+    }
+    if (e->data && !e->has_offset) {
+        fprintf(stderr, "kimg: File contains external, encrypted or compressed clusters.\n");
+        return -1;
+    }
+    if (e->data && !e->zero) {
+        printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64, e->start, e->length,
+               e->has_offset ? e->offset : 0);
+        print_safe(stdout, e->file ? e->file : "");
+        putchar('\n');
+    }
+    /* the human format does not tell zero, ZERO and ZERO|DATA apart:
+     * fold them so more extents merge */
+    if (next && (!next->data || next->zero)) {
+        next->data = false;
+        next->zero = true;
+    }
+    return 0;
+}
+
+int cmd_map(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "force-share", no_argument, NULL, 'U' },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "start-offset", required_argument, NULL, OPT_START_OFFSET },
+        { "max-length", required_argument, NULL, OPT_MAX_LENGTH },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL;
+    enum output_format output = OUTPUT_HUMAN;
+    unsigned flags = 0;
+    uint64_t start = 0, max_len = UINT64_MAX;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'U': flags |= KIMG_OPEN_SHARE; break;
+        case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case OPT_OUTPUT:
+            if (parse_output_format(optarg, &output) < 0)
+                return 1;
+            break;
+        case OPT_START_OFFSET:
+            if (kimg_parse_size(optarg, &start) < 0 || start > INT64_MAX)
+                return cmd_usage_error("map", "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for\n"
+                                       "kimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            break;
+        case OPT_MAX_LENGTH:
+            if (kimg_parse_size(optarg, &max_len) < 0 || max_len > INT64_MAX)
+                return cmd_usage_error("map", "Invalid length specified! You may use k, M, G, T, P or E suffixes for\n"
+                                       "kimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            break;
+        case 'h': print_synopsis("map"); return 0;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            return cmd_usage_error("map", "--object and --image-opts are not supported");
+        default: return cmd_usage_error("map", "invalid option");
+        }
+    }
+    if (optind != argc - 1)
+        return cmd_usage_error("map", "Expecting one image file name");
+    const char *file = argv[optind];
+    struct kimg *img = cmd_open(file, fmt, flags);
+    if (!img)
+        return 1;
+
+    uint64_t size = kimg_size(img);
+    uint64_t end = max_len < size - (start < size ? start : size) ? start + max_len : size;
+    struct entry cur = { 0 };
+    bool first = true;
+    int ret = 0;
+
+    if (output == OUTPUT_HUMAN)
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+    for (uint64_t off = start; off < end;) {
+        struct kimg_extent e;
+        uint64_t n = end - off < (1ull << 30) ? end - off : (1ull << 30);
+        if (kimg_block_status(img, off, n, &e) < 0) {
+            ret = cmd_fail(file, "cannot read the allocation status");
+            break;
+        }
+        struct entry next = {
+            .start = off, .length = e.length, .depth = e.depth,
+            .present = e.flags & KIMG_BS_ALLOCATED, .zero = e.flags & KIMG_BS_ZERO,
+            .data = e.flags & KIMG_BS_DATA,
+            .has_offset = e.flags & KIMG_BS_OFFSET_VALID, .offset = e.offset,
+            .file = (e.flags & KIMG_BS_OFFSET_VALID) ? e.file : NULL,
+        };
+        off += e.length;
+        if (cur.length && mergeable(&cur, &next)) {
+            cur.length += next.length;
+            continue;
+        }
+        if (cur.length) {
+            if (dump(&cur, &next, output, first) < 0) {
+                ret = 1;
+                break;
+            }
+            first = false;
+        }
+        cur = next;
+    }
+    if (ret == 0 && cur.length) {
+        if (dump(&cur, NULL, output, first) < 0)
+            ret = 1;
+        first = false;
+    }
+    if (output == OUTPUT_JSON && ret == 0)
+        printf(first ? "[]\n" : "]\n");
+    kimg_close(img);
+    return ret;
+}

@@ -1,0 +1,166 @@
+/*
+ * raw.c — the raw format: guest offset = file offset.  Create with
+ * preallocation, write-zeroes by punching holes, block status from
+ * SEEK_DATA/SEEK_HOLE, truncate.  Probing always answers 1 (last resort).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "driver.h"
+
+static const struct kimg_optdesc raw_create_opts[] = {
+    { "size", KIMG_OPT_SIZE, "Virtual disk size" },
+    { "preallocation", KIMG_OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)" },
+    { NULL, 0, NULL },
+};
+
+static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    return 1;
+}
+
+static int raw_open(struct kimg *img)
+{
+    return kimg_file_size(img->file, &img->size);
+}
+
+static void raw_close(struct kimg *img) {}
+
+static int raw_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+{
+    /* a file shrunk under us reads as zeros past its end, as QEMU does */
+    return kimg_file_pread_zero_eof(img->file, buf, (size_t)len, off);
+}
+
+static int raw_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    return kimg_file_pwrite(img->file, buf, (size_t)len, off);
+}
+
+static int raw_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    return kimg_file_zero(img->file, off, len, flags & KIMG_ZERO_MAY_UNMAP);
+}
+
+static int raw_discard(struct kimg *img, uint64_t off, uint64_t len)
+{
+    return kimg_file_zero(img->file, off, len, true);
+}
+
+static int raw_flush(struct kimg *img)
+{
+    return kimg_file_sync(img->file);
+}
+
+static int raw_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                            struct kimg_extent *ext)
+{
+    bool is_data;
+    uint64_t pnum;
+    int ret = kimg_file_data_status(img->file, off, len, &is_data, &pnum);
+    if (ret < 0)
+        return ret;
+    ext->length = pnum;
+    ext->flags = KIMG_BS_ALLOCATED | KIMG_BS_OFFSET_VALID |
+                 (is_data ? KIMG_BS_DATA : KIMG_BS_ZERO);
+    ext->offset = off;
+    return 0;
+}
+
+static int preallocate(struct kimg_file *f, uint64_t from, uint64_t to,
+                       enum kimg_prealloc mode)
+{
+    if (to <= from)
+        return 0;
+    if (mode == KIMG_PREALLOC_FALLOC)
+        return kimg_file_allocate(f, from, to - from);
+    if (mode == KIMG_PREALLOC_FULL) {
+        /* write real zeros so every block is allocated */
+        size_t chunk = 1u << 20;
+        uint8_t *z = calloc(1, chunk);
+        int ret = 0;
+        if (!z)
+            return -ENOMEM;
+        for (uint64_t off = from; off < to && ret == 0; off += chunk) {
+            size_t n = to - off < chunk ? (size_t)(to - off) : chunk;
+            ret = kimg_file_pwrite(f, z, n, off);
+        }
+        free(z);
+        return ret;
+    }
+    return 0;
+}
+
+static int raw_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+{
+    uint64_t old = img->size;
+    if (prealloc == KIMG_PREALLOC_METADATA)
+        return kimg_fail(-ENOTSUP, "Unsupported preallocation mode: metadata");
+    int ret = kimg_file_truncate(img->file, size);
+    if (ret == 0)
+        ret = preallocate(img->file, old, size, prealloc);
+    if (ret == 0)
+        img->size = size;
+    return ret;
+}
+
+/* qemu-img's preallocation names; -EINVAL for others. */
+static int parse_prealloc(const char *s, enum kimg_prealloc *out)
+{
+    static const char *const names[] = { "off", "metadata", "falloc", "full" };
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) {
+            *out = (enum kimg_prealloc)i;
+            return 0;
+        }
+    return kimg_fail(-EINVAL, "Invalid parameter '%s'", s);
+}
+
+static int raw_create(const struct kimg_create_args *a)
+{
+    enum kimg_prealloc mode = KIMG_PREALLOC_OFF;
+    const char *p = kimg_opts_get(a->opts, "preallocation");
+    struct kimg_file *f;
+    int ret;
+
+    if (p && (ret = parse_prealloc(p, &mode)) < 0)
+        return ret;
+    if (mode == KIMG_PREALLOC_METADATA)
+        return kimg_fail(-ENOTSUP, "Unsupported preallocation mode: metadata");
+    if (a->backing_file)
+        return kimg_fail(-ENOTSUP, "'raw' does not support backing files");
+    ret = kimg_file_open(&f, a->filename, KIMG_FILE_CREATE | KIMG_FILE_RDWR | KIMG_FILE_TRUNC);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_truncate(f, a->size);
+    if (ret == 0)
+        ret = preallocate(f, 0, a->size, mode);
+    if (ret == 0 && mode != KIMG_PREALLOC_OFF)
+        ret = kimg_file_sync(f);
+    kimg_file_close(f);
+    return ret;
+}
+
+static int raw_info(struct kimg *img, struct kimg_info *info)
+{
+    return 0;
+}
+
+const struct kimg_driver kimg_raw_driver = {
+    .name = "raw",
+    .state_size = 0,
+    .create_opts = raw_create_opts,
+    .probe = raw_probe,
+    .open = raw_open,
+    .close = raw_close,
+    .create = raw_create,
+    .read = raw_read,
+    .write = raw_write,
+    .write_zeroes = raw_write_zeroes,
+    .discard = raw_discard,
+    .flush = raw_flush,
+    .block_status = raw_block_status,
+    .truncate = raw_truncate,
+    .info = raw_info,
+};

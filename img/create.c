@@ -1,0 +1,118 @@
+/*
+ * create.c — image creation shared by all formats: option validation
+ * against the driver's table, -b/-F merged with -o backing_file/backing_fmt,
+ * the size taken from the backing file when none is given, and removal of
+ * a half-created file on failure.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "driver.h"
+
+/* Move KEY out of the options into *field (unless -b/-F already set it). */
+static int take_string_opt(struct kimg_create_args *a, const char *key,
+                           const char **field, char **owned)
+{
+    const char *v = kimg_opts_get(a->opts, key);
+    if (!v)
+        return 0;
+    if (*field && strcmp(*field, v))
+        return kimg_fail(-EINVAL, "'%s' given twice with different values", key);
+    *owned = strdup(v);
+    if (!*owned)
+        return -ENOMEM;
+    *field = *owned;
+    return 0;
+}
+
+int kimg_create(struct kimg_create_args *a)
+{
+    const struct kimg_driver *drv = kimg_find_driver(a->format);
+    char *bfile = NULL, *bfmt = NULL;
+    int ret;
+
+    if (!drv)
+        return kimg_fail(-EINVAL, "Unknown file format '%s'", a->format);
+    if (!drv->create)
+        return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
+                         a->format);
+    ret = kimg_opts_validate(a->opts, drv->create_opts, drv->name);
+    if (ret < 0)
+        return ret;
+    if ((ret = take_string_opt(a, "backing_file", &a->backing_file, &bfile)) < 0 ||
+        (ret = take_string_opt(a, "backing_fmt", &a->backing_format, &bfmt)) < 0)
+        goto out;
+    const char *size_opt = kimg_opts_get(a->opts, "size");
+    if (size_opt) {
+        uint64_t sz;
+        if (kimg_parse_size(size_opt, &sz) < 0) {
+            ret = kimg_fail(-EINVAL, "Invalid size '%s'", size_opt);
+            goto out;
+        }
+        if (a->size_given && sz != a->size) {
+            ret = kimg_fail(-EINVAL, "size given twice with different values");
+            goto out;
+        }
+        a->size = sz;
+        a->size_given = true;
+    }
+    if (a->backing_format && !a->backing_file) {
+        ret = kimg_fail(-EINVAL, "backing format given without a backing file");
+        goto out;
+    }
+    if (a->backing_file) {
+        if (!a->backing_format) {
+            ret = kimg_fail(-EINVAL, "Backing file specified without backing format\n"
+                            "Detected format may be wrong; give it with -F");
+            goto out;
+        }
+        if (!kimg_find_driver(a->backing_format)) {
+            ret = kimg_fail(-EINVAL, "Unknown backing file format '%s'", a->backing_format);
+            goto out;
+        }
+        if (!a->unsafe) {
+            /* the backing file must open (and gives the default size) */
+            struct kimg *b;
+            char *path = kimg_path_relative_to(a->filename, a->backing_file);
+            if (!path) {
+                ret = -ENOMEM;
+                goto out;
+            }
+            ret = kimg_open(&b, path, a->backing_format, KIMG_OPEN_SHARE | KIMG_OPEN_NO_BACKING);
+            free(path);
+            if (ret < 0) {
+                kimg_error("Could not open backing image.");
+                goto out;
+            }
+            if (!a->size_given) {
+                a->size = kimg_size(b);
+                a->size_given = true;
+            }
+            kimg_close(b);
+        }
+    }
+    if (!a->size_given) {
+        ret = kimg_fail(-EINVAL, "Image creation needs a size parameter");
+        goto out;
+    }
+    if (a->size > INT64_MAX) {
+        ret = kimg_fail(-EINVAL, "Invalid image size specified. Must be between 0 and %lld.",
+                        (long long)INT64_MAX);
+        goto out;
+    }
+    ret = drv->create(a);
+    if (ret < 0)
+        unlink(a->filename);   /* never leave a half-made image behind */
+out:
+    if (bfile || bfmt) {
+        /* the args must not point at freed memory after we return */
+        if (a->backing_file == bfile)
+            a->backing_file = NULL;
+        if (a->backing_format == bfmt)
+            a->backing_format = NULL;
+    }
+    free(bfile);
+    free(bfmt);
+    return ret;
+}

@@ -1,0 +1,98 @@
+/*
+ * driver.h — what a format driver implements (struct kimg_driver) and what
+ * the core gives it (struct kimg, backing reads, auxiliary files).
+ *
+ * The core checks every request once before calling a driver: ranges are
+ * within the virtual size, lengths are > 0, the image is writable for
+ * writes.  Drivers do not re-check.  Optional members may be NULL or return
+ * -ENOTSUP; the core then uses a generic fallback where one exists.
+ * The table only grows at the end (like sqlite3_io_methods).
+ */
+#ifndef KIMG_DRIVER_H
+#define KIMG_DRIVER_H
+
+#include "kimg.h"
+#include "file.h"
+#include "opts.h"
+
+/* One open layer.  The core owns it; the driver fills the marked fields. */
+struct kimg {
+    const struct kimg_driver *drv;
+    void *state;                /* drv->state_size bytes, zeroed */
+    struct kimg_file *file;     /* the image file, opened by the core */
+    char *filename;             /* as given */
+    unsigned flags;             /* KIMG_OPEN_* */
+    bool writable;
+    bool probed;                /* format was guessed */
+
+    /* set by the driver's open: */
+    uint64_t size;              /* virtual size */
+    char *backing_name;         /* as stored (malloc'd), or NULL */
+    char *backing_format;       /* as stored (malloc'd), or NULL */
+
+    /* set by the core after open: */
+    char *backing_path;         /* backing_name resolved against our folder */
+    struct kimg *backing;       /* opened read-only unless NO_BACKING */
+    int lock_fd_held;           /* internal to img/lock.c */
+};
+
+struct kimg_driver {
+    const char *name;
+    size_t state_size;
+    /* Create options accepted by this format (terminated by {NULL}); the core
+     * validates -o against it and prints it for `-o help`. */
+    const struct kimg_optdesc *create_opts;
+
+    /* 0..100: how sure the driver is that BUF (the first LEN bytes of the
+     * file, LEN may be < 512 for tiny files) is its format.  raw: 1. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+
+    /* Parse and validate the image in img->file; set img->size and the
+     * backing fields.  Must not write unless img->writable, and must not
+     * leave partial state on failure (close is not called then). */
+    int (*open)(struct kimg *img);
+    void (*close)(struct kimg *img);
+
+    /* Create args->filename (the core has validated options and the size;
+     * args->backing_* are set when there is a backing file). */
+    int (*create)(const struct kimg_create_args *args);
+
+    /* Guest reads/writes within [0, size), len > 0.  Reads of unallocated
+     * ranges go to kimg_read_backing(). */
+    int (*read)(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+    int (*write)(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+
+    /* ---- optional ---- */
+    int (*write_zeroes)(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+    int (*discard)(struct kimg *img, uint64_t off, uint64_t len);
+    int (*flush)(struct kimg *img);
+    /* This layer only: fill ext->length (<= len, >= 1), flags, offset, file.
+     * ALLOCATED means this layer decides the content (else the backing). */
+    int (*block_status)(struct kimg *img, uint64_t off, uint64_t len,
+                        struct kimg_extent *ext);
+    int (*truncate)(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
+    /* Fill the format's parts of INFO (cluster_size, dirty, snapshots,
+     * format_specific); the core fills sizes and backing names. */
+    int (*info)(struct kimg *img, struct kimg_info *info);
+    int (*check)(struct kimg *img, struct kimg_check *res, unsigned fix);
+    /* Append-only from here (snapshots, measure, compressed writes...). */
+};
+
+/* Read guest range [off, off+len) of the backing chain below IMG: zeros
+ * where there is no backing file or past its end. */
+int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+
+/* Open an auxiliary file (external data file) named NAME by IMG, relative
+ * to IMG's folder; refused under KIMG_OPEN_UNTRUSTED. */
+int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
+                       struct kimg_file **out);
+
+/* NAME resolved against the folder of BASE ("dir/overlay" + "b" -> "dir/b"),
+ * as qemu-img resolves backing names; absolute NAME returned as is. */
+char *kimg_path_relative_to(const char *base, const char *name);
+
+/* Drivers linked in (img/registry.c). */
+extern const struct kimg_driver kimg_raw_driver;
+extern const struct kimg_driver kimg_qcow2_driver;
+
+#endif

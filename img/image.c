@@ -1,0 +1,521 @@
+/*
+ * image.c — the image handle: format probing, opening a layer and its
+ * backing chain (relative names, depth limit, loop detection, --untrusted),
+ * the one place where requests are checked, and the generic fallbacks for
+ * optional driver callbacks.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "driver.h"
+#include "json.h"
+#include "lock.h"
+
+/* Files already open in the chain being built, for loop detection. */
+struct chain_ids {
+    dev_t dev[KIMG_MAX_CHAIN + 1];
+    ino_t ino[KIMG_MAX_CHAIN + 1];
+    int n;
+};
+
+static int open_layer(struct kimg **out, const char *filename, const char *format,
+                      unsigned flags, struct chain_ids *ids);
+
+char *kimg_path_relative_to(const char *base, const char *name)
+{
+    const char *slash = strrchr(base, '/');
+    if (name[0] == '/' || !slash)
+        return strdup(name);
+    size_t dirlen = (size_t)(slash - base) + 1;
+    char *p = malloc(dirlen + strlen(name) + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, base, dirlen);
+    strcpy(p + dirlen, name);
+    return p;
+}
+
+/* Names that point somewhere other than a local file are refused: kimg
+ * follows only plain paths (and "file:" paths). */
+static int check_reference_name(const char *name, const char **path)
+{
+    static const char *const protocols[] = {
+        "nbd:", "nbd+", "http:", "https:", "ftp:", "ftps:", "ssh:", "iscsi:",
+        "rbd:", "gluster:", "gluster+", "sheepdog:", "nfs:", "vxhs:", "blkdebug:",
+        "blkverify:", "null-co:", "null-aio:", "quorum:", "host_device:", "fat:",
+        "vvfat:", "throttle:", "replication:", "copy-on-read:", NULL };
+    if (!strncmp(name, "json:", 5))
+        return kimg_fail(-EINVAL, "refusing the 'json:' pseudo-protocol in '%.64s'", name);
+    for (int i = 0; protocols[i]; i++)
+        if (!strncmp(name, protocols[i], strlen(protocols[i])))
+            return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
+    *path = !strncmp(name, "file:", 5) ? name + 5 : name;
+    if (!**path)
+        return kimg_fail(-EINVAL, "empty file name");
+    return 0;
+}
+
+static const struct kimg_driver *const drivers[] = {
+    &kimg_qcow2_driver,
+    &kimg_raw_driver,
+};
+
+const struct kimg_driver *kimg_find_driver(const char *name)
+{
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+        if (!strcmp(drivers[i]->name, name))
+            return drivers[i];
+    return NULL;
+}
+
+void kimg_for_each_driver(void (*fn)(const struct kimg_driver *, void *), void *opaque)
+{
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+        fn(drivers[i], opaque);
+}
+
+static int probe(struct kimg_file *file, const char *filename,
+                 const struct kimg_driver **out)
+{
+    uint8_t buf[4096];
+    uint64_t size;
+    int ret = kimg_file_size(file, &size);
+    if (ret < 0)
+        return ret;
+    size_t len = size < sizeof(buf) ? (size_t)size : sizeof(buf);
+    ret = kimg_file_pread(file, buf, len, 0);
+    if (ret < 0)
+        return ret;
+    int best = -1;
+    for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+        int score = drivers[i]->probe ? drivers[i]->probe(buf, len, filename) : 0;
+        if (score > best) {
+            best = score;
+            *out = drivers[i];
+        }
+    }
+    return 0;
+}
+
+static bool chain_seen(struct chain_ids *ids, const struct stat *st)
+{
+    for (int i = 0; i < ids->n; i++)
+        if (ids->dev[i] == st->st_dev && ids->ino[i] == st->st_ino)
+            return true;
+    return false;
+}
+
+static int open_backing(struct kimg *img, struct chain_ids *ids)
+{
+    const char *path;
+    int ret;
+
+    if (img->flags & KIMG_OPEN_UNTRUSTED)
+        return kimg_fail(-EPERM, "image needs the backing file '%.200s'; refusing to open it "
+                         "under --untrusted", img->backing_name);
+    ret = check_reference_name(img->backing_name, &path);
+    if (ret < 0)
+        return ret;
+    img->backing_path = kimg_path_relative_to(img->filename, path);
+    if (!img->backing_path)
+        return -ENOMEM;
+    if (img->flags & KIMG_OPEN_NO_BACKING)
+        return 0;
+    if (ids->n > KIMG_MAX_CHAIN)
+        return kimg_fail(-ELOOP, "backing chain longer than %d images", KIMG_MAX_CHAIN);
+
+    unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT);
+    ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids);
+    if (ret < 0) {
+        kimg_error("Could not open backing file '%s'", img->backing_path);
+        return ret;
+    }
+    return 0;
+}
+
+static void free_layer(struct kimg *img)
+{
+    if (!img)
+        return;
+    kimg_lock_release(img);
+    kimg_file_close(img->file);
+    free(img->state);
+    free(img->filename);
+    free(img->backing_name);
+    free(img->backing_format);
+    free(img->backing_path);
+    free(img);
+}
+
+static int open_layer(struct kimg **out, const char *filename, const char *format,
+                      unsigned flags, struct chain_ids *ids)
+{
+    struct kimg *img;
+    struct stat st;
+    int ret;
+
+    img = calloc(1, sizeof(*img));
+    if (!img)
+        return -ENOMEM;
+    img->flags = flags;
+    img->writable = flags & KIMG_OPEN_RDWR;
+    img->filename = strdup(filename);
+    if (!img->filename) {
+        free(img);
+        return -ENOMEM;
+    }
+
+    if (format) {
+        img->drv = kimg_find_driver(format);
+        if (!img->drv) {
+            ret = kimg_fail(-EINVAL, "Unknown file format '%s'", format);
+            goto fail;
+        }
+    }
+    ret = kimg_file_open(&img->file, filename,
+                         (img->writable ? KIMG_FILE_RDWR : 0) |
+                         ((flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    if (ret < 0)
+        goto fail;
+    if (img->file->fd >= 0 && fstat(img->file->fd, &st) == 0) {
+        if (chain_seen(ids, &st)) {
+            ret = kimg_fail(-ELOOP, "Backing file loop detected: '%s' is already in the chain",
+                            filename);
+            goto fail;
+        }
+        ids->dev[ids->n] = st.st_dev;
+        ids->ino[ids->n] = st.st_ino;
+        ids->n++;
+    }
+    if (!img->drv) {
+        ret = probe(img->file, filename, &img->drv);
+        if (ret < 0)
+            goto fail;
+        img->probed = true;
+        if (!strcmp(img->drv->name, "raw") && img->writable) {
+            fprintf(stderr,
+                    "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                    "         Automatically detecting the format is dangerous for raw images, "
+                    "write operations on block 0 will be restricted.\n"
+                    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                    filename);
+            ret = kimg_fail(-EPERM, "refusing to write to an image whose format was guessed "
+                            "as raw; give -f raw to write to it");
+            goto fail;
+        }
+    }
+    if ((flags & KIMG_OPEN_SHARE) && img->writable) {
+        ret = kimg_fail(-EINVAL, "force-share (-U) is only for read-only access");
+        goto fail;
+    }
+    if (!(flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK))) {
+        ret = kimg_lock_acquire(img);
+        if (ret < 0)
+            goto fail;
+    }
+    if (img->drv->state_size) {
+        img->state = calloc(1, img->drv->state_size);
+        if (!img->state) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+    }
+    ret = img->drv->open(img);
+    if (ret < 0)
+        goto fail;
+    if (img->backing_name) {
+        ret = open_backing(img, ids);
+        if (ret < 0) {
+            img->drv->close(img);
+            goto fail;
+        }
+    }
+    *out = img;
+    return 0;
+fail:
+    if (ret == -ENOMEM)
+        kimg_error("out of memory");
+    free_layer(img);
+    return ret;
+}
+
+int kimg_open(struct kimg **out, const char *filename, const char *format,
+              unsigned flags)
+{
+    struct chain_ids ids = { .n = 0 };
+    const char *path;
+    int ret = check_reference_name(filename, &path);
+    if (ret < 0)
+        return ret;
+    return open_layer(out, path, format, flags, &ids);
+}
+
+int kimg_close(struct kimg *img)
+{
+    int ret = 0;
+    while (img) {
+        struct kimg *next = img->backing;
+        if (img->writable) {
+            int r = kimg_flush(img);
+            if (r < 0 && ret == 0)
+                ret = r;
+        }
+        img->drv->close(img);
+        free_layer(img);
+        img = next;
+    }
+    return ret;
+}
+
+uint64_t kimg_size(const struct kimg *img) { return img->size; }
+const char *kimg_filename(const struct kimg *img) { return img->filename; }
+const char *kimg_format_name(const struct kimg *img) { return img->drv->name; }
+struct kimg *kimg_backing(const struct kimg *img) { return img->backing; }
+bool kimg_is_writable(const struct kimg *img) { return img->writable; }
+
+/* ---- request checks ------------------------------------------------------ */
+
+static int check_range(const struct kimg *img, uint64_t off, uint64_t len)
+{
+    uint64_t end;
+    if (__builtin_add_overflow(off, len, &end) || end > img->size)
+        return kimg_fail(-EINVAL, "request [%llu, +%llu) beyond the image size %llu",
+                         (unsigned long long)off, (unsigned long long)len,
+                         (unsigned long long)img->size);
+    return 0;
+}
+
+static int check_write(const struct kimg *img, uint64_t off, uint64_t len)
+{
+    if (!img->writable)
+        return kimg_fail(-EBADF, "image is opened read-only");
+    return check_range(img, off, len);
+}
+
+int kimg_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+{
+    int ret = check_range(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    return img->drv->read(img, buf, off, len);
+}
+
+int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    return img->drv->write(img, buf, off, len);
+}
+
+int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+{
+    struct kimg *b = img->backing;
+    uint64_t n = 0;
+    if (img->backing_name && !b && (img->flags & KIMG_OPEN_NO_BACKING))
+        return kimg_fail(-ENOTSUP, "the backing file was not opened");
+    if (b && off < b->size) {
+        n = b->size - off < len ? b->size - off : len;
+        int ret = b->drv->read(b, buf, off, n);
+        if (ret < 0)
+            return ret;
+    }
+    if (n < len)
+        memset((char *)buf + n, 0, (size_t)(len - n));
+    return 0;
+}
+
+/* Generic write-zeroes: write a zero buffer in chunks. */
+static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
+{
+    size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+    void *z = calloc(1, chunk);
+    int ret = 0;
+    if (!z)
+        return -ENOMEM;
+    while (len && ret == 0) {
+        size_t n = len < chunk ? (size_t)len : chunk;
+        ret = img->drv->write(img, z, off, n);
+        off += n;
+        len -= n;
+    }
+    free(z);
+    return ret;
+}
+
+int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    if (img->drv->write_zeroes) {
+        ret = img->drv->write_zeroes(img, off, len, flags);
+        if (ret != -ENOTSUP)
+            return ret;
+        kimg_clear_error();
+    }
+    return zeroes_fallback(img, off, len);
+}
+
+int kimg_discard(struct kimg *img, uint64_t off, uint64_t len)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    if (!img->drv->discard)
+        return 0;     /* discard is advisory */
+    ret = img->drv->discard(img, off, len);
+    return ret == -ENOTSUP ? 0 : ret;
+}
+
+int kimg_flush(struct kimg *img)
+{
+    if (!img->writable)
+        return 0;
+    if (img->drv->flush) {
+        int ret = img->drv->flush(img);
+        if (ret != -ENOTSUP)
+            return ret;
+    }
+    return kimg_file_sync(img->file);
+}
+
+int kimg_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+{
+    if (!img->writable)
+        return kimg_fail(-EBADF, "image is opened read-only");
+    if (!img->drv->truncate)
+        return kimg_fail(-ENOTSUP, "this format cannot be resized");
+    return img->drv->truncate(img, size, prealloc);
+}
+
+/* ---- block status -------------------------------------------------------- */
+
+int kimg_layer_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                            struct kimg_extent *ext)
+{
+    int ret = check_range(img, off, len);
+    if (ret < 0)
+        return ret;
+    if (len == 0)
+        return kimg_fail(-EINVAL, "empty block status request");
+    memset(ext, 0, sizeof(*ext));
+    ext->start = off;
+    ext->file = img->filename;
+    if (img->drv->block_status) {
+        ret = img->drv->block_status(img, off, len, ext);
+        if (ret != -ENOTSUP) {
+            if (ret < 0)
+                return ret;
+            if (ext->length == 0 || ext->length > len)
+                return kimg_fail(-EIO, "driver returned a bad block status length");
+            ext->start = off;
+            ext->depth = 0;
+            return 0;
+        }
+        kimg_clear_error();
+    }
+    ext->length = len;
+    ext->flags = KIMG_BS_DATA | KIMG_BS_ALLOCATED;
+    return 0;
+}
+
+int kimg_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                      struct kimg_extent *ext)
+{
+    struct kimg *layer = img;
+    int depth = 0;
+    int ret = check_range(img, off, len);
+    if (ret < 0)
+        return ret;
+    for (;;) {
+        ret = kimg_layer_block_status(layer, off, len, ext);
+        if (ret < 0)
+            return ret;
+        ext->depth = depth;
+        if (ext->flags & KIMG_BS_ALLOCATED)
+            return 0;
+        len = ext->length;
+        struct kimg *b = layer->backing;
+        if (!b || off >= b->size) {
+            /* decided by no layer: reads as zeros */
+            ext->flags = KIMG_BS_ZERO;
+            ext->offset = 0;
+            return 0;
+        }
+        if (len > b->size - off)
+            len = b->size - off;
+        layer = b;
+        depth++;
+    }
+}
+
+/* ---- info and check ------------------------------------------------------ */
+
+int kimg_get_info(struct kimg *img, struct kimg_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->virtual_size = img->size;
+    info->actual_size = kimg_file_allocated(img->file);
+    if (img->backing_name) {
+        const char *path = img->backing_name;
+        info->backing_filename = strdup(img->backing_name);
+        if (!strncmp(path, "file:", 5))
+            path += 5;
+        info->full_backing_filename = img->backing_path ? strdup(img->backing_path)
+                                                        : kimg_path_relative_to(img->filename, path);
+        if (img->backing_format)
+            info->backing_format = strdup(img->backing_format);
+    }
+    if (img->drv->info) {
+        int ret = img->drv->info(img, info);
+        if (ret < 0) {
+            kimg_info_free(info);
+            return ret;
+        }
+    }
+    return 0;
+}
+
+void kimg_info_free(struct kimg_info *info)
+{
+    free(info->backing_filename);
+    free(info->full_backing_filename);
+    free(info->backing_format);
+    for (size_t i = 0; i < info->nb_snapshots; i++) {
+        free(info->snapshots[i].id);
+        free(info->snapshots[i].name);
+    }
+    free(info->snapshots);
+    kimg_jv_free(info->format_specific);
+    memset(info, 0, sizeof(*info));
+}
+
+int kimg_check(struct kimg *img, struct kimg_check *res, unsigned fix)
+{
+    if (!img->drv->check)
+        return -ENOTSUP;
+    if (fix && !img->writable)
+        return kimg_fail(-EBADF, "image is opened read-only");
+    return img->drv->check(img, res, fix);
+}
+
+int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
+                       struct kimg_file **out)
+{
+    const char *path;
+    if (img->flags & KIMG_OPEN_UNTRUSTED)
+        return kimg_fail(-EPERM, "image needs the external data file '%.200s'; refusing to "
+                         "open it under --untrusted", name);
+    int ret = check_reference_name(name, &path);
+    if (ret < 0)
+        return ret;
+    char *full = kimg_path_relative_to(img->filename, path);
+    if (!full)
+        return -ENOMEM;
+    ret = kimg_file_open(out, full, (writable ? KIMG_FILE_RDWR : 0) |
+                         ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    free(full);
+    return ret;
+}

@@ -1,0 +1,192 @@
+/*
+ * kimg.h — the public API of libkimg: open an image (one layer plus its
+ * backing chain), read and write its guest-visible content, walk its
+ * allocation, create images, report info, check them.  Everything the
+ * `kimg` command does goes through this header; drivers see img/driver.h.
+ *
+ * Conventions: offsets and lengths are bytes (uint64_t); functions return 0
+ * or a negative errno and, before failing, set a one-line message with
+ * kimg_error() (the first message set wins, so the root cause survives).
+ */
+#ifndef KIMG_H
+#define KIMG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct kimg;            /* an open image layer (and, through it, its chain) */
+struct kimg_driver;     /* a format: img/driver.h */
+struct kimg_opts;       /* parsed "-o key=value,..." options: img/opts.h */
+struct kimg_jv;         /* a JSON value tree: img/json.h */
+
+/* ---- errors (img/error.c) -------------------------------------------- */
+
+/* Set the thread's error message unless one is already set. */
+void kimg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* kimg_error() then return err (a negative errno): `return kimg_fail(-EINVAL, ...)`. */
+int kimg_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The message set since the last kimg_clear_error(), or NULL. */
+const char *kimg_last_error(void);
+void kimg_clear_error(void);
+
+/* ---- open / close (img/image.c) -------------------------------------- */
+
+#define KIMG_OPEN_RDWR        0x0001u /* open for writing */
+#define KIMG_OPEN_DIRECT      0x0002u /* O_DIRECT on the image file */
+#define KIMG_OPEN_NO_BACKING  0x0004u /* do not open backing/data files */
+#define KIMG_OPEN_UNTRUSTED   0x0008u /* open no file but this one: refuse an
+                                         image that needs another to be read */
+#define KIMG_OPEN_SHARE       0x0010u /* -U: take no locks (read-only only) */
+#define KIMG_OPEN_REPAIR      0x0020u /* check -r: allow RDWR on a corrupt image
+                                         and skip the lazy-refcount rebuild */
+#define KIMG_OPEN_NO_LOCK     0x0040u /* take no locks at all (tests, fuzzers) */
+
+/* Longest backing chain followed before giving up (qemu-img's limit is
+ * similar); loops are detected separately, by device and inode. */
+#define KIMG_MAX_CHAIN 64
+
+/*
+ * Open FILENAME as FORMAT (NULL: probe).  A probed raw image prints
+ * qemu-img's warning on stderr and cannot be opened RDWR.  The backing
+ * chain is opened read-only, relative to the overlay's folder, unless
+ * NO_BACKING or UNTRUSTED (UNTRUSTED refuses an image that has one).
+ */
+int kimg_open(struct kimg **out, const char *filename, const char *format,
+              unsigned flags);
+/* Flush (if writable) and close the whole chain; returns the first error. */
+int kimg_close(struct kimg *img);
+
+uint64_t kimg_size(const struct kimg *img);           /* virtual size */
+const char *kimg_filename(const struct kimg *img);    /* as given */
+const char *kimg_format_name(const struct kimg *img); /* "qcow2", "raw" */
+struct kimg *kimg_backing(const struct kimg *img);    /* NULL if none/unopened */
+bool kimg_is_writable(const struct kimg *img);
+
+/* ---- guest content ---------------------------------------------------- */
+
+/* Read LEN bytes at OFF of guest content (through the backing chain).
+ * OFF+LEN must be within kimg_size(). */
+int kimg_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+
+#define KIMG_ZERO_MAY_UNMAP 0x1u  /* the range may become unallocated/holes */
+int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
+                      unsigned flags);
+int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);
+int kimg_flush(struct kimg *img);
+
+enum kimg_prealloc {
+    KIMG_PREALLOC_OFF = 0,
+    KIMG_PREALLOC_METADATA,
+    KIMG_PREALLOC_FALLOC,
+    KIMG_PREALLOC_FULL,
+};
+int kimg_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
+
+/* ---- allocation (block status) ----------------------------------------- */
+
+#define KIMG_BS_DATA         0x01u /* reads from data stored in a file */
+#define KIMG_BS_ZERO         0x02u /* reads as zeros */
+#define KIMG_BS_ALLOCATED    0x04u /* this layer decides the content */
+#define KIMG_BS_OFFSET_VALID 0x08u /* `offset` is the host offset in `file` */
+#define KIMG_BS_COMPRESSED   0x10u /* stored compressed */
+
+struct kimg_extent {
+    uint64_t start;         /* guest offset */
+    uint64_t length;        /* >= 1, uniform status */
+    unsigned flags;         /* KIMG_BS_* */
+    uint64_t offset;        /* host offset when OFFSET_VALID */
+    int depth;              /* layer that decides content (0 = top); for
+                               content decided by no layer, the last layer */
+    const char *file;       /* name of the file `offset` refers to */
+};
+
+/* Status of the run starting at OFF (at most LEN bytes), through the chain:
+ * ALLOCATED is set if some layer decides the content ("present" in qemu-img
+ * map).  Content decided by no layer reads as zeros (ZERO set). */
+int kimg_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                      struct kimg_extent *ext);
+/* The same for this layer only (depth is always 0). */
+int kimg_layer_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                            struct kimg_extent *ext);
+
+/* ---- create (img/create.c) --------------------------------------------- */
+
+struct kimg_create_args {
+    const char *filename;
+    const char *format;         /* required */
+    uint64_t size;
+    bool size_given;            /* else taken from the backing file */
+    const char *backing_file;   /* -b or -o backing_file */
+    const char *backing_format; /* -F or -o backing_fmt */
+    bool unsafe;                /* -u: do not open the backing file */
+    struct kimg_opts *opts;     /* remaining -o options, validated */
+};
+
+/* Create an image; merges -b/-F with -o, validates options against the
+ * driver's table, takes the size from the backing file if none is given. */
+int kimg_create(struct kimg_create_args *args);
+
+/* ---- info -------------------------------------------------------------- */
+
+struct kimg_snapshot_info {
+    char *id;
+    char *name;
+    uint64_t vm_state_size;
+    uint64_t date_sec;
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;
+    bool has_icount;
+};
+
+struct kimg_info {
+    uint64_t virtual_size;
+    int64_t actual_size;            /* allocated bytes on the host, -1 unknown */
+    uint64_t cluster_size;          /* 0: the format has none */
+    bool encrypted;
+    bool dirty;
+    char *backing_filename;         /* as stored in the image */
+    char *full_backing_filename;    /* resolved */
+    char *backing_format;
+    struct kimg_snapshot_info *snapshots;
+    size_t nb_snapshots;
+    struct kimg_jv *format_specific; /* {"type":..., "data":{...}} or NULL */
+};
+
+int kimg_get_info(struct kimg *img, struct kimg_info *info);
+void kimg_info_free(struct kimg_info *info);
+
+/* ---- check ------------------------------------------------------------- */
+
+#define KIMG_CHECK_FIX_LEAKS  0x1u
+#define KIMG_CHECK_FIX_ERRORS 0x2u
+
+struct kimg_check {
+    uint64_t corruptions;
+    uint64_t leaks;
+    uint64_t check_errors;
+    uint64_t corruptions_fixed;
+    uint64_t leaks_fixed;
+    uint64_t image_end_offset;   /* 0: not reported */
+    uint64_t total_clusters;     /* the four cluster counts: has_stats */
+    uint64_t allocated_clusters;
+    uint64_t fragmented_clusters;
+    uint64_t compressed_clusters;
+    bool has_stats;
+    FILE *log;                   /* per-problem lines (qemu-img's wording), or NULL */
+};
+
+/* -ENOTSUP: the format has no check (exit 63). */
+int kimg_check(struct kimg *img, struct kimg_check *res, unsigned fix);
+
+/* ---- drivers ----------------------------------------------------------- */
+
+const struct kimg_driver *kimg_find_driver(const char *name);
+/* Calls fn for each registered driver, in registration order. */
+void kimg_for_each_driver(void (*fn)(const struct kimg_driver *, void *), void *opaque);
+
+#endif
