@@ -78,6 +78,12 @@ struct kimg_driver {
     /* Append-only from here (snapshots, measure, compressed writes...). */
 };
 
+/* Open an image on an already open FILE (memory files: fuzzers, unit
+ * tests).  Takes ownership of FILE, even on failure.  Backing files are
+ * opened by name relative to file->path unless NO_BACKING/UNTRUSTED. */
+int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
+                   unsigned flags);
+
 /* Read guest range [off, off+len) of the backing chain below IMG: zeros
  * where there is no backing file or past its end. */
 int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len);

@@ -20,7 +20,7 @@ struct chain_ids {
 };
 
 static int open_layer(struct kimg **out, const char *filename, const char *format,
-                      unsigned flags, struct chain_ids *ids);
+                      unsigned flags, struct chain_ids *ids, struct kimg_file *file);
 
 char *kimg_path_relative_to(const char *base, const char *name)
 {
@@ -126,7 +126,7 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
         return kimg_fail(-ELOOP, "backing chain longer than %d images", KIMG_MAX_CHAIN);
 
     unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT);
-    ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids);
+    ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids, NULL);
     if (ret < 0) {
         kimg_error("Could not open backing file '%s'", img->backing_path);
         return ret;
@@ -149,19 +149,23 @@ static void free_layer(struct kimg *img)
 }
 
 static int open_layer(struct kimg **out, const char *filename, const char *format,
-                      unsigned flags, struct chain_ids *ids)
+                      unsigned flags, struct chain_ids *ids, struct kimg_file *file)
 {
     struct kimg *img;
     struct stat st;
     int ret;
 
     img = calloc(1, sizeof(*img));
-    if (!img)
+    if (!img) {
+        kimg_file_close(file);
         return -ENOMEM;
+    }
+    img->file = file;
     img->flags = flags;
     img->writable = flags & KIMG_OPEN_RDWR;
     img->filename = strdup(filename);
     if (!img->filename) {
+        kimg_file_close(file);
         free(img);
         return -ENOMEM;
     }
@@ -173,11 +177,16 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
             goto fail;
         }
     }
-    ret = kimg_file_open(&img->file, filename,
-                         (img->writable ? KIMG_FILE_RDWR : 0) |
-                         ((flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
-    if (ret < 0)
+    if (!img->file) {
+        ret = kimg_file_open(&img->file, filename,
+                             (img->writable ? KIMG_FILE_RDWR : 0) |
+                             ((flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+        if (ret < 0)
+            goto fail;
+    } else if (img->writable && !img->file->writable) {
+        ret = kimg_fail(-EBADF, "file is read-only");
         goto fail;
+    }
     if (img->file->fd >= 0 && fstat(img->file->fd, &st) == 0) {
         if (chain_seen(ids, &st)) {
             ret = kimg_fail(-ELOOP, "Backing file loop detected: '%s' is already in the chain",
@@ -248,7 +257,14 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
     int ret = check_reference_name(filename, &path);
     if (ret < 0)
         return ret;
-    return open_layer(out, path, format, flags, &ids);
+    return open_layer(out, path, format, flags, &ids, NULL);
+}
+
+int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
+                   unsigned flags)
+{
+    struct chain_ids ids = { .n = 0 };
+    return open_layer(out, file->path, format, flags, &ids, file);
 }
 
 int kimg_close(struct kimg *img)
