@@ -3,7 +3,6 @@
 #   make check      build and run every test through prove (TAP)
 #   make SANITIZE=1 check   the same under ASan+UBSan (objects in build-san/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
-#   make bench      side-by-side benchmarks against qemu-img (not tests)
 #   make deps       install the Debian packages a fresh machine lacks
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -48,7 +47,7 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
-.PHONY: all check check-unit check-cli fuzz bench deps install clean
+.PHONY: all check fuzz deps install clean
 all: $(B)/kimg $(B)/libkimg.a
 
 $(B)/%.o: %.c
@@ -101,9 +100,6 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
 	  $(FUZZ_B)/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 	     -max_len=1048576 $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
-
-bench: all
-	tests/bench/run.sh
 
 deps:
 	apt-get update -qq
