@@ -111,6 +111,14 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     const char *path;
     int ret;
 
+    /* Named but not opened (info, check): report it, follow nothing. */
+    if (img->flags & KIMG_OPEN_NO_BACKING) {
+        if (strncmp(img->backing_name, "json:", 5) &&
+            check_reference_name(img->backing_name, &path) == 0)
+            img->backing_path = kimg_path_relative_to(img->filename, path);
+        kimg_clear_error();
+        return 0;
+    }
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the backing file '%.200s'; refusing to open it "
                          "under --untrusted", img->backing_name);
@@ -120,8 +128,6 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     img->backing_path = kimg_path_relative_to(img->filename, path);
     if (!img->backing_path)
         return -ENOMEM;
-    if (img->flags & KIMG_OPEN_NO_BACKING)
-        return 0;
     if (ids->n > KIMG_MAX_CHAIN)
         return kimg_fail(-ELOOP, "backing chain longer than %d images", KIMG_MAX_CHAIN);
 
