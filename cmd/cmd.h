@@ -37,6 +37,7 @@ int cmd_info(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */

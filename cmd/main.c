@@ -11,6 +11,10 @@
 static const struct subcommand subcommands[] = {
     { "create", cmd_create,
       "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]" },
+    { "convert", cmd_convert,
+      "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
+      "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
+      "[--target-is-zero] [-U] [--untrusted] filename [filename2 [...]] output_filename" },
     { "info", cmd_info,
       "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] filename" },
     { "check", cmd_check,

@@ -75,7 +75,12 @@ struct kimg_driver {
      * format_specific); the core fills sizes and backing names. */
     int (*info)(struct kimg *img, struct kimg_info *info);
     int (*check)(struct kimg *img, struct kimg_check *res, unsigned fix);
-    /* Append-only from here (snapshots, measure, compressed writes...). */
+    /* Write one compressed cluster: OFF is cluster-aligned, LEN is the
+     * cluster size (less only for the image's last cluster).  The driver
+     * stores it uncompressed if compression does not make it smaller. */
+    int (*write_compressed)(struct kimg *img, const void *buf, uint64_t off,
+                            uint64_t len);
+    /* Append-only from here (snapshots, measure, ...). */
 };
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit

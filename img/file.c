@@ -500,6 +500,8 @@ int kimg_file_truncate(struct kimg_file *f, uint64_t size)
 
 int kimg_file_sync(struct kimg_file *f)
 {
+    if (f->nosync)
+        return 0;
     int ret = f->ops->sync(f);
     return ret < 0 ? kimg_fail(ret, "flush failed: %s", strerror(-ret)) : 0;
 }

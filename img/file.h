@@ -38,6 +38,7 @@ struct kimg_file {
     bool writable;
     bool direct;       /* O_DIRECT: the backend bounces unaligned requests */
     unsigned align;    /* O_DIRECT alignment (512 or 4096), else 1 */
+    bool nosync;       /* cache=unsafe: kimg_file_sync() does nothing */
     /* memory backend */
     uint8_t *mem;
     uint64_t mem_size, mem_cap, mem_limit;

@@ -193,6 +193,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         ret = kimg_fail(-EBADF, "file is read-only");
         goto fail;
     }
+    img->file->nosync = flags & KIMG_OPEN_NOSYNC;
     if (img->file->fd >= 0 && fstat(img->file->fd, &st) == 0) {
         if (chain_seen(ids, &st)) {
             ret = kimg_fail(-ELOOP, "Backing file loop detected: '%s' is already in the chain",
@@ -389,6 +390,17 @@ int kimg_discard(struct kimg *img, uint64_t off, uint64_t len)
         return 0;     /* discard is advisory */
     ret = img->drv->discard(img, off, len);
     return ret == -ENOTSUP ? 0 : ret;
+}
+
+int kimg_write_compressed(struct kimg *img, const void *buf, uint64_t off,
+                          uint64_t len)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    if (!img->drv->write_compressed)
+        return kimg_fail(-ENOTSUP, "Compression not supported for this file format");
+    return img->drv->write_compressed(img, buf, off, len);
 }
 
 int kimg_flush(struct kimg *img)

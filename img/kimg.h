@@ -43,6 +43,8 @@ void kimg_clear_error(void);
 #define KIMG_OPEN_REPAIR      0x0020u /* check -r: allow RDWR on a corrupt image
                                          and skip the lazy-refcount rebuild */
 #define KIMG_OPEN_NO_LOCK     0x0040u /* take no locks at all (tests, fuzzers) */
+#define KIMG_OPEN_NOSYNC      0x0080u /* cache=unsafe: flushes write caches out
+                                         but never wait for stable storage */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */
@@ -76,6 +78,9 @@ int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
                       unsigned flags);
 int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);
+/* One cluster, compressed (formats without compression: -ENOTSUP). */
+int kimg_write_compressed(struct kimg *img, const void *buf, uint64_t off,
+                          uint64_t len);
 int kimg_flush(struct kimg *img);
 
 enum kimg_prealloc {

@@ -1,0 +1,316 @@
+/*
+ * convert.c — `kimg convert`: qemu-img convert's options and messages over
+ * the copy engine (img/convert.c).  A new target is written under a hidden
+ * temporary name in the target's folder and renamed into place only when
+ * complete; on failure, SIGINT, SIGTERM or SIGHUP it is removed and an
+ * existing file of the target's name is untouched.  -n writes in place.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "convert.h"
+#include "driver.h"
+
+#define MAX_SPARSE (16u << 20)
+
+/* The temporary file to remove if a signal ends the run. */
+static char tmp_path[PATH_MAX];
+static volatile sig_atomic_t tmp_active;
+
+static void on_signal(int sig)
+{
+    if (tmp_active)
+        unlink(tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void guard_signals(bool on)
+{
+    struct sigaction sa = { .sa_handler = on ? on_signal : SIG_DFL };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static void print_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    double pct = total ? (double)done * 100.0 / (double)total : 100.0;
+    printf("    (%3.2f/100%%)\r", pct);
+    fflush(stdout);
+}
+
+/* Cache modes: "none" opens O_DIRECT; all but "unsafe" sync at the end. */
+static int parse_cache(const char *mode, bool *direct, bool *sync)
+{
+    static const struct { const char *name; bool direct, sync; } modes[] = {
+        { "none", true, true }, { "off", true, true }, { "writeback", false, true },
+        { "writethrough", false, true }, { "directsync", true, true },
+        { "unsafe", false, false },
+    };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (!strcmp(mode, modes[i].name)) {
+            *direct = modes[i].direct;
+            *sync = modes[i].sync;
+            return 0;
+        }
+    fprintf(stderr, "kimg: Invalid cache option: %s\n", mode);
+    return -EINVAL;
+}
+
+/* Make a unique hidden name beside DST: "dir/.base.kimg-XXXXXX". */
+static int make_tmp_name(const char *dst)
+{
+    char *copy1 = strdup(dst), *copy2 = strdup(dst);
+    int ret = -ENOMEM;
+    if (copy1 && copy2) {
+        int n = snprintf(tmp_path, sizeof(tmp_path), "%s/.%s.kimg-XXXXXX",
+                         dirname(copy1), basename(copy2));
+        ret = n < 0 || (size_t)n >= sizeof(tmp_path) ? -ENAMETOOLONG : 0;
+    }
+    free(copy1);
+    free(copy2);
+    if (ret < 0)
+        return ret;
+    int fd = mkstemp(tmp_path);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    tmp_active = 1;
+    return 0;
+}
+
+static int sync_dir_of(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -ENOMEM;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (fd < 0)
+        return -errno;
+    int ret = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return ret;
+}
+
+struct convert_args {
+    const char *src_fmt, *out_fmt, *backing, *backing_fmt;
+    const char *cache, *src_cache;
+    struct kimg_opts *opts;
+    bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
+    uint64_t sparse;
+};
+
+int cmd_convert(int argc, char **argv)
+{
+    enum { OPT_TARGET_IS_ZERO = 300 };
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    struct convert_args a = { .out_fmt = "raw", .sparse = 4096, .cache = "unsafe",
+                              .src_cache = "writeback" };
+    int c, ret = 1;
+    uint64_t m;
+
+    while ((c = getopt_long(argc, argv, "hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': a.src_fmt = optarg; break;
+        case 'O': a.out_fmt = optarg; break;
+        case 'B': a.backing = optarg; break;
+        case 'F': a.backing_fmt = optarg; break;
+        case 'c': a.compress = true; break;
+        case 'p': a.progress = true; break;
+        case 'q': a.quiet = true; break;
+        case 'n': a.no_create = true; break;
+        case 'U': a.share = true; break;
+        case 't': a.cache = optarg; break;
+        case 'T': a.src_cache = optarg; break;
+        case 'W': break;   /* out-of-order writes: the layout is ours to choose */
+        case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
+        case OPT_UNTRUSTED: a.untrusted = true; break;
+        case 'o':
+            if (kimg_opts_parse(&a.opts, optarg) < 0)
+                goto out;
+            break;
+        case 'S':
+            if (kimg_parse_size(optarg, &a.sparse) < 0 || a.sparse % 512 ||
+                a.sparse > MAX_SPARSE) {
+                fprintf(stderr, "kimg: Invalid buffer size for sparse output specified. "
+                        "Valid sizes are multiples of 512 up to %u. Select 0 to disable "
+                        "sparse detection (fully allocates output).\n", MAX_SPARSE);
+                goto out;
+            }
+            break;
+        case 'm':
+            if (kimg_parse_size(optarg, &m) < 0 || m < 1 || m > 16) {
+                fprintf(stderr, "kimg: Invalid number of coroutines. Allowed number of "
+                        "coroutines is between 1 and 16\n");
+                goto out;
+            }
+            break;
+        case 'C':
+            fprintf(stderr, "kimg: copy offloading (-C) is not implemented yet\n");
+            goto out;
+        case 'l':
+            fprintf(stderr, "kimg: converting a snapshot (-l) is not implemented yet\n");
+            goto out;
+        case 'h': print_synopsis("convert"); ret = 0; goto out;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            ret = cmd_usage_error("convert", "--object and --image-opts are not supported");
+            goto out;
+        default: ret = cmd_usage_error("convert", "invalid option"); goto out;
+        }
+    }
+    if (kimg_opts_wants_help(a.opts)) {
+        kimg_opts_free(a.opts);
+        char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help", NULL };
+        optind = 0;
+        return cmd_create(5, help_argv);
+    }
+    int nb_src = argc - optind - 1;
+    if (nb_src < 1) {
+        ret = cmd_usage_error("convert", "Must specify image file name");
+        goto out;
+    }
+    if (a.target_is_zero && !a.no_create) {
+        fprintf(stderr, "kimg: --target-is-zero requires use of -n flag\n");
+        goto out;
+    }
+    if (a.no_create && (a.opts || a.backing)) {
+        fprintf(stderr, "kimg: -o and -B have no effect with -n (the target exists)\n");
+        goto out;
+    }
+    if (a.backing_fmt && !a.backing) {
+        fprintf(stderr, "kimg: -F requires -B\n");
+        goto out;
+    }
+    const struct kimg_driver *out_drv = kimg_find_driver(a.out_fmt);
+    if (!out_drv) {
+        fprintf(stderr, "kimg: Unknown file format '%s'\n", a.out_fmt);
+        goto out;
+    }
+    if (a.compress && !out_drv->write_compressed) {
+        fprintf(stderr, "kimg: Compression not supported for this file format\n");
+        goto out;
+    }
+    bool dst_direct, dst_sync, src_direct, src_sync;
+    if (parse_cache(a.cache, &dst_direct, &dst_sync) < 0 ||
+        parse_cache(a.src_cache, &src_direct, &src_sync) < 0)
+        goto out;
+
+    const char *dst = argv[argc - 1];
+    struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
+    struct kimg *out_img = NULL;
+    uint64_t total = 0;
+    if (!src)
+        goto out;
+    unsigned sflags = (a.share ? KIMG_OPEN_SHARE : 0) | (src_direct ? KIMG_OPEN_DIRECT : 0) |
+                      (a.untrusted ? KIMG_OPEN_UNTRUSTED : 0);
+    for (int i = 0; i < nb_src; i++) {
+        src[i] = cmd_open(argv[optind + i], a.src_fmt, sflags);
+        if (!src[i])
+            goto close_src;
+        total += kimg_size(src[i]);
+    }
+
+    unsigned dflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
+                      (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
+    struct stat st;
+    bool in_place = a.no_create || (stat(dst, &st) == 0 && !S_ISREG(st.st_mode));
+    const char *target = dst;
+    if (in_place) {
+        out_img = cmd_open(dst, a.out_fmt, dflags);
+        if (!out_img)
+            goto close_src;
+        if (kimg_size(out_img) < total) {
+            fprintf(stderr, "kimg: %s: the target is smaller than the source (%llu < %llu)\n",
+                    dst, (unsigned long long)kimg_size(out_img), (unsigned long long)total);
+            goto close_src;
+        }
+    } else {
+        int r = make_tmp_name(dst);
+        if (r < 0) {
+            fprintf(stderr, "kimg: %s: error while converting %s: cannot create a file "
+                    "in its folder: %s\n", dst, a.out_fmt, strerror(-r));
+            goto close_src;
+        }
+        guard_signals(true);
+        target = tmp_path;
+        struct kimg_create_args ca = {
+            .filename = tmp_path, .format = a.out_fmt, .size = total, .size_given = true,
+            .backing_file = a.backing, .backing_format = a.backing_fmt, .opts = a.opts,
+        };
+        if (kimg_create(&ca) < 0) {
+            cmd_fail(dst, "error while converting");
+            goto close_src;
+        }
+        if (kimg_open(&out_img, tmp_path, a.out_fmt, dflags) < 0) {
+            cmd_fail(dst, "cannot open the new image");
+            goto close_src;
+        }
+    }
+
+    struct kimg_convert cv = {
+        .src = src, .nb_src = nb_src, .dst = out_img, .sparse_size = a.sparse,
+        .compress = a.compress,
+        .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
+        .target_has_backing = a.backing != NULL,
+        .progress = (a.progress && !a.quiet) ? print_progress : NULL,
+    };
+    if (kimg_convert_run(&cv) < 0) {
+        cmd_fail(dst, "error while converting");
+        goto close_src;
+    }
+    if (cv.progress) {
+        print_progress(NULL, total, total);
+        printf("\n");
+    }
+    int r = kimg_close(out_img);
+    out_img = NULL;
+    if (r < 0) {
+        cmd_fail(dst, "error while writing the image");
+        goto close_src;
+    }
+    if (!in_place) {
+        if (rename(target, dst) < 0) {
+            fprintf(stderr, "kimg: %s: cannot rename the finished image into place: %s\n",
+                    dst, strerror(errno));
+            goto close_src;
+        }
+        tmp_active = 0;
+        if (dst_sync)
+            sync_dir_of(dst);
+    }
+    ret = 0;
+close_src:
+    if (out_img)
+        kimg_close(out_img);
+    if (tmp_active) {
+        unlink(tmp_path);
+        tmp_active = 0;
+    }
+    guard_signals(false);
+    for (int i = 0; i < nb_src; i++)
+        if (src[i])
+            kimg_close(src[i]);
+    free(src);
+out:
+    kimg_opts_free(a.opts);
+    return ret;
+}

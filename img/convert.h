@@ -1,0 +1,35 @@
+/*
+ * convert.h — the copy engine behind `kimg convert` (and later clone,
+ * rebase and commit): guest content of one or more sources, concatenated,
+ * into a target image, never copying holes or zeros as data.
+ */
+#ifndef KIMG_CONVERT_H
+#define KIMG_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kimg.h"
+
+struct kimg_convert {
+    struct kimg **src;          /* sources, concatenated in order */
+    int nb_src;
+    struct kimg *dst;           /* opened read-write */
+    uint64_t sparse_size;       /* -S: zero runs this long (aligned) become
+                                   holes; 0 writes everything */
+    bool compress;              /* -c: compressed clusters */
+    bool target_is_zero;        /* the target already reads as zeros */
+    bool target_has_backing;    /* -B: copy only what the sources' top
+                                   layers hold; the target's backing file
+                                   supplies the rest */
+    /* progress: called with bytes done and total, at most ~1% steps */
+    void (*progress)(void *opaque, uint64_t done, uint64_t total);
+    void *opaque;
+};
+
+/* Copy; returns 0 or -errno with kimg_error() set. */
+int kimg_convert_run(struct kimg_convert *c);
+
+/* True if LEN bytes at BUF are all zero (fast word-wise scan). */
+bool kimg_buffer_is_zero(const void *buf, size_t len);
+
+#endif
