@@ -1,0 +1,20 @@
+#!/bin/bash
+# convert of every fixture (all qcow2 variants, chains, raw) to raw and to
+# qcow2: the output compares identical in qemu-img, qcow2 outputs pass
+# qemu-img check, and the source is not modified.
+. "$(dirname "$0")/lib.sh"
+fixtures
+for f in $(fixture_names); do
+    src=$FX/$f
+    before=$(sha "$src")
+    kimg convert -O raw "$src" "$T/out.raw"
+    is "$RC" 0 "convert $f -O raw" || diag "$(head -3 "$T/err")"
+    ok "$f -O raw compares identical (qemu-img)" qemu_oracle_compare "$src" "$T/out.raw"
+    kimg convert -O qcow2 "$src" "$T/out.qcow2"
+    is "$RC" 0 "convert $f -O qcow2" || diag "$(head -3 "$T/err")"
+    ok "$f -O qcow2 passes qemu-img check" check_clean "$T/out.qcow2"
+    ok "$f -O qcow2 compares identical (qemu-img)" qemu_oracle_compare "$src" "$T/out.qcow2"
+    is "$(sha "$src")" "$before" "$f unchanged by convert"
+    rm -f "$T/out.raw" "$T/out.qcow2"
+done
+done_testing

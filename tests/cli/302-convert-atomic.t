@@ -1,0 +1,30 @@
+#!/bin/bash
+# A new target appears only when complete: a failing convert leaves no
+# target and keeps an existing file of that name; SIGINT and SIGTERM in the
+# middle of a copy remove the partial output; no temporary file remains.
+. "$(dirname "$0")/lib.sh"
+leftovers() { ls -A "$T" | grep -c 'kimg-' || true; }
+qemu-img create -q -f raw big.raw 2G
+echo "keep me" > existing.raw
+# a source that fails to open: nothing created, existing file untouched
+kimg convert -f raw -O raw nonexistent.raw existing.raw
+err_line "missing source"
+is "$(cat existing.raw)" "keep me" "existing target untouched after a failed open"
+kimg convert -f raw -O raw big.raw /nonexistent-dir/out.raw
+err_line "target folder missing"
+is "$(leftovers)" 0 "no temporary file left"
+for sig in INT TERM; do
+    # -S 0 writes 2 GiB of zeros: long enough to be interrupted
+    "$KIMG" convert -S 0 -f raw -O raw big.raw existing.raw & pid=$!
+    sleep 0.5
+    kill -$sig $pid
+    RC=0; wait $pid || RC=$?
+    ok "SIGINT/TERM ends convert by the signal (exit $RC)" test "$RC" -ge 128
+    is "$(cat existing.raw)" "keep me" "SIG$sig: existing target untouched"
+    is "$(leftovers)" 0 "SIG$sig: temporary output removed"
+done
+kimg convert -f raw -O qcow2 big.raw new.qcow2
+is "$RC" 0 "an uninterrupted convert succeeds"
+ok "and its output is complete" qemu_oracle_compare big.raw new.qcow2
+is "$(leftovers)" 0 "no temporary file after success"
+done_testing
