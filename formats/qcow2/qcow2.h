@@ -218,10 +218,16 @@ struct qcow2_state {
     struct qcow2_cache l2_cache;
     struct qcow2_cache rb_cache;
 
+    /* the last decompressed cluster (invalidated by any modification) */
+    uint8_t *zcache;
+    uint64_t zcache_entry;
+    bool zcache_valid;
+
     /* allocation */
     uint64_t free_hint;         /* lowest cluster index that may be free */
     uint64_t alloc_end;         /* first cluster index past everything in use
                                    (file end at open, then grows) */
+    uint64_t compressed_next;   /* next free byte for compressed data, 0: none */
     bool corrupt_signalled;
     bool rebuilding;            /* inside qcow2_rebuild_refcounts */
 };

@@ -1,0 +1,110 @@
+/*
+ * compress.c — compressed clusters: zlib raw deflate (window 2^12, no
+ * header) and zstd frames, as the qcow2 spec defines them.  Decompression
+ * must produce exactly one cluster; every length is checked.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "qcow2.h"
+
+static int zlib_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
+{
+    z_stream z;
+    int ret;
+
+    if (srclen > UINT_MAX || dstlen > UINT_MAX)
+        return -EIO;
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, -12) != Z_OK)
+        return -ENOMEM;
+    z.next_in = (Bytef *)src;
+    z.avail_in = (uInt)srclen;
+    z.next_out = dst;
+    z.avail_out = (uInt)dstlen;
+    ret = inflate(&z, Z_FINISH);
+    /* the output buffer being full is success: the stored data may carry
+     * trailing bytes from the next compressed cluster */
+    if ((ret == Z_STREAM_END || ret == Z_BUF_ERROR || ret == Z_OK) && z.avail_out == 0)
+        ret = 0;
+    else
+        ret = -EIO;
+    inflateEnd(&z);
+    return ret;
+}
+
+static int zstd_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
+{
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    ZSTD_inBuffer in = { src, srclen, 0 };
+    ZSTD_outBuffer out = { dst, dstlen, 0 };
+    int ret = -EIO;
+
+    if (!dctx)
+        return -ENOMEM;
+    for (;;) {
+        size_t ipos = in.pos, opos = out.pos;
+        size_t r = ZSTD_decompressStream(dctx, &out, &in);
+        if (ZSTD_isError(r))
+            break;
+        if (out.pos == out.size || r == 0)
+            break;                      /* full, or the frame ended early */
+        if (in.pos == ipos && out.pos == opos)
+            break;                      /* no progress: truncated input */
+    }
+    if (out.pos == out.size)
+        ret = 0;
+    ZSTD_freeDCtx(dctx);
+    return ret;
+}
+
+int qcow2_decompress(int type, uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
+{
+    int ret;
+    switch (type) {
+    case QCOW2_COMPRESSION_ZLIB:
+        ret = zlib_decompress(dst, dstlen, src, srclen);
+        break;
+    case QCOW2_COMPRESSION_ZSTD:
+        ret = zstd_decompress(dst, dstlen, src, srclen);
+        break;
+    default:
+        return kimg_fail(-ENOTSUP, "Unknown compression type %d", type);
+    }
+    if (ret == -EIO)
+        kimg_error("Compressed cluster data is invalid");
+    return ret;
+}
+
+int64_t qcow2_compress(int type, uint8_t *dst, size_t cap, const uint8_t *src, size_t len)
+{
+    if (type == QCOW2_COMPRESSION_ZLIB) {
+        z_stream z;
+        int64_t out;
+        if (cap > UINT_MAX || len > UINT_MAX)
+            return -EINVAL;
+        memset(&z, 0, sizeof(z));
+        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return -ENOMEM;
+        z.next_in = (Bytef *)src;
+        z.avail_in = (uInt)len;
+        z.next_out = dst;
+        z.avail_out = (uInt)cap;
+        int r = deflate(&z, Z_FINISH);
+        out = r == Z_STREAM_END ? (int64_t)(cap - z.avail_out) : -ENOSPC;
+        deflateEnd(&z);
+        return out;
+    }
+    if (type == QCOW2_COMPRESSION_ZSTD) {
+        size_t r = ZSTD_compress(dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
+        if (ZSTD_isError(r))
+            return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
+        return (int64_t)r;
+    }
+    return -ENOTSUP;
+}

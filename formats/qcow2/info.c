@@ -1,0 +1,112 @@
+/*
+ * info.c — what `kimg info` shows for a qcow2 image: cluster size, the
+ * lazy-refcount dirty flag, the snapshot list and the format-specific
+ * tree with qemu-img 7.2's keys in qemu-img's order.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+#include "json.h"
+
+static struct kimg_jv *bitmaps_json(struct qcow2_state *s)
+{
+    struct kimg_jv *arr = kimg_jv_array();
+    for (uint32_t i = 0; arr && i < s->nb_bitmaps; i++) {
+        struct qcow2_bitmap *b = &s->bitmaps[i];
+        struct kimg_jv *o = kimg_jv_object();
+        struct kimg_jv *flags = kimg_jv_array();
+        if (!o || !flags) {
+            kimg_jv_free(o);
+            kimg_jv_free(flags);
+            kimg_jv_free(arr);
+            return NULL;
+        }
+        if (b->flags & QCOW2_BME_IN_USE)
+            kimg_jv_add(flags, NULL, kimg_jv_string("in-use"));
+        if (b->flags & QCOW2_BME_AUTO)
+            kimg_jv_add(flags, NULL, kimg_jv_string("auto"));
+        kimg_jv_add(o, "flags", flags);
+        kimg_jv_add_str(o, "name", b->name);
+        kimg_jv_add_uint(o, "granularity", 1ULL << (b->granularity_bits & 63));
+        kimg_jv_add(arr, NULL, o);
+    }
+    return arr;
+}
+
+static struct kimg_jv *format_specific(struct qcow2_state *s)
+{
+    struct kimg_jv *top = kimg_jv_object();
+    struct kimg_jv *d = kimg_jv_object();
+    if (!top || !d) {
+        kimg_jv_free(top);
+        kimg_jv_free(d);
+        return NULL;
+    }
+    kimg_jv_add_str(top, "type", "qcow2");
+    kimg_jv_add_str(d, "compat", s->version == 2 ? "0.10" : "1.1");
+    kimg_jv_add_str(d, "compression-type",
+                    s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
+    if (s->version >= 3) {
+        kimg_jv_add_bool(d, "lazy-refcounts", (s->compat & QCOW2_COMPAT_LAZY) != 0);
+        if (s->has_bitmaps_ext && s->bitmaps) {
+            struct kimg_jv *b = bitmaps_json(s);
+            if (b)
+                kimg_jv_add(d, "bitmaps", b);
+        }
+    }
+    kimg_jv_add_uint(d, "refcount-bits", s->refcount_bits);
+    if (s->version >= 3) {
+        if (s->has_data_file) {
+            if (s->data_file_name)
+                kimg_jv_add_str(d, "data-file", s->data_file_name);
+            kimg_jv_add_bool(d, "data-file-raw", s->data_file_raw);
+        }
+        kimg_jv_add_bool(d, "corrupt", (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0);
+        kimg_jv_add_bool(d, "extended-l2", s->ext_l2);
+    }
+    kimg_jv_add(top, "data", d);
+    return top;
+}
+
+int qcow2_info(struct kimg *img, struct kimg_info *info)
+{
+    struct qcow2_state *s = img->state;
+    int ret = 0;
+
+    pthread_mutex_lock(&s->lock);
+    info->cluster_size = s->cluster_size;
+    info->encrypted = false;
+    info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
+    if (s->nb_snapshots) {
+        info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));
+        if (!info->snapshots) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        info->nb_snapshots = s->nb_snapshots;
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            struct qcow2_snapshot *sn = &s->snapshots[i];
+            struct kimg_snapshot_info *o = &info->snapshots[i];
+            o->id = strdup(sn->id);
+            o->name = strdup(sn->name);
+            if (!o->id || !o->name) {
+                ret = -ENOMEM;
+                goto out;
+            }
+            o->vm_state_size = sn->vm_state_size;
+            o->date_sec = sn->date_sec;
+            o->date_nsec = sn->date_nsec;
+            o->vm_clock_nsec = sn->vm_clock_nsec;
+            o->icount = sn->icount;
+            o->has_icount = sn->has_icount;
+        }
+    }
+    info->format_specific = format_specific(s);
+    if (!info->format_specific)
+        ret = -ENOMEM;
+out:
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}

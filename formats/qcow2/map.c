@@ -1,0 +1,402 @@
+/*
+ * map.c — guest-to-host mapping: L1 → L2 lookup, classification of
+ * (sub)clusters (unallocated, zero, normal, compressed; extended L2
+ * bitmaps; external data files), guest reads (backing reads for the
+ * unallocated parts, host runs coalesced) and block status.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size, uint64_t **out)
+{
+    uint64_t fsz = 0, bytes = (uint64_t)l1_size * 8;
+    uint8_t *buf;
+    uint64_t *l1;
+    int ret;
+
+    *out = NULL;
+    if (bytes > QCOW2_MAX_L1_BYTES)
+        return kimg_fail(-EFBIG, "L1 table too large");
+    ret = kimg_file_size(s->file, &fsz);
+    if (ret < 0)
+        return ret;
+    if ((offset & s->cluster_mask) || offset > fsz || bytes > fsz - offset)
+        return kimg_fail(-EINVAL, "L1 table offset %#" PRIx64 " invalid", offset);
+    l1 = calloc(l1_size ? l1_size : 1, 8);
+    buf = malloc(bytes ? bytes : 1);
+    if (!l1 || !buf) {
+        free(l1);
+        free(buf);
+        return -ENOMEM;
+    }
+    if (bytes) {
+        ret = kimg_file_pread(s->file, buf, bytes, offset);
+        if (ret < 0) {
+            free(l1);
+            free(buf);
+            return ret;
+        }
+    }
+    for (uint32_t i = 0; i < l1_size; i++)
+        l1[i] = qcow2_be64(buf + (uint64_t)i * 8);
+    free(buf);
+    *out = l1;
+    return 0;
+}
+
+int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t off, uint64_t *entry,
+                       uint64_t *bitmap)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    uint64_t l2i = (off >> s->cluster_bits) & (s->l2_entries - 1);
+    uint8_t *l2;
+    int ret;
+
+    *entry = 0;
+    *bitmap = 0;
+    if (l1i >= s->l1_size)
+        return 0;
+    uint64_t l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+    if (!l2off)
+        return 0;
+    if (l2off & s->cluster_mask)
+        return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " unaligned "
+                                       "(L1 index: %#" PRIx64 ")", l2off, l1i);
+    if (qcow2_overlaps_main(s, l2off, s->cluster_size))
+        return qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " overlaps other "
+                                       "metadata (L1 index: %#" PRIx64 ")", l2off, l1i);
+    ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
+    if (ret < 0)
+        return ret;
+    *entry = qcow2_be64(l2 + l2i * s->l2_entry_size);
+    if (s->ext_l2)
+        *bitmap = qcow2_be64(l2 + l2i * s->l2_entry_size + 8);
+    qcow2_cache_put(&s->l2_cache, l2);
+    return 0;
+}
+
+void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
+                            uint64_t *host, uint64_t *len)
+{
+    uint64_t h = entry & s->coffset_mask;
+    uint64_t nsec = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+    uint64_t end = (h & ~511ULL) + nsec * 512;
+    *host = h;
+    *len = end - h;
+}
+
+int qcow2_sc_type(struct qcow2_state *s, uint64_t entry, uint64_t bitmap,
+                  unsigned sc, enum qcow2_sc_type *type)
+{
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        uint64_t host, len;
+        if (s->has_data_file)
+            return qcow2_signal_corruption(s, "Compressed cluster in an image with an "
+                                           "external data file");
+        if (bitmap)
+            return qcow2_signal_corruption(s, "Compressed cluster entry %#" PRIx64
+                                           " has a non-zero subcluster bitmap", entry);
+        qcow2_compressed_range(s, entry, &host, &len);
+        if (host >= QCOW2_MAX_HOST_OFFSET || host < s->cluster_size)
+            return qcow2_signal_corruption(s, "Compressed cluster at %#" PRIx64
+                                           " has an invalid offset", host);
+        *type = QCOW2_SC_COMPRESSED;
+        return 0;
+    }
+    uint64_t off = entry & QCOW2_L2E_OFFSET_MASK;
+    if (off & s->cluster_mask)
+        return qcow2_signal_corruption(s, "Cluster allocation offset %#" PRIx64
+                                       " unaligned", off);
+    bool present = off || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED));
+    if (!s->ext_l2) {
+        if (entry & QCOW2_OFLAG_ZERO)
+            *type = present ? QCOW2_SC_ZERO_ALLOC : QCOW2_SC_ZERO_PLAIN;
+        else
+            *type = present ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOC;
+        return 0;
+    }
+    uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+    if (alloc & zero)
+        return qcow2_signal_corruption(s, "Subcluster bitmap %#" PRIx64 " marks "
+                                       "subclusters both allocated and zero", bitmap);
+    if (!present) {
+        if (alloc)
+            return qcow2_signal_corruption(s, "Subclusters allocated in an "
+                                           "unallocated cluster (bitmap %#" PRIx64 ")",
+                                           bitmap);
+        *type = (zero >> sc) & 1 ? QCOW2_SC_ZERO_PLAIN : QCOW2_SC_UNALLOC;
+        return 0;
+    }
+    if ((alloc >> sc) & 1)
+        *type = QCOW2_SC_NORMAL;
+    else if ((zero >> sc) & 1)
+        *type = QCOW2_SC_ZERO_ALLOC;
+    else
+        *type = QCOW2_SC_UNALLOC_ALLOC;
+    return 0;
+}
+
+int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
+{
+    uint64_t host, len;
+    uint8_t *in;
+    int ret;
+
+    if (s->zcache_valid && s->zcache_entry == entry && s->zcache) {
+        memcpy(out, s->zcache, s->cluster_size);
+        return 0;
+    }
+    qcow2_compressed_range(s, entry, &host, &len);
+    in = malloc(len);
+    if (!in)
+        return -ENOMEM;
+    ret = kimg_file_pread_zero_eof(s->file, in, len, host);
+    if (ret == 0)
+        ret = qcow2_decompress(s->compression_type, out, s->cluster_size, in, len);
+    free(in);
+    if (ret < 0)
+        return ret;
+    if (!s->zcache)
+        s->zcache = malloc(s->cluster_size);
+    if (s->zcache) {
+        memcpy(s->zcache, out, s->cluster_size);
+        s->zcache_entry = entry;
+        s->zcache_valid = true;
+    }
+    return 0;
+}
+
+static int need_data_file(struct qcow2_state *s)
+{
+    if (s->data_file)
+        return 0;
+    return kimg_fail(-EIO, "Cannot read guest data: the external data file is not open");
+}
+
+/* Pending coalesced transfer. */
+struct pend {
+    int kind;           /* 0 none, 1 host read, 2 backing read */
+    uint8_t *buf;
+    uint64_t host;      /* host offset (kind 1) or guest offset (kind 2) */
+    uint64_t len;
+};
+
+static int pend_flush(struct kimg *img, struct qcow2_state *s, struct pend *p)
+{
+    int ret = 0;
+    if (p->kind == 1) {
+        ret = need_data_file(s);
+        if (ret == 0)
+            ret = kimg_file_pread_zero_eof(s->data_file, p->buf, p->len, p->host);
+    } else if (p->kind == 2) {
+        ret = kimg_read_backing(img, p->buf, p->host, p->len);
+    }
+    p->kind = 0;
+    p->len = 0;
+    return ret;
+}
+
+static int pend_add(struct kimg *img, struct qcow2_state *s, struct pend *p, int kind,
+                    uint8_t *buf, uint64_t where, uint64_t len)
+{
+    if (p->kind == kind && p->buf + p->len == buf && p->host + p->len == where &&
+        p->len + len <= (64u << 20)) {
+        p->len += len;
+        return 0;
+    }
+    int ret = pend_flush(img, s, p);
+    if (ret < 0)
+        return ret;
+    p->kind = kind;
+    p->buf = buf;
+    p->host = where;
+    p->len = len;
+    return 0;
+}
+
+static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
+                   uint64_t off, uint64_t len)
+{
+    struct pend p = { 0 };
+    uint8_t *cbuf = NULL;
+    int ret = 0;
+
+    while (len) {
+        uint64_t in = off & s->cluster_mask;
+        uint64_t n = s->cluster_size - in;
+        uint64_t entry, bitmap;
+        if (n > len)
+            n = len;
+        ret = qcow2_get_l2_entry(s, off, &entry, &bitmap);
+        if (ret < 0)
+            break;
+        uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+        /* subcluster runs inside this cluster */
+        uint64_t done = 0;
+        while (done < n) {
+            uint64_t pos = in + done;
+            unsigned sc = (unsigned)(pos >> s->subcluster_bits);
+            enum qcow2_sc_type t;
+            ret = qcow2_sc_type(s, entry, bitmap, s->ext_l2 ? sc : 0, &t);
+            if (ret < 0)
+                goto out;
+            uint64_t run = n - done;
+            if (s->ext_l2 && t != QCOW2_SC_COMPRESSED) {
+                /* extend over following subclusters of the same type */
+                uint64_t end = ((uint64_t)sc + 1) << s->subcluster_bits;
+                while (end < in + n) {
+                    enum qcow2_sc_type t2;
+                    ret = qcow2_sc_type(s, entry, bitmap,
+                                        (unsigned)(end >> s->subcluster_bits), &t2);
+                    if (ret < 0)
+                        goto out;
+                    if (t2 != t)
+                        break;
+                    end += s->subcluster_size;
+                }
+                if (end < in + n)
+                    run = end - pos;
+            }
+            uint8_t *dst = buf + done;
+            switch (t) {
+            case QCOW2_SC_NORMAL:
+                ret = pend_add(img, s, &p, 1, dst, host + pos, run);
+                break;
+            case QCOW2_SC_UNALLOC:
+            case QCOW2_SC_UNALLOC_ALLOC:
+                ret = pend_add(img, s, &p, 2, dst, off + done, run);
+                break;
+            case QCOW2_SC_ZERO_PLAIN:
+            case QCOW2_SC_ZERO_ALLOC:
+                memset(dst, 0, run);
+                break;
+            case QCOW2_SC_COMPRESSED:
+                if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+                    ret = -ENOMEM;
+                    break;
+                }
+                ret = qcow2_read_compressed(s, entry, cbuf);
+                if (ret == 0)
+                    memcpy(dst, cbuf + pos, run);
+                break;
+            }
+            if (ret < 0)
+                goto out;
+            done += run;
+        }
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    if (ret == 0)
+        ret = pend_flush(img, s, &p);
+out:
+    free(cbuf);
+    return ret;
+}
+
+int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    int ret = do_read(img, s, buf, off, len);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static unsigned type_flags(enum qcow2_sc_type t)
+{
+    switch (t) {
+    case QCOW2_SC_NORMAL: return KIMG_BS_DATA | KIMG_BS_ALLOCATED | KIMG_BS_OFFSET_VALID;
+    case QCOW2_SC_ZERO_PLAIN: return KIMG_BS_ZERO | KIMG_BS_ALLOCATED;
+    case QCOW2_SC_ZERO_ALLOC: return KIMG_BS_ZERO | KIMG_BS_ALLOCATED | KIMG_BS_OFFSET_VALID;
+    case QCOW2_SC_COMPRESSED: return KIMG_BS_DATA | KIMG_BS_ALLOCATED | KIMG_BS_COMPRESSED;
+    default: return 0;
+    }
+}
+
+static int do_block_status(struct qcow2_state *s, uint64_t off, uint64_t len,
+                           struct kimg_extent *ext)
+{
+    bool first = true;
+    unsigned flags = 0;
+    uint64_t next_host = 0, total = 0;
+    int ret;
+
+    while (total < len) {
+        uint64_t entry, bitmap, pos = off + total;
+        uint64_t l1i = pos >> (s->cluster_bits + s->l2_bits);
+        if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) {
+            /* a whole L2 span unallocated */
+            uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
+            uint64_t step = span_end - pos;
+            if (step > len - total)
+                step = len - total;
+            if (first) {
+                flags = 0;
+                first = false;
+            } else if (flags != 0) {
+                goto done;
+            }
+            total += step;
+            continue;
+        }
+        ret = qcow2_get_l2_entry(s, pos, &entry, &bitmap);
+        if (ret < 0)
+            return ret;
+        uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+        uint64_t in = pos & s->cluster_mask;
+        while (in < s->cluster_size && total < len) {
+            unsigned sc = (unsigned)(in >> s->subcluster_bits);
+            enum qcow2_sc_type t;
+            ret = qcow2_sc_type(s, entry, bitmap, s->ext_l2 ? sc : 0, &t);
+            if (ret < 0)
+                return ret;
+            if (t == QCOW2_SC_COMPRESSED)
+                sc = 0;
+            uint64_t step_end = t == QCOW2_SC_COMPRESSED || !s->ext_l2
+                              ? s->cluster_size
+                              : ((uint64_t)sc + 1) << s->subcluster_bits;
+            uint64_t step = step_end - in;
+            if (step > len - total)
+                step = len - total;
+            unsigned f = type_flags(t);
+            uint64_t h = host + in;
+            if (first) {
+                flags = f;
+                ext->offset = (f & KIMG_BS_OFFSET_VALID) ? h : 0;
+                first = false;
+            } else if (f != flags || ((f & KIMG_BS_OFFSET_VALID) && h != next_host)) {
+                goto done;
+            }
+            next_host = h + step;
+            total += step;
+            in += step;
+        }
+    }
+done:
+    ext->start = off;
+    ext->length = total;
+    ext->flags = flags;
+    ext->depth = 0;
+    ext->file = (flags & KIMG_BS_OFFSET_VALID) && s->data_file ? s->data_file->path : NULL;
+    if (!(flags & KIMG_BS_OFFSET_VALID))
+        ext->offset = 0;
+    if ((flags & KIMG_BS_OFFSET_VALID) && !s->data_file)
+        ext->flags &= ~KIMG_BS_OFFSET_VALID;
+    return 0;
+}
+
+int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
+                       struct kimg_extent *ext)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    int ret = do_block_status(s, off, len, ext);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}

@@ -1,0 +1,214 @@
+/*
+ * qcow2.c — the qcow2 driver table: probe, open (header, tables, caches,
+ * external data file, lazy-refcount dirty recovery, autoclear bits) and
+ * close.  The per-concern work lives in the other files of this folder.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
+{
+    if (len < 8)
+        return 0;
+    if (qcow2_be32(buf) != QCOW2_MAGIC)
+        return 0;
+    uint32_t v = qcow2_be32(buf + 4);
+    return (v == 2 || v == 3) ? 100 : 0;
+}
+
+static int clamp_int(uint64_t v, int lo, int hi)
+{
+    if (v < (uint64_t)lo)
+        return lo;
+    if (v > (uint64_t)hi)
+        return hi;
+    return (int)v;
+}
+
+static void free_state(struct qcow2_state *s)
+{
+    if (s->own_data_file && s->data_file)
+        kimg_file_close(s->data_file);
+    s->data_file = NULL;
+    s->own_data_file = false;
+    qcow2_cache_destroy(&s->l2_cache);
+    qcow2_cache_destroy(&s->rb_cache);
+    qcow2_free_snapshots(s);
+    qcow2_free_header(s);
+    free(s->l1);
+    s->l1 = NULL;
+    free(s->rt);
+    s->rt = NULL;
+    free(s->zcache);
+    s->zcache = NULL;
+    if (s->lock_init)
+        pthread_mutex_destroy(&s->lock);
+    s->lock_init = false;
+}
+
+int qcow2_do_open(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    uint64_t fsz;
+    int ret;
+
+    memset(s, 0, sizeof(*s));
+    s->img = img;
+    s->file = img->file;
+    s->writable = img->writable;
+    if (pthread_mutex_init(&s->lock, NULL))
+        return -ENOMEM;
+    s->lock_init = true;
+
+    ret = kimg_file_size(s->file, &fsz);
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_parse_header(s, fsz);
+    if (ret < 0)
+        goto fail;
+    if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && img->writable &&
+        !(img->flags & KIMG_OPEN_REPAIR)) {
+        ret = kimg_fail(-EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+        goto fail;
+    }
+    ret = qcow2_read_l1(s, s->l1_offset, s->l1_size, &s->l1);
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_load_refcount_table(s, fsz);
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_read_snapshots(s, fsz);
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_read_bitmaps(s, fsz);
+    if (ret < 0)
+        goto fail;
+
+    ret = qcow2_cache_init(&s->l2_cache, s, clamp_int((8u << 20) >> s->cluster_bits, 4, 128),
+                           s->cluster_size, "L2 table");
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_cache_init(&s->rb_cache, s, clamp_int((1u << 20) >> s->cluster_bits, 4, 32),
+                           s->cluster_size, "refcount block");
+    if (ret < 0)
+        goto fail;
+    s->l2_cache.depends = &s->rb_cache;
+    s->alloc_end = qcow2_align_up(fsz, s->cluster_size) >> s->cluster_bits;
+
+    if (s->has_data_file) {
+        if (img->flags & KIMG_OPEN_NO_BACKING) {
+            s->data_file = NULL;
+        } else if (!s->data_file_name) {
+            ret = kimg_fail(-EINVAL, "Missing external data file name: the image needs "
+                            "a data file");
+            goto fail;
+        } else {
+            ret = kimg_open_aux_file(img, s->data_file_name, img->writable, &s->data_file);
+            if (ret < 0)
+                goto fail;
+            s->own_data_file = true;
+        }
+    } else {
+        s->data_file = s->file;
+    }
+
+    if (img->writable) {
+        if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !(img->flags & KIMG_OPEN_REPAIR)) {
+            ret = qcow2_rebuild_refcounts(s);
+            if (ret < 0)
+                goto fail;
+            ret = qcow2_update_incompat(s, 0, QCOW2_INCOMPAT_DIRTY);
+            if (ret < 0)
+                goto fail;
+        }
+        /* autoclear bits we do not maintain are cleared before writing:
+         * unknown ones, and the bitmaps bit when a bitmap tracks writes */
+        uint64_t keep = QCOW2_AUTOCLEAR_DATA_RAW | QCOW2_AUTOCLEAR_BITMAPS;
+        for (uint32_t i = 0; s->bitmaps && i < s->nb_bitmaps; i++)
+            if (s->bitmaps[i].flags & (QCOW2_BME_AUTO | QCOW2_BME_IN_USE))
+                keep &= ~QCOW2_AUTOCLEAR_BITMAPS;
+        if (s->version >= 3 && (s->autoclear & ~keep)) {
+            uint8_t b[8];
+            qcow2_put_be64(b, s->autoclear & keep);
+            ret = kimg_file_pwrite(s->file, b, 8, 88);
+            if (ret == 0)
+                ret = kimg_file_sync(s->file);
+            if (ret < 0)
+                goto fail;
+            s->autoclear &= keep;
+            if (s->hdr_raw && s->hdr_raw_len >= 96)
+                memcpy(s->hdr_raw + 88, b, 8);
+            if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) && s->bitmaps) {
+                /* the bitmaps are now inconsistent: forget them here */
+                for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+                    free(s->bitmaps[i].name);
+                free(s->bitmaps);
+                s->bitmaps = NULL;
+                s->has_bitmaps_ext = false;
+            }
+        }
+    }
+
+    img->size = s->size;
+    if (s->backing_name) {
+        img->backing_name = strdup(s->backing_name);
+        if (!img->backing_name) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+        if (s->backing_format) {
+            img->backing_format = strdup(s->backing_format);
+            if (!img->backing_format) {
+                free(img->backing_name);
+                img->backing_name = NULL;
+                ret = -ENOMEM;
+                goto fail;
+            }
+        }
+    }
+    return 0;
+fail:
+    free_state(s);
+    return ret;
+}
+
+void qcow2_do_close(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    if (s->writable)
+        qcow2_flush_caches(s);
+    free_state(s);
+}
+
+static int qcow2_open(struct kimg *img)
+{
+    return qcow2_do_open(img);
+}
+
+static void qcow2_close(struct kimg *img)
+{
+    qcow2_do_close(img);
+}
+
+const struct kimg_driver kimg_qcow2_driver = {
+    .name = "qcow2",
+    .state_size = sizeof(struct qcow2_state),
+    .create_opts = qcow2_create_opts,
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .close = qcow2_close,
+    .create = qcow2_create,
+    .read = qcow2_read,
+    .write = qcow2_write,
+    .write_zeroes = qcow2_write_zeroes,
+    .discard = qcow2_discard,
+    .flush = qcow2_flush,
+    .block_status = qcow2_block_status,
+    .truncate = qcow2_truncate,
+    .info = qcow2_info,
+    .check = qcow2_check,
+};

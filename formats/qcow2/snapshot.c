@@ -1,0 +1,126 @@
+/*
+ * snapshot.c — the internal snapshot table: parse every entry (with its
+ * extra data: large VM state size, disk size, icount), validated against
+ * the file and the spec's caps.  IDs and names are kept as raw bytes;
+ * escaping happens only at output time.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+void qcow2_free_snapshots(struct qcow2_state *s)
+{
+    if (!s->snapshots)
+        return;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        free(s->snapshots[i].id);
+        free(s->snapshots[i].name);
+        free(s->snapshots[i].extra);
+    }
+    free(s->snapshots);
+    s->snapshots = NULL;
+}
+
+int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size)
+{
+    uint64_t off = s->snapshots_offset;
+    uint8_t h[40];
+    int ret;
+
+    s->snapshots_size = 0;
+    if (!s->nb_snapshots)
+        return 0;
+    s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
+    if (!s->snapshots)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        struct qcow2_snapshot *sn = &s->snapshots[i];
+        uint64_t used = off - s->snapshots_offset;
+        if (used + 40 > QCOW2_MAX_SN_TABLE_BYTES || off + 40 > file_size) {
+            ret = kimg_fail(-EFBIG, "Snapshot table is too large or extends past the end "
+                            "of the file");
+            goto fail;
+        }
+        ret = kimg_file_pread(s->file, h, sizeof(h), off);
+        if (ret < 0)
+            goto fail;
+        sn->entry_offset = off;
+        sn->l1_offset = qcow2_be64(h);
+        sn->l1_size = qcow2_be32(h + 8);
+        sn->id_len = qcow2_be16(h + 12);
+        sn->name_len = qcow2_be16(h + 14);
+        sn->date_sec = qcow2_be32(h + 16);
+        sn->date_nsec = qcow2_be32(h + 20);
+        sn->vm_clock_nsec = qcow2_be64(h + 24);
+        sn->vm_state_size32 = qcow2_be32(h + 32);
+        sn->vm_state_size = sn->vm_state_size32;
+        sn->extra_len = qcow2_be32(h + 36);
+        if (sn->extra_len > QCOW2_MAX_SN_EXTRA) {
+            ret = kimg_fail(-EFBIG, "Too much extra metadata in snapshot table entry %"
+                            PRIu32, i);
+            goto fail;
+        }
+        uint64_t var = (uint64_t)sn->extra_len + sn->id_len + sn->name_len;
+        uint64_t esize = qcow2_align_up(40 + var, 8);
+        if (used + esize > QCOW2_MAX_SN_TABLE_BYTES || off + esize > file_size) {
+            ret = kimg_fail(-EFBIG, "Snapshot table is too large or extends past the end "
+                            "of the file");
+            goto fail;
+        }
+        uint8_t *v = malloc(var ? var : 1);
+        if (!v) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+        if (var) {
+            ret = kimg_file_pread(s->file, v, var, off + 40);
+            if (ret < 0) {
+                free(v);
+                goto fail;
+            }
+        }
+        sn->extra = malloc(sn->extra_len ? sn->extra_len : 1);
+        sn->id = malloc((size_t)sn->id_len + 1);
+        sn->name = malloc((size_t)sn->name_len + 1);
+        if (!sn->extra || !sn->id || !sn->name) {
+            free(v);
+            ret = -ENOMEM;
+            goto fail;
+        }
+        memcpy(sn->extra, v, sn->extra_len);
+        memcpy(sn->id, v + sn->extra_len, sn->id_len);
+        sn->id[sn->id_len] = '\0';
+        memcpy(sn->name, v + sn->extra_len + sn->id_len, sn->name_len);
+        sn->name[sn->name_len] = '\0';
+        free(v);
+        if (sn->extra_len >= 8)
+            sn->vm_state_size = qcow2_be64(sn->extra);
+        if (sn->extra_len >= 16) {
+            sn->disk_size = qcow2_be64(sn->extra + 8);
+            sn->has_disk_size = true;
+        }
+        if (sn->extra_len >= 24) {
+            sn->icount = qcow2_be64(sn->extra + 16);
+            sn->has_icount = sn->icount != UINT64_MAX;
+        }
+        if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+            ret = kimg_fail(-EFBIG, "Snapshot L1 table too large");
+            goto fail;
+        }
+        if (sn->l1_size && ((sn->l1_offset & s->cluster_mask) || !sn->l1_offset ||
+                            sn->l1_offset > file_size ||
+                            (uint64_t)sn->l1_size * 8 > file_size - sn->l1_offset)) {
+            ret = kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
+            goto fail;
+        }
+        off += esize;
+    }
+    s->snapshots_size = off - s->snapshots_offset;
+    return 0;
+fail:
+    qcow2_free_snapshots(s);
+    return ret;
+}

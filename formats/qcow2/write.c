@@ -1,0 +1,1044 @@
+/*
+ * write.c — guest writes: L2 table allocation and copy-on-write of shared
+ * tables, cluster allocation, COW of partial (sub)clusters from the backing
+ * file, of clusters shared with snapshots and of compressed clusters; zero
+ * writes, discard, flush, truncate (L1 growth), preallocation, compressed
+ * writes.  Ordering: refcounts reach the disk before the L2 entries that
+ * need them (cache dependency), a new L2 table before its L1 entry, and
+ * old clusters are freed only after the entries that dropped them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+/* ---- small helpers --------------------------------------------------- */
+
+int qcow2_flush_caches(struct qcow2_state *s)
+{
+    int ret = qcow2_cache_flush(&s->l2_cache);
+    if (ret < 0)
+        return ret;
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        return ret;
+    if (s->data_file && s->data_file != s->file)
+        ret = kimg_file_sync(s->data_file);
+    return ret;
+}
+
+static int check_writable(struct qcow2_state *s)
+{
+    if (!s->writable)
+        return kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
+    s->zcache_valid = false;
+    return 0;
+}
+
+static int write_l1_entry(struct qcow2_state *s, uint64_t l1i)
+{
+    uint8_t b[8];
+    qcow2_put_be64(b, s->l1[l1i]);
+    return kimg_file_pwrite(s->file, b, 8, s->l1_offset + l1i * 8);
+}
+
+/* Get the L2 table for guest offset OFF ready for modification: allocated,
+ * and not shared with a snapshot.  Returns the table held in the cache. */
+static int get_l2_for_write(struct qcow2_state *s, uint64_t off, uint8_t **table)
+{
+    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+    int ret;
+
+    if (l1i >= s->l1_size) {
+        ret = qcow2_grow_l1(s, l1i + 1);
+        if (ret < 0)
+            return ret;
+    }
+    uint64_t e = s->l1[l1i];
+    uint64_t old = e & QCOW2_L1E_OFFSET_MASK;
+    if (old) {
+        if (old & s->cluster_mask)
+            return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " unaligned "
+                                           "(L1 index: %#" PRIx64 ")", old, l1i);
+        if (qcow2_overlaps_main(s, old, s->cluster_size))
+            return qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " overlaps other "
+                                           "metadata (L1 index: %#" PRIx64 ")", old, l1i);
+        if (e & QCOW2_OFLAG_COPIED)
+            return qcow2_cache_get(&s->l2_cache, old, table);
+        uint64_t rc;
+        ret = qcow2_refcount_get(s, old >> s->cluster_bits, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc == 1) {
+            s->l1[l1i] = old | QCOW2_OFLAG_COPIED;
+            ret = write_l1_entry(s, l1i);
+            if (ret < 0)
+                return ret;
+            return qcow2_cache_get(&s->l2_cache, old, table);
+        }
+        if (rc == 0)
+            return qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " has refcount 0",
+                                           old);
+    }
+    /* a new table: zeroed, or a copy of the shared one */
+    uint8_t *buf = kimg_alloc_aligned(s->cluster_size);
+    uint64_t noff;
+    if (!buf)
+        return -ENOMEM;
+    if (old) {
+        uint8_t *src;
+        ret = qcow2_cache_get(&s->l2_cache, old, &src);
+        if (ret < 0)
+            goto out;
+        memcpy(buf, src, s->cluster_size);
+        qcow2_cache_put(&s->l2_cache, src);
+        /* entries in a copy are shared too: none may claim refcount 1 */
+        for (uint64_t i = 0; i < s->l2_entries; i++) {
+            uint8_t *p = buf + i * s->l2_entry_size;
+            uint64_t v = qcow2_be64(p);
+            if (!s->has_data_file)
+                qcow2_put_be64(p, v & ~QCOW2_OFLAG_COPIED);
+        }
+    } else {
+        memset(buf, 0, s->cluster_size);
+    }
+    ret = qcow2_alloc_clusters(s, 1, &noff);
+    if (ret < 0)
+        goto out;
+    /* refcount on disk, then the table, then the L1 entry */
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        goto out;
+    ret = qcow2_cache_flush(&s->l2_cache);
+    if (ret < 0)
+        goto out;
+    ret = kimg_file_pwrite(s->file, buf, s->cluster_size, noff);
+    if (ret < 0)
+        goto out;
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
+    ret = write_l1_entry(s, l1i);
+    if (ret < 0)
+        goto out;
+    if (old) {
+        ret = kimg_file_sync(s->file);
+        if (ret < 0)
+            goto out;
+        ret = qcow2_free_clusters(s, old, s->cluster_size);
+        if (ret < 0)
+            goto out;
+    }
+    uint8_t *t;
+    ret = qcow2_cache_get(&s->l2_cache, noff, &t);
+    if (ret < 0)
+        goto out;
+    *table = t;
+out:
+    free(buf);
+    return ret;
+}
+
+static uint8_t *l2_slot(struct qcow2_state *s, uint8_t *l2, uint64_t off)
+{
+    return l2 + ((off >> s->cluster_bits) & (s->l2_entries - 1)) * s->l2_entry_size;
+}
+
+/* Guest data of the backing chain for [off, off+len) of this layer,
+ * zeros past the virtual size. */
+static int read_below(struct qcow2_state *s, uint8_t *buf, uint64_t off, uint64_t len)
+{
+    if (off >= s->size) {
+        memset(buf, 0, len);
+        return 0;
+    }
+    if (off + len > s->size) {
+        memset(buf + (s->size - off), 0, off + len - s->size);
+        len = s->size - off;
+    }
+    return kimg_read_backing(s->img, buf, off, len);
+}
+
+/* Pending data write straight from the caller's buffer (contiguous runs
+ * coalesced); flushed before any L2 table can be evicted. */
+struct wpend {
+    const uint8_t *buf;
+    uint64_t host, len;
+};
+
+static int wpend_flush(struct qcow2_state *s, struct wpend *p)
+{
+    int ret = 0;
+    if (p->len)
+        ret = kimg_file_pwrite(s->data_file, p->buf, p->len, p->host);
+    p->len = 0;
+    return ret;
+}
+
+static int wpend_add(struct qcow2_state *s, struct wpend *p, const uint8_t *buf,
+                     uint64_t host, uint64_t len)
+{
+    if (p->len && p->buf + p->len == buf && p->host + p->len == host &&
+        p->len + len <= (32u << 20)) {
+        p->len += len;
+        return 0;
+    }
+    int ret = wpend_flush(s, p);
+    p->buf = buf;
+    p->host = host;
+    p->len = len;
+    return ret;
+}
+
+/* Content of subcluster range [a, b) (cluster-relative) for a cluster whose
+ * old state is TYPES[], read into OUT. */
+static int fill_old(struct qcow2_state *s, uint64_t cstart, uint64_t entry,
+                    const enum qcow2_sc_type *types, const uint8_t *decomp,
+                    uint8_t *out, uint64_t a, uint64_t b)
+{
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    while (a < b) {
+        unsigned sc = s->ext_l2 ? (unsigned)(a >> s->subcluster_bits) : 0;
+        uint64_t e = s->ext_l2 ? ((uint64_t)sc + 1) << s->subcluster_bits : s->cluster_size;
+        if (e > b)
+            e = b;
+        int ret = 0;
+        switch (types[sc]) {
+        case QCOW2_SC_NORMAL:
+            if (!s->data_file)
+                return kimg_fail(-EIO, "The external data file is not open");
+            ret = kimg_file_pread_zero_eof(s->data_file, out, e - a, host + a);
+            break;
+        case QCOW2_SC_ZERO_PLAIN:
+        case QCOW2_SC_ZERO_ALLOC:
+            memset(out, 0, e - a);
+            break;
+        case QCOW2_SC_UNALLOC:
+        case QCOW2_SC_UNALLOC_ALLOC:
+            ret = read_below(s, out, cstart + a, e - a);
+            break;
+        case QCOW2_SC_COMPRESSED:
+            memcpy(out, decomp + a, e - a);
+            break;
+        }
+        if (ret < 0)
+            return ret;
+        out += e - a;
+        a = e;
+    }
+    return 0;
+}
+
+static void set_entry(struct qcow2_state *s, uint8_t *slot, uint64_t entry, uint64_t bitmap)
+{
+    qcow2_put_be64(slot, entry);
+    if (s->ext_l2)
+        qcow2_put_be64(slot + 8, bitmap);
+}
+
+/* Old host ranges to free once the entries that dropped them are on disk. */
+struct freelist {
+    uint64_t *off, *len;
+    size_t n, cap;
+};
+
+static int freelist_add(struct freelist *f, uint64_t off, uint64_t len)
+{
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 16;
+        uint64_t *a = realloc(f->off, nc * sizeof(*a));
+        if (!a)
+            return -ENOMEM;
+        f->off = a;
+        uint64_t *b = realloc(f->len, nc * sizeof(*b));
+        if (!b)
+            return -ENOMEM;
+        f->len = b;
+        f->cap = nc;
+    }
+    f->off[f->n] = off;
+    f->len[f->n] = len;
+    f->n++;
+    return 0;
+}
+
+static int freelist_run(struct qcow2_state *s, struct freelist *f)
+{
+    int ret = 0;
+    if (!f->n)
+        return 0;
+    /* the L2 entries that dropped these references go first */
+    ret = qcow2_cache_flush(&s->l2_cache);
+    for (size_t i = 0; ret == 0 && i < f->n; i++)
+        ret = qcow2_free_clusters(s, f->off[i], f->len[i]);
+    f->n = 0;
+    return ret;
+}
+
+static void freelist_free(struct freelist *f)
+{
+    free(f->off);
+    free(f->len);
+}
+
+/* The host range an entry holds a reference on (0 length: none). */
+static void entry_ref(struct qcow2_state *s, uint64_t entry, uint64_t *off, uint64_t *len)
+{
+    *off = *len = 0;
+    if (s->has_data_file)
+        return;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_range(s, entry, off, len);
+        return;
+    }
+    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
+    if (h) {
+        *off = h;
+        *len = s->cluster_size;
+    }
+}
+
+/* ---- one cluster of a guest write ------------------------------------- */
+
+static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
+                     uint64_t off, uint64_t n, struct wpend *wp, struct freelist *fl)
+{
+    uint64_t in = off & s->cluster_mask;
+    uint64_t cstart = off - in;
+    uint8_t *slot = l2_slot(s, l2, off);
+    uint64_t entry = qcow2_be64(slot);
+    uint64_t bitmap = s->ext_l2 ? qcow2_be64(slot + 8) : 0;
+    unsigned nsc = s->ext_l2 ? 32 : 1;
+    enum qcow2_sc_type types[32];
+    uint8_t *decomp = NULL, *rbuf = NULL;
+    int ret;
+
+    for (unsigned i = 0; i < nsc; i++) {
+        ret = qcow2_sc_type(s, entry, bitmap, i, &types[i]);
+        if (ret < 0)
+            return ret;
+    }
+    bool compressed = types[0] == QCOW2_SC_COMPRESSED;
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    bool present = !compressed && (host || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED)));
+    bool need_new = false;
+
+    if (compressed) {
+        need_new = true;
+    } else if (present && !(entry & QCOW2_OFLAG_COPIED) && !s->has_data_file) {
+        uint64_t rc;
+        ret = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc == 1)
+            entry |= QCOW2_OFLAG_COPIED;   /* sole owner after all */
+        else if (rc == 0)
+            return qcow2_signal_corruption(s, "Data cluster at %#" PRIx64
+                                           " has refcount 0", host);
+        else
+            need_new = true;
+    } else if (!present) {
+        need_new = true;
+    }
+
+    unsigned sc0 = (unsigned)(in >> s->subcluster_bits);
+    unsigned sc1 = (unsigned)((in + n - 1) >> s->subcluster_bits);
+    if (!s->ext_l2 || compressed) {
+        sc0 = 0;
+        sc1 = nsc - 1;
+    }
+    /* the whole touched region already holds data in place: write through */
+    if (!need_new) {
+        bool all_normal = true;
+        for (unsigned i = sc0; i <= sc1; i++)
+            all_normal &= types[s->ext_l2 ? i : 0] == QCOW2_SC_NORMAL;
+        if (all_normal) {
+            if (!s->has_data_file && qcow2_overlaps_metadata(s, host + in, n))
+                return qcow2_signal_corruption(s, "Preventing a data write to %#" PRIx64
+                                               ": it overlaps metadata", host + in);
+            if (!(qcow2_be64(slot) & QCOW2_OFLAG_COPIED)) {
+                set_entry(s, slot, entry, bitmap);
+                qcow2_cache_mark_dirty(&s->l2_cache, l2);
+            }
+            return wpend_add(s, wp, data, host + in, n);
+        }
+    }
+
+    if (compressed) {
+        decomp = malloc(s->cluster_size);
+        if (!decomp)
+            return -ENOMEM;
+        ret = qcow2_read_compressed(s, entry, decomp);
+        if (ret < 0)
+            goto out;
+    }
+
+    uint64_t new_host = host;
+    if (need_new) {
+        if (s->has_data_file) {
+            new_host = cstart;
+        } else {
+            ret = qcow2_alloc_clusters(s, 1, &new_host);
+            if (ret < 0)
+                goto out;
+        }
+    }
+
+    /* region [ra, rb) of the cluster that gets written */
+    uint64_t ra = (uint64_t)sc0 << s->subcluster_bits;
+    uint64_t rb = s->ext_l2 && !compressed ? ((uint64_t)sc1 + 1) << s->subcluster_bits
+                                           : s->cluster_size;
+    /* moving a cluster that has data elsewhere in it: copy the whole cluster */
+    if (need_new && present && s->ext_l2) {
+        ra = 0;
+        rb = s->cluster_size;
+    }
+    if (ra == in && rb == in + n) {
+        /* fully covered: no fill */
+        ret = wpend_add(s, wp, data, new_host + in, n);
+        if (ret < 0)
+            goto out;
+    } else {
+        rbuf = malloc(rb - ra);
+        if (!rbuf) {
+            ret = -ENOMEM;
+            goto out;
+        }
+        if (in > ra) {
+            ret = fill_old(s, cstart, entry, types, decomp, rbuf, ra, in);
+            if (ret < 0)
+                goto out;
+        }
+        if (in + n < rb) {
+            ret = fill_old(s, cstart, entry, types, decomp, rbuf + (in + n - ra), in + n, rb);
+            if (ret < 0)
+                goto out;
+        }
+        memcpy(rbuf + (in - ra), data, n);
+        if (!need_new && !s->has_data_file &&
+            qcow2_overlaps_metadata(s, new_host + ra, rb - ra)) {
+            ret = qcow2_signal_corruption(s, "Preventing a data write to %#" PRIx64
+                                          ": it overlaps metadata", new_host + ra);
+            goto out;
+        }
+        ret = wpend_flush(s, wp);
+        if (ret < 0)
+            goto out;
+        ret = kimg_file_pwrite(s->data_file, rbuf, rb - ra, new_host + ra);
+        if (ret < 0)
+            goto out;
+    }
+
+    /* the new entry */
+    uint64_t ne = new_host | QCOW2_OFLAG_COPIED;
+    uint64_t nb = 0;
+    if (s->ext_l2) {
+        if (compressed) {
+            nb = 0xffffffffULL;
+        } else {
+            uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+            uint32_t mask = (uint32_t)((sc1 - sc0 == 31) ? 0xffffffffu
+                                      : (((1u << (sc1 - sc0 + 1)) - 1) << sc0));
+            if (!present)
+                alloc = 0;
+            alloc |= mask;
+            zero &= ~mask;
+            nb = ((uint64_t)zero << 32) | alloc;
+        }
+    }
+    set_entry(s, slot, ne, nb);
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    if (need_new) {
+        uint64_t fo, flen;
+        entry_ref(s, entry, &fo, &flen);
+        if (flen)
+            ret = freelist_add(fl, fo, flen);
+    }
+out:
+    free(decomp);
+    free(rbuf);
+    return ret;
+}
+
+static int do_write(struct qcow2_state *s, const uint8_t *buf, uint64_t off, uint64_t len)
+{
+    struct wpend wp = { 0 };
+    struct freelist fl = { 0 };
+    uint8_t *l2 = NULL;
+    uint64_t cur_l1i = UINT64_MAX;
+    int ret = 0;
+
+    if (!s->data_file)
+        return kimg_fail(-EIO, "Cannot write guest data: the external data file is not open");
+    while (len) {
+        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t n = s->cluster_size - (off & s->cluster_mask);
+        if (n > len)
+            n = len;
+        if (l1i != cur_l1i) {
+            if (l2) {
+                qcow2_cache_put(&s->l2_cache, l2);
+                l2 = NULL;
+            }
+            /* data before any table that may point at it is evicted */
+            ret = wpend_flush(s, &wp);
+            if (ret < 0)
+                break;
+            ret = freelist_run(s, &fl);
+            if (ret < 0)
+                break;
+            ret = get_l2_for_write(s, off, &l2);
+            if (ret < 0)
+                break;
+            cur_l1i = l1i;
+        }
+        ret = write_one(s, l2, buf, off, n, &wp, &fl);
+        if (ret < 0)
+            break;
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    if (l2)
+        qcow2_cache_put(&s->l2_cache, l2);
+    int r2 = wpend_flush(s, &wp);
+    if (ret == 0)
+        ret = r2;
+    if (ret == 0)
+        ret = freelist_run(s, &fl);
+    freelist_free(&fl);
+    return ret;
+}
+
+int qcow2_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    int ret = check_writable(s);
+    if (ret == 0)
+        ret = do_write(s, buf, off, len);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- zeroes and discard ------------------------------------------------- */
+
+static int write_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
+    uint8_t *z = calloc(1, chunk);
+    int ret = 0;
+    if (!z)
+        return -ENOMEM;
+    while (len && ret == 0) {
+        uint64_t n = len < chunk ? len : chunk;
+        ret = do_write(s, z, off, n);
+        off += n;
+        len -= n;
+    }
+    free(z);
+    return ret;
+}
+
+/* MODE: 0 zero-write keeping allocation, 1 zero-write may unmap,
+ * 2 discard (qemu: v3 reads zeros afterwards, v2 unallocated),
+ * 3 full discard (entries become unallocated: shrinking). */
+static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode)
+{
+    struct freelist fl = { 0 };
+    uint8_t *l2 = NULL;
+    uint64_t cur_l1i = UINT64_MAX;
+    int ret = 0;
+
+    while (len) {
+        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t n = s->cluster_size - (off & s->cluster_mask);
+        if (n > len)
+            n = len;
+        if (l1i != cur_l1i) {
+            if (l2)
+                qcow2_cache_put(&s->l2_cache, l2);
+            l2 = NULL;
+            ret = freelist_run(s, &fl);
+            if (ret < 0)
+                break;
+            if (mode >= 2 && (l1i >= s->l1_size ||
+                              !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) &&
+                (s->version < 3 || !s->img->backing_name || mode == 3)) {
+                /* nothing allocated here; with v3 and a backing file the
+                 * zero flags must still hide the backing data */
+                uint64_t span = (l1i + 1) << (s->cluster_bits + s->l2_bits);
+                uint64_t step = span - off < len ? span - off : len;
+                off += step;
+                len -= step;
+                continue;
+            }
+            ret = get_l2_for_write(s, off, &l2);
+            if (ret < 0)
+                break;
+            cur_l1i = l1i;
+        }
+        uint8_t *slot = l2_slot(s, l2, off);
+        uint64_t entry = qcow2_be64(slot);
+        uint64_t bitmap = s->ext_l2 ? qcow2_be64(slot + 8) : 0;
+        enum qcow2_sc_type t0;
+        ret = qcow2_sc_type(s, entry, bitmap, 0, &t0);
+        if (ret < 0)
+            break;
+        uint64_t ne, nb = 0, fo = 0, flen = 0;
+        bool shared = !(entry & QCOW2_OFLAG_COPIED);
+        if (s->ext_l2) {
+            uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
+            uint32_t mask = (uint32_t)(n == s->cluster_size ? 0xffffffffu
+                : (((1ULL << (n >> s->subcluster_bits)) - 1) <<
+                   ((off & s->cluster_mask) >> s->subcluster_bits)));
+            if (t0 == QCOW2_SC_COMPRESSED || mask == 0xffffffffu) {
+                entry_ref(s, entry, &fo, &flen);
+                bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared &&
+                            (entry & QCOW2_L2E_OFFSET_MASK);
+                if (keep || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)) {
+                    ne = entry;
+                    flen = 0;
+                } else {
+                    ne = 0;
+                }
+                nb = (uint64_t)0xffffffffu << 32;
+            } else {
+                ne = entry;
+                alloc &= ~mask;
+                zero |= mask;
+                nb = ((uint64_t)zero << 32) | alloc;
+            }
+        } else if (s->version >= 3) {
+            entry_ref(s, entry, &fo, &flen);
+            uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
+            bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared && h;
+            if (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)
+                keep = true;
+            if (keep) {
+                ne = h | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO;
+                flen = 0;
+            } else {
+                ne = QCOW2_OFLAG_ZERO;
+            }
+        } else {
+            entry_ref(s, entry, &fo, &flen);
+            ne = 0;
+        }
+        if (mode == 3) {
+            entry_ref(s, entry, &fo, &flen);
+            ne = 0;
+            nb = 0;
+        } else if (mode == 2 && entry == 0 && bitmap == 0 && !s->img->backing_name) {
+            ne = 0;     /* unallocated without a backing file reads zeros */
+        }
+        if (ne != entry || nb != bitmap) {
+            set_entry(s, slot, ne, nb);
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        }
+        if (flen) {
+            ret = freelist_add(&fl, fo, flen);
+            if (ret < 0)
+                break;
+        }
+        off += n;
+        len -= n;
+    }
+    if (l2)
+        qcow2_cache_put(&s->l2_cache, l2);
+    if (ret == 0)
+        ret = freelist_run(s, &fl);
+    freelist_free(&fl);
+    return ret;
+}
+
+int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct qcow2_state *s = img->state;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = check_writable(s);
+    if (ret < 0)
+        goto out;
+    if (s->version < 3 && (img->backing_name || !(flags & KIMG_ZERO_MAY_UNMAP))) {
+        ret = write_zero_bytes(s, off, len);
+        goto out;
+    }
+    if (s->data_file_raw) {
+        /* the data file must stay a valid raw image: zero it for real */
+        ret = write_zero_bytes(s, off, len);
+        goto out;
+    }
+    uint64_t gran = s->ext_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t end = off + len;
+    uint64_t a = qcow2_align_up(off, gran);
+    uint64_t b = end == s->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
+    if (a >= b) {
+        ret = write_zero_bytes(s, off, len);
+        goto out;
+    }
+    if (a > off) {
+        ret = write_zero_bytes(s, off, a - off);
+        if (ret < 0)
+            goto out;
+    }
+    /* whole granules, cluster by cluster (partial-cluster runs of
+     * subclusters are handled inside zero_clusters) */
+    ret = zero_clusters(s, a, b - a, (flags & KIMG_ZERO_MAY_UNMAP) ? 1 : 0);
+    if (ret < 0)
+        goto out;
+    if (b < end)
+        ret = write_zero_bytes(s, b, end - b);
+out:
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_discard(struct kimg *img, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = img->state;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = check_writable(s);
+    if (ret < 0 || s->data_file_raw)
+        goto out;
+    uint64_t end = off + len;
+    uint64_t a = qcow2_align_up(off, s->cluster_size);
+    uint64_t b = end == s->size ? qcow2_align_up(end, s->cluster_size)
+                                : end & ~s->cluster_mask;
+    if (a < b)
+        ret = zero_clusters(s, a, b - a, 2);
+out:
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+int qcow2_flush(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    int ret = s->writable ? qcow2_flush_caches(s) : 0;
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- L1 growth, preallocation, truncate ---------------------------------- */
+
+int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size)
+{
+    uint64_t bytes, noff;
+    uint8_t *buf;
+    uint64_t *nl1;
+    int ret;
+
+    if (min_size <= s->l1_size)
+        return 0;
+    if (min_size > QCOW2_MAX_L1_BYTES / 8)
+        return kimg_fail(-EFBIG, "L1 table would exceed the maximum size");
+    bytes = qcow2_align_up(min_size * 8, s->cluster_size);
+    nl1 = calloc(min_size, 8);
+    buf = calloc(1, bytes);
+    if (!nl1 || !buf) {
+        free(nl1);
+        free(buf);
+        return -ENOMEM;
+    }
+    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    for (uint64_t i = 0; i < min_size; i++)
+        qcow2_put_be64(buf + i * 8, nl1[i]);
+    ret = qcow2_alloc_clusters(s, bytes >> s->cluster_bits, &noff);
+    if (ret < 0)
+        goto out;
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        goto out;
+    /* only the entries: the file ends right after the table, as qemu's */
+    ret = kimg_file_pwrite(s->file, buf, min_size * 8, noff);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    uint8_t h[12];
+    qcow2_put_be32(h, (uint32_t)min_size);
+    qcow2_put_be64(h + 4, noff);
+    ret = kimg_file_pwrite(s->file, h, 12, 36);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    if (s->hdr_raw && s->hdr_raw_len >= 48)
+        memcpy(s->hdr_raw + 36, h, 12);
+    uint64_t old_off = s->l1_offset, old_bytes = (uint64_t)s->l1_size * 8;
+    free(s->l1);
+    s->l1 = nl1;
+    nl1 = NULL;
+    s->l1_size = (uint32_t)min_size;
+    s->l1_offset = noff;
+    if (old_bytes)
+        ret = qcow2_free_clusters(s, old_off, qcow2_align_up(old_bytes, s->cluster_size));
+out:
+    free(nl1);
+    free(buf);
+    return ret;
+}
+
+int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
+                      enum kimg_prealloc mode)
+{
+    uint8_t *l2 = NULL;
+    uint64_t end = off + len, last_end = 0;
+    int ret = 0;
+
+    if (mode == KIMG_PREALLOC_OFF || !len)
+        return 0;
+    off &= ~s->cluster_mask;
+    while (off < end) {
+        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
+        if (span_end > end)
+            span_end = qcow2_align_up(end, s->cluster_size);
+        ret = get_l2_for_write(s, off, &l2);
+        if (ret < 0)
+            return ret;
+        while (off < span_end) {
+            /* a run of unallocated entries */
+            uint64_t n = 0;
+            while (off + (n << s->cluster_bits) < span_end) {
+                uint8_t *slot = l2_slot(s, l2, off + (n << s->cluster_bits));
+                if (qcow2_be64(slot) & ~QCOW2_OFLAG_ZERO)
+                    break;
+                n++;
+            }
+            if (!n) {
+                off += s->cluster_size;
+                continue;
+            }
+            uint64_t host;
+            if (s->has_data_file) {
+                host = off;
+            } else {
+                ret = qcow2_alloc_clusters(s, n, &host);
+                if (ret < 0)
+                    goto out;
+            }
+            for (uint64_t i = 0; i < n; i++) {
+                uint8_t *slot = l2_slot(s, l2, off + (i << s->cluster_bits));
+                set_entry(s, slot, (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED,
+                          s->ext_l2 ? 0xffffffffULL : 0);
+            }
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+            uint64_t bytes = n << s->cluster_bits;
+            if (mode == KIMG_PREALLOC_FALLOC) {
+                ret = kimg_file_allocate(s->data_file, host, bytes);
+            } else if (mode == KIMG_PREALLOC_FULL) {
+                {
+                    /* full: the blocks are really written */
+                    uint8_t *z = calloc(1, 1u << 20);
+                    if (!z) {
+                        ret = -ENOMEM;
+                    } else {
+                        for (uint64_t p = 0; ret == 0 && p < bytes; p += 1u << 20)
+                            ret = kimg_file_pwrite(s->data_file, z,
+                                                   bytes - p < (1u << 20) ? bytes - p
+                                                                          : 1u << 20,
+                                                   host + p);
+                        free(z);
+                    }
+                }
+            }
+            if (ret < 0)
+                goto out;
+            if (host + bytes > last_end)
+                last_end = host + bytes;
+            off += bytes;
+        }
+        qcow2_cache_put(&s->l2_cache, l2);
+        l2 = NULL;
+    }
+    /* the data clusters lie inside the file */
+    if (last_end && mode == KIMG_PREALLOC_METADATA) {
+        uint64_t fsz = 0;
+        ret = kimg_file_size(s->data_file, &fsz);
+        if (ret == 0 && fsz < last_end)
+            ret = kimg_file_truncate(s->data_file, last_end);
+    }
+out:
+    if (l2)
+        qcow2_cache_put(&s->l2_cache, l2);
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    return ret;
+}
+
+static int write_size(struct qcow2_state *s, uint64_t size)
+{
+    uint8_t b[8];
+    qcow2_put_be64(b, size);
+    int ret = kimg_file_pwrite(s->file, b, 8, 24);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret == 0 && s->hdr_raw && s->hdr_raw_len >= 32)
+        memcpy(s->hdr_raw + 24, b, 8);
+    return ret;
+}
+
+int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+{
+    struct qcow2_state *s = img->state;
+    uint64_t old = s->size;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = check_writable(s);
+    if (ret < 0)
+        goto out;
+    if (s->has_bitmaps_ext && s->bitmaps) {
+        ret = kimg_fail(-ENOTSUP, "Cannot resize a qcow2 image with bitmaps");
+        goto out;
+    }
+    if (size > (uint64_t)INT64_MAX - s->cluster_size) {
+        ret = kimg_fail(-EFBIG, "Image size too large");
+        goto out;
+    }
+    if (size < old) {
+        if (s->nb_snapshots) {
+            ret = kimg_fail(-ENOTSUP, "Can't resize an image which has snapshots");
+            goto out;
+        }
+        if (prealloc != KIMG_PREALLOC_OFF) {
+            ret = kimg_fail(-ENOTSUP, "Preallocation can't be used for shrinking an image");
+            goto out;
+        }
+        uint64_t a = qcow2_align_up(size, s->cluster_size);
+        if (a < old) {
+            /* drop the clusters past the new end entirely */
+            ret = zero_clusters(s, a, qcow2_align_up(old, s->cluster_size) - a, 3);
+            if (ret < 0)
+                goto out;
+            ret = qcow2_flush_caches(s);
+            if (ret < 0)
+                goto out;
+        }
+        ret = write_size(s, size);
+        if (ret == 0) {
+            s->size = size;
+            img->size = size;
+        }
+        goto out;
+    }
+    if (size == old)
+        goto out;
+    uint64_t l2_span = s->cluster_size << s->l2_bits;
+    uint64_t need = (size + l2_span - 1) / l2_span;
+    ret = qcow2_grow_l1(s, need);
+    if (ret < 0)
+        goto out;
+    ret = write_size(s, size);
+    if (ret < 0)
+        goto out;
+    s->size = size;
+    img->size = size;
+    if (s->has_data_file && s->data_file && s->data_file_raw) {
+        uint64_t dsz = 0;
+        if (kimg_file_size(s->data_file, &dsz) == 0 && dsz < size)
+            ret = kimg_file_truncate(s->data_file, size);
+        if (ret < 0)
+            goto out;
+    }
+    /* don't let backing data past the old end show through */
+    if (img->backing && s->version >= 3) {
+        uint64_t bsz = kimg_size(img->backing);
+        if (bsz > old) {
+            uint64_t e = bsz < size ? bsz : size;
+            pthread_mutex_unlock(&s->lock);
+            ret = qcow2_write_zeroes(img, old, e - old, 0);
+            pthread_mutex_lock(&s->lock);
+            if (ret < 0)
+                goto out;
+        }
+    }
+    ret = qcow2_preallocate(s, old, size - old, prealloc);
+out:
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- compressed writes --------------------------------------------------- */
+
+int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
+                           uint64_t len)
+{
+    uint8_t *src = NULL, *dst = NULL, *l2 = NULL;
+    int ret;
+
+    ret = check_writable(s);
+    if (ret < 0)
+        return ret;
+    if (s->has_data_file || (off & s->cluster_mask) ||
+        (len != s->cluster_size && off + len != s->size) || len > s->cluster_size)
+        return do_write(s, buf, off, len);
+    src = calloc(1, s->cluster_size);
+    dst = malloc(s->cluster_size);
+    if (!src || !dst) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    memcpy(src, buf, len);
+    int64_t clen = qcow2_compress(s->compression_type, dst, s->cluster_size - 512,
+                                  src, s->cluster_size);
+    if (clen == -ENOSPC) {
+        ret = do_write(s, buf, off, len);
+        goto out;
+    }
+    if (clen < 0) {
+        ret = kimg_fail((int)clen, "Compression failed");
+        goto out;
+    }
+    /* place the data: after the previous compressed cluster if it fits */
+    uint64_t host;
+    uint64_t nxt = s->compressed_next;
+    if (nxt && (nxt & s->cluster_mask) &&
+        s->cluster_size - (nxt & s->cluster_mask) >= (uint64_t)clen) {
+        host = nxt;
+        ret = qcow2_refcount_update(s, host, (uint64_t)clen, 1);
+        if (ret < 0)
+            goto out;
+    } else {
+        uint64_t n = qcow2_align_up((uint64_t)clen, s->cluster_size) >> s->cluster_bits;
+        ret = qcow2_alloc_clusters(s, n, &host);
+        if (ret < 0)
+            goto out;
+    }
+    s->compressed_next = host + (uint64_t)clen;
+    ret = kimg_file_pwrite(s->file, dst, (size_t)clen, host);
+    if (ret < 0)
+        goto out;
+    uint64_t nsec = ((host + (uint64_t)clen + 511) >> 9) - (host >> 9);
+    uint64_t entry = QCOW2_OFLAG_COMPRESSED | host | ((nsec - 1) << s->csize_shift);
+    ret = get_l2_for_write(s, off, &l2);
+    if (ret < 0)
+        goto out;
+    uint8_t *slot = l2_slot(s, l2, off);
+    uint64_t old = qcow2_be64(slot), fo, flen;
+    entry_ref(s, old, &fo, &flen);
+    set_entry(s, slot, entry, 0);
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    qcow2_cache_put(&s->l2_cache, l2);
+    if (flen) {
+        ret = qcow2_cache_flush(&s->l2_cache);
+        if (ret == 0)
+            ret = qcow2_free_clusters(s, fo, flen);
+    }
+out:
+    free(src);
+    free(dst);
+    return ret;
+}
