@@ -19,6 +19,8 @@
 #           check_clean F          qemu-img check -q F exits 0
 #           check_clean_alone F    the same, F's backing file not opened
 #           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
+# Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
+#           check_oracle NAME IMAGE ARGS...  kimg check vs qemu-img check on twins
 set -u
 export LC_ALL=C
 
@@ -209,3 +211,25 @@ get_be() {
 }
 # put_be NBYTES FILE OFFSET VALUE
 put_be() { poke "$2" "$3" "$(printf "%0$(($1 * 2))x" "$4")"; }
+
+# ---- check helpers ----------------------------------------------------------
+Q2="$PY $KIMG_SRC/tests/cli/qcow2.py"     # find/patch qcow2 metadata
+# problem_lines FILE: qemu-img check's per-problem lines (ERROR/Leaked/
+# Repairing/Rebuilding/Warning), sorted, so their order does not matter.
+problem_lines() { grep -E '^(ERROR|Leaked|Repairing|Rebuilding|Warning)' "$1" | sort; }
+# check_oracle NAME IMAGE [CHECK-ARGS...]: on twin copies cq/IMAGE (for
+# qemu-img) and ck/IMAGE (for kimg), IMAGE a name in $T, run `check ARGS`
+# from inside each folder; same exit code, same stdout, same per-problem
+# lines on stderr.  Repairs (-r) act on the twins, which the caller may
+# then compare.
+check_oracle() {
+    local name=$1 img=$2; shift 2
+    mkdir -p "$T/cq" "$T/ck"
+    cp "$T/$img" "$T/cq/$img"; cp "$T/$img" "$T/ck/$img"
+    QRC=0; (cd "$T/cq" && qemu-img check "$@" "$img") > "$T/qout" 2> "$T/qerr" || QRC=$?
+    RC=0; (cd "$T/ck" && "$KIMG" check "$@" "$img") > "$T/out" 2> "$T/err" || RC=$?
+    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "kimg stderr: $(head -3 "$T/err")"
+    is_file "$T/out" "$T/qout" "$name: stdout as qemu-img's"
+    problem_lines "$T/qerr" > "$T/qerr.p"; problem_lines "$T/err" > "$T/err.p"
+    is_file "$T/err.p" "$T/qerr.p" "$name: per-problem lines on stderr as qemu-img's"
+}
