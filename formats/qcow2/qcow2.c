@@ -194,6 +194,16 @@ static void qcow2_close(struct kimg *img)
     qcow2_do_close(img);
 }
 
+static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t off,
+                                     uint64_t len)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_write_compressed(s, buf, off, len);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 const struct kimg_driver kimg_qcow2_driver = {
     .name = "qcow2",
     .state_size = sizeof(struct qcow2_state),
@@ -211,4 +221,5 @@ const struct kimg_driver kimg_qcow2_driver = {
     .truncate = qcow2_truncate,
     .info = qcow2_info,
     .check = qcow2_check,
+    .write_compressed = qcow2_write_compressed_cb,
 };

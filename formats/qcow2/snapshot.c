@@ -65,7 +65,8 @@ int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size)
         }
         uint64_t var = (uint64_t)sn->extra_len + sn->id_len + sn->name_len;
         uint64_t esize = qcow2_align_up(40 + var, 8);
-        if (used + esize > QCOW2_MAX_SN_TABLE_BYTES || off + esize > file_size) {
+        /* the last entry's padding may lie past the end of the file */
+        if (used + esize > QCOW2_MAX_SN_TABLE_BYTES || off + 40 + var > file_size) {
             ret = kimg_fail(-EFBIG, "Snapshot table is too large or extends past the end "
                             "of the file");
             goto fail;

@@ -708,13 +708,16 @@ int qcow2_discard(struct kimg *img, uint64_t off, uint64_t len)
 
     pthread_mutex_lock(&s->lock);
     ret = check_writable(s);
-    if (ret < 0 || s->data_file_raw)
+    if (ret < 0)
         goto out;
     uint64_t end = off + len;
     uint64_t a = qcow2_align_up(off, s->cluster_size);
     uint64_t b = end == s->size ? qcow2_align_up(end, s->cluster_size)
                                 : end & ~s->cluster_mask;
-    if (a < b)
+    /* a raw data file must read as the guest sees it: zero it for real */
+    if (a < b && s->data_file_raw)
+        ret = write_zero_bytes(s, a, (b < s->size ? b : s->size) - a);
+    else if (a < b)
         ret = zero_clusters(s, a, b - a, 2);
 out:
     pthread_mutex_unlock(&s->lock);
@@ -751,7 +754,8 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size)
         free(buf);
         return -ENOMEM;
     }
-    memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+    if (s->l1_size)
+        memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
     for (uint64_t i = 0; i < min_size; i++)
         qcow2_put_be64(buf + i * 8, nl1[i]);
     ret = qcow2_alloc_clusters(s, bytes >> s->cluster_bits, &noff);
