@@ -315,6 +315,7 @@ static unsigned type_flags(enum qcow2_sc_type t)
     case QCOW2_SC_ZERO_PLAIN: return KIMG_BS_ZERO | KIMG_BS_ALLOCATED;
     case QCOW2_SC_ZERO_ALLOC: return KIMG_BS_ZERO | KIMG_BS_ALLOCATED | KIMG_BS_OFFSET_VALID;
     case QCOW2_SC_COMPRESSED: return KIMG_BS_DATA | KIMG_BS_ALLOCATED | KIMG_BS_COMPRESSED;
+    case QCOW2_SC_UNALLOC_ALLOC: return KIMG_BS_OFFSET_VALID;
     default: return 0;
     }
 }
@@ -388,6 +389,33 @@ done:
         ext->offset = 0;
     if ((flags & KIMG_BS_OFFSET_VALID) && !s->data_file)
         ext->flags &= ~KIMG_BS_OFFSET_VALID;
+    /* like qemu: a metadata-preallocated image has data clusters that are
+     * holes in the file; they read as zeros */
+    if ((ext->flags & (KIMG_BS_DATA | KIMG_BS_OFFSET_VALID)) ==
+        (KIMG_BS_DATA | KIMG_BS_OFFSET_VALID) && s->data_file) {
+        if (s->meta_prealloc < 0) {
+            uint64_t fsz = 0;
+            int64_t real = kimg_file_allocated(s->data_file);
+            s->meta_prealloc = 0;
+            if (real >= 0 && kimg_file_size(s->file, &fsz) == 0 && fsz) {
+                uint64_t real_c = (uint64_t)real >> s->cluster_bits;
+                uint64_t thr = real_c * 10 / 9 > real_c + 2 ? real_c * 10 / 9 : real_c + 2;
+                uint64_t last = (fsz - 1) >> s->cluster_bits;
+                s->meta_prealloc = last >= thr;
+            }
+        }
+        if (s->meta_prealloc == 1) {
+            bool is_data;
+            uint64_t pnum;
+            if (kimg_file_data_status(s->data_file, ext->offset, ext->length,
+                                      &is_data, &pnum) == 0 && pnum >= 1) {
+                if (pnum < ext->length)
+                    ext->length = pnum;
+                if (!is_data)
+                    ext->flags |= KIMG_BS_ZERO;
+            }
+        }
+    }
     return 0;
 }
 

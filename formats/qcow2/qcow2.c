@@ -60,6 +60,7 @@ int qcow2_do_open(struct kimg *img)
     s->img = img;
     s->file = img->file;
     s->writable = img->writable;
+    s->meta_prealloc = -1;
     if (pthread_mutex_init(&s->lock, NULL))
         return -ENOMEM;
     s->lock_init = true;

@@ -227,6 +227,8 @@ struct qcow2_state {
     uint64_t free_hint;         /* lowest cluster index that may be free */
     uint64_t alloc_end;         /* first cluster index past everything in use
                                    (file end at open, then grows) */
+    int meta_prealloc;          /* -1 unknown, 0/1: looks metadata-preallocated
+                                   (block status then asks the file for holes) */
     uint64_t compressed_next;   /* next free byte for compressed data, 0: none */
     bool corrupt_signalled;
     bool rebuilding;            /* inside qcow2_rebuild_refcounts */
