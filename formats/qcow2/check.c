@@ -19,7 +19,8 @@
  * refcount is lowered; refcounts reach the disk before a COPIED flag is
  * set on their account; the dirty/corrupt bits are cleared last.
  * Bounds: one 32-bit counter per host cluster (at most 2^28 clusters),
- * L2 tables read one at a time, a global cap on L2 entries visited.
+ * L2 tables read one at a time, L2 entries visited at most (snapshots + 1)
+ * x file size / 8 (what a sane image can need; at least 2^32).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,7 +45,8 @@ struct chk {
     uint64_t limit;             /* a counter past this is an overflow */
     bool rebuild;               /* the refcount structure must be rebuilt */
     bool wrote;                 /* metadata changed since the last sync */
-    uint64_t l2_visits;
+    uint64_t l2_visits;         /* L2 entries visited so far */
+    uint64_t l2_budget;         /* and at most */
     uint8_t *l2buf;             /* one L2 table */
     uint8_t *rbbuf;             /* the last refcount block read */
     uint64_t rbbuf_off;
@@ -81,6 +83,11 @@ static int setup_counters(struct chk *c)
                          "(at most %llu)", fc, (unsigned long long)QCOW2_CHECK_MAX_CLUSTERS);
     }
     free(c->refs);
+    /* A sane image walks each L2 table once per L1 table at most, and its
+     * L2 tables fit in the file: past that budget the image is hostile. */
+    c->l2_budget = ((uint64_t)s->nb_snapshots + 1) * (c->file_size / 8);
+    if (c->l2_budget < QCOW2_CHECK_MIN_L2_BUDGET)
+        c->l2_budget = QCOW2_CHECK_MIN_L2_BUDGET;
     c->cap = fc + 1;
     c->nb = fc;
     c->refs = calloc(c->cap, sizeof(*c->refs));
@@ -264,7 +271,7 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
     uint64_t next = 0;
     int ret;
 
-    if (c->l2_visits > QCOW2_CHECK_MAX_L2_VISITS - s->l2_entries) {
+    if (c->l2_visits > c->l2_budget - s->l2_entries) {
         r->check_errors++;
         logline(c, "ERROR: too many L2 table references; the check was stopped");
         return kimg_fail(-EFBIG, "Too many L2 table references to check");
@@ -430,11 +437,6 @@ static int check_l1(struct chk *c, uint64_t l1off, uint32_t l1_size, const uint6
                     "L1 entry corrupted", l2off);
             r->corruptions++;
         }
-        /* A table referenced more often than there are L1 tables is
-         * corrupt anyway: walk it no more (bounds the work). */
-        uint64_t l2c = l2off >> s->cluster_bits;
-        if (l2c < c->nb && c->refs[l2c] > (uint64_t)s->nb_snapshots + 1)
-            continue;
         int ret = check_l2(c, l2off, active);
         if (ret < 0)
             return ret;

@@ -20,7 +20,8 @@ int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
 
 /* Most host clusters the check accepts (one 32-bit counter each). */
 #define QCOW2_CHECK_MAX_CLUSTERS (1ULL << 28)
-/* Most L2 entries the check visits (all L2 tables, all snapshots). */
-#define QCOW2_CHECK_MAX_L2_VISITS (1ULL << 33)
+/* L2 entries the check may visit (all tables, all snapshots): the larger
+ * of this and (snapshots + 1) * file size / 8. */
+#define QCOW2_CHECK_MIN_L2_BUDGET (1ULL << 32)
 
 #endif

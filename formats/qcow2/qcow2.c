@@ -101,12 +101,12 @@ int qcow2_do_open(struct kimg *img)
     s->alloc_end = qcow2_align_up(fsz, s->cluster_size) >> s->cluster_bits;
 
     if (s->has_data_file) {
-        if (img->flags & KIMG_OPEN_NO_BACKING) {
-            s->data_file = NULL;
-        } else if (!s->data_file_name) {
+        if (!s->data_file_name) {
             ret = kimg_fail(-EINVAL, "Missing external data file name: the image needs "
                             "a data file");
             goto fail;
+        } else if (img->flags & KIMG_OPEN_NO_BACKING) {
+            s->data_file = NULL;
         } else {
             ret = kimg_open_aux_file(img, s->data_file_name, img->writable, &s->data_file);
             if (ret < 0)
