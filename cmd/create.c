@@ -136,7 +136,7 @@ int cmd_create(int argc, char **argv)
                         (long long)INT64_MAX);
             else
                 fprintf(stderr, "kimg: Invalid image size specified. You may use k, M, G, T, P "
-                        "or E suffixes for\nkimg: kilobytes, megabytes, gigabytes, terabytes, "
+                        "or E suffixes for kilobytes, megabytes, gigabytes, terabytes, "
                         "petabytes and exabytes.\n");
             kimg_opts_free(a.opts);
             return 1;

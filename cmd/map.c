@@ -93,13 +93,13 @@ int cmd_map(int argc, char **argv)
             break;
         case OPT_START_OFFSET:
             if (kimg_parse_size(optarg, &start) < 0 || start > INT64_MAX)
-                return cmd_usage_error("map", "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for\n"
-                                       "kimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+                return cmd_usage_error("map", "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for "
+                                       "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
             break;
         case OPT_MAX_LENGTH:
             if (kimg_parse_size(optarg, &max_len) < 0 || max_len > INT64_MAX)
-                return cmd_usage_error("map", "Invalid length specified! You may use k, M, G, T, P or E suffixes for\n"
-                                       "kimg: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+                return cmd_usage_error("map", "Invalid length specified! You may use k, M, G, T, P or E suffixes for "
+                                       "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
             break;
         case 'h': print_synopsis("map"); return 0;
         case OPT_OBJECT:

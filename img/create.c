@@ -96,11 +96,13 @@ int kimg_create(struct kimg_create_args *a)
         ret = kimg_fail(-EINVAL, "Image creation needs a size parameter");
         goto out;
     }
-    if (a->size > INT64_MAX) {
+    if (a->size > INT64_MAX - 511) {
         ret = kimg_fail(-EINVAL, "Invalid image size specified. Must be between 0 and %lld.",
                         (long long)INT64_MAX);
         goto out;
     }
+    /* qemu-img rounds every new image up to whole 512-byte sectors */
+    a->size = (a->size + 511) & ~(uint64_t)511;
     ret = drv->create(a);
     if (ret < 0)
         unlink(a->filename);   /* never leave a half-made image behind */

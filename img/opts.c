@@ -269,9 +269,8 @@ int kimg_opts_validate(const struct kimg_opts *opts,
         switch (d->type) {
         case KIMG_OPT_SIZE:
             if (!o->value || kimg_parse_size(o->value, &u) < 0)
-                return kimg_fail(-EINVAL, "Parameter '%s' expects a non-negative number below 2^64\n"
-                                 "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
-                                 "and exabytes, respectively.", o->key);
+                return kimg_fail(-EINVAL, "Parameter '%s' expects a non-negative number below 2^64 "
+                                 "(optional suffix k, M, G, T, P or E)", o->key);
             break;
         case KIMG_OPT_NUMBER: {
             char *end;

@@ -4,6 +4,9 @@
 # qemu-img check, and the source is not modified.
 . "$(dirname "$0")/lib.sh"
 fixtures
+# qemu-img opens an external data file relative to the working directory
+# (kimg: relative to the image), so the comparisons run from the fixtures
+cd "$FX"
 for f in $(fixture_names); do
     src=$FX/$f
     before=$(sha "$src")
