@@ -120,11 +120,11 @@ static int evict(struct qcow2_cache *c)
     if (best < 0)
         return kimg_fail(-ENOSPC, "qcow2: all %s cache entries are in use", c->what);
     if (c->slots[best].dirty) {
-        int ret = write_slot(c, best);
+        /* write back every dirty table at once: one dependency flush and
+         * one sync for the lot, not one per eviction */
+        int ret = qcow2_cache_flush(c);
         if (ret < 0)
             return ret;
-        /* make sure tables written on eviction keep the ordering for
-         * whoever depends on this cache */
     }
     c->slots[best].offset = 0;
     return best;

@@ -403,6 +403,7 @@ out:
         qcow2_cache_destroy(&s->rb_cache);
         qcow2_free_header(s);
         free(s->l1);
+        free(s->l1_pending);
         free(s->rt);
         free(s);
     }

@@ -41,6 +41,9 @@ static void free_state(struct qcow2_state *s)
     qcow2_free_header(s);
     free(s->l1);
     s->l1 = NULL;
+    free(s->l1_pending);
+    s->l1_pending = NULL;
+    s->nb_l1_pending = s->l1_pending_cap = 0;
     free(s->rt);
     s->rt = NULL;
     free(s->zcache);

@@ -203,8 +203,12 @@ struct qcow2_state {
     uint64_t bitmap_dir_size, bitmap_dir_offset;
     struct qcow2_bitmap *bitmaps;
 
-    /* active L1 table, host-endian, l1_size entries (l1_alloc capacity) */
+    /* active L1 table, host-endian, l1_size entries */
     uint64_t *l1;
+    /* L1 entries changed in memory whose L2 tables may not be on disk yet:
+     * written by qcow2_flush_caches after the L2 cache */
+    uint64_t *l1_pending;
+    size_t nb_l1_pending, l1_pending_cap;
 
     /* refcount table, host-endian, rt_entries = rt_clusters * cs / 8 */
     uint64_t *rt;

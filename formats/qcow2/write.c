@@ -16,6 +16,8 @@
 
 /* ---- small helpers --------------------------------------------------- */
 
+static int write_l1_entry(struct qcow2_state *s, uint64_t l1i);
+
 int qcow2_flush_caches(struct qcow2_state *s)
 {
     int ret = qcow2_cache_flush(&s->l2_cache);
@@ -24,6 +26,17 @@ int qcow2_flush_caches(struct qcow2_state *s)
     ret = qcow2_cache_flush(&s->rb_cache);
     if (ret < 0)
         return ret;
+    /* the L2 tables are on disk: now the L1 entries pointing at them */
+    if (s->nb_l1_pending) {
+        for (size_t i = 0; i < s->nb_l1_pending; i++) {
+            if (s->l1_pending[i] >= s->l1_size)
+                continue;
+            ret = write_l1_entry(s, s->l1_pending[i]);
+            if (ret < 0)
+                return ret;
+        }
+        s->nb_l1_pending = 0;
+    }
     ret = kimg_file_sync(s->file);
     if (ret < 0)
         return ret;
@@ -85,12 +98,36 @@ static int get_l2_for_write(struct qcow2_state *s, uint64_t off, uint8_t **table
             return qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " has refcount 0",
                                            old);
     }
-    /* a new table: zeroed, or a copy of the shared one */
-    uint8_t *buf = kimg_alloc_aligned(s->cluster_size);
     uint64_t noff;
+    if (!old) {
+        /* a new, empty table: it lives in the cache (dirty) and its L1
+         * entry reaches the disk at the next flush, after the table */
+        uint8_t *t;
+        if (s->nb_l1_pending == s->l1_pending_cap) {
+            size_t nc = s->l1_pending_cap ? s->l1_pending_cap * 2 : 64;
+            uint64_t *v = realloc(s->l1_pending, nc * sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            s->l1_pending = v;
+            s->l1_pending_cap = nc;
+        }
+        ret = qcow2_alloc_clusters(s, 1, &noff);
+        if (ret < 0)
+            return ret;
+        ret = qcow2_cache_get_empty(&s->l2_cache, noff, &t);
+        if (ret < 0)
+            return ret;
+        qcow2_cache_mark_dirty(&s->l2_cache, t);
+        s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
+        s->l1_pending[s->nb_l1_pending++] = l1i;
+        *table = t;
+        return 0;
+    }
+    /* a copy of the shared table */
+    uint8_t *buf = kimg_alloc_aligned(s->cluster_size);
     if (!buf)
         return -ENOMEM;
-    if (old) {
+    {
         uint8_t *src;
         ret = qcow2_cache_get(&s->l2_cache, old, &src);
         if (ret < 0)
@@ -104,8 +141,6 @@ static int get_l2_for_write(struct qcow2_state *s, uint64_t off, uint8_t **table
             if (!s->has_data_file)
                 qcow2_put_be64(p, v & ~QCOW2_OFLAG_COPIED);
         }
-    } else {
-        memset(buf, 0, s->cluster_size);
     }
     ret = qcow2_alloc_clusters(s, 1, &noff);
     if (ret < 0)
@@ -746,6 +781,10 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size)
         return 0;
     if (min_size > QCOW2_MAX_L1_BYTES / 8)
         return kimg_fail(-EFBIG, "L1 table would exceed the maximum size");
+    /* the copy must not point at tables that are not on disk yet */
+    ret = qcow2_flush_caches(s);
+    if (ret < 0)
+        return ret;
     bytes = qcow2_align_up(min_size * 8, s->cluster_size);
     nl1 = calloc(min_size, 8);
     buf = calloc(1, bytes);
