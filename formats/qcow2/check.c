@@ -8,12 +8,12 @@
  *
  * Semantics follow qemu-img 7.2 (its messages, its counting, its order of
  * repairs), written from docs/interop/qcow2.txt and observed behaviour.
- * Two repairs go further than qemu 7.2, so that `check -r all` leaves a
- * clean image: an L2 entry or an L1 entry pointing one cluster or more past
- * the end of the file (it reads as zeros) becomes a zero cluster (v3; v2:
- * unallocated) or an empty L1 entry; and a refcount block outside the image
- * or a broken refcount table entry is handled by a rebuild instead of
- * growing the file.
+ * Where qemu 7.2 fails, kimg repairs: a refcount block outside the image or
+ * a broken refcount table entry (reserved bits, misaligned) is handled by a
+ * rebuild (qemu grows the file, or fails).  qemu 7.2 leaves an L2/L1 entry
+ * pointing one cluster or more past the end of the file in place (only its
+ * COPIED flag is repaired) so the re-check still finds it; so does kimg by
+ * default (QCOW2_CHECK_CLEAR_PAST_EOF, check.h, turns on clearing it).
  *
  * Repair ordering: references are fixed (written and synced) before any
  * refcount is lowered; refcounts reach the disk before a COPIED flag is
@@ -317,7 +317,8 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
             }
             uint64_t host, len;
             qcow2_compressed_range(s, e, &host, &len);
-            if (inc_range(c, host, len) == 1 && (c->fix & KIMG_CHECK_FIX_ERRORS)) {
+            if (inc_range(c, host, len) == 1 &&
+                (c->fix & KIMG_CHECK_FIX_ERRORS) && QCOW2_CHECK_CLEAR_PAST_EOF) {
                 uint64_t ne, nbm;
                 zero_entry(s, &ne, &nbm);
                 if (write_l2_entry(c, l2off, j, ne, nbm) == 0) {
@@ -378,7 +379,7 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
             }
             if (!s->has_data_file &&
                 inc_range(c, off, s->cluster_size) == 1 &&
-                (c->fix & KIMG_CHECK_FIX_ERRORS)) {
+                (c->fix & KIMG_CHECK_FIX_ERRORS) && QCOW2_CHECK_CLEAR_PAST_EOF) {
                 uint64_t ne, nbm;
                 zero_entry(s, &ne, &nbm);
                 if (write_l2_entry(c, l2off, j, ne, nbm) == 0) {
@@ -424,7 +425,7 @@ static int check_l1(struct chk *c, uint64_t l1off, uint32_t l1_size, const uint6
         }
         uint64_t l2off = e & QCOW2_L1E_OFFSET_MASK;
         if (inc_range(c, l2off, s->cluster_size) == 1 &&
-            (c->fix & KIMG_CHECK_FIX_ERRORS) &&
+            (c->fix & KIMG_CHECK_FIX_ERRORS) && QCOW2_CHECK_CLEAR_PAST_EOF &&
             write_l1_entry(c, l1off, i, 0, active) == 0) {
             logline(c, "Repairing l1_index=%" PRIu32 " l1_entry=%" PRIx64 ": L2 table is "
                     "outside the image; L1 entry cleared.", i, e);
