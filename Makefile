@@ -48,6 +48,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
 .PHONY: all check fuzz deps install clean
+# keep objects built through pattern chains (tests, fuzz replays)
+.SECONDARY:
 all: $(B)/kimg $(B)/libkimg.a
 
 $(B)/%.o: %.c

@@ -335,7 +335,8 @@ static int mem_pread(struct kimg_file *f, void *buf, size_t len, uint64_t off)
 {
     size_t avail = off < f->mem_size ? (size_t)(f->mem_size - off) : 0;
     size_t n = len < avail ? len : avail;
-    memcpy(buf, f->mem + off, n);
+    if (n)
+        memcpy(buf, f->mem + off, n);
     if (n < len) {
         memset((char *)buf + n, 0, len - n);
         return -ENODATA;
@@ -348,6 +349,8 @@ static int mem_pwrite(struct kimg_file *f, const void *buf, size_t len, uint64_t
     uint64_t end;
     if (__builtin_add_overflow(off, len, &end))
         return -EFBIG;
+    if (len == 0)
+        return 0;
     int ret = mem_reserve(f, end);
     if (ret < 0)
         return ret;
@@ -368,7 +371,7 @@ static int mem_truncate(struct kimg_file *f, uint64_t size)
     int ret = mem_reserve(f, size);
     if (ret < 0)
         return ret;
-    if (size < f->mem_size)
+    if (size < f->mem_size && f->mem)
         memset(f->mem + size, 0, (size_t)(f->mem_size - size));
     f->mem_size = size;
     return 0;
@@ -386,7 +389,8 @@ static int mem_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
         if (ret < 0)
             return ret;
     }
-    memset(f->mem + off, 0, (size_t)len);
+    if (len)
+        memset(f->mem + off, 0, (size_t)len);
     return 0;
 }
 
