@@ -396,8 +396,8 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
         case CT_UNALLOC:
             if (bm & 0xffffffffULL) {
                 r->corruptions++;
-                logline(c, "ERROR: Unallocated cluster has non-zero subcluster allocation "
-                        "bitmap");
+                logline(c, "ERROR: Unallocated cluster has non-zero subcluster "
+                        "allocation map");
             }
             break;
         }

@@ -879,6 +879,14 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
             }
             qcow2_cache_mark_dirty(&s->l2_cache, l2);
             uint64_t bytes = n << s->cluster_bits;
+            /* reused space may hold old data: preallocated clusters read zeros */
+            uint64_t fsz = 0;
+            ret = kimg_file_size(s->data_file, &fsz);
+            if (ret == 0 && host < fsz)
+                ret = kimg_file_zero(s->data_file, host, fsz - host < bytes ? fsz - host : bytes,
+                                     mode == KIMG_PREALLOC_METADATA);
+            if (ret < 0)
+                goto out;
             if (mode == KIMG_PREALLOC_FALLOC) {
                 ret = kimg_file_allocate(s->data_file, host, bytes);
             } else if (mode == KIMG_PREALLOC_FULL) {
@@ -995,6 +1003,25 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
             ret = kimg_file_truncate(s->data_file, size);
         if (ret < 0)
             goto out;
+    }
+    /* the old last cluster may hold stale bytes past the old end */
+    if (old & s->cluster_mask) {
+        uint64_t e, bm;
+        enum qcow2_sc_type ty = QCOW2_SC_UNALLOC;
+        uint64_t tail_end = qcow2_align_up(old, s->cluster_size);
+        if (tail_end > size)
+            tail_end = size;
+        ret = qcow2_get_l2_entry(s, old, &e, &bm);
+        if (ret == 0 && e)
+            ret = qcow2_sc_type(s, e, bm, (unsigned)((old & s->cluster_mask) >>
+                                                    s->subcluster_bits), &ty);
+        if (ret < 0)
+            goto out;
+        if (ty == QCOW2_SC_NORMAL || ty == QCOW2_SC_COMPRESSED) {
+            ret = write_zero_bytes(s, old, tail_end - old);
+            if (ret < 0)
+                goto out;
+        }
     }
     /* don't let backing data past the old end show through */
     if (img->backing && s->version >= 3) {

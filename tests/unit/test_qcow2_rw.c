@@ -341,6 +341,86 @@ static void lazy_dirty(void)
           "| grep -q 'read 3145728'", path, path) == 0, "qemu-img check clean, data intact");
 }
 
+/* Compressed clusters written by us, read back and by qemu-img. */
+static void compressed(const char *opts)
+{
+    char path[512], raw[512];
+    uint64_t size = (3 << 20) + 4096;
+    snprintf(path, sizeof(path), "c.qcow2");
+    snprintf(raw, sizeof(raw), "c.raw");
+    uint8_t *ref = calloc(1, size);
+    struct kimg *img = NULL;
+    int ret = create(path, opts, size, NULL, NULL);
+    ret = ret ? ret : kimg_open(&img, path, "qcow2", KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK);
+    struct qcow2_state *s = img ? img->state : NULL;
+    for (uint64_t off = 0; ret == 0 && off < size; off += s->cluster_size) {
+        uint64_t n = size - off < s->cluster_size ? size - off : s->cluster_size;
+        for (uint64_t j = 0; j < n; j++)
+            ref[off + j] = (off / s->cluster_size) % 3 == 2 ? (uint8_t)rnd()
+                                                            : (uint8_t)((j / 100) + off / 4096);
+        ret = img->drv->write_compressed(img, ref + off, off, n);
+    }
+    ok(ret == 0, "[compressed %s] every cluster written compressed", opts);
+    /* then overwrite parts: compressed clusters are copied out */
+    uint8_t buf[777];
+    for (int i = 0; ret == 0 && i < 40; i++) {
+        uint64_t off = rnd() % (size - sizeof(buf));
+        memset(buf, 0xe0 + i % 16, sizeof(buf));
+        ret = kimg_write(img, buf, off, sizeof(buf));
+        memcpy(ref + off, buf, sizeof(buf));
+    }
+    ok(ret == 0 && read_all_equal(img, ref, size), "[compressed %s] reads back after overwrites", opts);
+    ok(img && refcounts_consistent(img), "[compressed %s] refcounts consistent", opts);
+    if (img)
+        kimg_close(img);
+    if (have_qemu) {
+        write_file(raw, ref, size);
+        ok(sh("qemu-img check -q %s >/dev/null 2>&1 && qemu-img compare -q %s %s", path, path,
+              raw) == 0, "[compressed %s] qemu-img check and compare", opts);
+    } else {
+        ok(1, "# skip no qemu-img");
+    }
+    free(ref);
+}
+
+/* Grow (L1 growth, zeroed tail over a longer backing file) and shrink. */
+static void resize(const char *opts)
+{
+    uint64_t size = 1 << 20;
+    struct kimg *img = NULL;
+    uint8_t *ref = calloc(1, 64 << 20);
+    int ret = create("r.qcow2", opts, size, NULL, NULL);
+    ret = ret ? ret : kimg_open(&img, "r.qcow2", "qcow2", KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK);
+    memset(ref, 0x31, size);
+    ret = ret ? ret : kimg_write(img, ref, 0, size);
+    ret = ret ? ret : kimg_truncate(img, 40 << 20, KIMG_PREALLOC_OFF);
+    memset(ref + (30 << 20), 0x32, 1 << 20);
+    ret = ret ? ret : kimg_write(img, ref + (30 << 20), 30 << 20, 1 << 20);
+    ok(ret == 0 && kimg_size(img) == (40 << 20) && read_all_equal(img, ref, 40 << 20),
+       "[resize %s] grown image reads back", opts);
+    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 1000, KIMG_PREALLOC_OFF);
+    ok(ret == 0 && read_all_equal(img, ref, (20 << 20) + 1000), "[resize %s] shrunk", opts);
+    /* stale bytes of the old last cluster must not come back */
+    memset(ref + (20 << 20), 0x33, 1000);
+    ret = ret ? ret : kimg_write(img, ref + (20 << 20), 20 << 20, 1000);
+    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 500, KIMG_PREALLOC_OFF);
+    ret = ret ? ret : kimg_truncate(img, 50 << 20, KIMG_PREALLOC_METADATA);
+    memset(ref + (20 << 20) + 500, 0, (30 << 20) - 500);
+    ok(ret == 0 && read_all_equal(img, ref, 50 << 20), "[resize %s] regrown with metadata "
+       "preallocation reads zeros", opts);
+    ok(img && refcounts_consistent(img), "[resize %s] refcounts consistent", opts);
+    if (img)
+        kimg_close(img);
+    if (have_qemu) {
+        write_file("r.raw", ref, 50 << 20);
+        ok(sh("qemu-img check -q r.qcow2 >/dev/null 2>&1 && qemu-img compare -q r.qcow2 r.raw")
+           == 0, "[resize %s] qemu-img check and compare", opts);
+    } else {
+        ok(1, "# skip no qemu-img");
+    }
+    free(ref);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof(dir), "/tmp/kimg-qcow2-rw.XXXXXX");
@@ -356,13 +436,13 @@ int main(void)
     static const char *const variants[] = {
         "", "compat=0.10", "cluster_size=512", "cluster_size=4k", "cluster_size=2M",
         "refcount_bits=1,cluster_size=512", "refcount_bits=2,cluster_size=1k",
-        "refcount_bits=4", "refcount_bits=8", "refcount_bits=32", "refcount_bits=64",
+        "refcount_bits=4", "refcount_bits=8", "refcount_bits=64,cluster_size=512", "refcount_bits=32", "refcount_bits=64",
         "extended_l2=on", "extended_l2=on,cluster_size=16k", "lazy_refcounts=on",
         "compression_type=zstd", "preallocation=metadata", "preallocation=falloc",
         "preallocation=full", "data_file=rt-data.raw", "data_file=rt-data.raw,data_file_raw=on",
     };
     size_t nv = sizeof(variants) / sizeof(variants[0]);
-    plan((int)(nv * 6 + 3 * 5 + 5 + 3));
+    plan((int)(nv * 6 + 3 * 5 + 5 + 3 + 4 * 4 + 3 * 5));
     for (size_t i = 0; i < nv; i++)
         roundtrip(variants[i], (6 << 20) + 1536, 300);
     backing_cow("");
@@ -370,6 +450,13 @@ int main(void)
     backing_cow("cluster_size=4k,compat=0.10");
     snapshot_cow();
     lazy_dirty();
+    compressed("");
+    compressed("compression_type=zstd");
+    compressed("cluster_size=4k,extended_l2=off");
+    compressed("extended_l2=on");
+    resize("");
+    resize("compat=0.10,cluster_size=512");
+    resize("extended_l2=on,cluster_size=32k");
     if (!getenv("KIMG_KEEP_TMP"))
         sh("rm -rf '%s'", dir);
     else
