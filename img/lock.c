@@ -60,20 +60,20 @@ int kimg_lock_acquire(struct kimg *img)
     for (int i = 0; i < NPERMS; i++) {
         if ((perm & (1u << i)) &&
             lock_byte(fd, SHARED_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
-            return kimg_fail(-EAGAIN, "Failed to get \"%s\" lock\n"
-                             "Is another process using the image [%s]?",
+            return kimg_fail(-EAGAIN, "Failed to get \"%s\" lock; "
+                             "is another process using the image [%s]?",
                              perm_names[i], img->filename);
         if (!(shared & (1u << i)) &&
             lock_byte(fd, PERM_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
-            return kimg_fail(-EAGAIN, "Failed to get shared \"%s\" lock\n"
-                             "Is another process using the image [%s]?",
+            return kimg_fail(-EAGAIN, "Failed to get shared \"%s\" lock; "
+                             "is another process using the image [%s]?",
                              perm_names[i], img->filename);
     }
     img->lock_fd_held = 1;
     return 0;
 conflict:
-    return kimg_fail(-EAGAIN, "Failed to lock byte range\n"
-                     "Is another process using the image [%s]?", img->filename);
+    return kimg_fail(-EAGAIN, "Failed to lock byte range; "
+                     "is another process using the image [%s]?", img->filename);
 }
 
 void kimg_lock_release(struct kimg *img)
