@@ -1,0 +1,189 @@
+#!/bin/bash
+# make-seeds.sh — regenerate the qcow2 seed corpora and the embedded base
+# image of fuzz_qcow2_snapshot, with qemu-img and qemu-io (plus python3 for
+# a few byte patches).  Run from anywhere; writes only:
+#   fuzz/corpus/fuzz_qcow2/seed-*            one small image per variant
+#   fuzz/corpus/fuzz_qcow2_snapshot/seed-*   patches for the snapshot target
+#   fuzz/qcow2_snap_base.h                   the base image as a C array
+# Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
+# Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
+# the variant allows it (extended L2 needs >= 16 KiB clusters).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+q=$here/corpus/fuzz_qcow2
+sn=$here/corpus/fuzz_qcow2_snapshot
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$q" "$sn"
+rm -f "$q"/seed-* "$sn"/seed-*
+cd "$tmp"
+ulimit -c 0
+
+qc() { qemu-img create -q -f qcow2 "$@"; }
+qio() { qemu-io -f qcow2 "$@" > /dev/null; }
+keep() { cp "$1" "$q/seed-$2"; }
+# a little data: a full cluster, an unaligned run, the last byte
+fill() {
+    local img=$1 size=$2
+    qio -c "write -P 0x11 0 512" -c "write -P 0x22 1000 1500" \
+        -c "write -P 0x33 $((size / 2)) 700" -c "write -P 0x44 $((size - 1)) 1" "$img"
+}
+
+# --- compat levels, cluster sizes ------------------------------------------
+qc -o compat=0.10,cluster_size=512 a.qcow2 64k; fill a.qcow2 65536; keep a.qcow2 v2-cs512
+qc -o compat=1.1,cluster_size=512 a.qcow2 64k;  fill a.qcow2 65536; keep a.qcow2 v3-cs512
+qc -o cluster_size=4k a.qcow2 128k;             fill a.qcow2 131072; keep a.qcow2 v3-cs4k
+qc -o cluster_size=64k a.qcow2 1M;              qio -c "write -P 0x11 0 512" a.qcow2; keep a.qcow2 v3-cs64k
+qc -o cluster_size=512 a.qcow2 0;               keep a.qcow2 empty
+qc -o cluster_size=512 a.qcow2 66000;           fill a.qcow2 66000; keep a.qcow2 odd-size
+qc -o cluster_size=4k a.qcow2 4G;               qio -c "write -P 0x55 3G 4k" a.qcow2; keep a.qcow2 big-4G
+
+# --- refcount widths ---------------------------------------------------------
+for rb in 1 8 64; do
+    qc -o cluster_size=512,refcount_bits=$rb a.qcow2 64k; fill a.qcow2 65536; keep a.qcow2 rb$rb
+done
+
+# --- lazy refcounts left dirty (qemu-io aborts after writing) ---------------
+qc -o cluster_size=512,lazy_refcounts=on a.qcow2 64k
+( qemu-io -f qcow2 -c "write -P 0x55 0 4k" -c "write -P 0x66 32k 512" -c abort a.qcow2 \
+      || true ) > /dev/null 2>&1
+keep a.qcow2 lazy-dirty
+
+# --- extended L2 with partial and zeroed subclusters -------------------------
+qc -o cluster_size=16k,extended_l2=on a.qcow2 256k
+qio -c "write -P 0x11 0 1k" -c "write -P 0x22 20000 700" -c "write -z 40k 2k" \
+    -c "write -z 64k 16k" a.qcow2
+keep a.qcow2 extl2
+
+# --- compressed clusters: zlib and zstd, next to a normal one --------------
+for ct in zlib zstd; do
+    qc -o cluster_size=512,compression_type=$ct a.qcow2 64k
+    qio -c "write -c -P 0x61 0 512" -c "write -c -P 0x62 4k 512" -c "write -P 0x63 8k 512" a.qcow2
+    keep a.qcow2 comp-$ct
+done
+qc -o cluster_size=4k a.qcow2 64k
+qio -c "write -c -P 0x61 0 4k" -c "write -c -P 0x00 8k 4k" a.qcow2; keep a.qcow2 comp-zlib-4k
+
+# --- zero clusters: allocated zero, unmapped zero, zero over nothing ---------
+qc -o cluster_size=512 a.qcow2 64k
+qio -c "write -P 0x11 0 4k" -c "write -z 0 1k" -c "write -z -u 2k 1k" -c "write -z 32k 2k" \
+    -c "discard 3k 512" a.qcow2
+keep a.qcow2 zero
+qc -o compat=0.10,cluster_size=512 a.qcow2 64k
+qio -c "write -P 0x11 0 4k" -c "write -z 0 1k" a.qcow2; keep a.qcow2 zero-v2
+
+# --- backing file names (not opened by the fuzzers) --------------------------
+qemu-img create -q -f raw base.raw 64k
+qc -o cluster_size=512 -b base.raw -F raw a.qcow2 64k; fill a.qcow2 65536; keep a.qcow2 backing
+qc -o cluster_size=512,compat=0.10 -b base.raw -F raw a.qcow2 64k; keep a.qcow2 backing-v2
+qc -o cluster_size=512 -u -b "file:../x/$(printf 'n%.0s' {1..200}).img" -F qcow2 a.qcow2 64k
+keep a.qcow2 backing-long
+
+# --- external data file (not opened under NO_BACKING) ------------------------
+qc -o cluster_size=512,data_file=data.raw a.qcow2 64k; fill a.qcow2 65536; keep a.qcow2 datafile
+qc -o cluster_size=512,data_file=data.raw,data_file_raw=on a.qcow2 64k; keep a.qcow2 datafile-raw
+
+# --- internal snapshots ------------------------------------------------------
+qc -o cluster_size=512 snap.qcow2 64k
+qio -c "write -P 0x11 0 2k" snap.qcow2
+qemu-img snapshot -c first snap.qcow2
+qio -c "write -P 0x22 1k 2k" -c "write -z 8k 1k" snap.qcow2
+qemu-img snapshot -c "second é" snap.qcow2
+qio -c "write -P 0x33 40k 512" snap.qcow2
+keep snap.qcow2 snapshots
+
+# --- persistent dirty bitmaps -------------------------------------------------
+qc -o cluster_size=512 a.qcow2 64k
+qemu-img bitmap --add a.qcow2 b0
+qemu-img bitmap --add -g 4k a.qcow2 b1
+qio -c "write -P 0x11 0 4k" a.qcow2 2>/dev/null || true
+keep a.qcow2 bitmaps
+qc -o cluster_size=512 a.qcow2 64k
+qemu-img bitmap --add --disable a.qcow2 off
+keep a.qcow2 bitmap-disabled
+
+# --- preallocation=metadata: every L2 table present ---------------------------
+qc -o cluster_size=512,preallocation=metadata a.qcow2 32k; keep a.qcow2 prealloc-meta
+
+# --- byte patches on a small image: header fields qemu-img never writes -------
+qc -o cluster_size=512 a.qcow2 64k; fill a.qcow2 65536
+python3 - a.qcow2 "$q" <<'EOF'
+import struct, sys
+src, out = sys.argv[1], sys.argv[2]
+base = bytearray(open(src, 'rb').read())
+def patched(name, edits):
+    b = bytearray(base)
+    for off, fmt, val in edits:
+        struct.pack_into(fmt, b, off, val)
+    open(out + '/seed-patch-' + name, 'wb').write(b)
+patched('crypt-aes', [(32, '>I', 1)])
+patched('corrupt-bit', [(72, '>Q', 2)])
+patched('unknown-incompat', [(72, '>Q', 1 << 40)])
+patched('unknown-autoclear', [(88, '>Q', 1 << 7)])
+patched('l1-unaligned', [(40, '>Q', struct.unpack_from('>Q', base, 40)[0] + 8)])
+patched('rt-beyond-eof', [(48, '>Q', 1 << 40)])
+patched('size-huge', [(24, '>Q', (1 << 62))])
+patched('cluster-bits-8', [(20, '>I', 8)])
+patched('cluster-bits-22', [(20, '>I', 22)])
+patched('refcount-order-7', [(96, '>I', 7)])
+patched('nb-snapshots', [(60, '>I', 5), (64, '>Q', 512 * 40)])
+# unknown header extension, then a header_length with extra zero bytes
+ext_at = struct.unpack_from('>I', base, 100)[0]
+b = bytearray(base)
+b[ext_at:ext_at + 24] = struct.pack('>II8s', 0x12345678, 8, b'unknown!') + struct.pack('>II', 0, 0) + bytes(8)
+open(out + '/seed-patch-unknown-ext', 'wb').write(b)
+EOF
+
+# --- the snapshot target: base image as a C array + patches onto it ----------
+qc -o cluster_size=512 base.qcow2 16k
+qio -c "write -P 0x11 0 1k" base.qcow2
+qemu-img snapshot -c s1 base.qcow2
+qio -c "write -P 0x22 512 1k" base.qcow2
+qemu-img snapshot -c snapshot-two base.qcow2
+qemu-img check -q base.qcow2
+{
+    echo "/* Generated by fuzz/make-seeds.sh: a 16 KiB qcow2 image (cluster_size=512,"
+    echo " * $(qemu-img --version | head -1)) with two internal snapshots. */"
+    xxd -i < base.qcow2 | sed '1s/^/static const unsigned char snap_base[] = {\n/; $s/$/\n};/'
+} > "$here/qcow2_snap_base.h"
+python3 - base.qcow2 "$sn" <<'EOF'
+import struct, sys
+img, out = open(sys.argv[1], 'rb').read(), sys.argv[2]
+nb, off = struct.unpack_from('>IQ', img, 60)
+# the table: two entries (each 40 bytes + extra + id + name, padded to 8)
+end = off
+for _ in range(nb):
+    ex, idl, nl = struct.unpack_from('>IHH', img, end + 36)[0], *struct.unpack_from('>HH', img, end + 12)
+    end += (40 + ex + idl + nl + 7) & ~7
+table = img[off:end]
+# input layout (fuzz_qcow2_snapshot.c): flags byte, [nb_snapshots be32],
+# [snapshots_offset be64], [shift be16], then patch bytes at the table
+def seed(name, flags, nb_=None, off_=None, shift=None, patch=b''):
+    b = bytes([flags])
+    if nb_ is not None: b += struct.pack('>I', nb_)
+    if off_ is not None: b += struct.pack('>Q', off_)
+    if shift is not None: b += struct.pack('>h', shift)
+    open(out + '/seed-' + name, 'wb').write(b + patch)
+seed('identity', 0)
+seed('table-copy', 0, patch=table)
+seed('xor-zero', 8, patch=bytes(len(table)))
+seed('nb-3', 1, nb_=3)
+seed('nb-0', 1, nb_=0)
+seed('nb-max', 1, nb_=0xffffffff)
+seed('off-unaligned', 2, off_=off + 8)
+seed('off-eof', 2, off_=1 << 40)
+seed('off-header', 2, off_=0)
+t = bytearray(table); struct.pack_into('>H', t, 12, 0xffff)
+seed('id-len-huge', 0, patch=bytes(t))
+t = bytearray(table); struct.pack_into('>I', t, 36, 0xfffffff0)
+seed('extra-huge', 0, patch=bytes(t))
+t = bytearray(table); struct.pack_into('>I', t, 8, 0x7fffffff)
+seed('l1-size-huge', 0, patch=bytes(t))
+t = bytearray(table); struct.pack_into('>Q', t, 0, struct.unpack_from('>Q', t, 0)[0] + 4)
+seed('l1-off-unaligned', 0, patch=bytes(t))
+t = bytearray(table); t[40:44] = bytes(4)
+seed('extra-vmstate', 0, patch=bytes(t))
+seed('l1-patch', 4, shift=-512, patch=bytes([0x80]) + bytes(7) + b'\xff' * 8)
+EOF
+echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
+     "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"
