@@ -148,6 +148,14 @@ int cmd_check(int argc, char **argv)
         r.corruptions_fixed = cf;
         r.leaks_fixed = lf;
     }
+    /* the report is printed whenever the check ran, even with internal
+     * errors, then those turn the exit code into 1 (as qemu-img) */
+    if (ret == 0) {
+        if (output == OUTPUT_JSON)
+            print_json(file, kimg_format_name(img), &r);
+        else
+            print_human(&r, quiet);
+    }
     if (ret < 0 || r.check_errors) {
         if (ret < 0)
             fprintf(stderr, "kimg: Check failed: %s\n", kimg_last_error() ? kimg_last_error()
@@ -157,10 +165,6 @@ int cmd_check(int argc, char **argv)
         kimg_close(img);
         return 1;
     }
-    if (output == OUTPUT_JSON)
-        print_json(file, kimg_format_name(img), &r);
-    else
-        print_human(&r, quiet);
     if (kimg_close(img) < 0)
         return cmd_fail(file, "close failed");
     if (r.corruptions)
