@@ -266,7 +266,9 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
         if (ret < 0)
             return ret;
     }
-    if (p->version >= 3) {
+    /* qemu-img writes the feature name table only with clusters of 8k and
+     * more (observed with qemu-img 7.2); do the same so images match */
+    if (p->version >= 3 && s->cluster_size >= 8192) {
         size_t n = sizeof(feature_names) / sizeof(feature_names[0]);
         uint8_t *t = calloc(n, 48);
         if (!t)

@@ -288,8 +288,9 @@ out:
     return ret;
 }
 
-/* Make sure table index TI has a refcount block. */
-static int ensure_block(struct qcow2_state *s, uint64_t ti)
+/* Make sure table index TI has a refcount block.  PREF: a free cluster in
+ * a range that has a block, where the new block may go (UINT64_MAX: none). */
+static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
 {
     int64_t b;
     int ret;
@@ -303,9 +304,45 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti)
     if (b != 0)
         return b < 0 ? (int)b : 0;
 
+    if (pref != UINT64_MAX && (pref >> s->rb_bits) != ti &&
+        (pref << s->cluster_bits) < QCOW2_MAX_HOST_OFFSET &&
+        rt_block(s, pref >> s->rb_bits) > 0 &&
+        !qcow2_overlaps_main(s, pref << s->cluster_bits, s->cluster_size)) {
+        uint64_t rc;
+        ret = qcow2_refcount_get(s, pref, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc == 0) {
+            /* the first free cluster: no hole left before the data */
+            uint64_t off = pref << s->cluster_bits;
+            uint8_t *rb;
+            ret = qcow2_refcount_set(s, pref, 1);
+            if (ret < 0)
+                return ret;
+            ret = qcow2_cache_get_empty(&s->rb_cache, off, &rb);
+            if (ret < 0)
+                return ret;
+            qcow2_cache_mark_dirty(&s->rb_cache, rb);
+            qcow2_cache_put(&s->rb_cache, rb);
+            ret = qcow2_cache_flush(&s->rb_cache);
+            if (ret < 0)
+                return ret;
+            uint8_t e[8];
+            qcow2_put_be64(e, off);
+            ret = kimg_file_pwrite(s->file, e, 8, s->rt_offset + ti * 8);
+            if (ret < 0)
+                return ret;
+            s->rt[ti] = off;
+            return kimg_file_sync(s->file);
+        }
+    }
+
     /* Every cluster of range TI has refcount 0: place the block in the
-     * range itself (so it counts itself), clear of the main metadata. */
+     * range itself (so it counts itself), clear of the main metadata, at
+     * PREF if that lies in the range (right after the data, as qemu). */
     uint64_t c = ti << s->rb_bits, lim = c + s->rb_entries;
+    if (pref != UINT64_MAX && pref >> s->rb_bits == ti)
+        c = pref;
     while (c < lim && qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size))
         c++;
     if (c == lim || (c << s->cluster_bits) >= QCOW2_MAX_HOST_OFFSET)
@@ -344,7 +381,7 @@ int qcow2_refcount_set(struct qcow2_state *s, uint64_t ci, uint64_t value)
                          ci << s->cluster_bits);
     if (value == 0 && (ti >= s->rt_entries || !s->rt[ti]))
         return 0;
-    ret = ensure_block(s, ti);
+    ret = ensure_block(s, ti, UINT64_MAX);
     if (ret < 0)
         return ret;
     int64_t b = rt_block(s, ti);
@@ -450,7 +487,7 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset)
         for (uint64_t r = r0; r <= r1; r++) {
             if (r < s->rt_entries && s->rt[r])
                 continue;
-            ret = ensure_block(s, r);
+            ret = ensure_block(s, r, run_start + n);
             if (ret < 0)
                 return ret;
             changed = true;

@@ -874,8 +874,9 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
             }
             for (uint64_t i = 0; i < n; i++) {
                 uint8_t *slot = l2_slot(s, l2, off + (i << s->cluster_bits));
-                set_entry(s, slot, (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED,
-                          s->ext_l2 ? 0xffffffffULL : 0);
+                /* with extended L2 qemu leaves the subclusters unallocated
+                 * (a backing file still shows through) */
+                set_entry(s, slot, (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED, 0);
             }
             qcow2_cache_mark_dirty(&s->l2_cache, l2);
             uint64_t bytes = n << s->cluster_bits;
