@@ -1,0 +1,67 @@
+#!/bin/bash
+# Image locking as QEMU's (OFD locks), against a running qemu-io:
+# - qemu-io holds the image read-write: kimg info/map/check/compare fail
+#   with one "kimg: " line about the lock (compare: exit 2); with -U they
+#   succeed and print what qemu-img -U prints; create over it fails and
+#   leaves it untouched; check -r with -U is refused.
+# - qemu-io holds it read-only: reading works, check -r all fails (needs
+#   the write lock), the image is untouched.
+# The other half (qemu-img blocked while kimg holds an image) needs a
+# long-running kimg command; it is skipped until there is one.
+. "$(dirname "$0")/lib.sh"
+fixtures
+cp "$FX/v3.qcow2" img.qcow2
+qemu-img convert -O raw img.qcow2 flat.raw
+mkfifo ctl
+# hold IMG [qemu-io options]: start qemu-io on IMG, wait until it holds it.
+hold() {
+    local img=$1; shift
+    qemu-io "$@" -f qcow2 "$img" < ctl > io.log 2>&1 &
+    io_pid=$!; _tap_bg_pids="${_tap_bg_pids:-} $io_pid"
+    exec 3> ctl
+    local i
+    for i in $(seq 100); do    # until qemu-img sees the lock (or 5 s)
+        if [ "$*" = "-r" ]; then
+            qemu-img check -r leaks img.qcow2 > /dev/null 2>&1 || return 0
+        else
+            qemu-img info img.qcow2 > /dev/null 2>&1 || return 0
+        fi
+        sleep 0.05
+    done
+    diag "qemu-io never took its lock"; return 1
+}
+release() { echo quit >&3; exec 3>&-; wait "$io_pid" 2>/dev/null; }
+
+before=$(sha img.qcow2)
+ok "qemu-io holds img.qcow2 read-write" hold img.qcow2
+for cmd in "info" "info --output=json" "map --output=json" "check" "check --output=json"; do
+    kimg $cmd img.qcow2
+    isnt "$RC" 0 "$cmd while qemu-io writes: fails"
+    err_line "$cmd while qemu-io writes"
+    like "$(head -1 "$T/err")" "[Ll]ock" "$cmd while qemu-io writes: the error is about the lock"
+    oracle "$cmd -U while qemu-io writes" $cmd -U img.qcow2
+done
+kimg compare img.qcow2 flat.raw
+is "$RC" 2 "compare while qemu-io writes: exit 2"
+err_line "compare while qemu-io writes"
+oracle "compare -U while qemu-io writes" compare -U img.qcow2 flat.raw
+kimg check -r all -U img.qcow2
+is "$RC" 1 "check -r all -U: refused (exit 1)"
+kimg create -q -f qcow2 img.qcow2 1M
+is "$RC" 1 "create over an image qemu-io holds: exit 1"
+err_line "create over a held image"
+release
+is "$(sha img.qcow2)" "$before" "the held image was not modified"
+
+ok "qemu-io holds img.qcow2 read-only" hold img.qcow2 -r
+oracle "info while qemu-io reads" info --output=json img.qcow2
+kimg check -r all img.qcow2
+is "$RC" 1 "check -r all while qemu-io reads: exit 1 (no write lock)"
+err_line "check -r all while qemu-io reads"
+kimg create -q -f qcow2 img.qcow2 1M
+is "$RC" 1 "create over an image qemu-io reads: exit 1"
+release
+is "$(sha img.qcow2)" "$before" "the image read by qemu-io was not modified"
+
+skip "qemu-img blocked while kimg holds an image" "kimg has no long-running command yet"
+done_testing
