@@ -395,7 +395,7 @@ done:
         (KIMG_BS_DATA | KIMG_BS_OFFSET_VALID) && s->data_file) {
         if (s->meta_prealloc < 0) {
             uint64_t fsz = 0;
-            int64_t real = kimg_file_allocated(s->data_file);
+            int64_t real = kimg_file_allocated(s->file);
             s->meta_prealloc = 0;
             if (real >= 0 && kimg_file_size(s->file, &fsz) == 0 && fsz) {
                 uint64_t real_c = (uint64_t)real >> s->cluster_bits;
