@@ -7,8 +7,9 @@
  *      writes and discards, flush; then the result is reopened read-only
  *      and checked again.  Oracle: if a check after the repair found the
  *      image clean and every write succeeded, the result has no corruption
- *      (leaks are allowed: qemu leaks too, e.g. when the refcount block of
- *      a new cluster lies past the end of a truncated file).
+ *      but OFLAG_COPIED mismatches (see oracle_check); leaks are allowed:
+ *      qemu leaks too, e.g. when the refcount block of a new cluster lies
+ *      past the end of a truncated file.
  * Work per input is capped (block status steps, bytes read, write sizes)
  * so a virtual size of 2^62 runs as fast as 64 KiB.  Nothing touches the
  * disk: NO_BACKING keeps backing and external data files closed, and the
@@ -232,6 +233,37 @@ static int writes(struct kimg *img, const uint8_t *data, size_t size)
     return failed;
 }
 
+/* After a clean repair and successful writes, the result must check
+ * clean, except for OFLAG_COPIED mismatches: a cluster shared by two L2
+ * entries (refcount 2, legal) loses a reference when one is rewritten and
+ * the other keeps a clear COPIED flag; qemu does the same and counts it. */
+static void oracle_check(struct kimg *img)
+{
+    struct kimg_check res;
+    char *log = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&log, &len);
+    if (!f)
+        return;
+    int ret = do_check(img, 0, f, &res);
+    fclose(f);
+    if (ret == 0 && res.corruptions) {
+        for (char *line = log; line && *line; ) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            if (!strncmp(line, "ERROR", 5) && !strstr(line, "OFLAG_COPIED")) {
+                fprintf(stderr, "fuzz_qcow2: image repaired clean, all writes succeeded, "
+                        "but the result has %llu corruptions:\n%s\n",
+                        (unsigned long long)res.corruptions, line);
+                abort();
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    free(log);
+}
+
 static void repair_and_write(const uint8_t *data, size_t size)
 {
     struct kimg *img = open_mem(data, size, "qcow2",
@@ -260,14 +292,8 @@ static void repair_and_write(const uint8_t *data, size_t size)
 
     img = open_mem(copy, copy_len, "qcow2", RO_FLAGS);
     if (img) {
-        if (clean && failed == 0 && use_oracle &&
-            do_check(img, 0, NULL, &res) == 0 && res.corruptions) {
-            fprintf(stderr, "fuzz_qcow2: image repaired clean, %s, but after writes "
-                    "check finds %llu corruptions, %llu leaks\n",
-                    "all writes succeeded",
-                    (unsigned long long)res.corruptions, (unsigned long long)res.leaks);
-            abort();
-        }
+        if (clean && failed == 0 && use_oracle)
+            oracle_check(img);
         walk(img);
         kimg_close(img);
     }
