@@ -3,6 +3,7 @@
 #   make check      build and run every test through prove (TAP)
 #   make SANITIZE=1 check   the same under ASan+UBSan (objects in build-san/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
+#   make bench      kimg against qemu-img on realistic inputs (not a test)
 #   make deps       install the Debian packages a fresh machine lacks
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -47,7 +48,7 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
-.PHONY: all check fuzz deps install clean
+.PHONY: all check fuzz bench deps install clean
 # keep objects built through pattern chains (tests, fuzz replays)
 .SECONDARY:
 all: $(B)/kimg $(B)/libkimg.a
@@ -102,6 +103,9 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
 	  $(FUZZ_B)/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
 	     -max_len=1048576 $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
+
+bench: all
+	KIMG=$(abspath $(B)/kimg) tests/bench/run.sh
 
 deps:
 	apt-get update -qq

@@ -83,6 +83,16 @@ static int make_tmp_name(const char *dst)
     int fd = mkstemp(tmp_path);
     if (fd < 0)
         return -errno;
+    /* mkstemp makes 0600; the finished image gets the mode any new file
+     * would get (0666 less the umask), as qemu-img's output does */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) < 0) {
+        int err = -errno;
+        close(fd);
+        unlink(tmp_path);
+        return err;
+    }
     close(fd);
     tmp_active = 1;
     return 0;
@@ -108,6 +118,7 @@ struct convert_args {
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     uint64_t sparse;
+    int in_flight;
 };
 
 int cmd_convert(int argc, char **argv)
@@ -162,6 +173,7 @@ int cmd_convert(int argc, char **argv)
                         "coroutines is between 1 and 16\n");
                 goto out;
             }
+            a.in_flight = (int)m;
             break;
         case 'C':
             fprintf(stderr, "kimg: copy offloading (-C) is not implemented yet\n");
@@ -268,7 +280,7 @@ int cmd_convert(int argc, char **argv)
 
     struct kimg_convert cv = {
         .src = src, .nb_src = nb_src, .dst = out_img, .sparse_size = a.sparse,
-        .compress = a.compress,
+        .compress = a.compress, .in_flight = a.in_flight,
         .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
         .target_has_backing = a.backing != NULL,
         .progress = (a.progress && !a.quiet) ? print_progress : NULL,

@@ -4,12 +4,18 @@
  * on a target that already reads as zeros, never written; data ranges are
  * read in large chunks, and inside them zero runs of at least the sparse
  * size (rounded up to the target's cluster size) become holes.
- * This first version is synchronous; the async pipeline slots in at
- * copy_data().
+ *
+ * Pipeline: the main thread walks block status and cuts the work into
+ * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
+ * parallel, up to `in_flight` at once; the main thread writes finished jobs
+ * strictly in order, so reads, zero scans and writes overlap while the
+ * target's layout stays deterministic.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "convert.h"
 #include "driver.h"
 
@@ -38,13 +44,37 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
     return true;
 }
 
+enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP };
+enum job_state { JOB_FREE, JOB_QUEUED, JOB_BUSY, JOB_DONE };
+
+struct job {
+    enum job_state state;
+    enum job_kind kind;
+    uint64_t seq;
+    struct kimg *src;
+    uint64_t soff, doff, len;
+    uint8_t *buf;               /* CHUNK bytes, for data jobs */
+    int ret;
+    char err[256];              /* the worker's error message */
+};
+
 struct engine {
     struct kimg_convert *c;
-    uint8_t *buf;
     uint8_t *zbuf;              /* zeros, for -S 0 */
     uint64_t grain;             /* zero-detection granularity, 0 = off */
     uint64_t cluster;           /* target cluster size (compression unit) */
     uint64_t done, total, last_report;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;        /* a job was queued, or stop */
+    pthread_cond_t finished;    /* a job is done */
+    struct job *jobs;
+    int nb_jobs;
+    pthread_t *threads;
+    int nb_threads;
+    bool stop;
+    uint64_t next_seq;          /* sequence number of the next job made */
+    uint64_t write_seq;         /* sequence number of the next job written */
 };
 
 static void report(struct engine *e, uint64_t n)
@@ -62,7 +92,6 @@ static int write_zero_range(struct engine *e, uint64_t off, uint64_t len)
 {
     if (!e->c->sparse_size) {
         /* -S 0: fully allocated output, zeros written as data */
-        memset(e->zbuf, 0, CHUNK);
         while (len) {
             uint64_t n = len < CHUNK ? len : CHUNK;
             int ret = kimg_write(e->c->dst, e->zbuf, off, n);
@@ -124,28 +153,120 @@ static int write_sparse(struct engine *e, const uint8_t *buf, uint64_t off, uint
     return 0;
 }
 
-static int copy_data(struct engine *e, struct kimg *src, uint64_t soff,
-                     uint64_t doff, uint64_t len)
+/* ---- workers ------------------------------------------------------------- */
+
+static void *worker(void *opaque)
 {
-    while (len) {
-        uint64_t n = len < CHUNK ? len : CHUNK;
-        int ret = kimg_read(src, e->buf, soff, n);
-        if (ret < 0) {
-            kimg_error("error while reading at offset %llu of '%s'",
-                       (unsigned long long)soff, kimg_filename(src));
-            return ret;
+    struct engine *e = opaque;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        struct job *j = NULL;
+        /* the oldest queued job first, so the writer is never starved */
+        for (int i = 0; i < e->nb_jobs; i++)
+            if (e->jobs[i].state == JOB_QUEUED && (!j || e->jobs[i].seq < j->seq))
+                j = &e->jobs[i];
+        if (!j) {
+            if (e->stop)
+                break;
+            pthread_cond_wait(&e->work, &e->lock);
+            continue;
         }
-        ret = write_sparse(e, e->buf, doff, n);
-        if (ret < 0) {
-            kimg_error("error while writing at offset %llu", (unsigned long long)doff);
-            return ret;
-        }
-        report(e, n);
-        soff += n;
-        doff += n;
-        len -= n;
+        j->state = JOB_BUSY;
+        pthread_mutex_unlock(&e->lock);
+        kimg_clear_error();
+        j->ret = kimg_read(j->src, j->buf, j->soff, j->len);
+        if (j->ret < 0)
+            snprintf(j->err, sizeof(j->err), "error while reading at offset %llu of '%s': %s",
+                     (unsigned long long)j->soff, kimg_filename(j->src),
+                     kimg_last_error() ? kimg_last_error() : "I/O error");
+        pthread_mutex_lock(&e->lock);
+        j->state = JOB_DONE;
+        pthread_cond_broadcast(&e->finished);
     }
-    return 0;
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* Write the job with sequence number write_seq once it is done; returns
+ * 0 when nothing was ready to write and WAIT is false. */
+static int write_next(struct engine *e, bool wait, bool *wrote)
+{
+    struct job *j = NULL;
+    *wrote = false;
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        j = NULL;
+        for (int i = 0; i < e->nb_jobs; i++)
+            if (e->jobs[i].state != JOB_FREE && e->jobs[i].seq == e->write_seq)
+                j = &e->jobs[i];
+        if (!j || j->state == JOB_DONE || !wait)
+            break;
+        pthread_cond_wait(&e->finished, &e->lock);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (!j || j->state != JOB_DONE)
+        return 0;
+
+    int ret = j->ret;
+    if (ret < 0) {
+        kimg_error("%s", j->err);
+    } else if (j->kind == JOB_ZERO) {
+        ret = write_zero_range(e, j->doff, j->len);
+    } else if (j->kind == JOB_DATA) {
+        ret = write_sparse(e, j->buf, j->doff, j->len);
+        if (ret < 0)
+            kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
+    }
+    if (ret == 0)
+        report(e, j->len);
+    pthread_mutex_lock(&e->lock);
+    j->state = JOB_FREE;
+    e->write_seq++;
+    pthread_mutex_unlock(&e->lock);
+    *wrote = true;
+    return ret;
+}
+
+/* Queue a job (waiting, and writing finished ones, until a slot is free). */
+static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
+                   uint64_t soff, uint64_t doff, uint64_t len)
+{
+    for (;;) {
+        struct job *slot = NULL;
+        pthread_mutex_lock(&e->lock);
+        for (int i = 0; i < e->nb_jobs && !slot; i++)
+            if (e->jobs[i].state == JOB_FREE)
+                slot = &e->jobs[i];
+        if (slot) {
+            slot->kind = kind;
+            slot->src = src;
+            slot->soff = soff;
+            slot->doff = doff;
+            slot->len = len;
+            slot->ret = 0;
+            slot->seq = e->next_seq++;
+            /* zero and skip jobs need no reading: done at once */
+            slot->state = kind == JOB_DATA ? JOB_QUEUED : JOB_DONE;
+            if (kind == JOB_DATA)
+                pthread_cond_signal(&e->work);
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        pthread_mutex_unlock(&e->lock);
+        bool wrote;
+        int ret = write_next(e, true, &wrote);
+        if (ret < 0)
+            return ret;
+    }
+    /* write whatever is already finished, without waiting */
+    for (;;) {
+        bool wrote;
+        int ret = write_next(e, false, &wrote);
+        if (ret < 0)
+            return ret;
+        if (!wrote)
+            return 0;
+    }
 }
 
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
@@ -161,7 +282,9 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
             if (ret < 0)
                 return ret;
             if (!(ext.flags & KIMG_BS_ALLOCATED)) {
-                report(e, ext.length);
+                ret = add_job(e, JOB_SKIP, src, off, base + off, ext.length);
+                if (ret < 0)
+                    return ret;
                 off += ext.length;
                 continue;
             }
@@ -170,18 +293,75 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
         if (ret < 0)
             return ret;
         if (ext.flags & KIMG_BS_ZERO) {
-            ret = write_zero_range(e, base + off, ext.length);
+            ret = add_job(e, JOB_ZERO, src, off, base + off, ext.length);
             if (ret < 0)
                 return ret;
-            report(e, ext.length);
         } else {
-            ret = copy_data(e, src, off, base + off, ext.length);
-            if (ret < 0)
-                return ret;
+            /* data: jobs of up to CHUNK bytes, cut at CHUNK-aligned offsets
+             * so they line up with the target's clusters */
+            for (uint64_t pos = 0; pos < ext.length;) {
+                uint64_t n = CHUNK - ((off + pos) % CHUNK);
+                if (n > ext.length - pos)
+                    n = ext.length - pos;
+                ret = add_job(e, JOB_DATA, src, off + pos, base + off + pos, n);
+                if (ret < 0)
+                    return ret;
+                pos += n;
+            }
         }
         off += ext.length;
     }
     return 0;
+}
+
+static int engine_start(struct engine *e, int in_flight)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    e->nb_jobs = in_flight;
+    e->nb_threads = ncpu < 1 ? 1 : ncpu > in_flight ? in_flight : (int)ncpu;
+    e->jobs = calloc((size_t)e->nb_jobs, sizeof(*e->jobs));
+    e->threads = calloc((size_t)e->nb_threads, sizeof(*e->threads));
+    if (!e->jobs || !e->threads)
+        return -ENOMEM;
+    for (int i = 0; i < e->nb_jobs; i++) {
+        e->jobs[i].buf = kimg_alloc_aligned(CHUNK);
+        if (!e->jobs[i].buf)
+            return -ENOMEM;
+    }
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->work, NULL);
+    pthread_cond_init(&e->finished, NULL);
+    for (int i = 0; i < e->nb_threads; i++) {
+        if (pthread_create(&e->threads[i], NULL, worker, e)) {
+            e->nb_threads = i;
+            return -EAGAIN;
+        }
+    }
+    return 0;
+}
+
+/* Stop the workers (after the queue drains or is abandoned) and free. */
+static void engine_stop(struct engine *e)
+{
+    if (e->threads) {
+        pthread_mutex_lock(&e->lock);
+        e->stop = true;
+        /* abandoned jobs are dropped so the workers can exit */
+        for (int i = 0; i < e->nb_jobs; i++)
+            if (e->jobs[i].state == JOB_QUEUED)
+                e->jobs[i].state = JOB_FREE;
+        pthread_cond_broadcast(&e->work);
+        pthread_mutex_unlock(&e->lock);
+        for (int i = 0; i < e->nb_threads; i++)
+            pthread_join(e->threads[i], NULL);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->work);
+        pthread_cond_destroy(&e->finished);
+    }
+    for (int i = 0; e->jobs && i < e->nb_jobs; i++)
+        free(e->jobs[i].buf);
+    free(e->jobs);
+    free(e->threads);
 }
 
 int kimg_convert_run(struct kimg_convert *c)
@@ -202,23 +382,32 @@ int kimg_convert_run(struct kimg_convert *c)
         e.grain = c->sparse_size;
         if (e.cluster > e.grain && strcmp(kimg_format_name(c->dst), "raw"))
             e.grain = e.cluster;
+    } else {
+        e.zbuf = kimg_alloc_aligned(CHUNK);
+        if (!e.zbuf)
+            return kimg_fail(-ENOMEM, "out of memory");
+        memset(e.zbuf, 0, CHUNK);
     }
-    e.buf = kimg_alloc_aligned(CHUNK);
-    e.zbuf = c->sparse_size ? NULL : kimg_alloc_aligned(CHUNK);
-    if (!e.buf || (!c->sparse_size && !e.zbuf)) {
-        free(e.buf);
+    int in_flight = c->in_flight > 0 ? c->in_flight : 8;
+    ret = engine_start(&e, in_flight);
+    if (ret < 0) {
+        engine_stop(&e);
         free(e.zbuf);
-        return kimg_fail(-ENOMEM, "out of memory");
+        return kimg_fail(ret, "cannot start the copy: %s", strerror(-ret));
     }
     if (c->progress)
         c->progress(c->opaque, 0, e.total);
     uint64_t base = 0;
-    ret = 0;
     for (int i = 0; i < c->nb_src && ret == 0; i++) {
         ret = copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);
     }
-    free(e.buf);
+    /* drain: write every job still in flight, in order */
+    while (ret == 0 && e.write_seq < e.next_seq) {
+        bool wrote;
+        ret = write_next(&e, true, &wrote);
+    }
+    engine_stop(&e);
     free(e.zbuf);
     if (ret == 0)
         ret = kimg_flush(c->dst);

@@ -21,6 +21,7 @@ struct kimg_convert {
     bool target_has_backing;    /* -B: copy only what the sources' top
                                    layers hold; the target's backing file
                                    supplies the rest */
+    int in_flight;              /* -m: requests in flight (default 8) */
     /* progress: called with bytes done and total, at most ~1% steps */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);
     void *opaque;

@@ -27,4 +27,6 @@ kimg convert -f raw -O qcow2 big.raw new.qcow2
 is "$RC" 0 "an uninterrupted convert succeeds"
 ok "and its output is complete" qemu_oracle_compare big.raw new.qcow2
 is "$(leftovers)" 0 "no temporary file after success"
+(umask 022; "$KIMG" convert -f raw -O raw big.raw mode.raw)
+is "$(stat -c %a mode.raw)" 644 "the output gets the usual mode (0666 less the umask)"
 done_testing

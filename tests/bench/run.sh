@@ -1,0 +1,81 @@
+#!/bin/bash
+# run.sh — `make bench`: kimg against qemu-img on the same inputs with the
+# same arguments, alternating which goes first, BENCH_RUNS times (default 3).
+# Prints per case the median wall times, the ratio kimg/qemu-img (lower is
+# better), kimg's peak RSS, whether the outputs compare identical, and for
+# compressed outputs the size ratio.  Not a test: numbers, not verdicts.
+#   BENCH_DIR   where inputs live (default /var/tmp/kimg-bench; built once)
+#   BENCH_CASES space-separated case names to run (default: all)
+#   KIMG        the kimg binary (default build/kimg)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+KIMG=${KIMG:-$here/../../build/kimg}
+dir=${BENCH_DIR:-/var/tmp/kimg-bench}
+runs=${BENCH_RUNS:-3}
+"$here/inputs.sh" "$dir"
+cd "$dir"
+
+# name | arguments after the command name | output | compare-with
+cases=(
+  "raw-to-qcow2|convert -f raw -O qcow2 disk.raw OUT|out.qcow2|disk.raw"
+  "qcow2-to-raw|convert -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw"
+  "qcow2-to-raw-direct|convert -t none -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw"
+  "raw-to-raw-sparse|convert -f raw -O raw disk.raw OUT|out.raw|disk.raw"
+  "random-to-qcow2|convert -f raw -O qcow2 random.raw OUT|out.qcow2|random.raw"
+  "compress-zlib|convert -c -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw"
+  "compress-zstd|convert -c -o compression_type=zstd -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw"
+  "zlib-to-raw|convert -f qcow2 -O raw disk-zlib.qcow2 OUT|out.raw|disk.raw"
+  "zstd-to-raw|convert -f qcow2 -O raw disk-zstd.qcow2 OUT|out.raw|disk.raw"
+  "hole-to-qcow2|convert -f raw -O qcow2 hole.raw OUT|out.qcow2|hole.raw"
+  "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw||"
+)
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# timed TOOL ARGS...: run once; append "seconds maxrss_kib" to $times_TOOL
+timed() {
+    local tool=$1; shift
+    rm -f out.qcow2 out.raw
+    sync
+    /usr/bin/time -f "%e %M" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
+        { echo "bench: $tool failed: $*" >&2; cat "$dir/err.$tool" >&2; return 1; }
+    cat "$dir/time.$tool" >> "$dir/times.$tool"
+}
+
+printf '%-22s %9s %9s %7s %9s %8s %s\n' case qemu-img kimg ratio "kimg-RSS" output size
+for c in "${cases[@]}"; do
+    IFS='|' read -r name args out ref <<< "$c"
+    if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
+    read -r -a argv <<< "${args//OUT/$out}"
+    rm -f times.qemu times.kimg
+    # warm the page cache with one untimed run of each
+    qemu-img "${argv[@]}" > /dev/null 2>&1 || true
+    "$KIMG" "${argv[@]}" > /dev/null 2>&1 || true
+    verdict=- sizes=-
+    qsize=0
+    for i in $(seq "$runs"); do
+        if [ $((i % 2)) = 1 ]; then
+            timed qemu qemu-img "${argv[@]}"
+            [ -z "$out" ] || qsize=$(stat -c %s "$out")
+            timed kimg "$KIMG" "${argv[@]}"
+        else
+            timed kimg "$KIMG" "${argv[@]}"
+            timed qemu qemu-img "${argv[@]}"
+            [ -z "$out" ] || qsize=$(stat -c %s "$out")
+        fi
+    done
+    # one more kimg run, untimed, whose output is checked
+    [ -z "$out" ] || { rm -f "$out"; "$KIMG" "${argv[@]}" > /dev/null; }
+    if [ -n "$out" ]; then
+        if qemu-img compare -q "$ref" "$out" > /dev/null 2>&1; then verdict=identical; else verdict=DIFFERENT; fi
+        if [[ $name == compress-* ]]; then
+            sizes=$(awk -v k="$(stat -c %s "$out")" -v q="$qsize" 'BEGIN { printf "%.3f", k / q }')
+        fi
+    fi
+    tq=$(cut -d' ' -f1 times.qemu | median)
+    tk=$(cut -d' ' -f1 times.kimg | median)
+    rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
+    ratio=$(awk -v a="$tk" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+    printf '%-22s %8.2fs %8.2fs %7s %6dMiB %9s %s\n' "$name" "$tq" "$tk" "$ratio" $((rss / 1024)) "$verdict" "$sizes"
+    rm -f out.qcow2 out.raw
+done
