@@ -119,7 +119,8 @@ struct qcow2_bitmap {
 
 /* Metadata cache (cache.c): fixed number of cluster-sized tables, LRU,
  * write-back.  Before a dirty table is written, the `depends` cache is
- * flushed and the file synced (refcounts before L2 tables). */
+ * flushed and the file synced (refcounts before L2 tables).  Evicting a
+ * dirty table writes back the whole cache (one dependency flush). */
 struct qcow2_cache_slot {
     uint64_t offset;            /* 0: empty */
     uint64_t lru;
@@ -429,7 +430,10 @@ int qcow2_read_bitmaps(struct qcow2_state *s, uint64_t file_size);
 extern const struct kimg_optdesc qcow2_create_opts[];
 int qcow2_create(const struct kimg_create_args *args);
 int qcow2_info(struct kimg *img, struct kimg_info *info);
-/* check.c (written separately); NULL-safe weak default in qcow2.c */
+/* check.c (check + repair, written separately; the file in the tree is a
+ * placeholder returning -ENOTSUP).  Called through the vtable without the
+ * lock held: take s->lock, then use only the unlocked internals above
+ * (never qcow2_read/qcow2_write/... which lock themselves). */
 int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
 
 /* ---- qcow2.c ----------------------------------------------------------- */
