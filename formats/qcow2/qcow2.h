@@ -430,8 +430,7 @@ int qcow2_read_bitmaps(struct qcow2_state *s, uint64_t file_size);
 extern const struct kimg_optdesc qcow2_create_opts[];
 int qcow2_create(const struct kimg_create_args *args);
 int qcow2_info(struct kimg *img, struct kimg_info *info);
-/* check.c (check + repair, written separately; the file in the tree is a
- * placeholder returning -ENOTSUP).  Called through the vtable without the
+/* check.c (check + repair, written separately).  Called through the vtable without the
  * lock held: take s->lock, then use only the unlocked internals above
  * (never qcow2_read/qcow2_write/... which lock themselves). */
 int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
