@@ -110,7 +110,7 @@ int cmd_check(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("check", "--object and --image-opts are not supported");
-        default: return cmd_usage_error("check", "invalid option");
+        default: return cmd_bad_option("check", argv);
         }
     }
     if (optind != argc - 1)

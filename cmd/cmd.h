@@ -45,6 +45,8 @@ int cmd_fail(const char *file, const char *fallback);
 /* Print a usage error for the subcommand and return 1. */
 int cmd_usage_error(const char *sub, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* One line for an option getopt_long rejected ('?'), then return 1. */
+int cmd_bad_option(const char *sub, char **argv);
 int parse_output_format(const char *s, enum output_format *out);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);

@@ -28,8 +28,16 @@ int cmd_usage_error(const char *sub, const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'kimg %s --help' for more information.\n", sub);
+    fprintf(stderr, " (try 'kimg %s --help')\n", sub);
     return 1;
+}
+
+int cmd_bad_option(const char *sub, char **argv)
+{
+    /* getopt's own messages are off (opterr = 0): one line of ours */
+    if (optopt && optopt < 256)
+        return cmd_usage_error(sub, "%s: invalid option -- '%c'", sub, optopt);
+    return cmd_usage_error(sub, "%s: unrecognized option '%s'", sub, argv[optind - 1]);
 }
 
 int parse_output_format(const char *s, enum output_format *out)

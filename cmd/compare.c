@@ -179,7 +179,7 @@ int cmd_compare(int argc, char **argv)
             cmd_usage_error("compare", "--object and --image-opts are not supported");
             return CMP_EOPEN;
         default:
-            return cmd_usage_error("compare", "invalid option");
+            return cmd_bad_option("compare", argv);
         }
     }
     if (optind != argc - 2)

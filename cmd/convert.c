@@ -186,7 +186,7 @@ int cmd_convert(int argc, char **argv)
         case OPT_IMAGE_OPTS:
             ret = cmd_usage_error("convert", "--object and --image-opts are not supported");
             goto out;
-        default: ret = cmd_usage_error("convert", "invalid option"); goto out;
+        default: ret = cmd_bad_option("convert", argv); goto out;
         }
     }
     if (kimg_opts_wants_help(a.opts)) {

@@ -115,7 +115,7 @@ int cmd_create(int argc, char **argv)
             break;
         case 'h': print_synopsis("create"); return 0;
         case OPT_OBJECT: return cmd_usage_error("create", "--object is not supported");
-        default: return cmd_usage_error("create", "invalid option");
+        default: return cmd_bad_option("create", argv);
         }
     }
     if (kimg_opts_wants_help(a.opts)) {

@@ -156,7 +156,7 @@ int cmd_info(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("info", "--object and --image-opts are not supported");
-        default: return cmd_usage_error("info", "invalid option");
+        default: return cmd_bad_option("info", argv);
         }
     }
     if (optind != argc - 1)

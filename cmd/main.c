@@ -2,6 +2,7 @@
  * main.c — the `kimg` command: a table of subcommands with qemu-img's
  * names and options (one file per subcommand), --help and --version.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "cmd.h"
@@ -39,27 +40,40 @@ static void usage(FILE *out)
                  "'kimg create -f FMT -o help' lists a format's options.\n");
 }
 
+/* Output that could not be written is an error, not a silent success
+ * (`kimg info --output=json > /dev/full` exits 1 with a message). */
+static int finish_stdout(int ret)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        fprintf(stderr, "kimg: write error on standard output: %s\n", strerror(errno));
+        return ret ? ret : 1;
+    }
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "kimg: Not enough arguments\nTry 'kimg --help' for more information\n");
+        fprintf(stderr, "kimg: Not enough arguments (try 'kimg --help')\n");
         return 1;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return 0;
+        return finish_stdout(0);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("kimg version " KIMG_VERSION "\n");
-        return 0;
+        return finish_stdout(0);
     }
     for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {
             optind = 0;   /* full getopt reset for the subcommand's parsing */
-            return subcommands[i].run(argc - 1, argv + 1);
+            opterr = 0;   /* the subcommands print their own one-line errors */
+            int ret = subcommands[i].run(argc - 1, argv + 1);
+            return finish_stdout(ret);
         }
     }
-    fprintf(stderr, "kimg: Command not found: %s\nTry 'kimg --help' for more information\n", argv[1]);
+    fprintf(stderr, "kimg: Command not found: %s (try 'kimg --help')\n", argv[1]);
     return 1;
 }
 

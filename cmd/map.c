@@ -105,7 +105,7 @@ int cmd_map(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("map", "--object and --image-opts are not supported");
-        default: return cmd_usage_error("map", "invalid option");
+        default: return cmd_bad_option("map", argv);
         }
     }
     if (optind != argc - 1)
@@ -156,8 +156,12 @@ int cmd_map(int argc, char **argv)
             ret = 1;
         first = false;
     }
-    if (output == OUTPUT_JSON && ret == 0)
-        printf(first ? "[]\n" : "]\n");
+    if (output == OUTPUT_JSON && ret == 0) {
+        if (first)   /* nothing mapped: qemu-img prints one empty entry */
+            printf("[{ \"start\": %" PRIu64 ", \"length\": 0, \"depth\": 0, \"present\": false,"
+                   " \"zero\": false, \"data\": false}", start);
+        printf("]\n");
+    }
     kimg_close(img);
     return ret;
 }

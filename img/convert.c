@@ -118,9 +118,12 @@ static int write_sparse(struct engine *e, const uint8_t *buf, uint64_t off, uint
             uint64_t n = e->cluster - ((off + pos) % e->cluster);
             if (n > len - pos)
                 n = len - pos;
+            bool whole = n == e->cluster || off + pos + n == kimg_size(e->c->dst);
             int ret = kimg_buffer_is_zero(buf + pos, n)
                     ? write_zero_range(e, off + pos, n)
-                    : kimg_write_compressed(e->c->dst, buf + pos, off + pos, n);
+                    : whole ? kimg_write_compressed(e->c->dst, buf + pos, off + pos, n)
+                            /* a cluster split between two sources */
+                            : kimg_write(e->c->dst, buf + pos, off + pos, n);
             if (ret < 0)
                 return ret;
             pos += n;
@@ -269,9 +272,30 @@ static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
     }
 }
 
+/* Queue [from, to) of SRC as data jobs of up to CHUNK bytes, cut at
+ * CHUNK-aligned target offsets so they line up with the target's clusters. */
+static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
+                         uint64_t from, uint64_t to)
+{
+    while (from < to) {
+        uint64_t n = CHUNK - ((base + from) % CHUNK);
+        if (n > to - from)
+            n = to - from;
+        int ret = add_job(e, JOB_DATA, src, from, base + from, n);
+        if (ret < 0)
+            return ret;
+        from += n;
+    }
+    return 0;
+}
+
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
 {
     uint64_t size = kimg_size(src);
+    /* With -c, data is read in whole target clusters (a cluster that is
+     * half data, half zeros is still one compressed cluster): `covered`
+     * is where the queued jobs end. */
+    uint64_t covered = 0;
     for (uint64_t off = 0; off < size;) {
         struct kimg_extent ext;
         int ret;
@@ -282,9 +306,13 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
             if (ret < 0)
                 return ret;
             if (!(ext.flags & KIMG_BS_ALLOCATED)) {
-                ret = add_job(e, JOB_SKIP, src, off, base + off, ext.length);
-                if (ret < 0)
-                    return ret;
+                uint64_t from = off > covered ? off : covered;
+                if (from < off + ext.length) {
+                    ret = add_job(e, JOB_SKIP, src, from, base + from, off + ext.length - from);
+                    if (ret < 0)
+                        return ret;
+                    covered = off + ext.length;
+                }
                 off += ext.length;
                 continue;
             }
@@ -292,24 +320,38 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
         ret = kimg_block_status(src, off, size - off, &ext);
         if (ret < 0)
             return ret;
+        uint64_t end = off + ext.length;
         if (ext.flags & KIMG_BS_ZERO) {
-            ret = add_job(e, JOB_ZERO, src, off, base + off, ext.length);
-            if (ret < 0)
-                return ret;
-        } else {
-            /* data: jobs of up to CHUNK bytes, cut at CHUNK-aligned offsets
-             * so they line up with the target's clusters */
-            for (uint64_t pos = 0; pos < ext.length;) {
-                uint64_t n = CHUNK - ((off + pos) % CHUNK);
-                if (n > ext.length - pos)
-                    n = ext.length - pos;
-                ret = add_job(e, JOB_DATA, src, off + pos, base + off + pos, n);
+            uint64_t from = off > covered ? off : covered, to = end;
+            if (e->c->compress && end < size) {
+                /* stop at a cluster boundary: data further on may still
+                 * claim the rest of this cluster */
+                uint64_t d = (base + end) - (base + end) % e->cluster;
+                to = d > base + from ? d - base : from;
+            }
+            if (from < to) {
+                ret = add_job(e, JOB_ZERO, src, from, base + from, to - from);
                 if (ret < 0)
                     return ret;
-                pos += n;
+                covered = to;
             }
+        } else {
+            uint64_t from = off, to = end;
+            if (e->c->compress) {
+                /* widen to whole target clusters within this source */
+                uint64_t d0 = (base + off) - (base + off) % e->cluster;
+                uint64_t d1 = (base + end + e->cluster - 1) / e->cluster * e->cluster;
+                from = d0 > base ? d0 - base : 0;
+                to = d1 - base < size ? d1 - base : size;
+                if (from < covered)
+                    from = covered;
+            }
+            ret = add_data_jobs(e, src, base, from, to);
+            if (ret < 0)
+                return ret;
+            covered = to;
         }
-        off += ext.length;
+        off = end;
     }
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "driver.h"
+#include "lock.h"
 
 /* Move KEY out of the options into *field (unless -b/-F already set it). */
 static int take_string_opt(struct kimg_create_args *a, const char *key,
@@ -103,9 +104,22 @@ int kimg_create(struct kimg_create_args *a)
     }
     /* qemu-img rounds every new image up to whole 512-byte sectors */
     a->size = (a->size + 511) & ~(uint64_t)511;
+    /* Creating over an existing image truncates it: not while another
+     * process (a running VM) holds it.  Our write lock is held until the
+     * new image is complete. */
+    struct kimg_file *old = NULL;
+    if (kimg_file_open(&old, a->filename, KIMG_FILE_RDWR) == 0) {
+        ret = old->fd >= 0 ? kimg_lock_fd(old->fd, true, a->filename) : 0;
+        if (ret < 0) {
+            kimg_file_close(old);
+            goto out;
+        }
+    }
+    kimg_clear_error();
     ret = drv->create(a);
     if (ret < 0)
         unlink(a->filename);   /* never leave a half-made image behind */
+    kimg_file_close(old);
 out:
     if (bfile || bfmt) {
         /* the args must not point at freed memory after we return */

@@ -279,7 +279,9 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
     struct kimg_file *f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
-    f->fd = open(path, oflags, 0644);
+    /* O_NONBLOCK so a FIFO named as an image cannot hang the open; it is
+     * refused below, and cleared for the files that are accepted */
+    f->fd = open(path, oflags | O_NONBLOCK, 0644);
     if (f->fd < 0 && (flags & KIMG_FILE_DIRECT) && errno == EINVAL) {
         free(f);
         return kimg_fail(-EINVAL, "Could not open '%s': the file system does not support O_DIRECT", path);
@@ -295,6 +297,15 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
         free(f);
         return kimg_fail(-EISDIR, "Could not open '%s': Is a directory", path);
     }
+    if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        close(f->fd);
+        free(f);
+        return kimg_fail(-EINVAL, "Could not open '%s': not a regular file or block device",
+                         path);
+    }
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
     f->path = strdup(path);
     f->ops = &posix_ops;
     f->writable = (oflags & O_ACCMODE) == O_RDWR;

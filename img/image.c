@@ -473,9 +473,12 @@ int kimg_block_status(struct kimg *img, uint64_t off, uint64_t len,
         len = ext->length;
         struct kimg *b = layer->backing;
         if (!b || off >= b->size) {
-            /* decided by no layer: reads as zeros */
-            ext->flags = KIMG_BS_ZERO;
-            ext->offset = 0;
+            /* decided by no layer: reads as zeros; a host offset the layer
+             * reported (preallocated, or an unallocated subcluster of an
+             * allocated cluster) is kept, as qemu-img map shows it */
+            ext->flags = KIMG_BS_ZERO | (ext->flags & KIMG_BS_OFFSET_VALID);
+            if (!(ext->flags & KIMG_BS_OFFSET_VALID))
+                ext->offset = 0;
             return 0;
         }
         if (len > b->size - off)

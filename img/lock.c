@@ -36,11 +36,18 @@ static int lock_byte(int fd, int off, short type, int cmd)
 
 int kimg_lock_acquire(struct kimg *img)
 {
-    int fd = img->file ? img->file->fd : -1;
+    int ret = kimg_lock_fd(img->file ? img->file->fd : -1, img->writable, img->filename);
+    if (ret == 0)
+        img->lock_fd_held = 1;
+    return ret;
+}
+
+int kimg_lock_fd(int fd, bool writable, const char *filename)
+{
     unsigned perm = P_READ, shared = P_READ | P_WRITE_UNCHANGED | P_RESIZE;
     if (fd < 0)
         return 0;
-    if (img->writable) {
+    if (writable) {
         perm = P_READ | P_WRITE | P_RESIZE;
         shared = P_READ | P_WRITE_UNCHANGED;
     }
@@ -62,18 +69,17 @@ int kimg_lock_acquire(struct kimg *img)
             lock_byte(fd, SHARED_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
             return kimg_fail(-EAGAIN, "Failed to get \"%s\" lock; "
                              "is another process using the image [%s]?",
-                             perm_names[i], img->filename);
+                             perm_names[i], filename);
         if (!(shared & (1u << i)) &&
             lock_byte(fd, PERM_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
             return kimg_fail(-EAGAIN, "Failed to get shared \"%s\" lock; "
                              "is another process using the image [%s]?",
-                             perm_names[i], img->filename);
+                             perm_names[i], filename);
     }
-    img->lock_fd_held = 1;
     return 0;
 conflict:
     return kimg_fail(-EAGAIN, "Failed to lock byte range; "
-                     "is another process using the image [%s]?", img->filename);
+                     "is another process using the image [%s]?", filename);
 }
 
 void kimg_lock_release(struct kimg *img)

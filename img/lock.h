@@ -6,11 +6,16 @@
 #ifndef KIMG_LOCK_H
 #define KIMG_LOCK_H
 
+#include <stdbool.h>
+
 struct kimg;
 
 /* Lock img->file for img->writable access; fails with QEMU's message when
  * another process holds a conflicting lock.  No-op for non-POSIX files. */
 int kimg_lock_acquire(struct kimg *img);
 void kimg_lock_release(struct kimg *img);
+/* The same on a bare descriptor (create over an existing file); the locks
+ * last as long as that descriptor stays open. */
+int kimg_lock_fd(int fd, bool writable, const char *filename);
 
 #endif

@@ -1073,18 +1073,39 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
         ret = kimg_fail((int)clen, "Compression failed");
         goto out;
     }
-    /* place the data: after the previous compressed cluster if it fits */
-    uint64_t host;
+    /* Place the data right after the previous compressed cluster: in the
+     * rest of its host cluster, running on into freshly allocated clusters
+     * when those come right after it (compressed data may span host
+     * clusters), so compressed images are packed as tightly as qemu's. */
+    uint64_t host, ulen = (uint64_t)clen;
     uint64_t nxt = s->compressed_next;
-    if (nxt && (nxt & s->cluster_mask) &&
-        s->cluster_size - (nxt & s->cluster_mask) >= (uint64_t)clen) {
+    uint64_t rem = (nxt & s->cluster_mask) ? s->cluster_size - (nxt & s->cluster_mask) : 0;
+    if (rem >= ulen) {
         host = nxt;
-        ret = qcow2_refcount_update(s, host, (uint64_t)clen, 1);
+        ret = qcow2_refcount_update(s, host, ulen, 1);
         if (ret < 0)
             goto out;
     } else {
-        uint64_t n = qcow2_align_up((uint64_t)clen, s->cluster_size) >> s->cluster_bits;
-        ret = qcow2_alloc_clusters(s, n, &host);
+        uint64_t need = ulen - rem;
+        uint64_t n = qcow2_align_up(need, s->cluster_size) >> s->cluster_bits;
+        uint64_t fresh;
+        ret = qcow2_alloc_clusters(s, n, &fresh);
+        if (ret < 0)
+            goto out;
+        if (rem && fresh == nxt + rem) {
+            /* contiguous: the partly used cluster gains a reference */
+            host = nxt;
+            ret = qcow2_refcount_update(s, nxt, rem, 1);
+        } else if (rem) {
+            /* not contiguous: start the data in fresh clusters of its own */
+            ret = qcow2_free_clusters(s, fresh, n << s->cluster_bits);
+            if (ret == 0) {
+                n = qcow2_align_up(ulen, s->cluster_size) >> s->cluster_bits;
+                ret = qcow2_alloc_clusters(s, n, &host);
+            }
+        } else {
+            host = fresh;
+        }
         if (ret < 0)
             goto out;
     }
