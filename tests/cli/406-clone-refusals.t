@@ -57,6 +57,7 @@ fi
 chmod 0755 dst
 ok "sources unchanged" sources_unchanged vm
 kimg clone --original-xml vm/web01.xml -n w2 --bogus
-like "$(head -1 err)" '^kimg: ' "an unknown option: a kimg: usage error"
-is "$RC" 1 "...exit 1"
+err_line "an unknown option"
+kimg clone --original-xml vm/web01.xml --name
+err_line "an option without its argument"
 done_testing

@@ -18,6 +18,7 @@
 #           qemu_oracle_compare A B  qemu-img compare -q (its exit code)
 #           check_clean F          qemu-img check -q F exits 0
 #           check_clean_alone F    the same, F's backing file not opened
+# Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
 #           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
 #           check_oracle NAME IMAGE ARGS...  kimg check vs qemu-img check on twins
@@ -233,4 +234,35 @@ check_oracle() {
     is_file "$T/out" "$T/qout" "$name: stdout as qemu-img's"
     problem_lines "$T/qerr" > "$T/qerr.p"; problem_lines "$T/err" > "$T/err.p"
     is_file "$T/err.p" "$T/qerr.p" "$name: per-problem lines on stderr as qemu-img's"
+}
+
+# ---- create helper ------------------------------------------------------------
+# create_oracle OPTS SIZE: `create -f qcow2 -o OPTS img.qcow2 SIZE` by
+# qemu-img in $T/q and kimg in $T/k; kimg's image must pass qemu-img check,
+# show the same qemu-img info (actual-size aside: host allocation depends on
+# the metadata layout) and map (host offsets aside), compare equal, and stay
+# clean after qemu-io writes to it.
+create_oracle() {
+    local o=$1 size=$2 opt=() name
+    [ -n "$o" ] && opt=(-o "$o")
+    name="create -o '$o' $size"
+    mkdir -p "$T/q" "$T/k"
+    rm -f "$T/q/img.qcow2" "$T/k/img.qcow2"
+    (cd "$T/q" && qemu-img create -q -f qcow2 "${opt[@]}" img.qcow2 "$size") ||
+        { fail "$name: qemu-img itself refused"; return 1; }
+    RC=0; (cd "$T/k" && "$KIMG" create -q -f qcow2 "${opt[@]}" img.qcow2 "$size") > "$T/out" 2> "$T/err" || RC=$?
+    if [ "$RC" -ne 0 ]; then fail "$name: exit 0" "exit $RC: $(head -2 "$T/err")"; return 1; fi
+    pass "$name: exit 0"
+    ok "$name: qemu-img check clean" check_clean "$T/k/img.qcow2"
+    (cd "$T/q" && qemu-img info --output=json img.qcow2 > ../qi.json)
+    (cd "$T/k" && qemu-img info --output=json img.qcow2 > ../ki.json)
+    qemu-img map --output=json "$T/q/img.qcow2" > "$T/qm.json"
+    qemu-img map --output=json "$T/k/img.qcow2" > "$T/km.json"
+    json_norm_files actual-size,offset "$T/qi.json" "$T/ki.json" "$T/qm.json" "$T/km.json"
+    is_file "$T/ki.json.norm" "$T/qi.json.norm" "$name: qemu-img info as for qemu-img's image"
+    is_file "$T/km.json.norm" "$T/qm.json.norm" "$name: qemu-img map as for qemu-img's image (offsets aside)"
+    ok "$name: content equals qemu-img's image" qemu_oracle_compare "$T/k/img.qcow2" "$T/q/img.qcow2"
+    qemu-io -f qcow2 -c "write -P 0x5a 0 64k" -c "write -P 0xa5 1M 1k" -c "write -z 512k 128k" \
+        "$T/k/img.qcow2" > /dev/null 2>&1
+    ok "$name: clean after qemu-io writes" check_clean "$T/k/img.qcow2"
 }
