@@ -178,17 +178,55 @@ static int need_data_file(struct qcow2_state *s)
 }
 
 /* Pending coalesced transfer. */
+/*
+ * Read plans.  For a read-only image the mapping (L1/L2 through the cache)
+ * is done under the lock and recorded as a plan; the data reads and the
+ * decompression then run without the lock, so several threads read and
+ * decompress one image at once (the copy engine's workers).  Only fields
+ * fixed at open are used outside the lock.
+ */
+enum seg_kind { SEG_HOST = 1, SEG_BACKING = 2, SEG_COMPRESSED = 3 };
+struct seg {
+    enum seg_kind kind;
+    uint8_t *buf;
+    uint64_t where;     /* host offset, guest offset, or compressed L2 entry */
+    uint64_t pos;       /* compressed: offset inside the cluster */
+    uint64_t len;
+};
+struct plan {
+    struct seg *v;
+    size_t n, cap;
+};
+
+static int plan_add(struct plan *pl, enum seg_kind kind, uint8_t *buf, uint64_t where,
+                    uint64_t pos, uint64_t len)
+{
+    if (pl->n == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 16;
+        struct seg *v = realloc(pl->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        pl->v = v;
+        pl->cap = cap;
+    }
+    pl->v[pl->n++] = (struct seg){ kind, buf, where, pos, len };
+    return 0;
+}
+
 struct pend {
     int kind;           /* 0 none, 1 host read, 2 backing read */
     uint8_t *buf;
     uint64_t host;      /* host offset (kind 1) or guest offset (kind 2) */
     uint64_t len;
+    struct plan *plan;  /* record instead of reading */
 };
 
 static int pend_flush(struct kimg *img, struct qcow2_state *s, struct pend *p)
 {
     int ret = 0;
-    if (p->kind == 1) {
+    if (p->plan && p->kind) {
+        ret = plan_add(p->plan, (enum seg_kind)p->kind, p->buf, p->host, 0, p->len);
+    } else if (p->kind == 1) {
         ret = need_data_file(s);
         if (ret == 0)
             ret = kimg_file_pread_zero_eof(s->data_file, p->buf, p->len, p->host);
@@ -219,9 +257,9 @@ static int pend_add(struct kimg *img, struct qcow2_state *s, struct pend *p, int
 }
 
 static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
-                   uint64_t off, uint64_t len)
+                   uint64_t off, uint64_t len, struct plan *plan)
 {
-    struct pend p = { 0 };
+    struct pend p = { .plan = plan };
     uint8_t *cbuf = NULL;
     int ret = 0;
 
@@ -275,6 +313,12 @@ static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
                 memset(dst, 0, run);
                 break;
             case QCOW2_SC_COMPRESSED:
+                if (plan) {
+                    ret = pend_flush(img, s, &p);
+                    if (ret == 0)
+                        ret = plan_add(plan, SEG_COMPRESSED, dst, entry, pos, run);
+                    break;
+                }
                 if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
                     ret = -ENOMEM;
                     break;
@@ -299,12 +343,70 @@ out:
     return ret;
 }
 
+/* Carry out a plan without the lock. */
+static int run_plan(struct kimg *img, struct qcow2_state *s, const struct plan *pl)
+{
+    uint8_t *cbuf = NULL, *in = NULL;
+    size_t in_cap = 0;
+    int ret = 0;
+    for (size_t i = 0; i < pl->n && ret == 0; i++) {
+        const struct seg *g = &pl->v[i];
+        switch (g->kind) {
+        case SEG_HOST:
+            ret = need_data_file(s);
+            if (ret == 0)
+                ret = kimg_file_pread_zero_eof(s->data_file, g->buf, g->len, g->where);
+            break;
+        case SEG_BACKING:
+            ret = kimg_read_backing(img, g->buf, g->where, g->len);
+            break;
+        case SEG_COMPRESSED: {
+            uint64_t host, clen;
+            qcow2_compressed_range(s, g->where, &host, &clen);
+            if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+                ret = -ENOMEM;
+                break;
+            }
+            if (clen > in_cap) {
+                free(in);
+                in_cap = clen;
+                if (!(in = malloc(in_cap))) {
+                    ret = -ENOMEM;
+                    break;
+                }
+            }
+            ret = kimg_file_pread_zero_eof(s->file, in, clen, host);
+            if (ret == 0)
+                ret = qcow2_decompress(s->compression_type, cbuf, s->cluster_size, in, clen);
+            if (ret == 0)
+                memcpy(g->buf, cbuf + g->pos, g->len);
+            break;
+        }
+        }
+    }
+    free(cbuf);
+    free(in);
+    return ret;
+}
+
 int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
 {
     struct qcow2_state *s = img->state;
+    int ret;
+    if (s->writable) {
+        /* writes may move clusters: map and read under the lock */
+        pthread_mutex_lock(&s->lock);
+        ret = do_read(img, s, buf, off, len, NULL);
+        pthread_mutex_unlock(&s->lock);
+        return ret;
+    }
+    struct plan pl = { 0 };
     pthread_mutex_lock(&s->lock);
-    int ret = do_read(img, s, buf, off, len);
+    ret = do_read(img, s, buf, off, len, &pl);
     pthread_mutex_unlock(&s->lock);
+    if (ret == 0)
+        ret = run_plan(img, s, &pl);
+    free(pl.v);
     return ret;
 }
 
