@@ -155,4 +155,63 @@ fill datafile.qcow2 qcow2 $((4 * MiB)); list datafile.qcow2 qcow2
 qc -f qcow2 -o data_file=datafile-raw.data,data_file_raw=on datafile-raw.qcow2 4M
 fill datafile-raw.qcow2 qcow2 $((4 * MiB)); list datafile-raw.qcow2 qcow2
 
+# --- more layouts: bitmaps, amended and resized images, corrupt flag -----
+qc -f qcow2 bitmaps.qcow2 4M
+fill bitmaps.qcow2 qcow2 $((4 * MiB))
+qemu-img bitmap --add bitmaps.qcow2 b0
+qemu-img bitmap --add -g 128k bitmaps.qcow2 "b1 with space"
+qemu-img bitmap --disable bitmaps.qcow2 "b1 with space"
+qio -f qcow2 -c "write -P 0x91 1M 64k" bitmaps.qcow2
+list bitmaps.qcow2 qcow2
+qc -f qcow2 bitmap-inuse.qcow2 4M                 # qemu-io aborts: "in-use" flag
+qemu-img bitmap --add bitmap-inuse.qcow2 b0
+( qemu-io -f qcow2 -c "write -P 0x92 0 64k" -c abort bitmap-inuse.qcow2 || true ) > /dev/null 2>&1
+list bitmap-inuse.qcow2 qcow2
+# amend rewrites the refcount structures elsewhere / downgrades to v2
+qc -f qcow2 -o cluster_size=4k amend-rb4.qcow2 4M   # (64k: amend takes 2 s)
+fill amend-rb4.qcow2 qcow2 $((4 * MiB))
+qio -f qcow2 -c "write -z 1M 64k" amend-rb4.qcow2
+qemu-img amend -o refcount_bits=4 amend-rb4.qcow2;   list amend-rb4.qcow2 qcow2
+qc -f qcow2 amend-v2.qcow2 4M
+fill amend-v2.qcow2 qcow2 $((4 * MiB))
+qio -f qcow2 -c "write -P 0x93 1M 64k" -c "write -z 1M 4k" amend-v2.qcow2
+qemu-img amend -o compat=0.10 amend-v2.qcow2;        list amend-v2.qcow2 qcow2
+# resize: the L1 table grows (and moves); a shrink drops clusters
+qc -f qcow2 -o cluster_size=4k grown.qcow2 1M
+fill grown.qcow2 qcow2 $MiB
+qemu-img resize -q grown.qcow2 +63M
+qio -f qcow2 -c "write -P 0x94 60M 4k" grown.qcow2; list grown.qcow2 qcow2
+qc -f qcow2 shrunk.qcow2 4M
+fill shrunk.qcow2 qcow2 $((4 * MiB))
+qemu-img resize -q --shrink shrunk.qcow2 $((2 * MiB + 1024));  list shrunk.qcow2 qcow2
+# the corrupt bit set (qemu opens such images read-only only)
+qc -f qcow2 corrupt-bit.qcow2 4M
+fill corrupt-bit.qcow2 qcow2 $((4 * MiB))
+printf '\002' | dd of=corrupt-bit.qcow2 bs=1 seek=79 conv=notrunc status=none
+list corrupt-bit.qcow2 qcow2
+
+# --- more chains: subclusters, compression and zeros over a backing file,
+#     an overlay smaller than its backing file, a data file with a backing
+qc -f qcow2 -o extended_l2=on -b chain-base.raw -F raw el2-top.qcow2
+qio -f qcow2 -c "write -P 0xa1 2048 1024" -c "write -z 64k 2k" -c "write -P 0xa2 $((2 * MiB + 512)) 100" \
+    el2-top.qcow2
+list el2-top.qcow2 qcow2
+qc -f qcow2 -b chain-base.raw -F raw comp-top.qcow2
+qio -f qcow2 -c "write -c -P 0xa3 0 64k" -c "write -z -u $((2 * MiB)) 64k" comp-top.qcow2
+list comp-top.qcow2 qcow2
+qc -f qcow2 -b chain-base.raw -F raw small-top.qcow2 1M
+qio -f qcow2 -c "write -P 0xa4 4k 4k" small-top.qcow2;  list small-top.qcow2 qcow2
+qc -f qcow2 -o data_file=df-top.data -b chain-base.raw -F raw df-top.qcow2
+qio -f qcow2 -c "write -P 0xa5 1M 64k" df-top.qcow2;   list df-top.qcow2 qcow2
+
+# --- a large sparse image and raw files of sizes qemu-img would round ------
+qc -f qcow2 big.qcow2 1T
+qio -f qcow2 -c "write -P 0xb1 0 4k" -c "write -P 0xb2 512G 64k" -c "write -P 0xb3 $((1024 * 1024 * MiB - 512)) 512" \
+    big.qcow2
+list big.qcow2 qcow2
+truncate -s 1000 tiny.raw                          # not a multiple of 512
+qio -f raw -c "write -P 0xb4 0 512" tiny.raw;       list tiny.raw raw
+truncate -s $((MiB + 100)) odd100.raw
+qio -f raw -c "write -P 0xb5 $MiB 100" odd100.raw;  list odd100.raw raw
+
 exit 0
