@@ -228,10 +228,9 @@ void kimg_jv_print(FILE *out, const struct kimg_jv *v, int indent)
             kimg_jv_print(out, v->items[i], indent + 1);
         }
         free(order);
-        if (v->n) {
-            fputc('\n', out);
-            pad(out, indent);
-        }
+        /* an empty container too spans two lines in qemu's layout */
+        fputc('\n', out);
+        pad(out, indent);
         fputc(obj ? '}' : ']', out);
         break;
     }

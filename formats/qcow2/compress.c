@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -12,16 +14,67 @@
 
 #include "qcow2.h"
 
+/*
+ * One decompression context per thread, made on first use and freed when
+ * the thread ends: decompressing a cluster must not cost an allocation
+ * and a context setup (it showed in profiles of zstd sources).
+ */
+struct dctx {
+    ZSTD_DCtx *zstd;
+    z_stream zlib;
+    bool zlib_ready;
+};
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+
+static void dctx_free(void *p)
+{
+    struct dctx *d = p;
+    if (d->zstd)
+        ZSTD_freeDCtx(d->zstd);
+    if (d->zlib_ready)
+        inflateEnd(&d->zlib);
+    free(d);
+}
+
+static void dctx_key_init(void)
+{
+    pthread_key_create(&dctx_key, dctx_free);
+}
+
+static struct dctx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_key_init);
+    struct dctx *d = pthread_getspecific(dctx_key);
+    if (!d) {
+        d = calloc(1, sizeof(*d));
+        if (d && pthread_setspecific(dctx_key, d) != 0) {
+            free(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
 static int zlib_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
 {
-    z_stream z;
+    struct dctx *d = thread_dctx();
     int ret;
 
     if (srclen > UINT_MAX || dstlen > UINT_MAX)
         return -EIO;
-    memset(&z, 0, sizeof(z));
-    if (inflateInit2(&z, -12) != Z_OK)
+    if (!d)
         return -ENOMEM;
+    z_stream *zp = &d->zlib;
+    if (!d->zlib_ready) {
+        memset(zp, 0, sizeof(*zp));
+        if (inflateInit2(zp, -12) != Z_OK)
+            return -ENOMEM;
+        d->zlib_ready = true;
+    } else if (inflateReset(zp) != Z_OK) {
+        return -EIO;
+    }
+#define z (*zp)
     z.next_in = (Bytef *)src;
     z.avail_in = (uInt)srclen;
     z.next_out = dst;
@@ -33,19 +86,23 @@ static int zlib_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size
         ret = 0;
     else
         ret = -EIO;
-    inflateEnd(&z);
+#undef z
     return ret;
 }
 
 static int zstd_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
 {
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    struct dctx *d = thread_dctx();
     ZSTD_inBuffer in = { src, srclen, 0 };
     ZSTD_outBuffer out = { dst, dstlen, 0 };
     int ret = -EIO;
 
-    if (!dctx)
+    if (!d)
         return -ENOMEM;
+    if (!d->zstd && !(d->zstd = ZSTD_createDCtx()))
+        return -ENOMEM;
+    ZSTD_DCtx *dctx = d->zstd;
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
     for (;;) {
         size_t ipos = in.pos, opos = out.pos;
         size_t r = ZSTD_decompressStream(dctx, &out, &in);
@@ -58,7 +115,6 @@ static int zstd_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size
     }
     if (out.pos == out.size)
         ret = 0;
-    ZSTD_freeDCtx(dctx);
     return ret;
 }
 

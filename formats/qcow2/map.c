@@ -363,7 +363,7 @@ static int run_plan(struct kimg *img, struct qcow2_state *s, const struct plan *
         case SEG_COMPRESSED: {
             uint64_t host, clen;
             qcow2_compressed_range(s, g->where, &host, &clen);
-            if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+            if (!cbuf && g->len != s->cluster_size && !(cbuf = malloc(s->cluster_size))) {
                 ret = -ENOMEM;
                 break;
             }
@@ -376,6 +376,11 @@ static int run_plan(struct kimg *img, struct qcow2_state *s, const struct plan *
                 }
             }
             ret = kimg_file_pread_zero_eof(s->file, in, clen, host);
+            if (ret == 0 && g->pos == 0 && g->len == s->cluster_size) {
+                /* a whole cluster: straight into the caller's buffer */
+                ret = qcow2_decompress(s->compression_type, g->buf, s->cluster_size, in, clen);
+                break;
+            }
             if (ret == 0)
                 ret = qcow2_decompress(s->compression_type, cbuf, s->cluster_size, in, clen);
             if (ret == 0)

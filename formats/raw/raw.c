@@ -22,7 +22,12 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
 
 static int raw_open(struct kimg *img)
 {
-    return kimg_file_size(img->file, &img->size);
+    /* qemu sizes a raw image in whole 512-byte sectors: a 1000-byte file
+     * is a 1024-byte disk whose tail reads as zeros */
+    int ret = kimg_file_size(img->file, &img->size);
+    if (ret == 0)
+        img->size = (img->size + 511) & ~(uint64_t)511;
+    return ret;
 }
 
 static void raw_close(struct kimg *img) {}
