@@ -45,6 +45,7 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
 }
 
 enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP };
+#define CLEN_ZERO INT64_MIN
 enum job_state { JOB_FREE, JOB_QUEUED, JOB_BUSY, JOB_DONE };
 
 struct job {
@@ -54,6 +55,11 @@ struct job {
     struct kimg *src;
     uint64_t soff, doff, len;
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
+    /* -c: each target cluster of the job compressed by the worker */
+    uint8_t *cbuf;              /* the compressed clusters, back to back */
+    int64_t *clen;              /* per cluster: length, -ENOSPC/-ENOTSUP, or
+                                   CLEN_ZERO for an all-zero cluster */
+    uint32_t npieces;
     int ret;
     char err[256];              /* the worker's error message */
 };
@@ -63,6 +69,7 @@ struct engine {
     uint8_t *zbuf;              /* zeros, for -S 0 */
     uint64_t grain;             /* zero-detection granularity, 0 = off */
     uint64_t cluster;           /* target cluster size (compression unit) */
+    bool split_compress;        /* workers compress (the target supports it) */
     uint64_t done, total, last_report;
 
     pthread_mutex_t lock;
@@ -158,6 +165,60 @@ static int write_sparse(struct engine *e, const uint8_t *buf, uint64_t off, uint
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* The job's target clusters: piece I starts at *pos (offset in the job). */
+static uint64_t piece_len(const struct engine *e, const struct job *j, uint64_t pos)
+{
+    uint64_t n = e->cluster - ((j->doff + pos) % e->cluster);
+    return n < j->len - pos ? n : j->len - pos;
+}
+
+/* -c: compress every cluster of a job (on a worker thread). */
+static void compress_job(struct engine *e, struct job *j)
+{
+    uint64_t pos = 0, cpos = 0;
+    uint32_t i = 0;
+    while (pos < j->len && i < j->npieces) {
+        uint64_t n = piece_len(e, j, pos);
+        if (kimg_buffer_is_zero(j->buf + pos, n)) {
+            j->clen[i] = CLEN_ZERO;
+        } else {
+            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->buf + pos, n,
+                                              j->cbuf + cpos, CHUNK - cpos);
+            j->clen[i] = c;
+            if (c > 0)
+                cpos += (uint64_t)c;
+        }
+        pos += n;
+        i++;
+    }
+}
+
+/* -c: write a job's clusters compressed by the workers, in order. */
+static int write_compressed_job(struct engine *e, struct job *j)
+{
+    uint64_t pos = 0, cpos = 0;
+    for (uint32_t i = 0; pos < j->len; i++) {
+        uint64_t n = piece_len(e, j, pos);
+        int64_t c = j->clen[i];
+        int ret;
+        if (c == CLEN_ZERO) {
+            ret = write_zero_range(e, j->doff + pos, n);
+        } else if (c >= 0) {
+            ret = kimg_write_compressed_data(e->c->dst, j->doff + pos, n, j->cbuf + cpos,
+                                             (size_t)c);
+            cpos += (uint64_t)c;
+        } else if (c == -ENOSPC || c == -ENOTSUP) {
+            ret = kimg_write(e->c->dst, j->buf + pos, j->doff + pos, n);
+        } else {
+            ret = kimg_fail((int)c, "compression failed");
+        }
+        if (ret < 0)
+            return ret;
+        pos += n;
+    }
+    return 0;
+}
+
 static void *worker(void *opaque)
 {
     struct engine *e = opaque;
@@ -182,6 +243,8 @@ static void *worker(void *opaque)
             snprintf(j->err, sizeof(j->err), "error while reading at offset %llu of '%s': %s",
                      (unsigned long long)j->soff, kimg_filename(j->src),
                      kimg_last_error() ? kimg_last_error() : "I/O error");
+        else if (e->split_compress)
+            compress_job(e, j);
         pthread_mutex_lock(&e->lock);
         j->state = JOB_DONE;
         pthread_cond_broadcast(&e->finished);
@@ -216,7 +279,8 @@ static int write_next(struct engine *e, bool wait, bool *wrote)
     } else if (j->kind == JOB_ZERO) {
         ret = write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_DATA) {
-        ret = write_sparse(e, j->buf, j->doff, j->len);
+        ret = e->split_compress ? write_compressed_job(e, j)
+                                : write_sparse(e, j->buf, j->doff, j->len);
         if (ret < 0)
             kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
     }
@@ -366,9 +430,17 @@ static int engine_start(struct engine *e, int in_flight)
     if (!e->jobs || !e->threads)
         return -ENOMEM;
     for (int i = 0; i < e->nb_jobs; i++) {
-        e->jobs[i].buf = kimg_alloc_aligned(CHUNK);
-        if (!e->jobs[i].buf)
+        struct job *j = &e->jobs[i];
+        j->buf = kimg_alloc_aligned(CHUNK);
+        if (!j->buf)
             return -ENOMEM;
+        if (e->split_compress) {
+            j->npieces = (uint32_t)(CHUNK / e->cluster + 2);
+            j->cbuf = malloc(CHUNK);
+            j->clen = calloc(j->npieces, sizeof(*j->clen));
+            if (!j->cbuf || !j->clen)
+                return -ENOMEM;
+        }
     }
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->work, NULL);
@@ -400,8 +472,11 @@ static void engine_stop(struct engine *e)
         pthread_cond_destroy(&e->work);
         pthread_cond_destroy(&e->finished);
     }
-    for (int i = 0; e->jobs && i < e->nb_jobs; i++)
+    for (int i = 0; e->jobs && i < e->nb_jobs; i++) {
         free(e->jobs[i].buf);
+        free(e->jobs[i].cbuf);
+        free(e->jobs[i].clen);
+    }
     free(e->jobs);
     free(e->threads);
 }
@@ -429,6 +504,12 @@ int kimg_convert_run(struct kimg_convert *c)
         if (!e.zbuf)
             return kimg_fail(-ENOMEM, "out of memory");
         memset(e.zbuf, 0, CHUNK);
+    }
+    /* the target compresses on our workers if its driver splits the work */
+    if (c->compress) {
+        uint8_t probe_buf[1];
+        e.split_compress = kimg_size(c->dst) > 0 &&
+            kimg_compress_cluster(c->dst, 0, probe_buf, 0, NULL, 0) != -ENOTSUP;
     }
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
     ret = engine_start(&e, in_flight);

@@ -80,6 +80,16 @@ struct kimg_driver {
      * stores it uncompressed if compression does not make it smaller. */
     int (*write_compressed)(struct kimg *img, const void *buf, uint64_t off,
                             uint64_t len);
+    /* Compressed writes split in two so the copy engine compresses on every
+     * core.  compress_cluster: thread-safe, no I/O; compresses the data of
+     * the cluster at OFF (LEN as for write_compressed) into DST (CAP
+     * bytes); returns the compressed length, -ENOSPC if it would not
+     * shrink, -ENOTSUP if this cluster cannot be stored compressed.
+     * write_compressed_data: stores such a result (CLEN bytes) at OFF. */
+    int64_t (*compress_cluster)(struct kimg *img, uint64_t off, const void *buf,
+                                uint64_t len, void *dst, size_t cap);
+    int (*write_compressed_data)(struct kimg *img, uint64_t off, uint64_t len,
+                                 const void *cdata, size_t clen);
     /* Append-only from here (snapshots, measure, ...). */
 };
 

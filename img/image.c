@@ -403,6 +403,28 @@ int kimg_write_compressed(struct kimg *img, const void *buf, uint64_t off,
     return img->drv->write_compressed(img, buf, off, len);
 }
 
+int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
+                              uint64_t len, void *dst, size_t cap)
+{
+    uint64_t end;
+    if (!img->drv->compress_cluster)
+        return -ENOTSUP;      /* (callers probe support with len 0) */
+    if (__builtin_add_overflow(off, len, &end) || end > img->size || len == 0)
+        return -EINVAL;
+    return img->drv->compress_cluster(img, off, buf, len, dst, cap);
+}
+
+int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
+                               const void *cdata, size_t clen)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->write_compressed_data)
+        return kimg_fail(-ENOTSUP, "Compression not supported for this file format");
+    return img->drv->write_compressed_data(img, off, len, cdata, clen);
+}
+
 int kimg_flush(struct kimg *img)
 {
     if (!img->writable)

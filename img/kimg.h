@@ -81,6 +81,13 @@ int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);
 /* One cluster, compressed (formats without compression: -ENOTSUP). */
 int kimg_write_compressed(struct kimg *img, const void *buf, uint64_t off,
                           uint64_t len);
+/* The same in two steps (see driver.h): compress on any thread, then store.
+ * kimg_compress_cluster returns the compressed length, -ENOSPC (store
+ * plainly), or -ENOTSUP (the format or this cluster has no split path). */
+int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
+                              uint64_t len, void *dst, size_t cap);
+int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
+                               const void *cdata, size_t clen);
 int kimg_flush(struct kimg *img);
 
 enum kimg_prealloc {

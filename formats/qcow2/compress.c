@@ -23,6 +23,10 @@ struct dctx {
     ZSTD_DCtx *zstd;
     z_stream zlib;
     bool zlib_ready;
+    /* compression side, same lifetime */
+    ZSTD_CCtx *zstd_c;
+    z_stream zlib_c;
+    bool zlib_c_ready;
 };
 static pthread_key_t dctx_key;
 static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
@@ -34,6 +38,10 @@ static void dctx_free(void *p)
         ZSTD_freeDCtx(d->zstd);
     if (d->zlib_ready)
         inflateEnd(&d->zlib);
+    if (d->zstd_c)
+        ZSTD_freeCCtx(d->zstd_c);
+    if (d->zlib_c_ready)
+        deflateEnd(&d->zlib_c);
     free(d);
 }
 
@@ -138,26 +146,35 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dstlen, const uint8_t *src, 
 
 int64_t qcow2_compress(int type, uint8_t *dst, size_t cap, const uint8_t *src, size_t len)
 {
+    struct dctx *d = thread_dctx();
+    if (!d)
+        return -ENOMEM;
     if (type == QCOW2_COMPRESSION_ZLIB) {
-        z_stream z;
-        int64_t out;
+        /* raw deflate, 4 KiB window, memLevel 9: the parameters qemu uses,
+         * so outputs are comparable */
+        z_stream *z = &d->zlib_c;
         if (cap > UINT_MAX || len > UINT_MAX)
             return -EINVAL;
-        memset(&z, 0, sizeof(z));
-        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
-                         Z_DEFAULT_STRATEGY) != Z_OK)
-            return -ENOMEM;
-        z.next_in = (Bytef *)src;
-        z.avail_in = (uInt)len;
-        z.next_out = dst;
-        z.avail_out = (uInt)cap;
-        int r = deflate(&z, Z_FINISH);
-        out = r == Z_STREAM_END ? (int64_t)(cap - z.avail_out) : -ENOSPC;
-        deflateEnd(&z);
-        return out;
+        if (!d->zlib_c_ready) {
+            memset(z, 0, sizeof(*z));
+            if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
+                             Z_DEFAULT_STRATEGY) != Z_OK)
+                return -ENOMEM;
+            d->zlib_c_ready = true;
+        } else if (deflateReset(z) != Z_OK) {
+            return -EIO;
+        }
+        z->next_in = (Bytef *)src;
+        z->avail_in = (uInt)len;
+        z->next_out = dst;
+        z->avail_out = (uInt)cap;
+        int r = deflate(z, Z_FINISH);
+        return r == Z_STREAM_END ? (int64_t)(cap - z->avail_out) : -ENOSPC;
     }
     if (type == QCOW2_COMPRESSION_ZSTD) {
-        size_t r = ZSTD_compress(dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
+        if (!d->zstd_c && !(d->zstd_c = ZSTD_createCCtx()))
+            return -ENOMEM;
+        size_t r = ZSTD_compressCCtx(d->zstd_c, dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
         if (ZSTD_isError(r))
             return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
         return (int64_t)r;

@@ -199,6 +199,28 @@ static void qcow2_close(struct kimg *img)
     qcow2_do_close(img);
 }
 
+static int64_t qcow2_compress_cluster_cb(struct kimg *img, uint64_t off, const void *buf,
+                                         uint64_t len, void *dst, size_t cap)
+{
+    struct qcow2_state *s = img->state;
+    /* only fields fixed while the engine copies are read: no lock */
+    if (!qcow2_can_compress(s, off, len))
+        return -ENOTSUP;
+    return qcow2_compress_cluster(s, buf, len, dst, cap);
+}
+
+static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64_t len,
+                                          const void *cdata, size_t clen)
+{
+    struct qcow2_state *s = img->state;
+    if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
+        return kimg_fail(-EINVAL, "bad compressed cluster write");
+    pthread_mutex_lock(&s->lock);
+    int ret = qcow2_store_compressed(s, off, cdata, (int64_t)clen);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t off,
                                      uint64_t len)
 {
@@ -227,4 +249,6 @@ const struct kimg_driver kimg_qcow2_driver = {
     .info = qcow2_info,
     .check = qcow2_check,
     .write_compressed = qcow2_write_compressed_cb,
+    .compress_cluster = qcow2_compress_cluster_cb,
+    .write_compressed_data = qcow2_write_compressed_data_cb,
 };

@@ -413,6 +413,12 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
 /* Write one compressed cluster at guest cluster-aligned OFF (len = one
  * cluster or the image tail); falls back to a normal write if it does
  * not shrink. */
+int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t len,
+                               uint8_t *dst, size_t cap);
+bool qcow2_can_compress(const struct qcow2_state *s, uint64_t off, uint64_t len);
+int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *cdata,
+                           int64_t clen);
+int qcow2_write_plain(struct qcow2_state *s, const void *buf, uint64_t off, uint64_t len);
 int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
                            uint64_t len);
 

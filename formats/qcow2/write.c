@@ -1044,35 +1044,81 @@ out:
 
 /* ---- compressed writes --------------------------------------------------- */
 
+/* Compress the guest data of one cluster (LEN bytes, LEN < cluster size
+ * only for the image's last cluster: zero-padded) into DST (CAP bytes).
+ * Thread-safe and without I/O: the copy engine calls it from its workers.
+ * Returns the compressed length, or -ENOSPC when it would not shrink the
+ * cluster (store it uncompressed then). */
+int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t len,
+                               uint8_t *dst, size_t cap)
+{
+    const uint8_t *src = buf;
+    uint8_t *padded = NULL;
+    if (len > s->cluster_size)
+        return -EINVAL;
+    if (len < s->cluster_size) {
+        padded = calloc(1, s->cluster_size);
+        if (!padded)
+            return -ENOMEM;
+        memcpy(padded, buf, len);
+        src = padded;
+    }
+    /* a compressed cluster must leave room: at most cluster size - 512 */
+    size_t limit = s->cluster_size - 512 < cap ? s->cluster_size - 512 : cap;
+    int64_t clen = qcow2_compress(s->compression_type, dst, limit, src, s->cluster_size);
+    free(padded);
+    return clen;
+}
+
+/* Whether a compressed write of [off, off+len) can be stored compressed. */
+bool qcow2_can_compress(const struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    return !s->has_data_file && !(off & s->cluster_mask) && len <= s->cluster_size &&
+           (len == s->cluster_size || off + len == s->size);
+}
+
 int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
                            uint64_t len)
 {
-    uint8_t *src = NULL, *dst = NULL, *l2 = NULL;
+    uint8_t *dst = NULL;
     int ret;
 
     ret = check_writable(s);
     if (ret < 0)
         return ret;
-    if (s->has_data_file || (off & s->cluster_mask) ||
-        (len != s->cluster_size && off + len != s->size) || len > s->cluster_size)
+    if (!qcow2_can_compress(s, off, len))
         return do_write(s, buf, off, len);
-    src = calloc(1, s->cluster_size);
     dst = malloc(s->cluster_size);
-    if (!src || !dst) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    memcpy(src, buf, len);
-    int64_t clen = qcow2_compress(s->compression_type, dst, s->cluster_size - 512,
-                                  src, s->cluster_size);
-    if (clen == -ENOSPC) {
+    if (!dst)
+        return -ENOMEM;
+    int64_t clen = qcow2_compress_cluster(s, buf, len, dst, s->cluster_size);
+    if (clen == -ENOSPC)
         ret = do_write(s, buf, off, len);
-        goto out;
-    }
-    if (clen < 0) {
+    else if (clen < 0)
         ret = kimg_fail((int)clen, "Compression failed");
-        goto out;
-    }
+    else
+        ret = qcow2_store_compressed(s, off, dst, clen);
+    free(dst);
+    return ret;
+}
+
+/* The stored-as-is fallback for a cluster that did not compress. */
+int qcow2_write_plain(struct qcow2_state *s, const void *buf, uint64_t off, uint64_t len)
+{
+    int ret = check_writable(s);
+    return ret < 0 ? ret : do_write(s, buf, off, len);
+}
+
+/* Store one already compressed cluster (CLEN bytes at CDATA) for the guest
+ * cluster at OFF: placement right after the previous compressed cluster,
+ * refcounts first, then the L2 entry; the old cluster is freed last.
+ * Called with the lock held. */
+int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *cdata,
+                           int64_t clen)
+{
+    uint8_t *l2 = NULL;
+    int ret;
+
     /* Place the data right after the previous compressed cluster: in the
      * rest of its host cluster, running on into freshly allocated clusters
      * when those come right after it (compressed data may span host
@@ -1110,7 +1156,7 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
             goto out;
     }
     s->compressed_next = host + (uint64_t)clen;
-    ret = kimg_file_pwrite(s->file, dst, (size_t)clen, host);
+    ret = kimg_file_pwrite(s->file, cdata, (size_t)clen, host);
     if (ret < 0)
         goto out;
     uint64_t nsec = ((host + (uint64_t)clen + 511) >> 9) - (host >> 9);
@@ -1130,7 +1176,5 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
             ret = qcow2_free_clusters(s, fo, flen);
     }
 out:
-    free(src);
-    free(dst);
     return ret;
 }
