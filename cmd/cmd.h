@@ -33,6 +33,7 @@ struct subcommand {
 };
 
 int cmd_create(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

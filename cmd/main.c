@@ -16,6 +16,11 @@ static const struct subcommand subcommands[] = {
       "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
       "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
       "[--target-is-zero] [-U] [--untrusted] filename [filename2 [...]] output_filename" },
+    { "clone", cmd_clone,
+      "clone --original-xml FILE (-n NAME | --auto-clone) [-f FILE...] [-m MAC...] [--uuid UUID] "
+      "[--nonsparse] [--skip-copy TARGET...] [--force-copy TARGET...] [--preserve-data] "
+      "[--nvram FILE] [--reflink | --linked] [--print-xml] [--output-xml FILE] "
+      "[--report-json FILE] [-q]" },
     { "info", cmd_info,
       "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] filename" },
     { "check", cmd_check,

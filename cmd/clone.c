@@ -1,0 +1,105 @@
+/*
+ * clone.c — `kimg clone`: virt-clone's options (and kimg's --linked,
+ * --report-json, --output-xml) parsed into a clone_opts for the clone
+ * module (clone/run.c), which works offline on a domain XML file.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "cmd.h"
+#include "clone/clone.h"
+
+int cmd_clone(int argc, char **argv)
+{
+    enum {
+        O_ORIGINAL_XML = 400, O_AUTO_CLONE, O_NONSPARSE, O_SKIP_COPY, O_FORCE_COPY,
+        O_PRESERVE, O_NVRAM, O_REFLINK, O_PRINT_XML, O_LINKED, O_REPORT_JSON, O_OUTPUT_XML,
+        O_CONNECT, O_IGNORED, O_IGNORED_ARG,
+    };
+    static const struct option longopts[] = {
+        { "original-xml", required_argument, NULL, O_ORIGINAL_XML },
+        { "original", required_argument, NULL, 'o' },
+        { "name", required_argument, NULL, 'n' },
+        { "auto-clone", no_argument, NULL, O_AUTO_CLONE },
+        { "file", required_argument, NULL, 'f' },
+        { "mac", required_argument, NULL, 'm' },
+        { "uuid", required_argument, NULL, 'u' },
+        { "nonsparse", no_argument, NULL, O_NONSPARSE },
+        { "skip-copy", required_argument, NULL, O_SKIP_COPY },
+        { "force-copy", required_argument, NULL, O_FORCE_COPY },
+        { "preserve-data", no_argument, NULL, O_PRESERVE },
+        { "preserve", no_argument, NULL, O_PRESERVE },
+        { "nvram", required_argument, NULL, O_NVRAM },
+        { "reflink", no_argument, NULL, O_REFLINK },
+        { "print-xml", no_argument, NULL, O_PRINT_XML },
+        { "quiet", no_argument, NULL, 'q' },
+        { "linked", no_argument, NULL, O_LINKED },
+        { "report-json", required_argument, NULL, O_REPORT_JSON },
+        { "output-xml", required_argument, NULL, O_OUTPUT_XML },
+        /* virt-clone options with no meaning offline, accepted for scripts */
+        { "connect", required_argument, NULL, O_CONNECT },
+        { "check", required_argument, NULL, O_IGNORED_ARG },
+        { "replace", no_argument, NULL, O_IGNORED },
+        { "debug", no_argument, NULL, 'd' },
+        { "force", no_argument, NULL, O_IGNORED },
+        { "prompt", no_argument, NULL, O_IGNORED },
+        { "noautoconsole", no_argument, NULL, O_IGNORED },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct clone_opts o = { 0 };
+    const char **lists = calloc((size_t)argc * 4 + 4, sizeof(*lists));
+    int c, ret = 1;
+    if (!lists) {
+        fprintf(stderr, "kimg: out of memory\n");
+        return 1;
+    }
+    o.files = lists;
+    o.macs = lists + argc + 1;
+    o.skip = lists + 2 * (argc + 1);
+    o.force = lists + 3 * (argc + 1);
+
+    while ((c = getopt_long(argc, argv, ":hn:f:m:u:o:qd", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_ORIGINAL_XML: o.original_xml = optarg; break;
+        case 'n': o.name = optarg; break;
+        case O_AUTO_CLONE: o.auto_clone = true; break;
+        case 'f': o.files[o.nb_files++] = optarg; break;
+        case 'm': o.macs[o.nb_macs++] = optarg; break;
+        case 'u': o.uuid = optarg; break;
+        case O_NONSPARSE: o.nonsparse = true; break;
+        case O_SKIP_COPY: o.skip[o.nb_skip++] = optarg; break;
+        case O_FORCE_COPY: o.force[o.nb_force++] = optarg; break;
+        case O_PRESERVE: o.preserve = true; break;
+        case O_NVRAM: o.nvram = optarg; break;
+        case O_REFLINK: o.reflink = true; break;
+        case O_PRINT_XML: o.print_xml = true; break;
+        case 'q': o.quiet = true; break;
+        case O_LINKED: o.linked = true; break;
+        case O_REPORT_JSON: o.report_json = optarg; break;
+        case O_OUTPUT_XML: o.output_xml = optarg; break;
+        case O_CONNECT: case O_IGNORED: case O_IGNORED_ARG: case 'd': break;
+        case 'o':
+            fprintf(stderr, "kimg: --original %s: kimg clone works offline on a domain XML "
+                    "file; give --original-xml FILE (virsh dumpxml --inactive %s > FILE)\n",
+                    optarg, optarg);
+            goto out;
+        case 'h': print_synopsis("clone"); ret = 0; goto out;
+        case ':':
+            ret = cmd_usage_error("clone", "clone: option '%s' needs an argument",
+                                  argv[optind - 1]);
+            goto out;
+        default: ret = cmd_bad_option("clone", argv); goto out;
+        }
+    }
+    if (optind < argc) {
+        ret = cmd_usage_error("clone", "unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    /* with --print-xml the XML is the only thing asked for */
+    if (o.print_xml)
+        o.quiet = true;
+    ret = clone_run(&o) < 0 ? cmd_fail(NULL, "clone failed") : 0;
+out:
+    free(lists);
+    return ret;
+}
