@@ -1119,6 +1119,11 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
     uint8_t *l2 = NULL;
     int ret;
 
+    /* the L2 table first (allocated if new), the data after it: the file
+     * then ends right after the compressed data, as qemu's does */
+    ret = get_l2_for_write(s, off, &l2);
+    if (ret < 0)
+        return ret;
     /* Place the data right after the previous compressed cluster: in the
      * rest of its host cluster, running on into freshly allocated clusters
      * when those come right after it (compressed data may span host
@@ -1161,20 +1166,20 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
         goto out;
     uint64_t nsec = ((host + (uint64_t)clen + 511) >> 9) - (host >> 9);
     uint64_t entry = QCOW2_OFLAG_COMPRESSED | host | ((nsec - 1) << s->csize_shift);
-    ret = get_l2_for_write(s, off, &l2);
-    if (ret < 0)
-        goto out;
     uint8_t *slot = l2_slot(s, l2, off);
     uint64_t old = qcow2_be64(slot), fo, flen;
     entry_ref(s, old, &fo, &flen);
     set_entry(s, slot, entry, 0);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     qcow2_cache_put(&s->l2_cache, l2);
+    l2 = NULL;
     if (flen) {
         ret = qcow2_cache_flush(&s->l2_cache);
         if (ret == 0)
             ret = qcow2_free_clusters(s, fo, flen);
     }
 out:
+    if (l2)
+        qcow2_cache_put(&s->l2_cache, l2);
     return ret;
 }
