@@ -117,6 +117,7 @@ struct convert_args {
     const char *cache, *src_cache;
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
+    bool copy_offload;
     uint64_t sparse;
     int in_flight;
 };
@@ -175,9 +176,7 @@ int cmd_convert(int argc, char **argv)
             }
             a.in_flight = (int)m;
             break;
-        case 'C':
-            fprintf(stderr, "kimg: copy offloading (-C) is not implemented yet\n");
-            goto out;
+        case 'C': a.copy_offload = true; break;
         case 'l':
             fprintf(stderr, "kimg: converting a snapshot (-l) is not implemented yet\n");
             goto out;
@@ -280,7 +279,7 @@ int cmd_convert(int argc, char **argv)
 
     struct kimg_convert cv = {
         .src = src, .nb_src = nb_src, .dst = out_img, .sparse_size = a.sparse,
-        .compress = a.compress, .in_flight = a.in_flight,
+        .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
         .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
         .target_has_backing = a.backing != NULL,
         .progress = (a.progress && !a.quiet) ? print_progress : NULL,

@@ -44,7 +44,7 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
     return true;
 }
 
-enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP };
+enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
 #define CLEN_ZERO INT64_MIN
 enum job_state { JOB_FREE, JOB_QUEUED, JOB_BUSY, JOB_DONE };
 
@@ -54,6 +54,7 @@ struct job {
     uint64_t seq;
     struct kimg *src;
     uint64_t soff, doff, len;
+    int src_fd;                 /* JOB_OFFLOAD: soff is a host offset in it */
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
     /* -c: each target cluster of the job compressed by the worker */
     uint8_t *cbuf;              /* the compressed clusters, back to back */
@@ -70,6 +71,7 @@ struct engine {
     uint64_t grain;             /* zero-detection granularity, 0 = off */
     uint64_t cluster;           /* target cluster size (compression unit) */
     bool split_compress;        /* workers compress (the target supports it) */
+    int dst_fd;                 /* -C: the raw target's descriptor */
     uint64_t done, total, last_report;
 
     pthread_mutex_t lock;
@@ -172,6 +174,26 @@ static uint64_t piece_len(const struct engine *e, const struct job *j, uint64_t 
     return n < j->len - pos ? n : j->len - pos;
 }
 
+/* -C: copy a job inside the kernel, file to file (on a worker thread). */
+static int offload_copy(struct engine *e, struct job *j)
+{
+    loff_t in = (loff_t)j->soff, out = (loff_t)j->doff;
+    uint64_t left = j->len;
+    while (left) {
+        ssize_t n = copy_file_range(j->src_fd, &in, e->dst_fd, &out, (size_t)left, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int err = n < 0 ? errno : EIO;
+            snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
+                     (unsigned long long)j->doff, n < 0 ? strerror(err) : "short copy");
+            return -err;
+        }
+        left -= (uint64_t)n;
+    }
+    return 0;
+}
+
 /* -c: compress every cluster of a job (on a worker thread). */
 static void compress_job(struct engine *e, struct job *j)
 {
@@ -238,6 +260,13 @@ static void *worker(void *opaque)
         j->state = JOB_BUSY;
         pthread_mutex_unlock(&e->lock);
         kimg_clear_error();
+        if (j->kind == JOB_OFFLOAD) {
+            j->ret = offload_copy(e, j);
+            pthread_mutex_lock(&e->lock);
+            j->state = JOB_DONE;
+            pthread_cond_broadcast(&e->finished);
+            continue;
+        }
         j->ret = kimg_read(j->src, j->buf, j->soff, j->len);
         if (j->ret < 0)
             snprintf(j->err, sizeof(j->err), "error while reading at offset %llu of '%s': %s",
@@ -278,6 +307,8 @@ static int write_next(struct engine *e, bool wait, bool *wrote)
         kimg_error("%s", j->err);
     } else if (j->kind == JOB_ZERO) {
         ret = write_zero_range(e, j->doff, j->len);
+    } else if (j->kind == JOB_OFFLOAD) {
+        ret = 0;          /* the worker did the copy */
     } else if (j->kind == JOB_DATA) {
         ret = e->split_compress ? write_compressed_job(e, j)
                                 : write_sparse(e, j->buf, j->doff, j->len);
@@ -295,8 +326,8 @@ static int write_next(struct engine *e, bool wait, bool *wrote)
 }
 
 /* Queue a job (waiting, and writing finished ones, until a slot is free). */
-static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
-                   uint64_t soff, uint64_t doff, uint64_t len)
+static int add_job_fd(struct engine *e, enum job_kind kind, struct kimg *src, int src_fd,
+                      uint64_t soff, uint64_t doff, uint64_t len)
 {
     for (;;) {
         struct job *slot = NULL;
@@ -307,14 +338,16 @@ static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
         if (slot) {
             slot->kind = kind;
             slot->src = src;
+            slot->src_fd = src_fd;
             slot->soff = soff;
             slot->doff = doff;
             slot->len = len;
             slot->ret = 0;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
-            slot->state = kind == JOB_DATA ? JOB_QUEUED : JOB_DONE;
-            if (kind == JOB_DATA)
+            bool work = kind == JOB_DATA || kind == JOB_OFFLOAD;
+            slot->state = work ? JOB_QUEUED : JOB_DONE;
+            if (work)
                 pthread_cond_signal(&e->work);
             pthread_mutex_unlock(&e->lock);
             break;
@@ -334,6 +367,35 @@ static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
         if (!wrote)
             return 0;
     }
+}
+
+static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
+                   uint64_t soff, uint64_t doff, uint64_t len)
+{
+    return add_job_fd(e, kind, src, -1, soff, doff, len);
+}
+
+/* -C: queue the data extent EXT (guest [off, off+len) of SRC) as in-kernel
+ * copies from its host file; fails when the data is not plainly stored. */
+static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
+                            uint64_t off, const struct kimg_extent *ext)
+{
+    if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) ||
+        !ext->host_file || ext->host_file->fd < 0)
+        return kimg_fail(-ENOTSUP, "copy offloading (-C) is not possible: the data at "
+                         "offset %llu of '%s' is not stored plainly in a file",
+                         (unsigned long long)off, kimg_filename(src));
+    for (uint64_t pos = 0; pos < ext->length;) {
+        uint64_t n = CHUNK - ((base + off + pos) % CHUNK);
+        if (n > ext->length - pos)
+            n = ext->length - pos;
+        int ret = add_job_fd(e, JOB_OFFLOAD, src, ext->host_file->fd, ext->offset + pos,
+                             base + off + pos, n);
+        if (ret < 0)
+            return ret;
+        pos += n;
+    }
+    return 0;
 }
 
 /* Queue [from, to) of SRC as data jobs of up to CHUNK bytes, cut at
@@ -399,6 +461,11 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
                     return ret;
                 covered = to;
             }
+        } else if (e->c->copy_offload) {
+            ret = add_offload_jobs(e, src, base, off, &ext);
+            if (ret < 0)
+                return ret;
+            covered = end;
         } else {
             uint64_t from = off, to = end;
             if (e->c->compress) {
@@ -510,6 +577,14 @@ int kimg_convert_run(struct kimg_convert *c)
         uint8_t probe_buf[1];
         e.split_compress = kimg_size(c->dst) > 0 &&
             kimg_compress_cluster(c->dst, 0, probe_buf, 0, NULL, 0) != -ENOTSUP;
+    }
+    if (c->copy_offload) {
+        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || c->dst->file->fd < 0 ||
+            c->compress) {
+            free(e.zbuf);
+            return kimg_fail(-ENOTSUP, "copy offloading (-C) needs a raw target file and no -c");
+        }
+        e.dst_fd = c->dst->file->fd;
     }
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
     ret = engine_start(&e, in_flight);

@@ -17,6 +17,8 @@ struct kimg_convert {
     uint64_t sparse_size;       /* -S: zero runs this long (aligned) become
                                    holes; 0 writes everything */
     bool compress;              /* -c: compressed clusters */
+    bool copy_offload;          /* -C: copy_file_range from the sources' host
+                                   files into a raw target; fail if impossible */
     bool target_is_zero;        /* the target already reads as zeros */
     bool target_has_backing;    /* -B: copy only what the sources' top
                                    layers hold; the target's backing file

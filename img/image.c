@@ -131,7 +131,8 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     if (ids->n > KIMG_MAX_CHAIN)
         return kimg_fail(-ELOOP, "backing chain longer than %d images", KIMG_MAX_CHAIN);
 
-    unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT);
+    unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT |
+                                     KIMG_OPEN_NO_IO);
     ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids, NULL);
     if (ret < 0) {
         kimg_error("Could not open backing file '%s'", img->backing_path);
@@ -468,6 +469,10 @@ int kimg_layer_block_status(struct kimg *img, uint64_t off, uint64_t len,
                 return kimg_fail(-EIO, "driver returned a bad block status length");
             ext->start = off;
             ext->depth = 0;
+            if (!(ext->flags & KIMG_BS_OFFSET_VALID))
+                ext->host_file = NULL;
+            else if (!ext->host_file && ext->file == img->filename)
+                ext->host_file = img->file;
             return 0;
         }
         kimg_clear_error();

@@ -21,6 +21,7 @@ struct kimg;            /* an open image layer (and, through it, its chain) */
 struct kimg_driver;     /* a format: img/driver.h */
 struct kimg_opts;       /* parsed "-o key=value,..." options: img/opts.h */
 struct kimg_jv;         /* a JSON value tree: img/json.h */
+struct kimg_file;       /* a host file: img/file.h */
 
 /* ---- errors (img/error.c) -------------------------------------------- */
 
@@ -45,6 +46,12 @@ void kimg_clear_error(void);
 #define KIMG_OPEN_NO_LOCK     0x0040u /* take no locks at all (tests, fuzzers) */
 #define KIMG_OPEN_NOSYNC      0x0080u /* cache=unsafe: flushes write caches out
                                          but never wait for stable storage */
+#define KIMG_OPEN_NO_IO       0x0100u /* metadata only (info): the caller reads
+                                         and writes no guest data, so images
+                                         whose data needs a key kimg cannot
+                                         take (encrypted qcow2) still open, as
+                                         qemu's BDRV_O_NO_IO; data access on
+                                         them fails */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */
@@ -114,6 +121,8 @@ struct kimg_extent {
     int depth;              /* layer that decides content (0 = top); for
                                content decided by no layer, the last layer */
     const char *file;       /* name of the file `offset` refers to */
+    struct kimg_file *host_file; /* that file, when the library can reach it
+                                    (copy offloading), else NULL */
 };
 
 /* Status of the run starting at OFF (at most LEN bytes), through the chain:

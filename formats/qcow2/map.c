@@ -492,6 +492,7 @@ done:
     ext->flags = flags;
     ext->depth = 0;
     ext->file = (flags & KIMG_BS_OFFSET_VALID) && s->data_file ? s->data_file->path : NULL;
+    ext->host_file = ext->file ? s->data_file : NULL;
     if (!(flags & KIMG_BS_OFFSET_VALID))
         ext->offset = 0;
     if ((flags & KIMG_BS_OFFSET_VALID) && !s->data_file)

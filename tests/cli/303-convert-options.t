@@ -48,6 +48,22 @@ like "$(tail -c 1 "$T/out" | od -An -c | tr -d ' ')" '\\n' "-p ends with a newli
 kimg convert -q -p -f raw -O raw a.raw q.raw
 is "$(wc -c < "$T/out")" 0 "-q silences -p"
 
+# -C: copy offloading (copy_file_range) into a raw target, or a clean refusal
+kimg convert -C -f raw -O raw a.raw off1.raw
+is "$RC" 0 "-C raw -> raw"
+ok "-C raw -> raw identical" qemu_oracle_compare a.raw off1.raw
+qemu-img convert -f raw -O qcow2 a.raw plainq.qcow2
+kimg convert -C -f qcow2 -O raw plainq.qcow2 off2.raw
+is "$RC" 0 "-C qcow2 -> raw"
+ok "-C qcow2 -> raw identical" qemu_oracle_compare a.raw off2.raw
+qemu-img convert -c -f raw -O qcow2 a.raw compq.qcow2
+kimg convert -C -f qcow2 -O raw compq.qcow2 off3.raw
+err_line "-C refuses compressed data"
+ok "-C refusal leaves no output" test ! -e off3.raw
+kimg convert -C -f raw -O qcow2 a.raw off4.qcow2
+err_line "-C refuses a qcow2 target"
+ok "no qcow2 output either" test ! -e off4.qcow2
+
 # refusals, each one clean line
 kimg convert -S 1000 -f raw a.raw x.raw;  err_line "-S not a multiple of 512"
 kimg convert -m 17 -f raw a.raw x.raw;    err_line "-m out of range"
