@@ -72,6 +72,10 @@ struct engine {
     uint64_t cluster;           /* target cluster size (compression unit) */
     bool split_compress;        /* workers compress (the target supports it) */
     int dst_fd;                 /* -C: the raw target's descriptor */
+    bool raw_target;            /* workers write their own jobs: a raw file
+                                   has no layout to keep in order, and it is
+                                   already full size, so writes cannot race
+                                   on its length */
     uint64_t done, total, last_report;
 
     pthread_mutex_t lock;
@@ -274,6 +278,13 @@ static void *worker(void *opaque)
                      kimg_last_error() ? kimg_last_error() : "I/O error");
         else if (e->split_compress)
             compress_job(e, j);
+        else if (e->raw_target) {
+            j->ret = write_sparse(e, j->buf, j->doff, j->len);
+            if (j->ret < 0)
+                snprintf(j->err, sizeof(j->err), "error while writing at offset %llu: %s",
+                         (unsigned long long)j->doff,
+                         kimg_last_error() ? kimg_last_error() : "I/O error");
+        }
         pthread_mutex_lock(&e->lock);
         j->state = JOB_DONE;
         pthread_cond_broadcast(&e->finished);
@@ -309,6 +320,8 @@ static int write_next(struct engine *e, bool wait, bool *wrote)
         ret = write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_OFFLOAD) {
         ret = 0;          /* the worker did the copy */
+    } else if (j->kind == JOB_DATA && e->raw_target) {
+        ret = 0;          /* the worker wrote it */
     } else if (j->kind == JOB_DATA) {
         ret = e->split_compress ? write_compressed_job(e, j)
                                 : write_sparse(e, j->buf, j->doff, j->len);
@@ -491,7 +504,10 @@ static int engine_start(struct engine *e, int in_flight)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     e->nb_jobs = in_flight;
-    e->nb_threads = ncpu < 1 ? 1 : ncpu > in_flight ? in_flight : (int)ncpu;
+    /* at least 4 threads even on 2 cores: with O_DIRECT a worker spends
+     * its time waiting for the device, not computing */
+    long want = ncpu < 4 ? 4 : ncpu;
+    e->nb_threads = want > in_flight ? in_flight : (int)want;
     e->jobs = calloc((size_t)e->nb_jobs, sizeof(*e->jobs));
     e->threads = calloc((size_t)e->nb_threads, sizeof(*e->threads));
     if (!e->jobs || !e->threads)
@@ -586,6 +602,7 @@ int kimg_convert_run(struct kimg_convert *c)
         }
         e.dst_fd = c->dst->file->fd;
     }
+    e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
     ret = engine_start(&e, in_flight);
     if (ret < 0) {
