@@ -16,7 +16,8 @@ FUZZ_SECONDS ?= 60
 # One list of Debian packages, used by `make deps`, the README and .ci/run.
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
-               qemu-utils libvirt-clients perl python3 util-linux e2fsprogs
+               qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
+               time libnbd-bin
 
 ifeq ($(SANITIZE),1)
 B        := build-san
