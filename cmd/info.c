@@ -163,6 +163,9 @@ int cmd_info(int argc, char **argv)
         return cmd_usage_error("info", "Expecting one image file name");
     const char *file = argv[optind];
 
+    /* Metadata only: encrypted images open without their key, as in
+     * qemu-img info (which opens with BDRV_O_NO_IO). */
+    flags |= KIMG_OPEN_NO_IO;
     /* Without --backing-chain the backing file is named, not opened (as
      * qemu-img info does); --untrusted refuses to follow it at all. */
     if (!chain)

@@ -80,7 +80,10 @@ int kimg_create(struct kimg_create_args *a)
                 ret = -ENOMEM;
                 goto out;
             }
-            ret = kimg_open(&b, path, a->backing_format, KIMG_OPEN_SHARE | KIMG_OPEN_NO_BACKING);
+            /* metadata only (qemu's bdrv_img_create: BDRV_O_NO_IO), so an
+             * encrypted backing file gives its size too */
+            ret = kimg_open(&b, path, a->backing_format,
+                            KIMG_OPEN_SHARE | KIMG_OPEN_NO_BACKING | KIMG_OPEN_NO_IO);
             free(path);
             if (ret < 0) {
                 kimg_error("Could not open backing image.");

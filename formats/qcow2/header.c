@@ -195,8 +195,23 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c, uint64_t st
             break;
         }
         case QCOW2_EXT_CRYPTO:
-            return kimg_fail(-EINVAL, "CRYPTO header extension only expected with "
-                             "LUKS encryption method");
+            /* where the LUKS header is; crypto.c checks it against the file */
+            if (s->crypt_method != QCOW2_CRYPT_LUKS)
+                return kimg_fail(-EINVAL, "CRYPTO header extension only expected with "
+                                 "LUKS encryption method");
+            if (s->has_crypto_ext)
+                return kimg_fail(-EINVAL, "Duplicate CRYPTO header extension");
+            if (len != QCOW2_CRYPTO_EXT_LEN)
+                return kimg_fail(-EINVAL, "CRYPTO header extension size %" PRIu32
+                                 ", but expected size %u", len, QCOW2_CRYPTO_EXT_LEN);
+            s->has_crypto_ext = true;
+            s->crypto_hdr_offset = qcow2_be64(d);
+            s->crypto_hdr_length = qcow2_be64(d + 8);
+            if (s->crypto_hdr_offset & s->cluster_mask)
+                return kimg_fail(-EINVAL, "Encryption header offset '%" PRIu64 "' is not "
+                                 "a multiple of cluster size '%" PRIu64 "'",
+                                 s->crypto_hdr_offset, s->cluster_size);
+            break;
         case QCOW2_EXT_DATA_FILE:
             if (seen_df)
                 return kimg_fail(-EINVAL, "Duplicate data file header extension");
@@ -307,6 +322,11 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     if (s->header_length > 104)
         s->compression_type = c[104];
 
+    /* before the extensions, as qemu: a CRYPTO one needs a known method */
+    if (s->crypt_method > QCOW2_CRYPT_LUKS) {
+        ret = kimg_fail(-EINVAL, "Unsupported encryption method: %" PRIu32, s->crypt_method);
+        goto out;
+    }
     /* extensions first: the feature name table names unknown features */
     uint64_t ext_end = s->cluster_size;
     if (s->backing_offset && s->backing_offset > s->header_length &&
@@ -319,11 +339,6 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     ret = -EINVAL;
     if (s->incompat & ~QCOW2_INCOMPAT_KNOWN) {
         ret = report_unsupported(s, s->incompat & ~QCOW2_INCOMPAT_KNOWN);
-        goto out;
-    }
-    if (s->crypt_method != 0) {
-        kimg_error("encrypted images are not supported");
-        ret = -ENOTSUP;
         goto out;
     }
     if (s->refcount_order > 6) {

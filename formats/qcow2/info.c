@@ -1,7 +1,8 @@
 /*
  * info.c — what `kimg info` shows for a qcow2 image: cluster size, the
  * lazy-refcount dirty flag, the snapshot list and the format-specific
- * tree with qemu-img 7.2's keys in qemu-img's order.
+ * tree with qemu-img 7.2's keys in qemu-img's order (the "encrypt" block
+ * of encrypted images comes from crypto.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -57,12 +58,17 @@ static struct kimg_jv *format_specific(struct qcow2_state *s)
         }
     }
     kimg_jv_add_uint(d, "refcount-bits", s->refcount_bits);
+    /* qemu's QDict order: data-file, encrypt, data-file-raw */
+    if (s->version >= 3 && s->has_data_file && s->data_file_name)
+        kimg_jv_add_str(d, "data-file", s->data_file_name);
+    if (s->crypt_method != QCOW2_CRYPT_NONE) {
+        struct kimg_jv *e = qcow2_crypto_info(s);
+        if (e)
+            kimg_jv_add(d, "encrypt", e);
+    }
     if (s->version >= 3) {
-        if (s->has_data_file) {
-            if (s->data_file_name)
-                kimg_jv_add_str(d, "data-file", s->data_file_name);
+        if (s->has_data_file)
             kimg_jv_add_bool(d, "data-file-raw", s->data_file_raw);
-        }
         kimg_jv_add_bool(d, "corrupt", (s->incompat & QCOW2_INCOMPAT_CORRUPT) != 0);
         kimg_jv_add_bool(d, "extended-l2", s->ext_l2);
     }
@@ -77,7 +83,7 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
 
     pthread_mutex_lock(&s->lock);
     info->cluster_size = s->cluster_size;
-    info->encrypted = false;
+    info->encrypted = s->crypt_method != QCOW2_CRYPT_NONE;
     info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
     if (s->nb_snapshots) {
         info->snapshots = calloc(s->nb_snapshots, sizeof(*info->snapshots));

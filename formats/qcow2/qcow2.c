@@ -49,6 +49,8 @@ static void free_state(struct qcow2_state *s)
     s->rt = NULL;
     free(s->zcache);
     s->zcache = NULL;
+    free(s->luks);
+    s->luks = NULL;
     if (s->lock_init)
         pthread_mutex_destroy(&s->lock);
     s->lock_init = false;
@@ -73,6 +75,9 @@ int qcow2_do_open(struct kimg *img)
     if (ret < 0)
         goto fail;
     ret = qcow2_parse_header(s, fsz);
+    if (ret < 0)
+        goto fail;
+    ret = qcow2_crypto_open(s, fsz, img->flags, img->writable);
     if (ret < 0)
         goto fail;
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && img->writable &&
@@ -203,6 +208,8 @@ static int64_t qcow2_compress_cluster_cb(struct kimg *img, uint64_t off, const v
                                          uint64_t len, void *dst, size_t cap)
 {
     struct qcow2_state *s = img->state;
+    if (s->crypt_method != QCOW2_CRYPT_NONE)
+        return qcow2_crypto_refuse();
     /* only fields fixed while the engine copies are read: no lock */
     if (!qcow2_can_compress(s, off, len))
         return -ENOTSUP;
@@ -213,6 +220,8 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
                                           const void *cdata, size_t clen)
 {
     struct qcow2_state *s = img->state;
+    if (s->crypt_method != QCOW2_CRYPT_NONE)
+        return qcow2_crypto_refuse();
     if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
         return kimg_fail(-EINVAL, "bad compressed cluster write");
     pthread_mutex_lock(&s->lock);
@@ -221,10 +230,56 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
     return ret;
 }
 
+/* Guest data of an encrypted image (open only under KIMG_OPEN_NO_IO) is
+ * never read or written: ciphertext is not content.  Not -ENOTSUP, which
+ * would send the core to its generic fallbacks. */
+static bool encrypted(struct kimg *img)
+{
+    return ((struct qcow2_state *)img->state)->crypt_method != QCOW2_CRYPT_NONE;
+}
+
+static int qcow2_read_cb(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_read(img, buf, off, len);
+}
+
+static int qcow2_write_cb(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_write(img, buf, off, len);
+}
+
+static int qcow2_write_zeroes_cb(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_write_zeroes(img, off, len, flags);
+}
+
+static int qcow2_discard_cb(struct kimg *img, uint64_t off, uint64_t len)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_discard(img, off, len);
+}
+
+static int qcow2_block_status_cb(struct kimg *img, uint64_t off, uint64_t len,
+                                 struct kimg_extent *ext)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_block_status(img, off, len, ext);
+}
+
+static int qcow2_truncate_cb(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_truncate(img, size, prealloc);
+}
+
+static int qcow2_check_cb(struct kimg *img, struct kimg_check *res, unsigned fix)
+{
+    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_check(img, res, fix);
+}
+
 static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t off,
                                      uint64_t len)
 {
     struct qcow2_state *s = img->state;
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_write_compressed(s, buf, off, len);
     pthread_mutex_unlock(&s->lock);
@@ -239,15 +294,15 @@ const struct kimg_driver kimg_qcow2_driver = {
     .open = qcow2_open,
     .close = qcow2_close,
     .create = qcow2_create,
-    .read = qcow2_read,
-    .write = qcow2_write,
-    .write_zeroes = qcow2_write_zeroes,
-    .discard = qcow2_discard,
+    .read = qcow2_read_cb,
+    .write = qcow2_write_cb,
+    .write_zeroes = qcow2_write_zeroes_cb,
+    .discard = qcow2_discard_cb,
     .flush = qcow2_flush,
-    .block_status = qcow2_block_status,
-    .truncate = qcow2_truncate,
+    .block_status = qcow2_block_status_cb,
+    .truncate = qcow2_truncate_cb,
     .info = qcow2_info,
-    .check = qcow2_check,
+    .check = qcow2_check_cb,
     .write_compressed = qcow2_write_compressed_cb,
     .compress_cluster = qcow2_compress_cluster_cb,
     .write_compressed_data = qcow2_write_compressed_data_cb,

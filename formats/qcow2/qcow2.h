@@ -70,6 +70,14 @@
 #define QCOW2_COMPRESSION_ZLIB   0
 #define QCOW2_COMPRESSION_ZSTD   1
 
+/* crypt_method (header offset 32) */
+#define QCOW2_CRYPT_NONE         0
+#define QCOW2_CRYPT_AES          1
+#define QCOW2_CRYPT_LUKS         2
+#define QCOW2_CRYPTO_EXT_LEN     16           /* offset + length, big-endian */
+#define QCOW2_MAX_CRYPTO_HDR     (64ULL << 20) /* LUKS area cap: qemu's are ~2 MiB */
+#define QCOW2_LUKS_SLOTS         8
+
 /* ---- in-memory structures ---------------------------------------------- */
 
 /* A header extension as stored, kept for rewriting byte-for-byte (known
@@ -116,6 +124,27 @@ struct qcow2_bitmap {
 #define QCOW2_BME_IN_USE         (1u << 0)
 #define QCOW2_BME_AUTO           (1u << 1)
 #define QCOW2_BME_EXTRA_COMPAT   (1u << 2)
+
+/* The LUKS1 header of a LUKS-encrypted image (crypto.c), parsed and
+ * validated, names as qemu prints them.  No key material is kept. */
+struct qcow2_luks_slot {
+    bool active;
+    uint32_t iters;
+    uint32_t key_offset_sector;   /* 512-byte sectors from the LUKS header */
+    uint32_t stripes;
+};
+struct qcow2_luks {
+    char cipher_alg[16];          /* "aes-256", "serpent-128", "cast5-128" */
+    const char *cipher_mode;      /* "ecb" "cbc" "xts" "ctr" */
+    const char *ivgen_alg;        /* "plain" "plain64" "essiv" */
+    const char *ivgen_hash_alg;   /* essiv only, else NULL */
+    const char *hash_alg;         /* "sha256" ... */
+    char uuid[41];                /* NUL-terminated copy of the 40-byte field */
+    uint32_t payload_offset_sector;
+    uint32_t key_bytes;
+    uint32_t mk_iters;
+    struct qcow2_luks_slot slots[QCOW2_LUKS_SLOTS];
+};
 
 /* Metadata cache (cache.c): fixed number of cluster-sized tables, LRU,
  * write-back.  Before a dirty table is written, the `depends` cache is
@@ -197,6 +226,12 @@ struct qcow2_state {
     char *data_file_name;
     struct qcow2_feature *features;
     int nb_features;
+
+    /* encryption (crypt_method != 0): the image opens only for metadata
+     * (KIMG_OPEN_NO_IO, read-only); guest data access is refused */
+    bool has_crypto_ext;        /* CRYPTO header extension (LUKS) */
+    uint64_t crypto_hdr_offset, crypto_hdr_length;
+    struct qcow2_luks *luks;    /* parsed LUKS header, or NULL */
 
     /* bitmaps extension (parsed and validated when present) */
     bool has_bitmaps_ext;
@@ -297,6 +332,24 @@ void qcow2_free_header(struct qcow2_state *s);
  * corrupt bit written if the image is writable (once).  Returns -EIO. */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* ---- crypto.c ---------------------------------------------------------- */
+
+/* Called by open after qcow2_parse_header.  Unencrypted: 0.  Encrypted:
+ * refused (-ENOKEY, "encrypted images are not supported (cannot decrypt)")
+ * unless FLAGS has KIMG_OPEN_NO_IO and the image is read-only; then the
+ * CRYPTO extension's area is checked against the file and the LUKS header
+ * read and validated into s->luks. */
+int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size, unsigned flags,
+                      bool writable);
+/* Parse and validate a LUKS1 header (BUF, LEN bytes: at least 592) whose
+ * area is AREA_LEN bytes long into OUT; -EINVAL with a message if bad. */
+int qcow2_luks_parse(const uint8_t *buf, size_t len, uint64_t area_len,
+                     struct qcow2_luks *out);
+/* The "encrypt" object of the format-specific info, or NULL (no memory). */
+struct kimg_jv *qcow2_crypto_info(const struct qcow2_state *s);
+/* The error every guest data access to an encrypted image returns. */
+int qcow2_crypto_refuse(void);
 
 /* ---- cache.c ----------------------------------------------------------- */
 
