@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "driver.h"
+#include "foreign.h"
 #include "json.h"
 #include "lock.h"
 
@@ -95,6 +96,19 @@ static int probe(struct kimg_file *file, const char *filename,
             *out = drivers[i];
         }
     }
+    /* a format we know of but do not implement is not raw */
+    const char *foreign = best <= 1 ? kimg_foreign_format(buf, len) : NULL;
+    if (best <= 1 && !foreign && size >= 1024) {
+        /* a fixed-size VHD keeps its only footer in the last sector */
+        uint8_t tail[512];
+        if (kimg_file_pread(file, tail, sizeof(tail), size - sizeof(tail)) == 0 &&
+            !memcmp(tail, "conectix", 8))
+            foreign = "vpc";
+        kimg_clear_error();
+    }
+    if (foreign)
+        return kimg_fail(-ENOTSUP, "image is in %s format, which kimg does not support "
+                         "(give -f raw to read its bytes as a raw disk)", foreign);
     return 0;
 }
 
