@@ -38,6 +38,8 @@ static uint8_t *rbuf;
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *e = getenv("KIMG_FUZZ_NO_ORACLE");
+    (void)argc;
+    (void)argv;
     use_oracle = !(e && *e == '1');
     e = getenv("KIMG_FUZZ_VERBOSE");
     verbose = e && *e == '1';
