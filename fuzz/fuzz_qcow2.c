@@ -9,7 +9,8 @@
  *      image clean and every write succeeded, the result has no corruption
  *      but OFLAG_COPIED mismatches (see oracle_check); leaks are allowed:
  *      qemu leaks too, e.g. when the refcount block of a new cluster lies
- *      past the end of a truncated file.
+ *      past the end of a truncated file.  And on such an image every
+ *      successful write or zero write reads back as written.
  * Work per input is capped (block status steps, bytes read, write sizes)
  * so a virtual size of 2^62 runs as fast as 64 KiB.  Nothing touches the
  * disk: NO_BACKING keeps backing and external data files closed, and the
@@ -33,7 +34,7 @@
  * check; KIMG_FUZZ_VERBOSE=1 to print why opens fail and what check found. */
 static int use_oracle = 1, verbose;
 static FILE *devnull;
-static uint8_t *rbuf;
+static uint8_t *rbuf, *vbuf;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -45,7 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     verbose = e && *e == '1';
     devnull = fopen("/dev/null", "w");
     rbuf = malloc(READ_CHUNK);
-    if (!devnull || !rbuf)
+    vbuf = malloc(READ_CHUNK);
+    if (!devnull || !rbuf || !vbuf)
         abort();
     return 0;
 }
@@ -174,8 +176,10 @@ static struct kimg *open_mem(const uint8_t *data, size_t size, const char *fmt,
     return img;
 }
 
-/* Small writes at places derived from the input; returns how many failed. */
-static int writes(struct kimg *img, const uint8_t *data, size_t size)
+/* Small writes at places derived from the input; returns how many failed.
+ * VERIFY (the image checked clean): each write and zero write must read
+ * back as written. */
+static int writes(struct kimg *img, const uint8_t *data, size_t size, bool verify)
 {
     uint64_t vs = kimg_size(img);
     int failed = 0;
@@ -225,8 +229,20 @@ static int writes(struct kimg *img, const uint8_t *data, size_t size)
         }
         /* read back what the write left */
         kimg_clear_error();
-        if (kimg_read(img, rbuf, off, len) < 0)
+        if (kimg_read(img, vbuf, off, len) < 0) {
             failed++;
+        } else if (verify && ret == 0 && ops[i].op != 2 && use_oracle) {
+            for (uint64_t k = 0; k < len; k++) {
+                uint8_t want = ops[i].op == 0 ? rbuf[k] : 0;
+                if (vbuf[k] != want) {
+                    fprintf(stderr, "fuzz_qcow2: clean image, op %zu (%d) at %llu+%llu "
+                            "succeeded, but byte %llu reads 0x%02x, not 0x%02x\n", i,
+                            ops[i].op, (unsigned long long)off, (unsigned long long)len,
+                            (unsigned long long)(off + k), vbuf[k], want);
+                    abort();
+                }
+            }
+        }
     }
     kimg_clear_error();
     if (kimg_flush(img) < 0)
@@ -281,7 +297,7 @@ static void repair_and_write(const uint8_t *data, size_t size)
     struct kimg_check again;
     bool clean = ret == 0 && do_check(img, 0, NULL, &again) == 0 &&
                  !again.corruptions && !again.leaks && !again.check_errors;
-    int failed = writes(img, data, size);
+    int failed = writes(img, data, size, clean);
     kimg_clear_error();
     if (kimg_close(img) < 0)
         failed++;
