@@ -8,7 +8,7 @@
 truncate -s 3M a.raw
 qemu-io -f raw -c 'write -P 0x61 64k 200k' a.raw > /dev/null
 qemu-img convert -f raw -O qcow2 a.raw a.qcow2
-printf 'hello' > h.raw
+yes hello | head -c 4096 > h.raw   # raw sizes count in 512-byte sectors
 cp a.raw 'odd
 name\x.raw'
 
