@@ -13,24 +13,32 @@ fixtures
 cp "$FX/v3.qcow2" img.qcow2
 qemu-img convert -O raw img.qcow2 flat.raw
 mkfifo ctl
-# hold IMG [qemu-io options]: start qemu-io on IMG, wait until it holds it.
+# locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
+# FILE (read from /proc/locks, so polling takes no lock itself: a polling
+# qemu-img would make qemu-io's own open fail on a lock conflict).
+locked_byte() {
+    local ino; ino=$(stat -c %i "$1")
+    awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
+        $7 <= b && ($8 == "EOF" || $8 >= b) { found = 1 } END { exit !found }' /proc/locks
+}
+# hold IMG [-r]: start qemu-io on IMG (read-write, or read-only with -r) and
+# wait until it holds its lock: byte 101 (write permission) or 100
+# (consistent read), as QEMU's file locking lays them out.
 hold() {
     local img=$1; shift
     qemu-io "$@" -f qcow2 "$img" < ctl > io.log 2>&1 &
     io_pid=$!; _tap_bg_pids="${_tap_bg_pids:-} $io_pid"
     exec 3> ctl
-    local i
-    for i in $(seq 100); do    # until qemu-img sees the lock (or 5 s)
-        if [ "$*" = "-r" ]; then
-            qemu-img check -r leaks img.qcow2 > /dev/null 2>&1 || return 0
-        else
-            qemu-img info img.qcow2 > /dev/null 2>&1 || return 0
-        fi
+    local i byte=101; [ "${1:-}" = -r ] && byte=100
+    for i in $(seq 200); do    # up to 10 s
+        locked_byte "$img" $byte && return 0
+        kill -0 "$io_pid" 2> /dev/null || break
         sleep 0.05
     done
-    diag "qemu-io never took its lock"; return 1
+    diag "qemu-io never took its lock: $(cat io.log)"; return 1
 }
-release() { echo quit >&3; exec 3>&-; wait "$io_pid" 2>/dev/null; }
+release() { kill -0 "$io_pid" 2> /dev/null && echo quit >&3; exec 3>&-; wait "$io_pid" 2> /dev/null; }
+trap '' PIPE
 
 before=$(sha img.qcow2)
 ok "qemu-io holds img.qcow2 read-write" hold img.qcow2
