@@ -11,6 +11,7 @@
 #           qimg ARGS...          → qemu-img ARGS... into $QRC, $T/qout, $T/qerr
 #           oracle NAME ARGS...   → both; is stdout and exit code the same?
 #           err_line NAME         → $T/err is one line "kimg: ..." and RC in 1..127
+#           problem_lines FILE    → check's per-problem stderr lines, sorted
 # Images:   fixtures              → $FX (cached generated fixtures, see
 #                                    tests/images/make-fixtures.sh); fixture_names
 #           json_norm FILE [KEY...] re-indent JSON (order kept), KEYs dropped
@@ -18,10 +19,15 @@
 #           qemu_oracle_compare A B  qemu-img compare -q (its exit code)
 #           check_clean F          qemu-img check -q F exits 0
 #           check_clean_alone F    the same, F's backing file not opened
-# Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
 #           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
+# Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
-#           check_oracle NAME IMAGE ARGS...  kimg check vs qemu-img check on twins
+#           check_oracle NAME IMAGE ARGS...   kimg check vs qemu-img check on twins
+#           repair_oracle NAME IMAGE -r MODE  the same for repairs
+# kimg and qimg run under `timeout ${KIMG_TIMEOUT:-60}` (exit 124: hung).
+# Validate a new test against qemu-img itself: KIMG=a wrapper that runs
+# qemu-img with "qemu-img: " turned into "kimg: " on stderr; every oracle
+# assertion must then pass (only kimg's one-line-error rule may not).
 set -u
 export LC_ALL=C
 
