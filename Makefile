@@ -85,8 +85,11 @@ check: all $(UNIT_BIN) $(REPLAY_BIN)
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CC ?= clang
 FUZZ_B  := build-fuzz
+# -MMD -MP: rebuild when a header changes (a stale object with an old
+# struct layout gave false crashes); no UBSan recovery: UB is a crash.
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
-               -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Iimg $(XML_CFLAGS)
+               -fno-sanitize-recover=undefined \
+               -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Iimg $(XML_CFLAGS) -MMD -MP
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/%.o)
 
 $(FUZZ_B)/%.o: %.c
@@ -102,7 +105,9 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
 	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
 	  echo "== fuzzing $$t for $(FUZZ_SECONDS)s"; \
 	  $(FUZZ_B)/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
-	     -max_len=1048576 $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	     -max_len=1048576 -timeout=25 -print_final_stats=1 \
+	     -artifact_prefix=$(FUZZ_B)/$$t- \
+	     $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
 
 bench: all
