@@ -30,6 +30,9 @@ static const struct subcommand subcommands[] = {
     { "map", cmd_map,
       "map [-f fmt] [-U] [--untrusted] [--output=human|json] [--start-offset=OFFSET] "
       "[--max-length=LEN] filename" },
+    { "checksum", cmd_checksum,
+      "checksum [-f fmt] [-U] [--untrusted] [-p] [-a algorithm] [--block-size N] "
+      "[--threads N] [--raw-digest] [--output=human|json] filename [filename2 [...]]" },
 };
 
 #define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))

@@ -1,0 +1,475 @@
+/*
+ * checksum.c — the digest engine.  The caller's thread walks block status
+ * and reads data ranges in chunks into a ring of slots, ahead of a small
+ * pthread pool that digests each slot's blocks; it then folds the block
+ * digests into the outer digest in block order, so the result never
+ * depends on the thread count.  Zero ranges are never read, zero blocks
+ * never hashed.  --raw-digest: one worker takes the slots in order.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include "checksum.h"
+#include "convert.h"
+#include "file.h"
+
+#define CHUNK_TARGET   (2u << 20)          /* bytes read per slot */
+#define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */
+#define ZERO_BATCH     1024u               /* zero-block digests per update */
+#define ZERO_SLOT_MAX  65536u              /* blocks per zero slot (progress) */
+
+enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
+enum slot_kind { KIND_DATA, KIND_ZERO };
+
+struct slot {
+    enum slot_kind kind;
+    enum slot_state state;
+    int err;
+    uint64_t off, len;          /* guest range */
+    uint8_t *buf;               /* data (KIND_DATA) */
+    uint8_t *md;                /* one digest per block (block mode) */
+};
+
+struct engine {
+    struct kimg *img;
+    const struct kimg_checksum *c;
+    EVP_MD *md;
+    bool xof;                   /* shake*: fixed-length XOF output */
+    unsigned md_len;
+    bool raw;
+    uint64_t size, bs, chunk;
+    unsigned char zero_md[KIMG_CHECKSUM_MAX_MD_SIZE];
+    uint8_t *zero_mds;          /* ZERO_BATCH copies of zero_md */
+    uint8_t *zeros;             /* chunk zero bytes (raw mode) */
+    EVP_MD_CTX *outer;          /* block mode: the caller's; raw: the worker's */
+
+    struct slot *slots;
+    unsigned nslots;
+    /* counters, slot = counter % nslots: head..tail are in flight (head
+     * the oldest, to fold next), workers take `next` (head <= next <= tail) */
+    uint64_t head, tail, next;
+    bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t work_cv, done_cv;
+    pthread_t *threads;
+    int nthreads;
+
+    uint64_t done, last_report;
+};
+
+/* ---- digests ---------------------------------------------------------- */
+
+static EVP_MD *fetch_md(const char *name, unsigned *len, bool *xof)
+{
+    if (!name || !*name)
+        return NULL;
+    EVP_MD *md = EVP_MD_fetch(NULL, name, NULL);
+    if (!md)
+        return NULL;
+    int size = EVP_MD_get_size(md);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    /* usable here: a fixed output size, and the provider lets it start */
+    bool usable = size > 0 && size <= KIMG_CHECKSUM_MAX_MD_SIZE && ctx &&
+                  EVP_DigestInit_ex(ctx, md, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (!usable) {
+        EVP_MD_free(md);
+        return NULL;
+    }
+    *len = (unsigned)size;
+    *xof = (EVP_MD_get_flags(md) & EVP_MD_FLAG_XOF) != 0;
+    return md;
+}
+
+int kimg_checksum_check_algorithm(const char *algorithm)
+{
+    unsigned len;
+    bool xof;
+    const char *name = algorithm ? algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM;
+    EVP_MD *md = fetch_md(name, &len, &xof);
+    if (!md)
+        return kimg_fail(-EINVAL, "unknown or unavailable digest algorithm '%.64s' "
+                         "(see 'openssl list -digest-algorithms')", name);
+    EVP_MD_free(md);
+    return 0;
+}
+
+static int final_md(struct engine *e, EVP_MD_CTX *ctx, unsigned char *out)
+{
+    int ok = e->xof ? EVP_DigestFinalXOF(ctx, out, e->md_len)
+                    : EVP_DigestFinal_ex(ctx, out, NULL);
+    return ok ? 0 : -EIO;
+}
+
+static int digest_once(struct engine *e, EVP_MD_CTX *ctx, const void *buf,
+                       size_t len, unsigned char *out)
+{
+    if (!EVP_DigestInit_ex(ctx, e->md, NULL) || !EVP_DigestUpdate(ctx, buf, len))
+        return -EIO;
+    return final_md(e, ctx, out);
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+/* Block mode: the digest of each block of a data slot. */
+static int hash_blocks(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
+{
+    uint64_t nb = (s->len + e->bs - 1) / e->bs;
+    for (uint64_t i = 0; i < nb; i++) {
+        const uint8_t *p = s->buf + i * e->bs;
+        size_t n = (size_t)(s->len - i * e->bs < e->bs ? s->len - i * e->bs : e->bs);
+        unsigned char *out = s->md + i * e->md_len;
+        /* the last block may be short: blkhash digests it as it is */
+        if (n == e->bs && kimg_buffer_is_zero(p, n))
+            memcpy(out, e->zero_md, e->md_len);
+        else if (digest_once(e, ctx, p, n, out) < 0)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* Raw mode: the one worker feeds slots into the single digest, in order. */
+static int raw_update(struct engine *e, struct slot *s)
+{
+    if (s->kind == KIND_DATA)
+        return EVP_DigestUpdate(e->outer, s->buf, (size_t)s->len) ? 0 : -EIO;
+    for (uint64_t left = s->len; left;) {
+        size_t n = (size_t)(left < e->chunk ? left : e->chunk);
+        if (!EVP_DigestUpdate(e->outer, e->zeros, n))
+            return -EIO;
+        left -= n;
+    }
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    struct engine *e = arg;
+    EVP_MD_CTX *ctx = e->raw ? NULL : EVP_MD_CTX_new();
+    int setup_err = !e->raw && !ctx ? -ENOMEM : 0;
+
+    pthread_mutex_lock(&e->lock);
+    for (;;) {
+        while (!e->stop && e->next == e->tail)
+            pthread_cond_wait(&e->work_cv, &e->lock);
+        if (e->stop)
+            break;
+        struct slot *s = &e->slots[e->next % e->nslots];
+        e->next++;
+        if (s->state != SLOT_QUEUED)
+            continue;           /* zero runs in block mode need no work */
+        s->state = SLOT_BUSY;
+        pthread_mutex_unlock(&e->lock);
+        int err = setup_err ? setup_err : e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
+        pthread_mutex_lock(&e->lock);
+        s->err = err;
+        s->state = SLOT_DONE;
+        pthread_cond_broadcast(&e->done_cv);
+    }
+    pthread_mutex_unlock(&e->lock);
+    EVP_MD_CTX_free(ctx);
+    return NULL;
+}
+
+/* ---- the caller's side: fold in order, read ahead ----------------------- */
+
+static void report(struct engine *e, uint64_t n)
+{
+    e->done += n;
+    if (!e->c->progress)
+        return;
+    if (e->done == e->size || (e->done - e->last_report) * 100 >= e->size) {
+        e->c->progress(e->c->opaque, e->done, e->size);
+        e->last_report = e->done;
+    }
+}
+
+/* Block mode: append a slot's block digests to the outer digest. */
+static int fold(struct engine *e, struct slot *s)
+{
+    if (e->raw)
+        return 0;
+    if (s->kind == KIND_DATA) {
+        uint64_t nb = (s->len + e->bs - 1) / e->bs;
+        return EVP_DigestUpdate(e->outer, s->md, (size_t)(nb * e->md_len)) ? 0 : -EIO;
+    }
+    for (uint64_t nb = s->len / e->bs; nb;) {
+        uint64_t n = nb < ZERO_BATCH ? nb : ZERO_BATCH;
+        if (!EVP_DigestUpdate(e->outer, e->zero_mds, (size_t)(n * e->md_len)))
+            return -EIO;
+        nb -= n;
+    }
+    return 0;
+}
+
+enum { RETIRE_DONE, RETIRE_ONE_FREE, RETIRE_ALL };
+
+/* Fold finished slots from the head: those already done (RETIRE_DONE),
+ * waiting until a slot is free (RETIRE_ONE_FREE) or until all are
+ * (RETIRE_ALL). */
+static int retire(struct engine *e, int mode)
+{
+    int ret = 0;
+    pthread_mutex_lock(&e->lock);
+    while (e->head != e->tail) {
+        if (mode == RETIRE_ONE_FREE && e->tail - e->head < e->nslots)
+            break;
+        struct slot *s = &e->slots[e->head % e->nslots];
+        if (s->state != SLOT_DONE) {
+            if (mode == RETIRE_DONE)
+                break;
+            pthread_cond_wait(&e->done_cv, &e->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&e->lock);
+        ret = s->err ? s->err : fold(e, s);
+        if (ret == 0)
+            report(e, s->len);
+        pthread_mutex_lock(&e->lock);
+        if (ret < 0) {
+            kimg_error("error computing the %s digest at offset %llu",
+                       e->c->algorithm ? e->c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM,
+                       (unsigned long long)s->off);
+            break;
+        }
+        s->state = SLOT_FREE;
+        e->head++;
+        if (e->next < e->head)
+            e->next = e->head;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return ret;
+}
+
+static void submit(struct engine *e, struct slot *s, enum slot_kind kind,
+                   uint64_t off, uint64_t len)
+{
+    pthread_mutex_lock(&e->lock);
+    s->kind = kind;
+    s->off = off;
+    s->len = len;
+    s->err = 0;
+    /* a zero run in block mode is folded from the precomputed digest */
+    s->state = kind == KIND_ZERO && !e->raw ? SLOT_DONE : SLOT_QUEUED;
+    e->tail++;
+    if (s->state == SLOT_QUEUED)
+        pthread_cond_signal(&e->work_cv);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static struct slot *next_slot(struct engine *e, int *ret)
+{
+    *ret = retire(e, RETIRE_ONE_FREE);
+    return *ret < 0 ? NULL : &e->slots[e->tail % e->nslots];
+}
+
+static int status(struct engine *e, uint64_t off, struct kimg_extent *ext)
+{
+    int ret = kimg_block_status(e->img, off, e->size - off, ext);
+    if (ret < 0)
+        kimg_error("error while reading block status at offset %llu",
+                   (unsigned long long)off);
+    else if (ext->length == 0 || ext->length > e->size - off)
+        ret = kimg_fail(-EIO, "invalid block status at offset %llu",
+                        (unsigned long long)off);
+    return ret;
+}
+
+/* Read up to one chunk at POS (block-aligned) into S->buf: data ranges are
+ * read, short zero ranges cleared; the chunk ends early, at a block
+ * boundary, where a zero range of at least one whole block starts, so that
+ * range goes to the zero path.  FIRST is the status at POS. */
+static int fill(struct engine *e, struct slot *s, uint64_t pos,
+                const struct kimg_extent *first, uint64_t *len)
+{
+    uint64_t want = e->size - pos < e->chunk ? e->size - pos : e->chunk;
+    uint64_t got = 0;
+    struct kimg_extent ext = *first;
+    while (got < want) {
+        uint64_t off = pos + got;
+        int ret;
+        if (got > 0 && (ret = status(e, off, &ext)) < 0)
+            return ret;
+        uint64_t n = ext.length < want - got ? ext.length : want - got;
+        if (ext.flags & KIMG_BS_ZERO) {
+            uint64_t to_boundary = e->bs - off % e->bs;
+            if (got > 0 && to_boundary == e->bs && ext.length >= e->bs)
+                break;
+            if (n > to_boundary)
+                n = to_boundary;
+            memset(s->buf + got, 0, (size_t)n);
+        } else if ((ret = kimg_read(e->img, s->buf + got, off, n)) < 0) {
+            kimg_error("error while reading at offset %llu", (unsigned long long)off);
+            return ret;
+        }
+        got += n;
+    }
+    *len = got;
+    return 0;
+}
+
+static int walk(struct engine *e)
+{
+    uint64_t pos = 0;
+    while (pos < e->size) {
+        struct kimg_extent ext;
+        struct slot *s;
+        int ret = status(e, pos, &ext);
+        if (ret < 0)
+            return ret;
+        uint64_t zero_len = ext.flags & KIMG_BS_ZERO ? ext.length / e->bs : 0;
+        zero_len = (zero_len < ZERO_SLOT_MAX ? zero_len : ZERO_SLOT_MAX) * e->bs;
+        if (!(s = next_slot(e, &ret)))
+            return ret;
+        if (zero_len) {
+            /* whole blocks that read as zeros: not read, not hashed */
+            submit(e, s, KIND_ZERO, pos, zero_len);
+            pos += zero_len;
+        } else {
+            uint64_t len;
+            if ((ret = fill(e, s, pos, &ext, &len)) < 0)
+                return ret;
+            submit(e, s, KIND_DATA, pos, len);
+            pos += len;
+        }
+        if ((ret = retire(e, RETIRE_DONE)) < 0)
+            return ret;
+    }
+    return retire(e, RETIRE_ALL);
+}
+
+/* ---- setup and teardown ----------------------------------------------- */
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > KIMG_CHECKSUM_MAX_THREADS ? KIMG_CHECKSUM_MAX_THREADS : (int)n;
+}
+
+static void stop_workers(struct engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    e->stop = true;
+    pthread_cond_broadcast(&e->work_cv);
+    pthread_mutex_unlock(&e->lock);
+    for (int i = 0; i < e->nthreads; i++)
+        pthread_join(e->threads[i], NULL);
+    e->nthreads = 0;
+}
+
+static void engine_free(struct engine *e)
+{
+    if (e->slots)
+        for (unsigned i = 0; i < e->nslots; i++) {
+            free(e->slots[i].buf);
+            free(e->slots[i].md);
+        }
+    free(e->slots);
+    free(e->threads);
+    free(e->zero_mds);
+    free(e->zeros);
+    EVP_MD_CTX_free(e->outer);
+    EVP_MD_free(e->md);
+}
+
+static int engine_init(struct engine *e)
+{
+    const struct kimg_checksum *c = e->c;
+    const char *name = c->algorithm ? c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM;
+
+    e->md = fetch_md(name, &e->md_len, &e->xof);
+    if (!e->md)
+        return kimg_checksum_check_algorithm(name);
+    e->bs = c->block_size ? c->block_size : KIMG_CHECKSUM_DEFAULT_BLOCK_SIZE;
+    if (e->bs < KIMG_CHECKSUM_MIN_BLOCK_SIZE || e->bs > KIMG_CHECKSUM_MAX_BLOCK_SIZE ||
+        e->bs % KIMG_CHECKSUM_MIN_BLOCK_SIZE)
+        return kimg_fail(-EINVAL, "block size must be a multiple of 512 from 512 to 64M");
+    e->chunk = e->bs >= CHUNK_TARGET ? e->bs : CHUNK_TARGET / e->bs * e->bs;
+    e->raw = c->raw;
+
+    int threads = c->threads > 0 ? c->threads : online_cpus();
+    if (threads > KIMG_CHECKSUM_MAX_THREADS)
+        threads = KIMG_CHECKSUM_MAX_THREADS;
+    if (e->raw)
+        threads = 1;            /* a plain digest is sequential */
+    /* enough slots to keep every thread busy while the reader refills */
+    uint64_t nslots = 2 * (uint64_t)threads + 2;
+    if (nslots * e->chunk > RING_BYTES_MAX)
+        nslots = RING_BYTES_MAX / e->chunk;
+    e->nslots = nslots < 4 ? 4 : (unsigned)nslots;
+
+    e->outer = EVP_MD_CTX_new();
+    e->slots = calloc(e->nslots, sizeof(*e->slots));
+    e->threads = calloc((size_t)threads, sizeof(*e->threads));
+    e->zero_mds = malloc(ZERO_BATCH * (size_t)e->md_len);
+    if (!e->outer || !e->slots || !e->threads || !e->zero_mds)
+        return kimg_fail(-ENOMEM, "out of memory");
+    for (unsigned i = 0; i < e->nslots; i++) {
+        e->slots[i].buf = kimg_alloc_aligned((size_t)e->chunk);
+        e->slots[i].md = e->raw ? NULL : malloc((size_t)(e->chunk / e->bs * e->md_len));
+        if (!e->slots[i].buf || (!e->raw && !e->slots[i].md))
+            return kimg_fail(-ENOMEM, "out of memory");
+    }
+
+    /* the zero-block digest, once */
+    uint8_t *zb = calloc(1, (size_t)(e->raw ? e->chunk : e->bs));
+    if (!zb)
+        return kimg_fail(-ENOMEM, "out of memory");
+    int ret = digest_once(e, e->outer, zb, (size_t)e->bs, e->zero_md);
+    if (e->raw)
+        e->zeros = zb;
+    else
+        free(zb);
+    if (ret < 0 || !EVP_DigestInit_ex(e->outer, e->md, NULL))
+        return kimg_fail(-EIO, "cannot compute a %s digest", name);
+    for (unsigned i = 0; i < ZERO_BATCH; i++)
+        memcpy(e->zero_mds + (size_t)i * e->md_len, e->zero_md, e->md_len);
+
+    for (int i = 0; i < threads; i++) {
+        int err = pthread_create(&e->threads[i], NULL, worker, e);
+        if (err)
+            return kimg_fail(-err, "cannot start a hash thread: %s", strerror(err));
+        e->nthreads++;
+    }
+    return 0;
+}
+
+int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
+                      unsigned char *md, unsigned *md_len)
+{
+    struct engine e = { .img = img, .c = c, .size = kimg_size(img) };
+    int ret;
+
+    if (pthread_mutex_init(&e.lock, NULL) || pthread_cond_init(&e.work_cv, NULL) ||
+        pthread_cond_init(&e.done_cv, NULL))
+        return kimg_fail(-ENOMEM, "cannot set up the hash threads");
+    ret = engine_init(&e);
+    if (ret == 0) {
+        if (c->progress)
+            c->progress(c->opaque, 0, e.size);
+        ret = walk(&e);
+    }
+    stop_workers(&e);
+    if (ret == 0 && !e.raw) {
+        /* the length, as 8 little-endian bytes, ends the outer message */
+        unsigned char le[8];
+        for (int i = 0; i < 8; i++)
+            le[i] = (unsigned char)(e.size >> (8 * i));
+        if (!EVP_DigestUpdate(e.outer, le, sizeof(le)))
+            ret = -EIO;
+    }
+    if (ret == 0 && final_md(&e, e.outer, md) < 0)
+        ret = -EIO;
+    if (ret == -EIO && !kimg_last_error())
+        kimg_error("error computing the digest");
+    if (ret == 0)
+        *md_len = e.md_len;
+    engine_free(&e);
+    pthread_cond_destroy(&e.done_cv);
+    pthread_cond_destroy(&e.work_cv);
+    pthread_mutex_destroy(&e.lock);
+    return ret;
+}
