@@ -5,7 +5,7 @@
 #   -a NAME reverts the content to the snapshot's (compared with qemu-img's
 #   own -a on a twin), -d NAME deletes it with no leak; errors (unknown
 #   snapshot, raw image) exit 1 with one "kimg: " line.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../cli/lib.sh"
 fixtures
 cd "$FX"
 for f in snap.qcow2 v3.qcow2 amend-v2.qcow2; do
