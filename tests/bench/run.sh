@@ -79,3 +79,10 @@ for c in "${cases[@]}"; do
     printf '%-22s %8.2fs %8.2fs %7s %6dMiB %9s %s\n' "$name" "$tq" "$tk" "$ratio" $((rss / 1024)) "$verdict" "$sizes"
     rm -f out.qcow2 out.raw
 done
+
+# kimg checksum against qemu-nbd + nbdcopy + sha256sum (its own script:
+# it builds its inputs once in $dir/checksum/)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" checksum "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/checksum.sh" "$dir"
+fi
