@@ -56,6 +56,60 @@ static void free_state(struct qcow2_state *s)
     s->lock_init = false;
 }
 
+/* Does a bitmap record guest writes (so a write we do not record makes
+ * the bitmaps inconsistent)? */
+static bool bitmaps_track_writes(const struct qcow2_state *s)
+{
+    for (uint32_t i = 0; s->bitmaps && i < s->nb_bitmaps; i++)
+        if (s->bitmaps[i].flags & (QCOW2_BME_AUTO | QCOW2_BME_IN_USE))
+            return true;
+    return false;
+}
+
+/* Clear the autoclear bits outside KEEP in the header (that field only,
+ * synced); without the bitmaps bit, the bitmaps are forgotten. */
+static int clear_autoclear(struct qcow2_state *s, uint64_t keep)
+{
+    if (s->version < 3 || !(s->autoclear & ~keep))
+        return 0;
+    uint8_t b[8];
+    qcow2_put_be64(b, s->autoclear & keep);
+    int ret = kimg_file_pwrite(s->file, b, 8, 88);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        return ret;
+    s->autoclear &= keep;
+    if (s->hdr_raw && s->hdr_raw_len >= 96)
+        memcpy(s->hdr_raw + 88, b, 8);
+    if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) && s->bitmaps) {
+        /* the bitmaps are now inconsistent: forget them here */
+        for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+            free(s->bitmaps[i].name);
+        free(s->bitmaps);
+        s->bitmaps = NULL;
+        s->has_bitmaps_ext = false;
+    }
+    return 0;
+}
+
+/* Before any guest data changes in an image opened under KIMG_OPEN_REPAIR
+ * whose bitmaps were kept: clear the bitmaps bit (as open does otherwise). */
+static int before_guest_write(struct qcow2_state *s)
+{
+    if (!__atomic_load_n(&s->bitmaps_clear_on_write, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    int ret = 0;
+    if (s->bitmaps_clear_on_write) {
+        ret = clear_autoclear(s, s->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS);
+        if (ret == 0)
+            __atomic_store_n(&s->bitmaps_clear_on_write, false, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
 int qcow2_do_open(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
@@ -91,7 +145,7 @@ int qcow2_do_open(struct kimg *img)
     ret = qcow2_load_refcount_table(s, fsz);
     if (ret < 0)
         goto fail;
-    ret = qcow2_read_snapshots(s, fsz);
+    ret = qcow2_read_snapshots(s, fsz, (img->flags & KIMG_OPEN_REPAIR) != 0);
     if (ret < 0)
         goto fail;
     ret = qcow2_read_bitmaps(s, fsz);
@@ -136,31 +190,21 @@ int qcow2_do_open(struct kimg *img)
                 goto fail;
         }
         /* autoclear bits we do not maintain are cleared before writing:
-         * unknown ones, and the bitmaps bit when a bitmap tracks writes */
+         * unknown ones, and the bitmaps bit when a bitmap tracks writes.
+         * Under KIMG_OPEN_REPAIR (check -r, which writes no guest data) the
+         * bitmaps bit stays, as qemu-img check keeps the bitmaps; should a
+         * guest write come anyway, the bit is cleared first (see
+         * before_guest_write). */
         uint64_t keep = QCOW2_AUTOCLEAR_DATA_RAW | QCOW2_AUTOCLEAR_BITMAPS;
-        for (uint32_t i = 0; s->bitmaps && i < s->nb_bitmaps; i++)
-            if (s->bitmaps[i].flags & (QCOW2_BME_AUTO | QCOW2_BME_IN_USE))
+        if (bitmaps_track_writes(s)) {
+            if (img->flags & KIMG_OPEN_REPAIR)
+                s->bitmaps_clear_on_write = true;
+            else
                 keep &= ~QCOW2_AUTOCLEAR_BITMAPS;
-        if (s->version >= 3 && (s->autoclear & ~keep)) {
-            uint8_t b[8];
-            qcow2_put_be64(b, s->autoclear & keep);
-            ret = kimg_file_pwrite(s->file, b, 8, 88);
-            if (ret == 0)
-                ret = kimg_file_sync(s->file);
-            if (ret < 0)
-                goto fail;
-            s->autoclear &= keep;
-            if (s->hdr_raw && s->hdr_raw_len >= 96)
-                memcpy(s->hdr_raw + 88, b, 8);
-            if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) && s->bitmaps) {
-                /* the bitmaps are now inconsistent: forget them here */
-                for (uint32_t i = 0; i < s->nb_bitmaps; i++)
-                    free(s->bitmaps[i].name);
-                free(s->bitmaps);
-                s->bitmaps = NULL;
-                s->has_bitmaps_ext = false;
-            }
         }
+        ret = clear_autoclear(s, keep);
+        if (ret < 0)
+            goto fail;
     }
 
     img->size = s->size;
@@ -224,8 +268,11 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
         return qcow2_crypto_refuse();
     if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
         return kimg_fail(-EINVAL, "bad compressed cluster write");
+    int ret = before_guest_write(s);
+    if (ret < 0)
+        return ret;
     pthread_mutex_lock(&s->lock);
-    int ret = qcow2_store_compressed(s, off, cdata, (int64_t)clen);
+    ret = qcow2_store_compressed(s, off, cdata, (int64_t)clen);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -245,17 +292,26 @@ static int qcow2_read_cb(struct kimg *img, void *buf, uint64_t off, uint64_t len
 
 static int qcow2_write_cb(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_write(img, buf, off, len);
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    int ret = before_guest_write(img->state);
+    return ret < 0 ? ret : qcow2_write(img, buf, off, len);
 }
 
 static int qcow2_write_zeroes_cb(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_write_zeroes(img, off, len, flags);
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    int ret = before_guest_write(img->state);
+    return ret < 0 ? ret : qcow2_write_zeroes(img, off, len, flags);
 }
 
 static int qcow2_discard_cb(struct kimg *img, uint64_t off, uint64_t len)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_discard(img, off, len);
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    int ret = before_guest_write(img->state);
+    return ret < 0 ? ret : qcow2_discard(img, off, len);
 }
 
 static int qcow2_block_status_cb(struct kimg *img, uint64_t off, uint64_t len,
@@ -266,7 +322,10 @@ static int qcow2_block_status_cb(struct kimg *img, uint64_t off, uint64_t len,
 
 static int qcow2_truncate_cb(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_truncate(img, size, prealloc);
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    int ret = before_guest_write(img->state);
+    return ret < 0 ? ret : qcow2_truncate(img, size, prealloc);
 }
 
 static int qcow2_check_cb(struct kimg *img, struct kimg_check *res, unsigned fix)
@@ -280,8 +339,11 @@ static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t
     struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
+    int ret = before_guest_write(s);
+    if (ret < 0)
+        return ret;
     pthread_mutex_lock(&s->lock);
-    int ret = qcow2_write_compressed(s, buf, off, len);
+    ret = qcow2_write_compressed(s, buf, off, len);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }

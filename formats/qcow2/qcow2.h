@@ -111,6 +111,12 @@ struct qcow2_snapshot {
     uint32_t extra_len;
     uint8_t *extra;             /* extra data as stored (rewrite) */
     uint64_t entry_offset;      /* where the entry sits in the file */
+    /* The L1 table fields are damaged: offset not cluster aligned, table
+     * too large, or table past the end of the file.  Accepted only under
+     * KIMG_OPEN_REPAIR (check reports it as qemu-img does); nothing may
+     * follow such an L1 table: every other use of the snapshot must be
+     * refused (qcow2_read_l1 refuses all three cases). */
+    bool l1_invalid;
 };
 
 struct qcow2_bitmap {
@@ -272,6 +278,10 @@ struct qcow2_state {
     uint64_t compressed_next;   /* next free byte for compressed data, 0: none */
     bool corrupt_signalled;
     bool rebuilding;            /* inside qcow2_rebuild_refcounts */
+    bool bitmaps_clear_on_write;/* opened rw under KIMG_OPEN_REPAIR with
+                                   bitmaps that track writes, bit kept: clear
+                                   it before the first guest write (atomic
+                                   read, set under lock) */
 };
 
 static inline uint64_t qcow2_be64(const uint8_t *p)
@@ -477,7 +487,22 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
-int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size);
+/* Parse the snapshot table.  An entry whose L1 table is unaligned, too
+ * large or past the end of the file fails the open, unless REPAIR (check's
+ * KIMG_OPEN_REPAIR): then it is kept with l1_invalid set. */
+int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size, bool repair);
+/* For the reference count of check and rebuild (qemu's calculate_refcounts):
+ * the entries of snapshot SN's L1 table that lie inside the file (FILE_SIZE
+ * bytes), zeros past its end, as qemu reads them.  SN's offset must be
+ * cluster aligned and its table not too large.  *n = 0 and *out = NULL when
+ * nothing lies inside the file.  Allocation bounded by the file size and
+ * QCOW2_MAX_L1_BYTES. */
+int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot *sn,
+                              uint64_t file_size, uint64_t **out, uint32_t *n);
+/* True if SN's L1 table (offset, size) ends one cluster or more past the end
+ * of a FILE_SIZE-byte file: qemu's check reports it and counts no reference. */
+bool qcow2_snapshot_l1_past_eof(const struct qcow2_state *s, const struct qcow2_snapshot *sn,
+                                uint64_t file_size);
 void qcow2_free_snapshots(struct qcow2_state *s);
 
 /* ---- bitmaps (header.c) ------------------------------------------------ */

@@ -63,8 +63,13 @@ bool qcow2_overlaps_main(struct qcow2_state *s, uint64_t offset, uint64_t len)
         ranges_overlap(offset, len, s->snapshots_offset,
                        qcow2_align_up(s->snapshots_size, s->cluster_size)))
         return true;
+    /* a damaged snapshot L1 entry (l1_invalid) past the end of the file is
+     * still kept clear of; an unaligned or too large one has no range */
     for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++)
         if (s->snapshots[i].l1_size &&
+            !(s->snapshots[i].l1_invalid &&
+              ((s->snapshots[i].l1_offset & s->cluster_mask) ||
+               (uint64_t)s->snapshots[i].l1_size * 8 > QCOW2_MAX_L1_BYTES)) &&
             ranges_overlap(offset, len, s->snapshots[i].l1_offset,
                            qcow2_align_up((uint64_t)s->snapshots[i].l1_size * 8,
                                           s->cluster_size)))
@@ -603,13 +608,25 @@ int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {
             struct qcow2_snapshot *sn = &s->snapshots[i];
             uint64_t *l1 = NULL;
+            uint32_t n = 0;
             if (!sn->l1_size)
                 continue;
-            count_range(&rc, sn->l1_offset, (uint64_t)sn->l1_size * 8);
-            ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, &l1);
+            /* a damaged entry (accepted under repair) counts as qemu's
+             * check counts it: unaligned or too large, not at all; past the
+             * end of the file, the part of the table inside the file */
+            if (sn->l1_invalid && ((sn->l1_offset & s->cluster_mask) ||
+                                   (uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES))
+                continue;
+            uint64_t fsz = 0;
+            ret = kimg_file_size(s->file, &fsz);
             if (ret < 0)
                 return ret;
-            ret = count_l1(&rc, l1, sn->l1_size);
+            if (!sn->l1_invalid || !qcow2_snapshot_l1_past_eof(s, sn, fsz))
+                count_range(&rc, sn->l1_offset, (uint64_t)sn->l1_size * 8);
+            ret = qcow2_snapshot_l1_in_file(s, sn, fsz, &l1, &n);
+            if (ret < 0)
+                return ret;
+            ret = count_l1(&rc, l1, n);
             free(l1);
             if (ret < 0)
                 return ret;

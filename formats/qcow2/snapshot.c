@@ -2,7 +2,9 @@
  * snapshot.c — the internal snapshot table: parse every entry (with its
  * extra data: large VM state size, disk size, icount), validated against
  * the file and the spec's caps.  IDs and names are kept as raw bytes;
- * escaping happens only at output time.
+ * escaping happens only at output time.  Under KIMG_OPEN_REPAIR an entry
+ * whose L1 table is unaligned, too large or past the end of the file is
+ * kept marked l1_invalid (check reports it as qemu-img does), never followed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,7 +26,7 @@ void qcow2_free_snapshots(struct qcow2_state *s)
     s->snapshots = NULL;
 }
 
-int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size)
+int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size, bool repair)
 {
     uint64_t off = s->snapshots_offset;
     uint8_t h[40];
@@ -107,15 +109,26 @@ int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size)
             sn->icount = qcow2_be64(sn->extra + 16);
             sn->has_icount = sn->icount != UINT64_MAX;
         }
+        /* A damaged L1 table entry stops the open, except for check (which
+         * reports it as qemu-img does and never follows it); offset 0 (the
+         * header) always stops it. */
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-            ret = kimg_fail(-EFBIG, "Snapshot L1 table too large");
-            goto fail;
-        }
-        if (sn->l1_size && ((sn->l1_offset & s->cluster_mask) || !sn->l1_offset ||
-                            sn->l1_offset > file_size ||
-                            (uint64_t)sn->l1_size * 8 > file_size - sn->l1_offset)) {
+            if (!repair) {
+                ret = kimg_fail(-EFBIG, "Snapshot L1 table too large");
+                goto fail;
+            }
+            sn->l1_invalid = true;
+        } else if (sn->l1_size && !sn->l1_offset) {
             ret = kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
             goto fail;
+        } else if (sn->l1_size && ((sn->l1_offset & s->cluster_mask) ||
+                                   sn->l1_offset > file_size ||
+                                   (uint64_t)sn->l1_size * 8 > file_size - sn->l1_offset)) {
+            if (!repair) {
+                ret = kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
+                goto fail;
+            }
+            sn->l1_invalid = true;
         }
         off += esize;
     }
@@ -124,4 +137,61 @@ int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size)
 fail:
     qcow2_free_snapshots(s);
     return ret;
+}
+
+bool qcow2_snapshot_l1_past_eof(const struct qcow2_state *s, const struct qcow2_snapshot *sn,
+                                uint64_t file_size)
+{
+    uint64_t bytes = (uint64_t)sn->l1_size * 8, end;
+    if (!bytes)
+        return false;
+    if (__builtin_add_overflow(sn->l1_offset, bytes, &end))
+        return true;
+    return end > file_size && end - file_size >= s->cluster_size;
+}
+
+int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot *sn,
+                              uint64_t file_size, uint64_t **out, uint32_t *n)
+{
+    uint64_t bytes = (uint64_t)sn->l1_size * 8;
+    uint8_t *buf;
+    uint64_t *l1;
+    int ret;
+
+    *out = NULL;
+    *n = 0;
+    if (!sn->l1_invalid) {
+        ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, out);
+        if (ret == 0)
+            *n = sn->l1_size;
+        return ret;
+    }
+    if ((sn->l1_offset & s->cluster_mask) || bytes > QCOW2_MAX_L1_BYTES)
+        return kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
+    if (!bytes || sn->l1_offset >= file_size)
+        return 0;               /* reads as zeros: nothing to walk */
+    /* the part inside the file, rounded up to whole entries (zeros past EOF) */
+    uint64_t in = file_size - sn->l1_offset;
+    if (in < bytes)
+        bytes = qcow2_align_up(in, 8);
+    uint32_t cnt = (uint32_t)(bytes / 8);
+    buf = malloc(bytes);
+    l1 = malloc(bytes);
+    if (!buf || !l1) {
+        free(buf);
+        free(l1);
+        return -ENOMEM;
+    }
+    ret = kimg_file_pread_zero_eof(s->file, buf, bytes, sn->l1_offset);
+    if (ret < 0) {
+        free(buf);
+        free(l1);
+        return ret;
+    }
+    for (uint32_t i = 0; i < cnt; i++)
+        l1[i] = qcow2_be64(buf + (uint64_t)i * 8);
+    free(buf);
+    *out = l1;
+    *n = cnt;
+    return 0;
 }
