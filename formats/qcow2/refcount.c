@@ -663,6 +663,99 @@ int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
 
 #define QCOW2_MAX_REBUILD_CLUSTERS (1ULL << 28)
 
+/* The rebuild's layout (qemu's in-memory refcount table): counts for TOT
+ * clusters (REFS, grown with zeros past the file), the new table RT. */
+struct layout {
+    struct qcow2_state *s;
+    uint32_t *refs;
+    uint64_t tot;
+    uint64_t cap;
+    uint64_t *rt;               /* host offsets of the new refcount blocks */
+    uint64_t rt_entries;
+};
+
+/* qemu's alloc_clusters_imrt: the first N contiguous free clusters from
+ * *FIRST_FREE (growing the counts past their end), set to 1. */
+static int lay_alloc(struct layout *L, uint64_t n, uint64_t *first_free, uint64_t *out)
+{
+    uint64_t c, run = 0;
+    bool first_gap = true;
+
+    for (c = *first_free; c < L->tot && run < n; c++) {
+        if (!L->refs[c]) {
+            run++;
+            if (first_gap) {
+                *first_free = c;
+                first_gap = false;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    uint64_t start = c - run;
+    if (start + n > L->tot) {
+        uint64_t want = start + n;
+        if (want > 2 * QCOW2_MAX_REBUILD_CLUSTERS)
+            return kimg_fail(-EFBIG, "Image too large to rebuild its refcounts");
+        if (want > L->cap) {
+            uint64_t ncap = want + want / 8 + 16;
+            uint32_t *v = realloc(L->refs, ncap * sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            memset(v + L->cap, 0, (ncap - L->cap) * sizeof(*v));
+            L->refs = v;
+            L->cap = ncap;
+        }
+        L->tot = want;
+    }
+    for (uint64_t i = 0; i < n; i++)
+        L->refs[start + i] = 1;
+    *out = start;
+    return 0;
+}
+
+/* qemu's rebuild_refcounts_write_refblocks (placement only): a refcount
+ * block for each range of [FIRST, END) holding a used cluster.  Returns 1
+ * if the table had to grow, 0, or -errno. */
+static int lay_refblocks(struct layout *L, uint64_t first, uint64_t end)
+{
+    struct qcow2_state *s = L->s;
+    uint64_t ff = 0;
+    int grown = 0;
+
+    for (uint64_t c = first; c < end; c++) {
+        if (c >= L->tot || !L->refs[c])
+            continue;
+        uint64_t ri = c >> s->rb_bits, rs = ri << s->rb_bits;
+        if (ri >= L->rt_entries || !L->rt[ri]) {
+            uint64_t bc;
+            if (ff < rs)
+                ff = rs;
+            int ret = lay_alloc(L, 1, &ff, &bc);
+            if (ret < 0)
+                return ret;
+            if (bc >= end)
+                end = bc + 1;
+            if (ri >= L->rt_entries) {
+                uint64_t ne = qcow2_align_up((ri + 1) * 8, s->cluster_size) / 8;
+                if (ne * 8 > QCOW2_MAX_RT_BYTES)
+                    return kimg_fail(-EFBIG, "Reference count table would exceed the "
+                                     "maximum size");
+                uint64_t *v = realloc(L->rt, ne * sizeof(*v));
+                if (!v)
+                    return -ENOMEM;
+                memset(v + L->rt_entries, 0, (ne - L->rt_entries) * sizeof(*v));
+                L->rt = v;
+                L->rt_entries = ne;
+                grown = 1;
+            }
+            L->rt[ri] = bc << s->cluster_bits;
+        }
+        c = rs + s->rb_entries - 1;
+    }
+    return grown;
+}
+
 int qcow2_rebuild_refcounts(struct qcow2_state *s)
 {
     uint64_t nb, bad = 0;
@@ -691,9 +784,36 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
                         "outside the image or are misaligned", bad);
         goto out;
     }
+    /* Layout as qemu's rebuild_refcount_structure: each refcount block
+     * first-fit (at or after the start of the range it covers) in clusters
+     * the computed refcounts show free, the old structure counted as used
+     * (it stays intact until the header switches to the new one), then the
+     * table first-fit and contiguous, again while its size changes. */
+    struct layout L = { s, refs, nb, nb, NULL, 0 };
+    refs = NULL;        /* owned by L now */
+    ret = lay_refblocks(&L, 0, L.tot);
+    uint64_t tstart = 0, tc = 0;
+    for (int iter = 0; ret > 0; iter++) {
+        uint64_t ff = 0;
+        tc = (L.rt_entries * 8) >> s->cluster_bits;
+        if (iter > 64 || (tc << s->cluster_bits) > QCOW2_MAX_RT_BYTES) {
+            ret = kimg_fail(-EFBIG, "Reference count table would exceed the maximum size");
+            break;
+        }
+        ret = lay_alloc(&L, tc, &ff, &tstart);
+        if (ret < 0)
+            break;
+        ret = lay_refblocks(&L, tstart, tstart + tc);
+        if (ret > 0)
+            for (uint64_t i = 0; i < tc; i++)
+                L.refs[tstart + i] = 0;
+    }
+    refs = L.refs;
+    nrt = L.rt;
+    if (ret < 0)
+        goto out;
     /* the old refcount structures are dropped: they become free space */
     {
-        struct refcounter rc = { s, refs, nb, NULL };
         uint64_t first = s->rt_offset >> s->cluster_bits;
         for (uint64_t c = first; c < first + s->rt_clusters && c < nb; c++)
             if (refs[c])
@@ -703,58 +823,21 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
             if (c && c < nb && refs[c])
                 refs[c]--;
         }
-        (void)rc;
     }
-    /* the new structure goes past everything, old structures included, so
-     * that a crash before the header switch leaves the old one intact */
-    uint64_t A = nb;
-    uint64_t nbk = 0, tc = 1, end;
-    for (int iter = 0;; iter++) {
-        end = A + nbk + tc;
-        uint64_t ranges = ((end - 1) >> s->rb_bits) + 1;
-        uint64_t need = 0;
-        for (uint64_t r = 0; r < ranges; r++) {
-            uint64_t c0 = r << s->rb_bits, c1 = c0 + s->rb_entries;
-            bool used = c1 > A;   /* touches the new area */
-            for (uint64_t c = c0; !used && c < c1 && c < A; c++)
-                used = refs[c] != 0;
-            if (used)
-                need++;
-        }
-        uint64_t ntc = qcow2_align_up(ranges * 8, s->cluster_size) >> s->cluster_bits;
-        if (need == nbk && ntc == tc)
-            break;
-        nbk = need;
-        tc = ntc;
-        if (iter > 64) {
-            ret = kimg_fail(-EIO, "Cannot lay out the rebuilt refcount table");
-            goto out;
-        }
-    }
-    if ((tc << s->cluster_bits) > QCOW2_MAX_RT_BYTES) {
-        ret = kimg_fail(-EFBIG, "Reference count table would exceed the maximum size");
-        goto out;
-    }
-    uint64_t new_entries = (tc << s->cluster_bits) / 8;
-    nrt = calloc(new_entries, 8);
+    uint64_t new_entries = L.rt_entries;
+    uint64_t end = L.tot;
     buf = malloc(s->cluster_size);
-    if (!nrt || !buf) {
+    if (!buf) {
         ret = -ENOMEM;
         goto out;
     }
-    uint64_t ranges = ((end - 1) >> s->rb_bits) + 1;
-    uint64_t k = 0;
-    for (uint64_t r = 0; r < ranges; r++) {
-        uint64_t c0 = r << s->rb_bits, c1 = c0 + s->rb_entries;
-        bool used = c1 > A;
-        for (uint64_t c = c0; !used && c < c1 && c < A; c++)
-            used = refs[c] != 0;
-        if (!used)
+    for (uint64_t r = 0; r < new_entries; r++) {
+        if (!nrt[r])
             continue;
-        nrt[r] = (A + k) << s->cluster_bits;
+        uint64_t c0 = r << s->rb_bits, c1 = c0 + s->rb_entries;
         memset(buf, 0, s->cluster_size);
-        for (uint64_t c = c0; c < c1; c++) {
-            uint64_t v = c < A ? refs[c] : (c < end ? 1 : 0);
+        for (uint64_t c = c0; c < c1 && c < end; c++) {
+            uint64_t v = refs[c];
             if (v > s->refcount_max) {
                 ret = kimg_fail(-ERANGE, "Cannot rebuild refcounts: cluster %#" PRIx64
                                 " has %" PRIu64 " references, more than %u-bit "
@@ -765,10 +848,9 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
             if (v)
                 qcow2_rb_entry_set(s, buf, c - c0, v);
         }
-        ret = kimg_file_pwrite(s->file, buf, s->cluster_size, (A + k) << s->cluster_bits);
+        ret = kimg_file_pwrite(s->file, buf, s->cluster_size, nrt[r]);
         if (ret < 0)
             goto out;
-        k++;
     }
     {
         uint8_t *tb = calloc(tc, s->cluster_size);
@@ -779,7 +861,7 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
         for (uint64_t i = 0; i < new_entries; i++)
             qcow2_put_be64(tb + i * 8, nrt[i]);
         ret = kimg_file_pwrite(s->file, tb, tc << s->cluster_bits,
-                               (A + nbk) << s->cluster_bits);
+                               tstart << s->cluster_bits);
         free(tb);
         if (ret < 0)
             goto out;
@@ -787,7 +869,7 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
     ret = kimg_file_sync(s->file);
     if (ret < 0)
         goto out;
-    ret = write_header_rt(s, (A + nbk) << s->cluster_bits, (uint32_t)tc);
+    ret = write_header_rt(s, tstart << s->cluster_bits, (uint32_t)tc);
     if (ret < 0)
         goto out;
     qcow2_cache_clear(&s->rb_cache);
@@ -795,9 +877,10 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
     s->rt = nrt;
     nrt = NULL;
     s->rt_entries = new_entries;
-    s->rt_offset = (A + nbk) << s->cluster_bits;
+    s->rt_offset = tstart << s->cluster_bits;
     s->rt_clusters = (uint32_t)tc;
-    s->alloc_end = end;
+    if (end > s->alloc_end)
+        s->alloc_end = end;
     s->free_hint = 0;
     ret = 0;
 out:
