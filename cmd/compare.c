@@ -1,11 +1,13 @@
 /*
  * compare.c — `kimg compare`: guest-visible content of two images, across
  * formats and backing chains.  Ranges that block status proves to read as
- * zeros in both are skipped, not read.  Exit codes as qemu-img's: 0 equal,
+ * zeros in both are skipped, not read; where both must be read, a helper
+ * thread reads the second image while the main thread reads the first.  Exit codes as qemu-img's: 0 equal,
  * 1 different, 2 error opening, 3 error checking allocation, 4 read error.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
@@ -47,6 +49,62 @@ static int read_side(struct side *s, uint64_t off, uint64_t len, bool quiet)
     return CMP_SAME;
 }
 
+/* The helper thread that reads side B while the main thread reads A. */
+struct reader {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct side *side;
+    uint64_t off, len;
+    bool pending, quit;
+    int ret;
+};
+
+static void *reader_main(void *opaque)
+{
+    struct reader *r = opaque;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->pending && !r->quit)
+            pthread_cond_wait(&r->cond, &r->lock);
+        if (r->quit)
+            break;
+        pthread_mutex_unlock(&r->lock);
+        int ret = kimg_read(r->side->img, r->side->buf, r->off, r->len);
+        char msg[256] = "";
+        if (ret < 0)
+            snprintf(msg, sizeof(msg), "%s", kimg_last_error() ? kimg_last_error() : "I/O error");
+        kimg_clear_error();
+        pthread_mutex_lock(&r->lock);
+        if (ret < 0)
+            fprintf(stderr, "kimg: Error while reading offset %" PRIu64 " of %s: %s\n",
+                    r->off, r->side->name, msg);
+        r->ret = ret < 0 ? CMP_EREAD : CMP_SAME;
+        r->pending = false;
+        pthread_cond_broadcast(&r->cond);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* Read A on this thread and B on the helper at the same time. */
+static int read_both(struct reader *r, struct side *a, uint64_t off, uint64_t len, bool quiet)
+{
+    pthread_mutex_lock(&r->lock);
+    r->off = off;
+    r->len = len;
+    r->pending = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    int ret = read_side(a, off, len, quiet);
+    pthread_mutex_lock(&r->lock);
+    while (r->pending)
+        pthread_cond_wait(&r->cond, &r->lock);
+    int rb = r->ret;
+    pthread_mutex_unlock(&r->lock);
+    return ret ? ret : rb;
+}
+
 static int status(struct side *s, uint64_t off, uint64_t len, struct kimg_extent *e, bool quiet)
 {
     if (kimg_block_status(s->img, off, len, e) < 0) {
@@ -84,7 +142,7 @@ static int check_tail_zero(struct side *s, uint64_t off, uint64_t end, bool quie
     return CMP_SAME;
 }
 
-static int compare(struct side *a, struct side *b, bool strict, bool quiet)
+static int compare(struct side *a, struct side *b, struct reader *rd, bool strict, bool quiet)
 {
     uint64_t size_a = kimg_size(a->img), size_b = kimg_size(b->img);
     uint64_t common = size_a < size_b ? size_a : size_b;
@@ -124,7 +182,7 @@ static int compare(struct side *a, struct side *b, bool strict, bool quiet)
                 return ret;
             same = equal_prefix(a->buf, NULL, n);
         } else {
-            if ((ret = read_side(a, off, n, quiet)) || (ret = read_side(b, off, n, quiet)))
+            if ((ret = read_both(rd, a, off, n, quiet)))
                 return ret;
             same = equal_prefix(a->buf, b->buf, n);
         }
@@ -199,7 +257,22 @@ int cmd_compare(int argc, char **argv)
         ret = CMP_EREAD;
         goto out;
     }
-    ret = compare(&a, &b, strict, quiet);
+    struct reader rd = { .side = &b };
+    pthread_mutex_init(&rd.lock, NULL);
+    pthread_cond_init(&rd.cond, NULL);
+    if (pthread_create(&rd.thread, NULL, reader_main, &rd)) {
+        fprintf(stderr, "kimg: cannot start a reader thread\n");
+        ret = CMP_EREAD;
+        goto out;
+    }
+    ret = compare(&a, &b, &rd, strict, quiet);
+    pthread_mutex_lock(&rd.lock);
+    rd.quit = true;
+    pthread_cond_broadcast(&rd.cond);
+    pthread_mutex_unlock(&rd.lock);
+    pthread_join(rd.thread, NULL);
+    pthread_cond_destroy(&rd.cond);
+    pthread_mutex_destroy(&rd.lock);
 out:
     free(a.buf);
     free(b.buf);
