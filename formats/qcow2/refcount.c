@@ -180,6 +180,21 @@ static uint64_t file_clusters(struct qcow2_state *s)
     return qcow2_align_up(sz, s->cluster_size) >> s->cluster_bits;
 }
 
+/* Write a refcount table of ENTRIES host-endian entries as TC clusters at
+ * OFFSET (big-endian, zero-padded to the clusters). */
+static int write_reftable(struct qcow2_state *s, const uint64_t *rt, uint64_t entries,
+                          uint64_t tc, uint64_t offset)
+{
+    uint8_t *tb = calloc(tc, s->cluster_size);
+    if (!tb)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < entries; i++)
+        qcow2_put_be64(tb + i * 8, rt[i]);
+    int ret = kimg_file_pwrite(s->file, tb, tc << s->cluster_bits, offset);
+    free(tb);
+    return ret;
+}
+
 /* Move the refcount table to a new, larger area at the end of the image
  * holding at least MIN_ENTRIES entries; the area carries the refcount
  * blocks that describe itself. */
@@ -254,19 +269,9 @@ static int grow_table(struct qcow2_state *s, uint64_t min_entries)
         if (ret < 0)
             goto out;
     }
-    {
-        uint8_t *tb = calloc(tc, s->cluster_size);
-        if (!tb) {
-            ret = -ENOMEM;
-            goto out;
-        }
-        for (uint64_t i = 0; i < new_entries; i++)
-            qcow2_put_be64(tb + i * 8, nrt[i]);
-        ret = kimg_file_pwrite(s->file, tb, tc * s->cluster_size, (A + nb) << s->cluster_bits);
-        free(tb);
-        if (ret < 0)
-            goto out;
-    }
+    ret = write_reftable(s, nrt, new_entries, tc, (A + nb) << s->cluster_bits);
+    if (ret < 0)
+        goto out;
     ret = qcow2_cache_flush(&s->rb_cache);
     if (ret < 0)
         goto out;
@@ -852,20 +857,9 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
         if (ret < 0)
             goto out;
     }
-    {
-        uint8_t *tb = calloc(tc, s->cluster_size);
-        if (!tb) {
-            ret = -ENOMEM;
-            goto out;
-        }
-        for (uint64_t i = 0; i < new_entries; i++)
-            qcow2_put_be64(tb + i * 8, nrt[i]);
-        ret = kimg_file_pwrite(s->file, tb, tc << s->cluster_bits,
-                               tstart << s->cluster_bits);
-        free(tb);
-        if (ret < 0)
-            goto out;
-    }
+    ret = write_reftable(s, nrt, new_entries, tc, tstart << s->cluster_bits);
+    if (ret < 0)
+        goto out;
     ret = kimg_file_sync(s->file);
     if (ret < 0)
         goto out;
