@@ -119,7 +119,7 @@ int cmd_checksum(int argc, char **argv)
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("checksum", "--object and --image-opts are not supported");
         default:
-            return cmd_usage_error("checksum", "invalid option");
+            return cmd_bad_option("checksum", argv);
         }
     }
     if (optind >= argc)
