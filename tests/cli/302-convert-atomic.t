@@ -13,14 +13,20 @@ is "$(cat existing.raw)" "keep me" "existing target untouched after a failed ope
 kimg convert -f raw -O raw big.raw /nonexistent-dir/out.raw
 err_line "target folder missing"
 is "$(leftovers)" 0 "no temporary file left"
+# a job that cannot finish quickly: zlib on 96 MiB of incompressible data
+head -c $((96 * 1024 * 1024)) /dev/urandom > rnd.raw
+echo "keep me" > existing.img
 for sig in INT TERM; do
-    # -S 0 writes 2 GiB of zeros: long enough to be interrupted
-    "$KIMG" convert -S 0 -f raw -O raw big.raw existing.raw & pid=$!
-    sleep 0.5
+    "$KIMG" convert -c -f raw -O qcow2 rnd.raw existing.img & pid=$!
+    # signal only once the temporary output exists (the copy is under way)
+    for i in $(seq 100); do
+        ls -A "$T" | grep -q '^\.existing\.img\.kimg-' && break
+        sleep 0.05
+    done
     kill -$sig $pid
     RC=0; wait $pid || RC=$?
-    ok "SIGINT/TERM ends convert by the signal (exit $RC)" test "$RC" -ge 128
-    is "$(cat existing.raw)" "keep me" "SIG$sig: existing target untouched"
+    ok "SIG$sig ends convert by the signal (exit $RC)" test "$RC" -ge 128
+    is "$(cat existing.img)" "keep me" "SIG$sig: existing target untouched"
     is "$(leftovers)" 0 "SIG$sig: temporary output removed"
 done
 kimg convert -f raw -O qcow2 big.raw new.qcow2
