@@ -180,6 +180,23 @@ static uint64_t file_clusters(struct qcow2_state *s)
     return qcow2_align_up(sz, s->cluster_size) >> s->cluster_bits;
 }
 
+/* Point refcount table entry TI at the new block at OFF (dirty in the
+ * cache): the block reaches the disk before the entry that points at it,
+ * and both are synced before the caller relies on them. */
+static int link_refblock(struct qcow2_state *s, uint64_t ti, uint64_t off)
+{
+    int ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        return ret;
+    uint8_t e[8];
+    qcow2_put_be64(e, off);
+    ret = kimg_file_pwrite(s->file, e, 8, s->rt_offset + ti * 8);
+    if (ret < 0)
+        return ret;
+    s->rt[ti] = off;
+    return kimg_file_sync(s->file);
+}
+
 /* Write a refcount table of ENTRIES host-endian entries as TC clusters at
  * OFFSET (big-endian, zero-padded to the clusters). */
 static int write_reftable(struct qcow2_state *s, const uint64_t *rt, uint64_t entries,
@@ -334,16 +351,7 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
                 return ret;
             qcow2_cache_mark_dirty(&s->rb_cache, rb);
             qcow2_cache_put(&s->rb_cache, rb);
-            ret = qcow2_cache_flush(&s->rb_cache);
-            if (ret < 0)
-                return ret;
-            uint8_t e[8];
-            qcow2_put_be64(e, off);
-            ret = kimg_file_pwrite(s->file, e, 8, s->rt_offset + ti * 8);
-            if (ret < 0)
-                return ret;
-            s->rt[ti] = off;
-            return kimg_file_sync(s->file);
+            return link_refblock(s, ti, off);
         }
     }
 
@@ -365,19 +373,9 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
     qcow2_rb_entry_set(s, rb, c & (s->rb_entries - 1), 1);
     qcow2_cache_mark_dirty(&s->rb_cache, rb);
     qcow2_cache_put(&s->rb_cache, rb);
-    /* the block is on disk before the table entry that points at it */
-    ret = qcow2_cache_flush(&s->rb_cache);
-    if (ret < 0)
-        return ret;
-    uint8_t e[8];
-    qcow2_put_be64(e, off);
-    ret = kimg_file_pwrite(s->file, e, 8, s->rt_offset + ti * 8);
-    if (ret < 0)
-        return ret;
-    s->rt[ti] = off;
     if (c + 1 > s->alloc_end)
         s->alloc_end = c + 1;
-    return kimg_file_sync(s->file);
+    return link_refblock(s, ti, off);
 }
 
 int qcow2_refcount_set(struct qcow2_state *s, uint64_t ci, uint64_t value)
