@@ -100,6 +100,12 @@ static ssize_t bounce_pwrite(struct kimg_file *f, const void *buf, size_t len, u
     if (!b)
         return -ENOMEM;
     memset(b, 0, blen);
+    /* the size before the write: only what this write adds may be trimmed */
+    if (fstat(f->fd, &st) < 0) {
+        free(b);
+        return -errno;
+    }
+    uint64_t old_size = (uint64_t)st.st_size;
     /* read-modify-write of the partial head and tail blocks */
     ssize_t n = raw_pread(f->fd, b, blen, start);
     if (n < 0) {
@@ -111,13 +117,12 @@ static ssize_t bounce_pwrite(struct kimg_file *f, const void *buf, size_t len, u
     free(b);
     if (n < 0)
         return n;
-    /* do not grow the file past what was asked for */
-    if (fstat(f->fd, &st) == 0 && (uint64_t)st.st_size > off + len &&
-        (uint64_t)st.st_size == end && end > off + len) {
-        /* the tail block extended the file: trim it back */
-        if (ftruncate(f->fd, (off_t)(off + len)) < 0)
-            return -errno;
-    }
+    /* the aligned tail block may have grown the file past what was asked
+     * for: trim back to the larger of the old size and the write's end
+     * (never below the old size: that would cut existing data) */
+    uint64_t want = old_size > off + len ? old_size : off + len;
+    if (end > want && ftruncate(f->fd, (off_t)want) < 0)
+        return -errno;
     return (ssize_t)len;
 }
 

@@ -48,6 +48,18 @@ like "$(tail -c 1 "$T/out" | od -An -c | tr -d ' ')" '\\n' "-p ends with a newli
 kimg convert -q -p -f raw -O raw a.raw q.raw
 is "$(wc -c < "$T/out")" 0 "-q silences -p"
 
+# -t none / -T none: O_DIRECT; qcow2 metadata updates are small unaligned
+# writes through bounce buffers and must not change the file's length
+for fmt in qcow2 raw; do
+    kimg convert -t none -T none -f raw -O $fmt a.raw direct.$fmt
+    is "$RC" 0 "-t none -T none -> $fmt" || diag "$(cat "$T/err")"
+    ok "-t none -> $fmt identical" qemu_oracle_compare a.raw direct.$fmt
+done
+ok "-t none qcow2 output passes qemu-img check" check_clean direct.qcow2
+kimg convert -t none -c -f raw -O qcow2 a.raw directc.qcow2
+ok "-t none -c output passes qemu-img check" check_clean directc.qcow2
+ok "-t none -c output identical" qemu_oracle_compare a.raw directc.qcow2
+
 # -C: copy offloading (copy_file_range) into a raw target, or a clean refusal
 kimg convert -C -f raw -O raw a.raw off1.raw
 is "$RC" 0 "-C raw -> raw"

@@ -92,14 +92,22 @@ static void test_file_holes(void)
     int r = kimg_file_open(&f, path, KIMG_FILE_RDWR | KIMG_FILE_DIRECT);
     if (r < 0) {
         kimg_clear_error();
-        ok(1, "# SKIP no O_DIRECT here");
-        ok(1, "# SKIP no O_DIRECT here");
+        for (int i = 0; i < 4; i++)
+            ok(1, "# SKIP no O_DIRECT here");
     } else {
         uint8_t *src = (uint8_t *)"unaligned bytes";
         ok(kimg_file_pwrite(f, src, 15, 4097) == 0, "unaligned O_DIRECT write");
         memset(buf, 0, 64);
         ok(kimg_file_pread(f, buf + 1, 15, 4097) == 0 && !memcmp(buf + 1, src, 15),
            "unaligned O_DIRECT read back");
+        uint64_t sz = 0;
+        ok(kimg_file_size(f, &sz) == 0 && sz == (4u << 20),
+           "an unaligned O_DIRECT write inside the file keeps its size (%llu)",
+           (unsigned long long)sz);
+        ok(kimg_file_truncate(f, 4100) == 0 && kimg_file_pwrite(f, src, 15, 4090) == 0 &&
+           kimg_file_size(f, &sz) == 0 && sz == 4105,
+           "one past the end grows the file exactly to the write's end (%llu)",
+           (unsigned long long)sz);
         kimg_file_close(f);
     }
     unlink(path);
