@@ -57,5 +57,7 @@ void print_synopsis(const char *name);
 /* Print S with control characters escaped, for human output of names that
  * come from image files. */
 void print_safe(FILE *out, const char *s);
+/* The same, left-aligned in WIDTH columns (as printf's %-Ns). */
+void print_safe_padded(FILE *out, const char *s, int width);
 
 #endif

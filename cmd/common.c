@@ -73,3 +73,13 @@ void print_safe(FILE *out, const char *s)
             fputc(*p, out);
     }
 }
+
+void print_safe_padded(FILE *out, const char *s, int width)
+{
+    int n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        n += (*p < 0x20 || *p == 0x7f) ? 4 : 1;
+    print_safe(out, s);
+    if (n < width)
+        fprintf(out, "%*s", width - n, "");
+}

@@ -64,13 +64,10 @@ static void print_snapshot_human(const struct kimg_snapshot_info *s)
     kimg_format_size(s->vm_state_size, size, sizeof(size));
     if (s->has_icount)
         snprintf(icount, sizeof(icount), "%" PRIu64, s->icount);
-    /* names come from the image: escape control characters */
-    printf("%-9s ", s->id);
-    size_t before = 0;
-    for (const char *p = s->name; *p; p++)
-        before += ((unsigned char)*p < 0x20 || *p == 0x7f) ? 4 : 1;
-    print_safe(stdout, s->name);
-    printf("%*s", before < 16 ? (int)(16 - before) : 0, "");
+    /* ids and names come from the image: escape control characters */
+    print_safe_padded(stdout, s->id, 9);
+    putchar(' ');
+    print_safe_padded(stdout, s->name, 16);
     printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
 }
 
