@@ -90,7 +90,20 @@ struct kimg_driver {
                                 uint64_t len, void *dst, size_t cap);
     int (*write_compressed_data)(struct kimg *img, uint64_t off, uint64_t len,
                                  const void *cdata, size_t clen);
-    /* Append-only from here (snapshots, measure, ...). */
+    /* Internal snapshots (kimg.h's kimg_snapshot_*; the core has checked
+     * writability for create/apply/delete and the read-only open for load). */
+    int (*snapshot_create)(struct kimg *img, const char *name);
+    int (*snapshot_apply)(struct kimg *img, const char *id_or_name);
+    int (*snapshot_delete)(struct kimg *img, const char *id_or_name);
+    int (*snapshot_load)(struct kimg *img, const char *id, const char *name);
+    /* kimg_change_backing / kimg_make_empty / kimg_amend (IMG writable). */
+    int (*change_backing)(struct kimg *img, const char *name, const char *format);
+    int (*make_empty)(struct kimg *img);
+    int (*amend)(struct kimg *img, struct kimg_opts *opts, bool force);
+    /* kimg_measure: OPTS validated against create_opts; SRC may be NULL. */
+    int (*measure)(struct kimg_opts *opts, uint64_t size, struct kimg *src,
+                   struct kimg_measure *out);
+    /* Append-only from here. */
 };
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit

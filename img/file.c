@@ -24,6 +24,38 @@ void *kimg_alloc_aligned(size_t len)
     return p;
 }
 
+/* ---- crash injection (tests) --------------------------------------------- */
+
+/*
+ * KIMG_CRASH_AFTER=N in the environment makes the process die with
+ * _exit(KIMG_CRASH_EXIT) just before its (N+1)-th change to any file
+ * (write, truncate, sync, zero, allocate): the changes made so far stay,
+ * nothing after them happens, as when the process is killed at that point.
+ * Tests run a command with N = 0, 1, 2, ... until it finishes, checking
+ * the image after each crash.  Unset (the normal case) it costs one
+ * relaxed atomic load per change.
+ */
+#define KIMG_CRASH_EXIT 222
+
+static long crash_after = -2;     /* -2: not read yet, -1: disabled */
+static long crash_count;
+
+static void crash_point(void)
+{
+    long limit = __atomic_load_n(&crash_after, __ATOMIC_RELAXED);
+    if (limit == -2) {
+        const char *e = getenv("KIMG_CRASH_AFTER");
+        char *end = NULL;
+        long v = e && *e ? strtol(e, &end, 10) : -1;
+        limit = (end && *end) || v < 0 ? -1 : v;
+        __atomic_store_n(&crash_after, limit, __ATOMIC_RELAXED);
+    }
+    if (limit < 0)
+        return;
+    if (__atomic_fetch_add(&crash_count, 1, __ATOMIC_SEQ_CST) >= limit)
+        _exit(KIMG_CRASH_EXIT);
+}
+
 /* ---- POSIX backend ------------------------------------------------------- */
 
 /* Transfer as much as the kernel gives; returns bytes done or -errno. */
@@ -499,6 +531,7 @@ int kimg_file_pwrite(struct kimg_file *f, const void *buf, size_t len, uint64_t 
 {
     if (!f->writable)
         return kimg_fail(-EBADF, "file is read-only");
+    crash_point();
     int ret = f->ops->pwrite(f, buf, len, off);
     if (ret < 0)
         return kimg_fail(ret, "write error at offset %llu: %s",
@@ -514,6 +547,7 @@ int kimg_file_size(struct kimg_file *f, uint64_t *size)
 
 int kimg_file_truncate(struct kimg_file *f, uint64_t size)
 {
+    crash_point();
     int ret = f->ops->truncate(f, size);
     return ret < 0 ? kimg_fail(ret, "cannot resize the file: %s", strerror(-ret)) : 0;
 }
@@ -522,12 +556,14 @@ int kimg_file_sync(struct kimg_file *f)
 {
     if (f->nosync)
         return 0;
+    crash_point();
     int ret = f->ops->sync(f);
     return ret < 0 ? kimg_fail(ret, "flush failed: %s", strerror(-ret)) : 0;
 }
 
 int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
+    crash_point();
     int ret = f->ops->zero(f, off, len, punch);
     return ret < 0 ? kimg_fail(ret, "cannot zero %llu bytes at %llu: %s",
                                (unsigned long long)len, (unsigned long long)off,
@@ -536,6 +572,7 @@ int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 
 int kimg_file_allocate(struct kimg_file *f, uint64_t off, uint64_t len)
 {
+    crash_point();
     int ret = f->ops->allocate(f, off, len);
     return ret < 0 ? kimg_fail(ret, "cannot allocate %llu bytes at %llu: %s",
                                (unsigned long long)len, (unsigned long long)off,

@@ -1,7 +1,8 @@
 /*
  * file.h — host file access for drivers: a small table of operations with
  * a POSIX backend (buffered or O_DIRECT with bounce buffers) and an
- * in-memory backend (fuzzers, unit tests, fault injection later).
+ * in-memory backend (fuzzers, unit tests); KIMG_CRASH_AFTER=N (file.c)
+ * kills the process before its (N+1)-th file change, for crash tests.
  * All calls are full transfers: a short read or write is an error.
  */
 #ifndef KIMG_FILE_H

@@ -204,6 +204,46 @@ struct kimg_check {
 /* -ENOTSUP: the format has no check (exit 63). */
 int kimg_check(struct kimg *img, struct kimg_check *res, unsigned fix);
 
+/* ---- internal snapshots (qcow2) ---------------------------------------- */
+
+/* Snapshots are named by ID or name, as qemu-img names them: an argument
+ * that matches some snapshot's ID selects it, otherwise the first snapshot
+ * with that name.  -ENOENT (with a message) when nothing matches.  The
+ * listing is kimg_get_info()'s `snapshots`. */
+int kimg_snapshot_create(struct kimg *img, const char *name);
+/* Revert the active image (RDWR) to the snapshot's content. */
+int kimg_snapshot_apply(struct kimg *img, const char *id_or_name);
+/* Delete the snapshot and free what only it held. */
+int kimg_snapshot_delete(struct kimg *img, const char *id_or_name);
+/* Make a read-only IMG read the content (and size) of a snapshot instead
+ * of the active image (convert -l).  ID and NAME may be NULL; when both
+ * are given both must match; a single argument is matched as ID first,
+ * then as name. */
+int kimg_snapshot_load(struct kimg *img, const char *id, const char *name);
+
+/* ---- lifecycle: backing file, emptying, amend, measure ---------------- */
+
+/* Rewrite the backing file name and format stored in IMG's header only
+ * (rebase -u, amend); NAME NULL or "" removes the backing file reference. */
+int kimg_change_backing(struct kimg *img, const char *name, const char *format);
+/* Drop every allocation of this layer so it reads through to its backing
+ * file (commit without -d). */
+int kimg_make_empty(struct kimg *img);
+/* Change format options of an existing image (amend -o); FORCE is
+ * qemu-img's --force. */
+int kimg_amend(struct kimg *img, struct kimg_opts *opts, bool force);
+
+struct kimg_measure {
+    uint64_t required;          /* bytes a converted image needs */
+    uint64_t fully_allocated;   /* bytes if every cluster were allocated */
+    uint64_t bitmaps;           /* persistent bitmaps' bytes (has_bitmaps) */
+    bool has_bitmaps;
+};
+/* qemu-img measure: the file size an image of FORMAT created with OPTS
+ * needs to hold SIZE bytes (SRC NULL) or the content of SRC. */
+int kimg_measure(const char *format, struct kimg_opts *opts, uint64_t size,
+                 struct kimg *src, struct kimg_measure *out);
+
 /* ---- drivers ----------------------------------------------------------- */
 
 const struct kimg_driver *kimg_find_driver(const char *name);

@@ -1,0 +1,116 @@
+/*
+ * lifecycle.c — the public entry points of the image lifecycle (internal
+ * snapshots, backing-file changes, emptying a layer, amend, measure): the
+ * checks every driver would otherwise repeat, then a call through the
+ * driver table.  The work itself is the driver's (formats/qcow2/...) or,
+ * for rebase and commit, the engine's built on these calls.
+ */
+#include <errno.h>
+#include <string.h>
+#include "driver.h"
+
+static int need_writable(struct kimg *img)
+{
+    if (!img->writable)
+        return kimg_fail(-EBADF, "image is opened read-only");
+    return 0;
+}
+
+static int unsupported(struct kimg *img, const char *what)
+{
+    return kimg_fail(-ENOTSUP, "Format driver '%s' does not support %s",
+                     img->drv->name, what);
+}
+
+int kimg_snapshot_create(struct kimg *img, const char *name)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!name || !*name)
+        return kimg_fail(-EINVAL, "a snapshot needs a name");
+    if (!img->drv->snapshot_create)
+        return unsupported(img, "internal snapshots");
+    return img->drv->snapshot_create(img, name);
+}
+
+int kimg_snapshot_apply(struct kimg *img, const char *id_or_name)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->snapshot_apply)
+        return unsupported(img, "internal snapshots");
+    return img->drv->snapshot_apply(img, id_or_name);
+}
+
+int kimg_snapshot_delete(struct kimg *img, const char *id_or_name)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->snapshot_delete)
+        return unsupported(img, "internal snapshots");
+    return img->drv->snapshot_delete(img, id_or_name);
+}
+
+int kimg_snapshot_load(struct kimg *img, const char *id, const char *name)
+{
+    if (img->writable)
+        return kimg_fail(-EINVAL, "a snapshot can only be loaded read-only");
+    if (!id && !name)
+        return kimg_fail(-EINVAL, "no snapshot given");
+    if (!img->drv->snapshot_load)
+        return unsupported(img, "internal snapshots");
+    return img->drv->snapshot_load(img, id, name);
+}
+
+int kimg_change_backing(struct kimg *img, const char *name, const char *format)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->change_backing)
+        return unsupported(img, "backing files");
+    if (name && !*name)
+        name = NULL;
+    return img->drv->change_backing(img, name, name ? format : NULL);
+}
+
+int kimg_make_empty(struct kimg *img)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->make_empty)
+        return unsupported(img, "emptying an image");
+    return img->drv->make_empty(img);
+}
+
+int kimg_amend(struct kimg *img, struct kimg_opts *opts, bool force)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!img->drv->amend)
+        return kimg_fail(-ENOTSUP, "Format driver '%s' does not support option amendment",
+                         img->drv->name);
+    return img->drv->amend(img, opts, force);
+}
+
+int kimg_measure(const char *format, struct kimg_opts *opts, uint64_t size,
+                 struct kimg *src, struct kimg_measure *out)
+{
+    const struct kimg_driver *drv = kimg_find_driver(format);
+    if (!drv)
+        return kimg_fail(-EINVAL, "Unknown file format '%s'", format);
+    if (!drv->measure)
+        return kimg_fail(-ENOTSUP, "Format driver '%s' does not support measure", format);
+    if (opts) {
+        int ret = kimg_opts_validate(opts, drv->create_opts, drv->name);
+        if (ret < 0)
+            return ret;
+    }
+    memset(out, 0, sizeof(*out));
+    return drv->measure(opts, size, src, out);
+}
