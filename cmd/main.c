@@ -25,6 +25,9 @@ static const struct subcommand subcommands[] = {
       "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] filename" },
     { "check", cmd_check,
       "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] filename" },
+    { "snapshot", cmd_snapshot,
+      "snapshot [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
+      "filename" },
     { "compare", cmd_compare,
       "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] filename1 filename2" },
     { "map", cmd_map,

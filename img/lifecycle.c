@@ -27,7 +27,7 @@ int kimg_snapshot_create(struct kimg *img, const char *name)
     int ret = need_writable(img);
     if (ret < 0)
         return ret;
-    if (!name || !*name)
+    if (!name)      /* "" is a name, as for qemu-img */
         return kimg_fail(-EINVAL, "a snapshot needs a name");
     if (!img->drv->snapshot_create)
         return unsupported(img, "internal snapshots");

@@ -504,6 +504,41 @@ int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot
 bool qcow2_snapshot_l1_past_eof(const struct qcow2_state *s, const struct qcow2_snapshot *sn,
                                 uint64_t file_size);
 void qcow2_free_snapshots(struct qcow2_state *s);
+/* Index of the first snapshot whose ID is ID and whose name is NAME (a
+ * NULL argument matches any; not both NULL), or -1. */
+int qcow2_snapshot_find(const struct qcow2_state *s, const char *id, const char *name);
+/* ARG as an ID first, then as a name (qemu's find_snapshot_by_id_or_name). */
+int qcow2_snapshot_find_id_or_name(const struct qcow2_state *s, const char *arg);
+/* Serialize NB entries as qemu 7.2 writes a snapshot table: entries 8-byte
+ * aligned, at least 24 bytes of extra data (VM state size, disk size,
+ * icount; unknown extra data kept).  *OUT (malloc'd) NULL and *LEN 0 for
+ * none; -EFBIG past QCOW2_MAX_SN_TABLE_BYTES. */
+int qcow2_snapshot_encode(const struct qcow2_state *s, const struct qcow2_snapshot *sns,
+                          uint32_t nb, uint8_t **out, uint64_t *len);
+
+/* ---- snapshot_commit.c / snapshot_ops.c -------------------------------- */
+
+/* The state a snapshot operation leaves: the active L1 entries (their
+ * COPIED flags are recomputed), the virtual size, and the snapshot list,
+ * whose entries name L1 tables already on disk (for a new snapshot: the
+ * active L1 table as it is). */
+struct qcow2_sn_change {
+    const uint64_t *l1;
+    uint32_t l1_size;
+    uint64_t size;
+    const struct qcow2_snapshot *sns;
+    uint32_t nb_sns;
+};
+/* Switch the image to that state atomically (lock held, image writable):
+ * new structures in clusters the old state does not use, exact new
+ * refcounts, then one header write; see snapshot_commit.c.  Nothing on
+ * disk changes on failure before the switch. */
+int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch);
+/* The driver's snapshot_create / _apply / _delete / _load (kimg.h). */
+int qcow2_snapshot_create(struct kimg *img, const char *name);
+int qcow2_snapshot_apply(struct kimg *img, const char *id_or_name);
+int qcow2_snapshot_delete(struct kimg *img, const char *id_or_name);
+int qcow2_snapshot_load(struct kimg *img, const char *id, const char *name);
 
 /* ---- bitmaps (header.c) ------------------------------------------------ */
 

@@ -5,6 +5,8 @@
  * escaping happens only at output time.  Under KIMG_OPEN_REPAIR an entry
  * whose L1 table is unaligned, too large or past the end of the file is
  * kept marked l1_invalid (check reports it as qemu-img does), never followed.
+ * Also: finding a snapshot by ID and/or name, and serializing a table as
+ * qemu 7.2 writes it (snapshot_commit.c writes it, snapshot_ops.c uses both).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -193,5 +195,80 @@ int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot
     free(buf);
     *out = l1;
     *n = cnt;
+    return 0;
+}
+
+int qcow2_snapshot_find(const struct qcow2_state *s, const char *id, const char *name)
+{
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if ((!id || !strcmp(sn->id, id)) && (!name || !strcmp(sn->name, name)))
+            return (int)i;
+    }
+    return -1;
+}
+
+int qcow2_snapshot_find_id_or_name(const struct qcow2_state *s, const char *arg)
+{
+    int i = qcow2_snapshot_find(s, arg, NULL);
+    return i >= 0 ? i : qcow2_snapshot_find(s, NULL, arg);
+}
+
+/* The extra data qemu 7.2 knows: vm_state_size_large, disk_size, icount. */
+#define SN_EXTRA_KNOWN 24u
+
+static uint64_t entry_bytes(const struct qcow2_snapshot *sn)
+{
+    uint64_t extra = sn->extra_len > SN_EXTRA_KNOWN ? sn->extra_len : SN_EXTRA_KNOWN;
+    return 40 + extra + sn->id_len + sn->name_len;
+}
+
+int qcow2_snapshot_encode(const struct qcow2_state *s, const struct qcow2_snapshot *sns,
+                          uint32_t nb, uint8_t **out, uint64_t *len)
+{
+    uint64_t size = 0;
+
+    *out = NULL;
+    *len = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        size = qcow2_align_up(size, 8) + entry_bytes(&sns[i]);
+        if (size > QCOW2_MAX_SN_TABLE_BYTES)
+            return kimg_fail(-EFBIG, "Snapshot table is too big");
+    }
+    if (!size)
+        return 0;
+    uint8_t *t = calloc(1, size);
+    if (!t)
+        return -ENOMEM;
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        const struct qcow2_snapshot *sn = &sns[i];
+        uint8_t *p = t + qcow2_align_up(off, 8);
+        uint32_t extra = sn->extra_len > SN_EXTRA_KNOWN ? sn->extra_len : SN_EXTRA_KNOWN;
+        qcow2_put_be64(p, sn->l1_offset);
+        qcow2_put_be32(p + 8, sn->l1_size);
+        qcow2_put_be16(p + 12, sn->id_len);
+        qcow2_put_be16(p + 14, sn->name_len);
+        qcow2_put_be32(p + 16, sn->date_sec);
+        qcow2_put_be32(p + 20, sn->date_nsec);
+        qcow2_put_be64(p + 24, sn->vm_clock_nsec);
+        /* a VM state too large for 32 bits: 0 there, so older readers see
+         * a disk-only snapshot rather than a truncated size (as qemu) */
+        qcow2_put_be32(p + 32, sn->vm_state_size <= UINT32_MAX ? (uint32_t)sn->vm_state_size
+                                                               : 0);
+        qcow2_put_be32(p + 36, extra);
+        qcow2_put_be64(p + 40, sn->vm_state_size);
+        /* a missing disk size is the image's size at open, missing icount -1 */
+        qcow2_put_be64(p + 48, sn->has_disk_size ? sn->disk_size : s->size);
+        qcow2_put_be64(p + 56, sn->has_icount ? sn->icount : UINT64_MAX);
+        if (sn->extra_len > SN_EXTRA_KNOWN)
+            memcpy(p + 40 + SN_EXTRA_KNOWN, sn->extra + SN_EXTRA_KNOWN,
+                   sn->extra_len - SN_EXTRA_KNOWN);
+        memcpy(p + 40 + extra, sn->id, sn->id_len);
+        memcpy(p + 40 + extra + sn->id_len, sn->name, sn->name_len);
+        off = (uint64_t)(p - t) + entry_bytes(sn);
+    }
+    *out = t;
+    *len = size;
     return 0;
 }

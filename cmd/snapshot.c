@@ -1,0 +1,301 @@
+/*
+ * snapshot.c — `kimg snapshot`: qemu-img snapshot's options (-l list,
+ * -c create, -a apply, -d delete, -q, -U), listing, messages and exit
+ * codes; and convert's -l option (load a snapshot read-only).
+ * Selection as qemu-img 7.2: -a takes an ID or else a name; -d takes a
+ * name, and (kimg's addition) an ID when no snapshot has that name.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cmd.h"
+
+/* qemu-img copies the name into a 256-byte buffer: longer names are cut. */
+#define QEMU_SN_NAME_MAX 255
+
+/* One line of the listing, as qemu's bdrv_snapshot_dump (ids and names
+ * come from the image: control characters escaped). */
+static void print_snapshot(const struct kimg_snapshot_info *s)
+{
+    char date[64] = "", clock[64], size[32], icount[32] = "";
+    time_t t = (time_t)s->date_sec;
+    struct tm tm;
+    uint64_t secs = s->vm_clock_nsec / 1000000000u;
+
+    if (localtime_r(&t, &tm))
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(clock, sizeof(clock), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
+             (int)((secs / 60) % 60), (int)(secs % 60),
+             (int)((s->vm_clock_nsec / 1000000) % 1000));
+    kimg_format_size(s->vm_state_size, size, sizeof(size));
+    if (s->has_icount)
+        snprintf(icount, sizeof(icount), "%" PRId64, (int64_t)s->icount);
+    print_safe_padded(stdout, s->id, 9);
+    putchar(' ');
+    print_safe_padded(stdout, s->name, 16);
+    printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
+}
+
+static int list(struct kimg *img, const char *file)
+{
+    struct kimg_info info;
+    memset(&info, 0, sizeof(info));
+    if (kimg_get_info(img, &info) < 0)
+        return cmd_fail(file, "cannot read the snapshot table");
+    if (info.nb_snapshots) {
+        printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n",
+               "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+        for (size_t i = 0; i < info.nb_snapshots; i++)
+            print_snapshot(&info.snapshots[i]);
+    }
+    kimg_info_free(&info);
+    return 0;
+}
+
+/* qemu-img refuses to apply a snapshot while the image has persistent
+ * bitmaps.  Asked before the read-write open, which would drop bitmaps
+ * that track writes. */
+static int has_bitmaps(const char *file, unsigned flags)
+{
+    struct kimg *img;
+    struct kimg_info info;
+    int found = 0;
+
+    if (kimg_open(&img, file, NULL, (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_NO_IO) < 0) {
+        kimg_clear_error();
+        return 0;       /* the real open reports it */
+    }
+    memset(&info, 0, sizeof(info));
+    if (kimg_get_info(img, &info) == 0 && info.format_specific) {
+        struct kimg_jv *d = kimg_jv_get(info.format_specific, "data");
+        found = d && kimg_jv_get(d, "bitmaps");
+    }
+    kimg_info_free(&info);
+    kimg_close(img);
+    kimg_clear_error();
+    return found;
+}
+
+/* -d NAME: the first snapshot with that name (qemu-img); else, kimg's
+ * addition, NAME as an ID.  The ID of the one to delete into BUF. */
+static int resolve_delete(struct kimg *img, const char *arg, char **id)
+{
+    struct kimg_info info;
+    memset(&info, 0, sizeof(info));
+    *id = NULL;
+    if (kimg_get_info(img, &info) < 0)
+        return -1;
+    for (size_t i = 0; i < info.nb_snapshots && !*id; i++)
+        if (!strcmp(info.snapshots[i].name, arg))
+            *id = strdup(info.snapshots[i].id);
+    for (size_t i = 0; i < info.nb_snapshots && !*id; i++)
+        if (!strcmp(info.snapshots[i].id, arg))
+            *id = strdup(info.snapshots[i].id);
+    kimg_info_free(&info);
+    return 0;
+}
+
+static int sn_fail(const char *what, const char *name)
+{
+    const char *msg = kimg_last_error();
+    fprintf(stderr, "kimg: Could not %s snapshot '%s': %s\n", what, name,
+            msg ? msg : "unknown error");
+    kimg_clear_error();
+    return 1;
+}
+
+enum action { NONE, LIST, CREATE, APPLY, DELETE };
+
+int cmd_snapshot(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    enum action action = NONE;
+    const char *name = NULL;
+    unsigned flags = 0;
+    int c;
+
+    while ((c = getopt_long(argc, argv, ":la:c:d:hqU", longopts, NULL)) != -1) {
+        enum action a = NONE;
+        switch (c) {
+        case 'l': a = LIST; break;
+        case 'c': a = CREATE; break;
+        case 'a': a = APPLY; break;
+        case 'd': a = DELETE; break;
+        case 'q': break;      /* nothing is printed but the listing */
+        case 'U': flags |= KIMG_OPEN_SHARE; break;
+        case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case 'h': print_synopsis("snapshot"); return 0;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            return cmd_usage_error("snapshot", "--object and --image-opts are not supported");
+        case ':':
+            return cmd_usage_error("snapshot", "missing argument for option '-%c'", optopt);
+        default: return cmd_bad_option("snapshot", argv);
+        }
+        if (a != NONE) {
+            if (action != NONE)
+                return cmd_usage_error("snapshot", "Cannot mix '-l', '-a', '-c', '-d'");
+            action = a;
+            name = a == LIST ? NULL : optarg;
+        }
+    }
+    if (optind != argc - 1)
+        return cmd_usage_error("snapshot", "Expecting one image file name");
+    const char *file = argv[optind];
+
+    /* everything but -l writes (with no action qemu-img opens read-write
+     * and does nothing) */
+    if (action != LIST)
+        flags |= KIMG_OPEN_RDWR;
+    if ((flags & KIMG_OPEN_SHARE) && (flags & KIMG_OPEN_RDWR)) {
+        fprintf(stderr, "kimg: %s: force-share (-U) can only be used with read-only "
+                "images\n", file);
+        return 1;
+    }
+    if (action == APPLY && has_bitmaps(file, flags)) {
+        fprintf(stderr, "kimg: Could not apply snapshot '%s': Device has active dirty "
+                "bitmaps\n", name);
+        return 1;
+    }
+    struct kimg *img = cmd_open(file, NULL, flags);
+    if (!img)
+        return 1;
+
+    int ret = 0;
+    char cut[QEMU_SN_NAME_MAX + 1], *id = NULL;
+    switch (action) {
+    case NONE:
+        break;
+    case LIST:
+        ret = list(img, file);
+        break;
+    case CREATE:
+        snprintf(cut, sizeof(cut), "%s", name);
+        if (kimg_snapshot_create(img, cut) < 0)
+            ret = sn_fail("create", name);
+        break;
+    case APPLY:
+        if (kimg_snapshot_apply(img, name) < 0)
+            ret = sn_fail("apply", name);
+        break;
+    case DELETE:
+        if (resolve_delete(img, name, &id) < 0) {
+            ret = sn_fail("delete", name);
+        } else if (!id) {
+            fprintf(stderr, "kimg: Could not delete snapshot '%s': snapshot not found\n", name);
+            ret = 1;
+        } else if (kimg_snapshot_delete(img, id) < 0) {
+            ret = sn_fail("delete", name);
+        }
+        free(id);
+        break;
+    }
+    if (kimg_close(img) < 0 && ret == 0)
+        ret = cmd_fail(file, "close failed");
+    return ret;
+}
+
+/* convert -l: "snapshot.id=ID,snapshot.name=NAME" (either or both; ",,"
+ * is a literal comma, as in qemu's option syntax) or a bare ID-or-name. */
+struct sn_spec {
+    char *id, *name;
+    bool by_id_or_name;
+};
+
+static void spec_free(struct sn_spec *sp)
+{
+    free(sp->id);
+    free(sp->name);
+    memset(sp, 0, sizeof(*sp));
+}
+
+static int spec_parse(const char *arg, struct sn_spec *sp)
+{
+    memset(sp, 0, sizeof(*sp));
+    if (strncmp(arg, "snapshot.", 9)) {
+        sp->name = strdup(arg);
+        sp->by_id_or_name = true;
+        return sp->name ? 0 : -ENOMEM;
+    }
+    const char *p = arg;
+    while (*p) {
+        /* one key=value, ",," inside the value standing for "," */
+        const char *eq = strchr(p, '=');
+        const char *comma = strchr(p, ',');
+        if (!eq || (comma && comma < eq)) {
+            size_t kl = comma ? (size_t)(comma - p) : strlen(p);
+            fprintf(stderr, "kimg: Invalid parameter '%.*s'\n", (int)kl, p);
+            goto bad;
+        }
+        size_t kl = (size_t)(eq - p);
+        char **slot = NULL;
+        if (kl == 11 && !strncmp(p, "snapshot.id", 11))
+            slot = &sp->id;
+        else if (kl == 13 && !strncmp(p, "snapshot.name", 13))
+            slot = &sp->name;
+        else {
+            fprintf(stderr, "kimg: Invalid parameter '%.*s'\n", (int)kl, p);
+            goto bad;
+        }
+        const char *v = eq + 1;
+        char *val = malloc(strlen(v) + 1), *o = val;
+        if (!val)
+            return -ENOMEM;
+        while (*v) {
+            if (*v == ',') {
+                if (v[1] != ',')
+                    break;
+                v++;
+            }
+            *o++ = *v++;
+        }
+        *o = '\0';
+        free(*slot);
+        *slot = val;
+        p = *v ? v + 1 : v;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "kimg: Failed in parsing snapshot param '%s'\n", arg);
+    spec_free(sp);
+    return -EINVAL;
+}
+
+int cmd_snapshot_load_opt(struct kimg *img, const char *arg)
+{
+    struct sn_spec sp;
+    int ret = spec_parse(arg, &sp);
+    if (ret < 0)
+        return -1;
+    if (!img) {
+        ret = 0;
+    } else if (sp.by_id_or_name) {
+        /* qemu's bdrv_snapshot_load_tmp_by_id_or_name */
+        ret = kimg_snapshot_load(img, sp.name, NULL);
+        if (ret == -ENOENT) {
+            kimg_clear_error();
+            ret = kimg_snapshot_load(img, NULL, sp.name);
+        }
+    } else if (!sp.id && !sp.name) {
+        ret = kimg_fail(-EINVAL, "snapshot_id and name are both NULL");
+    } else {
+        ret = kimg_snapshot_load(img, sp.id, sp.name);
+    }
+    spec_free(&sp);
+    if (ret < 0) {
+        const char *msg = kimg_last_error();
+        fprintf(stderr, "kimg: Failed to load snapshot: %s\n", msg ? msg : strerror(-ret));
+        kimg_clear_error();
+        return -1;
+    }
+    return 0;
+}
