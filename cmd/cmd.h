@@ -40,6 +40,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_checksum(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
 
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */
@@ -52,6 +53,16 @@ int cmd_bad_option(const char *sub, char **argv);
 int parse_output_format(const char *s, enum output_format *out);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
+/* Cache modes as qemu-img's -t/-T: "none"/"off"/"directsync" open
+ * O_DIRECT; all but "unsafe" sync at the end.  An unknown MODE prints
+ * "kimg: Invalid WHAT option: MODE" and returns -EINVAL. */
+int cmd_parse_cache(const char *mode, const char *what, bool *direct, bool *sync);
+/* The same as KIMG_OPEN_DIRECT / KIMG_OPEN_NOSYNC flags. */
+int cmd_cache_flags(const char *mode, const char *what, unsigned *flags);
+/* qemu-img's progress line "    (NN.NN/100%)\r" on stdout (a kimg progress
+ * callback): printed at the start, at the end, and when the share done
+ * has grown by 1% since the last line. */
+void cmd_progress(void *opaque, uint64_t done, uint64_t total);
 /* "usage: kimg NAME ..." for --help (main.c). */
 void print_synopsis(const char *name);
 /* Print S with control characters escaped, for human output of names that

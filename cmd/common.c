@@ -1,6 +1,7 @@
 /*
  * common.c — helpers shared by the subcommands: error reporting in
- * qemu-img's shape, output-format parsing, opening with messages.
+ * qemu-img's shape, output-format parsing, opening with messages, cache
+ * modes (-t/-T) and qemu-img's progress line (-p).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -82,4 +83,42 @@ void print_safe_padded(FILE *out, const char *s, int width)
     print_safe(out, s);
     if (n < width)
         fprintf(out, "%*s", width - n, "");
+}
+
+int cmd_parse_cache(const char *mode, const char *what, bool *direct, bool *sync)
+{
+    static const struct { const char *name; bool direct, sync; } modes[] = {
+        { "none", true, true }, { "off", true, true }, { "writeback", false, true },
+        { "writethrough", false, true }, { "directsync", true, true },
+        { "unsafe", false, false },
+    };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (!strcmp(mode, modes[i].name)) {
+            *direct = modes[i].direct;
+            *sync = modes[i].sync;
+            return 0;
+        }
+    fprintf(stderr, "kimg: Invalid %s option: %s\n", what, mode);
+    return -EINVAL;
+}
+
+int cmd_cache_flags(const char *mode, const char *what, unsigned *flags)
+{
+    bool direct, sync;
+    if (cmd_parse_cache(mode, what, &direct, &sync) < 0)
+        return -EINVAL;
+    *flags = (direct ? KIMG_OPEN_DIRECT : 0) | (sync ? 0 : KIMG_OPEN_NOSYNC);
+    return 0;
+}
+
+void cmd_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    static double last = -1.0;
+    double pct = total ? (double)done * 100.0 / (double)total : 100.0;
+    (void)opaque;
+    if (done != 0 && done < total && last >= 0.0 && pct < last + 1.0 && pct >= last)
+        return;
+    last = pct;
+    printf("    (%3.2f/100%%)\r", pct);
+    fflush(stdout);
 }

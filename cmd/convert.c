@@ -41,31 +41,6 @@ static void guard_signals(bool on)
     sigaction(SIGHUP, &sa, NULL);
 }
 
-static void print_progress(void *opaque, uint64_t done, uint64_t total)
-{
-    double pct = total ? (double)done * 100.0 / (double)total : 100.0;
-    printf("    (%3.2f/100%%)\r", pct);
-    fflush(stdout);
-}
-
-/* Cache modes: "none" opens O_DIRECT; all but "unsafe" sync at the end. */
-static int parse_cache(const char *mode, bool *direct, bool *sync)
-{
-    static const struct { const char *name; bool direct, sync; } modes[] = {
-        { "none", true, true }, { "off", true, true }, { "writeback", false, true },
-        { "writethrough", false, true }, { "directsync", true, true },
-        { "unsafe", false, false },
-    };
-    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-        if (!strcmp(mode, modes[i].name)) {
-            *direct = modes[i].direct;
-            *sync = modes[i].sync;
-            return 0;
-        }
-    fprintf(stderr, "kimg: Invalid cache option: %s\n", mode);
-    return -EINVAL;
-}
-
 /* Make a unique hidden name beside DST: "dir/.base.kimg-XXXXXX". */
 static int make_tmp_name(const char *dst)
 {
@@ -221,8 +196,8 @@ int cmd_convert(int argc, char **argv)
         goto out;
     }
     bool dst_direct, dst_sync, src_direct, src_sync;
-    if (parse_cache(a.cache, &dst_direct, &dst_sync) < 0 ||
-        parse_cache(a.src_cache, &src_direct, &src_sync) < 0)
+    if (cmd_parse_cache(a.cache, "cache", &dst_direct, &dst_sync) < 0 ||
+        cmd_parse_cache(a.src_cache, "source cache", &src_direct, &src_sync) < 0)
         goto out;
 
     const char *dst = argv[argc - 1];
@@ -282,14 +257,14 @@ int cmd_convert(int argc, char **argv)
         .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
         .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
         .target_has_backing = a.backing != NULL,
-        .progress = (a.progress && !a.quiet) ? print_progress : NULL,
+        .progress = (a.progress && !a.quiet) ? cmd_progress : NULL,
     };
     if (kimg_convert_run(&cv) < 0) {
         cmd_fail(dst, "error while converting");
         goto close_src;
     }
     if (cv.progress) {
-        print_progress(NULL, total, total);
+        cmd_progress(NULL, total, total);
         printf("\n");
     }
     int r = kimg_close(out_img);

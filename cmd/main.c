@@ -33,6 +33,9 @@ static const struct subcommand subcommands[] = {
     { "map", cmd_map,
       "map [-f fmt] [-U] [--untrusted] [--output=human|json] [--start-offset=OFFSET] "
       "[--max-length=LEN] filename" },
+    { "rebase", cmd_rebase,
+      "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
+      "[-F backing_fmt] filename" },
     { "checksum", cmd_checksum,
       "checksum [-f fmt] [-U] [--untrusted] [-p] [-a algorithm] [--block-size N] "
       "[--threads N] [--raw-digest] [--output=human|json] filename [filename2 [...]]" },

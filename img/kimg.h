@@ -244,6 +244,55 @@ struct kimg_measure {
 int kimg_measure(const char *format, struct kimg_opts *opts, uint64_t size,
                  struct kimg *src, struct kimg_measure *out);
 
+/* ---- rebase and commit (img/rebase.c, img/commit.c) -------------------- */
+
+/* Progress callback of the engines: DONE of TOTAL bytes handled. */
+typedef void kimg_progress_fn(void *opaque, uint64_t done, uint64_t total);
+
+/* Open the new backing file NAME of a rebase as qemu-img does: relative to
+ * IMG's folder, FORMAT or probed, read-only with FLAGS (KIMG_OPEN_SHARE,
+ * DIRECT, ...).  Errors read "Could not open new backing file 'NAME': ...". */
+int kimg_rebase_open_backing(struct kimg *img, const char *name, const char *format,
+                             unsigned flags, struct kimg **out);
+
+struct kimg_rebase {
+    struct kimg *img;           /* the overlay, RDWR; for a safe rebase opened
+                                   with its (old) backing chain */
+    const char *backing;        /* the new name, stored as given; NULL or ""
+                                   removes the reference (flatten) */
+    const char *backing_format; /* stored as the backing format (may be NULL) */
+    struct kimg *new_backing;   /* safe: the new backing (kimg_rebase_open_backing),
+                                   NULL for none; reads past its end are zeros */
+    bool unsafe;                /* -u: only the header changes */
+    kimg_progress_fn *progress; /* or NULL */
+    void *opaque;
+};
+/* qemu-img rebase: unless unsafe, every range the overlay does not
+ * allocate and where the old and new backing read differently gets the
+ * old content (zeros written as zeros) in the overlay, so its content is
+ * unchanged; then the header names the new backing file.  A crash at any
+ * point leaves the overlay reading the same through the old or new one. */
+int kimg_rebase(const struct kimg_rebase *r);
+
+struct kimg_commit {
+    const char *filename;       /* the top image */
+    const char *format;         /* or NULL: probe */
+    const char *base;           /* -b: a name in the chain (qemu-img's
+                                   matching), NULL: the immediate backing;
+                                   given, the top is kept (as -d) */
+    bool keep_top;              /* -d: do not empty the top */
+    unsigned flags;             /* KIMG_OPEN_DIRECT / NOSYNC for the images */
+    uint64_t rate;              /* bytes per second, 0: unlimited */
+    kimg_progress_fn *progress; /* or NULL */
+    void *opaque;
+};
+/* qemu-img commit: open the chain (top RDWR, base opened separately RDWR,
+ * every image locked as qemu locks it), grow the base to the top's size if
+ * it is smaller, write into it what every layer above it decides (zeros as
+ * zeros, unallocated ranges skipped), then empty the top unless kept.  The
+ * top reads the same at every point. */
+int kimg_commit(const struct kimg_commit *c);
+
 /* ---- drivers ----------------------------------------------------------- */
 
 const struct kimg_driver *kimg_find_driver(const char *name);

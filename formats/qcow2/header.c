@@ -559,14 +559,11 @@ out:
     return ret;
 }
 
-int qcow2_write_header(struct qcow2_state *s)
+int qcow2_build_header(struct qcow2_state *s, uint8_t *c, uint64_t *ext_end)
 {
-    uint8_t *c = calloc(1, s->cluster_size);
     uint64_t off;
-    int ret;
 
-    if (!c)
-        return -ENOMEM;
+    memset(c, 0, s->cluster_size);
     uint32_t hlen = s->version == 2 ? QCOW2_V2_HEADER_LEN : s->header_length;
     if (s->hdr_raw && s->hdr_raw_len >= hlen)
         memcpy(c, s->hdr_raw, hlen);
@@ -594,47 +591,56 @@ int qcow2_write_header(struct qcow2_state *s)
     for (int i = 0; i < s->nb_exts; i++) {
         struct qcow2_ext *e = &s->exts[i];
         uint64_t need = 8 + qcow2_align_up(e->len, 8);
-        if (need > s->cluster_size - off) {
-            ret = kimg_fail(-ENOSPC, "Cannot update the header: extensions do not fit "
-                            "in the first cluster");
-            goto out;
-        }
+        if (need > s->cluster_size - off)
+            return kimg_fail(-ENOSPC, "Cannot update the header: extensions do not fit "
+                             "in the first cluster");
         qcow2_put_be32(c + off, e->type);
         qcow2_put_be32(c + off + 4, e->len);
         if (e->len)
             memcpy(c + off + 8, e->data, e->len);
         off += need;
     }
-    if (off + 8 > s->cluster_size) {
-        ret = kimg_fail(-ENOSPC, "Cannot update the header: it does not fit in the first cluster");
-        goto out;
-    }
+    if (off + 8 > s->cluster_size)
+        return kimg_fail(-ENOSPC, "Cannot update the header: it does not fit in the first cluster");
     off += 8;   /* end marker (zeros) */
+    *ext_end = off;
     if (s->backing_name) {
         size_t bl = strlen(s->backing_name);
-        if (bl > s->cluster_size - off) {
-            ret = kimg_fail(-ENOSPC, "Cannot update the header: the backing file name "
-                            "does not fit in the first cluster");
-            goto out;
-        }
+        if (bl > s->cluster_size - off)
+            return kimg_fail(-ENOSPC, "Cannot update the header: the backing file name "
+                             "does not fit in the first cluster");
         memcpy(c + off, s->backing_name, bl);
         qcow2_put_be64(c + 8, off);
         qcow2_put_be32(c + 16, (uint32_t)bl);
-        s->backing_offset = off;
-        s->backing_len = (uint32_t)bl;
     } else {
         qcow2_put_be64(c + 8, 0);
         qcow2_put_be32(c + 16, 0);
-        s->backing_offset = 0;
-        s->backing_len = 0;
     }
-    ret = kimg_file_pwrite(s->file, c, s->cluster_size, 0);
-    if (ret < 0)
-        goto out;
+    return 0;
+}
+
+void qcow2_header_written(struct qcow2_state *s, const uint8_t *c)
+{
+    uint32_t hlen = s->version == 2 ? QCOW2_V2_HEADER_LEN : s->header_length;
+    s->backing_offset = qcow2_be64(c + 8);
+    s->backing_len = qcow2_be32(c + 16);
     if (s->hdr_raw && s->hdr_raw_len >= hlen)
         memcpy(s->hdr_raw, c, hlen);
-    ret = 0;
-out:
+}
+
+int qcow2_write_header(struct qcow2_state *s)
+{
+    uint8_t *c = malloc(s->cluster_size);
+    uint64_t ext_end;
+    int ret;
+
+    if (!c)
+        return -ENOMEM;
+    ret = qcow2_build_header(s, c, &ext_end);
+    if (ret == 0)
+        ret = kimg_file_pwrite(s->file, c, s->cluster_size, 0);
+    if (ret == 0)
+        qcow2_header_written(s, c);
     free(c);
     return ret;
 }

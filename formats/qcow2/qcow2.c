@@ -372,4 +372,6 @@ const struct kimg_driver kimg_qcow2_driver = {
     .write_compressed = qcow2_write_compressed_cb,
     .compress_cluster = qcow2_compress_cluster_cb,
     .write_compressed_data = qcow2_write_compressed_data_cb,
+    .change_backing = qcow2_change_backing,
+    .make_empty = qcow2_make_empty,
 };

@@ -328,6 +328,12 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size);
  * extensions in order, end marker, backing name) into one cluster and
  * write it at offset 0.  -ENOSPC if it does not fit in one cluster. */
 int qcow2_write_header(struct qcow2_state *s);
+/* The same cluster image built into C (cluster_size bytes, zeroed first)
+ * without writing it: *EXT_END is where the extensions end (after the end
+ * marker), the backing name, if any, sits there.  After writing (part of)
+ * it, qcow2_header_written(s, c) records what the header now says. */
+int qcow2_build_header(struct qcow2_state *s, uint8_t *c, uint64_t *ext_end);
+void qcow2_header_written(struct qcow2_state *s, const uint8_t *c);
 /* Set or clear incompatible bits (dirty/corrupt) in the header on disk
  * (rewrites the 8-byte field only) and syncs. */
 int qcow2_update_incompat(struct qcow2_state *s, uint64_t set, uint64_t clear);
@@ -553,6 +559,12 @@ int qcow2_info(struct kimg *img, struct kimg_info *info);
  * lock held: take s->lock, then use only the unlocked internals above
  * (never qcow2_read/qcow2_write/... which lock themselves). */
 int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
+
+/* ---- backing.c --------------------------------------------------------- */
+
+/* The driver's change_backing and make_empty (driver.h; they lock). */
+int qcow2_change_backing(struct kimg *img, const char *name, const char *format);
+int qcow2_make_empty(struct kimg *img);
 
 /* ---- qcow2.c ----------------------------------------------------------- */
 

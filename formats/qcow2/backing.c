@@ -1,0 +1,373 @@
+/*
+ * backing.c — the qcow2 layer's link to its backing file: rewriting the
+ * backing file name and format in the header (rebase, amend), and emptying
+ * the active layer so it reads through to the backing file again (commit).
+ * Both are ordered so a crash at any point leaves a clean image (or one
+ * with leaks only) that reads as the old or the new state.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+
+/* ---- change_backing ------------------------------------------------------ */
+
+/* The bytes of header cluster C (as on disk) that the header uses: the
+ * header, its extensions up to the end marker, and the backing name. */
+static uint64_t header_used_end(const struct qcow2_state *s, const uint8_t *c)
+{
+    uint64_t off = s->version == 2 ? QCOW2_V2_HEADER_LEN : s->header_length;
+    uint64_t end = s->cluster_size;
+
+    if (s->backing_offset && s->backing_offset > off && s->backing_offset < end)
+        end = s->backing_offset;
+    while (off + 8 <= end) {
+        uint32_t type = qcow2_be32(c + off);
+        uint64_t len = qcow2_align_up(qcow2_be32(c + off + 4), 8);
+        off += 8;
+        if (type == QCOW2_EXT_END || len > end - off)
+            break;
+        off += len;
+    }
+    if (off > s->cluster_size)
+        off = s->cluster_size;
+    if (s->backing_offset && s->backing_offset + s->backing_len > off)
+        off = s->backing_offset + s->backing_len;
+    return off;
+}
+
+/* Swap the in-memory backing name, format and extension with *NAME, *FMT
+ * (each side's old value comes back in the arguments, so calling it twice
+ * restores the state). */
+static int swap_backing(struct qcow2_state *s, char **name, char **fmt)
+{
+    char *on = s->backing_name, *of = s->backing_format;
+    int ret = qcow2_set_ext(s, QCOW2_EXT_BACKING_FMT, *fmt,
+                            *fmt ? (uint32_t)strlen(*fmt) : 0);
+    if (ret < 0)
+        return ret;
+    s->backing_name = *name;
+    s->backing_format = *fmt;
+    *name = on;
+    *fmt = of;
+    return 0;
+}
+
+/*
+ * Crash safety: the header cluster is rewritten, but the new backing name
+ * is first written, and synced, where the current header does not look
+ * (past everything it uses); only then is the header written that points
+ * at it.  A crash leaves the old header (with some unused bytes changed)
+ * or the new one.  When the name does not fit there, the packed layout
+ * qemu writes is used in one write (the name then shares that write).
+ */
+static int change_backing_locked(struct qcow2_state *s, const char *name, const char *format)
+{
+    uint8_t *old = malloc(s->cluster_size), *c = malloc(s->cluster_size);
+    char *nname = NULL, *nfmt = NULL;
+    uint64_t ext_end, used;
+    bool swapped = false;
+    int ret;
+
+    if (!old || !c) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    if (name && strlen(name) > QCOW2_MAX_BACKING_NAME) {
+        ret = kimg_fail(-EINVAL, "Backing file name too long (at most %u bytes)",
+                        QCOW2_MAX_BACKING_NAME);
+        goto out;
+    }
+    if (format && strlen(format) > QCOW2_MAX_BACKING_NAME) {
+        ret = kimg_fail(-EINVAL, "Backing format name too long");
+        goto out;
+    }
+    if (name && s->data_file_raw) {
+        /* qemu: the raw data file alone would no longer be the content */
+        ret = kimg_fail(-EINVAL, "A backing file cannot be added to an image with "
+                        "data-file-raw");
+        goto out;
+    }
+    if (s->crypt_method != QCOW2_CRYPT_NONE) {
+        ret = qcow2_crypto_refuse();
+        goto out;
+    }
+    /* the header cluster as the file holds it: what the old header uses */
+    ret = kimg_file_pread_zero_eof(s->file, old, s->cluster_size, 0);
+    if (ret < 0)
+        goto out;
+    used = header_used_end(s, old);
+
+    if ((name && !(nname = strdup(name))) || (format && !(nfmt = strdup(format)))) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    ret = swap_backing(s, &nname, &nfmt);
+    if (ret < 0)
+        goto out;
+    swapped = true;
+    ret = qcow2_build_header(s, c, &ext_end);
+    if (ret == -ENOSPC) {
+        kimg_clear_error();
+        ret = kimg_fail(-ENOSPC, "No space left in the file header");
+    }
+    if (ret < 0)
+        goto out;
+
+    uint64_t write_len = s->cluster_size;
+    if (s->backing_name) {
+        uint64_t len = strlen(s->backing_name);
+        uint64_t pos = qcow2_align_up(used > ext_end ? used : ext_end, 8);
+        if (pos <= s->cluster_size && len <= s->cluster_size - pos) {
+            if (pos != ext_end) {
+                /* the name moves out of the bytes the old header uses; the
+                 * bytes before it stay as they are on disk */
+                memmove(c + pos, c + ext_end, len);
+                memcpy(c + ext_end, old + ext_end, pos - ext_end);
+                qcow2_put_be64(c + 8, pos);
+            }
+            ret = kimg_file_pwrite(s->file, c + pos, len, pos);
+            if (ret == 0)
+                ret = kimg_file_sync(s->file);
+            if (ret < 0)
+                goto out;
+            write_len = ext_end;   /* then the header and extensions only */
+        }
+    }
+    ret = kimg_file_pwrite(s->file, c, write_len, 0);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    qcow2_header_written(s, c);
+    swapped = false;
+
+    /* the core's copy of what the header says */
+    struct kimg *img = s->img;
+    char *in = s->backing_name ? strdup(s->backing_name) : NULL;
+    char *ifmt = s->backing_format ? strdup(s->backing_format) : NULL;
+    if ((s->backing_name && !in) || (s->backing_format && !ifmt)) {
+        free(in);
+        free(ifmt);
+        ret = -ENOMEM;
+        goto out;
+    }
+    free(img->backing_name);
+    free(img->backing_format);
+    img->backing_name = in;
+    img->backing_format = ifmt;
+out:
+    if (swapped && swap_backing(s, &nname, &nfmt) < 0)
+        s->writable = false;    /* memory state unknown: stop writing */
+    free(nname);
+    free(nfmt);
+    free(old);
+    free(c);
+    return ret;
+}
+
+int qcow2_change_backing(struct kimg *img, const char *name, const char *format)
+{
+    struct qcow2_state *s = img->state;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    if (!s->writable)
+        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
+    else
+        ret = change_backing_locked(s, name && *name ? name : NULL,
+                                    name && *name && format && *format ? format : NULL);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- make_empty ---------------------------------------------------------- */
+
+/* The host range an L2 entry holds a reference on (length 0: none), as
+ * refcount.c counts references: clusters of an external data file are not
+ * counted. */
+static void entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
+                      uint64_t *len)
+{
+    *off = *len = 0;
+    if (s->has_data_file)
+        return;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_range(s, entry, off, len);
+        return;
+    }
+    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
+    if (h) {
+        *off = h;
+        *len = s->cluster_size;
+    }
+}
+
+/* Check that the active L2 table at L2OFF (read into T) is sane before the
+ * L1 table lets go of it: every entry valid, every reference in the file. */
+static int validate_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t,
+                       uint64_t fsz)
+{
+    if ((l2off & s->cluster_mask) || l2off + s->cluster_size > fsz ||
+        qcow2_overlaps_main(s, l2off, s->cluster_size))
+        return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " invalid", l2off);
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        const uint8_t *p = t + i * s->l2_entry_size;
+        uint64_t entry = qcow2_be64(p), bitmap = s->ext_l2 ? qcow2_be64(p + 8) : 0;
+        enum qcow2_sc_type type;
+        uint64_t off, len;
+        int ret = qcow2_sc_type(s, entry, bitmap, 0, &type);
+        if (ret < 0)
+            return ret;
+        entry_ref(s, entry, &off, &len);
+        if (len && (off >= QCOW2_MAX_HOST_OFFSET || off + len > qcow2_align_up(fsz, s->cluster_size)))
+            return qcow2_signal_corruption(s, "L2 entry %#" PRIx64 " points past the end "
+                                           "of the file", entry);
+    }
+    return 0;
+}
+
+/* Drop one reference to every host cluster the L2 table T references,
+ * then to the table itself at L2OFF. */
+static int unref_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t)
+{
+    int ret;
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        uint64_t off, len;
+        entry_ref(s, qcow2_be64(t + i * s->l2_entry_size), &off, &len);
+        if (len && (ret = qcow2_refcount_update(s, off, len, -1)) < 0)
+            return ret;
+    }
+    qcow2_cache_discard(&s->l2_cache, l2off);
+    return qcow2_refcount_update(s, l2off, s->cluster_size, -1);
+}
+
+/* Clusters at the end of the file that nothing references go (as qemu's
+ * make_empty, which punches the freed clusters, leaves the file short). */
+static int trim_tail(struct qcow2_state *s)
+{
+    uint64_t fsz, end;
+    int ret = kimg_file_size(s->file, &fsz);
+    if (ret < 0)
+        return ret;
+    end = qcow2_align_up(fsz, s->cluster_size) >> s->cluster_bits;
+    while (end > 1) {
+        uint64_t rc;
+        if (qcow2_overlaps_main(s, (end - 1) << s->cluster_bits, s->cluster_size))
+            break;
+        ret = qcow2_refcount_get(s, end - 1, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc)
+            break;
+        end--;
+    }
+    if ((end << s->cluster_bits) >= fsz)
+        return 0;
+    ret = kimg_file_truncate(s->file, end << s->cluster_bits);
+    if (ret < 0)
+        return ret;
+    s->alloc_end = end;
+    return 0;
+}
+
+/*
+ * Order: every active L2 table is read and checked first; then the whole
+ * L1 table is written as zeros and synced (from here a crash leaves leaks
+ * only: references are gone, refcounts not yet lowered); then each old L2
+ * table's clusters and the table itself lose one reference (qemu's
+ * refcounts count one reference per L1 table, active or snapshot, so
+ * clusters shared with snapshots stay); refcounts are flushed; the freed
+ * tail of the file is cut off.
+ */
+static int make_empty_locked(struct qcow2_state *s)
+{
+    uint64_t *old = NULL, fsz;
+    uint8_t *t = NULL, *zl1 = NULL;
+    int ret;
+
+    if (s->crypt_method != QCOW2_CRYPT_NONE)
+        return qcow2_crypto_refuse();
+    if (s->data_file_raw)
+        return kimg_fail(-ENOTSUP, "an image with data-file-raw cannot be emptied (its "
+                         "data file is its content)");
+    ret = qcow2_flush_caches(s);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_size(s->file, &fsz);
+    if (ret < 0)
+        return ret;
+    if (!s->l1_size)
+        return 0;
+    old = malloc((size_t)s->l1_size * 8);
+    t = malloc(s->cluster_size);
+    zl1 = calloc(s->l1_size, 8);
+    if (!old || !t || !zl1) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    memcpy(old, s->l1, (size_t)s->l1_size * 8);
+    bool any = false;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off)
+            continue;
+        any = true;
+        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
+        if (ret < 0)
+            goto out;
+        ret = validate_l2(s, l2off, t, fsz);
+        if (ret < 0)
+            goto out;
+    }
+    if (!any)
+        goto trim;
+
+    ret = kimg_file_pwrite(s->file, zl1, (size_t)s->l1_size * 8, s->l1_offset);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    memset(s->l1, 0, (size_t)s->l1_size * 8);
+
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off)
+            continue;
+        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
+        if (ret < 0)
+            goto out;
+        ret = unref_l2(s, l2off, t);
+        if (ret < 0)
+            goto out;
+    }
+    ret = qcow2_flush_caches(s);
+    if (ret < 0)
+        goto out;
+trim:
+    ret = trim_tail(s);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+out:
+    s->zcache_valid = false;
+    free(old);
+    free(t);
+    free(zl1);
+    return ret;
+}
+
+int qcow2_make_empty(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    if (!s->writable)
+        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
+    else
+        ret = make_empty_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
