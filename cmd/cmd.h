@@ -73,8 +73,9 @@ void print_safe_padded(FILE *out, const char *s, int width);
 
 int cmd_snapshot(int argc, char **argv);
 /* convert's -l ARG (qemu-img's "snapshot.id=ID,snapshot.name=NAME" or an
- * ID-or-name): load that snapshot into the read-only IMG; with IMG NULL
- * only check the syntax.  Prints qemu-img's one-line error; 0 or -1. */
-int cmd_snapshot_load_opt(struct kimg *img, const char *arg);
+ * ID-or-name): load that snapshot into the read-only IMG, the first of
+ * NB_SOURCES (a bare name with several is refused, as by qemu-img); with
+ * IMG NULL only check the syntax.  Prints a one-line error; 0 or -1. */
+int cmd_snapshot_load_opt(struct kimg *img, const char *arg, int nb_sources);
 
 #endif

@@ -113,6 +113,7 @@ int cmd_convert(int argc, char **argv)
                               .src_cache = "writeback" };
     int c, ret = 1;
     uint64_t m;
+    const char *snapshot = NULL;   /* -l */
 
     while ((c = getopt_long(argc, argv, "hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
         switch (c) {
@@ -153,8 +154,10 @@ int cmd_convert(int argc, char **argv)
             break;
         case 'C': a.copy_offload = true; break;
         case 'l':
-            fprintf(stderr, "kimg: converting a snapshot (-l) is not implemented yet\n");
-            goto out;
+            if (cmd_snapshot_load_opt(NULL, optarg, 0) < 0)
+                goto out;
+            snapshot = optarg;
+            break;
         case 'h': print_synopsis("convert"); ret = 0; goto out;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -211,6 +214,9 @@ int cmd_convert(int argc, char **argv)
     for (int i = 0; i < nb_src; i++) {
         src[i] = cmd_open(argv[optind + i], a.src_fmt, sflags);
         if (!src[i])
+            goto close_src;
+        /* -l: qemu-img loads the snapshot into the first source */
+        if (snapshot && i == 0 && cmd_snapshot_load_opt(src[0], snapshot, nb_src) < 0)
             goto close_src;
         total += kimg_size(src[i]);
     }

@@ -227,26 +227,20 @@ static int spec_parse(const char *arg, struct sn_spec *sp)
         return sp->name ? 0 : -ENOMEM;
     }
     const char *p = arg;
+    size_t kl = 0;
     while (*p) {
         /* one key=value, ",," inside the value standing for "," */
-        const char *eq = strchr(p, '=');
-        const char *comma = strchr(p, ',');
-        if (!eq || (comma && comma < eq)) {
-            size_t kl = comma ? (size_t)(comma - p) : strlen(p);
-            fprintf(stderr, "kimg: Invalid parameter '%.*s'\n", (int)kl, p);
+        kl = strcspn(p, "=,");
+        if (p[kl] != '=')
             goto bad;
-        }
-        size_t kl = (size_t)(eq - p);
         char **slot = NULL;
         if (kl == 11 && !strncmp(p, "snapshot.id", 11))
             slot = &sp->id;
         else if (kl == 13 && !strncmp(p, "snapshot.name", 13))
             slot = &sp->name;
-        else {
-            fprintf(stderr, "kimg: Invalid parameter '%.*s'\n", (int)kl, p);
+        else
             goto bad;
-        }
-        const char *v = eq + 1;
+        const char *v = p + kl + 1;
         char *val = malloc(strlen(v) + 1), *o = val;
         if (!val)
             return -ENOMEM;
@@ -264,13 +258,14 @@ static int spec_parse(const char *arg, struct sn_spec *sp)
         p = *v ? v + 1 : v;
     }
     return 0;
-bad:
-    fprintf(stderr, "kimg: Failed in parsing snapshot param '%s'\n", arg);
+bad:    /* qemu-img's two lines in one */
+    fprintf(stderr, "kimg: Failed in parsing snapshot param '%s': Invalid parameter '%.*s'\n",
+            arg, (int)kl, p);
     spec_free(sp);
     return -EINVAL;
 }
 
-int cmd_snapshot_load_opt(struct kimg *img, const char *arg)
+int cmd_snapshot_load_opt(struct kimg *img, const char *arg, int nb_sources)
 {
     struct sn_spec sp;
     int ret = spec_parse(arg, &sp);
@@ -278,6 +273,10 @@ int cmd_snapshot_load_opt(struct kimg *img, const char *arg)
         return -1;
     if (!img) {
         ret = 0;
+    } else if (sp.by_id_or_name && nb_sources > 1) {
+        fprintf(stderr, "kimg: No support for concatenating multiple snapshot\n");
+        spec_free(&sp);
+        return -1;
     } else if (sp.by_id_or_name) {
         /* qemu's bdrv_snapshot_load_tmp_by_id_or_name */
         ret = kimg_snapshot_load(img, sp.name, NULL);

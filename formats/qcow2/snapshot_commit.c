@@ -42,6 +42,7 @@ struct txn {
     uint64_t file_size;         /* bytes, before the operation */
     uint64_t hint;              /* placement: no free cluster below this */
     uint64_t top;               /* 1 + highest cluster with a reference */
+    uint8_t *seen;              /* bit per cluster: L2 tables of the tree being counted */
 };
 
 /* An active L2 table of the new state and what it becomes. */
@@ -113,35 +114,53 @@ static int entry_range(struct txn *t, uint64_t e, uint64_t *off, uint64_t *len)
     return 0;
 }
 
-/* Count one L1 table's tree: each L2 table once per reference, each data
- * cluster once per L2 entry reached (as qemu's refcounts count them). */
+/* Count the L2 table at L2OFF (0: none) for the tree being counted: the
+ * table once, each data cluster once per entry reaching it (as qemu's
+ * refcounts count them).  A tree naming a table twice is corrupt (and
+ * walking it again and again would let a small file cost hours). */
+static int count_l2(struct txn *t, uint64_t l2off)
+{
+    struct qcow2_state *s = t->s;
+    if (!l2off)
+        return 0;
+    if ((l2off & s->cluster_mask) || qcow2_overlaps_main(s, l2off, s->cluster_size))
+        return bad_ref(t, "L2 table", l2off);
+    int ret = ref_range(t, l2off, s->cluster_size, "L2 table");
+    if (ret < 0)
+        return ret;
+    uint64_t c = l2off >> s->cluster_bits;
+    if ((t->seen[c >> 3] >> (c & 7)) & 1)
+        return bad_ref(t, "L2 table (named twice by one L1 table)", l2off);
+    t->seen[c >> 3] |= (uint8_t)(1u << (c & 7));
+    uint8_t *l2;
+    ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
+    if (ret < 0)
+        return ret;
+    for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++) {
+        uint64_t off, len;
+        ret = entry_range(t, qcow2_be64(l2 + j * s->l2_entry_size), &off, &len);
+        if (ret == 0)
+            ret = ref_range(t, off, len, "Data cluster");
+    }
+    qcow2_cache_put(&s->l2_cache, l2);
+    return ret;
+}
+
+/* Count one L1 table's tree. */
 static int count_tree(struct txn *t, const uint64_t *l1, uint32_t n)
 {
     struct qcow2_state *s = t->s;
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t l2off = l1[i] & QCOW2_L1E_OFFSET_MASK;
-        if (!l2off)
-            continue;
-        if ((l2off & s->cluster_mask) || qcow2_overlaps_main(s, l2off, s->cluster_size))
-            return bad_ref(t, "L2 table", l2off);
-        int ret = ref_range(t, l2off, s->cluster_size, "L2 table");
-        if (ret < 0)
-            return ret;
-        uint8_t *l2;
-        ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
-        if (ret < 0)
-            return ret;
-        for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++) {
-            uint64_t off, len;
-            ret = entry_range(t, qcow2_be64(l2 + j * s->l2_entry_size), &off, &len);
-            if (ret == 0)
-                ret = ref_range(t, off, len, "Data cluster");
-        }
-        qcow2_cache_put(&s->l2_cache, l2);
-        if (ret < 0)
-            return ret;
+    int ret = 0;
+    uint32_t i;
+    for (i = 0; i < n && ret == 0; i++)
+        ret = count_l2(t, l1[i] & QCOW2_L1E_OFFSET_MASK);
+    /* forget this tree's tables (only entries count_l2 may have marked) */
+    for (uint32_t k = 0; k < i; k++) {
+        uint64_t c = (l1[k] & QCOW2_L1E_OFFSET_MASK) >> s->cluster_bits;
+        if (c && c < t->nb_file)
+            t->seen[c >> 3] &= (uint8_t)~(1u << (c & 7));
     }
-    return 0;
+    return ret;
 }
 
 /* The references a snapshot operation leaves alone (the header cluster,
@@ -289,9 +308,6 @@ static int plan_active(struct txn *t, const uint64_t *l1, uint32_t n, struct l2_
         p[i].old = l2off;
         if (!l2off)
             continue;
-        for (uint32_t k = 0; k < i; k++)
-            if (p[k].old == l2off)
-                return bad_ref(t, "L2 table (used twice by the active L1 table)", l2off);
         uint8_t *l2;
         int ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
         if (ret < 0)
@@ -542,6 +558,11 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     ret = load_old_used(&t);
     if (ret < 0)
         goto out;
+    t.seen = calloc(t.nb_file / 8 + 1, 1);
+    if (!t.seen) {
+        ret = -ENOMEM;
+        goto out;
+    }
 
     /* the counts of the new state, the new structures not placed yet */
     ret = count_fixed(&t);
@@ -676,5 +697,6 @@ out:
     free(l1buf);
     free(t.c.refs);
     free(t.old_used);
+    free(t.seen);
     return ret;
 }
