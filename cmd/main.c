@@ -39,6 +39,9 @@ static const struct subcommand subcommands[] = {
     { "checksum", cmd_checksum,
       "checksum [-f fmt] [-U] [--untrusted] [-p] [-a algorithm] [--block-size N] "
       "[--threads N] [--raw-digest] [--output=human|json] filename [filename2 [...]]" },
+    { "measure", cmd_measure,
+      "measure [--output=human|json] [-O output_fmt] [-o options] [-U] [--untrusted] "
+      "(--size N | [-f fmt] [-l snapshot_param] filename)" },
 };
 
 #define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))

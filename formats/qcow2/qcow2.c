@@ -374,4 +374,5 @@ const struct kimg_driver kimg_qcow2_driver = {
     .write_compressed_data = qcow2_write_compressed_data_cb,
     .change_backing = qcow2_change_backing,
     .make_empty = qcow2_make_empty,
+    .measure = qcow2_measure,
 };

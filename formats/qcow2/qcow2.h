@@ -559,6 +559,9 @@ int qcow2_info(struct kimg *img, struct kimg_info *info);
  * lock held: take s->lock, then use only the unlocked internals above
  * (never qcow2_read/qcow2_write/... which lock themselves). */
 int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
+/* measure.c: the driver's measure (driver.h); SRC may be NULL. */
+int qcow2_measure(struct kimg_opts *opts, uint64_t size, struct kimg *src,
+                  struct kimg_measure *out);
 
 /* ---- backing.c --------------------------------------------------------- */
 

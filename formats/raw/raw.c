@@ -152,6 +152,17 @@ static int raw_info(struct kimg *img, struct kimg_info *info)
     return 0;
 }
 
+/* measure -O raw: every guest byte is a file byte, allocated or not: the
+ * source's size, or SIZE in whole 512-byte sectors (options change
+ * nothing, as in qemu-img). */
+static int raw_measure(struct kimg_opts *opts, uint64_t size, struct kimg *src,
+                       struct kimg_measure *out)
+{
+    out->required = src ? kimg_size(src) : (size + 511) & ~(uint64_t)511;
+    out->fully_allocated = out->required;
+    return 0;
+}
+
 const struct kimg_driver kimg_raw_driver = {
     .name = "raw",
     .state_size = 0,
@@ -168,4 +179,5 @@ const struct kimg_driver kimg_raw_driver = {
     .block_status = raw_block_status,
     .truncate = raw_truncate,
     .info = raw_info,
+    .measure = raw_measure,
 };

@@ -1,0 +1,275 @@
+/*
+ * measure.c — `kimg measure`: the size a new image of format -O (raw by
+ * default) created with -o options needs, for --size N bytes or for the
+ * content of an image, printed as qemu-img 7.2 prints it ("required
+ * size: N" ...; JSON keys in its order) with its checks, in its order.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd.h"
+#include "driver.h"
+
+/* Options of qemu's file protocol that qemu-img accepts with any format;
+ * they change no figure. */
+static const struct kimg_optdesc protocol_opts[] = {
+    { "nocow", KIMG_OPT_BOOL, NULL },
+    { "extent_size_hint", KIMG_OPT_SIZE, NULL },
+};
+#define N_PROTOCOL_OPTS (sizeof(protocol_opts) / sizeof(protocol_opts[0]))
+
+static bool is_protocol_opt(const char *key)
+{
+    for (size_t i = 0; i < N_PROTOCOL_OPTS; i++)
+        if (!strcmp(key, protocol_opts[i].name))
+            return true;
+    return false;
+}
+
+/* Parse the -o strings (in order) and check them against DRV's create
+ * options plus the protocol ones; *OUT gets them without the protocol
+ * ones.  0, or -errno with a message set. */
+static int build_opts(const struct kimg_driver *drv, char **texts, int n,
+                      struct kimg_opts **out)
+{
+    struct kimg_opts *all = NULL, *kept = NULL;
+    struct kimg_optdesc *desc = NULL;
+    size_t nd = 0;
+    int ret = 0;
+
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    for (int i = 0; i < n && ret == 0; i++)
+        ret = kimg_opts_parse(&all, texts[i]);
+    if (ret < 0)
+        goto out;
+    while (drv->create_opts && drv->create_opts[nd].name)
+        nd++;
+    desc = calloc(nd + N_PROTOCOL_OPTS + 1, sizeof(*desc));
+    ret = -ENOMEM;
+    if (!desc)
+        goto out;
+    memcpy(desc, drv->create_opts, nd * sizeof(*desc));
+    memcpy(desc + nd, protocol_opts, sizeof(protocol_opts));
+    ret = kimg_opts_validate(all, desc, drv->name);
+    if (ret < 0)
+        goto out;
+    kept = calloc(1, sizeof(*kept));
+    ret = -ENOMEM;
+    if (!kept)
+        goto out;
+    ret = 0;
+    for (int i = 0; i < all->n && ret == 0; i++)
+        if (!is_protocol_opt(all->v[i].key))
+            ret = kimg_opts_set(&kept, all->v[i].key, all->v[i].value);
+out:
+    free(desc);
+    kimg_opts_free(all);
+    if (ret < 0)
+        kimg_opts_free(kept);
+    else
+        *out = kept;
+    return ret;
+}
+
+/* Formats qemu-img knows but kimg cannot measure: qemu-img's refusal for
+ * the ones it cannot measure either, else 0 (unknown to both). */
+static int foreign_format(const char *fmt)
+{
+    static const char *const no_measure[] = {
+        "qcow", "qed", "vdi", "vhdx", "vmdk", "vpc", "parallels", "file",
+    };
+    static const char *const no_create[] = {
+        "bochs", "cloop", "dmg", "vvfat", "blkdebug", "null-co", "null-aio",
+    };
+    for (size_t i = 0; i < sizeof(no_measure) / sizeof(no_measure[0]); i++)
+        if (!strcmp(fmt, no_measure[i]))
+            return kimg_fail(-ENOTSUP, "Block driver '%s' does not support size measurement",
+                             fmt);
+    for (size_t i = 0; i < sizeof(no_create) / sizeof(no_create[0]); i++)
+        if (!strcmp(fmt, no_create[i]))
+            return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
+                             fmt);
+    return 0;
+}
+
+/* -l: "snapshot.id=ID,snapshot.name=NAME" (either part) or an ID or name. */
+static int load_snapshot(struct kimg *img, const char *arg)
+{
+    int ret;
+    if (!img->drv->snapshot_load) {
+        fprintf(stderr, "kimg: Failed to load snapshot: Block format '%s' used by device '' "
+                "does not support temporarily loading internal snapshots\n", img->drv->name);
+        return -ENOTSUP;
+    }
+    if (strncmp(arg, "snapshot.", 9) != 0) {
+        /* an ID, else a name (qemu's load_tmp_by_id_or_name) */
+        ret = kimg_snapshot_load(img, arg, NULL);
+        if (ret == -ENOENT) {
+            kimg_clear_error();
+            ret = kimg_snapshot_load(img, NULL, arg);
+        }
+    } else {
+        struct kimg_opts *o = NULL;
+        ret = kimg_opts_parse(&o, arg);
+        for (int i = 0; ret == 0 && i < o->n; i++)
+            if (strcmp(o->v[i].key, "snapshot.id") && strcmp(o->v[i].key, "snapshot.name"))
+                ret = kimg_fail(-EINVAL, "Invalid parameter '%s'", o->v[i].key);
+        if (ret < 0) {
+            kimg_opts_free(o);
+            kimg_clear_error();
+            fprintf(stderr, "kimg: Failed in parsing snapshot param '%s'\n", arg);
+            return -EINVAL;
+        }
+        ret = kimg_snapshot_load(img, kimg_opts_get(o, "snapshot.id"),
+                                 kimg_opts_get(o, "snapshot.name"));
+        kimg_opts_free(o);
+    }
+    if (ret < 0) {
+        const char *msg = kimg_last_error();
+        fprintf(stderr, "kimg: Failed to load snapshot: %s\n", msg ? msg : strerror(-ret));
+        kimg_clear_error();
+    }
+    return ret;
+}
+
+static int parse_size_arg(const char *arg, uint64_t *out)
+{
+    int r = kimg_parse_size(arg, out);
+    if (r == -ERANGE || (r == 0 && *out > INT64_MAX)) {
+        fprintf(stderr, "kimg: Invalid image size specified. Must be between 0 and %lld.\n",
+                (long long)INT64_MAX);
+        return -1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "kimg: Invalid image size specified. You may use k, M, G, T, P "
+                "or E suffixes for kilobytes, megabytes, gigabytes, terabytes, "
+                "petabytes and exabytes.\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void print_result(const struct kimg_measure *m, enum output_format output)
+{
+    if (output == OUTPUT_JSON) {
+        /* qemu-img's key order (its dictionary's, not the schema's);
+         * its JSON numbers are signed 64-bit: 2^63 prints negative */
+        printf("{\n");
+        if (m->has_bitmaps)
+            printf("    \"bitmaps\": %" PRId64 ",\n", (int64_t)m->bitmaps);
+        printf("    \"required\": %" PRId64 ",\n", (int64_t)m->required);
+        printf("    \"fully-allocated\": %" PRId64 "\n}\n", (int64_t)m->fully_allocated);
+        return;
+    }
+    printf("required size: %" PRIu64 "\n", m->required);
+    printf("fully allocated size: %" PRIu64 "\n", m->fully_allocated);
+    if (m->has_bitmaps)
+        printf("bitmaps size: %" PRIu64 "\n", m->bitmaps);
+}
+
+int cmd_measure(int argc, char **argv)
+{
+    enum { OPT_SIZE = OPT_HELP + 1 };
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "size", required_argument, NULL, OPT_SIZE },
+        { "force-share", no_argument, NULL, 'U' },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *out_fmt = "raw", *snapshot = NULL, *filename = NULL;
+    enum output_format output = OUTPUT_HUMAN;
+    char **otexts = NULL;
+    int n_otexts = 0, c, rc = 1;
+    unsigned flags = 0;
+    uint64_t size = 0;
+    bool has_size = false;
+    struct kimg *src = NULL;
+    struct kimg_opts *opts = NULL;
+    struct kimg_measure m;
+
+    otexts = calloc((size_t)argc, sizeof(*otexts));
+    if (!otexts)
+        return cmd_fail(NULL, strerror(ENOMEM));
+    while ((c = getopt_long(argc, argv, "hf:O:o:l:U", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'O': out_fmt = optarg; break;
+        case 'o': otexts[n_otexts++] = optarg; break;
+        case 'l': snapshot = optarg; break;
+        case 'U': flags |= KIMG_OPEN_SHARE; break;
+        case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case OPT_OUTPUT:
+            if (parse_output_format(optarg, &output) < 0)
+                goto out;
+            break;
+        case OPT_SIZE:
+            if (parse_size_arg(optarg, &size) < 0)
+                goto out;
+            has_size = true;
+            break;
+        case 'h': print_synopsis("measure"); rc = 0; goto out;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            rc = cmd_usage_error("measure", "--object and --image-opts are not supported");
+            goto out;
+        default: rc = cmd_bad_option("measure", argv); goto out;
+        }
+    }
+    if (argc - optind > 1) {
+        fprintf(stderr, "kimg: At most one filename argument is allowed.\n");
+        goto out;
+    }
+    if (argc - optind == 1)
+        filename = argv[optind];
+    if (!filename && (fmt || snapshot)) {
+        fprintf(stderr, "kimg: --image-opts, -f, and -l require a filename argument.\n");
+        goto out;
+    }
+    if (filename && has_size) {
+        fprintf(stderr, "kimg: --size N cannot be used together with a filename.\n");
+        goto out;
+    }
+    if (!filename && !has_size) {
+        fprintf(stderr, "kimg: Either --size N or one filename must be specified.\n");
+        goto out;
+    }
+
+    if (filename) {
+        src = cmd_open(filename, fmt, flags);
+        if (!src)
+            goto out;
+        if (snapshot && load_snapshot(src, snapshot) < 0)
+            goto out;
+    }
+
+    const struct kimg_driver *drv = kimg_find_driver(out_fmt);
+    if (!drv) {
+        if (foreign_format(out_fmt) == 0)
+            kimg_error("Unknown file format '%s'", out_fmt);
+        cmd_fail(NULL, NULL);
+        goto out;
+    }
+    if (build_opts(drv, otexts, n_otexts, &opts) < 0) {
+        cmd_fail(NULL, NULL);
+        goto out;
+    }
+    if (kimg_measure(drv->name, opts, size, src, &m) < 0) {
+        cmd_fail(NULL, NULL);
+        goto out;
+    }
+    print_result(&m, output);
+    rc = 0;
+out:
+    kimg_opts_free(opts);
+    if (src)
+        kimg_close(src);
+    free(otexts);
+    return rc;
+}
