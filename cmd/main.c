@@ -36,6 +36,8 @@ static const struct subcommand subcommands[] = {
     { "rebase", cmd_rebase,
       "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
       "[-F backing_fmt] filename" },
+    { "commit", cmd_commit,
+      "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename" },
     { "checksum", cmd_checksum,
       "checksum [-f fmt] [-U] [--untrusted] [-p] [-a algorithm] [--block-size N] "
       "[--threads N] [--raw-digest] [--output=human|json] filename [filename2 [...]]" },

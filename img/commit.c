@@ -1,0 +1,219 @@
+/*
+ * commit.c — the commit engine (qemu-img commit): write what the layers
+ * above a base decide into the base, then empty the top.  The chain is
+ * opened without locks and locked here as qemu locks it (top read-write,
+ * layers between read-only); the base is opened a second time, read-write
+ * and locked, since the chain's handle of it is read-only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "driver.h"
+#include "lock.h"
+
+#define CHUNK (2u << 20)
+
+/* qemu's bdrv_find_backing_image for plain file names: NAME taken relative
+ * to each layer's folder names that layer's backing file if both resolve
+ * to the same real path.  Returns the depth of the base (>= 1) or -1. */
+static int find_base(struct kimg *top, const char *name)
+{
+    int d = 1;
+    for (struct kimg *l = top; l && l->backing; l = l->backing, d++) {
+        char a[PATH_MAX], b[PATH_MAX];
+        char *cand = kimg_path_relative_to(l->filename, name);
+        bool same = cand && l->backing_path && realpath(cand, a) &&
+                    realpath(l->backing_path, b) && !strcmp(a, b);
+        free(cand);
+        if (same)
+            return d;
+    }
+    return -1;
+}
+
+enum span_kind { SPAN_SKIP, SPAN_ZERO, SPAN_DATA };
+
+/* What the layers above depth BASE decide at [off, off+n): the kind and
+ * *len (>= 1) of the first run.  A layer shorter than OFF reads zeros
+ * there, which hides everything below it (qemu counts that allocated). */
+static int span_above(struct kimg *top, int base, uint64_t off, uint64_t n,
+                      enum span_kind *kind, uint64_t *len)
+{
+    struct kimg *l = top;
+    for (int d = 0; d < base; d++, l = l->backing) {
+        struct kimg_extent e;
+        if (off >= kimg_size(l)) {
+            *kind = SPAN_ZERO;
+            *len = n;
+            return 0;
+        }
+        if (n > kimg_size(l) - off)
+            n = kimg_size(l) - off;
+        int ret = kimg_layer_block_status(l, off, n, &e);
+        if (ret < 0)
+            return ret;
+        n = e.length;
+        if (e.flags & KIMG_BS_ALLOCATED) {
+            *kind = (e.flags & KIMG_BS_ZERO) ? SPAN_ZERO : SPAN_DATA;
+            *len = n;
+            return 0;
+        }
+    }
+    *kind = SPAN_SKIP;
+    *len = n;
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Sleep until WRITTEN bytes since START are within RATE bytes/s. */
+static void throttle(uint64_t rate, uint64_t written, double start)
+{
+    if (!rate)
+        return;
+    double due = start + (double)written / (double)rate, t = now();
+    if (due > t) {
+        double w = due - t;
+        struct timespec ts = { .tv_sec = (time_t)w,
+                               .tv_nsec = (long)((w - (double)(time_t)w) * 1e9) };
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int copy_down(const struct kimg_commit *c, struct kimg *top, int depth,
+                     struct kimg *base)
+{
+    uint64_t size = kimg_size(top), off = 0, written = 0;
+    uint8_t *buf = malloc(CHUNK);
+    double start = now();
+    int ret = 0;
+
+    if (!buf)
+        return kimg_fail(-ENOMEM, "out of memory");
+    while (off < size) {
+        uint64_t n = size - off < CHUNK ? size - off : CHUNK, len = 0;
+        enum span_kind kind;
+        /* one run of a kind; data runs grow up to CHUNK */
+        ret = span_above(top, depth, off, n, &kind, &len);
+        while (ret == 0 && kind == SPAN_DATA && len < n) {
+            enum span_kind k2;
+            uint64_t l2;
+            ret = span_above(top, depth, off + len, n - len, &k2, &l2);
+            if (ret < 0 || k2 != SPAN_DATA)
+                break;
+            len += l2;
+        }
+        if (ret < 0)
+            break;
+        if (kind == SPAN_DATA) {
+            ret = kimg_read(top, buf, off, len);
+            if (ret == 0)
+                ret = kimg_write(base, buf, off, len);
+        } else if (kind == SPAN_ZERO) {
+            ret = kimg_write_zeroes(base, off, len, KIMG_ZERO_MAY_UNMAP);
+        }
+        if (ret < 0)
+            break;
+        off += len;
+        if (kind != SPAN_SKIP) {
+            written += len;
+            throttle(c->rate, written, start);
+        }
+        if (c->progress)
+            c->progress(c->opaque, off, size);
+    }
+    free(buf);
+    if (ret == 0)
+        ret = kimg_flush(base);
+    return ret;
+}
+
+/* Hold TOP's locks on a descriptor of our own before opening it (the
+ * chain is opened unlocked): read-write, as qemu-img commit opens it. */
+static int lock_top(const char *filename, int *fd)
+{
+    const char *path = strncmp(filename, "file:", 5) ? filename : filename + 5;
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return 0;   /* the open that follows reports it */
+    return kimg_lock_fd(*fd, true, path);
+}
+
+int kimg_commit(const struct kimg_commit *c)
+{
+    struct kimg *top = NULL, *base = NULL, *chain_base;
+    unsigned cache = c->flags & (KIMG_OPEN_DIRECT | KIMG_OPEN_NOSYNC);
+    int lockfd = -1, depth, ret;
+
+    ret = lock_top(c->filename, &lockfd);
+    if (ret < 0)
+        goto out;
+    ret = kimg_open(&top, c->filename, c->format, KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK | cache);
+    if (ret < 0)
+        goto out;
+    if (!top->backing) {
+        ret = kimg_fail(-EINVAL, "Image does not have a backing file");
+        goto out;
+    }
+    depth = 1;
+    if (c->base) {
+        depth = find_base(top, c->base);
+        if (depth < 0) {
+            ret = kimg_fail(-ENOENT, "Did not find '%s' in the backing chain of '%s'",
+                            c->base, c->filename);
+            goto out;
+        }
+    }
+    chain_base = top;
+    for (int d = 0; d < depth; d++) {
+        /* the layers between are read: locked read-only, as qemu does */
+        if (d > 0 && chain_base->file->fd >= 0 &&
+            (ret = kimg_lock_fd(chain_base->file->fd, false, chain_base->filename)) < 0)
+            goto out;
+        chain_base = chain_base->backing;
+    }
+    /* the base again, read-write and locked (with its own chain below) */
+    ret = kimg_open(&base, chain_base->filename,
+                    chain_base->probed ? NULL : chain_base->drv->name,
+                    KIMG_OPEN_RDWR | cache);
+    if (ret < 0)
+        goto out;
+    if (kimg_size(base) < kimg_size(top)) {
+        ret = kimg_truncate(base, kimg_size(top), KIMG_PREALLOC_OFF);
+        if (ret < 0)
+            goto out;
+    }
+    if (c->progress)
+        c->progress(c->opaque, 0, kimg_size(top));
+    ret = copy_down(c, top, depth, base);
+    if (ret < 0)
+        goto out;
+    if (!c->keep_top && !c->base) {
+        ret = kimg_make_empty(top);
+        if (ret < 0)
+            goto out;
+    }
+out:
+    if (base) {
+        int r = kimg_close(base);
+        if (ret == 0)
+            ret = r;
+    }
+    if (top) {
+        int r = kimg_close(top);
+        if (ret == 0)
+            ret = r;
+    }
+    if (lockfd >= 0)
+        close(lockfd);
+    return ret;
+}
