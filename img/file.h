@@ -76,4 +76,8 @@ int64_t kimg_file_allocated(struct kimg_file *f);
 /* Buffers suitable for O_DIRECT (4096-aligned); free with free(). */
 void *kimg_alloc_aligned(size_t len);
 
+/* A file change made without kimg_file_* (libaio writes, img/aio.c): it
+ * counts for KIMG_CRASH_AFTER like the others. */
+void kimg_file_count_change(void);
+
 #endif
