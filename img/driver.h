@@ -104,6 +104,23 @@ struct kimg_driver {
     int (*measure)(struct kimg_opts *opts, uint64_t size, struct kimg *src,
                    struct kimg_measure *out);
     /* Append-only from here. */
+    /* Parallel data writes (the copy engine).  alloc_data, called in guest
+     * order from one thread: give guest range [off, off+len) (cluster
+     * aligned; clusters this layer does not allocate yet) new host space,
+     * *host in *file, contiguous; returns the bytes mapped from OFF (fewer
+     * than LEN at a table boundary or an allocated cluster), 0 when the
+     * range must go through write() instead, or -errno.  Nothing points at
+     * the space yet: the caller writes the data there from any thread, and
+     * only then calls commit_data to link the range to it (L2 entries), so
+     * a crash in between leaks the space and never exposes it.  The host
+     * layout depends only on the order of the alloc_data calls. */
+    int64_t (*alloc_data)(struct kimg *img, uint64_t off, uint64_t len,
+                          uint64_t *host, struct kimg_file **file);
+    int (*commit_data)(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+    /* How this open image writes, not what it stores (convert's
+     * -o compression_level=N): -ENOTSUP for an unknown KEY, -EINVAL with a
+     * kimg_error() for a bad value. */
+    int (*set_write_option)(struct kimg *img, const char *key, const char *value);
 };
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit

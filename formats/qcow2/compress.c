@@ -27,6 +27,7 @@ struct dctx {
     ZSTD_CCtx *zstd_c;
     z_stream zlib_c;
     bool zlib_c_ready;
+    int zlib_c_level;
 };
 static pthread_key_t dctx_key;
 static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
@@ -101,8 +102,6 @@ static int zlib_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size
 static int zstd_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen)
 {
     struct dctx *d = thread_dctx();
-    ZSTD_inBuffer in = { src, srclen, 0 };
-    ZSTD_outBuffer out = { dst, dstlen, 0 };
     int ret = -EIO;
 
     if (!d)
@@ -110,6 +109,21 @@ static int zstd_decompress(uint8_t *dst, size_t dstlen, const uint8_t *src, size
     if (!d->zstd && !(d->zstd = ZSTD_createDCtx()))
         return -ENOMEM;
     ZSTD_DCtx *dctx = d->zstd;
+    /* The stored data may run on past the frame (the sector holding the
+     * next cluster's start): decompress exactly one frame, in one call,
+     * straight into DST (no window buffer and no extra copy). */
+    size_t flen = ZSTD_findFrameCompressedSize(src, srclen);
+    if (!ZSTD_isError(flen)) {
+        size_t r = ZSTD_decompressDCtx(dctx, dst, dstlen, src, flen);
+        if (!ZSTD_isError(r))
+            return r == dstlen ? 0 : -EIO;
+        if (ZSTD_getErrorCode(r) != ZSTD_error_dstSize_tooSmall)
+            return -EIO;
+        /* more than one cluster in the frame: the streaming path stops
+         * at a full buffer, as qemu's decoder does */
+    }
+    ZSTD_inBuffer in = { src, srclen, 0 };
+    ZSTD_outBuffer out = { dst, dstlen, 0 };
     ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
     for (;;) {
         size_t ipos = in.pos, opos = out.pos;
@@ -146,21 +160,33 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dstlen, const uint8_t *src, 
 
 int64_t qcow2_compress(int type, uint8_t *dst, size_t cap, const uint8_t *src, size_t len)
 {
+    return qcow2_compress_level(type, 0, dst, cap, src, len);
+}
+
+int64_t qcow2_compress_level(int type, int level, uint8_t *dst, size_t cap,
+                             const uint8_t *src, size_t len)
+{
     struct dctx *d = thread_dctx();
     if (!d)
         return -ENOMEM;
     if (type == QCOW2_COMPRESSION_ZLIB) {
-        /* raw deflate, 4 KiB window, memLevel 9: the parameters qemu uses,
-         * so outputs are comparable */
+        /* raw deflate, 4 KiB window, memLevel 9: the parameters qemu uses
+         * (at its level, Z_DEFAULT_COMPRESSION, unless one is chosen), so
+         * outputs are comparable */
+        int zl = level ? level : Z_DEFAULT_COMPRESSION;
         z_stream *z = &d->zlib_c;
         if (cap > UINT_MAX || len > UINT_MAX)
             return -EINVAL;
+        if (d->zlib_c_ready && d->zlib_c_level != zl) {
+            deflateEnd(z);
+            d->zlib_c_ready = false;
+        }
         if (!d->zlib_c_ready) {
             memset(z, 0, sizeof(*z));
-            if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9,
-                             Z_DEFAULT_STRATEGY) != Z_OK)
+            if (deflateInit2(z, zl, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
                 return -ENOMEM;
             d->zlib_c_ready = true;
+            d->zlib_c_level = zl;
         } else if (deflateReset(z) != Z_OK) {
             return -EIO;
         }
@@ -174,10 +200,31 @@ int64_t qcow2_compress(int type, uint8_t *dst, size_t cap, const uint8_t *src, s
     if (type == QCOW2_COMPRESSION_ZSTD) {
         if (!d->zstd_c && !(d->zstd_c = ZSTD_createCCtx()))
             return -ENOMEM;
-        size_t r = ZSTD_compressCCtx(d->zstd_c, dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
+        size_t r = ZSTD_compressCCtx(d->zstd_c, dst, cap, src, len,
+                                     level ? level : ZSTD_CLEVEL_DEFAULT);
         if (ZSTD_isError(r))
             return ZSTD_getErrorCode(r) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
         return (int64_t)r;
     }
     return -ENOTSUP;
+}
+
+/* convert -o compression_level=N: how clusters are compressed from now
+ * on; nothing about it is stored in the image. */
+int qcow2_set_write_option(struct kimg *img, const char *key, const char *value)
+{
+    struct qcow2_state *s = img->state;
+    if (strcmp(key, "compression_level"))
+        return -ENOTSUP;
+    bool zstd = s->compression_type == QCOW2_COMPRESSION_ZSTD;
+    int max = zstd ? ZSTD_maxCLevel() : 9;
+    char *end = NULL;
+    errno = 0;
+    long v = value ? strtol(value, &end, 10) : 0;
+    if (!value || !*value || *end || errno || v < 1 || v > max)
+        return kimg_fail(-EINVAL, "compression_level must be between 1 and %d for %s "
+                         "compression (got '%s')", max, zstd ? "zstd" : "zlib",
+                         value ? value : "");
+    s->compression_level = (int)v;
+    return 0;
 }

@@ -204,6 +204,7 @@ struct qcow2_state {
     uint32_t refcount_order;
     uint32_t header_length;
     uint8_t compression_type;
+    int compression_level;      /* 0: qemu's default (convert -o compression_level) */
 
     /* derived */
     uint64_t cluster_size;
@@ -464,6 +465,15 @@ int qcow2_decompress(int type, uint8_t *dst, size_t dstlen,
  * length, -ENOSPC if it does not fit (store uncompressed then), -EIO. */
 int64_t qcow2_compress(int type, uint8_t *dst, size_t cap,
                        const uint8_t *src, size_t len);
+/* The same at LEVEL (zlib 1-9, zstd 1-22; 0: qemu's default). */
+int64_t qcow2_compress_level(int type, int level, uint8_t *dst, size_t cap,
+                             const uint8_t *src, size_t len);
+/* The driver's set_write_option: "compression_level" (driver.h). */
+int qcow2_set_write_option(struct kimg *img, const char *key, const char *value);
+/* The driver's alloc_data / commit_data (write.c; driver.h). */
+int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                         struct kimg_file **file);
+int qcow2_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 
 /* ---- write.c ----------------------------------------------------------- */
 

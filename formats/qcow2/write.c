@@ -1065,7 +1065,8 @@ int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t 
     }
     /* a compressed cluster must leave room: at most cluster size - 512 */
     size_t limit = s->cluster_size - 512 < cap ? s->cluster_size - 512 : cap;
-    int64_t clen = qcow2_compress(s->compression_type, dst, limit, src, s->cluster_size);
+    int64_t clen = qcow2_compress_level(s->compression_type, s->compression_level, dst, limit,
+                                        src, s->cluster_size);
     free(padded);
     return clen;
 }
@@ -1181,5 +1182,92 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
 out:
     if (l2)
         qcow2_cache_put(&s->l2_cache, l2);
+    return ret;
+}
+
+/* ---- parallel data writes (the copy engine) ------------------------------- */
+
+/* Whether an entry leaves its cluster free for new data: no host cluster
+ * (unallocated or a plain zero cluster) and not compressed. */
+static bool entry_fresh(uint64_t entry)
+{
+    return !(entry & QCOW2_L2E_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COMPRESSED);
+}
+
+/* The driver's alloc_data (driver.h): new clusters for whole guest
+ * clusters at OFF that hold no host cluster yet, within one L2 table.
+ * Refcounts and the L2 table itself are allocated now (in call order:
+ * the layout), the L2 entries only by qcow2_commit_data. */
+int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                         struct kimg_file **file)
+{
+    struct qcow2_state *s = img->state;
+    uint8_t *l2 = NULL;
+    int64_t ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = check_writable(s);
+    if (ret < 0)
+        goto out;
+    /* an external data file keeps guest offsets: the ordinary path */
+    if (s->has_data_file || !s->data_file || (off & s->cluster_mask) ||
+        len < s->cluster_size || off + s->cluster_size > s->size) {
+        ret = 0;
+        goto out;
+    }
+    uint64_t span = s->cluster_size << s->l2_bits;
+    uint64_t end = off + (len & ~s->cluster_mask);
+    if (end > (off / span + 1) * span)
+        end = (off / span + 1) * span;
+    if (end > (s->size & ~s->cluster_mask))
+        end = s->size & ~s->cluster_mask;
+    ret = get_l2_for_write(s, off, &l2);
+    if (ret < 0)
+        goto out;
+    uint64_t n = 0, max = (end - off) >> s->cluster_bits;
+    while (n < max && entry_fresh(qcow2_be64(l2_slot(s, l2, off + (n << s->cluster_bits)))))
+        n++;
+    if (n) {
+        uint64_t h;
+        ret = qcow2_alloc_clusters(s, n, &h);
+        if (ret < 0)
+            goto out;
+        *host = h;
+        *file = s->data_file;
+        ret = (int64_t)(n << s->cluster_bits);
+    }
+out:
+    if (l2)
+        qcow2_cache_put(&s->l2_cache, l2);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* The driver's commit_data: the data of [off, off+len) is at HOST now;
+ * point the L2 entries at it (they must still be fresh). */
+int qcow2_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host)
+{
+    struct qcow2_state *s = img->state;
+    uint8_t *l2 = NULL;
+    int ret;
+
+    pthread_mutex_lock(&s->lock);
+    ret = check_writable(s);
+    if (ret == 0)
+        ret = get_l2_for_write(s, off, &l2);
+    for (uint64_t p = 0; ret == 0 && p < len; p += s->cluster_size) {
+        uint8_t *slot = l2_slot(s, l2, off + p);
+        if (!entry_fresh(qcow2_be64(slot))) {
+            ret = kimg_fail(-EIO, "qcow2: cluster at guest offset %#" PRIx64
+                            " was allocated twice", off + p);
+            break;
+        }
+        set_entry(s, slot, (host + p) | QCOW2_OFLAG_COPIED, s->ext_l2 ? 0xffffffffULL : 0);
+    }
+    if (l2) {
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        qcow2_cache_put(&s->l2_cache, l2);
+    }
+    pthread_mutex_unlock(&s->lock);
     return ret;
 }
