@@ -7,19 +7,41 @@
  *
  * Pipeline: the main thread walks block status and cuts the work into
  * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
- * parallel, up to `in_flight` at once; the main thread writes finished jobs
- * strictly in order, so reads, zero scans and writes overlap while the
- * target's layout stays deterministic.
+ * parallel, up to `in_flight` at once.  Data stored plainly in a buffered
+ * host file (raw, uncompressed qcow2 clusters) is not read at all: the
+ * worker maps it (mmap), which saves the kernel's copy to user space; an
+ * O_DIRECT source is read with libaio (img/aio.c).
+ *
+ * Writes: a raw target is written by the workers themselves (libaio
+ * batches when it is O_DIRECT).  For a qcow2 target the main thread takes
+ * finished jobs strictly in order and allocates their clusters
+ * (alloc_data: refcounts and L2 tables, never the L2 entries), the workers
+ * then write the data in parallel, and the main thread links the clusters
+ * (commit_data) only after their data is written.  All allocation happens
+ * in job order on one thread, so the layout is deterministic (the same
+ * bytes for -m 1 and -m 16), and a crash leaves at worst leaked clusters.
+ * Compressed clusters (-c) are compressed by the workers and written in
+ * order by the main thread.
+ *
+ * For benchmarks and tests: KIMG_CONVERT_NO_MAP=1 reads instead of
+ * mapping, KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main
+ * thread only (the layout is the same either way).
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include "aio.h"
 #include "convert.h"
 #include "driver.h"
 
 #define CHUNK (2u << 20)
+#define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
+                                   one job keeps several in flight */
 
 bool kimg_buffer_is_zero(const void *buf, size_t len)
 {
@@ -44,9 +66,113 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
     return true;
 }
 
+/* ---- mapped source data ----------------------------------------------------
+ * A mapping of a source file that shrinks under us would raise SIGBUS on
+ * access.  The handler replaces the page with a page of zeros, so such data
+ * reads as zeros, exactly as a read past the end of the file does
+ * (kimg_file_pread_zero_eof); faults outside our mappings keep their
+ * default action. */
+
+#define MAX_MAPS 256
+static uintptr_t map_start[MAX_MAPS], map_end[MAX_MAPS];
+static long page_size;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; i < MAX_MAPS; i++) {
+        uintptr_t s0 = __atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE);
+        uintptr_t s1 = __atomic_load_n(&map_end[i], __ATOMIC_ACQUIRE);
+        if (s0 && a >= s0 && a < s1) {
+            void *pg = (void *)(a & ~((uintptr_t)page_size - 1));
+            if (mmap(pg, (size_t)page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0) != MAP_FAILED)
+                return;
+            break;
+        }
+    }
+    /* not ours (or no way to patch it): the default action on return */
+    signal(sig, SIG_DFL);
+}
+
+static void bus_init(void)
+{
+    page_size = sysconf(_SC_PAGESIZE);
+    struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+static void map_register(void *p, size_t len, bool on)
+{
+    uintptr_t a = (uintptr_t)p;
+    for (int i = 0; i < MAX_MAPS; i++) {
+        if (on) {
+            uintptr_t zero = 0;
+            if (__atomic_compare_exchange_n(&map_start[i], &zero, a, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                __atomic_store_n(&map_end[i], a + len, __ATOMIC_RELEASE);
+                return;
+            }
+        } else if (__atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE) == a) {
+            __atomic_store_n(&map_end[i], 0, __ATOMIC_RELEASE);
+            __atomic_store_n(&map_start[i], 0, __ATOMIC_RELEASE);
+            return;
+        }
+    }
+}
+
+/* Map LEN bytes at host offset OFF of FD; *DATA points at OFF inside the
+ * mapping returned (NULL if mapping is not possible: read instead). */
+static void *map_source(int fd, uint64_t off, uint64_t len, uint8_t **data, size_t *maplen)
+{
+    pthread_once(&bus_once, bus_init);
+    uint64_t delta = off % (uint64_t)page_size;
+    size_t ml = (size_t)(len + delta);
+    void *m = mmap(NULL, ml, PROT_READ, MAP_SHARED, fd, (off_t)(off - delta));
+    if (m == MAP_FAILED)
+        return NULL;
+    map_register(m, ml, true);
+    *data = (uint8_t *)m + delta;
+    *maplen = ml;
+    return m;
+}
+
+static void unmap_source(void *m, size_t len)
+{
+    if (!m)
+        return;
+    munmap(m, len);
+    map_register(m, len, false);
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
 enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
 #define CLEN_ZERO INT64_MIN
-enum job_state { JOB_FREE, JOB_QUEUED, JOB_BUSY, JOB_DONE };
+enum job_state {
+    JOB_FREE,
+    JOB_QUEUED,     /* for a worker: read (and scan, compress, raw write) */
+    JOB_BUSY,
+    JOB_DONE,       /* for the main thread, in sequence order */
+    JOB_WQUEUED,    /* for a worker: write the allocated pieces */
+    JOB_WBUSY,
+    JOB_WDONE,      /* for the main thread: link the pieces (any order) */
+};
+
+/* A run of a job's data, zero or not, at the sparse grain. */
+struct run {
+    uint32_t pos, len;
+    bool zero;
+};
+
+/* Data of a job going to host space allocated for it (qcow2 target). */
+struct piece {
+    uint64_t pos, len, host;
+    struct kimg_file *file;
+};
 
 struct job {
     enum job_state state;
@@ -55,7 +181,17 @@ struct job {
     struct kimg *src;
     uint64_t soff, doff, len;
     int src_fd;                 /* JOB_OFFLOAD: soff is a host offset in it */
+    /* the data is stored plainly at hoff in hfile (mapped or read there) */
+    struct kimg_file *hfile;
+    uint64_t hoff;
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
+    uint8_t *data;              /* the job's data: buf, or inside map */
+    void *map;
+    size_t maplen;
+    struct run *runs;           /* zero scan result (not with -c) */
+    uint32_t nruns, runs_cap;
+    struct piece *pieces;       /* qcow2 target: data written by a worker */
+    uint32_t npieces_w, pieces_cap;
     /* -c: each target cluster of the job compressed by the worker */
     uint8_t *cbuf;              /* the compressed clusters, back to back */
     int64_t *clen;              /* per cluster: length, -ENOSPC/-ENOTSUP, or
@@ -76,6 +212,8 @@ struct engine {
                                    has no layout to keep in order, and it is
                                    already full size, so writes cannot race
                                    on its length */
+    bool par_write;             /* qcow2-like target: alloc_data/commit_data */
+    bool use_aio;               /* some file is O_DIRECT: workers get libaio */
     uint64_t done, total, last_report;
 
     pthread_mutex_t lock;
@@ -120,34 +258,19 @@ static int write_zero_range(struct engine *e, uint64_t off, uint64_t len)
     return kimg_write_zeroes(e->c->dst, off, len, KIMG_ZERO_MAY_UNMAP);
 }
 
-/* Write BUF (LEN bytes, target offset OFF), leaving aligned zero runs of
- * at least e->grain bytes as holes. */
-static int write_sparse(struct engine *e, const uint8_t *buf, uint64_t off, uint64_t len)
+/* Cut the job's data into runs of zero and non-zero grain-aligned blocks
+ * (partial at the edges); one data run when zero detection is off. */
+static void scan_runs(struct engine *e, struct job *j)
 {
-    if (e->c->compress) {
-        /* whole clusters, each compressed (or stored plain if it does not
-         * shrink) by the driver; all-zero clusters stay holes */
-        for (uint64_t pos = 0; pos < len;) {
-            uint64_t n = e->cluster - ((off + pos) % e->cluster);
-            if (n > len - pos)
-                n = len - pos;
-            bool whole = n == e->cluster || off + pos + n == kimg_size(e->c->dst);
-            int ret = kimg_buffer_is_zero(buf + pos, n)
-                    ? write_zero_range(e, off + pos, n)
-                    : whole ? kimg_write_compressed(e->c->dst, buf + pos, off + pos, n)
-                            /* a cluster split between two sources */
-                            : kimg_write(e->c->dst, buf + pos, off + pos, n);
-            if (ret < 0)
-                return ret;
-            pos += n;
-        }
-        return 0;
+    const uint8_t *buf = j->data;
+    uint64_t off = j->doff, len = j->len;
+    j->nruns = 0;
+    if (!e->grain) {
+        j->runs[j->nruns++] = (struct run){ 0, (uint32_t)len, false };
+        return;
     }
-    if (!e->grain)
-        return kimg_write(e->c->dst, buf, off, len);
     uint64_t pos = 0;
     while (pos < len) {
-        /* the next grain-aligned block (partial at the edges) */
         uint64_t n = e->grain - ((off + pos) % e->grain);
         if (n > len - pos)
             n = len - pos;
@@ -160,13 +283,84 @@ static int write_sparse(struct engine *e, const uint8_t *buf, uint64_t off, uint
                 break;
             run += m;
         }
-        int ret = zero ? write_zero_range(e, off + pos, run)
-                       : kimg_write(e->c->dst, buf + pos, off + pos, run);
-        if (ret < 0)
-            return ret;
+        j->runs[j->nruns++] = (struct run){ (uint32_t)pos, (uint32_t)run, zero };
         pos += run;
     }
+}
+
+/* Write REQS (N of them, any number) with WRITE direction through the
+ * worker's aio context in batches. */
+static int aio_all(struct kimg_aio *aio, struct kimg_aio_req *reqs, int n, bool write)
+{
+    for (int i = 0; i < n; i += KIMG_AIO_MAX) {
+        int ret = kimg_aio_run(aio, reqs + i, n - i < KIMG_AIO_MAX ? n - i : KIMG_AIO_MAX, write);
+        if (ret < 0)
+            return ret;
+    }
     return 0;
+}
+
+/* Queue [buf, buf+len) to FILE at OFF into REQS (cut to AIO_PIECE when
+ * the file is O_DIRECT); flushes REQS when full. */
+static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
+                   struct kimg_file *file, uint8_t *buf, uint64_t len, uint64_t off, bool write)
+{
+    while (len) {
+        uint64_t m = file->direct && len > AIO_PIECE ? AIO_PIECE : len;
+        if (*n == KIMG_AIO_MAX) {
+            int ret = kimg_aio_run(aio, reqs, *n, write);
+            *n = 0;
+            if (ret < 0)
+                return ret;
+        }
+        reqs[(*n)++] = (struct kimg_aio_req){ file, buf, (size_t)m, off };
+        buf += m;
+        off += m;
+        len -= m;
+    }
+    return 0;
+}
+
+/* Raw target, on a worker: the job's runs, data in one batch. */
+static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    struct kimg_aio_req reqs[KIMG_AIO_MAX];
+    struct kimg_file *f = e->c->dst->file;
+    int n = 0, ret = 0;
+    for (uint32_t i = 0; i < j->nruns && ret == 0; i++) {
+        const struct run *r = &j->runs[i];
+        if (r->zero)
+            ret = write_zero_range(e, j->doff + r->pos, r->len);
+        else if (f && f->fd >= 0)
+            ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
+        else
+            ret = kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
+    }
+    if (ret == 0 && n)
+        ret = aio_all(aio, reqs, n, true);
+    return ret;
+}
+
+/* Fetch a data job's bytes: mapped, read with libaio, or read through the
+ * driver. */
+static int fetch_data(struct job *j, struct kimg_aio *aio)
+{
+    j->data = j->buf;
+    if (j->hfile && !j->hfile->direct) {
+        j->map = map_source(j->hfile->fd, j->hoff, j->len, &j->data, &j->maplen);
+        if (j->map)
+            return 0;
+        j->data = j->buf;
+    }
+    if (j->hfile && j->hfile->direct) {
+        struct kimg_aio_req reqs[KIMG_AIO_MAX];
+        int n = 0;
+        int ret = aio_add(aio, reqs, &n, j->hfile, j->buf, j->len, j->hoff, false);
+        if (ret == 0)
+            ret = aio_all(aio, reqs, n, false);
+        return ret;
+    }
+    return kimg_read(j->src, j->buf, j->soff, j->len);
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -205,10 +399,10 @@ static void compress_job(struct engine *e, struct job *j)
     uint32_t i = 0;
     while (pos < j->len && i < j->npieces) {
         uint64_t n = piece_len(e, j, pos);
-        if (kimg_buffer_is_zero(j->buf + pos, n)) {
+        if (kimg_buffer_is_zero(j->data + pos, n)) {
             j->clen[i] = CLEN_ZERO;
         } else {
-            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->buf + pos, n,
+            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
                                               j->cbuf + cpos, CHUNK - cpos);
             j->clen[i] = c;
             if (c > 0)
@@ -234,7 +428,7 @@ static int write_compressed_job(struct engine *e, struct job *j)
                                              (size_t)c);
             cpos += (uint64_t)c;
         } else if (c == -ENOSPC || c == -ENOTSUP) {
-            ret = kimg_write(e->c->dst, j->buf + pos, j->doff + pos, n);
+            ret = kimg_write(e->c->dst, j->data + pos, j->doff + pos, n);
         } else {
             ret = kimg_fail((int)c, "compression failed");
         }
@@ -245,15 +439,70 @@ static int write_compressed_job(struct engine *e, struct job *j)
     return 0;
 }
 
+static void set_err(struct job *j, const char *what, uint64_t off, const char *name)
+{
+    const char *m = kimg_last_error() ? kimg_last_error() : "I/O error";
+    if (name)
+        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu of '%s': %s", what,
+                 (unsigned long long)off, name, m);
+    else
+        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu: %s", what,
+                 (unsigned long long)off, m);
+}
+
+/* First phase of a job on a worker: read, then scan/compress/write. */
+static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    if (j->kind == JOB_OFFLOAD) {
+        j->ret = offload_copy(e, j);
+        return;
+    }
+    j->ret = fetch_data(j, aio);
+    if (j->ret < 0) {
+        set_err(j, "reading", j->soff, kimg_filename(j->src));
+        return;
+    }
+    if (e->split_compress) {
+        compress_job(e, j);
+        return;
+    }
+    if (e->c->compress)
+        return;
+    scan_runs(e, j);
+    if (e->raw_target) {
+        j->ret = write_runs_raw(e, j, aio);
+        if (j->ret < 0)
+            set_err(j, "writing", j->doff, NULL);
+    }
+}
+
+/* Second phase (parallel qcow2 writes): the pieces, in one batch. */
+static void work_write(struct job *j, struct kimg_aio *aio)
+{
+    struct kimg_aio_req reqs[KIMG_AIO_MAX];
+    int n = 0, ret = 0;
+    for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
+        const struct piece *p = &j->pieces[i];
+        ret = aio_add(aio, reqs, &n, p->file, j->data + p->pos, p->len, p->host, true);
+    }
+    if (ret == 0 && n)
+        ret = aio_all(aio, reqs, n, true);
+    j->ret = ret;
+    if (ret < 0)
+        set_err(j, "writing", j->doff, NULL);
+}
+
 static void *worker(void *opaque)
 {
     struct engine *e = opaque;
+    struct kimg_aio *aio = e->use_aio ? kimg_aio_new() : NULL;
     pthread_mutex_lock(&e->lock);
     for (;;) {
         struct job *j = NULL;
         /* the oldest queued job first, so the writer is never starved */
         for (int i = 0; i < e->nb_jobs; i++)
-            if (e->jobs[i].state == JOB_QUEUED && (!j || e->jobs[i].seq < j->seq))
+            if ((e->jobs[i].state == JOB_QUEUED || e->jobs[i].state == JOB_WQUEUED) &&
+                (!j || e->jobs[i].seq < j->seq))
                 j = &e->jobs[i];
         if (!j) {
             if (e->stop)
@@ -261,86 +510,232 @@ static void *worker(void *opaque)
             pthread_cond_wait(&e->work, &e->lock);
             continue;
         }
-        j->state = JOB_BUSY;
+        bool wphase = j->state == JOB_WQUEUED;
+        j->state = wphase ? JOB_WBUSY : JOB_BUSY;
         pthread_mutex_unlock(&e->lock);
         kimg_clear_error();
-        if (j->kind == JOB_OFFLOAD) {
-            j->ret = offload_copy(e, j);
-            pthread_mutex_lock(&e->lock);
-            j->state = JOB_DONE;
-            pthread_cond_broadcast(&e->finished);
-            continue;
-        }
-        j->ret = kimg_read(j->src, j->buf, j->soff, j->len);
-        if (j->ret < 0)
-            snprintf(j->err, sizeof(j->err), "error while reading at offset %llu of '%s': %s",
-                     (unsigned long long)j->soff, kimg_filename(j->src),
-                     kimg_last_error() ? kimg_last_error() : "I/O error");
-        else if (e->split_compress)
-            compress_job(e, j);
-        else if (e->raw_target) {
-            j->ret = write_sparse(e, j->buf, j->doff, j->len);
-            if (j->ret < 0)
-                snprintf(j->err, sizeof(j->err), "error while writing at offset %llu: %s",
-                         (unsigned long long)j->doff,
-                         kimg_last_error() ? kimg_last_error() : "I/O error");
-        }
+        if (wphase)
+            work_write(j, aio);
+        else
+            work_read(e, j, aio);
         pthread_mutex_lock(&e->lock);
-        j->state = JOB_DONE;
+        j->state = wphase ? JOB_WDONE : JOB_DONE;
         pthread_cond_broadcast(&e->finished);
     }
     pthread_mutex_unlock(&e->lock);
+    kimg_aio_free(aio);
     return NULL;
 }
 
-/* Write the job with sequence number write_seq once it is done; returns
- * 0 when nothing was ready to write and WAIT is false. */
-static int write_next(struct engine *e, bool wait, bool *wrote)
+/* ---- the main thread: allocation, ordered writes, links -------------------- */
+
+static int add_piece(struct job *j, uint64_t pos, uint64_t len, uint64_t host,
+                     struct kimg_file *file)
 {
-    struct job *j = NULL;
-    *wrote = false;
+    if (j->npieces_w == j->pieces_cap) {
+        uint32_t nc = j->pieces_cap ? j->pieces_cap * 2 : 16;
+        struct piece *v = realloc(j->pieces, nc * sizeof(*v));
+        if (!v)
+            return kimg_fail(-ENOMEM, "out of memory");
+        j->pieces = v;
+        j->pieces_cap = nc;
+    }
+    j->pieces[j->npieces_w++] = (struct piece){ pos, len, host, file };
+    return 0;
+}
+
+/* qcow2 target: zero runs and partial clusters written now, whole clusters
+ * given host space (in order: this decides the layout) for a worker to
+ * write.  Returns 0 or -errno. */
+static int plan_job(struct engine *e, struct job *j)
+{
+    struct kimg *dst = e->c->dst;
+    uint64_t cs = e->cluster;
+    j->npieces_w = 0;
+    for (uint32_t i = 0; i < j->nruns; i++) {
+        const struct run *r = &j->runs[i];
+        uint64_t a = j->doff + r->pos, b = a + r->len;
+        int ret;
+        if (r->zero) {
+            ret = write_zero_range(e, a, r->len);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
+        /* whole clusters [ca, cb); the partial ones around them go through
+         * the driver's write (copy-on-write and all) */
+        uint64_t ca = (a + cs - 1) / cs * cs, cb = b / cs * cs;
+        if (ca >= cb) {
+            ca = cb = b;
+        }
+        if (a < ca) {
+            ret = kimg_write(dst, j->data + (a - j->doff), a, (ca < b ? ca : b) - a);
+            if (ret < 0)
+                return ret;
+        }
+        while (ca < cb) {
+            uint64_t host = 0;
+            struct kimg_file *f = NULL;
+            int64_t n = dst->drv->alloc_data(dst, ca, cb - ca, &host, &f);
+            if (n < 0)
+                return (int)n;
+            if (n == 0) {
+                /* allocated already, or not for this path: one cluster
+                 * through the driver */
+                ret = kimg_write(dst, j->data + (ca - j->doff), ca, cs);
+                if (ret < 0)
+                    return ret;
+                ca += cs;
+                continue;
+            }
+            ret = add_piece(j, ca - j->doff, (uint64_t)n, host, f);
+            if (ret < 0)
+                return ret;
+            ca += (uint64_t)n;
+        }
+        if (cb > a && cb < b) {
+            ret = kimg_write(dst, j->data + (cb - j->doff), cb, b - cb);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+/* The pieces of J are written: link them. */
+static int commit_job(struct engine *e, struct job *j)
+{
+    struct kimg *dst = e->c->dst;
+    for (uint32_t i = 0; i < j->npieces_w; i++) {
+        const struct piece *p = &j->pieces[i];
+        int ret = dst->drv->commit_data(dst, j->doff + p->pos, p->len, p->host);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static void release_job(struct engine *e, struct job *j)
+{
+    unmap_source(j->map, j->maplen);
+    j->map = NULL;
+    pthread_mutex_lock(&e->lock);
+    j->state = JOB_FREE;
+    pthread_mutex_unlock(&e->lock);
+}
+
+static int write_sparse_compress(struct engine *e, struct job *j);
+static int write_runs_serial(struct engine *e, struct job *j);
+
+/* Do one piece of main-thread work: link a job whose pieces are written,
+ * or take the next job in sequence once it is read.  Returns 1 if it did
+ * something, 0 if nothing was ready (and WAIT is false), or -errno. */
+static int service(struct engine *e, bool wait)
+{
+    struct job *j;
     pthread_mutex_lock(&e->lock);
     for (;;) {
         j = NULL;
-        for (int i = 0; i < e->nb_jobs; i++)
-            if (e->jobs[i].state != JOB_FREE && e->jobs[i].seq == e->write_seq)
+        for (int i = 0; i < e->nb_jobs && !j; i++)
+            if (e->jobs[i].state == JOB_WDONE)
                 j = &e->jobs[i];
-        if (!j || j->state == JOB_DONE || !wait)
+        for (int i = 0; i < e->nb_jobs && !j; i++)
+            if (e->jobs[i].state == JOB_DONE && e->jobs[i].seq == e->write_seq)
+                j = &e->jobs[i];
+        if (j || !wait)
+            break;
+        bool busy = e->write_seq < e->next_seq;
+        for (int i = 0; i < e->nb_jobs && !busy; i++)
+            busy = e->jobs[i].state != JOB_FREE;
+        if (!busy)
             break;
         pthread_cond_wait(&e->finished, &e->lock);
     }
     pthread_mutex_unlock(&e->lock);
-    if (!j || j->state != JOB_DONE)
+    if (!j)
         return 0;
 
     int ret = j->ret;
     if (ret < 0) {
         kimg_error("%s", j->err);
-    } else if (j->kind == JOB_ZERO) {
+        release_job(e, j);
+        return ret;
+    }
+    if (j->state == JOB_WDONE) {
+        ret = commit_job(e, j);
+        if (ret == 0)
+            report(e, j->len);
+        release_job(e, j);
+        return ret < 0 ? ret : 1;
+    }
+    bool keep = false;
+    if (j->kind == JOB_ZERO) {
         ret = write_zero_range(e, j->doff, j->len);
-    } else if (j->kind == JOB_OFFLOAD) {
-        ret = 0;          /* the worker did the copy */
-    } else if (j->kind == JOB_DATA && e->raw_target) {
-        ret = 0;          /* the worker wrote it */
-    } else if (j->kind == JOB_DATA) {
-        ret = e->split_compress ? write_compressed_job(e, j)
-                                : write_sparse(e, j->buf, j->doff, j->len);
+    } else if (j->kind == JOB_DATA && !e->raw_target) {
+        if (e->split_compress)
+            ret = write_compressed_job(e, j);
+        else if (e->c->compress)
+            ret = write_sparse_compress(e, j);
+        else if (e->par_write)
+            ret = plan_job(e, j);
+        else
+            ret = write_runs_serial(e, j);
         if (ret < 0)
             kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
+        keep = ret == 0 && e->par_write && j->npieces_w;
     }
-    if (ret == 0)
-        report(e, j->len);
     pthread_mutex_lock(&e->lock);
-    j->state = JOB_FREE;
     e->write_seq++;
+    if (keep) {
+        j->state = JOB_WQUEUED;
+        pthread_cond_signal(&e->work);
+    }
     pthread_mutex_unlock(&e->lock);
-    *wrote = true;
-    return ret;
+    if (!keep) {
+        if (ret == 0)
+            report(e, j->len);
+        release_job(e, j);
+    }
+    return ret < 0 ? ret : 1;
 }
 
-/* Queue a job (waiting, and writing finished ones, until a slot is free). */
-static int add_job_fd(struct engine *e, enum job_kind kind, struct kimg *src, int src_fd,
-                      uint64_t soff, uint64_t doff, uint64_t len)
+/* -c into a target whose driver compresses only in its own write path:
+ * whole clusters, all-zero ones left as holes (in order, main thread). */
+static int write_sparse_compress(struct engine *e, struct job *j)
+{
+    for (uint64_t pos = 0; pos < j->len;) {
+        uint64_t n = piece_len(e, j, pos), off = j->doff + pos;
+        bool whole = n == e->cluster || off + n == kimg_size(e->c->dst);
+        int ret = kimg_buffer_is_zero(j->data + pos, n)
+                ? write_zero_range(e, off, n)
+                : whole ? kimg_write_compressed(e->c->dst, j->data + pos, off, n)
+                        /* a cluster split between two sources */
+                        : kimg_write(e->c->dst, j->data + pos, off, n);
+        if (ret < 0)
+            return ret;
+        pos += n;
+    }
+    return 0;
+}
+
+/* A target without parallel writes: the job's runs, in order. */
+static int write_runs_serial(struct engine *e, struct job *j)
+{
+    for (uint32_t i = 0; i < j->nruns; i++) {
+        const struct run *r = &j->runs[i];
+        int ret = r->zero ? write_zero_range(e, j->doff + r->pos, r->len)
+                          : kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* Queue a job (doing main-thread work until a slot is free).  HFILE/HOFF:
+ * the data is stored plainly there (NULL: read through the driver). */
+static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, int src_fd,
+                        struct kimg_file *hfile, uint64_t hoff,
+                        uint64_t soff, uint64_t doff, uint64_t len)
 {
     for (;;) {
         struct job *slot = NULL;
@@ -352,10 +747,16 @@ static int add_job_fd(struct engine *e, enum job_kind kind, struct kimg *src, in
             slot->kind = kind;
             slot->src = src;
             slot->src_fd = src_fd;
+            slot->hfile = hfile;
+            slot->hoff = hoff;
             slot->soff = soff;
             slot->doff = doff;
             slot->len = len;
             slot->ret = 0;
+            slot->nruns = 0;
+            slot->npieces_w = 0;
+            slot->map = NULL;
+            slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
             bool work = kind == JOB_DATA || kind == JOB_OFFLOAD;
@@ -366,26 +767,22 @@ static int add_job_fd(struct engine *e, enum job_kind kind, struct kimg *src, in
             break;
         }
         pthread_mutex_unlock(&e->lock);
-        bool wrote;
-        int ret = write_next(e, true, &wrote);
+        int ret = service(e, true);
         if (ret < 0)
             return ret;
     }
-    /* write whatever is already finished, without waiting */
+    /* whatever is already finished, without waiting */
     for (;;) {
-        bool wrote;
-        int ret = write_next(e, false, &wrote);
-        if (ret < 0)
+        int ret = service(e, false);
+        if (ret <= 0)
             return ret;
-        if (!wrote)
-            return 0;
     }
 }
 
 static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
                    uint64_t soff, uint64_t doff, uint64_t len)
 {
-    return add_job_fd(e, kind, src, -1, soff, doff, len);
+    return add_job_full(e, kind, src, -1, NULL, 0, soff, doff, len);
 }
 
 /* -C: queue the data extent EXT (guest [off, off+len) of SRC) as in-kernel
@@ -402,8 +799,8 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
         uint64_t n = CHUNK - ((base + off + pos) % CHUNK);
         if (n > ext->length - pos)
             n = ext->length - pos;
-        int ret = add_job_fd(e, JOB_OFFLOAD, src, ext->host_file->fd, ext->offset + pos,
-                             base + off + pos, n);
+        int ret = add_job_full(e, JOB_OFFLOAD, src, ext->host_file->fd, NULL, 0,
+                               ext->offset + pos, base + off + pos, n);
         if (ret < 0)
             return ret;
         pos += n;
@@ -412,20 +809,37 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
 }
 
 /* Queue [from, to) of SRC as data jobs of up to CHUNK bytes, cut at
- * CHUNK-aligned target offsets so they line up with the target's clusters. */
+ * CHUNK-aligned target offsets so they line up with the target's clusters.
+ * HFILE: the range is stored plainly at HOFF (for FROM) in that file. */
 static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
-                         uint64_t from, uint64_t to)
+                         uint64_t from, uint64_t to, struct kimg_file *hfile, uint64_t hoff)
 {
     while (from < to) {
         uint64_t n = CHUNK - ((base + from) % CHUNK);
         if (n > to - from)
             n = to - from;
-        int ret = add_job(e, JOB_DATA, src, from, base + from, n);
+        int ret = add_job_full(e, JOB_DATA, src, -1, hfile, hoff, from, base + from, n);
         if (ret < 0)
             return ret;
         from += n;
+        hoff += n;
     }
     return 0;
+}
+
+/* The host file holding EXT's data as is, if the engine may map or read it
+ * directly: a plain file, the whole extent inside it. */
+static struct kimg_file *plain_host(const struct kimg_extent *ext)
+{
+    struct kimg_file *f = ext->host_file;
+    struct stat st;
+    if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) || !f ||
+        f->fd < 0 || getenv("KIMG_CONVERT_NO_MAP"))
+        return NULL;
+    if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        ext->offset + ext->length > (uint64_t)st.st_size)
+        return NULL;
+    return f;
 }
 
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
@@ -490,7 +904,9 @@ static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
                 if (from < covered)
                     from = covered;
             }
-            ret = add_data_jobs(e, src, base, from, to);
+            /* mapped or read directly only if the jobs lie inside EXT */
+            struct kimg_file *hf = from == off && to == end ? plain_host(&ext) : NULL;
+            ret = add_data_jobs(e, src, base, from, to, hf, ext.offset);
             if (ret < 0)
                 return ret;
             covered = to;
@@ -512,11 +928,16 @@ static int engine_start(struct engine *e, int in_flight)
     e->threads = calloc((size_t)e->nb_threads, sizeof(*e->threads));
     if (!e->jobs || !e->threads)
         return -ENOMEM;
+    /* runs: at most one per grain block (512 bytes at the finest) */
+    uint64_t g = e->grain ? e->grain : CHUNK;
+    uint32_t nruns = (uint32_t)(CHUNK / (g < 512 ? 512 : g) + 2);
     for (int i = 0; i < e->nb_jobs; i++) {
         struct job *j = &e->jobs[i];
         j->buf = kimg_alloc_aligned(CHUNK);
-        if (!j->buf)
+        j->runs = calloc(nruns, sizeof(*j->runs));
+        if (!j->buf || !j->runs)
             return -ENOMEM;
+        j->runs_cap = nruns;
         if (e->split_compress) {
             j->npieces = (uint32_t)(CHUNK / e->cluster + 2);
             j->cbuf = malloc(CHUNK);
@@ -545,7 +966,7 @@ static void engine_stop(struct engine *e)
         e->stop = true;
         /* abandoned jobs are dropped so the workers can exit */
         for (int i = 0; i < e->nb_jobs; i++)
-            if (e->jobs[i].state == JOB_QUEUED)
+            if (e->jobs[i].state == JOB_QUEUED || e->jobs[i].state == JOB_WQUEUED)
                 e->jobs[i].state = JOB_FREE;
         pthread_cond_broadcast(&e->work);
         pthread_mutex_unlock(&e->lock);
@@ -556,12 +977,23 @@ static void engine_stop(struct engine *e)
         pthread_cond_destroy(&e->finished);
     }
     for (int i = 0; e->jobs && i < e->nb_jobs; i++) {
+        unmap_source(e->jobs[i].map, e->jobs[i].maplen);
         free(e->jobs[i].buf);
+        free(e->jobs[i].runs);
+        free(e->jobs[i].pieces);
         free(e->jobs[i].cbuf);
         free(e->jobs[i].clen);
     }
     free(e->jobs);
     free(e->threads);
+}
+
+static bool is_direct(const struct kimg *img)
+{
+    for (; img; img = img->backing)
+        if (img->file && img->file->direct)
+            return true;
+    return false;
 }
 
 int kimg_convert_run(struct kimg_convert *c)
@@ -603,6 +1035,12 @@ int kimg_convert_run(struct kimg_convert *c)
         e.dst_fd = c->dst->file->fd;
     }
     e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
+    e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
+                  c->dst->drv->alloc_data && c->dst->drv->commit_data &&
+                  !getenv("KIMG_CONVERT_SERIAL");
+    e.use_aio = is_direct(c->dst);
+    for (int i = 0; i < c->nb_src; i++)
+        e.use_aio |= is_direct(c->src[i]);
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
     ret = engine_start(&e, in_flight);
     if (ret < 0) {
@@ -617,10 +1055,13 @@ int kimg_convert_run(struct kimg_convert *c)
         ret = copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);
     }
-    /* drain: write every job still in flight, in order */
-    while (ret == 0 && e.write_seq < e.next_seq) {
-        bool wrote;
-        ret = write_next(&e, true, &wrote);
+    /* drain: every job still in flight written and linked */
+    while (ret == 0) {
+        int r = service(&e, true);
+        if (r <= 0) {
+            ret = r;
+            break;
+        }
     }
     engine_stop(&e);
     free(e.zbuf);
