@@ -1,15 +1,23 @@
 /*
  * checksum.c — the digest engine.  The caller's thread walks block status
- * and reads data ranges in chunks into a ring of slots, ahead of a small
- * pthread pool that digests each slot's blocks; it then folds the block
- * digests into the outer digest in block order, so the result never
- * depends on the thread count.  Zero ranges are never read, zero blocks
- * never hashed.  --raw-digest: one worker takes the slots in order.
+ * and hands the content out in chunks, a ring of slots, to a small pthread
+ * pool that digests each slot's blocks; it then folds the block digests
+ * into the outer digest in block order, so the result never depends on the
+ * thread count.  Zero ranges are never read, zero blocks never hashed.
+ * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
+ * hashed in place from a read-only mapping of that file, by the workers:
+ * no copy, and the reads (page faults) happen on every hash thread.  Other
+ * data (compressed, in memory files, partial blocks) is read by the
+ * caller's thread into the slot's buffer.  --raw-digest: one worker takes
+ * the slots in order.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "checksum.h"
@@ -20,6 +28,7 @@
 #define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */
 #define ZERO_BATCH     1024u               /* zero-block digests per update */
 #define ZERO_SLOT_MAX  65536u              /* blocks per zero slot (progress) */
+#define MAX_MAPS       (2 * KIMG_MAX_CHAIN + 2) /* image + data file per layer */
 
 enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 enum slot_kind { KIND_DATA, KIND_ZERO };
@@ -29,7 +38,9 @@ struct slot {
     enum slot_state state;
     int err;
     uint64_t off, len;          /* guest range */
-    uint8_t *buf;               /* data (KIND_DATA) */
+    uint8_t *buf;               /* the slot's own buffer */
+    const uint8_t *data;        /* the data (KIND_DATA): buf, or in a mapping */
+    bool mapped;                /* data points into a file mapping */
     uint8_t *md;                /* one digest per block (block mode) */
 };
 
@@ -44,6 +55,15 @@ struct engine {
     unsigned char zero_md[KIMG_CHECKSUM_MAX_MD_SIZE];
     uint8_t *zero_mds;          /* ZERO_BATCH copies of zero_md */
     uint8_t *zeros;             /* chunk zero bytes (raw mode) */
+    /* read-only mappings of the host files data is hashed from in place;
+     * base NULL: that file cannot be mapped (read it instead) */
+    struct mapping {
+        const struct kimg_file *file;
+        const uint8_t *base;
+        uint64_t size;
+    } maps[MAX_MAPS];
+    int nmaps;
+    bool bus_handler;           /* holds a reference on the SIGBUS handler */
     EVP_MD_CTX *outer;          /* block mode: the caller's; raw: the worker's */
 
     struct slot *slots;
@@ -119,7 +139,7 @@ static int hash_blocks(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
 {
     uint64_t nb = (s->len + e->bs - 1) / e->bs;
     for (uint64_t i = 0; i < nb; i++) {
-        const uint8_t *p = s->buf + i * e->bs;
+        const uint8_t *p = s->data + i * e->bs;
         size_t n = (size_t)(s->len - i * e->bs < e->bs ? s->len - i * e->bs : e->bs);
         unsigned char *out = s->md + i * e->md_len;
         /* the last block may be short: blkhash digests it as it is */
@@ -135,7 +155,7 @@ static int hash_blocks(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
 static int raw_update(struct engine *e, struct slot *s)
 {
     if (s->kind == KIND_DATA)
-        return EVP_DigestUpdate(e->outer, s->buf, (size_t)s->len) ? 0 : -EIO;
+        return EVP_DigestUpdate(e->outer, s->data, (size_t)s->len) ? 0 : -EIO;
     for (uint64_t left = s->len; left;) {
         size_t n = (size_t)(left < e->chunk ? left : e->chunk);
         if (!EVP_DigestUpdate(e->outer, e->zeros, n))
@@ -143,6 +163,69 @@ static int raw_update(struct engine *e, struct slot *s)
         left -= n;
     }
     return 0;
+}
+
+/* A mapped file that shrinks under us (another process truncates it; only
+ * possible with -U or a writer that ignores the locks) or fails to read
+ * raises SIGBUS on access.  While a worker hashes from a mapping it
+ * publishes a jump buffer; the handler jumps back there and the slot fails
+ * with -EFAULT.  SIGBUS outside such a section gets the previous handler
+ * (the faulting access repeats once it is back in place).  The handler is
+ * installed while any digest runs with mappings (reference counted). */
+static __thread sigjmp_buf *volatile bus_jump;
+static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
+static int bus_users;
+static struct sigaction bus_old;
+
+static void on_sigbus(int sig, siginfo_t *info, void *uctx)
+{
+    sigjmp_buf *jb = bus_jump;
+    if (jb)
+        siglongjmp(*jb, 1);
+    sigaction(SIGBUS, &bus_old, NULL);
+}
+
+static int bus_handler_get(void)
+{
+    int ret = 0;
+    pthread_mutex_lock(&bus_lock);
+    if (bus_users == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGBUS, &sa, &bus_old) < 0)
+            ret = -errno;
+    }
+    if (ret == 0)
+        bus_users++;
+    pthread_mutex_unlock(&bus_lock);
+    return ret;
+}
+
+static void bus_handler_put(void)
+{
+    pthread_mutex_lock(&bus_lock);
+    if (--bus_users == 0)
+        sigaction(SIGBUS, &bus_old, NULL);
+    pthread_mutex_unlock(&bus_lock);
+}
+
+/* Digest a slot; data in a mapping is read under the SIGBUS guard. */
+static int work(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
+{
+    if (!s->mapped)
+        return e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
+    sigjmp_buf jb;
+    if (sigsetjmp(jb, 1)) {
+        bus_jump = NULL;
+        return -EFAULT;
+    }
+    bus_jump = &jb;
+    int ret = e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
+    bus_jump = NULL;
+    return ret;
 }
 
 static void *worker(void *arg)
@@ -163,7 +246,7 @@ static void *worker(void *arg)
             continue;           /* zero runs in block mode need no work */
         s->state = SLOT_BUSY;
         pthread_mutex_unlock(&e->lock);
-        int err = setup_err ? setup_err : e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
+        int err = setup_err ? setup_err : work(e, ctx, s);
         pthread_mutex_lock(&e->lock);
         s->err = err;
         s->state = SLOT_DONE;
@@ -229,6 +312,11 @@ static int retire(struct engine *e, int mode)
         if (ret == 0)
             report(e, s->len);
         pthread_mutex_lock(&e->lock);
+        if (ret == -EFAULT) {
+            kimg_error("error while reading at offset %llu: the file changed size "
+                       "or could not be read", (unsigned long long)s->off);
+            break;
+        }
         if (ret < 0) {
             kimg_error("error computing the %s digest at offset %llu",
                        e->c->algorithm ? e->c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM,
@@ -311,6 +399,60 @@ static int fill(struct engine *e, struct slot *s, uint64_t pos,
     return 0;
 }
 
+/* The read-only mapping of FILE (made on first use), or NULL if it cannot
+ * be mapped (memory or O_DIRECT files, an empty file, mmap refused, too
+ * many files). */
+static const struct mapping *file_mapping(struct engine *e, const struct kimg_file *file)
+{
+    for (int i = 0; i < e->nmaps; i++)
+        if (e->maps[i].file == file)
+            return e->maps[i].base ? &e->maps[i] : NULL;
+    if (e->nmaps == MAX_MAPS)
+        return NULL;
+    struct mapping *m = &e->maps[e->nmaps++];
+    uint64_t size;
+    m->file = file;
+    m->base = NULL;
+    if (file->fd < 0 || file->direct || kimg_file_size((struct kimg_file *)file, &size) < 0 ||
+        size == 0 || size > SIZE_MAX)
+        return NULL;
+    if (!e->bus_handler) {
+        if (bus_handler_get() < 0)
+            return NULL;
+        e->bus_handler = true;
+    }
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, file->fd, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    m->base = p;
+    m->size = size;
+    return m;
+}
+
+/* Point S at data stored plainly in a host file, in place: the run at POS
+ * (status EXT) up to one chunk, in whole blocks unless it ends the
+ * content.  False if that cannot be done (then it is read into S->buf). */
+static bool map_slot(struct engine *e, struct slot *s, uint64_t pos,
+                     const struct kimg_extent *ext, uint64_t *len)
+{
+    unsigned f = ext->flags & (KIMG_BS_DATA | KIMG_BS_ZERO | KIMG_BS_OFFSET_VALID |
+                               KIMG_BS_COMPRESSED);
+    if (f != (KIMG_BS_DATA | KIMG_BS_OFFSET_VALID) || !ext->host_file)
+        return false;
+    uint64_t n = ext->length < e->chunk ? ext->length : e->chunk;
+    if (n < e->size - pos)
+        n = n / e->bs * e->bs;
+    if (n == 0)
+        return false;
+    const struct mapping *m = file_mapping(e, ext->host_file);
+    if (!m || ext->offset > m->size || n > m->size - ext->offset)
+        return false;
+    s->data = m->base + ext->offset;
+    s->mapped = true;
+    *len = n;
+    return true;
+}
+
 static int walk(struct engine *e)
 {
     uint64_t pos = 0;
@@ -330,8 +472,12 @@ static int walk(struct engine *e)
             pos += zero_len;
         } else {
             uint64_t len;
-            if ((ret = fill(e, s, pos, &ext, &len)) < 0)
-                return ret;
+            if (!map_slot(e, s, pos, &ext, &len)) {
+                s->data = s->buf;
+                s->mapped = false;
+                if ((ret = fill(e, s, pos, &ext, &len)) < 0)
+                    return ret;
+            }
             submit(e, s, KIND_DATA, pos, len);
             pos += len;
         }
@@ -368,6 +514,11 @@ static void engine_free(struct engine *e)
             free(e->slots[i].md);
         }
     free(e->slots);
+    for (int i = 0; i < e->nmaps; i++)
+        if (e->maps[i].base)
+            munmap((void *)e->maps[i].base, (size_t)e->maps[i].size);
+    if (e->bus_handler)
+        bus_handler_put();
     free(e->threads);
     free(e->zero_mds);
     free(e->zeros);
