@@ -102,8 +102,11 @@ static int copy_down(const struct kimg_commit *c, struct kimg *top, int depth,
     while (off < size) {
         uint64_t n = size - off < CHUNK ? size - off : CHUNK, len = 0;
         enum span_kind kind;
-        /* one run of a kind; data runs grow up to CHUNK */
-        ret = span_above(top, depth, off, n, &kind, &len);
+        /* one run of a kind: skipped and zero runs as long as they are,
+         * data runs read in pieces of at most CHUNK */
+        ret = span_above(top, depth, off, size - off, &kind, &len);
+        if (ret == 0 && kind == SPAN_DATA && len > n)
+            len = n;
         while (ret == 0 && kind == SPAN_DATA && len < n) {
             enum span_kind k2;
             uint64_t l2;

@@ -127,6 +127,44 @@ static int copy_differences(struct kimg *img, const uint8_t *old, const uint8_t 
     return 0;
 }
 
+/* How much from OFF (at most LEN) needs no look at the data (*n, 0 if
+ * none): the overlay decides it, or the old view is decided at or below
+ * the new backing (PREFIX), or both views read zeros by block status. */
+static int skippable(struct kimg *img, struct kimg *nb, int prefix, uint64_t off,
+                     uint64_t len, uint64_t *n)
+{
+    struct kimg_extent e;
+    int ret = kimg_layer_block_status(img, off, len, &e);
+    *n = 0;
+    if (ret < 0)
+        return ret;
+    if (e.flags & KIMG_BS_ALLOCATED) {
+        *n = e.length;
+        return 0;
+    }
+    ret = kimg_block_status(img, off, e.length, &e);
+    if (ret < 0)
+        return ret;
+    if (prefix > 0 && e.depth >= prefix) {
+        *n = e.length;
+        return 0;
+    }
+    if (!(e.flags & KIMG_BS_ZERO))
+        return 0;
+    uint64_t nsize = nb ? kimg_size(nb) : 0;
+    if (off >= nsize) {
+        *n = e.length;
+        return 0;
+    }
+    uint64_t l = e.length < nsize - off ? e.length : nsize - off;
+    ret = kimg_block_status(nb, off, l, &e);
+    if (ret < 0)
+        return ret;
+    if (e.flags & KIMG_BS_ZERO)
+        *n = e.length;
+    return 0;
+}
+
 static int copy_phase(const struct kimg_rebase *r)
 {
     struct kimg *img = r->img;
@@ -144,15 +182,19 @@ static int copy_phase(const struct kimg_rebase *r)
         goto out;
     }
     while (off < size) {
-        uint64_t n = size - off < CHUNK ? size - off : CHUNK;
-        struct kimg_extent e;
+        uint64_t n;
         bool same;
-        ret = kimg_layer_block_status(img, off, n, &e);
+        ret = skippable(img, r->new_backing, prefix, off, size - off, &n);
         if (ret < 0)
             goto out;
-        n = e.length;
-        if (!(e.flags & KIMG_BS_ALLOCATED)) {
+        if (!n) {
             /* the overlay's own view there is the old chain's */
+            n = size - off < CHUNK ? size - off : CHUNK;
+            struct kimg_extent e;
+            ret = kimg_layer_block_status(img, off, n, &e);
+            if (ret < 0)
+                goto out;
+            n = e.length;
             ret = read_view(img, bo, off, n, prefix, &same);
             if (ret == 0 && !same)
                 ret = read_view(r->new_backing, bn, off, n, -1, &same);
