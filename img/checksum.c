@@ -7,9 +7,11 @@
  * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
  * hashed in place from a read-only mapping of that file, by the workers:
  * no copy, and the reads (page faults) happen on every hash thread.  Other
- * data (compressed, in memory files, partial blocks) is read by the
- * caller's thread into the slot's buffer.  --raw-digest: one worker takes
- * the slots in order.
+ * data (compressed, in memory files, partial blocks) is read into the
+ * slot's buffer by the worker that hashes it (decompression on every
+ * core), or by the caller's thread when one worker hashes everything
+ * (--threads 1, --raw-digest: one worker takes the slots in order), so
+ * that reading still runs ahead of hashing.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +43,8 @@ struct slot {
     uint8_t *buf;               /* the slot's own buffer */
     const uint8_t *data;        /* the data (KIND_DATA): buf, or in a mapping */
     bool mapped;                /* data points into a file mapping */
+    bool load;                  /* the worker reads the data into buf first */
+    char msg[256];              /* a worker's error message */
     uint8_t *md;                /* one digest per block (block mode) */
 };
 
@@ -64,6 +68,7 @@ struct engine {
     } maps[MAX_MAPS];
     int nmaps;
     bool bus_handler;           /* holds a reference on the SIGBUS handler */
+    bool worker_loads;          /* workers read their slots (>= 2 of them) */
     EVP_MD_CTX *outer;          /* block mode: the caller's; raw: the worker's */
 
     struct slot *slots;
@@ -165,6 +170,42 @@ static int raw_update(struct engine *e, struct slot *s)
     return 0;
 }
 
+/* ---- reading --------------------------------------------------------- */
+
+static int status(struct engine *e, uint64_t off, struct kimg_extent *ext)
+{
+    int ret = kimg_block_status(e->img, off, e->size - off, ext);
+    if (ret < 0)
+        kimg_error("error while reading block status at offset %llu",
+                   (unsigned long long)off);
+    else if (ext->length == 0 || ext->length > e->size - off)
+        ret = kimg_fail(-EIO, "invalid block status at offset %llu",
+                        (unsigned long long)off);
+    return ret;
+}
+
+/* Read slot S's range into S->buf: data ranges read, zero ranges cleared.
+ * Thread-safe (block status and reads of an image opened read-only). */
+static int load(struct engine *e, struct slot *s)
+{
+    for (uint64_t got = 0; got < s->len;) {
+        uint64_t off = s->off + got;
+        struct kimg_extent ext;
+        int ret = status(e, off, &ext);
+        if (ret < 0)
+            return ret;
+        uint64_t n = ext.length < s->len - got ? ext.length : s->len - got;
+        if (ext.flags & KIMG_BS_ZERO) {
+            memset(s->buf + got, 0, (size_t)n);
+        } else if ((ret = kimg_read(e->img, s->buf + got, off, n)) < 0) {
+            kimg_error("error while reading at offset %llu", (unsigned long long)off);
+            return ret;
+        }
+        got += n;
+    }
+    return 0;
+}
+
 /* A mapped file that shrinks under us (another process truncates it; only
  * possible with -U or a writer that ignores the locks) or fails to read
  * raises SIGBUS on access.  While a worker hashes from a mapping it
@@ -215,6 +256,16 @@ static void bus_handler_put(void)
 /* Digest a slot; data in a mapping is read under the SIGBUS guard. */
 static int work(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
 {
+    if (s->load) {
+        int ret = load(e, s);
+        if (ret < 0) {
+            /* messages are per thread: hand it to the caller's */
+            const char *m = kimg_last_error();
+            snprintf(s->msg, sizeof(s->msg), "%s", m ? m : strerror(-ret));
+            kimg_clear_error();
+            return ret;
+        }
+    }
     if (!s->mapped)
         return e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
     sigjmp_buf jb;
@@ -309,6 +360,8 @@ static int retire(struct engine *e, int mode)
         }
         pthread_mutex_unlock(&e->lock);
         ret = s->err ? s->err : fold(e, s);
+        if (ret < 0 && s->msg[0])
+            kimg_error("%s", s->msg);
         if (ret == 0)
             report(e, s->len);
         pthread_mutex_lock(&e->lock);
@@ -340,6 +393,7 @@ static void submit(struct engine *e, struct slot *s, enum slot_kind kind,
     s->off = off;
     s->len = len;
     s->err = 0;
+    s->msg[0] = 0;
     /* a zero run in block mode is folded from the precomputed digest */
     s->state = kind == KIND_ZERO && !e->raw ? SLOT_DONE : SLOT_QUEUED;
     e->tail++;
@@ -354,24 +408,12 @@ static struct slot *next_slot(struct engine *e, int *ret)
     return *ret < 0 ? NULL : &e->slots[e->tail % e->nslots];
 }
 
-static int status(struct engine *e, uint64_t off, struct kimg_extent *ext)
-{
-    int ret = kimg_block_status(e->img, off, e->size - off, ext);
-    if (ret < 0)
-        kimg_error("error while reading block status at offset %llu",
-                   (unsigned long long)off);
-    else if (ext->length == 0 || ext->length > e->size - off)
-        ret = kimg_fail(-EIO, "invalid block status at offset %llu",
-                        (unsigned long long)off);
-    return ret;
-}
-
-/* Read up to one chunk at POS (block-aligned) into S->buf: data ranges are
- * read, short zero ranges cleared; the chunk ends early, at a block
- * boundary, where a zero range of at least one whole block starts, so that
- * range goes to the zero path.  FIRST is the status at POS. */
-static int fill(struct engine *e, struct slot *s, uint64_t pos,
-                const struct kimg_extent *first, uint64_t *len)
+/* The length of the slot at POS (block-aligned), up to one chunk: it ends
+ * early, at a block boundary, where a zero range of at least one whole
+ * block starts, so that range goes to the zero path.  FIRST is the status
+ * at POS.  Nothing is read. */
+static int plan(struct engine *e, uint64_t pos, const struct kimg_extent *first,
+                uint64_t *len)
 {
     uint64_t want = e->size - pos < e->chunk ? e->size - pos : e->chunk;
     uint64_t got = 0;
@@ -388,10 +430,6 @@ static int fill(struct engine *e, struct slot *s, uint64_t pos,
                 break;
             if (n > to_boundary)
                 n = to_boundary;
-            memset(s->buf + got, 0, (size_t)n);
-        } else if ((ret = kimg_read(e->img, s->buf + got, off, n)) < 0) {
-            kimg_error("error while reading at offset %llu", (unsigned long long)off);
-            return ret;
         }
         got += n;
     }
@@ -472,10 +510,16 @@ static int walk(struct engine *e)
             pos += zero_len;
         } else {
             uint64_t len;
+            s->load = false;
             if (!map_slot(e, s, pos, &ext, &len)) {
                 s->data = s->buf;
                 s->mapped = false;
-                if ((ret = fill(e, s, pos, &ext, &len)) < 0)
+                if ((ret = plan(e, pos, &ext, &len)) < 0)
+                    return ret;
+                s->off = pos;
+                s->len = len;
+                s->load = e->worker_loads;
+                if (!s->load && (ret = load(e, s)) < 0)
                     return ret;
             }
             submit(e, s, KIND_DATA, pos, len);
@@ -546,6 +590,7 @@ static int engine_init(struct engine *e)
         threads = KIMG_CHECKSUM_MAX_THREADS;
     if (e->raw)
         threads = 1;            /* a plain digest is sequential */
+    e->worker_loads = threads >= 2;
     /* enough slots to keep every thread busy while the reader refills */
     uint64_t nslots = 2 * (uint64_t)threads + 2;
     if (nslots * e->chunk > RING_BYTES_MAX)
