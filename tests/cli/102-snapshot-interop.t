@@ -23,6 +23,7 @@ for fx in v3 v2 el2 zlib zstd cs4k cs512 rb2 rb64 lazy-clean odd; do
     kimg snapshot -c s0 k.qcow2
     is "$RC" 0 "$fx: kimg snapshot -c"
     ok "$fx: clean after kimg -c" check_clean k.qcow2
+    oracle "$fx: kimg check after kimg -c" check k.qcow2
     qemu-io -f qcow2 -c "write -P 0xe1 0 96k" -c "write -z 1M 64k" -c "discard 2M 64k" \
         k.qcow2 > /dev/null
     ok "$fx: clean after qemu-io writes over kimg's snapshot" check_clean k.qcow2
