@@ -86,6 +86,12 @@ rebase_case "-u -b $long -F qcow2"
 rebase_case "-u -q -b a.qcow2 -F qcow2"
 ok "the overlay still reads as before (backing a.qcow2 kept)" qemu_oracle_compare k/o.qcow2 q/o.qcow2
 
+# -p: qemu-img's progress lines, byte for byte.
+for d in q k; do cp o.orig $d/p.qcow2; done
+(cd q && qemu-img rebase -p -u -b b.qcow2 -F qcow2 p.qcow2) > qout 2>&1
+(cd k && "$KIMG" rebase -p -u -b b.qcow2 -F qcow2 p.qcow2) > out 2> err
+is_file out qout "-u -p: stdout as qemu-img's"
+
 # Unknown extensions survive byte for byte; v2; a 512-byte cluster header.
 for kind in unknown v2 small; do
     for d in q k; do

@@ -129,6 +129,9 @@ kimg rebase -b b.qcow2 o.qcow2
 is "$RC" 1 "safe -b without -F: exit 1"; err_line "safe -b without -F"
 kimg rebase -b o.qcow2 -F qcow2 o.qcow2
 is "$RC" 1 "onto itself: exit 1"; err_line "onto itself"
+qemu-img create -q -f qcow2 -b o.qcow2 -F qcow2 p.qcow2
+kimg rebase -b p.qcow2 -F qcow2 o.qcow2
+is "$RC" 1 "onto an image above it (a loop): exit 1"; err_line "onto an image above it"
 kimg rebase -b b.qcow2 -F vmdk o.qcow2
 is "$RC" 1 "unknown -F format: exit 1"; err_line "unknown -F"
 kimg rebase -T bogus -b b.qcow2 -F qcow2 o.qcow2
