@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "kimg.h"
 #include "file.h"
+#include "crash.h"
 
 #define DIRECT_ALIGN 4096u
 
@@ -24,42 +25,15 @@ void *kimg_alloc_aligned(size_t len)
     return p;
 }
 
-/* ---- crash injection (tests) --------------------------------------------- */
+/* ---- crash injection (tests): img/crash.c -------------------------------- */
 
-/*
- * KIMG_CRASH_AFTER=N in the environment makes the process die with
- * _exit(KIMG_CRASH_EXIT) just before its (N+1)-th change to any file
- * (write, truncate, sync, zero, allocate): the changes made so far stay,
- * nothing after them happens, as when the process is killed at that point.
- * Tests run a command with N = 0, 1, 2, ... until it finishes, checking
- * the image after each crash.  Unset (the normal case) it costs one
- * relaxed atomic load per change.
- */
-#define KIMG_CRASH_EXIT 222
-
-static long crash_after = -2;     /* -2: not read yet, -1: disabled */
-static long crash_count;
-
-static void crash_point(void)
-{
-    long limit = __atomic_load_n(&crash_after, __ATOMIC_RELAXED);
-    if (limit == -2) {
-        const char *e = getenv("KIMG_CRASH_AFTER");
-        char *end = NULL;
-        long v = e && *e ? strtol(e, &end, 10) : -1;
-        limit = (end && *end) || v < 0 ? -1 : v;
-        __atomic_store_n(&crash_after, limit, __ATOMIC_RELAXED);
-    }
-    if (limit < 0)
-        return;
-    if (__atomic_fetch_add(&crash_count, 1, __ATOMIC_SEQ_CST) >= limit)
-        _exit(KIMG_CRASH_EXIT);
-}
-
-/* For writes that bypass kimg_file_pwrite (img/aio.c's libaio batches). */
+/* For writes that bypass kimg_file_pwrite (img/aio.c's libaio batches):
+ * counted as changes (a crash point), not logged for KIMG_CRASH_LOSE. */
 void kimg_file_count_change(void)
 {
-    crash_point();
+    struct kimg_crash_token tok;
+    if (kimg_crash_begin(NULL, KIMG_CRASH_SYNC, 0, 0, NULL, &tok))
+        kimg_crash_end(NULL, &tok, 0);
 }
 
 /* ---- POSIX backend ------------------------------------------------------- */
@@ -505,6 +479,7 @@ void kimg_file_close(struct kimg_file *f)
 {
     if (!f)
         return;
+    kimg_crash_closing(f);
     f->ops->close(f);
     free(f->path);
     free(f);
@@ -537,8 +512,11 @@ int kimg_file_pwrite(struct kimg_file *f, const void *buf, size_t len, uint64_t 
 {
     if (!f->writable)
         return kimg_fail(-EBADF, "file is read-only");
-    crash_point();
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_WRITE, off, len, buf, &tok);
     int ret = f->ops->pwrite(f, buf, len, off);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
     if (ret < 0)
         return kimg_fail(ret, "write error at offset %llu: %s",
                          (unsigned long long)off, strerror(-ret));
@@ -553,8 +531,11 @@ int kimg_file_size(struct kimg_file *f, uint64_t *size)
 
 int kimg_file_truncate(struct kimg_file *f, uint64_t size)
 {
-    crash_point();
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_TRUNCATE, 0, size, NULL, &tok);
     int ret = f->ops->truncate(f, size);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
     return ret < 0 ? kimg_fail(ret, "cannot resize the file: %s", strerror(-ret)) : 0;
 }
 
@@ -562,15 +543,24 @@ int kimg_file_sync(struct kimg_file *f)
 {
     if (f->nosync)
         return 0;
-    crash_point();
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_SYNC, 0, 0, NULL, &tok);
     int ret = f->ops->sync(f);
+    if (logged) {
+        kimg_crash_end(f, &tok, ret);
+        if (ret == 0)
+            kimg_crash_synced(f);
+    }
     return ret < 0 ? kimg_fail(ret, "flush failed: %s", strerror(-ret)) : 0;
 }
 
 int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
-    crash_point();
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_ZERO, off, len, NULL, &tok);
     int ret = f->ops->zero(f, off, len, punch);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
     return ret < 0 ? kimg_fail(ret, "cannot zero %llu bytes at %llu: %s",
                                (unsigned long long)len, (unsigned long long)off,
                                strerror(-ret)) : 0;
@@ -578,8 +568,11 @@ int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 
 int kimg_file_allocate(struct kimg_file *f, uint64_t off, uint64_t len)
 {
-    crash_point();
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_ALLOCATE, off, len, NULL, &tok);
     int ret = f->ops->allocate(f, off, len);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
     return ret < 0 ? kimg_fail(ret, "cannot allocate %llu bytes at %llu: %s",
                                (unsigned long long)len, (unsigned long long)off,
                                strerror(-ret)) : 0;
