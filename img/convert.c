@@ -573,25 +573,35 @@ static int plan_job(struct engine *e, struct job *j)
             if (ret < 0)
                 return ret;
         }
+        /* [wa, ca): clusters that go through the driver's write (allocated
+         * already, or not for this path), gathered into one call */
+        uint64_t wa = ca;
         while (ca < cb) {
             uint64_t host = 0;
             struct kimg_file *f = NULL;
-            int64_t n = dst->drv->alloc_data(dst, ca, cb - ca, &host, &f);
+            /* after a refusal, probe one cluster at a time */
+            int64_t n = dst->drv->alloc_data(dst, ca, wa < ca ? cs : cb - ca, &host, &f);
             if (n < 0)
                 return (int)n;
             if (n == 0) {
-                /* allocated already, or not for this path: one cluster
-                 * through the driver */
-                ret = kimg_write(dst, j->data + (ca - j->doff), ca, cs);
-                if (ret < 0)
-                    return ret;
                 ca += cs;
                 continue;
+            }
+            if (wa < ca) {
+                ret = kimg_write(dst, j->data + (wa - j->doff), wa, ca - wa);
+                if (ret < 0)
+                    return ret;
             }
             ret = add_piece(j, ca - j->doff, (uint64_t)n, host, f);
             if (ret < 0)
                 return ret;
             ca += (uint64_t)n;
+            wa = ca;
+        }
+        if (wa < cb) {
+            ret = kimg_write(dst, j->data + (wa - j->doff), wa, cb - wa);
+            if (ret < 0)
+                return ret;
         }
         if (cb > a && cb < b) {
             ret = kimg_write(dst, j->data + (cb - j->doff), cb, b - cb);
