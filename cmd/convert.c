@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "convert.h"
@@ -73,6 +74,45 @@ static int make_tmp_name(const char *dst)
     return 0;
 }
 
+/* --progress=json: one object per line on stdout, at the start, about
+ * every 1%, and at the end: bytes done, total, seconds since the start. */
+struct json_progress {
+    struct timespec start;
+};
+
+static void print_json_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    struct json_progress *p = opaque;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)(now.tv_sec - p->start.tv_sec) +
+               (double)(now.tv_nsec - p->start.tv_nsec) / 1e9;
+    printf("{\"done\": %llu, \"total\": %llu, \"elapsed\": %.3f}\n",
+           (unsigned long long)done, (unsigned long long)total, t);
+    fflush(stdout);
+}
+
+/* Take KEY out of OPTS (it is not a create option): its value (malloc'd),
+ * or NULL if absent.  *FOUND tells a bare "key" from an absent one. */
+static char *take_opt(struct kimg_opts *opts, const char *key, bool *found)
+{
+    char *val = NULL;
+    *found = false;
+    for (int i = 0; opts && i < opts->n;) {
+        if (strcmp(opts->v[i].key, key)) {
+            i++;
+            continue;
+        }
+        *found = true;
+        free(val);
+        val = opts->v[i].value;     /* later values override earlier ones */
+        free(opts->v[i].key);
+        memmove(&opts->v[i], &opts->v[i + 1], (size_t)(opts->n - i - 1) * sizeof(opts->v[0]));
+        opts->n--;
+    }
+    return val;
+}
+
 static int sync_dir_of(const char *path)
 {
     char *copy = strdup(path);
@@ -93,13 +133,15 @@ struct convert_args {
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
+    bool progress_json;             /* --progress=json */
+    char *level;                    /* -o compression_level (malloc'd) */
     uint64_t sparse;
     int in_flight;
 };
 
 int cmd_convert(int argc, char **argv)
 {
-    enum { OPT_TARGET_IS_ZERO = 300 };
+    enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
@@ -107,6 +149,7 @@ int cmd_convert(int argc, char **argv)
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "progress", required_argument, NULL, OPT_PROGRESS },
         { NULL, 0, NULL, 0 },
     };
     struct convert_args a = { .out_fmt = "raw", .sparse = 4096, .cache = "unsafe",
@@ -128,7 +171,19 @@ int cmd_convert(int argc, char **argv)
         case 'U': a.share = true; break;
         case 't': a.cache = optarg; break;
         case 'T': a.src_cache = optarg; break;
-        case 'W': break;   /* out-of-order writes: the layout is ours to choose */
+        case 'W': break;   /* out-of-order writes: accepted; data writes already
+                              overlap, and the layout stays deterministic */
+        case OPT_PROGRESS:
+            if (!strcmp(optarg, "json")) {
+                a.progress_json = true;
+            } else if (!strcmp(optarg, "human")) {
+                a.progress = true;
+            } else {
+                fprintf(stderr, "kimg: --progress: expected 'json' or 'human', not '%s'\n",
+                        optarg);
+                goto out;
+            }
+            break;
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
@@ -171,6 +226,23 @@ int cmd_convert(int argc, char **argv)
         char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help", NULL };
         optind = 0;
         return cmd_create(5, help_argv);
+    }
+    /* -o compression_level=N: how -c compresses, not a create option */
+    bool has_level;
+    a.level = take_opt(a.opts, "compression_level", &has_level);
+    const char *level = a.level;
+    if (has_level && !a.compress) {
+        fprintf(stderr, "kimg: compression_level requires -c\n");
+        goto out;
+    }
+    if (has_level && (!level || !*level || strspn(level, "0123456789") != strlen(level))) {
+        fprintf(stderr, "kimg: Invalid compression_level '%s': expected a number\n",
+                level ? level : "");
+        goto out;
+    }
+    if (a.opts && a.opts->n == 0) {
+        kimg_opts_free(a.opts);
+        a.opts = NULL;
     }
     int nb_src = argc - optind - 1;
     if (nb_src < 1) {
@@ -265,11 +337,26 @@ int cmd_convert(int argc, char **argv)
         .target_has_backing = a.backing != NULL,
         .progress = (a.progress && !a.quiet) ? cmd_progress : NULL,
     };
+    struct json_progress jp;
+    if (a.progress_json) {
+        clock_gettime(CLOCK_MONOTONIC, &jp.start);
+        cv.progress = print_json_progress;
+        cv.opaque = &jp;
+    }
+    if (level) {
+        int r = out_img->drv->set_write_option
+                ? out_img->drv->set_write_option(out_img, "compression_level", level)
+                : kimg_fail(-ENOTSUP, "compression_level is not supported for this format");
+        if (r < 0) {
+            fprintf(stderr, "kimg: %s\n", kimg_last_error());
+            goto close_src;
+        }
+    }
     if (kimg_convert_run(&cv) < 0) {
         cmd_fail(dst, "error while converting");
         goto close_src;
     }
-    if (cv.progress) {
+    if (cv.progress == cmd_progress) {
         cmd_progress(NULL, total, total);
         printf("\n");
     }
@@ -304,5 +391,6 @@ close_src:
     free(src);
 out:
     kimg_opts_free(a.opts);
+    free(a.level);
     return ret;
 }
