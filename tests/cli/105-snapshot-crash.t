@@ -5,9 +5,9 @@
 # exit 0 or 3 (clean or leaks only), the active image must read as before
 # or as after the command (content and size), and every snapshot listed
 # must read as it did (a new one: as the image before -c).  Scenarios:
-# qemu-made snapshots (-c, -a, -d), extended L2 and compressed clusters
-# (-c), -a to a snapshot of another size, -d of a VM-state snapshot, -d of
-# a kimg-made snapshot after writes.
+# qemu-made snapshots (-a, -d; -c next to one), extended L2 and
+# compressed clusters (-c), -a to a snapshot of another size, -d of a
+# VM-state snapshot, -d of a kimg-made snapshot after writes.
 . "$(dirname "$0")/lib.sh"
 fixtures
 cd "$T"
@@ -41,10 +41,11 @@ crash_loop() {
             bad_content=$((bad_content + 1)); diag "$name: crash after $n changes: neither old nor new content"
         fi
         for sn in $(names_of w.qcow2); do
-            # (convert -l gives the image's current size: compare content only)
+            # (convert -l gives the image's current size: when the size
+            # changed, compare the content only)
+            local want=old.raw; [ -f "sn-$sn.raw" ] && want=sn-$sn.raw
             qemu-img convert -O raw -l "$sn" w.qcow2 x.raw
-            if [ -f "sn-$sn.raw" ]; then qemu_oracle_compare x.raw "sn-$sn.raw"
-            else qemu_oracle_compare x.raw old.raw; fi ||
+            cmp -s x.raw "$want" || qemu_oracle_compare x.raw "$want" ||
                 { bad_sn=$((bad_sn + 1)); diag "$name: crash after $n changes: snapshot $sn changed"; }
         done
         [ "$rc" = 222 ] || break
@@ -59,14 +60,13 @@ crash_loop() {
 }
 
 cp "$FX/snap.qcow2" s.qcow2
-crash_loop "-c on qemu-made snapshots" s.qcow2 -c third
 crash_loop "-a first" s.qcow2 -a first
 crash_loop "-d second" s.qcow2 -d second
 cp "$FX/el2.qcow2" e.qcow2
 crash_loop "-c, extended L2" e.qcow2 -c x
 cp "$FX/zlib.qcow2" z.qcow2
 qemu-img snapshot -c before z.qcow2
-crash_loop "-c, compressed clusters shared with a snapshot" z.qcow2 -c x
+crash_loop "-c, qemu-made snapshot, compressed clusters shared with it" z.qcow2 -c x
 
 qemu-img create -q -f qcow2 rs.qcow2 1M
 qemu-io -c "write -P 0xb1 0 64k" rs.qcow2 > /dev/null
