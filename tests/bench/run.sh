@@ -2,8 +2,10 @@
 # run.sh — `make bench`: kimg against qemu-img on the same inputs with the
 # same arguments, alternating which goes first, BENCH_RUNS times (default 3).
 # Prints per case the median wall times, the ratio kimg/qemu-img (lower is
-# better), kimg's peak RSS, whether the outputs compare identical, and for
-# compressed outputs the size ratio.  Not a test: numbers, not verdicts.
+# better), the median CPU times (user+sys: less noisy than wall time on a
+# loaded machine) and their ratio, kimg's peak RSS, whether the outputs
+# compare identical, and for compressed outputs the size ratio.  Not a
+# test: numbers, not verdicts.
 #   BENCH_DIR   where inputs live (default /var/tmp/kimg-bench; built once)
 #   BENCH_CASES space-separated case names to run (default: all)
 #   KIMG        the kimg binary (default build/kimg)
@@ -32,17 +34,20 @@ cases=(
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-# timed TOOL ARGS...: run once; append "seconds maxrss_kib" to $times_TOOL
+# timed TOOL ARGS...: run once; append "seconds maxrss_kib cpu_seconds"
+# to times.TOOL
 timed() {
     local tool=$1; shift
     rm -f out.qcow2 out.raw
     sync
-    /usr/bin/time -f "%e %M" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
+    /usr/bin/time -f "%e %M %U %S" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
         { echo "bench: $tool failed: $*" >&2; cat "$dir/err.$tool" >&2; return 1; }
-    cat "$dir/time.$tool" >> "$dir/times.$tool"
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$dir/time.$tool" >> "$dir/times.$tool"
 }
 
-printf '%-22s %9s %9s %7s %9s %8s %s\n' case qemu-img kimg ratio "kimg-RSS" output size
+echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-22s %9s %9s %7s %9s %9s %7s %9s %8s %s\n' case qemu-img kimg ratio \
+    "q-cpu" "k-cpu" "cpu-r" "kimg-RSS" output size
 for c in "${cases[@]}"; do
     IFS='|' read -r name args out ref <<< "$c"
     if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
@@ -74,9 +79,13 @@ for c in "${cases[@]}"; do
     fi
     tq=$(cut -d' ' -f1 times.qemu | median)
     tk=$(cut -d' ' -f1 times.kimg | median)
+    cq=$(cut -d' ' -f3 times.qemu | median)
+    ck=$(cut -d' ' -f3 times.kimg | median)
     rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
     ratio=$(awk -v a="$tk" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-    printf '%-22s %8.2fs %8.2fs %7s %6dMiB %9s %s\n' "$name" "$tq" "$tk" "$ratio" $((rss / 1024)) "$verdict" "$sizes"
+    cratio=$(awk -v a="$ck" -v b="$cq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+    printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %6dMiB %9s %s\n' "$name" "$tq" "$tk" "$ratio" \
+        "$cq" "$ck" "$cratio" $((rss / 1024)) "$verdict" "$sizes"
     rm -f out.qcow2 out.raw
 done
 
