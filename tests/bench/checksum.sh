@@ -7,7 +7,9 @@
 #   `nbdcopy -- [ qemu-nbd -r -f FMT IMAGE ] - | sha256sum`, and prints the
 #   medians and their ratio (issue target: <= 0.05), plus how close kimg
 #   comes to the sha256 speed of two cores on the data alone.
-# Environment: KIMG (default build/kimg), PAIRS (5), FORMATS ("qcow2 raw").
+# Environment: KIMG (default build/kimg), PAIRS (5), FORMATS ("qcow2 raw"),
+# KIMG_BASE (optional: another kimg binary, timed in the same alternation,
+# to compare two versions: "kimg/base" ratios of the medians).
 # Needs qemu-utils (qemu-img, qemu-nbd), libnbd-bin (nbdcopy), e2fsprogs,
 # openssl, time.  Not a test: it prints numbers and fails only if a tool fails or
 # the digests disagree.
@@ -76,11 +78,13 @@ for fmt in $FORMATS; do
     "$KIMG" checksum -f "$fmt" "$img" > /dev/null
     # wall seconds, and CPU seconds (user + sys of every process in the run:
     # a fairer measure when other work shares the machine)
-    : > k.times; : > p.times
+    : > k.times; : > p.times; : > b.times
+    order="k p"; [ -n "${KIMG_BASE:-}" ] && order="k b p"
     for i in $(seq "$PAIRS"); do
-        for which in $( [ $((i % 2)) -eq 1 ] && echo "k p" || echo "p k"); do
-            if [ "$which" = k ]; then
-                /usr/bin/time -f "%e %U %S" -o t.out "$KIMG" checksum -f "$fmt" "$img" > /dev/null
+        for which in $( [ $((i % 2)) -eq 1 ] && echo "$order" || echo "$order" | rev); do
+            if [ "$which" = k ] || [ "$which" = b ]; then
+                bin=$KIMG; [ "$which" = b ] && bin=$KIMG_BASE
+                /usr/bin/time -f "%e %U %S" -o t.out "$bin" checksum -f "$fmt" "$img" > /dev/null
             else
                 /usr/bin/time -f "%e %U %S" -o t.out bash -c \
                     'nbdcopy -- [ qemu-nbd -r -f "$1" "$2" ] - | sha256sum > /dev/null' _ "$fmt" "$d/$img"
@@ -95,6 +99,11 @@ for fmt in $FORMATS; do
         "$fmt" "$k" "$p" "$(calc "$k / $p")"
     printf '%-5s cpu:  kimg checksum %6.2f s, pipeline %7.2f s, ratio %.4f\n' \
         "$fmt" "$kc" "$pc" "$(calc "$kc / $pc")"
+    if [ -n "${KIMG_BASE:-}" ]; then
+        b=$(cut -d' ' -f1 b.times | median); bc=$(cut -d' ' -f2 b.times | median)
+        printf '%-5s base: %6.3f s wall, %5.2f s CPU; kimg/base wall %.3f, CPU %.3f\n' \
+            "$fmt" "$b" "$bc" "$(calc "$k / $b")" "$(calc "$kc / $bc")"
+    fi
     printf '%-5s the data alone at the 2-core sha256 speed: %.3f s; kimg at %.0f%% of that speed\n' \
         "$fmt" "$ideal" "$(calc "100 * $ideal / $k")"
     printf '%-5s the data alone at the 1-core sha256 speed: %.2f CPU s; kimg used %.0f%% more\n' \
