@@ -7,7 +7,8 @@
 # must read as it did (a new one: as the image before -c).  Scenarios:
 # qemu-made snapshots (-a, -d; -c next to one), extended L2 and
 # compressed clusters (-c), -a to a snapshot of another size, -d of a
-# VM-state snapshot, -d of a kimg-made snapshot after writes.
+# VM-state snapshot, -d of a kimg-made snapshot after writes; and -c under
+# power failures (KIMG_CRASH_LOSE: changes not yet synced may be lost).
 . "$(dirname "$0")/lib.sh"
 fixtures
 cd "$T"
@@ -30,7 +31,8 @@ crash_loop() {
     local new_size; new_size=$(size_of done.qcow2)
     while :; do
         cp "$img" w.qcow2
-        rc=0; KIMG_CRASH_AFTER=$n timeout 60 "$KIMG" snapshot "$@" w.qcow2 2> /dev/null || rc=$?
+        rc=0; env ${LOSE:+KIMG_CRASH_LOSE=$LOSE} KIMG_CRASH_AFTER=$n timeout 60 "$KIMG" snapshot "$@" \
+            w.qcow2 2> /dev/null || rc=$?
         c=0; qemu-img check w.qcow2 > /dev/null 2>&1 || c=$?
         if [ "$c" != 0 ] && [ "$c" != 3 ]; then
             bad_check=$((bad_check + 1)); diag "$name: crash after $n changes: qemu-img check exit $c"
@@ -90,4 +92,9 @@ cp "$FX/v3.qcow2" k.qcow2
 "$KIMG" snapshot -c mine k.qcow2
 qemu-io -c "write -P 0xc1 0 128k" -c "write -z 1M 64k" k.qcow2 > /dev/null
 crash_loop "-d of a kimg-made snapshot after writes" k.qcow2 -d mine
+
+# power failures: what was not synced may be lost, in any subset
+for LOSE in 1 2; do
+    crash_loop "power failure (seed $LOSE): -c on qemu-made snapshots" s.qcow2 -c third
+done
 done_testing
