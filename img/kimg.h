@@ -215,10 +215,11 @@ int kimg_snapshot_create(struct kimg *img, const char *name);
 int kimg_snapshot_apply(struct kimg *img, const char *id_or_name);
 /* Delete the snapshot and free what only it held. */
 int kimg_snapshot_delete(struct kimg *img, const char *id_or_name);
-/* Make a read-only IMG read the content (and size) of a snapshot instead
- * of the active image (convert -l).  ID and NAME may be NULL; when both
- * are given both must match; a single argument is matched as ID first,
- * then as name. */
+/* Make a read-only IMG read the content of a snapshot instead of the
+ * active image (convert -l).  The virtual size stays the image's, as in
+ * qemu-img.  ID and NAME may be NULL; an ID alone matches IDs, a name
+ * alone names; when both are given both must match.  (The command line's
+ * bare `-l S` tries S as an ID, then as a name: cmd_snapshot_load_opt.) */
 int kimg_snapshot_load(struct kimg *img, const char *id, const char *name);
 
 /* ---- lifecycle: backing file, emptying, amend, measure ---------------- */

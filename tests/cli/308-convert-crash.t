@@ -7,6 +7,7 @@
 #   checks clean or with leaks only (a cluster is linked only after its
 #   data is written), and every cluster reads as its old or its new
 #   content.
+# crash-model: kill-only (the -n runs use cache=unsafe, which never syncs)
 . "$(dirname "$0")/lib.sh"
 size=$((6 * 1024 * 1024))
 qemu-img create -q -f raw src.raw $size
