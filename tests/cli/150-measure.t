@@ -74,7 +74,7 @@ matrix "--size --output=json, -O raw" --output=json -O raw -- "${SZ[@]}"
 cat "$FX"/* > /dev/null
 cd "$FX" || exit 1
 mapfile -t FIX < <(fixture_names)
-for o in "" cluster_size=512 extended_l2=on,cluster_size=2M; do
+for o in "" cluster_size=512; do
     matrix "every fixture, -O qcow2 -o '$o'" -O qcow2 ${o:+-o "$o"} -- "${FIX[@]}"
 done
 matrix "every fixture, -O raw" -O raw -- "${FIX[@]}"
@@ -83,7 +83,7 @@ SOME=(v3.qcow2 zlib.qcow2 wcomp.qcow2 chain-top.qcow2 bitmaps.qcow2 bitmap-inuse
 matrix "some fixtures, --output=json -O qcow2 -o cluster_size=4k" --output=json -O qcow2 \
     -o cluster_size=4k -- "${SOME[@]}"
 matrix "some fixtures, --output=json -O raw" --output=json -O raw -- "${SOME[@]}"
-for o in compat=0.10 refcount_bits=1 preallocation=full preallocation=falloc backing_file=x; do
+for o in extended_l2=on,cluster_size=2M compat=0.10 refcount_bits=1 preallocation=full preallocation=falloc backing_file=x; do
     matrix "some fixtures, -O qcow2 -o '$o'" -O qcow2 -o "$o" -- "${SOME[@]}"
 done
 mapfile -t FIXF < <(awk '$1 ~ /^(v2|el2|zstd|snap|holes|chain-top|df-top)[.]/ { print "-f " $2 " " $1 }' LIST)
@@ -130,7 +130,7 @@ for o in "" cluster_size=512 cluster_size=4k cluster_size=2M extended_l2=on \
 done
 matrix "made sources, -O raw" -O raw -- "${SRC[@]}"
 matrix "made sources, --output=json" --output=json -O qcow2 -- "${SRC[@]}"
-matrix "64T source" -O qcow2 -- huge.qcow2 "--output=json -o cluster_size=512 huge.qcow2"
+matrix "64T source" -O qcow2 -- huge.qcow2
 matrix "made sources, -f raw on qcow2 files" -f raw -O qcow2 -- mid.qcow2 big.qcow2 kcomp.qcow2
 
 # ---- -l: a snapshot's content (qemu-img snapshot made it)
