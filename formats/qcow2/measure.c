@@ -8,6 +8,7 @@
  * were matched with qemu-img 7.2 measure by experiment (tests/cli/150-*).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qcow2.h"
@@ -163,8 +164,14 @@ static int data_bytes(struct kimg *src, uint32_t cluster_bits, uint64_t *out)
 
     while (off < size) {
         int ret = kimg_block_status(src, off, size - off, &ext);
-        if (ret < 0)
-            return ret;
+        if (ret < 0) {
+            /* name the source: the caller's messages name none */
+            char msg[256];
+            const char *m = kimg_last_error();
+            snprintf(msg, sizeof(msg), "%s", m ? m : strerror(-ret));
+            kimg_clear_error();
+            return kimg_fail(ret, "%s: %s", kimg_filename(src), msg);
+        }
         if ((ext.flags & KIMG_BS_DATA) && !(ext.flags & KIMG_BS_ZERO)) {
             uint64_t first = off >> cluster_bits << cluster_bits;
             uint64_t end = qcow2_align_up(off + ext.length, 1ULL << cluster_bits);

@@ -195,6 +195,12 @@ bad "rules checked in qemu-img's order (extended L2 before compat)" -O qcow2 \
     -o extended_l2=on,cluster_size=4k,compat=1.2 --size 1
 bad "rules checked in qemu-img's order (preallocation before luks)" -O qcow2 \
     -o encrypt.format=luks,preallocation=x --size 1
+# a qcow2 source cut inside its L2 table: qemu-img reads the missing part
+# as zeros and measures; kimg refuses the damaged image, naming it
+cp "$FX/v3.qcow2" cut.qcow2 && truncate -s 300000 cut.qcow2
+kimg measure -O qcow2 cut.qcow2
+err_line "source cut short"
+like "$(cat "$T/err")" "^kimg: cut.qcow2: " "source cut short: the message names the source"
 # accepted by measure although create refuses them
 matrix "what measure does not refuse" -O qcow2 -- \
     "-o lazy_refcounts=on,compat=0.10 --size 1G" "-o extended_l2=on,compat=0.10 --size 1G" \
