@@ -36,6 +36,7 @@ static void free_state(struct qcow2_state *s)
         kimg_file_close(s->data_file);
     s->data_file = NULL;
     s->own_data_file = false;
+    qcow2_bitmaps_free(s);
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
     qcow2_free_snapshots(s);
@@ -108,6 +109,14 @@ static int before_guest_write(struct qcow2_state *s)
     }
     pthread_mutex_unlock(&s->lock);
     return ret;
+}
+
+/* Before guest data of [off, off+len) changes: the autoclear bit under
+ * repair, the dirty bitmaps (bitmap.c). */
+static int guest_write(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    int ret = before_guest_write(s);
+    return ret < 0 ? ret : qcow2_bitmaps_write(s, off, len);
 }
 
 int qcow2_do_open(struct kimg *img)
@@ -190,17 +199,20 @@ int qcow2_do_open(struct kimg *img)
                 goto fail;
         }
         /* autoclear bits we do not maintain are cleared before writing:
-         * unknown ones, and the bitmaps bit when a bitmap tracks writes.
-         * Under KIMG_OPEN_REPAIR (check -r, which writes no guest data) the
-         * bitmaps bit stays, as qemu-img check keeps the bitmaps; should a
-         * guest write come anyway, the bit is cleared first (see
-         * before_guest_write). */
+         * unknown ones.  The bitmaps bit stays: bitmap.c keeps the bitmaps
+         * consistent across writes, after validating them as qemu does (a
+         * bad directory or table fails the open, as in qemu).  Under
+         * KIMG_OPEN_REPAIR (check -r, which writes no guest data) bitmaps
+         * that fail validation are kept as they are; should a guest write
+         * come anyway, the bit is cleared first (see before_guest_write). */
         uint64_t keep = QCOW2_AUTOCLEAR_DATA_RAW | QCOW2_AUTOCLEAR_BITMAPS;
-        if (bitmaps_track_writes(s)) {
-            if (img->flags & KIMG_OPEN_REPAIR)
+        ret = qcow2_bitmaps_open(s, fsz);
+        if (ret < 0 && !(img->flags & KIMG_OPEN_REPAIR))
+            goto fail;
+        if (ret < 0) {
+            kimg_clear_error();
+            if (bitmaps_track_writes(s))
                 s->bitmaps_clear_on_write = true;
-            else
-                keep &= ~QCOW2_AUTOCLEAR_BITMAPS;
         }
         ret = clear_autoclear(s, keep);
         if (ret < 0)
@@ -233,8 +245,10 @@ fail:
 void qcow2_do_close(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
-    if (s->writable)
+    if (s->writable) {
+        qcow2_bitmaps_flush(s);
         qcow2_flush_caches(s);
+    }
     free_state(s);
 }
 
@@ -268,7 +282,7 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
         return qcow2_crypto_refuse();
     if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
         return kimg_fail(-EINVAL, "bad compressed cluster write");
-    int ret = before_guest_write(s);
+    int ret = guest_write(s, off, len);
     if (ret < 0)
         return ret;
     pthread_mutex_lock(&s->lock);
@@ -294,7 +308,7 @@ static int qcow2_write_cb(struct kimg *img, const void *buf, uint64_t off, uint6
 {
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = before_guest_write(img->state);
+    int ret = guest_write(img->state, off, len);
     return ret < 0 ? ret : qcow2_write(img, buf, off, len);
 }
 
@@ -302,7 +316,7 @@ static int qcow2_write_zeroes_cb(struct kimg *img, uint64_t off, uint64_t len, u
 {
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = before_guest_write(img->state);
+    int ret = guest_write(img->state, off, len);
     return ret < 0 ? ret : qcow2_write_zeroes(img, off, len, flags);
 }
 
@@ -310,7 +324,7 @@ static int qcow2_discard_cb(struct kimg *img, uint64_t off, uint64_t len)
 {
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = before_guest_write(img->state);
+    int ret = guest_write(img->state, off, len);
     return ret < 0 ? ret : qcow2_discard(img, off, len);
 }
 
@@ -339,13 +353,35 @@ static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t
     struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = before_guest_write(s);
+    int ret = guest_write(s, off, len);
     if (ret < 0)
         return ret;
     pthread_mutex_lock(&s->lock);
     ret = qcow2_write_compressed(s, buf, off, len);
     pthread_mutex_unlock(&s->lock);
     return ret;
+}
+
+/* The copy engine's allocation: the range's bits are set before
+ * commit_data links it (guest data changes only then). */
+static int64_t qcow2_alloc_data_cb(struct kimg *img, uint64_t off, uint64_t len,
+                                   uint64_t *host, struct kimg_file **file)
+{
+    int64_t n = qcow2_alloc_data(img, off, len, host, file);
+    if (n > 0) {
+        int ret = guest_write(img->state, off, (uint64_t)n);
+        if (ret < 0)
+            return ret;
+    }
+    return n;
+}
+
+/* Flush: the dirty bitmaps are stored (consistent on disk) too. */
+static int qcow2_flush_cb(struct kimg *img)
+{
+    int ret = qcow2_bitmaps_flush(img->state);
+    int r = qcow2_flush(img);
+    return ret < 0 ? ret : r;
 }
 
 const struct kimg_driver kimg_qcow2_driver = {
@@ -360,7 +396,7 @@ const struct kimg_driver kimg_qcow2_driver = {
     .write = qcow2_write_cb,
     .write_zeroes = qcow2_write_zeroes_cb,
     .discard = qcow2_discard_cb,
-    .flush = qcow2_flush,
+    .flush = qcow2_flush_cb,
     .block_status = qcow2_block_status_cb,
     .truncate = qcow2_truncate_cb,
     .info = qcow2_info,
@@ -372,7 +408,7 @@ const struct kimg_driver kimg_qcow2_driver = {
     .write_compressed = qcow2_write_compressed_cb,
     .compress_cluster = qcow2_compress_cluster_cb,
     .write_compressed_data = qcow2_write_compressed_data_cb,
-    .alloc_data = qcow2_alloc_data,
+    .alloc_data = qcow2_alloc_data_cb,
     .commit_data = qcow2_commit_data,
     .set_write_option = qcow2_set_write_option,
     .change_backing = qcow2_change_backing,

@@ -283,6 +283,8 @@ struct qcow2_state {
                                    bitmaps that track writes, bit kept: clear
                                    it before the first guest write (atomic
                                    read, set under lock) */
+    struct qcow2_bm_state *bm;  /* bitmaps kept consistent across writes
+                                   (bitmap.c), NULL when none records writes */
 };
 
 static inline uint64_t qcow2_be64(const uint8_t *p)
@@ -559,6 +561,24 @@ int qcow2_snapshot_load(struct kimg *img, const char *id, const char *name);
 /* ---- bitmaps (header.c) ------------------------------------------------ */
 
 int qcow2_read_bitmaps(struct qcow2_state *s, uint64_t file_size);
+
+/* ---- bitmap.c: persistent dirty bitmaps across writes ----------------- */
+
+/* Read-write open, after qcow2_read_bitmaps: validate the directory and
+ * the consistent bitmaps' tables as qemu does (plus: no cluster shared
+ * with other metadata), and set up s->bm when an enabled consistent
+ * bitmap must record writes.  -EINVAL with qemu's message on a bad
+ * directory or table (the bitmaps then cannot be kept). */
+int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size);
+/* Before guest data of [off, off+len) changes (takes s->lock): the first
+ * time after open or a store, mark the tracked bitmaps in_use on disk
+ * (synced); then set their bits in memory.  No-op without s->bm. */
+int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len);
+/* Store the tracked bitmaps if anything was marked since the last store
+ * (in_use cleared, old clusters freed); lock held / taking it. */
+int qcow2_bitmaps_store(struct qcow2_state *s);
+int qcow2_bitmaps_flush(struct qcow2_state *s);
+void qcow2_bitmaps_free(struct qcow2_state *s);
 
 /* ---- create.c / info.c / check.c --------------------------------------- */
 
