@@ -4,7 +4,8 @@
 # identically and checks clean; a cluster that is half data, half zeros is
 # still one compressed cluster; the output is no larger than qemu-img's by
 # more than 2%; the layout does not depend on the number of requests in
-# flight.
+# flight; compressed sources read in windows (entries reversed, shared, far
+# apart, widest; past EOF or inside another cluster: one-line errors).
 . "$(dirname "$0")/lib.sh"
 stat_json() { qemu-img check --output=json "$1" | $PY -c "import json,sys; print(json.load(sys.stdin).get('$2', 0))"; }
 qemu-img create -q -f raw src.raw 8M
@@ -35,4 +36,64 @@ ok "the layout does not depend on -m" cmp -s one.qcow2 many.qcow2
 # a compressed qcow2 source converts back to the same content
 kimg convert -f qcow2 -O raw one.qcow2 back.raw
 ok "compressed source -> raw identical" qemu_oracle_compare src.raw back.raw
+# Compressed sources are read in windows (neighbouring clusters' data in one
+# read, decompressed from there): layouts that break the usual order read
+# as qemu-img reads them (entries reversed, shared, one far past the others,
+# one claiming the most sectors its field allows), and broken entries (data
+# past the end of the file, an entry pointing into another cluster's data)
+# fail with one line and leave no target.
+head -c 800000 /dev/urandom | base64 -w0 | head -c 1048576 > pat.raw
+mangle() {  # mangle IMAGE CASE: rewrite the L2 entries of guest clusters 0-15
+    $PY - "$@" <<'PYEOF'
+import struct, sys
+path, case = sys.argv[1], sys.argv[2]
+d = bytearray(open(path, "rb").read())
+cb = struct.unpack(">I", d[20:24])[0]
+l1 = struct.unpack(">Q", d[40:48])[0]
+l2 = struct.unpack(">Q", d[l1:l1 + 8])[0] & 0x00FFFFFFFFFFFE00
+x = 62 - (cb - 8)
+ents = [struct.unpack(">Q", d[l2 + 8 * i:l2 + 8 * i + 8])[0] for i in range(16)]
+assert all(e & (1 << 62) for e in ents), "not all clusters compressed"
+off = lambda e: e & ((1 << x) - 1)
+nsec = lambda e: ((e >> x) & ((1 << (cb - 8)) - 1)) + 1
+mk = lambda o, n: (1 << 62) | ((n - 1) << x) | o
+if case == "reversed":
+    ents = ents[::-1]
+elif case == "shared":
+    ents[3] = ents[4] = ents[1]
+elif case == "far":
+    o, n = off(ents[6]), nsec(ents[6])
+    data = d[o:(o & ~511) + n * 512]
+    new = len(d) + (1 << 20)
+    d += bytes(new - len(d)) + data
+    ents[6] = mk(new, n)
+elif case == "widest":
+    ents[2] = mk(off(ents[2]), 1 << (cb - 8))
+elif case == "past-eof":
+    ents[9] = mk(len(d) + (1 << 20), nsec(ents[9]))
+elif case == "inside":
+    ents[5] = mk(off(ents[4]) + 7, nsec(ents[4]))
+for i, e in enumerate(ents):
+    d[l2 + 8 * i:l2 + 8 * i + 8] = struct.pack(">Q", e)
+open(path, "wb").write(d)
+PYEOF
+}
+for ct in zlib zstd; do
+    qemu-img convert -c -o compression_type=$ct -f raw -O qcow2 pat.raw c-$ct.qcow2
+    for case in reversed shared far widest past-eof inside; do
+        name="$ct source, $case entries"
+        cp c-$ct.qcow2 m.qcow2
+        ok "$name: entries rewritten" mangle m.qcow2 $case
+        rm -f k.raw q.raw
+        qimg convert -f qcow2 -O raw m.qcow2 q.raw
+        kimg convert -f qcow2 -O raw m.qcow2 k.raw
+        is "$RC" "$QRC" "$name: exit code as qemu-img's ($QRC)" || diag "$(cat "$T/err")"
+        if [ "$QRC" = 0 ]; then
+            ok "$name: reads as qemu-img reads it" cmp -s k.raw q.raw
+        else
+            err_line "$name"
+            ok "$name: no target left" test ! -e k.raw
+        fi
+    done
+done
 done_testing
