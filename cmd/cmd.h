@@ -40,6 +40,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_checksum(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);

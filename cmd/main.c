@@ -36,6 +36,8 @@ static const struct subcommand subcommands[] = {
     { "rebase", cmd_rebase,
       "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
       "[-F backing_fmt] filename" },
+    { "resize", cmd_resize,
+      "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size" },
     { "commit", cmd_commit,
       "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename" },
     { "checksum", cmd_checksum,

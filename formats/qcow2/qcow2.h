@@ -483,7 +483,6 @@ int qcow2_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_discard(struct kimg *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct kimg *img);
-int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
 /* Flush both caches (refcounts first) and sync the files. */
 int qcow2_flush_caches(struct qcow2_state *s);
 /* Grow the active L1 table to at least MIN_SIZE entries (new location). */
@@ -491,6 +490,17 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
 /* Allocate metadata (and host clusters) for guest [off, off+len). */
 int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
                       enum kimg_prealloc mode);
+/* Lock held: zeros written as guest data over [off, off+len); and the
+ * cluster-granular zeroing of whole (sub)clusters, MODE 0 keep allocation,
+ * 1 may unmap, 2 discard, 3 full discard (entries become unallocated). */
+int qcow2_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len);
+int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode);
+
+/* ---- resize.c ---------------------------------------------------------- */
+
+/* The driver's truncate (qemu-img resize, amend -o size): grow or shrink
+ * the virtual size as qemu's qcow2_co_truncate does; takes the lock. */
+int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
 /* Write one compressed cluster at guest cluster-aligned OFF (len = one
  * cluster or the image tail); falls back to a normal write if it does
  * not shrink. */

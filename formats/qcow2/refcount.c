@@ -315,10 +315,14 @@ out:
     return ret;
 }
 
-/* Make sure table index TI has a refcount block.  PREF: a free cluster in
- * a range that has a block, where the new block may go (UINT64_MAX: none). */
-static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
+/* Make sure table index TI has a refcount block.  *PREFP (PREFP NULL:
+ * none): where the new block should go, the cluster right after the data
+ * being allocated; it advances past a block placed there, so the blocks
+ * of a long run line up after it instead of cutting it up.  A range
+ * without a block at *PREFP first gets its own block there. */
+static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t *prefp)
 {
+    uint64_t pref = prefp ? *prefp : UINT64_MAX;
     int64_t b;
     int ret;
 
@@ -331,6 +335,14 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
     if (b != 0)
         return b < 0 ? (int)b : 0;
 
+    if (pref != UINT64_MAX && (pref >> s->rb_bits) != ti &&
+        (pref << s->cluster_bits) < QCOW2_MAX_HOST_OFFSET &&
+        rt_block(s, pref >> s->rb_bits) == 0) {
+        ret = ensure_block(s, pref >> s->rb_bits, prefp);
+        if (ret < 0)
+            return ret;
+        pref = *prefp;
+    }
     if (pref != UINT64_MAX && (pref >> s->rb_bits) != ti &&
         (pref << s->cluster_bits) < QCOW2_MAX_HOST_OFFSET &&
         rt_block(s, pref >> s->rb_bits) > 0 &&
@@ -351,6 +363,7 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
                 return ret;
             qcow2_cache_mark_dirty(&s->rb_cache, rb);
             qcow2_cache_put(&s->rb_cache, rb);
+            *prefp = pref + 1;
             return link_refblock(s, ti, off);
         }
     }
@@ -375,6 +388,8 @@ static int ensure_block(struct qcow2_state *s, uint64_t ti, uint64_t pref)
     qcow2_cache_put(&s->rb_cache, rb);
     if (c + 1 > s->alloc_end)
         s->alloc_end = c + 1;
+    if (c == pref)
+        *prefp = pref + 1;
     return link_refblock(s, ti, off);
 }
 
@@ -389,7 +404,7 @@ int qcow2_refcount_set(struct qcow2_state *s, uint64_t ci, uint64_t value)
                          ci << s->cluster_bits);
     if (value == 0 && (ti >= s->rt_entries || !s->rt[ti]))
         return 0;
-    ret = ensure_block(s, ti, UINT64_MAX);
+    ret = ensure_block(s, ti, NULL);
     if (ret < 0)
         return ret;
     int64_t b = rt_block(s, ti);
@@ -492,10 +507,25 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset)
         /* blocks for the ranges the run touches */
         bool changed = false;
         uint64_t r0 = run_start >> s->rb_bits, r1 = (run_start + n - 1) >> s->rb_bits;
+        /* a run (and a block per range after it) reaching past the table:
+         * grow the table first, placed after the run, then search again */
+        uint64_t reach = (run_start + n + (r1 - r0) + 2) >> s->rb_bits;
+        if (reach >= s->rt_entries) {
+            if (restarts > 16)
+                return kimg_fail(-EIO, "qcow2: cluster allocation does not converge");
+            if (s->alloc_end < run_start + n)
+                s->alloc_end = run_start + n;
+            ret = grow_table(s, reach + 1);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
+        /* new blocks go after the run, or after everything in use */
+        uint64_t pref = run_start + n > s->alloc_end ? run_start + n : s->alloc_end;
         for (uint64_t r = r0; r <= r1; r++) {
             if (r < s->rt_entries && s->rt[r])
                 continue;
-            ret = ensure_block(s, r, run_start + n);
+            ret = ensure_block(s, r, &pref);
             if (ret < 0)
                 return ret;
             changed = true;

@@ -2,7 +2,7 @@
  * write.c — guest writes: L2 table allocation and copy-on-write of shared
  * tables, cluster allocation, COW of partial (sub)clusters from the backing
  * file, of clusters shared with snapshots and of compressed clusters; zero
- * writes, discard, flush, truncate (L1 growth), preallocation, compressed
+ * writes, discard, flush, L1 growth, preallocation, compressed
  * writes.  Ordering: refcounts reach the disk before the L2 entries that
  * need them (cache dependency), a new L2 table before its L1 entry, and
  * old clusters are freed only after the entries that dropped them.
@@ -930,116 +930,19 @@ out:
     return ret;
 }
 
-static int write_size(struct qcow2_state *s, uint64_t size)
+/* For resize.c (qcow2_truncate): zero bytes through guest writes, and the
+ * cluster-granular zeroing/discard of zero_clusters (MODE as there); both
+ * called with the lock held. */
+int qcow2_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len)
 {
-    uint8_t b[8];
-    qcow2_put_be64(b, size);
-    int ret = kimg_file_pwrite(s->file, b, 8, 24);
-    if (ret == 0)
-        ret = kimg_file_sync(s->file);
-    if (ret == 0 && s->hdr_raw && s->hdr_raw_len >= 32)
-        memcpy(s->hdr_raw + 24, b, 8);
-    return ret;
+    s->zcache_valid = false;
+    return write_zero_bytes(s, off, len);
 }
 
-int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode)
 {
-    struct qcow2_state *s = img->state;
-    uint64_t old = s->size;
-    int ret;
-
-    pthread_mutex_lock(&s->lock);
-    ret = check_writable(s);
-    if (ret < 0)
-        goto out;
-    if (s->has_bitmaps_ext && s->bitmaps) {
-        ret = kimg_fail(-ENOTSUP, "Cannot resize a qcow2 image with bitmaps");
-        goto out;
-    }
-    if (size > (uint64_t)INT64_MAX - s->cluster_size) {
-        ret = kimg_fail(-EFBIG, "Image size too large");
-        goto out;
-    }
-    if (size < old) {
-        if (s->nb_snapshots) {
-            ret = kimg_fail(-ENOTSUP, "Can't resize an image which has snapshots");
-            goto out;
-        }
-        if (prealloc != KIMG_PREALLOC_OFF) {
-            ret = kimg_fail(-ENOTSUP, "Preallocation can't be used for shrinking an image");
-            goto out;
-        }
-        uint64_t a = qcow2_align_up(size, s->cluster_size);
-        if (a < old) {
-            /* drop the clusters past the new end entirely */
-            ret = zero_clusters(s, a, qcow2_align_up(old, s->cluster_size) - a, 3);
-            if (ret < 0)
-                goto out;
-            ret = qcow2_flush_caches(s);
-            if (ret < 0)
-                goto out;
-        }
-        ret = write_size(s, size);
-        if (ret == 0) {
-            s->size = size;
-            img->size = size;
-        }
-        goto out;
-    }
-    if (size == old)
-        goto out;
-    uint64_t l2_span = s->cluster_size << s->l2_bits;
-    uint64_t need = (size + l2_span - 1) / l2_span;
-    ret = qcow2_grow_l1(s, need);
-    if (ret < 0)
-        goto out;
-    ret = write_size(s, size);
-    if (ret < 0)
-        goto out;
-    s->size = size;
-    img->size = size;
-    if (s->has_data_file && s->data_file && s->data_file_raw) {
-        uint64_t dsz = 0;
-        if (kimg_file_size(s->data_file, &dsz) == 0 && dsz < size)
-            ret = kimg_file_truncate(s->data_file, size);
-        if (ret < 0)
-            goto out;
-    }
-    /* the old last cluster may hold stale bytes past the old end */
-    if (old & s->cluster_mask) {
-        uint64_t e, bm;
-        enum qcow2_sc_type ty = QCOW2_SC_UNALLOC;
-        uint64_t tail_end = qcow2_align_up(old, s->cluster_size);
-        if (tail_end > size)
-            tail_end = size;
-        ret = qcow2_get_l2_entry(s, old, &e, &bm);
-        if (ret == 0 && e)
-            ret = qcow2_sc_type(s, e, bm, (unsigned)((old & s->cluster_mask) >>
-                                                    s->subcluster_bits), &ty);
-        if (ret < 0)
-            goto out;
-        if (ty == QCOW2_SC_NORMAL || ty == QCOW2_SC_COMPRESSED) {
-            ret = write_zero_bytes(s, old, tail_end - old);
-            if (ret < 0)
-                goto out;
-        }
-    }
-    /* don't let backing data past the old end show through */
-    if (img->backing && s->version >= 3) {
-        uint64_t bsz = kimg_size(img->backing);
-        if (bsz > old) {
-            uint64_t e = bsz < size ? bsz : size;
-            pthread_mutex_unlock(&s->lock);
-            ret = qcow2_write_zeroes(img, old, e - old, 0);
-            pthread_mutex_lock(&s->lock);
-            if (ret < 0)
-                goto out;
-        }
-    }
-    ret = qcow2_preallocate(s, old, size - old, prealloc);
-out:
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    s->zcache_valid = false;
+    return zero_clusters(s, off, len, mode);
 }
 
 /* ---- compressed writes --------------------------------------------------- */

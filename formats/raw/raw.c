@@ -97,14 +97,22 @@ static int preallocate(struct kimg_file *f, uint64_t from, uint64_t to,
     return 0;
 }
 
+/* The file becomes exactly SIZE bytes (qemu's file-posix truncate); the
+ * new part is preallocated from the file's old end. */
 static int raw_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
-    uint64_t old = img->size;
+    uint64_t old = 0;
     if (prealloc == KIMG_PREALLOC_METADATA)
         return kimg_fail(-ENOTSUP, "Unsupported preallocation mode: metadata");
-    int ret = kimg_file_truncate(img->file, size);
+    int ret = kimg_file_size(img->file, &old);
+    if (ret == 0 && (ret = kimg_file_truncate(img->file, size)) < 0) {
+        kimg_clear_error();
+        return kimg_fail(ret, "Could not resize file: %s", strerror(-ret));
+    }
     if (ret == 0)
         ret = preallocate(img->file, old, size, prealloc);
+    if (ret == 0 && prealloc != KIMG_PREALLOC_OFF)
+        ret = kimg_file_sync(img->file);
     if (ret == 0)
         img->size = size;
     return ret;

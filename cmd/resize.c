@@ -1,0 +1,136 @@
+/*
+ * resize.c — `kimg resize`: qemu-img resize's options, size syntax
+ * ([+|-]SIZE, taken off the end of the command line before the options
+ * are parsed, so "-1G" is no option), its refusals (shrinking without
+ * --shrink, preallocation when not growing) and its "Image resized." line.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include "cmd.h"
+
+enum { OPT_PREALLOCATION = OPT_HELP + 100, OPT_SHRINK };
+
+/* qemu's PreallocMode names; -1 if unknown. */
+static int parse_prealloc(const char *s)
+{
+    static const char *const names[] = { "off", "metadata", "falloc", "full" };
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i]))
+            return i;
+    return -1;
+}
+
+/* Open FILE read-write.  Without -f, a file probed as raw is resized as
+ * qemu-img does (with its warning): a new length touches no guest data,
+ * so the block-0 danger of a guessed raw image does not arise. */
+static struct kimg *open_rw(const char *file, const char *fmt)
+{
+    struct kimg *probe;
+    if (!fmt && kimg_open(&probe, file, NULL, KIMG_OPEN_NO_BACKING) == 0) {
+        bool raw = !strcmp(kimg_format_name(probe), "raw");
+        kimg_close(probe);
+        if (raw) {
+            fprintf(stderr,
+                    "WARNING: Image format was not specified for '%s' and probing "
+                    "guessed raw.\n"
+                    "         Automatically detecting the format is dangerous for raw "
+                    "images, write operations on block 0 will be restricted.\n"
+                    "         Specify the 'raw' format explicitly to remove the "
+                    "restrictions.\n", file);
+            fmt = "raw";
+        }
+    }
+    kimg_clear_error();
+    return cmd_open(file, fmt, KIMG_OPEN_RDWR);
+}
+
+int cmd_resize(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "preallocation", required_argument, NULL, OPT_PREALLOCATION },
+        { "shrink", no_argument, NULL, OPT_SHRINK },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *fmt = NULL, *size_arg;
+    int prealloc = KIMG_PREALLOC_OFF, relative = 0, c;
+    bool quiet = false, shrink = false;
+
+    if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        print_synopsis("resize");
+        return 0;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "kimg: Not enough arguments (try 'kimg resize --help')\n");
+        return 1;
+    }
+    /* the size comes off the end first: "-1G" must not look like an option */
+    size_arg = argv[--argc];
+    while ((c = getopt_long(argc, argv, "f:hq", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': fmt = optarg; break;
+        case 'q': quiet = true; break;
+        case 'h': print_synopsis("resize"); return 0;
+        case OPT_PREALLOCATION:
+            prealloc = parse_prealloc(optarg);
+            if (prealloc < 0) {
+                fprintf(stderr, "kimg: Invalid preallocation mode '%s'\n", optarg);
+                return 1;
+            }
+            break;
+        case OPT_SHRINK: shrink = true; break;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            return cmd_usage_error("resize", "--object and --image-opts are not supported");
+        default: return cmd_bad_option("resize", argv);
+        }
+    }
+    if (optind != argc - 1)
+        return cmd_usage_error("resize", "Expecting image file name and size");
+    const char *file = argv[optind];
+
+    if (*size_arg == '+' || *size_arg == '-') {
+        relative = *size_arg == '+' ? 1 : -1;
+        size_arg++;
+    }
+    uint64_t n;
+    if (*size_arg == '+' || *size_arg == '-' || kimg_parse_size(size_arg, &n) < 0) {
+        fprintf(stderr, "kimg: Parameter 'size' expects a non-negative number below 2^64 "
+                "(optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                "peta- and exabytes, respectively)\n");
+        return 1;
+    }
+
+    struct kimg *img = open_rw(file, fmt);
+    if (!img)
+        return 1;
+    int64_t cur = (int64_t)kimg_size(img);
+    /* qemu computes in int64_t: a huge size wraps negative */
+    int64_t total = relative ? (int64_t)((uint64_t)cur + (uint64_t)relative * n) : (int64_t)n;
+    const char *err = NULL;
+    if (total <= 0)
+        err = "New image size must be positive";
+    else if (total <= cur && prealloc != KIMG_PREALLOC_OFF)
+        err = "Preallocation can only be used for growing images";
+    else if (total < cur && !shrink)
+        err = "Use the --shrink option to perform a shrink operation.";
+    if (err) {
+        fprintf(stderr, "kimg: %s\n", err);
+        kimg_close(img);
+        return 1;
+    }
+    int ret = kimg_truncate(img, (uint64_t)total, (enum kimg_prealloc)prealloc);
+    if (ret < 0) {
+        cmd_fail(file, strerror(-ret));
+        kimg_close(img);
+        return 1;
+    }
+    if (kimg_close(img) < 0)
+        return cmd_fail(file, "close failed");
+    if (!quiet)
+        printf("Image resized.\n");
+    return 0;
+}

@@ -1,0 +1,109 @@
+#!/bin/bash
+# resize --shrink on qcow2, against qemu-img on twins: every fixture shrunk
+# (cluster-aligned and not) keeps exit code, stdout, qemu-img info, map
+# (host offsets aside) and content of qemu-img's result, is clean, and its
+# file is no longer than qemu-img's (the clusters past the new end, the L2
+# tables and refcount blocks left unused are freed and the file is cut, as
+# qemu does; kimg allocates no L2 table to discard nothing, so it may end
+# sooner).  v3 images with snapshots shrink and keep their snapshots; v2
+# images with snapshots are refused as qemu-img refuses them.  Growing
+# again reads zeros where the dropped data was.
+. "$(dirname "$0")/lib.sh"
+fixtures
+
+twins() {
+    rm -rf q k; mkdir q k
+    ln -s "$FX"/* q/; ln -s "$FX"/* k/
+    local f
+    for f in "$1" "${1%.qcow2}.data"; do
+        [ -e "$FX/$f" ] || continue
+        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
+    done
+}
+end_offset() { (cd "$1" && qemu-img check "$2" 2>/dev/null | sed -n 's/^Image end offset: //p'); }
+same_content() {
+    if [ -e "q/${2%.qcow2}.data" ]; then
+        (cd q && qemu-img convert -O raw "$2" ../q.raw) && (cd k && qemu-img convert -O raw "$2" ../k.raw)
+        ok "$1: content as qemu-img's" qemu_oracle_compare k.raw q.raw
+        rm -f q.raw k.raw
+    else
+        ok "$1: content as qemu-img's" qemu_oracle_compare k/"$2" q/"$2"
+    fi
+}
+
+# shrink IMG SIZE: both tools, then compare
+shrink() {
+    local img=$1 size=$2 name="resize --shrink $1 $2"
+    twins "$img"
+    QRC=0; (cd q && qemu-img resize --shrink "$img" -- "$size") > qout 2> qerr || QRC=$?
+    RC=0; (cd k && "$KIMG" resize --shrink "$img" -- "$size") > out 2> err || RC=$?
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is_file out qout "$name: stdout as qemu-img's"
+    [ "$QRC" -eq 0 ] || return 0
+    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
+    (cd q && qemu-img info --output=json "$img") > qi.json
+    (cd k && qemu-img info --output=json "$img") > ki.json
+    (cd q && qemu-img map --output=json "$img") > qm.json
+    (cd k && qemu-img map --output=json "$img") > km.json
+    local drop=actual-size,offset
+    [ -e "q/${img%.qcow2}.data" ] && drop=$drop,zero
+    json_norm_files $drop qi.json ki.json qm.json km.json
+    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's resize"
+    is_file km.json.norm qm.json.norm "$name: map as for qemu-img's resize (host layout aside)"
+    same_content "$name" "$img"
+    local qe ke
+    qe=$(end_offset q "$img"); ke=$(end_offset k "$img")
+    ok "$name: image ends at $ke, not after qemu-img's $qe" test "${ke:-0}" -le "${qe:-0}"
+    ok "$name: file no longer than qemu-img's" test "$(stat -c %s k/"$img")" -le "$(stat -c %s q/"$img")"
+}
+
+skip_list=" bitmaps.qcow2 bitmap-inuse.qcow2 corrupt-bit.qcow2 "
+for img in $(fixture_names qcow2); do
+    case "$skip_list" in *" $img "*) continue ;; esac
+    shrink "$img" 1M
+done
+for img in v3.qcow2 v2.qcow2 cs512.qcow2 cs2M.qcow2 el2.qcow2 el2-2M.qcow2 zlib.qcow2 wcomp.qcow2 \
+           grown.qcow2 snap.qcow2 datafile.qcow2 rb1.qcow2; do
+    shrink "$img" $((2 * 1024 * 1024 + 1536))
+done
+shrink grown.qcow2 -63M
+shrink v3.qcow2 512
+
+# v3 with snapshots: the snapshots keep their content
+twins snap.qcow2
+"$KIMG" resize -q --shrink k/snap.qcow2 512k
+qemu-img resize -q --shrink q/snap.qcow2 512k
+for sn in first second; do
+    qemu-img convert -l "$sn" -O raw q/snap.qcow2 q.raw
+    qemu-img convert -l "$sn" -O raw k/snap.qcow2 k.raw
+    ok "snap.qcow2 shrunk: snapshot '$sn' intact" cmp -s k.raw q.raw
+done
+rm -f q.raw k.raw
+
+# v2 with snapshots: refused, unchanged, as qemu-img
+qemu-img create -q -f qcow2 -o compat=0.10 v2snap.qcow2 4M
+qemu-io -f qcow2 -c "write -P 0x11 0 1M" v2snap.qcow2 > /dev/null
+qemu-img snapshot -c s1 v2snap.qcow2
+before=$(sha v2snap.qcow2)
+for args in "--shrink v2snap.qcow2 1M" "v2snap.qcow2 8M"; do
+    oracle "v2 with snapshots: resize $args" resize $args
+    err_line "v2 with snapshots: resize $args"
+    like "$(cat "$T/err")" "Can't resize a v2 image which has snapshots" "v2 with snapshots: qemu-img's message"
+    is "$(sha v2snap.qcow2)" "$before" "v2 with snapshots: unchanged"
+done
+
+# shrunk and grown back: the dropped data reads as zeros (a whole cluster
+# dropped: as qemu-img; the part of the last cluster past the new end:
+# qemu-img shows the old bytes again, kimg zeros, as a raw file would)
+qemu-img create -q -f qcow2 sg.qcow2 1M
+qemu-io -f qcow2 -c "write -P 0x55 0 1M" sg.qcow2 > /dev/null
+cp sg.qcow2 sgq.qcow2
+"$KIMG" resize -q --shrink sg.qcow2 $((512 * 1024 - 512)); "$KIMG" resize -q sg.qcow2 1M
+qemu-img resize -q --shrink sgq.qcow2 $((512 * 1024 - 512)); qemu-img resize -q sgq.qcow2 1M
+ok "shrink+grow: clean" check_clean sg.qcow2
+qemu-io -f qcow2 -c "read -P 0x55 0 $((512 * 1024 - 512))" -c "read -P 0 $((512 * 1024 - 512)) $((512 * 1024 + 512))" \
+    sg.qcow2 > io.out 2>&1
+is "$(grep -c 'Pattern verification failed' io.out)" 0 "shrink+grow: kept data intact, the rest zeros"
+qemu-io -f qcow2 -c "read -P 0 512k 512k" sgq.qcow2 > io.out 2>&1
+is "$(grep -c 'Pattern verification failed' io.out)" 0 "shrink+grow: whole dropped clusters read zeros in qemu-img's too"
+done_testing

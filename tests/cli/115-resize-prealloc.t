@@ -1,0 +1,72 @@
+#!/bin/bash
+# resize --preallocation=metadata|falloc|full on qcow2, against qemu-img on
+# twins: same exit code and stdout, kimg's image clean, the same qemu-img
+# info (host allocation aside), the same content, and the same map once
+# host layout is set aside (offsets, and "zero", which the host file's
+# holes decide): the whole new area allocated, as qemu-img allocates it.
+# falloc/full also reserve the host space (the file grows by the new area;
+# full writes it).
+. "$(dirname "$0")/lib.sh"
+fixtures
+
+twins() {
+    rm -rf q k; mkdir q k
+    ln -s "$FX"/* q/; ln -s "$FX"/* k/
+    local f
+    for f in "$1" "${1%.qcow2}.data"; do
+        [ -e "$FX/$f" ] || continue
+        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
+    done
+}
+same_content() {
+    if [ -e "q/${2%.qcow2}.data" ]; then
+        (cd q && qemu-img convert -O raw "$2" ../q.raw) && (cd k && qemu-img convert -O raw "$2" ../k.raw)
+        ok "$1: content as qemu-img's" qemu_oracle_compare k.raw q.raw
+        rm -f q.raw k.raw
+    else
+        ok "$1: content as qemu-img's" qemu_oracle_compare k/"$2" q/"$2"
+    fi
+}
+
+# pcase IMG SIZE MODE
+pcase() {
+    local img=$1 size=$2 mode=$3 name="resize --preallocation=$3 $1 $2"
+    twins "$img"
+    local qb0 kb0 vs0 vs1
+    qb0=$(stat -c %b q/"$img"); kb0=$(stat -c %b k/"$img")
+    vs0=$(qemu-img info --output=json "$FX/$img" | sed -n 's/^    "virtual-size": \([0-9]*\),/\1/p')
+    QRC=0; (cd q && qemu-img resize --preallocation="$mode" "$img" "$size") > qout 2> qerr || QRC=$?
+    RC=0; (cd k && "$KIMG" resize --preallocation="$mode" "$img" "$size") > out 2> err || RC=$?
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is_file out qout "$name: stdout as qemu-img's"
+    [ "$QRC" -eq 0 ] || return 0
+    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
+    (cd q && qemu-img info --output=json "$img") > qi.json
+    (cd k && qemu-img info --output=json "$img") > ki.json
+    (cd q && qemu-img map --output=json "$img") > qm.json
+    (cd k && qemu-img map --output=json "$img") > km.json
+    vs1=$(sed -n 's/^    "virtual-size": \([0-9]*\),/\1/p' ki.json)
+    json_norm_files actual-size,offset,zero qi.json ki.json qm.json km.json
+    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's resize"
+    is_file km.json.norm qm.json.norm "$name: map as for qemu-img's resize (host layout aside)"
+    same_content "$name" "$img"
+    if [ "$mode" != metadata ]; then
+        # at least what the guest gained, or what qemu-img reserved if less
+        local qadd=$(( ($(stat -c %b q/"$img") - qb0) * 512 )) kadd=$(( ($(stat -c %b k/"$img") - kb0) * 512 ))
+        local want=$(( vs1 - vs0 < qadd ? vs1 - vs0 : qadd ))
+        ok "$name: host space reserved ($kadd bytes; qemu-img $qadd, guest +$(( vs1 - vs0 )))" \
+            test "$kadd" -ge $(( want - 131072 ))
+    fi
+}
+
+for mode in metadata falloc full; do
+    for img in v3.qcow2 v2.qcow2 cs512.qcow2 cs2M.qcow2 el2.qcow2 snap.qcow2 zlib.qcow2 \
+               chain-top.qcow2 odd.qcow2 prealloc-metadata.qcow2 empty.qcow2 datafile.qcow2 \
+               datafile-raw.qcow2; do
+        pcase "$img" +1M "$mode"
+    done
+    pcase v3.qcow2 +1536 "$mode"
+    pcase rb1.qcow2 40M "$mode"
+done
+pcase cs512.qcow2 32M metadata    # thousands of L2 tables: the refcount table grows
+done_testing
