@@ -38,7 +38,9 @@
  * allocated on first touch; a page whose bits are all set is freed and
  * marked FULL.  Past BM_MEM_BUDGET bytes of pages the bitmaps are stored
  * (as on flush) and tracking starts over, so memory stays bounded whatever
- * the writes, the image size and the number of bitmaps. */
+ * the writes, the image size and the number of bitmaps.  Tests lower the
+ * budget with KIMG_BITMAP_MEM=BYTES in the environment (1: a store after
+ * every write). */
 #define BM_PAGE_MAX   4096u
 #define BM_BLOCK_BITS 9
 #define BM_MEM_BUDGET (64u << 20)
@@ -67,6 +69,7 @@ struct qcow2_bm_state {
     uint32_t nt;
     uint32_t page_bytes;        /* min(4 KiB, cluster size) */
     size_t mem;                 /* bytes of pages and blocks */
+    size_t budget;              /* BM_MEM_BUDGET or KIMG_BITMAP_MEM */
     bool in_use_on_disk;        /* the tracked entries say in_use on disk */
     bool broken;                /* a store failed: in_use stays, no tracking */
 };
@@ -285,6 +288,10 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
         return -ENOMEM;
     s->bm = st;
     st->page_bytes = s->cluster_size < BM_PAGE_MAX ? (uint32_t)s->cluster_size : BM_PAGE_MAX;
+    const char *env = getenv("KIMG_BITMAP_MEM");
+    st->budget = env && *env ? strtoull(env, NULL, 10) : BM_MEM_BUDGET;
+    if (st->budget == 0 || st->budget > BM_MEM_BUDGET)
+        st->budget = BM_MEM_BUDGET;
     /* header.c checked the directory lies inside the file, below the cap */
     st->dir = malloc(s->bitmap_dir_size);
     st->entry_pos = calloc(s->nb_bitmaps, sizeof(*st->entry_pos));
@@ -525,7 +532,7 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
         ret = mark(s, off, len);
     if (ret == -ENOMEM)
         kimg_error("qcow2: no memory for the dirty bitmaps");
-    if (ret == 0 && st->mem > BM_MEM_BUDGET)
+    if (ret == 0 && st->mem >= st->budget)
         ret = qcow2_bitmaps_store(s);
     pthread_mutex_unlock(&s->lock);
     return ret;
