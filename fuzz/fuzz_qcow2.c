@@ -10,7 +10,10 @@
  *      but OFLAG_COPIED mismatches (see oracle_check); leaks are allowed:
  *      qemu leaks too, e.g. when the refcount block of a new cluster lies
  *      past the end of a truncated file.  And on such an image every
- *      successful write or zero write reads back as written.
+ *      successful write or zero write reads back as written.  Persistent
+ *      dirty bitmaps (formats/qcow2/bitmap.c): on such an image the writes
+ *      leave no bitmap in use that was not before, and the result opens
+ *      read-write again (the bitmaps kimg stored pass its own validation).
  * Work per input is capped (block status steps, bytes read, write sizes)
  * so a virtual size of 2^62 runs as fast as 64 KiB.  Nothing touches the
  * disk: NO_BACKING keeps backing and external data files closed, and the
@@ -282,6 +285,48 @@ static void oracle_check(struct kimg *img)
     free(log);
 }
 
+/* How many bitmaps the format-specific info marks "in-use". */
+static int in_use_count(struct kimg *img)
+{
+    struct kimg_info info;
+    char *text = NULL;
+    size_t len = 0;
+    int n = 0;
+    kimg_clear_error();
+    if (kimg_get_info(img, &info) < 0)
+        return 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        if (info.format_specific)
+            kimg_jv_print(f, info.format_specific, 0);
+        fclose(f);
+        for (char *p = text; p && (p = strstr(p, "\"in-use\"")); p++)
+            n++;
+    }
+    free(text);
+    kimg_info_free(&info);
+    kimg_clear_error();
+    return n;
+}
+
+/* The bitmap oracle's second half: the result opens read-write unless
+ * something else than its bitmaps is refused. */
+static void reopen_rw(const uint8_t *data, size_t size)
+{
+    struct kimg *img = open_mem(data, size, "qcow2", RO_FLAGS | KIMG_OPEN_RDWR);
+    const char *e = kimg_last_error();
+    if (!img && e && (strstr(e, "itmap") || strstr(e, "bitmap"))) {
+        fprintf(stderr, "fuzz_qcow2: image repaired clean, all writes succeeded, but the "
+                "result does not open read-write: %s\n", e);
+        abort();
+    }
+    if (img)
+        kimg_close(img);
+    free(kept);
+    kept = NULL;
+    kimg_clear_error();
+}
+
 static void repair_and_write(const uint8_t *data, size_t size)
 {
     struct kimg *img = open_mem(data, size, "qcow2",
@@ -291,6 +336,7 @@ static void repair_and_write(const uint8_t *data, size_t size)
         kept = NULL;
         return;
     }
+    int in_use = in_use_count(img);
     struct kimg_check res;
     int ret = do_check(img, KIMG_CHECK_FIX_LEAKS | KIMG_CHECK_FIX_ERRORS, devnull, &res);
     /* clean: a second check after the repair finds nothing left */
@@ -309,13 +355,22 @@ static void repair_and_write(const uint8_t *data, size_t size)
         return;
 
     img = open_mem(copy, copy_len, "qcow2", RO_FLAGS);
+    bool oracle = clean && failed == 0 && use_oracle, opened = img != NULL;
     if (img) {
-        if (clean && failed == 0 && use_oracle)
+        if (oracle)
             oracle_check(img);
+        if (oracle && in_use_count(img) > in_use) {
+            fprintf(stderr, "fuzz_qcow2: image repaired clean, all writes succeeded, but "
+                    "more bitmaps are in use (%d) than before (%d)\n", in_use_count(img),
+                    in_use);
+            abort();
+        }
         walk(img);
         kimg_close(img);
     }
     kimg_clear_error();
+    if (opened && oracle)
+        reopen_rw(copy, copy_len);
     free(copy);
 }
 

@@ -12,6 +12,7 @@
 # Commands: convert -n --target-is-zero -t writeback (default bitmap memory, and
 # KIMG_BITMAP_MEM=1: the bitmaps are stored after every write, so crashes
 # also fall inside stores between writes) and commit -d into a base.
+# crash-model: power-failure
 . "$(dirname "$0")/lib.sh"
 
 cat > check.py <<'EOF'
