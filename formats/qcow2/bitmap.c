@@ -140,13 +140,17 @@ static bool clist_has(const struct clist *l, uint64_t off)
 
 static int check_sharing(struct qcow2_state *s, struct clist *l)
 {
+    /* the main structures but the directory itself (which is in the list) */
+    bool had = s->has_bitmaps_ext, dup = false, main = false;
     qsort(l->v, l->n, sizeof(uint64_t), cmp_u64);
-    for (size_t i = 0; i < l->n; i++) {
-        if ((i && l->v[i] == l->v[i - 1]) ||
-            (l->v[i] != s->bitmap_dir_offset &&
-             qcow2_overlaps_main(s, l->v[i], s->cluster_size)))
-            goto bad;
+    s->has_bitmaps_ext = false;
+    for (size_t i = 0; i < l->n && !dup && !main; i++) {
+        dup = i && l->v[i] == l->v[i - 1];
+        main = qcow2_overlaps_main(s, l->v[i], s->cluster_size);
     }
+    s->has_bitmaps_ext = had;
+    if (dup || main)
+        goto bad;
     for (uint64_t i = 0; i < s->rt_entries; i++)
         if (clist_has(l, s->rt[i] & QCOW2_RTE_OFFSET_MASK))
             goto bad;
@@ -304,7 +308,7 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
     ret = check_dir(s, st->dir, st->entry_pos);
     if (ret < 0)
         goto fail;
-    cl.max = file_size >> s->cluster_bits;
+    cl.max = div_up(file_size, s->cluster_size);
     ret = clist_add(&cl, s->bitmap_dir_offset, s->bitmap_dir_size, s->cluster_size);
     for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *b = &s->bitmaps[i];

@@ -131,4 +131,19 @@ for n in fine b0; do
     is "$(dirty k.qcow2 $n)" "$(dirty q.qcow2 $n)" "1 GiB target: '$n' as after qemu-img's"
 done
 is "$(bitmaps k.qcow2)" "fine:512:auto b0:4096:auto" "1 GiB target: bitmaps consistent"
+
+# 20 bitmaps on 512-byte clusters: the directory spans two clusters
+for t in k q; do
+    rm -f $t.qcow2
+    qemu-img create -q -f qcow2 -o cluster_size=512 $t.qcow2 4M
+done
+for i in $(seq 10 29); do qemu-img bitmap --add -g $((512 << (i % 7))) k.qcow2 bitmap-$i; done
+cp k.qcow2 q.qcow2
+is "$($BMPY ext k.qcow2 | cut -d' ' -f1-2)" "20 800" "20 bitmaps: an 800-byte directory"
+kimg convert -n --target-is-zero -f raw -O qcow2 src.raw k.qcow2
+is "$RC" 0 "20 bitmaps: kimg convert -n exits 0"
+qemu-img convert -n --target-is-zero -f raw -O qcow2 src.raw q.qcow2
+ok "20 bitmaps: check clean" check_clean k.qcow2
+is "$($BMPY all k.qcow2)" "$($BMPY all q.qcow2)" "20 bitmaps: all flags and regions as after qemu-img's"
+is "$(dirty k.qcow2 bitmap-17)" "$(dirty q.qcow2 bitmap-17)" "20 bitmaps: one read back through qemu-nbd"
 done_testing

@@ -10,6 +10,8 @@ Follows docs/interop/qcow2.txt ("Bitmaps" extension).
   qcow2_bitmaps.py table FILE NAME          the table entries, one hex per line
   qcow2_bitmaps.py bits FILE NAME [SIZE]    the dirty ranges "start length" in
                                             guest bytes (SIZE: the virtual size)
+  qcow2_bitmaps.py all FILE                 every bitmap: "NAME FLAGS GRAN" then
+                                            its ranges (none if in use)
   qcow2_bitmaps.py set FILE NAME FIELD VAL  patch a directory entry field
                                             (table_offset table_size flags type
                                             gran name_size extra)
@@ -129,6 +131,12 @@ def main(a):
         size = int(a[3], 0) if len(a) > 3 else img.size
         for s, n in bits(img, img.entry(a[2]), size):
             print(s, n)
+    elif cmd == "all":
+        for e in img.entries():
+            print(e["name"], e["flags"], e["gran"])
+            if not e["flags"] & 1:
+                for s, n in bits(img, e, img.size):
+                    print(" ", s, n)
     elif cmd == "set":
         e = img.entry(a[2])
         o, n = FIELDS[a[3]]
