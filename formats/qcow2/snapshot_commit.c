@@ -32,6 +32,17 @@ struct counts {
     uint64_t limit;             /* never grow past this */
 };
 
+/* A host byte range [start, end). */
+struct range {
+    uint64_t start, end;
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+    const struct range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
 /* One operation's work: the counts, what the old state uses, placement. */
 struct txn {
     struct qcow2_state *s;
@@ -43,6 +54,10 @@ struct txn {
     uint64_t hint;              /* placement: no free cluster below this */
     uint64_t top;               /* 1 + highest cluster with a reference */
     uint8_t *seen;              /* bit per cluster: L2 tables of the tree being counted */
+    uint32_t *trees;            /* per cluster: how many trees name it as an L2 table */
+    struct range *meta;         /* qcow2_overlaps_main's ranges, by start */
+    uint64_t *meta_end;         /* meta_end[i]: the largest end of meta[0..i] */
+    uint32_t nb_meta;
 };
 
 /* An active L2 table of the new state and what it becomes. */
@@ -76,8 +91,10 @@ static int bad_ref(struct txn *t, const char *what, uint64_t off)
                      "file; the image is corrupt (see 'check')", what, off);
 }
 
-/* One more reference to each cluster of the host range [off, off+len). */
-static int ref_range(struct txn *t, uint64_t off, uint64_t len, const char *what)
+/* N more references (saturating) to each cluster of the host range
+ * [off, off+len). */
+static int ref_range_n(struct txn *t, uint64_t off, uint64_t len, uint32_t n,
+                       const char *what)
 {
     if (!len)
         return 0;
@@ -86,11 +103,15 @@ static int ref_range(struct txn *t, uint64_t off, uint64_t len, const char *what
     if (off >= QCOW2_MAX_HOST_OFFSET || last >= t->nb_file)
         return bad_ref(t, what, off);
     for (uint64_t c = first; c <= last; c++)
-        if (t->c.refs[c] != UINT32_MAX)
-            t->c.refs[c]++;
+        t->c.refs[c] = t->c.refs[c] > UINT32_MAX - n ? UINT32_MAX : t->c.refs[c] + n;
     if (last + 1 > t->top)
         t->top = last + 1;
     return 0;
+}
+
+static int ref_range(struct txn *t, uint64_t off, uint64_t len, const char *what)
+{
+    return ref_range_n(t, off, len, 1, what);
 }
 
 /* The host range an L2 entry references (0 length: none); -EIO if bad. */
@@ -114,16 +135,70 @@ static int entry_range(struct txn *t, uint64_t e, uint64_t *off, uint64_t *len)
     return 0;
 }
 
+static void add_meta(struct txn *t, uint64_t start, uint64_t len)
+{
+    if (len && start <= UINT64_MAX - len) {
+        t->meta[t->nb_meta].start = start;
+        t->meta[t->nb_meta].end = start + len;
+        t->nb_meta++;
+    }
+}
+
+/* The ranges qcow2_overlaps_main keeps clear of, sorted once, so that the
+ * test costs a binary search and not a walk over every snapshot (which
+ * made placing and counting quadratic in the number of snapshots). */
+static int load_meta(struct txn *t)
+{
+    struct qcow2_state *s = t->s;
+    uint64_t cs = s->cluster_size;
+    t->meta = calloc((size_t)s->nb_snapshots + 5, sizeof(*t->meta));
+    t->meta_end = calloc((size_t)s->nb_snapshots + 5, sizeof(*t->meta_end));
+    if (!t->meta || !t->meta_end)
+        return -ENOMEM;
+    add_meta(t, 0, cs);
+    if (s->l1_size)
+        add_meta(t, s->l1_offset, qcow2_align_up((uint64_t)s->l1_size * 8, cs));
+    add_meta(t, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
+    if (s->nb_snapshots)
+        add_meta(t, s->snapshots_offset, qcow2_align_up(s->snapshots_size, cs));
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (sn->l1_size && !(sn->l1_invalid && ((sn->l1_offset & s->cluster_mask) ||
+                                                (uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES)))
+            add_meta(t, sn->l1_offset, qcow2_align_up((uint64_t)sn->l1_size * 8, cs));
+    }
+    if (s->has_bitmaps_ext && s->bitmaps)
+        add_meta(t, s->bitmap_dir_offset, qcow2_align_up(s->bitmap_dir_size, cs));
+    qsort(t->meta, t->nb_meta, sizeof(*t->meta), cmp_range);
+    for (uint32_t i = 0; i < t->nb_meta; i++)
+        t->meta_end[i] = i && t->meta_end[i - 1] > t->meta[i].end ? t->meta_end[i - 1]
+                                                                  : t->meta[i].end;
+    return 0;
+}
+
+/* qcow2_overlaps_main(s, off, len) for the old state, in O(log n). */
+static bool overlaps_meta(const struct txn *t, uint64_t off, uint64_t len)
+{
+    uint32_t lo = 0, hi = t->nb_meta;       /* count of ranges starting before off+len */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->meta[mid].start < off + len)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo && t->meta_end[lo - 1] > off;
+}
+
 /* Count the L2 table at L2OFF (0: none) for the tree being counted: the
- * table once, each data cluster once per entry reaching it (as qemu's
- * refcounts count them).  A tree naming a table twice is corrupt (and
- * walking it again and again would let a small file cost hours). */
+ * table once, and one more tree naming it (its data clusters are counted
+ * once per tree by count_data).  A tree naming a table twice is corrupt. */
 static int count_l2(struct txn *t, uint64_t l2off)
 {
     struct qcow2_state *s = t->s;
     if (!l2off)
         return 0;
-    if ((l2off & s->cluster_mask) || qcow2_overlaps_main(s, l2off, s->cluster_size))
+    if (l2off & s->cluster_mask)
         return bad_ref(t, "L2 table", l2off);
     int ret = ref_range(t, l2off, s->cluster_size, "L2 table");
     if (ret < 0)
@@ -132,21 +207,12 @@ static int count_l2(struct txn *t, uint64_t l2off)
     if ((t->seen[c >> 3] >> (c & 7)) & 1)
         return bad_ref(t, "L2 table (named twice by one L1 table)", l2off);
     t->seen[c >> 3] |= (uint8_t)(1u << (c & 7));
-    uint8_t *l2;
-    ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
-    if (ret < 0)
-        return ret;
-    for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++) {
-        uint64_t off, len;
-        ret = entry_range(t, qcow2_be64(l2 + j * s->l2_entry_size), &off, &len);
-        if (ret == 0)
-            ret = ref_range(t, off, len, "Data cluster");
-    }
-    qcow2_cache_put(&s->l2_cache, l2);
-    return ret;
+    if (t->trees[c] != UINT32_MAX)
+        t->trees[c]++;
+    return 0;
 }
 
-/* Count one L1 table's tree. */
+/* Count one L1 table's tree (its L2 tables; their entries: count_data). */
 static int count_tree(struct txn *t, const uint64_t *l1, uint32_t n)
 {
     struct qcow2_state *s = t->s;
@@ -160,6 +226,61 @@ static int count_tree(struct txn *t, const uint64_t *l1, uint32_t n)
         if (c && c < t->nb_file)
             t->seen[c >> 3] &= (uint8_t)~(1u << (c & 7));
     }
+    return ret;
+}
+
+/* The data clusters of every L2 table counted: each entry's cluster once
+ * per tree naming the table (as qemu's refcounts count them).  Each table
+ * is read once however many snapshots share it, so the cost is linear in
+ * the file, not in snapshots times tables. */
+static int count_data(struct txn *t)
+{
+    struct qcow2_state *s = t->s;
+    int ret = 0;
+    for (uint64_t c = 0; c < t->nb_file && ret == 0; c++) {
+        uint32_t n = t->trees[c];
+        if (!n)
+            continue;
+        uint64_t l2off = c << s->cluster_bits;
+        if (overlaps_meta(t, l2off, s->cluster_size))
+            return bad_ref(t, "L2 table", l2off);
+        uint8_t *l2;
+        ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
+        if (ret < 0)
+            return ret;
+        for (uint64_t j = 0; j < s->l2_entries && ret == 0; j++) {
+            uint64_t off, len;
+            ret = entry_range(t, qcow2_be64(l2 + j * s->l2_entry_size), &off, &len);
+            if (ret == 0)
+                ret = ref_range_n(t, off, len, n, "Data cluster");
+        }
+        qcow2_cache_put(&s->l2_cache, l2);
+    }
+    return ret;
+}
+
+/* Snapshot L1 tables share no cluster: qemu gives each its own, and a
+ * table named by many entries would make a small file cost a table read
+ * per entry.  Damaged entries (l1_invalid) are refused later. */
+static int l1_tables_disjoint(const struct qcow2_snapshot *sns, uint32_t nb, uint64_t cs)
+{
+    struct range *r = calloc(nb ? nb : 1, sizeof(*r));
+    uint32_t n = 0;
+    int ret = 0;
+    if (!r)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < nb; i++)
+        if (sns[i].l1_size && !sns[i].l1_invalid) {
+            r[n].start = sns[i].l1_offset;
+            r[n].end = sns[i].l1_offset + qcow2_align_up((uint64_t)sns[i].l1_size * 8, cs);
+            n++;
+        }
+    qsort(r, n, sizeof(*r), cmp_range);
+    for (uint32_t i = 1; i < n && ret == 0; i++)
+        if (r[i].start < r[i - 1].end)
+            ret = kimg_fail(-EIO, "qcow2: snapshot L1 tables overlap at %#" PRIx64 "; the "
+                            "image is corrupt (see 'check')", r[i].start);
+    free(r);
     return ret;
 }
 
@@ -255,7 +376,7 @@ static int place(struct txn *t, uint64_t n, uint64_t *off)
         if (ret < 0)
             return ret;
         if (used || t->c.refs[c] ||
-            qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size)) {
+            overlaps_meta(t, c << s->cluster_bits, s->cluster_size)) {
             run = 0;
             start = c + 1;
         } else {
@@ -556,16 +677,21 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     if (ret < 0)
         goto out;
     ret = load_old_used(&t);
+    if (ret == 0)
+        ret = load_meta(&t);
     if (ret < 0)
         goto out;
     t.seen = calloc(t.nb_file / 8 + 1, 1);
-    if (!t.seen) {
+    t.trees = calloc(t.nb_file + 1, sizeof(*t.trees));
+    if (!t.seen || !t.trees) {
         ret = -ENOMEM;
         goto out;
     }
 
     /* the counts of the new state, the new structures not placed yet */
-    ret = count_fixed(&t);
+    ret = l1_tables_disjoint(ch->sns, ch->nb_sns, s->cluster_size);
+    if (ret == 0)
+        ret = count_fixed(&t);
     for (uint32_t i = 0; ret == 0 && i < ch->nb_sns; i++) {
         const struct qcow2_snapshot *sn = &ch->sns[i];
         uint64_t *l1 = NULL;
@@ -585,6 +711,8 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     }
     if (ret == 0)
         ret = count_tree(&t, ch->l1, ch->l1_size);
+    if (ret == 0)
+        ret = count_data(&t);
     if (ret < 0)
         goto out;
 
@@ -698,5 +826,8 @@ out:
     free(t.c.refs);
     free(t.old_used);
     free(t.seen);
+    free(t.trees);
+    free(t.meta);
+    free(t.meta_end);
     return ret;
 }
