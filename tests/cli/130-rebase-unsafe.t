@@ -6,7 +6,8 @@
 # equal; unknown header extensions kept byte for byte; many rebases in a
 # row (the name is written where the old header does not look, then the
 # header; when that does not fit, qemu's packed layout); names that do not
-# fit (qemu-img's errors); v2 images; crash at every write.
+# fit (qemu-img's errors); a -F format qemu-img does not know (refused);
+# v2 images; crash at every write.
 . "$(dirname "$0")/lib.sh"
 
 # exts FILE: the header extensions (type:len:data hex) and the backing name
@@ -143,6 +144,17 @@ is "$RC" 1 "-b without -F: exit 1 (qemu-img 7.2)"; err_line "-b without -F"
 like "$(cat "$T/err")" "backing format must be specified" "-b without -F: qemu-img's reason"
 kimg rebase e.qcow2
 is "$RC" 1 "no -b and no -u: exit 1"; err_line "no -b and no -u"
+# -F names a format qemu-img does not know: refused (else qemu could not
+# open the image), with or without -b, in unsafe and safe mode
+for a in "-u -b b.qcow2 -F nope" "-u -F nope" "-b b.qcow2 -F nope"; do
+    kimg rebase $a e.qcow2
+    is "$RC" 1 "rebase $a: exit 1 (qemu-img 7.2)"; err_line "rebase $a"
+    is "$(cat "$T/err")" "kimg: Invalid format name: 'nope'" "rebase $a: qemu-img's message"
+done
+kimg rebase -u -b b.qcow2 -F vmdk e.qcow2
+is "$RC" 0 "-u -F vmdk (a format qemu knows): stored, as qemu-img does"
+like "$(qemu-img info e.qcow2)" "backing file format: vmdk" "-u -F vmdk: the header names vmdk"
+cp ../o.orig e.qcow2
 kimg rebase -u -b b.qcow2 -F qcow2
 is "$RC" 1 "no image: exit 1"; err_line "no image"
 kimg rebase -u -b b.qcow2 -F qcow2 e.qcow2 e.qcow2
