@@ -342,11 +342,8 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
     free(cl.v);
     if (ret < 0)
         goto fail;
-    if (st->nt == 0) {
-        /* nothing records writes: disabled and in_use bitmaps stay as they are */
-        qcow2_bitmaps_free(s);
-        return 0;
-    }
+    if (st->nt == 0)
+        qcow2_bitmaps_free(s);  /* nothing records writes: all stay as they are */
     return 0;
 fail:
     qcow2_bitmaps_free(s);
@@ -527,6 +524,8 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
     pthread_mutex_lock(&s->lock);
     struct qcow2_bm_state *st = s->bm;
     int ret = 0;
+    if (!s->writable)
+        goto out;               /* the write itself fails */
     if (st->broken)
         ret = kimg_fail(-EIO, "qcow2: the dirty bitmaps could not be stored; refusing "
                         "to write");
@@ -538,6 +537,7 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
         kimg_error("qcow2: no memory for the dirty bitmaps");
     if (ret == 0 && st->mem >= st->budget)
         ret = qcow2_bitmaps_store(s);
+out:
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -770,7 +770,8 @@ int qcow2_bitmaps_store(struct qcow2_state *s)
     bool any_moved = false;
     int ret;
 
-    if (!st || st->broken || !st->in_use_on_disk)
+    /* a corrupt image (writable cleared) keeps its bitmaps in use */
+    if (!st || st->broken || !st->in_use_on_disk || !s->writable)
         return 0;
     /* everything the bits describe reaches the disk first */
     ret = qcow2_flush_caches(s);
