@@ -138,6 +138,14 @@ static int64_t rt_block(struct qcow2_state *s, uint64_t ti)
         o >= QCOW2_MAX_HOST_OFFSET)
         return qcow2_signal_corruption(s, "Refblock offset %#" PRIx64 " unaligned "
                                        "(reftable index: %#" PRIx64 ")", e, ti);
+    /* a block on the active L1 or the refcount table would have refcounts
+     * written over them (checked here in O(1): this runs per lookup) */
+    if ((s->l1_size && ranges_overlap(o, s->cluster_size, s->l1_offset,
+                                      (uint64_t)s->l1_size * 8)) ||
+        ranges_overlap(o, s->cluster_size, s->rt_offset,
+                       (uint64_t)s->rt_clusters << s->cluster_bits))
+        return qcow2_signal_corruption(s, "Refblock at %#" PRIx64 " overlaps other metadata "
+                                       "(reftable index: %#" PRIx64 ")", o, ti);
     return (int64_t)o;
 }
 
