@@ -3,7 +3,8 @@
  * backing file name and format in the header (rebase, amend), and emptying
  * the active layer so it reads through to the backing file again (commit).
  * Both are ordered so a crash at any point leaves a clean image (or one
- * with leaks only) that reads as the old or the new state.
+ * with leaks only) that reads as the old or the new state; emptying goes
+ * through the snapshot operations' atomic switch (snapshot_commit.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -185,65 +186,6 @@ int qcow2_change_backing(struct kimg *img, const char *name, const char *format)
 
 /* ---- make_empty ---------------------------------------------------------- */
 
-/* The host range an L2 entry holds a reference on (length 0: none), as
- * refcount.c counts references: clusters of an external data file are not
- * counted. */
-static void entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
-                      uint64_t *len)
-{
-    *off = *len = 0;
-    if (s->has_data_file)
-        return;
-    if (entry & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_compressed_range(s, entry, off, len);
-        return;
-    }
-    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
-    if (h) {
-        *off = h;
-        *len = s->cluster_size;
-    }
-}
-
-/* Check that the active L2 table at L2OFF (read into T) is sane before the
- * L1 table lets go of it: every entry valid, every reference in the file. */
-static int validate_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t,
-                       uint64_t fsz)
-{
-    if ((l2off & s->cluster_mask) || l2off + s->cluster_size > fsz ||
-        qcow2_overlaps_main(s, l2off, s->cluster_size))
-        return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " invalid", l2off);
-    for (uint64_t i = 0; i < s->l2_entries; i++) {
-        const uint8_t *p = t + i * s->l2_entry_size;
-        uint64_t entry = qcow2_be64(p), bitmap = s->ext_l2 ? qcow2_be64(p + 8) : 0;
-        enum qcow2_sc_type type;
-        uint64_t off, len;
-        int ret = qcow2_sc_type(s, entry, bitmap, 0, &type);
-        if (ret < 0)
-            return ret;
-        entry_ref(s, entry, &off, &len);
-        if (len && (off >= QCOW2_MAX_HOST_OFFSET || off + len > qcow2_align_up(fsz, s->cluster_size)))
-            return qcow2_signal_corruption(s, "L2 entry %#" PRIx64 " points past the end "
-                                           "of the file", entry);
-    }
-    return 0;
-}
-
-/* Drop one reference to every host cluster the L2 table T references,
- * then to the table itself at L2OFF. */
-static int unref_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t)
-{
-    int ret;
-    for (uint64_t i = 0; i < s->l2_entries; i++) {
-        uint64_t off, len;
-        entry_ref(s, qcow2_be64(t + i * s->l2_entry_size), &off, &len);
-        if (len && (ret = qcow2_refcount_update(s, off, len, -1)) < 0)
-            return ret;
-    }
-    qcow2_cache_discard(&s->l2_cache, l2off);
-    return qcow2_refcount_update(s, l2off, s->cluster_size, -1);
-}
-
 /* Clusters at the end of the file that nothing references go (as qemu's
  * make_empty, which punches the freed clusters, leaves the file short). */
 static int trim_tail(struct qcow2_state *s)
@@ -274,87 +216,51 @@ static int trim_tail(struct qcow2_state *s)
 }
 
 /*
- * Order: every active L2 table is read and checked first; then the whole
- * L1 table is written as zeros and synced (from here a crash leaves leaks
- * only: references are gone, refcounts not yet lowered); then each old L2
- * table's clusters and the table itself lose one reference (qemu's
- * refcounts count one reference per L1 table, active or snapshot, so
- * clusters shared with snapshots stay); refcounts are flushed; the freed
- * tail of the file is cut off.
+ * The active L1 table becomes all zeros through qcow2_sn_commit (the
+ * snapshot operations' switch): a new zeroed L1 table and an exact new
+ * refcount structure are written where the current state does not look,
+ * then one header write switches to them.  A crash leaves the old image or
+ * the emptied one, clean either way; the refcounts are recounted from the
+ * references that stay (snapshots, bitmaps), so what only the active
+ * tables held is freed whatever the old refcounts said: a hostile L2 entry
+ * naming a metadata cluster as data cannot free that cluster, as lowering
+ * refcounts entry by entry did.  Then the freed tail of the file is cut.
  */
 static int make_empty_locked(struct qcow2_state *s)
 {
-    uint64_t *old = NULL, fsz;
-    uint8_t *t = NULL, *zl1 = NULL;
-    int ret;
-
     if (s->crypt_method != QCOW2_CRYPT_NONE)
         return qcow2_crypto_refuse();
     if (s->data_file_raw)
         return kimg_fail(-ENOTSUP, "an image with data-file-raw cannot be emptied (its "
                          "data file is its content)");
-    ret = qcow2_flush_caches(s);
-    if (ret < 0)
-        return ret;
-    ret = kimg_file_size(s->file, &fsz);
-    if (ret < 0)
-        return ret;
-    if (!s->l1_size)
-        return 0;
-    old = malloc((size_t)s->l1_size * 8);
-    t = malloc(s->cluster_size);
-    zl1 = calloc(s->l1_size, 8);
-    if (!old || !t || !zl1) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    memcpy(old, s->l1, (size_t)s->l1_size * 8);
+    /* snapshot trees would count data file offsets as clusters of this
+     * file (qemu makes no snapshot of such an image) */
+    if (s->has_data_file && s->nb_snapshots)
+        return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
+                         "data file");
     bool any = false;
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
-        if (!l2off)
-            continue;
-        any = true;
-        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
-        if (ret < 0)
-            goto out;
-        ret = validate_l2(s, l2off, t, fsz);
-        if (ret < 0)
-            goto out;
+    for (uint32_t i = 0; i < s->l1_size && !any; i++)
+        any = (s->l1[i] & QCOW2_L1E_OFFSET_MASK) != 0;
+    int ret = 0;
+    if (any) {
+        uint64_t *zl1 = calloc(s->l1_size, sizeof(*zl1));
+        if (!zl1)
+            return -ENOMEM;
+        struct qcow2_sn_change ch = {
+            .l1 = zl1, .l1_size = s->l1_size, .size = s->size,
+            .sns = s->snapshots, .nb_sns = s->nb_snapshots,
+        };
+        ret = qcow2_sn_commit(s, &ch);
+        free(zl1);
+    } else {
+        ret = qcow2_flush_caches(s);
     }
-    if (!any)
-        goto trim;
-
-    ret = kimg_file_pwrite(s->file, zl1, (size_t)s->l1_size * 8, s->l1_offset);
+    if (ret == 0)
+        ret = trim_tail(s);
     if (ret == 0)
         ret = kimg_file_sync(s->file);
-    if (ret < 0)
-        goto out;
-    memset(s->l1, 0, (size_t)s->l1_size * 8);
-
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
-        if (!l2off)
-            continue;
-        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
-        if (ret < 0)
-            goto out;
-        ret = unref_l2(s, l2off, t);
-        if (ret < 0)
-            goto out;
-    }
-    ret = qcow2_flush_caches(s);
-    if (ret < 0)
-        goto out;
-trim:
-    ret = trim_tail(s);
-    if (ret == 0)
-        ret = kimg_file_sync(s->file);
-out:
     s->zcache_valid = false;
-    free(old);
-    free(t);
-    free(zl1);
+    s->compressed_next = 0;
     return ret;
 }
 

@@ -159,11 +159,7 @@ qemu-img create -q -f qcow2 -b l2.qcow2 -F qcow2 -u l1.qcow2 1M
 qemu-img create -q -f qcow2 -b l1.qcow2 -F qcow2 -u l2.qcow2 1M
 kimg commit l1.qcow2
 is "$RC" 1 "backing loop: exit 1"; err_line "backing loop"
-# a damaged top: an L2 entry past the end of the file
-cp top.qcow2 bad.qcow2
-$Q2 set-l2 bad.qcow2 0 $(( (1 << 40) | (1 << 63) ))
-kimg commit bad.qcow2
-is "$RC" 1 "damaged top: exit 1"; err_line "damaged top"
+# (damaged tops: 142)
 mv base.qcow2 base.gone
 kimg commit top.qcow2
 is "$RC" 1 "missing backing file: exit 1"; err_line "missing backing file"
