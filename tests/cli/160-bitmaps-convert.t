@@ -3,8 +3,9 @@
 # qemu-img convert -n does: on twins (kimg, qemu-img) of a target holding
 # an in-use bitmap, a disabled one and enabled ones of granularity 512, 64k
 # (default), 1M and 2G, the same convert -n (full, --target-is-zero,
-# compressed, qcow2 source; 64k, 512-byte and 2M clusters, a 1 GiB target
-# whose bitmap spans many bitmap clusters) leaves the dirty regions qemu
+# compressed, qcow2 source; 64k, 512-byte and 2M clusters, extended L2, a
+# raw external data file, a 1 GiB target whose bitmap spans many bitmap
+# clusters, 20 bitmaps whose directory spans two clusters) leaves the dirty regions qemu
 # exports (qemu-nbd -B, nbdinfo --map) equal to those after qemu-img's, the
 # bitmap list (names, granularities, flags: no new "in-use") as qemu-img
 # info shows it after qemu-img's, the disabled bitmap's regions and the
@@ -88,6 +89,7 @@ twins "compressed" 4M "" srcz.raw -c --target-is-zero -f raw -O qcow2
 twins "qcow2 source" 4M "" src.qcow2 -f qcow2 -O qcow2
 twins "512-byte clusters" 4M cluster_size=512 src.raw -f raw -O qcow2
 twins "2M clusters" 4M cluster_size=2M src.raw --target-is-zero -f raw -O qcow2
+twins "extended L2" 4M extended_l2=on,cluster_size=128k src.raw --target-is-zero -f raw -O qcow2
 
 # qemu takes over kimg's result: reads kimg's tables (all-ones entries too),
 # writes, stores, frees kimg's clusters
@@ -109,6 +111,22 @@ for n in "${ENABLED[@]}"; do
     is "$(dirty k.qcow2 "$n")" "$(dirty q.qcow2 "$n")" "second kimg convert -n: '$n' as after qemu-img's"
 done
 check_oracle "kimg check of kimg's result" k.qcow2
+
+# a raw external data file (one per twin)
+for t in k q; do
+    rm -f $t.qcow2 $t-data.raw
+    qemu-img create -q -f qcow2 -o data_file=$t-data.raw,data_file_raw=on $t.qcow2 4M
+    qemu-img bitmap --add -g 4k $t.qcow2 b4k
+    qemu-img bitmap --add $t.qcow2 b0
+done
+kimg convert -n --target-is-zero -f raw -O qcow2 src.raw k.qcow2
+is "$RC" 0 "external data file: kimg convert -n exits 0"
+qemu-img convert -n --target-is-zero -f raw -O qcow2 src.raw q.qcow2
+ok "external data file: check clean" check_clean k.qcow2
+ok "external data file: content as after qemu-img's" qemu_oracle_compare k.qcow2 q.qcow2
+for n in b4k b0; do
+    is "$(dirty k.qcow2 $n)" "$(dirty q.qcow2 $n)" "external data file: '$n' as after qemu-img's"
+done
 
 # a 1 GiB target with 512-byte clusters: the 512-byte-granularity bitmap
 # takes 512 bitmap clusters and an 8-cluster table; scattered writes
