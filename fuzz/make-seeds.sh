@@ -101,6 +101,14 @@ keep a.qcow2 bitmaps
 qc -o cluster_size=512 a.qcow2 64k
 qemu-img bitmap --add --disable a.qcow2 off
 keep a.qcow2 bitmap-disabled
+# granularity 512 and an all-ones table entry (kimg stores those; qemu
+# reads them): the store path of formats/qcow2/bitmap.c
+qc -o cluster_size=512 a.qcow2 1M
+qemu-img bitmap --add -g 512 a.qcow2 fine
+qemu-img bitmap --add -g 4k a.qcow2 b4k
+qio -c "write -P 0x11 0 4k" -c "write -P 0x22 600k 1k" a.qcow2
+python3 "$here/../tests/cli/qcow2_bitmaps.py" set-table a.qcow2 b4k 0 1
+keep a.qcow2 bitmap-ones
 
 # --- preallocation=metadata: every L2 table present ---------------------------
 qc -o cluster_size=512,preallocation=metadata a.qcow2 32k; keep a.qcow2 prealloc-meta
