@@ -25,7 +25,11 @@
  *
  * For benchmarks and tests: KIMG_CONVERT_NO_MAP=1 reads instead of
  * mapping, KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main
- * thread only (the layout is the same either way).
+ * thread only (the layout is the same either way), KIMG_CONVERT_WRITE_LAG=N
+ * holds a job's parallel data writes until N more jobs have been planned
+ * (or the copy drains): the main thread then evicts L2 tables of jobs whose
+ * data is not written yet, so a crash test sees whether a cluster could be
+ * linked before its data.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -226,6 +230,8 @@ struct engine {
     bool stop;
     uint64_t next_seq;          /* sequence number of the next job made */
     uint64_t write_seq;         /* sequence number of the next job written */
+    uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
+    bool draining;              /* no more jobs will be made */
 };
 
 static void report(struct engine *e, uint64_t n)
@@ -500,10 +506,14 @@ static void *worker(void *opaque)
     for (;;) {
         struct job *j = NULL;
         /* the oldest queued job first, so the writer is never starved */
-        for (int i = 0; i < e->nb_jobs; i++)
-            if ((e->jobs[i].state == JOB_QUEUED || e->jobs[i].state == JOB_WQUEUED) &&
-                (!j || e->jobs[i].seq < j->seq))
-                j = &e->jobs[i];
+        for (int i = 0; i < e->nb_jobs; i++) {
+            struct job *c = &e->jobs[i];
+            if (c->state == JOB_WQUEUED && e->write_lag && !e->draining &&
+                e->write_seq <= c->seq + e->write_lag)
+                continue;               /* held back (test hook) */
+            if ((c->state == JOB_QUEUED || c->state == JOB_WQUEUED) && (!j || c->seq < j->seq))
+                j = c;
+        }
         if (!j) {
             if (e->stop)
                 break;
@@ -696,10 +706,12 @@ static int service(struct engine *e, bool wait)
     }
     pthread_mutex_lock(&e->lock);
     e->write_seq++;
-    if (keep) {
+    if (keep)
         j->state = JOB_WQUEUED;
+    if (e->write_lag)
+        pthread_cond_broadcast(&e->work);   /* held jobs may go now */
+    else if (keep)
         pthread_cond_signal(&e->work);
-    }
     pthread_mutex_unlock(&e->lock);
     if (!keep) {
         if (ret == 0)
@@ -1052,6 +1064,10 @@ int kimg_convert_run(struct kimg_convert *c)
     for (int i = 0; i < c->nb_src; i++)
         e.use_aio |= is_direct(c->src[i]);
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
+    const char *lag = getenv("KIMG_CONVERT_WRITE_LAG");
+    /* held jobs keep their slots: leave room for the jobs that release them */
+    if (lag && atoi(lag) > 0 && atoi(lag) + 2 < in_flight)
+        e.write_lag = (uint64_t)atoi(lag);
     ret = engine_start(&e, in_flight);
     if (ret < 0) {
         engine_stop(&e);
@@ -1066,6 +1082,10 @@ int kimg_convert_run(struct kimg_convert *c)
         base += kimg_size(c->src[i]);
     }
     /* drain: every job still in flight written and linked */
+    pthread_mutex_lock(&e.lock);
+    e.draining = true;
+    pthread_cond_broadcast(&e.work);
+    pthread_mutex_unlock(&e.lock);
     while (ret == 0) {
         int r = service(&e, true);
         if (r <= 0) {
