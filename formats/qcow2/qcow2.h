@@ -463,6 +463,9 @@ int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
  * data does not produce DSTLEN bytes.  type: QCOW2_COMPRESSION_*. */
 int qcow2_decompress(int type, uint8_t *dst, size_t dstlen,
                      const uint8_t *src, size_t srclen);
+/* inflate.c: 0 if SRC is a whole raw deflate stream of exactly DSTLEN
+ * bytes, decoded into DST by libdeflate (if installed); 1: use zlib. */
+int qcow2_inflate_fast(uint8_t *dst, size_t dstlen, const uint8_t *src, size_t srclen);
 /* Compress SRC (len bytes) into DST (cap bytes); returns the compressed
  * length, -ENOSPC if it does not fit (store uncompressed then), -EIO. */
 int64_t qcow2_compress(int type, uint8_t *dst, size_t cap,
