@@ -215,6 +215,161 @@ static int trim_tail(struct qcow2_state *s)
     return 0;
 }
 
+/* Does the host range [off, off+len) touch the header, the active L1
+ * table, the refcount table or the snapshot table?  (O(1): per entry.) */
+static bool names_fixed_meta(const struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    const uint64_t r[4][2] = {
+        { 0, s->cluster_size },
+        { s->l1_offset, (uint64_t)s->l1_size * 8 },
+        { s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits },
+        { s->snapshots_offset, s->nb_snapshots ? s->snapshots_size : 0 },
+    };
+    for (int i = 0; i < 4; i++)
+        if (r[i][1] && off < r[i][0] + r[i][1] && r[i][0] < off + len)
+            return true;
+    return false;
+}
+
+/* The host range an L2 entry holds a reference on (length 0: none), as
+ * refcount.c counts references: clusters of an external data file are not
+ * counted. */
+static void entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
+                      uint64_t *len)
+{
+    *off = *len = 0;
+    if (s->has_data_file)
+        return;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_range(s, entry, off, len);
+        return;
+    }
+    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
+    if (h) {
+        *off = h;
+        *len = s->cluster_size;
+    }
+}
+
+/* Check that the active L2 table at L2OFF (read into T) is sane before the
+ * L1 table lets go of it: every entry valid, every reference in the file. */
+static int validate_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t,
+                       uint64_t fsz)
+{
+    if ((l2off & s->cluster_mask) || l2off + s->cluster_size > fsz ||
+        qcow2_overlaps_main(s, l2off, s->cluster_size))
+        return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " invalid", l2off);
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        const uint8_t *p = t + i * s->l2_entry_size;
+        uint64_t entry = qcow2_be64(p), bitmap = s->ext_l2 ? qcow2_be64(p + 8) : 0;
+        enum qcow2_sc_type type;
+        uint64_t off, len;
+        int ret = qcow2_sc_type(s, entry, bitmap, 0, &type);
+        if (ret < 0)
+            return ret;
+        entry_ref(s, entry, &off, &len);
+        if (len && (off >= QCOW2_MAX_HOST_OFFSET || off + len > qcow2_align_up(fsz, s->cluster_size)))
+            return qcow2_signal_corruption(s, "L2 entry %#" PRIx64 " points past the end "
+                                           "of the file", entry);
+        if (len && names_fixed_meta(s, off, len))
+            return qcow2_signal_corruption(s, "L2 entry %#" PRIx64 " names metadata as data",
+                                           entry);
+    }
+    return 0;
+}
+
+/* Drop one reference to every host cluster the L2 table T references,
+ * then to the table itself at L2OFF. */
+static int unref_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t)
+{
+    int ret;
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        uint64_t off, len;
+        entry_ref(s, qcow2_be64(t + i * s->l2_entry_size), &off, &len);
+        if (len && (ret = qcow2_refcount_update(s, off, len, -1)) < 0)
+            return ret;
+    }
+    qcow2_cache_discard(&s->l2_cache, l2off);
+    return qcow2_refcount_update(s, l2off, s->cluster_size, -1);
+}
+
+/*
+ * For files too large for qcow2_sn_commit's per-cluster counts (more than
+ * 2^28 clusters: small clusters and much data), the incremental way.
+ * Order: every active L2 table is read and checked first (data naming the
+ * header, L1, refcount or snapshot table refused); then the whole
+ * L1 table is written as zeros and synced (from here a crash leaves leaks
+ * only: references are gone, refcounts not yet lowered); then each old L2
+ * table's clusters and the table itself lose one reference (qemu's
+ * refcounts count one reference per L1 table, active or snapshot, so
+ * clusters shared with snapshots stay); refcounts are flushed (the caller
+ * cuts the freed tail).  KIMG_EMPTY_INCREMENTAL in the environment takes
+ * this way for any image (tests).
+ */
+static int make_empty_incremental(struct qcow2_state *s)
+{
+    uint64_t *old = NULL, fsz;
+    uint8_t *t = NULL, *zl1 = NULL;
+    int ret;
+
+    ret = qcow2_flush_caches(s);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_size(s->file, &fsz);
+    if (ret < 0)
+        return ret;
+    if (!s->l1_size)
+        return 0;
+    old = malloc((size_t)s->l1_size * 8);
+    t = malloc(s->cluster_size);
+    zl1 = calloc(s->l1_size, 8);
+    if (!old || !t || !zl1) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    memcpy(old, s->l1, (size_t)s->l1_size * 8);
+    bool any = false;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off)
+            continue;
+        any = true;
+        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
+        if (ret < 0)
+            goto out;
+        ret = validate_l2(s, l2off, t, fsz);
+        if (ret < 0)
+            goto out;
+    }
+    if (!any)
+        goto out;
+
+    ret = kimg_file_pwrite(s->file, zl1, (size_t)s->l1_size * 8, s->l1_offset);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    memset(s->l1, 0, (size_t)s->l1_size * 8);
+
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t l2off = old[i] & QCOW2_L1E_OFFSET_MASK;
+        if (!l2off)
+            continue;
+        ret = kimg_file_pread(s->file, t, s->cluster_size, l2off);
+        if (ret < 0)
+            goto out;
+        ret = unref_l2(s, l2off, t);
+        if (ret < 0)
+            goto out;
+    }
+    ret = qcow2_flush_caches(s);
+out:
+    free(old);
+    free(t);
+    free(zl1);
+    return ret;
+}
+
 /*
  * The active L1 table becomes all zeros through qcow2_sn_commit (the
  * snapshot operations' switch): a new zeroed L1 table and an exact new
@@ -250,8 +405,13 @@ static int make_empty_locked(struct qcow2_state *s)
             .l1 = zl1, .l1_size = s->l1_size, .size = s->size,
             .sns = s->snapshots, .nb_sns = s->nb_snapshots,
         };
-        ret = qcow2_sn_commit(s, &ch);
+        ret = getenv("KIMG_EMPTY_INCREMENTAL") ? -EFBIG : qcow2_sn_commit(s, &ch);
         free(zl1);
+        if (ret == -EFBIG) {
+            /* too large to recount (nothing was written): step by step */
+            kimg_clear_error();
+            ret = make_empty_incremental(s);
+        }
     } else {
         ret = qcow2_flush_caches(s);
     }

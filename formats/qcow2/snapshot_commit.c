@@ -54,7 +54,8 @@ struct txn {
     uint64_t hint;              /* placement: no free cluster below this */
     uint64_t top;               /* 1 + highest cluster with a reference */
     uint8_t *seen;              /* bit per cluster: L2 tables of the tree being counted */
-    uint32_t *trees;            /* per cluster: how many trees name it as an L2 table */
+    uint32_t *trees;            /* per cluster: how many trees name it as an L2 table
+                                   (allocated with the first L2 table counted) */
     struct range *meta;         /* qcow2_overlaps_main's ranges, by start */
     uint64_t *meta_end;         /* meta_end[i]: the largest end of meta[0..i] */
     uint32_t nb_meta;
@@ -207,6 +208,8 @@ static int count_l2(struct txn *t, uint64_t l2off)
     if ((t->seen[c >> 3] >> (c & 7)) & 1)
         return bad_ref(t, "L2 table (named twice by one L1 table)", l2off);
     t->seen[c >> 3] |= (uint8_t)(1u << (c & 7));
+    if (!t->trees && !(t->trees = calloc(t->nb_file + 1, sizeof(*t->trees))))
+        return -ENOMEM;
     if (t->trees[c] != UINT32_MAX)
         t->trees[c]++;
     return 0;
@@ -237,7 +240,7 @@ static int count_data(struct txn *t)
 {
     struct qcow2_state *s = t->s;
     int ret = 0;
-    for (uint64_t c = 0; c < t->nb_file && ret == 0; c++) {
+    for (uint64_t c = 0; t->trees && c < t->nb_file && ret == 0; c++) {
         uint32_t n = t->trees[c];
         if (!n)
             continue;
@@ -682,8 +685,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     if (ret < 0)
         goto out;
     t.seen = calloc(t.nb_file / 8 + 1, 1);
-    t.trees = calloc(t.nb_file + 1, sizeof(*t.trees));
-    if (!t.seen || !t.trees) {
+    if (!t.seen) {
         ret = -ENOMEM;
         goto out;
     }
