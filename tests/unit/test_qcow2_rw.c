@@ -398,14 +398,18 @@ static void resize(const char *opts)
     ret = ret ? ret : kimg_write(img, ref + (30 << 20), 30 << 20, 1 << 20);
     ok(ret == 0 && kimg_size(img) == (40 << 20) && read_all_equal(img, ref, 40 << 20),
        "[resize %s] grown image reads back", opts);
-    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 1000, KIMG_PREALLOC_OFF);
-    ok(ret == 0 && read_all_equal(img, ref, (20 << 20) + 1000), "[resize %s] shrunk", opts);
+    /* qcow2 sizes are multiples of 512, as in qemu */
+    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 1024, KIMG_PREALLOC_OFF);
+    ok(ret == 0 && read_all_equal(img, ref, (20 << 20) + 1024), "[resize %s] shrunk", opts);
+    ok(kimg_truncate(img, (20 << 20) + 1000, KIMG_PREALLOC_OFF) < 0,
+       "[resize %s] a size that is not a multiple of 512 is refused", opts);
+    kimg_clear_error();
     /* stale bytes of the old last cluster must not come back */
-    memset(ref + (20 << 20), 0x33, 1000);
-    ret = ret ? ret : kimg_write(img, ref + (20 << 20), 20 << 20, 1000);
-    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 500, KIMG_PREALLOC_OFF);
+    memset(ref + (20 << 20), 0x33, 1024);
+    ret = ret ? ret : kimg_write(img, ref + (20 << 20), 20 << 20, 1024);
+    ret = ret ? ret : kimg_truncate(img, (20 << 20) + 512, KIMG_PREALLOC_OFF);
     ret = ret ? ret : kimg_truncate(img, 50 << 20, KIMG_PREALLOC_METADATA);
-    memset(ref + (20 << 20) + 500, 0, (30 << 20) - 500);
+    memset(ref + (20 << 20) + 512, 0, (30 << 20) - 512);
     ok(ret == 0 && read_all_equal(img, ref, 50 << 20), "[resize %s] regrown with metadata "
        "preallocation reads zeros", opts);
     ok(img && refcounts_consistent(img), "[resize %s] refcounts consistent", opts);
@@ -442,7 +446,7 @@ int main(void)
         "preallocation=full", "data_file=rt-data.raw", "data_file=rt-data.raw,data_file_raw=on",
     };
     size_t nv = sizeof(variants) / sizeof(variants[0]);
-    plan((int)(nv * 6 + 3 * 5 + 5 + 3 + 4 * 4 + 3 * 5));
+    plan((int)(nv * 6 + 3 * 5 + 5 + 3 + 4 * 4 + 3 * 6));
     for (size_t i = 0; i < nv; i++)
         roundtrip(variants[i], (6 << 20) + 1536, 300);
     backing_cow("");
