@@ -406,6 +406,12 @@ static int make_empty_locked(struct qcow2_state *s)
             .sns = s->snapshots, .nb_sns = s->nb_snapshots,
         };
         ret = getenv("KIMG_EMPTY_INCREMENTAL") ? -EFBIG : qcow2_sn_commit(s, &ch);
+        /* the new tables went where the old state did not look, past its
+         * end: once more, cheap without snapshots, moves them down into
+         * the freed clusters so the tail can be cut (a short file, as
+         * qemu leaves it) */
+        if (ret == 0 && !s->nb_snapshots)
+            ret = qcow2_sn_commit(s, &ch);
         free(zl1);
         if (ret == -EFBIG) {
             /* too large to recount (nothing was written): step by step */
