@@ -410,8 +410,11 @@ static int make_empty_locked(struct qcow2_state *s)
          * end: once more, cheap without snapshots, moves them down into
          * the freed clusters so the tail can be cut (a short file, as
          * qemu leaves it) */
-        if (ret == 0 && !s->nb_snapshots)
+        if (ret == 0 && !s->nb_snapshots) {
+            ch.sns = s->snapshots;      /* reread by the switch */
+            ch.nb_sns = 0;
             ret = qcow2_sn_commit(s, &ch);
+        }
         free(zl1);
         if (ret == -EFBIG) {
             /* too large to recount (nothing was written): step by step */
