@@ -41,9 +41,10 @@ int cmd_map(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_checksum(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
-int cmd_measure(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
 
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */

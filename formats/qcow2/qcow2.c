@@ -413,5 +413,6 @@ const struct kimg_driver kimg_qcow2_driver = {
     .set_write_option = qcow2_set_write_option,
     .change_backing = qcow2_change_backing,
     .make_empty = qcow2_make_empty,
+    .amend = qcow2_amend,
     .measure = qcow2_measure,
 };

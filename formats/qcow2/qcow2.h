@@ -499,6 +499,18 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
 int qcow2_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode);
 
+/* ---- amend.c / amend_refcount.c / amend_compat.c ---------------------- */
+
+/* The driver's amend (kimg_amend, qemu-img amend -o); takes the lock. */
+int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force);
+/* Lock held.  Rewrite the refcount structure with 1 << ORDER bit entries
+ * (new blocks and table past everything in use, one header write). */
+int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order);
+/* Lock held.  compat=1.1 from 0.10 / compat=0.10 from 1.1 (qemu's checks
+ * and messages; zero clusters expanded, bitmaps dropped). */
+int qcow2_amend_upgrade(struct qcow2_state *s);
+int qcow2_amend_downgrade(struct qcow2_state *s);
+
 /* ---- resize.c ---------------------------------------------------------- */
 
 /* The driver's truncate (qemu-img resize, amend -o size): grow or shrink

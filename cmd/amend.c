@@ -1,0 +1,186 @@
+/*
+ * amend.c — `kimg amend`: qemu-img amend's options (-o, repeated -o
+ * accumulate; -f, -t, -p, -q, --force), its `-o help` listing of the amend
+ * options, option errors in qemu-img's order and words (an option only
+ * creation takes is named as such), then the driver's amend.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cmd.h"
+#include "driver.h"
+
+enum { OPT_FORCE = OPT_HELP + 200 };
+
+/* qemu 7.2's amend options for qcow2, in its order (the only format with
+ * amend); -o help lists them sorted. */
+static const struct kimg_optdesc qcow2_amend_desc[] = {
+    { "encrypt.state", KIMG_OPT_STRING,
+      "Select new state of affected keyslots (active/inactive)" },
+    { "encrypt.keyslot", KIMG_OPT_NUMBER, "Select a single keyslot to modify explicitly" },
+    { "encrypt.old-secret", KIMG_OPT_STRING, "Select all keyslots that match this password" },
+    { "encrypt.new-secret", KIMG_OPT_STRING,
+      "New secret to set in the matching keyslots. Empty string to erase" },
+    { "encrypt.iter-time", KIMG_OPT_NUMBER, "Time to spend in PBKDF in milliseconds" },
+    { "size", KIMG_OPT_SIZE, "Virtual disk size" },
+    { "compat", KIMG_OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])" },
+    { "backing_file", KIMG_OPT_STRING, "File name of a base image" },
+    { "backing_fmt", KIMG_OPT_STRING, "Image format of the base image" },
+    { "data_file", KIMG_OPT_STRING, "File name of an external data file" },
+    { "data_file_raw", KIMG_OPT_BOOL,
+      "The external data file must stay valid as a raw image" },
+    { "lazy_refcounts", KIMG_OPT_BOOL, "Postpone refcount updates" },
+    { "refcount_bits", KIMG_OPT_NUMBER, "Width of a reference count entry in bits" },
+    { NULL, 0, NULL },
+};
+
+static const struct kimg_optdesc *amend_desc(const struct kimg_driver *drv)
+{
+    return drv->amend && !strcmp(drv->name, "qcow2") ? qcow2_amend_desc : NULL;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    return strcmp(((const struct kimg_optdesc *)a)->name,
+                  ((const struct kimg_optdesc *)b)->name);
+}
+
+static int print_help(const char *fmt)
+{
+    static const char *const type_names[] = { "str", "size", "num", "bool (on/off)" };
+    const struct kimg_driver *drv = kimg_find_driver(fmt);
+    const struct kimg_optdesc *desc;
+    struct kimg_optdesc sorted[32];
+    size_t n = 0;
+
+    if (!drv) {
+        fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
+        return 1;
+    }
+    if (!(desc = amend_desc(drv))) {
+        fprintf(stderr, "kimg: Format driver '%s' does not support option amendment\n", fmt);
+        return 1;
+    }
+    while (desc[n].name && n < sizeof(sorted) / sizeof(sorted[0])) {
+        sorted[n] = desc[n];
+        n++;
+    }
+    qsort(sorted, n, sizeof(*sorted), cmp_desc);
+    printf("Amend options for '%s':\n", fmt);
+    for (size_t i = 0; i < n; i++) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%s=<%s>", sorted[i].name, type_names[sorted[i].type]);
+        printf("  %-22s - %s\n", buf, sorted[i].help);
+    }
+    return 0;
+}
+
+/* Options a format does not amend: qemu-img's message, plus its hint when
+ * creation would take them. */
+static int check_options(const struct kimg_driver *drv, const struct kimg_opts *opts)
+{
+    if (kimg_opts_validate(opts, amend_desc(drv), drv->name) == 0)
+        return 0;
+    char *msg = strdup(kimg_last_error() ? kimg_last_error() : "Invalid option");
+    kimg_clear_error();
+    bool create_only = strstr(msg ? msg : "", "Invalid parameter") &&
+                       kimg_opts_validate(opts, drv->create_opts, drv->name) == 0;
+    kimg_clear_error();
+    fprintf(stderr, "kimg: %s%s\n", msg ? msg : "Invalid option",
+            create_only ? " (this option is only supported for image creation)" : "");
+    free(msg);
+    return -EINVAL;
+}
+
+int cmd_amend(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "force", no_argument, NULL, OPT_FORCE },
+        { NULL, 0, NULL, 0 },
+    };
+    struct kimg_opts *opts = NULL;
+    const char *fmt = NULL, *cache = "writeback", *file = NULL;
+    bool progress = false, quiet = false, force = false;
+    unsigned flags = KIMG_OPEN_RDWR;
+    struct kimg *img = NULL;
+    int c, ret = 1;
+
+    while ((c = getopt_long(argc, argv, "ho:f:t:pq", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            if (!*optarg) {
+                fprintf(stderr, "kimg: Invalid option list: %s\n", optarg);
+                kimg_opts_free(opts);
+                return 1;
+            }
+            if (kimg_opts_parse(&opts, optarg) < 0) {
+                kimg_opts_free(opts);
+                return cmd_fail(NULL, "Invalid option list");
+            }
+            break;
+        case 'f': fmt = optarg; break;
+        case 't': cache = optarg; break;
+        case 'p': progress = true; break;
+        case 'q': quiet = true; break;
+        case OPT_FORCE: force = true; break;
+        case 'h': print_synopsis("amend"); kimg_opts_free(opts); return 0;
+        case OPT_OBJECT:
+        case OPT_IMAGE_OPTS:
+            kimg_opts_free(opts);
+            return cmd_usage_error("amend", "--object and --image-opts are not supported");
+        default:
+            kimg_opts_free(opts);
+            return cmd_bad_option("amend", argv);
+        }
+    }
+    if (!opts)
+        return cmd_usage_error("amend", "Must specify options (-o)");
+    if (quiet)
+        progress = false;
+    if (fmt && kimg_opts_wants_help(opts)) {
+        ret = print_help(fmt);
+        goto out;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "kimg: Expecting one image file name\n");
+        goto out;
+    }
+    file = argv[optind];
+    if (cmd_cache_flags(cache, "cache", &flags) < 0)
+        goto out;
+    flags |= KIMG_OPEN_RDWR;
+    if (!(img = cmd_open(file, fmt, flags)))
+        goto out;
+    if (kimg_opts_wants_help(opts)) {
+        ret = print_help(kimg_format_name(img));
+        goto out;
+    }
+    const struct kimg_driver *drv = kimg_find_driver(kimg_format_name(img));
+    if (!drv || !amend_desc(drv)) {
+        fprintf(stderr, "kimg: Format driver '%s' does not support option amendment\n",
+                kimg_format_name(img));
+        goto out;
+    }
+    if (check_options(drv, opts) < 0)
+        goto out;
+    if (progress)
+        cmd_progress(NULL, 0, 1);
+    int r = kimg_amend(img, opts, force);
+    if (progress)
+        cmd_progress(NULL, 1, 1);   /* as qemu-img, also after a failure */
+    if (r < 0) {
+        cmd_fail(file, strerror(-r));
+        goto out;
+    }
+    ret = 0;
+out:
+    if (progress)
+        printf("\n");  /* qemu-img ends its progress output so, whatever happened */
+    if (img && kimg_close(img) < 0 && ret == 0)
+        ret = cmd_fail(file, "close failed");
+    kimg_opts_free(opts);
+    return ret;
+}

@@ -1,0 +1,89 @@
+#!/bin/bash
+# amend of lazy_refcounts, data_file, data_file_raw, backing_file/_fmt
+# (accepted only when unchanged, as qemu-img 7.2: rebase changes them),
+# size (grows and shrinks with no --shrink, as qemu-img), and several
+# options at once, applied in qemu-img's order, so that a refusal midway
+# leaves what qemu-img leaves: against qemu-img on twins, exit code,
+# stdout, the image's qemu-img info and content afterwards (also after a
+# refusal), kimg's image clean.
+. "$(dirname "$0")/lib.sh"
+fixtures
+
+twins() {
+    rm -rf q k; mkdir q k
+    ln -s "$FX"/* q/; ln -s "$FX"/* k/
+    local f
+    for f in "$1" "${1%.qcow2}.data"; do
+        [ -e "$FX/$f" ] || continue
+        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
+    done
+}
+# amend_case IMG OPTIONS [CHECK]: CHECK=nocheck when the image cannot be
+# opened afterwards (a data file renamed), by either tool
+amend_case() {
+    local img=$1 o=$2 name="amend -o $2 $1"
+    twins "$img"
+    QRC=0; (cd q && qemu-img amend -o "$o" "$img") > qout 2> qerr || QRC=$?
+    RC=0; (cd k && "$KIMG" amend -o "$o" "$img") > out 2> err || RC=$?
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is_file out qout "$name: stdout as qemu-img's"
+    if [ "$QRC" -ne 0 ]; then
+        err_line "$name"
+        like "$(cat err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
+    fi
+    [ "${3:-}" = nocheck ] && return
+    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
+    (cd q && qemu-img info --output=json "$img") > qi.json 2> /dev/null
+    (cd k && qemu-img info --output=json "$img") > ki.json 2> /dev/null
+    json_norm_files actual-size qi.json ki.json
+    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's amend"
+    (cd q && qemu-img convert -O raw "$img" ../q.raw) && (cd k && qemu-img convert -O raw "$img" ../k.raw)
+    ok "$name: content as qemu-img's" cmp -s k.raw q.raw
+    rm -f q.raw k.raw
+}
+
+# lazy refcounts
+amend_case v3.qcow2 lazy_refcounts=on
+amend_case lazy-clean.qcow2 lazy_refcounts=off
+amend_case lazy-dirty.qcow2 lazy_refcounts=off
+amend_case lazy-dirty.qcow2 lazy_refcounts=on
+amend_case v2.qcow2 lazy_refcounts=off
+# data files
+amend_case datafile.qcow2 data_file_raw=off
+amend_case datafile-raw.qcow2 data_file_raw=off
+amend_case datafile-raw.qcow2 data_file_raw=on
+amend_case datafile.qcow2 data_file=datafile.data
+amend_case datafile.qcow2 data_file=new.data nocheck
+is "$(qemu-img info --output=json k/datafile.qcow2 2>/dev/null | grep -c '"data-file": "new.data"')" \
+   "$(qemu-img info --output=json q/datafile.qcow2 2>/dev/null | grep -c '"data-file": "new.data"')" \
+   "data file renamed: recorded as qemu-img records it"
+mv k/datafile.data k/new.data
+ok "data file renamed, file moved: clean" eval '(cd k && check_clean datafile.qcow2)'
+amend_case datafile.qcow2 data_file= nocheck
+# backing file: the same values pass, any change is refused
+amend_case chain-mid.qcow2 backing_file=chain-base.raw,backing_fmt=raw
+amend_case chain-mid.qcow2 backing_file=chain-base.raw
+amend_case chain-mid.qcow2 backing_fmt=raw
+amend_case chain-mid.qcow2 backing_file=chain-base.raw,backing_fmt=qcow2
+amend_case chain-top.qcow2 backing_file=
+amend_case v3.qcow2 backing_file=v2.qcow2,backing_fmt=qcow2
+amend_case noformat-top.qcow2 backing_file=chain-base.raw
+# size
+amend_case v3.qcow2 size=8M
+amend_case v3.qcow2 size=1M
+amend_case v3.qcow2 size=0
+amend_case snap.qcow2 size=2M
+amend_case v2.qcow2 size=6M
+amend_case small-top.qcow2 size=3M
+# several at once: what is applied before a refusal stays, as in qemu-img
+for o in "refcount_bits=8,backing_file=foo" \
+         "compat=1.1,refcount_bits=8,lazy_refcounts=on,backing_file=x" \
+         "size=8M,compat=0.10" "refcount_bits=2,size=8M,data_file=x" \
+         "compat=0.10,refcount_bits=8,lazy_refcounts=on" "lazy_refcounts=on,compat=0.10" \
+         "size=1M,compat=0.10,lazy_refcounts=off" "compat=1.1,lazy_refcounts=on,size=5M"; do
+    for img in v2.qcow2 rb8.qcow2 v3.qcow2 zero.qcow2; do
+        amend_case "$img" "$o"
+    done
+done
+amend_case datafile.qcow2 data_file_raw=off,backing_file=x
+done_testing

@@ -1,0 +1,64 @@
+#!/bin/bash
+# amend of damaged images: a bad header field, refcount table entry, L1 or
+# L2 entry (active or a snapshot's), a zero cluster pointing at metadata,
+# gives a one-line error and a non-zero exit, never a crash or a hang,
+# whether the refcount width or the compat level changes; an image that
+# does get amended is no worse in qemu-img check than before.
+. "$(dirname "$0")/lib.sh"
+
+qemu-img create -q -f qcow2 -o cluster_size=4k good.qcow2 4M
+qemu-io -f qcow2 -c "write -P 0x11 0 2M" -c "write -z 64k 8k" -c "write -z 1M 4k" good.qcow2 > /dev/null
+qemu-img snapshot -c s1 good.qcow2
+qemu-io -f qcow2 -c "write -P 0x12 512k 64k" good.qcow2 > /dev/null
+l1=$(get_be 8 good.qcow2 40); rt=$(get_be 8 good.qcow2 48)
+l2=$(( $(get_be 8 good.qcow2 "$l1") & 0x00fffffffffffe00 ))
+sn=$(get_be 8 good.qcow2 64)
+snl1=$(get_be 8 good.qcow2 "$sn")
+zpos=$(( l2 + 8 * 16 ))          # the L2 entry of guest 64k (a zero cluster)
+
+cases=(
+    "l1-size-huge|put_be 4 \$f 36 4294967295"
+    "reftable-past-eof|put_be 8 \$f 48 1099511627776"
+    "reftable-clusters-huge|put_be 4 \$f 56 4294967295"
+    "refblock-unaligned|put_be 8 \$f $rt 4097"
+    "refblock-past-eof|put_be 8 \$f $rt $((1 << 40))"
+    "refblock-zero|put_be 8 \$f $rt 0"
+    "l1-entry-unaligned|put_be 8 \$f $l1 $((0x8000000000000000 | (l2 + 512)))"
+    "l1-entry-past-eof|put_be 8 \$f $l1 $((0x8000000000000000 | (1 << 40)))"
+    "snapshot-l1-entry-unaligned|put_be 8 \$f $snl1 $(( (l2 + 512) ))"
+    "snapshot-l1-offset-past-eof|put_be 8 \$f $sn $((1 << 40))"
+    "zero-cluster-on-reftable|put_be 8 \$f $zpos $((0x8000000000000001 | rt))"
+    "zero-cluster-on-l1|put_be 8 \$f $zpos $((0x8000000000000001 | l1))"
+    "zero-cluster-unaligned|put_be 8 \$f $zpos $((0x8000000000000001 | (l2 + 512)))"
+    "refcount-of-l2-zero|$Q2 set-rc \$f $l2 0"
+    "refcount-huge|$Q2 set-rc \$f $l2 65535"
+)
+for c in "${cases[@]}"; do
+    name=${c%%|*}; damage=${c#*|}
+    for o in refcount_bits=1 refcount_bits=64 compat=0.10 "compat=0.10,refcount_bits=16"; do
+        f=h.qcow2; cp good.qcow2 $f; eval "$damage"
+        before=0; qemu-img check -q $f > /dev/null 2>&1 || before=$?
+        kimg amend -o "$o" $f
+        if [ "$RC" -eq 0 ]; then
+            after=0; qemu-img check -q $f > /dev/null 2>&1 || after=$?
+            ok "$name, amend -o $o: succeeded; qemu-img check $after (was $before)" \
+                test "$after" -le "$before" -o "$after" -eq 3
+        else
+            err_line "$name, amend -o $o"
+        fi
+    done
+done
+# a damaged v2 image taken up
+qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 4M
+qemu-io -f qcow2 -c "write -P 0x13 0 1M" v2.qcow2 > /dev/null
+qemu-img snapshot -c s1 v2.qcow2
+snoff=$(get_be 8 v2.qcow2 64)
+for d in "put_be 4 \$f $((snoff + 36)) 4294967295|snapshot extra data size huge" \
+         "put_be 2 \$f $((snoff + 12)) 65535|snapshot id size huge" \
+         "put_be 4 \$f 60 65536|snapshot count past the table"; do
+    f=h2.qcow2; cp v2.qcow2 $f; eval "${d%%|*}"
+    kimg amend -o compat=1.1 $f
+    if [ "$RC" -eq 0 ]; then ok "${d#*|}: amended, clean" check_clean $f
+    else err_line "${d#*|}"; fi
+done
+done_testing
