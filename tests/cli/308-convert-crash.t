@@ -67,9 +67,10 @@ qemu-io -c 'write -P 0xf1 0 2M' -c 'write -P 0xf2 2176k 64k' -c 'write -P 0xf3 3
 qemu-io -c 'write -P 0xf1 0 2M' -c 'write -P 0xf2 2176k 64k' -c 'write -P 0xf3 3M 1M' \
     "${every[@]}" ov.qcow2 > /dev/null
 for img in old ov; do qemu-img convert -O raw $img.qcow2 $img.raw; done
-# every point up to 60, then every STEP-th (the run makes several hundred
-# file changes; each point costs a check and a comparison)
-points() { seq 0 60; seq $((60 + $1)) $1 5000; }
+# points FIRST STEP: every point up to FIRST, then every STEP-th (the run
+# makes several hundred file changes; each point costs a check and a
+# comparison)
+points() { seq 0 $1; seq $(($1 + $2)) $2 5000; }
 # same.py runs once per scenario (a coprocess): for each line "OLD NEW GOT"
 # it answers "ok" if every 512-byte cluster of GOT is OLD's or NEW's, or "bad"
 cat > same.py <<'PYEOF'
@@ -81,13 +82,14 @@ for line in sys.stdin:
               for i in range(0, len(got), cs))
     print("bad" if bad else "ok", flush=True)
 PYEOF
-# crash_n IMAGE M LAG STEP: crash convert -n -m M into a copy of IMAGE at
-# the points, parallel data writes held back until LAG more jobs are planned
+# crash_n IMAGE M LAG FIRST STEP: crash convert -n -m M into a copy of IMAGE
+# at the points, parallel data writes held back until LAG more jobs are
+# planned
 crash_n() {
     local img=$1 m=$2 lag=$3 name="-n -m $2 into ${1%.qcow2}" crashes=0 bad_check=0 bad_data=0 final=""
     [ "$lag" = 0 ] || name+=" (writes lag $lag jobs)"
     coproc SAME { $PY -u same.py; }
-    for n in $(points $4); do
+    for n in $(points $4 $5); do
         cp $img t.qcow2
         RC=0; KIMG_CONVERT_WRITE_LAG=$lag KIMG_CRASH_AFTER=$n "$KIMG" convert -n -m $m -f raw -O qcow2 \
             nsrc.raw t.qcow2 2> /dev/null || RC=$?
@@ -102,14 +104,14 @@ crash_n() {
     done
     exec {SAME[1]}>&-
     wait "$SAME_PID"
-    ok "$name: the convert crashed at $crashes points before it finished" test "$crashes" -ge 60
+    ok "$name: the convert crashed at $crashes points before it finished" test "$crashes" -ge 50
     is "$final" 0 "$name: the run without a crash succeeds"
     is "$bad_check" 0 "$name: after every crash qemu-img check reports clean or leaks only"
     is "$bad_data" 0 "$name: after every crash each cluster holds its old or its new content"
     ok "$name: the finished image reads as the source" qemu_oracle_compare nsrc.raw t.qcow2
     ok "$name: and checks clean" check_clean t.qcow2
 }
-crash_n old.qcow2 1 0 7
-crash_n old.qcow2 16 0 13
-crash_n ov.qcow2 16 8 7
+crash_n old.qcow2 1 0 60 7
+crash_n old.qcow2 16 0 30 17
+crash_n ov.qcow2 16 8 30 9
 done_testing
