@@ -39,7 +39,7 @@ static const struct subcommand subcommands[] = {
     { "resize", cmd_resize,
       "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size" },
     { "amend", cmd_amend,
-      "amend [-p] [-q] [-f fmt] [--force] -o options filename" },
+      "amend [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename" },
     { "commit", cmd_commit,
       "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename" },
     { "checksum", cmd_checksum,

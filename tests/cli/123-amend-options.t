@@ -81,7 +81,7 @@ for o in "refcount_bits=8,backing_file=foo" \
          "size=8M,compat=0.10" "refcount_bits=2,size=8M,data_file=x" \
          "compat=0.10,refcount_bits=8,lazy_refcounts=on" "lazy_refcounts=on,compat=0.10" \
          "size=1M,compat=0.10,lazy_refcounts=off" "compat=1.1,lazy_refcounts=on,size=5M"; do
-    for img in v2.qcow2 rb8.qcow2 v3.qcow2 zero.qcow2; do
+    for img in v2.qcow2 rb8.qcow2 zero.qcow2; do
         amend_case "$img" "$o"
     done
 done
