@@ -12,7 +12,10 @@
  * extension), and only then are the old clusters freed.  A crash at any
  * point leaves in_use bitmaps (inconsistent: qemu ignores their data) or
  * consistent ones holding every write, and at worst leaked clusters.
- * Disabled and already in_use bitmaps are never changed.
+ * Disabled and already in_use bitmaps are never changed, but by a resize:
+ * every bitmap is marked in_use before the size changes, then each gets a
+ * table for the new size (bits past a shrunk end dropped, a grown area
+ * clean) and the directory is switched as in a store.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -851,5 +854,220 @@ int qcow2_bitmaps_flush(struct qcow2_state *s)
     pthread_mutex_lock(&s->lock);
     int ret = qcow2_bitmaps_store(s);
     pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* ---- resize ---------------------------------------------------------------- */
+
+/* Bits of the last chunk before BOUND (granules): a stored cluster with
+ * bits at or past BOUND set, or an all-ones entry not wholly inside the
+ * bitmap, is rewritten at a new cluster with only the bits below BOUND
+ * (0 if none remain).  Returns the new entry in *NE. */
+static int cut_chunk(struct qcow2_state *s, uint64_t e, uint64_t valid,
+                     struct flist *newc, struct flist *oldc, uint64_t *ne)
+{
+    uint64_t eoff = e & BME_TABLE_OFFSET_MASK, cbits = s->cluster_size * 8;
+    uint8_t *buf;
+    int ret = 0;
+
+    *ne = e;
+    if (valid >= cbits || (!eoff && !(e & BME_TABLE_ALL_ONES)))
+        return 0;
+    buf = malloc(s->cluster_size);
+    if (!buf)
+        return -ENOMEM;
+    if (eoff)
+        ret = kimg_file_pread(s->file, buf, s->cluster_size, eoff);
+    else
+        memset(buf, 0xff, s->cluster_size);
+    if (ret < 0)
+        goto out;
+    bool past = false, below = false;
+    for (uint64_t byte = valid / 8; byte < s->cluster_size; byte++) {
+        uint8_t keep = byte == valid / 8 ? (uint8_t)((1u << (valid & 7)) - 1) : 0;
+        past |= (buf[byte] & ~keep) != 0;
+        buf[byte] &= keep;
+    }
+    if (!past)
+        goto out;
+    for (uint64_t byte = 0; byte < s->cluster_size && !below; byte++)
+        below = buf[byte] != 0;
+    if (below) {
+        uint64_t h;
+        ret = qcow2_alloc_clusters(s, 1, &h);
+        if (ret == 0)
+            ret = flist_add(newc, h, s->cluster_size);
+        if (ret == 0)
+            ret = kimg_file_pwrite(s->file, buf, s->cluster_size, h);
+        if (ret < 0)
+            goto out;
+        *ne = h;
+    } else {
+        *ne = 0;
+    }
+    if (eoff)
+        ret = flist_add(oldc, eoff, s->cluster_size);
+out:
+    free(buf);
+    return ret;
+}
+
+int qcow2_bitmaps_resize_begin(struct qcow2_state *s, uint64_t new_size)
+{
+    struct qcow2_bm_state *st = s->bm;
+    uint8_t *d = NULL;
+    uint64_t *pos = NULL;
+    int ret;
+
+    if (!s->has_bitmaps_ext || !s->bitmaps || !s->nb_bitmaps)
+        return 0;
+    if (st) {
+        /* pending bits stored: every bitmap consistent or in_use by others */
+        ret = qcow2_bitmaps_store(s);
+        if (ret == 0 && st->broken)
+            ret = kimg_fail(-EIO, "qcow2: the dirty bitmaps could not be stored");
+        if (ret < 0)
+            return ret;
+    }
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        const struct qcow2_bitmap *b = &s->bitmaps[i];
+        if (b->flags & QCOW2_BME_IN_USE)
+            return kimg_fail(-EINVAL, "Bitmap '%s' is inconsistent and cannot be used",
+                             b->name);
+        uint64_t bits = div_up(new_size, 1ULL << b->granularity_bits);
+        uint64_t ts = div_up(bits, s->cluster_size * 8);
+        if (ts > BME_MAX_TABLE_SIZE || ts * s->cluster_size > BME_MAX_PHYS_SIZE)
+            return kimg_fail(-EFBIG, "Bitmap '%s' would be too large for the new size",
+                             b->name);
+    }
+    /* all bitmaps in_use (flag words in place, synced) before the size
+     * changes: until the new tables are in, qemu ignores their data */
+    d = malloc(s->bitmap_dir_size);
+    pos = calloc(s->nb_bitmaps, sizeof(*pos));
+    ret = -ENOMEM;
+    if (!d || !pos)
+        goto out;
+    ret = kimg_file_pread(s->file, d, s->bitmap_dir_size, s->bitmap_dir_offset);
+    if (ret == 0)
+        ret = check_dir(s, d, pos);
+    if (ret < 0)
+        goto out;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        qcow2_put_be32(d + pos[i] + 12, qcow2_be32(d + pos[i] + 12) | QCOW2_BME_IN_USE);
+    ret = kimg_file_pwrite(s->file, d, s->bitmap_dir_size, s->bitmap_dir_offset);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        goto out;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++)
+        s->bitmaps[i].flags |= QCOW2_BME_IN_USE;
+    if (st) {
+        memcpy(st->dir, d, s->bitmap_dir_size);
+        st->broken = true;      /* no store in between; resize_end resets */
+    }
+out:
+    free(d);
+    free(pos);
+    return ret;
+}
+
+int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size)
+{
+    struct qcow2_bm_state *st = s->bm;
+    struct flist newc = { 0 }, oldc = { 0 };
+    uint8_t *d = NULL;
+    uint64_t *pos = NULL, fsz = 0;
+    int ret;
+
+    if (!s->has_bitmaps_ext || !s->bitmaps || !s->nb_bitmaps)
+        return 0;
+    d = malloc(s->bitmap_dir_size);
+    pos = calloc(s->nb_bitmaps, sizeof(*pos));
+    ret = -ENOMEM;
+    if (!d || !pos)
+        goto fail;
+    ret = kimg_file_pread(s->file, d, s->bitmap_dir_size, s->bitmap_dir_offset);
+    if (ret == 0)
+        ret = check_dir(s, d, pos);
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    if (ret == 0)
+        ret = kimg_file_size(s->file, &fsz);
+    for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
+        struct qcow2_bitmap *b = &s->bitmaps[i];
+        uint64_t gran = 1ULL << b->granularity_bits, cbits = s->cluster_size * 8;
+        uint64_t bound = div_up(old_size < s->size ? old_size : s->size, gran);
+        uint32_t nts = (uint32_t)table_size_for(s, b->granularity_bits);
+        uint64_t *oldt = NULL, *newt = calloc(nts, 8), toff = 0;
+        if (!newt) {
+            ret = -ENOMEM;
+            break;
+        }
+        ret = load_table(s, b, fsz, &oldt);
+        for (uint32_t c = 0; ret == 0 && c < b->table_size; c++) {
+            uint64_t e = oldt[c], eoff = e & BME_TABLE_OFFSET_MASK;
+            if ((uint64_t)c * cbits >= bound) {         /* wholly past the kept bits */
+                if (eoff)
+                    ret = flist_add(&oldc, eoff, s->cluster_size);
+                continue;
+            }
+            ret = cut_chunk(s, e, bound - (uint64_t)c * cbits, &newc, &oldc, &newt[c]);
+        }
+        if (ret == 0)
+            ret = write_table(s, newt, nts, &newc, &toff);
+        if (ret == 0)
+            ret = flist_add(&oldc, b->table_offset,
+                            qcow2_align_up((uint64_t)b->table_size * 8, s->cluster_size));
+        if (ret == 0) {
+            uint8_t *e = d + pos[i];
+            qcow2_put_be64(e, toff);
+            qcow2_put_be32(e + 8, nts);
+            qcow2_put_be32(e + 12, qcow2_be32(e + 12) & ~QCOW2_BME_IN_USE);
+        }
+        free(oldt);
+        free(newt);
+    }
+    /* new chunks and tables with their refcounts, then the directory */
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    if (ret == 0)
+        ret = write_dir(s, d, true, &newc, &oldc);
+    if (ret < 0)
+        goto fail;
+    for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
+        const uint8_t *e = d + pos[i];
+        s->bitmaps[i].table_offset = qcow2_be64(e);
+        s->bitmaps[i].table_size = qcow2_be32(e + 8);
+        s->bitmaps[i].flags = qcow2_be32(e + 12);
+    }
+    if (st) {
+        /* tracking starts over at the new size (no bits pending) */
+        memcpy(st->dir, d, s->bitmap_dir_size);
+        st->in_use_on_disk = false;
+        st->broken = false;
+        for (uint32_t i = 0; i < st->nt; i++) {
+            struct bm_track *t = &st->t[i];
+            free_pages(st, t);
+            if (t->blocks)
+                st->mem -= t->nblocks * sizeof(*t->blocks);
+            free(t->blocks);
+            t->blocks = NULL;
+            t->nbits = div_up(s->size, 1ULL << t->gran_bits);
+            t->npages = div_up(t->nbits, (uint64_t)st->page_bytes * 8);
+            t->nblocks = div_up(t->npages, 1u << BM_BLOCK_BITS);
+        }
+    }
+    ret = flist_free(s, &oldc);
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    goto out;
+fail:
+    /* the bitmaps stay in_use on disk (as after a crash) */
+    flist_free(s, &newc);
+out:
+    free(d);
+    free(pos);
+    flist_clear(&newc);
+    flist_clear(&oldc);
     return ret;
 }

@@ -604,6 +604,15 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_bitmaps_store(struct qcow2_state *s);
 int qcow2_bitmaps_flush(struct qcow2_state *s);
 void qcow2_bitmaps_free(struct qcow2_state *s);
+/* Resize (s->lock held): _begin, before anything changes, stores pending
+ * bits, refuses in_use bitmaps (qemu's message) and marks every bitmap
+ * in_use on disk (synced); _end, after the size changed, writes each
+ * bitmap's table for the new size at new clusters (bits past a shrunk end
+ * dropped, a grown area clean), switches the directory with in_use
+ * cleared, frees the old clusters and restarts tracking at the new size.
+ * A failure in between leaves the bitmaps in_use. */
+int qcow2_bitmaps_resize_begin(struct qcow2_state *s, uint64_t new_size);
+int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size);
 
 /* ---- create.c / info.c / check.c --------------------------------------- */
 

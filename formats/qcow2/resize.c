@@ -471,24 +471,26 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
         ret = kimg_fail(-ENOTSUP, "Can't resize a v2 image which has snapshots");
         goto out;
     }
-    if (s->has_bitmaps_ext && s->bitmaps) {
-        /* qemu-img resizes them; kimg does not (yet): refused before
-         * anything changes */
-        ret = kimg_fail(-ENOTSUP, "Cannot resize an image with persistent bitmaps "
-                        "(kimg does not resize them; 'qemu-img bitmap --remove' them first)");
+    if (size < old && prealloc != KIMG_PREALLOC_OFF) {
+        ret = kimg_fail(-EINVAL, "Preallocation can't be used for shrinking an image");
         goto out;
     }
-    if (size < old) {
-        if (prealloc != KIMG_PREALLOC_OFF) {
-            ret = kimg_fail(-EINVAL, "Preallocation can't be used for shrinking an image");
+    /* persistent bitmaps: marked in_use before the size changes, stored
+     * with tables for the new size after (bitmap.c) */
+    if (size != old) {
+        ret = qcow2_bitmaps_resize_begin(s, size);
+        if (ret < 0)
             goto out;
-        }
+    }
+    if (size < old) {
         ret = do_shrink(s, size, old);
     } else if (size > old || prealloc != KIMG_PREALLOC_OFF) {
         ret = do_grow(s, size, old, prealloc);
     } else {
         ret = resize_data_file(s, size);
     }
+    if (ret == 0 && size != old)
+        ret = qcow2_bitmaps_resize_end(s, old);
 out:
     pthread_mutex_unlock(&s->lock);
     return ret;

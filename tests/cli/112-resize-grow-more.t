@@ -2,8 +2,7 @@
 # resize: growing qcow2 fixtures by an unaligned amount (the old last
 # cluster partial) and to 3 TiB (L1 growth), against qemu-img on twins as
 # in 111; a grown image takes qemu-io writes in the new area and stays
-# clean; an image with persistent bitmaps is refused untouched (kimg does
-# not resize bitmaps; qemu-img does).
+# clean; an image with persistent bitmaps is resized as qemu-img resizes it.
 . "$(dirname "$0")/lib.sh"
 fixtures
 
@@ -76,10 +75,11 @@ qemu-io -f qcow2 -c "read -P 0x77 $((100 * 1024 * 1024)) 64k" -c "read -P 0x11 0
     k/cs4k.qcow2 > io.out 2>&1
 is "$(grep -c 'Pattern verification failed' io.out)" 0 "grown image: data reads back"
 
-# the bitmaps refusal (kimg does not resize persistent bitmaps) leaves the
-# image byte for byte as it was
+# persistent bitmaps are resized along, as qemu-img does (details: 165)
 twins bitmaps.qcow2
 kimg resize k/bitmaps.qcow2 +1M
-is "$RC" 1 "bitmaps: refused"; err_line "bitmaps"
-is "$(sha k/bitmaps.qcow2)" "$(sha "$FX/bitmaps.qcow2")" "bitmaps: image unchanged"
+qimg resize q/bitmaps.qcow2 +1M
+is "$RC:$QRC" "0:0" "bitmaps: resized by both"
+ok "bitmaps: qemu-img check clean" check_clean k/bitmaps.qcow2
+same_content "bitmaps" bitmaps.qcow2
 done_testing

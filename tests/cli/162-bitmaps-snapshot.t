@@ -5,8 +5,9 @@
 # disabled and an in-use one, snapshot -c, -l, -d and amend (when kimg has
 # it) keep the bitmap list, flags and dirty regions (qemu-nbd -B, nbdinfo
 # --map) as before and as after qemu-img's, qemu-img check clean;
-# snapshot -a is refused ("Device has active dirty bitmaps") and resize,
-# when refused, leaves the image as it was (both byte for byte).  A later
+# snapshot -a is refused ("Device has active dirty bitmaps") and resize
+# is refused for the in-use bitmap as qemu-img refuses it, the image left
+# as it was (byte for byte).  A later
 # write (convert -n) is still recorded as qemu-img records it.
 . "$(dirname "$0")/lib.sh"
 require qemu-nbd nbdinfo
@@ -83,15 +84,15 @@ else
     is_file k.state orig.state "amend: bitmaps and regions unchanged"
 fi
 
-# resize: refused, the image stays as it was
+# resize: the in-use bitmap makes qemu-img refuse it; kimg refuses it the
+# same way, before anything changes (resizes that succeed: 165)
 sum=$(sha k/img.qcow2)
 kin resize img.qcow2 +1M
-if [ "$RC" -ne 0 ]; then
-    is "$(sha k/img.qcow2)" "$sum" "resize refused ($(head -c 80 "$T/err")): image unchanged"
-else
-    (cd q && qemu-img resize -q img.qcow2 +1M)
-    same "resize"
-fi
+qimg resize q/img.qcow2 +1M
+is "$RC:$QRC" "1:1" "resize with an in-use bitmap: refused by both"
+like "$(cat "$T/err")" "$(head -1 "$T/qerr" | sed 's/^qemu-img: //')" "resize: qemu-img's message"
+is "$(sha k/img.qcow2)" "$sum" "resize refused: image unchanged"
+same "resize refused"
 
 # a write afterwards is recorded as qemu-img records it
 truncate -s "$(qemu-img info --output=json k/img.qcow2 | $PY -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" src.raw
