@@ -378,24 +378,35 @@ static int allocate_subclusters(struct qcow2_state *s, uint64_t a, uint64_t end)
     return 0;
 }
 
-static int do_grow(struct qcow2_state *s, uint64_t size, uint64_t old,
-                   enum kimg_prealloc prealloc)
+/* The refusals of a grow, before anything changes: an L1 table past
+ * qemu's limit; a backing file that covers part of the new area, which
+ * must not show through it (qemu's BDRV_REQ_ZERO_WRITE), on v2, which has
+ * no zero clusters.  *ZERO_NEW: the new area must be zeroed. */
+static int grow_check(struct qcow2_state *s, uint64_t size, uint64_t old, bool *zero_new)
 {
     struct kimg *img = s->img;
-    uint64_t need = l1_entries_for(s, size);
-    bool zero_new = false;
-    int ret;
-
-    if (need > QCOW2_MAX_L1_BYTES / 8)
+    *zero_new = false;
+    if (l1_entries_for(s, size) > QCOW2_MAX_L1_BYTES / 8)
         return kimg_fail(-EFBIG, "Failed to grow the L1 table: %s", strerror(EFBIG));
-    /* a backing file that covers part of the new area must not show
-     * through it (qemu's BDRV_REQ_ZERO_WRITE); v2 has no zero clusters */
     if (img->backing && kimg_size(img->backing) > old) {
         if (s->version < 3)
             return kimg_fail(-ENOTSUP, "Failed to zero out new clusters: %s",
                              strerror(ENOTSUP));
-        zero_new = true;
+        *zero_new = true;
     }
+    return 0;
+}
+
+static int do_grow(struct qcow2_state *s, uint64_t size, uint64_t old,
+                   enum kimg_prealloc prealloc)
+{
+    uint64_t need = l1_entries_for(s, size);
+    bool zero_new;
+    int ret;
+
+    ret = grow_check(s, size, old, &zero_new);
+    if (ret < 0)
+        return ret;
     ret = qcow2_flush_caches(s);
     if (ret < 0)
         return ret;
@@ -476,7 +487,14 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
         goto out;
     }
     /* persistent bitmaps: marked in_use before the size changes, stored
-     * with tables for the new size after (bitmap.c) */
+     * with tables for the new size after (bitmap.c); a grow that will be
+     * refused is refused before that */
+    if (size > old) {
+        bool zero_new;
+        ret = grow_check(s, size, old, &zero_new);
+        if (ret < 0)
+            goto out;
+    }
     if (size != old) {
         ret = qcow2_bitmaps_resize_begin(s, size);
         if (ret < 0)
