@@ -568,8 +568,9 @@ done:
             s->meta_prealloc = 0;
             if (real >= 0 && kimg_file_size(s->file, &fsz) == 0 && fsz) {
                 /* in use: clusters of the file with a non-zero refcount,
-                 * counted up to the threshold (a refcount error counts as
-                 * not in use: the test only tunes how holes read) */
+                 * counted up to the threshold (read without side effects:
+                 * a damaged refcount block counts as not in use, the test
+                 * only tunes how holes read) */
                 uint64_t real_c = (uint64_t)real >> s->cluster_bits;
                 uint64_t thr = real_c * 10 / 9 > real_c + 2 ? real_c * 10 / 9 : real_c + 2;
                 uint64_t end = qcow2_align_up(fsz, s->cluster_size) >> s->cluster_bits;
@@ -577,11 +578,11 @@ done:
                 bool had_error = kimg_last_error() != NULL;
                 for (uint64_t ci = 0; ci < end && used < thr; ci++) {
                     uint64_t rc = 0;
-                    if (qcow2_refcount_get(s, ci, &rc) == 0 && rc)
+                    if (qcow2_refcount_peek(s, ci, &rc) == 0 && rc)
                         used++;
                 }
                 if (!had_error)
-                    kimg_clear_error();
+                    kimg_clear_error();   /* a cache read error's message */
                 s->meta_prealloc = used >= thr;
             }
         }

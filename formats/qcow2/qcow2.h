@@ -395,6 +395,9 @@ void qcow2_cache_clear(struct qcow2_cache *c);
 int qcow2_load_refcount_table(struct qcow2_state *s, uint64_t file_size);
 /* Refcount of host cluster CLUSTER_INDEX (offset >> cluster_bits). */
 int qcow2_refcount_get(struct qcow2_state *s, uint64_t cluster_index, uint64_t *out);
+/* The same without side effects (for heuristics on read paths): an invalid
+ * or overlapping refcount block gives -EIO; nothing is marked corrupt. */
+int qcow2_refcount_peek(struct qcow2_state *s, uint64_t cluster_index, uint64_t *out);
 /* Set it (allocating refcount blocks / growing the table as needed). */
 int qcow2_refcount_set(struct qcow2_state *s, uint64_t cluster_index, uint64_t value);
 /* Add DELTA (+/-) to the refcount of every cluster touched by the host

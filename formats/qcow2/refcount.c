@@ -167,6 +167,30 @@ int qcow2_refcount_get(struct qcow2_state *s, uint64_t ci, uint64_t *out)
     return 0;
 }
 
+int qcow2_refcount_peek(struct qcow2_state *s, uint64_t ci, uint64_t *out)
+{
+    uint64_t ti = ci >> s->rb_bits;
+    uint8_t *rb;
+
+    *out = 0;
+    if (ti >= s->rt_entries || !s->rt[ti])
+        return 0;
+    uint64_t e = s->rt[ti], o = e & QCOW2_RTE_OFFSET_MASK;
+    if ((e & QCOW2_RTE_RESERVED) || (o & s->cluster_mask) || o == 0 ||
+        o >= QCOW2_MAX_HOST_OFFSET ||
+        (s->l1_size && ranges_overlap(o, s->cluster_size, s->l1_offset,
+                                      (uint64_t)s->l1_size * 8)) ||
+        ranges_overlap(o, s->cluster_size, s->rt_offset,
+                       (uint64_t)s->rt_clusters << s->cluster_bits))
+        return -EIO;
+    int ret = qcow2_cache_get(&s->rb_cache, o, &rb);
+    if (ret < 0)
+        return ret;
+    *out = qcow2_rb_entry_get(s, rb, ci & (s->rb_entries - 1));
+    qcow2_cache_put(&s->rb_cache, rb);
+    return 0;
+}
+
 static int write_header_rt(struct qcow2_state *s, uint64_t rt_offset, uint32_t clusters)
 {
     uint8_t b[12];
