@@ -74,6 +74,8 @@ void print_synopsis(const char *name);
 void print_safe(FILE *out, const char *s);
 /* The same, left-aligned in WIDTH columns (as printf's %-Ns). */
 void print_safe_padded(FILE *out, const char *s, int width);
+/* qemu-img's snapshot table (snapshot -l, human info): header and lines. */
+void print_snapshot_list(const struct kimg_snapshot_info *sn, size_t n);
 
 int cmd_snapshot(int argc, char **argv);
 /* convert's -l ARG (qemu-img's "snapshot.id=ID,snapshot.name=NAME" or an

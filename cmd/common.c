@@ -4,9 +4,11 @@
  * modes (-t/-T) and qemu-img's progress line (-p).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "cmd.h"
 
 int cmd_fail(const char *file, const char *fallback)
@@ -121,4 +123,33 @@ void cmd_progress(void *opaque, uint64_t done, uint64_t total)
     last = pct;
     printf("    (%3.2f/100%%)\r", pct);
     fflush(stdout);
+}
+
+/* "Snapshot list:" and qemu's column header, then one line per snapshot as
+ * qemu's bdrv_snapshot_dump prints it (icount signed, as qemu prints it;
+ * ids and names come from the image: control characters escaped). */
+void print_snapshot_list(const struct kimg_snapshot_info *sn, size_t n)
+{
+    printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n",
+           "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+    for (size_t i = 0; i < n; i++) {
+        const struct kimg_snapshot_info *s = &sn[i];
+        char date[64] = "", clock[64], size[32], icount[32] = "";
+        time_t t = (time_t)s->date_sec;
+        struct tm tm;
+        uint64_t secs = s->vm_clock_nsec / 1000000000u;
+
+        if (localtime_r(&t, &tm))
+            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(clock, sizeof(clock), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
+                 (int)((secs / 60) % 60), (int)(secs % 60),
+                 (int)((s->vm_clock_nsec / 1000000) % 1000));
+        kimg_format_size(s->vm_state_size, size, sizeof(size));
+        if (s->has_icount)
+            snprintf(icount, sizeof(icount), "%" PRId64, (int64_t)s->icount);
+        print_safe_padded(stdout, s->id, 9);
+        putchar(' ');
+        print_safe_padded(stdout, s->name, 16);
+        printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
+    }
 }

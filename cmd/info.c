@@ -49,28 +49,6 @@ static struct kimg_jv *info_to_json(struct kimg *img, const struct kimg_info *in
     return o;
 }
 
-static void print_snapshot_human(const struct kimg_snapshot_info *s)
-{
-    char date[64] = "", clock[64], size[32], icount[32] = "";
-    time_t t = (time_t)s->date_sec;
-    struct tm tm;
-    uint64_t secs = s->vm_clock_nsec / 1000000000u;
-
-    if (localtime_r(&t, &tm))
-        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(clock, sizeof(clock), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
-             (int)((secs / 60) % 60), (int)(secs % 60),
-             (int)((s->vm_clock_nsec / 1000000) % 1000));
-    kimg_format_size(s->vm_state_size, size, sizeof(size));
-    if (s->has_icount)
-        snprintf(icount, sizeof(icount), "%" PRIu64, s->icount);
-    /* ids and names come from the image: escape control characters */
-    print_safe_padded(stdout, s->id, 9);
-    putchar(' ');
-    print_safe_padded(stdout, s->name, 16);
-    printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
-}
-
 static void print_human(struct kimg *img, const struct kimg_info *info)
 {
     char vsize[32], dsize[32];
@@ -107,10 +85,7 @@ static void print_human(struct kimg *img, const struct kimg_info *info)
         printf("\n");
     }
     if (info->nb_snapshots) {
-        printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n",
-               "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
-        for (size_t i = 0; i < info->nb_snapshots; i++)
-            print_snapshot_human(&info->snapshots[i]);
+        print_snapshot_list(info->snapshots, info->nb_snapshots);
     }
     if (info->format_specific) {
         struct kimg_jv *data = kimg_jv_get(info->format_specific, "data");

@@ -15,29 +15,6 @@
 /* qemu-img copies the name into a 256-byte buffer: longer names are cut. */
 #define QEMU_SN_NAME_MAX 255
 
-/* One line of the listing, as qemu's bdrv_snapshot_dump (ids and names
- * come from the image: control characters escaped). */
-static void print_snapshot(const struct kimg_snapshot_info *s)
-{
-    char date[64] = "", clock[64], size[32], icount[32] = "";
-    time_t t = (time_t)s->date_sec;
-    struct tm tm;
-    uint64_t secs = s->vm_clock_nsec / 1000000000u;
-
-    if (localtime_r(&t, &tm))
-        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(clock, sizeof(clock), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
-             (int)((secs / 60) % 60), (int)(secs % 60),
-             (int)((s->vm_clock_nsec / 1000000) % 1000));
-    kimg_format_size(s->vm_state_size, size, sizeof(size));
-    if (s->has_icount)
-        snprintf(icount, sizeof(icount), "%" PRId64, (int64_t)s->icount);
-    print_safe_padded(stdout, s->id, 9);
-    putchar(' ');
-    print_safe_padded(stdout, s->name, 16);
-    printf(" %8s%20s%13s%11s\n", size, date, clock, icount);
-}
-
 static int list(struct kimg *img, const char *file)
 {
     struct kimg_info info;
@@ -45,10 +22,7 @@ static int list(struct kimg *img, const char *file)
     if (kimg_get_info(img, &info) < 0)
         return cmd_fail(file, "cannot read the snapshot table");
     if (info.nb_snapshots) {
-        printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n",
-               "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
-        for (size_t i = 0; i < info.nb_snapshots; i++)
-            print_snapshot(&info.snapshots[i]);
+        print_snapshot_list(info.snapshots, info.nb_snapshots);
     }
     kimg_info_free(&info);
     return 0;
