@@ -16,31 +16,6 @@
 
 #include "qcow2.h"
 
-/* The feature name table qemu writes into v3 headers (clusters >= 8k). */
-static const struct { uint8_t type, bit; const char *name; } feature_names[] = {
-    { 0, 0, "dirty bit" },
-    { 0, 1, "corrupt bit" },
-    { 0, 2, "external data file" },
-    { 0, 3, "compression type" },
-    { 0, 4, "extended L2 entries" },
-    { 1, 0, "lazy refcounts" },
-    { 2, 0, "bitmaps" },
-    { 2, 1, "raw external data" },
-};
-
-static int add_feature_table(struct qcow2_state *s)
-{
-    size_t n = sizeof(feature_names) / sizeof(feature_names[0]);
-    uint8_t t[sizeof(feature_names) / sizeof(feature_names[0]) * 48];
-    memset(t, 0, sizeof(t));
-    for (size_t i = 0; i < n; i++) {
-        t[i * 48] = feature_names[i].type;
-        t[i * 48 + 1] = feature_names[i].bit;
-        memcpy(t + i * 48 + 2, feature_names[i].name, strlen(feature_names[i].name));
-    }
-    return qcow2_set_ext(s, QCOW2_EXT_FEATURES, t, (uint32_t)sizeof(t));
-}
-
 /* ---- upgrade ---------------------------------------------------------- */
 
 int qcow2_amend_upgrade(struct qcow2_state *s)
@@ -75,7 +50,7 @@ int qcow2_amend_upgrade(struct qcow2_state *s)
     s->compression_type = QCOW2_COMPRESSION_ZLIB;
     s->incompat = s->compat = s->autoclear = 0;
     s->refcount_order = 4;
-    ret = s->cluster_size >= 8192 ? add_feature_table(s) : 0;
+    ret = s->cluster_size >= 8192 ? qcow2_add_feature_table(s) : 0;
     if (rewrite)
         s->snapshots_offset = new_sn;
     if (ret == 0)

@@ -42,18 +42,6 @@ const struct kimg_optdesc qcow2_create_opts[] = {
     { NULL, 0, NULL },
 };
 
-/* Feature name table entries qemu writes for v3 images. */
-static const struct { uint8_t type, bit; const char *name; } feature_names[] = {
-    { 0, 0, "dirty bit" },
-    { 0, 1, "corrupt bit" },
-    { 0, 2, "external data file" },
-    { 0, 3, "compression type" },
-    { 0, 4, "extended L2 entries" },
-    { 1, 0, "lazy refcounts" },
-    { 2, 0, "bitmaps" },
-    { 2, 1, "raw external data" },
-};
-
 struct create_params {
     uint64_t size;
     uint32_t cluster_bits;
@@ -269,17 +257,7 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
     /* qemu-img writes the feature name table only with clusters of 8k and
      * more (observed with qemu-img 7.2); do the same so images match */
     if (p->version >= 3 && s->cluster_size >= 8192) {
-        size_t n = sizeof(feature_names) / sizeof(feature_names[0]);
-        uint8_t *t = calloc(n, 48);
-        if (!t)
-            return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-            t[i * 48] = feature_names[i].type;
-            t[i * 48 + 1] = feature_names[i].bit;
-            memcpy(t + i * 48 + 2, feature_names[i].name, strlen(feature_names[i].name));
-        }
-        ret = qcow2_set_ext(s, QCOW2_EXT_FEATURES, t, (uint32_t)(n * 48));
-        free(t);
+        ret = qcow2_add_feature_table(s);
         if (ret < 0)
             return ret;
     }

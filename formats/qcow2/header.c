@@ -66,6 +66,31 @@ struct qcow2_ext *qcow2_find_ext(struct qcow2_state *s, uint32_t type)
     return NULL;
 }
 
+/* The feature name table qemu writes into v3 headers. */
+static const struct { uint8_t type, bit; const char *name; } feature_names[] = {
+    { 0, 0, "dirty bit" },
+    { 0, 1, "corrupt bit" },
+    { 0, 2, "external data file" },
+    { 0, 3, "compression type" },
+    { 0, 4, "extended L2 entries" },
+    { 1, 0, "lazy refcounts" },
+    { 2, 0, "bitmaps" },
+    { 2, 1, "raw external data" },
+};
+
+int qcow2_add_feature_table(struct qcow2_state *s)
+{
+    enum { N = sizeof(feature_names) / sizeof(feature_names[0]) };
+    uint8_t t[N * 48];
+    memset(t, 0, sizeof(t));
+    for (size_t i = 0; i < N; i++) {
+        t[i * 48] = feature_names[i].type;
+        t[i * 48 + 1] = feature_names[i].bit;
+        memcpy(t + i * 48 + 2, feature_names[i].name, strlen(feature_names[i].name));
+    }
+    return qcow2_set_ext(s, QCOW2_EXT_FEATURES, t, (uint32_t)sizeof(t));
+}
+
 int qcow2_set_ext(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len)
 {
     struct qcow2_ext *e = qcow2_find_ext(s, type);

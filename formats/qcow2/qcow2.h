@@ -345,6 +345,9 @@ const char *qcow2_feature_name(const struct qcow2_state *s, int type, int bit);
 /* Find/replace/remove a stored extension; set with data NULL removes it. */
 struct qcow2_ext *qcow2_find_ext(struct qcow2_state *s, uint32_t type);
 int qcow2_set_ext(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len);
+/* Set the feature name table extension qemu writes into v3 headers (it
+ * does so only with clusters of 8 KiB and more: callers decide). */
+int qcow2_add_feature_table(struct qcow2_state *s);
 /* Free everything qcow2_parse_header allocated. */
 void qcow2_free_header(struct qcow2_state *s);
 /* Report a corruption found at run time: message set with kimg_error, the
