@@ -231,26 +231,6 @@ static bool names_fixed_meta(const struct qcow2_state *s, uint64_t off, uint64_t
     return false;
 }
 
-/* The host range an L2 entry holds a reference on (length 0: none), as
- * refcount.c counts references: clusters of an external data file are not
- * counted. */
-static void entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
-                      uint64_t *len)
-{
-    *off = *len = 0;
-    if (s->has_data_file)
-        return;
-    if (entry & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_compressed_range(s, entry, off, len);
-        return;
-    }
-    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
-    if (h) {
-        *off = h;
-        *len = s->cluster_size;
-    }
-}
-
 /* Check that the active L2 table at L2OFF (read into T) is sane before the
  * L1 table lets go of it: every entry valid, every reference in the file. */
 static int validate_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t,
@@ -267,7 +247,7 @@ static int validate_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t,
         int ret = qcow2_sc_type(s, entry, bitmap, 0, &type);
         if (ret < 0)
             return ret;
-        entry_ref(s, entry, &off, &len);
+        qcow2_entry_ref(s, entry, &off, &len);
         if (len && (off >= QCOW2_MAX_HOST_OFFSET || off + len > qcow2_align_up(fsz, s->cluster_size)))
             return qcow2_signal_corruption(s, "L2 entry %#" PRIx64 " points past the end "
                                            "of the file", entry);
@@ -285,7 +265,7 @@ static int unref_l2(struct qcow2_state *s, uint64_t l2off, const uint8_t *t)
     int ret;
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t off, len;
-        entry_ref(s, qcow2_be64(t + i * s->l2_entry_size), &off, &len);
+        qcow2_entry_ref(s, qcow2_be64(t + i * s->l2_entry_size), &off, &len);
         if (len && (ret = qcow2_refcount_update(s, off, len, -1)) < 0)
             return ret;
     }

@@ -610,3 +610,20 @@ int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
+
+void qcow2_entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
+                     uint64_t *len)
+{
+    *off = *len = 0;
+    if (s->has_data_file)
+        return;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_range(s, entry, off, len);
+        return;
+    }
+    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
+    if (h) {
+        *off = h;
+        *len = s->cluster_size;
+    }
+}

@@ -455,6 +455,11 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out);
 /* Compressed descriptor: host offset and byte length of the stored data. */
 void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
                             uint64_t *host, uint64_t *len);
+/* The host range an L2 entry holds a reference on (length 0: none), as
+ * refcounts count references: clusters of an external data file are not
+ * counted. */
+void qcow2_entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
+                     uint64_t *len);
 /* Load an L1 table from the file (l1_size entries at offset), validated. */
 int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size,
                   uint64_t **out);

@@ -322,23 +322,6 @@ static void freelist_free(struct freelist *f)
     free(f->len);
 }
 
-/* The host range an entry holds a reference on (0 length: none). */
-static void entry_ref(struct qcow2_state *s, uint64_t entry, uint64_t *off, uint64_t *len)
-{
-    *off = *len = 0;
-    if (s->has_data_file)
-        return;
-    if (entry & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_compressed_range(s, entry, off, len);
-        return;
-    }
-    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
-    if (h) {
-        *off = h;
-        *len = s->cluster_size;
-    }
-}
-
 /* ---- one cluster of a guest write ------------------------------------- */
 
 static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
@@ -491,7 +474,7 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     if (need_new) {
         uint64_t fo, flen;
-        entry_ref(s, entry, &fo, &flen);
+        qcow2_entry_ref(s, entry, &fo, &flen);
         if (flen)
             ret = freelist_add(fl, fo, flen);
     }
@@ -634,7 +617,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
                 : (((1ULL << (n >> s->subcluster_bits)) - 1) <<
                    ((off & s->cluster_mask) >> s->subcluster_bits)));
             if (t0 == QCOW2_SC_COMPRESSED || mask == 0xffffffffu) {
-                entry_ref(s, entry, &fo, &flen);
+                qcow2_entry_ref(s, entry, &fo, &flen);
                 bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared &&
                             (entry & QCOW2_L2E_OFFSET_MASK);
                 if (keep || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)) {
@@ -651,7 +634,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
                 nb = ((uint64_t)zero << 32) | alloc;
             }
         } else if (s->version >= 3) {
-            entry_ref(s, entry, &fo, &flen);
+            qcow2_entry_ref(s, entry, &fo, &flen);
             uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
             bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared && h;
             if (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)
@@ -663,11 +646,11 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
                 ne = QCOW2_OFLAG_ZERO;
             }
         } else {
-            entry_ref(s, entry, &fo, &flen);
+            qcow2_entry_ref(s, entry, &fo, &flen);
             ne = 0;
         }
         if (mode == 3) {
-            entry_ref(s, entry, &fo, &flen);
+            qcow2_entry_ref(s, entry, &fo, &flen);
             ne = 0;
             nb = 0;
         } else if (mode == 2 && entry == 0 && bitmap == 0 && !s->img->backing_name) {
@@ -1072,7 +1055,7 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
     uint64_t entry = QCOW2_OFLAG_COMPRESSED | host | ((nsec - 1) << s->csize_shift);
     uint8_t *slot = l2_slot(s, l2, off);
     uint64_t old = qcow2_be64(slot), fo, flen;
-    entry_ref(s, old, &fo, &flen);
+    qcow2_entry_ref(s, old, &fo, &flen);
     set_entry(s, slot, entry, 0);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     qcow2_cache_put(&s->l2_cache, l2);
