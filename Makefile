@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
-               time libnbd-bin libdeflate0
+               time libnbd-bin libdeflate-dev
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -36,7 +36,7 @@ OPT     ?= -O2 -g
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            -I. -Iimg $(XML_CFLAGS) -MMD -MP
-LDLIBS  += -lzstd -lz -laio -lcrypto -lxml2 -luuid -lpthread
+LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lpthread
 LDFLAGS += $(SANFLAGS)
 
 LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c clone/*.c))

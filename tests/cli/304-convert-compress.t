@@ -109,7 +109,7 @@ for ct in zlib zstd; do
             ok "$name: no target left" test ! -e k.raw
         fi
         if [ $ct = zlib ]; then
-            # zlib clusters decode with libdeflate where installed: zlib
+            # zlib clusters decode with libdeflate: zlib
             # alone must give the same result
             rm -f k2.raw
             KIMG_NO_LIBDEFLATE=1 kimg convert -f qcow2 -O raw m.qcow2 k2.raw
