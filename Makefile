@@ -110,8 +110,11 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
 	     $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
 
-bench: all
-	KIMG=$(abspath $(B)/kimg) tests/bench/run.sh
+bench: all $(B)/bench-floor
+	KIMG=$(abspath $(B)/kimg) FLOOR=$(abspath $(B)/bench-floor) tests/bench/run.sh
+
+$(B)/bench-floor: tests/bench/floor.c
+	$(CC) -O2 -Wall -Wextra -o $@ $<
 
 deps:
 	apt-get update -qq

@@ -6,9 +6,18 @@
 # loaded machine) and their ratio, kimg's peak RSS, whether the outputs
 # compare identical, and for compressed outputs the size ratio.  Not a
 # test: numbers, not verdicts.
+# Cases whose output holds the data plainly also measure the page-cache
+# floor (floor.c: how long the kernel takes to accept that data into a new
+# file's page cache, which a buffered file takes from one writer at a
+# time), in the same alternation: "floor" is its median, "k/floor" kimg's
+# median over it and "best" the floor over qemu-img's median: the lowest
+# ratio a buffered conversion could reach.  No buffered conversion of those cases can take
+# much less than the floor; for a decompressing case it is only the part
+# that cannot overlap with decompression.
 #   BENCH_DIR   where inputs live (default /var/tmp/kimg-bench; built once)
 #   BENCH_CASES space-separated case names to run (default: all)
 #   KIMG        the kimg binary (default build/kimg)
+#   FLOOR       the floor binary (default: none, no floor column)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 KIMG=${KIMG:-$here/../../build/kimg}
@@ -17,28 +26,36 @@ runs=${BENCH_RUNS:-3}
 "$here/inputs.sh" "$dir"
 cd "$dir"
 
-# name | arguments after the command name | output | compare-with
+# name | arguments after the command name | output | compare-with |
+# floor source (a raw file holding the same data, or empty: no floor)
 cases=(
-  "raw-to-qcow2|convert -f raw -O qcow2 disk.raw OUT|out.qcow2|disk.raw"
-  "qcow2-to-raw|convert -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw"
-  "qcow2-to-raw-direct|convert -t none -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw"
-  "raw-to-raw-sparse|convert -f raw -O raw disk.raw OUT|out.raw|disk.raw"
-  "random-to-qcow2|convert -f raw -O qcow2 random.raw OUT|out.qcow2|random.raw"
-  "compress-zlib|convert -c -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw"
-  "compress-zstd|convert -c -o compression_type=zstd -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw"
-  "zlib-to-raw|convert -f qcow2 -O raw disk-zlib.qcow2 OUT|out.raw|disk.raw"
-  "zstd-to-raw|convert -f qcow2 -O raw disk-zstd.qcow2 OUT|out.raw|disk.raw"
-  "hole-to-qcow2|convert -f raw -O qcow2 hole.raw OUT|out.qcow2|hole.raw"
-  "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw||"
+  "raw-to-qcow2|convert -f raw -O qcow2 disk.raw OUT|out.qcow2|disk.raw|disk.raw"
+  "qcow2-to-raw|convert -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw|disk.raw"
+  "qcow2-to-raw-direct|convert -t none -f qcow2 -O raw disk.qcow2 OUT|out.raw|disk.raw|"
+  "raw-to-raw-sparse|convert -f raw -O raw disk.raw OUT|out.raw|disk.raw|disk.raw"
+  "random-to-qcow2|convert -f raw -O qcow2 random.raw OUT|out.qcow2|random.raw|random.raw"
+  "compress-zlib|convert -c -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw|"
+  "compress-zstd|convert -c -o compression_type=zstd -f qcow2 -O qcow2 disk.qcow2 OUT|out.qcow2|disk.raw|"
+  "zlib-to-raw|convert -f qcow2 -O raw disk-zlib.qcow2 OUT|out.raw|disk.raw|disk.raw"
+  "zstd-to-raw|convert -f qcow2 -O raw disk-zstd.qcow2 OUT|out.raw|disk.raw|disk.raw"
+  "hole-to-qcow2|convert -f raw -O qcow2 hole.raw OUT|out.qcow2|hole.raw|"
+  "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw|||"
 )
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# floor SRC: the floor once; append "seconds 0 0" to times.floor
+floor() {
+    rm -f out.qcow2 out.raw out.floor
+    sync
+    echo "$("$FLOOR" "$1" out.floor) 0 0" >> "$dir/times.floor"
+}
 
 # timed TOOL ARGS...: run once; append "seconds maxrss_kib cpu_seconds"
 # to times.TOOL
 timed() {
     local tool=$1; shift
-    rm -f out.qcow2 out.raw
+    rm -f out.qcow2 out.raw out.floor
     sync
     /usr/bin/time -f "%e %M %U %S" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
         { echo "bench: $tool failed: $*" >&2; cat "$dir/err.$tool" >&2; return 1; }
@@ -46,16 +63,18 @@ timed() {
 }
 
 echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-22s %9s %9s %7s %9s %9s %7s %9s %8s %s\n' case qemu-img kimg ratio \
-    "q-cpu" "k-cpu" "cpu-r" "kimg-RSS" output size
+printf '%-22s %9s %9s %7s %9s %9s %7s %8s %7s %5s %9s %8s %s\n' case qemu-img kimg ratio \
+    "q-cpu" "k-cpu" "cpu-r" floor k/floor best "kimg-RSS" output size
 for c in "${cases[@]}"; do
-    IFS='|' read -r name args out ref <<< "$c"
+    IFS='|' read -r name args out ref fsrc <<< "$c"
+    [ -n "${FLOOR:-}" ] || fsrc=
     if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
     read -r -a argv <<< "${args//OUT/$out}"
-    rm -f times.qemu times.kimg
+    rm -f times.qemu times.kimg times.floor
     # warm the page cache with one untimed run of each
     qemu-img "${argv[@]}" > /dev/null 2>&1 || true
     "$KIMG" "${argv[@]}" > /dev/null 2>&1 || true
+    [ -z "$fsrc" ] || "$FLOOR" "$fsrc" out.floor > /dev/null || true
     verdict=- sizes=-
     qsize=0
     for i in $(seq "$runs"); do
@@ -63,7 +82,9 @@ for c in "${cases[@]}"; do
             timed qemu qemu-img "${argv[@]}"
             [ -z "$out" ] || qsize=$(stat -c %s "$out")
             timed kimg "$KIMG" "${argv[@]}"
+            [ -z "$fsrc" ] || floor "$fsrc"
         else
+            [ -z "$fsrc" ] || floor "$fsrc"
             timed kimg "$KIMG" "${argv[@]}"
             timed qemu qemu-img "${argv[@]}"
             [ -z "$out" ] || qsize=$(stat -c %s "$out")
@@ -82,11 +103,18 @@ for c in "${cases[@]}"; do
     cq=$(cut -d' ' -f3 times.qemu | median)
     ck=$(cut -d' ' -f3 times.kimg | median)
     rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
+    tf=- fratio=- best=-
+    if [ -n "$fsrc" ]; then
+        tf=$(cut -d' ' -f1 times.floor | median)
+        fratio=$(awk -v a="$tk" -v b="$tf" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+        best=$(awk -v a="$tf" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+        tf=$(printf '%.2fs' "$tf")
+    fi
     ratio=$(awk -v a="$tk" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
     cratio=$(awk -v a="$ck" -v b="$cq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-    printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %6dMiB %9s %s\n' "$name" "$tq" "$tk" "$ratio" \
-        "$cq" "$ck" "$cratio" $((rss / 1024)) "$verdict" "$sizes"
-    rm -f out.qcow2 out.raw
+    printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
+        "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
+    rm -f out.qcow2 out.raw out.floor
 done
 
 # kimg checksum against qemu-nbd + nbdcopy + sha256sum (its own script:

@@ -1,0 +1,71 @@
+/*
+ * floor.c — the page-cache floor for `make bench`: how long the kernel
+ * takes to accept a source's data into a new file's page cache, which
+ * every buffered conversion whose output holds that data plainly must
+ * wait for.  A buffered file takes one writer at a time (the kernel copies
+ * into its page cache under the file's inode lock), so this part of a
+ * conversion is serial however many threads a tool has; reading, format
+ * work and zero detection can overlap with it, this cannot.
+ *
+ * It maps SRC and faults all of it in first (untimed: a tool can do that
+ * on other threads), creates DST as large as SRC, then writes SRC's data
+ * extents (SEEK_DATA/SEEK_HOLE) from one thread, 2 MiB at a time, without
+ * fsync (as `convert -t unsafe`), and prints the seconds that took.
+ *
+ *   floor SRC DST      prints seconds; exit 0, or 1 with a message
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PIECE (2 << 20)
+
+static int fail(const char *what)
+{
+    fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: floor SRC DST\n");
+        return 1;
+    }
+    int in = open(argv[1], O_RDONLY);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0)
+        return fail(argv[1]);
+    int out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || ftruncate(out, st.st_size) < 0)
+        return fail(argv[2]);
+    if (st.st_size == 0)
+        return 0;
+    const char *src = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, in, 0);
+    if (src == MAP_FAILED)
+        return fail("mmap");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (off_t data = 0; (data = lseek(in, data, SEEK_DATA)) >= 0;) {
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            return fail("SEEK_HOLE");
+        while (data < hole) {
+            size_t n = hole - data < PIECE ? (size_t)(hole - data) : PIECE;
+            if (pwrite(out, src + data, n, data) != (ssize_t)n)
+                return fail("pwrite");
+            data += (off_t)n;
+        }
+    }
+    if (errno != ENXIO)
+        return fail("SEEK_DATA");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("%.3f\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return 0;
+}
