@@ -85,6 +85,7 @@ static int full_copy(struct clone_disk_plan *d, const struct clone_opts *o)
     struct kimg_convert cv = {
         .src = &d->img, .nb_src = 1, .dst = out, .sparse_size = 4096,
         .target_is_zero = true,   /* new, or preallocated: reads as zeros */
+        .own_blocks = o->nonsparse,
         .progress = show ? progress_line : NULL, .opaque = d,
     };
     r = kimg_convert_run(&cv);

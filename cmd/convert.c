@@ -335,6 +335,9 @@ int cmd_convert(int argc, char **argv)
         .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
         .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
         .target_has_backing = a.backing != NULL,
+        /* space the user asked to hold stays held: no reflinks */
+        .own_blocks = in_place || (a.opts && kimg_opts_get(a.opts, "preallocation") &&
+                                   strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),
         .progress = (a.progress && !a.quiet) ? cmd_progress : NULL,
     };
     struct json_progress jp;

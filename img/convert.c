@@ -23,7 +23,24 @@
  * Compressed clusters (-c) are compressed by the workers and written in
  * order by the main thread.
  *
- * For benchmarks and tests: KIMG_CONVERT_NO_MAP=1 reads instead of
+ * Reflinks.  Data stored plainly in a file on the target's file system
+ * (a raw source, uncompressed qcow2 clusters) is not copied where the
+ * file system can share extents (XFS, btrfs): the data runs a job would
+ * write (a raw target's, or a qcow2 target's allocated clusters) are
+ * cloned from the source with FICLONERANGE instead, as `cp` does by
+ * default.  Zero detection still runs, so zero runs still become holes
+ * and a convert still sparsifies; only the writing is saved, and the
+ * output takes no new space for its data.  Runs that are not whole
+ * file-system blocks are copied.  The first refusal (another file system,
+ * no reflink support) turns cloning off and that run is copied as usual;
+ * on ext4 the cost is one failed ioctl.  Not where the output's blocks
+ * must be its own (kimg_convert.own_blocks, -S 0): a later write to a
+ * shared block needs new space.  copy_file_range is not used unasked (-C): where it
+ * cannot share extents it copies through the page cache, slower than the
+ * engine's own copy (0.46 s against 0.38 s for the bench disk on ext4).
+ *
+ * For benchmarks and tests: KIMG_CONVERT_NO_REFLINK=1 copies instead of
+ * cloning, KIMG_CONVERT_NO_MAP=1 reads instead of
  * mapping, KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main
  * thread only (the layout is the same either way), KIMG_CONVERT_WRITE_LAG=N
  * holds a job's parallel data writes until N more jobs have been planned
@@ -36,11 +53,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "aio.h"
 #include "convert.h"
+#include "crash.h"
 #include "driver.h"
 
 #define CHUNK (2u << 20)
@@ -218,6 +238,9 @@ struct engine {
                                    on its length */
     bool par_write;             /* qcow2-like target: alloc_data/commit_data */
     bool use_aio;               /* some file is O_DIRECT: workers get libaio */
+    bool reflink;               /* clone plain source data (see the top);
+                                   cleared at the first refusal */
+    uint64_t reflink_align;     /* the target file system's block size */
     uint64_t done, total, last_report;
 
     pthread_mutex_t lock;
@@ -327,6 +350,27 @@ static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
     return 0;
 }
 
+/* ---- reflinks ----------------------------------------------------------- */
+
+/* Clone LEN bytes at SOFF of the plain source file SRC (NULL: the data is
+ * not stored plainly) to DOFF of the target's file DST (see the top).
+ * True if done; false if the caller must copy: the range is not whole
+ * blocks, or the file system refused (cloning is then off for good). */
+static bool reflink_range(struct engine *e, struct kimg_file *src, uint64_t soff,
+                          struct kimg_file *dst, uint64_t doff, uint64_t len)
+{
+    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || src->fd < 0 || !len ||
+        dst != e->c->dst->file || ((soff | doff | len) % e->reflink_align))
+        return false;
+    struct file_clone_range r = { .src_fd = src->fd, .src_offset = soff,
+                                  .src_length = len, .dest_offset = doff };
+    kimg_file_count_change();
+    if (ioctl(dst->fd, FICLONERANGE, &r) == 0)
+        return true;
+    __atomic_store_n(&e->reflink, false, __ATOMIC_RELAXED);
+    return false;
+}
+
 /* Raw target, on a worker: the job's runs, data in one batch. */
 static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
@@ -337,6 +381,9 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
         const struct run *r = &j->runs[i];
         if (r->zero)
             ret = write_zero_range(e, j->doff + r->pos, r->len);
+        else if (j->hfile && reflink_range(e, j->hfile, j->hoff + r->pos, f, j->doff + r->pos,
+                                           r->len))
+            continue;
         else if (f && f->fd >= 0)
             ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
         else
@@ -483,12 +530,14 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
 }
 
 /* Second phase (parallel qcow2 writes): the pieces, in one batch. */
-static void work_write(struct job *j, struct kimg_aio *aio)
+static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     struct kimg_aio_req reqs[KIMG_AIO_MAX];
     int n = 0, ret = 0;
     for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
         const struct piece *p = &j->pieces[i];
+        if (j->hfile && reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
+            continue;
         ret = aio_add(aio, reqs, &n, p->file, j->data + p->pos, p->len, p->host, true);
     }
     if (ret == 0 && n)
@@ -525,7 +574,7 @@ static void *worker(void *opaque)
         pthread_mutex_unlock(&e->lock);
         kimg_clear_error();
         if (wphase)
-            work_write(j, aio);
+            work_write(e, j, aio);
         else
             work_read(e, j, aio);
         pthread_mutex_lock(&e->lock);
@@ -1010,6 +1059,22 @@ static void engine_stop(struct engine *e)
     free(e->threads);
 }
 
+/* Reflinks (see the top), where they may work and are wanted: copies of
+ * plain data into a regular target file whose blocks need not be its own
+ * (not with -S 0 or a preallocated or existing target, whose owner wants
+ * the space held), and not under a crash model that cannot see them. */
+static void reflink_start(struct engine *e)
+{
+    struct kimg_file *f = e->c->dst->file;
+    struct stat st;
+    if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
+        f->fd < 0 || !f->writable || getenv("KIMG_CONVERT_NO_REFLINK") || kimg_crash_lossy() ||
+        fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blksize <= 0)
+        return;
+    e->reflink = true;
+    e->reflink_align = (uint64_t)st.st_blksize;
+}
+
 static bool is_direct(const struct kimg *img)
 {
     for (; img; img = img->backing)
@@ -1060,6 +1125,7 @@ int kimg_convert_run(struct kimg_convert *c)
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
                   c->dst->drv->alloc_data && c->dst->drv->commit_data &&
                   !getenv("KIMG_CONVERT_SERIAL");
+    reflink_start(&e);
     e.use_aio = is_direct(c->dst);
     for (int i = 0; i < c->nb_src; i++)
         e.use_aio |= is_direct(c->src[i]);

@@ -23,6 +23,9 @@ struct kimg_convert {
     bool target_has_backing;    /* -B: copy only what the sources' top
                                    layers hold; the target's backing file
                                    supplies the rest */
+    bool own_blocks;            /* the target's data must be in blocks of its
+                                   own, never shared with a source by a
+                                   reflink: -S 0, preallocation, -n */
     int in_flight;              /* -m: requests in flight (default 8) */
     /* progress: called with bytes done and total, at most ~1% steps */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);

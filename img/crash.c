@@ -82,6 +82,12 @@ bool kimg_crash_enabled(void)
     return crash_after >= 0;
 }
 
+bool kimg_crash_lossy(void)
+{
+    pthread_once(&crash_once, read_env);
+    return crash_lose;
+}
+
 static uint64_t next_random(void)
 {
     /* xorshift64*: reproducible for a given seed */

@@ -26,6 +26,8 @@ struct kimg_crash_token {
 };
 
 bool kimg_crash_enabled(void);
+/* KIMG_CRASH_LOSE is on: unsynced changes may be lost (power failure). */
+bool kimg_crash_lossy(void);
 /* Before a change of F: counts it (and may end the process there), and
  * when crash simulation is on, logs what the change replaces and returns
  * true; the caller then makes the change and calls kimg_crash_end with its
