@@ -117,6 +117,13 @@ for c in "${cases[@]}"; do
     rm -f out.qcow2 out.raw out.floor
 done
 
+# convert on a file system with reflinks (its own script: it needs root
+# and an XFS loop image)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" reflink "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/reflink.sh" "$dir"
+fi
+
 # kimg checksum against qemu-nbd + nbdcopy + sha256sum (its own script:
 # it builds its inputs once in $dir/checksum/)
 if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" checksum "* ]]; then
