@@ -2,18 +2,21 @@
 # run.sh — `make bench`: kimg against qemu-img on the same inputs with the
 # same arguments, alternating which goes first, BENCH_RUNS times (default 3).
 # Prints per case the median wall times, the ratio kimg/qemu-img (lower is
-# better), the median CPU times (user+sys: less noisy than wall time on a
-# loaded machine) and their ratio, kimg's peak RSS, whether the outputs
-# compare identical, and for compressed outputs the size ratio.  Not a
+# better: the median of the runs' paired ratios, each kimg run over the
+# qemu-img run next to it, which a machine drifting between fast and slow
+# spells disturbs less than a ratio of medians), the median CPU times
+# (user+sys: less noisy than wall time on a loaded machine) and their
+# paired ratio, kimg's peak RSS, whether the outputs compare identical,
+# and for compressed outputs the size ratio.  Not a
 # test: numbers, not verdicts.
 # Cases whose output holds the data plainly also measure the page-cache
 # floor (floor.c: how long the kernel takes to accept that data into a new
 # file's page cache, which a buffered file takes from one writer at a
 # time), in the same alternation: "floor" is its median, "k/floor" kimg's
-# median over it and "best" the floor over qemu-img's median: the lowest
-# ratio a buffered conversion could reach.  No buffered conversion of those cases can take
-# much less than the floor; for a decompressing case it is only the part
-# that cannot overlap with decompression.
+# median over it and "best" the median paired ratio floor/qemu-img: the
+# lowest ratio a buffered conversion could reach.  No buffered conversion
+# of those cases can take much less than the floor; for a decompressing
+# case it is only the part that cannot overlap with decompression.
 #   BENCH_DIR   where inputs live (default /var/tmp/kimg-bench; built once)
 #   BENCH_CASES space-separated case names to run (default: all)
 #   KIMG        the kimg binary (default build/kimg)
@@ -42,7 +45,7 @@ cases=(
   "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw|||"
 )
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # floor SRC: the floor once; append "seconds 0 0" to times.floor
 floor() {
@@ -107,11 +110,15 @@ for c in "${cases[@]}"; do
     if [ -n "$fsrc" ]; then
         tf=$(cut -d' ' -f1 times.floor | median)
         fratio=$(awk -v a="$tk" -v b="$tf" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-        best=$(awk -v a="$tf" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+        best=$(paste -d' ' times.floor times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
+        best=$(awk -v r="$best" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
         tf=$(printf '%.2fs' "$tf")
     fi
-    ratio=$(awk -v a="$tk" -v b="$tq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-    cratio=$(awk -v a="$ck" -v b="$cq" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+    # medians of the paired ratios (line I of each file: run I)
+    ratio=$(paste -d' ' times.kimg times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
+    cratio=$(paste -d' ' times.kimg times.qemu | awk '$6 > 0 { print $3 / $6 }' | median)
+    ratio=$(awk -v r="$ratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
+    cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
     printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
         "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
     rm -f out.qcow2 out.raw out.floor
