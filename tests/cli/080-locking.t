@@ -13,14 +13,6 @@ fixtures
 cp "$FX/v3.qcow2" img.qcow2
 qemu-img convert -O raw img.qcow2 flat.raw
 mkfifo ctl
-# locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
-# FILE (read from /proc/locks, so polling takes no lock itself: a polling
-# qemu-img would make qemu-io's own open fail on a lock conflict).
-locked_byte() {
-    local ino; ino=$(stat -c %i "$1")
-    awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
-        $7 <= b && ($8 == "EOF" || $8 >= b) { found = 1 } END { exit !found }' /proc/locks
-}
 # hold IMG [-r]: start qemu-io on IMG (read-write, or read-only with -r) and
 # wait until it holds its lock: byte 101 (write permission) or 100
 # (consistent read), as QEMU's file locking lays them out.

@@ -171,9 +171,7 @@ is "$RC" 1 "unknown option: exit 1"; err_line "unknown option"
 is "$(exts e.qcow2)" "$(exts ../o.orig)" "after the errors the header is unchanged"
 # A running QEMU (qemu-io) holds the image: refused.
 cp ../o.orig l.qcow2
-( exec qemu-io -c "sleep 600000" l.qcow2 > /dev/null 2>&1 ) &
-_tap_bg_pids="${_tap_bg_pids:-} $!"
-for i in $(seq 400); do qemu-img info l.qcow2 > /dev/null 2>&1 || break; sleep 0.05; done
+hold_lock l.qcow2
 kimg rebase -u -b b.qcow2 -F qcow2 l.qcow2
 is "$RC" 1 "image in use: exit 1"; err_line "image in use"
 like "$(cat "$T/err")" 'lock' "image in use: names the lock"

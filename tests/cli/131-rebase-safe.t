@@ -139,10 +139,7 @@ is "$RC" 1 "bad -T: exit 1"; err_line "bad -T"
 like "$(cat "$T/err")" "Invalid source cache option: bogus" "bad -T: qemu-img's words"
 ok "after the errors the overlay is untouched" cmp o.qcow2 o.orig
 # the new backing in use by a writer
-( exec qemu-io -c "sleep 600000" b.qcow2 > /dev/null 2>&1 ) &
-holder=$!
-_tap_bg_pids="${_tap_bg_pids:-} $holder"
-for i in $(seq 400); do qemu-img info b.qcow2 > /dev/null 2>&1 || break; sleep 0.05; done
+hold_lock b.qcow2
 kimg rebase -b b.qcow2 -F qcow2 o.qcow2
 is "$RC" 1 "new backing in use by a writer: exit 1"; err_line "new backing in use"
 kimg rebase -U -b b.qcow2 -F qcow2 o.qcow2

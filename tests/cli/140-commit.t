@@ -145,13 +145,11 @@ is "$RC" 1 "no image: exit 1"; err_line "no image"
 is "$(sha_all)" "$before" "after the errors the images are untouched"
 # in use by a running QEMU: the top, the base
 for f in top.qcow2 base.qcow2; do
-    ( exec qemu-io -c "sleep 600000" $f > /dev/null 2>&1 ) &
-    pid=$!
-    for i in $(seq 400); do qemu-img info $f > /dev/null 2>&1 || break; sleep 0.05; done
+    hold_lock $f
     kimg commit top.qcow2
     is "$RC" 1 "$f in use: exit 1"; err_line "$f in use"
     like "$(cat "$T/err")" 'lock' "$f in use: names the lock"
-    kill $pid; wait $pid 2>/dev/null
+    kill $holder; wait $holder 2>/dev/null
 done
 is "$(sha_all)" "$before" "after the refusals the images are untouched"
 # a backing loop

@@ -20,6 +20,8 @@
 #           check_clean F          qemu-img check -q F exits 0
 #           check_clean_alone F    the same, F's backing file not opened
 #           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
+# Locks:    locked_byte FILE BYTE  QEMU's lock byte BYTE of FILE is held
+#           hold_lock FILE         a qemu-io holds FILE's write lock ($holder)
 # Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
 #           check_oracle NAME IMAGE ARGS...   kimg check vs qemu-img check on twins
@@ -196,6 +198,28 @@ else:
             out = "INVALID JSON: %s\n" % e
         open(path + ".norm", "w").write(out)
 EOF
+}
+# locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
+# FILE (read from /proc/locks, so polling takes no lock itself: a polling
+# qemu-img would make qemu-io's own open fail on a lock conflict).
+locked_byte() {
+    local ino; ino=$(stat -c %i "$1")
+    awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
+        $7 <= b && ($8 == "EOF" || $8 >= b) { found = 1 } END { exit !found }' /proc/locks
+}
+# hold_lock FILE: a qemu-io holds FILE open read-write (its write lock,
+# byte 101) until killed; returns once the lock is there (up to 20 s).
+# The holder's pid is $holder, killed at exit if still running.
+hold_lock() {
+    ( exec qemu-io -c "sleep 600000" "$1" > /dev/null 2>&1 ) &
+    holder=$!; _tap_bg_pids="${_tap_bg_pids:-} $holder"
+    local i
+    for i in $(seq 400); do
+        locked_byte "$1" 101 && return 0
+        kill -0 "$holder" 2> /dev/null || break
+        sleep 0.05
+    done
+    diag "qemu-io never took its lock on $1"; return 1
 }
 qemu_oracle_compare() { qemu-img compare -q "$@" > /dev/null 2>&1; }
 check_clean() { qemu-img check -q "$@" > /dev/null 2>&1; }
