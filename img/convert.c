@@ -35,14 +35,15 @@
  * no reflink support) turns cloning off and that run is copied as usual;
  * on ext4 the cost is one failed ioctl.  Not where the output's blocks
  * must be its own (kimg_convert.own_blocks, -S 0): a later write to a
- * shared block needs new space.  copy_file_range is not used unasked (-C): where it
- * cannot share extents it copies through the page cache, slower than the
- * engine's own copy (0.46 s against 0.38 s for the bench disk on ext4).
+ * shared block needs new space.  copy_file_range is not used unasked
+ * (-C): where it cannot share extents it copies through the page cache,
+ * slower than the engine's own copy (0.46 s against 0.38 s for the bench
+ * disk on ext4).
  *
  * For benchmarks and tests: KIMG_CONVERT_NO_REFLINK=1 copies instead of
- * cloning, KIMG_CONVERT_NO_MAP=1 reads instead of
- * mapping, KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main
- * thread only (the layout is the same either way), KIMG_CONVERT_WRITE_LAG=N
+ * cloning, KIMG_CONVERT_NO_MAP=1 reads instead of mapping,
+ * KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main thread only
+ * (the layout is the same either way), KIMG_CONVERT_WRITE_LAG=N
  * holds a job's parallel data writes until N more jobs have been planned
  * (or the copy drains): the main thread then evicts L2 tables of jobs whose
  * data is not written yet, so a crash test sees whether a cluster could be
