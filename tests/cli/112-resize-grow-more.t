@@ -5,56 +5,7 @@
 # clean; an image with persistent bitmaps is resized as qemu-img resizes it.
 . "$(dirname "$0")/lib.sh"
 fixtures
-
-# twins IMG: q/ and k/ hold links to every fixture (backing files) and
-# their own copies of IMG and of the data file it writes.
-twins() {
-    rm -rf q k; mkdir q k
-    ln -s "$FX"/* q/; ln -s "$FX"/* k/
-    local f
-    for f in "$1" "${1%.qcow2}.data"; do
-        [ -e "$FX/$f" ] || continue
-        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
-    done
-}
-
-# grow IMG SIZE [OPTS...]
-grow() {
-    local img=$1 size=$2; shift 2
-    local name="resize $* $img $size"
-    twins "$img"
-    QRC=0; (cd q && qemu-img resize "$@" "$img" "$size") > qout 2> qerr || QRC=$?
-    RC=0; (cd k && "$KIMG" resize "$@" "$img" "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
-    is_file out qout "$name: stdout as qemu-img's"
-    [ "$QRC" -eq 0 ] || return 0
-    # (from inside the folders: qemu opens a data file relative to the cwd)
-    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
-    (cd q && qemu-img info --output=json "$img") > qi.json
-    (cd k && qemu-img info --output=json "$img") > ki.json
-    (cd q && qemu-img map --output=json "$img") > qm.json
-    (cd k && qemu-img map --output=json "$img") > km.json
-    # (a data file's holes decide map's "zero" there: host layout, dropped)
-    local drop=actual-size,offset
-    [ -e "q/${img%.qcow2}.data" ] && drop=$drop,zero
-    json_norm_files $drop qi.json ki.json qm.json km.json
-    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's resize"
-    is_file km.json.norm qm.json.norm "$name: map as for qemu-img's resize (host layout aside)"
-    same_content "$name" "$img"
-}
-
-# same_content NAME IMG: k/IMG reads as q/IMG.  An image with a data file
-# is flattened inside its folder first (qemu opens the data file relative
-# to the cwd, so the two cannot be opened side by side).
-same_content() {
-    if [ -e "q/${2%.qcow2}.data" ]; then
-        (cd q && qemu-img convert -O raw "$2" ../q.raw) && (cd k && qemu-img convert -O raw "$2" ../k.raw)
-        ok "$1: content as qemu-img's" qemu_oracle_compare k.raw q.raw
-        rm -f q.raw k.raw
-    else
-        ok "$1: content as qemu-img's" qemu_oracle_compare k/"$2" q/"$2"
-    fi
-}
+. "$KIMG_SRC/tests/cli/twins.sh"
 
 # unaligned growth (the old last cluster is partial), a big jump, and
 # growth past the L1 table's range for the small cluster sizes

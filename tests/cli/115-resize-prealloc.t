@@ -8,25 +8,7 @@
 # full writes it).
 . "$(dirname "$0")/lib.sh"
 fixtures
-
-twins() {
-    rm -rf q k; mkdir q k
-    ln -s "$FX"/* q/; ln -s "$FX"/* k/
-    local f
-    for f in "$1" "${1%.qcow2}.data"; do
-        [ -e "$FX/$f" ] || continue
-        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
-    done
-}
-same_content() {
-    if [ -e "q/${2%.qcow2}.data" ]; then
-        (cd q && qemu-img convert -O raw "$2" ../q.raw) && (cd k && qemu-img convert -O raw "$2" ../k.raw)
-        ok "$1: content as qemu-img's" qemu_oracle_compare k.raw q.raw
-        rm -f q.raw k.raw
-    else
-        ok "$1: content as qemu-img's" qemu_oracle_compare k/"$2" q/"$2"
-    fi
-}
+. "$KIMG_SRC/tests/cli/twins.sh"
 
 # pcase IMG SIZE MODE
 pcase() {
@@ -40,16 +22,8 @@ pcase() {
     is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     [ "$QRC" -eq 0 ] || return 0
-    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
-    (cd q && qemu-img info --output=json "$img") > qi.json
-    (cd k && qemu-img info --output=json "$img") > ki.json
-    (cd q && qemu-img map --output=json "$img") > qm.json
-    (cd k && qemu-img map --output=json "$img") > km.json
+    twin_state "$name" "$img" actual-size,offset,zero resize
     vs1=$(sed -n 's/^    "virtual-size": \([0-9]*\),/\1/p' ki.json)
-    json_norm_files actual-size,offset,zero qi.json ki.json qm.json km.json
-    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's resize"
-    is_file km.json.norm qm.json.norm "$name: map as for qemu-img's resize (host layout aside)"
-    same_content "$name" "$img"
     if [ "$mode" != metadata ]; then
         # at least what the guest gained, or what qemu-img reserved if less
         local qadd=$(( ($(stat -c %b q/"$img") - qb0) * 512 )) kadd=$(( ($(stat -c %b k/"$img") - kb0) * 512 ))

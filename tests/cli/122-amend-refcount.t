@@ -10,16 +10,8 @@
 # against itself: clean, the new width, the same content.
 . "$(dirname "$0")/lib.sh"
 fixtures
+. "$KIMG_SRC/tests/cli/twins.sh"
 
-twins() {
-    rm -rf q k; mkdir q k
-    ln -s "$FX"/* q/; ln -s "$FX"/* k/
-    local f
-    for f in "$1" "${1%.qcow2}.data"; do
-        [ -e "$FX/$f" ] || continue
-        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
-    done
-}
 flat() { (cd "$1" && qemu-img convert -O raw "$2" "../$3"); }
 amend_case() {
     local img=$1 o=$2 name="amend -o $2 $1"

@@ -8,16 +8,8 @@
 # refusal), kimg's image clean.
 . "$(dirname "$0")/lib.sh"
 fixtures
+. "$KIMG_SRC/tests/cli/twins.sh"
 
-twins() {
-    rm -rf q k; mkdir q k
-    ln -s "$FX"/* q/; ln -s "$FX"/* k/
-    local f
-    for f in "$1" "${1%.qcow2}.data"; do
-        [ -e "$FX/$f" ] || continue
-        cp --remove-destination "$FX/$f" q/"$f"; cp --remove-destination "$FX/$f" k/"$f"
-    done
-}
 # amend_case IMG OPTIONS [CHECK]: CHECK=nocheck when the image cannot be
 # opened afterwards (a data file renamed), by either tool
 amend_case() {
