@@ -205,12 +205,13 @@ static int submit(struct pool *p, uint64_t off, uint64_t len, bool zero_a, bool 
     }
 }
 
-/* Start the workers: one per core (at least 2), two items each. */
+/* Start the workers: one per core (at least 2, at most 8), with two items
+ * in flight each but at most 8 (4 MiB of buffers an item: 32 MiB). */
 static int pool_start(struct pool *p)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     p->nthreads = ncpu < 2 ? 2 : ncpu > 8 ? 8 : (int)ncpu;
-    p->nitems = 2 * p->nthreads;
+    p->nitems = 2 * p->nthreads > 8 ? 8 : 2 * p->nthreads;
     p->items = calloc((size_t)p->nitems, sizeof(*p->items));
     p->threads = calloc((size_t)p->nthreads, sizeof(*p->threads));
     if (!p->items || !p->threads)
