@@ -160,6 +160,17 @@ static int check_sharing(struct qcow2_state *s, struct clist *l)
     for (uint32_t i = 0; i < s->l1_size; i++)
         if (clist_has(l, s->l1[i] & QCOW2_L1E_OFFSET_MASK))
             goto bad;
+    /* a bitmap cluster counted free would be handed out again, and its old
+     * copy freed after a store: refuse it, as qemu-img check reports it */
+    for (size_t i = 0; i < l->n; i++) {
+        uint64_t rc = 0;
+        int ret = qcow2_refcount_get(s, l->v[i] >> s->cluster_bits, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc == 0)
+            return kimg_fail(-EINVAL, "Bitmap cluster at offset %llu has refcount 0; the "
+                             "image is corrupt (see 'check')", (unsigned long long)l->v[i]);
+    }
     return 0;
 bad:
     return kimg_fail(-EINVAL, "Bitmap clusters overlap other metadata; the image is "
@@ -750,13 +761,16 @@ static int write_dir(struct qcow2_state *s, const uint8_t *newd, bool moved,
     qcow2_put_be64(ext + 8, size);
     qcow2_put_be64(ext + 16, noff);
     ret = kimg_file_pwrite(s->file, ext + 16, 8, pos + 16);
-    if (ret == 0)
-        ret = kimg_file_sync(s->file);
     if (ret < 0)
         return ret;
-    /* switched: nothing may fail from here on.  The new clusters stay, the
-     * old directory goes (leaked if the list cannot grow). */
+    /* the header may point at the new directory from here on, even if the
+     * sync fails: its clusters are never freed (leaked at worst) */
     newc->n = 0;
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        return ret;
+    /* switched: nothing may fail from here on.  The old directory goes
+     * (leaked if the list cannot grow). */
     (void)flist_add(oldc, s->bitmap_dir_offset, qcow2_align_up(size, s->cluster_size));
     s->bitmap_dir_offset = noff;
     struct qcow2_ext *e = qcow2_find_ext(s, QCOW2_EXT_BITMAPS);

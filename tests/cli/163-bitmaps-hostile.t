@@ -7,8 +7,8 @@
 # table entries without reserved bits, the bitmap count and directory size
 # as the extension says) and also where qemu takes it and would free or
 # overwrite other metadata (a table or bitmap cluster past the end of the
-# file, on the L1 or refcount table, the directory, an L2 table, or shared
-# between bitmaps).  An in-use bitmap's table is never read: a bad one does
+# file, on the L1 or refcount table, the directory, an L2 table, shared
+# between bitmaps, or with refcount 0).  An in-use bitmap's table is never read: a bad one does
 # not stop the write, and stays as it was.
 . "$(dirname "$0")/lib.sh"
 BMPY="$PY $KIMG_SRC/tests/cli/qcow2_bitmaps.py"
@@ -87,6 +87,16 @@ hostile "bitmap cluster on the directory" 0 set-table b0 0 "$DIROFF"
 hostile "two bitmaps share a table" 0 set g512 table_offset "$B0T"
 hostile "two bitmaps share a bitmap cluster" 0 set-table g512 0 "$B0D"
 hostile "bitmap cluster is a table" 0 set-table g512 0 "$B0T"
+
+# a table or bitmap cluster counted free (refcount 0) would be handed out
+# again while in use, then freed after a store: refused
+for what in "bitmap cluster:$B0D" "table:$B0T"; do
+    cp base.qcow2 h.qcow2; $Q2 set-rc h.qcow2 "${what#*:}" 0
+    sum=$(sha h.qcow2)
+    kimg convert -n --target-is-zero -f raw -O qcow2 src.raw h.qcow2
+    err_line "${what%%:*} with refcount 0"
+    is "$(sha h.qcow2)" "$sum" "${what%%:*} with refcount 0: image unchanged"
+done
 
 # an in-use bitmap is inconsistent: its table is never read, a bad one does
 # not stop the write (qemu-io writes too) and stays as it was
