@@ -576,8 +576,17 @@ done:
                 uint64_t end = qcow2_align_up(fsz, s->cluster_size) >> s->cluster_bits;
                 uint64_t used = 0;
                 bool had_error = kimg_last_error() != NULL;
+                /* clusters past the refcount table, or under a table entry
+                 * with no block, have refcount 0: not visited one by one */
+                if (s->rt_entries <= (UINT64_MAX >> s->rb_bits) &&
+                    end > (s->rt_entries << s->rb_bits))
+                    end = s->rt_entries << s->rb_bits;
                 for (uint64_t ci = 0; ci < end && used < thr; ci++) {
                     uint64_t rc = 0;
+                    if (!(s->rt[ci >> s->rb_bits] & QCOW2_RTE_OFFSET_MASK)) {
+                        ci |= s->rb_entries - 1;        /* the next block */
+                        continue;
+                    }
                     if (qcow2_refcount_peek(s, ci, &rc) == 0 && rc)
                         used++;
                 }
