@@ -285,27 +285,43 @@ static int fl_add(struct freelist *f, uint64_t off)
     return 0;
 }
 
-/* Every cluster the bitmaps hold: directory, tables, bitmap data. */
+/* Queue the cluster at OFF to be freed, unless it is not a cluster of the
+ * file or is other metadata: a hostile table must not free those (left
+ * alone, a bad one leaks at worst). */
+static int fl_add_checked(struct qcow2_state *s, struct freelist *f, uint64_t off,
+                          uint64_t file_size)
+{
+    if ((off & s->cluster_mask) || off >= file_size ||
+        qcow2_overlaps_metadata(s, off, s->cluster_size))
+        return 0;
+    return fl_add(f, off);
+}
+
+/* Every cluster the bitmaps hold that can be freed: directory, tables and
+ * bitmap data of the bitmaps not in use.  An in-use bitmap's table was
+ * never validated (bitmap.c reads only the others): its clusters leak. */
 static int bitmap_clusters(struct qcow2_state *s, struct freelist *f)
 {
-    int ret = 0;
+    uint64_t file_size = 0;
+    int ret = kimg_file_size(s->file, &file_size);
     for (uint64_t o = 0; ret == 0 && o < s->bitmap_dir_size; o += s->cluster_size)
-        ret = fl_add(f, (s->bitmap_dir_offset & ~s->cluster_mask) + o);
+        ret = fl_add_checked(s, f, (s->bitmap_dir_offset & ~s->cluster_mask) + o, file_size);
     for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *b = &s->bitmaps[i];
         uint64_t bytes = (uint64_t)b->table_size * 8;
-        if (!bytes)
+        if (!bytes || (b->flags & QCOW2_BME_IN_USE) || b->table_offset > file_size ||
+            bytes > file_size - b->table_offset)
             continue;
         uint8_t *t = malloc(bytes);
         if (!t)
             return -ENOMEM;
         ret = kimg_file_pread(s->file, t, bytes, b->table_offset);
         for (uint64_t o = 0; ret == 0 && o < bytes; o += s->cluster_size)
-            ret = fl_add(f, b->table_offset + o);
+            ret = fl_add_checked(s, f, b->table_offset + o, file_size);
         for (uint32_t j = 0; ret == 0 && j < b->table_size; j++) {
             uint64_t d = qcow2_be64(t + (uint64_t)j * 8) & QCOW2_L2E_OFFSET_MASK;
             if (d)
-                ret = fl_add(f, d);
+                ret = fl_add_checked(s, f, d, file_size);
         }
         free(t);
     }

@@ -3,7 +3,8 @@
 # L2 entry (active or a snapshot's), a zero cluster pointing at metadata,
 # gives a one-line error and a non-zero exit, never a crash or a hang,
 # whether the refcount width or the compat level changes; an image that
-# does get amended is no worse in qemu-img check than before.
+# does get amended is no worse in qemu-img check than before.  A downgrade
+# that drops hostile bitmaps frees nothing in use.
 . "$(dirname "$0")/lib.sh"
 
 qemu-img create -q -f qcow2 -o cluster_size=4k good.qcow2 4M
@@ -60,5 +61,26 @@ for d in "put_be 4 \$f $((snoff + 36)) 4294967295|snapshot extra data size huge"
     kimg amend -o compat=1.1 $f
     if [ "$RC" -eq 0 ]; then ok "${d#*|}: amended, clean" check_clean $f
     else err_line "${d#*|}"; fi
+done
+# a downgrade drops bitmaps and frees their clusters, but only clusters a
+# bitmap may own: an in-use bitmap's table (never validated) or a table
+# entry on the L1 table frees nothing that is in use (qemu-img check: no
+# errors, leaks at most)
+BMPY="$PY $KIMG_SRC/tests/cli/qcow2_bitmaps.py"
+qemu-img create -q -f qcow2 -o cluster_size=4k bm.qcow2 4M
+qemu-img bitmap --add bm.qcow2 b0
+qemu-io -f qcow2 -c "write -P 0x14 0 64k" bm.qcow2 > /dev/null
+bml1=$(get_be 8 bm.qcow2 40)
+for d in "set-table \$f b0 0 $bml1|a table entry on the L1 table" \
+         "set \$f b0 flags 3; $BMPY set-table \$f b0 0 $bml1|an in-use bitmap's entry on the L1 table" \
+         "set \$f b0 table_offset $bml1|a table on the L1 table"; do
+    f=h3.qcow2; cp bm.qcow2 $f; eval "$BMPY ${d%%|*}"
+    kimg amend -o compat=0.10 $f
+    if [ "$RC" -eq 0 ]; then
+        qemu-img check $f > chk.out 2>&1
+        is "$(grep -c '^ERROR' chk.out)" 0 "${d#*|}: downgraded, no errors in qemu-img check"
+    else
+        err_line "${d#*|}"
+    fi
 done
 done_testing
