@@ -298,23 +298,29 @@ static int fl_add_checked(struct qcow2_state *s, struct freelist *f, uint64_t of
 }
 
 /* Every cluster the bitmaps hold that can be freed: directory, tables and
- * bitmap data of the bitmaps not in use.  An in-use bitmap's table was
- * never validated (bitmap.c reads only the others): its clusters leak. */
+ * bitmap data.  The tables of in-use bitmaps were never validated
+ * (bitmap.c reads only the others), so every cluster is checked here:
+ * one a table names on other metadata or past the file is left alone. */
 static int bitmap_clusters(struct qcow2_state *s, struct freelist *f)
 {
     uint64_t file_size = 0;
     int ret = kimg_file_size(s->file, &file_size);
+    /* the directory counts as main metadata while the extension is on */
+    bool had = s->has_bitmaps_ext;
+    s->has_bitmaps_ext = false;
     for (uint64_t o = 0; ret == 0 && o < s->bitmap_dir_size; o += s->cluster_size)
         ret = fl_add_checked(s, f, (s->bitmap_dir_offset & ~s->cluster_mask) + o, file_size);
     for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *b = &s->bitmaps[i];
         uint64_t bytes = (uint64_t)b->table_size * 8;
-        if (!bytes || (b->flags & QCOW2_BME_IN_USE) || b->table_offset > file_size ||
+        if (!bytes || b->table_offset > file_size ||
             bytes > file_size - b->table_offset)
             continue;
         uint8_t *t = malloc(bytes);
-        if (!t)
-            return -ENOMEM;
+        if (!t) {
+            ret = -ENOMEM;
+            break;
+        }
         ret = kimg_file_pread(s->file, t, bytes, b->table_offset);
         for (uint64_t o = 0; ret == 0 && o < bytes; o += s->cluster_size)
             ret = fl_add_checked(s, f, b->table_offset + o, file_size);
@@ -325,6 +331,7 @@ static int bitmap_clusters(struct qcow2_state *s, struct freelist *f)
         }
         free(t);
     }
+    s->has_bitmaps_ext = had;
     return ret;
 }
 
