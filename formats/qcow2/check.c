@@ -238,14 +238,41 @@ static int write_l1_entry(struct chk *c, uint64_t l1off, uint32_t idx, uint64_t 
     return 0;
 }
 
-/* The entry that replaces a broken one: reads as zeros where the format
- * can say so (v3), else unallocated. */
-static void zero_entry(const struct qcow2_state *s, uint64_t *entry, uint64_t *bitmap)
+/*
+ * Repairs keep what the guest reads.  An L2 repair may change what the guest
+ * reads only within the damaged cluster, and only where the damage destroyed
+ * that cluster's own data; every other subcluster keeps reading what it read
+ * before: a zero subcluster zeros, an unallocated one the backing file (or
+ * zeros without one).  Two cases:
+ *
+ *  - kept_entry: the host offset is broken but no subcluster reads from it
+ *    (a preallocated zero cluster, or extended L2 with no allocated bit).
+ *    Only the offset is cleared; the zero flag and the subcluster bitmap are
+ *    kept as they are (qemu-img's repair too).  Turning every subcluster into
+ *    zeros here would hide the backing file's data behind the overlay.
+ *  - lost_entry: the cluster's data is gone (its host range is past the end
+ *    of the file).  Subclusters that held data read zeros from now on where
+ *    the format can say so (v3, extended L2); unallocated ones stay
+ *    unallocated and zero ones zero.
+ */
+static void kept_entry(const struct qcow2_state *s, uint64_t e, uint64_t bm,
+                       uint64_t *entry, uint64_t *bitmap)
+{
+    /* A v2 image cannot hold the zero flag (qemu's reader refuses it as a
+     * corruption, though qemu-img's repair writes it): unallocated there. */
+    *entry = s->ext_l2 || s->version < 3 ? 0 : (e & QCOW2_OFLAG_ZERO);
+    *bitmap = s->ext_l2 ? bm : 0;
+}
+
+static void lost_entry(const struct qcow2_state *s, uint64_t e, uint64_t bm,
+                       uint64_t *entry, uint64_t *bitmap)
 {
     *bitmap = 0;
     if (s->ext_l2) {
+        /* compressed: the whole cluster was data */
+        uint32_t gone = (e & QCOW2_OFLAG_COMPRESSED) ? 0xffffffffU : (uint32_t)bm;
         *entry = 0;
-        *bitmap = 0xffffffff00000000ULL;
+        *bitmap = (uint64_t)(gone | (uint32_t)(bm >> 32)) << 32;
     } else {
         *entry = s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
     }
@@ -320,7 +347,7 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
             if (inc_range(c, host, len) == 1 &&
                 (c->fix & KIMG_CHECK_FIX_ERRORS) && QCOW2_CHECK_CLEAR_PAST_EOF) {
                 uint64_t ne, nbm;
-                zero_entry(s, &ne, &nbm);
+                lost_entry(s, e, bm, &ne, &nbm);
                 if (write_l2_entry(c, l2off, j, ne, nbm) == 0) {
                     logline(c, "Repairing coffset=0x%" PRIx64 ": Compressed cluster is "
                             "outside the image; L2 entry cleared.", host);
@@ -355,9 +382,7 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
                             fixing ? "Repairing" : "ERROR", off);
                     if (fixing) {
                         uint64_t ne, nbm;
-                        zero_entry(s, &ne, &nbm);
-                        if (s->version < 3 && !s->ext_l2)
-                            ne = 0;
+                        kept_entry(s, e, bm, &ne, &nbm);
                         ret = write_l2_entry(c, l2off, j, ne, nbm);
                         if (ret == 0) {
                             r->corruptions--;
@@ -381,7 +406,7 @@ static int check_l2(struct chk *c, uint64_t l2off, bool stats)
                 inc_range(c, off, s->cluster_size) == 1 &&
                 (c->fix & KIMG_CHECK_FIX_ERRORS) && QCOW2_CHECK_CLEAR_PAST_EOF) {
                 uint64_t ne, nbm;
-                zero_entry(s, &ne, &nbm);
+                lost_entry(s, e, bm, &ne, &nbm);
                 if (write_l2_entry(c, l2off, j, ne, nbm) == 0) {
                     logline(c, "Repairing offset=%" PRIx64 ": Data cluster is outside the "
                             "image; L2 entry cleared.", off);
