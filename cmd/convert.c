@@ -187,8 +187,10 @@ int cmd_convert(int argc, char **argv)
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
-            if (kimg_opts_parse(&a.opts, optarg) < 0)
+            if (kimg_opts_parse(&a.opts, optarg) < 0) {
+                cmd_fail(NULL, "Invalid option list");
                 goto out;
+            }
             break;
         case 'S':
             if (kimg_parse_size(optarg, &a.sparse) < 0) {

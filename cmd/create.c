@@ -115,8 +115,10 @@ int cmd_create(int argc, char **argv)
         case 'u': a.unsafe = true; break;
         case 'q': quiet = true; break;
         case 'o':
-            if (kimg_opts_parse(&a.opts, optarg) < 0)
+            if (kimg_opts_parse(&a.opts, optarg) < 0) {
+                kimg_opts_free(a.opts);
                 return cmd_fail(NULL, "Invalid option list");
+            }
             break;
         case 'h': print_synopsis("create"); return 0;
         case OPT_OBJECT: return cmd_usage_error("create", "--object is not supported");

@@ -55,6 +55,13 @@ msg_template() {
     )
 }
 
+# hold_lock_wait FILE: wait (up to 20 s) until FILE's write lock is held.
+hold_lock_wait() {
+    local i
+    for i in $(seq 400); do locked_byte "$1" 101 && return 0; sleep 0.05; done
+    return 1
+}
+
 msg_run_case() {
     local args=$1 lock= as=() tool
     case $args in
@@ -72,12 +79,17 @@ msg_run_case() {
         info|check|map|compare|measure|'') MSG_DIRTY=0 ;;
         *) MSG_DIRTY=1 ;;
     esac
-    local rc out err
+    local holders=
+    if [ -n "$lock" ]; then
+        # both twins' holders start at once (qemu-io is slow to start)
+        ( exec qemu-io -c "sleep 600000" "$T/q/$lock" > /dev/null 2>&1 ) &
+        holders="$!"
+        hold_lock "$T/k/$lock" > /dev/null; holders="$holders $holder"
+        hold_lock_wait "$T/q/$lock"
+    fi
     for tool in q k; do
         (
             cd "$T/$tool" || exit 1
-            holder=
-            if [ -n "$lock" ]; then hold_lock "$lock" > /dev/null || exit 1; fi
             eval "set -- $args"
             rc=0
             if [ $tool = q ]; then
@@ -87,10 +99,11 @@ msg_run_case() {
                 timeout -k 5 60 "${as[@]}" "$KIMG" "$@" > "$T/$tool.out" 2> "$T/$tool.err" < /dev/null || rc=$?
             fi
             echo "$rc" > "$T/$tool.rc"
-            if [ -n "$holder" ]; then kill "$holder"; wait "$holder" 2> /dev/null; fi
             exit 0
         )
     done
+    local p
+    for p in $holders; do kill "$p" 2> /dev/null; wait "$p" 2> /dev/null; done
     MSG_QRC=$(cat "$T/q.rc"); MSG_QERR=$(cat "$T/q.err"); MSG_QOUT=$(cat "$T/q.out")
     MSG_QERR1=$(head -1 "$T/q.err")
     MSG_KRC=$(cat "$T/k.rc"); MSG_KERR=$(cat "$T/k.err"); MSG_KOUT=$(cat "$T/k.out")
@@ -152,21 +165,13 @@ MSG_CASES=(
     "convert-n-corrupt|convert -n -O qcow2 a.qcow2 corrupt.qcow2"
     # --- locks ---------------------------------------------------------------------
     "info-locked|lock:a.qcow2 info a.qcow2"
-    "check-locked|lock:a.qcow2 check a.qcow2"
-    "map-locked|lock:a.qcow2 map a.qcow2"
-    "compare-locked|lock:a.qcow2 compare a.qcow2 b.qcow2"
     "convert-locked|lock:a.qcow2 convert -O raw a.qcow2 out.raw"
     "convert-dst-locked|lock:b.qcow2 convert -n -O qcow2 a.qcow2 b.qcow2"
-    "snapshot-l-locked|lock:a.qcow2 snapshot -l a.qcow2"
     "snapshot-c-locked|lock:a.qcow2 snapshot -c s a.qcow2"
     "resize-locked|lock:a.qcow2 resize a.qcow2 2M"
-    "amend-locked|lock:a.qcow2 amend -o lazy_refcounts=on a.qcow2"
     "commit-locked|lock:ov.qcow2 commit ov.qcow2"
     "commit-base-locked|lock:a.qcow2 commit ov.qcow2"
-    "rebase-locked|lock:ov.qcow2 rebase -u -b b.qcow2 -F qcow2 ov.qcow2"
-    "measure-locked|lock:a.qcow2 measure -O qcow2 a.qcow2"
     "create-locked|lock:a.qcow2 create -f qcow2 a.qcow2 1M"
-    "info-U-locked|lock:a.qcow2 info -U a.qcow2"
     # --- permissions -----------------------------------------------------------------
     "check-perm|nobody: check secret.qcow2"
     "resize-ro|nobody: resize ro.qcow2 2M"
@@ -231,6 +236,8 @@ MSG_CASES=(
     "convert-S-odd|convert -S 513 -O raw a.qcow2 out"
     "convert-o-compat|convert -O qcow2 -o compat=2 a.qcow2 out"
     "convert-o-size-bad|convert -O qcow2 -o cluster_size=foo a.qcow2 out"
+    "convert-o-list-bad|convert -O qcow2 -o , a.qcow2 out"
+    "measure-o-list-bad|measure -O qcow2 -o , --size 1M"
     "convert-m-bad|convert -m 0 -O raw a.qcow2 out"
     "convert-tiz|convert --target-is-zero -O raw a.qcow2 out"
     "convert-t-bad|convert -t foo -O raw a.qcow2 out"
