@@ -75,20 +75,14 @@ static int print_help(const char *fmt)
     return 0;
 }
 
-/* Options a format does not amend: qemu-img's message, plus its hint when
- * creation would take them. */
+/* Options a format does not amend: qemu-img's message (its first line;
+ * for an option only creation takes it adds "This option is only
+ * supported for image creation"). */
 static int check_options(const struct kimg_driver *drv, const struct kimg_opts *opts)
 {
     if (kimg_opts_validate(opts, amend_desc(drv), drv->name) == 0)
         return 0;
-    char *msg = strdup(kimg_last_error() ? kimg_last_error() : "Invalid option");
-    kimg_clear_error();
-    bool create_only = strstr(msg ? msg : "", "Invalid parameter") &&
-                       kimg_opts_validate(opts, drv->create_opts, drv->name) == 0;
-    kimg_clear_error();
-    fprintf(stderr, "kimg: %s%s\n", msg ? msg : "Invalid option",
-            create_only ? " (this option is only supported for image creation)" : "");
-    free(msg);
+    cmd_fail(NULL, "Invalid option");
     return -EINVAL;
 }
 
@@ -108,7 +102,7 @@ int cmd_amend(int argc, char **argv)
     struct kimg *img = NULL;
     int c, ret = 1;
 
-    while ((c = getopt_long(argc, argv, "ho:f:t:pq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":ho:f:t:pq", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg) {
@@ -133,7 +127,7 @@ int cmd_amend(int argc, char **argv)
             return cmd_usage_error("amend", "--object and --image-opts are not supported");
         default:
             kimg_opts_free(opts);
-            return cmd_bad_option("amend", argv);
+            return cmd_bad_option("amend", argv, c);
         }
     }
     if (!opts)
@@ -172,7 +166,7 @@ int cmd_amend(int argc, char **argv)
     if (progress)
         cmd_progress(NULL, 1, 1);   /* as qemu-img, also after a failure */
     if (r < 0) {
-        cmd_fail(file, strerror(-r));
+        cmd_fail(NULL, strerror(-r));   /* qemu-img names no file here */
         goto out;
     }
     ret = 0;

@@ -86,7 +86,7 @@ int cmd_check(int argc, char **argv)
     bool quiet = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "hf:r:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'r':
@@ -110,14 +110,15 @@ int cmd_check(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("check", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("check", argv);
+        default: return cmd_bad_option("check", argv, c);
         }
     }
     if (optind != argc - 1)
         return cmd_usage_error("check", "Expecting one image file name");
     const char *file = argv[optind];
     if (fix && (flags & KIMG_OPEN_SHARE))
-        return cmd_usage_error("check", "--force-share/-U is not allowed with -r");
+        return cmd_usage_error("check", "Could not open '%s': force-share=on can only be "
+                               "used with read-only images", file);
 
     /* The check looks at this layer's metadata only: no backing file. */
     flags |= KIMG_OPEN_NO_BACKING | KIMG_OPEN_REPAIR;

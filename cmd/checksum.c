@@ -81,7 +81,7 @@ int cmd_checksum(int argc, char **argv)
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, "hf:Ua:p", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:Ua:p", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -119,7 +119,7 @@ int cmd_checksum(int argc, char **argv)
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("checksum", "--object and --image-opts are not supported");
         default:
-            return cmd_bad_option("checksum", argv);
+            return cmd_bad_option("checksum", argv, c);
         }
     }
     if (optind >= argc)

@@ -88,7 +88,7 @@ int cmd_clone(int argc, char **argv)
             ret = cmd_usage_error("clone", "clone: option '%s' needs an argument",
                                   argv[optind - 1]);
             goto out;
-        default: ret = cmd_bad_option("clone", argv); goto out;
+        default: ret = cmd_bad_option("clone", argv, c); goto out;
         }
     }
     if (optind < argc) {

@@ -1,6 +1,6 @@
 /*
  * cmd.h — what the subcommands of the `kimg` command share: the command
- * table, error reporting in qemu-img's shape ("kimg: FILE: message"),
+ * table, error reporting in qemu-img's shape ("kimg: message"),
  * output-format parsing, and the long options every image command takes.
  */
 #ifndef KIMG_CMD_H
@@ -49,11 +49,14 @@ int cmd_measure(int argc, char **argv);
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */
 int cmd_fail(const char *file, const char *fallback);
-/* Print a usage error for the subcommand and return 1. */
+/* Print "kimg: MESSAGE" on stderr as one line (control characters escaped). */
+void cmd_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print a usage error for the subcommand (qemu-img's first line) and return 1. */
 int cmd_usage_error(const char *sub, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* One line for an option getopt_long rejected ('?'), then return 1. */
-int cmd_bad_option(const char *sub, char **argv);
+/* qemu-img's line for an option getopt_long rejected (C: '?' or ':'),
+ * then return 1. */
+int cmd_bad_option(const char *sub, char **argv, int c);
 int parse_output_format(const char *s, enum output_format *out);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);

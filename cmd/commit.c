@@ -21,7 +21,7 @@ int cmd_commit(int argc, char **argv)
     bool progress = false, quiet = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "hf:t:b:dpqr:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': cm.format = optarg; break;
         case 't': cache = optarg; break;
@@ -42,7 +42,7 @@ int cmd_commit(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("commit", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("commit", argv);
+        default: return cmd_bad_option("commit", argv, c);
         }
     }
     if (optind != argc - 1)
@@ -54,7 +54,7 @@ int cmd_commit(int argc, char **argv)
     cm.filename = argv[optind];
     cm.progress = progress ? cmd_progress : NULL;
     if (kimg_commit(&cm) < 0)
-        return cmd_fail(cm.filename, "commit failed");
+        return cmd_fail(NULL, "commit failed");
     if (progress)
         printf("\n");
     if (!quiet)

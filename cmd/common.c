@@ -11,36 +11,55 @@
 #include <time.h>
 #include "cmd.h"
 
+/* Every error line goes through here: "kimg: " and the message on one
+ * line, control characters (a newline in a backing file name) escaped. */
+void cmd_error(const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fputs("kimg: ", stderr);
+    print_safe(stderr, buf);
+    fputc('\n', stderr);
+}
+
 int cmd_fail(const char *file, const char *fallback)
 {
     const char *msg = kimg_last_error();
     if (!msg)
         msg = fallback ? fallback : "unknown error";
     if (file)
-        fprintf(stderr, "kimg: %s: %s\n", file, msg);
+        cmd_error("%s: %s", file, msg);
     else
-        fprintf(stderr, "kimg: %s\n", msg);
+        cmd_error("%s", msg);
     kimg_clear_error();
     return 1;
 }
 
+/* qemu-img's error_exit() adds a second line "Try 'qemu-img --help' for
+ * more information"; kimg keeps the first line only (one line per error). */
 int cmd_usage_error(const char *sub, const char *fmt, ...)
 {
+    char buf[1024];
     va_list ap;
-    fputs("kimg: ", stderr);
+    (void)sub;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (try 'kimg %s --help')\n", sub);
+    cmd_error("%s", buf);
     return 1;
 }
 
-int cmd_bad_option(const char *sub, char **argv)
+int cmd_bad_option(const char *sub, char **argv, int c)
 {
-    /* getopt's own messages are off (opterr = 0): one line of ours */
-    if (optopt && optopt < 256)
-        return cmd_usage_error(sub, "%s: invalid option -- '%c'", sub, optopt);
-    return cmd_usage_error(sub, "%s: unrecognized option '%s'", sub, argv[optind - 1]);
+    /* getopt's own messages are off (opterr = 0; optstrings start with
+     * ':'): qemu-img's words, naming the argument as typed */
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (c == ':')
+        return cmd_usage_error(sub, "missing argument for option '%s'", arg);
+    return cmd_usage_error(sub, "unrecognized option '%s'", arg);
 }
 
 int parse_output_format(const char *s, enum output_format *out)
@@ -61,7 +80,10 @@ struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags)
     struct kimg *img;
     int ret = kimg_open(&img, file, fmt, flags);
     if (ret < 0) {
-        cmd_fail(file, strerror(-ret));
+        /* qemu-img: "Could not open 'FILE': " + the reason */
+        const char *msg = kimg_last_error();
+        cmd_error("Could not open '%s': %s", file, msg ? msg : strerror(-ret));
+        kimg_clear_error();
         return NULL;
     }
     return img;

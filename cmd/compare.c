@@ -379,7 +379,7 @@ int cmd_compare(int argc, char **argv)
     bool strict = false, quiet = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, "hf:F:T:pqsU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt1 = optarg; break;
         case 'F': fmt2 = optarg; break;
@@ -395,7 +395,7 @@ int cmd_compare(int argc, char **argv)
             cmd_usage_error("compare", "--object and --image-opts are not supported");
             return CMP_EOPEN;
         default:
-            return cmd_bad_option("compare", argv);
+            return cmd_bad_option("compare", argv, c);
         }
     }
     if (optind != argc - 2)

@@ -158,7 +158,7 @@ int cmd_convert(int argc, char **argv)
     uint64_t m;
     const char *snapshot = NULL;   /* -l */
 
-    while ((c = getopt_long(argc, argv, "hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': a.src_fmt = optarg; break;
         case 'O': a.out_fmt = optarg; break;
@@ -187,12 +187,19 @@ int cmd_convert(int argc, char **argv)
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
-            if (kimg_opts_parse(&a.opts, optarg) < 0)
+            if (kimg_opts_parse(&a.opts, optarg) < 0) {
+                cmd_fail(NULL, "Invalid option list");
                 goto out;
+            }
             break;
         case 'S':
-            if (kimg_parse_size(optarg, &a.sparse) < 0 || a.sparse % 512 ||
-                a.sparse > MAX_SPARSE) {
+            if (kimg_parse_size(optarg, &a.sparse) < 0) {
+                /* qemu-img's first line; its second names the suffixes */
+                cmd_error("Invalid buffer size for sparse output specified. You may use "
+                          "k, M, G, T, P or E suffixes for");
+                goto out;
+            }
+            if (a.sparse % 512 || a.sparse > MAX_SPARSE) {
                 fprintf(stderr, "kimg: Invalid buffer size for sparse output specified. "
                         "Valid sizes are multiples of 512 up to %u. Select 0 to disable "
                         "sparse detection (fully allocates output).\n", MAX_SPARSE);
@@ -218,7 +225,7 @@ int cmd_convert(int argc, char **argv)
         case OPT_IMAGE_OPTS:
             ret = cmd_usage_error("convert", "--object and --image-opts are not supported");
             goto out;
-        default: ret = cmd_bad_option("convert", argv); goto out;
+        default: ret = cmd_bad_option("convert", argv, c); goto out;
         }
     }
     if (kimg_opts_wants_help(a.opts)) {
@@ -308,10 +315,17 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
     } else {
+        /* qemu-img: option errors alone, the image's creation errors
+         * as "DST: error while converting FMT: why" */
+        const struct kimg_driver *odrv = kimg_find_driver(a.out_fmt);
+        if (odrv && kimg_opts_validate(a.opts, odrv->create_opts, odrv->name) < 0) {
+            cmd_fail(NULL, "Invalid option");
+            goto close_src;
+        }
         int r = make_tmp_name(dst);
         if (r < 0) {
-            fprintf(stderr, "kimg: %s: error while converting %s: cannot create a file "
-                    "in its folder: %s\n", dst, a.out_fmt, strerror(-r));
+            cmd_error("%s: error while converting %s: Could not create '%s': %s",
+                      dst, a.out_fmt, dst, strerror(-r));
             goto close_src;
         }
         guard_signals(true);
@@ -321,7 +335,10 @@ int cmd_convert(int argc, char **argv)
             .backing_file = a.backing, .backing_format = a.backing_fmt, .opts = a.opts,
         };
         if (kimg_create(&ca) < 0) {
-            cmd_fail(dst, "error while converting");
+            const char *why = kimg_last_error();
+            cmd_error("%s: error while converting %s: %s", dst, a.out_fmt,
+                      why ? why : "cannot create the image");
+            kimg_clear_error();
             goto close_src;
         }
         if (kimg_open(&out_img, tmp_path, a.out_fmt, dflags) < 0) {

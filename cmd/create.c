@@ -14,6 +14,7 @@
 struct shown_opt { const char *name; const char *def; bool is_size; };
 
 static const struct shown_opt qcow2_shown[] = {
+    { "encryption", NULL, false },
     { "cluster_size", "65536", true }, { "extended_l2", "off", false },
     { "preallocation", NULL, false }, { "compression_type", "zlib", false },
     { "size", NULL, true }, { "backing_file", NULL, false },
@@ -27,6 +28,9 @@ static const struct shown_opt raw_shown[] = {
     { "size", NULL, true }, { "preallocation", NULL, false }, { NULL, NULL, false },
 };
 
+/* Printed before the format checks its options and the file is made, as
+ * qemu-img does: an option error follows it.  The size is the one asked
+ * for (qemu-img shows size=1234 for an image it rounds up to 1536). */
 static void print_formatting(const struct kimg_create_args *a)
 {
     const struct shown_opt *list = !strcmp(a->format, "qcow2") ? qcow2_shown : raw_shown;
@@ -55,6 +59,7 @@ static void print_formatting(const struct kimg_create_args *a)
             printf(" %s=%s", o->name, v);
     }
     putchar('\n');
+    fflush(stdout);
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -102,7 +107,7 @@ int cmd_create(int argc, char **argv)
     bool quiet = false;
     int c, ret;
 
-    while ((c = getopt_long(argc, argv, "F:b:f:ho:qu", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
         switch (c) {
         case 'F': a.backing_format = optarg; break;
         case 'b': a.backing_file = optarg; break;
@@ -110,12 +115,14 @@ int cmd_create(int argc, char **argv)
         case 'u': a.unsafe = true; break;
         case 'q': quiet = true; break;
         case 'o':
-            if (kimg_opts_parse(&a.opts, optarg) < 0)
+            if (kimg_opts_parse(&a.opts, optarg) < 0) {
+                kimg_opts_free(a.opts);
                 return cmd_fail(NULL, "Invalid option list");
+            }
             break;
         case 'h': print_synopsis("create"); return 0;
         case OPT_OBJECT: return cmd_usage_error("create", "--object is not supported");
-        default: return cmd_bad_option("create", argv);
+        default: return cmd_bad_option("create", argv, c);
         }
     }
     if (kimg_opts_wants_help(a.opts)) {
@@ -135,9 +142,9 @@ int cmd_create(int argc, char **argv)
                 fprintf(stderr, "kimg: Invalid image size specified. Must be between 0 and %lld.\n",
                         (long long)INT64_MAX);
             else
-                fprintf(stderr, "kimg: Invalid image size specified. You may use k, M, G, T, P "
-                        "or E suffixes for kilobytes, megabytes, gigabytes, terabytes, "
-                        "petabytes and exabytes.\n");
+                /* qemu-img's first line; its second names the suffixes */
+                cmd_error("Invalid image size specified. You may use k, M, G, T, P "
+                          "or E suffixes for");
             kimg_opts_free(a.opts);
             return 1;
         }
@@ -148,9 +155,9 @@ int cmd_create(int argc, char **argv)
         kimg_opts_free(a.opts);
         return cmd_usage_error("create", "Unexpected argument: %s", argv[optind]);
     }
+    if (!quiet)
+        a.on_formatting = print_formatting;
     ret = kimg_create(&a);
-    if (ret == 0 && !quiet)
-        print_formatting(&a);
     if (ret < 0)
         cmd_fail(a.filename, strerror(-ret));
     kimg_opts_free(a.opts);

@@ -114,7 +114,7 @@ int cmd_info(int argc, char **argv)
     unsigned flags = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -128,7 +128,7 @@ int cmd_info(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("info", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("info", argv);
+        default: return cmd_bad_option("info", argv, c);
         }
     }
     if (optind != argc - 1)

@@ -77,7 +77,7 @@ static int finish_stdout(int ret)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "kimg: Not enough arguments (try 'kimg --help')\n");
+        cmd_error("Not enough arguments");
         return 1;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
@@ -96,7 +96,7 @@ int main(int argc, char **argv)
             return finish_stdout(ret);
         }
     }
-    fprintf(stderr, "kimg: Command not found: %s (try 'kimg --help')\n", argv[1]);
+    cmd_error("Command not found: %s", argv[1]);
     return 1;
 }
 

@@ -82,7 +82,7 @@ int cmd_map(int argc, char **argv)
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 
-    while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -105,7 +105,7 @@ int cmd_map(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("map", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("map", argv);
+        default: return cmd_bad_option("map", argv, c);
         }
     }
     if (optind != argc - 1)

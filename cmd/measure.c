@@ -144,9 +144,8 @@ static int parse_size_arg(const char *arg, uint64_t *out)
         return -1;
     }
     if (r < 0) {
-        fprintf(stderr, "kimg: Invalid image size specified. You may use k, M, G, T, P "
-                "or E suffixes for kilobytes, megabytes, gigabytes, terabytes, "
-                "petabytes and exabytes.\n");
+        /* qemu-img's first line; its second names the suffixes */
+        cmd_error("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
         return -1;
     }
     return 0;
@@ -197,7 +196,7 @@ int cmd_measure(int argc, char **argv)
     otexts = calloc((size_t)argc, sizeof(*otexts));
     if (!otexts)
         return cmd_fail(NULL, strerror(ENOMEM));
-    while ((c = getopt_long(argc, argv, "hf:O:o:l:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:O:o:l:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
@@ -219,7 +218,7 @@ int cmd_measure(int argc, char **argv)
         case OPT_IMAGE_OPTS:
             rc = cmd_usage_error("measure", "--object and --image-opts are not supported");
             goto out;
-        default: rc = cmd_bad_option("measure", argv); goto out;
+        default: rc = cmd_bad_option("measure", argv, c); goto out;
         }
     }
     if (argc - optind > 1) {

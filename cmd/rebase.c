@@ -44,7 +44,7 @@ int cmd_rebase(int argc, char **argv)
     unsigned flags, src_flags;
     int c;
 
-    while ((c = getopt_long(argc, argv, "hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'F': backing_fmt = optarg; break;
@@ -59,7 +59,7 @@ int cmd_rebase(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("rebase", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("rebase", argv);
+        default: return cmd_bad_option("rebase", argv, c);
         }
     }
     if (optind != argc - 1)

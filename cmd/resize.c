@@ -64,12 +64,11 @@ int cmd_resize(int argc, char **argv)
         return 0;
     }
     if (argc < 3) {
-        fprintf(stderr, "kimg: Not enough arguments (try 'kimg resize --help')\n");
-        return 1;
+        return cmd_usage_error("resize", "Not enough arguments");
     }
     /* the size comes off the end first: "-1G" must not look like an option */
     size_arg = argv[--argc];
-    while ((c = getopt_long(argc, argv, "f:hq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:hq", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'q': quiet = true; break;
@@ -85,7 +84,7 @@ int cmd_resize(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("resize", "--object and --image-opts are not supported");
-        default: return cmd_bad_option("resize", argv);
+        default: return cmd_bad_option("resize", argv, c);
         }
     }
     if (optind != argc - 1)
@@ -98,9 +97,8 @@ int cmd_resize(int argc, char **argv)
     }
     uint64_t n;
     if (*size_arg == '+' || *size_arg == '-' || kimg_parse_size(size_arg, &n) < 0) {
-        fprintf(stderr, "kimg: Parameter 'size' expects a non-negative number below 2^64 "
-                "(optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                "peta- and exabytes, respectively)\n");
+        /* qemu-img's first line; two more explain the suffixes */
+        cmd_error("Parameter 'size' expects a non-negative number below 2^64");
         return 1;
     }
 
@@ -124,7 +122,7 @@ int cmd_resize(int argc, char **argv)
     }
     int ret = kimg_truncate(img, (uint64_t)total, (enum kimg_prealloc)prealloc);
     if (ret < 0) {
-        cmd_fail(file, strerror(-ret));
+        cmd_fail(NULL, strerror(-ret));   /* qemu-img names no file here */
         kimg_close(img);
         return 1;
     }

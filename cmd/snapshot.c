@@ -111,9 +111,7 @@ int cmd_snapshot(int argc, char **argv)
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
             return cmd_usage_error("snapshot", "--object and --image-opts are not supported");
-        case ':':
-            return cmd_usage_error("snapshot", "missing argument for option '-%c'", optopt);
-        default: return cmd_bad_option("snapshot", argv);
+        default: return cmd_bad_option("snapshot", argv, c);
         }
         if (a != NONE) {
             if (action != NONE)
@@ -131,8 +129,8 @@ int cmd_snapshot(int argc, char **argv)
     if (action != LIST)
         flags |= KIMG_OPEN_RDWR;
     if ((flags & KIMG_OPEN_SHARE) && (flags & KIMG_OPEN_RDWR)) {
-        fprintf(stderr, "kimg: %s: force-share (-U) can only be used with read-only "
-                "images\n", file);
+        cmd_error("Could not open '%s': force-share=on can only be used with read-only "
+                  "images", file);
         return 1;
     }
     if (action == APPLY && has_bitmaps(file, flags)) {

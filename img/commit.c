@@ -178,12 +178,15 @@ int kimg_commit(const struct kimg_commit *c)
     unsigned cache = c->flags & (KIMG_OPEN_DIRECT | KIMG_OPEN_NOSYNC);
     int lockfd = -1, depth, ret;
 
+    /* open failures in qemu-img's words: "Could not open 'TOP': " + why */
     ret = lock_top(c->filename, &lockfd);
-    if (ret < 0)
+    if (ret == 0)
+        ret = kimg_open(&top, c->filename, c->format,
+                        KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK | cache);
+    if (ret < 0) {
+        kimg_error_prefix("Could not open '%s': ", c->filename);
         goto out;
-    ret = kimg_open(&top, c->filename, c->format, KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK | cache);
-    if (ret < 0)
-        goto out;
+    }
     if (!top->backing) {
         ret = kimg_fail(-EINVAL, "Image does not have a backing file");
         goto out;
@@ -209,8 +212,11 @@ int kimg_commit(const struct kimg_commit *c)
     ret = kimg_open(&base, chain_base->filename,
                     chain_base->probed ? NULL : chain_base->drv->name,
                     KIMG_OPEN_RDWR | cache);
-    if (ret < 0)
+    if (ret < 0) {
+        /* qemu-img opens the base with the top, as its backing file */
+        kimg_error_prefix("Could not open '%s': Could not open backing file: ", c->filename);
         goto out;
+    }
     if (kimg_size(base) < kimg_size(top)) {
         ret = kimg_truncate(base, kimg_size(top), KIMG_PREALLOC_OFF);
         if (ret < 0)

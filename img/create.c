@@ -58,18 +58,28 @@ int kimg_create(struct kimg_create_args *a)
         a->size = sz;
         a->size_given = true;
     }
-    if (a->backing_format && !a->backing_file) {
-        ret = kimg_fail(-EINVAL, "backing format given without a backing file");
-        goto out;
-    }
     if (a->backing_file) {
+        /* qemu's checks and words, in its order */
+        bool takes_backing = false;
+        for (const struct kimg_optdesc *d = drv->create_opts; d && d->name; d++)
+            takes_backing |= !strcmp(d->name, "backing_file");
+        if (!takes_backing) {
+            ret = kimg_fail(-ENOTSUP, "Backing file not supported for file format '%s'",
+                            a->format);
+            goto out;
+        }
+        if (!strcmp(a->filename, a->backing_file)) {
+            ret = kimg_fail(-EINVAL, "Error: Trying to create an image with the same "
+                            "filename as the backing file");
+            goto out;
+        }
         if (!a->backing_format) {
-            ret = kimg_fail(-EINVAL, "Backing file specified without backing format\n"
-                            "Detected format may be wrong; give it with -F");
+            /* qemu-img adds "Detected format of FMT." on a second line */
+            ret = kimg_fail(-EINVAL, "Backing file specified without backing format");
             goto out;
         }
         if (!kimg_find_driver(a->backing_format)) {
-            ret = kimg_fail(-EINVAL, "Unknown backing file format '%s'", a->backing_format);
+            ret = kimg_fail(-EINVAL, "Unknown driver '%s'", a->backing_format);
             goto out;
         }
         if (!a->unsafe) {
@@ -103,6 +113,13 @@ int kimg_create(struct kimg_create_args *a)
     if (a->size > INT64_MAX - 511) {
         ret = kimg_fail(-EINVAL, "Invalid image size specified. Must be between 0 and %lld.",
                         (long long)INT64_MAX);
+        goto out;
+    }
+    if (a->on_formatting)
+        a->on_formatting(a);
+    /* from here on qemu-img has printed its "Formatting" line */
+    if (a->backing_format && !a->backing_file) {
+        ret = kimg_fail(-EINVAL, "Backing format cannot be used without backing file");
         goto out;
     }
     /* qemu-img rounds every new image up to whole 512-byte sectors */

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <stdarg.h>
+#include <string.h>
 #include "kimg.h"
 
 static _Thread_local char err_msg[1024];
@@ -33,6 +34,26 @@ int kimg_fail(int err, const char *fmt, ...)
     set_error(fmt, ap);
     va_end(ap);
     return err;
+}
+
+/* qemu's error_prepend(): context in front of the message already set
+ * ("Could not open backing file: " + the reason).  Without a message,
+ * nothing: the caller's own kimg_error() comes next. */
+void kimg_error_prefix(const char *fmt, ...)
+{
+    char prefix[256];
+    va_list ap;
+    if (!err_set)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    size_t pl = strlen(prefix), ol = strlen(err_msg);
+    if (pl + ol >= sizeof(err_msg))
+        ol = sizeof(err_msg) - 1 - pl;      /* the end of the reason is cut */
+    memmove(err_msg + pl, err_msg, ol);
+    memcpy(err_msg, prefix, pl);
+    err_msg[pl + ol] = '\0';
 }
 
 const char *kimg_last_error(void)

@@ -306,13 +306,15 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
     if (f->fd < 0) {
         int err = errno;
         free(f);
-        return kimg_fail(-err, "Could not open '%s': %s", path, strerror(err));
+        return kimg_fail(-err, "Could not %s '%s': %s",
+                         (flags & KIMG_FILE_CREATE) ? "create" : "open", path, strerror(err));
     }
     struct stat st;
     if (fstat(f->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* qemu's file driver, for a folder it could open read-only */
         close(f->fd);
         free(f);
-        return kimg_fail(-EISDIR, "Could not open '%s': Is a directory", path);
+        return kimg_fail(-EISDIR, "'file' driver requires '%s' to be a regular file", path);
     }
     if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         close(f->fd);

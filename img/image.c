@@ -53,7 +53,7 @@ static int check_reference_name(const char *name, const char **path)
             return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
     *path = !strncmp(name, "file:", 5) ? name + 5 : name;
     if (!**path)
-        return kimg_fail(-EINVAL, "empty file name");
+        return kimg_fail(-EINVAL, "The 'file' block driver requires a file name");
     return 0;
 }
 
@@ -149,7 +149,11 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
                                      KIMG_OPEN_NO_IO);
     ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids, NULL);
     if (ret < 0) {
-        kimg_error("Could not open backing file '%s'", img->backing_path);
+        /* qemu's wording: "Could not open backing file: " + the reason */
+        if (kimg_last_error())
+            kimg_error_prefix("Could not open backing file: ");
+        else
+            kimg_error("Could not open backing file: %s", strerror(-ret));
         return ret;
     }
     return 0;
@@ -194,7 +198,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
     if (format) {
         img->drv = kimg_find_driver(format);
         if (!img->drv) {
-            ret = kimg_fail(-EINVAL, "Unknown file format '%s'", format);
+            ret = kimg_fail(-EINVAL, "Unknown driver '%s'", format);
             goto fail;
         }
     }
@@ -237,7 +241,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         }
     }
     if ((flags & KIMG_OPEN_SHARE) && img->writable) {
-        ret = kimg_fail(-EINVAL, "force-share (-U) is only for read-only access");
+        ret = kimg_fail(-EINVAL, "force-share=on can only be used with read-only images");
         goto fail;
     }
     if (!(flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK))) {

@@ -29,6 +29,9 @@ struct kimg_file;       /* a host file: img/file.h */
 void kimg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* kimg_error() then return err (a negative errno): `return kimg_fail(-EINVAL, ...)`. */
 int kimg_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Put "PREFIX" in front of the message already set (qemu's error_prepend);
+ * nothing if none is set. */
+void kimg_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The message set since the last kimg_clear_error(), or NULL. */
 const char *kimg_last_error(void);
 void kimg_clear_error(void);
@@ -145,6 +148,10 @@ struct kimg_create_args {
     const char *backing_format; /* -F or -o backing_fmt */
     bool unsafe;                /* -u: do not open the backing file */
     struct kimg_opts *opts;     /* remaining -o options, validated */
+    /* Called once the options and the backing file passed their checks,
+     * before the format's own checks and the file's creation (where
+     * qemu-img prints its "Formatting" line); size as given, unrounded. */
+    void (*on_formatting)(const struct kimg_create_args *args);
 };
 
 /* Create an image; merges -b/-F with -o, validates options against the

@@ -63,23 +63,20 @@ int kimg_lock_fd(int fd, bool writable, const char *filename)
             goto conflict;
     }
     /* Conflicts: someone not sharing what we hold, or holding what we do
-     * not share.  Our own locks are on this OFD, so GETLK ignores them. */
+     * not share.  Our own locks are on this OFD, so GETLK ignores them.
+     * The messages are qemu's first line (its second asks "Is another
+     * process using the image [FILE]?"). */
     for (int i = 0; i < NPERMS; i++) {
         if ((perm & (1u << i)) &&
             lock_byte(fd, SHARED_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
-            return kimg_fail(-EAGAIN, "Failed to get \"%s\" lock; "
-                             "is another process using the image [%s]?",
-                             perm_names[i], filename);
+            return kimg_fail(-EAGAIN, "Failed to get \"%s\" lock", perm_names[i]);
         if (!(shared & (1u << i)) &&
             lock_byte(fd, PERM_BASE + i, F_WRLCK, F_OFD_GETLK) == -EAGAIN)
-            return kimg_fail(-EAGAIN, "Failed to get shared \"%s\" lock; "
-                             "is another process using the image [%s]?",
-                             perm_names[i], filename);
+            return kimg_fail(-EAGAIN, "Failed to get shared \"%s\" lock", perm_names[i]);
     }
     return 0;
 conflict:
-    return kimg_fail(-EAGAIN, "Failed to lock byte range; "
-                     "is another process using the image [%s]?", filename);
+    return kimg_fail(-EAGAIN, "Failed to lock byte range");
 }
 
 void kimg_lock_release(struct kimg *img)

@@ -222,7 +222,7 @@ int kimg_opts_parse(struct kimg_opts **opts, const char *text)
         if (!*key) {
             free(key);
             free(value);
-            return kimg_fail(-EINVAL, "Invalid option list: empty option name in '%s'", text);
+            return kimg_fail(-EINVAL, "Invalid option list: %s", text);
         }
         ret = kimg_opts_set(opts, key, value);
         free(key);
@@ -269,8 +269,9 @@ int kimg_opts_validate(const struct kimg_opts *opts,
         switch (d->type) {
         case KIMG_OPT_SIZE:
             if (!o->value || kimg_parse_size(o->value, &u) < 0)
-                return kimg_fail(-EINVAL, "Parameter '%s' expects a non-negative number below 2^64 "
-                                 "(optional suffix k, M, G, T, P or E)", o->key);
+                /* qemu's first line; its next two explain the suffixes */
+                return kimg_fail(-EINVAL, "Parameter '%s' expects a non-negative number "
+                                 "below 2^64", o->key);
             break;
         case KIMG_OPT_NUMBER: {
             char *end;

@@ -279,11 +279,11 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     uint8_t *c = NULL;
     int ret;
 
-    if (file_size < QCOW2_V2_HEADER_LEN)
-        return kimg_fail(-EINVAL, "Image is not in qcow2 format");
+    /* As qemu reads it: zeros past the end of a short file, so a cut
+     * header fails on the first field it lacks, in qemu's words (a zero
+     * cluster_bits or header_length); the checks below refuse it all. */
     memset(h, 0, sizeof(h));
-    ret = kimg_file_pread(s->file, h, file_size < sizeof(h) ? QCOW2_V2_HEADER_LEN
-                                                             : sizeof(h), 0);
+    ret = kimg_file_pread_zero_eof(s->file, h, sizeof(h), 0);
     if (ret < 0)
         return ret;
     if (qcow2_be32(h) != QCOW2_MAGIC)
@@ -313,8 +313,6 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
         s->refcount_order = 4;
         s->header_length = QCOW2_V2_HEADER_LEN;
     } else {
-        if (file_size < QCOW2_V3_HEADER_LEN)
-            return kimg_fail(-EINVAL, "qcow2 header too short");
         s->incompat = qcow2_be64(h + 72);
         s->compat = qcow2_be64(h + 80);
         s->autoclear = qcow2_be64(h + 88);
@@ -349,7 +347,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
 
     /* before the extensions, as qemu: a CRYPTO one needs a known method */
     if (s->crypt_method > QCOW2_CRYPT_LUKS) {
-        ret = kimg_fail(-EINVAL, "Unsupported encryption method: %" PRIu32, s->crypt_method);
+        ret = kimg_fail(-EINVAL, "Unsupported encryption method %" PRIu32, s->crypt_method);
         goto out;
     }
     /* extensions first: the feature name table names unknown features */
@@ -437,7 +435,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     if (s->l1_size > 0) {
         if ((s->l1_offset & s->cluster_mask) || s->l1_offset == 0 ||
             s->l1_offset >= QCOW2_MAX_HOST_OFFSET) {
-            kimg_error("Invalid L1 table offset");
+            kimg_error("Active L1 table offset invalid");
             goto out;
         }
         if (s->l1_offset > file_size || (uint64_t)s->l1_size * 8 > file_size - s->l1_offset) {
@@ -453,7 +451,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
         goto out;
     }
     if ((s->rt_offset & s->cluster_mask) || s->rt_offset == 0) {
-        kimg_error("Invalid reference count table offset");
+        kimg_error("Reference count table offset invalid");
         goto out;
     }
     uint64_t rt_bytes = (uint64_t)s->rt_clusters << s->cluster_bits;

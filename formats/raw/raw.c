@@ -127,7 +127,7 @@ static int parse_prealloc(const char *s, enum kimg_prealloc *out)
             *out = (enum kimg_prealloc)i;
             return 0;
         }
-    return kimg_fail(-EINVAL, "Invalid parameter '%s'", s);
+    return kimg_fail(-EINVAL, "invalid parameter value: %s", s);
 }
 
 static int raw_create(const struct kimg_create_args *a)
@@ -142,7 +142,7 @@ static int raw_create(const struct kimg_create_args *a)
     if (mode == KIMG_PREALLOC_METADATA)
         return kimg_fail(-ENOTSUP, "Unsupported preallocation mode: metadata");
     if (a->backing_file)
-        return kimg_fail(-ENOTSUP, "'raw' does not support backing files");
+        return kimg_fail(-ENOTSUP, "Backing file not supported for file format 'raw'");
     ret = kimg_file_open(&f, a->filename, KIMG_FILE_CREATE | KIMG_FILE_RDWR | KIMG_FILE_TRUNC);
     if (ret < 0)
         return ret;

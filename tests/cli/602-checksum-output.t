@@ -68,7 +68,7 @@ is "$RC" 1 "a missing file: exit 1"
 is "$(cat "$T/out")" "$d1  a.raw
 $d1  a.qcow2" "the other files still digested"
 is "$(wc -l < "$T/err")" 1 "one error line"
-like "$(cat "$T/err")" '^kimg: nosuch\.qcow2: ' "naming the file"
+like "$(cat "$T/err")" "^kimg: Could not open 'nosuch\.qcow2': " "naming the file"
 
 # -U and --untrusted are accepted on plain images
 kimg checksum -U --untrusted a.qcow2

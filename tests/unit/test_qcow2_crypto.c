@@ -254,7 +254,7 @@ int main(void)
 
     /* ---- hostile qcow2 side ---- */
     reset(); put32(c + 32, 3);
-    refused("crypt_method 3", "Unsupported encryption method: 3");
+    refused("crypt_method 3", "Unsupported encryption method 3");
     reset(); put32(c + 32, 0xffffffffu);
     refused("crypt_method 0xffffffff", "Unsupported encryption method");
     reset(); put32(c + 32, QCOW2_CRYPT_AES);
