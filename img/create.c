@@ -11,6 +11,8 @@
 #include "driver.h"
 #include "lock.h"
 
+static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv);
+
 /* Move KEY out of the options into *field (unless -b/-F already set it). */
 static int take_string_opt(struct kimg_create_args *a, const char *key,
                            const char **field, char **owned)
@@ -30,6 +32,24 @@ static int take_string_opt(struct kimg_create_args *a, const char *key,
 int kimg_create(struct kimg_create_args *a)
 {
     const struct kimg_driver *drv = kimg_find_driver(a->format);
+    const char *given = a->filename, *path;
+    int ret;
+
+    if (!drv)
+        return kimg_fail(-EINVAL, "Unknown file format '%s'", a->format);
+    /* "file:NAME" creates NAME; other protocols are refused (qemu: right
+     * after the format) */
+    ret = kimg_image_path(a->filename, &path);
+    if (ret < 0)
+        return ret;
+    a->filename = path;
+    ret = create_file(a, drv);
+    a->filename = given;
+    return ret;
+}
+
+static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv)
+{
     char *bfile = NULL, *bfmt = NULL;
     int ret;
 
@@ -75,14 +95,18 @@ int kimg_create(struct kimg_create_args *a)
         if (!a->unsafe) {
             /* the backing file must open (and gives the default size) */
             struct kimg *b;
-            char *path = kimg_path_relative_to(a->filename, a->backing_file);
+            const char *bpath;
+            ret = kimg_image_path(a->backing_file, &bpath);
+            if (ret < 0)
+                goto out;
+            char *path = kimg_path_relative_to(a->filename, bpath);
             if (!path) {
                 ret = -ENOMEM;
                 goto out;
             }
             /* metadata only (qemu's bdrv_img_create: BDRV_O_NO_IO), so an
              * encrypted backing file gives its size too */
-            ret = kimg_open(&b, path, a->backing_format,
+            ret = kimg_open(&b, path, a->backing_format, KIMG_OPEN_PATH |
                             KIMG_OPEN_SHARE | KIMG_OPEN_NO_BACKING | KIMG_OPEN_NO_IO);
             free(path);
             if (ret < 0) {

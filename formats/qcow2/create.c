@@ -158,6 +158,9 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
     p->data_file = kimg_opts_get(o, "data_file");
     if (p->data_file && !*p->data_file)
         p->data_file = NULL;
+    /* "file:NAME" makes and names NAME, as qemu; other protocols refused */
+    if (p->data_file && (ret = kimg_image_path(p->data_file, &p->data_file)) < 0)
+        return ret;
     ret = kimg_opts_get_bool(o, "data_file_raw", false, &p->data_file_raw);
     if (ret < 0)
         return ret;
