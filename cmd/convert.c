@@ -223,9 +223,11 @@ int cmd_convert(int argc, char **argv)
     }
     if (kimg_opts_wants_help(a.opts)) {
         kimg_opts_free(a.opts);
-        char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help", NULL };
+        /* with file names, the target's protocol options too (qemu-img) */
+        char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help",
+                              optind < argc ? argv[argc - 1] : NULL, NULL };
         optind = 0;
-        return cmd_create(5, help_argv);
+        return cmd_create(help_argv[5] ? 6 : 5, help_argv);
     }
     /* -o compression_level=N: how -c compresses, not a create option */
     bool has_level;

@@ -305,6 +305,11 @@ int qcow2_create(const struct kimg_create_args *args)
     ret = kimg_file_open(&f, args->filename, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
     if (ret < 0)
         goto out;
+    /* qemu creates the image file and the data file through the file
+     * protocol with the same options: nocow, the extent size hint */
+    ret = kimg_create_file_attrs(args->opts, f);
+    if (ret < 0)
+        goto out;
     fake.file = f;
     fake.filename = (char *)args->filename;
     fake.writable = true;
@@ -323,6 +328,9 @@ int qcow2_create(const struct kimg_create_args *args)
         }
         ret = kimg_file_open(&df, path, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
         free(path);
+        if (ret < 0)
+            goto out;
+        ret = kimg_create_file_attrs(args->opts, df);
         if (ret < 0)
             goto out;
         ret = kimg_file_truncate(df, p.size);
