@@ -230,9 +230,11 @@ int cmd_convert(int argc, char **argv)
     }
     if (kimg_opts_wants_help(a.opts)) {
         kimg_opts_free(a.opts);
-        char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help", NULL };
+        /* with file names, the target's protocol options too (qemu-img) */
+        char *help_argv[] = { "create", "-f", (char *)a.out_fmt, "-o", "help",
+                              optind < argc ? argv[argc - 1] : NULL, NULL };
         optind = 0;
-        return cmd_create(5, help_argv);
+        return cmd_create(help_argv[5] ? 6 : 5, help_argv);
     }
     /* -o compression_level=N: how -c compresses, not a create option */
     bool has_level;
@@ -302,9 +304,15 @@ int cmd_convert(int argc, char **argv)
 
     unsigned dflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
                       (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
+    /* the target's file ("file:NAME" is NAME; other protocols refused) */
+    const char *dpath;
+    if (kimg_image_path(dst, &dpath) < 0) {
+        cmd_fail(NULL, NULL);
+        goto close_src;
+    }
     struct stat st;
-    bool in_place = a.no_create || (stat(dst, &st) == 0 && !S_ISREG(st.st_mode));
-    const char *target = dst;
+    bool in_place = a.no_create || (stat(dpath, &st) == 0 && !S_ISREG(st.st_mode));
+    const char *target = dpath;
     if (in_place) {
         out_img = cmd_open(dst, a.out_fmt, dflags);
         if (!out_img)
@@ -322,7 +330,7 @@ int cmd_convert(int argc, char **argv)
             cmd_fail(NULL, "Invalid option");
             goto close_src;
         }
-        int r = make_tmp_name(dst);
+        int r = make_tmp_name(dpath);
         if (r < 0) {
             cmd_error("%s: error while converting %s: Could not create '%s': %s",
                       dst, a.out_fmt, dst, strerror(-r));
@@ -387,14 +395,14 @@ int cmd_convert(int argc, char **argv)
         goto close_src;
     }
     if (!in_place) {
-        if (rename(target, dst) < 0) {
+        if (rename(target, dpath) < 0) {
             fprintf(stderr, "kimg: %s: cannot rename the finished image into place: %s\n",
                     dst, strerror(errno));
             goto close_src;
         }
         tmp_active = 0;
         if (dst_sync)
-            sync_dir_of(dst);
+            sync_dir_of(dpath);
     }
     ret = 0;
 close_src:

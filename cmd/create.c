@@ -21,11 +21,14 @@ static const struct shown_opt qcow2_shown[] = {
     { "backing_fmt", NULL, false }, { "compat", NULL, false },
     { "data_file", NULL, false }, { "data_file_raw", NULL, false },
     { "lazy_refcounts", "off", false }, { "refcount_bits", "16", false },
+    { "nocow", NULL, false }, { "extent_size_hint", NULL, true },
     { NULL, NULL, false },
 };
 
+/* (raw's own option is the size; the rest are the file protocol's) */
 static const struct shown_opt raw_shown[] = {
-    { "size", NULL, true }, { "preallocation", NULL, false }, { NULL, NULL, false },
+    { "size", NULL, true }, { "nocow", NULL, false }, { "preallocation", NULL, false },
+    { "extent_size_hint", NULL, true }, { NULL, NULL, false },
 };
 
 /* Printed before the format checks its options and the file is made, as
@@ -68,7 +71,10 @@ static int cmp_desc(const void *a, const void *b)
                   ((const struct kimg_optdesc *)b)->name);
 }
 
-static int print_help(const char *fmt)
+/* qemu-img's `-o help`: without a file name the format's own options
+ * ("Supported FMT options:" and a note on the protocol level); with one,
+ * the format's and the file protocol's merged ("Supported options:"). */
+static int print_help(const char *fmt, bool with_file)
 {
     const struct kimg_driver *drv = kimg_find_driver(fmt);
     static const char *const type_names[] = { "str", "size", "num", "bool (on/off)" };
@@ -76,23 +82,41 @@ static int print_help(const char *fmt)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
         return 1;
     }
+    struct kimg_optdesc *all = with_file ? kimg_create_opts_merged(drv) : NULL;
     size_t n = 0;
-    while (drv->create_opts && drv->create_opts[n].name)
-        n++;
-    struct kimg_optdesc *sorted = malloc((n ? n : 1) * sizeof(*sorted));
-    if (!sorted)
+    if (!with_file) {
+        /* the format's own: its table less what qemu has at the protocol */
+        while (drv->create_opts && drv->create_opts[n].name)
+            n++;
+        all = calloc(n + 1, sizeof(*all));
+        n = 0;
+        for (size_t i = 0; all && drv->create_opts && drv->create_opts[i].name; i++) {
+            bool proto = false;
+            for (size_t j = 0; drv->protocol_opts && drv->protocol_opts[j]; j++)
+                proto |= !strcmp(drv->protocol_opts[j], drv->create_opts[i].name);
+            if (!proto)
+                all[n++] = drv->create_opts[i];
+        }
+    } else {
+        while (all && all[n].name)
+            n++;
+    }
+    if (!all)
         return 1;
-    memcpy(sorted, drv->create_opts, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), cmp_desc);
-    printf("Supported %s options:\n", fmt);
+    qsort(all, n, sizeof(*all), cmp_desc);
+    if (with_file)
+        printf("Supported options:\n");
+    else
+        printf("Supported %s options:\n", fmt);
     for (size_t i = 0; i < n; i++) {
         char buf[64];
-        snprintf(buf, sizeof(buf), "%s=<%s>", sorted[i].name, type_names[sorted[i].type]);
-        printf("  %-22s - %s\n", buf, sorted[i].help);
+        snprintf(buf, sizeof(buf), "%s=<%s>", all[i].name, type_names[all[i].type]);
+        printf("  %-22s - %s\n", buf, all[i].help);
     }
-    printf("\nThe protocol level may support further options.\n"
-           "Specify the target filename to include those options.\n");
-    free(sorted);
+    if (!with_file)
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+    free(all);
     return 0;
 }
 
@@ -126,7 +150,7 @@ int cmd_create(int argc, char **argv)
         }
     }
     if (kimg_opts_wants_help(a.opts)) {
-        ret = print_help(a.format);
+        ret = print_help(a.format, optind < argc);
         kimg_opts_free(a.opts);
         return ret;
     }

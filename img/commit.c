@@ -24,6 +24,10 @@
 static int find_base(struct kimg *top, const char *name)
 {
     int d = 1;
+    if (kimg_image_path(name, &name) < 0) {
+        kimg_clear_error();     /* not a local file: not in the chain */
+        return -1;
+    }
     for (struct kimg *l = top; l && l->backing; l = l->backing, d++) {
         char a[PATH_MAX], b[PATH_MAX];
         char *cand = kimg_path_relative_to(l->filename, name);
@@ -165,7 +169,11 @@ static int copy_parallel(const struct kimg_commit *c, struct kimg *top, struct k
  * chain is opened unlocked): read-write, as qemu-img commit opens it. */
 static int lock_top(const char *filename, int *fd)
 {
-    const char *path = strncmp(filename, "file:", 5) ? filename : filename + 5;
+    const char *path;
+    if (kimg_image_path(filename, &path) < 0) {
+        kimg_clear_error();
+        return 0;   /* the open that follows reports it */
+    }
     *fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
         return 0;   /* the open that follows reports it */
@@ -211,7 +219,7 @@ int kimg_commit(const struct kimg_commit *c)
     /* the base again, read-write and locked (with its own chain below) */
     ret = kimg_open(&base, chain_base->filename,
                     chain_base->probed ? NULL : chain_base->drv->name,
-                    KIMG_OPEN_RDWR | cache);
+                    KIMG_OPEN_RDWR | KIMG_OPEN_PATH | cache);
     if (ret < 0) {
         /* qemu-img opens the base with the top, as its backing file */
         kimg_error_prefix("Could not open '%s': Could not open backing file: ", c->filename);
@@ -226,7 +234,8 @@ int kimg_commit(const struct kimg_commit *c)
      * a writable qcow2 image hold its lock throughout, reads of a
      * read-only one decompress in parallel (the writable handle above,
      * opened as qemu-img commit opens the top, empties it afterwards) */
-    ret = kimg_open(&rtop, top->filename, top->drv->name, KIMG_OPEN_NO_LOCK | cache);
+    ret = kimg_open(&rtop, top->filename, top->drv->name,
+                    KIMG_OPEN_NO_LOCK | KIMG_OPEN_PATH | cache);
     if (ret < 0)
         goto out;
     if (c->progress)

@@ -1,6 +1,7 @@
 /*
  * create.c — image creation shared by all formats: option validation
- * against the driver's table, -b/-F merged with -o backing_file/backing_fmt,
+ * against the driver's table and qemu's file protocol options (nocow,
+ * extent_size_hint), -b/-F merged with -o backing_file/backing_fmt,
  * the size taken from the backing file when none is given, and removal of
  * a half-created file on failure.
  */
@@ -10,6 +11,62 @@
 #include <unistd.h>
 #include "driver.h"
 #include "lock.h"
+
+static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv);
+
+const struct kimg_optdesc kimg_file_create_opts[] = {
+    { "size", KIMG_OPT_SIZE, "Virtual disk size" },
+    { "nocow", KIMG_OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)" },
+    { "preallocation", KIMG_OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)" },
+    { "extent_size_hint", KIMG_OPT_SIZE, "Extent size hint for the image file, 0 to disable" },
+    { NULL, 0, NULL },
+};
+
+struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv)
+{
+    size_t n = 0, m = 0;
+    while (drv->create_opts && drv->create_opts[n].name)
+        n++;
+    while (kimg_file_create_opts[m].name)
+        m++;
+    struct kimg_optdesc *v = calloc(n + m + 1, sizeof(*v));
+    if (!v)
+        return NULL;
+    if (n)
+        memcpy(v, drv->create_opts, n * sizeof(*v));
+    size_t k = n;
+    for (size_t i = 0; i < m; i++) {
+        bool have = false;
+        for (size_t j = 0; j < n && !have; j++)
+            have = !strcmp(v[j].name, kimg_file_create_opts[i].name);
+        if (!have)
+            v[k++] = kimg_file_create_opts[i];
+    }
+    return v;
+}
+
+/*
+ * qemu's file-posix create: nocow (btrfs) and the extent size hint (XFS),
+ * the hint 1 MiB unless given, set on the new file before it gets its
+ * size; failures are not fatal, a warning only for a hint given (not 0).
+ */
+int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f)
+{
+    bool nocow;
+    uint64_t hint;
+    int ret = kimg_opts_get_bool(opts, "nocow", false, &nocow);
+    if (ret == 0)
+        ret = kimg_opts_get_size(opts, "extent_size_hint", 1u << 20, &hint);
+    if (ret < 0)
+        return ret;
+    if (hint > UINT32_MAX)
+        return kimg_fail(-EINVAL, "Extent size hint is too large");
+    if (f)
+        kimg_file_set_create_attrs(f, nocow, (uint32_t)hint,
+                                   kimg_opts_get(opts, "extent_size_hint") && hint);
+    return 0;
+}
 
 /* Move KEY out of the options into *field (unless -b/-F already set it). */
 static int take_string_opt(struct kimg_create_args *a, const char *key,
@@ -30,6 +87,24 @@ static int take_string_opt(struct kimg_create_args *a, const char *key,
 int kimg_create(struct kimg_create_args *a)
 {
     const struct kimg_driver *drv = kimg_find_driver(a->format);
+    const char *given = a->filename, *path;
+    int ret;
+
+    if (!drv)
+        return kimg_fail(-EINVAL, "Unknown file format '%s'", a->format);
+    /* "file:NAME" creates NAME; other protocols are refused (qemu: right
+     * after the format) */
+    ret = kimg_image_path(a->filename, &path);
+    if (ret < 0)
+        return ret;
+    a->filename = path;
+    ret = create_file(a, drv);
+    a->filename = given;
+    return ret;
+}
+
+static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv)
+{
     char *bfile = NULL, *bfmt = NULL;
     int ret;
 
@@ -38,7 +113,14 @@ int kimg_create(struct kimg_create_args *a)
     if (!drv->create)
         return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
                          a->format);
-    ret = kimg_opts_validate(a->opts, drv->create_opts, drv->name);
+    /* the format's options and the file protocol's, as qemu-img merges them */
+    struct kimg_optdesc *desc = kimg_create_opts_merged(drv);
+    if (!desc)
+        return -ENOMEM;
+    ret = kimg_opts_validate(a->opts, desc, drv->name);
+    free(desc);
+    if (ret == 0)
+        ret = kimg_create_file_attrs(a->opts, NULL);
     if (ret < 0)
         return ret;
     if ((ret = take_string_opt(a, "backing_file", &a->backing_file, &bfile)) < 0 ||
@@ -85,14 +167,18 @@ int kimg_create(struct kimg_create_args *a)
         if (!a->unsafe) {
             /* the backing file must open (and gives the default size) */
             struct kimg *b;
-            char *path = kimg_path_relative_to(a->filename, a->backing_file);
+            const char *bpath;
+            ret = kimg_image_path(a->backing_file, &bpath);
+            if (ret < 0)
+                goto out;
+            char *path = kimg_path_relative_to(a->filename, bpath);
             if (!path) {
                 ret = -ENOMEM;
                 goto out;
             }
             /* metadata only (qemu's bdrv_img_create: BDRV_O_NO_IO), so an
              * encrypted backing file gives its size too */
-            ret = kimg_open(&b, path, a->backing_format,
+            ret = kimg_open(&b, path, a->backing_format, KIMG_OPEN_PATH |
                             KIMG_OPEN_SHARE | KIMG_OPEN_NO_BACKING | KIMG_OPEN_NO_IO);
             free(path);
             if (ret < 0) {

@@ -42,6 +42,9 @@ struct kimg_driver {
     /* Create options accepted by this format (terminated by {NULL}); the core
      * validates -o against it and prints it for `-o help`. */
     const struct kimg_optdesc *create_opts;
+    /* Those of them qemu has at the file protocol level, not the format's:
+     * `-o help` lists them only with a file name (NULL-terminated). */
+    const char *const *protocol_opts;
 
     /* 0..100: how sure the driver is that BUF (the first LEN bytes of the
      * file, LEN may be < 512 for tiny files) is its format.  raw: 1. */
@@ -141,6 +144,17 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
 /* NAME resolved against the folder of BASE ("dir/overlay" + "b" -> "dir/b"),
  * as qemu-img resolves backing names; absolute NAME returned as is. */
 char *kimg_path_relative_to(const char *base, const char *name);
+
+/* The options of qemu's file protocol (file-posix) at creation, in its
+ * order; qemu-img merges them after a format's own (img/create.c). */
+extern const struct kimg_optdesc kimg_file_create_opts[];
+/* DRV's create options, then the file protocol's it does not have
+ * (NULL-terminated, malloc'd; NULL when out of memory). */
+struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv);
+/* The file protocol's nocow and extent_size_hint in OPTS (qemu's default
+ * hint 1 MiB; one of 4 GiB or more refused), set on the new file F unless
+ * F is NULL (then only checked).  0 or -EINVAL with a message. */
+int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 
 /* Drivers linked in (img/registry.c). */
 extern const struct kimg_driver kimg_raw_driver;

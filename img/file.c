@@ -1,14 +1,18 @@
 /*
  * file.c — host files for drivers.  The POSIX backend does full-length
  * pread/pwrite (EINTR and short transfers handled), hole punching,
- * SEEK_DATA/SEEK_HOLE, and O_DIRECT with bounce buffers for unaligned
- * requests.  The memory backend serves fuzzers and unit tests.
+ * SEEK_DATA/SEEK_HOLE, O_DIRECT with bounce buffers for unaligned
+ * requests, and a new file's attributes (nocow, XFS extent size hint).
+ * The memory backend serves fuzzers and unit tests.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
@@ -280,6 +284,28 @@ static const struct kimg_file_ops posix_ops = {
     .allocate = posix_allocate, .data_status = posix_data_status,
     .allocated = posix_allocated, .close = posix_close,
 };
+
+void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsize, bool warn)
+{
+    if (f->fd < 0)
+        return;
+    if (nocow) {
+        int attr;
+        if (ioctl(f->fd, FS_IOC_GETFLAGS, &attr) == 0) {
+            attr |= FS_NOCOW_FL;
+            (void)ioctl(f->fd, FS_IOC_SETFLAGS, &attr);
+        }
+    }
+    struct fsxattr fa;
+    int ret = ioctl(f->fd, FS_IOC_FSGETXATTR, &fa);
+    if (ret == 0) {
+        fa.fsx_xflags |= FS_XFLAG_EXTSIZE;
+        fa.fsx_extsize = extsize;
+        ret = ioctl(f->fd, FS_IOC_FSSETXATTR, &fa);
+    }
+    if (ret < 0 && warn)
+        fprintf(stderr, "kimg: warning: Failed to set extent size hint: %s\n", strerror(errno));
+}
 
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
 {

@@ -57,6 +57,12 @@ int kimg_file_open_mem(struct kimg_file **out, const char *name,
                        const void *data, size_t len, bool writable,
                        uint64_t limit);
 void kimg_file_close(struct kimg_file *f);
+/* qemu's file-protocol creation attributes, set on a new, empty file:
+ * NOCOW sets FS_NOCOW_FL (btrfs; a failure is ignored); the extent size
+ * hint EXTSIZE goes into FS_IOC_FSSETXATTR with FS_XFLAG_EXTSIZE (XFS; 0
+ * clears it), a failure warned about on stderr only when WARN (the user
+ * gave a hint that is not 0), as qemu.  Never fails. */
+void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsize, bool warn);
 
 /* Full-length transfers; errors carry a kimg_error() message naming the file.
  * Reading past the end of the file is an error (-EIO). */

@@ -1,6 +1,7 @@
 /*
- * image.c — the image handle: format probing, opening a layer and its
- * backing chain (relative names, depth limit, loop detection, --untrusted),
+ * image.c — the image handle: image names as qemu reads them ("file:",
+ * protocols refused), format probing, opening a layer and its backing
+ * chain (relative names, depth limit, loop detection, --untrusted),
  * the one place where requests are checked, and the generic fallbacks for
  * optional driver callbacks.
  */
@@ -37,24 +38,46 @@ char *kimg_path_relative_to(const char *base, const char *name)
     return p;
 }
 
-/* Names that point somewhere other than a local file are refused: kimg
- * follows only plain paths (and "file:" paths). */
-static int check_reference_name(const char *name, const char **path)
+/*
+ * An image name as qemu reads one: a ':' before any '/' makes the part
+ * before it a protocol.  "file:" names the local file after it (one prefix
+ * taken off, as qemu: "file:file:x" is the file "file:x"); "json:" and the
+ * other protocols are refused (kimg follows only local files), the ones
+ * qemu does not know with its "Unknown protocol" message ("a:b.qcow2");
+ * "./a:b.qcow2" is a plain path.  Used for names typed by the user and for
+ * names stored in an image (backing and data files) alike.
+ */
+int kimg_image_path(const char *name, const char **path)
 {
     static const char *const protocols[] = {
-        "nbd:", "nbd+", "http:", "https:", "ftp:", "ftps:", "ssh:", "iscsi:",
-        "rbd:", "gluster:", "gluster+", "sheepdog:", "nfs:", "vxhs:", "blkdebug:",
-        "blkverify:", "null-co:", "null-aio:", "quorum:", "host_device:", "fat:",
-        "vvfat:", "throttle:", "replication:", "copy-on-read:", NULL };
-    if (!strncmp(name, "json:", 5))
-        return kimg_fail(-EINVAL, "refusing the 'json:' pseudo-protocol in '%.64s'", name);
-    for (int i = 0; protocols[i]; i++)
-        if (!strncmp(name, protocols[i], strlen(protocols[i])))
-            return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
-    *path = !strncmp(name, "file:", 5) ? name + 5 : name;
-    if (!**path)
+        "nbd", "http", "https", "ftp", "ftps", "ssh", "iscsi", "rbd", "gluster",
+        "sheepdog", "nfs", "vxhs", "blkdebug", "blkverify", "null-co", "null-aio",
+        "quorum", "host_device", "host_cdrom", "fat", "vvfat", "throttle",
+        "replication", "copy-on-read", "nvme", "nvme-io_uring", "compress",
+        "preallocate", "snapshot-access", "libblkio", NULL };
+    size_t plen = strcspn(name, ":/");
+
+    *path = name;
+    if (!*name)
         return kimg_fail(-EINVAL, "The 'file' block driver requires a file name");
-    return 0;
+    if (name[plen] != ':')
+        return 0;
+    if (plen == 4 && !strncmp(name, "json", 4))
+        return kimg_fail(-EINVAL, "refusing the 'json:' pseudo-protocol in '%.64s'", name);
+    if (plen == 4 && !strncmp(name, "file", 4)) {
+        *path = name + 5;
+        if (!**path)
+            return kimg_fail(-EINVAL, "The 'file' block driver requires a file name");
+        return 0;
+    }
+    /* qemu's scheme-style names: "nbd+unix:", "gluster+tcp:" */
+    size_t base = strcspn(name, "+");
+    if (base > plen)
+        base = plen;
+    for (int i = 0; protocols[i]; i++)
+        if (strlen(protocols[i]) == base && !strncmp(name, protocols[i], base))
+            return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
+    return kimg_fail(-EINVAL, "Unknown protocol '%.*s'", (int)(plen > 64 ? 64 : plen), name);
 }
 
 static const struct kimg_driver *const drivers[] = {
@@ -128,7 +151,7 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     /* Named but not opened (info, check): report it, follow nothing. */
     if (img->flags & KIMG_OPEN_NO_BACKING) {
         if (strncmp(img->backing_name, "json:", 5) &&
-            check_reference_name(img->backing_name, &path) == 0)
+            kimg_image_path(img->backing_name, &path) == 0)
             img->backing_path = kimg_path_relative_to(img->filename, path);
         kimg_clear_error();
         return 0;
@@ -136,7 +159,7 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the backing file '%.200s'; refusing to open it "
                          "under --untrusted", img->backing_name);
-    ret = check_reference_name(img->backing_name, &path);
+    ret = kimg_image_path(img->backing_name, &path);
     if (ret < 0)
         return ret;
     img->backing_path = kimg_path_relative_to(img->filename, path);
@@ -279,11 +302,13 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
               unsigned flags)
 {
     struct chain_ids ids = { .n = 0 };
-    const char *path;
-    int ret = check_reference_name(filename, &path);
-    if (ret < 0)
-        return ret;
-    return open_layer(out, path, format, flags, &ids, NULL);
+    const char *path = filename;
+    if (!(flags & KIMG_OPEN_PATH)) {
+        int ret = kimg_image_path(filename, &path);
+        if (ret < 0)
+            return ret;
+    }
+    return open_layer(out, path, format, flags & ~KIMG_OPEN_PATH, &ids, NULL);
 }
 
 int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
@@ -535,18 +560,38 @@ int kimg_block_status(struct kimg *img, uint64_t off, uint64_t len,
 
 /* ---- info and check ------------------------------------------------------ */
 
+/* qemu's full backing name: a plain name relative to the image's folder; a
+ * name with a protocol as it is.  A "file:" name keeps its prefix but
+ * names the file kimg opens, in the image's folder (qemu would take it
+ * relative to the working directory): the same text when that is the
+ * image's folder. */
+static char *full_backing_name(struct kimg *img)
+{
+    const char *name = img->backing_name, *path;
+    size_t plen = strcspn(name, ":/");
+    if (name[plen] != ':')
+        return img->backing_path ? strdup(img->backing_path)
+                                 : kimg_path_relative_to(img->filename, name);
+    if (strncmp(name, "file:", 5) || !name[5])
+        return strdup(name);
+    path = name + 5;
+    char *rel = img->backing_path ? strdup(img->backing_path)
+                                  : kimg_path_relative_to(img->filename, path);
+    char *full = rel ? malloc(strlen(rel) + 6) : NULL;
+    if (full)
+        sprintf(full, "file:%s", rel);
+    free(rel);
+    return full;
+}
+
 int kimg_get_info(struct kimg *img, struct kimg_info *info)
 {
     memset(info, 0, sizeof(*info));
     info->virtual_size = img->size;
     info->actual_size = kimg_file_allocated(img->file);
     if (img->backing_name) {
-        const char *path = img->backing_name;
         info->backing_filename = strdup(img->backing_name);
-        if (!strncmp(path, "file:", 5))
-            path += 5;
-        info->full_backing_filename = img->backing_path ? strdup(img->backing_path)
-                                                        : kimg_path_relative_to(img->filename, path);
+        info->full_backing_filename = full_backing_name(img);
         if (img->backing_format)
             info->backing_format = strdup(img->backing_format);
     }
@@ -590,7 +635,7 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the external data file '%.200s'; refusing to "
                          "open it under --untrusted", name);
-    int ret = check_reference_name(name, &path);
+    int ret = kimg_image_path(name, &path);
     if (ret < 0)
         return ret;
     char *full = kimg_path_relative_to(img->filename, path);

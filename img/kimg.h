@@ -55,10 +55,18 @@ void kimg_clear_error(void);
                                          take (encrypted qcow2) still open, as
                                          qemu's BDRV_O_NO_IO; data access on
                                          them fails */
+#define KIMG_OPEN_PATH        0x0200u /* FILENAME is a local path already
+                                         (resolved): no "file:" or protocol
+                                         prefix is looked for in it */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */
 #define KIMG_MAX_CHAIN 64
+
+/* The local file an image name names (*PATH points into NAME): "file:"
+ * taken off, other protocols ("nbd:", "json:", unknown "a:b") refused with
+ * a message, as qemu-img reads names. */
+int kimg_image_path(const char *name, const char **path);
 
 /*
  * Open FILENAME as FORMAT (NULL: probe).  A probed raw image prints

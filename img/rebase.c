@@ -27,11 +27,16 @@ static void prefix_error(const char *what, const char *name, int err)
 int kimg_rebase_open_backing(struct kimg *img, const char *name, const char *format,
                              unsigned flags, struct kimg **out)
 {
-    const char *path = strncmp(name, "file:", 5) ? name : name + 5;
+    const char *path;
+    int ret = kimg_image_path(name, &path);
+    if (ret < 0) {
+        prefix_error("Could not open new backing file", name, ret);
+        return ret;
+    }
     char *full = kimg_path_relative_to(img->filename, path);
     if (!full)
         return -ENOMEM;
-    int ret = kimg_open(out, full, format, flags & ~KIMG_OPEN_RDWR);
+    ret = kimg_open(out, full, format, (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_PATH);
     free(full);
     if (ret < 0)
         prefix_error("Could not open new backing file", name, ret);

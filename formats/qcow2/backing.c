@@ -19,19 +19,14 @@
  * header, its extensions up to the end marker, and the backing name. */
 static uint64_t header_used_end(const struct qcow2_state *s, const uint8_t *c)
 {
-    uint64_t off = s->version == 2 ? QCOW2_V2_HEADER_LEN : s->header_length;
-    uint64_t end = s->cluster_size;
+    struct qcow2_ext_iter it;
+    uint32_t type, len;
+    uint64_t data, off;
 
-    if (s->backing_offset && s->backing_offset > off && s->backing_offset < end)
-        end = s->backing_offset;
-    while (off + 8 <= end) {
-        uint32_t type = qcow2_be32(c + off);
-        uint64_t len = qcow2_align_up(qcow2_be32(c + off + 4), 8);
-        off += 8;
-        if (type == QCOW2_EXT_END || len > end - off)
-            break;
-        off += len;
-    }
+    qcow2_ext_begin(s, &it);
+    while (qcow2_ext_next(&it, c, &type, &len, &data) > 0)
+        ;
+    off = it.off;
     if (off > s->cluster_size)
         off = s->cluster_size;
     if (s->backing_offset && s->backing_offset + s->backing_len > off)

@@ -410,11 +410,15 @@ static int set_in_use(struct qcow2_state *s)
     return ret;
 }
 
-/* Where the bitmaps extension's data sits in the header on disk (walking
- * the extensions as stored), checked against what the state says. */
+/* Where the bitmaps extension's data sits in the header on disk (the last
+ * one, the one in effect, as header.c reads them), checked against what
+ * the state says. */
 static int find_ext(struct qcow2_state *s, uint64_t *pos)
 {
     uint8_t *c = malloc(s->cluster_size);
+    struct qcow2_ext_iter it;
+    uint32_t type, len;
+    uint64_t data, found = 0;
     int ret;
 
     if (!c)
@@ -422,21 +426,17 @@ static int find_ext(struct qcow2_state *s, uint64_t *pos)
     ret = kimg_file_pread(s->file, c, s->cluster_size, 0);
     if (ret < 0)
         goto out;
-    ret = kimg_fail(-EIO, "qcow2: the bitmaps extension changed on disk");
-    for (uint64_t off = s->header_length; off + 8 <= s->cluster_size;) {
-        uint32_t type = qcow2_be32(c + off), len = qcow2_be32(c + off + 4);
-        if (type == QCOW2_EXT_END || len > s->cluster_size - off - 8)
-            break;
-        if (type == QCOW2_EXT_BITMAPS) {
-            if (len == 24 && qcow2_be32(c + off + 8) == s->nb_bitmaps &&
-                qcow2_be64(c + off + 16) == s->bitmap_dir_size &&
-                qcow2_be64(c + off + 24) == s->bitmap_dir_offset) {
-                *pos = off + 8;
-                ret = 0;
-            }
-            break;
-        }
-        off += 8 + qcow2_align_up(len, 8);
+    qcow2_ext_begin(s, &it);
+    while ((ret = qcow2_ext_next(&it, c, &type, &len, &data)) > 0)
+        if (type == QCOW2_EXT_BITMAPS)
+            found = len == 24 ? data : 0;
+    if (found && qcow2_be32(c + found) == s->nb_bitmaps &&
+        qcow2_be64(c + found + 8) == s->bitmap_dir_size &&
+        qcow2_be64(c + found + 16) == s->bitmap_dir_offset) {
+        *pos = found;
+        ret = 0;
+    } else {
+        ret = kimg_fail(-EIO, "qcow2: the bitmaps extension changed on disk");
     }
 out:
     free(c);

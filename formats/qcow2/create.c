@@ -158,6 +158,9 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
     p->data_file = kimg_opts_get(o, "data_file");
     if (p->data_file && !*p->data_file)
         p->data_file = NULL;
+    /* "file:NAME" makes and names NAME, as qemu; other protocols refused */
+    if (p->data_file && (ret = kimg_image_path(p->data_file, &p->data_file)) < 0)
+        return ret;
     ret = kimg_opts_get_bool(o, "data_file_raw", false, &p->data_file_raw);
     if (ret < 0)
         return ret;
@@ -302,6 +305,11 @@ int qcow2_create(const struct kimg_create_args *args)
     ret = kimg_file_open(&f, args->filename, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
     if (ret < 0)
         goto out;
+    /* qemu creates the image file and the data file through the file
+     * protocol with the same options: nocow, the extent size hint */
+    ret = kimg_create_file_attrs(args->opts, f);
+    if (ret < 0)
+        goto out;
     fake.file = f;
     fake.filename = (char *)args->filename;
     fake.writable = true;
@@ -320,6 +328,9 @@ int qcow2_create(const struct kimg_create_args *args)
         }
         ret = kimg_file_open(&df, path, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
         free(path);
+        if (ret < 0)
+            goto out;
+        ret = kimg_create_file_attrs(args->opts, df);
         if (ret < 0)
             goto out;
         ret = kimg_file_truncate(df, p.size);

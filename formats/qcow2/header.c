@@ -1,8 +1,9 @@
 /*
  * header.c — the qcow2 header: parse and validate every field and header
  * extension (backing format, feature names, data file name, bitmaps,
- * unknown ones kept byte-for-byte), the backing file name, the bitmap
- * directory; rewrite the header cluster; dirty/corrupt bit updates.
+ * unknown ones kept byte-for-byte; the one walk over the extensions every
+ * reader uses), the backing file name, the bitmap directory; rewrite the
+ * header cluster; dirty/corrupt bit updates.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -160,38 +161,82 @@ static int parse_bitmaps_ext(struct qcow2_state *s, const uint8_t *d, uint32_t l
     return 0;
 }
 
-static int parse_extensions(struct qcow2_state *s, const uint8_t *c, uint64_t start,
-                            uint64_t end)
+/*
+ * The one walk over the header extensions of header cluster C as stored
+ * (open, the bitmaps writer, the backing-name rewrite all use it).  The
+ * area runs from the end of the header to the backing file name when the
+ * header has one (qemu reads no further: a name right after the header
+ * leaves no room for extensions), else to the end of the cluster.
+ */
+void qcow2_ext_begin(const struct qcow2_state *s, struct qcow2_ext_iter *it)
 {
-    uint64_t off = start;
-    bool seen_fmt = false, seen_feat = false, seen_bm = false, seen_df = false;
+    it->off = s->version == 2 ? QCOW2_V2_HEADER_LEN : s->header_length;
+    it->end = s->cluster_size;
+    if (s->backing_offset && s->backing_offset < it->end)
+        it->end = s->backing_offset;
+}
 
-    while (off + 8 <= end) {
-        uint32_t type = qcow2_be32(c + off);
-        uint32_t len = qcow2_be32(c + off + 4);
-        off += 8;
-        if (type == QCOW2_EXT_END)
-            return 0;
-        if (len > end - off)
-            return kimg_fail(-EINVAL, "Invalid header extension 0x%08" PRIx32
-                             ": length %" PRIu32 " exceeds the header cluster", type, len);
-        const uint8_t *d = c + off;
+int qcow2_ext_next(struct qcow2_ext_iter *it, const uint8_t *c, uint32_t *type,
+                   uint32_t *len, uint64_t *data)
+{
+    if (it->off > it->end || it->end - it->off < 8)
+        return 0;
+    *type = qcow2_be32(c + it->off);
+    *len = qcow2_be32(c + it->off + 4);
+    it->off += 8;
+    if (*type == QCOW2_EXT_END)
+        return 0;
+    if (*len > it->end - it->off)
+        return -EINVAL;     /* no message: parse_extensions gives one */
+    *data = it->off;
+    uint64_t padded = qcow2_align_up(*len, 8);
+    /* the padding of the last one may run past the area: the walk ends */
+    it->off = padded > it->end - it->off ? it->end : it->off + padded;
+    return 1;
+}
+
+/* Forget the stored copy of an earlier extension of TYPE (a later one
+ * replaces it). */
+static void drop_ext(struct qcow2_state *s, uint32_t type)
+{
+    struct qcow2_ext *e = qcow2_find_ext(s, type);
+    if (e)
+        qcow2_set_ext(s, type, NULL, 0);
+}
+
+/*
+ * Duplicates: as qemu, each copy is validated as it comes and the last one
+ * is what the image says (backing format, feature name table, data file
+ * name, bitmaps); only that one is kept for rewriting the header (qemu's
+ * rewrite writes each known extension once).  Unknown extensions are kept
+ * as they are, every copy.  A second CRYPTO extension is refused (qemu
+ * opens a LUKS header at each and uses the last; two key-material areas
+ * in one file, one of them never accounted for, are not accepted here).
+ */
+static int parse_extensions(struct qcow2_state *s, const uint8_t *c)
+{
+    struct qcow2_ext_iter it;
+    uint32_t type, len;
+    uint64_t doff;
+    int ret;
+
+    qcow2_ext_begin(s, &it);
+    while ((ret = qcow2_ext_next(&it, c, &type, &len, &doff)) > 0) {
+        const uint8_t *d = c + doff;
         switch (type) {
         case QCOW2_EXT_BACKING_FMT:
-            if (seen_fmt)
-                return kimg_fail(-EINVAL, "Duplicate backing format header extension");
-            seen_fmt = true;
             if (len == 0 || len > 1023 || memchr(d, 0, len))
                 return kimg_fail(-EINVAL, "ERROR: ext_backing_format: len=%" PRIu32
                                  " invalid", len);
+            free(s->backing_format);
             s->backing_format = dup_string(d, len);
             if (!s->backing_format)
                 return -ENOMEM;
+            drop_ext(s, type);
             break;
         case QCOW2_EXT_FEATURES:
-            if (seen_feat)
-                return kimg_fail(-EINVAL, "Duplicate feature name table");
-            seen_feat = true;
+            free(s->features);
+            s->features = NULL;
             s->nb_features = (int)(len / 48);
             if (s->nb_features) {
                 s->features = calloc((size_t)s->nb_features, sizeof(*s->features));
@@ -209,16 +254,20 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c, uint64_t st
                     if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
                         *p = '?';
             }
+            drop_ext(s, type);
             break;
-        case QCOW2_EXT_BITMAPS: {
-            if (seen_bm)
-                return kimg_fail(-EINVAL, "Duplicate bitmaps header extension");
-            seen_bm = true;
-            int ret = parse_bitmaps_ext(s, d, len);
-            if (ret < 0)
-                return ret;
+        case QCOW2_EXT_BITMAPS:
+            /* without the autoclear bit qemu ignores the contents (the
+             * bitmaps are inconsistent), checking only the length */
+            if (len != 24)
+                return kimg_fail(-EINVAL, "bitmaps_ext: Invalid extension length");
+            if (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) {
+                ret = parse_bitmaps_ext(s, d, len);
+                if (ret < 0)
+                    return ret;
+            }
+            drop_ext(s, type);
             break;
-        }
         case QCOW2_EXT_CRYPTO:
             /* where the LUKS header is; crypto.c checks it against the file */
             if (s->crypt_method != QCOW2_CRYPT_LUKS)
@@ -238,14 +287,13 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c, uint64_t st
                                  s->crypto_hdr_offset, s->cluster_size);
             break;
         case QCOW2_EXT_DATA_FILE:
-            if (seen_df)
-                return kimg_fail(-EINVAL, "Duplicate data file header extension");
-            seen_df = true;
             if (len == 0 || len > 4095 || memchr(d, 0, len))
                 return kimg_fail(-EINVAL, "Invalid external data file name extension");
+            free(s->data_file_name);
             s->data_file_name = dup_string(d, len);
             if (!s->data_file_name)
                 return -ENOMEM;
+            drop_ext(s, type);
             break;
         default:
             break;
@@ -265,11 +313,10 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c, uint64_t st
             memcpy(v[s->nb_exts].data, d, len);
         }
         s->nb_exts++;
-        uint64_t padded = qcow2_align_up(len, 8);
-        if (padded > end - off)
-            break;
-        off += padded;
     }
+    if (ret < 0)
+        return kimg_fail(ret, "Invalid header extension 0x%08" PRIx32 ": length %" PRIu32
+                         " exceeds the header cluster", type, len);
     return 0;
 }
 
@@ -351,11 +398,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
         goto out;
     }
     /* extensions first: the feature name table names unknown features */
-    uint64_t ext_end = s->cluster_size;
-    if (s->backing_offset && s->backing_offset > s->header_length &&
-        s->backing_offset < ext_end)
-        ext_end = s->backing_offset;
-    ret = parse_extensions(s, c, s->header_length, ext_end);
+    ret = parse_extensions(s, c);
     if (ret < 0)
         goto out;
 

@@ -345,6 +345,17 @@ const char *qcow2_feature_name(const struct qcow2_state *s, int type, int bit);
 /* Find/replace/remove a stored extension; set with data NULL removes it. */
 struct qcow2_ext *qcow2_find_ext(struct qcow2_state *s, uint32_t type);
 int qcow2_set_ext(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len);
+/* Walk the extensions of header cluster C as stored (the one walk every
+ * reader uses): next gives 1 and the TYPE, LEN and offset in C of the
+ * DATA of each, 0 at the end marker or the end of the area (it.off is then
+ * past what the extensions use), -EINVAL (no message) for a length past
+ * the area. */
+struct qcow2_ext_iter {
+    uint64_t off, end;
+};
+void qcow2_ext_begin(const struct qcow2_state *s, struct qcow2_ext_iter *it);
+int qcow2_ext_next(struct qcow2_ext_iter *it, const uint8_t *c, uint32_t *type,
+                   uint32_t *len, uint64_t *data);
 /* Set the feature name table extension qemu writes into v3 headers (it
  * does so only with clusters of 8 KiB and more: callers decide). */
 int qcow2_add_feature_table(struct qcow2_state *s);

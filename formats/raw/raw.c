@@ -15,6 +15,10 @@ static const struct kimg_optdesc raw_create_opts[] = {
     { NULL, 0, NULL },
 };
 
+/* qemu's raw format has only the size: preallocation is the file
+ * protocol's (listed by `-o help` only with a file name) */
+static const char *const raw_protocol_opts[] = { "preallocation", NULL };
+
 static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     return 1;
@@ -146,7 +150,9 @@ static int raw_create(const struct kimg_create_args *a)
     ret = kimg_file_open(&f, a->filename, KIMG_FILE_CREATE | KIMG_FILE_RDWR | KIMG_FILE_TRUNC);
     if (ret < 0)
         return ret;
-    ret = kimg_file_truncate(f, a->size);
+    ret = kimg_create_file_attrs(a->opts, f);      /* while the file is empty */
+    if (ret == 0)
+        ret = kimg_file_truncate(f, a->size);
     if (ret == 0)
         ret = preallocate(f, 0, a->size, mode);
     if (ret == 0 && mode != KIMG_PREALLOC_OFF)
@@ -175,6 +181,7 @@ const struct kimg_driver kimg_raw_driver = {
     .name = "raw",
     .state_size = 0,
     .create_opts = raw_create_opts,
+    .protocol_opts = raw_protocol_opts,
     .probe = raw_probe,
     .open = raw_open,
     .close = raw_close,

@@ -1,7 +1,8 @@
 #!/bin/bash
 # kimg create -f FMT -o help (and -o ?) lists the creation options as
 # qemu-img does: "Supported FMT options:" then "  name=<type> ..." lines with
-# qemu-img's names and types, exit 0, and creates no file.
+# qemu-img's names and types, exit 0, and creates no file; byte for byte
+# with and without a file name (with one, the file protocol's options).
 . "$(dirname "$0")/lib.sh"
 for fmt in qcow2 raw; do
     qemu-img create -f $fmt -o help > q.help
@@ -16,6 +17,15 @@ for fmt in qcow2 raw; do
         got=$(grep -o "^  $name=<[^>]*>" "$T/out" | sed 's/^  //')
         is "$got" "$want" "create -f $fmt -o help lists $want"
     done < <(grep '^  [a-z_]*=' q.help | grep -v '^  encrypt' | sed 's/ *- .*//')
+done
+# byte for byte: without a file name the format's own options, with one
+# the file protocol's merged in (extent_size_hint, nocow, raw's
+# preallocation); convert -o help the same
+for fmt in qcow2 raw; do
+    oracle "create -f $fmt -o help" create -f $fmt -o help
+    oracle "create -f $fmt -o help x.img" create -f $fmt -o help x.img
+    oracle "convert -O $fmt -o help" convert -O $fmt -o help
+    oracle "convert -O $fmt -o help a.img b.img" convert -O $fmt -o help a.img b.img
 done
 kimg create -f qcow2 -o help x.qcow2 1M
 is "$RC" 0 "-o help with a file name: exit 0"
