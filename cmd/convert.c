@@ -326,7 +326,10 @@ int cmd_convert(int argc, char **argv)
         /* qemu-img: option errors alone, the image's creation errors
          * as "DST: error while converting FMT: why" */
         const struct kimg_driver *odrv = kimg_find_driver(a.out_fmt);
-        if (odrv && kimg_opts_validate(a.opts, odrv->create_opts, odrv->name) < 0) {
+        struct kimg_optdesc *odesc = odrv ? kimg_create_opts_merged(odrv) : NULL;
+        int bad = odesc && kimg_opts_validate(a.opts, odesc, odrv->name) < 0;
+        free(odesc);
+        if (bad) {
             cmd_fail(NULL, "Invalid option");
             goto close_src;
         }

@@ -37,7 +37,8 @@ static const struct shown_opt raw_shown[] = {
 static void print_formatting(const struct kimg_create_args *a)
 {
     const struct shown_opt *list = !strcmp(a->format, "qcow2") ? qcow2_shown : raw_shown;
-    printf("Formatting '%s', fmt=%s", a->filename, a->format);
+    printf("Formatting '%s', fmt=%s", a->given_filename ? a->given_filename : a->filename,
+           a->format);
     for (const struct shown_opt *o = list; o->name; o++) {
         const char *v = NULL;
         char buf[32];

@@ -97,9 +97,11 @@ int kimg_create(struct kimg_create_args *a)
     ret = kimg_image_path(a->filename, &path);
     if (ret < 0)
         return ret;
+    a->given_filename = given;
     a->filename = path;
     ret = create_file(a, drv);
     a->filename = given;
+    a->given_filename = NULL;
     return ret;
 }
 

@@ -160,6 +160,9 @@ struct kimg_create_args {
      * before the format's own checks and the file's creation (where
      * qemu-img prints its "Formatting" line); size as given, unrounded. */
     void (*on_formatting)(const struct kimg_create_args *args);
+    /* Set by kimg_create while it runs: the name as the caller gave it
+     * ("file:x.qcow2"), where filename is then the file ("x.qcow2"). */
+    const char *given_filename;
 };
 
 /* Create an image; merges -b/-F with -o, validates options against the
