@@ -250,9 +250,11 @@ int cmd_snapshot_load_opt(struct kimg *img, const char *arg, int nb_sources)
         spec_free(&sp);
         return -1;
     } else if (sp.by_id_or_name) {
-        /* qemu's bdrv_snapshot_load_tmp_by_id_or_name */
+        /* qemu's bdrv_snapshot_load_tmp_by_id_or_name: by ID, then by
+         * name when that found none or failed with -EINVAL (an unaligned
+         * L1 table: "Can't find snapshot" unless a name matches) */
         ret = kimg_snapshot_load(img, sp.name, NULL);
-        if (ret == -ENOENT) {
+        if (ret == -ENOENT || ret == -EINVAL) {
             kimg_clear_error();
             ret = kimg_snapshot_load(img, NULL, sp.name);
         }

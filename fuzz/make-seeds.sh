@@ -191,6 +191,15 @@ t = bytearray(table); struct.pack_into('>Q', t, 0, struct.unpack_from('>Q', t, 0
 seed('l1-off-unaligned', 0, patch=bytes(t))
 t = bytearray(table); t[40:44] = bytes(4)
 seed('extra-vmstate', 0, patch=bytes(t))
+# v3 entries with less extra data than the spec requires (0 and 8 bytes):
+# check reports them incomplete, check -r rewrites the table
+t, p = bytearray(), off
+for k in (0, 8):
+    ex, idl, nl = struct.unpack_from('>I', img, p + 36)[0], *struct.unpack_from('>HH', img, p + 12)
+    t += bytes(-len(t) % 8) + img[p:p + 36] + struct.pack('>I', k) + img[p + 40:p + 40 + k]
+    t += img[p + 40 + ex:p + 40 + ex + idl + nl]
+    p = (p + 40 + ex + idl + nl + 7) & ~7
+seed('extra-short', 0, patch=bytes(t) + bytes(len(table) - len(t)))
 seed('l1-patch', 4, shift=-512, patch=bytes([0x80]) + bytes(7) + b'\xff' * 8)
 EOF
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \

@@ -125,6 +125,9 @@ static int walk_all_l2(struct qcow2_state *s,
     ret = walk_l1(s, &w, s->l1, s->l1_size, fn, opaque);
     for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++) {
         uint64_t *l1 = NULL;
+        ret = qcow2_snapshot_check_l1(s, &s->snapshots[i]);     /* as qemu, even if empty */
+        if (ret < 0)
+            break;
         if (!s->snapshots[i].l1_size)
             continue;
         ret = qcow2_read_l1(s, s->snapshots[i].l1_offset, s->snapshots[i].l1_size, &l1);
@@ -379,6 +382,13 @@ int qcow2_amend_downgrade(struct qcow2_state *s)
     if (s->incompat & ~QCOW2_INCOMPAT_COMPRESS)
         return kimg_fail(-ENOTSUP, "Cannot downgrade an image with incompatible features "
                          "%#" PRIx64 " set", (uint64_t)(s->incompat & ~QCOW2_INCOMPAT_COMPRESS));
+    /* qemu refuses a damaged snapshot L1 table when its expansion of zero
+     * clusters reaches it: kimg before anything changes */
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        ret = qcow2_snapshot_check_l1(s, &s->snapshots[i]);
+        if (ret < 0)
+            return ret;
+    }
     /* zstd data cannot be read by a v2 reader (zlib only): checked before
      * anything changes (qemu checks after expanding zero clusters) */
     if (s->incompat & QCOW2_INCOMPAT_COMPRESS) {

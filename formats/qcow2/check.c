@@ -4,7 +4,8 @@
  * and of each snapshot, data clusters, refcount structures, snapshot table,
  * bitmaps), compare with the stored refcounts, check the COPIED flags, and
  * gather the allocation statistics; repair leaks, corruptions, COPIED flags
- * and broken entries, rebuilding the refcount structure when it is broken.
+ * and broken entries, rebuilding the refcount structure when it is broken,
+ * and (last) incomplete v3 snapshot table entries, by a new table.
  *
  * Semantics follow qemu-img 7.2 (its messages, its counting, its order of
  * repairs), written from docs/interop/qcow2.txt and observed behaviour.
@@ -869,6 +870,43 @@ out:
     return ret;
 }
 
+/* qemu's check reads the snapshot table first: each incomplete entry of a
+ * version 3 image is one corruption, repaired (with FIX_ERRORS) by writing
+ * the whole table anew once the refcounts are sound (the last repair). */
+static uint32_t report_incomplete_snapshots(struct chk *c, unsigned fix)
+{
+    struct qcow2_state *s = c->s;
+    uint32_t n = 0;
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        if (!qcow2_snapshot_incomplete(s, &s->snapshots[i]))
+            continue;
+        logline(c, "%s snapshot table entry %" PRIu32 " is incomplete",
+                (fix & KIMG_CHECK_FIX_ERRORS) ? "Repairing" : "ERROR", i);
+        n++;
+    }
+    return n;
+}
+
+static int fix_incomplete_snapshots(struct chk *c, unsigned fix, uint32_t n)
+{
+    struct kimg_check *r = c->res;
+    if (!n)
+        return 0;
+    if (!(fix & KIMG_CHECK_FIX_ERRORS) || r->corruptions || r->check_errors || c->rebuild) {
+        r->corruptions += n;
+        return 0;
+    }
+    int ret = qcow2_snapshot_table_rewrite(c->s, true);
+    if (ret < 0) {
+        logline(c, "ERROR failed to update snapshot table: %s", strerror(-ret));
+        r->check_errors++;
+        r->corruptions += n;
+        return ret;
+    }
+    r->corruptions_fixed += n;
+    return 0;
+}
+
 static int check_locked(struct chk *c, unsigned fix)
 {
     struct qcow2_state *s = c->s;
@@ -893,6 +931,7 @@ static int check_locked(struct chk *c, unsigned fix)
         return ret;
     r->total_clusters = qcow2_align_up(s->size, s->cluster_size) >> s->cluster_bits;
     r->has_stats = true;
+    uint32_t incomplete = report_incomplete_snapshots(c, fix);
 
     ret = calculate(c);
     if (ret < 0)
@@ -933,6 +972,9 @@ static int check_locked(struct chk *c, unsigned fix)
     if (ret < 0)
         return ret;
     r->image_end_offset = (highest + 1) << s->cluster_bits;
+    ret = fix_incomplete_snapshots(c, fix, incomplete);
+    if (ret < 0)
+        return ret;
 
     if (fix) {
         ret = qcow2_cache_flush(&s->l2_cache);

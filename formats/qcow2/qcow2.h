@@ -112,10 +112,11 @@ struct qcow2_snapshot {
     uint8_t *extra;             /* extra data as stored (rewrite) */
     uint64_t entry_offset;      /* where the entry sits in the file */
     /* The L1 table fields are damaged: offset not cluster aligned, table
-     * too large, or table past the end of the file.  Accepted only under
-     * KIMG_OPEN_REPAIR (check reports it as qemu-img does); nothing may
-     * follow such an L1 table: every other use of the snapshot must be
-     * refused (qcow2_read_l1 refuses all three cases). */
+     * too large (both accepted at open, as qemu does), or table past the
+     * end of the file (accepted only under KIMG_OPEN_REPAIR).  check
+     * reports it as qemu-img does; nothing may follow such an L1 table:
+     * every other use of the snapshot must be refused (qemu's message:
+     * qcow2_snapshot_check_l1; qcow2_read_l1 refuses all three cases). */
     bool l1_invalid;
 };
 
@@ -552,9 +553,10 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
-/* Parse the snapshot table.  An entry whose L1 table is unaligned, too
- * large or past the end of the file fails the open, unless REPAIR (check's
- * KIMG_OPEN_REPAIR): then it is kept with l1_invalid set. */
+/* Parse the snapshot table.  An entry whose L1 table is unaligned or too
+ * large is kept with l1_invalid set (qemu opens such an image); one whose
+ * table lies past the end of the file fails the open, unless REPAIR
+ * (check's KIMG_OPEN_REPAIR): then it is kept with l1_invalid set too. */
 int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size, bool repair);
 /* For the reference count of check and rebuild (qemu's calculate_refcounts):
  * the entries of snapshot SN's L1 table that lie inside the file (FILE_SIZE
@@ -568,7 +570,18 @@ int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot
  * of a FILE_SIZE-byte file: qemu's check reports it and counts no reference. */
 bool qcow2_snapshot_l1_past_eof(const struct qcow2_state *s, const struct qcow2_snapshot *sn,
                                 uint64_t file_size);
+/* 0, or SN's L1 table is too large or unaligned (or l1_invalid): qemu's
+ * refusal of a use of it (qcow2_validate_table's "Snapshot L1 table too
+ * large" / "... offset invalid"), as kimg_fail. */
+int qcow2_snapshot_check_l1(const struct qcow2_state *s, const struct qcow2_snapshot *sn);
 void qcow2_free_snapshots(struct qcow2_state *s);
+/* True if SN lacks extra data a version 3 entry must have (16 bytes). */
+bool qcow2_snapshot_incomplete(const struct qcow2_state *s, const struct qcow2_snapshot *sn);
+/* Write the snapshot table anew as qemu 7.2 writes it (every entry with
+ * its 24 bytes of known extra data): to newly allocated clusters, synced,
+ * then one header write names it; the old table's clusters are freed
+ * after.  The entries are reread (REPAIR as for qcow2_read_snapshots). */
+int qcow2_snapshot_table_rewrite(struct qcow2_state *s, bool repair);
 /* Index of the first snapshot whose ID is ID and whose name is NAME (a
  * NULL argument matches any; not both NULL), or -1. */
 int qcow2_snapshot_find(const struct qcow2_state *s, const char *id, const char *name);

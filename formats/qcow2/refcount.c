@@ -676,9 +676,13 @@ int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
             uint32_t n = 0;
             if (!sn->l1_size)
                 continue;
-            /* a damaged entry (accepted under repair) counts as qemu's
-             * check counts it: unaligned or too large, not at all; past the
-             * end of the file, the part of the table inside the file */
+            /* a damaged entry counts as qemu's check counts it: unaligned
+             * or too large, not at all; past the end of the file, the part
+             * of the table inside the file.  That frees what only it
+             * references: check -r alone may (as qemu's); a rebuild of a
+             * dirty image or a downgrade refuses (qemu's message). */
+            if (sn->l1_invalid && !(s->img && (s->img->flags & KIMG_OPEN_REPAIR)))
+                return qcow2_snapshot_check_l1(s, sn);
             if (sn->l1_invalid && ((sn->l1_offset & s->cluster_mask) ||
                                    (uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES))
                 continue;

@@ -2,9 +2,11 @@
  * snapshot.c — the internal snapshot table: parse every entry (with its
  * extra data: large VM state size, disk size, icount), validated against
  * the file and the spec's caps.  IDs and names are kept as raw bytes;
- * escaping happens only at output time.  Under KIMG_OPEN_REPAIR an entry
- * whose L1 table is unaligned, too large or past the end of the file is
- * kept marked l1_invalid (check reports it as qemu-img does), never followed.
+ * escaping happens only at output time.  An entry whose L1 table is
+ * unaligned or too large (and, under KIMG_OPEN_REPAIR, past the end of the
+ * file) is kept marked l1_invalid (check reports it as qemu-img does; what
+ * would use it refuses as qemu does), never followed.  check's repair of
+ * incomplete v3 entries: the table rewritten (qcow2_snapshot_table_rewrite).
  * Also: finding a snapshot by ID and/or name, and serializing a table as
  * qemu 7.2 writes it (snapshot_commit.c writes it, snapshot_ops.c uses both).
  */
@@ -111,20 +113,19 @@ int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size, bool repair)
             sn->icount = qcow2_be64(sn->extra + 16);
             sn->has_icount = sn->icount != UINT64_MAX;
         }
-        /* A damaged L1 table entry stops the open, except for check (which
-         * reports it as qemu-img does and never follows it); offset 0 (the
-         * header) always stops it. */
+        /* A damaged L1 table entry is never followed.  Too large (qemu's
+         * QCOW_MAX_L1_SIZE) or unaligned: the open goes on, as qemu's does,
+         * and what would use the table refuses with qemu's message
+         * (qcow2_snapshot_check_l1); check reports it.  Past the end of the
+         * file: kept only for check; offset 0 (the header) stops the open. */
         if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
-            if (!repair) {
-                ret = kimg_fail(-EFBIG, "Snapshot L1 table too large");
-                goto fail;
-            }
             sn->l1_invalid = true;
         } else if (sn->l1_size && !sn->l1_offset) {
             ret = kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
             goto fail;
-        } else if (sn->l1_size && ((sn->l1_offset & s->cluster_mask) ||
-                                   sn->l1_offset > file_size ||
+        } else if (sn->l1_size && (sn->l1_offset & s->cluster_mask)) {
+            sn->l1_invalid = true;
+        } else if (sn->l1_size && (sn->l1_offset > file_size ||
                                    (uint64_t)sn->l1_size * 8 > file_size - sn->l1_offset)) {
             if (!repair) {
                 ret = kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
@@ -139,6 +140,17 @@ int qcow2_read_snapshots(struct qcow2_state *s, uint64_t file_size, bool repair)
 fail:
     qcow2_free_snapshots(s);
     return ret;
+}
+
+/* qemu's qcow2_validate_table for a snapshot's L1 table, before any use:
+ * at most QCOW_MAX_L1_SIZE bytes, cluster aligned (even when empty). */
+int qcow2_snapshot_check_l1(const struct qcow2_state *s, const struct qcow2_snapshot *sn)
+{
+    if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES)
+        return kimg_fail(-EFBIG, "Snapshot L1 table too large");
+    if (sn->l1_invalid || (sn->l1_offset & s->cluster_mask))
+        return kimg_fail(-EINVAL, "Snapshot L1 table offset invalid");
+    return 0;
 }
 
 bool qcow2_snapshot_l1_past_eof(const struct qcow2_state *s, const struct qcow2_snapshot *sn,
@@ -271,4 +283,75 @@ int qcow2_snapshot_encode(const struct qcow2_state *s, const struct qcow2_snapsh
     *out = t;
     *len = size;
     return 0;
+}
+
+/* The spec: a version 3 image's snapshot table entries carry at least the
+ * 64-bit VM state size and the disk size (16 bytes of extra data); qemu's
+ * check reports a shorter entry as incomplete. */
+bool qcow2_snapshot_incomplete(const struct qcow2_state *s, const struct qcow2_snapshot *sn)
+{
+    return s->version >= 3 && sn->extra_len < 16;
+}
+
+int qcow2_snapshot_table_rewrite(struct qcow2_state *s, bool repair)
+{
+    uint64_t old_off = s->snapshots_offset, old_len = s->snapshots_size;
+    uint64_t len = 0, off = 0, fsz = 0;
+    uint8_t *t = NULL, *buf = NULL, hdr[12];
+    int ret;
+
+    if (!s->nb_snapshots)
+        return 0;
+    ret = qcow2_snapshot_encode(s, s->snapshots, s->nb_snapshots, &t, &len);
+    if (ret < 0)
+        return ret;
+    /* the new table in clusters nothing uses, its refcounts and content
+     * synced before the header names it */
+    uint64_t bytes = qcow2_align_up(len, s->cluster_size);
+    buf = calloc(1, bytes);
+    if (!buf) {
+        free(t);
+        return -ENOMEM;
+    }
+    memcpy(buf, t, len);
+    free(t);
+    ret = qcow2_alloc_clusters(s, bytes >> s->cluster_bits, &off);
+    if (ret == 0)
+        ret = kimg_file_pwrite(s->file, buf, bytes, off);
+    free(buf);
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    if (ret < 0) {
+        if (off)
+            qcow2_free_clusters(s, off, bytes);     /* a leak at worst */
+        return ret;
+    }
+    /* one header write (nb_snapshots and the table offset) switches */
+    qcow2_put_be32(hdr, s->nb_snapshots);
+    qcow2_put_be64(hdr + 4, off);
+    ret = kimg_file_pwrite(s->file, hdr, sizeof(hdr), 60);
+    if (ret == 0)
+        ret = kimg_file_sync(s->file);
+    if (ret < 0) {
+        /* the header may or may not name the new table: touch nothing */
+        s->writable = false;
+        return ret;
+    }
+    if (s->hdr_raw && s->hdr_raw_len >= 72)
+        memcpy(s->hdr_raw + 60, hdr, sizeof(hdr));
+    s->snapshots_offset = off;
+    /* the new table read back as written; then the old one is freed */
+    qcow2_free_snapshots(s);
+    ret = kimg_file_size(s->file, &fsz);
+    if (ret == 0)
+        ret = qcow2_read_snapshots(s, fsz, repair);
+    if (ret < 0) {
+        s->nb_snapshots = 0;
+        s->writable = false;
+        return ret;
+    }
+    ret = qcow2_free_clusters(s, old_off, qcow2_align_up(old_len, s->cluster_size));
+    if (ret == 0)
+        ret = qcow2_flush_caches(s);
+    return ret;
 }

@@ -109,13 +109,14 @@ static int apply_locked(struct qcow2_state *s, const char *arg)
     if (s->has_bitmaps_ext && s->bitmaps)
         return kimg_fail(-EBUSY, "Device has active dirty bitmaps");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
+    ret = qcow2_snapshot_check_l1(s, sn);
+    if (ret < 0)
+        return ret;
     uint64_t size = sn->has_disk_size ? sn->disk_size : s->size;
     uint64_t l2_span = s->cluster_size << s->l2_bits;
     if (size > (uint64_t)INT64_MAX - s->cluster_size ||
         (size + l2_span - 1) / l2_span > QCOW2_MAX_L1_BYTES / 8)
         return kimg_fail(-EFBIG, "snapshot %s has an invalid disk size %" PRIu64, sn->id, size);
-    if (sn->l1_invalid)
-        return kimg_fail(-EIO, "snapshot %s has an invalid L1 table", sn->id);
     uint64_t *sl1 = NULL;
     ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, &sl1);
     if (ret < 0)
@@ -155,6 +156,11 @@ static int delete_locked(struct qcow2_state *s, const char *arg)
     int i = qcow2_snapshot_find_id_or_name(s, arg);
     if (i < 0)
         return kimg_fail(-ENOENT, "snapshot not found");
+    /* as qemu: a snapshot whose L1 table is damaged is not deleted (its
+     * clusters stay counted; check reports it) */
+    ret = qcow2_snapshot_check_l1(s, &s->snapshots[i]);
+    if (ret < 0)
+        return ret;
     struct qcow2_snapshot *sns = calloc(s->nb_snapshots, sizeof(*sns));
     if (!sns)
         return -ENOMEM;
@@ -193,10 +199,11 @@ static int load_locked(struct qcow2_state *s, const char *id, const char *name)
     if (i < 0)
         return kimg_fail(-ENOENT, "Can't find snapshot");
     const struct qcow2_snapshot *sn = &s->snapshots[i];
-    if (sn->l1_invalid)
-        return kimg_fail(-EIO, "snapshot %s has an invalid L1 table", sn->id);
+    int ret = qcow2_snapshot_check_l1(s, sn);
+    if (ret < 0)
+        return ret;
     uint64_t *l1;
-    int ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, &l1);
+    ret = qcow2_read_l1(s, sn->l1_offset, sn->l1_size, &l1);
     if (ret < 0)
         return ret;
     free(s->l1);
