@@ -363,6 +363,12 @@ int cmd_convert(int argc, char **argv)
         .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
         .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
         .target_has_backing = a.backing != NULL,
+        /* zeros past the end of the new target's backing file are not
+         * written (qemu-img: the length is only an optimisation, unknown
+         * if the backing file is not open) */
+        .backing_end_known = a.backing && !in_place && kimg_backing(out_img),
+        .backing_end = a.backing && !in_place && kimg_backing(out_img)
+                       ? (kimg_size(kimg_backing(out_img)) + 511) / 512 * 512 : 0,
         /* space the user asked to hold stays held: no reflinks */
         .own_blocks = in_place || (a.opts && kimg_opts_get(a.opts, "preallocation") &&
                                    strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),

@@ -5,6 +5,14 @@
  * read in large chunks, and inside them zero runs of at least the sparse
  * size (rounded up to the target's cluster size) become holes.
  *
+ * -B (a target with a backing file), qemu-img's rule: only what the
+ * source's top layer holds is copied, its zero clusters as zero writes;
+ * what it leaves to its backing file is skipped (the -B image stands in
+ * for that chain).  A source without a backing file holds everything: its
+ * unallocated ranges are zeros to write.  Zeros at or past the end of the
+ * -B image are not written (source_span).  With -c each target cluster is
+ * decided at its start, as in qemu-img (copy_source_compressed).
+ *
  * Pipeline: the main thread walks block status and cuts the work into
  * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
  * parallel, up to `in_flight` at once.  Data stored plainly in a buffered
@@ -285,7 +293,7 @@ static int write_zero_range(struct engine *e, uint64_t off, uint64_t len)
     }
     if (e->c->target_is_zero)
         return 0;
-    return kimg_write_zeroes(e->c->dst, off, len, KIMG_ZERO_MAY_UNMAP);
+    return kimg_write_zeroes(e->c->dst, off, len, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_WIDEN);
 }
 
 /* Cut the job's data into runs of zero and non-zero grain-aligned blocks
@@ -453,7 +461,8 @@ static void compress_job(struct engine *e, struct job *j)
     uint32_t i = 0;
     while (pos < j->len && i < j->npieces) {
         uint64_t n = piece_len(e, j, pos);
-        if (kimg_buffer_is_zero(j->data + pos, n)) {
+        /* -S 0: zero clusters too are written compressed */
+        if (e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)) {
             j->clen[i] = CLEN_ZERO;
         } else {
             int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
@@ -778,7 +787,7 @@ static int write_sparse_compress(struct engine *e, struct job *j)
     for (uint64_t pos = 0; pos < j->len;) {
         uint64_t n = piece_len(e, j, pos), off = j->doff + pos;
         bool whole = n == e->cluster || off + n == kimg_size(e->c->dst);
-        int ret = kimg_buffer_is_zero(j->data + pos, n)
+        int ret = e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)
                 ? write_zero_range(e, off, n)
                 : whole ? kimg_write_compressed(e->c->dst, j->data + pos, off, n)
                         /* a cluster split between two sources */
@@ -914,76 +923,124 @@ static struct kimg_file *plain_host(const struct kimg_extent *ext)
     return f;
 }
 
+/* What a range of a source is to the copy, as qemu-img convert decides it:
+ * data to read, zeros to write, or nothing to do (the target's backing
+ * file supplies it). */
+enum span { SPAN_SKIP, SPAN_ZERO, SPAN_DATA };
+
+/* The span of SRC (at BASE in the target) starting at OFF, into *KIND and
+ * EXT (its length; for data, where it is stored).  Without -B: the whole
+ * chain's status, zero or data.  With -B (qemu-img's rule): the source's
+ * top layer only, as the target's backing file stands in for the source's
+ * backing chain; a range the top layer leaves to its backing file is
+ * skipped, even past that backing file's end; a top layer without a
+ * backing file decides everything (its unallocated ranges are zeros).
+ * Zeros at or past the end of the target's backing file are skipped (the
+ * target reads zeros there already), and spans are split at that end. */
+static int source_span(struct engine *e, struct kimg *src, uint64_t base, uint64_t off,
+                       enum span *kind, struct kimg_extent *ext)
+{
+    const struct kimg_convert *c = e->c;
+    uint64_t len = kimg_size(src) - off;
+    int ret;
+    if (c->backing_end_known && base + off < c->backing_end && c->backing_end - (base + off) < len)
+        len = c->backing_end - (base + off);
+    if (c->target_has_backing) {
+        ret = kimg_layer_block_status(src, off, len, ext);
+        if (ret < 0)
+            return ret;
+        if (!(ext->flags & KIMG_BS_ALLOCATED) && kimg_backing(src)) {
+            *kind = SPAN_SKIP;
+            return 0;
+        }
+        len = ext->length;
+    }
+    ret = kimg_block_status(src, off, len, ext);
+    if (ret < 0)
+        return ret;
+    if (!(ext->flags & KIMG_BS_ZERO))
+        *kind = SPAN_DATA;
+    else if (c->backing_end_known && base + off >= c->backing_end)
+        *kind = SPAN_SKIP;
+    else
+        *kind = SPAN_ZERO;
+    return 0;
+}
+
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
 {
     uint64_t size = kimg_size(src);
-    /* With -c, data is read in whole target clusters (a cluster that is
-     * half data, half zeros is still one compressed cluster): `covered`
-     * is where the queued jobs end. */
-    uint64_t covered = 0;
     for (uint64_t off = 0; off < size;) {
         struct kimg_extent ext;
-        int ret;
-        if (e->c->target_has_backing) {
-            /* -B: the target's backing file has the content of the source's
-             * backing chain, so only what the top layer holds is copied */
-            ret = kimg_layer_block_status(src, off, size - off, &ext);
-            if (ret < 0)
-                return ret;
-            if (!(ext.flags & KIMG_BS_ALLOCATED)) {
-                uint64_t from = off > covered ? off : covered;
-                if (from < off + ext.length) {
-                    ret = add_job(e, JOB_SKIP, src, from, base + from, off + ext.length - from);
-                    if (ret < 0)
-                        return ret;
-                    covered = off + ext.length;
-                }
-                off += ext.length;
-                continue;
-            }
-        }
-        ret = kimg_block_status(src, off, size - off, &ext);
+        enum span kind;
+        int ret = source_span(e, src, base, off, &kind, &ext);
         if (ret < 0)
             return ret;
         uint64_t end = off + ext.length;
-        if (ext.flags & KIMG_BS_ZERO) {
-            uint64_t from = off > covered ? off : covered, to = end;
-            if (e->c->compress && end < size) {
-                /* stop at a cluster boundary: data further on may still
-                 * claim the rest of this cluster */
-                uint64_t d = (base + end) - (base + end) % e->cluster;
-                to = d > base + from ? d - base : from;
-            }
-            if (from < to) {
-                ret = add_job(e, JOB_ZERO, src, from, base + from, to - from);
+        if (kind != SPAN_DATA)
+            ret = add_job(e, kind == SPAN_ZERO ? JOB_ZERO : JOB_SKIP, src, off, base + off,
+                          ext.length);
+        else if (e->c->copy_offload)
+            ret = add_offload_jobs(e, src, base, off, &ext);
+        else
+            ret = add_data_jobs(e, src, base, off, end, plain_host(&ext), ext.offset);
+        if (ret < 0)
+            return ret;
+        off = end;
+    }
+    return 0;
+}
+
+/* -c: data is read and compressed in whole target clusters, decided as
+ * qemu-img does at each cluster's start: a span that covers whole
+ * clusters is handled as its kind for those clusters; a shorter one (data,
+ * or zeros or skipped ranges that end inside the cluster) makes the whole
+ * cluster data, read through the chain (with -B, the backing file's part
+ * too).  A cluster shared with the previous or next source is data. */
+static int copy_source_compressed(struct engine *e, struct kimg *src, uint64_t base)
+{
+    uint64_t size = kimg_size(src), cs = e->cluster, off = 0;
+    int ret;
+    if (base % cs) {
+        off = cs - base % cs < size ? cs - base % cs : size;
+        ret = add_data_jobs(e, src, base, 0, off, NULL, 0);
+        if (ret < 0)
+            return ret;
+    }
+    /* here base + off is a multiple of the cluster size */
+    while (off < size) {
+        struct kimg_extent ext;
+        enum span kind;
+        ret = source_span(e, src, base, off, &kind, &ext);
+        if (ret < 0)
+            return ret;
+        uint64_t end = off + ext.length, to;
+        struct kimg_file *hf = NULL;
+        /* -S 0: zeros are data, compressed as any (qemu-img) */
+        bool zero_data = kind == SPAN_ZERO && !e->c->sparse_size;
+        if (kind != SPAN_DATA && !zero_data) {
+            uint64_t whole = (base + end) / cs * cs - base;
+            if (whole > off) {
+                ret = add_job(e, kind == SPAN_ZERO ? JOB_ZERO : JOB_SKIP, src, off, base + off,
+                              whole - off);
                 if (ret < 0)
                     return ret;
-                covered = to;
+                off = whole;
+                continue;
             }
-        } else if (e->c->copy_offload) {
-            ret = add_offload_jobs(e, src, base, off, &ext);
-            if (ret < 0)
-                return ret;
-            covered = end;
+            to = off + cs < size ? off + cs : size;
         } else {
-            uint64_t from = off, to = end;
-            if (e->c->compress) {
-                /* widen to whole target clusters within this source */
-                uint64_t d0 = (base + off) - (base + off) % e->cluster;
-                uint64_t d1 = (base + end + e->cluster - 1) / e->cluster * e->cluster;
-                from = d0 > base ? d0 - base : 0;
-                to = d1 - base < size ? d1 - base : size;
-                if (from < covered)
-                    from = covered;
-            }
+            to = (base + end + cs - 1) / cs * cs - base;
+            if (to > size)
+                to = size;
             /* mapped or read directly only if the jobs lie inside EXT */
-            struct kimg_file *hf = from == off && to == end ? plain_host(&ext) : NULL;
-            ret = add_data_jobs(e, src, base, from, to, hf, ext.offset);
-            if (ret < 0)
-                return ret;
-            covered = to;
+            if (to == end && kind == SPAN_DATA)
+                hf = plain_host(&ext);
         }
-        off = end;
+        ret = add_data_jobs(e, src, base, off, to, hf, ext.offset);
+        if (ret < 0)
+            return ret;
+        off = to;
     }
     return 0;
 }
@@ -1145,7 +1202,8 @@ int kimg_convert_run(struct kimg_convert *c)
         c->progress(c->opaque, 0, e.total);
     uint64_t base = 0;
     for (int i = 0; i < c->nb_src && ret == 0; i++) {
-        ret = copy_source(&e, c->src[i], base);
+        ret = c->compress ? copy_source_compressed(&e, c->src[i], base)
+                          : copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);
     }
     /* drain: every job still in flight written and linked */

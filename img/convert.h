@@ -22,7 +22,14 @@ struct kimg_convert {
     bool target_is_zero;        /* the target already reads as zeros */
     bool target_has_backing;    /* -B: copy only what the sources' top
                                    layers hold; the target's backing file
-                                   supplies the rest */
+                                   supplies the rest (a top layer without a
+                                   backing file holds all: its unallocated
+                                   ranges are zeros to write) */
+    bool backing_end_known;     /* -B: the target's backing file ends at
+                                   backing_end (bytes, a multiple of 512):
+                                   zero ranges from there on are left
+                                   unallocated, as they read as zeros */
+    uint64_t backing_end;
     bool own_blocks;            /* the target's data must be in blocks of its
                                    own, never shared with a source by a
                                    reflink: -S 0, preallocation, -n */

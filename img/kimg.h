@@ -93,6 +93,10 @@ int kimg_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 
 #define KIMG_ZERO_MAY_UNMAP 0x1u  /* the range may become unallocated/holes */
+/* qemu's zero write (convert): a cluster the range covers only in part
+ * becomes a zero cluster as a whole where the rest of it already reads as
+ * zeros and it holds no data; without it, such parts are written as data */
+#define KIMG_ZERO_WIDEN     0x2u
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
                       unsigned flags);
 int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);

@@ -2,8 +2,9 @@
  * write.c — guest writes: L2 table allocation and copy-on-write of shared
  * tables, cluster allocation, COW of partial (sub)clusters from the backing
  * file, of clusters shared with snapshots and of compressed clusters; zero
- * writes, discard, flush, L1 growth, preallocation, compressed
- * writes.  Ordering: refcounts reach the disk before the L2 entries that
+ * writes (KIMG_ZERO_WIDEN: a partly covered cluster whose rest reads as
+ * zeros becomes a zero cluster, as qemu's), discard, flush, L1 growth,
+ * preallocation, compressed writes.  Ordering: refcounts reach the disk before the L2 entries that
  * need them (cache dependency), a new L2 table before its L1 entry, and
  * old clusters are freed only after the entries that dropped them.
  */
@@ -676,6 +677,59 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
     return ret;
 }
 
+/* Does [off, off+len) of this layer's backing chain read as zeros, by
+ * block status alone?  As qemu asks it ("is zero, fast"): one answer must
+ * cover the whole range; past the backing file's end, or with no backing
+ * file, it reads zeros; a backing file not opened is not known to. */
+static bool below_reads_zero(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    struct kimg *b = s->img->backing;
+    struct kimg_extent e;
+    if (!len || !s->img->backing_name)
+        return true;
+    if (!b)
+        return false;
+    if (off >= b->size)
+        return true;
+    if (len > b->size - off)
+        return false;
+    if (kimg_block_status(b, off, len, &e) < 0) {
+        kimg_clear_error();
+        return false;
+    }
+    return (e.flags & KIMG_BS_ZERO) && e.length == len;
+}
+
+/* A zero write [off, end) covering part of one granule (cluster, or
+ * subcluster with extended L2) is written as data; with KIMG_ZERO_WIDEN,
+ * qemu's rule: if the rest of the granule already reads as zeros and the
+ * granule holds no data of its own (unallocated, or zero), the whole
+ * granule becomes zero instead.  A write that reaches the image's end has
+ * nothing after it to check; a granule that runs past the end otherwise
+ * does not count as zero. */
+static int zero_partial(struct qcow2_state *s, uint64_t off, uint64_t end, uint64_t gran, int mode,
+                        unsigned flags)
+{
+    uint64_t g = off & ~(gran - 1), ge = end == s->size ? end : g + gran;
+    uint64_t entry, bitmap;
+    enum qcow2_sc_type t;
+    if (ge > s->size || !(flags & KIMG_ZERO_WIDEN))
+        return write_zero_bytes(s, off, end - off);
+    int ret = qcow2_get_l2_entry(s, g, &entry, &bitmap);
+    if (ret == 0)
+        ret = qcow2_sc_type(s, entry, bitmap,
+                            s->ext_l2 ? (unsigned)((g & s->cluster_mask) >> s->subcluster_bits) : 0,
+                            &t);
+    if (ret < 0)
+        return ret;
+    bool zero = t == QCOW2_SC_ZERO_PLAIN || t == QCOW2_SC_ZERO_ALLOC ||
+                ((t == QCOW2_SC_UNALLOC || t == QCOW2_SC_UNALLOC_ALLOC) &&
+                 below_reads_zero(s, g, off - g) && below_reads_zero(s, end, ge - end));
+    if (!zero)
+        return write_zero_bytes(s, off, end - off);
+    return zero_clusters(s, g, gran, mode);
+}
+
 int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
     struct qcow2_state *s = img->state;
@@ -698,22 +752,21 @@ int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned fl
     uint64_t end = off + len;
     uint64_t a = qcow2_align_up(off, gran);
     uint64_t b = end == s->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
-    if (a >= b) {
-        ret = write_zero_bytes(s, off, len);
-        goto out;
-    }
-    if (a > off) {
-        ret = write_zero_bytes(s, off, a - off);
+    int mode = (flags & KIMG_ZERO_MAY_UNMAP) ? 1 : 0;
+    if (off < a) {
+        ret = zero_partial(s, off, a < end ? a : end, gran, mode, flags);
         if (ret < 0)
             goto out;
     }
     /* whole granules, cluster by cluster (partial-cluster runs of
      * subclusters are handled inside zero_clusters) */
-    ret = zero_clusters(s, a, b - a, (flags & KIMG_ZERO_MAY_UNMAP) ? 1 : 0);
-    if (ret < 0)
-        goto out;
-    if (b < end)
-        ret = write_zero_bytes(s, b, end - b);
+    if (a < b) {
+        ret = zero_clusters(s, a, b - a, mode);
+        if (ret < 0)
+            goto out;
+    }
+    if (a <= b && b < end)
+        ret = zero_partial(s, b, end, gran, mode, flags);
 out:
     pthread_mutex_unlock(&s->lock);
     return ret;
