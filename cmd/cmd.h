@@ -66,9 +66,13 @@ struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
 int cmd_parse_cache(const char *mode, const char *what, bool *direct, bool *sync);
 /* The same as KIMG_OPEN_DIRECT / KIMG_OPEN_NOSYNC flags. */
 int cmd_cache_flags(const char *mode, const char *what, unsigned *flags);
-/* qemu-img's progress line "    (NN.NN/100%)\r" on stdout (a kimg progress
- * callback): printed at the start, at the end, and when the share done
- * has grown by 1% since the last line. */
+/* qemu-img's progress line "    (NN.NN/100%)\r" on stdout, by qemu's rule
+ * (float arithmetic as there): printed at 0, at 100, and when the share
+ * has grown by more than MIN_SKIP points (1 unless set) since the last
+ * line.  cmd_progress is a kimg progress callback: the share is
+ * 100 * DONE / TOTAL (100 when TOTAL is 0). */
+void cmd_progress_init(float min_skip);
+void cmd_progress_value(float pct);
 void cmd_progress(void *opaque, uint64_t done, uint64_t total);
 /* "usage: kimg NAME ..." for --help (main.c). */
 void print_synopsis(const char *name);

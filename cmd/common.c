@@ -135,16 +135,32 @@ int cmd_cache_flags(const char *mode, const char *what, unsigned *flags)
     return 0;
 }
 
+/* qemu's progress rule (util/qemu-progress.c), in single precision as
+ * there: a line at 0, at 100, and when the share has grown by more than
+ * the minimum step since the last line. */
+static float progress_last, progress_min_skip = 1.0f;
+
+void cmd_progress_init(float min_skip)
+{
+    progress_min_skip = min_skip;
+    progress_last = 0.0f;
+}
+
+void cmd_progress_value(float pct)
+{
+    if (pct > 100.0f)
+        pct = 100.0f;
+    if (pct > progress_last + progress_min_skip || pct == 100.0f || pct == 0.0f) {
+        progress_last = pct;
+        printf("    (%3.2f/100%%)\r", (double)pct);
+        fflush(stdout);
+    }
+}
+
 void cmd_progress(void *opaque, uint64_t done, uint64_t total)
 {
-    static double last = -1.0;
-    double pct = total ? (double)done * 100.0 / (double)total : 100.0;
     (void)opaque;
-    if (done != 0 && done < total && last >= 0.0 && pct < last + 1.0 && pct >= last)
-        return;
-    last = pct;
-    printf("    (%3.2f/100%%)\r", pct);
-    fflush(stdout);
+    cmd_progress_value(total ? (float)(100.0 * (double)done / (double)total) : 100.0f);
 }
 
 /* "Snapshot list:" and qemu's column header, then one line per snapshot as

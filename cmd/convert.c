@@ -134,6 +134,7 @@ struct convert_args {
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
     bool progress_json;             /* --progress=json */
+    bool show_steps;                /* -p: qemu-img's lines are being printed */
     char *level;                    /* -o compression_level (malloc'd) */
     uint64_t sparse;
     int in_flight;
@@ -270,6 +271,16 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: -F requires -B\n");
         goto out;
     }
+    bool src_direct, src_sync;
+    if (cmd_parse_cache(a.src_cache, "source cache", &src_direct, &src_sync) < 0)
+        goto out;
+    /* -p: qemu-img prints its first line here, after the option checks,
+     * and ends the output with a newline whatever happens from here on */
+    a.show_steps = a.progress && !a.quiet && !a.progress_json;
+    if (a.show_steps) {
+        cmd_progress_init(1.0f);
+        cmd_progress_value(0.0f);
+    }
     const struct kimg_driver *out_drv = kimg_find_driver(a.out_fmt);
     if (!out_drv) {
         fprintf(stderr, "kimg: Unknown file format '%s'\n", a.out_fmt);
@@ -279,9 +290,8 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: Compression not supported for this file format\n");
         goto out;
     }
-    bool dst_direct, dst_sync, src_direct, src_sync;
-    if (cmd_parse_cache(a.cache, "cache", &dst_direct, &dst_sync) < 0 ||
-        cmd_parse_cache(a.src_cache, "source cache", &src_direct, &src_sync) < 0)
+    bool dst_direct, dst_sync;
+    if (cmd_parse_cache(a.cache, "cache", &dst_direct, &dst_sync) < 0)
         goto out;
 
     const char *dst = argv[argc - 1];
@@ -372,7 +382,7 @@ int cmd_convert(int argc, char **argv)
         /* space the user asked to hold stays held: no reflinks */
         .own_blocks = in_place || (a.opts && kimg_opts_get(a.opts, "preallocation") &&
                                    strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),
-        .progress = (a.progress && !a.quiet) ? cmd_progress : NULL,
+        .steps = a.show_steps ? cmd_progress : NULL,
     };
     struct json_progress jp;
     if (a.progress_json) {
@@ -393,10 +403,8 @@ int cmd_convert(int argc, char **argv)
         cmd_fail(dst, "error while converting");
         goto close_src;
     }
-    if (cv.progress == cmd_progress) {
-        cmd_progress(NULL, total, total);
-        printf("\n");
-    }
+    if (a.show_steps)
+        cmd_progress_value(100.0f);   /* as qemu-img: again, at the end */
     int r = kimg_close(out_img);
     out_img = NULL;
     if (r < 0) {
@@ -427,6 +435,8 @@ close_src:
             kimg_close(src[i]);
     free(src);
 out:
+    if (a.show_steps)
+        printf("\n");
     kimg_opts_free(a.opts);
     free(a.level);
     return ret;

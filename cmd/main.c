@@ -31,8 +31,8 @@ static const struct subcommand subcommands[] = {
     { "compare", cmd_compare,
       "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] filename1 filename2" },
     { "map", cmd_map,
-      "map [-f fmt] [-U] [--untrusted] [--output=human|json] [--start-offset=OFFSET] "
-      "[--max-length=LEN] filename" },
+      "map [-f fmt] [-U] [--untrusted] [--output=human|json] [-s|--start-offset=OFFSET] "
+      "[-l|--max-length=LEN] filename" },
     { "rebase", cmd_rebase,
       "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
       "[-F backing_fmt] filename" },

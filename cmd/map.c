@@ -62,6 +62,24 @@ static int dump(const struct entry *e, struct entry *next, enum output_format ou
     return 0;
 }
 
+/* A byte count as qemu-img's cvtnum: suffixes allowed, 0..INT64_MAX; its
+ * two messages (on one line). */
+static int parse_offset_arg(const char *arg, const char *what, uint64_t *out)
+{
+    int r = kimg_parse_size(arg, out);
+    if (r == -ERANGE || (r == 0 && *out > INT64_MAX)) {
+        fprintf(stderr, "kimg: Invalid %s specified. Must be between 0 and %lld.\n", what,
+                (long long)INT64_MAX);
+        return -ERANGE;
+    }
+    if (r < 0) {
+        fprintf(stderr, "kimg: Invalid %s specified. You may use k, M, G, T, P or E suffixes for "
+                "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.\n", what);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int cmd_map(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -82,7 +100,7 @@ int cmd_map(int argc, char **argv)
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -91,15 +109,15 @@ int cmd_map(int argc, char **argv)
             if (parse_output_format(optarg, &output) < 0)
                 return 1;
             break;
+        case 's':   /* qemu-img's short forms of the two options */
         case OPT_START_OFFSET:
-            if (kimg_parse_size(optarg, &start) < 0 || start > INT64_MAX)
-                return cmd_usage_error("map", "Invalid start offset specified! You may use k, M, G, T, P or E suffixes for "
-                                       "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            if (parse_offset_arg(optarg, "start offset", &start) < 0)
+                return 1;
             break;
+        case 'l':
         case OPT_MAX_LENGTH:
-            if (kimg_parse_size(optarg, &max_len) < 0 || max_len > INT64_MAX)
-                return cmd_usage_error("map", "Invalid length specified! You may use k, M, G, T, P or E suffixes for "
-                                       "kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            if (parse_offset_arg(optarg, "max length", &max_len) < 0)
+                return 1;
             break;
         case 'h': print_synopsis("map"); return 0;
         case OPT_OBJECT:

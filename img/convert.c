@@ -69,6 +69,7 @@
 #include <unistd.h>
 #include "aio.h"
 #include "convert.h"
+#include "convert_steps.h"
 #include "crash.h"
 #include "driver.h"
 
@@ -251,6 +252,7 @@ struct engine {
                                    cleared at the first refusal */
     uint64_t reflink_align;     /* the target file system's block size */
     uint64_t done, total, last_report;
+    struct convert_steps steps;  /* -p: qemu-img's steps */
 
     pthread_mutex_t lock;
     pthread_cond_t work;        /* a job was queued, or stop */
@@ -852,6 +854,7 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
         if (ret < 0)
             return ret;
     }
+    convert_steps_advance(&e->steps, doff + len);
     /* whatever is already finished, without waiting */
     for (;;) {
         int ret = service(e, false);
@@ -1200,12 +1203,16 @@ int kimg_convert_run(struct kimg_convert *c)
     }
     if (c->progress)
         c->progress(c->opaque, 0, e.total);
+    convert_steps_start(&e.steps, c, e.cluster);
     uint64_t base = 0;
     for (int i = 0; i < c->nb_src && ret == 0; i++) {
         ret = c->compress ? copy_source_compressed(&e, c->src[i], base)
                           : copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);
     }
+    if (ret == 0)
+        convert_steps_advance(&e.steps, UINT64_MAX);
+    convert_steps_free(&e.steps);
     /* drain: every job still in flight written and linked */
     pthread_mutex_lock(&e.lock);
     e.draining = true;

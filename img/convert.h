@@ -36,6 +36,10 @@ struct kimg_convert {
     int in_flight;              /* -m: requests in flight (default 8) */
     /* progress: called with bytes done and total, at most ~1% steps */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);
+    /* -p: qemu-img's own steps (convert_steps.c): called from the calling
+     * thread with the work qemu-img counts as started and its total, in
+     * 512-byte sectors, once for each piece it counts */
+    void (*steps)(void *opaque, uint64_t done, uint64_t total);
     void *opaque;
 };
 

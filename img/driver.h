@@ -124,6 +124,14 @@ struct kimg_driver {
      * -o compression_level=N): -ENOTSUP for an unknown KEY, -EINVAL with a
      * kimg_error() for a bad value. */
     int (*set_write_option)(struct kimg *img, const char *key, const char *value);
+    /* How qemu's block status of this layer is cut (convert -p counts its
+     * work in those pieces): a reply never crosses a multiple of *SPAN
+     * bytes (qcow2: the guest range of one L2 table), and covers one
+     * cluster of *CLUSTER bytes at most when the data is compressed.
+     * *SUBCLUSTERS: a reply that reaches past its first cluster stops
+     * before a cluster that changes status inside (extended L2). */
+    void (*status_units)(struct kimg *img, uint64_t *span, uint64_t *cluster,
+                         bool *subclusters);
 };
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit

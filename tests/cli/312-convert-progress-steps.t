@@ -1,0 +1,87 @@
+#!/bin/bash
+# convert -p prints the same steps as qemu-img, byte for byte: qemu-img
+# counts only the pieces it copies as data (zeros too with -S 0), cut by its
+# block status (qcow2 replies end at an L2 table, compressed clusters come
+# one at a time, requests stop at 2 GiB), its 2 MiB buffer and -c's target
+# clusters, prints when the float share grows by more than 1, and prints
+# 100.00 once more at the end, then a newline; only 0.00 and the newline
+# when it fails after its option checks.
+. "$(dirname "$0")/lib.sh"
+
+# steps NAME ARGS... TARGET: the same convert through both tools (targets
+# q.TARGET and k.TARGET); exit code and stdout compared
+steps() {
+    local name=$1; shift
+    local args=("$@") n=$#
+    local tgt=${args[$((n - 1))]}
+    unset "args[$((n - 1))]"
+    qimg convert "${args[@]}" "q.$tgt"
+    kimg convert "${args[@]}" "k.$tgt"
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "$(head -3 "$T/err")"
+    is_file "$T/out" "$T/qout" "$name: -p lines as qemu-img's"
+}
+# twins CMD...: run CMD with the target names q.X and k.X (as "@X")
+twins() { local p; for p in q k; do "${@//@/$p.}" || return 1; done; }
+
+qemu-img create -q -f raw src.raw 16M
+qemu-io -f raw -c 'write -P 0x5a 1M 3M' -c 'write -P 0x11 5M 64k' -c 'write -P 7 6M 2M' \
+        -c 'write -P 8 9M 300k' -c 'write -P 9 10M 5M' -c 'write -P 1 15M 4k' src.raw > /dev/null
+qemu-img create -q -f raw zero.raw 10M          # qemu-img allocates its first block
+: > empty.raw
+head -c 1000001 /dev/urandom > odd.raw          # not a whole number of sectors
+
+steps "raw -> raw" -p -f raw -O raw src.raw o.raw
+steps "raw -> qcow2" -p -f raw -O qcow2 src.raw o.qcow2
+steps "zeros only" -p -f raw -O raw zero.raw o.raw
+steps "zero-size source" -p -f raw -O qcow2 empty.raw o.qcow2
+steps "odd-sized source" -p -f raw -O raw odd.raw o.raw
+steps "-S 0 counts zeros" -p -S 0 -f raw -O qcow2 src.raw o.qcow2
+steps "-S 64k" -p -S 64k -f raw -O qcow2 src.raw o.qcow2
+for cs in 4096 65536; do
+    steps "-c, $cs-byte clusters" -p -c -f raw -O qcow2 -o cluster_size=$cs src.raw o.qcow2
+done
+
+# qcow2 sources: small clusters (an L2 table spans 32 KiB), compressed ones
+for cs in 512 65536 2M; do
+    qemu-img convert -f raw -O qcow2 -o cluster_size=$cs src.raw s$cs.qcow2
+    qemu-img convert -c -f raw -O qcow2 -o cluster_size=$cs src.raw c$cs.qcow2
+    steps "qcow2 $cs -> raw" -p -O raw s$cs.qcow2 o.raw
+    steps "compressed qcow2 $cs -> raw" -p -O raw c$cs.qcow2 o.raw
+    steps "compressed qcow2 $cs -> -c qcow2" -p -c -O qcow2 c$cs.qcow2 o.qcow2
+done
+qemu-img convert -f raw -O qcow2 -o extended_l2=on src.raw ext.qcow2
+qemu-io -c 'write -P 5 10k 3k' -c 'write -z 40k 8k' -c 'write -P 6 9469952 100k' ext.qcow2 > /dev/null
+steps "extended L2 -> raw" -p -O raw ext.qcow2 o.raw
+steps "extended L2 -> -S 0 qcow2" -p -S 0 -O qcow2 ext.qcow2 o.qcow2
+
+# a chain of three layers with different cluster sizes
+qemu-img create -q -f qcow2 -o cluster_size=65536 -b s512.qcow2 -F qcow2 mid.qcow2
+qemu-io -c 'write -P 0x11 100k 300k' -c 'write -z 1M 200k' -c 'write -c -P 3 2M 64k' \
+        -c 'discard 3M 256k' -c 'write -P 0 4M 64k' mid.qcow2 > /dev/null
+qemu-img create -q -f qcow2 -o cluster_size=512 -b mid.qcow2 -F qcow2 top.qcow2
+qemu-io -c 'write -P 0x22 5M 100k' -c 'write -c -P 0x33 6M 64k' -c 'write -z 7M 64k' \
+        -c 'write -P 9 7000k 3k' top.qcow2 > /dev/null
+steps "chain -> raw" -p -O raw top.qcow2 o.raw
+steps "chain -> -c qcow2" -p -c -O qcow2 top.qcow2 o.qcow2
+steps "chain -> -S 0 qcow2" -p -S 0 -O qcow2 top.qcow2 o.qcow2
+steps "chain -B: top layer only" -p -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 o.qcow2
+steps "chain -B -S 0" -p -S 0 -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 o.qcow2
+steps "chain -B -c" -p -c -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 o.qcow2
+qemu-img create -q -f qcow2 short.qcow2 3M
+qemu-io -c 'write -P 1 0 1M' short.qcow2 > /dev/null
+steps "-B a shorter backing file, -S 0" -p -S 0 -O qcow2 -B short.qcow2 -F qcow2 top.qcow2 o.qcow2
+steps "several sources" -p -O raw src.raw top.qcow2 zero.raw empty.raw c512.qcow2 o.raw
+steps "several sources -c" -p -c -O qcow2 src.raw top.qcow2 odd.raw c512.qcow2 o.qcow2
+
+# existing targets
+twins qemu-img create -q -f qcow2 -o cluster_size=4096 @o.qcow2 16M
+steps "-n" -p -n -O qcow2 top.qcow2 o.qcow2
+twins qemu-img create -q -f raw @o.raw 16M
+steps "-n --target-is-zero" -p -n --target-is-zero -O raw src.raw o.raw
+twins qemu-img create -q -f qcow2 @o.qcow2 16M
+steps "-n -c" -p -n -c -O qcow2 src.raw o.qcow2
+twins qemu-img create -q -f qcow2 @o.qcow2 1M
+steps "-n, target too small: 0.00 and a newline" -p -n -O qcow2 src.raw o.qcow2
+steps "missing source: 0.00 and a newline" -p -O raw nonexistent.raw o.raw
+steps "-q silences -p" -q -p -f raw -O raw src.raw o.raw
+done_testing
