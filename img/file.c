@@ -230,6 +230,13 @@ static int posix_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punc
     return write_zero_bytes(f, off, len);
 }
 
+static int posix_discard(struct kimg_file *f, uint64_t off, uint64_t len)
+{
+    if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    return errno == ENOSYS ? -EOPNOTSUPP : -errno;
+}
+
 static int posix_allocate(struct kimg_file *f, uint64_t off, uint64_t len)
 {
     int r = posix_fallocate(f->fd, (off_t)off, (off_t)len);
@@ -281,6 +288,7 @@ static void posix_close(struct kimg_file *f)
 static const struct kimg_file_ops posix_ops = {
     .pread = posix_pread, .pwrite = posix_pwrite, .get_size = posix_get_size,
     .truncate = posix_truncate, .sync = posix_sync, .zero = posix_zero,
+    .discard = posix_discard,
     .allocate = posix_allocate, .data_status = posix_data_status,
     .allocated = posix_allocated, .close = posix_close,
 };
@@ -450,6 +458,13 @@ static int mem_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
     return 0;
 }
 
+static int mem_discard(struct kimg_file *f, uint64_t off, uint64_t len)
+{
+    if (len)
+        memset(f->mem + off, 0, (size_t)len);   /* inside the size (caller) */
+    return 0;
+}
+
 static int mem_allocate(struct kimg_file *f, uint64_t off, uint64_t len)
 {
     uint64_t end;
@@ -472,6 +487,7 @@ static void mem_close(struct kimg_file *f) { free(f->mem); }
 static const struct kimg_file_ops mem_ops = {
     .pread = mem_pread, .pwrite = mem_pwrite, .get_size = mem_get_size,
     .truncate = mem_truncate, .sync = mem_sync, .zero = mem_zero,
+    .discard = mem_discard,
     .allocate = mem_allocate, .data_status = mem_data_status,
     .allocated = mem_allocated, .close = mem_close,
 };
@@ -590,6 +606,27 @@ int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
     if (logged)
         kimg_crash_end(f, &tok, ret);
     return ret < 0 ? kimg_fail(ret, "cannot zero %llu bytes at %llu: %s",
+                               (unsigned long long)len, (unsigned long long)off,
+                               strerror(-ret)) : 0;
+}
+
+int kimg_file_discard(struct kimg_file *f, uint64_t off, uint64_t len)
+{
+    uint64_t size;
+    int ret = f->ops->discard ? f->ops->get_size(f, &size) : -EOPNOTSUPP;
+    if (ret < 0)
+        return kimg_fail(ret, "cannot discard %llu bytes at %llu: %s", (unsigned long long)len,
+                         (unsigned long long)off, strerror(-ret));
+    if (off >= size || !len)
+        return 0;
+    if (len > size - off)
+        len = size - off;
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_ZERO, off, len, NULL, &tok);
+    ret = f->ops->discard(f, off, len);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
+    return ret < 0 ? kimg_fail(ret, "cannot discard %llu bytes at %llu: %s",
                                (unsigned long long)len, (unsigned long long)off,
                                strerror(-ret)) : 0;
 }

@@ -23,6 +23,9 @@ struct kimg_file_ops {
     int (*sync)(struct kimg_file *f);
     /* make [off, off+len) read as zeros; PUNCH: deallocate too */
     int (*zero)(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
+    /* deallocate [off, off+len) inside the file (reads zeros after), never
+     * writing zeros instead: -EOPNOTSUPP when the host cannot; may be NULL */
+    int (*discard)(struct kimg_file *f, uint64_t off, uint64_t len);
     int (*allocate)(struct kimg_file *f, uint64_t off, uint64_t len);
     /* data/hole run at OFF (at most LEN): *is_data, *pnum >= 1 */
     int (*data_status)(struct kimg_file *f, uint64_t off, uint64_t len,
@@ -75,6 +78,10 @@ int kimg_file_truncate(struct kimg_file *f, uint64_t size);
 int kimg_file_sync(struct kimg_file *f);
 int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
 int kimg_file_allocate(struct kimg_file *f, uint64_t off, uint64_t len);
+/* Give [off, off+len) back to the host (a hole punched, the size kept;
+ * clipped to the file's size), as qemu's discard: -EOPNOTSUPP where that
+ * is not possible, never a write of zeros. */
+int kimg_file_discard(struct kimg_file *f, uint64_t off, uint64_t len);
 int kimg_file_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
                           bool *is_data, uint64_t *pnum);
 int64_t kimg_file_allocated(struct kimg_file *f);

@@ -286,7 +286,17 @@ struct qcow2_state {
                                    read, set under lock) */
     struct qcow2_bm_state *bm;  /* bitmaps kept consistent across writes
                                    (bitmap.c), NULL when none records writes */
+    struct qcow2_freed *freed;  /* while set (a shrink): where refcounts fell
+                                   to 0, for the caller to discard */
 };
+
+/* Runs of host clusters (indexes) whose refcount fell to 0, in the order
+ * they were freed; capped (QCOW2_FREED_MAX runs): past it, not noted. */
+struct qcow2_freed {
+    uint64_t *start, *count;
+    size_t n, cap;
+};
+#define QCOW2_FREED_MAX (1u << 20)
 
 static inline uint64_t qcow2_be64(const uint8_t *p)
 {
@@ -424,6 +434,8 @@ int qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t len,
 int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset);
 /* Free (refcount -1) the clusters of [offset, offset+len). */
 int qcow2_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len);
+/* Note cluster CI as freed in s->freed, if set (best effort: no error). */
+void qcow2_note_freed(struct qcow2_state *s, uint64_t ci);
 /* Recompute all refcounts from the references (header, L1/L2 tables of the
  * active state and every snapshot, refcount structures, snapshot table,
  * bitmaps) and write a fresh refcount table and blocks; the header is

@@ -481,9 +481,38 @@ int qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t len,
         if (nv == 0) {
             qcow2_cache_discard(&s->l2_cache, c << s->cluster_bits);
             qcow2_cache_discard(&s->rb_cache, c << s->cluster_bits);
+            qcow2_note_freed(s, c);
         }
     }
     return 0;
+}
+
+void qcow2_note_freed(struct qcow2_state *s, uint64_t ci)
+{
+    struct qcow2_freed *f = s->freed;
+    if (!f)
+        return;
+    if (f->n && f->start[f->n - 1] + f->count[f->n - 1] == ci) {
+        f->count[f->n - 1]++;
+        return;
+    }
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 64;
+        if (f->cap >= QCOW2_FREED_MAX)
+            return;
+        uint64_t *a = realloc(f->start, nc * sizeof(*a));
+        if (!a)
+            return;
+        f->start = a;
+        uint64_t *b = realloc(f->count, nc * sizeof(*b));
+        if (!b)
+            return;
+        f->count = b;
+        f->cap = nc;
+    }
+    f->start[f->n] = ci;
+    f->count[f->n] = 1;
+    f->n++;
 }
 
 int qcow2_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)

@@ -8,8 +8,10 @@
  *
  * Crash order: a grow prepares everything past the old end (invisible
  * until the size changes) and writes the new size last; a shrink writes
- * the new size first, then drops what lies past it.  Either way a crash
- * leaves the old or the new content, with leaked clusters at worst.
+ * the new size first, then drops what lies past it (references cleared
+ * and synced before refcounts are lowered), then punches the clusters it
+ * freed and cuts the file last.  Either way a crash leaves the old or the
+ * new content, with leaked clusters at worst.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -153,6 +155,8 @@ static int shrink_reftable(struct qcow2_state *s)
             ret = qcow2_free_clusters(s, off, s->cluster_size);
             if (ret < 0)
                 goto out;
+        } else {
+            qcow2_note_freed(s, off >> s->cluster_bits);  /* counted itself */
         }
     }
     ret = qcow2_flush_caches(s);
@@ -183,7 +187,76 @@ static int64_t last_used_cluster(struct qcow2_state *s)
     return -1;
 }
 
-static int do_shrink(struct qcow2_state *s, uint64_t size, uint64_t old)
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Punch clusters [a, b) where their refcount is still 0 (none was taken
+ * again since it was freed) and no main metadata lies.  Returns 0, or <0
+ * to stop: discard unsupported or failed. */
+static int discard_run(struct qcow2_state *s, uint64_t a, uint64_t b)
+{
+    bool check_main = qcow2_overlaps_main(s, a << s->cluster_bits,
+                                          (b - a) << s->cluster_bits);
+    uint64_t start = a;
+    for (uint64_t c = a; c <= b; c++) {
+        uint64_t rc = 1;
+        if (c < b) {
+            int ret = qcow2_refcount_get(s, c, &rc);
+            if (ret < 0)
+                return ret;
+            if (!rc && check_main &&
+                qcow2_overlaps_main(s, c << s->cluster_bits, s->cluster_size))
+                rc = 1;
+        }
+        if (!rc)
+            continue;
+        if (c > start) {
+            int ret = kimg_file_discard(s->file, start << s->cluster_bits,
+                                        (c - start) << s->cluster_bits);
+            if (ret < 0)
+                return ret;
+        }
+        start = c + 1;
+    }
+    return 0;
+}
+
+/* qemu discards every cluster a shrink frees (QCOW2_DISCARD_ALWAYS: L2
+ * entries past the new end, L2 tables, refcount blocks): the file keeps
+ * its size there but gives the space back.  Here after the lowered
+ * refcounts are on disk, below END (the cluster the file will be cut at),
+ * best effort as qemu's (a host that cannot punch holes keeps them). */
+static void discard_freed(struct qcow2_state *s, struct qcow2_freed *f, uint64_t end)
+{
+    /* sort the runs by start (START and COUNT side by side: as pairs) */
+    uint64_t *pairs = malloc((f->n ? f->n : 1) * 2 * sizeof(*pairs));
+    if (!pairs)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        pairs[2 * i] = f->start[i];
+        pairs[2 * i + 1] = f->start[i] + f->count[i];
+    }
+    qsort(pairs, f->n, 2 * sizeof(*pairs), cmp_u64);
+    for (size_t i = 0; i < f->n;) {
+        uint64_t a = pairs[2 * i], b = pairs[2 * i + 1];
+        for (i++; i < f->n && pairs[2 * i] <= b; i++)
+            if (pairs[2 * i + 1] > b)
+                b = pairs[2 * i + 1];
+        if (b > end)
+            b = end;
+        if (a < b && discard_run(s, a, b) < 0) {
+            kimg_clear_error();
+            break;
+        }
+    }
+    free(pairs);
+}
+
+static int shrink_steps(struct qcow2_state *s, uint64_t size, uint64_t old,
+                        struct qcow2_freed *freed)
 {
     int ret = qcow2_flush_caches(s);
     if (ret < 0)
@@ -210,6 +283,7 @@ static int do_shrink(struct qcow2_state *s, uint64_t size, uint64_t old)
     int64_t last = last_used_cluster(s);
     if (last < 0)
         return (int)last;
+    discard_freed(s, freed, (uint64_t)last + 1);
     uint64_t end = ((uint64_t)last + 1) << s->cluster_bits, fsz = 0;
     ret = kimg_file_size(s->file, &fsz);
     if (ret == 0 && end < fsz)
@@ -221,6 +295,17 @@ static int do_shrink(struct qcow2_state *s, uint64_t size, uint64_t old)
         s->free_hint = s->alloc_end;
     s->compressed_next = 0;
     return resize_data_file(s, size);
+}
+
+static int do_shrink(struct qcow2_state *s, uint64_t size, uint64_t old)
+{
+    struct qcow2_freed freed = { 0 };
+    s->freed = &freed;
+    int ret = shrink_steps(s, size, old, &freed);
+    s->freed = NULL;
+    free(freed.start);
+    free(freed.count);
+    return ret;
 }
 
 /* ---- growing ---------------------------------------------------------------- */

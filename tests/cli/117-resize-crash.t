@@ -7,7 +7,9 @@
 # refcount table (512-byte clusters to 64 GiB, 64 KiB clusters to 8 TiB),
 # a grow with metadata preallocation (thousands of L2 tables), a grow that
 # zeroes the area a backing file would show through, shrinks (with and
-# without snapshots).
+# without snapshots; with small clusters, compressed data and metadata
+# interleaved, so that the clusters the shrink frees are punched in many
+# runs before the file is cut: crash points in those steps too).
 . "$(dirname "$0")/lib.sh"
 
 vsize() { qemu-img info --output=json "$1" | sed -n 's/^    "virtual-size": \([0-9]*\),/\1/p'; }
@@ -68,6 +70,22 @@ cp c4k.qcow2 c4ks.qcow2
 qemu-img snapshot -c s1 c4ks.qcow2
 qemu-io -f qcow2 -c "write -P 0x32 1M 2M" c4ks.qcow2 > /dev/null
 crash_loop "shrink of an image with a snapshot" c4ks.qcow2 --shrink img 512k
+
+# guest data below and above the new end written in turns: the host
+# clusters kept and freed alternate (64 runs to punch)
+qemu-img create -q -f qcow2 -o cluster_size=512 c512m.qcow2 2M
+cmds=()
+for ((i = 0; i < 64; i++)); do
+    cmds+=(-c "write -P $((i + 1)) $((i * 8192)) 4k")
+    if ((i % 4)); then cmds+=(-c "write -P 0x55 $((1024 * 1024 + i * 8192)) 4k")
+    else cmds+=(-c "write -c -P 0x56 $((1024 * 1024 + i * 8192)) 4k"); fi
+done
+qemu-io -f qcow2 "${cmds[@]}" c512m.qcow2 > /dev/null
+crash_loop "512-byte clusters, kept and freed clusters in turns: shrunk 2M to 1M-512 (runs punched)" \
+    c512m.qcow2 --shrink img $((1024 * 1024 - 512))
+qemu-img snapshot -c s1 c512m.qcow2
+qemu-io -f qcow2 -c "write -P 0x57 1536k 64k" c512m.qcow2 > /dev/null
+crash_loop "the same with a snapshot" c512m.qcow2 --shrink img 1M
 
 qemu-img create -q -f raw base.raw 8M
 qemu-io -f raw -c "write -P 0x41 0 8M" base.raw > /dev/null
