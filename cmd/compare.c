@@ -217,8 +217,8 @@ static int pool_start(struct pool *p)
     if (!p->items || !p->threads)
         return -ENOMEM;
     for (int i = 0; i < p->nitems; i++) {
-        p->items[i].buf_a = malloc(CHUNK);
-        p->items[i].buf_b = malloc(CHUNK);
+        p->items[i].buf_a = kimg_alloc_aligned(CHUNK);
+        p->items[i].buf_b = kimg_alloc_aligned(CHUNK);
         if (!p->items[i].buf_a || !p->items[i].buf_b)
             return -ENOMEM;
     }
@@ -408,8 +408,8 @@ int cmd_compare(int argc, char **argv)
     b.img = cmd_open(b.name, fmt2, flags);
     if (!b.img)
         goto out;
-    a.buf = malloc(CHUNK);
-    b.buf = malloc(CHUNK);
+    a.buf = kimg_alloc_aligned(CHUNK);
+    b.buf = kimg_alloc_aligned(CHUNK);
     struct pool pool = { .a = &a, .b = &b };
     if (!a.buf || !b.buf || pool_start(&pool) < 0) {
         fprintf(stderr, "kimg: cannot start the comparison: out of memory or threads\n");

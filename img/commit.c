@@ -98,7 +98,7 @@ static int copy_down(const struct kimg_commit *c, struct kimg *top, int depth,
                      struct kimg *base)
 {
     uint64_t size = kimg_size(top), off = 0, written = 0;
-    uint8_t *buf = malloc(CHUNK);
+    uint8_t *buf = kimg_alloc_aligned(CHUNK);
     double start = now();
     int ret = 0;
 

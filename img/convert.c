@@ -1072,7 +1072,7 @@ static int engine_start(struct engine *e, int in_flight)
         j->runs_cap = nruns;
         if (e->split_compress) {
             j->npieces = (uint32_t)(CHUNK / e->cluster + 2);
-            j->cbuf = malloc(CHUNK);
+            j->cbuf = kimg_alloc_aligned(CHUNK);
             j->clen = calloc(j->npieces, sizeof(*j->clen));
             if (!j->cbuf || !j->clen)
                 return -ENOMEM;

@@ -71,6 +71,9 @@ void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsiz
  * Reading past the end of the file is an error (-EIO). */
 int kimg_file_pread(struct kimg_file *f, void *buf, size_t len, uint64_t off);
 int kimg_file_pwrite(struct kimg_file *f, const void *buf, size_t len, uint64_t off);
+/* The same for byte-packed data (compressed clusters), which starts at any
+ * file offset: exempt from the buffer alignment rule (file.c). */
+int kimg_file_pwrite_packed(struct kimg_file *f, const void *buf, size_t len, uint64_t off);
 /* Like pread, but bytes past the end of the file read as zeros. */
 int kimg_file_pread_zero_eof(struct kimg_file *f, void *buf, size_t len, uint64_t off);
 int kimg_file_size(struct kimg_file *f, uint64_t *size);
@@ -86,8 +89,11 @@ int kimg_file_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
                           bool *is_data, uint64_t *pnum);
 int64_t kimg_file_allocated(struct kimg_file *f);
 
-/* Buffers suitable for O_DIRECT (4096-aligned); free with free(). */
+/* Buffers suitable for O_DIRECT (4096-aligned); free with free().  Every
+ * buffer that a large transfer reads into or writes from comes from here
+ * (see check_align in file.c). */
 void *kimg_alloc_aligned(size_t len);
+void *kimg_alloc_aligned_zero(size_t len);     /* the same, zero-filled */
 
 /* A file change made without kimg_file_* (libaio writes, img/aio.c): it
  * counts for KIMG_CRASH_AFTER like the others. */

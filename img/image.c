@@ -102,7 +102,7 @@ void kimg_for_each_driver(void (*fn)(const struct kimg_driver *, void *), void *
 static int probe(struct kimg_file *file, const char *filename,
                  const struct kimg_driver **out)
 {
-    uint8_t buf[4096];
+    uint8_t buf[4096] __attribute__((aligned(64)));
     uint64_t size;
     int ret = kimg_file_size(file, &size);
     if (ret < 0)

@@ -174,7 +174,7 @@ static int copy_phase(const struct kimg_rebase *r)
 {
     struct kimg *img = r->img;
     uint64_t size = kimg_size(img), off = 0;
-    uint8_t *bo = malloc(CHUNK), *bn = malloc(CHUNK);
+    uint8_t *bo = kimg_alloc_aligned(CHUNK), *bn = kimg_alloc_aligned(CHUNK);
     int prefix = depth_in_chain(img, r->new_backing);
     int ret = 0;
 

@@ -319,7 +319,7 @@ static int bitmap_clusters(struct qcow2_state *s, struct freelist *f)
         if (!bytes || b->table_offset > file_size ||
             bytes > file_size - b->table_offset)
             continue;
-        uint8_t *t = malloc(bytes);
+        uint8_t *t = kimg_alloc_aligned(bytes);
         if (!t) {
             ret = -ENOMEM;
             break;

@@ -128,8 +128,8 @@ int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order)
     uint64_t A = qcow2_align_up(r.file_size, s->cluster_size) >> s->cluster_bits;
     if (s->alloc_end > A)
         A = s->alloc_end;
-    r.buf = malloc(s->cluster_size);
-    blk = malloc(s->cluster_size);
+    r.buf = kimg_alloc_aligned(s->cluster_size);
+    blk = kimg_alloc_aligned(s->cluster_size);
     ret = old_structure(s, &olds, &nolds);
     if (!r.buf || !blk || ret < 0) {
         ret = ret < 0 ? ret : -ENOMEM;
@@ -234,7 +234,7 @@ int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order)
         if (ret < 0)
             goto out;
     }
-    uint8_t *tb = calloc(tc, s->cluster_size);
+    uint8_t *tb = kimg_alloc_aligned_zero((size_t)tc * s->cluster_size);
     if (!tb) {
         ret = -ENOMEM;
         goto out;

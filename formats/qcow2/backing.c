@@ -61,7 +61,7 @@ static int swap_backing(struct qcow2_state *s, char **name, char **fmt)
  */
 static int change_backing_locked(struct qcow2_state *s, const char *name, const char *format)
 {
-    uint8_t *old = malloc(s->cluster_size), *c = malloc(s->cluster_size);
+    uint8_t *old = kimg_alloc_aligned(s->cluster_size), *c = kimg_alloc_aligned(s->cluster_size);
     char *nname = NULL, *nfmt = NULL;
     uint64_t ext_end, used;
     bool swapped = false;
@@ -296,7 +296,7 @@ static int make_empty_incremental(struct qcow2_state *s)
     if (!s->l1_size)
         return 0;
     old = malloc((size_t)s->l1_size * 8);
-    t = malloc(s->cluster_size);
+    t = kimg_alloc_aligned(s->cluster_size);
     zl1 = calloc(s->l1_size, 8);
     if (!old || !t || !zl1) {
         ret = -ENOMEM;

@@ -192,7 +192,7 @@ static int load_table(struct qcow2_state *s, const struct qcow2_bitmap *b,
         goto bad;
     ret = -ENOMEM;
     t = malloc(bytes);
-    raw = malloc(bytes);
+    raw = kimg_alloc_aligned(bytes);
     if (!t || !raw)
         goto out;
     ret = kimg_file_pread(s->file, raw, bytes, b->table_offset);
@@ -415,7 +415,7 @@ static int set_in_use(struct qcow2_state *s)
  * the state says. */
 static int find_ext(struct qcow2_state *s, uint64_t *pos)
 {
-    uint8_t *c = malloc(s->cluster_size);
+    uint8_t *c = kimg_alloc_aligned(s->cluster_size);
     struct qcow2_ext_iter it;
     uint32_t type, len;
     uint64_t data, found = 0;
@@ -659,7 +659,7 @@ static int store_chunks(struct qcow2_state *s, struct bm_track *t, const uint64_
 {
     struct qcow2_bm_state *st = s->bm;
     uint64_t ppc = s->cluster_size / st->page_bytes;
-    uint8_t *buf = malloc(s->cluster_size);
+    uint8_t *buf = kimg_alloc_aligned(s->cluster_size);
     int ret = 0;
 
     if (!buf)
@@ -713,7 +713,7 @@ static int write_table(struct qcow2_state *s, const uint64_t *newt, uint32_t tsi
                        struct flist *newc, uint64_t *off)
 {
     uint64_t bytes = qcow2_align_up((uint64_t)tsize * 8, s->cluster_size);
-    uint8_t *raw = calloc(1, bytes);
+    uint8_t *raw = kimg_alloc_aligned_zero(bytes);
     int ret = -ENOMEM;
     if (!raw)
         return ret;
@@ -887,7 +887,7 @@ static int cut_chunk(struct qcow2_state *s, uint64_t e, uint64_t valid,
     *ne = e;
     if (valid >= cbits || (!eoff && !(e & BME_TABLE_ALL_ONES)))
         return 0;
-    buf = malloc(s->cluster_size);
+    buf = kimg_alloc_aligned(s->cluster_size);
     if (!buf)
         return -ENOMEM;
     if (eoff)

@@ -497,7 +497,7 @@ static int check_bitmaps(struct chk *c)
             r->corruptions++;
             break;
         }
-        uint8_t *t = malloc(bytes);
+        uint8_t *t = kimg_alloc_aligned(bytes);
         if (!t) {
             r->check_errors++;
             return kimg_fail(-ENOMEM, "Cannot allocate a bitmap table");
@@ -1003,8 +1003,8 @@ int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix)
     struct chk c = { .s = s, .res = res };
     int ret;
 
-    c.l2buf = malloc(s->cluster_size);
-    c.rbbuf = malloc(s->cluster_size);
+    c.l2buf = kimg_alloc_aligned(s->cluster_size);
+    c.rbbuf = kimg_alloc_aligned(s->cluster_size);
     if (!c.l2buf || !c.rbbuf) {
         free(c.l2buf);
         free(c.rbbuf);

@@ -342,7 +342,7 @@ int qcow2_create(const struct kimg_create_args *args)
     }
 
     /* clusters 0-2: header (without magic for now), refcount table, block */
-    buf = calloc(3, s->cluster_size);
+    buf = kimg_alloc_aligned_zero(3 * s->cluster_size);
     if (!buf) {
         ret = -ENOMEM;
         goto out;

@@ -374,7 +374,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
         return kimg_fail(-EINVAL, "qcow2 header exceeds the file size");
 
     /* the whole header cluster (zeros past the end of a short file) */
-    c = calloc(1, s->cluster_size);
+    c = kimg_alloc_aligned_zero(s->cluster_size);
     if (!c)
         return -ENOMEM;
     ret = kimg_file_pread_zero_eof(s->file, c, s->cluster_size, 0);
@@ -696,7 +696,7 @@ void qcow2_header_written(struct qcow2_state *s, const uint8_t *c)
 
 int qcow2_write_header(struct qcow2_state *s)
 {
-    uint8_t *c = malloc(s->cluster_size);
+    uint8_t *c = kimg_alloc_aligned(s->cluster_size);
     uint64_t ext_end;
     int ret;
 

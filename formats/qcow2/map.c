@@ -27,7 +27,7 @@ int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size, uint
     if ((offset & s->cluster_mask) || offset > fsz || bytes > fsz - offset)
         return kimg_fail(-EINVAL, "L1 table offset %#" PRIx64 " invalid", offset);
     l1 = calloc(l1_size ? l1_size : 1, 8);
-    buf = malloc(bytes ? bytes : 1);
+    buf = kimg_alloc_aligned(bytes);
     if (!l1 || !buf) {
         free(l1);
         free(buf);
@@ -151,7 +151,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
         return 0;
     }
     qcow2_compressed_range(s, entry, &host, &len);
-    in = malloc(len);
+    in = kimg_alloc_aligned(len);
     if (!in)
         return -ENOMEM;
     ret = kimg_file_pread_zero_eof(s->file, in, len, host);
@@ -161,7 +161,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
     if (ret < 0)
         return ret;
     if (!s->zcache)
-        s->zcache = malloc(s->cluster_size);
+        s->zcache = kimg_alloc_aligned(s->cluster_size);
     if (s->zcache) {
         memcpy(s->zcache, out, s->cluster_size);
         s->zcache_entry = entry;
@@ -319,7 +319,7 @@ static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
                         ret = plan_add(plan, SEG_COMPRESSED, dst, entry, pos, run);
                     break;
                 }
-                if (!cbuf && !(cbuf = malloc(s->cluster_size))) {
+                if (!cbuf && !(cbuf = kimg_alloc_aligned(s->cluster_size))) {
                     ret = -ENOMEM;
                     break;
                 }
@@ -376,7 +376,7 @@ static int decompress_seg(struct qcow2_state *s, const struct seg *g, const uint
     if (g->pos == 0 && g->len == s->cluster_size)
         /* a whole cluster: straight into the caller's buffer */
         return qcow2_decompress(s->compression_type, g->buf, s->cluster_size, in, clen);
-    if (!*cbuf && !(*cbuf = malloc(s->cluster_size)))
+    if (!*cbuf && !(*cbuf = kimg_alloc_aligned(s->cluster_size)))
         return -ENOMEM;
     int ret = qcow2_decompress(s->compression_type, *cbuf, s->cluster_size, in, clen);
     if (ret == 0)
@@ -413,7 +413,7 @@ static int run_compressed(struct qcow2_state *s, const struct plan *pl, size_t n
         if (end - start > in_cap) {
             free(in);
             in_cap = end - start;
-            if (!(in = malloc(in_cap))) {
+            if (!(in = kimg_alloc_aligned(in_cap))) {
                 ret = -ENOMEM;
                 break;
             }

@@ -103,7 +103,7 @@ bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t offset, uint64_t le
 int qcow2_load_refcount_table(struct qcow2_state *s, uint64_t file_size)
 {
     uint64_t bytes = (uint64_t)s->rt_clusters << s->cluster_bits;
-    uint8_t *buf = malloc(bytes);
+    uint8_t *buf = kimg_alloc_aligned(bytes);
     int ret;
 
     s->rt_entries = bytes / 8;
@@ -234,7 +234,7 @@ static int link_refblock(struct qcow2_state *s, uint64_t ti, uint64_t off)
 static int write_reftable(struct qcow2_state *s, const uint64_t *rt, uint64_t entries,
                           uint64_t tc, uint64_t offset)
 {
-    uint8_t *tb = calloc(tc, s->cluster_size);
+    uint8_t *tb = kimg_alloc_aligned_zero((size_t)tc * s->cluster_size);
     if (!tb)
         return -ENOMEM;
     for (uint64_t i = 0; i < entries; i++)
@@ -286,7 +286,7 @@ static int grow_table(struct qcow2_state *s, uint64_t min_entries)
 
     uint64_t new_entries = (tc << s->cluster_bits) / 8;
     nrt = calloc(new_entries, 8);
-    blocks = nb ? calloc(nb, s->cluster_size) : NULL;
+    blocks = nb ? kimg_alloc_aligned_zero((size_t)nb * s->cluster_size) : NULL;
     if (!nrt || (nb && !blocks)) {
         ret = -ENOMEM;
         goto out;
@@ -738,7 +738,7 @@ int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
             if (!bytes)
                 continue;
             count_range(&rc, b->table_offset, bytes);
-            uint8_t *t = malloc(bytes);
+            uint8_t *t = kimg_alloc_aligned(bytes);
             if (!t)
                 return -ENOMEM;
             ret = kimg_file_pread(s->file, t, bytes, b->table_offset);
@@ -924,7 +924,7 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
     }
     uint64_t new_entries = L.rt_entries;
     uint64_t end = L.tot;
-    buf = malloc(s->cluster_size);
+    buf = kimg_alloc_aligned(s->cluster_size);
     if (!buf) {
         ret = -ENOMEM;
         goto out;

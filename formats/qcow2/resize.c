@@ -66,7 +66,7 @@ static int shrink_l1(struct qcow2_state *s, uint64_t new_size)
     if (new_size >= s->l1_size)
         return 0;
     uint64_t n = s->l1_size - new_size;
-    uint8_t *z = calloc(n, 8);
+    uint8_t *z = kimg_alloc_aligned_zero((size_t)n * 8);
     if (!z)
         return -ENOMEM;
     int ret = kimg_file_pwrite(s->file, z, n * 8, s->l1_offset + new_size * 8);
@@ -129,7 +129,7 @@ static int shrink_reftable(struct qcow2_state *s)
         goto out;
     /* the table without them, whole (as qemu writes it), synced */
     uint64_t bytes = (uint64_t)s->rt_clusters << s->cluster_bits;
-    uint8_t *t = calloc(1, bytes);
+    uint8_t *t = kimg_alloc_aligned_zero(bytes);
     if (!t) {
         ret = -ENOMEM;
         goto out;
@@ -361,7 +361,7 @@ static int any_allocated(struct qcow2_state *s, uint64_t a, uint64_t b, bool *fo
 static int stored_nonzero(struct qcow2_state *s, uint64_t e, enum qcow2_sc_type ty,
                           uint64_t cstart, uint64_t lo, uint64_t hi, uint64_t *nz)
 {
-    uint8_t *buf = malloc(s->cluster_size);
+    uint8_t *buf = kimg_alloc_aligned(s->cluster_size);
     int ret;
     if (!buf)
         return -ENOMEM;

@@ -189,7 +189,7 @@ int qcow2_snapshot_l1_in_file(struct qcow2_state *s, const struct qcow2_snapshot
     if (in < bytes)
         bytes = qcow2_align_up(in, 8);
     uint32_t cnt = (uint32_t)(bytes / 8);
-    buf = malloc(bytes);
+    buf = kimg_alloc_aligned(bytes);
     l1 = malloc(bytes);
     if (!buf || !l1) {
         free(buf);
@@ -249,7 +249,7 @@ int qcow2_snapshot_encode(const struct qcow2_state *s, const struct qcow2_snapsh
     }
     if (!size)
         return 0;
-    uint8_t *t = calloc(1, size);
+    uint8_t *t = kimg_alloc_aligned_zero(size);
     if (!t)
         return -ENOMEM;
     uint64_t off = 0;
@@ -308,7 +308,7 @@ int qcow2_snapshot_table_rewrite(struct qcow2_state *s, bool repair)
     /* the new table in clusters nothing uses, its refcounts and content
      * synced before the header names it */
     uint64_t bytes = qcow2_align_up(len, s->cluster_size);
-    buf = calloc(1, bytes);
+    buf = kimg_alloc_aligned_zero(bytes);
     if (!buf) {
         free(t);
         return -ENOMEM;

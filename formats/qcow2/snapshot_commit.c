@@ -442,7 +442,7 @@ static int plan_active(struct txn *t, const uint64_t *l1, uint32_t n, struct l2_
             same = wanted_entry(t, e) == e;
         }
         if (!same) {
-            p[i].buf = malloc(s->cluster_size);
+            p[i].buf = kimg_alloc_aligned(s->cluster_size);
             if (!p[i].buf) {
                 qcow2_cache_put(&s->l2_cache, l2);
                 return -ENOMEM;
@@ -563,7 +563,7 @@ static int write_padded(struct qcow2_state *s, const uint8_t *data, uint64_t len
     uint64_t n = qcow2_align_up(len, s->cluster_size);
     if (!n)
         return 0;
-    uint8_t *buf = calloc(1, n);
+    uint8_t *buf = kimg_alloc_aligned_zero(n);
     if (!buf)
         return -ENOMEM;
     memcpy(buf, data, len);
@@ -576,7 +576,7 @@ static int write_refcounts(struct txn *t, const uint64_t *rt, uint64_t entries,
                            uint64_t toff, uint64_t tc)
 {
     struct qcow2_state *s = t->s;
-    uint8_t *buf = calloc(1, tc << s->cluster_bits > s->cluster_size
+    uint8_t *buf = kimg_alloc_aligned_zero(tc << s->cluster_bits > s->cluster_size
                                  ? tc << s->cluster_bits : s->cluster_size);
     int ret = 0;
     if (!buf)
@@ -756,7 +756,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
         if (plan[i].copy)
             ret = kimg_file_pwrite(s->file, plan[i].buf, s->cluster_size, plan[i].copy);
     if (ret == 0 && l1_bytes) {
-        l1buf = malloc(l1_bytes);
+        l1buf = kimg_alloc_aligned(l1_bytes);
         if (!l1buf)
             ret = -ENOMEM;
         for (uint32_t i = 0; ret == 0 && i < ch->l1_size; i++)

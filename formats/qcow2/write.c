@@ -390,7 +390,7 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
     }
 
     if (compressed) {
-        decomp = malloc(s->cluster_size);
+        decomp = kimg_alloc_aligned(s->cluster_size);
         if (!decomp)
             return -ENOMEM;
         ret = qcow2_read_compressed(s, entry, decomp);
@@ -424,7 +424,7 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
         if (ret < 0)
             goto out;
     } else {
-        rbuf = malloc(rb - ra);
+        rbuf = kimg_alloc_aligned(rb - ra);
         if (!rbuf) {
             ret = -ENOMEM;
             goto out;
@@ -551,7 +551,7 @@ int qcow2_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
 static int write_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len)
 {
     size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
-    uint8_t *z = calloc(1, chunk);
+    uint8_t *z = kimg_alloc_aligned_zero(chunk);
     int ret = 0;
     if (!z)
         return -ENOMEM;
@@ -823,7 +823,7 @@ int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size)
         return ret;
     bytes = qcow2_align_up(min_size * 8, s->cluster_size);
     nl1 = calloc(min_size, 8);
-    buf = calloc(1, bytes);
+    buf = kimg_alloc_aligned_zero(bytes);
     if (!nl1 || !buf) {
         free(nl1);
         free(buf);
@@ -929,7 +929,7 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
             } else if (mode == KIMG_PREALLOC_FULL) {
                 {
                     /* full: the blocks are really written */
-                    uint8_t *z = calloc(1, 1u << 20);
+                    uint8_t *z = kimg_alloc_aligned_zero(1u << 20);
                     if (!z) {
                         ret = -ENOMEM;
                     } else {
@@ -996,7 +996,7 @@ int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t 
     if (len > s->cluster_size)
         return -EINVAL;
     if (len < s->cluster_size) {
-        padded = calloc(1, s->cluster_size);
+        padded = kimg_alloc_aligned_zero(s->cluster_size);
         if (!padded)
             return -ENOMEM;
         memcpy(padded, buf, len);
@@ -1028,7 +1028,7 @@ int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
         return ret;
     if (!qcow2_can_compress(s, off, len))
         return do_write(s, buf, off, len);
-    dst = malloc(s->cluster_size);
+    dst = kimg_alloc_aligned(s->cluster_size);
     if (!dst)
         return -ENOMEM;
     int64_t clen = qcow2_compress_cluster(s, buf, len, dst, s->cluster_size);
@@ -1101,7 +1101,7 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
             goto out;
     }
     s->compressed_next = host + (uint64_t)clen;
-    ret = kimg_file_pwrite(s->file, cdata, (size_t)clen, host);
+    ret = kimg_file_pwrite_packed(s->file, cdata, (size_t)clen, host);
     if (ret < 0)
         goto out;
     uint64_t nsec = ((host + (uint64_t)clen + 511) >> 9) - (host >> 9);

@@ -87,13 +87,14 @@ static int preallocate(struct kimg_file *f, uint64_t from, uint64_t to,
     if (mode == KIMG_PREALLOC_FULL) {
         /* write real zeros so every block is allocated */
         size_t chunk = 1u << 20;
-        uint8_t *z = calloc(1, chunk);
+        uint8_t *z = kimg_alloc_aligned_zero(chunk + 64);
         int ret = 0;
         if (!z)
             return -ENOMEM;
         for (uint64_t off = from; off < to && ret == 0; off += chunk) {
             size_t n = to - off < chunk ? (size_t)(to - off) : chunk;
-            ret = kimg_file_pwrite(f, z, n, off);
+            /* the buffer's address agrees with the file offset mod 64 */
+            ret = kimg_file_pwrite(f, z + (off & 63), n, off);
         }
         free(z);
         return ret;

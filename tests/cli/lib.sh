@@ -32,6 +32,7 @@
 # assertion must then pass (only kimg's one-line-error rule may not).
 set -u
 export LC_ALL=C
+export KIMG_CHECK_ALIGN=1   # a large transfer from a misaligned buffer aborts (img/file.c)
 
 KIMG_SRC=${KIMG_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 KIMG_BUILD=${KIMG_BUILD:-$KIMG_SRC/build}

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "tests/unit/tap.h"
@@ -113,8 +115,54 @@ static void test_file_holes(void)
     unlink(path);
 }
 
+/* KIMG_CHECK_ALIGN=1: a 4 KiB+ transfer at a 64-aligned file offset from a
+ * buffer that is not 64-byte aligned aborts; aligned ones, packed writes and
+ * unaligned file offsets pass.  Each case runs in a child process. */
+static int align_child(int how)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        struct kimg_file *f;
+        uint8_t *b = kimg_alloc_aligned(16384);
+        setenv("KIMG_CHECK_ALIGN", "1", 1);
+        if (!b || kimg_file_open_mem(&f, "mem", NULL, 0, true, 1 << 20) < 0)
+            _exit(3);
+        int r = 0;
+        switch (how) {
+        case 0: r = kimg_file_pwrite(f, b, 8192, 4096); break;          /* aligned */
+        case 1: r = kimg_file_pwrite(f, b + 16, 8192, 4096); break;     /* aborts */
+        case 2: r = kimg_file_pwrite(f, b + 16, 8192, 4096 + 16); break; /* offset */
+        case 3: r = kimg_file_pwrite_packed(f, b + 16, 8192, 4096); break;
+        case 4: r = kimg_file_pwrite(f, b, 8192, 0) ||
+                    kimg_file_pread(f, b + 16, 8192, 0); break;           /* aborts */
+        }
+        _exit(r ? 2 : 0);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) < 0)
+        return -1;
+    return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+static void test_align_check(void)
+{
+    is_u64(align_child(0), 0, "an aligned write passes the alignment check");
+    is_u64(align_child(1), 128 + SIGABRT, "a misaligned buffer at an aligned offset aborts");
+    is_u64(align_child(2), 0, "an unaligned file offset is exempt");
+    is_u64(align_child(3), 0, "a packed (compressed) write is exempt");
+    is_u64(align_child(4), 128 + SIGABRT, "a misaligned read buffer aborts too");
+    uint8_t *p = kimg_alloc_aligned(100), *z = kimg_alloc_aligned_zero(5000);
+    ok(p && z && !((uintptr_t)p & 4095) && !((uintptr_t)z & 4095) && !z[0] && !z[4999],
+       "kimg_alloc_aligned(_zero) give page-aligned (zeroed) buffers");
+    free(p);
+    free(z);
+}
+
 int main(void)
 {
+    test_align_check();         /* first: the check's setting is read once */
     test_memory_raw();
     test_paths();
     test_file_holes();
