@@ -110,10 +110,14 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
 	     $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
 	done
 
-bench: all $(B)/bench-floor
-	KIMG=$(abspath $(B)/kimg) FLOOR=$(abspath $(B)/bench-floor) tests/bench/run.sh
+bench: all $(B)/bench-floor $(B)/bench-calib
+	KIMG=$(abspath $(B)/kimg) FLOOR=$(abspath $(B)/bench-floor) \
+	  CALIB=$(abspath $(B)/bench-calib) tests/bench/run.sh
 
 $(B)/bench-floor: tests/bench/floor.c
+	$(CC) -O2 -Wall -Wextra -o $@ $<
+
+$(B)/bench-calib: tests/bench/calib.c
 	$(CC) -O2 -Wall -Wextra -o $@ $<
 
 deps:

@@ -21,6 +21,11 @@
 #   BENCH_CASES space-separated case names to run (default: all)
 #   KIMG        the kimg binary (default build/kimg)
 #   FLOOR       the floor binary (default: none, no floor column)
+#   CALIB       the calibration binary (calib.c; default: none)
+#   BENCH_LOAD  "idle", "busy" or both (default "idle busy"): busy runs
+#               the table again with one core kept busy by a CPU hog
+#               (started before the first run, stopped after the last), as
+#               on a hypervisor whose guests use their cores
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 KIMG=${KIMG:-$here/../../build/kimg}
@@ -65,64 +70,87 @@ timed() {
     awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$dir/time.$tool" >> "$dir/times.$tool"
 }
 
-echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-22s %9s %9s %7s %9s %9s %7s %8s %7s %5s %9s %8s %s\n' case qemu-img kimg ratio \
-    "q-cpu" "k-cpu" "cpu-r" floor k/floor best "kimg-RSS" output size
-for c in "${cases[@]}"; do
-    IFS='|' read -r name args out ref fsrc <<< "$c"
-    [ -n "${FLOOR:-}" ] || fsrc=
-    if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
-    read -r -a argv <<< "${args//OUT/$out}"
-    rm -f times.qemu times.kimg times.floor
-    # warm the page cache with one untimed run of each
-    qemu-img "${argv[@]}" > /dev/null 2>&1 || true
-    "$KIMG" "${argv[@]}" > /dev/null 2>&1 || true
-    [ -z "$fsrc" ] || "$FLOOR" "$fsrc" out.floor > /dev/null || true
-    verdict=- sizes=-
-    qsize=0
-    for i in $(seq "$runs"); do
-        if [ $((i % 2)) = 1 ]; then
-            timed qemu qemu-img "${argv[@]}"
-            [ -z "$out" ] || qsize=$(stat -c %s "$out")
-            timed kimg "$KIMG" "${argv[@]}"
-            [ -z "$fsrc" ] || floor "$fsrc"
-        else
-            [ -z "$fsrc" ] || floor "$fsrc"
-            timed kimg "$KIMG" "${argv[@]}"
-            timed qemu qemu-img "${argv[@]}"
-            [ -z "$out" ] || qsize=$(stat -c %s "$out")
+# The machine, so a table can be read against another host's.
+echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; kernel $(uname -r)"
+[ -z "${CALIB:-}" ] || echo "# calibration: $("$CALIB" "$dir/calib.tmp")"
+
+hog_pid=
+stop_hog() { [ -z "$hog_pid" ] || { kill "$hog_pid" 2>/dev/null; wait "$hog_pid" 2>/dev/null || true; }; hog_pid=; }
+trap stop_hog EXIT
+
+# table: every case, once
+table() {
+    printf '%-22s %9s %9s %7s %9s %9s %7s %8s %7s %5s %9s %8s %s\n' case qemu-img kimg ratio \
+        "q-cpu" "k-cpu" "cpu-r" floor k/floor best "kimg-RSS" output size
+    for c in "${cases[@]}"; do
+        IFS='|' read -r name args out ref fsrc <<< "$c"
+        [ -n "${FLOOR:-}" ] || fsrc=
+        if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
+        read -r -a argv <<< "${args//OUT/$out}"
+        rm -f times.qemu times.kimg times.floor
+        # warm the page cache with one untimed run of each
+        qemu-img "${argv[@]}" > /dev/null 2>&1 || true
+        "$KIMG" "${argv[@]}" > /dev/null 2>&1 || true
+        [ -z "$fsrc" ] || "$FLOOR" "$fsrc" out.floor > /dev/null || true
+        verdict=- sizes=-
+        qsize=0
+        for i in $(seq "$runs"); do
+            if [ $((i % 2)) = 1 ]; then
+                timed qemu qemu-img "${argv[@]}"
+                [ -z "$out" ] || qsize=$(stat -c %s "$out")
+                timed kimg "$KIMG" "${argv[@]}"
+                [ -z "$fsrc" ] || floor "$fsrc"
+            else
+                [ -z "$fsrc" ] || floor "$fsrc"
+                timed kimg "$KIMG" "${argv[@]}"
+                timed qemu qemu-img "${argv[@]}"
+                [ -z "$out" ] || qsize=$(stat -c %s "$out")
+            fi
+        done
+        # one more kimg run, untimed, whose output is checked
+        [ -z "$out" ] || { rm -f "$out"; "$KIMG" "${argv[@]}" > /dev/null; }
+        if [ -n "$out" ]; then
+            if qemu-img compare -q "$ref" "$out" > /dev/null 2>&1; then verdict=identical; else verdict=DIFFERENT; fi
+            if [[ $name == compress-* ]]; then
+                sizes=$(awk -v k="$(stat -c %s "$out")" -v q="$qsize" 'BEGIN { printf "%.3f", k / q }')
+            fi
         fi
+        tq=$(cut -d' ' -f1 times.qemu | median)
+        tk=$(cut -d' ' -f1 times.kimg | median)
+        cq=$(cut -d' ' -f3 times.qemu | median)
+        ck=$(cut -d' ' -f3 times.kimg | median)
+        rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
+        tf=- fratio=- best=-
+        if [ -n "$fsrc" ]; then
+            tf=$(cut -d' ' -f1 times.floor | median)
+            fratio=$(awk -v a="$tk" -v b="$tf" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
+            best=$(paste -d' ' times.floor times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
+            best=$(awk -v r="$best" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
+            tf=$(printf '%.2fs' "$tf")
+        fi
+        # medians of the paired ratios (line I of each file: run I)
+        ratio=$(paste -d' ' times.kimg times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
+        cratio=$(paste -d' ' times.kimg times.qemu | awk '$6 > 0 { print $3 / $6 }' | median)
+        ratio=$(awk -v r="$ratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
+        cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
+        printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
+            "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
+        rm -f out.qcow2 out.raw out.floor
     done
-    # one more kimg run, untimed, whose output is checked
-    [ -z "$out" ] || { rm -f "$out"; "$KIMG" "${argv[@]}" > /dev/null; }
-    if [ -n "$out" ]; then
-        if qemu-img compare -q "$ref" "$out" > /dev/null 2>&1; then verdict=identical; else verdict=DIFFERENT; fi
-        if [[ $name == compress-* ]]; then
-            sizes=$(awk -v k="$(stat -c %s "$out")" -v q="$qsize" 'BEGIN { printf "%.3f", k / q }')
-        fi
-    fi
-    tq=$(cut -d' ' -f1 times.qemu | median)
-    tk=$(cut -d' ' -f1 times.kimg | median)
-    cq=$(cut -d' ' -f3 times.qemu | median)
-    ck=$(cut -d' ' -f3 times.kimg | median)
-    rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
-    tf=- fratio=- best=-
-    if [ -n "$fsrc" ]; then
-        tf=$(cut -d' ' -f1 times.floor | median)
-        fratio=$(awk -v a="$tk" -v b="$tf" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
-        best=$(paste -d' ' times.floor times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
-        best=$(awk -v r="$best" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
-        tf=$(printf '%.2fs' "$tf")
-    fi
-    # medians of the paired ratios (line I of each file: run I)
-    ratio=$(paste -d' ' times.kimg times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
-    cratio=$(paste -d' ' times.kimg times.qemu | awk '$6 > 0 { print $3 / $6 }' | median)
-    ratio=$(awk -v r="$ratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
-    cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
-    printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
-        "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
-    rm -f out.qcow2 out.raw out.floor
+}
+
+for load in ${BENCH_LOAD:-idle busy}; do
+    case $load in
+    idle) ;;
+    busy) sh -c 'while :; do :; done' & hog_pid=$! ;;
+    *) echo "bench: unknown BENCH_LOAD '$load'" >&2; exit 2 ;;
+    esac
+    echo
+    echo "# $load machine$([ "$load" = busy ] && echo ": one core kept busy by a CPU hog"); load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    table
+    stop_hog
 done
+echo
 
 # convert on a file system with reflinks (its own script: it needs root
 # and an XFS loop image)
