@@ -128,13 +128,14 @@ int cmd_check(int argc, char **argv)
     if (!img)
         return 1;
 
-    struct kimg_check r = { .log = quiet ? NULL : stderr };
+    /* -q quiets the report on stdout only: the per-problem lines and the
+     * errors still go to stderr, as qemu-img prints them */
+    struct kimg_check r = { .log = stderr };
     int ret = kimg_check(img, &r, fix);
     if (ret == -ENOTSUP) {
         kimg_close(img);
         kimg_clear_error();
-        if (!quiet)
-            fprintf(stderr, "kimg: This image format does not support checks\n");
+        fprintf(stderr, "kimg: This image format does not support checks\n");
         return 63;
     }
     if (ret == 0 && (r.corruptions_fixed || r.leaks_fixed)) {
@@ -144,7 +145,7 @@ int cmd_check(int argc, char **argv)
                    "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
                    "Double checking the fixed image now...\n", lf, cf);
         memset(&r, 0, sizeof(r));
-        r.log = quiet ? NULL : stderr;
+        r.log = stderr;
         ret = kimg_check(img, &r, 0);
         r.corruptions_fixed = cf;
         r.leaks_fixed = lf;

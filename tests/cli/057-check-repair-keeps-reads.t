@@ -13,7 +13,7 @@
 # flag is not allowed there and qemu cannot read it, so kimg clears the
 # entry (unallocated) where qemu-img writes the flag back.
 . "$(dirname "$0")/lib.sh"
-plan 76
+plan 96
 KiB=1024
 CL=$((64 * KiB))
 GUEST=$((2 * CL))        # the damaged guest cluster
@@ -57,6 +57,7 @@ scenario() {
     qrc=0; qemu-img check c$n.qcow2 > /dev/null 2>&1 || qrc=$?
     is "$qrc" 2 "$name: qemu-img check sees a corruption"
     check_oracle "$name: check" c$n.qcow2
+    check_oracle "$name: check -q (problems still on stderr)" c$n.qcow2 -q
     repair_oracle "$name: check -r all" c$n.qcow2 -r all
     ok "$name: kimg's repair passes qemu-img check" check_clean ck/c$n.qcow2
     if [ "$compat" = 0.10 ]; then
@@ -84,3 +85,10 @@ for b in "" backing; do
     scenario standard 0.10 "$b"
     scenario extended 1.1 "$b"
 done
+
+# -q quiets stdout only: qemu-img still says why a format cannot be checked
+truncate -s 1M r.raw
+qimg check -q -f raw r.raw
+kimg check -q -f raw r.raw
+is "$RC" "$QRC" "check -q of a raw image: exit code $QRC as qemu-img's"
+is "$(cat "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" "check -q of a raw image: stderr as qemu-img's"
