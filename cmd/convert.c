@@ -1,9 +1,8 @@
 /*
  * convert.c — `kimg convert`: qemu-img convert's options and messages over
- * the copy engine (img/convert.c).  A new target is written under a hidden
- * temporary name in the target's folder and renamed into place only when
- * complete; on failure, SIGINT, SIGTERM or SIGHUP it is removed and an
- * existing file of the target's name is untouched.  -n writes in place.
+ * the copy engine (img/convert.c).  A new target is written as
+ * img/output.h says: whole or not at all, beside the real target when the
+ * name is a symlink; devices and FIFOs in place.  -n writes in place.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,61 +17,9 @@
 #include "cmd.h"
 #include "convert.h"
 #include "driver.h"
+#include "output.h"
 
 #define MAX_SPARSE (16u << 20)
-
-/* The temporary file to remove if a signal ends the run. */
-static char tmp_path[PATH_MAX];
-static volatile sig_atomic_t tmp_active;
-
-static void on_signal(int sig)
-{
-    if (tmp_active)
-        unlink(tmp_path);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void guard_signals(bool on)
-{
-    struct sigaction sa = { .sa_handler = on ? on_signal : SIG_DFL };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
-
-/* Make a unique hidden name beside DST: "dir/.base.kimg-XXXXXX". */
-static int make_tmp_name(const char *dst)
-{
-    char *copy1 = strdup(dst), *copy2 = strdup(dst);
-    int ret = -ENOMEM;
-    if (copy1 && copy2) {
-        int n = snprintf(tmp_path, sizeof(tmp_path), "%s/.%s.kimg-XXXXXX",
-                         dirname(copy1), basename(copy2));
-        ret = n < 0 || (size_t)n >= sizeof(tmp_path) ? -ENAMETOOLONG : 0;
-    }
-    free(copy1);
-    free(copy2);
-    if (ret < 0)
-        return ret;
-    int fd = mkstemp(tmp_path);
-    if (fd < 0)
-        return -errno;
-    /* mkstemp makes 0600; the finished image gets the mode any new file
-     * would get (0666 less the umask), as qemu-img's output does */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) < 0) {
-        int err = -errno;
-        close(fd);
-        unlink(tmp_path);
-        return err;
-    }
-    close(fd);
-    tmp_active = 1;
-    return 0;
-}
 
 /* --progress=json: one object per line on stdout, at the start, about
  * every 1%, and at the end: bytes done, total, seconds since the start. */
@@ -113,16 +60,36 @@ static char *take_opt(struct kimg_opts *opts, const char *key, bool *found)
     return val;
 }
 
-static int sync_dir_of(const char *path)
+/* A new target that names an existing FIFO or character device: qemu-img
+ * creates it as a file (open read-write, which does not wait for a FIFO's
+ * reader) and fails there, a FIFO on its resize, a device smaller than the
+ * source as "Cannot grow device files"; kimg fails alike, writing nothing. */
+static int convert_special_target(const char *dst, const char *path, const char *fmt,
+                                  uint64_t total)
 {
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0)
-        return -errno;
-    int ret = fsync(fd) < 0 ? -errno : 0;
+    struct stat st;
+    if (stat(path, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+        return 0;
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        cmd_error("%s: error while converting %s: Could not create '%s': %s",
+                  dst, fmt, dst, strerror(errno));
+        return -1;
+    }
+    int ret = 0;
+    if (S_ISFIFO(st.st_mode)) {
+        if (ftruncate(fd, 0) < 0) {
+            cmd_error("%s: error while converting %s: Could not resize file: %s",
+                      dst, fmt, strerror(errno));
+            ret = -1;
+        }
+    } else {
+        off_t end = lseek(fd, 0, SEEK_END);
+        if (end >= 0 && (uint64_t)end < total) {
+            cmd_error("%s: error while converting %s: Cannot grow device files", dst, fmt);
+            ret = -1;
+        }
+    }
     close(fd);
     return ret;
 }
@@ -297,6 +264,7 @@ int cmd_convert(int argc, char **argv)
     const char *dst = argv[argc - 1];
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
+    struct kimg_output out = { 0 };
     uint64_t total = 0;
     if (!src)
         goto out;
@@ -320,9 +288,16 @@ int cmd_convert(int argc, char **argv)
         cmd_fail(NULL, NULL);
         goto close_src;
     }
-    struct stat st;
-    bool in_place = a.no_create || (stat(dpath, &st) == 0 && !S_ISREG(st.st_mode));
-    const char *target = dpath;
+    int r = a.no_create ? 0 : kimg_output_begin(&out, dpath);
+    if (r < 0) {
+        cmd_error("%s: error while converting %s: Could not create '%s': %s",
+                  dst, a.out_fmt, dst, strerror(-r));
+        kimg_clear_error();
+        goto close_src;
+    }
+    bool in_place = a.no_create || out.in_place;
+    if (in_place && !a.no_create && convert_special_target(dst, dpath, a.out_fmt, total) < 0)
+        goto close_src;
     if (in_place) {
         out_img = cmd_open(dst, a.out_fmt, dflags);
         if (!out_img)
@@ -343,16 +318,8 @@ int cmd_convert(int argc, char **argv)
             cmd_fail(NULL, "Invalid option");
             goto close_src;
         }
-        int r = make_tmp_name(dpath);
-        if (r < 0) {
-            cmd_error("%s: error while converting %s: Could not create '%s': %s",
-                      dst, a.out_fmt, dst, strerror(-r));
-            goto close_src;
-        }
-        guard_signals(true);
-        target = tmp_path;
         struct kimg_create_args ca = {
-            .filename = tmp_path, .format = a.out_fmt, .size = total, .size_given = true,
+            .filename = out.path, .format = a.out_fmt, .size = total, .size_given = true,
             .backing_file = a.backing, .backing_format = a.backing_fmt, .opts = a.opts,
         };
         if (kimg_create(&ca) < 0) {
@@ -362,7 +329,7 @@ int cmd_convert(int argc, char **argv)
             kimg_clear_error();
             goto close_src;
         }
-        if (kimg_open(&out_img, tmp_path, a.out_fmt, dflags) < 0) {
+        if (kimg_open(&out_img, out.path, a.out_fmt, dflags) < 0) {
             cmd_fail(dst, "cannot open the new image");
             goto close_src;
         }
@@ -391,7 +358,7 @@ int cmd_convert(int argc, char **argv)
         cv.opaque = &jp;
     }
     if (level) {
-        int r = out_img->drv->set_write_option
+        r = out_img->drv->set_write_option
                 ? out_img->drv->set_write_option(out_img, "compression_level", level)
                 : kimg_fail(-ENOTSUP, "compression_level is not supported for this format");
         if (r < 0) {
@@ -405,31 +372,24 @@ int cmd_convert(int argc, char **argv)
     }
     if (a.show_steps)
         cmd_progress_value(100.0f);   /* as qemu-img: again, at the end */
-    int r = kimg_close(out_img);
+    r = kimg_close(out_img);
     out_img = NULL;
     if (r < 0) {
         cmd_fail(dst, "error while writing the image");
         goto close_src;
     }
-    if (!in_place) {
-        if (rename(target, dpath) < 0) {
-            fprintf(stderr, "kimg: %s: cannot rename the finished image into place: %s\n",
-                    dst, strerror(errno));
-            goto close_src;
-        }
-        tmp_active = 0;
-        if (dst_sync)
-            sync_dir_of(dpath);
+    r = kimg_output_commit(&out, dst_sync);
+    if (r < 0) {
+        fprintf(stderr, "kimg: %s: cannot rename the finished image into place: %s\n",
+                dst, strerror(-r));
+        kimg_clear_error();
+        goto close_src;
     }
     ret = 0;
 close_src:
     if (out_img)
         kimg_close(out_img);
-    if (tmp_active) {
-        unlink(tmp_path);
-        tmp_active = 0;
-    }
-    guard_signals(false);
+    kimg_output_abort(&out);
     for (int i = 0; i < nb_src; i++)
         if (src[i])
             kimg_close(src[i]);
