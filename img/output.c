@@ -137,11 +137,23 @@ int kimg_output_begin(struct kimg_output *o, const char *path)
     sigprocmask(SIG_SETMASK, &old, NULL);
     if (r < 0)
         return kimg_fail(r, "%s: %s", path, strerror(-r));
-    /* mkstemp makes 0600; the finished file gets the mode any new file
-     * would get (0666 less the umask), as qemu-img's output does */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) < 0) {
+    /* mkstemp makes 0600.  qemu-img truncates an existing target in
+     * place, so it keeps its mode and owner: the replacement gets them
+     * too (the owner where we may set it, e.g. as root); a new file gets
+     * the mode any new file would get (0666 less the umask). */
+    mode_t mode;
+    struct stat old_st;
+    if (stat(o->target, &old_st) == 0 && S_ISREG(old_st.st_mode)) {
+        mode = old_st.st_mode & 07777;
+        if (fchown(fd, old_st.st_uid, old_st.st_gid) < 0) {
+            /* not ours to give away: the file stays ours */
+        }
+    } else {
+        mode_t mask = umask(0);
+        umask(mask);
+        mode = 0666 & ~mask;
+    }
+    if (fchmod(fd, mode) < 0) {
         r = -errno;
         close(fd);
         kimg_output_abort(o);

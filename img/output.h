@@ -5,8 +5,10 @@
  * final target that need not exist yet).  If that target exists and is not
  * a regular file (a block or character device, a FIFO, a folder) the output
  * is written in place: no temporary file, no rename, PATH is opened as is.
- * Otherwise a temporary file ".BASE.kimg-XXXXXX" (mode 0666 less the umask)
- * is made in the REAL target's folder; kimg_output_commit renames it over
+ * Otherwise a temporary file ".BASE.kimg-XXXXXX" is made in the REAL
+ * target's folder, with the existing target's mode and owner (as qemu-img,
+ * which truncates the target in place, keeps them), else mode 0666 less
+ * the umask; kimg_output_commit renames it over
  * the real target, so a symlink to it stays a symlink; kimg_output_abort
  * removes it.  Between begin and commit/abort, SIGINT, SIGTERM and SIGHUP
  * remove the temporary file and then end the process by that signal; the

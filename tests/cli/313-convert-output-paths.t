@@ -63,6 +63,22 @@ is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "/dev/nu
 ok "/dev/null is still a character device" test -c /dev/null
 ok "and the link is kept" test -L null.raw
 
+# an existing target keeps its mode and owner, as qemu-img's in-place
+# truncation keeps them (the owner only where kimg may set it: as root)
+for tool in qemu kimg; do
+    echo old > mode-$tool.raw
+    chmod 0640 mode-$tool.raw
+    [ "$(id -u)" = 0 ] && chown 12345:23456 mode-$tool.raw
+done
+qemu-img convert -O raw base.qcow2 mode-qemu.raw
+"$KIMG" convert -O raw base.qcow2 mode-kimg.raw
+is "$(stat -c %a:%u:%g mode-kimg.raw)" "$(stat -c %a:%u:%g mode-qemu.raw)" \
+   "an existing target's mode and owner kept, as qemu-img keeps them"
+ln -s mode-kimg.raw mode-link.raw
+chmod 0604 mode-kimg.raw
+"$KIMG" convert -O raw base.qcow2 mode-link.raw
+is "$(stat -c %a mode-kimg.raw)" 604 "the same through a symlink"
+
 # an interrupted convert into a symlink: link and old target untouched
 head -c $((64 * 1024 * 1024)) /dev/urandom > rnd.raw
 echo "keep me" > real/keep.img
