@@ -15,6 +15,7 @@
 #include "convert.h"
 #include "driver.h"
 #include "lock.h"
+#include "tunables.h"
 
 #define CHUNK (2u << 20)
 
@@ -240,7 +241,7 @@ int kimg_commit(const struct kimg_commit *c)
         goto out;
     if (c->progress)
         c->progress(c->opaque, 0, kimg_size(top));
-    if (depth == 1 && !c->rate && !getenv("KIMG_COMMIT_SERIAL"))
+    if (depth == 1 && !c->rate && !kimg_tunables()->commit_serial)
         ret = copy_parallel(c, rtop, base);
     else
         ret = copy_down(c, rtop, depth, base);

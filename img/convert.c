@@ -82,6 +82,7 @@
 #include "convert_steps.h"
 #include "crash.h"
 #include "driver.h"
+#include "tunables.h"
 
 #define CHUNK (2u << 20)
 #define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
@@ -946,7 +947,7 @@ static struct kimg_file *plain_host(const struct kimg_extent *ext)
     struct kimg_file *f = ext->host_file;
     struct stat st;
     if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) || !f ||
-        f->fd < 0 || getenv("KIMG_CONVERT_NO_MAP"))
+        f->fd < 0 || kimg_tunables()->convert_no_map)
         return NULL;
     if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         ext->offset + ext->length > (uint64_t)st.st_size)
@@ -1159,7 +1160,7 @@ static void reflink_start(struct engine *e)
     struct kimg_file *f = e->c->dst->file;
     struct stat st;
     if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
-        f->fd < 0 || !f->writable || getenv("KIMG_CONVERT_NO_REFLINK") || kimg_crash_lossy() ||
+        f->fd < 0 || !f->writable || kimg_tunables()->convert_no_reflink || kimg_crash_lossy() ||
         fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blksize <= 0)
         return;
     e->reflink = true;
@@ -1215,17 +1216,17 @@ int kimg_convert_run(struct kimg_convert *c)
     e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
                   c->dst->drv->alloc_data && c->dst->drv->commit_data &&
-                  !getenv("KIMG_CONVERT_SERIAL");
+                  !kimg_tunables()->convert_serial;
     reflink_start(&e);
     e.use_aio = is_direct(c->dst);
-    e.one_writer = !e.use_aio && !getenv("KIMG_CONVERT_PARALLEL_WRITES");
+    e.one_writer = !e.use_aio && !kimg_tunables()->convert_parallel_writes;
     for (int i = 0; i < c->nb_src; i++)
         e.use_aio |= is_direct(c->src[i]);
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
-    const char *lag = getenv("KIMG_CONVERT_WRITE_LAG");
+    uint64_t lag = kimg_tunables()->convert_write_lag;
     /* held jobs keep their slots: leave room for the jobs that release them */
-    if (lag && atoi(lag) > 0 && atoi(lag) + 2 < in_flight)
-        e.write_lag = (uint64_t)atoi(lag);
+    if (lag > 0 && in_flight > 2 && lag < (uint64_t)(in_flight - 2))
+        e.write_lag = lag;
     ret = engine_start(&e, in_flight);
     if (ret < 0) {
         engine_stop(&e);

@@ -1,6 +1,6 @@
 /*
  * crash.c — crash simulation for tests (never active unless asked for in
- * the environment).
+ * the environment, as read by img/tunables.c).
  *
  * KIMG_CRASH_AFTER=N: the process dies with _exit(KIMG_CRASH_EXIT) just
  * before its (N+1)-th change to a file (write, zero, truncate, allocate,
@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include "crash.h"
 #include "file.h"
+#include "tunables.h"
 
 #define KIMG_CRASH_EXIT 222
 #define KIMG_CRASH_LOG_MAX (512ull << 20)
@@ -65,14 +66,11 @@ static struct crash_log *logs;
 
 static void read_env(void)
 {
-    const char *e = getenv("KIMG_CRASH_AFTER");
-    char *end = NULL;
-    long v = e && *e ? strtol(e, &end, 10) : -1;
-    crash_after = (end && *end) || v < 0 ? -1 : v;
-    e = getenv("KIMG_CRASH_LOSE");
-    if (crash_after >= 0 && e && *e) {
+    const struct kimg_tunables *t = kimg_tunables();
+    crash_after = t->crash_after;
+    if (t->crash_lose) {
         crash_lose = true;
-        crash_seed = strtoull(e, NULL, 10) * 0x9e3779b97f4a7c15ull + 1;
+        crash_seed = t->crash_seed * 0x9e3779b97f4a7c15ull + 1;
     }
 }
 

@@ -18,6 +18,7 @@
 #include "kimg.h"
 #include "file.h"
 #include "crash.h"
+#include "tunables.h"
 
 #define DIRECT_ALIGN 4096u
 
@@ -553,23 +554,11 @@ void kimg_file_close(struct kimg_file *f)
 #define ALIGN_CHECK_MIN 4096u
 #define ALIGN_CHECK_MASK 63u
 
-static bool align_check_on(void)
-{
-    static int on = -1;
-    int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *e = getenv("KIMG_CHECK_ALIGN");
-        v = e && *e == '1';
-        __atomic_store_n(&on, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
-
 static void check_align(const struct kimg_file *f, const void *buf, size_t len,
                         uint64_t off, const char *what)
 {
     if (len < ALIGN_CHECK_MIN || (off & ALIGN_CHECK_MASK) ||
-        !((uintptr_t)buf & ALIGN_CHECK_MASK) || !align_check_on())
+        !((uintptr_t)buf & ALIGN_CHECK_MASK) || !kimg_tunables()->check_align)
         return;
     fprintf(stderr, "kimg: internal error: %s of %zu bytes at offset %llu of %s from a "
             "buffer at %p, not 64-byte aligned (KIMG_CHECK_ALIGN)\n", what, len,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "qcow2.h"
+#include "tunables.h"
 
 /* ---- change_backing ------------------------------------------------------ */
 
@@ -380,7 +381,7 @@ static int make_empty_locked(struct qcow2_state *s)
             .l1 = zl1, .l1_size = s->l1_size, .size = s->size,
             .sns = s->snapshots, .nb_sns = s->nb_snapshots,
         };
-        ret = getenv("KIMG_EMPTY_INCREMENTAL") ? -EFBIG : qcow2_sn_commit(s, &ch);
+        ret = kimg_tunables()->empty_incremental ? -EFBIG : qcow2_sn_commit(s, &ch);
         /* the new tables went where the old state did not look, past its
          * end: once more, cheap without snapshots, moves them down into
          * the freed clusters so the tail can be cut (a short file, as

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "qcow2.h"
+#include "tunables.h"
 
 /* qemu's limits (block/qcow2-bitmap.c) */
 #define BME_MAX_TABLE_SIZE       0x8000000u
@@ -306,8 +307,7 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
         return -ENOMEM;
     s->bm = st;
     st->page_bytes = s->cluster_size < BM_PAGE_MAX ? (uint32_t)s->cluster_size : BM_PAGE_MAX;
-    const char *env = getenv("KIMG_BITMAP_MEM");
-    st->budget = env && *env ? strtoull(env, NULL, 10) : BM_MEM_BUDGET;
+    st->budget = kimg_tunables()->bitmap_mem;
     if (st->budget == 0 || st->budget > BM_MEM_BUDGET)
         st->budget = BM_MEM_BUDGET;
     /* header.c checked the directory lies inside the file, below the cap */

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 #include "qcow2.h"
+#include "tunables.h"
 
 static pthread_key_t ld_key;
 static bool ld_on;
@@ -34,8 +35,7 @@ static void ld_thread_free(void *d)
 
 static void ld_init(void)
 {
-    const char *off = getenv("KIMG_NO_LIBDEFLATE");
-    if (off && *off && *off != '0')
+    if (kimg_tunables()->no_libdeflate)
         return;
     ld_on = pthread_key_create(&ld_key, ld_thread_free) == 0;
 }

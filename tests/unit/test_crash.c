@@ -15,6 +15,7 @@
 #include "tap.h"
 #include "kimg.h"
 #include "file.h"
+#include "tunables.h"
 
 static char dir[] = "/tmp/kimg-crash-XXXXXX";
 static char path[4096];
@@ -30,6 +31,7 @@ static int child(const struct step *steps, int n, const char *after, const char 
         setenv("KIMG_CRASH_AFTER", after, 1);
         if (lose)
             setenv("KIMG_CRASH_LOSE", lose, 1);
+        kimg_tunables_reload();
         struct kimg_file *f;
         if (kimg_file_open(&f, path, KIMG_FILE_RDWR) < 0)
             _exit(1);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "tests/unit/tap.h"
 #include "driver.h"
+#include "tunables.h"
 
 static int test_memory_raw(void)
 {
@@ -127,6 +128,7 @@ static int align_child(int how)
         struct kimg_file *f;
         uint8_t *b = kimg_alloc_aligned(16384);
         setenv("KIMG_CHECK_ALIGN", "1", 1);
+        kimg_tunables_reload();     /* the parent may have read them already */
         if (!b || kimg_file_open_mem(&f, "mem", NULL, 0, true, 1 << 20) < 0)
             _exit(3);
         int r = 0;
