@@ -1,11 +1,12 @@
 # kimg — plain GNU make.
-#   make            build libkimg.a and the kimg command (in $(B)/)
+#   make            build the kimg command, libkimg.a, libkimg.so and kimg.pc (in $(B)/)
 #   make check      build and run every test through prove (TAP)
 #   make SANITIZE=1 check   the same under ASan+UBSan (objects in build-san/)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make bench      kimg against qemu-img on realistic inputs (not a test)
 #   make deps       install the Debian packages a fresh machine lacks
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (also BINDIR LIBDIR INCLUDEDIR MANDIR)
+#   make uninstall  the same variables: removes what install put there
 
 PREFIX  ?= /usr/local
 CC      ?= cc
@@ -33,11 +34,37 @@ ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
 OPT     ?= -O2 -g
+# Every object is position-independent, so one set serves libkimg.a, the
+# kimg command and libkimg.so (-fno-semantic-interposition: calls inside
+# the library may still be inlined; no slower than the default PIE, see
+# README "Using libkimg").
+PICFLAGS := -fPIC -fno-semantic-interposition
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
-CFLAGS  += -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
+CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            -I. -Iimg $(XML_CFLAGS) -MMD -MP
 LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lpthread
 LDFLAGS += $(SANFLAGS)
+
+# ---- the installable library: names, public headers, directories ----
+# VERSION is the command's (cmd/main.c).  The soname's major number
+# (SO_MAJOR) changes when a change to the public headers breaks programs
+# built against an older libkimg.so.
+VERSION  := $(shell sed -n 's/^.define KIMG_VERSION "\(.*\)"$$/\1/p' cmd/main.c)
+SO_MAJOR := 0
+SO_NAME  := libkimg.so.$(SO_MAJOR)
+SO_REAL  := libkimg.so.$(VERSION)
+# What a library user includes; installed as $(INCLUDEDIR)/kimg.h and
+# $(INCLUDEDIR)/kimg/NAME.h (so "kimg.h" in the others resolves), and the
+# declarations libkimg.so exports (mk/public-symbols.sh).
+PUBLIC_HEADERS := img/kimg.h img/convert.h img/checksum.h img/opts.h
+header_dest = $(if $(filter kimg.h,$(notdir $(1))),kimg.h,kimg/$(notdir $(1)))
+
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MAN_PAGES  := $(wildcard man/*.1)
 
 LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c clone/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
@@ -49,18 +76,47 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
-.PHONY: all check fuzz bench deps install clean
+.PHONY: all check fuzz bench deps install uninstall clean FORCE
 # keep objects built through pattern chains (tests, fuzz replays)
 .SECONDARY:
-all: $(B)/kimg $(B)/libkimg.a
+all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc
 
-$(B)/%.o: %.c
+# Objects depend on the flags that shape their code: a tree built before
+# a change to them (-fPIC for libkimg.so) is rebuilt, not linked stale.
+CODEGEN_FLAGS = $(CC) $(OPT) $(PICFLAGS) $(SANFLAGS)
+$(B)/codegen.flags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CODEGEN_FLAGS)' | cmp -s - $@ || echo '$(CODEGEN_FLAGS)' > $@
+
+$(B)/%.o: %.c $(B)/codegen.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libkimg.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+# ---- the installable library ----
+# The version script: only what PUBLIC_HEADERS declare is exported.
+$(B)/libkimg.map: $(PUBLIC_HEADERS) mk/public-symbols.sh
+	@mkdir -p $(dir $@)
+	CC="$(CC)" mk/public-symbols.sh map $(PUBLIC_HEADERS) > $@.tmp && mv $@.tmp $@
+
+$(B)/$(SO_REAL): $(LIB_OBJ) $(B)/libkimg.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script,$(B)/libkimg.map \
+	    -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf $(SO_REAL) $(B)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(B)/libkimg.so
+
+# Written on every run: PREFIX and the directories may differ between
+# `make` and `make install`.  ${prefix}-relative where they allow it, so
+# pkg-config --define-prefix can relocate an unpacked tree.
+pc_dir = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}$(patsubst $(PREFIX)%,%,$(1)),$(1))
+$(B)/kimg.pc: mk/kimg.pc.in FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' $< > $@.tmp && mv $@.tmp $@
 
 $(B)/kimg: $(CMD_OBJ) $(B)/libkimg.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libkimg.a $(LDLIBS)
@@ -77,6 +133,9 @@ $(B)/fuzz/replay_%: $(B)/fuzz/%.o $(B)/fuzz/replay_main.o $(B)/libkimg.a
 export KIMG := $(abspath $(B)/kimg)
 export KIMG_BUILD := $(abspath $(B))
 export KIMG_SRC := $(abspath .)
+# ... and test 093 builds the example against an installed libkimg with these.
+export KIMG_CC := $(CC)
+export KIMG_SANFLAGS := $(SANFLAGS)
 
 check: all $(UNIT_BIN) $(REPLAY_BIN)
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
@@ -124,10 +183,25 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 
-install: all
-	install -D -m 0755 $(B)/kimg $(DESTDIR)$(PREFIX)/bin/kimg
-	install -D -m 0644 $(B)/libkimg.a $(DESTDIR)$(PREFIX)/lib/libkimg.a
-	install -D -m 0644 img/kimg.h $(DESTDIR)$(PREFIX)/include/kimg.h
+install: all $(B)/kimg.pc
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(INCLUDEDIR)/kimg
+	install -m 0755 $(B)/kimg $(DESTDIR)$(BINDIR)/kimg
+	install -m 0644 $(B)/libkimg.a $(DESTDIR)$(LIBDIR)/libkimg.a
+	install -m 0755 $(B)/$(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_REAL)
+	ln -sf $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libkimg.so
+	install -m 0644 $(B)/kimg.pc $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc
+	$(foreach h,$(PUBLIC_HEADERS),install -m 0644 $(h) $(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h)) &&) true
+	$(if $(MAN_PAGES),install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 && \
+	    install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/)
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kimg $(DESTDIR)$(LIBDIR)/libkimg.a $(DESTDIR)$(LIBDIR)/libkimg.so \
+	    $(DESTDIR)$(LIBDIR)/$(SO_NAME) $(DESTDIR)$(LIBDIR)/$(SO_REAL) $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc \
+	    $(foreach h,$(PUBLIC_HEADERS),$(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h))) \
+	    $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man1/$(notdir $(m)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/kimg 2>/dev/null
 
 clean:
 	rm -rf build build-san build-fuzz
