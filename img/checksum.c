@@ -6,7 +6,9 @@
  * thread count.  Zero ranges are never read, zero blocks never hashed.
  * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
  * hashed in place from a read-only mapping of that file, by the workers:
- * no copy, and the reads (page faults) happen on every hash thread.  Other
+ * no copy, and the reads (page faults) happen on every hash thread (the
+ * engines' mapping policy, img/srcmap.c: a file that changes size while
+ * it is hashed fails the digest).  Other
  * data (compressed, in memory files, partial blocks) is read into the
  * slot's buffer by the worker that hashes it (decompression on every
  * core), or by the caller's thread when one worker hashes everything
@@ -15,16 +17,14 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "checksum.h"
 #include "convert.h"
 #include "file.h"
+#include "srcmap.h"
 
 #define CHUNK_TARGET   (2u << 20)          /* bytes read per slot */
 #define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */
@@ -42,7 +42,7 @@ struct slot {
     uint64_t off, len;          /* guest range */
     uint8_t *buf;               /* the slot's own buffer */
     const uint8_t *data;        /* the data (KIND_DATA): buf, or in a mapping */
-    bool mapped;                /* data points into a file mapping */
+    const struct kimg_srcmap *map; /* data points into this mapping */
     bool load;                  /* the worker reads the data into buf first */
     char msg[256];              /* a worker's error message */
     uint8_t *md;                /* one digest per block (block mode) */
@@ -59,15 +59,13 @@ struct engine {
     unsigned char zero_md[KIMG_CHECKSUM_MAX_MD_SIZE];
     uint8_t *zero_mds;          /* ZERO_BATCH copies of zero_md */
     uint8_t *zeros;             /* chunk zero bytes (raw mode) */
-    /* read-only mappings of the host files data is hashed from in place;
-     * base NULL: that file cannot be mapped (read it instead) */
+    /* read-only mappings of the whole host files data is hashed from in
+     * place; sm.data NULL: that file cannot be mapped (read it instead) */
     struct mapping {
         const struct kimg_file *file;
-        const uint8_t *base;
-        uint64_t size;
+        struct kimg_srcmap sm;
     } maps[MAX_MAPS];
     int nmaps;
-    bool bus_handler;           /* holds a reference on the SIGBUS handler */
     bool worker_loads;          /* workers read their slots (>= 2 of them) */
     EVP_MD_CTX *outer;          /* block mode: the caller's; raw: the worker's */
 
@@ -206,76 +204,26 @@ static int load(struct engine *e, struct slot *s)
     return 0;
 }
 
-/* A mapped file that shrinks under us (another process truncates it; only
- * possible with -U or a writer that ignores the locks) or fails to read
- * raises SIGBUS on access.  While a worker hashes from a mapping it
- * publishes a jump buffer; the handler jumps back there and the slot fails
- * with -EFAULT.  SIGBUS outside such a section gets the previous handler
- * (the faulting access repeats once it is back in place).  The handler is
- * installed while any digest runs with mappings (reference counted). */
-static __thread sigjmp_buf *volatile bus_jump;
-static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
-static int bus_users;
-static struct sigaction bus_old;
-
-static void on_sigbus(int sig, siginfo_t *info, void *uctx)
+/* Messages are per thread: hand this one to the caller's (retire). */
+static int slot_error(struct slot *s, int ret)
 {
-    sigjmp_buf *jb = bus_jump;
-    if (jb)
-        siglongjmp(*jb, 1);
-    sigaction(SIGBUS, &bus_old, NULL);
-}
-
-static int bus_handler_get(void)
-{
-    int ret = 0;
-    pthread_mutex_lock(&bus_lock);
-    if (bus_users == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_sigaction = on_sigbus;
-        sa.sa_flags = SA_SIGINFO;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGBUS, &sa, &bus_old) < 0)
-            ret = -errno;
-    }
-    if (ret == 0)
-        bus_users++;
-    pthread_mutex_unlock(&bus_lock);
+    const char *m = kimg_last_error();
+    snprintf(s->msg, sizeof(s->msg), "%s", m ? m : strerror(-ret));
+    kimg_clear_error();
     return ret;
 }
 
-static void bus_handler_put(void)
-{
-    pthread_mutex_lock(&bus_lock);
-    if (--bus_users == 0)
-        sigaction(SIGBUS, &bus_old, NULL);
-    pthread_mutex_unlock(&bus_lock);
-}
-
-/* Digest a slot; data in a mapping is read under the SIGBUS guard. */
+/* Digest a slot; data in a mapping is checked after (srcmap.h). */
 static int work(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
 {
     if (s->load) {
         int ret = load(e, s);
-        if (ret < 0) {
-            /* messages are per thread: hand it to the caller's */
-            const char *m = kimg_last_error();
-            snprintf(s->msg, sizeof(s->msg), "%s", m ? m : strerror(-ret));
-            kimg_clear_error();
-            return ret;
-        }
+        if (ret < 0)
+            return slot_error(s, ret);
     }
-    if (!s->mapped)
-        return e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) {
-        bus_jump = NULL;
-        return -EFAULT;
-    }
-    bus_jump = &jb;
     int ret = e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
-    bus_jump = NULL;
+    if (s->map && kimg_srcmap_check(s->map) < 0)
+        return slot_error(s, -EIO);
     return ret;
 }
 
@@ -365,11 +313,6 @@ static int retire(struct engine *e, int mode)
         if (ret == 0)
             report(e, s->len);
         pthread_mutex_lock(&e->lock);
-        if (ret == -EFAULT) {
-            kimg_error("error while reading at offset %llu: the file changed size "
-                       "or could not be read", (unsigned long long)s->off);
-            break;
-        }
         if (ret < 0) {
             kimg_error("error computing the %s digest at offset %llu",
                        e->c->algorithm ? e->c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM,
@@ -437,34 +380,26 @@ static int plan(struct engine *e, uint64_t pos, const struct kimg_extent *first,
     return 0;
 }
 
-/* The read-only mapping of FILE (made on first use), or NULL if it cannot
- * be mapped (memory or O_DIRECT files, an empty file, mmap refused, too
- * many files). */
-static const struct mapping *file_mapping(struct engine *e, const struct kimg_file *file)
+/* The read-only mapping of all of FILE (made on first use), or NULL if it
+ * cannot be mapped (a backend without mappings, O_DIRECT files, an empty
+ * file, mmap refused, too many files). */
+static const struct kimg_srcmap *file_mapping(struct engine *e, struct kimg_file *file)
 {
     for (int i = 0; i < e->nmaps; i++)
         if (e->maps[i].file == file)
-            return e->maps[i].base ? &e->maps[i] : NULL;
+            return e->maps[i].sm.data ? &e->maps[i].sm : NULL;
     if (e->nmaps == MAX_MAPS)
         return NULL;
     struct mapping *m = &e->maps[e->nmaps++];
     uint64_t size;
     m->file = file;
-    m->base = NULL;
-    if (file->fd < 0 || file->direct || kimg_file_size((struct kimg_file *)file, &size) < 0 ||
-        size == 0 || size > SIZE_MAX)
+    if (file->ops->get_size(file, &size) < 0 || size == 0 || size > SIZE_MAX ||
+        kimg_srcmap_open(&m->sm, file, 0, size) < 0) {
+        kimg_clear_error();
+        m->sm.data = NULL;
         return NULL;
-    if (!e->bus_handler) {
-        if (bus_handler_get() < 0)
-            return NULL;
-        e->bus_handler = true;
     }
-    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, file->fd, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    m->base = p;
-    m->size = size;
-    return m;
+    return &m->sm;
 }
 
 /* Point S at data stored plainly in a host file, in place: the run at POS
@@ -482,11 +417,11 @@ static bool map_slot(struct engine *e, struct slot *s, uint64_t pos,
         n = n / e->bs * e->bs;
     if (n == 0)
         return false;
-    const struct mapping *m = file_mapping(e, ext->host_file);
-    if (!m || ext->offset > m->size || n > m->size - ext->offset)
+    const struct kimg_srcmap *m = file_mapping(e, ext->host_file);
+    if (!m || ext->offset > m->len || n > m->len - ext->offset)
         return false;
-    s->data = m->base + ext->offset;
-    s->mapped = true;
+    s->data = m->data + ext->offset;
+    s->map = m;
     *len = n;
     return true;
 }
@@ -513,7 +448,7 @@ static int walk(struct engine *e)
             s->load = false;
             if (!map_slot(e, s, pos, &ext, &len)) {
                 s->data = s->buf;
-                s->mapped = false;
+                s->map = NULL;
                 if ((ret = plan(e, pos, &ext, &len)) < 0)
                     return ret;
                 s->off = pos;
@@ -559,10 +494,7 @@ static void engine_free(struct engine *e)
         }
     free(e->slots);
     for (int i = 0; i < e->nmaps; i++)
-        if (e->maps[i].base)
-            munmap((void *)e->maps[i].base, (size_t)e->maps[i].size);
-    if (e->bus_handler)
-        bus_handler_put();
+        kimg_srcmap_close(&e->maps[i].sm);
     free(e->threads);
     free(e->zero_mds);
     free(e->zeros);
@@ -642,6 +574,8 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
     if (pthread_mutex_init(&e.lock, NULL) || pthread_cond_init(&e.work_cv, NULL) ||
         pthread_cond_init(&e.done_cv, NULL))
         return kimg_fail(-ENOMEM, "cannot set up the hash threads");
+    struct kimg_srcsizes sizes;
+    kimg_srcmap_note_sizes(img, &sizes);
     ret = engine_init(&e);
     if (ret == 0) {
         if (c->progress)
@@ -649,6 +583,8 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
         ret = walk(&e);
     }
     stop_workers(&e);
+    if (ret == 0)
+        ret = kimg_srcmap_check_sizes(img, &sizes);
     if (ret == 0 && !e.raw) {
         /* the length, as 8 little-endian bytes, ends the outer message */
         unsigned char le[8];

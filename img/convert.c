@@ -17,8 +17,12 @@
  * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
  * parallel, up to `in_flight` at once.  Data stored plainly in a buffered
  * host file (raw, uncompressed qcow2 clusters) is not read at all: the
- * worker maps it (mmap), which saves the kernel's copy to user space; an
- * O_DIRECT source is read with libaio (img/aio.c).
+ * worker maps it (img/srcmap.c, the engines' one mapping policy: a source
+ * that changes size fails the copy), which saves the kernel's copy to user
+ * space; an O_DIRECT source is read with libaio (img/aio.c).  Every
+ * shortcut (mapping, cloning, copy offload, libaio) is an optional
+ * operation of the file layer; a backend without it is read and written
+ * with plain reads and writes.
  *
  * Writes: a raw target is written by the workers themselves (libaio
  * batches when it is O_DIRECT).  For a qcow2 target the main thread takes
@@ -72,16 +76,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "aio.h"
 #include "convert.h"
 #include "convert_steps.h"
 #include "crash.h"
 #include "driver.h"
+#include "srcmap.h"
 
 #define CHUNK (2u << 20)
 #define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
@@ -108,88 +109,6 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
         if (*p++)
             return false;
     return true;
-}
-
-/* ---- mapped source data ----------------------------------------------------
- * A mapping of a source file that shrinks under us would raise SIGBUS on
- * access.  The handler replaces the page with a page of zeros, so such data
- * reads as zeros, exactly as a read past the end of the file does
- * (kimg_file_pread_zero_eof); faults outside our mappings keep their
- * default action. */
-
-#define MAX_MAPS 256
-static uintptr_t map_start[MAX_MAPS], map_end[MAX_MAPS];
-static long page_size;
-static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-    (void)uc;
-    uintptr_t a = (uintptr_t)si->si_addr;
-    for (int i = 0; i < MAX_MAPS; i++) {
-        uintptr_t s0 = __atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE);
-        uintptr_t s1 = __atomic_load_n(&map_end[i], __ATOMIC_ACQUIRE);
-        if (s0 && a >= s0 && a < s1) {
-            void *pg = (void *)(a & ~((uintptr_t)page_size - 1));
-            if (mmap(pg, (size_t)page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     -1, 0) != MAP_FAILED)
-                return;
-            break;
-        }
-    }
-    /* not ours (or no way to patch it): the default action on return */
-    signal(sig, SIG_DFL);
-}
-
-static void bus_init(void)
-{
-    page_size = sysconf(_SC_PAGESIZE);
-    struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, NULL);
-}
-
-static void map_register(void *p, size_t len, bool on)
-{
-    uintptr_t a = (uintptr_t)p;
-    for (int i = 0; i < MAX_MAPS; i++) {
-        if (on) {
-            uintptr_t zero = 0;
-            if (__atomic_compare_exchange_n(&map_start[i], &zero, a, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                __atomic_store_n(&map_end[i], a + len, __ATOMIC_RELEASE);
-                return;
-            }
-        } else if (__atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE) == a) {
-            __atomic_store_n(&map_end[i], 0, __ATOMIC_RELEASE);
-            __atomic_store_n(&map_start[i], 0, __ATOMIC_RELEASE);
-            return;
-        }
-    }
-}
-
-/* Map LEN bytes at host offset OFF of FD; *DATA points at OFF inside the
- * mapping returned (NULL if mapping is not possible: read instead). */
-static void *map_source(int fd, uint64_t off, uint64_t len, uint8_t **data, size_t *maplen)
-{
-    pthread_once(&bus_once, bus_init);
-    uint64_t delta = off % (uint64_t)page_size;
-    size_t ml = (size_t)(len + delta);
-    void *m = mmap(NULL, ml, PROT_READ, MAP_SHARED, fd, (off_t)(off - delta));
-    if (m == MAP_FAILED)
-        return NULL;
-    map_register(m, ml, true);
-    *data = (uint8_t *)m + delta;
-    *maplen = ml;
-    return m;
-}
-
-static void unmap_source(void *m, size_t len)
-{
-    if (!m)
-        return;
-    munmap(m, len);
-    map_register(m, len, false);
 }
 
 /* ---- jobs ----------------------------------------------------------------- */
@@ -224,14 +143,13 @@ struct job {
     uint64_t seq;
     struct kimg *src;
     uint64_t soff, doff, len;
-    int src_fd;                 /* JOB_OFFLOAD: soff is a host offset in it */
+    struct kimg_file *src_file; /* JOB_OFFLOAD: soff is a host offset in it */
     /* the data is stored plainly at hoff in hfile (mapped or read there) */
     struct kimg_file *hfile;
     uint64_t hoff;
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
     uint8_t *data;              /* the job's data: buf, or inside map */
-    void *map;
-    size_t maplen;
+    struct kimg_srcmap map;     /* the mapped source data (map.data set) */
     struct run *runs;           /* zero scan result (not with -c) */
     uint32_t nruns, runs_cap;
     struct piece *pieces;       /* qcow2 target: data written by a worker */
@@ -251,7 +169,6 @@ struct engine {
     uint64_t grain;             /* zero-detection granularity, 0 = off */
     uint64_t cluster;           /* target cluster size (compression unit) */
     bool split_compress;        /* workers compress (the target supports it) */
-    int dst_fd;                 /* -C: the raw target's descriptor */
     bool raw_target;            /* workers write their own jobs: a raw file
                                    has no layout to keep in order, and it is
                                    already full size, so writes cannot race
@@ -382,13 +299,10 @@ static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
 static bool reflink_range(struct engine *e, struct kimg_file *src, uint64_t soff,
                           struct kimg_file *dst, uint64_t doff, uint64_t len)
 {
-    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || src->fd < 0 || !len ||
+    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || !len ||
         dst != e->c->dst->file || ((soff | doff | len) % e->reflink_align))
         return false;
-    struct file_clone_range r = { .src_fd = src->fd, .src_offset = soff,
-                                  .src_length = len, .dest_offset = doff };
-    kimg_file_count_change();
-    if (ioctl(dst->fd, FICLONERANGE, &r) == 0)
+    if (kimg_file_clone_range(dst, doff, src, soff, len) == 0)
         return true;
     __atomic_store_n(&e->reflink, false, __ATOMIC_RELAXED);
     return false;
@@ -420,7 +334,7 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
         else if (j->hfile && reflink_range(e, j->hfile, j->hoff + r->pos, f, j->doff + r->pos,
                                            r->len))
             continue;
-        else if (f && f->fd >= 0)
+        else if (f)
             ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
         else
             ret = kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
@@ -432,15 +346,20 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 }
 
 /* Fetch a data job's bytes: mapped, read with libaio, or read through the
- * driver. */
+ * driver.  A host file now too short for the range fails (srcmap.h). */
 static int fetch_data(struct job *j, struct kimg_aio *aio)
 {
     j->data = j->buf;
     if (j->hfile && !j->hfile->direct) {
-        j->map = map_source(j->hfile->fd, j->hoff, j->len, &j->data, &j->maplen);
-        if (j->map)
+        int ret = kimg_srcmap_open(&j->map, j->hfile, j->hoff, j->len);
+        if (ret == 0) {
+            j->data = (uint8_t *)j->map.data;
             return 0;
-        j->data = j->buf;
+        }
+        if (ret == -EIO) {
+            snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+            return ret;
+        }
     }
     if (j->hfile && j->hfile->direct) {
         struct kimg_aio_req reqs[KIMG_AIO_MAX];
@@ -465,21 +384,11 @@ static uint64_t piece_len(const struct engine *e, const struct job *j, uint64_t 
 /* -C: copy a job inside the kernel, file to file (on a worker thread). */
 static int offload_copy(struct engine *e, struct job *j)
 {
-    loff_t in = (loff_t)j->soff, out = (loff_t)j->doff;
-    uint64_t left = j->len;
-    while (left) {
-        ssize_t n = copy_file_range(j->src_fd, &in, e->dst_fd, &out, (size_t)left, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int err = n < 0 ? errno : EIO;
-            snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
-                     (unsigned long long)j->doff, n < 0 ? strerror(err) : "short copy");
-            return -err;
-        }
-        left -= (uint64_t)n;
-    }
-    return 0;
+    int ret = kimg_file_copy_range(e->c->dst->file, j->doff, j->src_file, j->soff, j->len);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
+                 (unsigned long long)j->doff, ret == -ENODATA ? "short copy" : strerror(-ret));
+    return ret == -ENODATA ? -EIO : ret;
 }
 
 /* -c: compress every cluster of a job (on a worker thread). */
@@ -541,6 +450,19 @@ static void set_err(struct job *j, const char *what, uint64_t off, const char *n
                  (unsigned long long)off, m);
 }
 
+/* After the last use of a job's mapped data so far: a source that changed
+ * size fails the job, whatever else went wrong with that data (srcmap.h). */
+static int check_map(struct job *j)
+{
+    if (!j->map.data)
+        return 0;
+    kimg_clear_error();     /* the message is the source's, not the write's */
+    int ret = kimg_srcmap_check(&j->map);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+    return ret;
+}
+
 /* First phase of a job on a worker: read, then scan/compress/write. */
 static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
@@ -550,21 +472,23 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
     }
     j->ret = fetch_data(j, aio);
     if (j->ret < 0) {
-        set_err(j, "reading", j->soff, kimg_filename(j->src));
+        if (!j->err[0])
+            set_err(j, "reading", j->soff, kimg_filename(j->src));
         return;
     }
     if (e->split_compress) {
         compress_job(e, j);
-        return;
+    } else if (!e->c->compress) {
+        scan_runs(e, j);
+        if (e->raw_target) {
+            j->ret = write_runs_raw(e, j, aio);
+            if (j->ret < 0)
+                set_err(j, "writing", j->doff, NULL);
+        }
     }
-    if (e->c->compress)
-        return;
-    scan_runs(e, j);
-    if (e->raw_target) {
-        j->ret = write_runs_raw(e, j, aio);
-        if (j->ret < 0)
-            set_err(j, "writing", j->doff, NULL);
-    }
+    int ret = check_map(j);
+    if (ret < 0)
+        j->ret = ret;
 }
 
 /* Second phase (parallel qcow2 writes): the pieces, in one batch. */
@@ -585,6 +509,8 @@ static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
     j->ret = ret;
     if (ret < 0)
         set_err(j, "writing", j->doff, NULL);
+    if ((ret = check_map(j)) < 0)
+        j->ret = ret;
 }
 
 static void *worker(void *opaque)
@@ -726,8 +652,7 @@ static int commit_job(struct engine *e, struct job *j)
 
 static void release_job(struct engine *e, struct job *j)
 {
-    unmap_source(j->map, j->maplen);
-    j->map = NULL;
+    kimg_srcmap_close(&j->map);
     pthread_mutex_lock(&e->lock);
     j->state = JOB_FREE;
     pthread_mutex_unlock(&e->lock);
@@ -789,8 +714,12 @@ static int service(struct engine *e, bool wait)
             ret = plan_job(e, j);
         else
             ret = write_runs_serial(e, j);
-        if (ret < 0)
+        if (j->map.data && kimg_srcmap_check(&j->map) < 0) {
+            kimg_clear_error();     /* the source changed size: that first */
+            ret = kimg_srcmap_check(&j->map);
+        } else if (ret < 0) {
             kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
+        }
         keep = ret == 0 && e->par_write && j->npieces_w;
     }
     pthread_mutex_lock(&e->lock);
@@ -844,7 +773,8 @@ static int write_runs_serial(struct engine *e, struct job *j)
 
 /* Queue a job (doing main-thread work until a slot is free).  HFILE/HOFF:
  * the data is stored plainly there (NULL: read through the driver). */
-static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, int src_fd,
+static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
+                        struct kimg_file *src_file,
                         struct kimg_file *hfile, uint64_t hoff,
                         uint64_t soff, uint64_t doff, uint64_t len)
 {
@@ -857,7 +787,8 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
         if (slot) {
             slot->kind = kind;
             slot->src = src;
-            slot->src_fd = src_fd;
+            slot->src_file = src_file;
+            slot->err[0] = 0;
             slot->hfile = hfile;
             slot->hoff = hoff;
             slot->soff = soff;
@@ -866,7 +797,6 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
             slot->ret = 0;
             slot->nruns = 0;
             slot->npieces_w = 0;
-            slot->map = NULL;
             slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
@@ -894,7 +824,7 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
 static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
                    uint64_t soff, uint64_t doff, uint64_t len)
 {
-    return add_job_full(e, kind, src, -1, NULL, 0, soff, doff, len);
+    return add_job_full(e, kind, src, NULL, NULL, 0, soff, doff, len);
 }
 
 /* -C: queue the data extent EXT (guest [off, off+len) of SRC) as in-kernel
@@ -903,7 +833,7 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
                             uint64_t off, const struct kimg_extent *ext)
 {
     if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) ||
-        !ext->host_file || ext->host_file->fd < 0)
+        !ext->host_file || !kimg_file_has_copy_range(ext->host_file))
         return kimg_fail(-ENOTSUP, "copy offloading (-C) is not possible: the data at "
                          "offset %llu of '%s' is not stored plainly in a file",
                          (unsigned long long)off, kimg_filename(src));
@@ -911,7 +841,7 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
         uint64_t n = CHUNK - ((base + off + pos) % CHUNK);
         if (n > ext->length - pos)
             n = ext->length - pos;
-        int ret = add_job_full(e, JOB_OFFLOAD, src, ext->host_file->fd, NULL, 0,
+        int ret = add_job_full(e, JOB_OFFLOAD, src, ext->host_file, NULL, 0,
                                ext->offset + pos, base + off + pos, n);
         if (ret < 0)
             return ret;
@@ -930,7 +860,7 @@ static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
         uint64_t n = CHUNK - ((base + from) % CHUNK);
         if (n > to - from)
             n = to - from;
-        int ret = add_job_full(e, JOB_DATA, src, -1, hfile, hoff, from, base + from, n);
+        int ret = add_job_full(e, JOB_DATA, src, NULL, hfile, hoff, from, base + from, n);
         if (ret < 0)
             return ret;
         from += n;
@@ -940,16 +870,16 @@ static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
 }
 
 /* The host file holding EXT's data as is, if the engine may map or read it
- * directly: a plain file, the whole extent inside it. */
+ * directly: a file (not a device), the whole extent inside it. */
 static struct kimg_file *plain_host(const struct kimg_extent *ext)
 {
     struct kimg_file *f = ext->host_file;
-    struct stat st;
+    uint64_t size;
     if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) || !f ||
-        f->fd < 0 || getenv("KIMG_CONVERT_NO_MAP"))
+        getenv("KIMG_CONVERT_NO_MAP"))
         return NULL;
-    if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        ext->offset + ext->length > (uint64_t)st.st_size)
+    if (kimg_file_is_device(f) || f->ops->get_size(f, &size) < 0 ||
+        ext->offset + ext->length > size)
         return NULL;
     return f;
 }
@@ -1139,7 +1069,7 @@ static void engine_stop(struct engine *e)
         pthread_cond_destroy(&e->finished);
     }
     for (int i = 0; e->jobs && i < e->nb_jobs; i++) {
-        unmap_source(e->jobs[i].map, e->jobs[i].maplen);
+        kimg_srcmap_close(&e->jobs[i].map);
         free(e->jobs[i].buf);
         free(e->jobs[i].runs);
         free(e->jobs[i].pieces);
@@ -1157,13 +1087,13 @@ static void engine_stop(struct engine *e)
 static void reflink_start(struct engine *e)
 {
     struct kimg_file *f = e->c->dst->file;
-    struct stat st;
+    uint64_t align;
     if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
-        f->fd < 0 || !f->writable || getenv("KIMG_CONVERT_NO_REFLINK") || kimg_crash_lossy() ||
-        fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blksize <= 0)
+        getenv("KIMG_CONVERT_NO_REFLINK") || kimg_crash_lossy() ||
+        !(align = kimg_file_clone_align(f)))
         return;
     e->reflink = true;
-    e->reflink_align = (uint64_t)st.st_blksize;
+    e->reflink_align = align;
 }
 
 static bool is_direct(const struct kimg *img)
@@ -1205,12 +1135,11 @@ int kimg_convert_run(struct kimg_convert *c)
             kimg_compress_cluster(c->dst, 0, probe_buf, 0, NULL, 0) != -ENOTSUP;
     }
     if (c->copy_offload) {
-        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || c->dst->file->fd < 0 ||
+        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || !kimg_file_has_copy_range(c->dst->file) ||
             c->compress) {
             free(e.zbuf);
             return kimg_fail(-ENOTSUP, "copy offloading (-C) needs a raw target file and no -c");
         }
-        e.dst_fd = c->dst->file->fd;
     }
     e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
@@ -1226,12 +1155,17 @@ int kimg_convert_run(struct kimg_convert *c)
     /* held jobs keep their slots: leave room for the jobs that release them */
     if (lag && atoi(lag) > 0 && atoi(lag) + 2 < in_flight)
         e.write_lag = (uint64_t)atoi(lag);
-    ret = engine_start(&e, in_flight);
+    /* the sources' sizes now and at the end (srcmap.h) */
+    struct kimg_srcsizes *sizes = calloc((size_t)c->nb_src, sizeof(*sizes));
+    ret = sizes ? engine_start(&e, in_flight) : -ENOMEM;
     if (ret < 0) {
         engine_stop(&e);
         free(e.zbuf);
+        free(sizes);
         return kimg_fail(ret, "cannot start the copy: %s", strerror(-ret));
     }
+    for (int i = 0; i < c->nb_src; i++)
+        kimg_srcmap_note_sizes(c->src[i], &sizes[i]);
     if (c->progress)
         c->progress(c->opaque, 0, e.total);
     convert_steps_start(&e.steps, c, e.cluster);
@@ -1258,6 +1192,9 @@ int kimg_convert_run(struct kimg_convert *c)
     }
     engine_stop(&e);
     free(e.zbuf);
+    for (int i = 0; i < c->nb_src && ret == 0; i++)
+        ret = kimg_srcmap_check_sizes(c->src[i], &sizes[i]);
+    free(sizes);
     if (ret == 0)
         ret = kimg_flush(c->dst);
     return ret;
