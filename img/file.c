@@ -12,6 +12,7 @@
 #include <libaio.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -490,9 +491,13 @@ static int mem_reserve(struct kimg_file *f, uint64_t size)
         cap *= 2;
     if (cap > f->mem_limit)
         cap = f->mem_limit;
-    uint8_t *m = realloc(f->mem, (size_t)cap);
+    /* page-aligned, as every buffer kimg copies from (mem_map hands it out) */
+    uint8_t *m = kimg_alloc_aligned((size_t)cap);
     if (!m)
         return -ENOMEM;
+    if (f->mem_cap)
+        memcpy(m, f->mem, (size_t)f->mem_cap);
+    free(f->mem);
     memset(m + f->mem_cap, 0, (size_t)(cap - f->mem_cap));
     f->mem = m;
     f->mem_cap = cap;
@@ -586,12 +591,50 @@ static int mem_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
 }
 
 static int64_t mem_allocated(struct kimg_file *f) { return (int64_t)f->mem_size; }
-static void mem_close(struct kimg_file *f) { free(f->mem); }
 
-/* A view of the buffer itself: valid until the file is written or closed
- * (engines map sources, which nothing writes while they run). */
+static void mem_close(struct kimg_file *f)
+{
+    free(f->mem);
+    if (f->mem_lock)
+        pthread_rwlock_destroy(f->mem_lock);
+    free(f->mem_lock);
+}
+
+/* The engines call a file from several threads: reads share the lock,
+ * changes (which may move the buffer) take it alone. */
+#define MEM_LOCKED(f, excl, call) ({                                   \
+    pthread_rwlock_t *l_ = (f)->mem_lock;                              \
+    if (excl)                                                          \
+        pthread_rwlock_wrlock(l_);                                     \
+    else                                                               \
+        pthread_rwlock_rdlock(l_);                                     \
+    __auto_type r_ = (call);                                           \
+    pthread_rwlock_unlock(l_);                                         \
+    r_; })
+
+static int mem_pread_l(struct kimg_file *f, void *buf, size_t len, uint64_t off)
+{ return MEM_LOCKED(f, false, mem_pread(f, buf, len, off)); }
+static int mem_pwrite_l(struct kimg_file *f, const void *buf, size_t len, uint64_t off)
+{ return MEM_LOCKED(f, true, mem_pwrite(f, buf, len, off)); }
+static int mem_get_size_l(struct kimg_file *f, uint64_t *size)
+{ return MEM_LOCKED(f, false, mem_get_size(f, size)); }
+static int mem_truncate_l(struct kimg_file *f, uint64_t size)
+{ return MEM_LOCKED(f, true, mem_truncate(f, size)); }
+static int mem_zero_l(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
+{ return MEM_LOCKED(f, true, mem_zero(f, off, len, punch)); }
+static int mem_discard_l(struct kimg_file *f, uint64_t off, uint64_t len)
+{ return MEM_LOCKED(f, true, mem_discard(f, off, len)); }
+static int mem_allocate_l(struct kimg_file *f, uint64_t off, uint64_t len)
+{ return MEM_LOCKED(f, true, mem_allocate(f, off, len)); }
+static int64_t mem_allocated_l(struct kimg_file *f)
+{ return MEM_LOCKED(f, false, mem_allocated(f)); }
+
+/* A view of the buffer itself, for read-only files only: a write may move
+ * the buffer. */
 static int mem_map(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m)
 {
+    if (f->writable)
+        return -EOPNOTSUPP;
     if (off > f->mem_size || len > f->mem_size - off || !len)
         return -ERANGE;
     m->data = f->mem + off;
@@ -606,11 +649,11 @@ static void mem_unmap(struct kimg_file *f, struct kimg_file_map *m) { }
 static bool mem_same_file(struct kimg_file *a, struct kimg_file *b) { return a == b; }
 
 static const struct kimg_file_ops mem_ops = {
-    .pread = mem_pread, .pwrite = mem_pwrite, .get_size = mem_get_size,
-    .truncate = mem_truncate, .sync = mem_sync, .zero = mem_zero,
-    .discard = mem_discard,
-    .allocate = mem_allocate, .data_status = mem_data_status,
-    .allocated = mem_allocated, .close = mem_close,
+    .pread = mem_pread_l, .pwrite = mem_pwrite_l, .get_size = mem_get_size_l,
+    .truncate = mem_truncate_l, .sync = mem_sync, .zero = mem_zero_l,
+    .discard = mem_discard_l,
+    .allocate = mem_allocate_l, .data_status = mem_data_status,
+    .allocated = mem_allocated_l, .close = mem_close,
     .map = mem_map, .unmap = mem_unmap, .same_file = mem_same_file,
 };
 
@@ -627,8 +670,12 @@ int kimg_file_open_mem(struct kimg_file **out, const char *name,
     f->writable = writable;
     f->align = 1;
     f->mem_limit = limit > len ? limit : len;
-    if (!f->path || mem_reserve(f, len) < 0) {
+    f->mem_lock = malloc(sizeof(pthread_rwlock_t));
+    if (!f->path || !f->mem_lock || pthread_rwlock_init(f->mem_lock, NULL) ||
+        mem_reserve(f, len) < 0) {
         free(f->path);
+        free(f->mem);
+        free(f->mem_lock);
         free(f);
         return -ENOMEM;
     }

@@ -87,6 +87,7 @@ struct kimg_file {
     /* memory backend */
     uint8_t *mem;
     uint64_t mem_size, mem_cap, mem_limit;
+    void *mem_lock;    /* a pthread_rwlock_t: the engines call from threads */
 };
 
 #define KIMG_FILE_RDWR   0x1u
