@@ -98,7 +98,7 @@ static int fetch(struct engine *e, struct job *j, int i)
     return 0;
 }
 
-static int run_job(void *opaque, void *job)
+static int run_job(void *opaque, void *local, void *job)
 {
     struct engine *e = opaque;
     struct job *j = job;
@@ -123,7 +123,7 @@ static int run_job(void *opaque, void *job)
 static int take_oldest(struct engine *e)
 {
     int ret;
-    struct job *j = kimg_pool_take(e->pool, &ret);
+    struct job *j = kimg_pool_take(e->pool, &ret, true);
     if (!j)
         return KIMG_COMPARE_SAME;
     int res = KIMG_COMPARE_SAME;
@@ -287,7 +287,9 @@ static int start(struct engine *e)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = ncpu < 2 ? 2 : ncpu > 8 ? 8 : (int)ncpu;
     int slots = 2 * threads > 8 ? 8 : 2 * threads;
-    e->pool = kimg_pool_new(threads, slots, sizeof(struct job), run_job, e);
+    struct kimg_pool_def def = { .threads = threads, .slots = slots,
+                                 .job_size = sizeof(struct job), .run = run_job, .opaque = e };
+    e->pool = kimg_pool_new(&def);
     if (!e->pool)
         return -ENOMEM;
     for (int i = 0; i < slots; i++) {
