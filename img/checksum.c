@@ -442,18 +442,14 @@ static int online_cpus(void)
 /* Stop the workers, then free what they used. */
 static void engine_free(struct engine *e)
 {
-    int n = e->pool ? kimg_pool_slots(e->pool) : 0;
-    uint8_t **bufs = calloc((size_t)n * 2 + 1, sizeof(*bufs));
-    for (int i = 0; bufs && i < n; i++) {
+    kimg_pool_stop(e->pool);
+    for (int i = 0; e->pool && i < kimg_pool_slots(e->pool); i++) {
         struct slot *s = kimg_pool_job(e->pool, i);
-        bufs[2 * i] = s->buf;
-        bufs[2 * i + 1] = s->md;
+        free(s->buf);
+        free(s->md);
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
-    for (int i = 0; bufs && i < 2 * n; i++)
-        free(bufs[i]);
-    free(bufs);
     for (int i = 0; i < e->nmaps; i++)
         kimg_srcmap_close(&e->maps[i].sm);
     free(e->zero_mds);

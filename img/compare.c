@@ -308,17 +308,14 @@ static void stop(struct engine *e)
 {
     if (!e->pool)
         return;
-    int slots = kimg_pool_slots(e->pool), nb = 0;
-    uint8_t *bufs[2 * 8];
-    for (int i = 0; i < slots && i < 8; i++) {
+    kimg_pool_stop(e->pool);
+    for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
         struct job *j = kimg_pool_job(e->pool, i);
-        bufs[nb++] = j->side[0].buf;
-        bufs[nb++] = j->side[1].buf;
+        free(j->side[0].buf);
+        free(j->side[1].buf);
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
-    for (int i = 0; i < nb; i++)
-        free(bufs[i]);
 }
 
 int kimg_compare_run(struct kimg_compare *c)

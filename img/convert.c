@@ -82,6 +82,7 @@
 #include "convert_steps.h"
 #include "crash.h"
 #include "driver.h"
+#include "pool.h"
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
@@ -113,17 +114,13 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
 
 /* ---- jobs ----------------------------------------------------------------- */
 
+/* A job is a slot of the engines' pool (img/pool.c).  First phase, on a
+ * worker: read (and scan, compress, raw write); then the main thread takes
+ * it in sequence order.  A qcow2 target's job goes back to the pool
+ * (wphase) for a worker to write its allocated pieces, and the main thread
+ * links them when it takes the job again (in any order). */
 enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
 #define CLEN_ZERO INT64_MIN
-enum job_state {
-    JOB_FREE,
-    JOB_QUEUED,     /* for a worker: read (and scan, compress, raw write) */
-    JOB_BUSY,
-    JOB_DONE,       /* for the main thread, in sequence order */
-    JOB_WQUEUED,    /* for a worker: write the allocated pieces */
-    JOB_WBUSY,
-    JOB_WDONE,      /* for the main thread: link the pieces (any order) */
-};
 
 /* A run of a job's data, zero or not, at the sparse grain. */
 struct run {
@@ -138,8 +135,8 @@ struct piece {
 };
 
 struct job {
-    enum job_state state;
     enum job_kind kind;
+    bool wphase;                /* queued again to write its pieces */
     uint64_t seq;
     struct kimg *src;
     uint64_t soff, doff, len;
@@ -183,18 +180,12 @@ struct engine {
     uint64_t done, total, last_report;
     struct convert_steps steps;  /* -p: qemu-img's steps */
 
-    pthread_mutex_t lock;
-    pthread_cond_t work;        /* a job was queued, or stop */
-    pthread_cond_t finished;    /* a job is done */
-    struct job *jobs;
-    int nb_jobs;
-    pthread_t *threads;
-    int nb_threads;
-    bool stop;
+    struct kimg_pool *pool;     /* jobs: struct job */
     uint64_t next_seq;          /* sequence number of the next job made */
-    uint64_t write_seq;         /* sequence number of the next job written */
+    uint64_t write_seq;         /* sequence number of the next job written
+                                   (atomic: read by hold()) */
     uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
-    bool draining;              /* no more jobs will be made */
+    bool draining;              /* no more jobs will be made (atomic) */
 };
 
 static void report(struct engine *e, uint64_t n)
@@ -513,43 +504,41 @@ static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
         j->ret = ret;
 }
 
-static void *worker(void *opaque)
+/* A pool job on a worker; the job's message goes with its result. */
+static int run_job(void *opaque, void *local, void *job)
 {
     struct engine *e = opaque;
-    struct kimg_aio *aio = e->use_aio ? kimg_aio_new() : NULL;
-    pthread_mutex_lock(&e->lock);
-    for (;;) {
-        struct job *j = NULL;
-        /* the oldest queued job first, so the writer is never starved */
-        for (int i = 0; i < e->nb_jobs; i++) {
-            struct job *c = &e->jobs[i];
-            if (c->state == JOB_WQUEUED && e->write_lag && !e->draining &&
-                e->write_seq <= c->seq + e->write_lag)
-                continue;               /* held back (test hook) */
-            if ((c->state == JOB_QUEUED || c->state == JOB_WQUEUED) && (!j || c->seq < j->seq))
-                j = c;
-        }
-        if (!j) {
-            if (e->stop)
-                break;
-            pthread_cond_wait(&e->work, &e->lock);
-            continue;
-        }
-        bool wphase = j->state == JOB_WQUEUED;
-        j->state = wphase ? JOB_WBUSY : JOB_BUSY;
-        pthread_mutex_unlock(&e->lock);
+    struct job *j = job;
+    if (j->wphase)
+        work_write(e, j, local);
+    else
+        work_read(e, j, local);
+    if (j->ret < 0) {
         kimg_clear_error();
-        if (wphase)
-            work_write(e, j, aio);
-        else
-            work_read(e, j, aio);
-        pthread_mutex_lock(&e->lock);
-        j->state = wphase ? JOB_WDONE : JOB_DONE;
-        pthread_cond_broadcast(&e->finished);
+        kimg_error("%s", j->err);
     }
-    pthread_mutex_unlock(&e->lock);
-    kimg_aio_free(aio);
-    return NULL;
+    return j->ret;
+}
+
+static void *worker_init(void *opaque)
+{
+    struct engine *e = opaque;
+    return e->use_aio ? kimg_aio_new() : NULL;
+}
+
+static void worker_fini(void *opaque, void *local)
+{
+    kimg_aio_free(local);
+}
+
+/* KIMG_CONVERT_WRITE_LAG (test hook): a job's data writes wait until
+ * write_lag more jobs have been taken, or the copy drains. */
+static bool hold_job(void *opaque, void *job)
+{
+    struct engine *e = opaque;
+    struct job *j = job;
+    return j->wphase && !__atomic_load_n(&e->draining, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&e->write_seq, __ATOMIC_ACQUIRE) <= j->seq + e->write_lag;
 }
 
 /* ---- the main thread: allocation, ordered writes, links -------------------- */
@@ -653,9 +642,7 @@ static int commit_job(struct engine *e, struct job *j)
 static void release_job(struct engine *e, struct job *j)
 {
     kimg_srcmap_close(&j->map);
-    pthread_mutex_lock(&e->lock);
-    j->state = JOB_FREE;
-    pthread_mutex_unlock(&e->lock);
+    kimg_pool_put(e->pool, j);
 }
 
 static int write_sparse_compress(struct engine *e, struct job *j);
@@ -666,36 +653,15 @@ static int write_runs_serial(struct engine *e, struct job *j);
  * something, 0 if nothing was ready (and WAIT is false), or -errno. */
 static int service(struct engine *e, bool wait)
 {
-    struct job *j;
-    pthread_mutex_lock(&e->lock);
-    for (;;) {
-        j = NULL;
-        for (int i = 0; i < e->nb_jobs && !j; i++)
-            if (e->jobs[i].state == JOB_WDONE)
-                j = &e->jobs[i];
-        for (int i = 0; i < e->nb_jobs && !j; i++)
-            if (e->jobs[i].state == JOB_DONE && e->jobs[i].seq == e->write_seq)
-                j = &e->jobs[i];
-        if (j || !wait)
-            break;
-        bool busy = e->write_seq < e->next_seq;
-        for (int i = 0; i < e->nb_jobs && !busy; i++)
-            busy = e->jobs[i].state != JOB_FREE;
-        if (!busy)
-            break;
-        pthread_cond_wait(&e->finished, &e->lock);
-    }
-    pthread_mutex_unlock(&e->lock);
+    int ret;
+    struct job *j = kimg_pool_take(e->pool, &ret, wait);
     if (!j)
         return 0;
-
-    int ret = j->ret;
-    if (ret < 0) {
-        kimg_error("%s", j->err);
+    if (ret < 0) {              /* its message is set (the pool) */
         release_job(e, j);
         return ret;
     }
-    if (j->state == JOB_WDONE) {
+    if (j->wphase) {
         ret = commit_job(e, j);
         if (ret == 0)
             report(e, j->len);
@@ -722,15 +688,13 @@ static int service(struct engine *e, bool wait)
         }
         keep = ret == 0 && e->par_write && j->npieces_w;
     }
-    pthread_mutex_lock(&e->lock);
-    e->write_seq++;
-    if (keep)
-        j->state = JOB_WQUEUED;
-    if (e->write_lag)
-        pthread_cond_broadcast(&e->work);   /* held jobs may go now */
-    else if (keep)
-        pthread_cond_signal(&e->work);
-    pthread_mutex_unlock(&e->lock);
+    __atomic_store_n(&e->write_seq, e->write_seq + 1, __ATOMIC_RELEASE);
+    if (keep) {
+        j->wphase = true;
+        kimg_pool_requeue(e->pool, j);
+    } else if (e->write_lag) {
+        kimg_pool_kick(e->pool);            /* held jobs may go now */
+    }
     if (!keep) {
         if (ret == 0)
             report(e, j->len);
@@ -779,13 +743,10 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
                         uint64_t soff, uint64_t doff, uint64_t len)
 {
     for (;;) {
-        struct job *slot = NULL;
-        pthread_mutex_lock(&e->lock);
-        for (int i = 0; i < e->nb_jobs && !slot; i++)
-            if (e->jobs[i].state == JOB_FREE)
-                slot = &e->jobs[i];
+        struct job *slot = kimg_pool_get(e->pool);
         if (slot) {
             slot->kind = kind;
+            slot->wphase = false;
             slot->src = src;
             slot->src_file = src_file;
             slot->err[0] = 0;
@@ -800,14 +761,12 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
             slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
-            bool work = kind == JOB_DATA || kind == JOB_OFFLOAD;
-            slot->state = work ? JOB_QUEUED : JOB_DONE;
-            if (work)
-                pthread_cond_signal(&e->work);
-            pthread_mutex_unlock(&e->lock);
+            if (kind == JOB_DATA || kind == JOB_OFFLOAD)
+                kimg_pool_submit(e->pool, slot);
+            else
+                kimg_pool_submit_done(e->pool, slot);
             break;
         }
-        pthread_mutex_unlock(&e->lock);
         int ret = service(e, true);
         if (ret < 0)
             return ret;
@@ -1009,20 +968,23 @@ static int copy_source_compressed(struct engine *e, struct kimg *src, uint64_t b
 static int engine_start(struct engine *e, int in_flight)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    e->nb_jobs = in_flight;
     /* at least 4 threads even on 2 cores: with O_DIRECT a worker spends
      * its time waiting for the device, not computing */
     long want = ncpu < 4 ? 4 : ncpu;
-    e->nb_threads = want > in_flight ? in_flight : (int)want;
-    e->jobs = calloc((size_t)e->nb_jobs, sizeof(*e->jobs));
-    e->threads = calloc((size_t)e->nb_threads, sizeof(*e->threads));
-    if (!e->jobs || !e->threads)
+    struct kimg_pool_def def = {
+        .threads = want > in_flight ? in_flight : (int)want, .slots = in_flight,
+        .job_size = sizeof(struct job), .run = run_job, .worker_init = worker_init,
+        .worker_fini = worker_fini, .hold = e->write_lag ? hold_job : NULL, .opaque = e,
+    };
+    pthread_mutex_init(&e->wturn, NULL);
+    e->pool = kimg_pool_new(&def);
+    if (!e->pool)
         return -ENOMEM;
     /* runs: at most one per grain block (512 bytes at the finest) */
     uint64_t g = e->grain ? e->grain : CHUNK;
     uint32_t nruns = (uint32_t)(CHUNK / (g < 512 ? 512 : g) + 2);
-    for (int i = 0; i < e->nb_jobs; i++) {
-        struct job *j = &e->jobs[i];
+    for (int i = 0; i < in_flight; i++) {
+        struct job *j = kimg_pool_job(e->pool, i);
         j->buf = kimg_alloc_aligned(CHUNK);
         j->runs = calloc(nruns, sizeof(*j->runs));
         if (!j->buf || !j->runs)
@@ -1036,48 +998,28 @@ static int engine_start(struct engine *e, int in_flight)
                 return -ENOMEM;
         }
     }
-    pthread_mutex_init(&e->lock, NULL);
-    pthread_mutex_init(&e->wturn, NULL);
-    pthread_cond_init(&e->work, NULL);
-    pthread_cond_init(&e->finished, NULL);
-    for (int i = 0; i < e->nb_threads; i++) {
-        if (pthread_create(&e->threads[i], NULL, worker, e)) {
-            e->nb_threads = i;
-            return -EAGAIN;
-        }
-    }
     return 0;
 }
 
 /* Stop the workers (after the queue drains or is abandoned) and free. */
 static void engine_stop(struct engine *e)
 {
-    if (e->threads) {
-        pthread_mutex_lock(&e->lock);
-        e->stop = true;
-        /* abandoned jobs are dropped so the workers can exit */
-        for (int i = 0; i < e->nb_jobs; i++)
-            if (e->jobs[i].state == JOB_QUEUED || e->jobs[i].state == JOB_WQUEUED)
-                e->jobs[i].state = JOB_FREE;
-        pthread_cond_broadcast(&e->work);
-        pthread_mutex_unlock(&e->lock);
-        for (int i = 0; i < e->nb_threads; i++)
-            pthread_join(e->threads[i], NULL);
-        pthread_mutex_destroy(&e->lock);
-        pthread_mutex_destroy(&e->wturn);
-        pthread_cond_destroy(&e->work);
-        pthread_cond_destroy(&e->finished);
+    if (!e->pool)
+        return;
+    /* abandoned jobs are dropped, running ones finish */
+    kimg_pool_stop(e->pool);
+    for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
+        struct job *j = kimg_pool_job(e->pool, i);
+        kimg_srcmap_close(&j->map);
+        free(j->buf);
+        free(j->runs);
+        free(j->pieces);
+        free(j->cbuf);
+        free(j->clen);
     }
-    for (int i = 0; e->jobs && i < e->nb_jobs; i++) {
-        kimg_srcmap_close(&e->jobs[i].map);
-        free(e->jobs[i].buf);
-        free(e->jobs[i].runs);
-        free(e->jobs[i].pieces);
-        free(e->jobs[i].cbuf);
-        free(e->jobs[i].clen);
-    }
-    free(e->jobs);
-    free(e->threads);
+    kimg_pool_free(e->pool);
+    e->pool = NULL;
+    pthread_mutex_destroy(&e->wturn);
 }
 
 /* Reflinks (see the top), where they may work and are wanted: copies of
@@ -1179,10 +1121,8 @@ int kimg_convert_run(struct kimg_convert *c)
         convert_steps_advance(&e.steps, UINT64_MAX);
     convert_steps_free(&e.steps);
     /* drain: every job still in flight written and linked */
-    pthread_mutex_lock(&e.lock);
-    e.draining = true;
-    pthread_cond_broadcast(&e.work);
-    pthread_mutex_unlock(&e.lock);
+    __atomic_store_n(&e.draining, true, __ATOMIC_RELEASE);
+    kimg_pool_kick(e.pool);
     while (ret == 0) {
         int r = service(&e, true);
         if (r <= 0) {

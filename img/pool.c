@@ -134,9 +134,9 @@ struct kimg_pool *kimg_pool_new(const struct kimg_pool_def *def)
     return p;
 }
 
-void kimg_pool_free(struct kimg_pool *p)
+void kimg_pool_stop(struct kimg_pool *p)
 {
-    if (!p)
+    if (!p || p->quit)
         return;
     pthread_mutex_lock(&p->lock);
     p->quit = true;
@@ -147,6 +147,13 @@ void kimg_pool_free(struct kimg_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
+}
+
+void kimg_pool_free(struct kimg_pool *p)
+{
+    if (!p)
+        return;
+    kimg_pool_stop(p);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);

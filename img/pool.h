@@ -39,8 +39,10 @@ struct kimg_pool_def {
 
 /* NULL with kimg_error() set when out of memory or threads. */
 struct kimg_pool *kimg_pool_new(const struct kimg_pool_def *def);
-/* Stop the workers (queued jobs are dropped, running ones finish) and
- * free the pool; the job slots go with it. */
+/* Stop the workers: queued jobs are dropped, running ones finish; the
+ * slots stay readable (to free the caller's per-slot buffers). */
+void kimg_pool_stop(struct kimg_pool *p);
+/* Stop (if not yet) and free the pool; the job slots go with it. */
 void kimg_pool_free(struct kimg_pool *p);
 
 int kimg_pool_slots(const struct kimg_pool *p);
