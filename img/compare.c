@@ -22,6 +22,7 @@
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
+#define MAP_WINDOW (16u << 20)  /* shared source mappings (srcmap.h) */
 #define SECTOR 512u
 
 /* Byte count of the leading run of A and B that is equal, in whole 512-byte
@@ -48,7 +49,7 @@ struct part {
     struct kimg_file *hfile;    /* stored plainly at hoff there, or NULL */
     uint64_t hoff;
     uint8_t *buf;               /* CHUNK bytes */
-    struct kimg_srcmap map;
+    struct kimg_srcmap *map;    /* the window holding the data, or NULL */
     const uint8_t *data;
 };
 
@@ -63,6 +64,7 @@ struct engine {
     struct kimg *img[2];
     const char *name[2];
     struct kimg_pool *pool;
+    struct kimg_srcwins *wins;
 };
 
 static int read_error(struct engine *e, int i, uint64_t off, int ret)
@@ -83,11 +85,10 @@ static int fetch(struct engine *e, struct job *j, int i)
     if (p->zero)
         return 0;
     if (p->hfile) {
-        int ret = kimg_srcmap_open(&p->map, p->hfile, p->hoff, j->len);
-        if (ret == 0) {
-            p->data = p->map.data;
+        int ret = kimg_srcwins_get(e->wins, p->hfile, p->hoff, j->len, &p->map, &p->data);
+        if (ret == 0)
             return 0;
-        }
+        p->map = NULL;
         if (ret == -EIO)
             return read_error(e, i, j->off, ret);
     }
@@ -112,10 +113,12 @@ static int run_job(void *opaque, void *local, void *job)
     }
     /* what was compared in place was the files' data (srcmap.h) */
     for (int i = 0; i < 2 && ret == 0; i++)
-        if (kimg_srcmap_check(&j->side[i].map) < 0)
+        if (j->side[i].map && kimg_srcmap_check(j->side[i].map) < 0)
             ret = read_error(e, i, j->off, -EIO);
     for (int i = 0; i < 2; i++)
-        kimg_srcmap_close(&j->side[i].map);
+        if (j->side[i].map)
+            kimg_srcwins_put(e->wins, j->side[i].map);
+    j->side[0].map = j->side[1].map = NULL;
     return ret;
 }
 
@@ -289,7 +292,8 @@ static int start(struct engine *e)
     int slots = 2 * threads > 8 ? 8 : 2 * threads;
     struct kimg_pool_def def = { .threads = threads, .slots = slots,
                                  .job_size = sizeof(struct job), .run = run_job, .opaque = e };
-    e->pool = kimg_pool_new(&def);
+    e->wins = kimg_srcwins_new(MAP_WINDOW);
+    e->pool = e->wins ? kimg_pool_new(&def) : NULL;
     if (!e->pool)
         return -ENOMEM;
     for (int i = 0; i < slots; i++) {
@@ -306,8 +310,10 @@ static int start(struct engine *e)
 /* Stop the workers, then free the buffers they used. */
 static void stop(struct engine *e)
 {
-    if (!e->pool)
+    if (!e->pool) {
+        kimg_srcwins_free(e->wins);
         return;
+    }
     kimg_pool_stop(e->pool);
     for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
         struct job *j = kimg_pool_job(e->pool, i);
@@ -316,6 +322,8 @@ static void stop(struct engine *e)
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
+    kimg_srcwins_free(e->wins);     /* every job has put its windows back */
+    e->wins = NULL;
 }
 
 int kimg_compare_run(struct kimg_compare *c)

@@ -86,6 +86,9 @@
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
+#define MAP_WINDOW (16u << 20) /* source mappings shared by the jobs in them
+                                   (srcmap.h): one mmap/munmap, and one TLB
+                                   shootdown, per window instead of per job */
 #define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
                                    one job keeps several in flight */
 
@@ -146,7 +149,7 @@ struct job {
     uint64_t hoff;
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
     uint8_t *data;              /* the job's data: buf, or inside map */
-    struct kimg_srcmap map;     /* the mapped source data (map.data set) */
+    struct kimg_srcmap *map;    /* the window holding the mapped data, or NULL */
     struct run *runs;           /* zero scan result (not with -c) */
     uint32_t nruns, runs_cap;
     struct piece *pieces;       /* qcow2 target: data written by a worker */
@@ -181,6 +184,7 @@ struct engine {
     struct convert_steps steps;  /* -p: qemu-img's steps */
 
     struct kimg_pool *pool;     /* jobs: struct job */
+    struct kimg_srcwins *wins;  /* mapped source windows */
     uint64_t next_seq;          /* sequence number of the next job made */
     uint64_t write_seq;         /* sequence number of the next job written
                                    (atomic: read by hold()) */
@@ -338,15 +342,17 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 
 /* Fetch a data job's bytes: mapped, read with libaio, or read through the
  * driver.  A host file now too short for the range fails (srcmap.h). */
-static int fetch_data(struct job *j, struct kimg_aio *aio)
+static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     j->data = j->buf;
     if (j->hfile && !j->hfile->direct) {
-        int ret = kimg_srcmap_open(&j->map, j->hfile, j->hoff, j->len);
+        const uint8_t *p;
+        int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
         if (ret == 0) {
-            j->data = (uint8_t *)j->map.data;
+            j->data = (uint8_t *)p;
             return 0;
         }
+        j->map = NULL;
         if (ret == -EIO) {
             snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
             return ret;
@@ -445,10 +451,10 @@ static void set_err(struct job *j, const char *what, uint64_t off, const char *n
  * size fails the job, whatever else went wrong with that data (srcmap.h). */
 static int check_map(struct job *j)
 {
-    if (!j->map.data)
+    if (!j->map)
         return 0;
     kimg_clear_error();     /* the message is the source's, not the write's */
-    int ret = kimg_srcmap_check(&j->map);
+    int ret = kimg_srcmap_check(j->map);
     if (ret < 0)
         snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
     return ret;
@@ -461,7 +467,7 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         j->ret = offload_copy(e, j);
         return;
     }
-    j->ret = fetch_data(j, aio);
+    j->ret = fetch_data(e, j, aio);
     if (j->ret < 0) {
         if (!j->err[0])
             set_err(j, "reading", j->soff, kimg_filename(j->src));
@@ -641,7 +647,9 @@ static int commit_job(struct engine *e, struct job *j)
 
 static void release_job(struct engine *e, struct job *j)
 {
-    kimg_srcmap_close(&j->map);
+    if (j->map)
+        kimg_srcwins_put(e->wins, j->map);
+    j->map = NULL;
     kimg_pool_put(e->pool, j);
 }
 
@@ -680,9 +688,9 @@ static int service(struct engine *e, bool wait)
             ret = plan_job(e, j);
         else
             ret = write_runs_serial(e, j);
-        if (j->map.data && kimg_srcmap_check(&j->map) < 0) {
+        if (j->map && kimg_srcmap_check(j->map) < 0) {
             kimg_clear_error();     /* the source changed size: that first */
-            ret = kimg_srcmap_check(&j->map);
+            ret = kimg_srcmap_check(j->map);
         } else if (ret < 0) {
             kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
         }
@@ -977,7 +985,8 @@ static int engine_start(struct engine *e, int in_flight)
         .worker_fini = worker_fini, .hold = e->write_lag ? hold_job : NULL, .opaque = e,
     };
     pthread_mutex_init(&e->wturn, NULL);
-    e->pool = kimg_pool_new(&def);
+    e->wins = kimg_srcwins_new(MAP_WINDOW);
+    e->pool = e->wins ? kimg_pool_new(&def) : NULL;
     if (!e->pool)
         return -ENOMEM;
     /* runs: at most one per grain block (512 bytes at the finest) */
@@ -1004,13 +1013,17 @@ static int engine_start(struct engine *e, int in_flight)
 /* Stop the workers (after the queue drains or is abandoned) and free. */
 static void engine_stop(struct engine *e)
 {
-    if (!e->pool)
+    if (!e->pool) {
+        kimg_srcwins_free(e->wins);
+        e->wins = NULL;
         return;
+    }
     /* abandoned jobs are dropped, running ones finish */
     kimg_pool_stop(e->pool);
     for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
         struct job *j = kimg_pool_job(e->pool, i);
-        kimg_srcmap_close(&j->map);
+        if (j->map)
+            kimg_srcwins_put(e->wins, j->map);
         free(j->buf);
         free(j->runs);
         free(j->pieces);
@@ -1019,6 +1032,8 @@ static void engine_stop(struct engine *e)
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
+    kimg_srcwins_free(e->wins);
+    e->wins = NULL;
     pthread_mutex_destroy(&e->wturn);
 }
 

@@ -1,8 +1,9 @@
 /*
  * srcmap.c — mapped source data for every engine (see srcmap.h): the
  * registry of live mappings that can fault, the one SIGBUS handler that
- * turns a fault in them into zero pages plus a mark, and the check that
- * turns the mark (or a file now shorter than the range) into an error.
+ * turns a fault in them into zero pages plus a mark, the check that
+ * turns the mark (or a file now shorter than the range) into an error,
+ * and the shared windows over a file.
  * KIMG_TEST_MAP_PAUSE=FILE (tests): the first mapping made creates FILE
  * and waits until it is removed, so a test can change the source then.
  */
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -173,6 +175,113 @@ void kimg_srcmap_close(struct kimg_srcmap *sm)
         bus_put();
     sm->slot = -1;
     sm->data = NULL;
+}
+
+/* ---- shared windows ------------------------------------------------------- */
+
+#define MAX_WINDOWS 32
+
+struct window {
+    struct kimg_srcmap sm;      /* sm.data NULL: slot unused */
+    int refs;
+    uint64_t stamp;             /* creation order */
+};
+
+struct kimg_srcwins {
+    pthread_mutex_t lock;
+    uint64_t size, stamp;
+    struct window win[MAX_WINDOWS];
+};
+
+struct kimg_srcwins *kimg_srcwins_new(uint64_t window)
+{
+    struct kimg_srcwins *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    pthread_mutex_init(&w->lock, NULL);
+    w->size = window;
+    return w;
+}
+
+void kimg_srcwins_free(struct kimg_srcwins *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < MAX_WINDOWS; i++)
+        kimg_srcmap_close(&w->win[i].sm);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* Whether window I is idle and older than another window of its file. */
+static bool stale(struct kimg_srcwins *w, int i)
+{
+    struct window *x = &w->win[i];
+    if (!x->sm.data || x->refs)
+        return false;
+    for (int k = 0; k < MAX_WINDOWS; k++)
+        if (w->win[k].sm.data && w->win[k].sm.file == x->sm.file && w->win[k].stamp > x->stamp)
+            return true;
+    return false;
+}
+
+int kimg_srcwins_get(struct kimg_srcwins *w, struct kimg_file *f, uint64_t off, uint64_t len,
+                     struct kimg_srcmap **map, const uint8_t **data)
+{
+    int ret, slot = -1;
+    pthread_mutex_lock(&w->lock);
+    for (int i = 0; i < MAX_WINDOWS; i++) {
+        struct window *x = &w->win[i];
+        if (x->sm.data && x->sm.file == f && off >= x->sm.off &&
+            off + len <= x->sm.off + x->sm.len) {
+            x->refs++;
+            *map = &x->sm;
+            *data = x->sm.data + (off - x->sm.off);
+            pthread_mutex_unlock(&w->lock);
+            return 0;
+        }
+        if (!x->sm.data && slot < 0)
+            slot = i;
+    }
+    if (slot < 0) {
+        pthread_mutex_unlock(&w->lock);
+        return -EBUSY;          /* every window in use: the caller reads */
+    }
+    /* the aligned window around OFF, inside the file; a range that
+     * crosses a window's end gets a mapping of its own */
+    uint64_t start = off & ~(w->size - 1), end = start + w->size, size;
+    if (f->ops->get_size(f, &size) < 0)
+        size = off + len;
+    if (end > size)
+        end = size;
+    if (off + len > end || off + len > size) {
+        start = off;
+        end = off + len;
+    }
+    struct window *x = &w->win[slot];
+    ret = kimg_srcmap_open(&x->sm, f, start, end - start);
+    if (ret == 0) {
+        x->refs = 1;
+        x->stamp = ++w->stamp;
+        *map = &x->sm;
+        *data = x->sm.data + (off - start);
+        /* older idle windows of this file will not be asked for again */
+        for (int i = 0; i < MAX_WINDOWS; i++)
+            if (stale(w, i))
+                kimg_srcmap_close(&w->win[i].sm);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return ret;
+}
+
+void kimg_srcwins_put(struct kimg_srcwins *w, struct kimg_srcmap *map)
+{
+    pthread_mutex_lock(&w->lock);
+    struct window *x = (struct window *)((char *)map - offsetof(struct window, sm));
+    int i = (int)(x - w->win);
+    if (--x->refs == 0 && stale(w, i))
+        kimg_srcmap_close(&x->sm);
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* ---- whole files ---------------------------------------------------------- */

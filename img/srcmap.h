@@ -42,6 +42,23 @@ int kimg_srcmap_check(const struct kimg_srcmap *sm);
 /* Unmap (no-op on an unmapped SM; SM can be opened again). */
 void kimg_srcmap_close(struct kimg_srcmap *sm);
 
+/* Shared windows: engines that map many small ranges of a file in turn
+ * (a convert or compare job of 2 MiB each) share larger mappings, so the
+ * kernel sets up and tears down (TLB shootdowns on every core) a mapping
+ * per window, not per job.  A window stays while a job uses it, and the
+ * newest window of each file while idle; older idle ones are unmapped.
+ * Thread-safe. */
+struct kimg_srcwins;
+/* Windows of WINDOW bytes (a power of two); NULL when out of memory. */
+struct kimg_srcwins *kimg_srcwins_new(uint64_t window);
+void kimg_srcwins_free(struct kimg_srcwins *w);
+/* [off, off+len) of F, read-only: *MAP is the window holding it (for
+ * kimg_srcmap_check and kimg_srcwins_put), *DATA the range's first byte.
+ * Errors as kimg_srcmap_open (-EIO with a message: the file shrank). */
+int kimg_srcwins_get(struct kimg_srcwins *w, struct kimg_file *f, uint64_t off, uint64_t len,
+                     struct kimg_srcmap **map, const uint8_t **data);
+void kimg_srcwins_put(struct kimg_srcwins *w, struct kimg_srcmap *map);
+
 /* The same policy for what is not mapped: a source's file that changes
  * size makes block status call the lost range a hole and reads return
  * zeros.  An engine notes the sizes of IMG's files (every layer of its
