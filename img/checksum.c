@@ -528,7 +528,7 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
     int ret;
 
     struct kimg_srcsizes sizes;
-    kimg_srcmap_note_sizes(img, &sizes);
+    kimg_srcmap_note_sizes(img, NULL, &sizes);
     ret = engine_init(&e);
     if (ret == 0) {
         if (c->progress)

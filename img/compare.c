@@ -342,8 +342,8 @@ int kimg_compare_run(struct kimg_compare *c)
         return KIMG_COMPARE_EREAD;
     }
     struct kimg_srcsizes sizes[2];
-    kimg_srcmap_note_sizes(c->a, &sizes[0]);
-    kimg_srcmap_note_sizes(c->b, &sizes[1]);
+    kimg_srcmap_note_sizes(c->a, NULL, &sizes[0]);
+    kimg_srcmap_note_sizes(c->b, NULL, &sizes[1]);
     int ret = walk(&e);
     stop(&e);
     /* a difference or equality found in a file that changed size is none */

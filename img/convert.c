@@ -1122,7 +1122,7 @@ int kimg_convert_run(struct kimg_convert *c)
         return kimg_fail(ret, "cannot start the copy: %s", strerror(-ret));
     }
     for (int i = 0; i < c->nb_src; i++)
-        kimg_srcmap_note_sizes(c->src[i], &sizes[i]);
+        kimg_srcmap_note_sizes(c->src[i], c->dst->file, &sizes[i]);
     if (c->progress)
         c->progress(c->opaque, 0, e.total);
     convert_steps_start(&e.steps, c, e.cluster);

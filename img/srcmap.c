@@ -286,12 +286,15 @@ void kimg_srcwins_put(struct kimg_srcwins *w, struct kimg_srcmap *map)
 
 /* ---- whole files ---------------------------------------------------------- */
 
-void kimg_srcmap_note_sizes(struct kimg *img, struct kimg_srcsizes *s)
+void kimg_srcmap_note_sizes(struct kimg *img, struct kimg_file *written,
+                            struct kimg_srcsizes *s)
 {
     s->n = 0;
     for (; img && s->n < (int)(sizeof(s->size) / sizeof(s->size[0])); img = img->backing) {
         uint64_t size = UINT64_MAX;
-        if (img->file && img->file->ops->get_size(img->file, &size) < 0)
+        if (!img->file || (written && (img->file == written ||
+                                       kimg_file_same(img->file, written))) ||
+            img->file->ops->get_size(img->file, &size) < 0)
             size = UINT64_MAX;
         s->size[s->n++] = size;
     }

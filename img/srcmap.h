@@ -68,7 +68,10 @@ struct kimg_srcsizes {
     int n;
     uint64_t size[KIMG_MAX_CHAIN + 1];  /* UINT64_MAX: unknown, not checked */
 };
-void kimg_srcmap_note_sizes(struct kimg *img, struct kimg_srcsizes *s);
+/* Layers whose file is WRITTEN (the run's target, e.g. commit's base in
+ * its top's chain; may be NULL) are not checked. */
+void kimg_srcmap_note_sizes(struct kimg *img, struct kimg_file *written,
+                            struct kimg_srcsizes *s);
 int kimg_srcmap_check_sizes(struct kimg *img, const struct kimg_srcsizes *s);
 
 #endif
