@@ -14,12 +14,12 @@
  * decided at its start, as in qemu-img (copy_source_compressed).
  *
  * Pipeline: the main thread walks block status and cuts the work into
- * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
- * parallel, up to `in_flight` at once.  Data stored plainly in a buffered
+ * jobs of up to 2 MiB; the engines' worker pool (img/pool.c) reads them
+ * (and scans for zeros) in parallel, up to `in_flight` at once.  Data stored plainly in a buffered
  * host file (raw, uncompressed qcow2 clusters) is not read at all: the
  * worker maps it (img/srcmap.c, the engines' one mapping policy: a source
- * that changes size fails the copy), which saves the kernel's copy to user
- * space; an O_DIRECT source is read with libaio (img/aio.c).  Every
+ * that changes size fails the copy; 16 MiB windows shared by the jobs in
+ * them), which saves the kernel's copy to user space; an O_DIRECT source is read with libaio (img/aio.c).  Every
  * shortcut (mapping, cloning, copy offload, libaio) is an optional
  * operation of the file layer; a backend without it is read and written
  * with plain reads and writes.
