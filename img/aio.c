@@ -1,6 +1,7 @@
 /*
  * aio.c — batched file I/O (see aio.h): libaio for aligned requests on
- * O_DIRECT files, synchronous pread/pwrite for the rest.  A request the
+ * files whose backend prepares them (kimg_file_aio_prep: POSIX O_DIRECT
+ * files), synchronous pread/pwrite for the rest.  A request the
  * kernel completes short (or refuses with EINVAL/EAGAIN at submission) is
  * finished synchronously through kimg_file_*, which also bounces anything
  * unaligned.
@@ -42,7 +43,7 @@ void kimg_aio_free(struct kimg_aio *a)
 bool kimg_aio_direct_ok(const struct kimg_aio_req *r)
 {
     const struct kimg_file *f = r->file;
-    if (!f || !f->direct || f->fd < 0 || f->align == 0 || !r->len)
+    if (!f || !kimg_file_has_aio(f) || f->align == 0 || !r->len)
         return false;
     uint64_t mask = f->align - 1;
     return !((uintptr_t)r->buf & mask) && !(r->len & mask) && !(r->off & mask);
@@ -73,13 +74,16 @@ int kimg_aio_run(struct kimg_aio *a, struct kimg_aio_req *reqs, int n, bool writ
             done[i] = reqs[i].len;
             continue;
         }
+        struct iocb *cb = &a->cb[nb];
+        if (kimg_file_aio_prep(reqs[i].file, cb, write, reqs[i].buf, reqs[i].len,
+                               reqs[i].off) < 0) {
+            if (ret == 0)
+                ret = run_sync(&reqs[i], 0, write);
+            done[i] = reqs[i].len;
+            continue;
+        }
         if (write)
             kimg_file_count_change();
-        struct iocb *cb = &a->cb[nb];
-        if (write)
-            io_prep_pwrite(cb, reqs[i].file->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
-        else
-            io_prep_pread(cb, reqs[i].file->fd, reqs[i].buf, reqs[i].len, (long long)reqs[i].off);
         cb->data = &reqs[i];
         a->cbp[nb++] = cb;
     }

@@ -1,12 +1,15 @@
 /*
  * checksum.c — the digest engine.  The caller's thread walks block status
- * and hands the content out in chunks, a ring of slots, to a small pthread
- * pool that digests each slot's blocks; it then folds the block digests
- * into the outer digest in block order, so the result never depends on the
+ * and hands the content out in chunks to the engines' worker pool
+ * (img/pool.c), whose workers digest each chunk's blocks; it then folds
+ * the block digests into the outer digest in block order (the pool's
+ * results come in submission order), so the result never depends on the
  * thread count.  Zero ranges are never read, zero blocks never hashed.
  * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
  * hashed in place from a read-only mapping of that file, by the workers:
- * no copy, and the reads (page faults) happen on every hash thread.  Other
+ * no copy, and the reads (page faults) happen on every hash thread (the
+ * engines' mapping policy, img/srcmap.c: a file that changes size while
+ * it is hashed fails the digest).  Other
  * data (compressed, in memory files, partial blocks) is read into the
  * slot's buffer by the worker that hashes it (decompression on every
  * core), or by the caller's thread when one worker hashes everything
@@ -14,17 +17,15 @@
  * that reading still runs ahead of hashing.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "checksum.h"
 #include "convert.h"
 #include "file.h"
+#include "pool.h"
+#include "srcmap.h"
 
 #define CHUNK_TARGET   (2u << 20)          /* bytes read per slot */
 #define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */
@@ -32,19 +33,16 @@
 #define ZERO_SLOT_MAX  65536u              /* blocks per zero slot (progress) */
 #define MAX_MAPS       (2 * KIMG_MAX_CHAIN + 2) /* image + data file per layer */
 
-enum slot_state { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 enum slot_kind { KIND_DATA, KIND_ZERO };
 
+/* A job of the pool. */
 struct slot {
     enum slot_kind kind;
-    enum slot_state state;
-    int err;
     uint64_t off, len;          /* guest range */
     uint8_t *buf;               /* the slot's own buffer */
     const uint8_t *data;        /* the data (KIND_DATA): buf, or in a mapping */
-    bool mapped;                /* data points into a file mapping */
+    const struct kimg_srcmap *map; /* data points into this mapping */
     bool load;                  /* the worker reads the data into buf first */
-    char msg[256];              /* a worker's error message */
     uint8_t *md;                /* one digest per block (block mode) */
 };
 
@@ -59,28 +57,18 @@ struct engine {
     unsigned char zero_md[KIMG_CHECKSUM_MAX_MD_SIZE];
     uint8_t *zero_mds;          /* ZERO_BATCH copies of zero_md */
     uint8_t *zeros;             /* chunk zero bytes (raw mode) */
-    /* read-only mappings of the host files data is hashed from in place;
-     * base NULL: that file cannot be mapped (read it instead) */
+    /* read-only mappings of the whole host files data is hashed from in
+     * place; sm.data NULL: that file cannot be mapped (read it instead) */
     struct mapping {
         const struct kimg_file *file;
-        const uint8_t *base;
-        uint64_t size;
+        struct kimg_srcmap sm;
     } maps[MAX_MAPS];
     int nmaps;
-    bool bus_handler;           /* holds a reference on the SIGBUS handler */
     bool worker_loads;          /* workers read their slots (>= 2 of them) */
     EVP_MD_CTX *outer;          /* block mode: the caller's; raw: the worker's */
 
-    struct slot *slots;
-    unsigned nslots;
-    /* counters, slot = counter % nslots: head..tail are in flight (head
-     * the oldest, to fold next), workers take `next` (head <= next <= tail) */
-    uint64_t head, tail, next;
-    bool stop;
-    pthread_mutex_t lock;
-    pthread_cond_t work_cv, done_cv;
-    pthread_t *threads;
-    int nthreads;
+    struct kimg_pool *pool;     /* jobs: struct slot */
+    int threads;
 
     uint64_t done, last_report;
 };
@@ -206,106 +194,36 @@ static int load(struct engine *e, struct slot *s)
     return 0;
 }
 
-/* A mapped file that shrinks under us (another process truncates it; only
- * possible with -U or a writer that ignores the locks) or fails to read
- * raises SIGBUS on access.  While a worker hashes from a mapping it
- * publishes a jump buffer; the handler jumps back there and the slot fails
- * with -EFAULT.  SIGBUS outside such a section gets the previous handler
- * (the faulting access repeats once it is back in place).  The handler is
- * installed while any digest runs with mappings (reference counted). */
-static __thread sigjmp_buf *volatile bus_jump;
-static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
-static int bus_users;
-static struct sigaction bus_old;
-
-static void on_sigbus(int sig, siginfo_t *info, void *uctx)
+/* Digest a slot on a worker (a pool job); data in a mapping is checked
+ * after (srcmap.h).  LOCAL: the worker's digest context (block mode). */
+static int work(void *opaque, void *local, void *job)
 {
-    sigjmp_buf *jb = bus_jump;
-    if (jb)
-        siglongjmp(*jb, 1);
-    sigaction(SIGBUS, &bus_old, NULL);
-}
-
-static int bus_handler_get(void)
-{
-    int ret = 0;
-    pthread_mutex_lock(&bus_lock);
-    if (bus_users == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_sigaction = on_sigbus;
-        sa.sa_flags = SA_SIGINFO;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGBUS, &sa, &bus_old) < 0)
-            ret = -errno;
-    }
-    if (ret == 0)
-        bus_users++;
-    pthread_mutex_unlock(&bus_lock);
-    return ret;
-}
-
-static void bus_handler_put(void)
-{
-    pthread_mutex_lock(&bus_lock);
-    if (--bus_users == 0)
-        sigaction(SIGBUS, &bus_old, NULL);
-    pthread_mutex_unlock(&bus_lock);
-}
-
-/* Digest a slot; data in a mapping is read under the SIGBUS guard. */
-static int work(struct engine *e, EVP_MD_CTX *ctx, struct slot *s)
-{
+    struct engine *e = opaque;
+    struct slot *s = job;
+    if (s->kind == KIND_ZERO && !e->raw)
+        return 0;               /* folded from the precomputed digest */
+    if (!e->raw && !local)
+        return kimg_fail(-ENOMEM, "out of memory");
     if (s->load) {
         int ret = load(e, s);
-        if (ret < 0) {
-            /* messages are per thread: hand it to the caller's */
-            const char *m = kimg_last_error();
-            snprintf(s->msg, sizeof(s->msg), "%s", m ? m : strerror(-ret));
-            kimg_clear_error();
+        if (ret < 0)
             return ret;
-        }
     }
-    if (!s->mapped)
-        return e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
-    sigjmp_buf jb;
-    if (sigsetjmp(jb, 1)) {
-        bus_jump = NULL;
-        return -EFAULT;
-    }
-    bus_jump = &jb;
-    int ret = e->raw ? raw_update(e, s) : hash_blocks(e, ctx, s);
-    bus_jump = NULL;
+    int ret = e->raw ? raw_update(e, s) : hash_blocks(e, local, s);
+    if (s->map && kimg_srcmap_check(s->map) < 0)
+        return -EIO;
     return ret;
 }
 
-static void *worker(void *arg)
+static void *worker_init(void *opaque)
 {
-    struct engine *e = arg;
-    EVP_MD_CTX *ctx = e->raw ? NULL : EVP_MD_CTX_new();
-    int setup_err = !e->raw && !ctx ? -ENOMEM : 0;
+    struct engine *e = opaque;
+    return e->raw ? NULL : EVP_MD_CTX_new();
+}
 
-    pthread_mutex_lock(&e->lock);
-    for (;;) {
-        while (!e->stop && e->next == e->tail)
-            pthread_cond_wait(&e->work_cv, &e->lock);
-        if (e->stop)
-            break;
-        struct slot *s = &e->slots[e->next % e->nslots];
-        e->next++;
-        if (s->state != SLOT_QUEUED)
-            continue;           /* zero runs in block mode need no work */
-        s->state = SLOT_BUSY;
-        pthread_mutex_unlock(&e->lock);
-        int err = setup_err ? setup_err : work(e, ctx, s);
-        pthread_mutex_lock(&e->lock);
-        s->err = err;
-        s->state = SLOT_DONE;
-        pthread_cond_broadcast(&e->done_cv);
-    }
-    pthread_mutex_unlock(&e->lock);
-    EVP_MD_CTX_free(ctx);
-    return NULL;
+static void worker_fini(void *opaque, void *local)
+{
+    EVP_MD_CTX_free(local);
 }
 
 /* ---- the caller's side: fold in order, read ahead ----------------------- */
@@ -339,73 +257,63 @@ static int fold(struct engine *e, struct slot *s)
     return 0;
 }
 
-enum { RETIRE_DONE, RETIRE_ONE_FREE, RETIRE_ALL };
-
-/* Fold finished slots from the head: those already done (RETIRE_DONE),
- * waiting until a slot is free (RETIRE_ONE_FREE) or until all are
- * (RETIRE_ALL). */
-static int retire(struct engine *e, int mode)
+/* Fold finished slots, oldest first: those already done (WAIT false), or
+ * until none is in flight (WAIT true). */
+static int retire(struct engine *e, bool wait)
 {
     int ret = 0;
-    pthread_mutex_lock(&e->lock);
-    while (e->head != e->tail) {
-        if (mode == RETIRE_ONE_FREE && e->tail - e->head < e->nslots)
-            break;
-        struct slot *s = &e->slots[e->head % e->nslots];
-        if (s->state != SLOT_DONE) {
-            if (mode == RETIRE_DONE)
-                break;
-            pthread_cond_wait(&e->done_cv, &e->lock);
-            continue;
-        }
-        pthread_mutex_unlock(&e->lock);
-        ret = s->err ? s->err : fold(e, s);
-        if (ret < 0 && s->msg[0])
-            kimg_error("%s", s->msg);
+    struct slot *s;
+    while ((s = kimg_pool_take(e->pool, &ret, wait))) {
+        if (ret == 0)
+            ret = fold(e, s);
         if (ret == 0)
             report(e, s->len);
-        pthread_mutex_lock(&e->lock);
-        if (ret == -EFAULT) {
-            kimg_error("error while reading at offset %llu: the file changed size "
-                       "or could not be read", (unsigned long long)s->off);
-            break;
-        }
+        kimg_pool_put(e->pool, s);
         if (ret < 0) {
             kimg_error("error computing the %s digest at offset %llu",
                        e->c->algorithm ? e->c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM,
                        (unsigned long long)s->off);
-            break;
+            return ret;
         }
-        s->state = SLOT_FREE;
-        e->head++;
-        if (e->next < e->head)
-            e->next = e->head;
     }
-    pthread_mutex_unlock(&e->lock);
-    return ret;
+    return 0;
 }
 
 static void submit(struct engine *e, struct slot *s, enum slot_kind kind,
                    uint64_t off, uint64_t len)
 {
-    pthread_mutex_lock(&e->lock);
     s->kind = kind;
     s->off = off;
     s->len = len;
-    s->err = 0;
-    s->msg[0] = 0;
     /* a zero run in block mode is folded from the precomputed digest */
-    s->state = kind == KIND_ZERO && !e->raw ? SLOT_DONE : SLOT_QUEUED;
-    e->tail++;
-    if (s->state == SLOT_QUEUED)
-        pthread_cond_signal(&e->work_cv);
-    pthread_mutex_unlock(&e->lock);
+    if (kind == KIND_ZERO && !e->raw)
+        kimg_pool_submit_done(e->pool, s);
+    else
+        kimg_pool_submit(e->pool, s);
 }
 
+/* A free slot, folding finished ones until there is one. */
 static struct slot *next_slot(struct engine *e, int *ret)
 {
-    *ret = retire(e, RETIRE_ONE_FREE);
-    return *ret < 0 ? NULL : &e->slots[e->tail % e->nslots];
+    struct slot *s;
+    *ret = 0;
+    while (!(s = kimg_pool_get(e->pool))) {
+        struct slot *d = kimg_pool_take(e->pool, ret, true);
+        if (!d)
+            continue;
+        if (*ret == 0)
+            *ret = fold(e, d);
+        if (*ret == 0)
+            report(e, d->len);
+        kimg_pool_put(e->pool, d);
+        if (*ret < 0) {
+            kimg_error("error computing the %s digest at offset %llu",
+                       e->c->algorithm ? e->c->algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM,
+                       (unsigned long long)d->off);
+            return NULL;
+        }
+    }
+    return s;
 }
 
 /* The length of the slot at POS (block-aligned), up to one chunk: it ends
@@ -437,34 +345,26 @@ static int plan(struct engine *e, uint64_t pos, const struct kimg_extent *first,
     return 0;
 }
 
-/* The read-only mapping of FILE (made on first use), or NULL if it cannot
- * be mapped (memory or O_DIRECT files, an empty file, mmap refused, too
- * many files). */
-static const struct mapping *file_mapping(struct engine *e, const struct kimg_file *file)
+/* The read-only mapping of all of FILE (made on first use), or NULL if it
+ * cannot be mapped (a backend without mappings, O_DIRECT files, an empty
+ * file, mmap refused, too many files). */
+static const struct kimg_srcmap *file_mapping(struct engine *e, struct kimg_file *file)
 {
     for (int i = 0; i < e->nmaps; i++)
         if (e->maps[i].file == file)
-            return e->maps[i].base ? &e->maps[i] : NULL;
+            return e->maps[i].sm.data ? &e->maps[i].sm : NULL;
     if (e->nmaps == MAX_MAPS)
         return NULL;
     struct mapping *m = &e->maps[e->nmaps++];
     uint64_t size;
     m->file = file;
-    m->base = NULL;
-    if (file->fd < 0 || file->direct || kimg_file_size((struct kimg_file *)file, &size) < 0 ||
-        size == 0 || size > SIZE_MAX)
+    if (file->ops->get_size(file, &size) < 0 || size == 0 || size > SIZE_MAX ||
+        kimg_srcmap_open(&m->sm, file, 0, size) < 0) {
+        kimg_clear_error();
+        m->sm.data = NULL;
         return NULL;
-    if (!e->bus_handler) {
-        if (bus_handler_get() < 0)
-            return NULL;
-        e->bus_handler = true;
     }
-    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, file->fd, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    m->base = p;
-    m->size = size;
-    return m;
+    return &m->sm;
 }
 
 /* Point S at data stored plainly in a host file, in place: the run at POS
@@ -482,11 +382,11 @@ static bool map_slot(struct engine *e, struct slot *s, uint64_t pos,
         n = n / e->bs * e->bs;
     if (n == 0)
         return false;
-    const struct mapping *m = file_mapping(e, ext->host_file);
-    if (!m || ext->offset > m->size || n > m->size - ext->offset)
+    const struct kimg_srcmap *m = file_mapping(e, ext->host_file);
+    if (!m || ext->offset > m->len || n > m->len - ext->offset)
         return false;
-    s->data = m->base + ext->offset;
-    s->mapped = true;
+    s->data = m->data + ext->offset;
+    s->map = m;
     *len = n;
     return true;
 }
@@ -513,7 +413,7 @@ static int walk(struct engine *e)
             s->load = false;
             if (!map_slot(e, s, pos, &ext, &len)) {
                 s->data = s->buf;
-                s->mapped = false;
+                s->map = NULL;
                 if ((ret = plan(e, pos, &ext, &len)) < 0)
                     return ret;
                 s->off = pos;
@@ -525,10 +425,10 @@ static int walk(struct engine *e)
             submit(e, s, KIND_DATA, pos, len);
             pos += len;
         }
-        if ((ret = retire(e, RETIRE_DONE)) < 0)
+        if ((ret = retire(e, false)) < 0)
             return ret;
     }
-    return retire(e, RETIRE_ALL);
+    return retire(e, true);
 }
 
 /* ---- setup and teardown ----------------------------------------------- */
@@ -539,31 +439,19 @@ static int online_cpus(void)
     return n < 1 ? 1 : n > KIMG_CHECKSUM_MAX_THREADS ? KIMG_CHECKSUM_MAX_THREADS : (int)n;
 }
 
-static void stop_workers(struct engine *e)
-{
-    pthread_mutex_lock(&e->lock);
-    e->stop = true;
-    pthread_cond_broadcast(&e->work_cv);
-    pthread_mutex_unlock(&e->lock);
-    for (int i = 0; i < e->nthreads; i++)
-        pthread_join(e->threads[i], NULL);
-    e->nthreads = 0;
-}
-
+/* Stop the workers, then free what they used. */
 static void engine_free(struct engine *e)
 {
-    if (e->slots)
-        for (unsigned i = 0; i < e->nslots; i++) {
-            free(e->slots[i].buf);
-            free(e->slots[i].md);
-        }
-    free(e->slots);
+    kimg_pool_stop(e->pool);
+    for (int i = 0; e->pool && i < kimg_pool_slots(e->pool); i++) {
+        struct slot *s = kimg_pool_job(e->pool, i);
+        free(s->buf);
+        free(s->md);
+    }
+    kimg_pool_free(e->pool);
+    e->pool = NULL;
     for (int i = 0; i < e->nmaps; i++)
-        if (e->maps[i].base)
-            munmap((void *)e->maps[i].base, (size_t)e->maps[i].size);
-    if (e->bus_handler)
-        bus_handler_put();
-    free(e->threads);
+        kimg_srcmap_close(&e->maps[i].sm);
     free(e->zero_mds);
     free(e->zeros);
     EVP_MD_CTX_free(e->outer);
@@ -595,18 +483,25 @@ static int engine_init(struct engine *e)
     uint64_t nslots = 2 * (uint64_t)threads + 2;
     if (nslots * e->chunk > RING_BYTES_MAX)
         nslots = RING_BYTES_MAX / e->chunk;
-    e->nslots = nslots < 4 ? 4 : (unsigned)nslots;
+    if (nslots < 4)
+        nslots = 4;
 
     e->outer = EVP_MD_CTX_new();
-    e->slots = calloc(e->nslots, sizeof(*e->slots));
-    e->threads = calloc((size_t)threads, sizeof(*e->threads));
     e->zero_mds = malloc(ZERO_BATCH * (size_t)e->md_len);
-    if (!e->outer || !e->slots || !e->threads || !e->zero_mds)
+    if (!e->outer || !e->zero_mds)
         return kimg_fail(-ENOMEM, "out of memory");
-    for (unsigned i = 0; i < e->nslots; i++) {
-        e->slots[i].buf = kimg_alloc_aligned((size_t)e->chunk);
-        e->slots[i].md = e->raw ? NULL : malloc((size_t)(e->chunk / e->bs * e->md_len));
-        if (!e->slots[i].buf || (!e->raw && !e->slots[i].md))
+    struct kimg_pool_def def = {
+        .threads = threads, .slots = (int)nslots, .job_size = sizeof(struct slot),
+        .run = work, .worker_init = worker_init, .worker_fini = worker_fini, .opaque = e,
+    };
+    e->pool = kimg_pool_new(&def);
+    if (!e->pool)
+        return -ENOMEM;
+    for (int i = 0; i < (int)nslots; i++) {
+        struct slot *s = kimg_pool_job(e->pool, i);
+        s->buf = kimg_alloc_aligned((size_t)e->chunk);
+        s->md = e->raw ? NULL : malloc((size_t)(e->chunk / e->bs * e->md_len));
+        if (!s->buf || (!e->raw && !s->md))
             return kimg_fail(-ENOMEM, "out of memory");
     }
 
@@ -623,13 +518,6 @@ static int engine_init(struct engine *e)
         return kimg_fail(-EIO, "cannot compute a %s digest", name);
     for (unsigned i = 0; i < ZERO_BATCH; i++)
         memcpy(e->zero_mds + (size_t)i * e->md_len, e->zero_md, e->md_len);
-
-    for (int i = 0; i < threads; i++) {
-        int err = pthread_create(&e->threads[i], NULL, worker, e);
-        if (err)
-            return kimg_fail(-err, "cannot start a hash thread: %s", strerror(err));
-        e->nthreads++;
-    }
     return 0;
 }
 
@@ -639,16 +527,16 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
     struct engine e = { .img = img, .c = c, .size = kimg_size(img) };
     int ret;
 
-    if (pthread_mutex_init(&e.lock, NULL) || pthread_cond_init(&e.work_cv, NULL) ||
-        pthread_cond_init(&e.done_cv, NULL))
-        return kimg_fail(-ENOMEM, "cannot set up the hash threads");
+    struct kimg_srcsizes sizes;
+    kimg_srcmap_note_sizes(img, NULL, &sizes);
     ret = engine_init(&e);
     if (ret == 0) {
         if (c->progress)
             c->progress(c->opaque, 0, e.size);
         ret = walk(&e);
     }
-    stop_workers(&e);
+    if (ret == 0)
+        ret = kimg_srcmap_check_sizes(img, &sizes);
     if (ret == 0 && !e.raw) {
         /* the length, as 8 little-endian bytes, ends the outer message */
         unsigned char le[8];
@@ -664,8 +552,5 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
     if (ret == 0)
         *md_len = e.md_len;
     engine_free(&e);
-    pthread_cond_destroy(&e.done_cv);
-    pthread_cond_destroy(&e.work_cv);
-    pthread_mutex_destroy(&e.lock);
     return ret;
 }

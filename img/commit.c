@@ -212,8 +212,8 @@ int kimg_commit(const struct kimg_commit *c)
     chain_base = top;
     for (int d = 0; d < depth; d++) {
         /* the layers between are read: locked read-only, as qemu does */
-        if (d > 0 && chain_base->file->fd >= 0 &&
-            (ret = kimg_lock_fd(chain_base->file->fd, false, chain_base->filename)) < 0)
+        if (d > 0 &&
+            (ret = kimg_file_lock(chain_base->file, false, chain_base->filename)) < 0)
             goto out;
         chain_base = chain_base->backing;
     }

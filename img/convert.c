@@ -14,11 +14,15 @@
  * decided at its start, as in qemu-img (copy_source_compressed).
  *
  * Pipeline: the main thread walks block status and cuts the work into
- * jobs of up to 2 MiB; worker threads read them (and scan for zeros) in
- * parallel, up to `in_flight` at once.  Data stored plainly in a buffered
+ * jobs of up to 2 MiB; the engines' worker pool (img/pool.c) reads them
+ * (and scans for zeros) in parallel, up to `in_flight` at once.  Data stored plainly in a buffered
  * host file (raw, uncompressed qcow2 clusters) is not read at all: the
- * worker maps it (mmap), which saves the kernel's copy to user space; an
- * O_DIRECT source is read with libaio (img/aio.c).
+ * worker maps it (img/srcmap.c, the engines' one mapping policy: a source
+ * that changes size fails the copy; 16 MiB windows shared by the jobs in
+ * them), which saves the kernel's copy to user space; an O_DIRECT source is read with libaio (img/aio.c).  Every
+ * shortcut (mapping, cloning, copy offload, libaio) is an optional
+ * operation of the file layer; a backend without it is read and written
+ * with plain reads and writes.
  *
  * Writes: a raw target is written by the workers themselves (libaio
  * batches when it is O_DIRECT).  For a qcow2 target the main thread takes
@@ -72,10 +76,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "aio.h"
 #include "convert.h"
@@ -83,8 +83,13 @@
 #include "crash.h"
 #include "driver.h"
 #include "tunables.h"
+#include "pool.h"
+#include "srcmap.h"
 
 #define CHUNK (2u << 20)
+#define MAP_WINDOW (16u << 20) /* source mappings shared by the jobs in them
+                                   (srcmap.h): one mmap/munmap, and one TLB
+                                   shootdown, per window instead of per job */
 #define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
                                    one job keeps several in flight */
 
@@ -111,101 +116,15 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
     return true;
 }
 
-/* ---- mapped source data ----------------------------------------------------
- * A mapping of a source file that shrinks under us would raise SIGBUS on
- * access.  The handler replaces the page with a page of zeros, so such data
- * reads as zeros, exactly as a read past the end of the file does
- * (kimg_file_pread_zero_eof); faults outside our mappings keep their
- * default action. */
-
-#define MAX_MAPS 256
-static uintptr_t map_start[MAX_MAPS], map_end[MAX_MAPS];
-static long page_size;
-static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc)
-{
-    (void)uc;
-    uintptr_t a = (uintptr_t)si->si_addr;
-    for (int i = 0; i < MAX_MAPS; i++) {
-        uintptr_t s0 = __atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE);
-        uintptr_t s1 = __atomic_load_n(&map_end[i], __ATOMIC_ACQUIRE);
-        if (s0 && a >= s0 && a < s1) {
-            void *pg = (void *)(a & ~((uintptr_t)page_size - 1));
-            if (mmap(pg, (size_t)page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                     -1, 0) != MAP_FAILED)
-                return;
-            break;
-        }
-    }
-    /* not ours (or no way to patch it): the default action on return */
-    signal(sig, SIG_DFL);
-}
-
-static void bus_init(void)
-{
-    page_size = sysconf(_SC_PAGESIZE);
-    struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, NULL);
-}
-
-static void map_register(void *p, size_t len, bool on)
-{
-    uintptr_t a = (uintptr_t)p;
-    for (int i = 0; i < MAX_MAPS; i++) {
-        if (on) {
-            uintptr_t zero = 0;
-            if (__atomic_compare_exchange_n(&map_start[i], &zero, a, false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                __atomic_store_n(&map_end[i], a + len, __ATOMIC_RELEASE);
-                return;
-            }
-        } else if (__atomic_load_n(&map_start[i], __ATOMIC_ACQUIRE) == a) {
-            __atomic_store_n(&map_end[i], 0, __ATOMIC_RELEASE);
-            __atomic_store_n(&map_start[i], 0, __ATOMIC_RELEASE);
-            return;
-        }
-    }
-}
-
-/* Map LEN bytes at host offset OFF of FD; *DATA points at OFF inside the
- * mapping returned (NULL if mapping is not possible: read instead). */
-static void *map_source(int fd, uint64_t off, uint64_t len, uint8_t **data, size_t *maplen)
-{
-    pthread_once(&bus_once, bus_init);
-    uint64_t delta = off % (uint64_t)page_size;
-    size_t ml = (size_t)(len + delta);
-    void *m = mmap(NULL, ml, PROT_READ, MAP_SHARED, fd, (off_t)(off - delta));
-    if (m == MAP_FAILED)
-        return NULL;
-    map_register(m, ml, true);
-    *data = (uint8_t *)m + delta;
-    *maplen = ml;
-    return m;
-}
-
-static void unmap_source(void *m, size_t len)
-{
-    if (!m)
-        return;
-    munmap(m, len);
-    map_register(m, len, false);
-}
-
 /* ---- jobs ----------------------------------------------------------------- */
 
+/* A job is a slot of the engines' pool (img/pool.c).  First phase, on a
+ * worker: read (and scan, compress, raw write); then the main thread takes
+ * it in sequence order.  A qcow2 target's job goes back to the pool
+ * (wphase) for a worker to write its allocated pieces, and the main thread
+ * links them when it takes the job again (in any order). */
 enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
 #define CLEN_ZERO INT64_MIN
-enum job_state {
-    JOB_FREE,
-    JOB_QUEUED,     /* for a worker: read (and scan, compress, raw write) */
-    JOB_BUSY,
-    JOB_DONE,       /* for the main thread, in sequence order */
-    JOB_WQUEUED,    /* for a worker: write the allocated pieces */
-    JOB_WBUSY,
-    JOB_WDONE,      /* for the main thread: link the pieces (any order) */
-};
 
 /* A run of a job's data, zero or not, at the sparse grain. */
 struct run {
@@ -220,19 +139,18 @@ struct piece {
 };
 
 struct job {
-    enum job_state state;
     enum job_kind kind;
+    bool wphase;                /* queued again to write its pieces */
     uint64_t seq;
     struct kimg *src;
     uint64_t soff, doff, len;
-    int src_fd;                 /* JOB_OFFLOAD: soff is a host offset in it */
+    struct kimg_file *src_file; /* JOB_OFFLOAD: soff is a host offset in it */
     /* the data is stored plainly at hoff in hfile (mapped or read there) */
     struct kimg_file *hfile;
     uint64_t hoff;
     uint8_t *buf;               /* CHUNK bytes, for data jobs */
     uint8_t *data;              /* the job's data: buf, or inside map */
-    void *map;
-    size_t maplen;
+    struct kimg_srcmap *map;    /* the window holding the mapped data, or NULL */
     struct run *runs;           /* zero scan result (not with -c) */
     uint32_t nruns, runs_cap;
     struct piece *pieces;       /* qcow2 target: data written by a worker */
@@ -252,7 +170,6 @@ struct engine {
     uint64_t grain;             /* zero-detection granularity, 0 = off */
     uint64_t cluster;           /* target cluster size (compression unit) */
     bool split_compress;        /* workers compress (the target supports it) */
-    int dst_fd;                 /* -C: the raw target's descriptor */
     bool raw_target;            /* workers write their own jobs: a raw file
                                    has no layout to keep in order, and it is
                                    already full size, so writes cannot race
@@ -267,18 +184,13 @@ struct engine {
     uint64_t done, total, last_report;
     struct convert_steps steps;  /* -p: qemu-img's steps */
 
-    pthread_mutex_t lock;
-    pthread_cond_t work;        /* a job was queued, or stop */
-    pthread_cond_t finished;    /* a job is done */
-    struct job *jobs;
-    int nb_jobs;
-    pthread_t *threads;
-    int nb_threads;
-    bool stop;
+    struct kimg_pool *pool;     /* jobs: struct job */
+    struct kimg_srcwins *wins;  /* mapped source windows */
     uint64_t next_seq;          /* sequence number of the next job made */
-    uint64_t write_seq;         /* sequence number of the next job written */
+    uint64_t write_seq;         /* sequence number of the next job written
+                                   (atomic: read by hold()) */
     uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
-    bool draining;              /* no more jobs will be made */
+    bool draining;              /* no more jobs will be made (atomic) */
 };
 
 static void report(struct engine *e, uint64_t n)
@@ -383,13 +295,10 @@ static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
 static bool reflink_range(struct engine *e, struct kimg_file *src, uint64_t soff,
                           struct kimg_file *dst, uint64_t doff, uint64_t len)
 {
-    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || src->fd < 0 || !len ||
+    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || !len ||
         dst != e->c->dst->file || ((soff | doff | len) % e->reflink_align))
         return false;
-    struct file_clone_range r = { .src_fd = src->fd, .src_offset = soff,
-                                  .src_length = len, .dest_offset = doff };
-    kimg_file_count_change();
-    if (ioctl(dst->fd, FICLONERANGE, &r) == 0)
+    if (kimg_file_clone_range(dst, doff, src, soff, len) == 0)
         return true;
     __atomic_store_n(&e->reflink, false, __ATOMIC_RELAXED);
     return false;
@@ -421,7 +330,7 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
         else if (j->hfile && reflink_range(e, j->hfile, j->hoff + r->pos, f, j->doff + r->pos,
                                            r->len))
             continue;
-        else if (f && f->fd >= 0)
+        else if (f)
             ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
         else
             ret = kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
@@ -433,15 +342,22 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 }
 
 /* Fetch a data job's bytes: mapped, read with libaio, or read through the
- * driver. */
-static int fetch_data(struct job *j, struct kimg_aio *aio)
+ * driver.  A host file now too short for the range fails (srcmap.h). */
+static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     j->data = j->buf;
     if (j->hfile && !j->hfile->direct) {
-        j->map = map_source(j->hfile->fd, j->hoff, j->len, &j->data, &j->maplen);
-        if (j->map)
+        const uint8_t *p;
+        int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
+        if (ret == 0) {
+            j->data = (uint8_t *)p;
             return 0;
-        j->data = j->buf;
+        }
+        j->map = NULL;
+        if (ret == -EIO) {
+            snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+            return ret;
+        }
     }
     if (j->hfile && j->hfile->direct) {
         struct kimg_aio_req reqs[KIMG_AIO_MAX];
@@ -466,21 +382,11 @@ static uint64_t piece_len(const struct engine *e, const struct job *j, uint64_t 
 /* -C: copy a job inside the kernel, file to file (on a worker thread). */
 static int offload_copy(struct engine *e, struct job *j)
 {
-    loff_t in = (loff_t)j->soff, out = (loff_t)j->doff;
-    uint64_t left = j->len;
-    while (left) {
-        ssize_t n = copy_file_range(j->src_fd, &in, e->dst_fd, &out, (size_t)left, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int err = n < 0 ? errno : EIO;
-            snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
-                     (unsigned long long)j->doff, n < 0 ? strerror(err) : "short copy");
-            return -err;
-        }
-        left -= (uint64_t)n;
-    }
-    return 0;
+    int ret = kimg_file_copy_range(e->c->dst->file, j->doff, j->src_file, j->soff, j->len);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
+                 (unsigned long long)j->doff, ret == -ENODATA ? "short copy" : strerror(-ret));
+    return ret == -ENODATA ? -EIO : ret;
 }
 
 /* -c: compress every cluster of a job (on a worker thread). */
@@ -542,6 +448,19 @@ static void set_err(struct job *j, const char *what, uint64_t off, const char *n
                  (unsigned long long)off, m);
 }
 
+/* After the last use of a job's mapped data so far: a source that changed
+ * size fails the job, whatever else went wrong with that data (srcmap.h). */
+static int check_map(struct job *j)
+{
+    if (!j->map)
+        return 0;
+    kimg_clear_error();     /* the message is the source's, not the write's */
+    int ret = kimg_srcmap_check(j->map);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+    return ret;
+}
+
 /* First phase of a job on a worker: read, then scan/compress/write. */
 static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
@@ -549,23 +468,25 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         j->ret = offload_copy(e, j);
         return;
     }
-    j->ret = fetch_data(j, aio);
+    j->ret = fetch_data(e, j, aio);
     if (j->ret < 0) {
-        set_err(j, "reading", j->soff, kimg_filename(j->src));
+        if (!j->err[0])
+            set_err(j, "reading", j->soff, kimg_filename(j->src));
         return;
     }
     if (e->split_compress) {
         compress_job(e, j);
-        return;
+    } else if (!e->c->compress) {
+        scan_runs(e, j);
+        if (e->raw_target) {
+            j->ret = write_runs_raw(e, j, aio);
+            if (j->ret < 0)
+                set_err(j, "writing", j->doff, NULL);
+        }
     }
-    if (e->c->compress)
-        return;
-    scan_runs(e, j);
-    if (e->raw_target) {
-        j->ret = write_runs_raw(e, j, aio);
-        if (j->ret < 0)
-            set_err(j, "writing", j->doff, NULL);
-    }
+    int ret = check_map(j);
+    if (ret < 0)
+        j->ret = ret;
 }
 
 /* Second phase (parallel qcow2 writes): the pieces, in one batch. */
@@ -586,45 +507,45 @@ static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
     j->ret = ret;
     if (ret < 0)
         set_err(j, "writing", j->doff, NULL);
+    if ((ret = check_map(j)) < 0)
+        j->ret = ret;
 }
 
-static void *worker(void *opaque)
+/* A pool job on a worker; the job's message goes with its result. */
+static int run_job(void *opaque, void *local, void *job)
 {
     struct engine *e = opaque;
-    struct kimg_aio *aio = e->use_aio ? kimg_aio_new() : NULL;
-    pthread_mutex_lock(&e->lock);
-    for (;;) {
-        struct job *j = NULL;
-        /* the oldest queued job first, so the writer is never starved */
-        for (int i = 0; i < e->nb_jobs; i++) {
-            struct job *c = &e->jobs[i];
-            if (c->state == JOB_WQUEUED && e->write_lag && !e->draining &&
-                e->write_seq <= c->seq + e->write_lag)
-                continue;               /* held back (test hook) */
-            if ((c->state == JOB_QUEUED || c->state == JOB_WQUEUED) && (!j || c->seq < j->seq))
-                j = c;
-        }
-        if (!j) {
-            if (e->stop)
-                break;
-            pthread_cond_wait(&e->work, &e->lock);
-            continue;
-        }
-        bool wphase = j->state == JOB_WQUEUED;
-        j->state = wphase ? JOB_WBUSY : JOB_BUSY;
-        pthread_mutex_unlock(&e->lock);
+    struct job *j = job;
+    if (j->wphase)
+        work_write(e, j, local);
+    else
+        work_read(e, j, local);
+    if (j->ret < 0) {
         kimg_clear_error();
-        if (wphase)
-            work_write(e, j, aio);
-        else
-            work_read(e, j, aio);
-        pthread_mutex_lock(&e->lock);
-        j->state = wphase ? JOB_WDONE : JOB_DONE;
-        pthread_cond_broadcast(&e->finished);
+        kimg_error("%s", j->err);
     }
-    pthread_mutex_unlock(&e->lock);
-    kimg_aio_free(aio);
-    return NULL;
+    return j->ret;
+}
+
+static void *worker_init(void *opaque)
+{
+    struct engine *e = opaque;
+    return e->use_aio ? kimg_aio_new() : NULL;
+}
+
+static void worker_fini(void *opaque, void *local)
+{
+    kimg_aio_free(local);
+}
+
+/* KIMG_CONVERT_WRITE_LAG (test hook): a job's data writes wait until
+ * write_lag more jobs have been taken, or the copy drains. */
+static bool hold_job(void *opaque, void *job)
+{
+    struct engine *e = opaque;
+    struct job *j = job;
+    return j->wphase && !__atomic_load_n(&e->draining, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&e->write_seq, __ATOMIC_ACQUIRE) <= j->seq + e->write_lag;
 }
 
 /* ---- the main thread: allocation, ordered writes, links -------------------- */
@@ -727,11 +648,10 @@ static int commit_job(struct engine *e, struct job *j)
 
 static void release_job(struct engine *e, struct job *j)
 {
-    unmap_source(j->map, j->maplen);
+    if (j->map)
+        kimg_srcwins_put(e->wins, j->map);
     j->map = NULL;
-    pthread_mutex_lock(&e->lock);
-    j->state = JOB_FREE;
-    pthread_mutex_unlock(&e->lock);
+    kimg_pool_put(e->pool, j);
 }
 
 static int write_sparse_compress(struct engine *e, struct job *j);
@@ -742,36 +662,15 @@ static int write_runs_serial(struct engine *e, struct job *j);
  * something, 0 if nothing was ready (and WAIT is false), or -errno. */
 static int service(struct engine *e, bool wait)
 {
-    struct job *j;
-    pthread_mutex_lock(&e->lock);
-    for (;;) {
-        j = NULL;
-        for (int i = 0; i < e->nb_jobs && !j; i++)
-            if (e->jobs[i].state == JOB_WDONE)
-                j = &e->jobs[i];
-        for (int i = 0; i < e->nb_jobs && !j; i++)
-            if (e->jobs[i].state == JOB_DONE && e->jobs[i].seq == e->write_seq)
-                j = &e->jobs[i];
-        if (j || !wait)
-            break;
-        bool busy = e->write_seq < e->next_seq;
-        for (int i = 0; i < e->nb_jobs && !busy; i++)
-            busy = e->jobs[i].state != JOB_FREE;
-        if (!busy)
-            break;
-        pthread_cond_wait(&e->finished, &e->lock);
-    }
-    pthread_mutex_unlock(&e->lock);
+    int ret;
+    struct job *j = kimg_pool_take(e->pool, &ret, wait);
     if (!j)
         return 0;
-
-    int ret = j->ret;
-    if (ret < 0) {
-        kimg_error("%s", j->err);
+    if (ret < 0) {              /* its message is set (the pool) */
         release_job(e, j);
         return ret;
     }
-    if (j->state == JOB_WDONE) {
+    if (j->wphase) {
         ret = commit_job(e, j);
         if (ret == 0)
             report(e, j->len);
@@ -790,19 +689,21 @@ static int service(struct engine *e, bool wait)
             ret = plan_job(e, j);
         else
             ret = write_runs_serial(e, j);
-        if (ret < 0)
+        if (j->map && kimg_srcmap_check(j->map) < 0) {
+            kimg_clear_error();     /* the source changed size: that first */
+            ret = kimg_srcmap_check(j->map);
+        } else if (ret < 0) {
             kimg_error("error while writing at offset %llu", (unsigned long long)j->doff);
+        }
         keep = ret == 0 && e->par_write && j->npieces_w;
     }
-    pthread_mutex_lock(&e->lock);
-    e->write_seq++;
-    if (keep)
-        j->state = JOB_WQUEUED;
-    if (e->write_lag)
-        pthread_cond_broadcast(&e->work);   /* held jobs may go now */
-    else if (keep)
-        pthread_cond_signal(&e->work);
-    pthread_mutex_unlock(&e->lock);
+    __atomic_store_n(&e->write_seq, e->write_seq + 1, __ATOMIC_RELEASE);
+    if (keep) {
+        j->wphase = true;
+        kimg_pool_requeue(e->pool, j);
+    } else if (e->write_lag) {
+        kimg_pool_kick(e->pool);            /* held jobs may go now */
+    }
     if (!keep) {
         if (ret == 0)
             report(e, j->len);
@@ -845,20 +746,19 @@ static int write_runs_serial(struct engine *e, struct job *j)
 
 /* Queue a job (doing main-thread work until a slot is free).  HFILE/HOFF:
  * the data is stored plainly there (NULL: read through the driver). */
-static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, int src_fd,
+static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
+                        struct kimg_file *src_file,
                         struct kimg_file *hfile, uint64_t hoff,
                         uint64_t soff, uint64_t doff, uint64_t len)
 {
     for (;;) {
-        struct job *slot = NULL;
-        pthread_mutex_lock(&e->lock);
-        for (int i = 0; i < e->nb_jobs && !slot; i++)
-            if (e->jobs[i].state == JOB_FREE)
-                slot = &e->jobs[i];
+        struct job *slot = kimg_pool_get(e->pool);
         if (slot) {
             slot->kind = kind;
+            slot->wphase = false;
             slot->src = src;
-            slot->src_fd = src_fd;
+            slot->src_file = src_file;
+            slot->err[0] = 0;
             slot->hfile = hfile;
             slot->hoff = hoff;
             slot->soff = soff;
@@ -867,18 +767,15 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
             slot->ret = 0;
             slot->nruns = 0;
             slot->npieces_w = 0;
-            slot->map = NULL;
             slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
-            bool work = kind == JOB_DATA || kind == JOB_OFFLOAD;
-            slot->state = work ? JOB_QUEUED : JOB_DONE;
-            if (work)
-                pthread_cond_signal(&e->work);
-            pthread_mutex_unlock(&e->lock);
+            if (kind == JOB_DATA || kind == JOB_OFFLOAD)
+                kimg_pool_submit(e->pool, slot);
+            else
+                kimg_pool_submit_done(e->pool, slot);
             break;
         }
-        pthread_mutex_unlock(&e->lock);
         int ret = service(e, true);
         if (ret < 0)
             return ret;
@@ -895,7 +792,7 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src, 
 static int add_job(struct engine *e, enum job_kind kind, struct kimg *src,
                    uint64_t soff, uint64_t doff, uint64_t len)
 {
-    return add_job_full(e, kind, src, -1, NULL, 0, soff, doff, len);
+    return add_job_full(e, kind, src, NULL, NULL, 0, soff, doff, len);
 }
 
 /* -C: queue the data extent EXT (guest [off, off+len) of SRC) as in-kernel
@@ -904,7 +801,7 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
                             uint64_t off, const struct kimg_extent *ext)
 {
     if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) ||
-        !ext->host_file || ext->host_file->fd < 0)
+        !ext->host_file || !kimg_file_has_copy_range(ext->host_file))
         return kimg_fail(-ENOTSUP, "copy offloading (-C) is not possible: the data at "
                          "offset %llu of '%s' is not stored plainly in a file",
                          (unsigned long long)off, kimg_filename(src));
@@ -912,7 +809,7 @@ static int add_offload_jobs(struct engine *e, struct kimg *src, uint64_t base,
         uint64_t n = CHUNK - ((base + off + pos) % CHUNK);
         if (n > ext->length - pos)
             n = ext->length - pos;
-        int ret = add_job_full(e, JOB_OFFLOAD, src, ext->host_file->fd, NULL, 0,
+        int ret = add_job_full(e, JOB_OFFLOAD, src, ext->host_file, NULL, 0,
                                ext->offset + pos, base + off + pos, n);
         if (ret < 0)
             return ret;
@@ -931,7 +828,7 @@ static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
         uint64_t n = CHUNK - ((base + from) % CHUNK);
         if (n > to - from)
             n = to - from;
-        int ret = add_job_full(e, JOB_DATA, src, -1, hfile, hoff, from, base + from, n);
+        int ret = add_job_full(e, JOB_DATA, src, NULL, hfile, hoff, from, base + from, n);
         if (ret < 0)
             return ret;
         from += n;
@@ -941,16 +838,16 @@ static int add_data_jobs(struct engine *e, struct kimg *src, uint64_t base,
 }
 
 /* The host file holding EXT's data as is, if the engine may map or read it
- * directly: a plain file, the whole extent inside it. */
+ * directly: a file (not a device), the whole extent inside it. */
 static struct kimg_file *plain_host(const struct kimg_extent *ext)
 {
     struct kimg_file *f = ext->host_file;
-    struct stat st;
+    uint64_t size;
     if (!(ext->flags & KIMG_BS_OFFSET_VALID) || (ext->flags & KIMG_BS_COMPRESSED) || !f ||
-        f->fd < 0 || kimg_tunables()->convert_no_map)
+        kimg_tunables()->convert_no_map)
         return NULL;
-    if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        ext->offset + ext->length > (uint64_t)st.st_size)
+    if (kimg_file_is_device(f) || f->ops->get_size(f, &size) < 0 ||
+        ext->offset + ext->length > size)
         return NULL;
     return f;
 }
@@ -1080,20 +977,24 @@ static int copy_source_compressed(struct engine *e, struct kimg *src, uint64_t b
 static int engine_start(struct engine *e, int in_flight)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    e->nb_jobs = in_flight;
     /* at least 4 threads even on 2 cores: with O_DIRECT a worker spends
      * its time waiting for the device, not computing */
     long want = ncpu < 4 ? 4 : ncpu;
-    e->nb_threads = want > in_flight ? in_flight : (int)want;
-    e->jobs = calloc((size_t)e->nb_jobs, sizeof(*e->jobs));
-    e->threads = calloc((size_t)e->nb_threads, sizeof(*e->threads));
-    if (!e->jobs || !e->threads)
+    struct kimg_pool_def def = {
+        .threads = want > in_flight ? in_flight : (int)want, .slots = in_flight,
+        .job_size = sizeof(struct job), .run = run_job, .worker_init = worker_init,
+        .worker_fini = worker_fini, .hold = e->write_lag ? hold_job : NULL, .opaque = e,
+    };
+    pthread_mutex_init(&e->wturn, NULL);
+    e->wins = kimg_srcwins_new(MAP_WINDOW);
+    e->pool = e->wins ? kimg_pool_new(&def) : NULL;
+    if (!e->pool)
         return -ENOMEM;
     /* runs: at most one per grain block (512 bytes at the finest) */
     uint64_t g = e->grain ? e->grain : CHUNK;
     uint32_t nruns = (uint32_t)(CHUNK / (g < 512 ? 512 : g) + 2);
-    for (int i = 0; i < e->nb_jobs; i++) {
-        struct job *j = &e->jobs[i];
+    for (int i = 0; i < in_flight; i++) {
+        struct job *j = kimg_pool_job(e->pool, i);
         j->buf = kimg_alloc_aligned(CHUNK);
         j->runs = calloc(nruns, sizeof(*j->runs));
         if (!j->buf || !j->runs)
@@ -1107,48 +1008,34 @@ static int engine_start(struct engine *e, int in_flight)
                 return -ENOMEM;
         }
     }
-    pthread_mutex_init(&e->lock, NULL);
-    pthread_mutex_init(&e->wturn, NULL);
-    pthread_cond_init(&e->work, NULL);
-    pthread_cond_init(&e->finished, NULL);
-    for (int i = 0; i < e->nb_threads; i++) {
-        if (pthread_create(&e->threads[i], NULL, worker, e)) {
-            e->nb_threads = i;
-            return -EAGAIN;
-        }
-    }
     return 0;
 }
 
 /* Stop the workers (after the queue drains or is abandoned) and free. */
 static void engine_stop(struct engine *e)
 {
-    if (e->threads) {
-        pthread_mutex_lock(&e->lock);
-        e->stop = true;
-        /* abandoned jobs are dropped so the workers can exit */
-        for (int i = 0; i < e->nb_jobs; i++)
-            if (e->jobs[i].state == JOB_QUEUED || e->jobs[i].state == JOB_WQUEUED)
-                e->jobs[i].state = JOB_FREE;
-        pthread_cond_broadcast(&e->work);
-        pthread_mutex_unlock(&e->lock);
-        for (int i = 0; i < e->nb_threads; i++)
-            pthread_join(e->threads[i], NULL);
-        pthread_mutex_destroy(&e->lock);
-        pthread_mutex_destroy(&e->wturn);
-        pthread_cond_destroy(&e->work);
-        pthread_cond_destroy(&e->finished);
+    if (!e->pool) {
+        kimg_srcwins_free(e->wins);
+        e->wins = NULL;
+        return;
     }
-    for (int i = 0; e->jobs && i < e->nb_jobs; i++) {
-        unmap_source(e->jobs[i].map, e->jobs[i].maplen);
-        free(e->jobs[i].buf);
-        free(e->jobs[i].runs);
-        free(e->jobs[i].pieces);
-        free(e->jobs[i].cbuf);
-        free(e->jobs[i].clen);
+    /* abandoned jobs are dropped, running ones finish */
+    kimg_pool_stop(e->pool);
+    for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
+        struct job *j = kimg_pool_job(e->pool, i);
+        if (j->map)
+            kimg_srcwins_put(e->wins, j->map);
+        free(j->buf);
+        free(j->runs);
+        free(j->pieces);
+        free(j->cbuf);
+        free(j->clen);
     }
-    free(e->jobs);
-    free(e->threads);
+    kimg_pool_free(e->pool);
+    e->pool = NULL;
+    kimg_srcwins_free(e->wins);
+    e->wins = NULL;
+    pthread_mutex_destroy(&e->wturn);
 }
 
 /* Reflinks (see the top), where they may work and are wanted: copies of
@@ -1158,13 +1045,13 @@ static void engine_stop(struct engine *e)
 static void reflink_start(struct engine *e)
 {
     struct kimg_file *f = e->c->dst->file;
-    struct stat st;
+    uint64_t align;
     if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
-        f->fd < 0 || !f->writable || kimg_tunables()->convert_no_reflink || kimg_crash_lossy() ||
-        fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blksize <= 0)
+        kimg_tunables()->convert_no_reflink || kimg_crash_lossy() ||
+        !(align = kimg_file_clone_align(f)))
         return;
     e->reflink = true;
-    e->reflink_align = (uint64_t)st.st_blksize;
+    e->reflink_align = align;
 }
 
 static bool is_direct(const struct kimg *img)
@@ -1206,12 +1093,11 @@ int kimg_convert_run(struct kimg_convert *c)
             kimg_compress_cluster(c->dst, 0, probe_buf, 0, NULL, 0) != -ENOTSUP;
     }
     if (c->copy_offload) {
-        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || c->dst->file->fd < 0 ||
+        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || !kimg_file_has_copy_range(c->dst->file) ||
             c->compress) {
             free(e.zbuf);
             return kimg_fail(-ENOTSUP, "copy offloading (-C) needs a raw target file and no -c");
         }
-        e.dst_fd = c->dst->file->fd;
     }
     e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
@@ -1227,12 +1113,17 @@ int kimg_convert_run(struct kimg_convert *c)
     /* held jobs keep their slots: leave room for the jobs that release them */
     if (lag > 0 && in_flight > 2 && lag < (uint64_t)(in_flight - 2))
         e.write_lag = lag;
-    ret = engine_start(&e, in_flight);
+    /* the sources' sizes now and at the end (srcmap.h) */
+    struct kimg_srcsizes *sizes = calloc((size_t)c->nb_src, sizeof(*sizes));
+    ret = sizes ? engine_start(&e, in_flight) : -ENOMEM;
     if (ret < 0) {
         engine_stop(&e);
         free(e.zbuf);
+        free(sizes);
         return kimg_fail(ret, "cannot start the copy: %s", strerror(-ret));
     }
+    for (int i = 0; i < c->nb_src; i++)
+        kimg_srcmap_note_sizes(c->src[i], c->dst->file, &sizes[i]);
     if (c->progress)
         c->progress(c->opaque, 0, e.total);
     convert_steps_start(&e.steps, c, e.cluster);
@@ -1246,10 +1137,8 @@ int kimg_convert_run(struct kimg_convert *c)
         convert_steps_advance(&e.steps, UINT64_MAX);
     convert_steps_free(&e.steps);
     /* drain: every job still in flight written and linked */
-    pthread_mutex_lock(&e.lock);
-    e.draining = true;
-    pthread_cond_broadcast(&e.work);
-    pthread_mutex_unlock(&e.lock);
+    __atomic_store_n(&e.draining, true, __ATOMIC_RELEASE);
+    kimg_pool_kick(e.pool);
     while (ret == 0) {
         int r = service(&e, true);
         if (r <= 0) {
@@ -1259,6 +1148,9 @@ int kimg_convert_run(struct kimg_convert *c)
     }
     engine_stop(&e);
     free(e.zbuf);
+    for (int i = 0; i < c->nb_src && ret == 0; i++)
+        ret = kimg_srcmap_check_sizes(c->src[i], &sizes[i]);
+    free(sizes);
     if (ret == 0)
         ret = kimg_flush(c->dst);
     return ret;

@@ -2,17 +2,22 @@
  * file.c — host files for drivers.  The POSIX backend does full-length
  * pread/pwrite (EINTR and short transfers handled), hole punching,
  * SEEK_DATA/SEEK_HOLE, O_DIRECT with bounce buffers for unaligned
- * requests, and a new file's attributes (nocow, XFS extent size hint).
- * The memory backend serves fuzzers and unit tests.
+ * requests, a new file's attributes (nocow, XFS extent size hint), and the
+ * engines' optional shortcuts: mmap, FICLONERANGE, copy_file_range and
+ * libaio requests.  The memory backend serves fuzzers and unit tests (its
+ * only shortcut: a view of its buffer as a mapping).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libaio.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
@@ -294,12 +299,104 @@ static void posix_close(struct kimg_file *f)
         close(f->fd);
 }
 
+static const struct kimg_file_ops posix_ops;
+
+/* Buffered regular files only: an O_DIRECT file's data must not come in
+ * through the page cache, and a device's size is not the file's. */
+static int posix_map(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m)
+{
+    static long page;
+    struct stat st;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    if (f->direct || !len || fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -EOPNOTSUPP;
+    if (off > (uint64_t)st.st_size || len > (uint64_t)st.st_size - off)
+        return -ERANGE;
+    uint64_t delta = off % (uint64_t)page;
+    if (len + delta > SIZE_MAX)
+        return -EOPNOTSUPP;
+    size_t ml = (size_t)(len + delta);
+    void *p = mmap(NULL, ml, PROT_READ, MAP_SHARED, f->fd, (off_t)(off - delta));
+    if (p == MAP_FAILED)
+        return -errno;
+    m->base = p;
+    m->len = ml;
+    m->data = (const uint8_t *)p + delta;
+    m->may_fault = true;
+    return 0;
+}
+
+static void posix_unmap(struct kimg_file *f, struct kimg_file_map *m)
+{
+    munmap(m->base, m->len);
+}
+
+static uint64_t posix_clone_align(struct kimg_file *f)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blksize <= 0)
+        return 0;
+    return (uint64_t)st.st_blksize;
+}
+
+static int posix_clone_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                             uint64_t soff, uint64_t len)
+{
+    if (src->ops != &posix_ops)
+        return -EXDEV;
+    struct file_clone_range r = { .src_fd = src->fd, .src_offset = soff,
+                                  .src_length = len, .dest_offset = doff };
+    return ioctl(dst->fd, FICLONERANGE, &r) == 0 ? 0 : -errno;
+}
+
+static int posix_copy_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                            uint64_t soff, uint64_t len)
+{
+    if (src->ops != &posix_ops)
+        return -EXDEV;
+    loff_t in = (loff_t)soff, out = (loff_t)doff;
+    while (len) {
+        ssize_t n = copy_file_range(src->fd, &in, dst->fd, &out, (size_t)len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ENODATA;    /* the source ended */
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+static int posix_aio_prep(struct kimg_file *f, struct iocb *cb, bool write, void *buf,
+                          size_t len, uint64_t off)
+{
+    if (!f->direct)
+        return -EOPNOTSUPP;     /* buffered: libaio would block in submit */
+    if (write)
+        io_prep_pwrite(cb, f->fd, buf, len, (long long)off);
+    else
+        io_prep_pread(cb, f->fd, buf, len, (long long)off);
+    return 0;
+}
+
+static bool posix_same_file(struct kimg_file *a, struct kimg_file *b)
+{
+    struct stat sa, sb;
+    return b->ops == &posix_ops && fstat(a->fd, &sa) == 0 && fstat(b->fd, &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static const struct kimg_file_ops posix_ops = {
     .pread = posix_pread, .pwrite = posix_pwrite, .get_size = posix_get_size,
     .truncate = posix_truncate, .sync = posix_sync, .zero = posix_zero,
     .discard = posix_discard,
     .allocate = posix_allocate, .data_status = posix_data_status,
     .allocated = posix_allocated, .close = posix_close,
+    .map = posix_map, .unmap = posix_unmap, .clone_align = posix_clone_align,
+    .clone_range = posix_clone_range, .copy_range = posix_copy_range,
+    .aio_prep = posix_aio_prep, .same_file = posix_same_file,
 };
 
 void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsize, bool warn)
@@ -395,9 +492,13 @@ static int mem_reserve(struct kimg_file *f, uint64_t size)
         cap *= 2;
     if (cap > f->mem_limit)
         cap = f->mem_limit;
-    uint8_t *m = realloc(f->mem, (size_t)cap);
+    /* page-aligned, as every buffer kimg copies from (mem_map hands it out) */
+    uint8_t *m = kimg_alloc_aligned((size_t)cap);
     if (!m)
         return -ENOMEM;
+    if (f->mem_cap)
+        memcpy(m, f->mem, (size_t)f->mem_cap);
+    free(f->mem);
     memset(m + f->mem_cap, 0, (size_t)(cap - f->mem_cap));
     f->mem = m;
     f->mem_cap = cap;
@@ -491,14 +592,70 @@ static int mem_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
 }
 
 static int64_t mem_allocated(struct kimg_file *f) { return (int64_t)f->mem_size; }
-static void mem_close(struct kimg_file *f) { free(f->mem); }
+
+static void mem_close(struct kimg_file *f)
+{
+    free(f->mem);
+    if (f->mem_lock)
+        pthread_rwlock_destroy(f->mem_lock);
+    free(f->mem_lock);
+}
+
+/* The engines call a file from several threads: reads share the lock,
+ * changes (which may move the buffer) take it alone. */
+#define MEM_LOCKED(f, excl, call) ({                                   \
+    pthread_rwlock_t *l_ = (f)->mem_lock;                              \
+    if (excl)                                                          \
+        pthread_rwlock_wrlock(l_);                                     \
+    else                                                               \
+        pthread_rwlock_rdlock(l_);                                     \
+    __auto_type r_ = (call);                                           \
+    pthread_rwlock_unlock(l_);                                         \
+    r_; })
+
+static int mem_pread_l(struct kimg_file *f, void *buf, size_t len, uint64_t off)
+{ return MEM_LOCKED(f, false, mem_pread(f, buf, len, off)); }
+static int mem_pwrite_l(struct kimg_file *f, const void *buf, size_t len, uint64_t off)
+{ return MEM_LOCKED(f, true, mem_pwrite(f, buf, len, off)); }
+static int mem_get_size_l(struct kimg_file *f, uint64_t *size)
+{ return MEM_LOCKED(f, false, mem_get_size(f, size)); }
+static int mem_truncate_l(struct kimg_file *f, uint64_t size)
+{ return MEM_LOCKED(f, true, mem_truncate(f, size)); }
+static int mem_zero_l(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
+{ return MEM_LOCKED(f, true, mem_zero(f, off, len, punch)); }
+static int mem_discard_l(struct kimg_file *f, uint64_t off, uint64_t len)
+{ return MEM_LOCKED(f, true, mem_discard(f, off, len)); }
+static int mem_allocate_l(struct kimg_file *f, uint64_t off, uint64_t len)
+{ return MEM_LOCKED(f, true, mem_allocate(f, off, len)); }
+static int64_t mem_allocated_l(struct kimg_file *f)
+{ return MEM_LOCKED(f, false, mem_allocated(f)); }
+
+/* A view of the buffer itself, for read-only files only: a write may move
+ * the buffer. */
+static int mem_map(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m)
+{
+    if (f->writable)
+        return -EOPNOTSUPP;
+    if (off > f->mem_size || len > f->mem_size - off || !len)
+        return -ERANGE;
+    m->data = f->mem + off;
+    m->base = NULL;
+    m->len = (size_t)len;
+    m->may_fault = false;
+    return 0;
+}
+
+static void mem_unmap(struct kimg_file *f, struct kimg_file_map *m) { }
+
+static bool mem_same_file(struct kimg_file *a, struct kimg_file *b) { return a == b; }
 
 static const struct kimg_file_ops mem_ops = {
-    .pread = mem_pread, .pwrite = mem_pwrite, .get_size = mem_get_size,
-    .truncate = mem_truncate, .sync = mem_sync, .zero = mem_zero,
-    .discard = mem_discard,
-    .allocate = mem_allocate, .data_status = mem_data_status,
-    .allocated = mem_allocated, .close = mem_close,
+    .pread = mem_pread_l, .pwrite = mem_pwrite_l, .get_size = mem_get_size_l,
+    .truncate = mem_truncate_l, .sync = mem_sync, .zero = mem_zero_l,
+    .discard = mem_discard_l,
+    .allocate = mem_allocate_l, .data_status = mem_data_status,
+    .allocated = mem_allocated_l, .close = mem_close,
+    .map = mem_map, .unmap = mem_unmap, .same_file = mem_same_file,
 };
 
 int kimg_file_open_mem(struct kimg_file **out, const char *name,
@@ -514,8 +671,12 @@ int kimg_file_open_mem(struct kimg_file **out, const char *name,
     f->writable = writable;
     f->align = 1;
     f->mem_limit = limit > len ? limit : len;
-    if (!f->path || mem_reserve(f, len) < 0) {
+    f->mem_lock = malloc(sizeof(pthread_rwlock_t));
+    if (!f->path || !f->mem_lock || pthread_rwlock_init(f->mem_lock, NULL) ||
+        mem_reserve(f, len) < 0) {
         free(f->path);
+        free(f->mem);
+        free(f->mem_lock);
         free(f);
         return -ENOMEM;
     }
@@ -704,4 +865,72 @@ int kimg_file_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
 int64_t kimg_file_allocated(struct kimg_file *f)
 {
     return f->ops->allocated(f);
+}
+
+/* ---- optional operations ------------------------------------------------- */
+
+int kimg_file_map(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m)
+{
+    if (!f->ops->map || !f->ops->unmap)
+        return -EOPNOTSUPP;
+    return f->ops->map(f, off, len, m);
+}
+
+void kimg_file_unmap(struct kimg_file *f, struct kimg_file_map *m)
+{
+    if (m->data)
+        f->ops->unmap(f, m);
+    m->data = NULL;
+}
+
+uint64_t kimg_file_clone_align(struct kimg_file *f)
+{
+    return f->ops->clone_range && f->ops->clone_align && f->writable ? f->ops->clone_align(f)
+                                                                      : 0;
+}
+
+int kimg_file_clone_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                          uint64_t soff, uint64_t len)
+{
+    if (!dst->ops->clone_range || src->ops != dst->ops)
+        return -EOPNOTSUPP;
+    /* a change of the target: a crash point (not logged for KIMG_CRASH_LOSE,
+     * whose users turn cloning off: kimg_crash_lossy) */
+    kimg_file_count_change();
+    return dst->ops->clone_range(dst, doff, src, soff, len);
+}
+
+bool kimg_file_has_copy_range(const struct kimg_file *f)
+{
+    return f->ops->copy_range != NULL;
+}
+
+int kimg_file_copy_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                         uint64_t soff, uint64_t len)
+{
+    if (!dst->ops->copy_range || src->ops != dst->ops)
+        return -EOPNOTSUPP;
+    return dst->ops->copy_range(dst, doff, src, soff, len);
+}
+
+bool kimg_file_has_aio(const struct kimg_file *f)
+{
+    return f->ops->aio_prep && f->direct;
+}
+
+int kimg_file_aio_prep(struct kimg_file *f, struct iocb *cb, bool write, void *buf,
+                       size_t len, uint64_t off)
+{
+    return f->ops->aio_prep ? f->ops->aio_prep(f, cb, write, buf, len, off) : -EOPNOTSUPP;
+}
+
+bool kimg_file_is_device(struct kimg_file *f)
+{
+    struct stat st;
+    return f->ops == &posix_ops && (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode));
+}
+
+bool kimg_file_same(struct kimg_file *a, struct kimg_file *b)
+{
+    return a && b && a->ops->same_file && a->ops == b->ops && a->ops->same_file(a, b);
 }

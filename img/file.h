@@ -1,9 +1,13 @@
 /*
- * file.h — host file access for drivers: a small table of operations with
- * a POSIX backend (buffered or O_DIRECT with bounce buffers) and an
- * in-memory backend (fuzzers, unit tests); KIMG_CRASH_AFTER=N (file.c)
- * kills the process before its (N+1)-th file change, for crash tests.
- * All calls are full transfers: a short read or write is an error.
+ * file.h — host file access for drivers and engines: a small table of
+ * operations with a POSIX backend (buffered or O_DIRECT with bounce
+ * buffers) and an in-memory backend (fuzzers, unit tests); KIMG_CRASH_AFTER=N
+ * (file.c) kills the process before its (N+1)-th file change, for crash
+ * tests.  All calls are full transfers: a short read or write is an error.
+ * The shortcuts the engines take (mapping, extent cloning, copy offload,
+ * async submission) are optional operations: an engine asks through the
+ * kimg_file_* wrappers below, never through a descriptor, and falls back
+ * to pread/pwrite where the backend has no such operation.
  */
 #ifndef KIMG_FILE_H
 #define KIMG_FILE_H
@@ -14,6 +18,17 @@
 #include <sys/types.h>
 
 struct kimg_file;
+struct iocb;
+
+/* A read-only view of a file range (kimg_file_map). */
+struct kimg_file_map {
+    const uint8_t *data;    /* the range's first byte */
+    void *base;             /* for the backend's unmap */
+    size_t len;
+    bool may_fault;         /* the view follows the file: a change of its
+                               size raises SIGBUS on access (img/srcmap.c
+                               guards the engines' accesses) */
+};
 
 struct kimg_file_ops {
     int (*pread)(struct kimg_file *f, void *buf, size_t len, uint64_t off);
@@ -33,6 +48,32 @@ struct kimg_file_ops {
     /* bytes allocated on the host, or -1 */
     int64_t (*allocated)(struct kimg_file *f);
     void (*close)(struct kimg_file *f);
+
+    /* ---- optional (NULL: not offered; the wrappers return -EOPNOTSUPP
+     * and the engines fall back to pread/pwrite) ---- */
+    /* Read-only view of [off, off+len), inside the file's size, filling M;
+     * -EOPNOTSUPP/-errno when the range cannot be mapped (then read it). */
+    int (*map)(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m);
+    void (*unmap)(struct kimg_file *f, struct kimg_file_map *m);
+    /* Block size that extent sharing needs (offsets and lengths multiples
+     * of it), 0 when DST cannot share extents at all (not a regular file) */
+    uint64_t (*clone_align)(struct kimg_file *f);
+    /* Share LEN bytes at SOFF of SRC into DST at DOFF (FICLONERANGE), no
+     * copy: -EOPNOTSUPP/-EXDEV/-EINVAL when the host refuses (SRC of
+     * another backend included) */
+    int (*clone_range)(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                       uint64_t soff, uint64_t len);
+    /* Copy LEN bytes at SOFF of SRC to DOFF of DST inside the host
+     * (copy_file_range), all of it or -errno; -EXDEV for SRC of another
+     * backend */
+    int (*copy_range)(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                      uint64_t soff, uint64_t len);
+    /* Prepare CB (libaio) for a transfer on F; -EOPNOTSUPP when F cannot
+     * take asynchronous requests (img/aio.c then runs it synchronously) */
+    int (*aio_prep)(struct kimg_file *f, struct iocb *cb, bool write, void *buf,
+                    size_t len, uint64_t off);
+    /* Whether A and B are the same host file (device and inode) */
+    bool (*same_file)(struct kimg_file *a, struct kimg_file *b);
 };
 
 struct kimg_file {
@@ -46,6 +87,7 @@ struct kimg_file {
     /* memory backend */
     uint8_t *mem;
     uint64_t mem_size, mem_cap, mem_limit;
+    void *mem_lock;    /* a pthread_rwlock_t: the engines call from threads */
 };
 
 #define KIMG_FILE_RDWR   0x1u
@@ -88,6 +130,28 @@ int kimg_file_discard(struct kimg_file *f, uint64_t off, uint64_t len);
 int kimg_file_data_status(struct kimg_file *f, uint64_t off, uint64_t len,
                           bool *is_data, uint64_t *pnum);
 int64_t kimg_file_allocated(struct kimg_file *f);
+
+/* The optional operations (see struct kimg_file_ops), -EOPNOTSUPP when the
+ * backend has none; no message is set for that, the caller falls back.
+ * Engines use img/srcmap.c rather than kimg_file_map directly: it guards
+ * the accesses against a file that changes size. */
+int kimg_file_map(struct kimg_file *f, uint64_t off, uint64_t len, struct kimg_file_map *m);
+void kimg_file_unmap(struct kimg_file *f, struct kimg_file_map *m);
+uint64_t kimg_file_clone_align(struct kimg_file *f);
+int kimg_file_clone_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                          uint64_t soff, uint64_t len);
+int kimg_file_copy_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
+                         uint64_t soff, uint64_t len);
+int kimg_file_aio_prep(struct kimg_file *f, struct iocb *cb, bool write, void *buf,
+                       size_t len, uint64_t off);
+bool kimg_file_has_aio(const struct kimg_file *f);
+bool kimg_file_has_copy_range(const struct kimg_file *f);
+/* F is a host device (block device), whose bytes are not a file's. */
+bool kimg_file_is_device(struct kimg_file *f);
+/* A and B are one host file (false when a backend cannot tell). */
+bool kimg_file_same(struct kimg_file *a, struct kimg_file *b);
+/* QEMU's image locks (img/lock.c) on F: no-op for backends without them. */
+int kimg_file_lock(struct kimg_file *f, bool writable, const char *filename);
 
 /* Buffers suitable for O_DIRECT (4096-aligned); free with free().  Every
  * buffer that a large transfer reads into or writes from comes from here

@@ -79,6 +79,11 @@ conflict:
     return kimg_fail(-EAGAIN, "Failed to lock byte range");
 }
 
+int kimg_file_lock(struct kimg_file *f, bool writable, const char *filename)
+{
+    return kimg_lock_fd(f ? f->fd : -1, writable, filename);
+}
+
 void kimg_lock_release(struct kimg *img)
 {
     /* OFD locks go away with the file description; nothing to do until a

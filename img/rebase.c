@@ -48,13 +48,11 @@ int kimg_rebase_open_backing(struct kimg *img, const char *name, const char *for
  * same in both views and need not be read (qemu's prefix chain). */
 static int depth_in_chain(struct kimg *img, struct kimg *nb)
 {
-    struct stat a, b;
-    if (!nb || nb->file->fd < 0 || fstat(nb->file->fd, &b) < 0)
+    if (!nb)
         return -1;
     int d = 0;
     for (struct kimg *l = img; l; l = l->backing, d++)
-        if (l->file->fd >= 0 && fstat(l->file->fd, &a) == 0 &&
-            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        if (kimg_file_same(l->file, nb->file))
             return d;
     return -1;
 }

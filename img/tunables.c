@@ -14,7 +14,7 @@
 static struct kimg_tunables tun;
 static pthread_once_t tun_once = PTHREAD_ONCE_INIT;
 
-enum kind { FLAG, NUMBER };
+enum kind { FLAG, NUMBER, PATH };
 
 /* Every variable: its name, its kind and its field.  (For numbers `out`
  * is a uint64_t; crash_after is signed and handled below.) */
@@ -34,6 +34,7 @@ static const struct var {
     { "KIMG_CONVERT_WRITE_LAG", NUMBER, offsetof(struct kimg_tunables, convert_write_lag) },
     { "KIMG_CHECK_ALIGN", FLAG, offsetof(struct kimg_tunables, check_align) },
     { "KIMG_EMPTY_INCREMENTAL", FLAG, offsetof(struct kimg_tunables, empty_incremental) },
+    { "KIMG_TEST_MAP_PAUSE", PATH, offsetof(struct kimg_tunables, test_map_pause) },
 };
 
 static bool parse_flag(const char *v)
@@ -64,6 +65,8 @@ static void read_env(void)
         void *field = (char *)&t + VARS[i].off;
         if (VARS[i].kind == FLAG)
             *(bool *)field = parse_flag(v);
+        else if (VARS[i].kind == PATH)
+            *(const char **)field = v && *v ? v : NULL;
         else
             (void)parse_number(v, field);
     }

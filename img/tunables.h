@@ -11,7 +11,9 @@
  *   number  a plain decimal number (digits only, fits in 64 bits); unset,
  *           empty or anything else (a sign, a suffix, spaces) leaves the
  *           default.  Bad values are ignored silently: a library does not
- *           print, and every hook is off by default.
+ *           print, and every hook is off by default;
+ *   path    the value as is (the environment's own string); unset or empty
+ *           is off (NULL).
  */
 #ifndef KIMG_TUNABLES_H
 #define KIMG_TUNABLES_H
@@ -42,6 +44,9 @@ struct kimg_tunables {
     bool crash_lose;              /* KIMG_CRASH_LOSE set to a number (needs
                                      KIMG_CRASH_AFTER): power-failure model */
     uint64_t crash_seed;          /* its value: the seed of the lost subset */
+    const char *test_map_pause;   /* KIMG_TEST_MAP_PAUSE: the first source mapping
+                                     creates this file and waits (up to 60 s)
+                                     until it is removed (img/srcmap.c); NULL = off */
 };
 
 /* The values, read from the environment on the first call (thread-safe);
