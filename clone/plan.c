@@ -469,8 +469,8 @@ static int check_output(const struct clone_plan *p, const char *path, const char
         ret = kimg_fail(-EINVAL, "%s %s: that is the original domain XML", opt, path);
     else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
         ret = kimg_fail(-ENOENT, "%s %s: the folder %s does not exist", opt, path, dir);
-    else if (stat(abs, &st) == 0 && !S_ISREG(st.st_mode))
-        ret = kimg_fail(-EINVAL, "%s %s: not a regular file", opt, path);
+    else if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode))   /* devices, FIFOs: in place */
+        ret = kimg_fail(-EISDIR, "%s %s: is a folder", opt, path);
     free(abs);
     free(dir);
     free(orig);
