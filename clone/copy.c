@@ -59,7 +59,9 @@ static void progress_line(void *opaque, uint64_t done, uint64_t total)
 {
     const struct clone_disk_plan *d = opaque;
     double pct = total ? (double)done * 100.0 / (double)total : 100.0;
-    fprintf(stderr, "\rCloning %s: %6.2f%%", d->target, pct);
+    fputs("\rCloning ", stderr);
+    kimg_print_for_terminal(stderr, d->target);   /* from the XML */
+    fprintf(stderr, ": %6.2f%%", pct);
     fflush(stderr);
 }
 

@@ -99,8 +99,11 @@ int clone_run(const struct clone_opts *o)
         kimg_output_undo_all();
     else
         kimg_output_forget_all();
-    if (r == 0 && !o->print_xml && !o->quiet)
-        fprintf(stderr, "Clone '%s' created successfully.\n", plan.new_name);
+    if (r == 0 && !o->print_xml && !o->quiet) {
+        fputs("Clone '", stderr);
+        kimg_print_for_terminal(stderr, plan.new_name);   /* may come from the XML */
+        fputs("' created successfully.\n", stderr);
+    }
 out:
     free(xml);
     clone_plan_free(&plan);
