@@ -3,8 +3,8 @@
  * virt-clone): domain XML parsing and rewriting (domxml.c), virt-clone's
  * naming rules (naming.c), MACs and UUIDs (mac.c, uuid.c), the clone plan
  * with every check done before anything is written (plan.c), the storage
- * copies (copy.c), undo of created files (undo.c), the JSON report
- * (report.c) and the whole run (run.c).
+ * copies (copy.c), the JSON report (report.c) and the whole run (run.c);
+ * the files it creates are img/output.h's outputs.
  */
 #ifndef KIMG_CLONE_H
 #define KIMG_CLONE_H
@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "output.h"
 
 struct _xmlDoc;
 struct _xmlNode;
@@ -194,8 +195,8 @@ struct clone_disk_plan {
     struct kimg *img;           /* the source, opened read-only (copies) */
     uint64_t size;              /* virtual size */
     uint64_t need;              /* bytes the copy may allocate (space check) */
-    char *tmp;                  /* temporary name while being written */
-    int undo_slot;
+    const char *tmp;            /* out.path: the temporary file being written */
+    struct kimg_output out;     /* never replacing, undone if the run fails */
 };
 
 struct clone_plan {
@@ -225,34 +226,19 @@ const char *clone_action_name(enum clone_action a);
 /* ---- storage (copy.c) ------------------------------------------------------ */
 
 /* Write one disk (or the nvram) to d->tmp, a fresh temporary file in the
- * destination's folder registered for undo.  Does not rename. */
+ * destination's folder (d->out, img/output.h: no replace, undo).  Does
+ * not rename. */
 int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *opts);
 /* FICLONE SRC onto the open DST_FD; a clear message where unsupported. */
 int clone_reflink_fd(int src_fd, int dst_fd, const char *src, const char *dst);
-
-/* ---- undo of created files (undo.c) ---------------------------------------- */
-
-/* Create a unique temporary file "DIR/.BASE.kimg-XXXXXX" beside DST (mode
- * 0600), register it and return its slot; *TMP gets its name. */
-int clone_undo_mktemp(const char *dst, char **tmp);
-/* Rename slot's temporary file to DST; never replacing an existing file
- * unless REPLACE.  DST is then what an undo removes.  The temporary name
- * (*TMP of clone_undo_mktemp) stays owned by the registry. */
-int clone_undo_commit(int slot, const char *dst, bool replace);
-/* Remove every registered file (failure); then forget them. */
-void clone_undo_run(void);
-/* Forget every registered file (success). */
-void clone_undo_forget(void);
-/* On: SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the registered files
- * and end the process with that signal.  Off: default dispositions. */
-void clone_undo_guard_signals(bool on);
 
 /* ---- outputs (report.c) ------------------------------------------------------ */
 
 /* The machine-readable result of a run (or dry run). */
 int clone_report_write(FILE *out, const struct clone_plan *plan, bool dry_run);
-/* Write LEN bytes to PATH through a registered temporary file (mode 0666
- * less the umask), renamed into place when complete, replacing PATH. */
+/* Write LEN bytes to PATH, an output (img/output.h) that replaces PATH
+ * (its symlinks followed; a device or FIFO written in place) and is
+ * undone if the run fails. */
 int clone_write_file(const char *path, const void *buf, size_t len);
 
 /* ---- the whole run (run.c) -------------------------------------------------- */

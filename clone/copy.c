@@ -1,9 +1,9 @@
 /*
- * copy.c — the storage side of a clone, each into a registered temporary
- * file beside its destination: a full sparse copy through the convert
- * engine (same format, qcow2 properties kept, overlays flattened;
- * --nonsparse preallocates), a --linked qcow2 overlay of the original, and
- * a --reflink FICLONE.  The new file gets the source's mode (and owner,
+ * copy.c — the storage side of a clone, each into a temporary file beside
+ * its destination (an output, img/output.h): a full sparse copy through
+ * the convert engine (same format, qcow2 properties kept, overlays
+ * flattened; --nonsparse preallocates), a --linked qcow2 overlay of the
+ * original, and a --reflink FICLONE.  The new file gets the source's mode (and owner,
  * when run as root).
  */
 #include <errno.h>
@@ -59,7 +59,9 @@ static void progress_line(void *opaque, uint64_t done, uint64_t total)
 {
     const struct clone_disk_plan *d = opaque;
     double pct = total ? (double)done * 100.0 / (double)total : 100.0;
-    fprintf(stderr, "\rCloning %s: %6.2f%%", d->target, pct);
+    fputs("\rCloning ", stderr);
+    kimg_print_for_terminal(stderr, d->target);   /* from the XML */
+    fprintf(stderr, ": %6.2f%%", pct);
     fflush(stderr);
 }
 
@@ -168,13 +170,11 @@ static void copy_mode(const struct clone_disk_plan *d)
 
 int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *o)
 {
-    char *tmp;
-    int slot = clone_undo_mktemp(d->dst, &tmp);
-    if (slot < 0)
-        return slot;
-    d->tmp = tmp;
-    d->undo_slot = slot;
-    int r;
+    int r = kimg_output_begin(&d->out, d->dst, KIMG_OUTPUT_UNDO);
+    if (r < 0)
+        return r;
+    d->tmp = d->out.path;
+    copy_mode(d);   /* before any data: never readable more widely than the source */
     switch (d->action) {
     case CLONE_COPY: r = full_copy(d, o); break;
     case CLONE_LINK: r = overlay(d); break;
@@ -192,6 +192,5 @@ int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *o)
         }
         return r;
     }
-    copy_mode(d);
     return 0;
 }

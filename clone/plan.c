@@ -215,7 +215,6 @@ static int plan_classify(struct clone_plan *p, const struct clone_opts *o)
         const struct clone_xdisk *x = &dom->disks[i];
         struct clone_disk_plan *d = &p->disks[i];
         d->index = i;
-        d->undo_slot = -1;
         if (x->target) {
             d->target = x->target;
             for (int j = 0; j < i; j++)
@@ -403,7 +402,6 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
 {
     struct clone_disk_plan *n = &p->nvram;
     n->index = -1;
-    n->undo_slot = -1;
     n->target = "nvram";
     n->action = CLONE_SHARE;
     if (!p->dom->nvram)
@@ -471,8 +469,8 @@ static int check_output(const struct clone_plan *p, const char *path, const char
         ret = kimg_fail(-EINVAL, "%s %s: that is the original domain XML", opt, path);
     else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
         ret = kimg_fail(-ENOENT, "%s %s: the folder %s does not exist", opt, path, dir);
-    else if (stat(abs, &st) == 0 && !S_ISREG(st.st_mode))
-        ret = kimg_fail(-EINVAL, "%s %s: not a regular file", opt, path);
+    else if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode))   /* devices, FIFOs: in place */
+        ret = kimg_fail(-EISDIR, "%s %s: is a folder", opt, path);
     free(abs);
     free(dir);
     free(orig);
@@ -525,7 +523,6 @@ int clone_plan_build(struct clone_plan *p, const struct clone_opts *o)
     memset(p, 0, sizeof(*p));
     p->opts = o;
     p->nvram.index = -1;
-    p->nvram.undo_slot = -1;
     if (!o->original_xml)
         return kimg_fail(-EINVAL, "--original-xml FILE is required (kimg clone works "
                          "offline: virsh dumpxml --inactive NAME > FILE)");

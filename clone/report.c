@@ -1,8 +1,8 @@
 /*
  * report.c — the outputs of a clone besides its disks: the --report-json
  * result (new name, UUID, MACs, and per disk its source, destination and
- * action, keys in a fixed order) and files written through a registered
- * temporary name, renamed into place when complete.
+ * action, keys in a fixed order) and the --output-xml and --report-json
+ * files, written as img/output.h's outputs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -112,21 +112,15 @@ int clone_write_file(const char *path, const void *buf, size_t len)
     char *abs = clone_abspath(path);
     if (!abs)
         return -ENOMEM;
-    char *tmp;
-    int slot = clone_undo_mktemp(abs, &tmp);
-    if (slot < 0) {
-        free(abs);
-        return slot;
-    }
-    int ret = 0;
-    int fd = open(tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    struct kimg_output out;
+    int ret = kimg_output_begin(&out, abs, KIMG_OUTPUT_REPLACE | KIMG_OUTPUT_UNDO);
+    if (ret < 0)
+        goto out;
+    int fd = open(out.path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd < 0) {
         ret = kimg_fail(-errno, "%s: %s", path, strerror(errno));
         goto out;
     }
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
     for (size_t done = 0; done < len;) {
         ssize_t n = write(fd, (const char *)buf + done, len - done);
         if (n < 0 && errno == EINTR)
@@ -137,11 +131,14 @@ int clone_write_file(const char *path, const void *buf, size_t len)
         }
         done += (size_t)n;
     }
-    if (ret == 0 && fsync(fd) < 0)
+    /* a FIFO or a character device written in place has nothing to sync */
+    if (ret == 0 && fsync(fd) < 0 && !(out.in_place && errno == EINVAL))
         ret = kimg_fail(-errno, "%s: cannot write: %s", path, strerror(errno));
     close(fd);
     if (ret == 0)
-        ret = clone_undo_commit(slot, abs, true);
+        ret = kimg_output_commit(&out, true);
+    if (ret < 0)
+        kimg_output_abort(&out);
 out:
     free(abs);
     return ret;

@@ -1,8 +1,9 @@
 /*
  * run.c — one `kimg clone` run: build and check the plan, rewrite the XML,
  * copy the storage into temporary files, rename them into place, then
- * print the XML (and write the report).  Any failure, or SIGINT/SIGTERM,
- * removes every file the run created; --print-xml writes no storage.
+ * print the XML (and write the report).  Any failure, or SIGINT, SIGTERM,
+ * SIGHUP or SIGPIPE (img/output.h), removes every file the run created;
+ * --print-xml writes no storage.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,19 +17,6 @@
 static bool writes_storage(const struct clone_disk_plan *d)
 {
     return d->action == CLONE_COPY || d->action == CLONE_LINK || d->action == CLONE_REFLINK;
-}
-
-static void sync_dir_of(const char *path)
-{
-    char *dir = clone_dirname(path);
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
 }
 
 static void warnings(const struct clone_plan *p, const struct clone_opts *o)
@@ -57,9 +45,8 @@ static int write_storage(struct clone_plan *p, const struct clone_opts *o)
     for (int i = 0; i <= p->nb_disks; i++) {
         struct clone_disk_plan *d = i < p->nb_disks ? &p->disks[i] : &p->nvram;
         if (writes_storage(d)) {
-            if ((r = clone_undo_commit(d->undo_slot, d->dst, false)) < 0)
+            if ((r = kimg_output_commit(&d->out, true)) < 0)
                 return r;
-            sync_dir_of(d->dst);
         }
     }
     return 0;
@@ -95,7 +82,6 @@ int clone_run(const struct clone_opts *o)
         goto out;
     warnings(&plan, o);
 
-    clone_undo_guard_signals(true);
     if (!o->print_xml)
         r = write_storage(&plan, o);
     if (r == 0 && o->report_json)
@@ -108,13 +94,16 @@ int clone_run(const struct clone_opts *o)
             r = kimg_fail(-EIO, "cannot write the new domain XML to stdout: %s",
                           strerror(errno ? errno : EIO));
     }
+    /* every file made, or none: the outputs are registered for undo */
     if (r < 0)
-        clone_undo_run();
+        kimg_output_undo_all();
     else
-        clone_undo_forget();
-    clone_undo_guard_signals(false);
-    if (r == 0 && !o->print_xml && !o->quiet)
-        fprintf(stderr, "Clone '%s' created successfully.\n", plan.new_name);
+        kimg_output_forget_all();
+    if (r == 0 && !o->print_xml && !o->quiet) {
+        fputs("Clone '", stderr);
+        kimg_print_for_terminal(stderr, plan.new_name);   /* may come from the XML */
+        fputs("' created successfully.\n", stderr);
+    }
 out:
     free(xml);
     clone_plan_free(&plan);

@@ -160,8 +160,8 @@ int cmd_check(int argc, char **argv)
     }
     if (ret < 0 || r.check_errors) {
         if (ret < 0)
-            fprintf(stderr, "kimg: Check failed: %s\n", kimg_last_error() ? kimg_last_error()
-                                                                         : strerror(-ret));
+            cmd_error("Check failed: %s", kimg_last_error() ? kimg_last_error()
+                                                            : strerror(-ret));
         else
             fprintf(stderr, "kimg: Check failed\n");
         kimg_close(img);

@@ -49,7 +49,7 @@ int cmd_measure(int argc, char **argv);
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */
 int cmd_fail(const char *file, const char *fallback);
-/* Print "kimg: MESSAGE" on stderr as one line (control characters escaped). */
+/* Print "kimg: MESSAGE" on stderr as one line (kimg_print_for_terminal). */
 void cmd_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a usage error for the subcommand (qemu-img's first line) and return 1. */
 int cmd_usage_error(const char *sub, const char *fmt, ...)
@@ -76,10 +76,9 @@ void cmd_progress_value(float pct);
 void cmd_progress(void *opaque, uint64_t done, uint64_t total);
 /* "usage: kimg NAME ..." for --help (main.c). */
 void print_synopsis(const char *name);
-/* Print S with control characters escaped, for human output of names that
- * come from image files. */
-void print_safe(FILE *out, const char *s);
-/* The same, left-aligned in WIDTH columns (as printf's %-Ns). */
+/* kimg_print_for_terminal (kimg.h: every name from an image or an XML
+ * file printed in human output or a message), left-aligned in WIDTH
+ * columns (as printf's %-Ns). */
 void print_safe_padded(FILE *out, const char *s, int width);
 /* qemu-img's snapshot table (snapshot -l, human info): header and lines. */
 void print_snapshot_list(const struct kimg_snapshot_info *sn, size_t n);

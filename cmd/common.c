@@ -12,7 +12,8 @@
 #include "cmd.h"
 
 /* Every error line goes through here: "kimg: " and the message on one
- * line, control characters (a newline in a backing file name) escaped. */
+ * line, escaped by kimg_print_for_terminal (a newline or an ESC in a
+ * backing file name, a snapshot name, a path from a domain XML). */
 void cmd_error(const char *fmt, ...)
 {
     char buf[2048];
@@ -21,7 +22,7 @@ void cmd_error(const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     fputs("kimg: ", stderr);
-    print_safe(stderr, buf);
+    kimg_print_for_terminal(stderr, buf);
     fputc('\n', stderr);
 }
 
@@ -89,24 +90,11 @@ struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags)
     return img;
 }
 
-void print_safe(FILE *out, const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\x%02x", *p);
-        else
-            fputc(*p, out);
-    }
-}
-
 void print_safe_padded(FILE *out, const char *s, int width)
 {
-    int n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        n += (*p < 0x20 || *p == 0x7f) ? 4 : 1;
-    print_safe(out, s);
-    if (n < width)
-        fprintf(out, "%*s", width - n, "");
+    size_t n = kimg_print_for_terminal(out, s);
+    if (n < (size_t)width)
+        fprintf(out, "%*s", width - (int)n, "");
 }
 
 int cmd_parse_cache(const char *mode, const char *what, bool *direct, bool *sync)

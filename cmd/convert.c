@@ -288,7 +288,7 @@ int cmd_convert(int argc, char **argv)
         cmd_fail(NULL, NULL);
         goto close_src;
     }
-    int r = a.no_create ? 0 : kimg_output_begin(&out, dpath);
+    int r = a.no_create ? 0 : kimg_output_begin(&out, dpath, KIMG_OUTPUT_REPLACE);
     if (r < 0) {
         cmd_error("%s: error while converting %s: Could not create '%s': %s",
                   dst, a.out_fmt, dst, strerror(-r));

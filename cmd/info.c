@@ -58,7 +58,7 @@ static void print_human(struct kimg *img, const struct kimg_info *info)
     else
         strcpy(dsize, "unavailable");
     printf("image: ");
-    print_safe(stdout, kimg_filename(img));
+    kimg_print_for_terminal(stdout, kimg_filename(img));
     printf("\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
            kimg_format_name(img), vsize, info->virtual_size, dsize);
     if (info->encrypted)
@@ -69,19 +69,19 @@ static void print_human(struct kimg *img, const struct kimg_info *info)
         printf("cleanly shut down: no\n");
     if (info->backing_filename) {
         printf("backing file: ");
-        print_safe(stdout, info->backing_filename);
+        kimg_print_for_terminal(stdout, info->backing_filename);
         if (!info->full_backing_filename) {
             printf(" (cannot determine actual path)");
         } else if (strcmp(info->backing_filename, info->full_backing_filename)) {
             printf(" (actual path: ");
-            print_safe(stdout, info->full_backing_filename);
+            kimg_print_for_terminal(stdout, info->full_backing_filename);
             printf(")");
         }
         printf("\n");
     }
     if (info->backing_format) {
         printf("backing file format: ");
-        print_safe(stdout, info->backing_format);
+        kimg_print_for_terminal(stdout, info->backing_format);
         printf("\n");
     }
     if (info->nb_snapshots) {

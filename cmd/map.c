@@ -50,7 +50,7 @@ static int dump(const struct entry *e, struct entry *next, enum output_format ou
     if (e->data && !e->zero) {
         printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64, e->start, e->length,
                e->has_offset ? e->offset : 0);
-        print_safe(stdout, e->file ? e->file : "");
+        kimg_print_for_terminal(stdout, e->file ? e->file : "");
         putchar('\n');
     }
     /* the human format does not tell zero, ZERO and ZERO|DATA apart:

@@ -120,7 +120,7 @@ static int load_snapshot(struct kimg *img, const char *arg)
         if (ret < 0) {
             kimg_opts_free(o);
             kimg_clear_error();
-            fprintf(stderr, "kimg: Failed in parsing snapshot param '%s'\n", arg);
+            cmd_error("Failed in parsing snapshot param '%s'", arg);
             return -EINVAL;
         }
         ret = kimg_snapshot_load(img, kimg_opts_get(o, "snapshot.id"),
@@ -129,7 +129,7 @@ static int load_snapshot(struct kimg *img, const char *arg)
     }
     if (ret < 0) {
         const char *msg = kimg_last_error();
-        fprintf(stderr, "kimg: Failed to load snapshot: %s\n", msg ? msg : strerror(-ret));
+        cmd_error("Failed to load snapshot: %s", msg ? msg : strerror(-ret));
         kimg_clear_error();
     }
     return ret;

@@ -95,8 +95,8 @@ int cmd_rebase(int argc, char **argv)
     if (*backing && !backing_fmt) {
         /* qemu-img 7.2 refuses to store a backing name without a format
          * (it says so after copying; nothing is written here) */
-        fprintf(stderr, "kimg: Could not change the backing file to '%s': backing "
-                "format must be specified\n", backing);
+        cmd_error("Could not change the backing file to '%s': backing format must be "
+                  "specified", backing);
         goto out;
     }
     struct kimg_rebase r = {

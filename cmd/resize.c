@@ -116,7 +116,7 @@ int cmd_resize(int argc, char **argv)
     else if (total < cur && !shrink)
         err = "Use the --shrink option to perform a shrink operation.";
     if (err) {
-        fprintf(stderr, "kimg: %s\n", err);
+        cmd_error("%s", err);
         kimg_close(img);
         return 1;
     }

@@ -74,8 +74,7 @@ static int resolve_delete(struct kimg *img, const char *arg, char **id)
 static int sn_fail(const char *what, const char *name)
 {
     const char *msg = kimg_last_error();
-    fprintf(stderr, "kimg: Could not %s snapshot '%s': %s\n", what, name,
-            msg ? msg : "unknown error");
+    cmd_error("Could not %s snapshot '%s': %s", what, name, msg ? msg : "unknown error");
     kimg_clear_error();
     return 1;
 }
@@ -134,8 +133,7 @@ int cmd_snapshot(int argc, char **argv)
         return 1;
     }
     if (action == APPLY && has_bitmaps(file, flags)) {
-        fprintf(stderr, "kimg: Could not apply snapshot '%s': Device has active dirty "
-                "bitmaps\n", name);
+        cmd_error("Could not apply snapshot '%s': Device has active dirty bitmaps", name);
         return 1;
     }
     struct kimg *img = cmd_open(file, NULL, flags);
@@ -163,7 +161,7 @@ int cmd_snapshot(int argc, char **argv)
         if (resolve_delete(img, name, &id) < 0) {
             ret = sn_fail("delete", name);
         } else if (!id) {
-            fprintf(stderr, "kimg: Could not delete snapshot '%s': snapshot not found\n", name);
+            cmd_error("Could not delete snapshot '%s': snapshot not found", name);
             ret = 1;
         } else if (kimg_snapshot_delete(img, id) < 0) {
             ret = sn_fail("delete", name);
@@ -231,8 +229,7 @@ static int spec_parse(const char *arg, struct sn_spec *sp)
     }
     return 0;
 bad:    /* qemu-img's two lines in one */
-    fprintf(stderr, "kimg: Failed in parsing snapshot param '%s': Invalid parameter '%.*s'\n",
-            arg, (int)kl, p);
+    cmd_error("Failed in parsing snapshot param '%s': Invalid parameter '%.*s'", arg, (int)kl, p);
     spec_free(sp);
     return -EINVAL;
 }
@@ -266,7 +263,7 @@ int cmd_snapshot_load_opt(struct kimg *img, const char *arg, int nb_sources)
     spec_free(&sp);
     if (ret < 0) {
         const char *msg = kimg_last_error();
-        fprintf(stderr, "kimg: Failed to load snapshot: %s\n", msg ? msg : strerror(-ret));
+        cmd_error("Failed to load snapshot: %s", msg ? msg : strerror(-ret));
         kimg_clear_error();
         return -1;
     }

@@ -459,6 +459,10 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
     if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         close(f->fd);
         free(f);
+        /* a FIFO, pipe or socket: qemu's file driver's words; a character
+         * device, which qemu opens as a host device, is refused */
+        if (!S_ISCHR(st.st_mode))
+            return kimg_fail(-EINVAL, "'file' driver requires '%s' to be a regular file", path);
         return kimg_fail(-EINVAL, "Could not open '%s': not a regular file or block device",
                          path);
     }

@@ -252,12 +252,13 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
             goto fail;
         img->probed = true;
         if (!strcmp(img->drv->name, "raw") && img->writable) {
-            fprintf(stderr,
-                    "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
-                    "         Automatically detecting the format is dangerous for raw images, "
-                    "write operations on block 0 will be restricted.\n"
-                    "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                    filename);
+            fputs("WARNING: Image format was not specified for '", stderr);
+            kimg_print_for_terminal(stderr, filename);   /* may be a backing file name */
+            fputs("' and probing guessed raw.\n"
+                  "         Automatically detecting the format is dangerous for raw images, "
+                  "write operations on block 0 will be restricted.\n"
+                  "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                  stderr);
             ret = kimg_fail(-EPERM, "refusing to write to an image whose format was guessed "
                             "as raw; give -f raw to write to it");
             goto fail;

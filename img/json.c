@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "json.h"
+#include "kimg.h"
 
 static struct kimg_jv *jv_new(enum kimg_jv_type t)
 {
@@ -245,7 +246,7 @@ static void human_scalar(FILE *out, const struct kimg_jv *v)
     case KIMG_JV_BOOL:   fputs(v->b ? "true" : "false", out); break;
     case KIMG_JV_INT:    fprintf(out, "%" PRId64, v->i); break;
     case KIMG_JV_UINT:   fprintf(out, "%" PRIu64, v->u); break;
-    case KIMG_JV_STRING: fputs(v->s, out); break;
+    case KIMG_JV_STRING: kimg_print_for_terminal(out, v->s); break;   /* from the image */
     default:             fputs("null", out); break;
     }
 }

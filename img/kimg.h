@@ -36,6 +36,19 @@ void kimg_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 const char *kimg_last_error(void);
 void kimg_clear_error(void);
 
+/* ---- terminal-safe text (img/terminal.c) ------------------------------- */
+
+/* Write S to OUT for a terminal.  Strings from images and XML files (and
+ * the messages that quote them) may hold bytes that drive a terminal: each
+ * C0 control byte (0x01-0x1f), DEL, and C1 control (U+0080-U+009F as
+ * UTF-8, or a byte 0x80-0x9f outside a valid UTF-8 sequence) is written
+ * as "\xHH" per byte; everything else (valid UTF-8, other bytes) as is,
+ * so a printable name prints as qemu-img prints it.  Returns the bytes
+ * written.  Every message and human output prints such strings through
+ * this; JSON output has its own escaping (json.h), and checksum lines
+ * sha256sum's. */
+size_t kimg_print_for_terminal(FILE *out, const char *s);
+
 /* ---- open / close (img/image.c) -------------------------------------- */
 
 #define KIMG_OPEN_RDWR        0x0001u /* open for writing */

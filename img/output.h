@@ -1,36 +1,81 @@
 /*
- * output.h — a command's output file, written whole or not at all.
+ * output.h — the files a command creates, each written whole or not at
+ * all: the one implementation of temp-name-then-rename (convert, clone).
  *
- * Contract: kimg_output_begin(PATH) resolves PATH's symlinks (a chain, to a
- * final target that need not exist yet).  If that target exists and is not
- * a regular file (a block or character device, a FIFO, a folder) the output
- * is written in place: no temporary file, no rename, PATH is opened as is.
- * Otherwise a temporary file ".BASE.kimg-XXXXXX" is made in the REAL
- * target's folder, with the existing target's mode and owner (as qemu-img,
- * which truncates the target in place, keeps them), else mode 0666 less
- * the umask; kimg_output_commit renames it over
- * the real target, so a symlink to it stays a symlink; kimg_output_abort
- * removes it.  Between begin and commit/abort, SIGINT, SIGTERM and SIGHUP
- * remove the temporary file and then end the process by that signal; the
- * old target is untouched.  One output at a time per process.
+ * Where the output goes.  kimg_output_begin(PATH) looks at PATH:
+ *  - it exists and is not a regular file (a block or character device, a
+ *    FIFO or a pipe such as /dev/stdout, a folder), also through symlinks:
+ *    the output is written IN PLACE, PATH is opened as is, with no
+ *    temporary file and no rename.  (qemu-img opens such a target as is
+ *    too; it refuses FIFOs, pipes and character devices smaller than the
+ *    image when creating one, and convert refuses them alike, with its
+ *    messages, before calling this.)
+ *  - otherwise PATH's symlinks are followed (a chain, to a final target
+ *    that need not exist yet): the temporary file ".BASE.kimg-XXXXXX" is
+ *    made in the REAL target's folder, and commit renames it over the real
+ *    target, so a symlink stays a symlink and its target gets the content
+ *    (as qemu-img, which writes through the link).  The temporary file
+ *    gets an existing target's mode and owner (qemu-img truncates the
+ *    target in place, which keeps them; the owner only where we may set
+ *    it), else mode 0666 less the umask; the caller may chmod it before
+ *    writing (clone gives a disk copy its source's mode).
+ *
+ * The replace rule, one per caller, chosen by the flags:
+ *  - convert:              KIMG_OUTPUT_REPLACE (an existing image is
+ *                          replaced, as qemu-img replaces it);
+ *  - clone's disk copies, overlays and NVRAM copies:  KIMG_OUTPUT_UNDO
+ *                          without REPLACE: nothing that exists is written
+ *                          (begin fails with EEXIST, even for a device or
+ *                          a dangling symlink), and a file that appears at
+ *                          the target meanwhile fails the commit (EEXIST);
+ *  - clone's --output-xml and --report-json files:  KIMG_OUTPUT_REPLACE |
+ *                          KIMG_OUTPUT_UNDO.
+ * KIMG_OUTPUT_UNDO: a committed output stays registered, and
+ * kimg_output_undo_all() (the run failed) removes it with everything else
+ * registered; kimg_output_forget_all() (the run succeeded) keeps them.
+ * Undo cannot bring back a file a REPLACE output replaced.
+ *
+ * Signals.  While any output is registered (a temporary file, or a
+ * committed UNDO output), SIGINT, SIGTERM, SIGHUP and SIGPIPE remove every
+ * registered file and then end the process by that signal, and SIGXFSZ is
+ * ignored (a file size limit fails the write with EFBIG, and the caller
+ * removes its outputs, instead of the process dying with them left
+ * behind).  The dispositions in force before are restored when the last
+ * output leaves the registry.  Registration and commit block those signals
+ * in the calling thread; call them from the thread that does the I/O.
+ *
+ * Functions return 0 or -errno after kimg_fail (message: "PATH: why").
  */
 #ifndef KIMG_OUTPUT_H
 #define KIMG_OUTPUT_H
 
-#include <limits.h>
 #include <stdbool.h>
 
-struct kimg_output {
-    bool in_place;          /* write PATH itself (not a regular file) */
-    char target[PATH_MAX];  /* the real target (symlinks followed) */
-    const char *path;       /* the name to create/open and write */
+enum {
+    KIMG_OUTPUT_REPLACE = 1u << 0,  /* commit replaces an existing target */
+    KIMG_OUTPUT_UNDO = 1u << 1,     /* committed, it stays registered for undo */
 };
 
-int kimg_output_begin(struct kimg_output *o, const char *path);
-/* Rename the finished temporary file over the target; SYNC_DIR: then
- * fsync the target's folder.  No-op when in place. */
+struct kimg_output {
+    const char *path;   /* the file to create/open and write: the temporary
+                         * file, or PATH itself in place; NULL when done */
+    bool in_place;      /* PATH is not a regular file: written as is */
+    int slot;           /* registry slot + 1; 0: none (a zeroed struct is idle) */
+    unsigned flags;
+    const char *name;   /* the caller's PATH (kept alive by the caller) */
+};
+
+int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags);
+/* Rename the finished temporary file over the real target; SYNC_DIR: then
+ * fsync the target's folder.  No-op in place. */
 int kimg_output_commit(struct kimg_output *o, bool sync_dir);
-/* Remove the temporary file (if any); safe to call more than once. */
+/* Remove the temporary file if not committed; no-op after commit (an UNDO
+ * output then waits for undo_all/forget_all).  Safe to call more than once
+ * and on a zeroed struct. */
 void kimg_output_abort(struct kimg_output *o);
+/* Remove every registered temporary file and committed UNDO output. */
+void kimg_output_undo_all(void);
+/* Keep every committed output; remove stray temporary files. */
+void kimg_output_forget_all(void);
 
 #endif

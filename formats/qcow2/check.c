@@ -59,12 +59,17 @@ static void logline(struct chk *c, const char *fmt, ...)
 static void logline(struct chk *c, const char *fmt, ...)
 {
     va_list ap;
+    char *line;
     if (!c->res->log)
         return;
     va_start(ap, fmt);
-    vfprintf(c->res->log, fmt, ap);
+    int n = vasprintf(&line, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    kimg_print_for_terminal(c->res->log, line);   /* snapshot names come from the image */
     fputc('\n', c->res->log);
+    free(line);
 }
 
 /* ---- computed references ---------------------------------------------- */

@@ -1,8 +1,9 @@
 #!/bin/bash
 # convert's target name: a symlink is followed (qemu-img writes through
 # it): the new image replaces the link's real target and the link stays;
-# the temporary file is made in the real target's folder.  A FIFO or a
-# character device is not replaced by a file: kimg fails as qemu-img does.
+# the temporary file is made in the real target's folder.  A FIFO, a pipe
+# or a character device is not replaced by a file: kimg fails as qemu-img
+# does; a block device is written in place.
 . "$(dirname "$0")/lib.sh"
 leftovers() { find "$T" -name '*.kimg-*' | wc -l; }
 qemu-img create -q -f qcow2 base.qcow2 4M
@@ -62,6 +63,43 @@ oracle "/dev/null through a symlink" convert -O raw base.qcow2 null.raw
 is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "/dev/null: message as qemu-img's"
 ok "/dev/null is still a character device" test -c /dev/null
 ok "and the link is kept" test -L null.raw
+
+# a pipe (/dev/stdout) and, with -n, a FIFO or a pipe: qemu-img refuses
+# them all; kimg alike, with its words
+for case in "pipe:convert -O raw base.qcow2 /dev/stdout" \
+            "-n pipe:convert -n -O raw base.qcow2 /dev/stdout" \
+            "-n FIFO:convert -n -O raw base.qcow2 fifo"; do
+    name=${case%%:*}; args=${case#*:}
+    cat fifo > /dev/null & cpid=$!
+    qrc=0; timeout 20 qemu-img $args 2> qerr | cat > qout || qrc=${PIPESTATUS[0]}
+    krc=0; timeout 20 "$KIMG" $args 2> kerr | cat > kout || krc=${PIPESTATUS[0]}
+    sleep 0.2; kill $cpid 2> /dev/null; exec 3<> fifo; exec 3>&-; wait $cpid 2> /dev/null
+    is "$krc" "$qrc" "$name: exit code as qemu-img's"
+    is "$(sed 's/^kimg: //' kerr)" "$(sed 's/^qemu-img: //' qerr)" "$name: message as qemu-img's"
+    is "$(wc -c < kout)" "$(wc -c < qout)" "$name: as much written as qemu-img"
+done
+ok "the FIFO is still a FIFO" test -p fifo
+
+# a block device through a symlink: written in place, the link kept
+loopdev=
+if [ "$(id -u)" = 0 ] && command -v losetup > /dev/null; then
+    truncate -s 8M loop.img
+    loopdev=$(losetup -f --show loop.img 2> /dev/null) || loopdev=
+fi
+if [ -n "$loopdev" ]; then
+    trap 'losetup -d "$loopdev"; _tap_cleanup' EXIT
+    ln -s "$loopdev" loop.raw
+    kimg convert -O raw base.qcow2 loop.raw
+    is "$RC" 0 "loop device through a symlink: exit 0"
+    ok "the link is kept" test -L loop.raw
+    ok "the device is still a block device" test -b "$loopdev"
+    qemu-img convert -O raw base.qcow2 flat.raw
+    ok "the device holds the image" cmp -n 4194304 flat.raw "$loopdev"
+    is "$(leftovers)" 0 "no temporary file left"
+    is "$(find /dev -maxdepth 1 -name '*.kimg-*' | wc -l)" 0 "none in /dev either"
+else
+    for i in 1 2 3 4 5 6; do skip "loop device through a symlink" "needs root and losetup"; done
+fi
 
 # an existing target keeps its mode and owner, as qemu-img's in-place
 # truncation keeps them (the owner only where kimg may set it: as root)

@@ -1,0 +1,124 @@
+/*
+ * test_output.c — img/output.h: the replace rules (REPLACE, or never
+ * replace), undo of committed UNDO outputs, symlinks kept, devices in
+ * place, and the signal dispositions installed only while outputs exist.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "tests/unit/tap.h"
+#include "kimg.h"
+#include "output.h"
+
+static char dir[] = "/tmp/kimg-test-output-XXXXXX";
+
+static const char *at(const char *name)
+{
+    static char buf[4][256];
+    static int n;
+    char *b = buf[n++ % 4];
+    snprintf(b, sizeof(buf[0]), "%s/%s", dir, name);
+    return b;
+}
+
+static void put(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        if (write(fd, text, strlen(text)) < 0) {
+            /* checked by the reads */
+        }
+        close(fd);
+    }
+}
+
+static bool holds(const char *path, const char *text)
+{
+    char buf[64] = "";
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return !strcmp(buf, text);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static bool handler_is(int sig, void (*h)(int))
+{
+    struct sigaction sa;
+    sigaction(sig, NULL, &sa);
+    return sa.sa_handler == h;
+}
+
+int main(void)
+{
+    struct kimg_output a, b, c;
+    plan(20);
+    if (!mkdtemp(dir)) {
+        skip_all("no temporary folder");
+        return 0;
+    }
+
+    ok(handler_is(SIGPIPE, SIG_DFL) && handler_is(SIGXFSZ, SIG_DFL), "default dispositions first");
+    ok(kimg_output_begin(&a, at("new.img"), KIMG_OUTPUT_UNDO) == 0 && !a.in_place, "begin");
+    ok(!handler_is(SIGPIPE, SIG_DFL) && handler_is(SIGXFSZ, SIG_IGN),
+       "while an output exists: SIGPIPE guarded, SIGXFSZ ignored");
+    put(a.path, "one");
+    ok(!exists(at("new.img")), "nothing at the target before commit");
+    ok(kimg_output_commit(&a, false) == 0 && holds(at("new.img"), "one"), "commit renames");
+    ok(!handler_is(SIGINT, SIG_DFL), "a committed UNDO output stays guarded");
+
+    put(at("old.xml"), "old");
+    ok(kimg_output_begin(&b, at("old.xml"), 0) == -EEXIST, "without REPLACE an existing file is refused");
+    kimg_clear_error();
+    ok(kimg_output_begin(&b, at("old.xml"), KIMG_OUTPUT_REPLACE | KIMG_OUTPUT_UNDO) == 0,
+       "with REPLACE it is taken");
+    put(b.path, "xml");
+    ok(kimg_output_commit(&b, true) == 0 && holds(at("old.xml"), "xml"), "and replaced");
+
+    ok(kimg_output_begin(&c, at("race.img"), KIMG_OUTPUT_UNDO) == 0, "begin a never-replacing output");
+    put(at("race.img"), "theirs");
+    ok(kimg_output_commit(&c, false) == -EEXIST, "a file that appeared meanwhile fails the commit");
+    kimg_clear_error();
+    const char *tmp = c.path;
+    kimg_output_abort(&c);
+    ok(!exists(tmp) && holds(at("race.img"), "theirs"), "abort removes the temporary file only");
+
+    kimg_output_undo_all();
+    ok(!exists(at("new.img")) && !exists(at("old.xml")), "undo removes the committed outputs");
+    ok(handler_is(SIGINT, SIG_DFL) && handler_is(SIGXFSZ, SIG_DFL), "and restores the dispositions");
+
+    put(at("real.raw"), "old");
+    if (symlink("real.raw", at("link.raw")) < 0)
+        diag("symlink failed");
+    ok(kimg_output_begin(&a, at("link.raw"), KIMG_OUTPUT_REPLACE) == 0, "begin through a symlink");
+    put(a.path, "new");
+    ok(kimg_output_commit(&a, false) == 0, "commit");
+    struct stat st;
+    ok(lstat(at("link.raw"), &st) == 0 && S_ISLNK(st.st_mode) && holds(at("real.raw"), "new"),
+       "the link stays a link, its target has the content");
+    ok(handler_is(SIGINT, SIG_DFL), "a committed plain output is released");
+
+    ok(kimg_output_begin(&a, "/dev/null", KIMG_OUTPUT_REPLACE) == 0 && a.in_place &&
+       !strcmp(a.path, "/dev/null"), "a character device is written in place");
+    ok(kimg_output_commit(&a, false) == 0 && handler_is(SIGINT, SIG_DFL), "no rename, no guard");
+    kimg_output_forget_all();
+
+    unlink(at("race.img"));
+    unlink(at("real.raw"));
+    unlink(at("link.raw"));
+    rmdir(dir);
+    return done_testing();
+}
