@@ -112,12 +112,14 @@ static int probe(struct kimg_file *file, const char *filename,
     ret = kimg_file_pread(file, buf, len, 0);
     if (ret < 0)
         return ret;
-    /* the last 512 bytes, for formats signed at the end (probe_tail) */
+    /* the last 512 bytes, for formats signed at the end (probe_tail);
+     * unreadable, only the head is probed */
     uint8_t tail[512] __attribute__((aligned(64)));
     size_t tlen = size < sizeof(tail) ? (size_t)size : sizeof(tail);
-    ret = kimg_file_pread(file, tail, tlen, size - tlen);
-    if (ret < 0)
-        return ret;
+    if (kimg_file_pread(file, tail, tlen, size - tlen) < 0) {
+        tlen = 0;
+        kimg_clear_error();
+    }
     int best = -1;
     for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
         int score = drivers[i]->probe ? drivers[i]->probe(buf, len, filename) : 0;
