@@ -90,6 +90,13 @@ $MK t.vhd --type dynamic --size $((4 * MiB)) --data 0:4096 --truncate -512 --raw
 oracle "no footer at the end: map json" map -f vpc --output=json t.vhd
 reads t.vhd t.raw "no footer at the end"
 
+# a footer at the end does not outrank a format signed at the start: a
+# qcow2 file followed by a VHD footer (qemu tolerates trailing bytes)
+qemu-img create -q -f qcow2 q.qcow2 1M
+$MK foot.vhd --type fixed --size 0
+cat foot.vhd >> q.qcow2
+oracle "qcow2 with a VHD footer appended: info" info q.qcow2
+
 # ---- differencing: refused (qemu-img reads it without its parent) ----------
 $MK diff.vhd --type diff --size $((4 * MiB)) --data 0:512
 qimg info -f vpc diff.vhd
