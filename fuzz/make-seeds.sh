@@ -1,10 +1,11 @@
 #!/bin/bash
-# make-seeds.sh — regenerate the qcow2 seed corpora and the embedded base
+# make-seeds.sh — regenerate the qcow2 and VHD seed corpora and the embedded base
 # image of fuzz_qcow2_snapshot, with qemu-img and qemu-io (plus python3 for
 # a few byte patches).  Run from anywhere; writes only:
 #   fuzz/corpus/fuzz_qcow2/seed-*            one small image per variant
 #   fuzz/corpus/fuzz_qcow2_snapshot/seed-*   patches for the snapshot target
 #   fuzz/qcow2_snap_base.h                   the base image as a C array
+#   fuzz/corpus/fuzz_vpc/seed-*              small VHDs (qemu-img, make-vhd.py)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -202,5 +203,22 @@ for k in (0, 8):
 seed('extra-short', 0, patch=bytes(t) + bytes(len(table) - len(t)))
 seed('l1-patch', 4, shift=-512, patch=bytes([0x80]) + bytes(7) + b'\xff' * 8)
 EOF
+# --- VHD (fuzz_vpc): qemu-img's own, then small-block ones from make-vhd.py ---
+v=$here/corpus/fuzz_vpc
+mkdir -p "$v"
+rm -f "$v"/seed-*
+qemu-img create -q -f vpc a.vhd 1M;                          cp a.vhd "$v/seed-qemu-dynamic-empty"
+qemu-img create -q -f vpc -o force_size=on a.vhd 1M;         cp a.vhd "$v/seed-qemu-dynamic-fs"
+qemu-img create -q -f vpc -o subformat=fixed a.vhd 32k
+qemu-io -f vpc -c "write -P 0x11 0 1k" a.vhd > /dev/null;    cp a.vhd "$v/seed-qemu-fixed"
+mk() { python3 "$here/../tests/images/make-vhd.py" "$v/seed-$1" "${@:2}"; }
+mk dyn-4k --type dynamic --size 64000 --block-size 4096 --data 0:1000 --data 9000:5000 --data 63000:1000
+mk dyn-reverse --type dynamic --size 32768 --block-size 4096 --data 0:8192 --data 20000:100 --reverse
+mk dyn-512 --type dynamic --size 8192 --block-size 512 --data 1000:2000 --creator vbox
+mk fixed-win --type fixed --size 20480 --data 0:512 --data 19000:1000
+mk diff --type diff --size 16384 --block-size 4096 --data 0:512
+mk bad-bat --type dynamic --size 16384 --block-size 4096 --data 0:8192 --set bat.1=3
+
+echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"

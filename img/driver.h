@@ -132,6 +132,10 @@ struct kimg_driver {
      * before a cluster that changes status inside (extended L2). */
     void (*status_units)(struct kimg *img, uint64_t *span, uint64_t *cluster,
                          bool *subclusters);
+    /* Optional, for formats signed by a trailer (a fixed VHD's footer):
+     * like probe, on TAIL, the file's last LEN bytes (512, or the whole
+     * file when it is shorter).  The core takes the best of both scores. */
+    int (*probe_tail)(const uint8_t *tail, size_t len, const char *filename);
 };
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit
@@ -167,5 +171,6 @@ int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 /* Drivers linked in (img/registry.c). */
 extern const struct kimg_driver kimg_raw_driver;
 extern const struct kimg_driver kimg_qcow2_driver;
+extern const struct kimg_driver kimg_vpc_driver;
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * foreign.c — recognising image formats kimg does not implement (vmdk,
- * vdi, vhdx, qed, vpc, parallels, luks, ...) by their magic, so probing
+ * vdi, vhdx, qed, parallels, luks, ...) by their magic, so probing
  * never takes such an image for raw: a script would otherwise copy the
  * container's bytes as disk content.  `-f raw` still reads the bytes.
  */
@@ -21,7 +21,6 @@ static const struct magic magics[] = {
     { "vdi", 0, "<<< Oracle VM VirtualBox Disk Image >>>", 39 },
     { "vhdx", 0, "vhdxfile", 8 },
     { "qed", 0, "QED\0", 4 },
-    { "vpc", 0, "conectix", 8 },
     { "parallels", 0, "WithoutFreeSpace", 16 },
     { "parallels", 0, "WithouFreSpacExt", 16 },
     { "luks", 0, "LUKS\xba\xbe", 6 },

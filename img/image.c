@@ -82,6 +82,7 @@ int kimg_image_path(const char *name, const char **path)
 
 static const struct kimg_driver *const drivers[] = {
     &kimg_qcow2_driver,
+    &kimg_vpc_driver,
     &kimg_raw_driver,
 };
 
@@ -111,9 +112,21 @@ static int probe(struct kimg_file *file, const char *filename,
     ret = kimg_file_pread(file, buf, len, 0);
     if (ret < 0)
         return ret;
+    /* the last 512 bytes, for formats signed at the end (probe_tail);
+     * unreadable, only the head is probed */
+    uint8_t tail[512] __attribute__((aligned(64)));
+    size_t tlen = size < sizeof(tail) ? (size_t)size : sizeof(tail);
+    if (kimg_file_pread(file, tail, tlen, size - tlen) < 0) {
+        tlen = 0;
+        kimg_clear_error();
+    }
     int best = -1;
     for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
         int score = drivers[i]->probe ? drivers[i]->probe(buf, len, filename) : 0;
+        if (drivers[i]->probe_tail) {
+            int t = drivers[i]->probe_tail(tail, tlen, filename);
+            score = t > score ? t : score;
+        }
         if (score > best) {
             best = score;
             *out = drivers[i];
@@ -121,14 +134,6 @@ static int probe(struct kimg_file *file, const char *filename,
     }
     /* a format we know of but do not implement is not raw */
     const char *foreign = best <= 1 ? kimg_foreign_format(buf, len) : NULL;
-    if (best <= 1 && !foreign && size >= 1024) {
-        /* a fixed-size VHD keeps its only footer in the last sector */
-        uint8_t tail[512];
-        if (kimg_file_pread(file, tail, sizeof(tail), size - sizeof(tail)) == 0 &&
-            !memcmp(tail, "conectix", 8))
-            foreign = "vpc";
-        kimg_clear_error();
-    }
     if (foreign)
         return kimg_fail(-ENOTSUP, "image is in %s format, which kimg does not support "
                          "(give -f raw to read its bytes as a raw disk)", foreign);
