@@ -81,20 +81,15 @@ done
 ok "the FIFO is still a FIFO" test -p fifo
 
 # a block device through a symlink: written in place, the link kept
-loopdev=
-if [ "$(id -u)" = 0 ] && command -v losetup > /dev/null; then
-    truncate -s 8M loop.img
-    loopdev=$(losetup -f --show loop.img 2> /dev/null) || loopdev=
-fi
-if [ -n "$loopdev" ]; then
-    trap 'losetup -d "$loopdev"; _tap_cleanup' EXIT
-    ln -s "$loopdev" loop.raw
+loop_attach loop.img 8M
+if [ -n "$LOOPDEV" ]; then
+    ln -s "$LOOPDEV" loop.raw
     kimg convert -O raw base.qcow2 loop.raw
     is "$RC" 0 "loop device through a symlink: exit 0"
     ok "the link is kept" test -L loop.raw
-    ok "the device is still a block device" test -b "$loopdev"
+    ok "the device is still a block device" test -b "$LOOPDEV"
     qemu-img convert -O raw base.qcow2 flat.raw
-    ok "the device holds the image" cmp -n 4194304 flat.raw "$loopdev"
+    ok "the device holds the image" cmp -n 4194304 flat.raw "$LOOPDEV"
     is "$(leftovers)" 0 "no temporary file left"
     is "$(find /dev -maxdepth 1 -name '*.kimg-*' | wc -l)" 0 "none in /dev either"
 else

@@ -55,19 +55,14 @@ ok "it is still a FIFO" test -p fifo
 is "$(xml_get got name)" t5 "the reader got the XML"
 
 # a symlink to a block device: written in place
-loopdev=
-if [ "$(id -u)" = 0 ] && command -v losetup > /dev/null; then
-    truncate -s 1M loop.img
-    loopdev=$(losetup -f --show loop.img 2> /dev/null) || loopdev=
-fi
-if [ -n "$loopdev" ]; then
-    trap 'losetup -d "$loopdev"; _tap_cleanup' EXIT
-    ln -s "$loopdev" loop.xml
+loop_attach loop.img 1M
+if [ -n "$LOOPDEV" ]; then
+    ln -s "$LOOPDEV" loop.xml
     dry t6 --output-xml loop.xml
     is "$RC" 0 "--output-xml into a loop device through a symlink"
     ok "the link is kept" test -L loop.xml
-    ok "the device is still a block device" test -b "$loopdev"
-    head -c "$(stat -c %s real/new.xml)" "$loopdev" | tr -d '\0' > fromdev.xml
+    ok "the device is still a block device" test -b "$LOOPDEV"
+    head -c "$(stat -c %s real/new.xml)" "$LOOPDEV" | tr -d '\0' > fromdev.xml
     is "$(xml_get fromdev.xml name)" t6 "the device holds the XML"
 else
     for i in 1 2 3 4; do skip "loop device through a symlink" "needs root and losetup"; done

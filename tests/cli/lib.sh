@@ -48,6 +48,15 @@ _tap_cleanup() {
 }
 trap _tap_cleanup EXIT
 cd "$T" || exit 1
+# loop_attach FILE SIZE: a new FILE of SIZE behind a loop device, detached
+# at exit; LOOPDEV gets its name, or is empty (not root, or no losetup).
+loop_attach() {
+    LOOPDEV=
+    [ "$(id -u)" = 0 ] && command -v losetup > /dev/null || return 0
+    truncate -s "$2" "$1" && LOOPDEV=$(losetup -f --show "$1" 2> /dev/null) || LOOPDEV=
+    [ -n "$LOOPDEV" ] && trap 'losetup -d "$LOOPDEV"; _tap_cleanup' EXIT
+    return 0
+}
 ulimit -c 0
 
 _tap_n=0
