@@ -1,5 +1,5 @@
 #!/bin/bash
-# 092-escape-messages.t — names from images (a backing file name, a
+# 094-escape-messages.t — names from images (a backing file name, a
 # snapshot name and ID, a bitmap name) and from domain XML (a domain name,
 # a disk path, a target) holding ESC, newline and other control bytes
 # (C0, DEL, C1 raw and as UTF-8): every subcommand that prints them, in a
