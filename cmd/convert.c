@@ -253,7 +253,7 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", a.out_fmt);
         goto out;
     }
-    if (a.compress && !out_drv->write_compressed) {
+    if (a.compress && !kimg_driver_can_compress(out_drv)) {
         fprintf(stderr, "kimg: Compression not supported for this file format\n");
         goto out;
     }
@@ -358,9 +358,7 @@ int cmd_convert(int argc, char **argv)
         cv.opaque = &jp;
     }
     if (level) {
-        r = out_img->drv->set_write_option
-                ? out_img->drv->set_write_option(out_img, "compression_level", level)
-                : kimg_fail(-ENOTSUP, "compression_level is not supported for this format");
+        r = kimg_set_write_option(out_img, "compression_level", level);
         if (r < 0) {
             fprintf(stderr, "kimg: %s\n", kimg_last_error());
             goto close_src;

@@ -74,27 +74,6 @@ out:
     return ret;
 }
 
-/* Formats qemu-img knows but kimg cannot measure: qemu-img's refusal for
- * the ones it cannot measure either, else 0 (unknown to both). */
-static int foreign_format(const char *fmt)
-{
-    static const char *const no_measure[] = {
-        "qcow", "qed", "vdi", "vhdx", "vmdk", "vpc", "parallels", "file",
-    };
-    static const char *const no_create[] = {
-        "bochs", "cloop", "dmg", "vvfat", "blkdebug", "null-co", "null-aio",
-    };
-    for (size_t i = 0; i < sizeof(no_measure) / sizeof(no_measure[0]); i++)
-        if (!strcmp(fmt, no_measure[i]))
-            return kimg_fail(-ENOTSUP, "Block driver '%s' does not support size measurement",
-                             fmt);
-    for (size_t i = 0; i < sizeof(no_create) / sizeof(no_create[0]); i++)
-        if (!strcmp(fmt, no_create[i]))
-            return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
-                             fmt);
-    return 0;
-}
-
 /* -l: "snapshot.id=ID,snapshot.name=NAME" (either part) or an ID or name. */
 static int load_snapshot(struct kimg *img, const char *arg)
 {
@@ -250,7 +229,7 @@ int cmd_measure(int argc, char **argv)
 
     const struct kimg_driver *drv = kimg_find_driver(out_fmt);
     if (!drv) {
-        if (foreign_format(out_fmt) == 0)
+        if (kimg_foreign_measure(out_fmt) == 0)
             kimg_error("Unknown file format '%s'", out_fmt);
         cmd_fail(NULL, NULL);
         goto out;

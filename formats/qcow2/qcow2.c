@@ -220,6 +220,7 @@ int qcow2_do_open(struct kimg *img)
     }
 
     img->size = s->size;
+    img->cluster_size = s->cluster_size;
     if (s->backing_name) {
         img->backing_name = strdup(s->backing_name);
         if (!img->backing_name) {
@@ -429,4 +430,8 @@ const struct kimg_driver kimg_qcow2_driver = {
     .amend = qcow2_amend,
     .measure = qcow2_measure,
     .status_units = qcow2_status_units,
+    .formatting_opts = qcow2_formatting_opts,
+    .amend_opts = qcow2_amend_opts,
+    .create_opts_like = qcow2_create_opts_like,
+    .has_bitmaps = qcow2_has_bitmaps,
 };

@@ -538,6 +538,8 @@ int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int m
 
 /* The driver's amend (kimg_amend, qemu-img amend -o); takes the lock. */
 int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force);
+/* The driver's amend_opts: qemu 7.2's, in its order. */
+extern const struct kimg_optdesc qcow2_amend_opts[];
 /* Lock held.  Rewrite the refcount structure with 1 << ORDER bit entries
  * (new blocks and table past everything in use, one header write). */
 int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order);
@@ -664,8 +666,14 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size);
 /* ---- create.c / info.c / check.c --------------------------------------- */
 
 extern const struct kimg_optdesc qcow2_create_opts[];
+/* The driver's formatting_opts (qemu-img's "Formatting" line). */
+extern const struct kimg_shown_opt qcow2_formatting_opts[];
 int qcow2_create(const struct kimg_create_args *args);
 int qcow2_info(struct kimg *img, struct kimg_info *info);
+/* info.c: the driver's create_opts_like and has_bitmaps (driver.h; they
+ * lock). */
+int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts);
+bool qcow2_has_bitmaps(struct kimg *img);
 /* check.c (check + repair, written separately).  Called through the vtable without the
  * lock held: take s->lock, then use only the unlocked internals above
  * (never qcow2_read/qcow2_write/... which lock themselves). */
