@@ -3,8 +3,12 @@
  * the core gives it (struct kimg, backing reads, auxiliary files).
  *
  * The core checks every request once before calling a driver: ranges are
- * within the virtual size, lengths are > 0, the image is writable for
- * writes.  Drivers do not re-check.  Optional members may be NULL or return
+ * within the virtual size, lengths are > 0, the image is writable (opened
+ * RDWR and not fenced) for every write-type call, refused otherwise with
+ * one errno and message (kimg_check_writable).  Drivers do not re-check;
+ * a driver that finds its image corrupt calls kimg_fence().  Nothing
+ * outside the core calls a member directly: each has a door function in
+ * img/image.c or img/lifecycle.c.  Optional members may be NULL or return
  * -ENOTSUP; the core then uses a generic fallback where one exists.
  * The table only grows at the end (like sqlite3_io_methods).
  */

@@ -215,10 +215,6 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
 
     (void)force;    /* qemu's --force matters for encryption changes only */
     pthread_mutex_lock(&s->lock);
-    if (!s->writable) {
-        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
-        goto out;
-    }
     ret = read_request(s, opts, &r);
     if (ret < 0)
         goto out;
@@ -263,7 +259,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     if (r.version < (int)s->version)
         ret = qcow2_amend_downgrade(s);
 out:
-    if (ret == 0 && s->writable)
+    if (ret == 0 && qcow2_can_write(s))
         ret = qcow2_flush_caches(s);
     pthread_mutex_unlock(&s->lock);
     return ret;

@@ -330,7 +330,6 @@ int qcow2_create(const struct kimg_create_args *args)
     fake.state = s;
     s->img = &fake;
     s->file = f;
-    s->writable = true;
     ret = init_state(s, &p);
     if (ret < 0)
         goto out;

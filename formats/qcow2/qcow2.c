@@ -128,7 +128,6 @@ int qcow2_do_open(struct kimg *img)
     memset(s, 0, sizeof(*s));
     s->img = img;
     s->file = img->file;
-    s->writable = img->writable;
     s->meta_prealloc = -1;
     if (pthread_mutex_init(&s->lock, NULL))
         return -ENOMEM;
@@ -246,7 +245,7 @@ fail:
 void qcow2_do_close(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
-    if (s->writable) {
+    if (qcow2_can_write(s)) {
         qcow2_bitmaps_flush(s);
         qcow2_flush_caches(s);
     }

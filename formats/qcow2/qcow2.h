@@ -182,7 +182,6 @@ struct qcow2_state {
     bool own_data_file;         /* data_file must be closed on close */
     pthread_mutex_t lock;       /* serializes driver entry points */
     bool lock_init;
-    bool writable;
 
     /* raw header as read (header_length bytes, rewritten with updates) */
     uint8_t *hdr_raw;
@@ -298,6 +297,15 @@ struct qcow2_freed {
 };
 #define QCOW2_FREED_MAX (1u << 20)
 
+/* Whether the image takes writes now: the core handle's state (opened
+ * RDWR, not fenced).  The core's door refuses write-type calls on an image
+ * that does not; this is for the driver's own steps (flush at close,
+ * bitmaps, a multi-step change that fenced the image on the way). */
+static inline bool qcow2_can_write(const struct qcow2_state *s)
+{
+    return kimg_writes_allowed(s->img);
+}
+
 static inline uint64_t qcow2_be64(const uint8_t *p)
 {
     return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) |
@@ -373,7 +381,8 @@ int qcow2_add_feature_table(struct qcow2_state *s);
 /* Free everything qcow2_parse_header allocated. */
 void qcow2_free_header(struct qcow2_state *s);
 /* Report a corruption found at run time: message set with kimg_error, the
- * corrupt bit written if the image is writable (once).  Returns -EIO. */
+ * corrupt bit written and the core handle fenced (kimg_fence) if the image
+ * is writable (once).  Returns -EIO. */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
