@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "driver.h"
 
 enum { OPT_FORCE = OPT_HELP + 200 };
 
@@ -53,7 +52,7 @@ static int print_help(const char *fmt)
  * supported for image creation"). */
 static int check_options(const struct kimg_driver *drv, const struct kimg_opts *opts)
 {
-    if (kimg_opts_validate(opts, kimg_driver_amend_opts(drv), drv->name) == 0)
+    if (kimg_opts_validate(opts, kimg_driver_amend_opts(drv), kimg_driver_name(drv)) == 0)
         return 0;
     cmd_fail(NULL, "Invalid option");
     return -EINVAL;

@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include "cmd.h"
 #include "convert.h"
-#include "driver.h"
 #include "output.h"
 
 #define MAX_SPARSE (16u << 20)
@@ -312,7 +311,7 @@ int cmd_convert(int argc, char **argv)
          * as "DST: error while converting FMT: why" */
         const struct kimg_driver *odrv = kimg_find_driver(a.out_fmt);
         struct kimg_optdesc *odesc = odrv ? kimg_create_opts_merged(odrv) : NULL;
-        int bad = odesc && kimg_opts_validate(a.opts, odesc, odrv->name) < 0;
+        int bad = odesc && kimg_opts_validate(a.opts, odesc, kimg_driver_name(odrv)) < 0;
         free(odesc);
         if (bad) {
             cmd_fail(NULL, "Invalid option");

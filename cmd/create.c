@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "driver.h"
 
 /* Printed before the format checks its options and the file is made, as
  * qemu-img does: an option error follows it.  The size is the one asked
@@ -63,27 +62,14 @@ static int print_help(const char *fmt, bool with_file)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
         return 1;
     }
-    struct kimg_optdesc *all = with_file ? kimg_create_opts_merged(drv) : NULL;
+    /* without a file: the format's own, less what qemu has at the protocol */
+    struct kimg_optdesc *all = with_file ? kimg_create_opts_merged(drv)
+                                         : kimg_create_opts_own(drv);
     size_t n = 0;
-    if (!with_file) {
-        /* the format's own: its table less what qemu has at the protocol */
-        while (drv->create_opts && drv->create_opts[n].name)
-            n++;
-        all = calloc(n + 1, sizeof(*all));
-        n = 0;
-        for (size_t i = 0; all && drv->create_opts && drv->create_opts[i].name; i++) {
-            bool proto = false;
-            for (size_t j = 0; drv->protocol_opts && drv->protocol_opts[j]; j++)
-                proto |= !strcmp(drv->protocol_opts[j], drv->create_opts[i].name);
-            if (!proto)
-                all[n++] = drv->create_opts[i];
-        }
-    } else {
-        while (all && all[n].name)
-            n++;
-    }
     if (!all)
         return 1;
+    while (all[n].name)
+        n++;
     qsort(all, n, sizeof(*all), cmp_desc);
     if (with_file)
         printf("Supported options:\n");

@@ -208,9 +208,6 @@ char *kimg_path_relative_to(const char *base, const char *name);
 /* The options of qemu's file protocol (file-posix) at creation, in its
  * order; qemu-img merges them after a format's own (img/create.c). */
 extern const struct kimg_optdesc kimg_file_create_opts[];
-/* DRV's create options, then the file protocol's it does not have
- * (NULL-terminated, malloc'd; NULL when out of memory). */
-struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv);
 /* The file protocol's nocow and extent_size_hint in OPTS (qemu's default
  * hint 1 MiB; one of 4 GiB or more refused), set on the new file F unless
  * F is NULL (then only checked).  0 or -EINVAL with a message. */

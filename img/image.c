@@ -367,6 +367,21 @@ int kimg_create_opts_like(struct kimg *img, struct kimg_opts **opts)
     return img->drv->create_opts_like ? img->drv->create_opts_like(img, opts) : 0;
 }
 
+const char *kimg_backing_name(const struct kimg *img) { return img->backing_name; }
+
+bool kimg_can_load_snapshot(const struct kimg *img)
+{
+    return img->drv->snapshot_load != NULL;
+}
+
+const char *kimg_driver_name(const struct kimg_driver *drv) { return drv->name; }
+
+const struct kimg_optdesc *kimg_driver_create_opts(const struct kimg_driver *drv)
+{
+    static const struct kimg_optdesc none[] = { { NULL, 0, NULL } };
+    return drv->create_opts ? drv->create_opts : none;
+}
+
 bool kimg_driver_can_compress(const struct kimg_driver *drv)
 {
     return drv->write_compressed != NULL;

@@ -22,6 +22,7 @@ struct kimg_driver;     /* a format: img/driver.h */
 struct kimg_opts;       /* parsed "-o key=value,..." options: img/opts.h */
 struct kimg_jv;         /* a JSON value tree: img/json.h */
 struct kimg_file;       /* a host file: img/file.h */
+struct kimg_optdesc;    /* one option a format takes: img/opts.h */
 
 /* ---- errors (img/error.c) -------------------------------------------- */
 
@@ -113,6 +114,16 @@ bool kimg_has_bitmaps(struct kimg *img);
  * options.  0 or -errno with a message. */
 int kimg_create_opts_like(struct kimg *img, struct kimg_opts **opts);
 
+/* The backing file name as stored in the image (NULL if none). */
+const char *kimg_backing_name(const struct kimg *img);
+/* The format can make a read-only image read a snapshot (kimg_snapshot_load). */
+bool kimg_can_load_snapshot(const struct kimg *img);
+
+/* The format's name ("qcow2", "raw"). */
+const char *kimg_driver_name(const struct kimg_driver *drv);
+/* The format's own create options ({NULL}-ended), also those qemu has at
+ * the file protocol level. */
+const struct kimg_optdesc *kimg_driver_create_opts(const struct kimg_driver *drv);
 /* The format stores compressed clusters (convert -c). */
 bool kimg_driver_can_compress(const struct kimg_driver *drv);
 /* One option qemu-img's "Formatting ..." line shows: its name, the value
@@ -240,6 +251,13 @@ struct kimg_create_args {
 /* Create an image; merges -b/-F with -o, validates options against the
  * driver's table, takes the size from the backing file if none is given. */
 int kimg_create(struct kimg_create_args *args);
+/* DRV's create options, then the file protocol's it does not have
+ * (NULL-terminated, malloc'd; NULL when out of memory): what create takes. */
+struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv);
+/* DRV's create options less those qemu has at the file protocol level
+ * (`create -o help` without a file name; malloc'd, NULL-terminated; NULL
+ * when out of memory). */
+struct kimg_optdesc *kimg_create_opts_own(const struct kimg_driver *drv);
 
 /* ---- info -------------------------------------------------------------- */
 
