@@ -213,7 +213,7 @@ extern const struct kimg_optdesc kimg_file_create_opts[];
  * F is NULL (then only checked).  0 or -EINVAL with a message. */
 int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 
-/* Drivers linked in (img/registry.c). */
+/* Drivers linked in (the registry: drivers[] in img/image.c). */
 extern const struct kimg_driver kimg_raw_driver;
 extern const struct kimg_driver kimg_qcow2_driver;
 

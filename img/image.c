@@ -2,8 +2,10 @@
  * image.c — the image handle: image names as qemu reads them ("file:",
  * protocols refused), format probing, opening a layer and its backing
  * chain (relative names, depth limit, loop detection, --untrusted),
- * the one place where requests are checked, and the generic fallbacks for
- * optional driver callbacks.
+ * the one place where requests are checked (ranges; writability and the
+ * fence, with one errno), what the driver table says about a format
+ * (kimg_cluster_size, kimg_maps_identity, ...), and the generic fallbacks
+ * for optional driver callbacks.  The driver registry is drivers[] here.
  */
 #include <errno.h>
 #include <stdlib.h>
