@@ -17,43 +17,8 @@
 #include <unistd.h>
 #include "kimg.h"
 #include "convert.h"
-#include "json.h"
 #include "opts.h"
 #include "clone/clone.h"
-
-/* qcow2 properties of SRC worth keeping in its copy. */
-static int qcow2_like(struct kimg *src, struct kimg_opts **opts)
-{
-    struct kimg_info info;
-    memset(&info, 0, sizeof(info));
-    int r = kimg_get_info(src, &info);
-    if (r < 0) {
-        kimg_clear_error();
-        return 0;   /* defaults then */
-    }
-    char v[32];
-    if (info.cluster_size) {
-        snprintf(v, sizeof(v), "%llu", (unsigned long long)info.cluster_size);
-        r = kimg_opts_set(opts, "cluster_size", v);
-    }
-    const struct kimg_jv *d = info.format_specific ? kimg_jv_get(info.format_specific, "data")
-                                                   : NULL;
-    const struct kimg_jv *x;
-    if (r == 0 && d && (x = kimg_jv_get(d, "compat")) && x->type == KIMG_JV_STRING)
-        r = kimg_opts_set(opts, "compat", x->s);
-    if (r == 0 && d && (x = kimg_jv_get(d, "refcount-bits")) && x->type == KIMG_JV_UINT) {
-        snprintf(v, sizeof(v), "%llu", (unsigned long long)x->u);
-        r = kimg_opts_set(opts, "refcount_bits", v);
-    }
-    if (r == 0 && d && (x = kimg_jv_get(d, "lazy-refcounts")) && x->type == KIMG_JV_BOOL)
-        r = kimg_opts_set(opts, "lazy_refcounts", x->b ? "on" : "off");
-    if (r == 0 && d && (x = kimg_jv_get(d, "extended-l2")) && x->type == KIMG_JV_BOOL)
-        r = kimg_opts_set(opts, "extended_l2", x->b ? "on" : "off");
-    if (r == 0 && d && (x = kimg_jv_get(d, "compression-type")) && x->type == KIMG_JV_STRING)
-        r = kimg_opts_set(opts, "compression_type", x->s);
-    kimg_info_free(&info);
-    return r;
-}
 
 static void progress_line(void *opaque, uint64_t done, uint64_t total)
 {
@@ -70,8 +35,10 @@ static int full_copy(struct clone_disk_plan *d, const struct clone_opts *o)
     struct kimg_opts *co = NULL;
     struct kimg *out = NULL;
     int r = 0;
-    if (!strcmp(d->dst_format, "qcow2") && !strcmp(kimg_format_name(d->img), "qcow2"))
-        r = qcow2_like(d->img, &co);
+    /* a copy in the source's own format keeps its properties (qcow2:
+     * cluster size, compat, refcount width, ...) */
+    if (!strcmp(d->dst_format, kimg_format_name(d->img)))
+        r = kimg_create_opts_like(d->img, &co);
     if (r == 0 && o->nonsparse)
         r = kimg_opts_set(&co, "preallocation", "falloc");
     if (r < 0)

@@ -15,7 +15,6 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "driver.h"
 #include "opts.h"
 #include "clone/clone.h"
 
@@ -380,8 +379,8 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
         d->dst_format = d->action == CLONE_LINK ? "qcow2" : d->src_format;
         if (d->action == CLONE_LINK && !(d->backing = backing_name_for(d->src, d->dst)))
             return -ENOMEM;
-        if (d->action == CLONE_REFLINK && d->img && d->img->backing_name &&
-            d->img->backing_name[0] != '/') {
+        if (d->action == CLONE_REFLINK && d->img && kimg_backing_name(d->img) &&
+            kimg_backing_name(d->img)[0] != '/') {
             char *sd = clone_dirname(d->src), *dd = clone_dirname(d->dst);
             bool same = sd && dd && !strcmp(sd, dd);
             free(sd);
@@ -390,7 +389,7 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
                 return kimg_fail(-EINVAL, "%s: --reflink copies %s as it is, and its backing "
                                  "file name '%.200s' is relative to its folder; clone it into "
                                  "the same folder, or without --reflink", d->target, d->src,
-                                 d->img->backing_name);
+                                 kimg_backing_name(d->img));
         }
     }
     return 0;

@@ -8,36 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "driver.h"
 
 enum { OPT_FORCE = OPT_HELP + 200 };
-
-/* qemu 7.2's amend options for qcow2, in its order (the only format with
- * amend); -o help lists them sorted. */
-static const struct kimg_optdesc qcow2_amend_desc[] = {
-    { "encrypt.state", KIMG_OPT_STRING,
-      "Select new state of affected keyslots (active/inactive)" },
-    { "encrypt.keyslot", KIMG_OPT_NUMBER, "Select a single keyslot to modify explicitly" },
-    { "encrypt.old-secret", KIMG_OPT_STRING, "Select all keyslots that match this password" },
-    { "encrypt.new-secret", KIMG_OPT_STRING,
-      "New secret to set in the matching keyslots. Empty string to erase" },
-    { "encrypt.iter-time", KIMG_OPT_NUMBER, "Time to spend in PBKDF in milliseconds" },
-    { "size", KIMG_OPT_SIZE, "Virtual disk size" },
-    { "compat", KIMG_OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])" },
-    { "backing_file", KIMG_OPT_STRING, "File name of a base image" },
-    { "backing_fmt", KIMG_OPT_STRING, "Image format of the base image" },
-    { "data_file", KIMG_OPT_STRING, "File name of an external data file" },
-    { "data_file_raw", KIMG_OPT_BOOL,
-      "The external data file must stay valid as a raw image" },
-    { "lazy_refcounts", KIMG_OPT_BOOL, "Postpone refcount updates" },
-    { "refcount_bits", KIMG_OPT_NUMBER, "Width of a reference count entry in bits" },
-    { NULL, 0, NULL },
-};
-
-static const struct kimg_optdesc *amend_desc(const struct kimg_driver *drv)
-{
-    return drv->amend && !strcmp(drv->name, "qcow2") ? qcow2_amend_desc : NULL;
-}
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -57,7 +29,7 @@ static int print_help(const char *fmt)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
         return 1;
     }
-    if (!(desc = amend_desc(drv))) {
+    if (!(desc = kimg_driver_amend_opts(drv))) {
         fprintf(stderr, "kimg: Format driver '%s' does not support option amendment\n", fmt);
         return 1;
     }
@@ -80,7 +52,7 @@ static int print_help(const char *fmt)
  * supported for image creation"). */
 static int check_options(const struct kimg_driver *drv, const struct kimg_opts *opts)
 {
-    if (kimg_opts_validate(opts, amend_desc(drv), drv->name) == 0)
+    if (kimg_opts_validate(opts, kimg_driver_amend_opts(drv), kimg_driver_name(drv)) == 0)
         return 0;
     cmd_fail(NULL, "Invalid option");
     return -EINVAL;
@@ -153,7 +125,7 @@ int cmd_amend(int argc, char **argv)
         goto out;
     }
     const struct kimg_driver *drv = kimg_find_driver(kimg_format_name(img));
-    if (!drv || !amend_desc(drv)) {
+    if (!drv || !kimg_driver_amend_opts(drv)) {
         fprintf(stderr, "kimg: Format driver '%s' does not support option amendment\n",
                 kimg_format_name(img));
         goto out;

@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include "cmd.h"
 #include "convert.h"
-#include "driver.h"
 #include "output.h"
 
 #define MAX_SPARSE (16u << 20)
@@ -253,7 +252,7 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", a.out_fmt);
         goto out;
     }
-    if (a.compress && !out_drv->write_compressed) {
+    if (a.compress && !kimg_driver_can_compress(out_drv)) {
         fprintf(stderr, "kimg: Compression not supported for this file format\n");
         goto out;
     }
@@ -312,7 +311,7 @@ int cmd_convert(int argc, char **argv)
          * as "DST: error while converting FMT: why" */
         const struct kimg_driver *odrv = kimg_find_driver(a.out_fmt);
         struct kimg_optdesc *odesc = odrv ? kimg_create_opts_merged(odrv) : NULL;
-        int bad = odesc && kimg_opts_validate(a.opts, odesc, odrv->name) < 0;
+        int bad = odesc && kimg_opts_validate(a.opts, odesc, kimg_driver_name(odrv)) < 0;
         free(odesc);
         if (bad) {
             cmd_fail(NULL, "Invalid option");
@@ -358,9 +357,7 @@ int cmd_convert(int argc, char **argv)
         cv.opaque = &jp;
     }
     if (level) {
-        r = out_img->drv->set_write_option
-                ? out_img->drv->set_write_option(out_img, "compression_level", level)
-                : kimg_fail(-ENOTSUP, "compression_level is not supported for this format");
+        r = kimg_set_write_option(out_img, "compression_level", level);
         if (r < 0) {
             fprintf(stderr, "kimg: %s\n", kimg_last_error());
             goto close_src;

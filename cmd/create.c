@@ -7,39 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "driver.h"
-
-/* The options qemu-img shows in its "Formatting ..." line, in its order,
- * with the defaults it shows when an option was not given. */
-struct shown_opt { const char *name; const char *def; bool is_size; };
-
-static const struct shown_opt qcow2_shown[] = {
-    { "encryption", NULL, false },
-    { "cluster_size", "65536", true }, { "extended_l2", "off", false },
-    { "preallocation", NULL, false }, { "compression_type", "zlib", false },
-    { "size", NULL, true }, { "backing_file", NULL, false },
-    { "backing_fmt", NULL, false }, { "compat", NULL, false },
-    { "data_file", NULL, false }, { "data_file_raw", NULL, false },
-    { "lazy_refcounts", "off", false }, { "refcount_bits", "16", false },
-    { "nocow", NULL, false }, { "extent_size_hint", NULL, true },
-    { NULL, NULL, false },
-};
-
-/* (raw's own option is the size; the rest are the file protocol's) */
-static const struct shown_opt raw_shown[] = {
-    { "size", NULL, true }, { "nocow", NULL, false }, { "preallocation", NULL, false },
-    { "extent_size_hint", NULL, true }, { NULL, NULL, false },
-};
 
 /* Printed before the format checks its options and the file is made, as
  * qemu-img does: an option error follows it.  The size is the one asked
- * for (qemu-img shows size=1234 for an image it rounds up to 1536). */
+ * for (qemu-img shows size=1234 for an image it rounds up to 1536).  The
+ * format says which options the line shows, in which order. */
 static void print_formatting(const struct kimg_create_args *a)
 {
-    const struct shown_opt *list = !strcmp(a->format, "qcow2") ? qcow2_shown : raw_shown;
+    const struct kimg_shown_opt *list =
+        kimg_driver_formatting_opts(kimg_find_driver(a->format));
     printf("Formatting '%s', fmt=%s", a->given_filename ? a->given_filename : a->filename,
            a->format);
-    for (const struct shown_opt *o = list; o->name; o++) {
+    for (const struct kimg_shown_opt *o = list; o->name; o++) {
         const char *v = NULL;
         char buf[32];
         if (!strcmp(o->name, "size")) {
@@ -83,27 +62,14 @@ static int print_help(const char *fmt, bool with_file)
         fprintf(stderr, "kimg: Unknown file format '%s'\n", fmt);
         return 1;
     }
-    struct kimg_optdesc *all = with_file ? kimg_create_opts_merged(drv) : NULL;
+    /* without a file: the format's own, less what qemu has at the protocol */
+    struct kimg_optdesc *all = with_file ? kimg_create_opts_merged(drv)
+                                         : kimg_create_opts_own(drv);
     size_t n = 0;
-    if (!with_file) {
-        /* the format's own: its table less what qemu has at the protocol */
-        while (drv->create_opts && drv->create_opts[n].name)
-            n++;
-        all = calloc(n + 1, sizeof(*all));
-        n = 0;
-        for (size_t i = 0; all && drv->create_opts && drv->create_opts[i].name; i++) {
-            bool proto = false;
-            for (size_t j = 0; drv->protocol_opts && drv->protocol_opts[j]; j++)
-                proto |= !strcmp(drv->protocol_opts[j], drv->create_opts[i].name);
-            if (!proto)
-                all[n++] = drv->create_opts[i];
-        }
-    } else {
-        while (all && all[n].name)
-            n++;
-    }
     if (!all)
         return 1;
+    while (all[n].name)
+        n++;
     qsort(all, n, sizeof(*all), cmp_desc);
     if (with_file)
         printf("Supported options:\n");

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "driver.h"
 
 /* Options of qemu's file protocol that qemu-img accepts with any format;
  * they change no figure. */
@@ -45,15 +44,16 @@ static int build_opts(const struct kimg_driver *drv, char **texts, int n,
         ret = kimg_opts_parse(&all, texts[i]);
     if (ret < 0)
         goto out;
-    while (drv->create_opts && drv->create_opts[nd].name)
+    const struct kimg_optdesc *own = kimg_driver_create_opts(drv);
+    while (own[nd].name)
         nd++;
     desc = calloc(nd + N_PROTOCOL_OPTS + 1, sizeof(*desc));
     ret = -ENOMEM;
     if (!desc)
         goto out;
-    memcpy(desc, drv->create_opts, nd * sizeof(*desc));
+    memcpy(desc, own, nd * sizeof(*desc));
     memcpy(desc + nd, protocol_opts, sizeof(protocol_opts));
-    ret = kimg_opts_validate(all, desc, drv->name);
+    ret = kimg_opts_validate(all, desc, kimg_driver_name(drv));
     if (ret < 0)
         goto out;
     kept = calloc(1, sizeof(*kept));
@@ -74,34 +74,13 @@ out:
     return ret;
 }
 
-/* Formats qemu-img knows but kimg cannot measure: qemu-img's refusal for
- * the ones it cannot measure either, else 0 (unknown to both). */
-static int foreign_format(const char *fmt)
-{
-    static const char *const no_measure[] = {
-        "qcow", "qed", "vdi", "vhdx", "vmdk", "vpc", "parallels", "file",
-    };
-    static const char *const no_create[] = {
-        "bochs", "cloop", "dmg", "vvfat", "blkdebug", "null-co", "null-aio",
-    };
-    for (size_t i = 0; i < sizeof(no_measure) / sizeof(no_measure[0]); i++)
-        if (!strcmp(fmt, no_measure[i]))
-            return kimg_fail(-ENOTSUP, "Block driver '%s' does not support size measurement",
-                             fmt);
-    for (size_t i = 0; i < sizeof(no_create) / sizeof(no_create[0]); i++)
-        if (!strcmp(fmt, no_create[i]))
-            return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
-                             fmt);
-    return 0;
-}
-
 /* -l: "snapshot.id=ID,snapshot.name=NAME" (either part) or an ID or name. */
 static int load_snapshot(struct kimg *img, const char *arg)
 {
     int ret;
-    if (!img->drv->snapshot_load) {
+    if (!kimg_can_load_snapshot(img)) {
         fprintf(stderr, "kimg: Failed to load snapshot: Block format '%s' used by device '' "
-                "does not support temporarily loading internal snapshots\n", img->drv->name);
+                "does not support temporarily loading internal snapshots\n", kimg_format_name(img));
         return -ENOTSUP;
     }
     if (strncmp(arg, "snapshot.", 9) != 0) {
@@ -250,7 +229,7 @@ int cmd_measure(int argc, char **argv)
 
     const struct kimg_driver *drv = kimg_find_driver(out_fmt);
     if (!drv) {
-        if (foreign_format(out_fmt) == 0)
+        if (kimg_foreign_measure(out_fmt) == 0)
             kimg_error("Unknown file format '%s'", out_fmt);
         cmd_fail(NULL, NULL);
         goto out;
@@ -259,7 +238,7 @@ int cmd_measure(int argc, char **argv)
         cmd_fail(NULL, NULL);
         goto out;
     }
-    if (kimg_measure(drv->name, opts, size, src, &m) < 0) {
+    if (kimg_measure(kimg_driver_name(drv), opts, size, src, &m) < 0) {
         cmd_fail(NULL, NULL);
         goto out;
     }

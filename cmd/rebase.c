@@ -9,26 +9,6 @@
 #include <string.h>
 #include "cmd.h"
 
-/* qemu-img 7.2 checks -F against the format drivers it has (bdrv_find_format:
- * its "Supported formats" list), whether or not the new backing is opened
- * (-u); a name it does not know is refused before anything is written, so
- * no image names a format qemu cannot open. */
-static bool qemu_knows_format(const char *fmt)
-{
-    static const char *const known[] = {
-        "blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress",
-        "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster",
-        "host_cdrom", "host_device", "http", "https", "iscsi", "iser", "luks", "nbd",
-        "nfs", "null-aio", "null-co", "nvme", "parallels", "preallocate", "qcow", "qcow2",
-        "qed", "quorum", "raw", "rbd", "replication", "snapshot-access", "ssh",
-        "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
-    };
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (!strcmp(fmt, known[i]))
-            return true;
-    return false;
-}
-
 int cmd_rebase(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -82,7 +62,10 @@ int cmd_rebase(int argc, char **argv)
         return 1;
     struct kimg *nb = NULL;
     int ret = 1;
-    if (backing_fmt && !qemu_knows_format(backing_fmt)) {
+    /* qemu-img checks -F against its format list whether or not the new
+     * backing is opened (-u): a name it does not know is refused before
+     * anything is written, so no image names a format qemu cannot open */
+    if (backing_fmt && !kimg_qemu_knows_format(backing_fmt)) {
         fprintf(stderr, "kimg: Invalid format name: '%s'\n", backing_fmt);
         goto out;
     }

@@ -28,9 +28,10 @@ static struct kimg *open_rw(const char *file, const char *fmt)
 {
     struct kimg *probe;
     if (!fmt && kimg_open(&probe, file, NULL, KIMG_OPEN_NO_BACKING) == 0) {
-        bool raw = !strcmp(kimg_format_name(probe), "raw");
+        /* a format whose guest block 0 is the file's: raw */
+        const char *guessed = kimg_maps_identity(probe) ? kimg_format_name(probe) : NULL;
         kimg_close(probe);
-        if (raw) {
+        if (guessed) {
             fprintf(stderr,
                     "WARNING: Image format was not specified for '%s' and probing "
                     "guessed raw.\n"
@@ -38,7 +39,7 @@ static struct kimg *open_rw(const char *file, const char *fmt)
                     "images, write operations on block 0 will be restricted.\n"
                     "         Specify the 'raw' format explicitly to remove the "
                     "restrictions.\n", file);
-            fmt = "raw";
+            fmt = guessed;
         }
     }
     kimg_clear_error();

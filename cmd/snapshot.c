@@ -34,19 +34,12 @@ static int list(struct kimg *img, const char *file)
 static int has_bitmaps(const char *file, unsigned flags)
 {
     struct kimg *img;
-    struct kimg_info info;
-    int found = 0;
 
     if (kimg_open(&img, file, NULL, (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_NO_IO) < 0) {
         kimg_clear_error();
         return 0;       /* the real open reports it */
     }
-    memset(&info, 0, sizeof(info));
-    if (kimg_get_info(img, &info) == 0 && info.format_specific) {
-        struct kimg_jv *d = kimg_jv_get(info.format_specific, "data");
-        found = d && kimg_jv_get(d, "bitmaps");
-    }
-    kimg_info_free(&info);
+    int found = kimg_has_bitmaps(img);
     kimg_close(img);
     kimg_clear_error();
     return found;

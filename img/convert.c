@@ -601,7 +601,7 @@ static int plan_job(struct engine *e, struct job *j)
             uint64_t host = 0;
             struct kimg_file *f = NULL;
             /* after a refusal, probe one cluster at a time */
-            int64_t n = dst->drv->alloc_data(dst, ca, wa < ca ? cs : cb - ca, &host, &f);
+            int64_t n = kimg_alloc_data(dst, ca, wa < ca ? cs : cb - ca, &host, &f);
             if (n < 0)
                 return (int)n;
             if (n == 0) {
@@ -639,7 +639,7 @@ static int commit_job(struct engine *e, struct job *j)
     struct kimg *dst = e->c->dst;
     for (uint32_t i = 0; i < j->npieces_w; i++) {
         const struct piece *p = &j->pieces[i];
-        int ret = dst->drv->commit_data(dst, j->doff + p->pos, p->len, p->host);
+        int ret = kimg_commit_data(dst, j->doff + p->pos, p->len, p->host);
         if (ret < 0)
             return ret;
     }
@@ -1065,20 +1065,16 @@ static bool is_direct(const struct kimg *img)
 int kimg_convert_run(struct kimg_convert *c)
 {
     struct engine e = { .c = c };
-    struct kimg_info info;
     int ret;
 
     for (int i = 0; i < c->nb_src; i++)
         e.total += kimg_size(c->src[i]);
-    if (kimg_get_info(c->dst, &info) < 0)
-        return -EIO;
-    e.cluster = info.cluster_size ? info.cluster_size : 65536;
-    kimg_info_free(&info);
+    e.cluster = kimg_cluster_size(c->dst) ? kimg_cluster_size(c->dst) : 65536;
     if (c->sparse_size) {
         /* holes smaller than a target cluster save nothing in a cluster
          * format and cost a read-modify-write: round up */
         e.grain = c->sparse_size;
-        if (e.cluster > e.grain && strcmp(kimg_format_name(c->dst), "raw"))
+        if (kimg_cluster_size(c->dst) > e.grain)
             e.grain = e.cluster;
     } else {
         e.zbuf = kimg_alloc_aligned(CHUNK);
@@ -1087,21 +1083,18 @@ int kimg_convert_run(struct kimg_convert *c)
         memset(e.zbuf, 0, CHUNK);
     }
     /* the target compresses on our workers if its driver splits the work */
-    if (c->compress) {
-        uint8_t probe_buf[1];
-        e.split_compress = kimg_size(c->dst) > 0 &&
-            kimg_compress_cluster(c->dst, 0, probe_buf, 0, NULL, 0) != -ENOTSUP;
-    }
+    if (c->compress)
+        e.split_compress = kimg_size(c->dst) > 0 && kimg_can_compress(c->dst);
     if (c->copy_offload) {
-        if (strcmp(kimg_format_name(c->dst), "raw") || !c->dst->file || !kimg_file_has_copy_range(c->dst->file) ||
+        if (!kimg_maps_identity(c->dst) || !c->dst->file || !kimg_file_has_copy_range(c->dst->file) ||
             c->compress) {
             free(e.zbuf);
             return kimg_fail(-ENOTSUP, "copy offloading (-C) needs a raw target file and no -c");
         }
     }
-    e.raw_target = !c->compress && !c->copy_offload && !strcmp(kimg_format_name(c->dst), "raw");
+    e.raw_target = !c->compress && !c->copy_offload && kimg_maps_identity(c->dst);
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
-                  c->dst->drv->alloc_data && c->dst->drv->commit_data &&
+                  kimg_can_alloc_data(c->dst) &&
                   !kimg_tunables()->convert_serial;
     reflink_start(&e);
     e.use_aio = is_direct(c->dst);

@@ -34,11 +34,9 @@ static uint64_t qemu_extent_end(struct kimg *src, const struct kimg_extent *ext,
     uint64_t off = ext->start, end = ext->start + ext->length;
     struct kimg *l = src;
     for (int d = 0; l && d <= depth; d++, l = l->backing) {
-        uint64_t span = 0, cluster = 0;
-        bool sub = false;
-        if (!l->drv->status_units)
-            continue;
-        l->drv->status_units(l, &span, &cluster, &sub);
+        uint64_t span, cluster;
+        bool sub;
+        kimg_status_units(l, &span, &cluster, &sub);
         if (span && (off / span + 1) * span < end)
             end = (off / span + 1) * span;
         if (d == depth && (ext->flags & KIMG_BS_COMPRESSED) && cluster &&
@@ -60,14 +58,12 @@ static int layer_status(struct convert_steps *q, struct kimg *src, uint64_t off,
                         struct kimg_extent *ext)
 {
     q->cut_by_span = false;
-    if (src->drv->status_units) {
-        uint64_t span = 0, cluster = 0;
-        bool sub = false;
-        src->drv->status_units(src, &span, &cluster, &sub);
-        if (span && (off / span + 1) * span - off <= len) {
-            len = (off / span + 1) * span - off;
-            q->cut_by_span = true;
-        }
+    uint64_t span, cluster;
+    bool sub;
+    kimg_status_units(src, &span, &cluster, &sub);
+    if (span && (off / span + 1) * span - off <= len) {
+        len = (off / span + 1) * span - off;
+        q->cut_by_span = true;
     }
     if (!q->c->target_has_backing)
         return kimg_block_status(src, off, len, ext);

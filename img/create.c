@@ -46,6 +46,25 @@ struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv)
     return v;
 }
 
+struct kimg_optdesc *kimg_create_opts_own(const struct kimg_driver *drv)
+{
+    size_t n = 0;
+    while (drv->create_opts && drv->create_opts[n].name)
+        n++;
+    struct kimg_optdesc *v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool proto = false;
+        for (size_t j = 0; drv->protocol_opts && drv->protocol_opts[j]; j++)
+            proto |= !strcmp(drv->protocol_opts[j], drv->create_opts[i].name);
+        if (!proto)
+            v[k++] = drv->create_opts[i];
+    }
+    return v;
+}
+
 /*
  * qemu's file-posix create: nocow (btrfs) and the extent size hint (XFS),
  * the hint 1 MiB unless given, set on the new file before it gets its

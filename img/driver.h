@@ -3,8 +3,12 @@
  * the core gives it (struct kimg, backing reads, auxiliary files).
  *
  * The core checks every request once before calling a driver: ranges are
- * within the virtual size, lengths are > 0, the image is writable for
- * writes.  Drivers do not re-check.  Optional members may be NULL or return
+ * within the virtual size, lengths are > 0, the image is writable (opened
+ * RDWR and not fenced) for every write-type call, refused otherwise with
+ * one errno and message (kimg_check_writable).  Drivers do not re-check;
+ * a driver that finds its image corrupt calls kimg_fence().  Nothing
+ * outside the core calls a member directly: each has a door function in
+ * img/image.c or img/lifecycle.c.  Optional members may be NULL or return
  * -ENOTSUP; the core then uses a generic fallback where one exists.
  * The table only grows at the end (like sqlite3_io_methods).
  */
@@ -24,11 +28,15 @@ struct kimg {
     unsigned flags;             /* KIMG_OPEN_* */
     bool writable;
     bool probed;                /* format was guessed */
+    bool fenced;                /* kimg_fence() was called: the core refuses
+                                   every write-type call from then on */
 
     /* set by the driver's open: */
     uint64_t size;              /* virtual size */
     char *backing_name;         /* as stored (malloc'd), or NULL */
     char *backing_format;       /* as stored (malloc'd), or NULL */
+    uint64_t cluster_size;      /* the allocation unit, 0 for none (raw);
+                                   fixed while open (kimg_cluster_size) */
 
     /* set by the core after open: */
     char *backing_path;         /* backing_name resolved against our folder */
@@ -132,11 +140,55 @@ struct kimg_driver {
      * before a cluster that changes status inside (extended L2). */
     void (*status_units)(struct kimg *img, uint64_t *span, uint64_t *cluster,
                          bool *subclusters);
+
+    /* ---- facts about the format (what the core and the commands ask
+     * instead of comparing format names) ---- */
+    unsigned flags;             /* KIMG_DRV_* */
+    /* The options qemu-img's "Formatting ..." line shows for this format,
+     * in its order, with the defaults it shows (NULL-terminated; NULL:
+     * the size alone).  kimg_driver_formatting_opts(). */
+    const struct kimg_shown_opt *formatting_opts;
+    /* The options `amend -o` takes (validated against it, listed sorted by
+     * `amend -o help`); NULL when amend is NULL.  kimg_driver_amend_opts(). */
+    const struct kimg_optdesc *amend_opts;
+    /* Add to *OPTS the create options that make a new image of this format
+     * like the open IMG (cluster size, version, refcount width, ...): what
+     * clone's full copy keeps.  0 or -errno with kimg_error().
+     * kimg_create_opts_like(); NULL: nothing to keep. */
+    int (*create_opts_like)(struct kimg *img, struct kimg_opts **opts);
+    /* Whether IMG stores persistent dirty bitmaps (qemu-img refuses to
+     * apply a snapshot then).  kimg_has_bitmaps(); NULL: never. */
+    bool (*has_bitmaps)(struct kimg *img);
     /* Optional, for formats signed by a trailer (a fixed VHD's footer):
      * like probe, on TAIL, the file's last LEN bytes (512, or the whole
      * file when it is shorter).  The core takes the best of both scores. */
     int (*probe_tail)(const uint8_t *tail, size_t len, const char *filename);
 };
+
+/* kimg_driver.flags */
+/* Guest offset X is byte X of the image file, with no metadata (raw):
+ * the copy engine writes such a target's file itself (and -C offloads to
+ * it), and a probed image of this format is not opened for writing
+ * (qemu's "probing guessed raw" rule: a guest write to block 0 could make
+ * it probe as another format). */
+#define KIMG_DRV_IDENTITY_MAP 0x1u
+
+/* Fence IMG: from now on the core refuses every write-type call on it
+ * with the same errno and message as on a read-only image (-EBADF; see
+ * kimg_check_writable).  A driver calls it when it finds its image
+ * corrupt or loses track of its own state (a metadata write that may or
+ * may not have reached the disk); it cannot be undone while the image is
+ * open.  Requests already past the door when the fence falls (another
+ * thread's) still reach the driver, serialized by its lock as usual. */
+void kimg_fence(struct kimg *img);
+/* Whether IMG takes writes now: opened RDWR and not fenced. */
+bool kimg_writes_allowed(const struct kimg *img);
+/* 0 if IMG takes writes, else the door's one refusal: -EBADF with
+ * kimg_error("image is not writable (opened read-only, or fenced after an
+ * error)").  The core calls it for every write-type request; a driver
+ * needs it only to stop a multi-step operation of its own that fenced
+ * the image on the way. */
+int kimg_check_writable(const struct kimg *img);
 
 /* Open an image on an already open FILE (memory files: fuzzers, unit
  * tests).  Takes ownership of FILE, even on failure.  Backing files are
@@ -160,15 +212,12 @@ char *kimg_path_relative_to(const char *base, const char *name);
 /* The options of qemu's file protocol (file-posix) at creation, in its
  * order; qemu-img merges them after a format's own (img/create.c). */
 extern const struct kimg_optdesc kimg_file_create_opts[];
-/* DRV's create options, then the file protocol's it does not have
- * (NULL-terminated, malloc'd; NULL when out of memory). */
-struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv);
 /* The file protocol's nocow and extent_size_hint in OPTS (qemu's default
  * hint 1 MiB; one of 4 GiB or more refused), set on the new file F unless
  * F is NULL (then only checked).  0 or -EINVAL with a message. */
 int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 
-/* Drivers linked in (img/registry.c). */
+/* Drivers linked in (the registry: drivers[] in img/image.c). */
 extern const struct kimg_driver kimg_raw_driver;
 extern const struct kimg_driver kimg_qcow2_driver;
 extern const struct kimg_driver kimg_vpc_driver;

@@ -3,8 +3,13 @@
  * vdi, vhdx, qed, parallels, luks, ...) by their magic, so probing
  * never takes such an image for raw: a script would otherwise copy the
  * container's bytes as disk content.  `-f raw` still reads the bytes.
+ * Also qemu-img 7.2's list of format names and which of them it cannot
+ * measure, for the commands' messages (no format name is compared
+ * outside formats/, the registry and this file).
  */
+#include <errno.h>
 #include <string.h>
+#include "kimg.h"
 #include "foreign.h"
 
 struct magic {
@@ -37,4 +42,41 @@ const char *kimg_foreign_format(const uint8_t *buf, size_t len)
             return m->format;
     }
     return NULL;
+}
+
+/* qemu-img 7.2 checks -F against the format drivers it has (bdrv_find_format:
+ * its "Supported formats" list). */
+bool kimg_qemu_knows_format(const char *fmt)
+{
+    static const char *const known[] = {
+        "blkdebug", "blklogwrites", "blkverify", "bochs", "cloop", "compress",
+        "copy-before-write", "copy-on-read", "dmg", "file", "ftp", "ftps", "gluster",
+        "host_cdrom", "host_device", "http", "https", "iscsi", "iser", "luks", "nbd",
+        "nfs", "null-aio", "null-co", "nvme", "parallels", "preallocate", "qcow", "qcow2",
+        "qed", "quorum", "raw", "rbd", "replication", "snapshot-access", "ssh",
+        "throttle", "vdi", "vhdx", "vmdk", "vpc", "vvfat",
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (!strcmp(fmt, known[i]))
+            return true;
+    return false;
+}
+
+int kimg_foreign_measure(const char *fmt)
+{
+    static const char *const no_measure[] = {
+        "qcow", "qed", "vdi", "vhdx", "vmdk", "vpc", "parallels", "file",
+    };
+    static const char *const no_create[] = {
+        "bochs", "cloop", "dmg", "vvfat", "blkdebug", "null-co", "null-aio",
+    };
+    for (size_t i = 0; i < sizeof(no_measure) / sizeof(no_measure[0]); i++)
+        if (!strcmp(fmt, no_measure[i]))
+            return kimg_fail(-ENOTSUP, "Block driver '%s' does not support size measurement",
+                             fmt);
+    for (size_t i = 0; i < sizeof(no_create) / sizeof(no_create[0]); i++)
+        if (!strcmp(fmt, no_create[i]))
+            return kimg_fail(-ENOTSUP, "Format driver '%s' does not support image creation",
+                             fmt);
+    return 0;
 }

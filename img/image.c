@@ -2,8 +2,10 @@
  * image.c — the image handle: image names as qemu reads them ("file:",
  * protocols refused), format probing, opening a layer and its backing
  * chain (relative names, depth limit, loop detection, --untrusted),
- * the one place where requests are checked, and the generic fallbacks for
- * optional driver callbacks.
+ * the one place where requests are checked (ranges; writability and the
+ * fence, with one errno), what the driver table says about a format
+ * (kimg_cluster_size, kimg_maps_identity, ...), and the generic fallbacks
+ * for optional driver callbacks.  The driver registry is drivers[] here.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -256,7 +258,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         if (ret < 0)
             goto fail;
         img->probed = true;
-        if (!strcmp(img->drv->name, "raw") && img->writable) {
+        if ((img->drv->flags & KIMG_DRV_IDENTITY_MAP) && img->writable) {
             fputs("WARNING: Image format was not specified for '", stderr);
             kimg_print_for_terminal(stderr, filename);   /* may be a backing file name */
             fputs("' and probing guessed raw.\n"
@@ -345,7 +347,96 @@ uint64_t kimg_size(const struct kimg *img) { return img->size; }
 const char *kimg_filename(const struct kimg *img) { return img->filename; }
 const char *kimg_format_name(const struct kimg *img) { return img->drv->name; }
 struct kimg *kimg_backing(const struct kimg *img) { return img->backing; }
-bool kimg_is_writable(const struct kimg *img) { return img->writable; }
+bool kimg_is_writable(const struct kimg *img) { return kimg_writes_allowed(img); }
+uint64_t kimg_cluster_size(const struct kimg *img) { return img->cluster_size; }
+
+bool kimg_maps_identity(const struct kimg *img)
+{
+    return (img->drv->flags & KIMG_DRV_IDENTITY_MAP) != 0;
+}
+
+bool kimg_can_compress(const struct kimg *img)
+{
+    return img->drv->compress_cluster && img->drv->write_compressed_data;
+}
+
+bool kimg_can_alloc_data(const struct kimg *img)
+{
+    return img->drv->alloc_data && img->drv->commit_data;
+}
+
+bool kimg_has_bitmaps(struct kimg *img)
+{
+    return img->drv->has_bitmaps && img->drv->has_bitmaps(img);
+}
+
+int kimg_create_opts_like(struct kimg *img, struct kimg_opts **opts)
+{
+    return img->drv->create_opts_like ? img->drv->create_opts_like(img, opts) : 0;
+}
+
+const char *kimg_backing_name(const struct kimg *img) { return img->backing_name; }
+
+bool kimg_can_load_snapshot(const struct kimg *img)
+{
+    return img->drv->snapshot_load != NULL;
+}
+
+const char *kimg_driver_name(const struct kimg_driver *drv) { return drv->name; }
+
+const struct kimg_optdesc *kimg_driver_create_opts(const struct kimg_driver *drv)
+{
+    static const struct kimg_optdesc none[] = { { NULL, 0, NULL } };
+    return drv->create_opts ? drv->create_opts : none;
+}
+
+bool kimg_driver_can_compress(const struct kimg_driver *drv)
+{
+    return drv->write_compressed != NULL;
+}
+
+const struct kimg_shown_opt *kimg_driver_formatting_opts(const struct kimg_driver *drv)
+{
+    static const struct kimg_shown_opt size_only[] = {
+        { "size", NULL, true }, { NULL, NULL, false },
+    };
+    return drv && drv->formatting_opts ? drv->formatting_opts : size_only;
+}
+
+const struct kimg_optdesc *kimg_driver_amend_opts(const struct kimg_driver *drv)
+{
+    return drv->amend ? drv->amend_opts : NULL;
+}
+
+void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
+                       bool *subclusters)
+{
+    *span = 0;
+    *cluster = 0;
+    *subclusters = false;
+    if (img->drv->status_units)
+        img->drv->status_units(img, span, cluster, subclusters);
+}
+
+/* ---- fencing --------------------------------------------------------------- */
+
+void kimg_fence(struct kimg *img)
+{
+    __atomic_store_n(&img->fenced, true, __ATOMIC_RELEASE);
+}
+
+bool kimg_writes_allowed(const struct kimg *img)
+{
+    return img->writable && !__atomic_load_n(&img->fenced, __ATOMIC_ACQUIRE);
+}
+
+int kimg_check_writable(const struct kimg *img)
+{
+    if (!kimg_writes_allowed(img))
+        return kimg_fail(-EBADF, "image is not writable (opened read-only, or fenced "
+                         "after an error)");
+    return 0;
+}
 
 /* ---- request checks ------------------------------------------------------ */
 
@@ -359,11 +450,12 @@ static int check_range(const struct kimg *img, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* Every write-type request: the image takes writes (one errno, one
+ * message: kimg_check_writable), then the range. */
 static int check_write(const struct kimg *img, uint64_t off, uint64_t len)
 {
-    if (!img->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
-    return check_range(img, off, len);
+    int ret = kimg_check_writable(img);
+    return ret < 0 ? ret : check_range(img, off, len);
 }
 
 int kimg_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
@@ -458,7 +550,7 @@ int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
 {
     uint64_t end;
     if (!img->drv->compress_cluster)
-        return -ENOTSUP;      /* (callers probe support with len 0) */
+        return -ENOTSUP;      /* (kimg_can_compress tells beforehand) */
     if (__builtin_add_overflow(off, len, &end) || end > img->size || len == 0)
         return -EINVAL;
     return img->drv->compress_cluster(img, off, buf, len, dst, cap);
@@ -477,7 +569,7 @@ int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
 
 int kimg_flush(struct kimg *img)
 {
-    if (!img->writable)
+    if (!kimg_writes_allowed(img))
         return 0;
     if (img->drv->flush) {
         int ret = img->drv->flush(img);
@@ -489,11 +581,48 @@ int kimg_flush(struct kimg *img)
 
 int kimg_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
-    if (!img->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
+    int ret = kimg_check_writable(img);
+    if (ret < 0)
+        return ret;
     if (!img->drv->truncate)
         return kimg_fail(-ENOTSUP, "this format cannot be resized");
     return img->drv->truncate(img, size, prealloc);
+}
+
+int64_t kimg_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    if (!kimg_can_alloc_data(img))
+        return 0;       /* the range goes through kimg_write */
+    int64_t n = img->drv->alloc_data(img, off, len, host, file);
+    if (n > (int64_t)len)
+        return kimg_fail(-EIO, "driver mapped more than asked for");
+    return n;
+}
+
+int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host)
+{
+    int ret = check_write(img, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    if (!kimg_can_alloc_data(img))
+        return kimg_fail(-ENOTSUP, "this format takes no parallel data writes");
+    return img->drv->commit_data(img, off, len, host);
+}
+
+int kimg_set_write_option(struct kimg *img, const char *key, const char *value)
+{
+    int ret = kimg_check_writable(img);
+    if (ret < 0)
+        return ret;
+    ret = img->drv->set_write_option ? img->drv->set_write_option(img, key, value)
+                                     : -ENOTSUP;
+    if (ret == -ENOTSUP && !kimg_last_error())
+        kimg_error("%s is not supported for this format", key);
+    return ret;
 }
 
 /* ---- block status -------------------------------------------------------- */
@@ -629,8 +758,11 @@ int kimg_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
     if (!img->drv->check)
         return -ENOTSUP;
-    if (fix && !img->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
+    if (fix) {
+        int ret = kimg_check_writable(img);
+        if (ret < 0)
+            return ret;
+    }
     return img->drv->check(img, res, fix);
 }
 

@@ -22,6 +22,7 @@ struct kimg_driver;     /* a format: img/driver.h */
 struct kimg_opts;       /* parsed "-o key=value,..." options: img/opts.h */
 struct kimg_jv;         /* a JSON value tree: img/json.h */
 struct kimg_file;       /* a host file: img/file.h */
+struct kimg_optdesc;    /* one option a format takes: img/opts.h */
 
 /* ---- errors (img/error.c) -------------------------------------------- */
 
@@ -96,7 +97,61 @@ uint64_t kimg_size(const struct kimg *img);           /* virtual size */
 const char *kimg_filename(const struct kimg *img);    /* as given */
 const char *kimg_format_name(const struct kimg *img); /* "qcow2", "raw" */
 struct kimg *kimg_backing(const struct kimg *img);    /* NULL if none/unopened */
+/* Opened RDWR and not fenced.  Every call that changes an image (writes,
+ * zeroes, discard, compressed writes, truncate, check with fixes,
+ * snapshots, backing changes, emptying, amend, parallel data writes, write
+ * options) fails with -EBADF and one message on an image that is not
+ * writable: opened read-only, or fenced by its driver after it found the
+ * image corrupt or lost track of its own state. */
 bool kimg_is_writable(const struct kimg *img);
+
+/* ---- what an image and its format are (asked here, never by comparing
+ * format names) ---------------------------------------------------------- */
+
+/* The image's allocation unit in bytes (qcow2's cluster size), 0 for a
+ * format without one (raw). */
+uint64_t kimg_cluster_size(const struct kimg *img);
+/* Guest offset X is byte X of the image file (raw): the file can be
+ * written directly (copy offload, the copy engine's own writes). */
+bool kimg_maps_identity(const struct kimg *img);
+/* The image takes compressed clusters from kimg_compress_cluster and
+ * kimg_write_compressed_data (compression on the caller's threads). */
+bool kimg_can_compress(const struct kimg *img);
+/* The image takes parallel data writes (kimg_alloc_data, kimg_commit_data). */
+bool kimg_can_alloc_data(const struct kimg *img);
+/* The image stores persistent dirty bitmaps. */
+bool kimg_has_bitmaps(struct kimg *img);
+/* Add to *OPTS the create options that make a new image of IMG's format
+ * like IMG (qcow2: cluster size, compat, refcount bits, lazy refcounts,
+ * extended L2, compression type); nothing for a format without such
+ * options.  0 or -errno with a message. */
+int kimg_create_opts_like(struct kimg *img, struct kimg_opts **opts);
+
+/* The backing file name as stored in the image (NULL if none). */
+const char *kimg_backing_name(const struct kimg *img);
+/* The format can make a read-only image read a snapshot (kimg_snapshot_load). */
+bool kimg_can_load_snapshot(const struct kimg *img);
+
+/* The format's name ("qcow2", "raw"). */
+const char *kimg_driver_name(const struct kimg_driver *drv);
+/* The format's own create options ({NULL}-ended), also those qemu has at
+ * the file protocol level. */
+const struct kimg_optdesc *kimg_driver_create_opts(const struct kimg_driver *drv);
+/* The format stores compressed clusters (convert -c). */
+bool kimg_driver_can_compress(const struct kimg_driver *drv);
+/* One option qemu-img's "Formatting ..." line shows: its name, the value
+ * shown when it was not given (or NULL: not shown then), and whether its
+ * value is a size (shown in bytes). */
+struct kimg_shown_opt {
+    const char *name;
+    const char *def;
+    bool is_size;
+};
+/* The options that line shows for DRV, in qemu-img's order ({NULL}-ended;
+ * the size alone for a NULL DRV or a format that does not say). */
+const struct kimg_shown_opt *kimg_driver_formatting_opts(const struct kimg_driver *drv);
+/* The options `amend` takes for DRV ({NULL}-ended), or NULL: it has none. */
+const struct kimg_optdesc *kimg_driver_amend_opts(const struct kimg_driver *drv);
 
 /* ---- guest content ---------------------------------------------------- */
 
@@ -127,7 +182,27 @@ int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
                               uint64_t len, void *dst, size_t cap);
 int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
                                const void *cdata, size_t clen);
+/* Write back what the image caches; 0 and nothing done on a read-only or
+ * fenced image. */
 int kimg_flush(struct kimg *img);
+
+/* Parallel data writes (the copy engine; driver.h's alloc_data and
+ * commit_data state the contract): kimg_alloc_data gives guest range
+ * [off, off+len) new host space at *HOST in *FILE and returns the bytes
+ * mapped (0: write that range with kimg_write instead, as for every image
+ * without kimg_can_alloc_data); kimg_commit_data links the range to it
+ * once its data is written there. */
+int64_t kimg_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file);
+int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* How this open image writes from now on, not what it stores (convert's
+ * -o compression_level=N): -ENOTSUP with a message for a KEY the format
+ * does not take, -EINVAL with one for a bad VALUE. */
+int kimg_set_write_option(struct kimg *img, const char *key, const char *value);
+/* How qemu cuts this layer's block status replies (driver.h's
+ * status_units); all zero (no cut) for a format that does not say. */
+void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
+                       bool *subclusters);
 
 enum kimg_prealloc {
     KIMG_PREALLOC_OFF = 0,
@@ -189,6 +264,13 @@ struct kimg_create_args {
 /* Create an image; merges -b/-F with -o, validates options against the
  * driver's table, takes the size from the backing file if none is given. */
 int kimg_create(struct kimg_create_args *args);
+/* DRV's create options, then the file protocol's it does not have
+ * (NULL-terminated, malloc'd; NULL when out of memory): what create takes. */
+struct kimg_optdesc *kimg_create_opts_merged(const struct kimg_driver *drv);
+/* DRV's create options less those qemu has at the file protocol level
+ * (`create -o help` without a file name; malloc'd, NULL-terminated; NULL
+ * when out of memory). */
+struct kimg_optdesc *kimg_create_opts_own(const struct kimg_driver *drv);
 
 /* ---- info -------------------------------------------------------------- */
 
@@ -338,5 +420,13 @@ int kimg_commit(const struct kimg_commit *c);
 const struct kimg_driver *kimg_find_driver(const char *name);
 /* Calls fn for each registered driver, in registration order. */
 void kimg_for_each_driver(void (*fn)(const struct kimg_driver *, void *), void *opaque);
+
+/* Formats qemu-img 7.2 has, whether kimg implements them or not (img/foreign.c):
+ * whether FMT names one (rebase -F is checked against them). */
+bool kimg_qemu_knows_format(const char *fmt);
+/* For a FMT kimg has no driver for: qemu-img measure's refusal (-ENOTSUP
+ * with its message) for a format it knows but cannot measure or create,
+ * else 0 (a name neither knows). */
+int kimg_foreign_measure(const char *fmt);
 
 #endif

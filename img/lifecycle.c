@@ -9,11 +9,10 @@
 #include <string.h>
 #include "driver.h"
 
+/* The door's one refusal for a read-only or fenced image (image.c). */
 static int need_writable(struct kimg *img)
 {
-    if (!img->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
-    return 0;
+    return kimg_check_writable(img);
 }
 
 static int unsupported(struct kimg *img, const char *what)

@@ -14,6 +14,28 @@
 
 #include "qcow2.h"
 
+/* qemu 7.2's amend options for qcow2, in its order (`amend -o help` lists
+ * them sorted; kimg_amend validates against them). */
+const struct kimg_optdesc qcow2_amend_opts[] = {
+    { "encrypt.state", KIMG_OPT_STRING,
+      "Select new state of affected keyslots (active/inactive)" },
+    { "encrypt.keyslot", KIMG_OPT_NUMBER, "Select a single keyslot to modify explicitly" },
+    { "encrypt.old-secret", KIMG_OPT_STRING, "Select all keyslots that match this password" },
+    { "encrypt.new-secret", KIMG_OPT_STRING,
+      "New secret to set in the matching keyslots. Empty string to erase" },
+    { "encrypt.iter-time", KIMG_OPT_NUMBER, "Time to spend in PBKDF in milliseconds" },
+    { "size", KIMG_OPT_SIZE, "Virtual disk size" },
+    { "compat", KIMG_OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])" },
+    { "backing_file", KIMG_OPT_STRING, "File name of a base image" },
+    { "backing_fmt", KIMG_OPT_STRING, "Image format of the base image" },
+    { "data_file", KIMG_OPT_STRING, "File name of an external data file" },
+    { "data_file_raw", KIMG_OPT_BOOL,
+      "The external data file must stay valid as a raw image" },
+    { "lazy_refcounts", KIMG_OPT_BOOL, "Postpone refcount updates" },
+    { "refcount_bits", KIMG_OPT_NUMBER, "Width of a reference count entry in bits" },
+    { NULL, 0, NULL },
+};
+
 /* The amend options, in the order qemu's qcow2_amend_opts lists them
  * (the order refusals are checked in). */
 static const char *const amend_keys[] = {
@@ -193,10 +215,6 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
 
     (void)force;    /* qemu's --force matters for encryption changes only */
     pthread_mutex_lock(&s->lock);
-    if (!s->writable) {
-        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
-        goto out;
-    }
     ret = read_request(s, opts, &r);
     if (ret < 0)
         goto out;
@@ -241,7 +259,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     if (r.version < (int)s->version)
         ret = qcow2_amend_downgrade(s);
 out:
-    if (ret == 0 && s->writable)
+    if (ret == 0 && qcow2_can_write(s))
         ret = qcow2_flush_caches(s);
     pthread_mutex_unlock(&s->lock);
     return ret;

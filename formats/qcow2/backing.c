@@ -157,7 +157,7 @@ static int change_backing_locked(struct qcow2_state *s, const char *name, const 
     img->backing_format = ifmt;
 out:
     if (swapped && swap_backing(s, &nname, &nfmt) < 0)
-        s->writable = false;    /* memory state unknown: stop writing */
+        kimg_fence(s->img);     /* memory state unknown: stop writing */
     free(nname);
     free(nfmt);
     free(old);
@@ -171,11 +171,8 @@ int qcow2_change_backing(struct kimg *img, const char *name, const char *format)
     int ret;
 
     pthread_mutex_lock(&s->lock);
-    if (!s->writable)
-        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
-    else
-        ret = change_backing_locked(s, name && *name ? name : NULL,
-                                    name && *name && format && *format ? format : NULL);
+    ret = change_backing_locked(s, name && *name ? name : NULL,
+                                name && *name && format && *format ? format : NULL);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
@@ -415,10 +412,7 @@ int qcow2_make_empty(struct kimg *img)
     int ret;
 
     pthread_mutex_lock(&s->lock);
-    if (!s->writable)
-        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
-    else
-        ret = make_empty_locked(s);
+    ret = make_empty_locked(s);
     pthread_mutex_unlock(&s->lock);
     return ret;
 }

@@ -300,7 +300,7 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
     struct clist cl = { 0 };
     int ret = -ENOMEM;
 
-    if (!s->writable || !s->has_bitmaps_ext || !s->bitmaps || !s->nb_bitmaps)
+    if (!qcow2_can_write(s) || !s->has_bitmaps_ext || !s->bitmaps || !s->nb_bitmaps)
         return 0;
     st = calloc(1, sizeof(*st));
     if (!st)
@@ -538,8 +538,8 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
     pthread_mutex_lock(&s->lock);
     struct qcow2_bm_state *st = s->bm;
     int ret = 0;
-    if (!s->writable)
-        goto out;               /* the write itself fails */
+    if (!qcow2_can_write(s))
+        goto out;               /* fenced by another thread: the write fails */
     if (st->broken)
         ret = kimg_fail(-EIO, "qcow2: the dirty bitmaps could not be stored; refusing "
                         "to write");
@@ -787,8 +787,8 @@ int qcow2_bitmaps_store(struct qcow2_state *s)
     bool any_moved = false;
     int ret;
 
-    /* a corrupt image (writable cleared) keeps its bitmaps in use */
-    if (!st || st->broken || !st->in_use_on_disk || !s->writable)
+    /* a corrupt (fenced) image keeps its bitmaps in use */
+    if (!st || st->broken || !st->in_use_on_disk || !qcow2_can_write(s))
         return 0;
     /* everything the bits describe reaches the disk first */
     ret = qcow2_flush_caches(s);

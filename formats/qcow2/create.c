@@ -42,6 +42,20 @@ const struct kimg_optdesc qcow2_create_opts[] = {
     { NULL, 0, NULL },
 };
 
+/* The options qemu-img's "Formatting ..." line shows for qcow2, in its
+ * order, with the defaults it shows when one was not given. */
+const struct kimg_shown_opt qcow2_formatting_opts[] = {
+    { "encryption", NULL, false },
+    { "cluster_size", "65536", true }, { "extended_l2", "off", false },
+    { "preallocation", NULL, false }, { "compression_type", "zlib", false },
+    { "size", NULL, true }, { "backing_file", NULL, false },
+    { "backing_fmt", NULL, false }, { "compat", NULL, false },
+    { "data_file", NULL, false }, { "data_file_raw", NULL, false },
+    { "lazy_refcounts", "off", false }, { "refcount_bits", "16", false },
+    { "nocow", NULL, false }, { "extent_size_hint", NULL, true },
+    { NULL, NULL, false },
+};
+
 struct create_params {
     uint64_t size;
     uint32_t cluster_bits;
@@ -316,7 +330,6 @@ int qcow2_create(const struct kimg_create_args *args)
     fake.state = s;
     s->img = &fake;
     s->file = f;
-    s->writable = true;
     ret = init_state(s, &p);
     if (ret < 0)
         goto out;

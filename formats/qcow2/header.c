@@ -742,12 +742,12 @@ int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (s->writable && !s->corrupt_signalled && s->version >= 3) {
+    if (qcow2_can_write(s) && !s->corrupt_signalled && s->version >= 3) {
         s->corrupt_signalled = true;
         kimg_error("Marking image as corrupt: %s; further corruption events will be "
                    "suppressed", msg);
         qcow2_update_incompat(s, QCOW2_INCOMPAT_CORRUPT, 0);
-        s->writable = false;
+        kimg_fence(s->img);
     } else {
         kimg_error("Image is corrupt: %s", msg);
     }

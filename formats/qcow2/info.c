@@ -2,9 +2,12 @@
  * info.c — what `kimg info` shows for a qcow2 image: cluster size, the
  * lazy-refcount dirty flag, the snapshot list and the format-specific
  * tree with qemu-img 7.2's keys in qemu-img's order (the "encrypt" block
- * of encrypted images comes from crypto.c).
+ * of encrypted images comes from crypto.c); and the same facts asked
+ * directly: the create options that reproduce the image, its bitmaps.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,4 +118,47 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
 out:
     pthread_mutex_unlock(&s->lock);
     return ret;
+}
+
+/* Clone's full copy keeps these, in this order: the cluster size, compat,
+ * the refcount width, on v3 lazy refcounts and extended L2 tables, the
+ * compression type (the values info shows). */
+int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts)
+{
+    struct qcow2_state *s = img->state;
+    char cs[24], rb[16];
+    bool v3, lazy, ext_l2, zstd;
+
+    pthread_mutex_lock(&s->lock);
+    snprintf(cs, sizeof(cs), "%" PRIu64, s->cluster_size);
+    snprintf(rb, sizeof(rb), "%" PRIu32, s->refcount_bits);
+    v3 = s->version >= 3;
+    lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
+    ext_l2 = s->ext_l2;
+    zstd = s->compression_type == QCOW2_COMPRESSION_ZSTD;
+    pthread_mutex_unlock(&s->lock);
+
+    int r = kimg_opts_set(opts, "cluster_size", cs);
+    if (r == 0)
+        r = kimg_opts_set(opts, "compat", v3 ? "1.1" : "0.10");
+    if (r == 0)
+        r = kimg_opts_set(opts, "refcount_bits", rb);
+    if (r == 0 && v3)
+        r = kimg_opts_set(opts, "lazy_refcounts", lazy ? "on" : "off");
+    if (r == 0 && v3)
+        r = kimg_opts_set(opts, "extended_l2", ext_l2 ? "on" : "off");
+    if (r == 0)
+        r = kimg_opts_set(opts, "compression_type", zstd ? "zstd" : "zlib");
+    return r;
+}
+
+/* Persistent bitmaps, as info lists them (qemu-img refuses to apply a
+ * snapshot then). */
+bool qcow2_has_bitmaps(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    pthread_mutex_lock(&s->lock);
+    bool has = s->version >= 3 && s->has_bitmaps_ext && s->bitmaps;
+    pthread_mutex_unlock(&s->lock);
+    return has;
 }

@@ -459,8 +459,9 @@ int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
 {
     struct qcow2_state *s = img->state;
     int ret;
-    if (s->writable) {
-        /* writes may move clusters: map and read under the lock */
+    if (img->writable) {
+        /* writes may move clusters: map and read under the lock (also
+         * once fenced: a write that passed the door may still run) */
         pthread_mutex_lock(&s->lock);
         ret = do_read(img, s, buf, off, len, NULL);
         pthread_mutex_unlock(&s->lock);

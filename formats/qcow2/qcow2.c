@@ -128,7 +128,6 @@ int qcow2_do_open(struct kimg *img)
     memset(s, 0, sizeof(*s));
     s->img = img;
     s->file = img->file;
-    s->writable = img->writable;
     s->meta_prealloc = -1;
     if (pthread_mutex_init(&s->lock, NULL))
         return -ENOMEM;
@@ -220,6 +219,7 @@ int qcow2_do_open(struct kimg *img)
     }
 
     img->size = s->size;
+    img->cluster_size = s->cluster_size;
     if (s->backing_name) {
         img->backing_name = strdup(s->backing_name);
         if (!img->backing_name) {
@@ -245,7 +245,7 @@ fail:
 void qcow2_do_close(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
-    if (s->writable) {
+    if (qcow2_can_write(s)) {
         qcow2_bitmaps_flush(s);
         qcow2_flush_caches(s);
     }
@@ -429,4 +429,8 @@ const struct kimg_driver kimg_qcow2_driver = {
     .amend = qcow2_amend,
     .measure = qcow2_measure,
     .status_units = qcow2_status_units,
+    .formatting_opts = qcow2_formatting_opts,
+    .amend_opts = qcow2_amend_opts,
+    .create_opts_like = qcow2_create_opts_like,
+    .has_bitmaps = qcow2_has_bitmaps,
 };

@@ -182,7 +182,6 @@ struct qcow2_state {
     bool own_data_file;         /* data_file must be closed on close */
     pthread_mutex_t lock;       /* serializes driver entry points */
     bool lock_init;
-    bool writable;
 
     /* raw header as read (header_length bytes, rewritten with updates) */
     uint8_t *hdr_raw;
@@ -298,6 +297,15 @@ struct qcow2_freed {
 };
 #define QCOW2_FREED_MAX (1u << 20)
 
+/* Whether the image takes writes now: the core handle's state (opened
+ * RDWR, not fenced).  The core's door refuses write-type calls on an image
+ * that does not; this is for the driver's own steps (flush at close,
+ * bitmaps, a multi-step change that fenced the image on the way). */
+static inline bool qcow2_can_write(const struct qcow2_state *s)
+{
+    return kimg_writes_allowed(s->img);
+}
+
 static inline uint64_t qcow2_be64(const uint8_t *p)
 {
     return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) |
@@ -373,7 +381,8 @@ int qcow2_add_feature_table(struct qcow2_state *s);
 /* Free everything qcow2_parse_header allocated. */
 void qcow2_free_header(struct qcow2_state *s);
 /* Report a corruption found at run time: message set with kimg_error, the
- * corrupt bit written if the image is writable (once).  Returns -EIO. */
+ * corrupt bit written and the core handle fenced (kimg_fence) if the image
+ * is writable (once).  Returns -EIO. */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -538,6 +547,8 @@ int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int m
 
 /* The driver's amend (kimg_amend, qemu-img amend -o); takes the lock. */
 int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force);
+/* The driver's amend_opts: qemu 7.2's, in its order. */
+extern const struct kimg_optdesc qcow2_amend_opts[];
 /* Lock held.  Rewrite the refcount structure with 1 << ORDER bit entries
  * (new blocks and table past everything in use, one header write). */
 int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order);
@@ -664,8 +675,14 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size);
 /* ---- create.c / info.c / check.c --------------------------------------- */
 
 extern const struct kimg_optdesc qcow2_create_opts[];
+/* The driver's formatting_opts (qemu-img's "Formatting" line). */
+extern const struct kimg_shown_opt qcow2_formatting_opts[];
 int qcow2_create(const struct kimg_create_args *args);
 int qcow2_info(struct kimg *img, struct kimg_info *info);
+/* info.c: the driver's create_opts_like and has_bitmaps (driver.h; they
+ * lock). */
+int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts);
+bool qcow2_has_bitmaps(struct kimg *img);
 /* check.c (check + repair, written separately).  Called through the vtable without the
  * lock held: take s->lock, then use only the unlocked internals above
  * (never qcow2_read/qcow2_write/... which lock themselves). */

@@ -554,10 +554,6 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
     int ret;
 
     pthread_mutex_lock(&s->lock);
-    if (!s->writable) {
-        ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
-        goto out;
-    }
     s->zcache_valid = false;
     if (size & 511) {
         ret = kimg_fail(-EINVAL, "The new size must be a multiple of 512");

@@ -334,7 +334,7 @@ int qcow2_snapshot_table_rewrite(struct qcow2_state *s, bool repair)
         ret = kimg_file_sync(s->file);
     if (ret < 0) {
         /* the header may or may not name the new table: touch nothing */
-        s->writable = false;
+        kimg_fence(s->img);
         return ret;
     }
     if (s->hdr_raw && s->hdr_raw_len >= 72)
@@ -347,7 +347,7 @@ int qcow2_snapshot_table_rewrite(struct qcow2_state *s, bool repair)
         ret = qcow2_read_snapshots(s, fsz, repair);
     if (ret < 0) {
         s->nb_snapshots = 0;
-        s->writable = false;
+        kimg_fence(s->img);
         return ret;
     }
     ret = qcow2_free_clusters(s, old_off, qcow2_align_up(old_len, s->cluster_size));

@@ -657,8 +657,9 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     uint8_t *table = NULL, *l1buf = NULL;
     int ret;
 
-    if (!s->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
+    ret = kimg_check_writable(s->img);   /* a step before may have fenced it */
+    if (ret < 0)
+        return ret;
     ret = qcow2_flush_caches(s);
     if (ret < 0)
         return ret;
@@ -777,7 +778,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
                         ch->nb_sns, sn_off, hdr);
     if (ret < 0) {
         /* the header may or may not have changed: touch nothing more */
-        s->writable = false;
+        kimg_fence(s->img);
         kimg_error("qcow2: switching the image header failed; reopen the image");
         goto out;
     }
@@ -811,7 +812,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     if (kimg_file_size(s->file, &fsz) < 0 || qcow2_read_snapshots(s, fsz, false) < 0) {
         /* cannot happen with the table just written; stay safe anyway */
         s->nb_snapshots = 0;
-        s->writable = false;
+        kimg_fence(s->img);
         ret = kimg_fail(-EIO, "qcow2: rereading the new snapshot table failed; reopen the "
                         "image");
         goto out;

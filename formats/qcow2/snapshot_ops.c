@@ -15,11 +15,10 @@
 #include "qcow2.h"
 
 /* What every writing operation refuses, as qemu does (-ENOTSUP for an
- * external data file), plus what kimg cannot write at all. */
+ * external data file), plus what kimg cannot write at all (the core has
+ * refused read-only and fenced images). */
 static int can_change(struct qcow2_state *s)
 {
-    if (!s->writable)
-        return kimg_fail(-EBADF, "image is opened read-only");
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
                          "data file");
@@ -190,8 +189,7 @@ int qcow2_snapshot_delete(struct kimg *img, const char *id_or_name)
  * convert -l gives it).  ID only, NAME only, or both must match. */
 static int load_locked(struct qcow2_state *s, const char *id, const char *name)
 {
-    if (s->writable)
-        return kimg_fail(-EINVAL, "a snapshot can only be loaded read-only");
+    /* (the core allows it on read-only images only) */
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
                          "data file");

@@ -46,10 +46,12 @@ int qcow2_flush_caches(struct qcow2_state *s)
     return ret;
 }
 
+/* Called first by every writing entry point, lock held.  The core's door
+ * has refused read-only and fenced images already (driver.h: drivers do
+ * not re-check); a write only makes the zero-run cache stale.  Returns 0
+ * (kept as int for its callers). */
 static int check_writable(struct qcow2_state *s)
 {
-    if (!s->writable)
-        return kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
     s->zcache_valid = false;
     return 0;
 }
@@ -799,7 +801,7 @@ int qcow2_flush(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
     pthread_mutex_lock(&s->lock);
-    int ret = s->writable ? qcow2_flush_caches(s) : 0;
+    int ret = qcow2_can_write(s) ? qcow2_flush_caches(s) : 0;
     pthread_mutex_unlock(&s->lock);
     return ret;
 }

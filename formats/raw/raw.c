@@ -19,6 +19,13 @@ static const struct kimg_optdesc raw_create_opts[] = {
  * protocol's (listed by `-o help` only with a file name) */
 static const char *const raw_protocol_opts[] = { "preallocation", NULL };
 
+/* qemu-img's "Formatting" line for raw: its own option (the size), then
+ * the file protocol's */
+static const struct kimg_shown_opt raw_shown[] = {
+    { "size", NULL, true }, { "nocow", NULL, false }, { "preallocation", NULL, false },
+    { "extent_size_hint", NULL, true }, { NULL, NULL, false },
+};
+
 static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     return 1;
@@ -196,4 +203,6 @@ const struct kimg_driver kimg_raw_driver = {
     .truncate = raw_truncate,
     .info = raw_info,
     .measure = raw_measure,
+    .flags = KIMG_DRV_IDENTITY_MAP,
+    .formatting_opts = raw_shown,
 };

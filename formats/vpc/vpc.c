@@ -97,8 +97,12 @@ static int vpc_open(struct kimg *img)
     if (vpc_has_cookie(buf, sizeof(buf))) {
         if ((ret = vpc_parse_footer(buf, &f)) < 0)
             return ret;
-        if (f.type == VPC_TYPE_DYNAMIC)
-            return open_dynamic(img, &f);
+        if (f.type == VPC_TYPE_DYNAMIC) {
+            /* the block is the allocation unit (kimg_cluster_size) */
+            if ((ret = open_dynamic(img, &f)) == 0)
+                img->cluster_size = s->block_size;
+            return ret;
+        }
         if (f.type != VPC_TYPE_FIXED)
             return refuse_type(f.type);
     }
