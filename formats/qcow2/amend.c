@@ -192,7 +192,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     int ret;
 
     (void)force;    /* qemu's --force matters for encryption changes only */
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     if (!s->writable) {
         ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
         goto out;
@@ -231,9 +231,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     if (ret < 0)
         goto out;
     if (r.size) {
-        pthread_mutex_unlock(&s->lock);
         ret = qcow2_truncate(img, r.size, KIMG_PREALLOC_OFF);
-        pthread_mutex_lock(&s->lock);
         if (ret < 0)
             goto out;
     }
@@ -243,6 +241,5 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
 out:
     if (ret == 0 && s->writable)
         ret = qcow2_flush_caches(s);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

@@ -169,13 +169,12 @@ int qcow2_change_backing(struct kimg *img, const char *name, const char *format)
     struct qcow2_state *s = img->state;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     if (!s->writable)
         ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
     else
         ret = change_backing_locked(s, name && *name ? name : NULL,
                                     name && *name && format && *format ? format : NULL);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -413,11 +412,10 @@ int qcow2_make_empty(struct kimg *img)
     struct qcow2_state *s = img->state;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     if (!s->writable)
         ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
     else
         ret = make_empty_locked(s);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

@@ -533,9 +533,9 @@ static int mark(struct qcow2_state *s, uint64_t off, uint64_t len)
 
 int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
 {
+    qcow2_assert_locked(s);
     if (!s->bm || !len)
         return 0;
-    pthread_mutex_lock(&s->lock);
     struct qcow2_bm_state *st = s->bm;
     int ret = 0;
     if (!s->writable)
@@ -552,7 +552,6 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
     if (ret == 0 && st->mem >= st->budget)
         ret = qcow2_bitmaps_store(s);
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -863,12 +862,10 @@ out:
 
 int qcow2_bitmaps_flush(struct qcow2_state *s)
 {
+    qcow2_assert_locked(s);
     if (!s->bm)
         return 0;
-    pthread_mutex_lock(&s->lock);
-    int ret = qcow2_bitmaps_store(s);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    return qcow2_bitmaps_store(s);
 }
 
 /* ---- resize ---------------------------------------------------------------- */

@@ -1011,11 +1011,7 @@ int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix)
         res->check_errors++;
         return kimg_fail(-ENOMEM, "Cannot allocate check buffers");
     }
-    if (s->lock_init)
-        pthread_mutex_lock(&s->lock);
     ret = check_locked(&c, fix);
-    if (s->lock_init)
-        pthread_mutex_unlock(&s->lock);
     free(c.refs);
     free(c.l2buf);
     free(c.rbbuf);

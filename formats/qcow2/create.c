@@ -286,10 +286,9 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
     return 0;
 }
 
-int qcow2_create(const struct kimg_create_args *args)
+int qcow2_create_in(struct qcow2_state *s, const struct kimg_create_args *args)
 {
     struct create_params p;
-    struct qcow2_state *s = NULL;
     struct kimg fake;
     struct kimg_file *f = NULL, *df = NULL;
     uint8_t *buf = NULL;
@@ -298,9 +297,6 @@ int qcow2_create(const struct kimg_create_args *args)
     ret = parse_params(args, &p);
     if (ret < 0)
         return ret;
-    s = calloc(1, sizeof(*s));
-    if (!s)
-        return -ENOMEM;
     memset(&fake, 0, sizeof(fake));
     ret = kimg_file_open(&f, args->filename, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
     if (ret < 0)
@@ -396,7 +392,6 @@ out:
         free(s->l1);
         free(s->l1_pending);
         free(s->rt);
-        free(s);
     }
     if (df)
         kimg_file_close(df);

@@ -81,7 +81,7 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
     struct qcow2_state *s = img->state;
     int ret = 0;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     info->cluster_size = s->cluster_size;
     info->encrypted = s->crypt_method != QCOW2_CRYPT_NONE;
     info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
@@ -113,6 +113,5 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
     if (!info->format_specific)
         ret = -ENOMEM;
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

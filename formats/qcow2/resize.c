@@ -553,7 +553,7 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
     uint64_t old = s->size;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     if (!s->writable) {
         ret = kimg_fail(-EIO, "qcow2: the image is corrupt or read-only; refusing to write");
         goto out;
@@ -595,6 +595,5 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
     if (ret == 0 && size != old)
         ret = qcow2_bitmaps_resize_end(s, old);
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

@@ -18,6 +18,7 @@
  * external data file), plus what kimg cannot write at all. */
 static int can_change(struct qcow2_state *s)
 {
+    qcow2_assert_locked(s);
     if (!s->writable)
         return kimg_fail(-EBADF, "image is opened read-only");
     if (s->has_data_file)
@@ -40,7 +41,7 @@ static void new_id(const struct qcow2_state *s, char *buf, size_t len)
     snprintf(buf, len, "%lu", max + 1);
 }
 
-static int create_locked(struct qcow2_state *s, const char *name)
+int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -87,18 +88,10 @@ static int create_locked(struct qcow2_state *s, const char *name)
     return ret;
 }
 
-int qcow2_snapshot_create(struct kimg *img, const char *name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = create_locked(s, name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
 /* The active image becomes snapshot SN: its whole L1 table (VM state
  * included, as qemu copies it) and its disk size. */
-static int apply_locked(struct qcow2_state *s, const char *arg)
+int qcow2_snapshot_apply(struct qcow2_state *s, const char *arg)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -139,16 +132,8 @@ static int apply_locked(struct qcow2_state *s, const char *arg)
     return ret;
 }
 
-int qcow2_snapshot_apply(struct kimg *img, const char *id_or_name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = apply_locked(s, id_or_name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
-static int delete_locked(struct qcow2_state *s, const char *arg)
+int qcow2_snapshot_delete(struct qcow2_state *s, const char *arg)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -176,20 +161,15 @@ static int delete_locked(struct qcow2_state *s, const char *arg)
     return ret;
 }
 
-int qcow2_snapshot_delete(struct kimg *img, const char *id_or_name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = delete_locked(s, id_or_name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
 /* qemu's qcow2_snapshot_load_tmp: the snapshot's L1 table replaces the
  * active one in memory; the virtual size stays the image's (as qemu-img
  * convert -l gives it).  ID only, NAME only, or both must match. */
-static int load_locked(struct qcow2_state *s, const char *id, const char *name)
+int qcow2_snapshot_load(struct qcow2_state *s, const char *id, const char *name)
 {
+    qcow2_assert_locked(s);
+    if (!id && !name)
+        return kimg_fail(-EINVAL, "no snapshot given");
     if (s->writable)
         return kimg_fail(-EINVAL, "a snapshot can only be loaded read-only");
     if (s->has_data_file)
@@ -212,15 +192,4 @@ static int load_locked(struct qcow2_state *s, const char *id, const char *name)
     s->l1_offset = sn->l1_offset;
     s->zcache_valid = false;
     return 0;
-}
-
-int qcow2_snapshot_load(struct kimg *img, const char *id, const char *name)
-{
-    struct qcow2_state *s = img->state;
-    if (!id && !name)
-        return kimg_fail(-EINVAL, "no snapshot given");
-    pthread_mutex_lock(&s->lock);
-    int ret = load_locked(s, id, name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
 }
