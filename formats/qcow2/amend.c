@@ -222,8 +222,8 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
         goto out;
     /* qemu-img 7.2 changes the backing file only through rebase: amend
      * accepts the values the image already has, and refuses others */
-    if (r.backing_given && (!same_str(r.backing_file, s->backing_name) ||
-                            !same_str(r.backing_fmt, s->backing_format))) {
+    if (r.backing_given && (!same_str(r.backing_file, s->img->backing_name) ||
+                            !same_str(r.backing_fmt, s->img->backing_format))) {
         ret = kimg_fail(-EINVAL, "Cannot amend the backing file (use 'kimg rebase' instead)");
         goto out;
     }

@@ -929,7 +929,7 @@ static int check_locked(struct chk *c, unsigned fix)
     ret = setup_counters(c);
     if (ret < 0)
         return ret;
-    r->total_clusters = qcow2_align_up(s->size, s->cluster_size) >> s->cluster_bits;
+    r->total_clusters = qcow2_align_up(s->img->size, s->cluster_size) >> s->cluster_bits;
     r->has_stats = true;
     uint32_t incomplete = report_incomplete_snapshots(c, fix);
 

@@ -188,16 +188,6 @@ int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t off, uint64_t *entry,
     return 0;
 }
 
-void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
-                            uint64_t *host, uint64_t *len)
-{
-    uint64_t h = entry & s->coffset_mask;
-    uint64_t nsec = ((entry >> s->csize_shift) & s->csize_mask) + 1;
-    uint64_t end = (h & ~511ULL) + nsec * 512;
-    *host = h;
-    *len = end - h;
-}
-
 int qcow2_sc_type(struct qcow2_state *s, uint64_t entry, uint64_t bitmap,
                   unsigned sc, enum qcow2_sc_type *type)
 {
@@ -389,13 +379,13 @@ out:
  * zeros past the virtual size. */
 static int read_below(struct qcow2_state *s, uint8_t *buf, uint64_t off, uint64_t len)
 {
-    if (off >= s->size) {
+    if (off >= s->img->size) {
         memset(buf, 0, len);
         return 0;
     }
-    if (off + len > s->size) {
-        memset(buf + (s->size - off), 0, off + len - s->size);
-        len = s->size - off;
+    if (off + len > s->img->size) {
+        memset(buf + (s->img->size - off), 0, off + len - s->img->size);
+        len = s->img->size - off;
     }
     return kimg_read_backing(s->img, buf, off, len);
 }

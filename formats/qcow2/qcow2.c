@@ -207,23 +207,7 @@ static int open_locked(struct kimg *img, struct qcow2_state *s)
             goto fail;
     }
 
-    img->size = s->size;
-    if (s->backing_name) {
-        img->backing_name = strdup(s->backing_name);
-        if (!img->backing_name) {
-            ret = -ENOMEM;
-            goto fail;
-        }
-        if (s->backing_format) {
-            img->backing_format = strdup(s->backing_format);
-            if (!img->backing_format) {
-                free(img->backing_name);
-                img->backing_name = NULL;
-                ret = -ENOMEM;
-                goto fail;
-            }
-        }
-    }
+    /* img->size, backing_name and backing_format were set by the header */
     return 0;
 fail:
     return ret;

@@ -1,8 +1,30 @@
 /*
  * qcow2.h — internal state of the qcow2 driver and the prototypes shared
- * between its files (header, cache, map/read, write, refcount, snapshots,
- * compression, create, info, check).  On-disk layout: docs/interop/qcow2.txt.
- * Nothing here is public API; img/driver.h is the only contract with the core.
+ * between its files, grouped by file below.  On-disk layout:
+ * docs/interop/qcow2.txt.  Nothing here is public API; img/driver.h is the
+ * only contract with the core.
+ *
+ * Layers (each file uses only the ones before it):
+ *   header.c, crypto.c   header, extensions, geometry (qcow2_set_geometry)
+ *   cache.c              L2 / refcount block cache, qcow2_flush_caches
+ *   refcount.c           refcounts, cluster allocation and freeing
+ *   cluster.c            L1/L2 lookup, L2 allocation and copy, COW reads,
+ *                        L1 growth, pending L1 entries, deferred frees
+ *   map.c, write.c       guest reads / block status, guest data writes;
+ *   zero.c, prealloc.c,  with zeroing, preallocation and compressed
+ *   write_compressed.c   clusters beside write.c
+ *   snapshot*.c          internal snapshots
+ *   bitmap.c, resize.c, amend*.c, backing.c, info.c, create.c, measure.c
+ *                        the rest
+ *   check.c              beside them all (reads every structure)
+ *   qcow2.c              the driver table: the only place that takes
+ *                        s->lock (qcow2_lock); below it every function
+ *                        that touches mutable state runs with it held
+ *                        (qcow2_assert_locked in debug builds).
+ * Exception (cache.c): qcow2_flush_caches writes cluster.c's pending L1
+ * entries after the L2 cache, the one ordering point of both.
+ * The virtual size and the backing file name and format live in the core
+ * handle (s->img->size, ->backing_name, ->backing_format) only.
  */
 #ifndef KIMG_QCOW2_H
 #define KIMG_QCOW2_H
@@ -199,7 +221,6 @@ struct qcow2_state {
     uint64_t backing_offset;
     uint32_t backing_len;
     uint32_t cluster_bits;
-    uint64_t size;
     uint32_t crypt_method;
     uint32_t l1_size;
     uint64_t l1_offset;
@@ -235,9 +256,12 @@ struct qcow2_state {
     /* header extensions, in file order (all kept for rewrite) */
     struct qcow2_ext *exts;
     int nb_exts;
-    char *backing_name;         /* NUL-terminated copies, or NULL */
-    char *backing_format;
-    char *data_file_name;
+    char *data_file_name;       /* NUL-terminated copy, or NULL.  The virtual
+                                   size and the backing name and format live
+                                   in the core handle only: img->size,
+                                   img->backing_name, img->backing_format
+                                   (set by qcow2_parse_header, freed by the
+                                   core) */
     struct qcow2_feature *features;
     int nb_features;
 
@@ -372,6 +396,39 @@ static inline bool qcow2_lock_mine(struct qcow2_state *s)
 #endif
 
 /* ---- header.c ---------------------------------------------------------- */
+
+/* Geometry, derived in one place (qcow2_set_geometry, and these for code
+ * that has parameters but no state: create's checks, measure, amend's new
+ * refcount width).  L2 entry bytes, log2(L2 entries per table), log2
+ * (refcount entries per block). */
+static inline uint32_t qcow2_l2_entry_bytes(bool ext_l2)
+{
+    return ext_l2 ? 16 : 8;
+}
+static inline uint32_t qcow2_l2_bits_of(uint32_t cluster_bits, bool ext_l2)
+{
+    return cluster_bits - (ext_l2 ? 4 : 3);
+}
+static inline uint32_t qcow2_rb_bits_of(uint32_t cluster_bits, uint32_t refcount_order)
+{
+    return cluster_bits + 3 - refcount_order;
+}
+/* Every derived field of S (cluster size and mask, L2 entry size and
+ * count, subclusters, refcount widths and block entries, compressed
+ * descriptor masks) from cluster_bits, ext_l2 and refcount_order. */
+void qcow2_set_geometry(struct qcow2_state *s);
+/* Compressed descriptor: host offset and byte length of the stored data
+ * (geometry only: used by refcount.c below the cluster layer, and by the
+ * unlocked half of a read). */
+static inline void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
+                                          uint64_t *host, uint64_t *len)
+{
+    uint64_t h = entry & s->coffset_mask;
+    uint64_t nsec = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+    uint64_t end = (h & ~511ULL) + nsec * 512;
+    *host = h;
+    *len = end - h;
+}
 
 /* Parse and validate the header, its extensions and the backing name from
  * s->file into s (allocates hdr_raw, exts, strings, features, bitmaps).
@@ -534,9 +591,6 @@ static inline void qcow2_l2_set(const struct qcow2_state *s, uint8_t *slot, uint
     if (s->ext_l2)
         qcow2_put_be64(slot + 8, bitmap);
 }
-/* Compressed descriptor: host offset and byte length of the stored data. */
-void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
-                            uint64_t *host, uint64_t *len);
 /* The host range an L2 entry holds a reference on (length 0: none), as
  * refcounts count references: clusters of an external data file are not
  * counted. */

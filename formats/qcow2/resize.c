@@ -31,7 +31,6 @@ static int write_size(struct qcow2_state *s, uint64_t size)
         return ret;
     if (s->hdr_raw && s->hdr_raw_len >= 32)
         memcpy(s->hdr_raw + 24, b, 8);
-    s->size = size;
     s->img->size = size;
     return 0;
 }
@@ -550,7 +549,7 @@ static int do_grow(struct qcow2_state *s, uint64_t size, uint64_t old,
 int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
     struct qcow2_state *s = img->state;
-    uint64_t old = s->size;
+    uint64_t old = s->img->size;
     int ret;
 
     qcow2_assert_locked(s);

@@ -798,7 +798,6 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     s->rt_entries = rt_entries;
     s->rt_offset = rt_off;
     s->rt_clusters = (uint32_t)rt_clusters;
-    s->size = ch->size;
     s->img->size = ch->size;
     if (t.top > s->alloc_end)
         s->alloc_end = t.top;

@@ -74,13 +74,13 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     /* qemu-img's clock: microseconds */
     sn->date_sec = (uint32_t)now.tv_sec;
     sn->date_nsec = (uint32_t)(now.tv_nsec / 1000 * 1000);
-    sn->disk_size = s->size;
+    sn->disk_size = s->img->size;
     sn->has_disk_size = true;
     sn->has_icount = true;      /* icount 0, as qemu-img writes it */
     sn->extra_len = 24;
 
     struct qcow2_sn_change ch = {
-        .l1 = s->l1, .l1_size = s->l1_size, .size = s->size,
+        .l1 = s->l1, .l1_size = s->l1_size, .size = s->img->size,
         .sns = sns, .nb_sns = s->nb_snapshots + 1,
     };
     ret = qcow2_sn_commit(s, &ch);
@@ -105,7 +105,7 @@ int qcow2_snapshot_apply(struct qcow2_state *s, const char *arg)
     ret = qcow2_snapshot_check_l1(s, sn);
     if (ret < 0)
         return ret;
-    uint64_t size = sn->has_disk_size ? sn->disk_size : s->size;
+    uint64_t size = sn->has_disk_size ? sn->disk_size : s->img->size;
     uint64_t l2_span = s->cluster_size << s->l2_bits;
     if (size > (uint64_t)INT64_MAX - s->cluster_size ||
         (size + l2_span - 1) / l2_span > QCOW2_MAX_L1_BYTES / 8)
@@ -154,7 +154,7 @@ int qcow2_snapshot_delete(struct qcow2_state *s, const char *arg)
         if (k != (uint32_t)i)
             sns[n++] = s->snapshots[k];
     struct qcow2_sn_change ch = {
-        .l1 = s->l1, .l1_size = s->l1_size, .size = s->size, .sns = sns, .nb_sns = n,
+        .l1 = s->l1, .l1_size = s->l1_size, .size = s->img->size, .sns = sns, .nb_sns = n,
     };
     ret = qcow2_sn_commit(s, &ch);
     free(sns);

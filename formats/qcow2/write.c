@@ -378,7 +378,7 @@ int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t 
         goto out;
     /* an external data file keeps guest offsets: the ordinary path */
     if (s->has_data_file || !s->data_file || (off & s->cluster_mask) ||
-        len < s->cluster_size || off + s->cluster_size > s->size) {
+        len < s->cluster_size || off + s->cluster_size > s->img->size) {
         ret = 0;
         goto out;
     }
@@ -386,8 +386,8 @@ int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t 
     uint64_t end = off + (len & ~s->cluster_mask);
     if (end > (off / span + 1) * span)
         end = (off / span + 1) * span;
-    if (end > (s->size & ~s->cluster_mask))
-        end = s->size & ~s->cluster_mask;
+    if (end > (s->img->size & ~s->cluster_mask))
+        end = s->img->size & ~s->cluster_mask;
     ret = qcow2_l2_for_write(s, off, &l2);
     if (ret < 0)
         goto out;

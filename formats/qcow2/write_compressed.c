@@ -43,7 +43,7 @@ int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t 
 bool qcow2_can_compress(const struct qcow2_state *s, uint64_t off, uint64_t len)
 {
     return !s->has_data_file && !(off & s->cluster_mask) && len <= s->cluster_size &&
-           (len == s->cluster_size || off + len == s->size);
+           (len == s->cluster_size || off + len == s->img->size);
 }
 
 /* Store one already compressed cluster (CLEN bytes at CDATA) for the guest

@@ -174,10 +174,10 @@ static bool below_reads_zero(struct qcow2_state *s, uint64_t off, uint64_t len)
 static int zero_partial(struct qcow2_state *s, uint64_t off, uint64_t end, uint64_t gran, int mode,
                         unsigned flags)
 {
-    uint64_t g = off & ~(gran - 1), ge = end == s->size ? end : g + gran;
+    uint64_t g = off & ~(gran - 1), ge = end == s->img->size ? end : g + gran;
     uint64_t entry, bitmap;
     enum qcow2_sc_type t;
-    if (ge > s->size || !(flags & KIMG_ZERO_WIDEN))
+    if (ge > s->img->size || !(flags & KIMG_ZERO_WIDEN))
         return write_zero_bytes(s, off, end - off);
     int ret = qcow2_get_l2_entry(s, g, &entry, &bitmap);
     if (ret == 0)
@@ -212,7 +212,7 @@ int qcow2_zero_range(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned
     uint64_t gran = s->ext_l2 ? s->subcluster_size : s->cluster_size;
     uint64_t end = off + len;
     uint64_t a = qcow2_align_up(off, gran);
-    uint64_t b = end == s->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
+    uint64_t b = end == s->img->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
     int mode = (flags & KIMG_ZERO_MAY_UNMAP) ? 1 : 0;
     if (off < a) {
         ret = zero_partial(s, off, a < end ? a : end, gran, mode, flags);
@@ -239,11 +239,11 @@ int qcow2_discard_range(struct qcow2_state *s, uint64_t off, uint64_t len)
     s->zcache_valid = false;
     uint64_t end = off + len;
     uint64_t a = qcow2_align_up(off, s->cluster_size);
-    uint64_t b = end == s->size ? qcow2_align_up(end, s->cluster_size)
+    uint64_t b = end == s->img->size ? qcow2_align_up(end, s->cluster_size)
                                 : end & ~s->cluster_mask;
     /* a raw data file must read as the guest sees it: zero it for real */
     if (a < b && s->data_file_raw)
-        ret = write_zero_bytes(s, a, (b < s->size ? b : s->size) - a);
+        ret = write_zero_bytes(s, a, (b < s->img->size ? b : s->img->size) - a);
     else if (a < b)
         ret = zero_clusters(s, a, b - a, 2);
     return ret;
