@@ -914,6 +914,7 @@ static int check_locked(struct chk *c, unsigned fix)
     uint64_t highest = 0;
     int ret;
 
+    qcow2_assert_locked(s);
     if (fix && !s->file->writable)
         return kimg_fail(-EROFS, "Cannot repair a read-only image");
     /* the file must hold everything the caches know */

@@ -356,8 +356,8 @@ static int do_block_status(struct qcow2_state *s, uint64_t off, uint64_t len,
 
     while (total < len) {
         uint64_t entry, bitmap, pos = off + total;
-        uint64_t l1i = pos >> (s->cluster_bits + s->l2_bits);
-        if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) {
+        uint64_t l1i = qcow2_l1_index(s, pos);
+        if (!qcow2_l1_has_table(s, l1i)) {
             /* a whole L2 span unallocated */
             uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
             uint64_t step = span_end - pos;

@@ -18,11 +18,12 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
     uint64_t end = off + len, last_end = 0;
     int ret = 0;
 
+    qcow2_assert_locked(s);
     if (mode == KIMG_PREALLOC_OFF || !len)
         return 0;
     off &= ~s->cluster_mask;
     while (off < end) {
-        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t l1i = qcow2_l1_index(s, off);
         uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
         if (span_end > end)
             span_end = qcow2_align_up(end, s->cluster_size);

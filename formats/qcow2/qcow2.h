@@ -579,6 +579,12 @@ static inline uint64_t qcow2_l1_index(const struct qcow2_state *s, uint64_t off)
 {
     return off >> (s->cluster_bits + s->l2_bits);
 }
+/* Whether L1 entry L1I exists and names an L2 table (not validated: a
+ * quick test; qcow2_get_l2_entry and qcow2_l2_for_write validate). */
+static inline bool qcow2_l1_has_table(const struct qcow2_state *s, uint64_t l1i)
+{
+    return l1i < s->l1_size && (s->l1[l1i] & QCOW2_L1E_OFFSET_MASK);
+}
 static inline uint8_t *qcow2_l2_slot(const struct qcow2_state *s, uint8_t *l2, uint64_t off)
 {
     return l2 + ((off >> s->cluster_bits) & (s->l2_entries - 1)) * s->l2_entry_size;

@@ -433,7 +433,7 @@ static int allocate_subclusters(struct qcow2_state *s, uint64_t a, uint64_t end)
     while (a < end) {
         uint64_t l1i = a >> span_bits;
         uint64_t next = (l1i + 1) << span_bits;
-        uint64_t l2off = l1i < s->l1_size ? s->l1[l1i] & QCOW2_L1E_OFFSET_MASK : 0;
+        uint64_t l2off = qcow2_l1_has_table(s, l1i) ? s->l1[l1i] & QCOW2_L1E_OFFSET_MASK : 0;
         uint8_t *l2;
         if (next > end)
             next = end;

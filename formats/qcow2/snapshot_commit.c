@@ -657,6 +657,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     uint8_t *table = NULL, *l1buf = NULL;
     int ret;
 
+    qcow2_assert_locked(s);
     if (!s->writable)
         return kimg_fail(-EBADF, "image is opened read-only");
     ret = qcow2_flush_caches(s);

@@ -231,7 +231,7 @@ int qcow2_write_data(struct qcow2_state *s, const void *vbuf, uint64_t off, uint
     if (!s->data_file)
         return kimg_fail(-EIO, "Cannot write guest data: the external data file is not open");
     while (len) {
-        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t l1i = qcow2_l1_index(s, off);
         uint64_t n = s->cluster_size - (off & s->cluster_mask);
         if (n > len)
             n = len;

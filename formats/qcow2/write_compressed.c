@@ -56,6 +56,7 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
     uint8_t *l2 = NULL;
     int ret;
 
+    qcow2_assert_locked(s);
     /* the L2 table first (allocated if new), the data after it: the file
      * then ends right after the compressed data, as qemu's does */
     ret = qcow2_l2_for_write(s, off, &l2);

@@ -40,7 +40,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
     int ret = 0;
 
     while (len) {
-        uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
+        uint64_t l1i = qcow2_l1_index(s, off);
         uint64_t n = s->cluster_size - (off & s->cluster_mask);
         if (n > len)
             n = len;
@@ -51,8 +51,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
             ret = qcow2_freelist_run(s, &fl);
             if (ret < 0)
                 break;
-            if (mode >= 2 && (l1i >= s->l1_size ||
-                              !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) &&
+            if (mode >= 2 && !qcow2_l1_has_table(s, l1i) &&
                 (s->version < 3 || !s->img->backing_name || mode == 3)) {
                 /* nothing allocated here; with v3 and a backing file the
                  * zero flags must still hide the backing data */
