@@ -214,7 +214,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     int ret;
 
     (void)force;    /* qemu's --force matters for encryption changes only */
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     ret = read_request(s, opts, &r);
     if (ret < 0)
         goto out;
@@ -240,8 +240,8 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
         goto out;
     /* qemu-img 7.2 changes the backing file only through rebase: amend
      * accepts the values the image already has, and refuses others */
-    if (r.backing_given && (!same_str(r.backing_file, s->backing_name) ||
-                            !same_str(r.backing_fmt, s->backing_format))) {
+    if (r.backing_given && (!same_str(r.backing_file, s->img->backing_name) ||
+                            !same_str(r.backing_fmt, s->img->backing_format))) {
         ret = kimg_fail(-EINVAL, "Cannot amend the backing file (use 'kimg rebase' instead)");
         goto out;
     }
@@ -249,9 +249,7 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     if (ret < 0)
         goto out;
     if (r.size) {
-        pthread_mutex_unlock(&s->lock);
         ret = qcow2_truncate(img, r.size, KIMG_PREALLOC_OFF);
-        pthread_mutex_lock(&s->lock);
         if (ret < 0)
             goto out;
     }
@@ -261,6 +259,5 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
 out:
     if (ret == 0 && qcow2_can_write(s))
         ret = qcow2_flush_caches(s);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

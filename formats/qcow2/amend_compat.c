@@ -369,7 +369,7 @@ int qcow2_amend_downgrade(struct qcow2_state *s)
         return kimg_fail(-ENOTSUP, "Cannot downgrade an image with a data file");
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (sn->vm_state_size > UINT32_MAX || (sn->has_disk_size && sn->disk_size != s->size))
+        if (sn->vm_state_size > UINT32_MAX || (sn->has_disk_size && sn->disk_size != s->img->size))
             return kimg_fail(-ENOTSUP, "Internal snapshots prevent downgrade of image");
     }
     if (s->incompat & QCOW2_INCOMPAT_DIRTY) {

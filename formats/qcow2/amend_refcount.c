@@ -110,7 +110,7 @@ int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order)
 {
     uint32_t bits = 1u << order;
     uint64_t max = order >= 6 ? UINT64_MAX : (1ULL << bits) - 1;
-    uint32_t nrb_bits = s->cluster_bits + 3 - order;   /* log2(entries per block) */
+    uint32_t nrb_bits = qcow2_rb_bits_of(s->cluster_bits, order);  /* log2(entries per block) */
     struct old_rc r = { s, 0, NULL, UINT64_MAX };
     uint64_t *olds = NULL, *nrt = NULL;
     uint8_t *need = NULL, *blk = NULL;
@@ -268,10 +268,7 @@ int qcow2_change_refcount_order(struct qcow2_state *s, uint32_t order)
     s->rt = nrt;
     nrt = NULL;
     s->rt_entries = nrt_entries;
-    s->refcount_bits = bits;
-    s->refcount_max = max;
-    s->rb_bits = nrb_bits;
-    s->rb_entries = 1ULL << nrb_bits;
+    qcow2_set_geometry(s);      /* refcount_order is ORDER now */
     if (end > s->alloc_end)
         s->alloc_end = end;
     s->free_hint = 0;

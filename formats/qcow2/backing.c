@@ -40,13 +40,13 @@ static uint64_t header_used_end(const struct qcow2_state *s, const uint8_t *c)
  * restores the state). */
 static int swap_backing(struct qcow2_state *s, char **name, char **fmt)
 {
-    char *on = s->backing_name, *of = s->backing_format;
+    char *on = s->img->backing_name, *of = s->img->backing_format;
     int ret = qcow2_set_ext(s, QCOW2_EXT_BACKING_FMT, *fmt,
                             *fmt ? (uint32_t)strlen(*fmt) : 0);
     if (ret < 0)
         return ret;
-    s->backing_name = *name;
-    s->backing_format = *fmt;
+    s->img->backing_name = *name;
+    s->img->backing_format = *fmt;
     *name = on;
     *fmt = of;
     return 0;
@@ -114,8 +114,8 @@ static int change_backing_locked(struct qcow2_state *s, const char *name, const 
         goto out;
 
     uint64_t write_len = s->cluster_size;
-    if (s->backing_name) {
-        uint64_t len = strlen(s->backing_name);
+    if (s->img->backing_name) {
+        uint64_t len = strlen(s->img->backing_name);
         uint64_t pos = qcow2_align_up(used > ext_end ? used : ext_end, 8);
         if (pos <= s->cluster_size && len <= s->cluster_size - pos) {
             if (pos != ext_end) {
@@ -140,21 +140,6 @@ static int change_backing_locked(struct qcow2_state *s, const char *name, const 
         goto out;
     qcow2_header_written(s, c);
     swapped = false;
-
-    /* the core's copy of what the header says */
-    struct kimg *img = s->img;
-    char *in = s->backing_name ? strdup(s->backing_name) : NULL;
-    char *ifmt = s->backing_format ? strdup(s->backing_format) : NULL;
-    if ((s->backing_name && !in) || (s->backing_format && !ifmt)) {
-        free(in);
-        free(ifmt);
-        ret = -ENOMEM;
-        goto out;
-    }
-    free(img->backing_name);
-    free(img->backing_format);
-    img->backing_name = in;
-    img->backing_format = ifmt;
 out:
     if (swapped && swap_backing(s, &nname, &nfmt) < 0)
         kimg_fence(s->img);     /* memory state unknown: stop writing */
@@ -170,10 +155,9 @@ int qcow2_change_backing(struct kimg *img, const char *name, const char *format)
     struct qcow2_state *s = img->state;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     ret = change_backing_locked(s, name && *name ? name : NULL,
                                 name && *name && format && *format ? format : NULL);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -375,7 +359,7 @@ static int make_empty_locked(struct qcow2_state *s)
         if (!zl1)
             return -ENOMEM;
         struct qcow2_sn_change ch = {
-            .l1 = zl1, .l1_size = s->l1_size, .size = s->size,
+            .l1 = zl1, .l1_size = s->l1_size, .size = s->img->size,
             .sns = s->snapshots, .nb_sns = s->nb_snapshots,
         };
         ret = kimg_tunables()->empty_incremental ? -EFBIG : qcow2_sn_commit(s, &ch);
@@ -411,8 +395,7 @@ int qcow2_make_empty(struct kimg *img)
     struct qcow2_state *s = img->state;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     ret = make_empty_locked(s);
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

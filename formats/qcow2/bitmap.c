@@ -88,7 +88,7 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 /* The table size a consistent bitmap of granularity 2^GB needs. */
 static uint64_t table_size_for(const struct qcow2_state *s, uint32_t gb)
 {
-    uint64_t bits = div_up(s->size, 1ULL << gb);
+    uint64_t bits = div_up(s->img->size, 1ULL << gb);
     return div_up(bits, s->cluster_size * 8);
 }
 
@@ -247,7 +247,7 @@ static int check_dir(struct qcow2_state *s, const uint8_t *dir, uint64_t *pos)
             gb > BME_MAX_GRANULARITY_BITS || gb < BME_MIN_GRANULARITY_BITS ||
             (flags & BME_RESERVED_FLAGS) || name_size > BME_MAX_NAME_SIZE ||
             type != BT_DIRTY_TRACKING || phys > BME_MAX_PHYS_SIZE ||
-            (!(flags & QCOW2_BME_IN_USE) && s->size > ((phys * 8) << gb)))
+            (!(flags & QCOW2_BME_IN_USE) && s->img->size > ((phys * 8) << gb)))
             return kimg_fail(-EINVAL, "Bitmap '%.*s' doesn't satisfy the constraints",
                              (int)name_size, (const char *)e + 24);
         pos[n - 1] = off;
@@ -346,7 +346,7 @@ int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size)
             struct bm_track *tr = &st->t[st->nt++];
             tr->idx = i;
             tr->gran_bits = b->granularity_bits;
-            tr->nbits = div_up(s->size, 1ULL << tr->gran_bits);
+            tr->nbits = div_up(s->img->size, 1ULL << tr->gran_bits);
             tr->npages = div_up(tr->nbits, (uint64_t)st->page_bytes * 8);
             tr->nblocks = div_up(tr->npages, 1u << BM_BLOCK_BITS);
         }
@@ -533,9 +533,9 @@ static int mark(struct qcow2_state *s, uint64_t off, uint64_t len)
 
 int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
 {
+    qcow2_assert_locked(s);
     if (!s->bm || !len)
         return 0;
-    pthread_mutex_lock(&s->lock);
     struct qcow2_bm_state *st = s->bm;
     int ret = 0;
     if (!qcow2_can_write(s))
@@ -552,7 +552,6 @@ int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len)
     if (ret == 0 && st->mem >= st->budget)
         ret = qcow2_bitmaps_store(s);
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -863,12 +862,10 @@ out:
 
 int qcow2_bitmaps_flush(struct qcow2_state *s)
 {
+    qcow2_assert_locked(s);
     if (!s->bm)
         return 0;
-    pthread_mutex_lock(&s->lock);
-    int ret = qcow2_bitmaps_store(s);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    return qcow2_bitmaps_store(s);
 }
 
 /* ---- resize ---------------------------------------------------------------- */
@@ -1010,7 +1007,7 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size)
     for (uint32_t i = 0; ret == 0 && i < s->nb_bitmaps; i++) {
         struct qcow2_bitmap *b = &s->bitmaps[i];
         uint64_t gran = 1ULL << b->granularity_bits, cbits = s->cluster_size * 8;
-        uint64_t bound = div_up(old_size < s->size ? old_size : s->size, gran);
+        uint64_t bound = div_up(old_size < s->img->size ? old_size : s->img->size, gran);
         uint32_t nts = (uint32_t)table_size_for(s, b->granularity_bits);
         uint64_t *oldt = NULL, *newt = calloc(nts, 8), toff = 0;
         if (!newt) {
@@ -1066,7 +1063,7 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size)
                 st->mem -= t->nblocks * sizeof(*t->blocks);
             free(t->blocks);
             t->blocks = NULL;
-            t->nbits = div_up(s->size, 1ULL << t->gran_bits);
+            t->nbits = div_up(s->img->size, 1ULL << t->gran_bits);
             t->npages = div_up(t->nbits, (uint64_t)st->page_bytes * 8);
             t->nblocks = div_up(t->npages, 1u << BM_BLOCK_BITS);
         }

@@ -4,6 +4,8 @@
  * LRU replacement, write-back.  Ordering: before any dirty table of a cache
  * is written, its `depends` cache is flushed and the file synced, so a new
  * cluster's refcount reaches the disk before an L2 entry pointing at it.
+ * qcow2_flush_caches writes back both caches, then the pending L1 entries
+ * (cluster.c), and syncs: the one "everything on disk" step.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -201,4 +203,25 @@ void qcow2_cache_clear(struct qcow2_cache *c)
         c->slots[i].dirty = false;
         c->slots[i].refs = 0;
     }
+}
+
+int qcow2_flush_caches(struct qcow2_state *s)
+{
+    qcow2_assert_locked(s);
+    int ret = qcow2_cache_flush(&s->l2_cache);
+    if (ret < 0)
+        return ret;
+    ret = qcow2_cache_flush(&s->rb_cache);
+    if (ret < 0)
+        return ret;
+    /* the L2 tables are on disk: now the L1 entries pointing at them */
+    ret = qcow2_l1_write_pending(s);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_sync(s->file);
+    if (ret < 0)
+        return ret;
+    if (s->data_file && s->data_file != s->file)
+        ret = kimg_file_sync(s->data_file);
+    return ret;
 }

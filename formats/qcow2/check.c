@@ -919,6 +919,7 @@ static int check_locked(struct chk *c, unsigned fix)
     uint64_t highest = 0;
     int ret;
 
+    qcow2_assert_locked(s);
     if (fix && !s->file->writable)
         return kimg_fail(-EROFS, "Cannot repair a read-only image");
     /* the file must hold everything the caches know */
@@ -934,7 +935,7 @@ static int check_locked(struct chk *c, unsigned fix)
     ret = setup_counters(c);
     if (ret < 0)
         return ret;
-    r->total_clusters = qcow2_align_up(s->size, s->cluster_size) >> s->cluster_bits;
+    r->total_clusters = qcow2_align_up(s->img->size, s->cluster_size) >> s->cluster_bits;
     r->has_stats = true;
     uint32_t incomplete = report_incomplete_snapshots(c, fix);
 
@@ -1016,11 +1017,7 @@ int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix)
         res->check_errors++;
         return kimg_fail(-ENOMEM, "Cannot allocate check buffers");
     }
-    if (s->lock_init)
-        pthread_mutex_lock(&s->lock);
     ret = check_locked(&c, fix);
-    if (s->lock_init)
-        pthread_mutex_unlock(&s->lock);
     free(c.refs);
     free(c.l2buf);
     free(c.rbbuf);

@@ -195,7 +195,7 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
         p->prealloc = KIMG_PREALLOC_METADATA;   /* qemu does the same */
 
     /* the L1 table must be able to map the whole disk */
-    uint32_t l2_bits = p->cluster_bits - (p->ext_l2 ? 4 : 3);
+    uint32_t l2_bits = qcow2_l2_bits_of(p->cluster_bits, p->ext_l2);
     uint64_t span = 1ULL << (p->cluster_bits + l2_bits);
     if (p->size > (uint64_t)INT64_MAX - span ||
         (p->size + span - 1) / span > QCOW2_MAX_L1_BYTES / 8)
@@ -211,9 +211,7 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
 
     s->version = (uint32_t)p->version;
     s->cluster_bits = p->cluster_bits;
-    s->cluster_size = 1ULL << p->cluster_bits;
-    s->cluster_mask = s->cluster_size - 1;
-    s->size = p->size;
+    s->img->size = p->size;
     s->refcount_order = p->refcount_order;
     s->header_length = p->version >= 3 ? QCOW2_HEADER_LEN_CT : QCOW2_V2_HEADER_LEN;
     s->hdr_raw_len = s->header_length;
@@ -234,27 +232,16 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
     s->ext_l2 = p->ext_l2;
     s->has_data_file = p->data_file != NULL;
     s->data_file_raw = p->data_file_raw;
-    s->l2_entry_size = s->ext_l2 ? 16 : 8;
-    s->l2_bits = s->cluster_bits - (s->ext_l2 ? 4 : 3);
-    s->l2_entries = 1ULL << s->l2_bits;
-    s->subcluster_bits = s->ext_l2 ? s->cluster_bits - 5 : s->cluster_bits;
-    s->subcluster_size = 1ULL << s->subcluster_bits;
-    s->refcount_bits = 1u << s->refcount_order;
-    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ULL << s->refcount_bits) - 1;
-    s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
-    s->rb_entries = 1ULL << s->rb_bits;
-    s->csize_shift = 62 - (s->cluster_bits - 8);
-    s->csize_mask = (1ULL << (s->cluster_bits - 8)) - 1;
-    s->coffset_mask = (1ULL << s->csize_shift) - 1;
+    qcow2_set_geometry(s);
 
     /* extensions in qemu's order */
     if (p->backing_file) {
-        s->backing_name = strdup(p->backing_file);
-        if (!s->backing_name)
+        s->img->backing_name = strdup(p->backing_file);
+        if (!s->img->backing_name)
             return -ENOMEM;
         if (p->backing_fmt) {
-            s->backing_format = strdup(p->backing_fmt);
-            if (!s->backing_format)
+            s->img->backing_format = strdup(p->backing_fmt);
+            if (!s->img->backing_format)
                 return -ENOMEM;
             ret = qcow2_set_ext(s, QCOW2_EXT_BACKING_FMT, p->backing_fmt,
                                 (uint32_t)strlen(p->backing_fmt));
@@ -300,10 +287,9 @@ static int init_state(struct qcow2_state *s, const struct create_params *p)
     return 0;
 }
 
-int qcow2_create(const struct kimg_create_args *args)
+int qcow2_create_in(struct qcow2_state *s, const struct kimg_create_args *args)
 {
     struct create_params p;
-    struct qcow2_state *s = NULL;
     struct kimg fake;
     struct kimg_file *f = NULL, *df = NULL;
     uint8_t *buf = NULL;
@@ -312,9 +298,6 @@ int qcow2_create(const struct kimg_create_args *args)
     ret = parse_params(args, &p);
     if (ret < 0)
         return ret;
-    s = calloc(1, sizeof(*s));
-    if (!s)
-        return -ENOMEM;
     memset(&fake, 0, sizeof(fake));
     ret = kimg_file_open(&f, args->filename, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);
     if (ret < 0)
@@ -409,8 +392,9 @@ out:
         free(s->l1);
         free(s->l1_pending);
         free(s->rt);
-        free(s);
     }
+    free(fake.backing_name);
+    free(fake.backing_format);
     if (df)
         kimg_file_close(df);
     if (f)

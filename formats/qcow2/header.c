@@ -228,9 +228,9 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c)
             if (len == 0 || len > 1023 || memchr(d, 0, len))
                 return kimg_fail(-EINVAL, "ERROR: ext_backing_format: len=%" PRIu32
                                  " invalid", len);
-            free(s->backing_format);
-            s->backing_format = dup_string(d, len);
-            if (!s->backing_format)
+            free(s->img->backing_format);
+            s->img->backing_format = dup_string(d, len);
+            if (!s->img->backing_format)
                 return -ENOMEM;
             drop_ext(s, type);
             break;
@@ -320,6 +320,25 @@ static int parse_extensions(struct qcow2_state *s, const uint8_t *c)
     return 0;
 }
 
+void qcow2_set_geometry(struct qcow2_state *s)
+{
+    s->cluster_size = 1ULL << s->cluster_bits;
+    s->cluster_mask = s->cluster_size - 1;
+    s->l2_entry_size = qcow2_l2_entry_bytes(s->ext_l2);
+    s->l2_bits = qcow2_l2_bits_of(s->cluster_bits, s->ext_l2);
+    s->l2_entries = 1ULL << s->l2_bits;
+    s->subcluster_bits = s->ext_l2 ? s->cluster_bits - 5 : s->cluster_bits;
+    s->subcluster_size = 1ULL << s->subcluster_bits;
+    s->refcount_bits = 1u << s->refcount_order;
+    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX
+                                             : (1ULL << s->refcount_bits) - 1;
+    s->rb_bits = qcow2_rb_bits_of(s->cluster_bits, s->refcount_order);
+    s->rb_entries = 1ULL << s->rb_bits;
+    s->csize_shift = 62 - (s->cluster_bits - 8);
+    s->csize_mask = (1ULL << (s->cluster_bits - 8)) - 1;
+    s->coffset_mask = (1ULL << s->csize_shift) - 1;
+}
+
 int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
 {
     uint8_t h[QCOW2_V3_HEADER_LEN];
@@ -341,7 +360,7 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     s->backing_offset = qcow2_be64(h + 8);
     s->backing_len = qcow2_be32(h + 16);
     s->cluster_bits = qcow2_be32(h + 20);
-    s->size = qcow2_be64(h + 24);
+    s->img->size = qcow2_be64(h + 24);
     s->crypt_method = qcow2_be32(h + 32);
     s->l1_size = qcow2_be32(h + 36);
     s->l1_offset = qcow2_be64(h + 40);
@@ -439,28 +458,15 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
         goto out;
     }
 
-    /* derived geometry */
-    s->l2_entry_size = s->ext_l2 ? 16 : 8;
-    s->l2_bits = s->cluster_bits - (s->ext_l2 ? 4 : 3);
-    s->l2_entries = 1ULL << s->l2_bits;
-    s->subcluster_bits = s->ext_l2 ? s->cluster_bits - 5 : s->cluster_bits;
-    s->subcluster_size = 1ULL << s->subcluster_bits;
-    s->refcount_bits = 1u << s->refcount_order;
-    s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX
-                                             : (1ULL << s->refcount_bits) - 1;
-    s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
-    s->rb_entries = 1ULL << s->rb_bits;
-    s->csize_shift = 62 - (s->cluster_bits - 8);
-    s->csize_mask = (1ULL << (s->cluster_bits - 8)) - 1;
-    s->coffset_mask = (1ULL << s->csize_shift) - 1;
+    qcow2_set_geometry(s);
 
     /* virtual size and the L1 table */
-    if (s->size > (uint64_t)INT64_MAX - s->cluster_size) {
+    if (s->img->size > (uint64_t)INT64_MAX - s->cluster_size) {
         kimg_error("Image size too large");
         goto out;
     }
     uint64_t l2_span = s->cluster_size << s->l2_bits;   /* bytes per L1 entry */
-    uint64_t l1_needed = (s->size + l2_span - 1) / l2_span;
+    uint64_t l1_needed = (s->img->size + l2_span - 1) / l2_span;
     if (l1_needed > QCOW2_MAX_L1_BYTES / 8) {
         kimg_error("Image is too big");
         ret = -EFBIG;
@@ -542,15 +548,15 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
             kimg_error("Backing file name contains a NUL byte");
             goto out;
         }
-        s->backing_name = dup_string(c + s->backing_offset, s->backing_len);
-        if (!s->backing_name) {
+        s->img->backing_name = dup_string(c + s->backing_offset, s->backing_len);
+        if (!s->img->backing_name) {
             ret = -ENOMEM;
             goto out;
         }
-    } else if (s->backing_format) {
+    } else if (s->img->backing_format) {
         /* a format without a name is meaningless: ignore it */
     }
-    if (s->has_data_file && s->backing_name && s->data_file_raw) {
+    if (s->has_data_file && s->img->backing_name && s->data_file_raw) {
         /* allowed to read, as qemu does; writes keep both */
     }
     ret = 0;
@@ -636,7 +642,7 @@ int qcow2_build_header(struct qcow2_state *s, uint8_t *c, uint64_t *ext_end)
     qcow2_put_be32(c, QCOW2_MAGIC);
     qcow2_put_be32(c + 4, s->version);
     qcow2_put_be32(c + 20, s->cluster_bits);
-    qcow2_put_be64(c + 24, s->size);
+    qcow2_put_be64(c + 24, s->img->size);
     qcow2_put_be32(c + 32, s->crypt_method);
     qcow2_put_be32(c + 36, s->l1_size);
     qcow2_put_be64(c + 40, s->l1_offset);
@@ -670,12 +676,12 @@ int qcow2_build_header(struct qcow2_state *s, uint8_t *c, uint64_t *ext_end)
         return kimg_fail(-ENOSPC, "Cannot update the header: it does not fit in the first cluster");
     off += 8;   /* end marker (zeros) */
     *ext_end = off;
-    if (s->backing_name) {
-        size_t bl = strlen(s->backing_name);
+    if (s->img->backing_name) {
+        size_t bl = strlen(s->img->backing_name);
         if (bl > s->cluster_size - off)
             return kimg_fail(-ENOSPC, "Cannot update the header: the backing file name "
                              "does not fit in the first cluster");
-        memcpy(c + off, s->backing_name, bl);
+        memcpy(c + off, s->img->backing_name, bl);
         qcow2_put_be64(c + 8, off);
         qcow2_put_be32(c + 16, (uint32_t)bl);
     } else {
@@ -763,10 +769,8 @@ void qcow2_free_header(struct qcow2_state *s)
     s->nb_exts = 0;
     free(s->hdr_raw);
     s->hdr_raw = NULL;
-    free(s->backing_name);
-    free(s->backing_format);
     free(s->data_file_name);
-    s->backing_name = s->backing_format = s->data_file_name = NULL;
+    s->data_file_name = NULL;
     free(s->features);
     s->features = NULL;
     s->nb_features = 0;

@@ -84,7 +84,7 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
     struct qcow2_state *s = img->state;
     int ret = 0;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     info->cluster_size = s->cluster_size;
     info->encrypted = s->crypt_method != QCOW2_CRYPT_NONE;
     info->dirty = (s->incompat & QCOW2_INCOMPAT_DIRTY) != 0;
@@ -116,7 +116,6 @@ int qcow2_info(struct kimg *img, struct kimg_info *info)
     if (!info->format_specific)
         ret = -ENOMEM;
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -129,14 +128,13 @@ int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts)
     char cs[24], rb[16];
     bool v3, lazy, ext_l2, zstd;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     snprintf(cs, sizeof(cs), "%" PRIu64, s->cluster_size);
     snprintf(rb, sizeof(rb), "%" PRIu32, s->refcount_bits);
     v3 = s->version >= 3;
     lazy = (s->compat & QCOW2_COMPAT_LAZY) != 0;
     ext_l2 = s->ext_l2;
     zstd = s->compression_type == QCOW2_COMPRESSION_ZSTD;
-    pthread_mutex_unlock(&s->lock);
 
     int r = kimg_opts_set(opts, "cluster_size", cs);
     if (r == 0)
@@ -157,8 +155,6 @@ int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts)
 bool qcow2_has_bitmaps(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    bool has = s->version >= 3 && s->has_bitmaps_ext && s->bitmaps;
-    pthread_mutex_unlock(&s->lock);
-    return has;
+    qcow2_assert_locked(s);
+    return s->version >= 3 && s->has_bitmaps_ext && s->bitmaps;
 }

@@ -1,8 +1,8 @@
 /*
- * map.c — guest-to-host mapping: L1 → L2 lookup, classification of
- * (sub)clusters (unallocated, zero, normal, compressed; extended L2
- * bitmaps; external data files), guest reads (backing reads for the
- * unallocated parts, host runs coalesced) and block status.
+ * map.c — guest reads (backing reads for the unallocated parts, host runs
+ * coalesced, compressed clusters decompressed, read plans carried out
+ * without the lock) and block status, on top of the cluster layer's
+ * lookup and classification (cluster.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -10,135 +10,6 @@
 #include <string.h>
 
 #include "qcow2.h"
-
-int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size, uint64_t **out)
-{
-    uint64_t fsz = 0, bytes = (uint64_t)l1_size * 8;
-    uint8_t *buf;
-    uint64_t *l1;
-    int ret;
-
-    *out = NULL;
-    if (bytes > QCOW2_MAX_L1_BYTES)
-        return kimg_fail(-EFBIG, "L1 table too large");
-    ret = kimg_file_size(s->file, &fsz);
-    if (ret < 0)
-        return ret;
-    if ((offset & s->cluster_mask) || offset > fsz || bytes > fsz - offset)
-        return kimg_fail(-EINVAL, "L1 table offset %#" PRIx64 " invalid", offset);
-    l1 = calloc(l1_size ? l1_size : 1, 8);
-    buf = kimg_alloc_aligned(bytes);
-    if (!l1 || !buf) {
-        free(l1);
-        free(buf);
-        return -ENOMEM;
-    }
-    if (bytes) {
-        ret = kimg_file_pread(s->file, buf, bytes, offset);
-        if (ret < 0) {
-            free(l1);
-            free(buf);
-            return ret;
-        }
-    }
-    for (uint32_t i = 0; i < l1_size; i++)
-        l1[i] = qcow2_be64(buf + (uint64_t)i * 8);
-    free(buf);
-    *out = l1;
-    return 0;
-}
-
-int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t off, uint64_t *entry,
-                       uint64_t *bitmap)
-{
-    uint64_t l1i = off >> (s->cluster_bits + s->l2_bits);
-    uint64_t l2i = (off >> s->cluster_bits) & (s->l2_entries - 1);
-    uint8_t *l2;
-    int ret;
-
-    *entry = 0;
-    *bitmap = 0;
-    if (l1i >= s->l1_size)
-        return 0;
-    uint64_t l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
-    if (!l2off)
-        return 0;
-    if (l2off & s->cluster_mask)
-        return qcow2_signal_corruption(s, "L2 table offset %#" PRIx64 " unaligned "
-                                       "(L1 index: %#" PRIx64 ")", l2off, l1i);
-    if (qcow2_overlaps_main(s, l2off, s->cluster_size))
-        return qcow2_signal_corruption(s, "L2 table at %#" PRIx64 " overlaps other "
-                                       "metadata (L1 index: %#" PRIx64 ")", l2off, l1i);
-    ret = qcow2_cache_get(&s->l2_cache, l2off, &l2);
-    if (ret < 0)
-        return ret;
-    *entry = qcow2_be64(l2 + l2i * s->l2_entry_size);
-    if (s->ext_l2)
-        *bitmap = qcow2_be64(l2 + l2i * s->l2_entry_size + 8);
-    qcow2_cache_put(&s->l2_cache, l2);
-    return 0;
-}
-
-void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
-                            uint64_t *host, uint64_t *len)
-{
-    uint64_t h = entry & s->coffset_mask;
-    uint64_t nsec = ((entry >> s->csize_shift) & s->csize_mask) + 1;
-    uint64_t end = (h & ~511ULL) + nsec * 512;
-    *host = h;
-    *len = end - h;
-}
-
-int qcow2_sc_type(struct qcow2_state *s, uint64_t entry, uint64_t bitmap,
-                  unsigned sc, enum qcow2_sc_type *type)
-{
-    if (entry & QCOW2_OFLAG_COMPRESSED) {
-        uint64_t host, len;
-        if (s->has_data_file)
-            return qcow2_signal_corruption(s, "Compressed cluster in an image with an "
-                                           "external data file");
-        if (bitmap)
-            return qcow2_signal_corruption(s, "Compressed cluster entry %#" PRIx64
-                                           " has a non-zero subcluster bitmap", entry);
-        qcow2_compressed_range(s, entry, &host, &len);
-        if (host >= QCOW2_MAX_HOST_OFFSET || host < s->cluster_size)
-            return qcow2_signal_corruption(s, "Compressed cluster at %#" PRIx64
-                                           " has an invalid offset", host);
-        *type = QCOW2_SC_COMPRESSED;
-        return 0;
-    }
-    uint64_t off = entry & QCOW2_L2E_OFFSET_MASK;
-    if (off & s->cluster_mask)
-        return qcow2_signal_corruption(s, "Cluster allocation offset %#" PRIx64
-                                       " unaligned", off);
-    bool present = off || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED));
-    if (!s->ext_l2) {
-        if (entry & QCOW2_OFLAG_ZERO)
-            *type = present ? QCOW2_SC_ZERO_ALLOC : QCOW2_SC_ZERO_PLAIN;
-        else
-            *type = present ? QCOW2_SC_NORMAL : QCOW2_SC_UNALLOC;
-        return 0;
-    }
-    uint32_t alloc = (uint32_t)bitmap, zero = (uint32_t)(bitmap >> 32);
-    if (alloc & zero)
-        return qcow2_signal_corruption(s, "Subcluster bitmap %#" PRIx64 " marks "
-                                       "subclusters both allocated and zero", bitmap);
-    if (!present) {
-        if (alloc)
-            return qcow2_signal_corruption(s, "Subclusters allocated in an "
-                                           "unallocated cluster (bitmap %#" PRIx64 ")",
-                                           bitmap);
-        *type = (zero >> sc) & 1 ? QCOW2_SC_ZERO_PLAIN : QCOW2_SC_UNALLOC;
-        return 0;
-    }
-    if ((alloc >> sc) & 1)
-        *type = QCOW2_SC_NORMAL;
-    else if ((zero >> sc) & 1)
-        *type = QCOW2_SC_ZERO_ALLOC;
-    else
-        *type = QCOW2_SC_UNALLOC_ALLOC;
-    return 0;
-}
 
 int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
 {
@@ -186,30 +57,26 @@ static int need_data_file(struct qcow2_state *s)
  * fixed at open are used outside the lock.
  */
 enum seg_kind { SEG_HOST = 1, SEG_BACKING = 2, SEG_COMPRESSED = 3 };
-struct seg {
+struct qcow2_read_seg {
     enum seg_kind kind;
     uint8_t *buf;
     uint64_t where;     /* host offset, guest offset, or compressed L2 entry */
     uint64_t pos;       /* compressed: offset inside the cluster */
     uint64_t len;
 };
-struct plan {
-    struct seg *v;
-    size_t n, cap;
-};
 
-static int plan_add(struct plan *pl, enum seg_kind kind, uint8_t *buf, uint64_t where,
+static int plan_add(struct qcow2_read_plan *pl, enum seg_kind kind, uint8_t *buf, uint64_t where,
                     uint64_t pos, uint64_t len)
 {
     if (pl->n == pl->cap) {
         size_t cap = pl->cap ? pl->cap * 2 : 16;
-        struct seg *v = realloc(pl->v, cap * sizeof(*v));
+        struct qcow2_read_seg *v = realloc(pl->v, cap * sizeof(*v));
         if (!v)
             return -ENOMEM;
         pl->v = v;
         pl->cap = cap;
     }
-    pl->v[pl->n++] = (struct seg){ kind, buf, where, pos, len };
+    pl->v[pl->n++] = (struct qcow2_read_seg){ kind, buf, where, pos, len };
     return 0;
 }
 
@@ -218,7 +85,7 @@ struct pend {
     uint8_t *buf;
     uint64_t host;      /* host offset (kind 1) or guest offset (kind 2) */
     uint64_t len;
-    struct plan *plan;  /* record instead of reading */
+    struct qcow2_read_plan *plan;  /* record instead of reading */
 };
 
 static int pend_flush(struct kimg *img, struct qcow2_state *s, struct pend *p)
@@ -257,7 +124,7 @@ static int pend_add(struct kimg *img, struct qcow2_state *s, struct pend *p, int
 }
 
 static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
-                   uint64_t off, uint64_t len, struct plan *plan)
+                   uint64_t off, uint64_t len, struct qcow2_read_plan *plan)
 {
     struct pend p = { .plan = plan };
     uint8_t *cbuf = NULL;
@@ -360,7 +227,7 @@ out:
 
 struct cseg {
     uint64_t host, len;     /* stored range */
-    const struct seg *g;
+    const struct qcow2_read_seg *g;
 };
 
 static int cseg_cmp(const void *a, const void *b)
@@ -370,7 +237,7 @@ static int cseg_cmp(const void *a, const void *b)
 }
 
 /* Decompress one segment from IN (its stored bytes). */
-static int decompress_seg(struct qcow2_state *s, const struct seg *g, const uint8_t *in,
+static int decompress_seg(struct qcow2_state *s, const struct qcow2_read_seg *g, const uint8_t *in,
                           uint64_t clen, uint8_t **cbuf)
 {
     if (g->pos == 0 && g->len == s->cluster_size)
@@ -384,7 +251,7 @@ static int decompress_seg(struct qcow2_state *s, const struct seg *g, const uint
     return ret;
 }
 
-static int run_compressed(struct qcow2_state *s, const struct plan *pl, size_t nc)
+static int run_compressed(struct qcow2_state *s, const struct qcow2_read_plan *pl, size_t nc)
 {
     struct cseg *v = malloc(nc * sizeof(*v));
     uint8_t *cbuf = NULL, *in = NULL;
@@ -429,13 +296,13 @@ static int run_compressed(struct qcow2_state *s, const struct plan *pl, size_t n
     return ret;
 }
 
-/* Carry out a plan without the lock. */
-static int run_plan(struct kimg *img, struct qcow2_state *s, const struct plan *pl)
+int qcow2_read_plan_run(struct kimg *img, const struct qcow2_read_plan *pl)
 {
+    struct qcow2_state *s = img->state;
     size_t nc = 0;
     int ret = 0;
     for (size_t i = 0; i < pl->n && ret == 0; i++) {
-        const struct seg *g = &pl->v[i];
+        const struct qcow2_read_seg *g = &pl->v[i];
         switch (g->kind) {
         case SEG_HOST:
             ret = need_data_file(s);
@@ -455,26 +322,17 @@ static int run_plan(struct kimg *img, struct qcow2_state *s, const struct plan *
     return ret;
 }
 
-int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)
+int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len,
+               struct qcow2_read_plan *pl)
 {
     struct qcow2_state *s = img->state;
-    int ret;
+    qcow2_assert_locked(s);
     if (img->writable) {
         /* writes may move clusters: map and read under the lock (also
          * once fenced: a write that passed the door may still run) */
-        pthread_mutex_lock(&s->lock);
-        ret = do_read(img, s, buf, off, len, NULL);
-        pthread_mutex_unlock(&s->lock);
-        return ret;
+        return do_read(img, s, buf, off, len, NULL);
     }
-    struct plan pl = { 0 };
-    pthread_mutex_lock(&s->lock);
-    ret = do_read(img, s, buf, off, len, &pl);
-    pthread_mutex_unlock(&s->lock);
-    if (ret == 0)
-        ret = run_plan(img, s, &pl);
-    free(pl.v);
-    return ret;
+    return do_read(img, s, buf, off, len, pl);
 }
 
 static unsigned type_flags(enum qcow2_sc_type t)
@@ -499,8 +357,8 @@ static int do_block_status(struct qcow2_state *s, uint64_t off, uint64_t len,
 
     while (total < len) {
         uint64_t entry, bitmap, pos = off + total;
-        uint64_t l1i = pos >> (s->cluster_bits + s->l2_bits);
-        if (l1i >= s->l1_size || !(s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) {
+        uint64_t l1i = qcow2_l1_index(s, pos);
+        if (!qcow2_l1_has_table(s, l1i)) {
             /* a whole L2 span unallocated */
             uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);
             uint64_t step = span_end - pos;
@@ -615,25 +473,6 @@ int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
                        struct kimg_extent *ext)
 {
     struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = do_block_status(s, off, len, ext);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
-
-void qcow2_entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
-                     uint64_t *len)
-{
-    *off = *len = 0;
-    if (s->has_data_file)
-        return;
-    if (entry & QCOW2_OFLAG_COMPRESSED) {
-        qcow2_compressed_range(s, entry, off, len);
-        return;
-    }
-    uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
-    if (h) {
-        *off = h;
-        *len = s->cluster_size;
-    }
+    qcow2_assert_locked(s);
+    return do_block_status(s, off, len, ext);
 }

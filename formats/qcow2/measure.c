@@ -103,7 +103,7 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 static uint64_t refcount_clusters(uint64_t data, uint32_t cluster_bits,
                                   uint32_t refcount_order)
 {
-    uint64_t per_block = 1ULL << (cluster_bits + 3 - refcount_order);
+    uint64_t per_block = 1ULL << qcow2_rb_bits_of(cluster_bits, refcount_order);
     uint64_t per_table = 1ULL << (cluster_bits - 3);
     uint64_t blocks = 0, table = 0, n = 0, last;
 
@@ -124,8 +124,8 @@ static int fully_allocated(const struct measure_params *p, uint64_t aligned,
                            uint64_t *out)
 {
     uint64_t cs = 1ULL << p->cluster_bits;
-    uint64_t l2e = p->ext_l2 ? 16 : 8;
-    uint64_t l2_per_table = cs / l2e;
+    uint64_t l2e = qcow2_l2_entry_bytes(p->ext_l2);
+    uint64_t l2_per_table = 1ULL << qcow2_l2_bits_of(p->cluster_bits, p->ext_l2);
     uint64_t nl2e = div_up(aligned >> p->cluster_bits, l2_per_table) * l2_per_table;
     uint64_t nl1e = div_up(nl2e / l2_per_table, cs / 8) * (cs / 8);
     uint64_t meta = cs + nl2e * l2e + nl1e * 8;
@@ -144,10 +144,10 @@ static int fully_allocated(const struct measure_params *p, uint64_t aligned,
 static int check_size(const struct measure_params *p, uint64_t size)
 {
     uint64_t cs = 1ULL << p->cluster_bits;
-    uint64_t l2e = p->ext_l2 ? 16 : 8;
+    uint64_t l2_per_table = 1ULL << qcow2_l2_bits_of(p->cluster_bits, p->ext_l2);
     uint64_t aligned = qcow2_align_up(size, cs);
     if (aligned < size ||
-        div_up(aligned >> p->cluster_bits, cs / l2e) * 8 > QCOW2_MAX_L1_BYTES)
+        div_up(aligned >> p->cluster_bits, l2_per_table) * 8 > QCOW2_MAX_L1_BYTES)
         return kimg_fail(-EFBIG, "The image size is too large (try using a larger "
                          "cluster size)");
     return 0;
@@ -201,7 +201,7 @@ static bool bitmaps_bytes(struct kimg *src, uint32_t cluster_bits, uint64_t *out
     uint64_t cs = 1ULL << cluster_bits, total = 0, dir = 0;
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         const struct qcow2_bitmap *bm = &s->bitmaps[i];
-        uint64_t bits = div_up(s->size, 1ULL << bm->granularity_bits);
+        uint64_t bits = div_up(s->img->size, 1ULL << bm->granularity_bits);
         uint64_t clusters = div_up(div_up(bits, 8), cs);
         total += clusters * cs + qcow2_align_up(clusters * 8, cs);
         dir += qcow2_align_up(24 + strlen(bm->name), 8);

@@ -94,44 +94,33 @@ static int clear_autoclear(struct qcow2_state *s, uint64_t keep)
     return 0;
 }
 
-/* Before any guest data changes in an image opened under KIMG_OPEN_REPAIR
- * whose bitmaps were kept: clear the bitmaps bit (as open does otherwise). */
+/* Lock held.  Before any guest data changes in an image opened under
+ * KIMG_OPEN_REPAIR whose bitmaps were kept: clear the bitmaps bit (as open
+ * does otherwise). */
 static int before_guest_write(struct qcow2_state *s)
 {
-    if (!__atomic_load_n(&s->bitmaps_clear_on_write, __ATOMIC_ACQUIRE))
+    qcow2_assert_locked(s);
+    if (!s->bitmaps_clear_on_write)
         return 0;
-    pthread_mutex_lock(&s->lock);
-    int ret = 0;
-    if (s->bitmaps_clear_on_write) {
-        ret = clear_autoclear(s, s->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS);
-        if (ret == 0)
-            __atomic_store_n(&s->bitmaps_clear_on_write, false, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&s->lock);
+    int ret = clear_autoclear(s, s->autoclear & ~QCOW2_AUTOCLEAR_BITMAPS);
+    if (ret == 0)
+        s->bitmaps_clear_on_write = false;
     return ret;
 }
 
-/* Before guest data of [off, off+len) changes: the autoclear bit under
- * repair, the dirty bitmaps (bitmap.c). */
+/* Lock held.  Before guest data of [off, off+len) changes: the autoclear
+ * bit under repair, the dirty bitmaps (bitmap.c). */
 static int guest_write(struct qcow2_state *s, uint64_t off, uint64_t len)
 {
     int ret = before_guest_write(s);
     return ret < 0 ? ret : qcow2_bitmaps_write(s, off, len);
 }
 
-int qcow2_do_open(struct kimg *img)
+/* The open, lock held; on failure the caller frees the state. */
+static int open_locked(struct kimg *img, struct qcow2_state *s)
 {
-    struct qcow2_state *s = img->state;
     uint64_t fsz;
     int ret;
-
-    memset(s, 0, sizeof(*s));
-    s->img = img;
-    s->file = img->file;
-    s->meta_prealloc = -1;
-    if (pthread_mutex_init(&s->lock, NULL))
-        return -ENOMEM;
-    s->lock_init = true;
 
     ret = kimg_file_size(s->file, &fsz);
     if (ret < 0)
@@ -218,27 +207,29 @@ int qcow2_do_open(struct kimg *img)
             goto fail;
     }
 
-    img->size = s->size;
+    /* img->size, backing_name and backing_format were set by the header */
     img->cluster_size = s->cluster_size;
-    if (s->backing_name) {
-        img->backing_name = strdup(s->backing_name);
-        if (!img->backing_name) {
-            ret = -ENOMEM;
-            goto fail;
-        }
-        if (s->backing_format) {
-            img->backing_format = strdup(s->backing_format);
-            if (!img->backing_format) {
-                free(img->backing_name);
-                img->backing_name = NULL;
-                ret = -ENOMEM;
-                goto fail;
-            }
-        }
-    }
     return 0;
 fail:
-    free_state(s);
+    return ret;
+}
+
+int qcow2_do_open(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+
+    memset(s, 0, sizeof(*s));
+    s->img = img;
+    s->file = img->file;
+    s->meta_prealloc = -1;
+    if (pthread_mutex_init(&s->lock, NULL))
+        return -ENOMEM;
+    s->lock_init = true;
+    qcow2_lock(s);
+    int ret = open_locked(img, s);
+    qcow2_unlock(s);
+    if (ret < 0)
+        free_state(s);
     return ret;
 }
 
@@ -246,8 +237,10 @@ void qcow2_do_close(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
     if (qcow2_can_write(s)) {
+        qcow2_lock(s);
         qcow2_bitmaps_flush(s);
         qcow2_flush_caches(s);
+        qcow2_unlock(s);
     }
     free_state(s);
 }
@@ -261,6 +254,31 @@ static void qcow2_close(struct kimg *img)
 {
     qcow2_do_close(img);
 }
+
+static int qcow2_create(const struct kimg_create_args *args)
+{
+    struct qcow2_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    if (pthread_mutex_init(&s->lock, NULL)) {
+        free(s);
+        return -ENOMEM;
+    }
+    qcow2_lock(s);
+    int ret = qcow2_create_in(s, args);
+    qcow2_unlock(s);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return ret;
+}
+
+/*
+ * The driver's entry points.  Each takes s->lock around the work, except
+ * where driver.h lets the copy engine call without it: compress_cluster
+ * (thread-safe, no I/O, fields fixed at open only) and the unlocked half
+ * of a read-only read (the plan map.c recorded under the lock).  Nothing
+ * below qcow2.c takes the lock: it asserts it (qcow2_assert_locked).
+ */
 
 static int64_t qcow2_compress_cluster_cb(struct kimg *img, uint64_t off, const void *buf,
                                          uint64_t len, void *dst, size_t cap)
@@ -282,12 +300,11 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
         return qcow2_crypto_refuse();
     if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
         return kimg_fail(-EINVAL, "bad compressed cluster write");
+    qcow2_lock(s);
     int ret = guest_write(s, off, len);
-    if (ret < 0)
-        return ret;
-    pthread_mutex_lock(&s->lock);
-    ret = qcow2_store_compressed(s, off, cdata, (int64_t)clen);
-    pthread_mutex_unlock(&s->lock);
+    if (ret == 0)
+        ret = qcow2_store_compressed(s, off, cdata, (int64_t)clen);
+    qcow2_unlock(s);
     return ret;
 }
 
@@ -299,45 +316,78 @@ static bool encrypted(struct kimg *img)
     return ((struct qcow2_state *)img->state)->crypt_method != QCOW2_CRYPT_NONE;
 }
 
+/* A read-only image's read maps under the lock and reads without it. */
 static int qcow2_read_cb(struct kimg *img, void *buf, uint64_t off, uint64_t len)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_read(img, buf, off, len);
+    struct qcow2_state *s = img->state;
+    struct qcow2_read_plan pl = { 0 };
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    qcow2_lock(s);
+    int ret = qcow2_read(img, buf, off, len, &pl);
+    qcow2_unlock(s);
+    if (ret == 0 && pl.n)
+        ret = qcow2_read_plan_run(img, &pl);
+    free(pl.v);
+    return ret;
 }
 
 static int qcow2_write_cb(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
 {
+    struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = guest_write(img->state, off, len);
-    return ret < 0 ? ret : qcow2_write(img, buf, off, len);
+    qcow2_lock(s);
+    int ret = guest_write(s, off, len);
+    if (ret == 0)
+        ret = qcow2_write(img, buf, off, len);
+    qcow2_unlock(s);
+    return ret;
 }
 
 static int qcow2_write_zeroes_cb(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
+    struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = guest_write(img->state, off, len);
-    return ret < 0 ? ret : qcow2_write_zeroes(img, off, len, flags);
+    qcow2_lock(s);
+    int ret = guest_write(s, off, len);
+    if (ret == 0)
+        ret = qcow2_write_zeroes(img, off, len, flags);
+    qcow2_unlock(s);
+    return ret;
 }
 
 static int qcow2_discard_cb(struct kimg *img, uint64_t off, uint64_t len)
 {
+    struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = guest_write(img->state, off, len);
-    return ret < 0 ? ret : qcow2_discard(img, off, len);
+    qcow2_lock(s);
+    int ret = guest_write(s, off, len);
+    if (ret == 0)
+        ret = qcow2_discard(img, off, len);
+    qcow2_unlock(s);
+    return ret;
 }
 
 static int qcow2_block_status_cb(struct kimg *img, uint64_t off, uint64_t len,
                                  struct kimg_extent *ext)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_block_status(img, off, len, ext);
+    struct qcow2_state *s = img->state;
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    qcow2_lock(s);
+    int ret = qcow2_block_status(img, off, len, ext);
+    qcow2_unlock(s);
+    return ret;
 }
 
 /* qemu reads an L2 table's worth of entries per block-status call (its
  * L2 cache entry is one cluster, the whole table), reports compressed
  * clusters one at a time, and ends a run of clusters before one whose
- * subclusters change status (observed with qemu-img 7.2's convert -p). */
+ * subclusters change status (observed with qemu-img 7.2's convert -p).
+ * Geometry only: fixed at open, no lock. */
 static void qcow2_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
                                bool *subclusters)
 {
@@ -349,15 +399,73 @@ static void qcow2_status_units(struct kimg *img, uint64_t *span, uint64_t *clust
 
 static int qcow2_truncate_cb(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
+    struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
-    int ret = before_guest_write(img->state);
-    return ret < 0 ? ret : qcow2_truncate(img, size, prealloc);
+    qcow2_lock(s);
+    int ret = before_guest_write(s);
+    if (ret == 0)
+        ret = qcow2_truncate(img, size, prealloc);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_info_cb(struct kimg *img, struct kimg_info *info)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_info(img, info);
+    qcow2_unlock(s);
+    return ret;
 }
 
 static int qcow2_check_cb(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
-    return encrypted(img) ? qcow2_crypto_refuse() : qcow2_check(img, res, fix);
+    struct qcow2_state *s = img->state;
+    if (encrypted(img))
+        return qcow2_crypto_refuse();
+    if (s->lock_init)
+        qcow2_lock(s);
+    int ret = qcow2_check(img, res, fix);
+    if (s->lock_init)
+        qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_snapshot_create_cb(struct kimg *img, const char *name)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_snapshot_create(s, name);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_snapshot_apply_cb(struct kimg *img, const char *id_or_name)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_snapshot_apply(s, id_or_name);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_snapshot_delete_cb(struct kimg *img, const char *id_or_name)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_snapshot_delete(s, id_or_name);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_snapshot_load_cb(struct kimg *img, const char *id, const char *name)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_snapshot_load(s, id, name);
+    qcow2_unlock(s);
+    return ret;
 }
 
 static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t off,
@@ -366,35 +474,95 @@ static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t
     struct qcow2_state *s = img->state;
     if (encrypted(img))
         return qcow2_crypto_refuse();
+    qcow2_lock(s);
     int ret = guest_write(s, off, len);
-    if (ret < 0)
-        return ret;
-    pthread_mutex_lock(&s->lock);
-    ret = qcow2_write_compressed(s, buf, off, len);
-    pthread_mutex_unlock(&s->lock);
+    if (ret == 0)
+        ret = qcow2_write_compressed(s, buf, off, len);
+    qcow2_unlock(s);
     return ret;
 }
 
-/* The copy engine's allocation: the range's bits are set before
- * commit_data links it (guest data changes only then). */
+/* The copy engine's allocation (called from its workers): the range's
+ * bits are set before commit_data links it (guest data changes only
+ * then); one lock hold for both. */
 static int64_t qcow2_alloc_data_cb(struct kimg *img, uint64_t off, uint64_t len,
                                    uint64_t *host, struct kimg_file **file)
 {
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
     int64_t n = qcow2_alloc_data(img, off, len, host, file);
     if (n > 0) {
-        int ret = guest_write(img->state, off, (uint64_t)n);
+        int ret = guest_write(s, off, (uint64_t)n);
         if (ret < 0)
-            return ret;
+            n = ret;
     }
+    qcow2_unlock(s);
     return n;
+}
+
+static int qcow2_commit_data_cb(struct kimg *img, uint64_t off, uint64_t len, uint64_t host)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_commit_data(img, off, len, host);
+    qcow2_unlock(s);
+    return ret;
 }
 
 /* Flush: the dirty bitmaps are stored (consistent on disk) too. */
 static int qcow2_flush_cb(struct kimg *img)
 {
-    int ret = qcow2_bitmaps_flush(img->state);
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_bitmaps_flush(s);
     int r = qcow2_flush(img);
+    qcow2_unlock(s);
     return ret < 0 ? ret : r;
+}
+
+static int qcow2_change_backing_cb(struct kimg *img, const char *name, const char *format)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_change_backing(img, name, format);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_make_empty_cb(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_make_empty(img);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_amend_cb(struct kimg *img, struct kimg_opts *opts, bool force)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_amend(img, opts, force);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_create_opts_like_cb(struct kimg *img, struct kimg_opts **opts)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_create_opts_like(img, opts);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static bool qcow2_has_bitmaps_cb(struct kimg *img)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    bool has = qcow2_has_bitmaps(img);
+    qcow2_unlock(s);
+    return has;
 }
 
 const struct kimg_driver kimg_qcow2_driver = {
@@ -412,25 +580,25 @@ const struct kimg_driver kimg_qcow2_driver = {
     .flush = qcow2_flush_cb,
     .block_status = qcow2_block_status_cb,
     .truncate = qcow2_truncate_cb,
-    .info = qcow2_info,
+    .info = qcow2_info_cb,
     .check = qcow2_check_cb,
-    .snapshot_create = qcow2_snapshot_create,
-    .snapshot_apply = qcow2_snapshot_apply,
-    .snapshot_delete = qcow2_snapshot_delete,
-    .snapshot_load = qcow2_snapshot_load,
+    .snapshot_create = qcow2_snapshot_create_cb,
+    .snapshot_apply = qcow2_snapshot_apply_cb,
+    .snapshot_delete = qcow2_snapshot_delete_cb,
+    .snapshot_load = qcow2_snapshot_load_cb,
     .write_compressed = qcow2_write_compressed_cb,
     .compress_cluster = qcow2_compress_cluster_cb,
     .write_compressed_data = qcow2_write_compressed_data_cb,
     .alloc_data = qcow2_alloc_data_cb,
-    .commit_data = qcow2_commit_data,
+    .commit_data = qcow2_commit_data_cb,
     .set_write_option = qcow2_set_write_option,
-    .change_backing = qcow2_change_backing,
-    .make_empty = qcow2_make_empty,
-    .amend = qcow2_amend,
+    .change_backing = qcow2_change_backing_cb,
+    .make_empty = qcow2_make_empty_cb,
+    .amend = qcow2_amend_cb,
     .measure = qcow2_measure,
     .status_units = qcow2_status_units,
     .formatting_opts = qcow2_formatting_opts,
     .amend_opts = qcow2_amend_opts,
-    .create_opts_like = qcow2_create_opts_like,
-    .has_bitmaps = qcow2_has_bitmaps,
+    .create_opts_like = qcow2_create_opts_like_cb,
+    .has_bitmaps = qcow2_has_bitmaps_cb,
 };

@@ -1,12 +1,35 @@
 /*
  * qcow2.h — internal state of the qcow2 driver and the prototypes shared
- * between its files (header, cache, map/read, write, refcount, snapshots,
- * compression, create, info, check).  On-disk layout: docs/interop/qcow2.txt.
- * Nothing here is public API; img/driver.h is the only contract with the core.
+ * between its files, grouped by file below.  On-disk layout:
+ * docs/interop/qcow2.txt.  Nothing here is public API; img/driver.h is the
+ * only contract with the core.
+ *
+ * Layers (each file uses only the ones before it):
+ *   header.c, crypto.c   header, extensions, geometry (qcow2_set_geometry)
+ *   cache.c              L2 / refcount block cache, qcow2_flush_caches
+ *   refcount.c           refcounts, cluster allocation and freeing
+ *   cluster.c            L1/L2 lookup, L2 allocation and copy, COW reads,
+ *                        L1 growth, pending L1 entries, deferred frees
+ *   map.c, write.c       guest reads / block status, guest data writes;
+ *   zero.c, prealloc.c,  with zeroing, preallocation and compressed
+ *   write_compressed.c   clusters beside write.c
+ *   snapshot*.c          internal snapshots
+ *   bitmap.c, resize.c, amend*.c, backing.c, info.c, create.c, measure.c
+ *                        the rest
+ *   check.c              beside them all (reads every structure)
+ *   qcow2.c              the driver table: the only place that takes
+ *                        s->lock (qcow2_lock); below it every function
+ *                        that touches mutable state runs with it held
+ *                        (qcow2_assert_locked in debug builds).
+ * Exception (cache.c): qcow2_flush_caches writes cluster.c's pending L1
+ * entries after the L2 cache, the one ordering point of both.
+ * The virtual size and the backing file name and format live in the core
+ * handle (s->img->size, ->backing_name, ->backing_format) only.
  */
 #ifndef KIMG_QCOW2_H
 #define KIMG_QCOW2_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -180,8 +203,13 @@ struct qcow2_state {
     struct kimg_file *data_file;/* == file, or the external data file, or NULL
                                    (external and not opened: NO_BACKING) */
     bool own_data_file;         /* data_file must be closed on close */
-    pthread_mutex_t lock;       /* serializes driver entry points */
+    pthread_mutex_t lock;       /* serializes driver entry points: taken
+                                   with qcow2_lock (qcow2.c's entry points) */
     bool lock_init;
+#ifndef NDEBUG
+    bool lock_held;             /* for qcow2_assert_locked (atomic access) */
+    pthread_t lock_owner;
+#endif
 
     /* raw header as read (header_length bytes, rewritten with updates) */
     uint8_t *hdr_raw;
@@ -192,7 +220,6 @@ struct qcow2_state {
     uint64_t backing_offset;
     uint32_t backing_len;
     uint32_t cluster_bits;
-    uint64_t size;
     uint32_t crypt_method;
     uint32_t l1_size;
     uint64_t l1_offset;
@@ -228,9 +255,12 @@ struct qcow2_state {
     /* header extensions, in file order (all kept for rewrite) */
     struct qcow2_ext *exts;
     int nb_exts;
-    char *backing_name;         /* NUL-terminated copies, or NULL */
-    char *backing_format;
-    char *data_file_name;
+    char *data_file_name;       /* NUL-terminated copy, or NULL.  The virtual
+                                   size and the backing name and format live
+                                   in the core handle only: img->size,
+                                   img->backing_name, img->backing_format
+                                   (set by qcow2_parse_header, freed by the
+                                   core) */
     struct qcow2_feature *features;
     int nb_features;
 
@@ -249,7 +279,7 @@ struct qcow2_state {
     /* active L1 table, host-endian, l1_size entries */
     uint64_t *l1;
     /* L1 entries changed in memory whose L2 tables may not be on disk yet:
-     * written by qcow2_flush_caches after the L2 cache */
+     * written by qcow2_flush_caches after the L2 cache (cluster.c) */
     uint64_t *l1_pending;
     size_t nb_l1_pending, l1_pending_cap;
 
@@ -282,7 +312,7 @@ struct qcow2_state {
     bool bitmaps_clear_on_write;/* opened rw under KIMG_OPEN_REPAIR with
                                    bitmaps that track writes, bit kept: clear
                                    it before the first guest write (atomic
-                                   read, set under lock) */
+                                   read and cleared under the lock) */
     struct qcow2_bm_state *bm;  /* bitmaps kept consistent across writes
                                    (bitmap.c), NULL when none records writes */
     struct qcow2_freed *freed;  /* while set (a shrink): where refcounts fell
@@ -340,7 +370,73 @@ static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
+/* The state lock.  qcow2_lock/qcow2_unlock wrap s->lock (a default, non
+ * recursive mutex); qcow2_assert_locked(s) checks, in builds without
+ * NDEBUG, that the calling thread holds it (owner recorded at lock time). */
+static inline void qcow2_lock(struct qcow2_state *s)
+{
+    pthread_mutex_lock(&s->lock);
+#ifndef NDEBUG
+    pthread_t self = pthread_self();
+    __atomic_store(&s->lock_owner, &self, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->lock_held, true, __ATOMIC_RELEASE);
+#endif
+}
+static inline void qcow2_unlock(struct qcow2_state *s)
+{
+#ifndef NDEBUG
+    __atomic_store_n(&s->lock_held, false, __ATOMIC_RELAXED);
+#endif
+    pthread_mutex_unlock(&s->lock);
+}
+#ifndef NDEBUG
+static inline bool qcow2_lock_mine(struct qcow2_state *s)
+{
+    pthread_t owner;
+    if (!__atomic_load_n(&s->lock_held, __ATOMIC_ACQUIRE))
+        return false;
+    __atomic_load(&s->lock_owner, &owner, __ATOMIC_RELAXED);
+    return pthread_equal(owner, pthread_self()) != 0;
+}
+#define qcow2_assert_locked(s) assert(qcow2_lock_mine(s))
+#else
+#define qcow2_assert_locked(s) ((void)(s))
+#endif
+
 /* ---- header.c ---------------------------------------------------------- */
+
+/* Geometry, derived in one place (qcow2_set_geometry, and these for code
+ * that has parameters but no state: create's checks, measure, amend's new
+ * refcount width).  L2 entry bytes, log2(L2 entries per table), log2
+ * (refcount entries per block). */
+static inline uint32_t qcow2_l2_entry_bytes(bool ext_l2)
+{
+    return ext_l2 ? 16 : 8;
+}
+static inline uint32_t qcow2_l2_bits_of(uint32_t cluster_bits, bool ext_l2)
+{
+    return cluster_bits - (ext_l2 ? 4 : 3);
+}
+static inline uint32_t qcow2_rb_bits_of(uint32_t cluster_bits, uint32_t refcount_order)
+{
+    return cluster_bits + 3 - refcount_order;
+}
+/* Every derived field of S (cluster size and mask, L2 entry size and
+ * count, subclusters, refcount widths and block entries, compressed
+ * descriptor masks) from cluster_bits, ext_l2 and refcount_order. */
+void qcow2_set_geometry(struct qcow2_state *s);
+/* Compressed descriptor: host offset and byte length of the stored data
+ * (geometry only: used by refcount.c below the cluster layer, and by the
+ * unlocked half of a read). */
+static inline void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
+                                          uint64_t *host, uint64_t *len)
+{
+    uint64_t h = entry & s->coffset_mask;
+    uint64_t nsec = ((entry >> s->csize_shift) & s->csize_mask) + 1;
+    uint64_t end = (h & ~511ULL) + nsec * 512;
+    *host = h;
+    *len = end - h;
+}
 
 /* Parse and validate the header, its extensions and the backing name from
  * s->file into s (allocates hdr_raw, exts, strings, features, bitmaps).
@@ -422,6 +518,9 @@ int qcow2_cache_flush(struct qcow2_cache *c);
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* Forget every table (after flushing or on close without writing). */
 void qcow2_cache_clear(struct qcow2_cache *c);
+/* Flush both caches (refcounts first), then the L1 entries of new L2
+ * tables (cluster.c's pending list), and sync the files. */
+int qcow2_flush_caches(struct qcow2_state *s);
 
 /* ---- refcount.c -------------------------------------------------------- */
 
@@ -465,7 +564,7 @@ void qcow2_rb_entry_set(const struct qcow2_state *s, uint8_t *rb, uint64_t i, ui
 bool qcow2_overlaps_main(struct qcow2_state *s, uint64_t offset, uint64_t len);
 bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t offset, uint64_t len);
 
-/* ---- map.c ------------------------------------------------------------- */
+/* ---- cluster.c: L1/L2 lookup, L2 allocation, COW, L1 growth ------------ */
 
 enum qcow2_sc_type {
     QCOW2_SC_UNALLOC,           /* reads from backing */
@@ -483,11 +582,30 @@ int qcow2_get_l2_entry(struct qcow2_state *s, uint64_t off, uint64_t *entry,
  * invalid entry (reserved bits, misalignment) after signalling corruption. */
 int qcow2_sc_type(struct qcow2_state *s, uint64_t entry, uint64_t bitmap,
                   unsigned sc, enum qcow2_sc_type *type);
-/* Read and decompress one compressed cluster into OUT (cluster_size). */
-int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out);
-/* Compressed descriptor: host offset and byte length of the stored data. */
-void qcow2_compressed_range(const struct qcow2_state *s, uint64_t entry,
-                            uint64_t *host, uint64_t *len);
+/* Guest offset OFF's index in the L1 table, and its L2 entry's slot in
+ * the (cached) L2 table L2 that covers it. */
+static inline uint64_t qcow2_l1_index(const struct qcow2_state *s, uint64_t off)
+{
+    return off >> (s->cluster_bits + s->l2_bits);
+}
+/* Whether L1 entry L1I exists and names an L2 table (not validated: a
+ * quick test; qcow2_get_l2_entry and qcow2_l2_for_write validate). */
+static inline bool qcow2_l1_has_table(const struct qcow2_state *s, uint64_t l1i)
+{
+    return l1i < s->l1_size && (s->l1[l1i] & QCOW2_L1E_OFFSET_MASK);
+}
+static inline uint8_t *qcow2_l2_slot(const struct qcow2_state *s, uint8_t *l2, uint64_t off)
+{
+    return l2 + ((off >> s->cluster_bits) & (s->l2_entries - 1)) * s->l2_entry_size;
+}
+/* Store ENTRY (and BITMAP with extended L2) into an L2 slot. */
+static inline void qcow2_l2_set(const struct qcow2_state *s, uint8_t *slot, uint64_t entry,
+                                uint64_t bitmap)
+{
+    qcow2_put_be64(slot, entry);
+    if (s->ext_l2)
+        qcow2_put_be64(slot + 8, bitmap);
+}
 /* The host range an L2 entry holds a reference on (length 0: none), as
  * refcounts count references: clusters of an external data file are not
  * counted. */
@@ -496,8 +614,52 @@ void qcow2_entry_ref(const struct qcow2_state *s, uint64_t entry, uint64_t *off,
 /* Load an L1 table from the file (l1_size entries at offset), validated. */
 int qcow2_read_l1(struct qcow2_state *s, uint64_t offset, uint32_t l1_size,
                   uint64_t **out);
+/* Grow the active L1 table to at least MIN_SIZE entries (new location). */
+int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
+/* Write the L1 entries of new L2 tables noted by qcow2_l2_for_write
+ * (called by qcow2_flush_caches once the L2 cache is on disk). */
+int qcow2_l1_write_pending(struct qcow2_state *s);
+/* The L2 table covering guest offset OFF ready for modification: allocated
+ * (a new table is dirty in the cache, its L1 entry pending), or copied when
+ * shared with a snapshot (refcount, table, L1 entry written in that order,
+ * the old table freed after).  The L1 table grows if OFF lies past it.
+ * Returns the table held in the L2 cache (qcow2_cache_put when done). */
+int qcow2_l2_for_write(struct qcow2_state *s, uint64_t off, uint8_t **table);
+/* Copy-on-write: the old content of cluster-relative range [a, b) of the
+ * cluster at guest offset CSTART, whose L2 ENTRY classifies as TYPES[]
+ * (one per subcluster; DECOMP: the decompressed cluster if compressed),
+ * read into OUT: host data, zeros, or the backing chain's data. */
+int qcow2_cow_read(struct qcow2_state *s, uint64_t cstart, uint64_t entry,
+                   const enum qcow2_sc_type *types, const uint8_t *decomp,
+                   uint8_t *out, uint64_t a, uint64_t b);
+/* Host ranges to free once the L2 entries that dropped them are on disk:
+ * _run flushes the L2 cache, then frees them (and empties the list). */
+struct qcow2_freelist {
+    uint64_t *off, *len;
+    size_t n, cap;
+};
+int qcow2_freelist_add(struct qcow2_freelist *f, uint64_t off, uint64_t len);
+int qcow2_freelist_run(struct qcow2_state *s, struct qcow2_freelist *f);
+void qcow2_freelist_free(struct qcow2_freelist *f);
 
-int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+/* ---- map.c: guest reads and block status -------------------------------- */
+
+/* Read and decompress one compressed cluster into OUT (cluster_size). */
+int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out);
+
+/* Lock held.  The driver's read: a writable image is read now; for a
+ * read-only one the mapping is recorded in PL (zeroed by the caller, PL->v
+ * freed by it) and qcow2_read_plan_run, called without the lock, reads
+ * and decompresses (only fields fixed at open are used there). */
+struct qcow2_read_seg;
+struct qcow2_read_plan {
+    struct qcow2_read_seg *v;
+    size_t n, cap;
+};
+int qcow2_read(struct kimg *img, void *buf, uint64_t off, uint64_t len,
+               struct qcow2_read_plan *pl);
+int qcow2_read_plan_run(struct kimg *img, const struct qcow2_read_plan *pl);
+/* Lock held.  The driver's block_status. */
 int qcow2_block_status(struct kimg *img, uint64_t off, uint64_t len,
                        struct kimg_extent *ext);
 
@@ -519,33 +681,62 @@ int64_t qcow2_compress_level(int type, int level, uint8_t *dst, size_t cap,
                              const uint8_t *src, size_t len);
 /* The driver's set_write_option: "compression_level" (driver.h). */
 int qcow2_set_write_option(struct kimg *img, const char *key, const char *value);
-/* The driver's alloc_data / commit_data (write.c; driver.h). */
-int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
-                         struct kimg_file **file);
-int qcow2_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 
-/* ---- write.c ----------------------------------------------------------- */
+/* ---- write.c: guest data writes ---------------------------------------- */
 
+/* The driver's write, write_zeroes, discard, flush, alloc_data and
+ * commit_data (driver.h). */
 int qcow2_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int qcow2_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_discard(struct kimg *img, uint64_t off, uint64_t len);
 int qcow2_flush(struct kimg *img);
-/* Flush both caches (refcounts first) and sync the files. */
-int qcow2_flush_caches(struct qcow2_state *s);
-/* Grow the active L1 table to at least MIN_SIZE entries (new location). */
-int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
-/* Allocate metadata (and host clusters) for guest [off, off+len). */
-int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
-                      enum kimg_prealloc mode);
+int64_t qcow2_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                         struct kimg_file **file);
+int qcow2_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* Lock held, image writable: guest data BUF written over [off, off+len)
+ * (new clusters and copy-on-write as needed). */
+int qcow2_write_data(struct qcow2_state *s, const void *buf, uint64_t off, uint64_t len);
+/* Write one compressed cluster at guest cluster-aligned OFF (len = one
+ * cluster or the image tail); falls back to a normal write if it does
+ * not shrink.  _plain: the stored-as-is fallback. */
+int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
+                           uint64_t len);
+int qcow2_write_plain(struct qcow2_state *s, const void *buf, uint64_t off, uint64_t len);
+
+/* ---- zero.c: zero writes and discard ------------------------------------ */
+
+/* Lock held, image writable.  The driver's write_zeroes (FLAGS:
+ * KIMG_ZERO_*) and discard over [off, off+len). */
+int qcow2_zero_range(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_discard_range(struct qcow2_state *s, uint64_t off, uint64_t len);
 /* Lock held: zeros written as guest data over [off, off+len); and the
  * cluster-granular zeroing of whole (sub)clusters, MODE 0 keep allocation,
  * 1 may unmap, 2 discard, 3 full discard (entries become unallocated). */
 int qcow2_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode);
 
+/* ---- write_compressed.c: compressed clusters ---------------------------- */
+
+/* Compress one guest cluster (LEN bytes; shorter only at the image's end)
+ * into DST: thread-safe, no I/O, no lock (fields fixed at open only).
+ * -ENOSPC: it does not shrink.  qcow2_can_compress: whether a compressed
+ * write of [off, off+len) can be stored compressed. */
+int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t len,
+                               uint8_t *dst, size_t cap);
+bool qcow2_can_compress(const struct qcow2_state *s, uint64_t off, uint64_t len);
+/* Lock held: store CLEN bytes of compressed data for guest cluster OFF. */
+int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *cdata,
+                           int64_t clen);
+
+/* ---- prealloc.c --------------------------------------------------------- */
+
+/* Lock held: allocate metadata (and host clusters) for guest [off, off+len). */
+int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
+                      enum kimg_prealloc mode);
+
 /* ---- amend.c / amend_refcount.c / amend_compat.c ---------------------- */
 
-/* The driver's amend (kimg_amend, qemu-img amend -o); takes the lock. */
+/* Lock held.  The driver's amend (kimg_amend, qemu-img amend -o). */
 int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force);
 /* The driver's amend_opts: qemu 7.2's, in its order. */
 extern const struct kimg_optdesc qcow2_amend_opts[];
@@ -560,19 +751,8 @@ int qcow2_amend_downgrade(struct qcow2_state *s);
 /* ---- resize.c ---------------------------------------------------------- */
 
 /* The driver's truncate (qemu-img resize, amend -o size): grow or shrink
- * the virtual size as qemu's qcow2_co_truncate does; takes the lock. */
+ * the virtual size as qemu's qcow2_co_truncate does; lock held. */
 int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc);
-/* Write one compressed cluster at guest cluster-aligned OFF (len = one
- * cluster or the image tail); falls back to a normal write if it does
- * not shrink. */
-int64_t qcow2_compress_cluster(struct qcow2_state *s, const void *buf, uint64_t len,
-                               uint8_t *dst, size_t cap);
-bool qcow2_can_compress(const struct qcow2_state *s, uint64_t off, uint64_t len);
-int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *cdata,
-                           int64_t clen);
-int qcow2_write_plain(struct qcow2_state *s, const void *buf, uint64_t off, uint64_t len);
-int qcow2_write_compressed(struct qcow2_state *s, const void *buf, uint64_t off,
-                           uint64_t len);
 
 /* ---- snapshot.c -------------------------------------------------------- */
 
@@ -635,11 +815,12 @@ struct qcow2_sn_change {
  * refcounts, then one header write; see snapshot_commit.c.  Nothing on
  * disk changes on failure before the switch. */
 int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch);
-/* The driver's snapshot_create / _apply / _delete / _load (kimg.h). */
-int qcow2_snapshot_create(struct kimg *img, const char *name);
-int qcow2_snapshot_apply(struct kimg *img, const char *id_or_name);
-int qcow2_snapshot_delete(struct kimg *img, const char *id_or_name);
-int qcow2_snapshot_load(struct kimg *img, const char *id, const char *name);
+/* Lock held.  The driver's snapshot_create / _apply / _delete / _load
+ * (kimg.h; qcow2.c's entry points take the lock). */
+int qcow2_snapshot_create(struct qcow2_state *s, const char *name);
+int qcow2_snapshot_apply(struct qcow2_state *s, const char *id_or_name);
+int qcow2_snapshot_delete(struct qcow2_state *s, const char *id_or_name);
+int qcow2_snapshot_load(struct qcow2_state *s, const char *id, const char *name);
 
 /* ---- bitmaps (header.c) ------------------------------------------------ */
 
@@ -653,12 +834,12 @@ int qcow2_read_bitmaps(struct qcow2_state *s, uint64_t file_size);
  * bitmap must record writes.  -EINVAL with qemu's message on a bad
  * directory or table (the bitmaps then cannot be kept). */
 int qcow2_bitmaps_open(struct qcow2_state *s, uint64_t file_size);
-/* Before guest data of [off, off+len) changes (takes s->lock): the first
+/* Before guest data of [off, off+len) changes (lock held): the first
  * time after open or a store, mark the tracked bitmaps in_use on disk
  * (synced); then set their bits in memory.  No-op without s->bm. */
 int qcow2_bitmaps_write(struct qcow2_state *s, uint64_t off, uint64_t len);
 /* Store the tracked bitmaps if anything was marked since the last store
- * (in_use cleared, old clusters freed); lock held / taking it. */
+ * (in_use cleared, old clusters freed); lock held. */
 int qcow2_bitmaps_store(struct qcow2_state *s);
 int qcow2_bitmaps_flush(struct qcow2_state *s);
 void qcow2_bitmaps_free(struct qcow2_state *s);
@@ -677,15 +858,15 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size);
 extern const struct kimg_optdesc qcow2_create_opts[];
 /* The driver's formatting_opts (qemu-img's "Formatting" line). */
 extern const struct kimg_shown_opt qcow2_formatting_opts[];
-int qcow2_create(const struct kimg_create_args *args);
+/* The driver's create (qcow2.c) builds the new image in a zeroed state S
+ * whose lock it holds; qcow2_create_in frees what it put into S. */
+int qcow2_create_in(struct qcow2_state *s, const struct kimg_create_args *args);
 int qcow2_info(struct kimg *img, struct kimg_info *info);
-/* info.c: the driver's create_opts_like and has_bitmaps (driver.h; they
- * lock). */
+/* info.c, lock held (qcow2.c's entry points): the driver's
+ * create_opts_like and has_bitmaps (driver.h). */
 int qcow2_create_opts_like(struct kimg *img, struct kimg_opts **opts);
 bool qcow2_has_bitmaps(struct kimg *img);
-/* check.c (check + repair, written separately).  Called through the vtable without the
- * lock held: take s->lock, then use only the unlocked internals above
- * (never qcow2_read/qcow2_write/... which lock themselves). */
+/* check.c (check + repair, written separately); lock held (qcow2.c). */
 int qcow2_check(struct kimg *img, struct kimg_check *res, unsigned fix);
 /* measure.c: the driver's measure (driver.h); SRC may be NULL. */
 int qcow2_measure(struct kimg_opts *opts, uint64_t size, struct kimg *src,
@@ -693,7 +874,7 @@ int qcow2_measure(struct kimg_opts *opts, uint64_t size, struct kimg *src,
 
 /* ---- backing.c --------------------------------------------------------- */
 
-/* The driver's change_backing and make_empty (driver.h; they lock). */
+/* Lock held.  The driver's change_backing and make_empty (driver.h). */
 int qcow2_change_backing(struct kimg *img, const char *name, const char *format);
 int qcow2_make_empty(struct kimg *img);
 

@@ -458,6 +458,7 @@ int qcow2_refcount_set(struct qcow2_state *s, uint64_t ci, uint64_t value)
 int qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t len,
                           int64_t delta)
 {
+    qcow2_assert_locked(s);
     if (!len)
         return 0;
     uint64_t first = offset >> s->cluster_bits;
@@ -525,6 +526,7 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset)
     uint64_t start = s->free_hint;
     int ret;
 
+    qcow2_assert_locked(s);
     if (n == 0)
         return -EINVAL;
     for (int restarts = 0;; restarts++) {
@@ -862,6 +864,7 @@ int qcow2_rebuild_refcounts(struct qcow2_state *s)
     uint8_t *buf = NULL;
     int ret;
 
+    qcow2_assert_locked(s);
     ret = qcow2_cache_flush(&s->l2_cache);
     if (ret < 0)
         return ret;

@@ -31,7 +31,6 @@ static int write_size(struct qcow2_state *s, uint64_t size)
         return ret;
     if (s->hdr_raw && s->hdr_raw_len >= 32)
         memcpy(s->hdr_raw + 24, b, 8);
-    s->size = size;
     s->img->size = size;
     return 0;
 }
@@ -434,7 +433,7 @@ static int allocate_subclusters(struct qcow2_state *s, uint64_t a, uint64_t end)
     while (a < end) {
         uint64_t l1i = a >> span_bits;
         uint64_t next = (l1i + 1) << span_bits;
-        uint64_t l2off = l1i < s->l1_size ? s->l1[l1i] & QCOW2_L1E_OFFSET_MASK : 0;
+        uint64_t l2off = qcow2_l1_has_table(s, l1i) ? s->l1[l1i] & QCOW2_L1E_OFFSET_MASK : 0;
         uint8_t *l2;
         if (next > end)
             next = end;
@@ -550,10 +549,10 @@ static int do_grow(struct qcow2_state *s, uint64_t size, uint64_t old,
 int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
     struct qcow2_state *s = img->state;
-    uint64_t old = s->size;
+    uint64_t old = s->img->size;
     int ret;
 
-    pthread_mutex_lock(&s->lock);
+    qcow2_assert_locked(s);
     s->zcache_valid = false;
     if (size & 511) {
         ret = kimg_fail(-EINVAL, "The new size must be a multiple of 512");
@@ -591,6 +590,5 @@ int qcow2_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
     if (ret == 0 && size != old)
         ret = qcow2_bitmaps_resize_end(s, old);
 out:
-    pthread_mutex_unlock(&s->lock);
     return ret;
 }

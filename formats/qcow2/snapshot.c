@@ -271,7 +271,7 @@ int qcow2_snapshot_encode(const struct qcow2_state *s, const struct qcow2_snapsh
         qcow2_put_be32(p + 36, extra);
         qcow2_put_be64(p + 40, sn->vm_state_size);
         /* a missing disk size is the image's size at open, missing icount -1 */
-        qcow2_put_be64(p + 48, sn->has_disk_size ? sn->disk_size : s->size);
+        qcow2_put_be64(p + 48, sn->has_disk_size ? sn->disk_size : s->img->size);
         qcow2_put_be64(p + 56, sn->has_icount ? sn->icount : UINT64_MAX);
         if (sn->extra_len > SN_EXTRA_KNOWN)
             memcpy(p + 40 + SN_EXTRA_KNOWN, sn->extra + SN_EXTRA_KNOWN,

@@ -657,6 +657,7 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     uint8_t *table = NULL, *l1buf = NULL;
     int ret;
 
+    qcow2_assert_locked(s);
     ret = kimg_check_writable(s->img);   /* a step before may have fenced it */
     if (ret < 0)
         return ret;
@@ -799,7 +800,6 @@ int qcow2_sn_commit(struct qcow2_state *s, const struct qcow2_sn_change *ch)
     s->rt_entries = rt_entries;
     s->rt_offset = rt_off;
     s->rt_clusters = (uint32_t)rt_clusters;
-    s->size = ch->size;
     s->img->size = ch->size;
     if (t.top > s->alloc_end)
         s->alloc_end = t.top;

@@ -19,6 +19,7 @@
  * refused read-only and fenced images). */
 static int can_change(struct qcow2_state *s)
 {
+    qcow2_assert_locked(s);
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
                          "data file");
@@ -39,7 +40,7 @@ static void new_id(const struct qcow2_state *s, char *buf, size_t len)
     snprintf(buf, len, "%lu", max + 1);
 }
 
-static int create_locked(struct qcow2_state *s, const char *name)
+int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -72,13 +73,13 @@ static int create_locked(struct qcow2_state *s, const char *name)
     /* qemu-img's clock: microseconds */
     sn->date_sec = (uint32_t)now.tv_sec;
     sn->date_nsec = (uint32_t)(now.tv_nsec / 1000 * 1000);
-    sn->disk_size = s->size;
+    sn->disk_size = s->img->size;
     sn->has_disk_size = true;
     sn->has_icount = true;      /* icount 0, as qemu-img writes it */
     sn->extra_len = 24;
 
     struct qcow2_sn_change ch = {
-        .l1 = s->l1, .l1_size = s->l1_size, .size = s->size,
+        .l1 = s->l1, .l1_size = s->l1_size, .size = s->img->size,
         .sns = sns, .nb_sns = s->nb_snapshots + 1,
     };
     ret = qcow2_sn_commit(s, &ch);
@@ -86,18 +87,10 @@ static int create_locked(struct qcow2_state *s, const char *name)
     return ret;
 }
 
-int qcow2_snapshot_create(struct kimg *img, const char *name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = create_locked(s, name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
 /* The active image becomes snapshot SN: its whole L1 table (VM state
  * included, as qemu copies it) and its disk size. */
-static int apply_locked(struct qcow2_state *s, const char *arg)
+int qcow2_snapshot_apply(struct qcow2_state *s, const char *arg)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -111,7 +104,7 @@ static int apply_locked(struct qcow2_state *s, const char *arg)
     ret = qcow2_snapshot_check_l1(s, sn);
     if (ret < 0)
         return ret;
-    uint64_t size = sn->has_disk_size ? sn->disk_size : s->size;
+    uint64_t size = sn->has_disk_size ? sn->disk_size : s->img->size;
     uint64_t l2_span = s->cluster_size << s->l2_bits;
     if (size > (uint64_t)INT64_MAX - s->cluster_size ||
         (size + l2_span - 1) / l2_span > QCOW2_MAX_L1_BYTES / 8)
@@ -138,16 +131,8 @@ static int apply_locked(struct qcow2_state *s, const char *arg)
     return ret;
 }
 
-int qcow2_snapshot_apply(struct kimg *img, const char *id_or_name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = apply_locked(s, id_or_name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
-static int delete_locked(struct qcow2_state *s, const char *arg)
+int qcow2_snapshot_delete(struct qcow2_state *s, const char *arg)
 {
     int ret = can_change(s);
     if (ret < 0)
@@ -168,27 +153,22 @@ static int delete_locked(struct qcow2_state *s, const char *arg)
         if (k != (uint32_t)i)
             sns[n++] = s->snapshots[k];
     struct qcow2_sn_change ch = {
-        .l1 = s->l1, .l1_size = s->l1_size, .size = s->size, .sns = sns, .nb_sns = n,
+        .l1 = s->l1, .l1_size = s->l1_size, .size = s->img->size, .sns = sns, .nb_sns = n,
     };
     ret = qcow2_sn_commit(s, &ch);
     free(sns);
     return ret;
 }
 
-int qcow2_snapshot_delete(struct kimg *img, const char *id_or_name)
-{
-    struct qcow2_state *s = img->state;
-    pthread_mutex_lock(&s->lock);
-    int ret = delete_locked(s, id_or_name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
-}
 
 /* qemu's qcow2_snapshot_load_tmp: the snapshot's L1 table replaces the
  * active one in memory; the virtual size stays the image's (as qemu-img
  * convert -l gives it).  ID only, NAME only, or both must match. */
-static int load_locked(struct qcow2_state *s, const char *id, const char *name)
+int qcow2_snapshot_load(struct qcow2_state *s, const char *id, const char *name)
 {
+    qcow2_assert_locked(s);
+    if (!id && !name)
+        return kimg_fail(-EINVAL, "no snapshot given");
     /* (the core allows it on read-only images only) */
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
@@ -210,15 +190,4 @@ static int load_locked(struct qcow2_state *s, const char *id, const char *name)
     s->l1_offset = sn->l1_offset;
     s->zcache_valid = false;
     return 0;
-}
-
-int qcow2_snapshot_load(struct kimg *img, const char *id, const char *name)
-{
-    struct qcow2_state *s = img->state;
-    if (!id && !name)
-        return kimg_fail(-EINVAL, "no snapshot given");
-    pthread_mutex_lock(&s->lock);
-    int ret = load_locked(s, id, name);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
 }
