@@ -141,6 +141,7 @@ static int do_check(struct kimg *img, unsigned fix, FILE *log, struct kimg_check
 /* The RDWR pass keeps the memory file's bytes when the image closes, so
  * the result (after close's final flush and header update) can be reopened. */
 static struct kimg_file_ops keep_ops;
+static void (*mem_close)(struct kimg_file *f);    /* the memory file's own */
 static uint8_t *kept;
 static size_t kept_len;
 
@@ -150,6 +151,7 @@ static void keep_close(struct kimg_file *f)
     kept = f->mem;
     kept_len = (size_t)f->mem_size;
     f->mem = NULL;
+    mem_close(f);       /* the rest of the file (its lock) */
 }
 
 static struct kimg *open_mem(const uint8_t *data, size_t size, const char *fmt,
@@ -163,6 +165,7 @@ static struct kimg *open_mem(const uint8_t *data, size_t size, const char *fmt,
         return NULL;
     if (flags & KIMG_OPEN_RDWR) {
         keep_ops = *f->ops;
+        mem_close = f->ops->close;
         keep_ops.close = keep_close;
         f->ops = &keep_ops;
     }
