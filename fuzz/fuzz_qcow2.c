@@ -144,12 +144,15 @@ static struct kimg_file_ops keep_ops;
 static uint8_t *kept;
 static size_t kept_len;
 
+static void (*mem_close)(struct kimg_file *f);   /* the backend's own close */
+
 static void keep_close(struct kimg_file *f)
 {
     free(kept);
     kept = f->mem;
     kept_len = (size_t)f->mem_size;
     f->mem = NULL;
+    mem_close(f);       /* frees the rest (the buffer's lock) */
 }
 
 static struct kimg *open_mem(const uint8_t *data, size_t size, const char *fmt,
@@ -163,6 +166,7 @@ static struct kimg *open_mem(const uint8_t *data, size_t size, const char *fmt,
         return NULL;
     if (flags & KIMG_OPEN_RDWR) {
         keep_ops = *f->ops;
+        mem_close = f->ops->close;
         keep_ops.close = keep_close;
         f->ops = &keep_ops;
     }
