@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include "tests/unit/tap.h"
 #include "kimg.h"
-#include "kkimg/output.h"
+#include "kimg/output.h"
 
 static char dir[] = "/tmp/kimg-test-output-XXXXXX";
 
