@@ -40,8 +40,17 @@ OPT     ?= -O2 -g
 # README "Using libkimg").
 PICFLAGS := -fPIC -fno-semantic-interposition
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
+# Who sees which headers (DESIGN.md "Layout"): cmd/ and clone/ the public
+# API alone (include/kimg.h and what it includes); img/ and formats/ also
+# the implementor API (include/kimg/driver.h, which needs KIMG_DRIVER_API)
+# and img/'s internal headers; tests and fuzz targets everything, from the
+# top (e.g. "formats/qcow2/qcow2.h").
+INC_PUBLIC := -Iinclude
+INC_LIB    := -Iinclude -Iimg -DKIMG_DRIVER_API
+INC_TEST   := -I. $(INC_LIB)
+INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
-           -I. -Iimg $(XML_CFLAGS) -MMD -MP
+           $(INC) $(XML_CFLAGS) -MMD -MP
 LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lpthread
 LDFLAGS += $(SANFLAGS)
 
@@ -54,10 +63,13 @@ SO_MAJOR := 0
 SO_NAME  := libkimg.so.$(SO_MAJOR)
 SO_REAL  := libkimg.so.$(VERSION)
 # What a library user includes; installed as $(INCLUDEDIR)/kimg.h and
-# $(INCLUDEDIR)/kimg/NAME.h (so "kimg.h" in the others resolves), and the
-# declarations libkimg.so exports (mk/public-symbols.sh).
-PUBLIC_HEADERS := img/kimg.h img/convert.h img/checksum.h img/opts.h
-header_dest = $(if $(filter kimg.h,$(notdir $(1))),kimg.h,kimg/$(notdir $(1)))
+# $(INCLUDEDIR)/kimg/NAME.h (so "kimg.h" and "kimg/NAME.h" resolve), and
+# the declarations libkimg.so exports (mk/public-symbols.sh).  The
+# implementor API (include/kimg/driver.h, file.h) is not installed: drivers
+# are built into libkimg, so nothing outside it could use it.
+PUBLIC_HEADERS := include/kimg.h $(addprefix include/kimg/,opts.h json.h output.h \
+                  convert.h compare.h checksum.h)
+header_dest = $(patsubst include/%,%,$(1))
 
 BINDIR     ?= $(PREFIX)/bin
 LIBDIR     ?= $(PREFIX)/lib
@@ -88,6 +100,8 @@ $(B)/codegen.flags: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(CODEGEN_FLAGS)' | cmp -s - $@ || echo '$(CODEGEN_FLAGS)' > $@
 
+$(B)/cmd/%.o $(B)/clone/%.o: INC = $(INC_PUBLIC)
+$(B)/img/%.o $(B)/formats/%.o: INC = $(INC_LIB)
 $(B)/%.o: %.c $(B)/codegen.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -148,7 +162,7 @@ FUZZ_B  := build-fuzz
 # struct layout gave false crashes); no UBSan recovery: UB is a crash.
 FUZZ_CFLAGS := -std=gnu11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=undefined \
-               -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. -Iimg $(XML_CFLAGS) -MMD -MP
+               -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 $(INC_TEST) $(XML_CFLAGS) -MMD -MP
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_B)/%.o)
 
 $(FUZZ_B)/%.o: %.c

@@ -4,7 +4,7 @@
  * naming rules (naming.c), MACs and UUIDs (mac.c, uuid.c), the clone plan
  * with every check done before anything is written (plan.c), the storage
  * copies (copy.c), the JSON report (report.c) and the whole run (run.c);
- * the files it creates are img/output.h's outputs.
+ * the files it creates are kimg/output.h's outputs.
  */
 #ifndef KIMG_CLONE_H
 #define KIMG_CLONE_H
@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include "output.h"
+#include "kimg.h"
 
 struct _xmlDoc;
 struct _xmlNode;
@@ -226,7 +226,7 @@ const char *clone_action_name(enum clone_action a);
 /* ---- storage (copy.c) ------------------------------------------------------ */
 
 /* Write one disk (or the nvram) to d->tmp, a fresh temporary file in the
- * destination's folder (d->out, img/output.h: no replace, undo).  Does
+ * destination's folder (d->out, kimg/output.h: no replace, undo).  Does
  * not rename. */
 int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *opts);
 /* FICLONE SRC onto the open DST_FD; a clear message where unsupported. */
@@ -236,7 +236,7 @@ int clone_reflink_fd(int src_fd, int dst_fd, const char *src, const char *dst);
 
 /* The machine-readable result of a run (or dry run). */
 int clone_report_write(FILE *out, const struct clone_plan *plan, bool dry_run);
-/* Write LEN bytes to PATH, an output (img/output.h) that replaces PATH
+/* Write LEN bytes to PATH, an output (kimg/output.h) that replaces PATH
  * (its symlinks followed; a device or FIFO written in place) and is
  * undone if the run fails. */
 int clone_write_file(const char *path, const void *buf, size_t len);

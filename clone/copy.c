@@ -1,6 +1,6 @@
 /*
  * copy.c — the storage side of a clone, each into a temporary file beside
- * its destination (an output, img/output.h): a full sparse copy through
+ * its destination (an output, kimg/output.h): a full sparse copy through
  * the convert engine (same format, qcow2 properties kept, overlays
  * flattened; --nonsparse preallocates), a --linked qcow2 overlay of the
  * original, and a --reflink FICLONE.  The new file gets the source's mode (and owner,
@@ -16,9 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "convert.h"
-#include "opts.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 static void progress_line(void *opaque, uint64_t done, uint64_t total)
 {

@@ -16,7 +16,7 @@
 #include <libxml/xmlsave.h>
 #include <libxml/xmlversion.h>
 #include "kimg.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 /* ---- small tree helpers -------------------------------------------------- */
 

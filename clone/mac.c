@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "kimg.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 static int hexval(char c)
 {

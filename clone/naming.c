@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 char *clone_auto_name(const char *old)
 {

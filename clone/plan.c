@@ -15,8 +15,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "opts.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 #define TMP_SUFFIX_LEN 14   /* "." + ".kimg-XXXXXX" + margin */
 

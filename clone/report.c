@@ -2,7 +2,7 @@
  * report.c — the outputs of a clone besides its disks: the --report-json
  * result (new name, UUID, MACs, and per disk its source, destination and
  * action, keys in a fixed order) and the --output-xml and --report-json
- * files, written as img/output.h's outputs.
+ * files, written as kimg/output.h's outputs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "json.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 static void key(FILE *out, int indent, const char *k, bool *first)
 {

@@ -2,7 +2,7 @@
  * run.c — one `kimg clone` run: build and check the plan, rewrite the XML,
  * copy the storage into temporary files, rename them into place, then
  * print the XML (and write the report).  Any failure, or SIGINT, SIGTERM,
- * SIGHUP or SIGPIPE (img/output.h), removes every file the run created;
+ * SIGHUP or SIGPIPE (kimg/output.h), removes every file the run created;
  * --print-xml writes no storage.
  */
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 static bool writes_storage(const struct clone_disk_plan *d)
 {

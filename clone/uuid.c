@@ -7,7 +7,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 #include "kimg.h"
-#include "clone/clone.h"
+#include "clone.h"
 
 int clone_uuid_parse(const char *s, char out[37])
 {

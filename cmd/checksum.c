@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include "checksum.h"
 #include "cmd.h"
 
 static void print_progress(void *opaque, uint64_t done, uint64_t total)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
-#include "clone/clone.h"
+#include "../clone/clone.h"
 
 int cmd_clone(int argc, char **argv)
 {

@@ -9,8 +9,6 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include "kimg.h"
-#include "json.h"
-#include "opts.h"
 
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 

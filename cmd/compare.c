@@ -7,7 +7,6 @@
  */
 #include <inttypes.h>
 #include "cmd.h"
-#include "compare.h"
 
 enum { CMP_EOPEN = 2 };
 

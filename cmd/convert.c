@@ -1,7 +1,7 @@
 /*
  * convert.c — `kimg convert`: qemu-img convert's options and messages over
  * the copy engine (img/convert.c).  A new target is written as
- * img/output.h says: whole or not at all, beside the real target when the
+ * kimg/output.h says: whole or not at all, beside the real target when the
  * name is a symlink; devices and FIFOs in place.  -n writes in place.
  */
 #include <errno.h>
@@ -15,8 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 #include "cmd.h"
-#include "convert.h"
-#include "output.h"
 
 #define MAX_SPARSE (16u << 20)
 
@@ -36,27 +34,6 @@ static void print_json_progress(void *opaque, uint64_t done, uint64_t total)
     printf("{\"done\": %llu, \"total\": %llu, \"elapsed\": %.3f}\n",
            (unsigned long long)done, (unsigned long long)total, t);
     fflush(stdout);
-}
-
-/* Take KEY out of OPTS (it is not a create option): its value (malloc'd),
- * or NULL if absent.  *FOUND tells a bare "key" from an absent one. */
-static char *take_opt(struct kimg_opts *opts, const char *key, bool *found)
-{
-    char *val = NULL;
-    *found = false;
-    for (int i = 0; opts && i < opts->n;) {
-        if (strcmp(opts->v[i].key, key)) {
-            i++;
-            continue;
-        }
-        *found = true;
-        free(val);
-        val = opts->v[i].value;     /* later values override earlier ones */
-        free(opts->v[i].key);
-        memmove(&opts->v[i], &opts->v[i + 1], (size_t)(opts->n - i - 1) * sizeof(opts->v[0]));
-        opts->n--;
-    }
-    return val;
 }
 
 /* A new target that names an existing FIFO or character device: qemu-img
@@ -205,7 +182,7 @@ int cmd_convert(int argc, char **argv)
     }
     /* -o compression_level=N: how -c compresses, not a create option */
     bool has_level;
-    a.level = take_opt(a.opts, "compression_level", &has_level);
+    a.level = kimg_opts_take(a.opts, "compression_level", &has_level);
     const char *level = a.level;
     if (has_level && !a.compress) {
         fprintf(stderr, "kimg: compression_level requires -c\n");
@@ -216,7 +193,7 @@ int cmd_convert(int argc, char **argv)
                 level ? level : "");
         goto out;
     }
-    if (a.opts && a.opts->n == 0) {
+    if (a.opts && kimg_opts_count(a.opts) == 0) {
         kimg_opts_free(a.opts);
         a.opts = NULL;
     }

@@ -56,14 +56,10 @@ static int build_opts(const struct kimg_driver *drv, char **texts, int n,
     ret = kimg_opts_validate(all, desc, kimg_driver_name(drv));
     if (ret < 0)
         goto out;
-    kept = calloc(1, sizeof(*kept));
-    ret = -ENOMEM;
-    if (!kept)
-        goto out;
-    ret = 0;
-    for (int i = 0; i < all->n && ret == 0; i++)
-        if (!is_protocol_opt(all->v[i].key))
-            ret = kimg_opts_set(&kept, all->v[i].key, all->v[i].value);
+    ret = kimg_opts_parse(&kept, "");       /* an empty list, not NULL */
+    for (int i = 0; i < kimg_opts_count(all) && ret == 0; i++)
+        if (!is_protocol_opt(kimg_opts_key(all, i)))
+            ret = kimg_opts_set(&kept, kimg_opts_key(all, i), kimg_opts_value(all, i));
 out:
     free(desc);
     kimg_opts_free(all);
@@ -93,9 +89,10 @@ static int load_snapshot(struct kimg *img, const char *arg)
     } else {
         struct kimg_opts *o = NULL;
         ret = kimg_opts_parse(&o, arg);
-        for (int i = 0; ret == 0 && i < o->n; i++)
-            if (strcmp(o->v[i].key, "snapshot.id") && strcmp(o->v[i].key, "snapshot.name"))
-                ret = kimg_fail(-EINVAL, "Invalid parameter '%s'", o->v[i].key);
+        for (int i = 0; ret == 0 && i < kimg_opts_count(o); i++)
+            if (strcmp(kimg_opts_key(o, i), "snapshot.id") &&
+                strcmp(kimg_opts_key(o, i), "snapshot.name"))
+                ret = kimg_fail(-EINVAL, "Invalid parameter '%s'", kimg_opts_key(o, i));
         if (ret < 0) {
             kimg_opts_free(o);
             kimg_clear_error();

@@ -7,9 +7,7 @@
  *     ./a.out SOURCE TARGET.qcow2
  */
 #include <stdio.h>
-#include <kimg.h>
-#include <kimg/checksum.h>
-#include <kimg/convert.h>
+#include <kimg.h>         /* the whole public API (kimg/convert.h, kimg/checksum.h, ...) */
 
 static int fail(const char *name)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "json.h"
+#include "kimg/json.h"
 
 #define MAX_DEPTH 24
 #define MAX_NODES 512

@@ -10,7 +10,8 @@
 #include <string.h>
 #include "fuzz.h"
 #include "kimg.h"
-#include "opts.h"
+#include "kimg/opts.h"
+#include "internal.h"
 
 static const struct kimg_optdesc table[] = {
     { "size",            KIMG_OPT_SIZE,   "Virtual disk size" },

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "driver.h"
-#include "json.h"
+#include "kimg/driver.h"
+#include "kimg/json.h"
 
 #define FILE_LIMIT   (64ULL << 20)  /* growth of the memory file */
 #define MAX_STEPS    256            /* block status calls per pass */

@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "driver.h"
-#include "json.h"
+#include "kimg/driver.h"
+#include "kimg/json.h"
 #include "qcow2_snap_base.h"
 
 #define MAX_IMAGE  (256u << 10)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "opts.h"
+#include "kimg/opts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

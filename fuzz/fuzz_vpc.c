@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fuzz.h"
-#include "driver.h"
+#include "kimg/driver.h"
 
 #define MAX_STEPS    256
 #define READ_BUDGET  (4u << 20)

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "file.h"
+#include "kimg/file.h"
 
 #define KIMG_AIO_MAX 64         /* requests in one batch */
 

@@ -21,11 +21,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include "checksum.h"
-#include "convert.h"
-#include "file.h"
+#include "kimg/checksum.h"
+#include "kimg/convert.h"
+#include "kimg/file.h"
 #include "pool.h"
 #include "srcmap.h"
+#include "internal.h"
 
 #define CHUNK_TARGET   (2u << 20)          /* bytes read per slot */
 #define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "convert.h"
-#include "driver.h"
+#include "kimg/convert.h"
+#include "kimg/driver.h"
 #include "lock.h"
 #include "tunables.h"
 

@@ -15,11 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "compare.h"
-#include "convert.h"
-#include "driver.h"
+#include "kimg/compare.h"
+#include "kimg/convert.h"
+#include "kimg/driver.h"
 #include "pool.h"
 #include "srcmap.h"
+#include "internal.h"
 
 #define CHUNK (2u << 20)
 #define MAP_WINDOW (16u << 20)  /* shared source mappings (srcmap.h) */

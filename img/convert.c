@@ -78,13 +78,14 @@
 #include <string.h>
 #include <unistd.h>
 #include "aio.h"
-#include "convert.h"
+#include "kimg/convert.h"
 #include "convert_steps.h"
 #include "crash.h"
-#include "driver.h"
+#include "kimg/driver.h"
 #include "tunables.h"
 #include "pool.h"
 #include "srcmap.h"
+#include "internal.h"
 
 #define CHUNK (2u << 20)
 #define MAP_WINDOW (16u << 20) /* source mappings shared by the jobs in them

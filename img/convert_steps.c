@@ -12,7 +12,8 @@
 #include <limits.h>
 #include <stdlib.h>
 #include "convert_steps.h"
-#include "driver.h"
+#include "kimg/driver.h"
+#include "internal.h"
 
 #define SECTOR              512u
 /* qemu's largest request: INT_MAX bytes, in whole sectors */

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "convert.h"
+#include "kimg/convert.h"
 
 struct convert_steps {
     struct kimg_convert *c;

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "crash.h"
-#include "file.h"
+#include "kimg/file.h"
 #include "tunables.h"
 
 #define KIMG_CRASH_EXIT 222

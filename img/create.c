@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "driver.h"
+#include "kimg/driver.h"
 #include "lock.h"
 
 static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv);

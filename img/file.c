@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "file.h"
+#include "kimg/file.h"
 #include "crash.h"
 #include "tunables.h"
 

@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "driver.h"
+#include "kimg/driver.h"
 #include "foreign.h"
-#include "json.h"
+#include "kimg/json.h"
 #include "lock.h"
+#include "internal.h"
 
 /* Files already open in the chain being built, for loop detection. */
 struct chain_ids {

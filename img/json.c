@@ -7,7 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include "json.h"
+#include "kimg/json.h"
 #include "kimg.h"
 
 static struct kimg_jv *jv_new(enum kimg_jv_type t)

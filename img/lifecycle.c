@@ -7,7 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
-#include "driver.h"
+#include "kimg/driver.h"
 
 /* The door's one refusal for a read-only or fenced image (image.c). */
 static int need_writable(struct kimg *img)

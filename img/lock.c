@@ -10,7 +10,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
-#include "driver.h"
+#include "kimg/driver.h"
 #include "lock.h"
 
 #define PERM_BASE   100

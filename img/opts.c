@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kimg.h"
-#include "opts.h"
+#include "kimg/opts.h"
+#include "internal.h"
 
 /* ---- sizes --------------------------------------------------------------- */
 
@@ -250,6 +251,40 @@ void kimg_opts_free(struct kimg_opts *opts)
 bool kimg_opts_wants_help(const struct kimg_opts *opts)
 {
     return find(opts, "help") || find(opts, "?");
+}
+
+int kimg_opts_count(const struct kimg_opts *opts)
+{
+    return opts ? opts->n : 0;
+}
+
+const char *kimg_opts_key(const struct kimg_opts *opts, int i)
+{
+    return opts->v[i].key;
+}
+
+const char *kimg_opts_value(const struct kimg_opts *opts, int i)
+{
+    return opts->v[i].value;
+}
+
+char *kimg_opts_take(struct kimg_opts *opts, const char *key, bool *found)
+{
+    char *val = NULL;
+    *found = false;
+    for (int i = 0; opts && i < opts->n;) {
+        if (strcmp(opts->v[i].key, key)) {
+            i++;
+            continue;
+        }
+        *found = true;
+        free(val);
+        val = opts->v[i].value;     /* later values override earlier ones */
+        free(opts->v[i].key);
+        memmove(&opts->v[i], &opts->v[i + 1], (size_t)(opts->n - i - 1) * sizeof(opts->v[0]));
+        opts->n--;
+    }
+    return val;
 }
 
 int kimg_opts_validate(const struct kimg_opts *opts,

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg.h"
-#include "output.h"
+#include "kimg/output.h"
 
 #define MAX_LINK_HOPS 40    /* as the kernel's limit on a path's symlinks */
 #define MAX_OUTPUTS 1024    /* clone: 256 disks, the nvram, XML, report */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "driver.h"
+#include "kimg/driver.h"
 
 #define CHUNK   (2u << 20)   /* qemu-img's IO_BUF_SIZE */
 #define SECTOR  512u

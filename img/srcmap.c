@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include "driver.h"
+#include "kimg/driver.h"
 #include "srcmap.h"
 #include "tunables.h"
 

@@ -18,7 +18,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "file.h"
+#include "kimg/file.h"
 #include "kimg.h"
 
 struct kimg_srcmap {

@@ -48,10 +48,10 @@ static const char *const amend_keys[] = {
 static const char *opt(const struct kimg_opts *o, const char *key, bool *present)
 {
     *present = false;
-    for (int i = o ? o->n - 1 : -1; i >= 0; i--)
-        if (!strcmp(o->v[i].key, key)) {
+    for (int i = kimg_opts_count(o) - 1; i >= 0; i--)
+        if (!strcmp(kimg_opts_key(o, i), key)) {
             *present = true;
-            return o->v[i].value;
+            return kimg_opts_value(o, i);
         }
     return NULL;
 }
@@ -80,12 +80,12 @@ static int read_request(struct qcow2_state *s, struct kimg_opts *opts, struct am
     const char *v;
     int ret;
 
-    for (int i = 0; opts && i < opts->n; i++) {
+    for (int i = 0; i < kimg_opts_count(opts); i++) {
         int k = 0;
-        while (amend_keys[k] && strcmp(amend_keys[k], opts->v[i].key))
+        while (amend_keys[k] && strcmp(amend_keys[k], kimg_opts_key(opts, i)))
             k++;
         if (!amend_keys[k])
-            return kimg_fail(-EINVAL, "Invalid parameter '%s'", opts->v[i].key);
+            return kimg_fail(-EINVAL, "Invalid parameter '%s'", kimg_opts_key(opts, i));
     }
     memset(r, 0, sizeof(*r));
     r->version = (int)s->version;

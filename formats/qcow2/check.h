@@ -5,7 +5,7 @@
 #ifndef KIMG_QCOW2_CHECK_H
 #define KIMG_QCOW2_CHECK_H
 
-#include "driver.h"
+#include "kimg/driver.h"
 
 /*
  * Check IMG (a qcow2 layer opened with KIMG_OPEN_REPAIR, read-only unless

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "qcow2.h"
-#include "json.h"
+#include "kimg/json.h"
 
 /* ---- LUKS1 on-disk header (big-endian) --------------------------------- */
 

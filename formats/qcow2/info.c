@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "qcow2.h"
-#include "json.h"
+#include "kimg/json.h"
 
 static struct kimg_jv *bitmaps_json(struct qcow2_state *s)
 {

@@ -1,7 +1,7 @@
 /*
  * qcow2.h — internal state of the qcow2 driver and the prototypes shared
  * between its files, grouped by file below.  On-disk layout:
- * docs/interop/qcow2.txt.  Nothing here is public API; img/driver.h is the
+ * docs/interop/qcow2.txt.  Nothing here is public API; kimg/driver.h is the
  * only contract with the core.
  *
  * Layers (each file uses only the ones before it):
@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "driver.h"
+#include "kimg/driver.h"
 
 /* ---- on-disk constants ------------------------------------------------ */
 

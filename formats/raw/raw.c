@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "driver.h"
+#include "kimg/driver.h"
 
 static const struct kimg_optdesc raw_create_opts[] = {
     { "size", KIMG_OPT_SIZE, "Virtual disk size" },

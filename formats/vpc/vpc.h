@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include "driver.h"
+#include "kimg/driver.h"
 
 #define VPC_SECTOR          512u
 #define VPC_FOOTER_SIZE     512u

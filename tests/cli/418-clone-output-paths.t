@@ -1,5 +1,5 @@
 #!/bin/bash
-# 418-clone-output-paths.t — clone's files are img/output.h's outputs, as
+# 418-clone-output-paths.t — clone's files are kimg/output.h's outputs, as
 # convert's are: --output-xml and --report-json follow a symlink (the link
 # stays, its target gets the content), write a device or a FIFO in place
 # (no temporary file, no rename); a disk's destination is never an existing

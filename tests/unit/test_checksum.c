@@ -11,8 +11,8 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 #include "tests/unit/tap.h"
-#include "checksum.h"
-#include "driver.h"
+#include "kimg/checksum.h"
+#include "kimg/driver.h"
 
 #define BS 65536u
 

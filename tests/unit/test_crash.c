@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include "tap.h"
 #include "kimg.h"
-#include "file.h"
+#include "kimg/file.h"
 #include "tunables.h"
 
 static char dir[] = "/tmp/kimg-crash-XXXXXX";

@@ -13,8 +13,9 @@
 
 #include "tap.h"
 #include "kimg.h"
-#include "driver.h"
-#include "opts.h"
+#include "kimg/driver.h"
+#include "kimg/opts.h"
+#include "internal.h"
 
 #define REFUSAL "image is not writable (opened read-only, or fenced after an error)"
 #define SIZE (8ull << 20)

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "tests/unit/tap.h"
-#include "checksum.h"
-#include "compare.h"
-#include "convert.h"
-#include "driver.h"
+#include "kimg/checksum.h"
+#include "kimg/compare.h"
+#include "kimg/convert.h"
+#include "kimg/driver.h"
 
 #define SIZE ((8u << 20) + 1536u)      /* an unaligned tail */
 #define LIMIT (64u << 20)

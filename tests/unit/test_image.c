@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "tests/unit/tap.h"
-#include "driver.h"
+#include "kimg/driver.h"
 #include "tunables.h"
 
 static int test_memory_raw(void)

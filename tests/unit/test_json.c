@@ -5,7 +5,7 @@
  */
 #include <stdlib.h>
 #include "tests/unit/tap.h"
-#include "json.h"
+#include "kimg/json.h"
 
 static char *render(const struct kimg_jv *v, int human)
 {

@@ -1,5 +1,5 @@
 /*
- * test_output.c — img/output.h: the replace rules (REPLACE, or never
+ * test_output.c — kimg/output.h: the replace rules (REPLACE, or never
  * replace), undo of committed UNDO outputs, symlinks kept, devices in
  * place, and the signal dispositions installed only while outputs exist.
  */
@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include "tests/unit/tap.h"
 #include "kimg.h"
-#include "output.h"
+#include "kimg/output.h"
 
 static char dir[] = "/tmp/kimg-test-output-XXXXXX";
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "tests/unit/tap.h"
-#include "img/driver.h"
+#include "kimg/driver.h"
 #include "formats/qcow2/qcow2.h"
 #include "formats/qcow2/check.h"
 

@@ -12,9 +12,9 @@
 
 #include "tap.h"
 #include "kimg.h"
-#include "driver.h"
-#include "json.h"
-#include "opts.h"
+#include "kimg/driver.h"
+#include "kimg/json.h"
+#include "kimg/opts.h"
 #include "formats/qcow2/qcow2.h"
 
 #define CS        4096u                 /* cluster size of the test image */

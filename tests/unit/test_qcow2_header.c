@@ -12,8 +12,8 @@
 
 #include "tap.h"
 #include "kimg.h"
-#include "driver.h"
-#include "opts.h"
+#include "kimg/driver.h"
+#include "kimg/opts.h"
 #include "formats/qcow2/qcow2.h"
 
 static uint8_t *base;

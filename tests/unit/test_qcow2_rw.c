@@ -14,8 +14,8 @@
 
 #include "tap.h"
 #include "kimg.h"
-#include "driver.h"
-#include "opts.h"
+#include "kimg/driver.h"
+#include "kimg/opts.h"
 #include "formats/qcow2/qcow2.h"
 
 static char dir[256];

@@ -5,7 +5,7 @@
  */
 #include <errno.h>
 #include "tests/unit/tap.h"
-#include "opts.h"
+#include "kimg/opts.h"
 
 struct size_case { const char *text; int ret; uint64_t value; };
 

@@ -1,8 +1,15 @@
 /*
- * kimg.h — the public API of libkimg: open an image (one layer plus its
- * backing chain), read and write its guest-visible content, walk its
- * allocation, create images, report info, check them.  Everything the
- * `kimg` command does goes through this header; drivers see img/driver.h.
+ * kimg.h — the public API of libkimg, the one header a library user (and
+ * the `kimg` command: cmd/, clone/) includes: open an image (one layer
+ * plus its backing chain), read and write its guest-visible content, walk
+ * its allocation, create images, report info, check them; at its end it
+ * includes the topic headers under kimg/ (options, JSON output, convert,
+ * compare, checksum, atomic outputs), as git2.h does.  cmd/ and clone/ are
+ * compiled with -Iinclude alone, so the compiler holds them to this:
+ * structs they must not read are opaque here (struct kimg, kimg_opts), and
+ * the implementor API (kimg/driver.h: the driver table, struct kimg, the
+ * file-ops table) refuses to compile without KIMG_DRIVER_API.  What these
+ * headers declare is what libkimg.so exports (mk/public-symbols.sh).
  *
  * Conventions: offsets and lengths are bytes (uint64_t); functions return 0
  * or a negative errno and, before failing, set a one-line message with
@@ -18,11 +25,11 @@
 #include <stdio.h>
 
 struct kimg;            /* an open image layer (and, through it, its chain) */
-struct kimg_driver;     /* a format: img/driver.h */
-struct kimg_opts;       /* parsed "-o key=value,..." options: img/opts.h */
-struct kimg_jv;         /* a JSON value tree: img/json.h */
-struct kimg_file;       /* a host file: img/file.h */
-struct kimg_optdesc;    /* one option a format takes: img/opts.h */
+struct kimg_driver;     /* a format: kimg/driver.h */
+struct kimg_opts;       /* parsed "-o key=value,..." options: kimg/opts.h */
+struct kimg_jv;         /* a JSON value tree: kimg/json.h */
+struct kimg_file;       /* a host file: kimg/file.h (implementors) */
+struct kimg_optdesc;    /* one option a format takes: kimg/opts.h */
 
 /* ---- errors (img/error.c) -------------------------------------------- */
 
@@ -114,11 +121,9 @@ uint64_t kimg_cluster_size(const struct kimg *img);
 /* Guest offset X is byte X of the image file (raw): the file can be
  * written directly (copy offload, the copy engine's own writes). */
 bool kimg_maps_identity(const struct kimg *img);
-/* The image takes compressed clusters from kimg_compress_cluster and
- * kimg_write_compressed_data (compression on the caller's threads). */
+/* The image takes compressed clusters (kimg_write_compressed; the engines'
+ * two-step form is in img/internal.h). */
 bool kimg_can_compress(const struct kimg *img);
-/* The image takes parallel data writes (kimg_alloc_data, kimg_commit_data). */
-bool kimg_can_alloc_data(const struct kimg *img);
 /* The image stores persistent dirty bitmaps. */
 bool kimg_has_bitmaps(struct kimg *img);
 /* Add to *OPTS the create options that make a new image of IMG's format
@@ -175,34 +180,14 @@ int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);
 /* One cluster, compressed (formats without compression: -ENOTSUP). */
 int kimg_write_compressed(struct kimg *img, const void *buf, uint64_t off,
                           uint64_t len);
-/* The same in two steps (see driver.h): compress on any thread, then store.
- * kimg_compress_cluster returns the compressed length, -ENOSPC (store
- * plainly), or -ENOTSUP (the format or this cluster has no split path). */
-int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
-                              uint64_t len, void *dst, size_t cap);
-int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
-                               const void *cdata, size_t clen);
 /* Write back what the image caches; 0 and nothing done on a read-only or
  * fenced image. */
 int kimg_flush(struct kimg *img);
 
-/* Parallel data writes (the copy engine; driver.h's alloc_data and
- * commit_data state the contract): kimg_alloc_data gives guest range
- * [off, off+len) new host space at *HOST in *FILE and returns the bytes
- * mapped (0: write that range with kimg_write instead, as for every image
- * without kimg_can_alloc_data); kimg_commit_data links the range to it
- * once its data is written there. */
-int64_t kimg_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
-                        struct kimg_file **file);
-int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 /* How this open image writes from now on, not what it stores (convert's
  * -o compression_level=N): -ENOTSUP with a message for a KEY the format
  * does not take, -EINVAL with one for a bad VALUE. */
 int kimg_set_write_option(struct kimg *img, const char *key, const char *value);
-/* How qemu cuts this layer's block status replies (driver.h's
- * status_units); all zero (no cut) for a format that does not say. */
-void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                       bool *subclusters);
 
 enum kimg_prealloc {
     KIMG_PREALLOC_OFF = 0,
@@ -428,5 +413,14 @@ bool kimg_qemu_knows_format(const char *fmt);
  * with its message) for a format it knows but cannot measure or create,
  * else 0 (a name neither knows). */
 int kimg_foreign_measure(const char *fmt);
+
+/* ---- the topic headers ------------------------------------------------ */
+
+#include "kimg/opts.h"
+#include "kimg/json.h"
+#include "kimg/output.h"
+#include "kimg/convert.h"
+#include "kimg/compare.h"
+#include "kimg/checksum.h"
 
 #endif

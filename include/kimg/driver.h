@@ -1,6 +1,12 @@
 /*
- * driver.h — what a format driver implements (struct kimg_driver) and what
- * the core gives it (struct kimg, backing reads, auxiliary files).
+ * kimg/driver.h — the implementor API (libgit2's git2/sys): what a format
+ * or protocol driver implements (struct kimg_driver) and what the core
+ * gives it (struct kimg, backing reads, auxiliary files, the file-ops
+ * table of kimg/file.h).  For img/ and formats/ (and tests), never for
+ * cmd/ or clone/: it compiles only where KIMG_DRIVER_API is defined (the
+ * Makefile defines it for img/, formats/, tests/unit/ and fuzz/), and it is
+ * not installed, as drivers are built into libkimg (the registry in
+ * img/image.c), so none of its symbols is exported.
  *
  * The core checks every request once before calling a driver: ranges are
  * within the virtual size, lengths are > 0, the image is writable (opened
@@ -15,9 +21,13 @@
 #ifndef KIMG_DRIVER_H
 #define KIMG_DRIVER_H
 
+#ifndef KIMG_DRIVER_API
+#error "kimg/driver.h is the implementor API (img/, formats/): use kimg.h"
+#endif
+
 #include "kimg.h"
-#include "file.h"
-#include "opts.h"
+#include "kimg/file.h"
+#include "kimg/opts.h"
 
 /* One open layer.  The core owns it; the driver fills the marked fields. */
 struct kimg {

@@ -1,6 +1,7 @@
 /*
- * file.h — host file access for drivers and engines: a small table of
- * operations with a POSIX backend (buffered or O_DIRECT with bounce
+ * kimg/file.h — part of the implementor API (kimg/driver.h includes it;
+ * KIMG_DRIVER_API only, not installed): host file access for drivers and
+ * engines: a small table of operations with a POSIX backend (buffered or O_DIRECT with bounce
  * buffers) and an in-memory backend (fuzzers, unit tests); KIMG_CRASH_AFTER=N
  * (file.c) kills the process before its (N+1)-th file change, for crash
  * tests.  All calls are full transfers: a short read or write is an error.
@@ -11,6 +12,10 @@
  */
 #ifndef KIMG_FILE_H
 #define KIMG_FILE_H
+
+#ifndef KIMG_DRIVER_API
+#error "kimg/file.h is the implementor API (img/, formats/): use kimg.h"
+#endif
 
 #include <stdbool.h>
 #include <stddef.h>

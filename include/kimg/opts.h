@@ -7,6 +7,7 @@
 #define KIMG_OPTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum kimg_opt_type {
@@ -22,16 +23,9 @@ struct kimg_optdesc {
     const char *help;
 };
 
-struct kimg_opt {
-    char *key;
-    char *value;       /* NULL for a bare "key" (means "on" for booleans) */
-    bool used;
-};
-
-struct kimg_opts {
-    struct kimg_opt *v;
-    int n, cap;
-};
+/* An option list; opaque (its layout: img/internal.h).  A NULL list is
+ * an empty one for every function below. */
+struct kimg_opts;
 
 /* Append the options in TEXT to *OPTS (allocating it if NULL).  Later
  * values of a key override earlier ones.  Sets kimg_error on bad syntax. */
@@ -44,6 +38,17 @@ int kimg_opts_validate(const struct kimg_opts *opts,
                        const struct kimg_optdesc *desc, const char *fmtname);
 /* "help" given as a key, as in "-o help". */
 bool kimg_opts_wants_help(const struct kimg_opts *opts);
+
+/* Walking a list: how many keys it holds (each once: a key given again
+ * replaced the earlier value in its place), and the I-th key and value
+ * (0 <= I < count; the value NULL for a bare "key"), in first-given order. */
+int kimg_opts_count(const struct kimg_opts *opts);
+const char *kimg_opts_key(const struct kimg_opts *opts, int i);
+const char *kimg_opts_value(const struct kimg_opts *opts, int i);
+/* Take KEY out of OPTS (an option for the caller, not for the format):
+ * returns its value, malloc'd for the caller to free, or NULL if absent
+ * or bare; *FOUND tells a bare "key" from an absent one. */
+char *kimg_opts_take(struct kimg_opts *opts, const char *key, bool *found);
 
 /* Getters: return 0 and set *out (DEF when absent), or a negative errno
  * with a message when the value does not parse. */

@@ -46,7 +46,4 @@ struct kimg_convert {
 /* Copy; returns 0 or -errno with kimg_error() set. */
 int kimg_convert_run(struct kimg_convert *c);
 
-/* True if LEN bytes at BUF are all zero (fast word-wise scan). */
-bool kimg_buffer_is_zero(const void *buf, size_t len);
-
 #endif

@@ -1,0 +1,61 @@
+/*
+ * internal.h — what the library's own files (img/, formats/) share beyond
+ * the public API (include/kimg.h) and the implementor API (kimg/driver.h):
+ * the engines' doors into a driver's write path, and the layouts of
+ * structs that are opaque to library users.  Never installed; cmd/ and
+ * clone/ cannot include it (they compile with -Iinclude alone).  Smaller
+ * internal modules keep their own headers here in img/ (pool.h, srcmap.h,
+ * aio.h, lock.h, tunables.h, crash.h, foreign.h, convert_steps.h).
+ */
+#ifndef KIMG_INTERNAL_H
+#define KIMG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kimg.h"
+
+/* ---- the engines' doors (img/image.c), each checked once there -------- */
+
+/* Compressed clusters in two steps (driver.h's compress_cluster and
+ * write_compressed_data): compress on any thread, then store.
+ * kimg_compress_cluster returns the compressed length, -ENOSPC (store
+ * plainly), or -ENOTSUP (the format or this cluster has no split path). */
+int64_t kimg_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
+                              uint64_t len, void *dst, size_t cap);
+int kimg_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
+                               const void *cdata, size_t clen);
+
+/* The image takes parallel data writes (kimg_alloc_data, kimg_commit_data). */
+bool kimg_can_alloc_data(const struct kimg *img);
+/* Parallel data writes (the copy engine; driver.h's alloc_data and
+ * commit_data state the contract): kimg_alloc_data gives guest range
+ * [off, off+len) new host space at *HOST in *FILE and returns the bytes
+ * mapped (0: write that range with kimg_write instead, as for every image
+ * without kimg_can_alloc_data); kimg_commit_data links the range to it
+ * once its data is written there. */
+int64_t kimg_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file);
+int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* How qemu cuts this layer's block status replies (driver.h's
+ * status_units); all zero (no cut) for a format that does not say. */
+void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
+                       bool *subclusters);
+
+/* True if LEN bytes at BUF are all zero (fast word-wise scan; img/convert.c). */
+bool kimg_buffer_is_zero(const void *buf, size_t len);
+
+/* ---- struct kimg_opts (img/opts.c; opaque in kimg/opts.h) ------------- */
+
+struct kimg_opt {
+    char *key;
+    char *value;       /* NULL for a bare "key" (means "on" for booleans) */
+    bool used;         /* a getter read it */
+};
+
+struct kimg_opts {
+    struct kimg_opt *v;
+    int n, cap;
+};
+
+#endif
