@@ -1,9 +1,11 @@
 /*
- * convert.c — the copy engine.  It walks each source's block status
- * through its backing chain: ranges that read as zeros are never read and,
- * on a target that already reads as zeros, never written; data ranges are
- * read in large chunks, and inside them zero runs of at least the sparse
- * size (rounded up to the target's cluster size) become holes.
+ * convert.c — the copy engine's plan and main thread (its workers are in
+ * convert_work.c, the state both share in convert_engine.h).  It walks
+ * each source's block status through its backing chain: ranges that read
+ * as zeros are never read and, on a target that already reads as zeros,
+ * never written; data ranges are read in large chunks, and inside them
+ * zero runs of at least the sparse size (rounded up to the target's
+ * cluster size) become holes.
  *
  * -B (a target with a backing file), qemu-img's rule: only what the
  * source's top layer holds is copied, its zero clusters as zero writes;
@@ -87,12 +89,7 @@
 #include "srcmap.h"
 #include "internal.h"
 
-#define CHUNK (2u << 20)
-#define MAP_WINDOW (16u << 20) /* source mappings shared by the jobs in them
-                                   (srcmap.h): one mmap/munmap, and one TLB
-                                   shootdown, per window instead of per job */
-#define AIO_PIECE (512u << 10)  /* O_DIRECT requests are cut to this size so
-                                   one job keeps several in flight */
+#include "convert_engine.h"
 
 bool kimg_buffer_is_zero(const void *buf, size_t len)
 {
@@ -115,438 +112,6 @@ bool kimg_buffer_is_zero(const void *buf, size_t len)
         if (*p++)
             return false;
     return true;
-}
-
-/* ---- jobs ----------------------------------------------------------------- */
-
-/* A job is a slot of the engines' pool (img/pool.c).  First phase, on a
- * worker: read (and scan, compress, raw write); then the main thread takes
- * it in sequence order.  A qcow2 target's job goes back to the pool
- * (wphase) for a worker to write its allocated pieces, and the main thread
- * links them when it takes the job again (in any order). */
-enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
-#define CLEN_ZERO INT64_MIN
-
-/* A run of a job's data, zero or not, at the sparse grain. */
-struct run {
-    uint32_t pos, len;
-    bool zero;
-};
-
-/* Data of a job going to host space allocated for it (qcow2 target). */
-struct piece {
-    uint64_t pos, len, host;
-    struct kimg_file *file;
-};
-
-struct job {
-    enum job_kind kind;
-    bool wphase;                /* queued again to write its pieces */
-    uint64_t seq;
-    struct kimg *src;
-    uint64_t soff, doff, len;
-    struct kimg_file *src_file; /* JOB_OFFLOAD: soff is a host offset in it */
-    /* the data is stored plainly at hoff in hfile (mapped or read there) */
-    struct kimg_file *hfile;
-    uint64_t hoff;
-    uint8_t *buf;               /* CHUNK bytes, for data jobs */
-    uint8_t *data;              /* the job's data: buf, or inside map */
-    struct kimg_srcmap *map;    /* the window holding the mapped data, or NULL */
-    struct run *runs;           /* zero scan result (not with -c) */
-    uint32_t nruns, runs_cap;
-    struct piece *pieces;       /* qcow2 target: data written by a worker */
-    uint32_t npieces_w, pieces_cap;
-    /* -c: each target cluster of the job compressed by the worker */
-    uint8_t *cbuf;              /* the compressed clusters, back to back */
-    int64_t *clen;              /* per cluster: length, -ENOSPC/-ENOTSUP, or
-                                   CLEN_ZERO for an all-zero cluster */
-    uint32_t npieces;
-    int ret;
-    char err[256];              /* the worker's error message */
-};
-
-struct engine {
-    struct kimg_convert *c;
-    uint8_t *zbuf;              /* zeros, for -S 0 */
-    uint64_t grain;             /* zero-detection granularity, 0 = off */
-    uint64_t cluster;           /* target cluster size (compression unit) */
-    bool split_compress;        /* workers compress (the target supports it) */
-    bool raw_target;            /* workers write their own jobs: a raw file
-                                   has no layout to keep in order, and it is
-                                   already full size, so writes cannot race
-                                   on its length */
-    bool par_write;             /* qcow2-like target: alloc_data/commit_data */
-    bool use_aio;               /* some file is O_DIRECT: workers get libaio */
-    bool one_writer;            /* buffered target: workers take turns writing */
-    pthread_mutex_t wturn;      /* whose turn it is (one_writer) */
-    bool reflink;               /* clone plain source data (see the top);
-                                   cleared at the first refusal */
-    uint64_t reflink_align;     /* the target file system's block size */
-    uint64_t done, total, last_report;
-    struct convert_steps steps;  /* -p: qemu-img's steps */
-
-    struct kimg_pool *pool;     /* jobs: struct job */
-    struct kimg_srcwins *wins;  /* mapped source windows */
-    uint64_t next_seq;          /* sequence number of the next job made */
-    uint64_t write_seq;         /* sequence number of the next job written
-                                   (atomic: read by hold()) */
-    uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
-    bool draining;              /* no more jobs will be made (atomic) */
-};
-
-static void report(struct engine *e, uint64_t n)
-{
-    e->done += n;
-    if (!e->c->progress)
-        return;
-    if (e->done == e->total || (e->done - e->last_report) * 100 >= e->total) {
-        e->c->progress(e->c->opaque, e->done, e->total);
-        e->last_report = e->done;
-    }
-}
-
-static int write_zero_range(struct engine *e, uint64_t off, uint64_t len)
-{
-    if (!e->c->sparse_size) {
-        /* -S 0: fully allocated output, zeros written as data */
-        while (len) {
-            uint64_t n = len < CHUNK ? len : CHUNK;
-            int ret = kimg_write(e->c->dst, e->zbuf, off, n);
-            if (ret < 0)
-                return ret;
-            off += n;
-            len -= n;
-        }
-        return 0;
-    }
-    if (e->c->target_is_zero)
-        return 0;
-    return kimg_write_zeroes(e->c->dst, off, len, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_WIDEN);
-}
-
-/* Cut the job's data into runs of zero and non-zero grain-aligned blocks
- * (partial at the edges); one data run when zero detection is off. */
-static void scan_runs(struct engine *e, struct job *j)
-{
-    const uint8_t *buf = j->data;
-    uint64_t off = j->doff, len = j->len;
-    j->nruns = 0;
-    if (!e->grain) {
-        j->runs[j->nruns++] = (struct run){ 0, (uint32_t)len, false };
-        return;
-    }
-    uint64_t pos = 0;
-    while (pos < len) {
-        uint64_t n = e->grain - ((off + pos) % e->grain);
-        if (n > len - pos)
-            n = len - pos;
-        bool zero = kimg_buffer_is_zero(buf + pos, n);
-        /* extend the run while blocks keep the same kind */
-        uint64_t run = n;
-        while (pos + run < len) {
-            uint64_t m = len - pos - run < e->grain ? len - pos - run : e->grain;
-            if (kimg_buffer_is_zero(buf + pos + run, m) != zero)
-                break;
-            run += m;
-        }
-        j->runs[j->nruns++] = (struct run){ (uint32_t)pos, (uint32_t)run, zero };
-        pos += run;
-    }
-}
-
-/* Write REQS (N of them, any number) with WRITE direction through the
- * worker's aio context in batches. */
-static int aio_all(struct kimg_aio *aio, struct kimg_aio_req *reqs, int n, bool write)
-{
-    for (int i = 0; i < n; i += KIMG_AIO_MAX) {
-        int ret = kimg_aio_run(aio, reqs + i, n - i < KIMG_AIO_MAX ? n - i : KIMG_AIO_MAX, write);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
-}
-
-/* Queue [buf, buf+len) to FILE at OFF into REQS (cut to AIO_PIECE when
- * the file is O_DIRECT); flushes REQS when full. */
-static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
-                   struct kimg_file *file, uint8_t *buf, uint64_t len, uint64_t off, bool write)
-{
-    while (len) {
-        uint64_t m = file->direct && len > AIO_PIECE ? AIO_PIECE : len;
-        if (*n == KIMG_AIO_MAX) {
-            int ret = kimg_aio_run(aio, reqs, *n, write);
-            *n = 0;
-            if (ret < 0)
-                return ret;
-        }
-        reqs[(*n)++] = (struct kimg_aio_req){ file, buf, (size_t)m, off };
-        buf += m;
-        off += m;
-        len -= m;
-    }
-    return 0;
-}
-
-/* ---- reflinks ----------------------------------------------------------- */
-
-/* Clone LEN bytes at SOFF of the plain source file SRC (NULL: the data is
- * not stored plainly) to DOFF of the target's file DST (see the top).
- * True if done; false if the caller must copy: the range is not whole
- * blocks, or the file system refused (cloning is then off for good). */
-static bool reflink_range(struct engine *e, struct kimg_file *src, uint64_t soff,
-                          struct kimg_file *dst, uint64_t doff, uint64_t len)
-{
-    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || !len ||
-        dst != e->c->dst->file || ((soff | doff | len) % e->reflink_align))
-        return false;
-    if (kimg_file_clone_range(dst, doff, src, soff, len) == 0)
-        return true;
-    __atomic_store_n(&e->reflink, false, __ATOMIC_RELAXED);
-    return false;
-}
-
-/* A worker's turn at the target's writes (see the top): taken around the
- * whole batch a job writes, so one job's data goes in as one run. */
-static void write_turn(struct engine *e, bool take)
-{
-    if (!e->one_writer)
-        return;
-    if (take)
-        pthread_mutex_lock(&e->wturn);
-    else
-        pthread_mutex_unlock(&e->wturn);
-}
-
-/* Raw target, on a worker: the job's runs, data in one batch. */
-static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
-{
-    struct kimg_aio_req reqs[KIMG_AIO_MAX];
-    struct kimg_file *f = e->c->dst->file;
-    int n = 0, ret = 0;
-    write_turn(e, true);
-    for (uint32_t i = 0; i < j->nruns && ret == 0; i++) {
-        const struct run *r = &j->runs[i];
-        if (r->zero)
-            ret = write_zero_range(e, j->doff + r->pos, r->len);
-        else if (j->hfile && reflink_range(e, j->hfile, j->hoff + r->pos, f, j->doff + r->pos,
-                                           r->len))
-            continue;
-        else if (f)
-            ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
-        else
-            ret = kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
-    }
-    if (ret == 0 && n)
-        ret = aio_all(aio, reqs, n, true);
-    write_turn(e, false);
-    return ret;
-}
-
-/* Fetch a data job's bytes: mapped, read with libaio, or read through the
- * driver.  A host file now too short for the range fails (srcmap.h). */
-static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
-{
-    j->data = j->buf;
-    if (j->hfile && !j->hfile->direct) {
-        const uint8_t *p;
-        int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
-        if (ret == 0) {
-            j->data = (uint8_t *)p;
-            return 0;
-        }
-        j->map = NULL;
-        if (ret == -EIO) {
-            snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
-            return ret;
-        }
-    }
-    if (j->hfile && j->hfile->direct) {
-        struct kimg_aio_req reqs[KIMG_AIO_MAX];
-        int n = 0;
-        int ret = aio_add(aio, reqs, &n, j->hfile, j->buf, j->len, j->hoff, false);
-        if (ret == 0)
-            ret = aio_all(aio, reqs, n, false);
-        return ret;
-    }
-    return kimg_read(j->src, j->buf, j->soff, j->len);
-}
-
-/* ---- workers ------------------------------------------------------------- */
-
-/* The job's target clusters: piece I starts at *pos (offset in the job). */
-static uint64_t piece_len(const struct engine *e, const struct job *j, uint64_t pos)
-{
-    uint64_t n = e->cluster - ((j->doff + pos) % e->cluster);
-    return n < j->len - pos ? n : j->len - pos;
-}
-
-/* -C: copy a job inside the kernel, file to file (on a worker thread). */
-static int offload_copy(struct engine *e, struct job *j)
-{
-    int ret = kimg_file_copy_range(e->c->dst->file, j->doff, j->src_file, j->soff, j->len);
-    if (ret < 0)
-        snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
-                 (unsigned long long)j->doff, ret == -ENODATA ? "short copy" : strerror(-ret));
-    return ret == -ENODATA ? -EIO : ret;
-}
-
-/* -c: compress every cluster of a job (on a worker thread). */
-static void compress_job(struct engine *e, struct job *j)
-{
-    uint64_t pos = 0, cpos = 0;
-    uint32_t i = 0;
-    while (pos < j->len && i < j->npieces) {
-        uint64_t n = piece_len(e, j, pos);
-        /* -S 0: zero clusters too are written compressed */
-        if (e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)) {
-            j->clen[i] = CLEN_ZERO;
-        } else {
-            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
-                                              j->cbuf + cpos, CHUNK - cpos);
-            j->clen[i] = c;
-            if (c > 0)
-                cpos += (uint64_t)c;
-        }
-        pos += n;
-        i++;
-    }
-}
-
-/* -c: write a job's clusters compressed by the workers, in order. */
-static int write_compressed_job(struct engine *e, struct job *j)
-{
-    uint64_t pos = 0, cpos = 0;
-    for (uint32_t i = 0; pos < j->len; i++) {
-        uint64_t n = piece_len(e, j, pos);
-        int64_t c = j->clen[i];
-        int ret;
-        if (c == CLEN_ZERO) {
-            ret = write_zero_range(e, j->doff + pos, n);
-        } else if (c >= 0) {
-            ret = kimg_write_compressed_data(e->c->dst, j->doff + pos, n, j->cbuf + cpos,
-                                             (size_t)c);
-            cpos += (uint64_t)c;
-        } else if (c == -ENOSPC || c == -ENOTSUP) {
-            ret = kimg_write(e->c->dst, j->data + pos, j->doff + pos, n);
-        } else {
-            ret = kimg_fail((int)c, "compression failed");
-        }
-        if (ret < 0)
-            return ret;
-        pos += n;
-    }
-    return 0;
-}
-
-static void set_err(struct job *j, const char *what, uint64_t off, const char *name)
-{
-    const char *m = kimg_last_error() ? kimg_last_error() : "I/O error";
-    if (name)
-        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu of '%s': %s", what,
-                 (unsigned long long)off, name, m);
-    else
-        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu: %s", what,
-                 (unsigned long long)off, m);
-}
-
-/* After the last use of a job's mapped data so far: a source that changed
- * size fails the job, whatever else went wrong with that data (srcmap.h). */
-static int check_map(struct job *j)
-{
-    if (!j->map)
-        return 0;
-    kimg_clear_error();     /* the message is the source's, not the write's */
-    int ret = kimg_srcmap_check(j->map);
-    if (ret < 0)
-        snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
-    return ret;
-}
-
-/* First phase of a job on a worker: read, then scan/compress/write. */
-static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
-{
-    if (j->kind == JOB_OFFLOAD) {
-        j->ret = offload_copy(e, j);
-        return;
-    }
-    j->ret = fetch_data(e, j, aio);
-    if (j->ret < 0) {
-        if (!j->err[0])
-            set_err(j, "reading", j->soff, kimg_filename(j->src));
-        return;
-    }
-    if (e->split_compress) {
-        compress_job(e, j);
-    } else if (!e->c->compress) {
-        scan_runs(e, j);
-        if (e->raw_target) {
-            j->ret = write_runs_raw(e, j, aio);
-            if (j->ret < 0)
-                set_err(j, "writing", j->doff, NULL);
-        }
-    }
-    int ret = check_map(j);
-    if (ret < 0)
-        j->ret = ret;
-}
-
-/* Second phase (parallel qcow2 writes): the pieces, in one batch. */
-static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
-{
-    struct kimg_aio_req reqs[KIMG_AIO_MAX];
-    int n = 0, ret = 0;
-    write_turn(e, true);
-    for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
-        const struct piece *p = &j->pieces[i];
-        if (j->hfile && reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
-            continue;
-        ret = aio_add(aio, reqs, &n, p->file, j->data + p->pos, p->len, p->host, true);
-    }
-    if (ret == 0 && n)
-        ret = aio_all(aio, reqs, n, true);
-    write_turn(e, false);
-    j->ret = ret;
-    if (ret < 0)
-        set_err(j, "writing", j->doff, NULL);
-    if ((ret = check_map(j)) < 0)
-        j->ret = ret;
-}
-
-/* A pool job on a worker; the job's message goes with its result. */
-static int run_job(void *opaque, void *local, void *job)
-{
-    struct engine *e = opaque;
-    struct job *j = job;
-    if (j->wphase)
-        work_write(e, j, local);
-    else
-        work_read(e, j, local);
-    if (j->ret < 0) {
-        kimg_clear_error();
-        kimg_error("%s", j->err);
-    }
-    return j->ret;
-}
-
-static void *worker_init(void *opaque)
-{
-    struct engine *e = opaque;
-    return e->use_aio ? kimg_aio_new() : NULL;
-}
-
-static void worker_fini(void *opaque, void *local)
-{
-    kimg_aio_free(local);
-}
-
-/* KIMG_CONVERT_WRITE_LAG (test hook): a job's data writes wait until
- * write_lag more jobs have been taken, or the copy drains. */
-static bool hold_job(void *opaque, void *job)
-{
-    struct engine *e = opaque;
-    struct job *j = job;
-    return j->wphase && !__atomic_load_n(&e->draining, __ATOMIC_ACQUIRE) &&
-           __atomic_load_n(&e->write_seq, __ATOMIC_ACQUIRE) <= j->seq + e->write_lag;
 }
 
 /* ---- the main thread: allocation, ordered writes, links -------------------- */
@@ -579,7 +144,7 @@ static int plan_job(struct engine *e, struct job *j)
         uint64_t a = j->doff + r->pos, b = a + r->len;
         int ret;
         if (r->zero) {
-            ret = write_zero_range(e, a, r->len);
+            ret = convert_write_zero_range(e, a, r->len);
             if (ret < 0)
                 return ret;
             continue;
@@ -674,16 +239,16 @@ static int service(struct engine *e, bool wait)
     if (j->wphase) {
         ret = commit_job(e, j);
         if (ret == 0)
-            report(e, j->len);
+            convert_report(e, j->len);
         release_job(e, j);
         return ret < 0 ? ret : 1;
     }
     bool keep = false;
     if (j->kind == JOB_ZERO) {
-        ret = write_zero_range(e, j->doff, j->len);
+        ret = convert_write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_DATA && !e->raw_target) {
         if (e->split_compress)
-            ret = write_compressed_job(e, j);
+            ret = convert_write_compressed_job(e, j);
         else if (e->c->compress)
             ret = write_sparse_compress(e, j);
         else if (e->par_write)
@@ -707,7 +272,7 @@ static int service(struct engine *e, bool wait)
     }
     if (!keep) {
         if (ret == 0)
-            report(e, j->len);
+            convert_report(e, j->len);
         release_job(e, j);
     }
     return ret < 0 ? ret : 1;
@@ -718,10 +283,10 @@ static int service(struct engine *e, bool wait)
 static int write_sparse_compress(struct engine *e, struct job *j)
 {
     for (uint64_t pos = 0; pos < j->len;) {
-        uint64_t n = piece_len(e, j, pos), off = j->doff + pos;
+        uint64_t n = convert_piece_len(e, j, pos), off = j->doff + pos;
         bool whole = n == e->cluster || off + n == kimg_size(e->c->dst);
         int ret = e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)
-                ? write_zero_range(e, off, n)
+                ? convert_write_zero_range(e, off, n)
                 : whole ? kimg_write_compressed(e->c->dst, j->data + pos, off, n)
                         /* a cluster split between two sources */
                         : kimg_write(e->c->dst, j->data + pos, off, n);
@@ -737,7 +302,7 @@ static int write_runs_serial(struct engine *e, struct job *j)
 {
     for (uint32_t i = 0; i < j->nruns; i++) {
         const struct run *r = &j->runs[i];
-        int ret = r->zero ? write_zero_range(e, j->doff + r->pos, r->len)
+        int ret = r->zero ? convert_write_zero_range(e, j->doff + r->pos, r->len)
                           : kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
         if (ret < 0)
             return ret;
@@ -983,8 +548,8 @@ static int engine_start(struct engine *e, int in_flight)
     long want = ncpu < 4 ? 4 : ncpu;
     struct kimg_pool_def def = {
         .threads = want > in_flight ? in_flight : (int)want, .slots = in_flight,
-        .job_size = sizeof(struct job), .run = run_job, .worker_init = worker_init,
-        .worker_fini = worker_fini, .hold = e->write_lag ? hold_job : NULL, .opaque = e,
+        .job_size = sizeof(struct job), .run = convert_run_job, .worker_init = convert_worker_init,
+        .worker_fini = convert_worker_fini, .hold = e->write_lag ? convert_hold_job : NULL, .opaque = e,
     };
     pthread_mutex_init(&e->wturn, NULL);
     e->wins = kimg_srcwins_new(MAP_WINDOW);

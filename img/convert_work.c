@@ -1,0 +1,380 @@
+/*
+ * convert_work.c — the copy engine's workers (convert.c has the plan and
+ * the main thread): a job's reads (mapped or read, from the sources or
+ * their plainly stored host data), zero scans, compression, and the
+ * writes a worker makes itself (a raw target's runs, taking turns on a
+ * buffered file; a qcow2 target's allocated pieces; reflinks; libaio for
+ * O_DIRECT), plus progress.  The rules are in convert.c's top comment.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "aio.h"
+#include "kimg/convert.h"
+#include "convert_steps.h"
+#include "crash.h"
+#include "kimg/driver.h"
+#include "tunables.h"
+#include "pool.h"
+#include "srcmap.h"
+#include "internal.h"
+
+#include "convert_engine.h"
+
+void convert_report(struct engine *e, uint64_t n)
+{
+    e->done += n;
+    if (!e->c->progress)
+        return;
+    if (e->done == e->total || (e->done - e->last_report) * 100 >= e->total) {
+        e->c->progress(e->c->opaque, e->done, e->total);
+        e->last_report = e->done;
+    }
+}
+
+int convert_write_zero_range(struct engine *e, uint64_t off, uint64_t len)
+{
+    if (!e->c->sparse_size) {
+        /* -S 0: fully allocated output, zeros written as data */
+        while (len) {
+            uint64_t n = len < CHUNK ? len : CHUNK;
+            int ret = kimg_write(e->c->dst, e->zbuf, off, n);
+            if (ret < 0)
+                return ret;
+            off += n;
+            len -= n;
+        }
+        return 0;
+    }
+    if (e->c->target_is_zero)
+        return 0;
+    return kimg_write_zeroes(e->c->dst, off, len, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_WIDEN);
+}
+
+/* Cut the job's data into runs of zero and non-zero grain-aligned blocks
+ * (partial at the edges); one data run when zero detection is off. */
+static void scan_runs(struct engine *e, struct job *j)
+{
+    const uint8_t *buf = j->data;
+    uint64_t off = j->doff, len = j->len;
+    j->nruns = 0;
+    if (!e->grain) {
+        j->runs[j->nruns++] = (struct run){ 0, (uint32_t)len, false };
+        return;
+    }
+    uint64_t pos = 0;
+    while (pos < len) {
+        uint64_t n = e->grain - ((off + pos) % e->grain);
+        if (n > len - pos)
+            n = len - pos;
+        bool zero = kimg_buffer_is_zero(buf + pos, n);
+        /* extend the run while blocks keep the same kind */
+        uint64_t run = n;
+        while (pos + run < len) {
+            uint64_t m = len - pos - run < e->grain ? len - pos - run : e->grain;
+            if (kimg_buffer_is_zero(buf + pos + run, m) != zero)
+                break;
+            run += m;
+        }
+        j->runs[j->nruns++] = (struct run){ (uint32_t)pos, (uint32_t)run, zero };
+        pos += run;
+    }
+}
+
+/* Write REQS (N of them, any number) with WRITE direction through the
+ * worker's aio context in batches. */
+static int aio_all(struct kimg_aio *aio, struct kimg_aio_req *reqs, int n, bool write)
+{
+    for (int i = 0; i < n; i += KIMG_AIO_MAX) {
+        int ret = kimg_aio_run(aio, reqs + i, n - i < KIMG_AIO_MAX ? n - i : KIMG_AIO_MAX, write);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* Queue [buf, buf+len) to FILE at OFF into REQS (cut to AIO_PIECE when
+ * the file is O_DIRECT); flushes REQS when full. */
+static int aio_add(struct kimg_aio *aio, struct kimg_aio_req *reqs, int *n,
+                   struct kimg_file *file, uint8_t *buf, uint64_t len, uint64_t off, bool write)
+{
+    while (len) {
+        uint64_t m = file->direct && len > AIO_PIECE ? AIO_PIECE : len;
+        if (*n == KIMG_AIO_MAX) {
+            int ret = kimg_aio_run(aio, reqs, *n, write);
+            *n = 0;
+            if (ret < 0)
+                return ret;
+        }
+        reqs[(*n)++] = (struct kimg_aio_req){ file, buf, (size_t)m, off };
+        buf += m;
+        off += m;
+        len -= m;
+    }
+    return 0;
+}
+
+/* ---- reflinks ----------------------------------------------------------- */
+
+/* Clone LEN bytes at SOFF of the plain source file SRC (NULL: the data is
+ * not stored plainly) to DOFF of the target's file DST (see the top).
+ * True if done; false if the caller must copy: the range is not whole
+ * blocks, or the file system refused (cloning is then off for good). */
+static bool reflink_range(struct engine *e, struct kimg_file *src, uint64_t soff,
+                          struct kimg_file *dst, uint64_t doff, uint64_t len)
+{
+    if (!__atomic_load_n(&e->reflink, __ATOMIC_RELAXED) || !src || !len ||
+        dst != e->c->dst->file || ((soff | doff | len) % e->reflink_align))
+        return false;
+    if (kimg_file_clone_range(dst, doff, src, soff, len) == 0)
+        return true;
+    __atomic_store_n(&e->reflink, false, __ATOMIC_RELAXED);
+    return false;
+}
+
+/* A worker's turn at the target's writes (see the top): taken around the
+ * whole batch a job writes, so one job's data goes in as one run. */
+static void write_turn(struct engine *e, bool take)
+{
+    if (!e->one_writer)
+        return;
+    if (take)
+        pthread_mutex_lock(&e->wturn);
+    else
+        pthread_mutex_unlock(&e->wturn);
+}
+
+/* Raw target, on a worker: the job's runs, data in one batch. */
+static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    struct kimg_aio_req reqs[KIMG_AIO_MAX];
+    struct kimg_file *f = e->c->dst->file;
+    int n = 0, ret = 0;
+    write_turn(e, true);
+    for (uint32_t i = 0; i < j->nruns && ret == 0; i++) {
+        const struct run *r = &j->runs[i];
+        if (r->zero)
+            ret = convert_write_zero_range(e, j->doff + r->pos, r->len);
+        else if (j->hfile && reflink_range(e, j->hfile, j->hoff + r->pos, f, j->doff + r->pos,
+                                           r->len))
+            continue;
+        else if (f)
+            ret = aio_add(aio, reqs, &n, f, j->data + r->pos, r->len, j->doff + r->pos, true);
+        else
+            ret = kimg_write(e->c->dst, j->data + r->pos, j->doff + r->pos, r->len);
+    }
+    if (ret == 0 && n)
+        ret = aio_all(aio, reqs, n, true);
+    write_turn(e, false);
+    return ret;
+}
+
+/* Fetch a data job's bytes: mapped, read with libaio, or read through the
+ * driver.  A host file now too short for the range fails (srcmap.h). */
+static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    j->data = j->buf;
+    if (j->hfile && !j->hfile->direct) {
+        const uint8_t *p;
+        int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
+        if (ret == 0) {
+            j->data = (uint8_t *)p;
+            return 0;
+        }
+        j->map = NULL;
+        if (ret == -EIO) {
+            snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+            return ret;
+        }
+    }
+    if (j->hfile && j->hfile->direct) {
+        struct kimg_aio_req reqs[KIMG_AIO_MAX];
+        int n = 0;
+        int ret = aio_add(aio, reqs, &n, j->hfile, j->buf, j->len, j->hoff, false);
+        if (ret == 0)
+            ret = aio_all(aio, reqs, n, false);
+        return ret;
+    }
+    return kimg_read(j->src, j->buf, j->soff, j->len);
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+/* The job's target clusters: piece I starts at *pos (offset in the job). */
+uint64_t convert_piece_len(const struct engine *e, const struct job *j, uint64_t pos)
+{
+    uint64_t n = e->cluster - ((j->doff + pos) % e->cluster);
+    return n < j->len - pos ? n : j->len - pos;
+}
+
+/* -C: copy a job inside the kernel, file to file (on a worker thread). */
+static int offload_copy(struct engine *e, struct job *j)
+{
+    int ret = kimg_file_copy_range(e->c->dst->file, j->doff, j->src_file, j->soff, j->len);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "copy offloading failed at offset %llu: %s",
+                 (unsigned long long)j->doff, ret == -ENODATA ? "short copy" : strerror(-ret));
+    return ret == -ENODATA ? -EIO : ret;
+}
+
+/* -c: compress every cluster of a job (on a worker thread). */
+static void compress_job(struct engine *e, struct job *j)
+{
+    uint64_t pos = 0, cpos = 0;
+    uint32_t i = 0;
+    while (pos < j->len && i < j->npieces) {
+        uint64_t n = convert_piece_len(e, j, pos);
+        /* -S 0: zero clusters too are written compressed */
+        if (e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)) {
+            j->clen[i] = CLEN_ZERO;
+        } else {
+            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
+                                              j->cbuf + cpos, CHUNK - cpos);
+            j->clen[i] = c;
+            if (c > 0)
+                cpos += (uint64_t)c;
+        }
+        pos += n;
+        i++;
+    }
+}
+
+/* -c: write a job's clusters compressed by the workers, in order. */
+int convert_write_compressed_job(struct engine *e, struct job *j)
+{
+    uint64_t pos = 0, cpos = 0;
+    for (uint32_t i = 0; pos < j->len; i++) {
+        uint64_t n = convert_piece_len(e, j, pos);
+        int64_t c = j->clen[i];
+        int ret;
+        if (c == CLEN_ZERO) {
+            ret = convert_write_zero_range(e, j->doff + pos, n);
+        } else if (c >= 0) {
+            ret = kimg_write_compressed_data(e->c->dst, j->doff + pos, n, j->cbuf + cpos,
+                                             (size_t)c);
+            cpos += (uint64_t)c;
+        } else if (c == -ENOSPC || c == -ENOTSUP) {
+            ret = kimg_write(e->c->dst, j->data + pos, j->doff + pos, n);
+        } else {
+            ret = kimg_fail((int)c, "compression failed");
+        }
+        if (ret < 0)
+            return ret;
+        pos += n;
+    }
+    return 0;
+}
+
+static void set_err(struct job *j, const char *what, uint64_t off, const char *name)
+{
+    const char *m = kimg_last_error() ? kimg_last_error() : "I/O error";
+    if (name)
+        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu of '%s': %s", what,
+                 (unsigned long long)off, name, m);
+    else
+        snprintf(j->err, sizeof(j->err), "error while %s at offset %llu: %s", what,
+                 (unsigned long long)off, m);
+}
+
+/* After the last use of a job's mapped data so far: a source that changed
+ * size fails the job, whatever else went wrong with that data (srcmap.h). */
+static int check_map(struct job *j)
+{
+    if (!j->map)
+        return 0;
+    kimg_clear_error();     /* the message is the source's, not the write's */
+    int ret = kimg_srcmap_check(j->map);
+    if (ret < 0)
+        snprintf(j->err, sizeof(j->err), "%s", kimg_last_error());
+    return ret;
+}
+
+/* First phase of a job on a worker: read, then scan/compress/write. */
+static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    if (j->kind == JOB_OFFLOAD) {
+        j->ret = offload_copy(e, j);
+        return;
+    }
+    j->ret = fetch_data(e, j, aio);
+    if (j->ret < 0) {
+        if (!j->err[0])
+            set_err(j, "reading", j->soff, kimg_filename(j->src));
+        return;
+    }
+    if (e->split_compress) {
+        compress_job(e, j);
+    } else if (!e->c->compress) {
+        scan_runs(e, j);
+        if (e->raw_target) {
+            j->ret = write_runs_raw(e, j, aio);
+            if (j->ret < 0)
+                set_err(j, "writing", j->doff, NULL);
+        }
+    }
+    int ret = check_map(j);
+    if (ret < 0)
+        j->ret = ret;
+}
+
+/* Second phase (parallel qcow2 writes): the pieces, in one batch. */
+static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    struct kimg_aio_req reqs[KIMG_AIO_MAX];
+    int n = 0, ret = 0;
+    write_turn(e, true);
+    for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
+        const struct piece *p = &j->pieces[i];
+        if (j->hfile && reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
+            continue;
+        ret = aio_add(aio, reqs, &n, p->file, j->data + p->pos, p->len, p->host, true);
+    }
+    if (ret == 0 && n)
+        ret = aio_all(aio, reqs, n, true);
+    write_turn(e, false);
+    j->ret = ret;
+    if (ret < 0)
+        set_err(j, "writing", j->doff, NULL);
+    if ((ret = check_map(j)) < 0)
+        j->ret = ret;
+}
+
+/* A pool job on a worker; the job's message goes with its result. */
+int convert_run_job(void *opaque, void *local, void *job)
+{
+    struct engine *e = opaque;
+    struct job *j = job;
+    if (j->wphase)
+        work_write(e, j, local);
+    else
+        work_read(e, j, local);
+    if (j->ret < 0) {
+        kimg_clear_error();
+        kimg_error("%s", j->err);
+    }
+    return j->ret;
+}
+
+void *convert_worker_init(void *opaque)
+{
+    struct engine *e = opaque;
+    return e->use_aio ? kimg_aio_new() : NULL;
+}
+
+void convert_worker_fini(void *opaque, void *local)
+{
+    kimg_aio_free(local);
+}
+
+/* KIMG_CONVERT_WRITE_LAG (test hook): a job's data writes wait until
+ * write_lag more jobs have been taken, or the copy drains. */
+bool convert_hold_job(void *opaque, void *job)
+{
+    struct engine *e = opaque;
+    struct job *j = job;
+    return j->wphase && !__atomic_load_n(&e->draining, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&e->write_seq, __ATOMIC_ACQUIRE) <= j->seq + e->write_lag;
+}
