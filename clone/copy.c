@@ -80,12 +80,13 @@ static int overlay(struct clone_disk_plan *d)
     int r = kimg_create(&ca);
     if (r < 0)
         return r;
+    /* the overlay is on disk before it is renamed into place */
     int fd = open(d->tmp, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
+    if (fd < 0 || fsync(fd) < 0)
+        r = kimg_fail(-errno, "%s: cannot sync the new overlay: %s", d->tmp, strerror(errno));
+    if (fd >= 0)
         close(fd);
-    }
-    return 0;
+    return r;
 }
 
 int clone_reflink_fd(int src_fd, int dst_fd, const char *src, const char *dst)

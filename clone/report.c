@@ -118,6 +118,7 @@ int clone_write_file(const char *path, const void *buf, size_t len)
     int fd = open(out.path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd < 0) {
         ret = kimg_fail(-errno, "%s: %s", path, strerror(errno));
+        kimg_output_abort(&out);
         goto out;
     }
     for (size_t done = 0; done < len;) {

@@ -88,8 +88,13 @@ static void guard(bool on)
         sigemptyset(&sa.sa_mask);
         for (size_t i = 0; i < NGUARDED; i++)
             sigaddset(&sa.sa_mask, guarded[i]);
-        for (size_t i = 0; i < NGUARDED; i++)
-            sigaction(guarded[i], &sa, &saved[i]);
+        /* a signal the process ignores (nohup, a background job's
+         * SIGINT, a parent's SIGPIPE) stays ignored: the run goes on */
+        for (size_t i = 0; i < NGUARDED; i++) {
+            sigaction(guarded[i], NULL, &saved[i]);
+            if (saved[i].sa_handler != SIG_IGN)
+                sigaction(guarded[i], &sa, NULL);
+        }
         struct sigaction ign = { .sa_handler = SIG_IGN };
         sigemptyset(&ign.sa_mask);
         sigaction(SIGXFSZ, &ign, &saved_xfsz);
@@ -100,12 +105,12 @@ static void guard(bool on)
     }
 }
 
-/* Take a free slot (signals blocked); its index, or -1. */
+/* Take a free slot (signals blocked); its index, -ENOMEM or -EMFILE. */
 static int take_slot(void)
 {
     for (int i = 0; i < MAX_OUTPUTS; i++) {
         if (!slots[i] && !(slots[i] = calloc(1, sizeof(*slots[i]))))
-            return -1;
+            return -ENOMEM;
         if (!slots[i]->used) {
             slots[i]->used = true;
             slots[i]->state = SLOT_FREE;
@@ -116,7 +121,7 @@ static int take_slot(void)
             return i;
         }
     }
-    return -1;
+    return -EMFILE;
 }
 
 /* Release slot I (signals blocked) without touching its files. */
@@ -223,7 +228,8 @@ int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
     int i = take_slot();
     restore_signals(&old);
     if (i < 0)
-        return kimg_fail(-EMFILE, "%s: too many output files at once", path);
+        return kimg_fail(i, "%s: %s", path, i == -EMFILE ? "too many output files at once"
+                                                         : strerror(-i));
     struct slot *s = slots[i];
     s->undo = flags & KIMG_OUTPUT_UNDO;
     int r = resolve_links(path, s->final);
@@ -270,6 +276,8 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir)
     if (o->in_place || !o->slot || !o->path)
         return 0;
     struct slot *s = slots[o->slot - 1];
+    char d[PATH_MAX];
+    memcpy(d, s->final, sizeof(d));     /* the slot may be reused once released */
     sigset_t old;
     block_signals(&old);
     int r = s->state == SLOT_TMP
@@ -289,8 +297,6 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir)
                          r == -EEXIST ? "it appeared meanwhile; not replacing it"
                                       : strerror(-r));
     if (sync_dir) {
-        char d[PATH_MAX];
-        memcpy(d, s->final, sizeof(d));
         int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) {
             fsync(fd);

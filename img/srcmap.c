@@ -143,7 +143,7 @@ int kimg_srcmap_open(struct kimg_srcmap *sm, struct kimg_file *f, uint64_t off, 
         if (ret < 0) {
             kimg_file_unmap(f, &sm->m);
             sm->slot = -1;
-            return -EBUSY;
+            return ret;
         }
     }
     sm->data = sm->m.data;
@@ -253,6 +253,13 @@ int kimg_srcwins_get(struct kimg_srcwins *w, struct kimg_file *f, uint64_t off, 
     uint64_t start = off & ~(w->size - 1), end = start + w->size, size;
     if (f->ops->get_size(f, &size) < 0)
         size = off + len;
+    if (off + len > size) {
+        /* past the file's end (a raw image's size rounds the file up to
+         * 512 bytes): not mappable; the caller reads, which gives zeros
+         * there, and the end-of-run size check still sees a truncation */
+        pthread_mutex_unlock(&w->lock);
+        return -EOPNOTSUPP;
+    }
     if (end > size)
         end = size;
     if (off + len > end || off + len > size) {

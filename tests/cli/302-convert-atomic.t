@@ -17,7 +17,9 @@ is "$(leftovers)" 0 "no temporary file left"
 head -c $((96 * 1024 * 1024)) /dev/urandom > rnd.raw
 echo "keep me" > existing.img
 for sig in INT TERM; do
-    "$KIMG" convert -c -f raw -O qcow2 rnd.raw existing.img & pid=$!
+    # (a script's background job starts with SIGINT ignored, and kimg
+    # keeps an ignored signal ignored: give it the default back)
+    env --default-signal=INT "$KIMG" convert -c -f raw -O qcow2 rnd.raw existing.img & pid=$!
     # signal only once the temporary output exists (the copy is under way)
     for i in $(seq 100); do
         ls -A "$T" | grep -q '^\.existing\.img\.kimg-' && break

@@ -117,7 +117,9 @@ head -c $((64 * 1024 * 1024)) /dev/urandom > rnd.raw
 echo "keep me" > real/keep.img
 ln -s real/keep.img keep-link.img
 for sig in INT TERM; do
-    "$KIMG" convert -c -f raw -O qcow2 rnd.raw keep-link.img & pid=$!
+    # (a script's background job starts with SIGINT ignored, and kimg
+    # keeps an ignored signal ignored: give it the default back)
+    env --default-signal=INT "$KIMG" convert -c -f raw -O qcow2 rnd.raw keep-link.img & pid=$!
     seen=0
     for i in $(seq 200); do
         ls -A real | grep -q '^\.keep\.img\.kimg-' && { seen=1; break; }
@@ -131,4 +133,18 @@ for sig in INT TERM; do
     is "$(cat real/keep.img)" "keep me" "SIG$sig: the old target is untouched"
     is "$(leftovers)" 0 "SIG$sig: temporary output removed"
 done
+# a signal the caller ignores (nohup: SIGHUP) stays ignored: the convert
+# runs to the end instead of being killed and undone
+(trap '' HUP; exec "$KIMG" convert -c -f raw -O qcow2 rnd.raw nohup.qcow2) & pid=$!
+seen=0
+for i in $(seq 200); do
+    ls -A | grep -q '^\.nohup\.qcow2\.kimg-' && { seen=1; break; }
+    sleep 0.05
+done
+is "$seen" 1 "SIGHUP ignored: the convert is under way"
+kill -HUP $pid
+RC=0; wait $pid || RC=$?
+is "$RC" 0 "SIGHUP ignored: the convert completes"
+ok "SIGHUP ignored: the output is the source" qemu_oracle_compare rnd.raw nohup.qcow2
+is "$(leftovers)" 0 "SIGHUP ignored: no temporary file left"
 done_testing

@@ -37,7 +37,7 @@ big_stat=$(stat -c '%s %Y' store/big.qcow2)
 sed "s|$T/vm/data.img|$T/store/big.qcow2|; s|type='raw' cache|type='qcow2' cache|" vm/web01.xml > big.xml
 files_in vm > before.list
 for sig in TERM INT; do
-    "$KIMG" clone --original-xml big.xml -n "s$sig" --auto-clone -q > /dev/null 2>&1 &
+    env --default-signal=INT "$KIMG" clone --original-xml big.xml -n "s$sig" --auto-clone -q > /dev/null 2>&1 &
     pid=$!
     for i in $(seq 1 2000); do   # until big.qcow2's temporary copy exists
         ls -a store | grep -q '^\.big-clone\.qcow2\.kimg-' && break
