@@ -78,11 +78,12 @@ int cmd_check(int argc, char **argv)
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
-    unsigned flags = 0, fix = 0;
+    unsigned flags = 0, fix = 0, disk = 0;
     bool quiet = false;
     int c;
 
@@ -106,6 +107,10 @@ int cmd_check(int argc, char **argv)
             if (parse_output_format(optarg, &output) < 0)
                 return 1;
             break;
+        case OPT_DISK:
+            if (cmd_parse_disk(optarg, &disk) < 0)
+                return 1;
+            break;
         case 'h': print_synopsis("check"); return 0;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -124,7 +129,7 @@ int cmd_check(int argc, char **argv)
     flags |= KIMG_OPEN_NO_BACKING | KIMG_OPEN_REPAIR;
     if (fix)
         flags |= KIMG_OPEN_RDWR;
-    struct kimg *img = cmd_open(file, fmt, flags);
+    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
     if (!img)
         return 1;
 

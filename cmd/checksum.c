@@ -70,12 +70,13 @@ int cmd_checksum(int argc, char **argv)
         { "progress", no_argument, NULL, 'p' },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
     struct kimg_checksum ck = { .algorithm = KIMG_CHECKSUM_DEFAULT_ALGORITHM };
-    unsigned flags = 0;
+    unsigned flags = 0, disk = 0;
     bool progress = false;
     uint64_t v;
     int c;
@@ -113,6 +114,10 @@ int cmd_checksum(int argc, char **argv)
             ck.threads = (int)n;
             break;
         }
+        case OPT_DISK:
+            if (cmd_parse_disk(optarg, &disk) < 0)
+                return 1;
+            break;
         case 'h': print_help(); return 0;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -134,7 +139,7 @@ int cmd_checksum(int argc, char **argv)
         const char *name = argv[i];
         unsigned char md[KIMG_CHECKSUM_MAX_MD_SIZE];
         unsigned md_len = 0;
-        struct kimg *img = cmd_open(name, fmt, flags);
+        struct kimg *img = cmd_open_disk(name, fmt, flags, disk);
         if (!img) {
             status = 1;
             continue;

@@ -22,6 +22,8 @@ enum {
     OPT_START_OFFSET,
     OPT_MAX_LENGTH,
     OPT_HELP,
+    OPT_DISK,           /* --disk N: the Nth disk of an OVA archive */
+    OPT_DISK2,          /* compare's --disk2 N: the same for filename2 */
 };
 
 struct subcommand {
@@ -58,6 +60,12 @@ int cmd_bad_option(const char *sub, char **argv, int c);
 int parse_output_format(const char *s, enum output_format *out);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
+/* The same through kimg_open_disk, for the commands that read an image:
+ * an OVA archive opens as its disk DISK (0: the first; --disk). */
+struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, unsigned disk);
+/* --disk N: a disk number from 1 to 256; prints the error and returns
+ * -EINVAL otherwise. */
+int cmd_parse_disk(const char *arg, unsigned *disk);
 /* Cache modes as qemu-img's -t/-T: "none"/"off"/"directsync" open
  * O_DIRECT; all but "unsafe" sync at the end.  An unknown MODE prints
  * "kimg: Invalid WHAT option: MODE" and returns -EINVAL. */

@@ -1,12 +1,14 @@
 /*
  * common.c — helpers shared by the subcommands: error reporting in
- * qemu-img's shape, output-format parsing, opening with messages, cache
- * modes (-t/-T) and qemu-img's progress line (-p).
+ * qemu-img's shape, output-format parsing, opening with messages (an
+ * OVA's disk with --disk), cache modes (-t/-T) and qemu-img's progress
+ * line (-p).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cmd.h"
@@ -88,6 +90,32 @@ struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags)
         return NULL;
     }
     return img;
+}
+
+struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, unsigned disk)
+{
+    struct kimg *img;
+    int ret = kimg_open_disk(&img, file, fmt, flags, disk);
+    if (ret < 0) {
+        const char *msg = kimg_last_error();
+        cmd_error("Could not open '%s': %s", file, msg ? msg : strerror(-ret));
+        kimg_clear_error();
+        return NULL;
+    }
+    return img;
+}
+
+int cmd_parse_disk(const char *arg, unsigned *disk)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || n < 1 || n > 256) {
+        cmd_error("Invalid disk number '%.64s': from 1 to 256", arg);
+        return -EINVAL;
+    }
+    *disk = (unsigned)n;
+    return 0;
 }
 
 void print_safe_padded(FILE *out, const char *s, int width)

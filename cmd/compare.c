@@ -3,7 +3,8 @@
  * qemu-img prints for the result of the compare engine (img/compare.c).
  * Exit codes as qemu-img's: 0 equal, 1 different, 2 error opening, 3 error
  * checking allocation, 4 read error.  Errors are reported even with -q,
- * as qemu-img does.
+ * as qemu-img does.  --disk N and --disk2 N pick the disk of an OVA
+ * archive given as filename1 and filename2 (as -f and -F their formats).
  */
 #include <inttypes.h>
 #include "cmd.h"
@@ -44,10 +45,12 @@ int cmd_compare(int argc, char **argv)
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "disk", required_argument, NULL, OPT_DISK },
+        { "disk2", required_argument, NULL, OPT_DISK2 },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt1 = NULL, *fmt2 = NULL;
-    unsigned flags = 0;
+    unsigned flags = 0, disk1 = 0, disk2 = 0;
     bool strict = false, quiet = false;
     int c;
 
@@ -61,6 +64,11 @@ int cmd_compare(int argc, char **argv)
         case 's': strict = true; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
         case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case OPT_DISK:
+        case OPT_DISK2:
+            if (cmd_parse_disk(optarg, c == OPT_DISK ? &disk1 : &disk2) < 0)
+                return CMP_EOPEN;
+            break;
         case 'h': print_synopsis("compare"); return 0;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -75,10 +83,10 @@ int cmd_compare(int argc, char **argv)
     struct kimg_compare cmp = { .name_a = argv[optind], .name_b = argv[optind + 1],
                                 .strict = strict };
     int ret = CMP_EOPEN;
-    cmp.a = cmd_open(cmp.name_a, fmt1, flags);
+    cmp.a = cmd_open_disk(cmp.name_a, fmt1, flags, disk1);
     if (!cmp.a)
         return CMP_EOPEN;
-    cmp.b = cmd_open(cmp.name_b, fmt2, flags);
+    cmp.b = cmd_open_disk(cmp.name_b, fmt2, flags, disk2);
     if (cmp.b) {
         kimg_clear_error();
         ret = report(&cmp, kimg_compare_run(&cmp), quiet);

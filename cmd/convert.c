@@ -3,6 +3,8 @@
  * the copy engine (img/convert.c).  A new target is written as
  * kimg/output.h says: whole or not at all, beside the real target when the
  * name is a symlink; devices and FIFOs in place.  -n writes in place.
+ * Sources are opened as the user names them: an OVA archive is read as
+ * its disk (--disk N, of every source; the first by default).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -94,6 +96,7 @@ int cmd_convert(int argc, char **argv)
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { "progress", required_argument, NULL, OPT_PROGRESS },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
     struct convert_args a = { .out_fmt = "raw", .sparse = 4096, .cache = "unsafe",
@@ -101,6 +104,7 @@ int cmd_convert(int argc, char **argv)
     int c, ret = 1;
     uint64_t m;
     const char *snapshot = NULL;   /* -l */
+    unsigned disk = 0;             /* --disk: of every source (OVA archives) */
 
     while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
         switch (c) {
@@ -163,6 +167,10 @@ int cmd_convert(int argc, char **argv)
             if (cmd_snapshot_load_opt(NULL, optarg, 0) < 0)
                 goto out;
             snapshot = optarg;
+            break;
+        case OPT_DISK:
+            if (cmd_parse_disk(optarg, &disk) < 0)
+                goto out;
             break;
         case 'h': print_synopsis("convert"); ret = 0; goto out;
         case OPT_OBJECT:
@@ -247,7 +255,7 @@ int cmd_convert(int argc, char **argv)
     unsigned sflags = (a.share ? KIMG_OPEN_SHARE : 0) | (src_direct ? KIMG_OPEN_DIRECT : 0) |
                       (a.untrusted ? KIMG_OPEN_UNTRUSTED : 0);
     for (int i = 0; i < nb_src; i++) {
-        src[i] = cmd_open(argv[optind + i], a.src_fmt, sflags);
+        src[i] = cmd_open_disk(argv[optind + i], a.src_fmt, sflags, disk);
         if (!src[i])
             goto close_src;
         /* -l: qemu-img loads the snapshot into the first source */

@@ -1,6 +1,10 @@
 /*
  * info.c — `kimg info`: qemu-img info's human and JSON output (same keys,
- * same order), --backing-chain, -U, and kimg's --untrusted.
+ * same order), --backing-chain, -U, and kimg's --untrusted.  An OVA
+ * archive lists every disk (--disk N: that one): a block each, with an
+ * "archive member" line after "image:"; in JSON an array of objects (as
+ * --backing-chain gives), each ending with "archive-member" and
+ * "archive-disk" (--disk N: that one object).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -59,6 +63,11 @@ static void print_human(struct kimg *img, const struct kimg_info *info)
         strcpy(dsize, "unavailable");
     printf("image: ");
     kimg_print_for_terminal(stdout, kimg_filename(img));
+    if (kimg_archive_member(img)) {
+        printf("\narchive member: ");
+        kimg_print_for_terminal(stdout, kimg_archive_member(img));
+        printf(" (disk %u of %u)", kimg_archive_disk(img), kimg_archive_disk_count(img));
+    }
     printf("\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
            kimg_format_name(img), vsize, info->virtual_size, dsize);
     if (info->encrypted)
@@ -106,12 +115,13 @@ int cmd_info(int argc, char **argv)
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
     bool chain = false;
-    unsigned flags = 0;
+    unsigned flags = 0, disk = 0;
     int c;
 
     while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
@@ -124,6 +134,10 @@ int cmd_info(int argc, char **argv)
             break;
         case OPT_BACKING_CHAIN: chain = true; break;
         case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
+        case OPT_DISK:
+            if (cmd_parse_disk(optarg, &disk) < 0)
+                return 1;
+            break;
         case 'h': print_synopsis("info"); return 0;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -144,44 +158,63 @@ int cmd_info(int argc, char **argv)
         flags |= KIMG_OPEN_NO_BACKING;
     else if (flags & KIMG_OPEN_UNTRUSTED)
         return cmd_usage_error("info", "--backing-chain opens other files; not with --untrusted");
-    struct kimg *img = cmd_open(file, fmt, flags | ((flags & KIMG_OPEN_UNTRUSTED) ? KIMG_OPEN_NO_BACKING : 0));
+    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
     if (!img)
         return 1;
 
     int ret = 0;
     bool first = true;
-    if (output == OUTPUT_JSON && chain)
+    /* an archive without --disk: every disk it lists, in turn */
+    unsigned ndisks = kimg_archive_member(img) && !disk ? kimg_archive_disk_count(img) : 1;
+    bool array = output == OUTPUT_JSON && (chain || (kimg_archive_member(img) && !disk));
+    if (array)
         printf("[");
-    for (struct kimg *layer = img; layer; layer = chain ? kimg_backing(layer) : NULL) {
-        struct kimg_info info;
-        if (kimg_get_info(layer, &info) < 0) {
-            ret = cmd_fail(kimg_filename(layer), "cannot read image info");
+    for (unsigned d = 1; d <= ndisks && ret == 0; d++) {
+        if (d > 1 && !(img = cmd_open_disk(file, fmt, flags, d))) {
+            ret = 1;
             break;
         }
-        if (output == OUTPUT_JSON) {
-            struct kimg_jv *o = info_to_json(layer, &info);
-            if (info.format_specific) {
-                kimg_jv_add(o, "format-specific", info.format_specific);
-                info.format_specific = NULL;
+        for (struct kimg *layer = img; layer; layer = chain ? kimg_backing(layer) : NULL) {
+            struct kimg_info info;
+            if (kimg_get_info(layer, &info) < 0) {
+                ret = cmd_fail(kimg_filename(layer), "cannot read image info");
+                break;
             }
-            if (chain) {
-                printf(first ? "\n    " : ",\n    ");
-                kimg_jv_print(stdout, o, 1);
+            if (output == OUTPUT_JSON) {
+                struct kimg_jv *o = info_to_json(layer, &info);
+                if (info.format_specific) {
+                    kimg_jv_add(o, "format-specific", info.format_specific);
+                    info.format_specific = NULL;
+                }
+                if (kimg_archive_member(layer)) {
+                    kimg_jv_add_str(o, "archive-member", kimg_archive_member(layer));
+                    kimg_jv_add_uint(o, "archive-disk", kimg_archive_disk(layer));
+                }
+                if (array) {
+                    printf(first ? "\n    " : ",\n    ");
+                    kimg_jv_print(stdout, o, 1);
+                } else {
+                    kimg_jv_print(stdout, o, 0);
+                    printf("\n");
+                }
+                kimg_jv_free(o);
             } else {
-                kimg_jv_print(stdout, o, 0);
-                printf("\n");
+                if (!first)
+                    printf("\n");
+                print_human(layer, &info);
             }
-            kimg_jv_free(o);
-        } else {
-            if (!first)
-                printf("\n");
-            print_human(layer, &info);
+            first = false;
+            kimg_info_free(&info);
         }
-        first = false;
-        kimg_info_free(&info);
+        if (d < ndisks) {
+            kimg_close(img);
+            img = NULL;
+        }
     }
-    if (output == OUTPUT_JSON && chain)
+    if (array)
         printf("\n]\n");
+    if (!img)
+        return ret;
     int cret = kimg_close(img);
     if (cret < 0 && ret == 0)
         ret = cmd_fail(file, "close failed");

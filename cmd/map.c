@@ -2,7 +2,9 @@
  * map.c — `kimg map`: the allocation map through the backing chain, as
  * qemu-img map prints it (JSON: one object per line with start, length,
  * depth, present, zero, data and offset; human: the data extents and the
- * file they live in), with adjacent equal extents merged.
+ * file they live in), with adjacent equal extents merged.  An OVA's disk
+ * (--disk N) is mapped as its member: offsets are in the member, as
+ * qemu-img map gives them for the member once extracted.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -92,11 +94,12 @@ int cmd_map(int argc, char **argv)
         { "max-length", required_argument, NULL, OPT_MAX_LENGTH },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
-    unsigned flags = 0;
+    unsigned flags = 0, disk = 0;
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 
@@ -119,6 +122,10 @@ int cmd_map(int argc, char **argv)
             if (parse_offset_arg(optarg, "max length", &max_len) < 0)
                 return 1;
             break;
+        case OPT_DISK:
+            if (cmd_parse_disk(optarg, &disk) < 0)
+                return 1;
+            break;
         case 'h': print_synopsis("map"); return 0;
         case OPT_OBJECT:
         case OPT_IMAGE_OPTS:
@@ -129,7 +136,7 @@ int cmd_map(int argc, char **argv)
     if (optind != argc - 1)
         return cmd_usage_error("map", "Expecting one image file name");
     const char *file = argv[optind];
-    struct kimg *img = cmd_open(file, fmt, flags);
+    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
     if (!img)
         return 1;
 

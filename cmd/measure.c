@@ -217,7 +217,7 @@ int cmd_measure(int argc, char **argv)
     }
 
     if (filename) {
-        src = cmd_open(filename, fmt, flags);
+        src = cmd_open_disk(filename, fmt, flags, 0);   /* an OVA: its first disk */
         if (!src)
             goto out;
         if (snapshot && load_snapshot(src, snapshot) < 0)

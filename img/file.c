@@ -893,9 +893,21 @@ uint64_t kimg_file_clone_align(struct kimg_file *f)
                                                                       : 0;
 }
 
+struct kimg_file *kimg_file_underlying(struct kimg_file *f, uint64_t *off, uint64_t len)
+{
+    /* each step moves to a different (base) file; a chain of windows is
+     * short, the bound only guards against a cycle */
+    for (int depth = 0; f && f->ops->underlying && depth < 16; depth++)
+        f = f->ops->underlying(f, off, len);
+    return f && f->ops->underlying ? NULL : f;
+}
+
 int kimg_file_clone_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
                           uint64_t soff, uint64_t len)
 {
+    /* a window source is its base at the shifted offset */
+    if (!(src = kimg_file_underlying(src, &soff, len)))
+        return -EOPNOTSUPP;
     if (!dst->ops->clone_range || src->ops != dst->ops)
         return -EOPNOTSUPP;
     /* a change of the target: a crash point (not logged for KIMG_CRASH_LOSE,
@@ -906,12 +918,16 @@ int kimg_file_clone_range(struct kimg_file *dst, uint64_t doff, struct kimg_file
 
 bool kimg_file_has_copy_range(const struct kimg_file *f)
 {
-    return f->ops->copy_range != NULL;
+    uint64_t off = 0;
+    f = kimg_file_underlying((struct kimg_file *)f, &off, 0);
+    return f && f->ops->copy_range != NULL;
 }
 
 int kimg_file_copy_range(struct kimg_file *dst, uint64_t doff, struct kimg_file *src,
                          uint64_t soff, uint64_t len)
 {
+    if (!(src = kimg_file_underlying(src, &soff, len)))
+        return -EOPNOTSUPP;
     if (!dst->ops->copy_range || src->ops != dst->ops)
         return -EOPNOTSUPP;
     return dst->ops->copy_range(dst, doff, src, soff, len);
@@ -931,6 +947,9 @@ int kimg_file_aio_prep(struct kimg_file *f, struct iocb *cb, bool write, void *b
 bool kimg_file_is_device(struct kimg_file *f)
 {
     struct stat st;
+    uint64_t off = 0;
+    if (f->ops->underlying && !(f = kimg_file_underlying(f, &off, 0)))
+        return false;
     return f->ops == &posix_ops && (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode));
 }
 

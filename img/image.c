@@ -6,12 +6,15 @@
  * fence, with one errno), what the driver table says about a format
  * (kimg_cluster_size, kimg_maps_identity, ...), and the generic fallbacks
  * for optional driver callbacks.  The driver registry is drivers[] here.
+ * kimg_open_disk opens a disk inside an OVA archive (img/archive.h) through
+ * a window file; such a layer opens no other file.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "kimg/driver.h"
+#include "archive.h"
 #include "foreign.h"
 #include "kimg/json.h"
 #include "lock.h"
@@ -164,6 +167,9 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
         kimg_clear_error();
         return 0;
     }
+    if (img->flags & KIMG_OPEN_ARCHIVE_MEMBER)
+        return kimg_fail(-EPERM, "the disk needs the backing file '%.200s'; kimg opens "
+                         "nothing outside the archive", img->backing_name);
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the backing file '%.200s'; refusing to open it "
                          "under --untrusted", img->backing_name);
@@ -201,6 +207,7 @@ static void free_layer(struct kimg *img)
     free(img->backing_name);
     free(img->backing_format);
     free(img->backing_path);
+    free(img->archive_member);
     free(img);
 }
 
@@ -317,15 +324,108 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
         if (ret < 0)
             return ret;
     }
-    return open_layer(out, path, format, flags & ~KIMG_OPEN_PATH, &ids, NULL);
+    return open_layer(out, path, format, flags & ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER),
+                      &ids, NULL);
 }
 
 int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
                    unsigned flags)
 {
     struct chain_ids ids = { .n = 0 };
-    return open_layer(out, file->path, format, flags, &ids, file);
+    return open_layer(out, file->path, format, flags & ~KIMG_OPEN_ARCHIVE_MEMBER, &ids, file);
 }
+
+/* Disk DISK (1-based) of the OVA OVA in FILE (both taken over): its
+ * digests checked when data will be read (not for NO_IO: info reads
+ * metadata only), then its member opened through a window file and
+ * probed as an image of its own, a layer that opens no other file. */
+static int open_archive_disk(struct kimg **out, const char *filename, unsigned flags,
+                             unsigned disk, struct kimg_ova *ova, struct kimg_file *file)
+{
+    struct chain_ids ids = { .n = 0 };
+    unsigned n = kimg_ova_disk_count(ova);
+    uint64_t off = 0, len = 0;
+    char *name = NULL;
+    int ret = 0;
+
+    if (flags & KIMG_OPEN_RDWR)
+        ret = kimg_fail(-EROFS, "an OVA archive is read only: convert its disk to change it");
+    else if (disk > n)
+        ret = kimg_fail(-EINVAL, "the archive has %u disk%s, not %u", n, n == 1 ? "" : "s",
+                        disk);
+    else if (!(name = strdup(kimg_ova_disk(ova, disk, &off, &len))))
+        ret = kimg_fail(-ENOMEM, "out of memory");
+    else if (!(flags & KIMG_OPEN_NO_IO))
+        ret = kimg_ova_verify(ova, file, disk);
+    kimg_ova_free(ova);
+    struct kimg_file *win = NULL;
+    if (ret < 0)
+        kimg_file_close(file);
+    else
+        ret = kimg_file_open_window(&win, file, off, len, NULL, true);
+    if (ret == 0)
+        ret = open_layer(out, filename, NULL, flags | KIMG_OPEN_ARCHIVE_MEMBER, &ids, win);
+    if (ret < 0) {
+        if (name)
+            kimg_error_prefix("disk %u ('%.200s') of the archive: ", disk, name);
+        free(name);
+        return ret;
+    }
+    (*out)->archive_member = name;
+    (*out)->archive_disk = disk;
+    (*out)->archive_disks = n;
+    return 0;
+}
+
+static int open_disk(struct kimg **out, const char *path, const char *format, unsigned flags,
+                     unsigned disk, struct kimg_file *file)
+{
+    struct chain_ids ids = { .n = 0 };
+    struct kimg_ova *ova = NULL;
+    int ret = 0;
+
+    flags &= ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER);
+    if (format && disk)
+        ret = kimg_fail(-EINVAL, "a disk of an archive is found by probing: not with a "
+                        "format");
+    else if (format)
+        return open_layer(out, path, format, flags, &ids, file);
+    else if (!file)
+        ret = kimg_file_open(&file, path, ((flags & KIMG_OPEN_RDWR) ? KIMG_FILE_RDWR : 0) |
+                             ((flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    if (ret == 0 && (ret = kimg_ova_open(file, &ova)) == 1) {
+        if (!disk)
+            return open_layer(out, path, NULL, flags, &ids, file);
+        ret = kimg_fail(-EINVAL, "disk %u asked for, but the image is not an OVA archive",
+                        disk);
+    }
+    if (ret == 0)
+        return open_archive_disk(out, path, flags, disk ? disk : 1, ova, file);
+    kimg_file_close(file);
+    return ret;
+}
+
+int kimg_open_disk(struct kimg **out, const char *filename, const char *format,
+                   unsigned flags, unsigned disk)
+{
+    const char *path = filename;
+    if (!(flags & KIMG_OPEN_PATH)) {
+        int ret = kimg_image_path(filename, &path);
+        if (ret < 0)
+            return ret;
+    }
+    return open_disk(out, path, format, flags, disk, NULL);
+}
+
+int kimg_open_file_disk(struct kimg **out, struct kimg_file *file, unsigned flags,
+                        unsigned disk)
+{
+    return open_disk(out, file->path, NULL, flags, disk, file);
+}
+
+const char *kimg_archive_member(const struct kimg *img) { return img->archive_member; }
+unsigned kimg_archive_disk(const struct kimg *img) { return img->archive_disk; }
+unsigned kimg_archive_disk_count(const struct kimg *img) { return img->archive_disks; }
 
 int kimg_close(struct kimg *img)
 {
@@ -771,6 +871,9 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
                        struct kimg_file **out)
 {
     const char *path;
+    if (img->flags & KIMG_OPEN_ARCHIVE_MEMBER)
+        return kimg_fail(-EPERM, "the disk needs the external data file '%.200s'; kimg opens "
+                         "nothing outside the archive", name);
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the external data file '%.200s'; refusing to "
                          "open it under --untrusted", name);

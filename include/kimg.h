@@ -97,6 +97,26 @@ int kimg_image_path(const char *name, const char **path);
  */
 int kimg_open(struct kimg **out, const char *filename, const char *format,
               unsigned flags);
+/*
+ * kimg_open for a name the user gave, reading into archives: FORMAT NULL
+ * and FILENAME an OVA (a tar whose first member is an OVF descriptor)
+ * opens disk DISK of it (1-based, in the descriptor's DiskSection order;
+ * 0: the first) in place inside the archive, read-only, probed as an image
+ * of its own; its member is checked against the archive's manifest (when
+ * there is one) before the open returns, unless KIMG_OPEN_NO_IO (metadata
+ * only).  The disk opens no other file: one that needs a backing or data
+ * file is refused (named only, with NO_BACKING).  Any other image opens
+ * as kimg_open opens it (DISK must be 0; with FORMAT too: -f raw reads an
+ * OVA's bytes).  kimg_open itself never looks into an archive.
+ */
+int kimg_open_disk(struct kimg **out, const char *filename, const char *format,
+                   unsigned flags, unsigned disk);
+/* For an image kimg_open_disk opened inside an archive: its member's name
+ * (as stored: escape before printing), its disk number and the number of
+ * disks the archive lists; NULL and 0 for any other image. */
+const char *kimg_archive_member(const struct kimg *img);
+unsigned kimg_archive_disk(const struct kimg *img);
+unsigned kimg_archive_disk_count(const struct kimg *img);
 /* Flush (if writable) and close the whole chain; returns the first error. */
 int kimg_close(struct kimg *img);
 

@@ -52,7 +52,21 @@ struct kimg {
     char *backing_path;         /* backing_name resolved against our folder */
     struct kimg *backing;       /* opened read-only unless NO_BACKING */
     int lock_fd_held;           /* internal to img/lock.c */
+
+    /* set by the core for a disk inside an archive (kimg_open_disk; the
+     * flags then hold KIMG_OPEN_ARCHIVE_MEMBER): */
+    char *archive_member;       /* the member's name, or NULL */
+    unsigned archive_disk;      /* its number among the archive's disks */
+    unsigned archive_disks;     /* how many disks the archive lists */
 };
+
+/* In img->flags, set by the core alone (callers' flags lose it): the layer
+ * is a disk inside an archive (an OVA member), read through img->file, a
+ * window on the archive.  Such a layer opens no other file by any name it
+ * holds: backing files, external data files and a VMDK's extent files are
+ * refused (kimg_open_aux_file and the core's backing open refuse; a driver
+ * that opens files by a name of its own checks this flag first). */
+#define KIMG_OPEN_ARCHIVE_MEMBER 0x40000000u
 
 struct kimg_driver {
     const char *name;
@@ -206,12 +220,19 @@ int kimg_check_writable(const struct kimg *img);
 int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
                    unsigned flags);
 
+/* kimg_open_disk (kimg.h) on an already open FILE (fuzzers): an OVA in
+ * FILE opens as its disk DISK (0: the first), any other image as
+ * kimg_open_file probes it.  Takes ownership of FILE, even on failure. */
+int kimg_open_file_disk(struct kimg **out, struct kimg_file *file, unsigned flags,
+                        unsigned disk);
+
 /* Read guest range [off, off+len) of the backing chain below IMG: zeros
  * where there is no backing file or past its end. */
 int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 
 /* Open an auxiliary file (external data file) named NAME by IMG, relative
- * to IMG's folder; refused under KIMG_OPEN_UNTRUSTED. */
+ * to IMG's folder; refused under KIMG_OPEN_UNTRUSTED and for a disk inside
+ * an archive (KIMG_OPEN_ARCHIVE_MEMBER). */
 int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
                        struct kimg_file **out);
 

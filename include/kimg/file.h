@@ -2,7 +2,8 @@
  * kimg/file.h — part of the implementor API (kimg/driver.h includes it;
  * KIMG_DRIVER_API only, not installed): host file access for drivers and
  * engines: a small table of operations with a POSIX backend (buffered or O_DIRECT with bounce
- * buffers) and an in-memory backend (fuzzers, unit tests); KIMG_CRASH_AFTER=N
+ * buffers), an in-memory backend (fuzzers, unit tests) and windows (a byte
+ * range of another file: an archive member, file_window.c); KIMG_CRASH_AFTER=N
  * (file.c) kills the process before its (N+1)-th file change, for crash
  * tests.  All calls are full transfers: a short read or write is an error.
  * The shortcuts the engines take (mapping, extent cloning, copy offload,
@@ -79,12 +80,18 @@ struct kimg_file_ops {
                     size_t len, uint64_t off);
     /* Whether A and B are the same host file (device and inode) */
     bool (*same_file)(struct kimg_file *a, struct kimg_file *b);
+    /* The file whose bytes [*off, *off+len) of F are, with *OFF moved to
+     * its offset there, or NULL when the range is not wholly inside F
+     * (window files: img/file_window.c).  kimg_file_underlying() */
+    struct kimg_file *(*underlying)(struct kimg_file *f, uint64_t *off, uint64_t len);
 };
 
 struct kimg_file {
     const struct kimg_file_ops *ops;
     char *path;        /* as opened (for messages) */
-    int fd;            /* -1 for memory files */
+    int fd;            /* -1 for memory files; a window's is its base's,
+                          for locks and identity (fstat) only: no I/O
+                          and no close goes through it */
     bool writable;
     bool direct;       /* O_DIRECT: the backend bounces unaligned requests */
     unsigned align;    /* O_DIRECT alignment (512 or 4096), else 1 */
@@ -107,6 +114,23 @@ int kimg_file_open_mem(struct kimg_file **out, const char *name,
                        const void *data, size_t len, bool writable,
                        uint64_t limit);
 void kimg_file_close(struct kimg_file *f);
+/* A window file (img/file_window.c): the byte range [OFF, OFF+LEN) of
+ * BASE, read-only, as a file of its own whose byte 0 is BASE's byte OFF
+ * and whose size is LEN (less, if BASE shrinks under it).  Reads,
+ * block status, mappings and O_DIRECT libaio requests go to BASE shifted
+ * by OFF and never outside the range (reads past LEN end like reads past
+ * a file's end); copy_range and clone_range from it reach BASE through
+ * kimg_file_underlying; its "allocated" size is LEN; every write-type call
+ * fails with -EBADF.  Two windows are the same file (kimg_file_same) when
+ * they are the same range of the same base.  NAME (NULL: BASE's path) is
+ * its path for messages.  With OWN the window owns BASE (closing it closes
+ * BASE; BASE is closed on failure too); without, BASE must outlive it. */
+int kimg_file_open_window(struct kimg_file **out, struct kimg_file *base, uint64_t off,
+                          uint64_t len, const char *name, bool own);
+/* The file holding bytes [*OFF, *OFF+LEN) of F, *OFF moved to its offset
+ * there (through any number of windows); F itself for other files; NULL
+ * when the range leaves a window. */
+struct kimg_file *kimg_file_underlying(struct kimg_file *f, uint64_t *off, uint64_t len);
 /* qemu's file-protocol creation attributes, set on a new, empty file:
  * NOCOW sets FS_NOCOW_FL (btrfs; a failure is ignored); the extent size
  * hint EXTSIZE goes into FS_IOC_FSSETXATTR with FS_XFLAG_EXTSIZE (XFS; 0
