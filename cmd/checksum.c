@@ -33,6 +33,7 @@ static void print_help(void)
         "                   'qemu-img convert -O raw' piped to sha256sum would give\n"
         "  --output=json    a JSON array of {filename, algorithm, digest, ...}\n"
         "  -p               progress, on stderr (stdout carries the digests)\n"
+        "  --disk N         of an OVA archive, the Nth disk (default: the first)\n"
         "Output: 'DIGEST  FILE' per line, as sha256sum prints it.\n");
 }
 

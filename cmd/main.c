@@ -15,24 +15,28 @@ static const struct subcommand subcommands[] = {
     { "convert", cmd_convert,
       "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
       "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
-      "[--target-is-zero] [-U] [--untrusted] filename [filename2 [...]] output_filename" },
+      "[--target-is-zero] [-U] [--untrusted] [--disk N] filename [filename2 [...]] "
+      "output_filename" },
     { "clone", cmd_clone,
       "clone --original-xml FILE (-n NAME | --auto-clone) [-f FILE...] [-m MAC...] [--uuid UUID] "
       "[--nonsparse] [--skip-copy TARGET...] [--force-copy TARGET...] [--preserve-data] "
       "[--nvram FILE] [--reflink | --linked] [--print-xml] [--output-xml FILE] "
       "[--report-json FILE] [-q]" },
     { "info", cmd_info,
-      "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] filename" },
+      "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] [--disk N] "
+      "filename" },
     { "check", cmd_check,
-      "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] filename" },
+      "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] [--disk N] "
+      "filename" },
     { "snapshot", cmd_snapshot,
       "snapshot [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
       "filename" },
     { "compare", cmd_compare,
-      "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] filename1 filename2" },
+      "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] [--disk N] [--disk2 N] "
+      "filename1 filename2" },
     { "map", cmd_map,
       "map [-f fmt] [-U] [--untrusted] [--output=human|json] [-s|--start-offset=OFFSET] "
-      "[-l|--max-length=LEN] filename" },
+      "[-l|--max-length=LEN] [--disk N] filename" },
     { "rebase", cmd_rebase,
       "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
       "[-F backing_fmt] filename" },
@@ -44,7 +48,7 @@ static const struct subcommand subcommands[] = {
       "commit [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename" },
     { "checksum", cmd_checksum,
       "checksum [-f fmt] [-U] [--untrusted] [-p] [-a algorithm] [--block-size N] "
-      "[--threads N] [--raw-digest] [--output=human|json] filename [filename2 [...]]" },
+      "[--threads N] [--raw-digest] [--output=human|json] [--disk N] filename [filename2 [...]]" },
     { "measure", cmd_measure,
       "measure [--output=human|json] [-O output_fmt] [-o options] [-U] [--untrusted] "
       "(--size N | [-f fmt] [-l snapshot_param] filename)" },
@@ -60,7 +64,10 @@ static void usage(FILE *out)
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
         fprintf(out, "  %s\n", subcommands[i].synopsis);
     fprintf(out, "\nSizes take k, M, G, T, P or E suffixes (powers of 1024).\n"
-                 "'kimg create -f FMT -o help' lists a format's options.\n");
+                 "'kimg create -f FMT -o help' lists a format's options.\n"
+                 "An OVA archive (a tar with an OVF descriptor) is read in place as one of\n"
+                 "its disks: the first, or --disk N (N from 1; compare: --disk2 for the\n"
+                 "second file); 'kimg info' lists them all.  -f raw reads the tar itself.\n");
 }
 
 /* Output that could not be written is an error, not a silent success
