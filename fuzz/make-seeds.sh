@@ -6,6 +6,8 @@
 #   fuzz/corpus/fuzz_qcow2_snapshot/seed-*   patches for the snapshot target
 #   fuzz/qcow2_snap_base.h                   the base image as a C array
 #   fuzz/corpus/fuzz_vpc/seed-*              small VHDs (qemu-img, make-vhd.py)
+#   fuzz/corpus/fuzz_ova/seed-*              small OVAs (tar, tests/cli/ova.sh), an
+#                                            OVF and a manifest on their own
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -219,6 +221,32 @@ mk fixed-win --type fixed --size 20480 --data 0:512 --data 19000:1000
 mk diff --type diff --size 16384 --block-size 4096 --data 0:512
 mk bad-bat --type dynamic --size 16384 --block-size 4096 --data 0:8192 --set bat.1=3
 
+# --- OVA (fuzz_ova): tiny disks in ustar, pax and GNU tars, with manifests ---
+o=$here/corpus/fuzz_ova
+mkdir -p "$o"
+rm -f "$o"/seed-*
+(
+    . "$here/../tests/cli/ova.sh"
+    rm -f ./*.ovf ./*.mf
+    qemu-img create -q -f raw r.raw 8k
+    qemu-io -f raw -c "write -P 0x11 512 1k" r.raw > /dev/null
+    qemu-img create -q -f qcow2 -o cluster_size=512 q.qcow2 64k
+    qemu-io -f qcow2 -c "write -P 0x22 0 512" -c "write -P 0x23 40000 700" q.qcow2 > /dev/null
+    qemu-img create -q -f vpc v.vhd 64k
+    long=disk-$(printf 'l%.0s' $(seq 110)).raw
+    cp r.raw "$long"
+    ovf_write vm.ovf vmware1 r.raw q.qcow2
+    mf_write vm.mf SHA256 vm.ovf r.raw q.qcow2
+    ova_tar "$o/seed-ustar-raw-qcow2" ustar vm.ovf vm.mf r.raw q.qcow2
+    ovf_write vm.ovf vbox2 v.vhd "$long"
+    mf_write vm.mf SHA1 vm.ovf v.vhd "$long"
+    ova_tar "$o/seed-pax-vpc-long" pax vm.ovf vm.mf v.vhd "$long"
+    ovf_write vm.ovf prefixed "$long"
+    ova_tar "$o/seed-gnu-long" gnu vm.ovf "$long"
+    cp vm.ovf "$o/seed-descriptor.ovf"
+    mf_write "$o/seed-manifest.mf" SHA512 vm.ovf r.raw
+)
+echo "seeds: $(ls "$o" | wc -l) ova ($(du -sk "$o" | cut -f1) KiB)"
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"

@@ -166,3 +166,10 @@ if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" checksum "* ]]; then
     echo
     KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/checksum.sh" "$dir"
 fi
+
+# an OVA read in place against qemu-img on the extracted disk (its own
+# script: it builds the archives once in $dir/ova/)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" ova "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/ova.sh" "$dir"
+fi

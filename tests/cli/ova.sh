@@ -16,7 +16,7 @@
 #                                  d2.raw (8M), d3.vhd (dynamic vpc, 20M)
 #   sizeof FILE                    its size in bytes
 
-sizeof() { stat -c %s "$1"; }
+sizeof() { stat -L -c %s "$1"; }
 
 ovf_write() {
     local out=$1 style=$2 ns pre= ver=1.0 i=0 h

@@ -1,0 +1,78 @@
+#!/bin/bash
+# ova.sh WORKDIR — benchmark of reading an OVA in place (issue 12): builds
+#   once (cached in WORKDIR/ova/) two OVAs holding the bench's disk.qcow2
+#   (WORKDIR/disk.qcow2, from inputs.sh) as their one disk, as VMware
+#   exports them (OVF 1.0, ustar): disk.ova with a SHA256 manifest and
+#   disk-nomf.ova without one.  qemu-img cannot read inside an OVA, so its
+#   side converts the extracted disk (disk.qcow2 itself: the member's
+#   bytes); kimg converts the archive, reading the member in place (with
+#   the manifest: its SHA256 is checked first, a full read of the member
+#   before the conversion starts).  A third line times kimg on disk.qcow2
+#   itself: the cost of the archive layer alone.  Paired runs alternate
+#   which goes first; medians of wall time and the median of the paired
+#   ratios.  (The lead switches the member to a stream VMDK once kimg
+#   reads vmdk.)
+# Environment: KIMG (default build/kimg), PAIRS (5).  Not a test.
+set -euo pipefail
+export LC_ALL=C
+w=${1:?usage: ova.sh WORKDIR}
+here=$(cd "$(dirname "$0")/../.." && pwd)
+KIMG=${KIMG:-$here/build/kimg}
+PAIRS=${PAIRS:-5}
+[ -f "$w/disk.qcow2" ] || { echo "ova.sh: $w/disk.qcow2 missing (run inputs.sh)" >&2; exit 1; }
+
+d=$w/ova
+mkdir -p "$d"
+cd "$d"
+stamp=v1
+if [ "$(cat STAMP 2>/dev/null)" != "$stamp" ]; then
+    echo "ova.sh: building the OVAs in $d (once)" >&2
+    rm -f ./*.ova STAMP
+    . "$here/tests/cli/ova.sh"
+    ln -sf "$w/disk.qcow2" disk.qcow2
+    ovf_write disk.ovf vmware1 disk.qcow2
+    mf_write disk.mf SHA256 disk.ovf disk.qcow2
+    tar --format=ustar --owner=0 --group=0 --numeric-owner --mtime=@0 --dereference \
+        -cf disk.ova disk.ovf disk.mf disk.qcow2
+    tar --format=ustar --owner=0 --group=0 --numeric-owner --mtime=@0 --dereference \
+        -cf disk-nomf.ova disk.ovf disk.qcow2
+    echo "$stamp" > STAMP
+fi
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# timed ARGS...: wall seconds of one run (output removed first)
+timed() {
+    rm -f out.qcow2
+    sync
+    local t0=$EPOCHREALTIME
+    "$@" > /dev/null
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'
+}
+
+# case NAME KIMG-ARGS... -- QEMU-ARGS...
+case_() {
+    local name=$1; shift
+    local k=() q=()
+    while [ "$1" != -- ]; do k+=("$1"); shift; done
+    shift
+    q=("$@")
+    "$KIMG" "${k[@]}" > /dev/null; qemu-img "${q[@]}" > /dev/null   # warm
+    : > k.t; : > q.t
+    for i in $(seq "$PAIRS"); do
+        if [ $((i % 2)) = 1 ]; then
+            timed qemu-img "${q[@]}" >> q.t; timed "$KIMG" "${k[@]}" >> k.t
+        else
+            timed "$KIMG" "${k[@]}" >> k.t; timed qemu-img "${q[@]}" >> q.t
+        fi
+    done
+    qemu-img compare -q -f qcow2 -F qcow2 disk.qcow2 out.qcow2 || { echo "ova.sh: $name: output differs" >&2; exit 1; }
+    printf '%-24s %8.2fs %8.2fs %7.2f\n' "$name" "$(median < q.t)" "$(median < k.t)" \
+        "$(paste -d' ' k.t q.t | awk '$2 > 0 { print $1 / $2 }' | median)"
+    rm -f out.qcow2
+}
+
+echo "# OVA -> qcow2 (qemu-img: on the extracted disk; $PAIRS paired runs)"
+printf '%-24s %9s %9s %7s\n' case qemu-img kimg ratio
+case_ ova-sha256-to-qcow2 convert -O qcow2 disk.ova out.qcow2 -- convert -f qcow2 -O qcow2 disk.qcow2 out.qcow2
+case_ ova-nomf-to-qcow2 convert -O qcow2 disk-nomf.ova out.qcow2 -- convert -f qcow2 -O qcow2 disk.qcow2 out.qcow2
+case_ qcow2-to-qcow2-ref convert -f qcow2 -O qcow2 disk.qcow2 out.qcow2 -- convert -f qcow2 -O qcow2 disk.qcow2 out.qcow2
