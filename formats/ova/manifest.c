@@ -1,7 +1,8 @@
 /*
  * manifest.c — an OVA's manifest (.mf, DSP0243 "package integrity"):
  * lines "SHA1(name)= hex", "SHA256(name)= hex" or "SHA512(name)= hex"
- * (blank lines and CRLF tolerated, anything else refused), and the check
+ * (VMware's and the standard's spacing, or VirtualBox's "SHA1 (name) =
+ * hex"; blank lines and CRLF tolerated, anything else refused), and the check
  * of a member against its line: the member's bytes, read in place, through
  * OpenSSL's EVP digests.
  */
@@ -42,6 +43,8 @@ static int parse_line(const char *s, size_t len, unsigned lineno, struct ova_dig
     if (!open || !close || close < open || memchr(s, '\0', len))
         return kimg_fail(-EINVAL, "manifest line %u is not ALGORITHM(NAME)= DIGEST", lineno);
     size_t alen = (size_t)(open - s);
+    while (alen && s[alen - 1] == ' ')
+        alen--;                 /* VirtualBox: "SHA1 (name) = hex" */
     for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
         if (strlen(algs[i].name) == alen && !memcmp(s, algs[i].name, alen)) {
             d->alg = algs[i].name;

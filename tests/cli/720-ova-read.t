@@ -2,12 +2,13 @@
 # OVA archives read in place: OVF 1.0 (VMware-style), 2.0 (VirtualBox-
 # style) and an ovf:-prefixed descriptor, in ustar, pax and GNU tars (long
 # member names through pax records and GNU long names), with SHA256, SHA1
-# or SHA512 manifests or none, holding qcow2, raw and vpc disks made by
-# qemu-img.  Every disk reads as the member would once extracted: info
-# (every disk listed, or --disk N), convert -O raw / -O qcow2 (qemu-img
-# compare with the member), checksum (the member's), compare, and map
-# (qemu-img map of the member as tar extracts it: offsets in the member).  qemu-img cannot
-# read inside an OVA: the oracle is qemu-img on the extracted member.
+# or SHA512 manifests (VirtualBox's "SHA1 (name) = hex" spacing too) or
+# none, holding qcow2, raw and vpc disks made by qemu-img.  Every disk
+# reads as the member would once extracted: info (every disk listed, or
+# --disk N), convert -O raw / -O qcow2 (qemu-img compare with the member),
+# checksum (the member's), compare, and map (qemu-img map of the member as
+# tar extracts it: offsets in the member).  qemu-img cannot read inside an
+# OVA: the oracle is qemu-img on the extracted member.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/ova.sh"
 
@@ -24,7 +25,8 @@ build() {
     ovf_write vm.ovf "$style" d1.qcow2 "$d2" d3.vhd
     local members=(vm.ovf)
     if [ "$mf" != none ]; then
-        mf_write vm.mf "$mf" vm.ovf d1.qcow2 "$d2" d3.vhd
+        # VirtualBox writes its manifest lines BSD-style
+        MF_BSD=$([ "$style" = vbox2 ] && echo 1) mf_write vm.mf "$mf" vm.ovf d1.qcow2 "$d2" d3.vhd
         members+=(vm.mf)
     fi
     members+=(d1.qcow2 "$d2" d3.vhd)

@@ -9,7 +9,8 @@
 #     OVF_EXTRA_FILE_ATTRS  added to every <File> (e.g. ovf:compression)
 #     OVF_BLANK_DISK=1      one more Disk without a file (a blank disk)
 #   mf_write FILE ALG NAME...      a manifest: "ALG(NAME)= hex" per NAME
-#                                  (ALG SHA1, SHA256 or SHA512)
+#                                  (ALG SHA1, SHA256 or SHA512); MF_BSD=1:
+#                                  VirtualBox's "ALG (NAME) = hex"
 #   ova_tar OUT FORMAT NAME...     tar --format=FORMAT of NAMEs, in order,
 #                                  reproducible (owner 0, mtime 0)
 #   disks_made                     d1.qcow2 (64M, data in 3 places),
@@ -79,7 +80,13 @@ mf_write() {
     local out=$1 alg=$2 tool n
     shift 2
     case $alg in SHA1) tool=sha1sum ;; SHA256) tool=sha256sum ;; SHA512) tool=sha512sum ;; esac
-    for n; do echo "$alg($n)= $($tool < "$n" | cut -d' ' -f1)"; done > "$out"
+    for n; do
+        if [ -n "${MF_BSD:-}" ]; then
+            echo "$alg ($n) = $($tool < "$n" | cut -d' ' -f1)"
+        else
+            echo "$alg($n)= $($tool < "$n" | cut -d' ' -f1)"
+        fi
+    done > "$out"
 }
 
 ova_tar() {
