@@ -11,6 +11,7 @@
 #include <string.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xmlerror.h>
 #include "ova.h"
 
 #define OVF_NS1 "http://schemas.dmtf.org/ovf/envelope/1"
@@ -56,6 +57,11 @@ static void refuse_entity(void *ctx, const xmlChar *name, int type, const xmlCha
     xmlStopParser(ctxt);
 }
 
+/* libxml2's generic error channel (encoding converters write "I/O error
+ * : encoder error" there even with XML_PARSE_NOERROR): silenced while
+ * parsing, so a bad document gives kimg's one error line alone. */
+static void quiet(void *ctx, const char *msg, ...) { }
+
 static int parse_doc(const char *buf, size_t len, xmlDocPtr *out)
 {
     *out = NULL;
@@ -76,7 +82,11 @@ static int parse_doc(const char *buf, size_t len, xmlDocPtr *out)
 #if LIBXML_VERSION >= 21300
     opts |= XML_PARSE_NO_XXE;
 #endif
+    xmlGenericErrorFunc saved = xmlGenericError;
+    void *saved_ctx = xmlGenericErrorContext;
+    xmlSetGenericErrorFunc(NULL, quiet);
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL, opts);
+    xmlSetGenericErrorFunc(saved_ctx, saved);
     int ret = 0;
     if (ctxt->_private || (doc && (doc->intSubset || doc->extSubset)))
         ret = kimg_fail(-EINVAL, "the OVF descriptor has a DOCTYPE; refusing DTDs and "
