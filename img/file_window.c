@@ -1,11 +1,8 @@
 /*
- * file_window.c — the window backend: the byte range [off, off+len) of
- * another kimg_file (the base), read-only, as a kimg_file of its own (an
- * OVA's disk member, read in place inside the tar).  Reads, block status,
- * mappings and libaio requests are the base's, shifted by OFF and kept
- * inside the window; in-kernel copies and clones from a window reach the
- * base through kimg_file_underlying().  Nothing outside the window is
- * ever read through it.
+ * file_window.c — the window backend: bytes [off, off+len) of a base
+ * kimg_file as a read-only file of its own (an OVA's disk member, read in
+ * place).  Reads, block status, mappings and libaio requests are shifted
+ * into the base and kept inside the window (kimg/file.h states the rules).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,10 +1,8 @@
 /*
- * manifest.c — an OVA's manifest (.mf, DSP0243 "package integrity"):
- * lines "SHA1(name)= hex", "SHA256(name)= hex" or "SHA512(name)= hex"
- * (VMware's and the standard's spacing, or VirtualBox's "SHA1 (name) =
- * hex"; blank lines and CRLF tolerated, anything else refused), and the check
- * of a member against its line: the member's bytes, read in place, through
- * OpenSSL's EVP digests.
+ * manifest.c — an OVA's manifest (.mf): "SHA1|SHA256|SHA512(name)= hex"
+ * lines (VirtualBox's "SHA1 (name) = hex" too; blank lines and CRLF
+ * tolerated, anything else refused), and a member's check against its
+ * line: its bytes read in place through OpenSSL's EVP digests.
  */
 #include <errno.h>
 #include <stdlib.h>

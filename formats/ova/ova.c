@@ -1,10 +1,8 @@
 /*
- * ova.c — an OVA archive as a whole (img/archive.h): detection (a tar
- * whose first member is an .ovf descriptor, as DSP0243 requires), the
- * full tar walk, the descriptor's disks matched to members, the manifest
- * (optional; when present it must cover the descriptor and every disk,
- * and name no missing member), and the digest checks of the descriptor
- * and a chosen disk.
+ * ova.c — an OVA archive as a whole (img/archive.h): detection (a tar whose
+ * first member is an .ovf descriptor, as DSP0243 wants), the descriptor's
+ * disks matched to members, the manifest (optional; when present it covers
+ * the descriptor and every disk, and names no missing member), digests.
  */
 #include <errno.h>
 #include <stdlib.h>

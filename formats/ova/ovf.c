@@ -1,10 +1,8 @@
 /*
- * ovf.c — the OVF descriptor of an OVA (DMTF DSP0243, versions 1.x and
- * 2.x): parsed with libxml2 from memory, network off, DTDs and entity
- * declarations refused (nothing is loaded or expanded), at most
- * OVA_MAX_OVF_BYTES; what kimg takes from it is References/File (id,
- * href, size, compression, chunkSize) and DiskSection/Disk (fileRef), in
- * document order.
+ * ovf.c — an OVA's OVF descriptor (DSP0243 1.x, 2.x) through libxml2, from
+ * memory, network off, DTDs and entities refused (nothing loaded or
+ * expanded), at most OVA_MAX_OVF_BYTES: References/File (id, href, size,
+ * compression, chunkSize) and DiskSection/Disk (fileRef), in order.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,11 +1,8 @@
 /*
- * tar.c — the tar walk of an OVA: ustar (POSIX and GNU) headers with
- * their checksums, sizes in octal or base-256, pax extended headers
- * ("path", "size") and GNU long names for the member that follows.  Only
- * regular files are members; anything else (links, devices, folders,
- * sparse files) refuses the archive.  The walk reads headers only (never
- * member data), advances at least one block per header and stops at the
- * end-of-archive block, at the end of the file or at a cap.
+ * tar.c — the tar walk of an OVA: ustar/GNU headers and checksums, octal or
+ * base-256 sizes, pax "path"/"size" records and GNU long names.  Regular
+ * files only (links, devices, folders, sparse files refuse the archive);
+ * headers only are read, each step advances, caps bound the walk.
  */
 #include <errno.h>
 #include <stdlib.h>
