@@ -2,15 +2,16 @@
  * manifest.c — an OVA's manifest (.mf): "SHA1|SHA256|SHA512(name)= hex"
  * lines (VirtualBox's "SHA1 (name) = hex" too; blank lines and CRLF
  * tolerated, anything else refused), and a member's check against its
- * line: its bytes read in place through OpenSSL's EVP digests.
+ * line: its bytes mapped (img/srcmap.c guards) or read, through EVP.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
 #include "ova.h"
+#include "srcmap.h"
 
-#define DIGEST_CHUNK (4u << 20)
+#define DIGEST_CHUNK (32u << 20)
 
 static const struct {
     const char *name;
@@ -146,6 +147,27 @@ const struct ova_digest *ova_manifest_find(const struct ova_manifest *m, const c
     return NULL;
 }
 
+/* Add LEN bytes at OFF of FILE to CTX: through a guarded mapping (no copy:
+ * the digest is the cost of a manifest), else through reads into BUF. */
+static int digest_range(EVP_MD_CTX *ctx, struct kimg_file *file, uint64_t off, size_t len,
+                        uint8_t *buf)
+{
+    struct kimg_srcmap sm;
+    int ret = kimg_srcmap_open(&sm, file, off, len);
+    if (ret == 0) {
+        int ok = EVP_DigestUpdate(ctx, sm.data, len);
+        ret = kimg_srcmap_check(&sm);
+        kimg_srcmap_close(&sm);
+        return ret < 0 ? ret : ok ? 0 : kimg_fail(-EIO, "cannot compute a digest");
+    }
+    if (ret == -EIO)
+        return ret;             /* the file shrank: srcmap said so */
+    ret = kimg_file_pread(file, buf, len, off);
+    if (ret == 0 && !EVP_DigestUpdate(ctx, buf, len))
+        ret = kimg_fail(-EIO, "cannot compute a digest");
+    return ret;
+}
+
 int ova_manifest_verify(struct kimg_file *file, const struct ova_member *m,
                         const struct ova_digest *d)
 {
@@ -161,9 +183,7 @@ int ova_manifest_verify(struct kimg_file *file, const struct ova_member *m,
         ret = kimg_fail(-ENOMEM, "cannot compute a %s digest", d->alg);
     for (uint64_t pos = 0; ret == 0 && pos < m->size;) {
         size_t n = m->size - pos < chunk ? (size_t)(m->size - pos) : chunk;
-        ret = kimg_file_pread(file, buf, n, m->offset + pos);
-        if (ret == 0 && !EVP_DigestUpdate(ctx, buf, n))
-            ret = kimg_fail(-EIO, "cannot compute a %s digest", d->alg);
+        ret = digest_range(ctx, file, m->offset + pos, n, buf);
         pos += n;
     }
     if (ret == 0 && !EVP_DigestFinal_ex(ctx, got, &got_len))
