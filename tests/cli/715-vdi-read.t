@@ -75,6 +75,10 @@ oracle "-f raw info" info -f raw --output=json conv.vdi
 kimg convert -f raw -O raw conv.vdi whole.raw
 ok "-f raw convert: the file's bytes" cmp -s whole.raw conv.vdi
 
+# qemu-img cannot measure for a vdi target: its message, its exit code
+oracle "measure -O vdi" measure -O vdi --size 1M
+is "$(cat "$T/err")" "$(sed 's/^qemu-img: /kimg: /' "$T/qerr")" "measure -O vdi: qemu-img's message"
+
 # a VDI is read-only for kimg (writing is for later): one clean line
 kimg convert -n -O vdi src.raw conv.vdi
 err_line "convert -n into a vdi target"
