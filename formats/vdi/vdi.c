@@ -10,9 +10,10 @@
 #include "vdi.h"
 
 /* qemu probes the signature only, and only in a file of 512 bytes or
- * more; kimg also takes a shorter file, or one with a VDI text and a
- * damaged signature, for a VDI, so open refuses it rather than probing
- * reading it as raw data */
+ * more (a shorter one is raw to it); kimg also calls a shorter file with
+ * the signature, or a file with a VDI text and a damaged signature, a VDI,
+ * so open refuses it with a reason instead of its bytes being read as a
+ * raw disk */
 static int vdi_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
