@@ -8,6 +8,7 @@
 #   fuzz/corpus/fuzz_vpc/seed-*              small VHDs (qemu-img, make-vhd.py)
 #   fuzz/corpus/fuzz_ova/seed-*              small OVAs (tar, tests/cli/ova.sh), an
 #                                            OVF and a manifest on their own
+#   fuzz/corpus/fuzz_vdi/seed-*              small VDIs (qemu-img, make-vdi.py)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -247,6 +248,24 @@ rm -f "$o"/seed-*
     mf_write "$o/seed-manifest.mf" SHA512 vm.ovf r.raw
 )
 echo "seeds: $(ls "$o" | wc -l) ova ($(du -sk "$o" | cut -f1) KiB)"
+# --- VDI (fuzz_vdi): qemu-img's own, then small-block ones from make-vdi.py ---
+d=$here/corpus/fuzz_vdi
+mkdir -p "$d"
+rm -f "$d"/seed-*
+qemu-img create -q -f vdi a.vdi 4M;                          cp a.vdi "$d/seed-qemu-dynamic-empty"
+qemu-img create -q -f vdi a.vdi 0;                           cp a.vdi "$d/seed-qemu-zero"
+mkd() { python3 "$here/../tests/images/make-vdi.py" "$d/seed-$1" "${@:2}"; }
+mkd dyn-4k --size 64000 --block-size 4096 --data 0:1000 --data 9000:5000 --data 63000:1000
+mkd dyn-reverse --size 32768 --block-size 4096 --data 0:8192 --data 20000:100 --reverse
+mkd zero-entries --size 16384 --block-size 512 --data 0:4096 --zero-block 1 --zero-block 5
+mkd static --type static --size 8192 --block-size 1024 --data 100:200
+mkd hdr-0x190 --size 8192 --block-size 512 --data 1000:2000 --set header_size=0x190
+mkd link --size 4096 --block-size 512 --data 0:512 --set uuid_link=0123456789abcdef0123456789abcdef
+mkd dup --size 4096 --block-size 512 --data 0:2048 --set map.3=0
+mkd past-eof --size 4096 --block-size 512 --data 0:2048 --truncate -100
+mkd odd --size 5000 --block-size 1024 --data 4000:1000
+
+echo "seeds: $(ls "$d" | wc -l) vdi ($(du -sk "$d" | cut -f1) KiB)"
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"

@@ -104,7 +104,8 @@ int kimg_measure(const char *format, struct kimg_opts *opts, uint64_t size,
     if (!drv)
         return kimg_fail(-EINVAL, "Unknown file format '%s'", format);
     if (!drv->measure)
-        return kimg_fail(-ENOTSUP, "Format driver '%s' does not support measure", format);
+        return kimg_fail(-ENOTSUP, "Block driver '%s' does not support size measurement",
+                         format);     /* qemu-img's words */
     if (opts) {
         int ret = kimg_opts_validate(opts, drv->create_opts, drv->name);
         if (ret < 0)

@@ -80,6 +80,20 @@ static bool ranges_overlap(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
     return a0 < b1 && b0 < a1;
 }
 
+/* Whether the file's last 512 bytes are a footer (cookie and checksum
+ * right): then no block may reach into them.  A dynamic disk whose last
+ * footer was cut off has blocks up to its end (qemu reads it all). */
+static int has_tail_footer(struct kimg *img, bool *tail)
+{
+    struct vpc_state *s = img->state;
+    uint8_t buf[VPC_FOOTER_SIZE] __attribute__((aligned(64)));
+    int ret = kimg_file_pread(img->file, buf, sizeof(buf), s->file_size - VPC_FOOTER_SIZE);
+    if (ret < 0)
+        return ret;
+    *tail = vpc_is_footer(buf);
+    return 0;
+}
+
 int vpc_load_bat(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header *h)
 {
     struct vpc_state *s = img->state;
@@ -120,12 +134,21 @@ int vpc_load_bat(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header
     for (uint32_t i = 0; i < s->nb_blocks; i++)
         s->bat[i] = vpc_be32((const uint8_t *)&s->bat[i]);
 
-    const uint64_t meta[3][2] = {
+    uint64_t meta[4][2] = {
         { 0, VPC_FOOTER_SIZE },
         { hdr_off, hdr_off + VPC_DYN_HEADER_SIZE },
         { h->table_offset, bat_end },
     };
-    return check_blocks(s, meta, 3);
+    int n_meta = 3;
+    bool tail;
+    if ((ret = has_tail_footer(img, &tail)) < 0)
+        return ret;
+    if (tail) {
+        meta[3][0] = s->file_size - VPC_FOOTER_SIZE;
+        meta[3][1] = s->file_size;
+        n_meta = 4;
+    }
+    return check_blocks(s, meta, n_meta);
 }
 
 int vpc_read(struct kimg *img, void *buf, uint64_t off, uint64_t len)

@@ -36,6 +36,12 @@ bool vpc_has_cookie(const uint8_t *buf, size_t len)
     return len >= 8 && !memcmp(buf + F_COOKIE, "conectix", 8);
 }
 
+bool vpc_is_footer(const uint8_t *buf)
+{
+    return vpc_has_cookie(buf, VPC_FOOTER_SIZE) &&
+           vpc_checksum(buf, VPC_FOOTER_SIZE, F_CHECKSUM) == vpc_be32(buf + F_CHECKSUM);
+}
+
 int vpc_parse_footer(const uint8_t *buf, struct vpc_footer *f)
 {
     if (memcmp(buf + F_COOKIE, "conectix", 8))

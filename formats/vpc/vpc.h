@@ -93,6 +93,8 @@ static inline uint64_t vpc_be64(const uint8_t *p)
 uint32_t vpc_checksum(const uint8_t *buf, size_t len, size_t csum_off);
 /* Whether BUF (LEN bytes) starts with the footer cookie (qemu probes 8). */
 bool vpc_has_cookie(const uint8_t *buf, size_t len);
+/* Whether BUF (512 bytes) is a footer: cookie and checksum right. */
+bool vpc_is_footer(const uint8_t *buf);
 /* Check (cookie, checksum) and parse the footer in BUF (512 bytes). */
 int vpc_parse_footer(const uint8_t *buf, struct vpc_footer *f);
 /* The guest size as QEMU 10 reads it: the CHS product for creators "vpc "
@@ -108,7 +110,8 @@ int vpc_parse_dyn_header(const uint8_t *buf, struct vpc_dyn_header *h);
 /* Load and validate the BAT of a dynamic image whose footer copy is at 0
  * and dynamic header at HDR_OFF; IMG->size is set.  Every allocated block
  * (bitmap and data) lies inside the file, overlaps neither another block
- * nor the footer copy, header or BAT. */
+ * nor the footer copy, header or BAT, nor the footer at the end of the
+ * file when there is one there. */
 int vpc_load_bat(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header *h);
 int vpc_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 int vpc_block_status(struct kimg *img, uint64_t off, uint64_t len,

@@ -8,14 +8,15 @@
 #   hole.raw        an 8 GiB hole
 #   disk.vhd        disk.raw as a dynamic VHD (qemu-img convert -O vpc),
 #                   added after v1: built on its own when missing
+#   disk.vdi        disk.raw as a dynamic VDI (qemu-img convert -O vdi), likewise
 set -euo pipefail
 w=${1:?usage: inputs.sh WORKDIR}
 mkdir -p "$w"
 cd "$w"
 stamp="v1"
 later_inputs() {
-    [ -f disk.vhd ] && return 0
-    qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd
+    [ -f disk.vhd ] || { qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd; }
+    [ -f disk.vdi ] || { qemu-img convert -f raw -O vdi disk.raw disk.vdi.tmp && mv disk.vdi.tmp disk.vdi; }
 }
 [ "$(cat STAMP 2>/dev/null)" = "$stamp" ] && { later_inputs; exit 0; }
 rm -f disk.raw disk*.qcow2 random.raw hole.raw STAMP

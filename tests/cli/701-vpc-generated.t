@@ -155,6 +155,22 @@ for c in "${cases[@]}"; do
     ok "$name: no output file" test ! -e out.raw
     like "$(cat "$T/err")" "$want" "$name: the reason"
 done
+# the last block reaching into the footer at the end of the file (its last
+# sector cut out, the footer moved up over it): qemu-img reads the footer
+# as the block's data; kimg refuses, as for the other metadata
+$MK h.vhd $B
+$PY -c 'import sys; d = open(sys.argv[1], "rb").read(); open(sys.argv[1], "wb").write(d[:-1024] + d[-512:])' h.vhd
+for cmd in "info" "map --output=json" "compare" "checksum" "convert"; do
+    rm -f out.raw
+    case $cmd in
+    compare) kimg compare h.vhd h.vhd ;;
+    convert) kimg convert -O raw h.vhd out.raw ;;
+    *) kimg $cmd h.vhd ;;
+    esac
+    err_line "block over the footer at the end: $cmd"
+done
+ok "block over the footer at the end: no output file" test ! -e out.raw
+like "$(cat "$T/err")" "metadata: block at offset" "block over the footer at the end: the reason"
 # the dynamic header's cookie (a byte patch: not a field of the generator)
 $MK h.vhd $B
 poke h.vhd 512 78787878
