@@ -24,7 +24,6 @@ static const struct magic magics[] = {
     { "vmdk", 0, "# Disk DescriptorFile", 21 },
     { "vdi", 0x40, "\x7f\x10\xda\xbe", 4 },
     { "vdi", 0, "<<< Oracle VM VirtualBox Disk Image >>>", 39 },
-    { "vhdx", 0, "vhdxfile", 8 },
     { "qed", 0, "QED\0", 4 },
     { "parallels", 0, "WithoutFreeSpace", 16 },
     { "parallels", 0, "WithouFreSpacExt", 16 },

@@ -231,5 +231,6 @@ int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 extern const struct kimg_driver kimg_raw_driver;
 extern const struct kimg_driver kimg_qcow2_driver;
 extern const struct kimg_driver kimg_vpc_driver;
+extern const struct kimg_driver kimg_vhdx_driver;
 
 #endif
