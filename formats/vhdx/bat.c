@@ -60,6 +60,8 @@ static int scan_blocks(struct kimg *img, FILE *log, bool fail, uint64_t *count)
         { s->meta_offset, s->meta_offset + s->meta_length },
     };
     uint32_t *sorted = NULL, n = 0, last_mb = UINT32_MAX;
+    /* the file's length in whole 512-byte sectors, as qemu counts it */
+    uint64_t fsz = (s->eff_size + 511) & ~511ull;
     int ret = 0;
 
     for (uint64_t b = 0; b < s->nb_blocks; b++) {
@@ -79,16 +81,16 @@ static int scan_blocks(struct kimg *img, FILE *log, bool fail, uint64_t *count)
             continue;
         uint64_t off = e & VHDX_BAT_OFFSET_MASK, len = block_len(img, b);
         /* qemu-img's wording for these two */
-        if (off >= s->eff_size) {
+        if (off >= fsz) {
             PROBLEM(fail, log, count, "VHDX BAT entry %" PRIu64 " start offset %" PRIu64
                     " points after end of file (%" PRIu64 "). Image has probably been "
-                    "truncated.", i, off, s->eff_size);
+                    "truncated.", i, off, fsz);
             continue;
         }
-        if (off + len > s->eff_size) {
+        if (off + len > fsz) {
             PROBLEM(fail, log, count, "VHDX BAT entry %" PRIu64 " end offset %" PRIu64
                     " points after end of file (%" PRIu64 "). Image has probably been "
-                    "truncated.", i, off + len - 1, s->eff_size);
+                    "truncated.", i, off + len - 1, fsz);
             continue;
         }
         bool bad = off < VHDX_HEADER_SECTION;
@@ -116,7 +118,7 @@ static int scan_blocks(struct kimg *img, FILE *log, bool fail, uint64_t *count)
     for (uint64_t b = 0; b < s->nb_blocks; b++) {
         uint64_t e = s->bat[b], off = e & VHDX_BAT_OFFSET_MASK;
         if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT &&
-            off >= VHDX_HEADER_SECTION && off + block_len(img, b) <= s->eff_size)
+            off >= VHDX_HEADER_SECTION && off + block_len(img, b) <= fsz)
             sorted[n++] = (uint32_t)(off >> 20);
     }
     qsort(sorted, n, sizeof(*sorted), cmp_u32);
