@@ -6,6 +6,7 @@
 #   fuzz/corpus/fuzz_qcow2_snapshot/seed-*   patches for the snapshot target
 #   fuzz/qcow2_snap_base.h                   the base image as a C array
 #   fuzz/corpus/fuzz_vpc/seed-*              small VHDs (qemu-img, make-vhd.py)
+#   fuzz/corpus/fuzz_vhdx/seed-*             VHDXs, packed (make-seeds-vhdx.sh)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -222,3 +223,4 @@ mk bad-bat --type dynamic --size 16384 --block-size 4096 --data 0:8192 --set bat
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"
+"$here/make-seeds-vhdx.sh"

@@ -35,8 +35,10 @@ static int cmp_u32(const void *a, const void *b)
 /* One problem: logged (check) or, with FAIL, the open's error. */
 #define PROBLEM(fail, log, count, ...)                                  \
     do {                                                                \
-        if (fail)                                                       \
+        if (fail) {                                                     \
+            free(sorted);                                               \
             return kimg_fail(-EINVAL, __VA_ARGS__);                     \
+        }                                                               \
         if (log) {                                                      \
             fprintf(log, "kimg: " __VA_ARGS__);                         \
             fputc('\n', log);                                           \
@@ -63,6 +65,14 @@ static int scan_blocks(struct kimg *img, FILE *log, bool fail, uint64_t *count)
     /* the file's length in whole 512-byte sectors, as qemu counts it */
     uint64_t fsz = (s->eff_size + 511) & ~511ull;
     int ret = 0;
+
+    /* the present blocks that pass, by offset in MiB (every one lies
+     * inside the file, so the numbers fit 32 bits), for the overlap test */
+    uint64_t present = 0;
+    for (uint64_t b = 0; b < s->nb_blocks; b++)
+        present += (s->bat[b] & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT;
+    if (present > 1 && !(sorted = malloc((size_t)present * sizeof(*sorted))))
+        return -ENOMEM;
 
     for (uint64_t b = 0; b < s->nb_blocks; b++) {
         uint64_t e = s->bat[b], i = bat_index(s, b);
@@ -104,23 +114,14 @@ static int scan_blocks(struct kimg *img, FILE *log, bool fail, uint64_t *count)
         }
         if (b + 1 == s->nb_blocks)
             last_mb = (uint32_t)(off >> 20);
-        n++;
-    }
-    if (n < 2)
-        return 0;
-
-    /* present blocks apart from each other: sorted by offset (in MiB:
-     * every one lies inside the file, so the numbers fit 32 bits) */
-    sorted = malloc((size_t)n * sizeof(*sorted));
-    if (!sorted)
-        return -ENOMEM;
-    n = 0;
-    for (uint64_t b = 0; b < s->nb_blocks; b++) {
-        uint64_t e = s->bat[b], off = e & VHDX_BAT_OFFSET_MASK;
-        if ((e & VHDX_BAT_STATE_MASK) == VHDX_PAYLOAD_FULLY_PRESENT &&
-            off >= VHDX_HEADER_SECTION && off + block_len(img, b) <= fsz)
+        if (sorted)
             sorted[n++] = (uint32_t)(off >> 20);
     }
+    if (n < 2) {
+        free(sorted);
+        return 0;
+    }
+    /* present blocks apart from each other */
     qsort(sorted, n, sizeof(*sorted), cmp_u32);
     uint64_t full = s->block_size >> 20;
     uint64_t last = s->nb_blocks ? (block_len(img, s->nb_blocks - 1) + VHDX_MIB - 1) >> 20 : 0;

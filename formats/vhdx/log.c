@@ -387,7 +387,8 @@ static int replay_sequence(struct kimg *img, struct replay *r, uint64_t *last_en
     int ret = find_candidates(img, &c, &n);
     if (ret < 0)
         return ret;
-    qsort(c, n, sizeof(*c), cmp_cand);
+    if (n)
+        qsort(c, n, sizeof(*c), cmp_cand);
     for (size_t i = 0; i < n && !head; i++) {
         head_pos = (uint64_t)c[i].pos * VHDX_LOG_SECTOR;
         ret = read_entry(img, head_pos, &head);

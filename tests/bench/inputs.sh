@@ -8,12 +8,16 @@
 #   hole.raw        an 8 GiB hole
 #   disk.vhd        disk.raw as a dynamic VHD (qemu-img convert -O vpc),
 #                   added after v1: built on its own when missing
+#   disk.vhdx       disk.raw as a dynamic VHDX (qemu-img convert -O vhdx,
+#                   16 MiB blocks), the same way
 set -euo pipefail
 w=${1:?usage: inputs.sh WORKDIR}
 mkdir -p "$w"
 cd "$w"
 stamp="v1"
 later_inputs() {
+    [ -f disk.vhdx ] || { qemu-img convert -f raw -O vhdx disk.raw disk.vhdx.tmp &&
+                          mv disk.vhdx.tmp disk.vhdx; }
     [ -f disk.vhd ] && return 0
     qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd
 }
