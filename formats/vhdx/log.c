@@ -37,9 +37,10 @@
 #define S_DATA_SIZE     4084
 #define S_SEQ_LOW       4092
 
-/* An entry larger than this is refused (its copy is held while it is
- * checked); the log's data sectors in total are capped separately. */
-#define MAX_ENTRY       (VHDX_MAX_LOG_DATA + (4u << 20))
+/* An entry larger than this is refused (a copy of the head and of one
+ * other entry are held while the sequence is checked: with the data
+ * copy, 32 MiB at most during the replay); Hyper-V's logs are 1 MiB. */
+#define MAX_ENTRY       (8u << 20)
 /* Candidate heads whose checksum fails before one passes: a torn write
  * leaves one or two; more means a damaged or hostile log. */
 #define MAX_TORN        64

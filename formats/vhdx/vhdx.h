@@ -53,7 +53,8 @@
  * the virtual size at most 24 MiB (3 Mi blocks: 3 TiB at 1 MiB blocks,
  * 96 TiB at 32 MiB), plus the sorted 4-byte copy of the allocated ones
  * the overlap check makes (12 MiB); the replayed log's data sectors at
- * most 16 MiB, its descriptors at most 65536.
+ * most 16 MiB, its descriptors at most 65536, an entry at most 8 MiB
+ * (log.c).  Peak: 52 MiB (BAT, overlap copy, log data).
  */
 #define VHDX_MAX_BAT_BYTES      (24u << 20)
 #define VHDX_MAX_LOG_DATA       (16u << 20)
