@@ -51,7 +51,7 @@ INC_TEST   := -I. $(INC_LIB)
 INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            $(INC) $(XML_CFLAGS) -MMD -MP
-LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lpthread
+LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -lpthread
 LDFLAGS += $(SANFLAGS)
 
 # ---- the installable library: names, public headers, directories ----

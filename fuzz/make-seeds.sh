@@ -9,6 +9,7 @@
 #   fuzz/corpus/fuzz_ova/seed-*              small OVAs (tar, tests/cli/ova.sh), an
 #                                            OVF and a manifest on their own
 #   fuzz/corpus/fuzz_vdi/seed-*              small VDIs (qemu-img, make-vdi.py)
+#   fuzz/corpus/fuzz_vhdx/seed-*             VHDXs, packed (make-seeds-vhdx.sh)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -269,3 +270,4 @@ echo "seeds: $(ls "$d" | wc -l) vdi ($(du -sk "$d" | cut -f1) KiB)"
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"
+"$here/make-seeds-vhdx.sh"

@@ -22,7 +22,6 @@ struct magic {
 static const struct magic magics[] = {
     { "vmdk", 0, "KDMV", 4 },
     { "vmdk", 0, "# Disk DescriptorFile", 21 },
-    { "vhdx", 0, "vhdxfile", 8 },
     { "qed", 0, "QED\0", 4 },
     { "parallels", 0, "WithoutFreeSpace", 16 },
     { "parallels", 0, "WithouFreSpacExt", 16 },

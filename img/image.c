@@ -90,6 +90,7 @@ static const struct kimg_driver *const drivers[] = {
     &kimg_qcow2_driver,
     &kimg_vpc_driver,
     &kimg_vdi_driver,
+    &kimg_vhdx_driver,
     &kimg_raw_driver,
 };
 

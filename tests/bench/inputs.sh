@@ -9,6 +9,8 @@
 #   disk.vhd        disk.raw as a dynamic VHD (qemu-img convert -O vpc),
 #                   added after v1: built on its own when missing
 #   disk.vdi        disk.raw as a dynamic VDI (qemu-img convert -O vdi), likewise
+#   disk.vhdx       disk.raw as a dynamic VHDX (qemu-img convert -O vhdx,
+#                   16 MiB blocks), the same way
 set -euo pipefail
 w=${1:?usage: inputs.sh WORKDIR}
 mkdir -p "$w"
@@ -17,6 +19,8 @@ stamp="v1"
 later_inputs() {
     [ -f disk.vhd ] || { qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd; }
     [ -f disk.vdi ] || { qemu-img convert -f raw -O vdi disk.raw disk.vdi.tmp && mv disk.vdi.tmp disk.vdi; }
+    [ -f disk.vhdx ] || { qemu-img convert -f raw -O vhdx disk.raw disk.vhdx.tmp &&
+                          mv disk.vhdx.tmp disk.vhdx; }
 }
 [ "$(cat STAMP 2>/dev/null)" = "$stamp" ] && { later_inputs; exit 0; }
 rm -f disk.raw disk*.qcow2 random.raw hole.raw STAMP

@@ -50,6 +50,7 @@ cases=(
   "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw|||"
   "vhd-to-raw|convert -f vpc -O raw disk.vhd OUT|out.raw|disk.raw|disk.raw"
   "vdi-to-qcow2|convert -f vdi -O qcow2 disk.vdi OUT|out.qcow2|disk.raw|"
+  "vhdx-to-qcow2|convert -f vhdx -O qcow2 disk.vhdx OUT|out.qcow2|disk.raw|"
 )
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
