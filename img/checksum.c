@@ -163,7 +163,7 @@ static int raw_update(struct engine *e, struct slot *s)
 
 static int status(struct engine *e, uint64_t off, struct kimg_extent *ext)
 {
-    int ret = kimg_block_status(e->img, off, e->size - off, ext);
+    int ret = kimg_content_status(e->img, off, e->size - off, ext);
     if (ret < 0)
         kimg_error("error while reading block status at offset %llu",
                    (unsigned long long)off);

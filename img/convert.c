@@ -450,7 +450,7 @@ static int source_span(struct engine *e, struct kimg *src, uint64_t base, uint64
         }
         len = ext->length;
     }
-    ret = kimg_block_status(src, off, len, ext);
+    ret = kimg_content_status(src, off, len, ext);
     if (ret < 0)
         return ret;
     if (!(ext->flags & KIMG_BS_ZERO))

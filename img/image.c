@@ -796,6 +796,43 @@ int kimg_block_status(struct kimg *img, uint64_t off, uint64_t len,
     }
 }
 
+/* kimg_block_status, refined for the engines that read data: where the
+ * layer that decides a DATA range has content_status, its answer for that
+ * range (zeros it need not read, or where the bytes lie).  The run never
+ * grows past the block status one. */
+int kimg_content_status(struct kimg *img, uint64_t off, uint64_t len,
+                        struct kimg_extent *ext)
+{
+    int ret = kimg_block_status(img, off, len, ext);
+    if (ret < 0 || !(ext->flags & KIMG_BS_DATA))
+        return ret;
+    struct kimg *layer = img;
+    for (int d = 0; d < ext->depth && layer; d++)
+        layer = layer->backing;
+    if (!layer || !layer->drv->content_status)
+        return 0;
+    struct kimg_extent c = { .start = off, .file = layer->filename, .depth = ext->depth };
+    ret = layer->drv->content_status(layer, off, ext->length, &c);
+    if (ret == -ENOTSUP) {
+        kimg_clear_error();
+        return 0;
+    }
+    if (ret < 0)
+        return ret;
+    if (c.length == 0 || c.length > ext->length)
+        return kimg_fail(-EIO, "driver returned a bad content status length");
+    c.flags &= KIMG_BS_DATA | KIMG_BS_ZERO | KIMG_BS_OFFSET_VALID;
+    c.flags |= ext->flags & KIMG_BS_ALLOCATED;
+    if (!(c.flags & KIMG_BS_OFFSET_VALID)) {
+        c.offset = 0;
+        c.host_file = NULL;
+    } else if (!c.host_file && c.file == layer->filename) {
+        c.host_file = layer->file;
+    }
+    *ext = c;
+    return 0;
+}
+
 /* ---- info and check ------------------------------------------------------ */
 
 /* qemu's full backing name: a plain name relative to the image's folder; a

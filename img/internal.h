@@ -42,6 +42,13 @@ int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host
 void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
                        bool *subclusters);
 
+/* kimg_block_status for the engines that read the data (convert, compare
+ * without -s, checksum): refined by the deciding layer's content_status
+ * (kimg/driver.h), so zeros a format reports as data are not read.  What
+ * qemu-img shows (map, measure, -p, compare -s) stays kimg_block_status. */
+int kimg_content_status(struct kimg *img, uint64_t off, uint64_t len,
+                        struct kimg_extent *ext);
+
 /* True if LEN bytes at BUF are all zero (fast word-wise scan; img/convert.c). */
 bool kimg_buffer_is_zero(const void *buf, size_t len);
 

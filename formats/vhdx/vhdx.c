@@ -96,4 +96,5 @@ const struct kimg_driver kimg_vhdx_driver = {
     .read = vhdx_read,
     .info = vhdx_info,
     .check = vhdx_check,
+    .content_status = vhdx_content_status,
 };

@@ -164,6 +164,9 @@ int vhdx_open_metadata(struct kimg *img);
  * aligned, inside the file and apart from each other and every region.
  * With LENIENT (check) the per-block problems are counted, not refused. */
 int vhdx_load_bat(struct kimg *img, bool lenient);
+/* The driver's content_status (kimg/driver.h). */
+int vhdx_content_status(struct kimg *img, uint64_t off, uint64_t len,
+                        struct kimg_extent *ext);
 /* The per-block problems of the loaded BAT, each logged to LOG (NULL: not
  * logged) in qemu-img's wording; returns their number. */
 uint64_t vhdx_check_blocks(struct kimg *img, FILE *log);

@@ -187,6 +187,17 @@ struct kimg_driver {
      * like probe, on TAIL, the file's last LEN bytes (512, or the whole
      * file when it is shorter).  The core takes the best of both scores. */
     int (*probe_tail)(const uint8_t *tail, size_t len, const char *filename);
+    /* Optional, for formats that report their data as qemu does but know
+     * more (qemu 7.2's vhdx has no block status, so qemu-img map and
+     * measure show every byte as data): like block_status, but what the
+     * engines that read the data may use to skip reading (convert,
+     * compare, checksum; kimg_content_status): ZERO for a range that reads
+     * as zeros although block_status says DATA; DATA with OFFSET_VALID
+     * where the bytes lie plainly in the file.  Never ALLOCATED where
+     * block_status is not.  Only asked for a range block_status reported
+     * as DATA; map, measure and convert's -p steps keep block_status. */
+    int (*content_status)(struct kimg *img, uint64_t off, uint64_t len,
+                          struct kimg_extent *ext);
 };
 
 /* kimg_driver.flags */
