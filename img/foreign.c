@@ -1,6 +1,6 @@
 /*
- * foreign.c — recognising image formats kimg does not implement (vmdk,
- * vdi, vhdx, qed, parallels, luks, ...) by their magic, so probing
+ * foreign.c — recognising image formats kimg does not implement (qcow
+ * version 1, qed, parallels, luks, ...) by their magic, so probing
  * never takes such an image for raw: a script would otherwise copy the
  * container's bytes as disk content.  `-f raw` still reads the bytes.
  * Also qemu-img 7.2's list of format names and which of them it cannot
@@ -22,6 +22,7 @@ struct magic {
 static const struct magic magics[] = {
     { "vmdk", 0, "KDMV", 4 },
     { "vmdk", 0, "# Disk DescriptorFile", 21 },
+    { "qcow", 0, "QFI\xfb\0\0\0\1", 8 },   /* qcow version 1 */
     { "qed", 0, "QED\0", 4 },
     { "parallels", 0, "WithoutFreeSpace", 16 },
     { "parallels", 0, "WithouFreSpacExt", 16 },

@@ -16,9 +16,9 @@ static int qcow2_probe(const uint8_t *buf, size_t len, const char *filename)
         return 0;
     if (qcow2_be32(buf) != QCOW2_MAGIC)
         return 0;
-    uint32_t v = qcow2_be32(buf + 4);
-    (void)v;   /* any version: open then names the unsupported one */
-    return 100;
+    /* version 1 is qemu's "qcow" format (img/foreign.c names it); any
+     * later version is ours, and open names an unsupported one */
+    return qcow2_be32(buf + 4) >= 2 ? 100 : 0;
 }
 
 static int clamp_int(uint64_t v, int lo, int hi)

@@ -29,6 +29,11 @@ for fmt in vmdk vdi vhdx qed vpc qcow parallels luks; do
        is "$RC" "$qrc" "$fmt: compare with an empty raw: as qemu-img" ;;
     *) is "$RC" 2 "$fmt: compare refuses to open it (exit 2)" ;;
     esac
+    if [ $fmt = qcow ]; then
+        kimg info $f
+        like "$(cat "$T/err")" "in qcow format, which kimg does not support" \
+            "qcow: info names the format it refuses (version 1, not an unsupported qcow2)"
+    fi
     # -f raw is an explicit request and stays allowed
     kimg info -f raw --output=json $f
     is "$RC" 0 "$fmt: info -f raw is allowed"
