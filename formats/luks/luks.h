@@ -1,0 +1,110 @@
+/*
+ * luks.h — LUKS1 for kimg: the on-disk header and key slots (the LUKS
+ * On-Disk Format Specification 1.2.3, as qemu 7.2's crypto/block-luks.c
+ * and cryptsetup write it), the anti-forensic splitter, PBKDF2 and the
+ * sector ciphers, all through OpenSSL's EVP API.  Two users: the
+ * standalone "luks" format (formats/luks/luks.c: header at offset 0, the
+ * payload at the header's payload offset) and encrypted qcow2
+ * (formats/qcow2/crypto.c: the header in the clusters the CRYPTO header
+ * extension names, the payload being qcow2's data clusters).
+ *
+ * Files (owner: the luks helper):
+ *   header.c   parse/validate/serialize the 592-byte header and slot table
+ *   keyslot.c  PBKDF2, AF split/merge, unlock, add/remove key slots
+ *   cipher.c   sector encryption/decryption (xts, cbc, ecb, ctr; plain,
+ *              plain64, essiv), thread-safe, AES-NI through EVP
+ *   luks.c     the standalone "luks" format driver
+ * This header is the contract with formats/qcow2 (the qcow2 helper uses
+ * it at the same time): the declared functions keep their meaning; either
+ * side may add.
+ *
+ * Key material (master key, derived keys, secrets) lives only in memory
+ * this code allocates, is wiped with OPENSSL_cleanse before it is freed,
+ * and never appears in a message or an output.
+ */
+#ifndef KIMG_LUKS_H
+#define KIMG_LUKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kimg/driver.h"
+#include "kimg/json.h"
+
+#define LUKS_SECTOR 512u
+
+/* Where the header and key material live: offsets are relative to the
+ * header's first byte.  LEN is how many bytes the area holds (the file's
+ * size for the standalone format, the CRYPTO extension's length for
+ * qcow2); nothing outside [0, LEN) is read or written. */
+struct luks_io {
+    void *opaque;
+    int (*pread)(void *opaque, void *buf, size_t len, uint64_t off);
+    int (*pwrite)(void *opaque, const void *buf, size_t len, uint64_t off);  /* NULL: read-only */
+    int (*sync)(void *opaque);                                              /* NULL: none */
+    uint64_t len;
+};
+
+/* Creation parameters, with qemu's option names; NULL/0 = qemu's default. */
+struct luks_params {
+    const char *cipher_alg;     /* "aes-256" (aes-128/192/256, cast5-128,
+                                   serpent-*, twofish-*: what EVP offers) */
+    const char *cipher_mode;    /* "xts" (ecb, cbc, xts, ctr) */
+    const char *ivgen_alg;      /* "plain64" (plain, plain64, essiv) */
+    const char *ivgen_hash_alg; /* essiv's hash: "sha256" */
+    const char *hash_alg;       /* PBKDF2 and AF hash: "sha256" */
+    uint64_t iter_time_ms;      /* 2000 */
+};
+
+struct luks;                    /* an opened header; unlocked: the master key */
+
+/* Limits an image cannot exceed (documented where they are set): PBKDF2
+ * iterations per slot and for the master-key digest, so opening a hostile
+ * image cannot spin for minutes; tighter under KIMG_OPEN_UNTRUSTED. */
+#define LUKS_OPEN_UNTRUSTED 0x1u
+
+/* Read and validate the header and slot table through IO: every field
+ * bounded (key slots and stripes inside IO->len, iteration caps, names
+ * NUL-terminated and known).  0 with *OUT (locked: no key yet), or
+ * -errno with kimg_error() in qemu-img's wording where qemu has one. */
+int luks_open(struct luks **out, const struct luks_io *io, unsigned flags);
+void luks_close(struct luks *l);       /* wipes the key material */
+
+/* Try SECRET against the active slots; 0 and the master key kept in L, or
+ * -EPERM "Invalid password, cannot unlock any keyslot" (qemu's). */
+int luks_unlock(struct luks *l, const uint8_t *secret, size_t len);
+bool luks_unlocked(const struct luks *l);
+
+/* Write a new header and one active key slot (slot 0) for SECRET through
+ * IO, leaving PAYLOAD_ALIGN-aligned room (bytes; qemu: 4096 for qcow2's
+ * area, 1 MiB for the standalone format?  follow qemu) before the payload;
+ * 0 with *OUT unlocked, or -errno.  *AREA_LEN: the bytes the header and
+ * key material take (qcow2 allocates that many). */
+int luks_create(struct luks **out, const struct luks_params *p, const uint8_t *secret,
+                size_t len, const struct luks_io *io, uint64_t *area_len);
+/* The bytes a header created with P takes (for qcow2's create and measure). */
+int luks_area_len(const struct luks_params *p, uint64_t *area_len);
+
+/* The header's payload offset in bytes (standalone format: where sector 0
+ * of the guest lies). */
+uint64_t luks_payload_offset(const struct luks *l);
+
+/* Encrypt or decrypt LEN bytes (a multiple of 512) in place; SECTOR is the
+ * IV's sector number of the first 512 bytes (qemu: the host offset / 512
+ * for LUKS in qcow2, the guest offset / 512 for the standalone format).
+ * L unlocked.  Thread-safe: any number of workers at once. */
+int luks_encrypt(struct luks *l, uint64_t sector, void *buf, size_t len);
+int luks_decrypt(struct luks *l, uint64_t sector, void *buf, size_t len);
+
+/* qemu-img info's "encrypt" data object for this header ("format":
+ * "luks" and the LUKS fields in qemu's order), or NULL (no memory). */
+struct kimg_jv *luks_info(const struct luks *l);
+
+/* amend: activate a slot with NEW_SECRET (slot -1: the first free one) or
+ * deactivate slots (by OLD_SECRET, or slot number), crash-safe: at every
+ * point the image opens with a key that opened it before.  L unlocked. */
+int luks_add_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
+                  uint64_t iter_time_ms);
+int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_t len);
+
+#endif
