@@ -58,6 +58,11 @@ struct kimg {
     char *archive_member;       /* the member's name, or NULL */
     unsigned archive_disk;      /* its number among the archive's disks */
     unsigned archive_disks;     /* how many disks the archive lists */
+
+    /* set by the core before open: the image's open options (from
+     * --image-opts and the like, minus "driver" and "file.*"), or NULL;
+     * the driver reads its own with kimg_open_opt() */
+    struct kimg_opts *open_opts;
 };
 
 /* In img->flags, set by the core alone (callers' flags lose it): the layer
@@ -258,6 +263,21 @@ extern const struct kimg_optdesc kimg_file_create_opts[];
  * hint 1 MiB; one of 4 GiB or more refused), set on the new file F unless
  * F is NULL (then only checked).  0 or -EINVAL with a message. */
 int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
+
+/* ---- secrets and open options (img/secret.c, img/image.c) ---- */
+
+/* The bytes of the secret object ID (--object secret,id=ID,...), decoded
+ * (format=base64) and decrypted (keyid=,iv=) as qemu does: 0 with *DATA
+ * (allocated; hand it back to kimg_secret_free, which wipes it) and *LEN,
+ * or -ENOENT with qemu's message ("No secret with id 'ID'"). */
+int kimg_secret_get(const char *id, uint8_t **data, size_t *len);
+void kimg_secret_free(uint8_t *data, size_t len);
+
+/* The value of open option KEY of IMG (img->open_opts, e.g.
+ * "encrypt.key-secret" for qcow2, "key-secret" for luks), marking it used,
+ * or NULL.  After open the core refuses an option no driver read, with
+ * qemu's wording ("Block format 'qcow2' does not support the option 'X'"). */
+const char *kimg_open_opt(struct kimg *img, const char *key);
 
 /* Drivers linked in (the registry: drivers[] in img/image.c). */
 extern const struct kimg_driver kimg_raw_driver;
