@@ -25,12 +25,13 @@ and sizes in 512-byte sectors):
   --raw FILE        also write the guest content as a raw file
   --set FIELD=VAL   patch a header field after building: header.<name>
                     (the header at offset 0) or footer.<name> (stream)
-  --gd I=VAL        set grain directory entry I (sectors)
+  --gd I=VAL        set grain directory entry I (sectors; @J: entry J's value)
   --gt T:I=VAL      set entry I of grain table T (sectors)
   --marker G:lba=V|size=V   patch grain G's marker (stream)
   --bad-grain G     replace grain G's deflate data by a stream that
                     inflates to half a grain (stream)
   --poke OFF=HEX    write bytes at a file offset
+  --break-marker gt|gd  damage the first GT marker or the GD marker (stream)
   --truncate N      cut N bytes from the end of the file
 
 The pattern byte at guest offset b is ((b >> 9) * 37 + (b & 511)) % 251 + 1
@@ -140,6 +141,7 @@ def build_stream(a, guest, alloc):
     out = bytearray(overhead * SECTOR)
     gde = [0] * gd_n
     markers = {}
+    gt_markers = []
     for t in range(gd_n):
         gt = [0] * a.gtes
         for g in sorted(x for x in alloc if x // a.gtes == t):
@@ -151,9 +153,11 @@ def build_stream(a, guest, alloc):
             markers[g] = len(out)
             out += pad(struct.pack('<QI', g * a.grain, len(z)) + z)
         if any(gt):
+            gt_markers.append(len(out))
             out += metadata_marker(sectors(a.gtes * 4), 1)
             gde[t] = len(out) // SECTOR
             out += pad(struct.pack('<%dI' % a.gtes, *gt))
+    gd_marker = len(out)
     out += metadata_marker(sectors(gd_n * 4), 2)
     gd = len(out) // SECTOR
     out += pad(struct.pack('<%dI' % gd_n, *gde))
@@ -166,7 +170,8 @@ def build_stream(a, guest, alloc):
     footer_at = len(out)
     out += kdmv_header(a, cap, flags, gd, 0, overhead, 1, desc_off, desc_sect)
     out += bytes(SECTOR)            # end-of-stream marker: all zeros
-    return out, {'gd': gd, 'footer': footer_at, 'markers': markers}
+    return out, {'gd': gd, 'footer': footer_at, 'markers': markers,
+                 'gt_markers': gt_markers, 'gd_marker': gd_marker}
 
 
 def build_cowd(a, guest, alloc):
@@ -209,7 +214,7 @@ def main():
     ap.add_argument('out')
     ap.add_argument('--type', required=True, choices=('sparse', 'stream', 'cowd'))
     ap.add_argument('--size', required=True, type=lambda s: int(s, 0))
-    ap.add_argument('--version', type=int, default=1)
+    ap.add_argument('--version', type=int)
     ap.add_argument('--grain', type=int, default=128)
     ap.add_argument('--gtes', type=int)
     ap.add_argument('--data', action='append', default=[])
@@ -222,8 +227,11 @@ def main():
     ap.add_argument('--marker', action='append', default=[])
     ap.add_argument('--bad-grain', action='append', default=[], type=int)
     ap.add_argument('--poke', action='append', default=[])
+    ap.add_argument('--break-marker', choices=('gt', 'gd'))
     ap.add_argument('--truncate', type=int, default=0)
     a = ap.parse_args()
+    if a.version is None:
+        a.version = 3 if a.type == 'stream' else 1
     if a.gtes is None:
         a.gtes = 4096 if a.type == 'cowd' else 512
     if a.size % SECTOR:
@@ -232,6 +240,8 @@ def main():
     guest = bytearray(a.size)
     alloc, zeros = set(), set()
     for o, n in ranges(a.data):
+        if o + n > a.size:
+            sys.exit('--data %d:%d runs past --size' % (o, n))
         guest[o:o + n] = pattern(o, n)
         alloc.update(range(o // grain_b, (o + n + grain_b - 1) // grain_b))
     for o, n in ranges(a.zero):
@@ -252,6 +262,8 @@ def main():
         put(out, table, where['footer'] if part == 'footer' else 0, field, val)
     for s in a.gd:
         i, v = s.split('=')
+        if v.startswith('@'):
+            v = str(struct.unpack_from('<I', out, where['gd'] * SECTOR + 4 * int(v[1:], 0))[0])
         struct.pack_into('<I', out, where['gd'] * SECTOR + 4 * int(i, 0), int(v, 0))
     for s in a.gt:
         t, rest = s.split(':')
@@ -263,6 +275,9 @@ def main():
         field, v = rest.split('=')
         off = where['markers'][int(g, 0)] + (0 if field == 'lba' else 8)
         struct.pack_into('<Q' if field == 'lba' else '<I', out, off, int(v, 0))
+    if a.break_marker:
+        m = where['gt_markers'][0] if a.break_marker == 'gt' else where['gd_marker']
+        struct.pack_into('<I', out, m + 12, 7)
     for s in a.poke:
         o, h = s.split('=')
         b = bytes.fromhex(h)
