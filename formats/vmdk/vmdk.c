@@ -58,7 +58,7 @@ static int vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
 
 static int read_text(struct kimg_file *f, uint64_t off, uint64_t len, char **out)
 {
-    char *buf = malloc(len ? len : 1);
+    char *buf = kimg_alloc_aligned(len ? len : 1);   /* (file.c's alignment rule) */
     if (!buf)
         return -ENOMEM;
     int ret = kimg_file_pread(f, buf, len, off);
