@@ -99,6 +99,11 @@ int vmdk_sparse_read(struct vmdk_sparse *s, void *buf, uint64_t off, uint64_t le
 /* qemu-img check's per-extent checks (grain offsets inside the file, ...),
  * adding to RES; messages to RES->log in qemu-img's wording. */
 int vmdk_sparse_check(struct vmdk_sparse *s, struct kimg_check *res);
+/* The same for an extent that starts at byte BASE of the image (messages
+ * name image sectors, as qemu's).  As qemu, the walk stops at the first
+ * problem: one corruption counted, -EINVAL returned (the driver then
+ * stops walking further extents); 0 when the extent is clean. */
+int vmdk_sparse_check_at(struct vmdk_sparse *s, struct kimg_check *res, uint64_t base);
 
 /* ====================== the driver half (vmdk.c, descriptor.c, ...) ==== */
 
