@@ -1,5 +1,5 @@
 /*
- * foreign.c — recognising image formats kimg does not implement (vmdk,
+ * foreign.c — recognising image formats kimg does not implement (like
  * vdi, vhdx, qed, parallels, luks, ...) by their magic, so probing
  * never takes such an image for raw: a script would otherwise copy the
  * container's bytes as disk content.  `-f raw` still reads the bytes.
@@ -20,8 +20,6 @@ struct magic {
 };
 
 static const struct magic magics[] = {
-    { "vmdk", 0, "KDMV", 4 },
-    { "vmdk", 0, "# Disk DescriptorFile", 21 },
     { "vdi", 0x40, "\x7f\x10\xda\xbe", 4 },
     { "vdi", 0, "<<< Oracle VM VirtualBox Disk Image >>>", 39 },
     { "vhdx", 0, "vhdxfile", 8 },

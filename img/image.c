@@ -86,6 +86,7 @@ int kimg_image_path(const char *name, const char **path)
 static const struct kimg_driver *const drivers[] = {
     &kimg_qcow2_driver,
     &kimg_vpc_driver,
+    &kimg_vmdk_driver,
     &kimg_raw_driver,
 };
 
