@@ -210,7 +210,7 @@ static int load_gd(struct vmdk_sparse *s)
     if (!s->gd_n)
         return 0;
     size_t bytes = (size_t)s->gd_n * 4;
-    s->gd = malloc(bytes);
+    s->gd = kimg_alloc_aligned(bytes);
     if (!s->gd)
         return kimg_fail(-ENOMEM, "out of memory for a grain directory of %zu bytes", bytes);
     int ret = kimg_file_pread(s->file, s->gd, bytes, s->gd_off);
@@ -419,7 +419,7 @@ int vmdk_sparse_status(struct vmdk_sparse *s, uint64_t off, uint64_t len,
 {
     if (len == 0 || off >= s->capacity || len > s->capacity - off)
         return kimg_fail(-EINVAL, "sparse extent status out of range");
-    uint32_t gt[VMDK_COWD_GTES];
+    uint32_t gt[VMDK_COWD_GTES] __attribute__((aligned(64)));
     uint64_t end = off + len, pos = off;
     uint32_t cur = UINT32_MAX;
     enum vmdk_grain_kind kind = VMDK_GRAIN_UNALLOCATED;
@@ -491,7 +491,7 @@ int vmdk_sparse_check_at(struct vmdk_sparse *s, struct kimg_check *res, uint64_t
      * whose offset lies at or past the end of the file is reported (by
      * its image sector) and the walk stops with one corruption. */
     size_t bytes = (size_t)s->gtes * 4;
-    uint32_t *gt = malloc(bytes);
+    uint32_t *gt = kimg_alloc_aligned(bytes);
     if (!gt)
         return kimg_fail(-ENOMEM, "out of memory");
     uint64_t grains = (s->capacity + s->grain - 1) >> s->grain_bits;
