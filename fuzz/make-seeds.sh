@@ -6,6 +6,7 @@
 #   fuzz/corpus/fuzz_qcow2_snapshot/seed-*   patches for the snapshot target
 #   fuzz/qcow2_snap_base.h                   the base image as a C array
 #   fuzz/corpus/fuzz_vpc/seed-*              small VHDs (qemu-img, make-vhd.py)
+#   fuzz/corpus/fuzz_vmdk_desc/seed-*        VMDK descriptors (qemu-img's, hand-made)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -220,5 +221,26 @@ mk diff --type diff --size 16384 --block-size 4096 --data 0:512
 mk bad-bat --type dynamic --size 16384 --block-size 4096 --data 0:8192 --set bat.1=3
 
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
+
+# --- VMDK descriptors (fuzz_vmdk_desc): qemu-img's, then hand-made ones -----
+vd=$here/corpus/fuzz_vmdk_desc
+mkdir -p "$vd"
+rm -f "$vd"/seed-*
+for sub in monolithicFlat twoGbMaxExtentFlat twoGbMaxExtentSparse; do
+    qemu-img create -q -f vmdk -o subformat=$sub d.vmdk 3G; cp d.vmdk "$vd/seed-qemu-$sub"
+    rm -f d*.vmdk
+done
+qemu-img create -q -f vmdk base.vmdk 1M
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk d.vmdk
+dd if=d.vmdk of="$vd/seed-qemu-embedded-delta" bs=512 skip=1 count=20 status=none
+hd='# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="%s"\n'
+printf "$hd"'RW 2048 ZERO\nRW 100 ZERO\n' monolithicFlat > "$vd/seed-zero"
+printf "$hd"'RW 8 ZERO\nRDONLY 8 FLAT "a b.bin" 3\nNOACCESS 8 VMFS "v"\n' vmfs > "$vd/seed-mixed"
+printf "$hd"'RW 8 VMFSSPARSE "x-delta.vmdk"\nparentFileNameHint="x.vmdk"\n' vmfsSparse \
+    | sed 's/$/\r/' > "$vd/seed-crlf-vmfssparse"
+printf '# comment\n  \nversion = 2\nencoding="UTF-8"\nCID = 0000abcd\nparentCID=ffffffff\n'\
+'createType = "monolithicFlat"\nRW 1 ZERO\nchangeTrackPath="x-ctk.vmdk"\nddb.uuid = "60 00"\n' \
+    > "$vd/seed-vmware-style"
+echo "seeds: $(ls "$vd" | wc -l) vmdk descriptors"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"

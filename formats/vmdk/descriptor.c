@@ -290,14 +290,11 @@ int vmdk_desc_parse(const char *text, size_t len, bool embedded, struct vmdk_des
     if (len > VMDK_MAX_DESC_BYTES)
         return kimg_fail(-EFBIG, "VMDK descriptor larger than %u bytes", VMDK_MAX_DESC_BYTES);
     const char *nul = memchr(text, '\0', len);
-    if (nul) {
-        /* qemu pads a descriptor file it rewrote (a new CID) with NULs */
-        for (const char *q = nul; !embedded && q < text + len; q++)
-            if (*q)
-                return kimg_fail(-EINVAL, "VMDK descriptor holds a NUL byte at offset %zu",
-                                 (size_t)(nul - text));
+    /* the text ends at the first NUL, as qemu reads it (a C string): an
+     * embedded descriptor's sectors are padded with NULs, and so is a
+     * descriptor file qemu rewrote (with what its buffer held after) */
+    if (nul)
         len = (size_t)(nul - text);
-    }
     for (size_t pos = 0; pos < len && ret == 0;) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) : len;

@@ -248,7 +248,9 @@ static int vmdk_open(struct kimg *img)
  * goes to the parent, the parent (a VMDK) must still carry the CID this
  * delta disk was made against; if it changed, the parent was written
  * since and the delta's content is no longer what it was.  qemu then
- * fails the read with a bare "Invalid argument"; kimg says why.
+ * fails the read with a bare "Invalid argument"; kimg says why, and
+ * fails block status below this layer too (the engines read the parent
+ * through it), so `map` refuses such a chain where qemu-img shows it.
  */
 static int check_parent_cid(struct kimg *img)
 {
@@ -362,6 +364,10 @@ static int vmdk_block_status(struct kimg *img, uint64_t off, uint64_t len,
     ext->length = run.length;
     switch (run.kind) {
     case VMDK_GRAIN_UNALLOCATED:
+        /* the chain goes on below: the engines read the parent's data
+         * through its own block status, so the check is made here too */
+        if (img->backing && (ret = check_parent_cid(img)) < 0)
+            return ret;
         ext->flags = 0;
         break;
     case VMDK_GRAIN_ZERO:

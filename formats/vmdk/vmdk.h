@@ -145,9 +145,8 @@ struct vmdk_desc {
 #define VMDK_MAX_CREATE_TYPE 127u
 
 /* Parse descriptor TEXT (LEN bytes, no terminator needed) into *D.  An
- * embedded descriptor (EMBEDDED) ends at its first NUL byte (the rest of
- * its sectors is padding); a descriptor file may end in NUL padding (qemu
- * writes it when it changes the CID) but holds no NUL before text.
+ * descriptor ends at its first NUL byte, as qemu reads it (the rest of an
+ * embedded descriptor's sectors is padding; EMBEDDED is for messages).
  * Comments (#), blank lines, CRLF, spaces and tabs around tokens, quoted
  * or bare values, and unknown keys (ddb.x, changeTrackPath, ...: never
  * opened or kept) are taken; extent lines, CID, parentCID, version,
