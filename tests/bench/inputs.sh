@@ -8,14 +8,21 @@
 #   hole.raw        an 8 GiB hole
 #   disk.vhd        disk.raw as a dynamic VHD (qemu-img convert -O vpc),
 #                   added after v1: built on its own when missing
+#   disk.vmdk, disk-stream.vmdk  disk.raw as monolithicSparse and
+#                   streamOptimized VMDKs (qemu-img), likewise
 set -euo pipefail
 w=${1:?usage: inputs.sh WORKDIR}
 mkdir -p "$w"
 cd "$w"
 stamp="v1"
 later_inputs() {
-    [ -f disk.vhd ] && return 0
-    qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd
+    [ -f disk.vhd ] ||
+        { qemu-img convert -f raw -O vpc disk.raw disk.vhd.tmp && mv disk.vhd.tmp disk.vhd; }
+    [ -f disk.vmdk ] ||
+        { qemu-img convert -f raw -O vmdk disk.raw disk.vmdk.tmp && mv disk.vmdk.tmp disk.vmdk; }
+    [ -f disk-stream.vmdk ] ||
+        { qemu-img convert -f raw -O vmdk -o subformat=streamOptimized disk.raw disk-stream.vmdk.tmp &&
+          mv disk-stream.vmdk.tmp disk-stream.vmdk; }
 }
 [ "$(cat STAMP 2>/dev/null)" = "$stamp" ] && { later_inputs; exit 0; }
 rm -f disk.raw disk*.qcow2 random.raw hole.raw STAMP

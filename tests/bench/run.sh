@@ -49,6 +49,8 @@ cases=(
   "hole-to-qcow2|convert -f raw -O qcow2 hole.raw OUT|out.qcow2|hole.raw|"
   "compare|compare -f qcow2 -F raw disk.qcow2 disk.raw|||"
   "vhd-to-raw|convert -f vpc -O raw disk.vhd OUT|out.raw|disk.raw|disk.raw"
+  "vmdk-stream-to-qcow2|convert -f vmdk -O qcow2 disk-stream.vmdk OUT|out.qcow2|disk.raw|"
+  "vmdk-to-raw|convert -f vmdk -O raw disk.vmdk OUT|out.raw|disk.raw|disk.raw"
 )
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
