@@ -17,8 +17,10 @@
  *     with qemu's 64 KiB grains) and inside the file, every table it names
  *     inside the file, past the header, apart from the directory and from
  *     each other; the redundant directory inside the file;
- *   - memory: the directory, a sorted copy during open (both <= 16 MiB),
- *     and a 4 MiB grain-table cache: <= 36 MiB per extent at peak;
+ *   - memory: the directory and a sorted copy during open (both <= 16
+ *     MiB), a grain-table cache of at most 4 MiB per extent and 16 MiB for
+ *     all extents of the process together (past it tables are read per
+ *     lookup, not kept): an image of many extents stays in the budget;
  *   - each grain a table names lies inside the file (deflated: its marker;
  *     then its lba and size are checked on read).  Grains overlapping
  *     metadata are not looked for (reading them is harmless).
@@ -227,6 +229,9 @@ static int load_gd(struct vmdk_sparse *s)
     return check_tables(s);
 }
 
+/* bytes of grain-table cache lines all open extents hold */
+static uint64_t cache_total;
+
 static int init_cache(struct vmdk_sparse *s)
 {
     uint64_t per = (uint64_t)s->gtes * 4;
@@ -237,8 +242,8 @@ static int init_cache(struct vmdk_sparse *s)
         n = 1;
     s->cache_n = (uint32_t)n;
     s->cache_key = calloc(n, sizeof(*s->cache_key));
-    s->cache = malloc(n * per);
-    if (!s->cache_key || !s->cache)
+    s->line = calloc(n, sizeof(*s->line));
+    if (!s->cache_key || !s->line)
         return kimg_fail(-ENOMEM, "out of memory for the grain table cache");
     if (pthread_mutex_init(&s->lock, NULL) != 0)
         return kimg_fail(-ENOMEM, "cannot create a lock");
@@ -251,8 +256,11 @@ void vmdk_sparse_close(struct vmdk_sparse *s)
         return;
     if (s->cache_key)
         pthread_mutex_destroy(&s->lock);
+    for (uint32_t i = 0; s->line && i < s->cache_n; i++)
+        free(s->line[i]);
+    __atomic_sub_fetch(&cache_total, s->cache_bytes, __ATOMIC_RELAXED);
     free(s->cache_key);
-    free(s->cache);
+    free(s->line);
     free(s->gd);
     free(s);
 }
@@ -387,11 +395,10 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
         return 0;
     }
     uint32_t slot = idx % s->cache_n;
-    uint32_t *line = s->cache + (size_t)slot * s->gtes;
     pthread_mutex_lock(&s->lock);
     bool hit = s->cache_key[slot] == idx + 1;
     if (hit)
-        memcpy(dst, line, bytes);
+        memcpy(dst, s->line[slot], bytes);
     pthread_mutex_unlock(&s->lock);
     if (hit)
         return 0;
@@ -399,8 +406,20 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
     if (ret < 0)
         return ret;
     pthread_mutex_lock(&s->lock);
-    memcpy(line, dst, bytes);
-    s->cache_key[slot] = idx + 1;
+    if (!s->line[slot] &&
+        __atomic_add_fetch(&cache_total, bytes, __ATOMIC_RELAXED) <= VMDK_GT_CACHE_TOTAL) {
+        s->line[slot] = malloc(bytes);
+        if (s->line[slot])
+            s->cache_bytes += bytes;
+        else
+            __atomic_sub_fetch(&cache_total, bytes, __ATOMIC_RELAXED);
+    } else if (!s->line[slot]) {
+        __atomic_sub_fetch(&cache_total, bytes, __ATOMIC_RELAXED);   /* over budget */
+    }
+    if (s->line[slot]) {
+        memcpy(s->line[slot], dst, bytes);
+        s->cache_key[slot] = idx + 1;
+    }
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -61,8 +61,12 @@
 #define VMDK_MAX_GTES          512u             /* KDMV, as qemu */
 #define VMDK_COWD_GTES         4096u
 #define VMDK_MAX_GD_BYTES      (16u << 20)      /* 4 Mi grain tables */
-/* the grain-table cache: at most this many bytes of tables in memory */
+/* the grain-table cache: at most this many bytes of tables per extent,
+ * and at most VMDK_GT_CACHE_TOTAL for all open extents together (a
+ * twoGbMaxExtentSparse image has one extent per 2 GiB): past it, tables
+ * are read for each lookup and not kept */
 #define VMDK_GT_CACHE_BYTES    (4u << 20)
+#define VMDK_GT_CACHE_TOTAL    (16u << 20)
 
 struct vmdk_sparse {
     struct kimg_file *file;
@@ -84,12 +88,14 @@ struct vmdk_sparse {
 
     /* Grain tables are loaded on demand into a direct-mapped cache of
      * cache_n slots (slot = GT index % cache_n), each validated when
-     * loaded.  LOCK guards cache_key/cache; the file read happens outside
-     * it. */
+     * loaded; a slot's memory is allocated when first filled, within the
+     * process-wide VMDK_GT_CACHE_TOTAL.  LOCK guards cache_key/line; the
+     * file read happens outside it. */
     pthread_mutex_t lock;
     uint32_t cache_n;
     uint32_t *cache_key;        /* GT index + 1 per slot, 0: empty */
-    uint32_t *cache;            /* cache_n * gtes entries */
+    uint32_t **line;            /* cache_n slots of gtes entries, or NULL */
+    uint64_t cache_bytes;       /* what this extent's lines hold */
 };
 
 /* A header's fields in host order, as sparse.c validates them (KDMV and,

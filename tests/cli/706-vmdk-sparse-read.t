@@ -52,4 +52,18 @@ for i in conv.vmdk split.vmdk zg.vmdk dyn.vmdk empty.vmdk; do
     fi
 done
 ok "the conversion holds the source's data" qemu_oracle_compare conv.vmdk.raw src.raw
+
+# 1 TiB in 512 extents of 2 GiB, every grain table preallocated: the
+# grain-table caches of all extents share one budget, peak RSS < 64 MiB
+if [ -x /usr/bin/time ]; then
+    mkdir big && (cd big && qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse t.vmdk 1T)
+    run /usr/bin/time -f '%M' -o rss.txt "$KIMG" map --output=json big/t.vmdk
+    is "$(cat "$T/out")" '[{ "start": 0, "length": 1099511627776, "depth": 0, "present": false, "zero": true, "data": false}]' \
+        "1 TiB twoGbMaxExtentSparse: map"
+    ok "1 TiB twoGbMaxExtentSparse: peak RSS $(cat rss.txt) KiB < 64 MiB" test "$(cat rss.txt)" -lt 65536
+    rm -rf big
+else
+    skip "1 TiB twoGbMaxExtentSparse" "no /usr/bin/time"
+    skip "1 TiB twoGbMaxExtentSparse: RSS" "no /usr/bin/time"
+fi
 done_testing
