@@ -48,7 +48,7 @@ static void check_parse(const uint8_t *data, size_t size, bool embedded)
     }
     uint64_t total = 0;
     if (d.nb_extents > VMDK_MAX_EXTENTS || !d.has_cid || !d.has_parent_cid ||
-        d.version < 1 || d.version > 3)
+        d.version < 1 || d.version > 3 || (embedded && d.nb_extents))
         abort();
     for (size_t i = 0; i < d.nb_extents; i++) {
         const struct vmdk_desc_extent *e = &d.extents[i];

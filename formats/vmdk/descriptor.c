@@ -313,7 +313,12 @@ int vmdk_desc_parse(const char *text, size_t len, bool embedded, struct vmdk_des
         }
         if (!l.len || *l.p == '#')
             continue;
-        ret = is_extent_line(&l) ? parse_extent(&l, d) : parse_kv(&l, d, &have_version);
+        /* an embedded descriptor's extent lines describe the file holding
+         * it: not used (as qemu), so not parsed either */
+        if (!is_extent_line(&l))
+            ret = parse_kv(&l, d, &have_version);
+        else if (!embedded)
+            ret = parse_extent(&l, d);
     }
     if (ret == 0 && !d->has_cid)
         ret = kimg_fail(-EINVAL, "invalid VMDK image descriptor: no CID");

@@ -174,7 +174,7 @@ void vmdk_flat_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
                       struct kimg_extent *ext)
 {
     uint64_t host = e->flat_offset + off;
-    bool is_data;
+    bool is_data, had_error = kimg_last_error() != NULL;
     uint64_t pnum;
 
     ext->length = len;
@@ -197,7 +197,7 @@ void vmdk_flat_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
             ext->length = pnum;
         if (!is_data)
             ext->flags |= KIMG_BS_ZERO;
-    } else {
-        kimg_clear_error();
+    } else if (!had_error) {
+        kimg_clear_error();     /* no hole information: all data, as qemu */
     }
 }

@@ -6,6 +6,7 @@
  * extents, info (qemu-img's format-specific block) and check.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "vmdk.h"
@@ -162,8 +163,17 @@ static int open_sparse_file(struct kimg *img, struct vmdk_state *s, uint64_t siz
     if (!s->create_type)
         return -ENOMEM;
     s->parent_cid = 0xffffffffu;
-    if (!e->sinfo.desc_size)
-        return 0;             /* no descriptor: CID 0, no parent */
+    if (!e->sinfo.desc_size) {
+        /* CID 0, no parent.  qemu-img refuses such a file ("Invalid
+         * argument": it finds no CID); kimg reads it but says what it
+         * may be, since the extents of a twoGbMaxExtentSparse disk and
+         * ESX delta extents look like this and read alone lose the rest */
+        fputs("kimg: warning: '", stderr);
+        kimg_print_for_terminal(stderr, img->filename);
+        fputs("' is a VMDK sparse extent without a descriptor: if it is one extent of "
+              "a larger disk or a delta disk, open the descriptor that names it\n", stderr);
+        return 0;
+    }
     uint64_t dend;
     if (e->sinfo.desc_size > VMDK_MAX_DESC_BYTES ||
         __builtin_add_overflow(e->sinfo.desc_offset, e->sinfo.desc_size, &dend) ||

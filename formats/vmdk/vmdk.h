@@ -146,7 +146,8 @@ struct vmdk_desc {
 
 /* Parse descriptor TEXT (LEN bytes, no terminator needed) into *D.  An
  * descriptor ends at its first NUL byte, as qemu reads it (the rest of an
- * embedded descriptor's sectors is padding; EMBEDDED is for messages).
+ * embedded descriptor's sectors is padding).  An EMBEDDED descriptor's
+ * extent lines are skipped (they describe the file that holds it).
  * Comments (#), blank lines, CRLF, spaces and tabs around tokens, quoted
  * or bare values, and unknown keys (ddb.x, changeTrackPath, ...: never
  * opened or kept) are taken; extent lines, CID, parentCID, version,

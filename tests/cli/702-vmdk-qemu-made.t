@@ -70,9 +70,9 @@ for i in $images; do
         cid=$(sed -n 's/.*Content identifier:[[:space:]]*0x\([0-9a-f]*\).*/\1/p' <<< "$vi" | head -1)
         kimg info --output=json "$i"
         read -r vs kcid < <($PY -c 'import json,sys; j=json.load(open(sys.argv[1]))
-print(j["virtual-size"], "%x" % j["format-specific"]["data"]["cid"])' "$T/out")
+print(j["virtual-size"], j["format-specific"]["data"]["cid"])' "$T/out")
         is "$vs" "${media:-?}" "$i: vmdkinfo reads the same media size"
-        is "$kcid" "${cid:-?}" "$i: vmdkinfo reads the same CID"
+        is "$kcid" "$((16#${cid:-0}))" "$i: vmdkinfo reads the same CID"
     else
         skip "$i: vmdkinfo size" "libvmdk-utils not installed, or a delta disk"
         skip "$i: vmdkinfo CID" "libvmdk-utils not installed, or a delta disk"

@@ -131,4 +131,31 @@ ok "the escape sequence is escaped in the message" grep -qF '\x1b[2Jevil' "$T/er
 kimg info h.vmdk
 err_line "an escape sequence in an extent name"
 ok "the extent name is escaped in the message" grep -qF '\x1b]0;x\x07.bin' "$T/err"
+# an extent file whose name holds an escape sequence: escaped in info and map
+esc=$(printf 'e\033[31m.bin')
+cp a.bin "$esc"
+{ head_desc monolithicFlat; printf 'RW 2048 FLAT "%s" 0\n' "$esc"; } > esc.vmdk
+kimg info esc.vmdk
+ok "info: the extent name escaped" grep -qF 'filename: e\x1b[31m.bin' "$T/out"
+kimg map esc.vmdk
+ok "map: the extent name escaped" grep -qF 'e\x1b[31m.bin' "$T/out"
+ok "info, map: no raw ESC byte" eval '! grep -q "$(printf "\033")" "$T/out"'
+kimg info --output=json esc.vmdk
+ok "info json: the extent name as a JSON escape" grep -qF '"filename": "e\u001B[31m.bin"' "$T/out"
+
+# ---- sparse extent files opened alone ----------------------------------------
+# a twoGbMaxExtentSparse piece carries an empty embedded descriptor: no
+# CID, refused as qemu-img refuses it
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse ts.vmdk 3G
+kimg info ts-s001.vmdk
+err_line "a twoGbMaxExtentSparse piece alone"
+qimg info ts-s001.vmdk
+isnt "$QRC" 0 "(qemu-img refuses it too)"
+# an ESX delta extent ("COWD") has no descriptor inside: read, with a
+# warning that it may need the rest of its disk (qemu-img refuses it)
+$PY "$KIMG_SRC/tests/images/make-vmdk.py" cowd.vmdk --type cowd --size 1048576 --data 0:70000
+kimg info --output=json cowd.vmdk
+is "$RC" 0 "a COWD extent alone: opened"
+like "$(cat "$T/out")" '"create-type": "vmfsSparse"' "a COWD extent alone: vmfsSparse"
+like "$(cat "$T/err")" "sparse extent without a descriptor" "a COWD extent alone: a warning"
 done_testing
