@@ -34,8 +34,14 @@ qemu-img create -q -f vmdk -b base.vmdk -F vmdk d1.vmdk
 qemu-io -f vmdk -c 'write -P 0x02 1M 64k' d1.vmdk > /dev/null
 qemu-img create -q -f vmdk -b d1.vmdk -F vmdk d2.vmdk
 qemu-io -f vmdk -c 'write -P 0x03 3M 1M' d2.vmdk > /dev/null
+# a twoGbMaxExtentSparse delta over a twoGbMaxExtentSparse base (two
+# extents each; the parent hint in the descriptor file)
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse tsb.vmdk 2049M
+qemu-io -f vmdk -c "write -P 0x09 $((2047 * MiB)) 2M" tsb.vmdk > /dev/null
+qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse -b tsb.vmdk -F vmdk tsd.vmdk
+qemu-io -f vmdk -c "write -P 0x0a $((2048 * MiB)) 64k" tsd.vmdk > /dev/null
 
-images="conv-monolithicSparse.vmdk conv-streamOptimized.vmdk conv-monolithicFlat.vmdk
+images="tsd.vmdk conv-monolithicSparse.vmdk conv-streamOptimized.vmdk conv-monolithicFlat.vmdk
         conv-twoGbMaxExtentSparse.vmdk conv-twoGbMaxExtentFlat.vmdk conv-compat6.vmdk
         zg.vmdk ts.vmdk tf.vmdk base.vmdk d1.vmdk d2.vmdk"
 for i in $images; do
@@ -64,7 +70,7 @@ for i in $images; do
     kimg checksum -f raw "$i.raw"; b=$(cut -d' ' -f1 "$T/out")
     ok "$i checksum: that of qemu-img's raw conversion" test -n "$a" -a "$a" = "$b"
 
-    if command -v vmdkinfo > /dev/null && [ "${i#d}" = "$i" ]; then
+    if command -v vmdkinfo > /dev/null && [ "${i#d}" = "$i" ] && [ "$i" != tsd.vmdk ]; then
         vi=$(vmdkinfo "$i" 2> /dev/null)
         media=$(sed -n 's/.*Media size.*(\([0-9]*\) bytes).*/\1/p' <<< "$vi")
         cid=$(sed -n 's/.*Content identifier:[[:space:]]*0x\([0-9a-f]*\).*/\1/p' <<< "$vi" | head -1)

@@ -31,7 +31,10 @@ desc vmfs.vmdk vmfs 'RW 4096 VMFS "b.bin"'
   printf '# Extent description\nRW 2048 FLAT "a b.bin" 0\nchangeTrackPath="/etc/shadow"\n'
   printf 'ddb.longContentID = "x"\nddb.uuid = "60 00 C2 9b"\n'; } > vmware.vmdk
 cp a.bin "a b.bin"
-for i in flat.vmdk two.vmdk vmfs.vmdk crlf.vmdk vmware.vmdk; do
+# vmfsSparse: a descriptor naming an ESX sparse ("COWD") extent
+$PY "$KIMG_SRC/tests/images/make-vmdk.py" vs-delta.vmdk --type cowd --size 2097152 \
+    --data 0:70000 --data 1000000:5000 --descriptor vs.vmdk
+for i in flat.vmdk two.vmdk vmfs.vmdk crlf.vmdk vmware.vmdk vs.vmdk; do
     oracle "$i info" info "$i"
     oracle "$i info json" info --output=json "$i"
     oracle "$i map json" map --output=json "$i"
