@@ -221,11 +221,13 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
  * by an image (qcow2 data files keep kimg_open_aux_file).  NAME is a path
  * relative to IMG's folder, never a protocol.  Refused with -EPERM and one
  * message naming WHAT ("extent"): an empty or absolute NAME, a NAME with
- * a ".." component, a file that is not a regular file (device, FIFO,
- * socket, folder); under KIMG_OPEN_UNTRUSTED also a NAME holding '/' and
- * a symbolic link (opened with O_NOFOLLOW).  Memory-backed images (fd -1:
- * fuzzers, tests) open nothing (-ENOENT).  (*OUT)->path is the path as
- * opened (IMG's folder + NAME).
+ * a ".." component, a file that is not a regular file (a block device;
+ * FIFOs, sockets, character devices and folders are refused by
+ * kimg_file_open itself, with its errno and words, and never block);
+ * under KIMG_OPEN_UNTRUSTED also a NAME holding '/' and a symbolic link
+ * (opened with O_NOFOLLOW).  Memory-backed images (fd -1: fuzzers, tests)
+ * open nothing (-ENOENT).  (*OUT)->path is the path as opened (IMG's
+ * folder + NAME).
  */
 int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
                          struct kimg_file **out);
