@@ -120,7 +120,9 @@ $PY - img/base.vmdk <<'EOF'
 import sys
 b = bytearray(open(sys.argv[1], "rb").read())
 i = b.index(b"CID=") + 4
-b[i:i + 8] = b"0badc0de"
+n = b.index(b"\n", i) - i          # qemu writes %x: 1 to 8 digits
+new = b"0badc0de"[:n] if b[i:i + n] != b"0badc0de"[:n] else b"1" * n
+b[i:i + n] = new
 open(sys.argv[1], "wb").write(b)
 EOF
 qimg convert -O raw img/delta.vmdk q2.raw
