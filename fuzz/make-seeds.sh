@@ -10,6 +10,8 @@
 #                                            OVF and a manifest on their own
 #   fuzz/corpus/fuzz_vdi/seed-*              small VDIs (qemu-img, make-vdi.py)
 #   fuzz/corpus/fuzz_vhdx/seed-*             VHDXs, packed (make-seeds-vhdx.sh)
+#   fuzz/corpus/fuzz_vmdk_desc/seed-*        VMDK descriptors (qemu-img's, hand-made)
+#   fuzz/corpus/fuzz_vmdk/seed-*             VMDK sparse extents (qemu-img, make-vmdk.py)
 # Reproducers of bugs (crash-*, leak-*, timeout-*, bug-*) are kept.
 # Images are tiny: virtual sizes of 64 KiB-1 MiB, cluster_size=512 where
 # the variant allows it (extended L2 needs >= 16 KiB clusters).
@@ -268,6 +270,50 @@ mkd odd --size 5000 --block-size 1024 --data 4000:1000
 
 echo "seeds: $(ls "$d" | wc -l) vdi ($(du -sk "$d" | cut -f1) KiB)"
 echo "seeds: $(ls "$v" | wc -l) vpc ($(du -sk "$v" | cut -f1) KiB)"
+
+# --- VMDK descriptors (fuzz_vmdk_desc): qemu-img's, then hand-made ones -----
+vd=$here/corpus/fuzz_vmdk_desc
+mkdir -p "$vd"
+rm -f "$vd"/seed-*
+for sub in monolithicFlat twoGbMaxExtentFlat twoGbMaxExtentSparse; do
+    qemu-img create -q -f vmdk -o subformat=$sub d.vmdk 3G; cp d.vmdk "$vd/seed-qemu-$sub"
+    rm -f d*.vmdk
+done
+qemu-img create -q -f vmdk base.vmdk 1M
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk d.vmdk
+dd if=d.vmdk of="$vd/seed-qemu-embedded-delta" bs=512 skip=1 count=20 status=none
+hd='# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="%s"\n'
+printf "$hd"'RW 2048 ZERO\nRW 100 ZERO\n' monolithicFlat > "$vd/seed-zero"
+printf "$hd"'RW 8 ZERO\nRDONLY 8 FLAT "a b.bin" 3\nNOACCESS 8 VMFS "v"\n' vmfs > "$vd/seed-mixed"
+printf "$hd"'RW 8 VMFSSPARSE "x-delta.vmdk"\nparentFileNameHint="x.vmdk"\n' vmfsSparse \
+    | sed 's/$/\r/' > "$vd/seed-crlf-vmfssparse"
+printf '# comment\n  \nversion = 2\nencoding="UTF-8"\nCID = 0000abcd\nparentCID=ffffffff\n'\
+'createType = "monolithicFlat"\nRW 1 ZERO\nchangeTrackPath="x-ctk.vmdk"\nddb.uuid = "60 00"\n' \
+    > "$vd/seed-vmware-style"
+echo "seeds: $(ls "$vd" | wc -l) vmdk descriptors"
+
+# --- VMDK sparse extents (fuzz_vmdk): qemu-img's, then make-vmdk.py's -------
+vs=$here/corpus/fuzz_vmdk
+mkdir -p "$vs"
+rm -f "$vs"/seed-*
+qemu-img create -q -f vmdk s.vmdk 1M
+qemu-io -f vmdk -c 'write -P 0x11 0 1k' s.vmdk > /dev/null;   cp s.vmdk "$vs/seed-qemu-sparse"
+qemu-img create -q -f vmdk -o zeroed_grain=on s.vmdk 1M
+qemu-io -f vmdk -c 'write -z 0 64k' s.vmdk > /dev/null;       cp s.vmdk "$vs/seed-qemu-zeroed"
+truncate -s 1M r.raw
+qemu-io -f raw -c 'write -P 0x11 0 100k' -c 'write -P 0x22 600k 64k' r.raw > /dev/null
+qemu-img convert -f raw -O vmdk -o subformat=streamOptimized r.raw s.vmdk
+cp s.vmdk "$vs/seed-qemu-stream"
+rm -f s.vmdk r.raw
+mkv() { python3 "$here/../tests/images/make-vmdk.py" "$vs/seed-$1" "${@:2}"; }
+mkv small-v3 --type sparse --version 3 --size 65536 --grain 1 --gtes 16 --data 0:1000 --data 30000:3000
+mkv small-v2 --type sparse --version 2 --size 65536 --grain 2 --gtes 8 --data 0:1000 --zero 8192:4096
+mkv stream-vmware --type stream --size 131072 --grain 16 --gtes 8 --data 0:5000 --data 100000:20000
+mkv stream-bad-lba --type stream --size 65536 --grain 16 --gtes 8 --data 0:20000 --marker 1:lba=0
+mkv cowd --type cowd --size 65536 --grain 1 --data 0:2000 --data 60000:5536
+mkv gt-dup --type sparse --size 65536 --grain 1 --gtes 16 --data 0:20000 --gd 1=@0
+unset -f mkv
+echo "seeds: $(ls "$vs" | wc -l) vmdk sparse extents ($(du -sk "$vs" | cut -f1) KiB)"
 echo "seeds: $(ls "$q" | wc -l) qcow2 ($(du -sk "$q" | cut -f1) KiB)," \
      "$(ls "$sn" | wc -l) snapshot; base image $(stat -c %s base.qcow2) bytes"
 "$here/make-seeds-vhdx.sh"

@@ -432,6 +432,8 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
         oflags |= O_TRUNC;
     if (flags & KIMG_FILE_DIRECT)
         oflags |= O_DIRECT;
+    if (flags & KIMG_FILE_NOFOLLOW)
+        oflags |= O_NOFOLLOW;
 
     struct kimg_file *f = calloc(1, sizeof(*f));
     if (!f)

@@ -20,8 +20,6 @@ struct magic {
 };
 
 static const struct magic magics[] = {
-    { "vmdk", 0, "KDMV", 4 },
-    { "vmdk", 0, "# Disk DescriptorFile", 21 },
     { "qcow", 0, "QFI\xfb\0\0\0\1", 8 },   /* qcow version 1 */
     { "qed", 0, "QED\0", 4 },
     { "parallels", 0, "WithoutFreeSpace", 16 },

@@ -99,9 +99,105 @@ int vmdk_sparse_read(struct vmdk_sparse *s, void *buf, uint64_t off, uint64_t le
 /* qemu-img check's per-extent checks (grain offsets inside the file, ...),
  * adding to RES; messages to RES->log in qemu-img's wording. */
 int vmdk_sparse_check(struct vmdk_sparse *s, struct kimg_check *res);
+/* The same for an extent that starts at byte BASE of the image (messages
+ * name image sectors, as qemu's).  As qemu, the walk stops at the first
+ * problem: one corruption counted, -EINVAL returned (the driver then
+ * stops walking further extents); 0 when the extent is clean. */
+int vmdk_sparse_check_at(struct vmdk_sparse *s, struct kimg_check *res, uint64_t base);
 
 /* ====================== the driver half (vmdk.c, descriptor.c, ...) ==== */
 
-/* Declared by the driver half. */
+/* ---- descriptor.c: the descriptor text ---- */
+
+enum vmdk_access { VMDK_ACCESS_RW, VMDK_ACCESS_RDONLY, VMDK_ACCESS_NOACCESS };
+
+enum vmdk_ext_type {
+    VMDK_EXT_FLAT, VMDK_EXT_VMFS, VMDK_EXT_SPARSE, VMDK_EXT_VMFSSPARSE,
+    VMDK_EXT_ZERO,
+};
+
+/* One extent line: ACCESS SECTORS TYPE ["FILE" [OFFSET]] */
+struct vmdk_desc_extent {
+    enum vmdk_access access;
+    enum vmdk_ext_type type;
+    uint64_t sectors;           /* >= 1 */
+    uint64_t offset;            /* FLAT: sectors into FILE; else 0 */
+    char *file;                 /* as written (NULL for ZERO) */
+    unsigned line;              /* 1-based, for messages */
+};
+
+struct vmdk_desc {
+    uint32_t version;           /* 1..3 (1 when the line is missing) */
+    uint32_t cid, parent_cid;
+    bool has_cid, has_parent_cid;
+    char *create_type;          /* NULL when missing */
+    char *parent_hint;          /* parentFileNameHint, NULL when missing */
+    struct vmdk_desc_extent *extents;
+    size_t nb_extents;
+    uint64_t total_sectors;     /* the extents' sum (<= VMDK_MAX_SECTORS) */
+};
+
+/* the largest disk a descriptor may describe: 2^44 sectors (8 PiB) */
+#define VMDK_MAX_SECTORS     (1ull << 44)
+/* longest line, extent file name and createType kimg takes */
+#define VMDK_MAX_LINE        65536u
+#define VMDK_MAX_NAME        4095u
+#define VMDK_MAX_CREATE_TYPE 127u
+
+/* Parse descriptor TEXT (LEN bytes, no terminator needed) into *D.  An
+ * descriptor ends at its first NUL byte, as qemu reads it (the rest of an
+ * embedded descriptor's sectors is padding).  An EMBEDDED descriptor's
+ * extent lines are skipped (they describe the file that holds it).
+ * Comments (#), blank lines, CRLF, spaces and tabs around tokens, quoted
+ * or bare values, and unknown keys (ddb.x, changeTrackPath, ...: never
+ * opened or kept) are taken; extent lines, CID, parentCID, version,
+ * createType and parentFileNameHint are checked field by field.  0, or
+ * -EINVAL/-ENOMEM with kimg_error() and *D left empty. */
+int vmdk_desc_parse(const char *text, size_t len, bool embedded, struct vmdk_desc *d);
+void vmdk_desc_free(struct vmdk_desc *d);
+/* The extent type's name as a descriptor spells it ("FLAT", ...). */
+const char *vmdk_ext_type_name(enum vmdk_ext_type t);
+
+/* ---- extents.c: the extents of an open image ---- */
+
+struct vmdk_extent {
+    enum vmdk_ext_type type;
+    uint64_t start, size;       /* guest bytes [start, start + size) */
+    struct kimg_file *file;     /* NULL for ZERO; img->file when embedded */
+    bool own_file;              /* close FILE with the extent */
+    char *path;                 /* FILE's name as opened (info, map) */
+    uint64_t file_size;
+    uint64_t flat_offset;       /* FLAT/VMFS: byte offset of the data */
+    struct vmdk_sparse *sparse; /* SPARSE/VMFSSPARSE */
+    struct vmdk_sparse_info sinfo;
+    const char *format;         /* what info shows as "format" */
+};
+
+struct vmdk_state {
+    struct vmdk_extent *ext;
+    size_t nb_ext;
+    uint32_t cid, parent_cid;
+    char *create_type;
+    int cid_checked;            /* 0 not yet, 1 valid, -1 mismatch (atomic) */
+};
+
+/* Open the extents D names, in order, into S (S->ext, S->nb_ext), with
+ * the policy of kimg_open_named_file (the security boundary): a FLAT or
+ * VMFS extent shorter than declared is refused under --untrusted and
+ * warned about otherwise (its missing tail reads as zeros); NOACCESS is
+ * refused; SPARSE/VMFSSPARSE through vmdk_sparse_open, whose capacity must
+ * equal the descriptor's sector count.  On failure S holds what was
+ * opened (vmdk_free_extents frees it). */
+int vmdk_open_extents(struct kimg *img, const struct vmdk_desc *d, struct vmdk_state *s);
+void vmdk_free_extents(struct vmdk_state *s);
+/* The extent holding guest offset OFF (< img->size). */
+struct vmdk_extent *vmdk_find_extent(struct vmdk_state *s, uint64_t off);
+/* Read / status of [OFF, OFF+LEN) inside one FLAT, VMFS or ZERO extent
+ * (OFF relative to the extent). */
+int vmdk_flat_read(struct vmdk_extent *e, void *buf, uint64_t off, uint64_t len);
+void vmdk_flat_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
+                      struct kimg_extent *ext);
+
+extern const struct kimg_driver kimg_vmdk_driver;
 
 #endif

@@ -252,6 +252,23 @@ int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
                        struct kimg_file **out);
 
+/*
+ * Open, read-only, the file NAME that IMG's metadata names (a VMDK extent;
+ * later OVA members and the like): the security boundary for files named
+ * by an image (qcow2 data files keep kimg_open_aux_file).  NAME is a path
+ * relative to IMG's folder, never a protocol.  Refused with -EPERM and one
+ * message naming WHAT ("extent"): an empty or absolute NAME, a NAME with
+ * a ".." component, a file that is not a regular file (a block device;
+ * FIFOs, sockets, character devices and folders are refused by
+ * kimg_file_open itself, with its errno and words, and never block);
+ * under KIMG_OPEN_UNTRUSTED also a NAME holding '/' and a symbolic link
+ * (opened with O_NOFOLLOW).  Memory-backed images (fd -1: fuzzers, tests)
+ * open nothing (-ENOENT).  (*OUT)->path is the path as opened (IMG's
+ * folder + NAME).
+ */
+int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
+                         struct kimg_file **out);
+
 /* NAME resolved against the folder of BASE ("dir/overlay" + "b" -> "dir/b"),
  * as qemu-img resolves backing names; absolute NAME returned as is. */
 char *kimg_path_relative_to(const char *base, const char *name);
@@ -285,5 +302,6 @@ extern const struct kimg_driver kimg_qcow2_driver;
 extern const struct kimg_driver kimg_vpc_driver;
 extern const struct kimg_driver kimg_vdi_driver;
 extern const struct kimg_driver kimg_vhdx_driver;
+extern const struct kimg_driver kimg_vmdk_driver;
 
 #endif

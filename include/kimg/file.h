@@ -107,6 +107,7 @@ struct kimg_file {
 #define KIMG_FILE_EXCL   0x4u
 #define KIMG_FILE_DIRECT 0x8u
 #define KIMG_FILE_TRUNC  0x10u
+#define KIMG_FILE_NOFOLLOW 0x20u /* O_NOFOLLOW: a symbolic link is refused (-ELOOP) */
 
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags);
 /* A memory file holding a copy of DATA; writes grow it up to LIMIT bytes. */

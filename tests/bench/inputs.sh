@@ -11,6 +11,8 @@
 #   disk.vdi        disk.raw as a dynamic VDI (qemu-img convert -O vdi), likewise
 #   disk.vhdx       disk.raw as a dynamic VHDX (qemu-img convert -O vhdx,
 #                   16 MiB blocks), the same way
+#   disk.vmdk, disk-stream.vmdk  disk.raw as monolithicSparse and
+#                   streamOptimized VMDKs (qemu-img), likewise
 set -euo pipefail
 w=${1:?usage: inputs.sh WORKDIR}
 mkdir -p "$w"
@@ -21,6 +23,11 @@ later_inputs() {
     [ -f disk.vdi ] || { qemu-img convert -f raw -O vdi disk.raw disk.vdi.tmp && mv disk.vdi.tmp disk.vdi; }
     [ -f disk.vhdx ] || { qemu-img convert -f raw -O vhdx disk.raw disk.vhdx.tmp &&
                           mv disk.vhdx.tmp disk.vhdx; }
+    [ -f disk.vmdk ] ||
+        { qemu-img convert -f raw -O vmdk disk.raw disk.vmdk.tmp && mv disk.vmdk.tmp disk.vmdk; }
+    [ -f disk-stream.vmdk ] ||
+        { qemu-img convert -f raw -O vmdk -o subformat=streamOptimized disk.raw disk-stream.vmdk.tmp &&
+          mv disk-stream.vmdk.tmp disk-stream.vmdk; }
 }
 [ "$(cat STAMP 2>/dev/null)" = "$stamp" ] && { later_inputs; exit 0; }
 rm -f disk.raw disk*.qcow2 random.raw hole.raw STAMP

@@ -51,6 +51,8 @@ cases=(
   "vhd-to-raw|convert -f vpc -O raw disk.vhd OUT|out.raw|disk.raw|disk.raw"
   "vdi-to-qcow2|convert -f vdi -O qcow2 disk.vdi OUT|out.qcow2|disk.raw|"
   "vhdx-to-qcow2|convert -f vhdx -O qcow2 disk.vhdx OUT|out.qcow2|disk.raw|"
+  "vmdk-stream-to-qcow2|convert -f vmdk -O qcow2 disk-stream.vmdk OUT|out.qcow2|disk.raw|"
+  "vmdk-to-raw|convert -f vmdk -O raw disk.vmdk OUT|out.raw|disk.raw|disk.raw"
 )
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

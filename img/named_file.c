@@ -1,0 +1,69 @@
+/*
+ * named_file.c — the security boundary for files an image names (VMDK
+ * extents; OVA members and the like next): one policy for resolving and
+ * opening them (kimg_open_named_file in kimg/driver.h).  qemu-img 7.2
+ * follows any such name, "/etc/shadow" and "../../x" included; kimg
+ * takes only regular files inside the image's folder.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "kimg/driver.h"
+
+/* Whether NAME has a ".." path component. */
+static bool has_dotdot(const char *name)
+{
+    for (const char *p = name; (p = strstr(p, "..")); p += 2)
+        if ((p == name || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+            return true;
+    return false;
+}
+
+int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
+                         struct kimg_file **out)
+{
+    bool untrusted = img->flags & KIMG_OPEN_UNTRUSTED;
+    struct kimg_file *f;
+    struct stat st;
+    int ret;
+
+    *out = NULL;
+    if (!*name)
+        return kimg_fail(-EPERM, "%s has an empty file name", what);
+    if (name[0] == '/')
+        return kimg_fail(-EPERM, "refusing %s '%.200s': an absolute path (files an "
+                         "image names must lie in its folder)", what, name);
+    if (has_dotdot(name))
+        return kimg_fail(-EPERM, "refusing %s '%.200s': the path leaves the image's "
+                         "folder", what, name);
+    if (untrusted && strchr(name, '/'))
+        return kimg_fail(-EPERM, "refusing %s '%.200s' under --untrusted: only plain "
+                         "file names in the image's folder", what, name);
+    if (img->file->fd < 0)
+        return kimg_fail(-ENOENT, "Could not open %s '%.200s': the image is not a "
+                         "host file", what, name);
+
+    char *path = kimg_path_relative_to(img->filename, name);
+    if (!path)
+        return -ENOMEM;
+    ret = kimg_file_open(&f, path, (untrusted ? KIMG_FILE_NOFOLLOW : 0) |
+                         ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    if (ret == -ELOOP && untrusted) {
+        kimg_clear_error();
+        ret = kimg_fail(-EPERM, "refusing %s '%.200s' under --untrusted: a symbolic "
+                        "link", what, name);
+    }
+    if (ret < 0) {
+        free(path);
+        return ret;
+    }
+    free(path);
+    if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        kimg_file_close(f);
+        kimg_clear_error();
+        return kimg_fail(-EPERM, "refusing %s '%.200s': not a regular file", what, name);
+    }
+    *out = f;
+    return 0;
+}
