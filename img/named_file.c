@@ -29,6 +29,9 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
     int ret;
 
     *out = NULL;
+    if (img->flags & KIMG_OPEN_ARCHIVE_MEMBER)
+        return kimg_fail(-EPERM, "the disk needs %s '%.200s'; kimg opens nothing outside "
+                         "the archive", what, name);
     if (!*name)
         return kimg_fail(-EPERM, "%s has an empty file name", what);
     if (name[0] == '/')

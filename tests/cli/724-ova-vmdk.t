@@ -44,4 +44,14 @@ for n in 1 2; do
     is_file "$T/out" "$T/qout" "disk $n: map as qemu-img map of the extracted member"
 done
 
+# A descriptor-only VMDK member names its extent by file name: kimg never
+# opens that name, neither inside the archive nor next to it on disk.
+qemu-img create -q -f vmdk -o subformat=monolithicFlat flat.vmdk 1M
+ovf_write vm.ovf vmware1 flat.vmdk
+ova_tar flat.ova ustar vm.ovf flat.vmdk flat-flat.vmdk
+kimg convert -O raw flat.ova out-flat.raw
+err_line "a VMDK member's extent file is refused"
+like "$(cat "$T/err")" "kimg opens nothing outside the archive" "the refusal says why"
+ok "no output file" test ! -e out-flat.raw
+
 done_testing
