@@ -282,6 +282,12 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
             goto fail;
         }
     }
+    /* check -r on a format kimg only reads: opened read-only (the driver
+     * never sees a writable open); the check door lets the driver say
+     * whether it has anything to repair (qemu-img's exit 63 where qemu's
+     * driver has no repair) */
+    if ((flags & KIMG_OPEN_REPAIR) && img->writable && !img->drv->write)
+        img->writable = false;
     if ((flags & KIMG_OPEN_SHARE) && img->writable) {
         ret = kimg_fail(-EINVAL, "force-share=on can only be used with read-only images");
         goto fail;
@@ -899,7 +905,9 @@ int kimg_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
     if (!img->drv->check)
         return -ENOTSUP;
-    if (fix) {
+    /* a read-only format (no write member, opened read-only for check -r):
+     * its check refuses FIX (-ENOTSUP) or repairs nothing it must write */
+    if (fix && img->drv->write) {
         int ret = kimg_check_writable(img);
         if (ret < 0)
             return ret;

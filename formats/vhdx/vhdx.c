@@ -79,11 +79,20 @@ static int vhdx_info(struct kimg *img, struct kimg_info *info)
 static int vhdx_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
     struct vhdx_state *s = img->state;
-    (void)fix;
+    /* qemu repairs (replays the log in place, fixes what it can); kimg
+     * writes no VHDX: -r on a clean image reports it clean, as qemu-img,
+     * and is refused otherwise, the file left as it was */
+    if (fix && s->log_replayed)
+        return kimg_fail(-EROFS, "kimg cannot repair VHDX images (it only reads them): the "
+                         "log was replayed in memory; convert the image to copy what it reads");
     if (s->log_replayed && res->log)
         fprintf(res->log, "kimg: the VHDX log holds %u entries not yet written in place: "
                 "they were replayed in memory (nothing was written)\n", s->log_entries);
-    res->corruptions += vhdx_check_blocks(img, res->log);
+    uint64_t bad = vhdx_check_blocks(img, res->log);
+    res->corruptions += bad;
+    if (fix && bad)
+        return kimg_fail(-EROFS, "kimg cannot repair VHDX images (it only reads them); "
+                         "convert the image to copy what it reads");
     return 0;
 }
 

@@ -470,7 +470,7 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
     struct vmdk_state *s = img->state;
     if (fix)
-        return kimg_fail(-ENOTSUP, "VMDK images cannot be repaired");
+        return -ENOTSUP;        /* as qemu's vmdk: no repair (exit 63) */
     for (size_t i = 0; i < s->nb_ext; i++) {
         struct vmdk_extent *e = &s->ext[i];
         int ret = 0;

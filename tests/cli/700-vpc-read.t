@@ -105,4 +105,15 @@ err_line "convert -n into a vpc target"
 kimg create -f vpc new.vhd 1M
 err_line "create -f vpc"
 ok "create -f vpc: no file left" test ! -e new.vhd
+# check -r: qemu's vpc driver has no repair (exit 63, its message); the
+# image is opened read-only for it and left as it was
+qemu-img create -q -f vpc rep.vpc 1M
+sum=$(md5sum < rep.vpc)
+for r in leaks all; do
+    kimg check -r $r rep.vpc
+    is "$RC:$(cat "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
+    qimg check -r $r rep.vpc
+    is "$QRC" 63 "check -r $r: qemu-img exits 63 too"
+done
+is "$(md5sum < rep.vpc)" "$sum" "check -r: the file is unchanged"
 done_testing

@@ -92,4 +92,15 @@ err_line "convert -n into a vmdk target"
 kimg create -f vmdk new.vmdk 1M
 err_line "create -f vmdk"
 ok "create -f vmdk: no file left" test ! -e new.vmdk
+# check -r: qemu's vmdk driver has no repair (exit 63, its message); the
+# image is opened read-only for it and left as it was
+qemu-img create -q -f vmdk rep.vmdk 1M
+sum=$(md5sum < rep.vmdk)
+for r in leaks all; do
+    kimg check -r $r rep.vmdk
+    is "$RC:$(cat "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
+    qimg check -r $r rep.vmdk
+    is "$QRC" 63 "check -r $r: qemu-img exits 63 too"
+done
+is "$(md5sum < rep.vmdk)" "$sum" "check -r: the file is unchanged"
 done_testing

@@ -21,6 +21,9 @@ for l in 512 4096; do
     kimg convert -O raw dl.vhdx out.raw
     is "$RC" 0 "$n: convert exit 0"
     ok "$n: the content the log says" cmp -s out.raw dl.raw
+    kimg check -r all dl.vhdx
+    err_line "$n: check -r all refuses to repair (kimg writes no VHDX)"
+    is "$(md5sum < dl.vhdx)" "$sum" "$n: check -r left the file as it was"
     kimg checksum dl.vhdx; a=$(cut -d' ' -f1 "$T/out")
     kimg checksum -f raw dl.raw
     is "$a" "$(cut -d' ' -f1 "$T/out")" "$n: checksum as the replayed content's"
