@@ -264,7 +264,7 @@ extern const struct kimg_optdesc kimg_file_create_opts[];
  * F is NULL (then only checked).  0 or -EINVAL with a message. */
 int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 
-/* ---- secrets and open options (img/secret.c, img/image.c) ---- */
+/* ---- secrets and open options (img/secret.c, img/image_opts.c) ---- */
 
 /* The bytes of the secret object ID (--object secret,id=ID,...), decoded
  * (format=base64) and decrypted (keyid=,iv=) as qemu does: 0 with *DATA
