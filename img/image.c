@@ -238,6 +238,7 @@ static void free_layer(struct kimg *img)
     free(img->backing_path);
     free(img->archive_member);
     kimg_opts_free(img->open_opts);
+    free(img->opts_name);
     free(img);
 }
 
@@ -496,7 +497,10 @@ int kimg_close(struct kimg *img)
 }
 
 uint64_t kimg_size(const struct kimg *img) { return img->size; }
-const char *kimg_filename(const struct kimg *img) { return img->filename; }
+const char *kimg_filename(const struct kimg *img)
+{
+    return img->opts_name ? img->opts_name : img->filename;
+}
 const char *kimg_format_name(const struct kimg *img) { return img->drv->name; }
 struct kimg *kimg_backing(const struct kimg *img) { return img->backing; }
 bool kimg_is_writable(const struct kimg *img) { return kimg_writes_allowed(img); }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "kimg/driver.h"
+#include "kimg/json.h"
 #include "internal.h"
 
 /* ---- the option string ------------------------------------------------ */
@@ -149,8 +150,8 @@ static int take_enum(struct kimg_opts *opts, const char *key, const char *const 
 /* The "file.*" options: the local file (or device) the format sits on,
  * and the file protocol's options kimg takes (locking, O_DIRECT, cache
  * flushes; aio modes are kimg's own choice and accepted as hints). */
-static int take_file_opts(struct kimg_opts *opts, char **path, unsigned *flags,
-                          bool *native_aio)
+static int take_file_opts(struct kimg_opts *opts, char **path, char **protop,
+                          unsigned *flags, bool *native_aio)
 {
     static const char *const aio[] = { "threads", "native", "io_uring", NULL };
     static const char *const locking[] = { "on", "off", "auto", NULL };
@@ -158,6 +159,7 @@ static int take_file_opts(struct kimg_opts *opts, char **path, unsigned *flags,
     char *proto = kimg_opts_take(opts, "file.driver", &found);
     int ret = 0;
 
+    *protop = proto;    /* the caller's to free */
     if (proto && strcmp(proto, "file") && strcmp(proto, "host_device")) {
         ret = kimg_fail(-ENOTSUP, "file.driver '%.64s' is not supported: kimg opens a "
                         "format over a local file ('file') or device ('host_device')", proto);
@@ -198,7 +200,6 @@ static int take_file_opts(struct kimg_opts *opts, char **path, unsigned *flags,
                             "character or block device", *path);
     }
 out:
-    free(proto);
     return ret;
 }
 
@@ -233,10 +234,82 @@ static int take_generic_opts(struct kimg_opts *opts, unsigned *flags)
     return 0;
 }
 
+/* qemu's QDict bucket of KEY (qobject/qdict.c: tdb_hash modulo 512): the
+ * order its JSON lists an object's keys in. */
+static unsigned qdict_bucket(const char *key)
+{
+    uint32_t v = 0x238F13AFu * (uint32_t)strlen(key);
+    for (unsigned i = 0; key[i]; i++)
+        v += (uint32_t)(unsigned char)key[i] << (i * 5 % 24);
+    return (1103515243u * v + 12345u) % 512u;
+}
+
+/* qemu's name for an image opened with options its driver read (its
+ * strong runtime options): json:{those, "driver", "file": {"driver":
+ * PROTO, "filename": PATH}}, keys in QDict order, values as strings. */
+static int set_opts_name(struct kimg *img, const char *proto)
+{
+    const struct kimg_opts *o = img->open_opts;
+    int n = kimg_opts_count(o), used = 0;
+    for (int i = 0; i < n; i++)
+        used += o->v[i].used && strncmp(o->v[i].key, "backing.", 8);
+    if (!used)
+        return 0;
+    const char **keys = calloc((size_t)used + 2, sizeof(*keys));
+    if (!keys)
+        return kimg_fail(-ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (o->v[i].used && strncmp(o->v[i].key, "backing.", 8))
+            keys[k++] = o->v[i].key;
+    keys[k++] = "driver";
+    keys[k++] = "file";
+    for (int i = 1; i < k; i++)     /* stable insertion sort by bucket */
+        for (int j = i; j > 0 && qdict_bucket(keys[j - 1]) > qdict_bucket(keys[j]); j--) {
+            const char *t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+        }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        free(keys);
+        return kimg_fail(-ENOMEM, "out of memory");
+    }
+    fputs("json:{", f);
+    for (int i = 0; i < k; i++) {
+        if (i)
+            fputs(", ", f);
+        kimg_json_print_string(f, keys[i]);
+        fputs(": ", f);
+        if (!strcmp(keys[i], "driver")) {
+            kimg_json_print_string(f, img->drv->name);
+        } else if (!strcmp(keys[i], "file")) {
+            fputs("{\"driver\": ", f);
+            kimg_json_print_string(f, proto);
+            fputs(", \"filename\": ", f);
+            kimg_json_print_string(f, img->filename);
+            fputs("}", f);
+        } else {
+            const char *v = kimg_opts_get(o, keys[i]);
+            kimg_json_print_string(f, v ? v : "on");
+        }
+    }
+    fputs("}", f);
+    free(keys);
+    if (fclose(f) != 0 || !buf) {
+        free(buf);
+        return kimg_fail(-ENOMEM, "out of memory");
+    }
+    img->opts_name = buf;
+    return 0;
+}
+
 int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned flags)
 {
     struct kimg_opts *opts = NULL;
-    char *driver = NULL, *file = NULL, *path = NULL;
+    char *driver = NULL, *file = NULL, *path = NULL, *proto = NULL;
     bool found, has_file_opts = false;
     int ret = 0;
 
@@ -277,7 +350,7 @@ int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned fl
         goto out;
     }
     bool native_aio = false;
-    if ((ret = take_file_opts(opts, &path, &flags, &native_aio)) < 0)
+    if ((ret = take_file_opts(opts, &path, &proto, &flags, &native_aio)) < 0)
         goto out;
     if (!path) {
         ret = kimg_fail(-EINVAL, "A block device must be specified for \"file\"");
@@ -299,11 +372,16 @@ int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned fl
         goto out;
     }
     ret = kimg_open_layer_opts(out, path, driver, flags, opts);
+    if (ret == 0 && (ret = set_opts_name(*out, proto ? proto : "file")) < 0) {
+        kimg_close(*out);
+        *out = NULL;
+    }
 out:
     kimg_opts_free(opts);
     free(driver);
     free(file);
     free(path);
+    free(proto);
     return ret;
 }
 
