@@ -279,10 +279,14 @@ static int split_spec(const char *spec, struct kv **pkv, int *pn, bool *help)
     bool first = true;
 
     *help = false;
+    *pn = 0;
     if (!kv)
         return kimg_fail(-ENOMEM, "out of memory");
     *pkv = kv;
+    /* *PN follows N, so the caller frees what a failure leaves (kv_free
+     * frees one element past it: the one being filled) */
     while (*p) {
+        *pn = n;
         size_t klen = strcspn(p, "=,");
         if (p[klen] != '=') {
             if ((klen == 4 && !strncmp(p, "help", 4)) || (klen == 1 && *p == '?')) {
