@@ -80,6 +80,11 @@ int parse_output_format(const char *s, enum output_format *out)
 
 int cmd_object(const char *spec)
 {
+    static bool wipe_at_exit;
+    if (!wipe_at_exit) {
+        atexit(kimg_secrets_clear);     /* secrets wiped when the command ends */
+        wipe_at_exit = true;
+    }
     int ret = kimg_object_add(spec, stdout);
     if (ret == 1) {
         fflush(stdout);

@@ -230,7 +230,7 @@ static int take_generic_opts(struct kimg_opts *opts, unsigned *flags)
     }
     free(kimg_opts_take(opts, "node-name", &found));
     if (read_only && (*flags & KIMG_OPEN_RDWR))
-        return kimg_fail(-EROFS, "read-only=on given, but the command writes to the image");
+        return kimg_fail(-EROFS, "Block node is read-only");
     return 0;
 }
 

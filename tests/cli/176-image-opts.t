@@ -112,6 +112,8 @@ twin_case() {
     RC=0; (cd k && "$KIMG" "$@") > out 2> err || RC=$?
     is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "$(cat err)"
     is_file out qout "$name: stdout as qemu-img's"
+    [ "$QRC" -eq 0 ] || is "$(sed 's/^kimg: //' err)" "$(head -1 qerr | sed 's/^qemu-img: //')" \
+        "$name: qemu-img's message"
     local f
     for f in base.qcow2 top.qcow2 flat.raw new.qcow2 new.raw; do
         [ -e q/$f ] || continue
@@ -138,6 +140,9 @@ twin_case "snapshot -c" snapshot -c sn1 --image-opts "$BO"
 twin_case "snapshot -a" snapshot -a nosuch --image-opts "$BO"
 twin_case "commit, bad option" commit --image-opts "$TO,foo=1"
 twin_case "amend, bad option" amend -o lazy_refcounts=on --image-opts "$BO,foo=1"
+twin_case "resize, read-only=on" resize --image-opts "$BO,read-only=on" 2M
+twin_case "resize, force-share=on" resize --image-opts "$BO,force-share=on" 2M
+twin_case "resize, read-only=off" resize --image-opts "$BO,read-only=off" 2M
 
 # libvirt's encrypted-volume lines take --object with --image-opts; the
 # options reach the open (here refused as qemu-img refuses a plain image's)
