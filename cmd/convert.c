@@ -72,6 +72,30 @@ static int convert_special_target(const char *dst, const char *path, const char 
     return ret;
 }
 
+/* Open the target convert just created, as qemu-img does: with the -o
+ * options that name key secrets ("encrypt.key-secret", "key-secret":
+ * its img_add_key_secrets) as open options, so an encrypted target opens
+ * with its key; without such options as before. */
+static int open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
+                        const struct kimg_opts *create_opts)
+{
+    struct kimg_opts *oo = NULL;
+    int ret = 0;
+    for (int i = 0; i < kimg_opts_count(create_opts) && ret == 0; i++) {
+        const char *k = kimg_opts_key(create_opts, i);
+        size_t n = strlen(k);
+        if (n >= 10 && !strcmp(k + n - 10, "key-secret"))
+            ret = kimg_opts_set(&oo, k, kimg_opts_value(create_opts, i));
+    }
+    if (ret == 0 && !oo)
+        return kimg_open(out, path, fmt, flags);
+    if (ret == 0 && (ret = kimg_opts_set(&oo, "driver", fmt)) == 0 &&
+        (ret = kimg_opts_set(&oo, "file.filename", path)) == 0)
+        ret = kimg_open_opts(out, oo, flags);
+    kimg_opts_free(oo);
+    return ret;
+}
+
 struct convert_args {
     const char *src_fmt, *out_fmt, *backing, *backing_fmt;
     const char *cache, *src_cache;
@@ -330,7 +354,7 @@ int cmd_convert(int argc, char **argv)
             kimg_clear_error();
             goto close_src;
         }
-        if (kimg_open(&out_img, out.path, a.out_fmt, dflags) < 0) {
+        if (open_created(&out_img, out.path, a.out_fmt, dflags, a.opts) < 0) {
             cmd_fail(dst, "cannot open the new image");
             goto close_src;
         }
