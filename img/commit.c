@@ -222,10 +222,21 @@ int kimg_commit(const struct kimg_commit *c)
             goto out;
         chain_base = chain_base->backing;
     }
-    /* the base again, read-write and locked (with its own chain below) */
-    ret = kimg_open(&base, chain_base->filename,
-                    chain_base->probed ? NULL : chain_base->drv->name,
-                    KIMG_OPEN_RDWR | KIMG_OPEN_PATH | cache);
+    /* the base again, read-write and locked (with its own chain below);
+     * with the top's "backing.[backing.]..." open options, as qemu opens
+     * it (an encrypted base's key: backing.encrypt.key-secret=ID) */
+    struct kimg_opts *bopts = NULL;
+    char *bdriver = NULL, prefix[8 * (KIMG_MAX_CHAIN + 1) + 1] = "";
+    for (int d = 0; d < depth && d <= KIMG_MAX_CHAIN; d++)
+        strcat(prefix, "backing.");
+    ret = top->open_opts ? kimg_open_opts_sub(top, prefix, &bopts, &bdriver) : 0;
+    if (ret == 0)
+        ret = kimg_open_layer_opts(&base, chain_base->filename,
+                                   bdriver ? bdriver : chain_base->probed ? NULL
+                                   : chain_base->drv->name,
+                                   KIMG_OPEN_RDWR | cache, bopts);
+    kimg_opts_free(bopts);
+    free(bdriver);
     if (ret < 0) {
         /* qemu-img opens the base with the top, as its backing file */
         kimg_error_prefix("Could not open '%s': Could not open backing file: ", c->filename);
