@@ -77,7 +77,8 @@ int kimg_image_opts_parse(const char *optstr, struct kimg_opts **out)
             ret = kimg_fail(-ENOMEM, "out of memory");
             break;
         }
-        if (!strcmp(key, "id") && !id_ok(kimg_opts_get(opts, "id"))) {
+        const char *id = strcmp(key, "id") ? NULL : kimg_opts_get(opts, "id");
+        if (id && !id_ok(id)) {
             /* qemu adds: "Identifiers consist of letters, digits, '-',
              * '.', '_', starting with a letter." */
             ret = kimg_fail(-EINVAL, "Parameter 'id' expects an identifier");

@@ -43,6 +43,7 @@ while IFS= read -r s; do
     done
 done <<'EOF'
 base.qcow2
+id
 file=base.qcow2
 filename=base.qcow2
 driver=qcow2,filename=base.qcow2
