@@ -71,6 +71,7 @@ int cmd_amend(int argc, char **argv)
     const char *fmt = NULL, *cache = "writeback", *file = NULL;
     bool progress = false, quiet = false, force = false;
     unsigned flags = KIMG_OPEN_RDWR;
+    bool image_opts = false;
     struct kimg *img = NULL;
     int c, ret = 1;
 
@@ -94,9 +95,12 @@ int cmd_amend(int argc, char **argv)
         case OPT_FORCE: force = true; break;
         case 'h': print_synopsis("amend"); kimg_opts_free(opts); return 0;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            kimg_opts_free(opts);
-            return cmd_usage_error("amend", "--object and --image-opts are not supported");
+            if (cmd_object(optarg)) {
+                kimg_opts_free(opts);
+                return 1;
+            }
+            break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default:
             kimg_opts_free(opts);
             return cmd_bad_option("amend", argv, c);
@@ -118,7 +122,7 @@ int cmd_amend(int argc, char **argv)
     if (cmd_cache_flags(cache, "cache", &flags) < 0)
         goto out;
     flags |= KIMG_OPEN_RDWR;
-    if (!(img = cmd_open(file, fmt, flags)))
+    if (!(img = cmd_open_image(file, image_opts, fmt, flags, 0)))
         goto out;
     if (kimg_opts_wants_help(opts)) {
         ret = print_help(kimg_format_name(img));

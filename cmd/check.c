@@ -85,6 +85,7 @@ int cmd_check(int argc, char **argv)
     enum output_format output = OUTPUT_HUMAN;
     unsigned flags = 0, fix = 0, disk = 0;
     bool quiet = false;
+    bool image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
@@ -113,8 +114,10 @@ int cmd_check(int argc, char **argv)
             break;
         case 'h': print_synopsis("check"); return 0;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("check", "--object and --image-opts are not supported");
+            if (cmd_object(optarg))
+                return 1;
+            break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("check", argv, c);
         }
     }
@@ -129,7 +132,7 @@ int cmd_check(int argc, char **argv)
     flags |= KIMG_OPEN_NO_BACKING | KIMG_OPEN_REPAIR;
     if (fix)
         flags |= KIMG_OPEN_RDWR;
-    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
 

@@ -58,11 +58,22 @@ int cmd_usage_error(const char *sub, const char *fmt, ...)
  * then return 1. */
 int cmd_bad_option(const char *sub, char **argv, int c);
 int parse_output_format(const char *s, enum output_format *out);
+/* --object SPEC (kimg_object_add): 0, or 1 after printing its one-line
+ * error; SPEC asking for help prints it on stdout and exits 0, as
+ * qemu-img does. */
+int cmd_object(const char *spec);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
 /* The same through kimg_open_disk, for the commands that read an image:
  * an OVA archive opens as its disk DISK (0: the first; --disk). */
 struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, unsigned disk);
+/* The image argument ARG of a command: with IMAGE_OPTS an option string
+ * (qemu-img's --image-opts: kimg_image_opts_parse, then kimg_open_opts;
+ * -f/--format and --disk are refused with it, qemu-img's message for -f),
+ * else a name opened as cmd_open_disk opens it.  Messages as qemu-img's:
+ * "Could not open 'ARG': " and the reason.  NULL after printing. */
+struct kimg *cmd_open_image(const char *arg, bool image_opts, const char *fmt,
+                            unsigned flags, unsigned disk);
 /* --disk N: a disk number from 1 to 256; prints the error and returns
  * -EINVAL otherwise. */
 int cmd_parse_disk(const char *arg, unsigned *disk);

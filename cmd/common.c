@@ -1,6 +1,6 @@
 /*
  * common.c — helpers shared by the subcommands: error reporting in
- * qemu-img's shape, output-format parsing, opening with messages (an
+ * qemu-img's shape, output-format parsing, --object, opening with messages (an
  * OVA's disk with --disk), cache modes (-t/-T) and qemu-img's progress
  * line (-p).
  */
@@ -78,6 +78,23 @@ int parse_output_format(const char *s, enum output_format *out)
     return 0;
 }
 
+int cmd_object(const char *spec)
+{
+    static bool wipe_at_exit;
+    if (!wipe_at_exit) {
+        atexit(kimg_secrets_clear);     /* secrets wiped when the command ends */
+        wipe_at_exit = true;
+    }
+    int ret = kimg_object_add(spec, stdout);
+    if (ret == 1) {
+        fflush(stdout);
+        exit(0);
+    }
+    if (ret < 0)
+        return cmd_fail(NULL, "invalid --object");
+    return 0;
+}
+
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags)
 {
     struct kimg *img;
@@ -99,6 +116,37 @@ struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, un
     if (ret < 0) {
         const char *msg = kimg_last_error();
         cmd_error("Could not open '%s': %s", file, msg ? msg : strerror(-ret));
+        kimg_clear_error();
+        return NULL;
+    }
+    return img;
+}
+
+struct kimg *cmd_open_image(const char *arg, bool image_opts, const char *fmt,
+                            unsigned flags, unsigned disk)
+{
+    struct kimg_opts *opts = NULL;
+    struct kimg *img = NULL;
+
+    if (!image_opts)
+        return cmd_open_disk(arg, fmt, flags, disk);
+    if (fmt) {
+        cmd_error("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    if (disk) {
+        cmd_error("--image-opts and --disk are mutually exclusive");
+        return NULL;
+    }
+    if (kimg_image_opts_parse(arg, &opts) < 0) {
+        cmd_fail(NULL, "invalid option string");
+        return NULL;
+    }
+    int ret = kimg_open_opts(&img, opts, flags);
+    kimg_opts_free(opts);
+    if (ret < 0) {
+        const char *msg = kimg_last_error();
+        cmd_error("Could not open '%s': %s", arg, msg ? msg : strerror(-ret));
         kimg_clear_error();
         return NULL;
     }

@@ -120,7 +120,7 @@ int cmd_info(int argc, char **argv)
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
-    bool chain = false;
+    bool chain = false, image_opts = false;
     unsigned flags = 0, disk = 0;
     int c;
 
@@ -140,8 +140,10 @@ int cmd_info(int argc, char **argv)
             break;
         case 'h': print_synopsis("info"); return 0;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("info", "--object and --image-opts are not supported");
+            if (cmd_object(optarg))
+                return 1;
+            break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("info", argv, c);
         }
     }
@@ -158,7 +160,7 @@ int cmd_info(int argc, char **argv)
         flags |= KIMG_OPEN_NO_BACKING;
     else if (flags & KIMG_OPEN_UNTRUSTED)
         return cmd_usage_error("info", "--backing-chain opens other files; not with --untrusted");
-    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
 

@@ -22,6 +22,7 @@ int cmd_rebase(int argc, char **argv)
     const char *cache = "writeback", *src_cache = "writeback";
     bool unsafe = false, progress = false, quiet = false, share = false;
     unsigned flags, src_flags;
+    bool image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
@@ -37,8 +38,10 @@ int cmd_rebase(int argc, char **argv)
         case 'T': src_cache = optarg; break;
         case 'h': print_synopsis("rebase"); return 0;
         case OPT_OBJECT:
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("rebase", "--object and --image-opts are not supported");
+            if (cmd_object(optarg))
+                return 1;
+            break;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("rebase", argv, c);
         }
     }
@@ -56,8 +59,8 @@ int cmd_rebase(int argc, char **argv)
         progress = false;
 
     const char *file = argv[optind];
-    struct kimg *img = cmd_open(file, fmt, KIMG_OPEN_RDWR | flags |
-                                (unsafe ? KIMG_OPEN_NO_BACKING : 0));
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, KIMG_OPEN_RDWR | flags |
+                                      (unsafe ? KIMG_OPEN_NO_BACKING : 0), 0);
     if (!img)
         return 1;
     struct kimg *nb = NULL;
