@@ -94,9 +94,14 @@ int cmd_amend(int argc, char **argv)
         case OPT_FORCE: force = true; break;
         case 'h': print_synopsis("amend"); kimg_opts_free(opts); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg)) {
+                kimg_opts_free(opts);
+                return 1;
+            }
+            break;
         case OPT_IMAGE_OPTS:
             kimg_opts_free(opts);
-            return cmd_usage_error("amend", "--object and --image-opts are not supported");
+            return cmd_usage_error("amend", "--image-opts is not supported");
         default:
             kimg_opts_free(opts);
             return cmd_bad_option("amend", argv, c);

@@ -113,8 +113,11 @@ int cmd_check(int argc, char **argv)
             break;
         case 'h': print_synopsis("check"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("check", "--object and --image-opts are not supported");
+            return cmd_usage_error("check", "--image-opts is not supported");
         default: return cmd_bad_option("check", argv, c);
         }
     }

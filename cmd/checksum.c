@@ -121,8 +121,11 @@ int cmd_checksum(int argc, char **argv)
             break;
         case 'h': print_help(); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("checksum", "--object and --image-opts are not supported");
+            return cmd_usage_error("checksum", "--image-opts is not supported");
         default:
             return cmd_bad_option("checksum", argv, c);
         }

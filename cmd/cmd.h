@@ -58,6 +58,10 @@ int cmd_usage_error(const char *sub, const char *fmt, ...)
  * then return 1. */
 int cmd_bad_option(const char *sub, char **argv, int c);
 int parse_output_format(const char *s, enum output_format *out);
+/* --object SPEC (kimg_object_add): 0, or 1 after printing its one-line
+ * error; SPEC asking for help prints it on stdout and exits 0, as
+ * qemu-img does. */
+int cmd_object(const char *spec);
 /* Open with the standard error message on failure (returns NULL). */
 struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
 /* The same through kimg_open_disk, for the commands that read an image:

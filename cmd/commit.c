@@ -40,8 +40,11 @@ int cmd_commit(int argc, char **argv)
             break;
         case 'h': print_synopsis("commit"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("commit", "--object and --image-opts are not supported");
+            return cmd_usage_error("commit", "--image-opts is not supported");
         default: return cmd_bad_option("commit", argv, c);
         }
     }

@@ -1,6 +1,6 @@
 /*
  * common.c — helpers shared by the subcommands: error reporting in
- * qemu-img's shape, output-format parsing, opening with messages (an
+ * qemu-img's shape, output-format parsing, --object, opening with messages (an
  * OVA's disk with --disk), cache modes (-t/-T) and qemu-img's progress
  * line (-p).
  */
@@ -75,6 +75,18 @@ int parse_output_format(const char *s, enum output_format *out)
         fprintf(stderr, "kimg: --output must be used with human or json as argument.\n");
         return -EINVAL;
     }
+    return 0;
+}
+
+int cmd_object(const char *spec)
+{
+    int ret = kimg_object_add(spec, stdout);
+    if (ret == 1) {
+        fflush(stdout);
+        exit(0);
+    }
+    if (ret < 0)
+        return cmd_fail(NULL, "invalid --object");
     return 0;
 }
 

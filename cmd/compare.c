@@ -71,8 +71,11 @@ int cmd_compare(int argc, char **argv)
             break;
         case 'h': print_synopsis("compare"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return CMP_EOPEN;   /* qemu-img compare exits 2 here */
+            break;
         case OPT_IMAGE_OPTS:
-            cmd_usage_error("compare", "--object and --image-opts are not supported");
+            cmd_usage_error("compare", "--image-opts is not supported");
             return CMP_EOPEN;
         default:
             return cmd_bad_option("compare", argv, c);

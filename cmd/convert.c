@@ -174,8 +174,13 @@ int cmd_convert(int argc, char **argv)
             break;
         case 'h': print_synopsis("convert"); ret = 0; goto out;
         case OPT_OBJECT:
+            if (cmd_object(optarg)) {
+                ret = 1;
+                goto out;
+            }
+            break;
         case OPT_IMAGE_OPTS:
-            ret = cmd_usage_error("convert", "--object and --image-opts are not supported");
+            ret = cmd_usage_error("convert", "--image-opts is not supported");
             goto out;
         default: ret = cmd_bad_option("convert", argv, c); goto out;
         }

@@ -112,7 +112,10 @@ int cmd_create(int argc, char **argv)
             }
             break;
         case 'h': print_synopsis("create"); return 0;
-        case OPT_OBJECT: return cmd_usage_error("create", "--object is not supported");
+        case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         default: return cmd_bad_option("create", argv, c);
         }
     }

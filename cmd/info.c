@@ -140,8 +140,11 @@ int cmd_info(int argc, char **argv)
             break;
         case 'h': print_synopsis("info"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("info", "--object and --image-opts are not supported");
+            return cmd_usage_error("info", "--image-opts is not supported");
         default: return cmd_bad_option("info", argv, c);
         }
     }

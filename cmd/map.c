@@ -128,8 +128,11 @@ int cmd_map(int argc, char **argv)
             break;
         case 'h': print_synopsis("map"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("map", "--object and --image-opts are not supported");
+            return cmd_usage_error("map", "--image-opts is not supported");
         default: return cmd_bad_option("map", argv, c);
         }
     }

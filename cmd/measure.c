@@ -191,8 +191,13 @@ int cmd_measure(int argc, char **argv)
             break;
         case 'h': print_synopsis("measure"); rc = 0; goto out;
         case OPT_OBJECT:
+            if (cmd_object(optarg)) {
+                rc = 1;
+                goto out;
+            }
+            break;
         case OPT_IMAGE_OPTS:
-            rc = cmd_usage_error("measure", "--object and --image-opts are not supported");
+            rc = cmd_usage_error("measure", "--image-opts is not supported");
             goto out;
         default: rc = cmd_bad_option("measure", argv, c); goto out;
         }

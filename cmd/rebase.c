@@ -37,8 +37,11 @@ int cmd_rebase(int argc, char **argv)
         case 'T': src_cache = optarg; break;
         case 'h': print_synopsis("rebase"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("rebase", "--object and --image-opts are not supported");
+            return cmd_usage_error("rebase", "--image-opts is not supported");
         default: return cmd_bad_option("rebase", argv, c);
         }
     }

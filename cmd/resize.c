@@ -83,8 +83,11 @@ int cmd_resize(int argc, char **argv)
             break;
         case OPT_SHRINK: shrink = true; break;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("resize", "--object and --image-opts are not supported");
+            return cmd_usage_error("resize", "--image-opts is not supported");
         default: return cmd_bad_option("resize", argv, c);
         }
     }

@@ -101,8 +101,11 @@ int cmd_snapshot(int argc, char **argv)
         case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
         case 'h': print_synopsis("snapshot"); return 0;
         case OPT_OBJECT:
+            if (cmd_object(optarg))
+                return 1;
+            break;
         case OPT_IMAGE_OPTS:
-            return cmd_usage_error("snapshot", "--object and --image-opts are not supported");
+            return cmd_usage_error("snapshot", "--image-opts is not supported");
         default: return cmd_bad_option("snapshot", argv, c);
         }
         if (a != NONE) {

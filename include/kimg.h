@@ -420,6 +420,25 @@ struct kimg_commit {
  * top reads the same at every point. */
 int kimg_commit(const struct kimg_commit *c);
 
+/* ---- secret objects (img/secret.c) ------------------------------------ */
+
+/*
+ * Add the object SPEC, in qemu-img's `--object` syntax, to the process's
+ * store: only "secret,id=ID,(data=STRING|file=PATH)[,format=raw|base64]
+ * [,keyid=KEYID,iv=IV]" (keyid: the value is AES-256-CBC ciphertext under
+ * the 32-byte secret KEYID, added before, with the base64 16-byte IV, as
+ * qemu's).  The secret is loaded, decoded and decrypted now, as by qemu,
+ * and checked with qemu 7.2's messages in its order (a duplicate id: "attempt
+ * to add duplicate property 'ID' ..."); other object types are refused.
+ * Returns 0, 1 when SPEC asked for help ("help", "secret,help": the text
+ * written to HELP_OUT unless NULL), or -errno with a message that never
+ * holds the secret.  Drivers read secrets by id (kimg/driver.h's
+ * kimg_secret_get), e.g. for "-o encrypt.key-secret=ID".
+ */
+int kimg_object_add(const char *spec, FILE *help_out);
+/* Drop every secret object (their bytes wiped). */
+void kimg_secrets_clear(void);
+
 /* ---- drivers ----------------------------------------------------------- */
 
 const struct kimg_driver *kimg_find_driver(const char *name);
