@@ -273,7 +273,7 @@ void luks_header_encode(const struct luks *l, uint8_t *buf)
 
 int luks_header_store(struct luks *l)
 {
-    uint8_t buf[LUKS_HDR_LEN];
+    uint8_t buf[LUKS_HDR_LEN] __attribute__((aligned(64)));
     int ret;
 
     if (!l->io.pwrite)
@@ -337,7 +337,7 @@ int luks_area_len(const struct luks_params *p, uint64_t *area_len)
 
 int luks_open(struct luks **out, const struct luks_io *io, unsigned flags)
 {
-    uint8_t buf[LUKS_HDR_LEN];
+    uint8_t buf[LUKS_HDR_LEN] __attribute__((aligned(64)));
     int ret;
 
     *out = NULL;

@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 #include <uuid/uuid.h>
 
+#include "kimg/file.h"
 #include "luks_int.h"
 
 int luks_pbkdf2(const char *hash, const uint8_t *pass, size_t passlen, const uint8_t *salt,
@@ -171,7 +172,7 @@ static int try_slot(struct luks *l, int i, const uint8_t *secret, size_t len, ui
     size_t mlen = material_len(l);
     uint8_t slotkey[LUKS_MAX_KEY_BYTES], digest[LUKS_DIGEST_LEN];
     struct luks_cipher *c = NULL;
-    uint8_t *mat = malloc(mlen);
+    uint8_t *mat = kimg_alloc_aligned(mlen);
     int ret;
 
     if (!mat)
@@ -266,9 +267,10 @@ static int store_key(struct luks *l, int i, const uint8_t *secret, size_t len,
     uint64_t iters;
     int ret;
 
-    uint8_t *mat = calloc(1, mlen);
+    uint8_t *mat = kimg_alloc_aligned(mlen);
     if (!mat)
         return kimg_fail(-ENOMEM, "out of memory");
+    memset(mat, 0, mlen);
     if (RAND_bytes(sl->salt, LUKS_SALT_LEN) != 1) {
         ret = kimg_fail(-EIO, "cannot generate random bytes");
         goto out;
@@ -414,7 +416,7 @@ static int erase_slot(struct luks *l, int i)
         *sl = old;
         return ret;
     }
-    uint8_t *junk = malloc(mlen);
+    uint8_t *junk = kimg_alloc_aligned(mlen);
     if (!junk)
         return kimg_fail(-ENOMEM, "out of memory");
     for (int pass = 0; pass < LUKS_ERASE_PASSES && ret >= 0; pass++) {
