@@ -71,6 +71,7 @@ int cmd_amend(int argc, char **argv)
     const char *fmt = NULL, *cache = "writeback", *file = NULL;
     bool progress = false, quiet = false, force = false;
     unsigned flags = KIMG_OPEN_RDWR;
+    bool image_opts = false;
     struct kimg *img = NULL;
     int c, ret = 1;
 
@@ -99,9 +100,7 @@ int cmd_amend(int argc, char **argv)
                 return 1;
             }
             break;
-        case OPT_IMAGE_OPTS:
-            kimg_opts_free(opts);
-            return cmd_usage_error("amend", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default:
             kimg_opts_free(opts);
             return cmd_bad_option("amend", argv, c);
@@ -123,7 +122,7 @@ int cmd_amend(int argc, char **argv)
     if (cmd_cache_flags(cache, "cache", &flags) < 0)
         goto out;
     flags |= KIMG_OPEN_RDWR;
-    if (!(img = cmd_open(file, fmt, flags)))
+    if (!(img = cmd_open_image(file, image_opts, fmt, flags, 0)))
         goto out;
     if (kimg_opts_wants_help(opts)) {
         ret = print_help(kimg_format_name(img));

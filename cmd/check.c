@@ -85,6 +85,7 @@ int cmd_check(int argc, char **argv)
     enum output_format output = OUTPUT_HUMAN;
     unsigned flags = 0, fix = 0, disk = 0;
     bool quiet = false;
+    bool image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
@@ -116,8 +117,7 @@ int cmd_check(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("check", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("check", argv, c);
         }
     }
@@ -132,7 +132,7 @@ int cmd_check(int argc, char **argv)
     flags |= KIMG_OPEN_NO_BACKING | KIMG_OPEN_REPAIR;
     if (fix)
         flags |= KIMG_OPEN_RDWR;
-    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
 

@@ -79,6 +79,7 @@ int cmd_checksum(int argc, char **argv)
     struct kimg_checksum ck = { .algorithm = KIMG_CHECKSUM_DEFAULT_ALGORITHM };
     unsigned flags = 0, disk = 0;
     bool progress = false;
+    bool image_opts = false;
     uint64_t v;
     int c;
 
@@ -124,8 +125,7 @@ int cmd_checksum(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("checksum", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default:
             return cmd_bad_option("checksum", argv, c);
         }
@@ -143,7 +143,7 @@ int cmd_checksum(int argc, char **argv)
         const char *name = argv[i];
         unsigned char md[KIMG_CHECKSUM_MAX_MD_SIZE];
         unsigned md_len = 0;
-        struct kimg *img = cmd_open_disk(name, fmt, flags, disk);
+        struct kimg *img = cmd_open_image(name, image_opts, fmt, flags, disk);
         if (!img) {
             status = 1;
             continue;

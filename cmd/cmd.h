@@ -67,6 +67,13 @@ struct kimg *cmd_open(const char *file, const char *fmt, unsigned flags);
 /* The same through kimg_open_disk, for the commands that read an image:
  * an OVA archive opens as its disk DISK (0: the first; --disk). */
 struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, unsigned disk);
+/* The image argument ARG of a command: with IMAGE_OPTS an option string
+ * (qemu-img's --image-opts: kimg_image_opts_parse, then kimg_open_opts;
+ * -f/--format and --disk are refused with it, qemu-img's message for -f),
+ * else a name opened as cmd_open_disk opens it.  Messages as qemu-img's:
+ * "Could not open 'ARG': " and the reason.  NULL after printing. */
+struct kimg *cmd_open_image(const char *arg, bool image_opts, const char *fmt,
+                            unsigned flags, unsigned disk);
 /* --disk N: a disk number from 1 to 256; prints the error and returns
  * -EINVAL otherwise. */
 int cmd_parse_disk(const char *arg, unsigned *disk);

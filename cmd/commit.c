@@ -18,7 +18,7 @@ int cmd_commit(int argc, char **argv)
     };
     struct kimg_commit cm = { 0 };
     const char *cache = "writeback";
-    bool progress = false, quiet = false;
+    bool progress = false, quiet = false, image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts, NULL)) != -1) {
@@ -43,8 +43,7 @@ int cmd_commit(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("commit", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("commit", argv, c);
         }
     }
@@ -56,7 +55,17 @@ int cmd_commit(int argc, char **argv)
         progress = false;
     cm.filename = argv[optind];
     cm.progress = progress ? cmd_progress : NULL;
-    if (kimg_commit(&cm) < 0)
+    struct kimg_opts *opts = NULL;
+    if (image_opts && cm.format) {
+        cmd_error("--image-opts and --format are mutually exclusive");
+        return 1;
+    }
+    if (image_opts && kimg_image_opts_parse(cm.filename, &opts) < 0)
+        return cmd_fail(NULL, "invalid option string");
+    cm.open_opts = opts;
+    int ret = kimg_commit(&cm);
+    kimg_opts_free(opts);
+    if (ret < 0)
         return cmd_fail(NULL, "commit failed");
     if (progress)
         printf("\n");

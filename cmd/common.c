@@ -117,6 +117,37 @@ struct kimg *cmd_open_disk(const char *file, const char *fmt, unsigned flags, un
     return img;
 }
 
+struct kimg *cmd_open_image(const char *arg, bool image_opts, const char *fmt,
+                            unsigned flags, unsigned disk)
+{
+    struct kimg_opts *opts = NULL;
+    struct kimg *img = NULL;
+
+    if (!image_opts)
+        return cmd_open_disk(arg, fmt, flags, disk);
+    if (fmt) {
+        cmd_error("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
+    if (disk) {
+        cmd_error("--image-opts and --disk are mutually exclusive");
+        return NULL;
+    }
+    if (kimg_image_opts_parse(arg, &opts) < 0) {
+        cmd_fail(NULL, "invalid option string");
+        return NULL;
+    }
+    int ret = kimg_open_opts(&img, opts, flags);
+    kimg_opts_free(opts);
+    if (ret < 0) {
+        const char *msg = kimg_last_error();
+        cmd_error("Could not open '%s': %s", arg, msg ? msg : strerror(-ret));
+        kimg_clear_error();
+        return NULL;
+    }
+    return img;
+}
+
 int cmd_parse_disk(const char *arg, unsigned *disk)
 {
     char *end;

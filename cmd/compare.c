@@ -51,7 +51,7 @@ int cmd_compare(int argc, char **argv)
     };
     const char *fmt1 = NULL, *fmt2 = NULL;
     unsigned flags = 0, disk1 = 0, disk2 = 0;
-    bool strict = false, quiet = false;
+    bool strict = false, quiet = false, image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts, NULL)) != -1) {
@@ -74,9 +74,7 @@ int cmd_compare(int argc, char **argv)
             if (cmd_object(optarg))
                 return CMP_EOPEN;   /* qemu-img compare exits 2 here */
             break;
-        case OPT_IMAGE_OPTS:
-            cmd_usage_error("compare", "--image-opts is not supported");
-            return CMP_EOPEN;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default:
             return cmd_bad_option("compare", argv, c);
         }
@@ -86,10 +84,10 @@ int cmd_compare(int argc, char **argv)
     struct kimg_compare cmp = { .name_a = argv[optind], .name_b = argv[optind + 1],
                                 .strict = strict };
     int ret = CMP_EOPEN;
-    cmp.a = cmd_open_disk(cmp.name_a, fmt1, flags, disk1);
+    cmp.a = cmd_open_image(cmp.name_a, image_opts, fmt1, flags, disk1);
     if (!cmp.a)
         return CMP_EOPEN;
-    cmp.b = cmd_open_disk(cmp.name_b, fmt2, flags, disk2);
+    cmp.b = cmd_open_image(cmp.name_b, image_opts, fmt2, flags, disk2);
     if (cmp.b) {
         kimg_clear_error();
         ret = report(&cmp, kimg_compare_run(&cmp), quiet);

@@ -78,6 +78,8 @@ struct convert_args {
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
+    bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
+    bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
     bool progress_json;             /* --progress=json */
     bool show_steps;                /* -p: qemu-img's lines are being printed */
     char *level;                    /* -o compression_level (malloc'd) */
@@ -87,7 +89,7 @@ struct convert_args {
 
 int cmd_convert(int argc, char **argv)
 {
-    enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS };
+    enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
@@ -95,6 +97,7 @@ int cmd_convert(int argc, char **argv)
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
         { "progress", required_argument, NULL, OPT_PROGRESS },
         { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
@@ -109,7 +112,7 @@ int cmd_convert(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
         switch (c) {
         case 'f': a.src_fmt = optarg; break;
-        case 'O': a.out_fmt = optarg; break;
+        case 'O': a.out_fmt = optarg; a.out_fmt_given = true; break;
         case 'B': a.backing = optarg; break;
         case 'F': a.backing_fmt = optarg; break;
         case 'c': a.compress = true; break;
@@ -179,9 +182,8 @@ int cmd_convert(int argc, char **argv)
                 goto out;
             }
             break;
-        case OPT_IMAGE_OPTS:
-            ret = cmd_usage_error("convert", "--image-opts is not supported");
-            goto out;
+        case OPT_IMAGE_OPTS: a.image_opts = true; break;
+        case OPT_TARGET_IMAGE_OPTS: a.tgt_image_opts = true; break;
         default: ret = cmd_bad_option("convert", argv, c); goto out;
         }
     }
@@ -215,6 +217,10 @@ int cmd_convert(int argc, char **argv)
         ret = cmd_usage_error("convert", "Must specify image file name");
         goto out;
     }
+    if (a.tgt_image_opts && !a.no_create) {
+        fprintf(stderr, "kimg: --target-image-opts requires use of -n flag\n");
+        goto out;
+    }
     if (a.target_is_zero && !a.no_create) {
         fprintf(stderr, "kimg: --target-is-zero requires use of -n flag\n");
         goto out;
@@ -237,12 +243,13 @@ int cmd_convert(int argc, char **argv)
         cmd_progress_init(1.0f);
         cmd_progress_value(0.0f);
     }
-    const struct kimg_driver *out_drv = kimg_find_driver(a.out_fmt);
-    if (!out_drv) {
+    /* with --target-image-opts the target's format is known once it is open */
+    const struct kimg_driver *out_drv = a.tgt_image_opts ? NULL : kimg_find_driver(a.out_fmt);
+    if (!out_drv && !a.tgt_image_opts) {
         fprintf(stderr, "kimg: Unknown file format '%s'\n", a.out_fmt);
         goto out;
     }
-    if (a.compress && !kimg_driver_can_compress(out_drv)) {
+    if (a.compress && out_drv && !kimg_driver_can_compress(out_drv)) {
         fprintf(stderr, "kimg: Compression not supported for this file format\n");
         goto out;
     }
@@ -260,7 +267,7 @@ int cmd_convert(int argc, char **argv)
     unsigned sflags = (a.share ? KIMG_OPEN_SHARE : 0) | (src_direct ? KIMG_OPEN_DIRECT : 0) |
                       (a.untrusted ? KIMG_OPEN_UNTRUSTED : 0);
     for (int i = 0; i < nb_src; i++) {
-        src[i] = cmd_open_disk(argv[optind + i], a.src_fmt, sflags, disk);
+        src[i] = cmd_open_image(argv[optind + i], a.image_opts, a.src_fmt, sflags, disk);
         if (!src[i])
             goto close_src;
         /* -l: qemu-img loads the snapshot into the first source */
@@ -272,8 +279,8 @@ int cmd_convert(int argc, char **argv)
     unsigned dflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
                       (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
     /* the target's file ("file:NAME" is NAME; other protocols refused) */
-    const char *dpath;
-    if (kimg_image_path(dst, &dpath) < 0) {
+    const char *dpath = dst;
+    if (!a.tgt_image_opts && kimg_image_path(dst, &dpath) < 0) {
         cmd_fail(NULL, NULL);
         goto close_src;
     }
@@ -288,9 +295,14 @@ int cmd_convert(int argc, char **argv)
     if (in_place && !a.no_create && convert_special_target(dst, dpath, a.out_fmt, total) < 0)
         goto close_src;
     if (in_place) {
-        out_img = cmd_open(dst, a.out_fmt, dflags);
+        out_img = cmd_open_image(dst, a.tgt_image_opts, a.tgt_image_opts && !a.out_fmt_given
+                                 ? NULL : a.out_fmt, dflags, 0);
         if (!out_img)
             goto close_src;
+        if (a.compress && !kimg_can_compress(out_img)) {
+            fprintf(stderr, "kimg: Compression not supported for this file format\n");
+            goto close_src;
+        }
         if (kimg_size(out_img) < total) {
             fprintf(stderr, "kimg: %s: the target is smaller than the source (%llu < %llu)\n",
                     dst, (unsigned long long)kimg_size(out_img), (unsigned long long)total);

@@ -120,7 +120,7 @@ int cmd_info(int argc, char **argv)
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
-    bool chain = false;
+    bool chain = false, image_opts = false;
     unsigned flags = 0, disk = 0;
     int c;
 
@@ -143,8 +143,7 @@ int cmd_info(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("info", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("info", argv, c);
         }
     }
@@ -161,7 +160,7 @@ int cmd_info(int argc, char **argv)
         flags |= KIMG_OPEN_NO_BACKING;
     else if (flags & KIMG_OPEN_UNTRUSTED)
         return cmd_usage_error("info", "--backing-chain opens other files; not with --untrusted");
-    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
 

@@ -67,7 +67,10 @@ static void usage(FILE *out)
                  "'kimg create -f FMT -o help' lists a format's options.\n"
                  "An OVA archive (a tar with an OVF descriptor) is read in place as one of\n"
                  "its disks: the first, or --disk N (N from 1; compare: --disk2 for the\n"
-                 "second file); 'kimg info' lists them all.  -f raw reads the tar itself.\n");
+                 "second file); 'kimg info' lists them all.  -f raw reads the tar itself.\n"
+                 "Every command that opens or creates an image takes qemu-img's\n"
+                 "--object secret,id=ID,file=PATH; those that take --image-opts in qemu-img\n"
+                 "take it (convert: -n --target-image-opts too).\n");
 }
 
 /* Output that could not be written is an error, not a silent success

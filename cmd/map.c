@@ -100,6 +100,7 @@ int cmd_map(int argc, char **argv)
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
     unsigned flags = 0, disk = 0;
+    bool image_opts = false;
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 
@@ -131,15 +132,14 @@ int cmd_map(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("map", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("map", argv, c);
         }
     }
     if (optind != argc - 1)
         return cmd_usage_error("map", "Expecting one image file name");
     const char *file = argv[optind];
-    struct kimg *img = cmd_open_disk(file, fmt, flags, disk);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
 

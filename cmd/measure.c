@@ -165,6 +165,7 @@ int cmd_measure(int argc, char **argv)
     unsigned flags = 0;
     uint64_t size = 0;
     bool has_size = false;
+    bool image_opts = false;
     struct kimg *src = NULL;
     struct kimg_opts *opts = NULL;
     struct kimg_measure m;
@@ -196,9 +197,7 @@ int cmd_measure(int argc, char **argv)
                 goto out;
             }
             break;
-        case OPT_IMAGE_OPTS:
-            rc = cmd_usage_error("measure", "--image-opts is not supported");
-            goto out;
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: rc = cmd_bad_option("measure", argv, c); goto out;
         }
     }
@@ -222,7 +221,7 @@ int cmd_measure(int argc, char **argv)
     }
 
     if (filename) {
-        src = cmd_open_disk(filename, fmt, flags, 0);   /* an OVA: its first disk */
+        src = cmd_open_image(filename, image_opts, fmt, flags, 0);   /* an OVA: its first disk */
         if (!src)
             goto out;
         if (snapshot && load_snapshot(src, snapshot) < 0)

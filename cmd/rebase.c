@@ -22,6 +22,7 @@ int cmd_rebase(int argc, char **argv)
     const char *cache = "writeback", *src_cache = "writeback";
     bool unsafe = false, progress = false, quiet = false, share = false;
     unsigned flags, src_flags;
+    bool image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
@@ -40,8 +41,7 @@ int cmd_rebase(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("rebase", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("rebase", argv, c);
         }
     }
@@ -59,8 +59,8 @@ int cmd_rebase(int argc, char **argv)
         progress = false;
 
     const char *file = argv[optind];
-    struct kimg *img = cmd_open(file, fmt, KIMG_OPEN_RDWR | flags |
-                                (unsafe ? KIMG_OPEN_NO_BACKING : 0));
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, KIMG_OPEN_RDWR | flags |
+                                      (unsafe ? KIMG_OPEN_NO_BACKING : 0), 0);
     if (!img)
         return 1;
     struct kimg *nb = NULL;

@@ -59,6 +59,7 @@ int cmd_resize(int argc, char **argv)
     const char *fmt = NULL, *size_arg;
     int prealloc = KIMG_PREALLOC_OFF, relative = 0, c;
     bool quiet = false, shrink = false;
+    bool image_opts = false;
 
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         print_synopsis("resize");
@@ -86,8 +87,7 @@ int cmd_resize(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("resize", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("resize", argv, c);
         }
     }
@@ -106,7 +106,8 @@ int cmd_resize(int argc, char **argv)
         return 1;
     }
 
-    struct kimg *img = open_rw(file, fmt);
+    struct kimg *img = image_opts ? cmd_open_image(file, true, fmt, KIMG_OPEN_RDWR, 0)
+                                  : open_rw(file, fmt);
     if (!img)
         return 1;
     int64_t cur = (int64_t)kimg_size(img);

@@ -31,11 +31,12 @@ static int list(struct kimg *img, const char *file)
 /* qemu-img refuses to apply a snapshot while the image has persistent
  * bitmaps.  Asked before the read-write open, which would drop bitmaps
  * that track writes. */
-static int has_bitmaps(const char *file, unsigned flags)
+static int has_bitmaps(const char *file, bool image_opts, unsigned flags)
 {
     struct kimg *img;
+    unsigned ro = (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_NO_IO;
 
-    if (kimg_open(&img, file, NULL, (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_NO_IO) < 0) {
+    if ((image_opts ? kimg_open_image_opts(&img, file, ro) : kimg_open(&img, file, NULL, ro)) < 0) {
         kimg_clear_error();
         return 0;       /* the real open reports it */
     }
@@ -87,6 +88,7 @@ int cmd_snapshot(int argc, char **argv)
     enum action action = NONE;
     const char *name = NULL;
     unsigned flags = 0;
+    bool image_opts = false;
     int c;
 
     while ((c = getopt_long(argc, argv, ":la:c:d:hqU", longopts, NULL)) != -1) {
@@ -104,8 +106,7 @@ int cmd_snapshot(int argc, char **argv)
             if (cmd_object(optarg))
                 return 1;
             break;
-        case OPT_IMAGE_OPTS:
-            return cmd_usage_error("snapshot", "--image-opts is not supported");
+        case OPT_IMAGE_OPTS: image_opts = true; break;
         default: return cmd_bad_option("snapshot", argv, c);
         }
         if (a != NONE) {
@@ -128,11 +129,11 @@ int cmd_snapshot(int argc, char **argv)
                   "images", file);
         return 1;
     }
-    if (action == APPLY && has_bitmaps(file, flags)) {
+    if (action == APPLY && has_bitmaps(file, image_opts, flags)) {
         cmd_error("Could not apply snapshot '%s': Device has active dirty bitmaps", name);
         return 1;
     }
-    struct kimg *img = cmd_open(file, NULL, flags);
+    struct kimg *img = cmd_open_image(file, image_opts, NULL, flags, 0);
     if (!img)
         return 1;
 

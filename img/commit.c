@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "kimg/convert.h"
 #include "kimg/driver.h"
+#include "internal.h"
 #include "lock.h"
 #include "tunables.h"
 
@@ -168,10 +169,12 @@ static int copy_parallel(const struct kimg_commit *c, struct kimg *top, struct k
 
 /* Hold TOP's locks on a descriptor of our own before opening it (the
  * chain is opened unlocked): read-write, as qemu-img commit opens it. */
-static int lock_top(const char *filename, int *fd)
+static int lock_top(const struct kimg_commit *c, int *fd)
 {
-    const char *path;
-    if (kimg_image_path(filename, &path) < 0) {
+    const char *path = c->open_opts ? kimg_opts_get(c->open_opts, "file.filename") : NULL;
+    if (c->open_opts && !path)
+        return 0;   /* the open that follows reports it */
+    if (!path && kimg_image_path(c->filename, &path) < 0) {
         kimg_clear_error();
         return 0;   /* the open that follows reports it */
     }
@@ -188,8 +191,10 @@ int kimg_commit(const struct kimg_commit *c)
     int lockfd = -1, depth, ret;
 
     /* open failures in qemu-img's words: "Could not open 'TOP': " + why */
-    ret = lock_top(c->filename, &lockfd);
-    if (ret == 0)
+    ret = lock_top(c, &lockfd);
+    if (ret == 0 && c->open_opts)
+        ret = kimg_open_opts(&top, c->open_opts, KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK | cache);
+    else if (ret == 0)
         ret = kimg_open(&top, c->filename, c->format,
                         KIMG_OPEN_RDWR | KIMG_OPEN_NO_LOCK | cache);
     if (ret < 0) {
@@ -235,8 +240,8 @@ int kimg_commit(const struct kimg_commit *c)
      * a writable qcow2 image hold its lock throughout, reads of a
      * read-only one decompress in parallel (the writable handle above,
      * opened as qemu-img commit opens the top, empties it afterwards) */
-    ret = kimg_open(&rtop, top->filename, top->drv->name,
-                    KIMG_OPEN_NO_LOCK | KIMG_OPEN_PATH | cache);
+    ret = kimg_open_layer_opts(&rtop, top->filename, top->drv->name,
+                               KIMG_OPEN_NO_LOCK | cache, top->open_opts);
     if (ret < 0)
         goto out;
     if (c->progress)

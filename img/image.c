@@ -7,7 +7,9 @@
  * (kimg_cluster_size, kimg_maps_identity, ...), and the generic fallbacks
  * for optional driver callbacks.  The driver registry is drivers[] here.
  * kimg_open_disk opens a disk inside an OVA archive (img/archive.h) through
- * a window file; such a layer opens no other file.
+ * a window file; such a layer opens no other file.  A layer opened with
+ * open options (img/image_opts.c) keeps them for its driver, hands
+ * "backing.*" to its backing layer, and refuses the ones nobody read.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,10 +27,15 @@ struct chain_ids {
     dev_t dev[KIMG_MAX_CHAIN + 1];
     ino_t ino[KIMG_MAX_CHAIN + 1];
     int n;
+    /* the open options of the chain's top layer (--image-opts), or NULL;
+     * the first layer opened takes a copy (backing layers get none) */
+    const struct kimg_opts *top_opts;
 };
 
 static int open_layer(struct kimg **out, const char *filename, const char *format,
                       unsigned flags, struct chain_ids *ids, struct kimg_file *file);
+static int open_backing_with(struct kimg *img, struct chain_ids *ids,
+                             const struct kimg_opts *bopts, const char *bdriver);
 
 char *kimg_path_relative_to(const char *base, const char *name)
 {
@@ -159,6 +166,23 @@ static bool chain_seen(struct chain_ids *ids, const struct stat *st)
 
 static int open_backing(struct kimg *img, struct chain_ids *ids)
 {
+    int ret;
+
+    /* "backing.*" open options go to the backing layer (its key, as
+     * backing.encrypt.key-secret=ID); read here either way */
+    struct kimg_opts *bopts = NULL;
+    char *bdriver = NULL;
+    if (img->open_opts && (ret = kimg_open_opts_sub(img, "backing.", &bopts, &bdriver)) < 0)
+        return ret;
+    ret = open_backing_with(img, ids, bopts, bdriver);
+    kimg_opts_free(bopts);
+    free(bdriver);
+    return ret;
+}
+
+static int open_backing_with(struct kimg *img, struct chain_ids *ids,
+                             const struct kimg_opts *bopts, const char *bdriver)
+{
     const char *path;
     int ret;
 
@@ -187,7 +211,10 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
 
     unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT |
                                      KIMG_OPEN_NO_IO);
-    ret = open_layer(&img->backing, img->backing_path, img->backing_format, bflags, ids, NULL);
+    ids->top_opts = bopts;
+    ret = open_layer(&img->backing, img->backing_path, bdriver ? bdriver : img->backing_format,
+                     bflags, ids, NULL);
+    ids->top_opts = NULL;
     if (ret < 0) {
         /* qemu's wording: "Could not open backing file: " + the reason */
         if (kimg_last_error())
@@ -211,6 +238,8 @@ static void free_layer(struct kimg *img)
     free(img->backing_format);
     free(img->backing_path);
     free(img->archive_member);
+    kimg_opts_free(img->open_opts);
+    free(img->opts_name);
     free(img);
 }
 
@@ -234,6 +263,15 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         kimg_file_close(file);
         free(img);
         return -ENOMEM;
+    }
+    if (ids->top_opts) {
+        const struct kimg_opts *o = ids->top_opts;
+        ids->top_opts = NULL;
+        ret = kimg_opts_parse(&img->open_opts, "");
+        for (int i = 0; ret == 0 && i < kimg_opts_count(o); i++)
+            ret = kimg_opts_set(&img->open_opts, kimg_opts_key(o, i), kimg_opts_value(o, i));
+        if (ret < 0)
+            goto fail;
     }
 
     if (format) {
@@ -308,6 +346,10 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
             goto fail;
         }
     }
+    if (img->open_opts && (ret = kimg_open_opts_check_used(img)) < 0) {
+        kimg_close(img);
+        return ret;
+    }
     *out = img;
     return 0;
 fail:
@@ -327,6 +369,14 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
         if (ret < 0)
             return ret;
     }
+    return open_layer(out, path, format, flags & ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER),
+                      &ids, NULL);
+}
+
+int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
+                         unsigned flags, const struct kimg_opts *opts)
+{
+    struct chain_ids ids = { .n = 0, .top_opts = opts };
     return open_layer(out, path, format, flags & ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER),
                       &ids, NULL);
 }
@@ -448,7 +498,10 @@ int kimg_close(struct kimg *img)
 }
 
 uint64_t kimg_size(const struct kimg *img) { return img->size; }
-const char *kimg_filename(const struct kimg *img) { return img->filename; }
+const char *kimg_filename(const struct kimg *img)
+{
+    return img->opts_name ? img->opts_name : img->filename;
+}
 const char *kimg_format_name(const struct kimg *img) { return img->drv->name; }
 struct kimg *kimg_backing(const struct kimg *img) { return img->backing; }
 bool kimg_is_writable(const struct kimg *img) { return kimg_writes_allowed(img); }

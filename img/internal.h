@@ -52,6 +52,23 @@ int kimg_content_status(struct kimg *img, uint64_t off, uint64_t len,
 /* True if LEN bytes at BUF are all zero (fast word-wise scan; img/convert.c). */
 bool kimg_buffer_is_zero(const void *buf, size_t len);
 
+/* ---- images opened with options (img/image.c, img/image_opts.c) ------- */
+
+/* Open PATH (a local path, no prefix looked for) as FORMAT (NULL: probe)
+ * with FLAGS, the top layer's open options a copy of OPTS (or none): the
+ * driver reads them with kimg_open_opt; after the open (backing chain
+ * included) one no driver read fails the open with qemu's message. */
+int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
+                         unsigned flags, const struct kimg_opts *opts);
+/* 0, or -EINVAL with "Block format 'F' does not support the option 'K'"
+ * for the first of IMG's open options no driver read. */
+int kimg_open_opts_check_used(struct kimg *img);
+/* IMG's open options under PREFIX ("backing."), marked read, the prefix
+ * taken off, into *OUT (NULL if none) for another layer, and its
+ * "driver" (the format) into *DRIVER (NULL if none).  0 or -ENOMEM. */
+int kimg_open_opts_sub(struct kimg *img, const char *prefix, struct kimg_opts **out,
+                       char **driver);
+
 /* ---- struct kimg_opts (img/opts.c; opaque in kimg/opts.h) ------------- */
 
 struct kimg_opt {

@@ -255,6 +255,17 @@ struct kv {
     char *key, *value;
 };
 
+/* Element I follows a data= element: a comma in the secret ended it (an
+ * unescaped ',' in a password), so its name is part of the secret and is
+ * not echoed, where qemu would name it. */
+static bool after_data(const struct kv *kv, int i)
+{
+    return i > 0 && kv[i - 1].key && !strcmp(kv[i - 1].key, "data");
+}
+
+#define AFTER_DATA_MSG "Invalid parameter after 'data' (not shown: a comma in a secret " \
+                       "given with data= is written ',,'; file= is better)"
+
 /* Split SPEC as qemu's keyval_parse with the implied key "qom-type":
  * "key=value" pairs, ",," a literal comma in a value, a trailing comma
  * allowed; a first element without '=' is the type (up to the first
@@ -284,6 +295,8 @@ static int split_spec(const char *spec, struct kv **pkv, int *pn, bool *help)
                 n++;
             } else if (!klen) {
                 return kimg_fail(-EINVAL, "Invalid parameter ''");
+            } else if (after_data(kv, n)) {
+                return kimg_fail(-EINVAL, AFTER_DATA_MSG);
             } else {
                 return kimg_fail(-EINVAL, "Expected '=' after parameter '%.*s'",
                                  (int)klen, p);
@@ -293,6 +306,8 @@ static int split_spec(const char *spec, struct kv **pkv, int *pn, bool *help)
             kv[n].key = strndup(p, klen);
             if (!kv[n].key)
                 return kimg_fail(-ENOMEM, "out of memory");
+            if (!key_ok(kv[n].key) && after_data(kv, n))
+                return kimg_fail(-EINVAL, AFTER_DATA_MSG);
             if (!key_ok(kv[n].key))
                 return kimg_fail(-EINVAL, "Invalid parameter '%.200s'", kv[n].key);
             p += klen + 1;
@@ -541,6 +556,8 @@ static int secret_props_set(struct secret_props *p, const struct kv *kv, int n)
             ret = set_str(&p->keyid, v, false);
         } else if (!strcmp(k, "iv")) {
             ret = set_str(&p->iv, v, false);
+        } else if (after_data(kv, i)) {
+            return kimg_fail(-EINVAL, AFTER_DATA_MSG);
         } else {
             /* the first fragment of a dotted key, as qemu names it */
             return kimg_fail(-EINVAL, "Parameter '%.*s' is unexpected",

@@ -111,6 +111,29 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
  */
 int kimg_open_disk(struct kimg **out, const char *filename, const char *format,
                    unsigned flags, unsigned disk);
+/*
+ * Images named by options, as qemu-img's --image-opts.  OPTS holds flat
+ * dotted keys: "driver" (the format; absent: probe), "file.filename" (the
+ * local path, taken as it is: no "file:" prefix looked for),
+ * "file.driver" ("file" or "host_device"), file.locking/aio/cache.*,
+ * the block layer's generic options (read-only, force-share, cache.direct,
+ * cache.no-flush, discard, detect-zeroes, node-name), and the rest: the
+ * format's own open options (e.g. "encrypt.key-secret=ID" for qcow2,
+ * "key-secret=ID" for luks).  An option no part of kimg reads fails the
+ * open with qemu's message ("Block format 'qcow2' does not support the
+ * option 'X'"); a missing driver and file, "file=NODE", other protocols
+ * are refused.  Only the top layer gets the options.  Messages are
+ * qemu-img's reasons; the command line puts "Could not open 'STRING': "
+ * in front, as qemu-img does.
+ */
+int kimg_open_opts(struct kimg **out, const struct kimg_opts *opts, unsigned flags);
+/* OPTSTR in qemu's QemuOpts syntax ("driver=qcow2,file.filename=a,,b":
+ * ",," a literal comma in a value; a bare "X" is X=on, "noX" X=off; later
+ * keys win; "id" must be an identifier) into *OUT (the caller frees it):
+ * the parsing json: names would share.  0 or -errno with a message. */
+int kimg_image_opts_parse(const char *optstr, struct kimg_opts **out);
+/* kimg_image_opts_parse then kimg_open_opts. */
+int kimg_open_image_opts(struct kimg **out, const char *optstr, unsigned flags);
 /* For an image kimg_open_disk opened inside an archive: its member's name
  * (as stored: escape before printing), its disk number and the number of
  * disks the archive lists; NULL and 0 for any other image. */
@@ -412,6 +435,9 @@ struct kimg_commit {
     uint64_t rate;              /* bytes per second, 0: unlimited */
     kimg_progress_fn *progress; /* or NULL */
     void *opaque;
+    /* or the top named by options (kimg_open_opts; --image-opts): then
+     * FORMAT is NULL and FILENAME names it in messages only */
+    const struct kimg_opts *open_opts;
 };
 /* qemu-img commit: open the chain (top RDWR, base opened separately RDWR,
  * every image locked as qemu locks it), grow the base to the top's size if

@@ -63,6 +63,9 @@ struct kimg {
      * --image-opts and the like, minus "driver" and "file.*"), or NULL;
      * the driver reads its own with kimg_open_opt() */
     struct kimg_opts *open_opts;
+    /* set by the core when the driver read open options: the json: name
+     * qemu shows for such an image (kimg_filename returns it), or NULL */
+    char *opts_name;
 };
 
 /* In img->flags, set by the core alone (callers' flags lose it): the layer
@@ -264,7 +267,7 @@ extern const struct kimg_optdesc kimg_file_create_opts[];
  * F is NULL (then only checked).  0 or -EINVAL with a message. */
 int kimg_create_file_attrs(const struct kimg_opts *opts, struct kimg_file *f);
 
-/* ---- secrets and open options (img/secret.c, img/image.c) ---- */
+/* ---- secrets and open options (img/secret.c, img/image_opts.c) ---- */
 
 /* The bytes of the secret object ID (--object secret,id=ID,...), decoded
  * (format=base64) and decrypted (keyid=,iv=) as qemu does: 0 with *DATA
@@ -276,7 +279,10 @@ void kimg_secret_free(uint8_t *data, size_t len);
 /* The value of open option KEY of IMG (img->open_opts, e.g.
  * "encrypt.key-secret" for qcow2, "key-secret" for luks), marking it used,
  * or NULL.  After open the core refuses an option no driver read, with
- * qemu's wording ("Block format 'qcow2' does not support the option 'X'"). */
+ * qemu's wording ("Block format 'qcow2' does not support the option 'X'").
+ * Options a driver read name the image as qemu's strong runtime options
+ * do (key secrets, raw's offset/size): info shows it as qemu's
+ * json:{...} name, so read only options that belong in it. */
 const char *kimg_open_opt(struct kimg *img, const char *key);
 
 /* Drivers linked in (the registry: drivers[] in img/image.c). */

@@ -79,10 +79,10 @@ secret,id=s0
 secret,id=s0,data=$SECRET,file=key
 secret,data=$SECRET
 secret,id=s0,data=$SECRET,format=hex
-secret,id=s0,data=$SECRET,foo=bar
-secret,id=s0,data=$SECRET,a.b=1
-secret,id=s0,data=$SECRET,x..y=1
-secret,id=s0,data=$SECRET,=1
+secret,id=s0,foo=bar,data=$SECRET
+secret,id=s0,a.b=1,data=$SECRET
+secret,id=s0,x..y=1,data=$SECRET
+secret,id=s0,=1,data=$SECRET
 secret,,id=s0,data=$SECRET
 secret,id=s0,data
 secret,id=s0,data=$SECRET,loaded=on
@@ -105,6 +105,17 @@ qom-type=secret,id=s0,data=$SECRET
 secret,id=s0,file=key.b64,format=base64
 secret,id=a.b-c_d,data=$SECRET
 EOF
+
+# a comma in a data= secret ends it: what follows is not named (qemu-img
+# names it, echoing part of the secret); same exit code
+for tail in "${SECRET#kimg-}" "${SECRET#kimg-}=x" "x..${SECRET#kimg-}=1"; do
+    spec="secret,id=s0,data=kimg,$tail"
+    qimg info --object "$spec" base.qcow2; kimg info --object "$spec" base.qcow2
+    is "$RC" "$QRC" "--object '$spec': exit code $QRC as qemu-img's"
+    err_line "--object '$spec'"
+    leak_check "--object '$spec'"
+    like "$(cat "$T/err")" "after 'data'.*',,'" "--object '$spec': says how to write a comma"
+done
 
 # keyid/iv: a secret encrypted with another one (qemu's AES-256-CBC)
 CT=$(printf '%s' "$SECRET" | openssl enc -aes-256-cbc -K "$(printf 'K%.0s' $(seq 32) | xxd -p -c64)" \
