@@ -16,10 +16,6 @@
 #include "luks_int.h"
 #include "kimg/opts.h"
 
-/* Until the open-option plumbing (s6-luks-secrets) defines it: a weak
- * reference, NULL when absent, so this driver links either way. */
-#pragma weak kimg_open_opt
-
 #define CHUNK (1u << 20)        /* bounce buffer for writes */
 
 struct luks_state {
@@ -122,7 +118,7 @@ static int luks_drv_open(struct kimg *img)
     ret = luks_open(&s->l, &io, img->flags & KIMG_OPEN_UNTRUSTED ? LUKS_OPEN_UNTRUSTED : 0);
     if (ret < 0)
         return ret;
-    const char *id = kimg_open_opt ? kimg_open_opt(img, "key-secret") : NULL;
+    const char *id = kimg_open_opt(img, "key-secret");
     /* qemu opens a volume without its key for metadata (info) only */
     if (id || !(img->flags & KIMG_OPEN_NO_IO) || img->writable)
         ret = unlock_with(s->l, id);
@@ -231,15 +227,14 @@ static int luks_drv_flush(struct kimg *img)
     return kimg_file_sync(img->file);
 }
 
-/* qemu passes the file's status through: every byte is data (unwritten
- * ranges decrypt to noise, as in qemu) */
+/* As qemu's: every byte is data (unwritten ranges decrypt to noise), with
+ * no host offset: the bytes in the file are ciphertext, so no engine may
+ * copy them plainly (and map refuses its human form, as qemu-img). */
 static int luks_drv_block_status(struct kimg *img, uint64_t off, uint64_t len,
                                  struct kimg_extent *ext)
 {
-    struct luks_state *s = img->state;
     ext->length = len;
-    ext->flags = KIMG_BS_ALLOCATED | KIMG_BS_DATA | KIMG_BS_OFFSET_VALID;
-    ext->offset = s->payload + off;
+    ext->flags = KIMG_BS_ALLOCATED | KIMG_BS_DATA;
     return 0;
 }
 
