@@ -445,6 +445,16 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
         if (slot >= LUKS_NUM_SLOTS)
             return kimg_fail(-EINVAL, "Invalid keyslot %d specified, must be between 0 and %d",
                              slot, LUKS_NUM_SLOTS - 1);
+        if (old_secret) {
+            ret = l->slots[slot].active && within_limits(l, slot) ?
+                  try_slot(l, slot, old_secret, len, mk) : 0;
+            OPENSSL_cleanse(mk, sizeof(mk));
+            if (ret < 0)
+                return ret;
+            if (ret == 0)
+                return kimg_fail(-EINVAL, "Given keyslot %d doesn't contain the given old "
+                                 "password for erase operation", slot);
+        }
         if (!l->slots[slot].active)
             return kimg_fail(-EINVAL, "Given keyslot %d is already erased (inactive) ", slot);
         if (nactive == 1)
@@ -454,7 +464,8 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
         return erase_slot(l, slot);
     }
     if (!old_secret)
-        return kimg_fail(-EINVAL, "'keyslot' or 'old-secret' is required to erase a keyslot");
+        return kimg_fail(-EINVAL, "To erase keyslot(s), either explicit keyslot index or the "
+                         "password currently contained in them must be given");
     for (int i = 0; i < LUKS_NUM_SLOTS; i++) {
         if (!l->slots[i].active || !within_limits(l, i))
             continue;

@@ -392,11 +392,6 @@ static int luks_drv_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     } else if (!strcmp(state, "inactive")) {
         if (news)
             return kimg_fail(-EINVAL, "'new-secret' must not be given when erasing keyslots");
-        if (slot != UINT64_MAX && olds)
-            return kimg_fail(-EINVAL, "'keyslot' and 'old-secret' are mutually exclusive");
-        if (slot == UINT64_MAX && !olds)
-            return kimg_fail(-EINVAL, "'keyslot' or 'old-secret' is required to erase "
-                             "keyslots");
         if (olds && (ret = kimg_secret_get(olds, &key, &klen)) < 0)
             return ret;
         ret = luks_remove_slots(s->l, slot == UINT64_MAX ? -1 : (int)slot, key, klen);

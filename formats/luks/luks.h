@@ -101,7 +101,9 @@ int luks_decrypt(struct luks *l, uint64_t sector, void *buf, size_t len);
 struct kimg_jv *luks_info(const struct luks *l);
 
 /* amend: activate a slot with NEW_SECRET (slot -1: the first free one) or
- * deactivate slots (by OLD_SECRET, or slot number), crash-safe: at every
+ * deactivate slots (every slot OLD_SECRET opens, or slot number SLOT >= 0,
+ * which OLD_SECRET must then open if given; the last active slot is never
+ * erased: qemu's refusals and messages), crash-safe: at every
  * point the image opens with a key that opened it before.  L unlocked. */
 int luks_add_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
                   uint64_t iter_time_ms);
