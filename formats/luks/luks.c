@@ -418,6 +418,7 @@ const struct kimg_driver kimg_luks_driver = {
     .info = luks_drv_info,
     .amend = luks_drv_amend,
     .measure = luks_drv_measure,
+    .flags = KIMG_DRV_NO_ZERO_INIT,
     .formatting_opts = luks_shown,
     .amend_opts = luks_amend_opts,
 };
