@@ -99,6 +99,7 @@ static const struct kimg_driver *const drivers[] = {
     &kimg_vdi_driver,
     &kimg_vhdx_driver,
     &kimg_vmdk_driver,
+    &kimg_luks_driver,
     &kimg_raw_driver,
 };
 

@@ -76,10 +76,13 @@ int luks_unlock(struct luks *l, const uint8_t *secret, size_t len);
 bool luks_unlocked(const struct luks *l);
 
 /* Write a new header and one active key slot (slot 0) for SECRET through
- * IO, leaving PAYLOAD_ALIGN-aligned room (bytes; qemu: 4096 for qcow2's
- * area, 1 MiB for the standalone format?  follow qemu) before the payload;
- * 0 with *OUT unlocked, or -errno.  *AREA_LEN: the bytes the header and
- * key material take (qcow2 allocates that many). */
+ * IO with qemu 7.2's layout for both users: the header in 4096 bytes, 8
+ * slots of key material each rounded up to 8 sectors, the payload right
+ * after them (aes-256-xts: 2068480 bytes); IO->len must hold that much.
+ * Iteration counts from iter-time as qemu benchmarks them (the digest's
+ * divided by 8, both at least 1000).  0 with *OUT unlocked, or -errno.
+ * *AREA_LEN (may be NULL): the bytes the header and key material take
+ * (qcow2 allocates that many). */
 int luks_create(struct luks **out, const struct luks_params *p, const uint8_t *secret,
                 size_t len, const struct luks_io *io, uint64_t *area_len);
 /* The bytes a header created with P takes (for qcow2's create and measure). */
@@ -101,7 +104,9 @@ int luks_decrypt(struct luks *l, uint64_t sector, void *buf, size_t len);
 struct kimg_jv *luks_info(const struct luks *l);
 
 /* amend: activate a slot with NEW_SECRET (slot -1: the first free one) or
- * deactivate slots (by OLD_SECRET, or slot number), crash-safe: at every
+ * deactivate slots (every slot OLD_SECRET opens, or slot number SLOT >= 0,
+ * which OLD_SECRET must then open if given; the last active slot is never
+ * erased: qemu's refusals and messages), crash-safe: at every
  * point the image opens with a key that opened it before.  L unlocked. */
 int luks_add_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
                   uint64_t iter_time_ms);

@@ -215,6 +215,10 @@ struct kimg_driver {
  * (qemu's "probing guessed raw" rule: a guest write to block 0 could make
  * it probe as another format). */
 #define KIMG_DRV_IDENTITY_MAP 0x1u
+/* A new image of this format does not read as zeros (luks: never-written
+ * payload decrypts to noise; qemu's has_zero_init false): a copy into a
+ * freshly created target must write its zeros (encrypted), not skip them. */
+#define KIMG_DRV_NO_ZERO_INIT 0x2u
 
 /* Fence IMG: from now on the core refuses every write-type call on it
  * with the same errno and message as on a read-only image (-EBADF; see
@@ -309,5 +313,6 @@ extern const struct kimg_driver kimg_vpc_driver;
 extern const struct kimg_driver kimg_vdi_driver;
 extern const struct kimg_driver kimg_vhdx_driver;
 extern const struct kimg_driver kimg_vmdk_driver;
+extern const struct kimg_driver kimg_luks_driver;
 
 #endif

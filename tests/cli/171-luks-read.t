@@ -1,0 +1,47 @@
+#!/bin/bash
+# luks volumes made and written by qemu-img/qemu-io, read by kimg with the
+# key through --image-opts: info, map (JSON as qemu-img's; the human form
+# refused as qemu-img refuses it), compare, convert -O raw, checksum, all
+# as qemu-img's.  Then kimg writes into a qemu-made volume (convert -n
+# --target-image-opts) and qemu-img reads it back.
+. "$(dirname "$0")/lib.sh"
+
+printf 'read-test-key' > key
+obj=(--object secret,id=s0,file=key)
+head -c 3M /dev/urandom > data.raw
+head -c 1M /dev/zero >> data.raw
+for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1" \
+            "cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha512"; do
+    rm -f v.luks
+    qemu-img convert -q "${obj[@]}" -f raw -O luks -o key-secret=s0,iter-time=10${opts:+,$opts} data.raw v.luks
+    io=(--image-opts "driver=luks,key-secret=s0,file.filename=v.luks")
+    n=${opts:-default}
+    oracle "$n: info --output=json" info --output=json "${obj[@]}" "${io[@]}"
+    oracle "$n: info without the key" info v.luks
+    oracle "$n: map --output=json" map --output=json "${obj[@]}" "${io[@]}"
+    oracle "$n: map (human: refused as qemu-img)" map "${obj[@]}" "${io[@]}"
+    oracle "$n: compare with the plain data" compare "${obj[@]}" "${io[@]}" driver=raw,file.filename=data.raw
+    rm -f k.raw
+    kimg convert "${obj[@]}" "${io[@]}" -O raw k.raw
+    is "$RC" 0 "$n: convert -O raw" || diag "$(cat "$T/err")"
+    ok "$n: converted data is the plain data" cmp -s k.raw data.raw
+    kimg checksum "${obj[@]}" "${io[@]}"
+    a=$(cut -d' ' -f1 "$T/out")
+    kimg checksum data.raw
+    is "$a" "$(cut -d' ' -f1 "$T/out")" "$n: checksum of the decrypted content"
+done
+
+# kimg writes into a qemu-made volume; qemu reads the data back
+rm -f t.luks
+qemu-img create -q "${obj[@]}" -f luks -o key-secret=s0,iter-time=10 t.luks 4M
+kimg convert -n -f raw "${obj[@]}" data.raw --target-image-opts driver=luks,key-secret=s0,file.filename=t.luks
+is "$RC" 0 "convert -n into a luks target" || diag "$(cat "$T/err")"
+ok "qemu-img reads kimg's writes" qemu-img compare -q "${obj[@]}" --image-opts \
+    driver=luks,key-secret=s0,file.filename=t.luks driver=raw,file.filename=data.raw
+ok "no plain data in the file" eval "! grep -qF \"\$(head -c 64 data.raw | od -An -tx1 | head -1)\" <(od -An -tx1 t.luks)"
+# partial-sector writes through qemu-io's view of kimg's result
+kimg resize "${obj[@]}" --image-opts driver=luks,key-secret=s0,file.filename=t.luks 5M
+is "$RC" 0 "resize grows the volume" || diag "$(cat "$T/err")"
+qimg info --output=json t.luks
+like "$(cat "$T/qout")" '"virtual-size": 5242880' "qemu-img sees the new size"
+done_testing
