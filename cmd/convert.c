@@ -363,7 +363,8 @@ int cmd_convert(int argc, char **argv)
     struct kimg_convert cv = {
         .src = src, .nb_src = nb_src, .dst = out_img, .sparse_size = a.sparse,
         .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
-        .target_is_zero = a.target_is_zero || (!in_place && !a.backing),
+        .target_is_zero = a.target_is_zero ||
+                          (!in_place && !a.backing && kimg_zero_init(out_img)),
         .target_has_backing = a.backing != NULL,
         /* zeros past the end of the new target's backing file are not
          * written (qemu-img: the length is only an optimisation, unknown

@@ -519,6 +519,11 @@ bool kimg_maps_identity(const struct kimg *img)
     return (img->drv->flags & KIMG_DRV_IDENTITY_MAP) != 0;
 }
 
+bool kimg_zero_init(const struct kimg *img)
+{
+    return !(img->drv->flags & KIMG_DRV_NO_ZERO_INIT);
+}
+
 bool kimg_can_compress(const struct kimg *img)
 {
     return img->drv->compress_cluster && img->drv->write_compressed_data;

@@ -164,6 +164,9 @@ uint64_t kimg_cluster_size(const struct kimg *img);
 /* Guest offset X is byte X of the image file (raw): the file can be
  * written directly (copy offload, the copy engine's own writes). */
 bool kimg_maps_identity(const struct kimg *img);
+/* A newly created image of this format reads as zeros (convert then
+ * skips zeros); false for luks, whose new payload decrypts to noise. */
+bool kimg_zero_init(const struct kimg *img);
 /* The image takes compressed clusters (kimg_write_compressed; the engines'
  * two-step form is in img/internal.h). */
 bool kimg_can_compress(const struct kimg *img);

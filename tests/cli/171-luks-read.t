@@ -44,4 +44,16 @@ kimg resize "${obj[@]}" --image-opts driver=luks,key-secret=s0,file.filename=t.l
 is "$RC" 0 "resize grows the volume" || diag "$(cat "$T/err")"
 qimg info --output=json t.luks
 like "$(cat "$T/qout")" '"virtual-size": 5242880' "qemu-img sees the new size"
+# convert -O luks into a new file: the target opens with its -o key-secret
+# (as qemu-img), and its zeros are written, not skipped (a new luks payload
+# decrypts to noise, not zeros)
+printf 'conv-key' > conv.key
+qemu-img create -q -f raw cs.raw 4M
+qemu-io -f raw -c "write -P 0x41 1M 1M" cs.raw > /dev/null
+kimg convert --object secret,id=c0,file=conv.key -O luks -o key-secret=c0,iter-time=10 cs.raw cs.luks
+is "$RC" 0 "convert -O luks into a new file"
+rm -f cs-back.raw
+qemu-img convert --object secret,id=c0,file=conv.key --image-opts \
+    driver=luks,key-secret=c0,file.filename=cs.luks -O raw cs-back.raw 2> /dev/null
+ok "qemu-img reads the source's bytes back, zeros included" cmp -s cs-back.raw cs.raw
 done_testing
