@@ -18,7 +18,8 @@ FUZZ_SECONDS ?= 60
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
-               time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev
+               time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
+               cryptsetup-bin
 
 ifeq ($(SANITIZE),1)
 B        := build-san

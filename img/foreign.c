@@ -1,6 +1,6 @@
 /*
  * foreign.c — recognising image formats kimg does not implement (qcow
- * version 1, qed, parallels, luks, ...) by their magic, so probing
+ * version 1, qed, parallels, ...) by their magic, so probing
  * never takes such an image for raw: a script would otherwise copy the
  * container's bytes as disk content.  `-f raw` still reads the bytes.
  * Also qemu-img 7.2's list of format names and which of them it cannot
@@ -26,7 +26,6 @@ static const struct magic magics[] = {
     { "qed", 0, "QED\0", 4 },
     { "parallels", 0, "WithoutFreeSpace", 16 },
     { "parallels", 0, "WithouFreSpacExt", 16 },
-    { "luks", 0, "LUKS\xba\xbe", 6 },
     { "bochs", 0, "Bochs Virtual HD Image", 22 },
     { "cloop", 0, "#!/bin/sh\n#V2.0 Format", 22 },
     { "dmg", 0, "koly", 4 },            /* rarely at 0; usually a trailer */

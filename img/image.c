@@ -98,6 +98,7 @@ static const struct kimg_driver *const drivers[] = {
     &kimg_vpc_driver,
     &kimg_vdi_driver,
     &kimg_vhdx_driver,
+    &kimg_luks_driver,
     &kimg_raw_driver,
 };
 

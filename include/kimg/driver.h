@@ -291,5 +291,6 @@ extern const struct kimg_driver kimg_qcow2_driver;
 extern const struct kimg_driver kimg_vpc_driver;
 extern const struct kimg_driver kimg_vdi_driver;
 extern const struct kimg_driver kimg_vhdx_driver;
+extern const struct kimg_driver kimg_luks_driver;
 
 #endif
