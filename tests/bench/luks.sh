@@ -30,10 +30,13 @@ data=$(qemu-img map --output=json -f raw disk.raw |
        awk -F'[:,]' '/"data": true/ { for (i = 1; i < NF; i++) if ($i ~ /"length"/) s += $(i + 1) } END { print s + 0 }')
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-# one TOOL ARGS...: one run; prints "wall cpu"
+# one TOOL ARGS...: one run; prints "wall cpu".  An encrypted target is
+# made first, untimed (qemu-img create, the same for both tools), and
+# written with convert -n --target-image-opts
 one() {
     local tool=$1; shift
     rm -f luks/out.qcow2 luks/out.raw
+    [ -z "$pre" ] || qemu-img create -q -f qcow2 "${obj[@]}" -o "$pre" luks/out.qcow2 "$size"
     sync
     /usr/bin/time -f "%e %U %S" -o luks/time "$tool" "$@" > /dev/null 2> luks/err ||
         { echo "luks bench: $tool failed: $*" >&2; cat luks/err >&2; return 1; }
@@ -47,13 +50,16 @@ cores=$(nproc)
 echo "# encrypted qcow2: $pairs pairs, encrypt.iter-time=$iter on both sides, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# openssl speed -evp aes-256-xts (64 KiB blocks): $(awk -v x="$xts" 'BEGIN { printf "%.0f MB/s", x / 1e6 }') per core, $cores cores; data moved: $(awk -v d="$data" 'BEGIN { printf "%.2f GiB", d / 2^30 }')"
 printf '%-16s %9s %9s %7s %9s %9s %7s %9s %8s\n' case kimg_s qemu_s k/q kimg_cpu qemu_cpu k/q_cpu xts_s k/xts
+size=$(stat -c %s disk.raw)
+t1="driver=qcow2,encrypt.key-secret=k1,file.filename=luks/out.qcow2"
+t2="driver=qcow2,encrypt.key-secret=k2,file.filename=luks/out.qcow2"
 cases=(
-  "raw-to-luks|1|convert -f raw -O qcow2 ${obj[*]} -o $o1 disk.raw luks/out.qcow2"
-  "luks-to-raw|1|convert ${obj[*]} --image-opts $src -O raw luks/out.raw"
-  "luks-to-luks|2|convert ${obj[*]} --image-opts $src -O qcow2 -o $o2 luks/out.qcow2"
+  "raw-to-luks|1|$o1|convert -n ${obj[*]} -f raw --target-image-opts disk.raw $t1"
+  "luks-to-raw|1||convert ${obj[*]} --image-opts $src -O raw luks/out.raw"
+  "luks-to-luks|2|$o2|convert -n ${obj[*]} --image-opts --target-image-opts $src $t2"
 )
 for c in "${cases[@]}"; do
-    IFS='|' read -r name passes args <<< "$c"
+    IFS='|' read -r name passes pre args <<< "$c"
     # shellcheck disable=SC2206
     a=($args)
     : > luks/k; : > luks/q; : > luks/r; : > luks/rc
