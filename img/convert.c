@@ -648,6 +648,11 @@ int kimg_convert_run(struct kimg_convert *c)
             return kimg_fail(-ENOMEM, "out of memory");
         memset(e.zbuf, 0, CHUNK);
     }
+    if (c->compress && kimg_transforms_data(c->dst)) {
+        free(e.zbuf);
+        return kimg_fail(-ENOTSUP, "Compression and encryption not supported at the same "
+                         "time");
+    }
     /* the target compresses on our workers if its driver splits the work */
     if (c->compress)
         e.split_compress = kimg_size(c->dst) > 0 && kimg_can_compress(c->dst);
@@ -662,6 +667,7 @@ int kimg_convert_run(struct kimg_convert *c)
     e.par_write = !c->compress && !c->copy_offload && !e.raw_target &&
                   kimg_can_alloc_data(c->dst) &&
                   !kimg_tunables()->convert_serial;
+    e.transform = e.par_write && kimg_transforms_data(c->dst);
     reflink_start(&e);
     e.use_aio = is_direct(c->dst);
     e.one_writer = !e.use_aio && !kimg_tunables()->convert_parallel_writes;

@@ -83,6 +83,9 @@ struct engine {
                                    already full size, so writes cannot race
                                    on its length */
     bool par_write;             /* qcow2-like target: alloc_data/commit_data */
+    bool transform;             /* the target transforms (encrypts) the data
+                                   of its pieces: workers copy, transform,
+                                   write; never clone (transform_data) */
     bool use_aio;               /* some file is O_DIRECT: workers get libaio */
     bool one_writer;            /* buffered target: workers take turns writing */
     pthread_mutex_t wturn;      /* whose turn it is (one_writer) */

@@ -320,17 +320,45 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         j->ret = ret;
 }
 
+/* A target that transforms its data (encryption): each piece copied into
+ * the job's own buffer (the data may be a mapped source) and transformed
+ * there, on this worker, before anything is written. */
+static int transform_pieces(struct engine *e, struct job *j)
+{
+    for (uint32_t i = 0; i < j->npieces_w; i++) {
+        const struct piece *p = &j->pieces[i];
+        if (j->data != j->buf)
+            memcpy(j->buf + p->pos, j->data + p->pos, p->len);
+        int ret = kimg_transform_data(e->c->dst, j->doff + p->pos, p->host, j->buf + p->pos,
+                                      p->len);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 /* Second phase (parallel qcow2 writes): the pieces, in one batch. */
 static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     struct kimg_aio_req reqs[KIMG_AIO_MAX];
     int n = 0, ret = 0;
+    const uint8_t *data = j->data;
+    if (e->transform) {
+        ret = transform_pieces(e, j);
+        data = j->buf;
+        if (ret < 0) {
+            j->ret = ret;
+            set_err(j, "encrypting", j->doff, NULL);
+            return;
+        }
+    }
     write_turn(e, true);
     for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
         const struct piece *p = &j->pieces[i];
-        if (j->hfile && reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
+        if (!e->transform && j->hfile &&
+            reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
             continue;
-        ret = aio_add(aio, reqs, &n, p->file, j->data + p->pos, p->len, p->host, true);
+        ret = aio_add(aio, reqs, &n, p->file, (uint8_t *)data + p->pos, p->len, p->host, true);
     }
     if (ret == 0 && n)
         ret = aio_all(aio, reqs, n, true);

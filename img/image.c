@@ -782,6 +782,21 @@ int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host
     return img->drv->commit_data(img, off, len, host);
 }
 
+bool kimg_transforms_data(struct kimg *img)
+{
+    return img->drv->transform_data && img->drv->transform_data(img, 0, 0, NULL, 0) == 0;
+}
+
+int kimg_transform_data(struct kimg *img, uint64_t off, uint64_t host, void *buf,
+                        uint64_t len)
+{
+    if (!len)
+        return 0;
+    if (!img->drv->transform_data)
+        return kimg_fail(-ENOTSUP, "this format stores data as given");
+    return img->drv->transform_data(img, off, host, buf, len);
+}
+
 int kimg_set_write_option(struct kimg *img, const char *key, const char *value)
 {
     int ret = kimg_check_writable(img);

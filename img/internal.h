@@ -37,6 +37,12 @@ bool kimg_can_alloc_data(const struct kimg *img);
 int64_t kimg_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
                         struct kimg_file **file);
 int kimg_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* driver.h's transform_data: whether IMG transforms the data the copy
+ * engine writes to alloc_data's space (encrypted qcow2), and the transform
+ * itself, in place (thread-safe, no lock). */
+bool kimg_transforms_data(struct kimg *img);
+int kimg_transform_data(struct kimg *img, uint64_t off, uint64_t host, void *buf,
+                        uint64_t len);
 /* How qemu cuts this layer's block status replies (driver.h's
  * status_units); all zero (no cut) for a format that does not say. */
 void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,

@@ -99,8 +99,8 @@ static int read_request(struct qcow2_state *s, struct kimg_opts *opts, struct am
             continue;
         if (s->crypt_method == QCOW2_CRYPT_NONE)
             return kimg_fail(-EINVAL, "Can't amend encryption options - encryption not present");
-        return kimg_fail(-ENOTSUP, "Only LUKS encryption options can be amended, and kimg "
-                         "cannot open encrypted images");
+        return kimg_fail(-ENOTSUP, "amending the key slots of an encrypted qcow2 image is "
+                         "not supported yet");
     }
     if ((ret = kimg_opts_get_size(opts, "size", 0, &r->size)) < 0)
         return ret;

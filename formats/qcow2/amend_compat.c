@@ -367,6 +367,11 @@ int qcow2_amend_downgrade(struct qcow2_state *s)
         return kimg_fail(-ENOTSUP, "compat=0.10 requires refcount_bits=16");
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "Cannot downgrade an image with a data file");
+    /* zero clusters would become host zeros, which decrypt to garbage
+     * (qemu 7.2 does just that): refused instead */
+    if (qcow2_encrypted(s))
+        return kimg_fail(-ENOTSUP, "Cannot downgrade an encrypted image (its zero clusters "
+                         "cannot be expanded)");
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
         const struct qcow2_snapshot *sn = &s->snapshots[i];
         if (sn->vm_state_size > UINT32_MAX || (sn->has_disk_size && sn->disk_size != s->img->size))

@@ -87,10 +87,9 @@ static int change_backing_locked(struct qcow2_state *s, const char *name, const 
                         "data-file-raw");
         goto out;
     }
-    if (s->crypt_method != QCOW2_CRYPT_NONE) {
-        ret = qcow2_crypto_refuse();
+    ret = qcow2_crypto_check_io(s);
+    if (ret < 0)
         goto out;
-    }
     /* the header cluster as the file holds it: what the old header uses */
     ret = kimg_file_pread_zero_eof(s->file, old, s->cluster_size, 0);
     if (ret < 0)
@@ -193,16 +192,18 @@ static int trim_tail(struct qcow2_state *s)
 }
 
 /* Does the host range [off, off+len) touch the header, the active L1
- * table, the refcount table or the snapshot table?  (O(1): per entry.) */
+ * table, the refcount table, the snapshot table or the LUKS area?  (O(1):
+ * per entry.) */
 static bool names_fixed_meta(const struct qcow2_state *s, uint64_t off, uint64_t len)
 {
-    const uint64_t r[4][2] = {
+    const uint64_t r[5][2] = {
         { 0, s->cluster_size },
         { s->l1_offset, (uint64_t)s->l1_size * 8 },
         { s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits },
         { s->snapshots_offset, s->nb_snapshots ? s->snapshots_size : 0 },
+        { s->crypto_hdr_offset, s->has_crypto_ext ? s->crypto_hdr_length : 0 },
     };
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (r[i][1] && off < r[i][0] + r[i][1] && r[i][0] < off + len)
             return true;
     return false;
@@ -340,8 +341,9 @@ out:
  */
 static int make_empty_locked(struct qcow2_state *s)
 {
-    if (s->crypt_method != QCOW2_CRYPT_NONE)
-        return qcow2_crypto_refuse();
+    int ret = qcow2_crypto_check_io(s);
+    if (ret < 0)
+        return ret;
     if (s->data_file_raw)
         return kimg_fail(-ENOTSUP, "an image with data-file-raw cannot be emptied (its "
                          "data file is its content)");
@@ -353,7 +355,7 @@ static int make_empty_locked(struct qcow2_state *s)
     bool any = false;
     for (uint32_t i = 0; i < s->l1_size && !any; i++)
         any = (s->l1[i] & QCOW2_L1E_OFFSET_MASK) != 0;
-    int ret = 0;
+    ret = 0;
     if (any) {
         uint64_t *zl1 = calloc(s->l1_size, sizeof(*zl1));
         if (!zl1)

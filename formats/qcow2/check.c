@@ -629,6 +629,8 @@ static int calculate(struct chk *c)
     if (s->nb_snapshots)
         inc_range(c, s->snapshots_offset, s->snapshots_size);
     inc_range(c, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits);
+    if (s->has_crypto_ext)      /* the LUKS area, as qemu's check counts it */
+        inc_range(c, s->crypto_hdr_offset, s->crypto_hdr_length);
     ret = check_bitmaps(c);
     if (ret < 0)
         return ret;

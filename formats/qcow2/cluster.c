@@ -2,8 +2,9 @@
  * cluster.c — the cluster layer: L1/L2 lookup (one validated walk for the
  * read and the write paths), classification of L2 entries, L2 tables made
  * ready for writing (allocated, or copied when shared with a snapshot), the
- * copy-on-write reads of a cluster's old content, L1 growth, the pending-L1
- * write-out and the deferred freeing of dropped clusters.  Ordering: a new
+ * copy-on-write reads of a cluster's old content (decrypted if encrypted),
+ * L1 growth, the pending-L1 write-out and the deferred freeing of dropped
+ * clusters.  Ordering: a new
  * L2 table reaches the disk before its L1 entry (pending L1 entries are
  * written by qcow2_flush_caches after the L2 cache); refcounts reach the
  * disk before the L2 entries that need them; old clusters are freed only
@@ -405,7 +406,10 @@ int qcow2_cow_read(struct qcow2_state *s, uint64_t cstart, uint64_t entry,
         case QCOW2_SC_NORMAL:
             if (!s->data_file)
                 return kimg_fail(-EIO, "The external data file is not open");
-            ret = kimg_file_pread_zero_eof(s->data_file, out, e - a, host + a);
+            if (qcow2_encrypted(s))
+                ret = qcow2_crypto_pread(s, out, e - a, host + a, cstart + a);
+            else
+                ret = kimg_file_pread_zero_eof(s->data_file, out, e - a, host + a);
             break;
         case QCOW2_SC_ZERO_PLAIN:
         case QCOW2_SC_ZERO_ALLOC:

@@ -1,7 +1,8 @@
 /*
  * create.c — `create -f qcow2`: qemu-img's options and their checks, the
  * initial layout (header, refcount table, refcount block, L1 table, as
- * qemu-img lays them out), preallocation and the external data file.
+ * qemu-img lays them out), preallocation, the LUKS area of an encrypted
+ * image (crypto.c) and the external data file.
  * The header's magic is written last, so a failed create never leaves a
  * file that looks like a valid image.
  */
@@ -46,6 +47,10 @@ const struct kimg_optdesc qcow2_create_opts[] = {
  * order, with the defaults it shows when one was not given. */
 const struct kimg_shown_opt qcow2_formatting_opts[] = {
     { "encryption", NULL, false },
+    { "encrypt.format", NULL, false }, { "encrypt.key-secret", NULL, false },
+    { "encrypt.cipher-alg", NULL, false }, { "encrypt.cipher-mode", NULL, false },
+    { "encrypt.ivgen-alg", NULL, false }, { "encrypt.ivgen-hash-alg", NULL, false },
+    { "encrypt.hash-alg", NULL, false }, { "encrypt.iter-time", NULL, false },
     { "cluster_size", "65536", true }, { "extended_l2", "off", false },
     { "preallocation", NULL, false }, { "compression_type", "zlib", false },
     { "size", NULL, true }, { "backing_file", NULL, false },
@@ -83,23 +88,11 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
     p->backing_file = a->backing_file;
     p->backing_fmt = a->backing_format;
 
-    static const char *const enc[] = {
-        "encryption", "encrypt.format", "encrypt.key-secret", "encrypt.cipher-alg",
-        "encrypt.cipher-mode", "encrypt.hash-alg", "encrypt.iter-time",
-        "encrypt.ivgen-alg", "encrypt.ivgen-hash-alg",
-    };
-    for (size_t i = 0; i < sizeof(enc) / sizeof(enc[0]); i++) {
-        if (!kimg_opts_get(o, enc[i]))
-            continue;
-        if (!strcmp(enc[i], "encryption")) {
-            ret = kimg_opts_get_bool(o, "encryption", false, &b);
-            if (ret < 0)
-                return ret;
-            if (!b)
-                continue;
-        }
-        return kimg_fail(-ENOTSUP, "encrypted images are not supported");
-    }
+    /* encryption: checked (and the secret looked up) before any file
+     * is made; the LUKS area is written by qcow2_crypto_create */
+    ret = qcow2_crypto_create_check(o, &b, NULL);
+    if (ret < 0)
+        return ret;
 
     ret = kimg_opts_get_size(o, "cluster_size", 65536, &u);
     if (ret < 0)
@@ -373,6 +366,10 @@ int qcow2_create_in(struct qcow2_state *s, const struct kimg_create_args *args)
     ret = qcow2_preallocate(s, 0, p.size, p.prealloc);
     if (ret < 0)
         goto out;
+    /* then the LUKS area, in the clusters after them (qemu's layout) */
+    ret = qcow2_crypto_create(s, args->opts);
+    if (ret < 0)
+        goto out;
     if (p.prealloc == KIMG_PREALLOC_FALLOC || p.prealloc == KIMG_PREALLOC_FULL) {
         /* qemu also extends the file over the metadata it may need */
     }
@@ -392,6 +389,7 @@ out:
         free(s->l1);
         free(s->l1_pending);
         free(s->rt);
+        qcow2_crypto_close(s);
     }
     free(fake.backing_name);
     free(fake.backing_format);

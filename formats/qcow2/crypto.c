@@ -1,10 +1,11 @@
 /*
- * crypto.c — encrypted qcow2 images (crypt_method 1: legacy AES, 2: LUKS):
- * kimg decrypts nothing.  Such an image opens only for metadata (info:
- * KIMG_OPEN_NO_IO, read-only), with its LUKS1 header parsed and validated
- * field by field for the "encrypt" info block qemu-img prints; every guest
- * data access fails with one message.  LUKS1 layout: the LUKS On-Disk
- * Format Specification 1.2.3; names and checks as qemu 7.2's crypto/block-luks.c.
+ * crypto.c — encrypted qcow2 (crypt_method 2: LUKS, 1: legacy AES): the
+ * key from the open option encrypt.key-secret, the LUKS header in the
+ * clusters the CRYPTO header extension names (formats/luks parses it, holds
+ * the key slots and the ciphers: one LUKS parser in kimg), the legacy
+ * AES-128-CBC cipher (OpenSSL EVP), guest data encrypted and decrypted in
+ * whole 512-byte sectors with qemu's IVs (crypt_physical_offset: the host
+ * offset for LUKS, the guest offset for AES), and the create-time options.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,325 +13,386 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "qcow2.h"
 #include "kimg/json.h"
+#include "../luks/luks.h"
 
-/* ---- LUKS1 on-disk header (big-endian) --------------------------------- */
+#define SECTOR 512u
+#define KEY_OPT "encrypt.key-secret"
 
-#define LUKS_HDR_LEN          592
-#define LUKS_MAGIC_LEN        6
-#define LUKS_VERSION          1
-#define LUKS_NAME_LEN         32     /* cipher name, cipher mode, hash spec */
-#define LUKS_UUID_LEN         40
-#define LUKS_SECTOR           512u
-#define LUKS_KEY_SLOT_OFFSET  4096u  /* header + slot table, qemu's alignment */
-#define LUKS_HDR_SECTORS      (LUKS_KEY_SLOT_OFFSET / LUKS_SECTOR)
-#define LUKS_STRIPES          4000u
-#define LUKS_SLOT_ACTIVE      0x00AC71F3u
-#define LUKS_SLOT_INACTIVE    0x0000DEADu
-
-#define OFF_VERSION           6
-#define OFF_CIPHER_NAME       8
-#define OFF_CIPHER_MODE       40
-#define OFF_HASH_SPEC         72
-#define OFF_PAYLOAD           104
-#define OFF_KEY_BYTES         108
-#define OFF_MK_ITERS          164
-#define OFF_UUID              168
-#define OFF_SLOTS             208
-#define SLOT_LEN              48     /* active, iters, salt[32], offset, stripes */
-
-static const uint8_t luks_magic[LUKS_MAGIC_LEN] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
-
-static const char *const cipher_modes[] = { "ecb", "cbc", "xts", "ctr", NULL };
-static const char *const ivgens[] = { "plain", "plain64", "essiv", NULL };
-
-/* qemu's QCryptoHashAlgorithm names and digest lengths */
-static const struct { const char *name; unsigned digest; } hashes[] = {
-    { "md5", 16 }, { "sha1", 20 }, { "sha224", 28 }, { "sha256", 32 },
-    { "sha384", 48 }, { "sha512", 64 }, { "ripemd160", 20 },
-};
-
-/* qemu's cipher name + key size -> algorithm table (block-luks.c) */
-static const struct { const char *name; unsigned sizes[4]; } ciphers[] = {
-    { "aes", { 16, 24, 32, 0 } },
-    { "cast5", { 16, 0 } },
-    { "serpent", { 16, 24, 32, 0 } },
-    { "twofish", { 16, 24, 32, 0 } },
-};
-
-static const char *lookup(const char *const *names, const char *s)
-{
-    for (int i = 0; names[i]; i++)
-        if (!strcmp(names[i], s))
-            return names[i];
-    return NULL;
-}
-
-static int lookup_hash(const char *s)
-{
-    for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++)
-        if (!strcmp(hashes[i].name, s))
-            return (int)i;
-    return -1;
-}
-
-/* Copy a NUL-terminated string from a fixed-size field; -1 if the field
- * has no NUL. */
-static int field_string(char *out, const uint8_t *p, size_t len)
-{
-    const uint8_t *nul = memchr(p, 0, len);
-    if (!nul)
-        return -1;
-    memcpy(out, p, (size_t)(nul - p) + 1);
-    return 0;
-}
-
-/* Bytes shown in messages: printable ASCII only. */
-static void printable(char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
-            *s = '?';
-}
-
-/* Key material sectors of one slot, as qemu (and cryptsetup) count them:
- * key_bytes * stripes rounded up to sectors, then to the header size. */
-static uint64_t slot_sectors(uint32_t key_bytes, uint32_t stripes)
-{
-    uint64_t sectors = ((uint64_t)key_bytes * stripes + LUKS_SECTOR - 1) / LUKS_SECTOR;
-    return qcow2_align_up(sectors, LUKS_HDR_SECTORS);
-}
-
-int qcow2_luks_parse(const uint8_t *buf, size_t len, uint64_t area_len,
-                     struct qcow2_luks *out)
-{
-    char name[LUKS_NAME_LEN], mode[LUKS_NAME_LEN], hash[LUKS_NAME_LEN];
-    char *ivgen, *ivhash;
-
-    memset(out, 0, sizeof(*out));
-    if (len < LUKS_HDR_LEN || area_len < LUKS_HDR_LEN)
-        return kimg_fail(-EINVAL, "LUKS header is truncated");
-    if (memcmp(buf, luks_magic, LUKS_MAGIC_LEN))
-        return kimg_fail(-EINVAL, "Volume is not in LUKS format");
-    uint16_t version = qcow2_be16(buf + OFF_VERSION);
-    if (version != LUKS_VERSION)
-        return kimg_fail(-EINVAL, "LUKS version %u is not supported", version);
-    if (field_string(name, buf + OFF_CIPHER_NAME, LUKS_NAME_LEN) < 0)
-        return kimg_fail(-EINVAL, "LUKS header cipher name is not NUL terminated");
-    if (field_string(mode, buf + OFF_CIPHER_MODE, LUKS_NAME_LEN) < 0)
-        return kimg_fail(-EINVAL, "LUKS header cipher mode is not NUL terminated");
-    if (field_string(hash, buf + OFF_HASH_SPEC, LUKS_NAME_LEN) < 0)
-        return kimg_fail(-EINVAL, "LUKS header hash spec is not NUL terminated");
-    printable(name);
-    printable(mode);
-    printable(hash);
-    out->payload_offset_sector = qcow2_be32(buf + OFF_PAYLOAD);
-    out->key_bytes = qcow2_be32(buf + OFF_KEY_BYTES);
-    out->mk_iters = qcow2_be32(buf + OFF_MK_ITERS);
-    memcpy(out->uuid, buf + OFF_UUID, LUKS_UUID_LEN);
-    out->uuid[LUKS_UUID_LEN] = '\0';     /* qemu: g_strndup(uuid, 40) */
-
-    /* the header and slot checks of qemu's qcrypto_block_luks_check_header */
-    if (out->payload_offset_sector < LUKS_HDR_SECTORS)
-        return kimg_fail(-EINVAL, "LUKS payload is overlapping with the header");
-    if ((uint64_t)out->payload_offset_sector * LUKS_SECTOR > area_len)
-        return kimg_fail(-EINVAL, "LUKS payload offset %" PRIu64 " is past the end of the "
-                         "encryption header area (%" PRIu64 " bytes)",
-                         (uint64_t)out->payload_offset_sector * LUKS_SECTOR, area_len);
-    if (out->mk_iters == 0)
-        return kimg_fail(-EINVAL, "LUKS key iteration count is zero");
-    for (int i = 0; i < QCOW2_LUKS_SLOTS; i++) {
-        const uint8_t *p = buf + OFF_SLOTS + i * SLOT_LEN;
-        struct qcow2_luks_slot *sl = &out->slots[i];
-        uint32_t active = qcow2_be32(p);
-        sl->iters = qcow2_be32(p + 4);
-        sl->key_offset_sector = qcow2_be32(p + 40);
-        sl->stripes = qcow2_be32(p + 44);
-        if (sl->stripes != LUKS_STRIPES)
-            return kimg_fail(-EINVAL, "Keyslot %d is corrupted (stripes %" PRIu32 " != %u)",
-                             i, sl->stripes, LUKS_STRIPES);
-        if (active != LUKS_SLOT_ACTIVE && active != LUKS_SLOT_INACTIVE)
-            return kimg_fail(-EINVAL, "Keyslot %d state (active/disable) is corrupted", i);
-        sl->active = active == LUKS_SLOT_ACTIVE;
-        if (sl->active && sl->iters == 0)
-            return kimg_fail(-EINVAL, "Keyslot %d iteration count is zero", i);
-        if (sl->key_offset_sector < LUKS_HDR_SECTORS)
-            return kimg_fail(-EINVAL, "Keyslot %d is overlapping with the LUKS header", i);
-        uint64_t end = (uint64_t)sl->key_offset_sector + slot_sectors(out->key_bytes, sl->stripes);
-        if (end > out->payload_offset_sector)
-            return kimg_fail(-EINVAL, "Keyslot %d is overlapping with the encrypted payload", i);
-    }
-    for (int i = 0; i < QCOW2_LUKS_SLOTS; i++) {
-        uint64_t s1 = out->slots[i].key_offset_sector;
-        uint64_t e1 = s1 + slot_sectors(out->key_bytes, out->slots[i].stripes);
-        for (int j = i + 1; j < QCOW2_LUKS_SLOTS; j++) {
-            uint64_t s2 = out->slots[j].key_offset_sector;
-            uint64_t e2 = s2 + slot_sectors(out->key_bytes, out->slots[j].stripes);
-            if (e1 > s2 && e2 > s1)
-                return kimg_fail(-EINVAL, "Keyslots %d and %d are overlapping in the header",
-                                 i, j);
-        }
-    }
-
-    /* "<mode>-<ivgen>[:<ivhash>]", e.g. "xts-plain64", "cbc-essiv:sha256" */
-    ivgen = strchr(mode, '-');
-    if (!ivgen)
-        return kimg_fail(-EINVAL, "Unexpected cipher mode string format '%s'", mode);
-    *ivgen++ = '\0';
-    ivhash = strchr(ivgen, ':');
-    int ivhash_idx = -1;
-    if (ivhash) {
-        *ivhash++ = '\0';
-        ivhash_idx = lookup_hash(ivhash);
-        if (ivhash_idx < 0)
-            return kimg_fail(-EINVAL, "Hash algorithm '%s' not supported", ivhash);
-    }
-    out->cipher_mode = lookup(cipher_modes, mode);
-    if (!out->cipher_mode)
-        return kimg_fail(-EINVAL, "Cipher mode '%s' not supported", mode);
-
-    uint32_t kb = out->key_bytes;
-    if (!strcmp(out->cipher_mode, "xts"))
-        kb /= 2;
-    unsigned bits = 0;
-    const char *family = NULL;
-    for (size_t i = 0; !family && i < sizeof(ciphers) / sizeof(ciphers[0]); i++) {
-        if (strcmp(ciphers[i].name, name))
-            continue;
-        for (int j = 0; ciphers[i].sizes[j]; j++)
-            if (ciphers[i].sizes[j] == kb) {
-                family = ciphers[i].name;
-                bits = kb * 8;
-            }
-    }
-    if (!family)
-        return kimg_fail(-EINVAL, "Algorithm '%s' with key size %" PRIu32 " bytes not "
-                         "supported", name, kb);
-    snprintf(out->cipher_alg, sizeof(out->cipher_alg), "%s-%u", family, bits);
-
-    int hash_idx = lookup_hash(hash);
-    if (hash_idx < 0)
-        return kimg_fail(-EINVAL, "Hash algorithm '%s' not supported", hash);
-    out->hash_alg = hashes[hash_idx].name;
-    out->ivgen_alg = lookup(ivgens, ivgen);
-    if (!out->ivgen_alg)
-        return kimg_fail(-EINVAL, "IV generator '%s' not supported", ivgen);
-    if (!strcmp(out->ivgen_alg, "essiv")) {
-        if (ivhash_idx < 0)
-            return kimg_fail(-EINVAL, "Missing IV generator hash specification");
-        /* the ESSIV cipher is the same family keyed with the hash digest */
-        unsigned digest = hashes[ivhash_idx].digest;
-        if (digest != kb) {
-            if (!strcmp(family, "cast5"))
-                return kimg_fail(-EINVAL, "Cipher %s not supported with essiv",
-                                 out->cipher_alg);
-            if (digest != 16 && digest != 24 && digest != 32)
-                return kimg_fail(-EINVAL, "No %s cipher with key size %u available",
-                                 !strcmp(family, "aes") ? "AES" :
-                                 !strcmp(family, "serpent") ? "Serpent" : "Twofish",
-                                 digest);
-        }
-        out->ivgen_hash_alg = hashes[ivhash_idx].name;
-    }
-    /* plain/plain64 ignore a hash name, as dm-crypt and qemu do */
-    return 0;
-}
-
+/* What every data access of an image opened without its key gets (only
+ * a metadata open, KIMG_OPEN_NO_IO, gets that far): qemu's open error. */
 int qcow2_crypto_refuse(void)
 {
-    return kimg_fail(-ENOKEY, "encrypted images are not supported (cannot decrypt)");
+    return kimg_fail(-ENOKEY, "Parameter '" KEY_OPT "' is required for cipher");
 }
 
-int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size, unsigned flags,
-                      bool writable)
+int qcow2_crypto_check_io(const struct qcow2_state *s)
 {
-    uint8_t hdr[LUKS_HDR_LEN];
-    int ret;
-
-    if (s->crypt_method == QCOW2_CRYPT_NONE)
+    if (!qcow2_encrypted(s) || s->crypto.ready)
         return 0;
-    if (!(flags & KIMG_OPEN_NO_IO) || writable)
-        return qcow2_crypto_refuse();
-    if (s->crypt_method == QCOW2_CRYPT_AES)
-        return 0;   /* no header: the key is the password itself */
+    return qcow2_crypto_refuse();
+}
+
+/* ---- the LUKS area through the image file ----------------------------- */
+
+/* The key material moves through an aligned copy (the file layer wants
+ * large transfers from aligned buffers; the LUKS code's are its own). */
+static int area_pread(void *opaque, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = opaque;
+    if (off > s->crypto_hdr_length || len > s->crypto_hdr_length - off)
+        return kimg_fail(-EIO, "LUKS read outside the encryption header area");
+    uint8_t *b = kimg_alloc_aligned(len ? len : 1);
+    if (!b)
+        return -ENOMEM;
+    int ret = kimg_file_pread_zero_eof(s->file, b, len, s->crypto_hdr_offset + off);
+    if (ret == 0)
+        memcpy(buf, b, len);
+    OPENSSL_cleanse(b, len);
+    free(b);
+    return ret;
+}
+
+static int area_pwrite(void *opaque, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = opaque;
+    if (off > s->crypto_hdr_length || len > s->crypto_hdr_length - off)
+        return kimg_fail(-EIO, "LUKS write outside the encryption header area");
+    uint8_t *b = kimg_alloc_aligned(len ? len : 1);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, buf, len);
+    int ret = kimg_file_pwrite(s->file, b, len, s->crypto_hdr_offset + off);
+    OPENSSL_cleanse(b, len);
+    free(b);
+    return ret;
+}
+
+static int area_sync(void *opaque)
+{
+    struct qcow2_state *s = opaque;
+    return kimg_file_sync(s->file);
+}
+
+static void area_io(struct qcow2_state *s, struct luks_io *io, bool writable)
+{
+    memset(io, 0, sizeof(*io));
+    io->opaque = s;
+    io->pread = area_pread;
+    io->pwrite = writable ? area_pwrite : NULL;
+    io->sync = writable ? area_sync : NULL;
+    io->len = s->crypto_hdr_length;
+}
+
+/* ---- open ----------------------------------------------------------------- */
+
+/* The open option encrypt.format, checked against the header as qemu's
+ * qcow2_update_options_prepare does. */
+static int check_format_opt(struct qcow2_state *s)
+{
+    const char *fmt = kimg_open_opt(s->img, "encrypt.format");
+    static const char *const names[] = { "", "aes", "luks" };
+    if (!fmt)
+        return 0;
+    if (strcmp(fmt, "aes") && strcmp(fmt, "luks"))
+        return kimg_fail(-EINVAL, "Parameter 'encrypt.format' does not accept value '%s'",
+                         fmt);
+    if (s->crypt_method == QCOW2_CRYPT_NONE)
+        return kimg_fail(-EINVAL, "No encryption in image header, but options specified "
+                         "format '%s'", fmt);
+    if (strcmp(fmt, names[s->crypt_method]))
+        return kimg_fail(-EINVAL, "Header reported '%s' encryption format but options "
+                         "specify '%s'", names[s->crypt_method], fmt);
+    return 0;
+}
+
+static int open_luks_area(struct qcow2_state *s, uint64_t file_size)
+{
     /* qemu opens this one under NO_IO too, then crashes in info: refuse */
     if (!s->has_crypto_ext)
         return kimg_fail(-EINVAL, "Missing CRYPTO header for crypt method %" PRIu32,
                          s->crypt_method);
-
     uint64_t off = s->crypto_hdr_offset, len = s->crypto_hdr_length;
     if (off < s->cluster_size)
         return kimg_fail(-EINVAL, "Encryption header offset '%" PRIu64 "' overlaps the "
                          "qcow2 header", off);
-    if (len < LUKS_HDR_LEN)
-        return kimg_fail(-EINVAL, "Encryption header length %" PRIu64 " is too small "
-                         "for a LUKS header", len);
     if (len > QCOW2_MAX_CRYPTO_HDR)
         return kimg_fail(-EFBIG, "Encryption header length %" PRIu64 " is too large", len);
     if (off > file_size || len > file_size - off)
         return kimg_fail(-EINVAL, "Encryption header extends past the end of the file");
-    ret = kimg_file_pread(s->file, hdr, sizeof(hdr), off);
+    struct luks_io io;
+    area_io(s, &io, false);
+    unsigned lflags = (s->img->flags & KIMG_OPEN_UNTRUSTED) ? LUKS_OPEN_UNTRUSTED : 0;
+    return luks_open(&s->crypto.luks, &io, lflags);
+}
+
+int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size)
+{
+    int ret = check_format_opt(s);
     if (ret < 0)
         return ret;
-    s->luks = malloc(sizeof(*s->luks));
-    if (!s->luks)
-        return -ENOMEM;
-    ret = qcow2_luks_parse(hdr, sizeof(hdr), len, s->luks);
-    if (ret < 0) {
-        free(s->luks);
-        s->luks = NULL;
+    /* taken (so not refused as unknown) even for a plain image, as qemu */
+    const char *id = kimg_open_opt(s->img, KEY_OPT);
+    if (!qcow2_encrypted(s))
+        return 0;
+    if (s->crypt_method == QCOW2_CRYPT_LUKS) {
+        ret = open_luks_area(s, file_size);
+        if (ret < 0)
+            return ret;
     }
+    if (!id) {
+        if (s->img->flags & KIMG_OPEN_NO_IO)
+            return 0;
+        return qcow2_crypto_refuse();
+    }
+    uint8_t *secret;
+    size_t len;
+    ret = kimg_secret_get(id, &secret, &len);
+    if (ret < 0)
+        return ret;
+    if (s->crypt_method == QCOW2_CRYPT_LUKS) {
+        ret = luks_unlock(s->crypto.luks, secret, len);
+    } else {
+        /* qemu's qcow key: the password as a C string, cut or zero-padded
+         * to 16 bytes */
+        size_t n = strnlen((const char *)secret, len);
+        memset(s->crypto.aes_key, 0, sizeof(s->crypto.aes_key));
+        memcpy(s->crypto.aes_key, secret, n < 16 ? n : 16);
+    }
+    kimg_secret_free(secret, len);
+    if (ret < 0)
+        return ret;
+    s->crypto.ready = true;
+    return 0;
+}
+
+void qcow2_crypto_close(struct qcow2_state *s)
+{
+    if (s->crypto.luks)
+        luks_close(s->crypto.luks);
+    s->crypto.luks = NULL;
+    OPENSSL_cleanse(s->crypto.aes_key, sizeof(s->crypto.aes_key));
+    s->crypto.ready = false;
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+/* Legacy qcow AES: AES-128-CBC, IV plain64 (the sector number, little
+ * endian, zero-padded to 16 bytes), one sector at a time. */
+static int aes_run(const uint8_t *key, bool enc, uint64_t sector, uint8_t *buf, uint64_t len)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int ret = 0;
+    if (!ctx)
+        return kimg_fail(-ENOMEM, "out of memory");
+    if (EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key, NULL, enc) != 1 ||
+        EVP_CIPHER_CTX_set_padding(ctx, 0) != 1)
+        ret = -EIO;
+    for (uint64_t p = 0; ret == 0 && p < len; p += SECTOR, sector++) {
+        uint8_t iv[16] = { 0 };
+        int out = 0;
+        for (int i = 0; i < 8; i++)
+            iv[i] = (uint8_t)(sector >> (8 * i));
+        if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc) != 1 ||
+            EVP_CipherUpdate(ctx, buf + p, &out, buf + p, SECTOR) != 1 || out != SECTOR)
+            ret = -EIO;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (ret < 0)
+        return kimg_fail(ret, "AES %s failed", enc ? "encryption" : "decryption");
+    return 0;
+}
+
+int qcow2_crypto_run(const struct qcow2_state *s, bool enc, uint64_t guest, uint64_t host,
+                     void *buf, uint64_t len)
+{
+    int ret = qcow2_crypto_check_io(s);
+    if (ret < 0 || !qcow2_encrypted(s) || !len)
+        return ret;
+    if ((guest | host | len) % SECTOR)
+        return kimg_fail(-EINVAL, "qcow2: unaligned encryption request");
+    if (s->crypt_method == QCOW2_CRYPT_AES)
+        return aes_run(s->crypto.aes_key, enc, guest / SECTOR, buf, len);
+    for (uint64_t p = 0; p < len;) {
+        /* luks_encrypt takes a size_t: large requests in pieces */
+        uint64_t n = len - p < (1u << 30) ? len - p : (1u << 30);
+        ret = enc ? luks_encrypt(s->crypto.luks, (host + p) / SECTOR, (uint8_t *)buf + p, n)
+                  : luks_decrypt(s->crypto.luks, (host + p) / SECTOR, (uint8_t *)buf + p, n);
+        if (ret < 0)
+            return ret;
+        p += n;
+    }
+    return 0;
+}
+
+int qcow2_crypto_pread(const struct qcow2_state *s, void *buf, uint64_t len, uint64_t host,
+                       uint64_t guest)
+{
+    if (!s->data_file)
+        return kimg_fail(-EIO, "Cannot read guest data: the external data file is not open");
+    if (host % SECTOR == 0 && len % SECTOR == 0) {
+        int ret = kimg_file_pread_zero_eof(s->data_file, buf, len, host);
+        return ret < 0 ? ret : qcow2_crypto_run(s, false, guest, host, buf, len);
+    }
+    /* whole sectors around it, decrypted, the asked part copied out */
+    uint64_t head = host % SECTOR;
+    uint64_t a = host - head, b = qcow2_align_up(host + len, SECTOR);
+    uint8_t *tmp = kimg_alloc_aligned(b - a);
+    if (!tmp)
+        return -ENOMEM;
+    int ret = kimg_file_pread_zero_eof(s->data_file, tmp, b - a, a);
+    if (ret == 0)
+        ret = qcow2_crypto_run(s, false, guest - head, a, tmp, b - a);
+    if (ret == 0)
+        memcpy(buf, tmp + head, len);
+    OPENSSL_cleanse(tmp, b - a);
+    free(tmp);
     return ret;
 }
 
+/* ---- info -------------------------------------------------------------------- */
+
 struct kimg_jv *qcow2_crypto_info(const struct qcow2_state *s)
 {
-    struct kimg_jv *e;
-
     if (s->crypt_method == QCOW2_CRYPT_AES) {
-        e = kimg_jv_object();
+        struct kimg_jv *e = kimg_jv_object();
         if (e)
             kimg_jv_add_str(e, "format", "aes");
         return e;
     }
-    if (s->crypt_method != QCOW2_CRYPT_LUKS || !s->luks)
+    if (s->crypt_method != QCOW2_CRYPT_LUKS || !s->crypto.luks)
         return NULL;
-    const struct qcow2_luks *l = s->luks;
-    struct kimg_jv *slots = kimg_jv_array();
-    e = kimg_jv_object();
-    if (!e || !slots) {
-        kimg_jv_free(e);
-        kimg_jv_free(slots);
-        return NULL;
-    }
-    for (int i = 0; i < QCOW2_LUKS_SLOTS; i++) {
-        const struct qcow2_luks_slot *sl = &l->slots[i];
-        struct kimg_jv *o = kimg_jv_object();
-        if (!o) {
-            kimg_jv_free(e);
-            kimg_jv_free(slots);
-            return NULL;
-        }
-        /* qemu's QDict order; iters and stripes only for active slots */
-        kimg_jv_add_bool(o, "active", sl->active);
-        if (sl->active)
-            kimg_jv_add_uint(o, "iters", sl->iters);
-        kimg_jv_add_uint(o, "key-offset", (uint64_t)sl->key_offset_sector * LUKS_SECTOR);
-        if (sl->active)
-            kimg_jv_add_uint(o, "stripes", sl->stripes);
-        kimg_jv_add(slots, NULL, o);
-    }
-    kimg_jv_add_str(e, "ivgen-alg", l->ivgen_alg);
-    kimg_jv_add_str(e, "hash-alg", l->hash_alg);
-    kimg_jv_add_str(e, "cipher-alg", l->cipher_alg);
-    kimg_jv_add_str(e, "uuid", l->uuid);
-    if (l->ivgen_hash_alg)
-        kimg_jv_add_str(e, "ivgen-hash-alg", l->ivgen_hash_alg);
-    kimg_jv_add_str(e, "format", "luks");
-    kimg_jv_add_str(e, "cipher-mode", l->cipher_mode);
-    kimg_jv_add(e, "slots", slots);
-    kimg_jv_add_uint(e, "payload-offset", (uint64_t)l->payload_offset_sector * LUKS_SECTOR);
-    kimg_jv_add_uint(e, "master-key-iters", l->mk_iters);
-    return e;
+    return luks_info(s->crypto.luks);
+}
+
+/* ---- create ------------------------------------------------------------------ */
+
+/* The encrypt.* create options as luks_params (strings borrowed). */
+static int get_params(const struct kimg_opts *o, struct luks_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->cipher_alg = kimg_opts_get(o, "encrypt.cipher-alg");
+    p->cipher_mode = kimg_opts_get(o, "encrypt.cipher-mode");
+    p->ivgen_alg = kimg_opts_get(o, "encrypt.ivgen-alg");
+    p->ivgen_hash_alg = kimg_opts_get(o, "encrypt.ivgen-hash-alg");
+    p->hash_alg = kimg_opts_get(o, "encrypt.hash-alg");
+    return kimg_opts_get_u64(o, "encrypt.iter-time", 0, &p->iter_time_ms);
+}
+
+/* Which format the options ask for: 0 none, else QCOW2_CRYPT_*. */
+static int wanted_format(const struct kimg_opts *o, int *method)
+{
+    bool legacy = false;
+    int ret = kimg_opts_get_bool(o, "encryption", false, &legacy);
+    if (ret < 0)
+        return ret;
+    const char *fmt = kimg_opts_get(o, "encrypt.format");
+    *method = QCOW2_CRYPT_NONE;
+    if (legacy && fmt)
+        return kimg_fail(-EINVAL, "Options \"encrypt.format\" and \"encryption\" are "
+                         "mutually exclusive");
+    if (legacy || (fmt && !strcmp(fmt, "aes")))
+        *method = QCOW2_CRYPT_AES;
+    else if (fmt && !strcmp(fmt, "luks"))
+        *method = QCOW2_CRYPT_LUKS;
+    else if (fmt)
+        return kimg_fail(-EINVAL, "Parameter 'encrypt.format' does not accept value '%s'",
+                         fmt);
+    return 0;
+}
+
+/* The secret named by encrypt.key-secret, looked up (qemu's messages). */
+static int get_secret(const struct kimg_opts *o, uint8_t **secret, size_t *len)
+{
+    const char *id = kimg_opts_get(o, KEY_OPT);
+    if (!id)
+        return kimg_fail(-EINVAL, "Parameter '" KEY_OPT "' is required for cipher");
+    return kimg_secret_get(id, secret, len);
+}
+
+int qcow2_crypto_create_check(const struct kimg_opts *o, bool *on, uint64_t *area_len)
+{
+    int method, ret = wanted_format(o, &method);
+    *on = false;
+    if (ret < 0)
+        return ret;
+    if (method == QCOW2_CRYPT_NONE)
+        return 0;
+    uint8_t *secret;
+    size_t len;
+    ret = get_secret(o, &secret, &len);
+    if (ret < 0)
+        return ret;
+    kimg_secret_free(secret, len);
+    /* qemu-img 7.2 still writes these; qemu refuses to use them in its
+     * system emulators, and kimg does not make new ones */
+    if (method == QCOW2_CRYPT_AES)
+        return kimg_fail(-ENOTSUP, "Use of AES-CBC encrypted qcow2 images is no longer "
+                         "supported: use encrypt.format=luks");
+    struct luks_params p;
+    ret = get_params(o, &p);
+    if (ret < 0)
+        return ret;
+    uint64_t n = 0;
+    ret = luks_area_len(&p, &n);
+    if (ret < 0)
+        return ret;
+    *on = true;
+    if (area_len)
+        *area_len = n;
+    return 0;
+}
+
+int qcow2_crypto_create(struct qcow2_state *s, const struct kimg_opts *o)
+{
+    struct luks_params p;
+    uint64_t area = 0, host;
+    bool on;
+    int ret = qcow2_crypto_create_check(o, &on, &area);
+    if (ret < 0 || !on)
+        return ret;
+    ret = get_params(o, &p);
+    if (ret < 0)
+        return ret;
+    /* whole clusters, zeroed so the tail has predictable content (qemu) */
+    uint64_t clusters = qcow2_align_up(area, s->cluster_size) >> s->cluster_bits;
+    ret = qcow2_alloc_clusters(s, clusters, &host);
+    if (ret < 0)
+        return ret;
+    uint8_t *zero = kimg_alloc_aligned_zero(s->cluster_size);
+    if (!zero)
+        return -ENOMEM;
+    for (uint64_t i = 0; ret == 0 && i < clusters; i++)
+        ret = kimg_file_pwrite(s->file, zero, s->cluster_size, host + (i << s->cluster_bits));
+    free(zero);
+    if (ret < 0)
+        return ret;
+    s->crypt_method = QCOW2_CRYPT_LUKS;
+    s->has_crypto_ext = true;
+    s->crypto_hdr_offset = host;
+    s->crypto_hdr_length = area;
+
+    uint8_t *secret;
+    size_t len;
+    ret = get_secret(o, &secret, &len);
+    if (ret < 0)
+        return ret;
+    struct luks_io io;
+    uint64_t written = 0;
+    area_io(s, &io, true);
+    ret = luks_create(&s->crypto.luks, &p, secret, len, &io, &written);
+    kimg_secret_free(secret, len);
+    if (ret < 0)
+        return ret;
+    if (written > area)
+        return kimg_fail(-EIO, "LUKS header larger than announced (%" PRIu64 " > %" PRIu64
+                         " bytes)", written, area);
+    uint8_t ext[QCOW2_CRYPTO_EXT_LEN];
+    qcow2_put_be64(ext, host);
+    qcow2_put_be64(ext + 8, area);
+    return qcow2_set_ext(s, QCOW2_EXT_CRYPTO, ext, sizeof(ext));
 }

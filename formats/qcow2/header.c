@@ -130,6 +130,10 @@ int qcow2_set_ext(struct qcow2_state *s, uint32_t type, const void *data, uint32
         pos = 0;
     else if (type == QCOW2_EXT_DATA_FILE)
         pos = (s->nb_exts && s->exts[0].type == QCOW2_EXT_BACKING_FMT) ? 1 : 0;
+    else if (type == QCOW2_EXT_CRYPTO)   /* then the encryption header's */
+        for (pos = 0; pos < s->nb_exts && (s->exts[pos].type == QCOW2_EXT_BACKING_FMT ||
+                                           s->exts[pos].type == QCOW2_EXT_DATA_FILE); pos++)
+            ;
     memmove(&v[pos + 1], &v[pos], (size_t)(s->nb_exts - pos) * sizeof(*v));
     v[pos].type = type;
     v[pos].len = len;

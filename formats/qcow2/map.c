@@ -1,8 +1,8 @@
 /*
  * map.c — guest reads (backing reads for the unallocated parts, host runs
- * coalesced, compressed clusters decompressed, read plans carried out
- * without the lock) and block status, on top of the cluster layer's
- * lookup and classification (cluster.c).
+ * coalesced, compressed clusters decompressed, encrypted data decrypted,
+ * read plans carried out without the lock) and block status, on top of
+ * the cluster layer's lookup and classification (cluster.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,7 +61,8 @@ struct qcow2_read_seg {
     enum seg_kind kind;
     uint8_t *buf;
     uint64_t where;     /* host offset, guest offset, or compressed L2 entry */
-    uint64_t pos;       /* compressed: offset inside the cluster */
+    uint64_t pos;       /* compressed: offset inside the cluster; host data:
+                           its guest offset (the IV of legacy AES) */
     uint64_t len;
 };
 
@@ -84,6 +85,7 @@ struct pend {
     int kind;           /* 0 none, 1 host read, 2 backing read */
     uint8_t *buf;
     uint64_t host;      /* host offset (kind 1) or guest offset (kind 2) */
+    uint64_t guest;     /* the guest offset of host's first byte (kind 1) */
     uint64_t len;
     struct qcow2_read_plan *plan;  /* record instead of reading */
 };
@@ -92,7 +94,9 @@ static int pend_flush(struct kimg *img, struct qcow2_state *s, struct pend *p)
 {
     int ret = 0;
     if (p->plan && p->kind) {
-        ret = plan_add(p->plan, (enum seg_kind)p->kind, p->buf, p->host, 0, p->len);
+        ret = plan_add(p->plan, (enum seg_kind)p->kind, p->buf, p->host, p->guest, p->len);
+    } else if (p->kind == 1 && qcow2_encrypted(s)) {
+        ret = qcow2_crypto_pread(s, p->buf, p->len, p->host, p->guest);
     } else if (p->kind == 1) {
         ret = need_data_file(s);
         if (ret == 0)
@@ -106,7 +110,7 @@ static int pend_flush(struct kimg *img, struct qcow2_state *s, struct pend *p)
 }
 
 static int pend_add(struct kimg *img, struct qcow2_state *s, struct pend *p, int kind,
-                    uint8_t *buf, uint64_t where, uint64_t len)
+                    uint8_t *buf, uint64_t where, uint64_t guest, uint64_t len)
 {
     if (p->kind == kind && p->buf + p->len == buf && p->host + p->len == where &&
         p->len + len <= (64u << 20)) {
@@ -119,6 +123,7 @@ static int pend_add(struct kimg *img, struct qcow2_state *s, struct pend *p, int
     p->kind = kind;
     p->buf = buf;
     p->host = where;
+    p->guest = guest;
     p->len = len;
     return 0;
 }
@@ -169,11 +174,11 @@ static int do_read(struct kimg *img, struct qcow2_state *s, uint8_t *buf,
             uint8_t *dst = buf + done;
             switch (t) {
             case QCOW2_SC_NORMAL:
-                ret = pend_add(img, s, &p, 1, dst, host + pos, run);
+                ret = pend_add(img, s, &p, 1, dst, host + pos, off + done, run);
                 break;
             case QCOW2_SC_UNALLOC:
             case QCOW2_SC_UNALLOC_ALLOC:
-                ret = pend_add(img, s, &p, 2, dst, off + done, run);
+                ret = pend_add(img, s, &p, 2, dst, off + done, off + done, run);
                 break;
             case QCOW2_SC_ZERO_PLAIN:
             case QCOW2_SC_ZERO_ALLOC:
@@ -305,6 +310,11 @@ int qcow2_read_plan_run(struct kimg *img, const struct qcow2_read_plan *pl)
         const struct qcow2_read_seg *g = &pl->v[i];
         switch (g->kind) {
         case SEG_HOST:
+            /* encrypted: decrypted here, on the caller's thread */
+            if (qcow2_encrypted(s)) {
+                ret = qcow2_crypto_pread(s, g->buf, g->len, g->where, g->pos);
+                break;
+            }
             ret = need_data_file(s);
             if (ret == 0)
                 ret = kimg_file_pread_zero_eof(s->data_file, g->buf, g->len, g->where);
@@ -415,8 +425,14 @@ done:
     ext->host_file = ext->file ? s->data_file : NULL;
     if (!(flags & KIMG_BS_OFFSET_VALID))
         ext->offset = 0;
-    if ((flags & KIMG_BS_OFFSET_VALID) && !s->data_file)
+    /* an encrypted image's host bytes are not its content: no offset, as
+     * qemu (and no probing of the file for holes below) */
+    if ((flags & KIMG_BS_OFFSET_VALID) && (!s->data_file || qcow2_encrypted(s))) {
         ext->flags &= ~KIMG_BS_OFFSET_VALID;
+        ext->offset = 0;
+        ext->file = NULL;
+        ext->host_file = NULL;
+    }
     /* like qemu: a metadata-preallocated image has data clusters that are
      * holes in the file; they read as zeros */
     if ((ext->flags & (KIMG_BS_DATA | KIMG_BS_OFFSET_VALID)) ==

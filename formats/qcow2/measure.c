@@ -20,6 +20,7 @@ struct measure_params {
     enum kimg_prealloc prealloc;
     bool ext_l2;
     bool backing;
+    uint64_t luks;              /* the LUKS area, whole clusters */
 };
 
 /* The option checks qemu-img measure makes, in its order and wording (it
@@ -76,15 +77,17 @@ static int parse_params(const struct kimg_opts *o, struct measure_params *p)
         p->prealloc = (enum kimg_prealloc)i;
     }
 
-    /* A LUKS header's size depends on the cipher and needs a secret object
-     * (--object), which kimg does not take: refuse as qemu-img does
-     * without one.  'aes' (and encryption=on) changes no figure. */
+    /* A LUKS header's size depends on the cipher, and qemu-img wants the
+     * secret object (--object) to compute it: its whole clusters count as
+     * metadata.  'aes' (and encryption=on) changes no figure. */
     v = kimg_opts_get(o, "encrypt.format");
     if (v && !strcmp(v, "luks")) {
-        const char *secret = kimg_opts_get(o, "encrypt.key-secret");
-        if (!secret)
-            return kimg_fail(-EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-        return kimg_fail(-EINVAL, "No secret with id '%s'", secret);
+        bool on;
+        uint64_t area = 0;
+        ret = qcow2_crypto_create_check(o, &on, &area);
+        if (ret < 0)
+            return ret;
+        p->luks = qcow2_align_up(area, 1ULL << p->cluster_bits);
     }
     /* an empty name still counts as a backing file, as in qemu-img */
     p->backing = kimg_opts_get(o, "backing_file") != NULL;
@@ -255,6 +258,8 @@ int qcow2_measure(struct kimg_opts *opts, uint64_t size, struct kimg *src,
     ret = fully_allocated(&p, aligned, &out->fully_allocated);
     if (ret < 0)
         return ret;
+    if (__builtin_add_overflow(out->fully_allocated, p.luks, &out->fully_allocated))
+        return kimg_fail(-EFBIG, "The image size is too large");
     /* the metadata of a full image, only the needed data clusters */
     out->required = out->fully_allocated - aligned + required;
     out->has_bitmaps = p.version >= 3 && src &&

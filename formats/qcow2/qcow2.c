@@ -50,8 +50,7 @@ static void free_state(struct qcow2_state *s)
     s->rt = NULL;
     free(s->zcache);
     s->zcache = NULL;
-    free(s->luks);
-    s->luks = NULL;
+    qcow2_crypto_close(s);
     if (s->lock_init)
         pthread_mutex_destroy(&s->lock);
     s->lock_init = false;
@@ -128,7 +127,7 @@ static int open_locked(struct kimg *img, struct qcow2_state *s)
     ret = qcow2_parse_header(s, fsz);
     if (ret < 0)
         goto fail;
-    ret = qcow2_crypto_open(s, fsz, img->flags, img->writable);
+    ret = qcow2_crypto_open(s, fsz);
     if (ret < 0)
         goto fail;
     if ((s->incompat & QCOW2_INCOMPAT_CORRUPT) && img->writable &&
@@ -284,8 +283,8 @@ static int64_t qcow2_compress_cluster_cb(struct kimg *img, uint64_t off, const v
                                          uint64_t len, void *dst, size_t cap)
 {
     struct qcow2_state *s = img->state;
-    if (s->crypt_method != QCOW2_CRYPT_NONE)
-        return qcow2_crypto_refuse();
+    if (qcow2_encrypted(s))
+        return kimg_fail(-ENOTSUP, "Compression and encryption not supported at the same time");
     /* only fields fixed while the engine copies are read: no lock */
     if (!qcow2_can_compress(s, off, len))
         return -ENOTSUP;
@@ -296,8 +295,8 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
                                           const void *cdata, size_t clen)
 {
     struct qcow2_state *s = img->state;
-    if (s->crypt_method != QCOW2_CRYPT_NONE)
-        return qcow2_crypto_refuse();
+    if (qcow2_encrypted(s))
+        return kimg_fail(-ENOTSUP, "Compression and encryption not supported at the same time");
     if (!qcow2_can_compress(s, off, len) || clen > s->cluster_size - 512)
         return kimg_fail(-EINVAL, "bad compressed cluster write");
     qcow2_lock(s);
@@ -308,12 +307,14 @@ static int qcow2_write_compressed_data_cb(struct kimg *img, uint64_t off, uint64
     return ret;
 }
 
-/* Guest data of an encrypted image (open only under KIMG_OPEN_NO_IO) is
- * never read or written: ciphertext is not content.  Not -ENOTSUP, which
- * would send the core to its generic fallbacks. */
+/* Guest data of an encrypted image opened without its key (only a
+ * KIMG_OPEN_NO_IO open gets that far) is never read or written:
+ * ciphertext is not content.  Not -ENOTSUP, which would send the core to
+ * its generic fallbacks.  With the key, data is encrypted and decrypted
+ * below (write.c, map.c, crypto.c). */
 static bool encrypted(struct kimg *img)
 {
-    return ((struct qcow2_state *)img->state)->crypt_method != QCOW2_CRYPT_NONE;
+    return qcow2_crypto_check_io(img->state) < 0;
 }
 
 /* A read-only image's read maps under the lock and reads without it. */
@@ -472,8 +473,8 @@ static int qcow2_write_compressed_cb(struct kimg *img, const void *buf, uint64_t
                                      uint64_t len)
 {
     struct qcow2_state *s = img->state;
-    if (encrypted(img))
-        return qcow2_crypto_refuse();
+    if (qcow2_encrypted(s))
+        return kimg_fail(-ENOTSUP, "Compression and encryption not supported at the same time");
     qcow2_lock(s);
     int ret = guest_write(s, off, len);
     if (ret == 0)
@@ -507,6 +508,19 @@ static int qcow2_commit_data_cb(struct kimg *img, uint64_t off, uint64_t len, ui
     int ret = qcow2_commit_data(img, off, len, host);
     qcow2_unlock(s);
     return ret;
+}
+
+/* The copy engine's encryption of data for clusters alloc_data gave:
+ * on its workers, no lock (the key is fixed after open). */
+static int qcow2_transform_data_cb(struct kimg *img, uint64_t off, uint64_t host, void *buf,
+                                   uint64_t len)
+{
+    struct qcow2_state *s = img->state;
+    if (!qcow2_encrypted(s))
+        return -ENOTSUP;
+    if (!len)
+        return 0;
+    return qcow2_crypto_run(s, true, off, host, buf, len);
 }
 
 /* Flush: the dirty bitmaps are stored (consistent on disk) too. */
@@ -601,4 +615,5 @@ const struct kimg_driver kimg_qcow2_driver = {
     .amend_opts = qcow2_amend_opts,
     .create_opts_like = qcow2_create_opts_like_cb,
     .has_bitmaps = qcow2_has_bitmaps_cb,
+    .transform_data = qcow2_transform_data_cb,
 };

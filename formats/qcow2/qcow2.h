@@ -155,25 +155,15 @@ struct qcow2_bitmap {
 #define QCOW2_BME_AUTO           (1u << 1)
 #define QCOW2_BME_EXTRA_COMPAT   (1u << 2)
 
-/* The LUKS1 header of a LUKS-encrypted image (crypto.c), parsed and
- * validated, names as qemu prints them.  No key material is kept. */
-struct qcow2_luks_slot {
-    bool active;
-    uint32_t iters;
-    uint32_t key_offset_sector;   /* 512-byte sectors from the LUKS header */
-    uint32_t stripes;
-};
-struct qcow2_luks {
-    char cipher_alg[16];          /* "aes-256", "serpent-128", "cast5-128" */
-    const char *cipher_mode;      /* "ecb" "cbc" "xts" "ctr" */
-    const char *ivgen_alg;        /* "plain" "plain64" "essiv" */
-    const char *ivgen_hash_alg;   /* essiv only, else NULL */
-    const char *hash_alg;         /* "sha256" ... */
-    char uuid[41];                /* NUL-terminated copy of the 40-byte field */
-    uint32_t payload_offset_sector;
-    uint32_t key_bytes;
-    uint32_t mk_iters;
-    struct qcow2_luks_slot slots[QCOW2_LUKS_SLOTS];
+/* Encryption state (crypto.c): the LUKS header (formats/luks, opened on
+ * the CRYPTO extension's area; unlocked when a key was given) or the
+ * legacy AES key.  Fixed after open: read without the lock by the
+ * workers that encrypt and decrypt. */
+struct luks;
+struct qcow2_crypto {
+    struct luks *luks;          /* crypt_method 2, or NULL */
+    uint8_t aes_key[16];        /* crypt_method 1, valid if ready */
+    bool ready;                 /* a key unlocked it: data I/O possible */
 };
 
 /* Metadata cache (cache.c): fixed number of cluster-sized tables, LRU,
@@ -264,11 +254,11 @@ struct qcow2_state {
     struct qcow2_feature *features;
     int nb_features;
 
-    /* encryption (crypt_method != 0): the image opens only for metadata
-     * (KIMG_OPEN_NO_IO, read-only); guest data access is refused */
+    /* encryption (crypt_method != 0): data I/O needs the key (open option
+     * encrypt.key-secret); without it only metadata (KIMG_OPEN_NO_IO) */
     bool has_crypto_ext;        /* CRYPTO header extension (LUKS) */
     uint64_t crypto_hdr_offset, crypto_hdr_length;
-    struct qcow2_luks *luks;    /* parsed LUKS header, or NULL */
+    struct qcow2_crypto crypto;
 
     /* bitmaps extension (parsed and validated when present) */
     bool has_bitmaps_ext;
@@ -484,21 +474,49 @@ int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
 
 /* ---- crypto.c ---------------------------------------------------------- */
 
-/* Called by open after qcow2_parse_header.  Unencrypted: 0.  Encrypted:
- * refused (-ENOKEY, "encrypted images are not supported (cannot decrypt)")
- * unless FLAGS has KIMG_OPEN_NO_IO and the image is read-only; then the
- * CRYPTO extension's area is checked against the file and the LUKS header
- * read and validated into s->luks. */
-int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size, unsigned flags,
-                      bool writable);
-/* Parse and validate a LUKS1 header (BUF, LEN bytes: at least 592) whose
- * area is AREA_LEN bytes long into OUT; -EINVAL with a message if bad. */
-int qcow2_luks_parse(const uint8_t *buf, size_t len, uint64_t area_len,
-                     struct qcow2_luks *out);
+/* Called by open after qcow2_parse_header, with s->img set.  Unencrypted:
+ * 0 (an encrypt.key-secret open option is taken and ignored, as qemu).
+ * Encrypted: the CRYPTO extension's area is checked against the file and
+ * the LUKS header opened (luks_open); with the open option
+ * encrypt.key-secret the key is unlocked (luks_unlock, or the legacy AES
+ * key); without one, only a KIMG_OPEN_NO_IO open succeeds (qemu's
+ * "Parameter 'encrypt.key-secret' is required for cipher"). */
+int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size);
+void qcow2_crypto_close(struct qcow2_state *s);
+/* Whether guest data is encrypted, and whether it can be (key given). */
+static inline bool qcow2_encrypted(const struct qcow2_state *s)
+{
+    return s->crypt_method != QCOW2_CRYPT_NONE;
+}
+/* 0 if guest data of S can be read and written (plain, or unlocked), else
+ * qemu's refusal (-ENOKEY) with its message. */
+int qcow2_crypto_check_io(const struct qcow2_state *s);
+/* Encrypt (ENC) or decrypt LEN bytes of BUF in place: the data of guest
+ * offset GUEST stored at host offset HOST (both and LEN multiples of 512;
+ * the IV's sector is HOST/512 for LUKS, GUEST/512 for AES, as qemu's
+ * crypt_physical_offset).  Thread-safe, no lock, no I/O. */
+int qcow2_crypto_run(const struct qcow2_state *s, bool enc, uint64_t guest, uint64_t host,
+                     void *buf, uint64_t len);
+/* Read LEN bytes of guest data stored at HOST (for guest offset GUEST, the
+ * same offset inside a cluster) from the data file and decrypt them into
+ * BUF; any alignment (whole sectors are read around it).  Past the end of
+ * the file reads as zeros before decryption.  No lock needed. */
+int qcow2_crypto_pread(const struct qcow2_state *s, void *buf, uint64_t len, uint64_t host,
+                       uint64_t guest);
 /* The "encrypt" object of the format-specific info, or NULL (no memory). */
 struct kimg_jv *qcow2_crypto_info(const struct qcow2_state *s);
-/* The error every guest data access to an encrypted image returns. */
+/* The error every guest data access to an encrypted image opened without
+ * its key returns (KIMG_OPEN_NO_IO opens). */
 int qcow2_crypto_refuse(void);
+/* create and measure: the encrypt.* options of OPTS checked as qemu-img
+ * does (the secret looked up, never kept); *ON: whether they ask for
+ * encryption; *AREA_LEN (may be NULL): the bytes the LUKS header takes. */
+int qcow2_crypto_create_check(const struct kimg_opts *opts, bool *on, uint64_t *area_len);
+/* create, lock held, after the L1 table and preallocation (qemu's order):
+ * allocate the LUKS area's clusters (zeroed), write the header and key
+ * slot 0 there, set crypt_method and the CRYPTO extension (the caller
+ * writes the qcow2 header). */
+int qcow2_crypto_create(struct qcow2_state *s, const struct kimg_opts *opts);
 
 /* ---- cache.c ----------------------------------------------------------- */
 

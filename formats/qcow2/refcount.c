@@ -78,6 +78,11 @@ bool qcow2_overlaps_main(struct qcow2_state *s, uint64_t offset, uint64_t len)
         ranges_overlap(offset, len, s->bitmap_dir_offset,
                        qcow2_align_up(s->bitmap_dir_size, s->cluster_size)))
         return true;
+    /* the LUKS header and key material of an encrypted image */
+    if (s->has_crypto_ext && s->crypto_hdr_length &&
+        ranges_overlap(offset, len, s->crypto_hdr_offset,
+                       qcow2_align_up(s->crypto_hdr_length, s->cluster_size)))
+        return true;
     return false;
 }
 
@@ -689,6 +694,8 @@ int qcow2_count_references(struct qcow2_state *s, uint32_t *refs, uint64_t nb,
     int ret;
 
     count_range(&rc, 0, s->cluster_size);
+    if (s->has_crypto_ext)
+        count_range(&rc, s->crypto_hdr_offset, s->crypto_hdr_length);
     count_range(&rc, s->l1_offset, (uint64_t)s->l1_size * 8);
     ret = count_l1(&rc, s->l1, s->l1_size);
     if (ret < 0)

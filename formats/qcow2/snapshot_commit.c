@@ -152,8 +152,8 @@ static int load_meta(struct txn *t)
 {
     struct qcow2_state *s = t->s;
     uint64_t cs = s->cluster_size;
-    t->meta = calloc((size_t)s->nb_snapshots + 5, sizeof(*t->meta));
-    t->meta_end = calloc((size_t)s->nb_snapshots + 5, sizeof(*t->meta_end));
+    t->meta = calloc((size_t)s->nb_snapshots + 6, sizeof(*t->meta));
+    t->meta_end = calloc((size_t)s->nb_snapshots + 6, sizeof(*t->meta_end));
     if (!t->meta || !t->meta_end)
         return -ENOMEM;
     add_meta(t, 0, cs);
@@ -170,6 +170,8 @@ static int load_meta(struct txn *t)
     }
     if (s->has_bitmaps_ext && s->bitmaps)
         add_meta(t, s->bitmap_dir_offset, qcow2_align_up(s->bitmap_dir_size, cs));
+    if (s->has_crypto_ext && s->crypto_hdr_length)
+        add_meta(t, s->crypto_hdr_offset, qcow2_align_up(s->crypto_hdr_length, cs));
     qsort(t->meta, t->nb_meta, sizeof(*t->meta), cmp_range);
     for (uint32_t i = 0; i < t->nb_meta; i++)
         t->meta_end[i] = i && t->meta_end[i - 1] > t->meta[i].end ? t->meta_end[i - 1]

@@ -23,9 +23,7 @@ static int can_change(struct qcow2_state *s)
     if (s->has_data_file)
         return kimg_fail(-ENOTSUP, "internal snapshots are not supported with an external "
                          "data file");
-    if (s->crypt_method != QCOW2_CRYPT_NONE)
-        return qcow2_crypto_refuse();
-    return 0;
+    return qcow2_crypto_check_io(s);
 }
 
 /* qemu's find_new_snapshot_id: one more than the largest numeric ID. */

@@ -5,8 +5,9 @@
  * where the cluster is the image's own, else to a new cluster with the
  * copy-on-write of the parts not written (from the old cluster, a
  * compressed one, or the backing chain).  Data reaches the file before
- * the L2 entries pointing at it; zeroing lives in zero.c, compressed
- * clusters in write_compressed.c, L2/L1 tables in cluster.c.
+ * the L2 entries pointing at it, and for an encrypted image only
+ * encrypted (whole sectors; crypto.c); zeroing lives in zero.c,
+ * compressed clusters in write_compressed.c, L2/L1 tables in cluster.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -59,6 +60,35 @@ static int wpend_add(struct qcow2_state *s, struct wpend *p, const uint8_t *buf,
 }
 
 /* ---- one cluster of a guest write ------------------------------------- */
+
+/* An encrypted image's data written in place (the cluster is its own):
+ * whole sectors, the parts of the first and last one the write does not
+ * cover read back (decrypted) first, then encrypted and written. */
+static int write_sealed(struct qcow2_state *s, uint64_t cstart, uint64_t entry,
+                        const enum qcow2_sc_type *types, const uint8_t *data, uint64_t in,
+                        uint64_t n, struct wpend *wp)
+{
+    uint64_t host = entry & QCOW2_L2E_OFFSET_MASK;
+    uint64_t ra = in & ~(uint64_t)511, rb = qcow2_align_up(in + n, 512);
+    uint8_t *rbuf = kimg_alloc_aligned(rb - ra);
+    int ret = 0;
+    if (!rbuf)
+        return -ENOMEM;
+    if (ra < in)
+        ret = qcow2_cow_read(s, cstart, entry, types, NULL, rbuf, ra, in);
+    if (ret == 0 && in + n < rb)
+        ret = qcow2_cow_read(s, cstart, entry, types, NULL, rbuf + (in + n - ra), in + n, rb);
+    if (ret == 0) {
+        memcpy(rbuf + (in - ra), data, n);
+        ret = qcow2_crypto_run(s, true, cstart + ra, host + ra, rbuf, rb - ra);
+    }
+    if (ret == 0)
+        ret = wpend_flush(s, wp);
+    if (ret == 0)
+        ret = kimg_file_pwrite(s->data_file, rbuf, rb - ra, host + ra);
+    free(rbuf);
+    return ret;
+}
 
 static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
                      uint64_t off, uint64_t n, struct wpend *wp, struct qcow2_freelist *fl)
@@ -120,6 +150,8 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
                 qcow2_l2_set(s, slot, entry, bitmap);
                 qcow2_cache_mark_dirty(&s->l2_cache, l2);
             }
+            if (qcow2_encrypted(s))
+                return write_sealed(s, cstart, entry, types, data, in, n, wp);
             return wpend_add(s, wp, data, host + in, n);
         }
     }
@@ -153,7 +185,7 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
         ra = 0;
         rb = s->cluster_size;
     }
-    if (ra == in && rb == in + n) {
+    if (ra == in && rb == in + n && !qcow2_encrypted(s)) {
         /* fully covered: no fill */
         ret = wpend_add(s, wp, data, new_host + in, n);
         if (ret < 0)
@@ -175,6 +207,10 @@ static int write_one(struct qcow2_state *s, uint8_t *l2, const uint8_t *data,
                 goto out;
         }
         memcpy(rbuf + (in - ra), data, n);
+        /* (sub)cluster-aligned, so whole sectors: encrypted as a whole */
+        ret = qcow2_crypto_run(s, true, cstart + ra, new_host + ra, rbuf, rb - ra);
+        if (ret < 0)
+            goto out;
         if (!need_new && !s->has_data_file &&
             qcow2_overlaps_metadata(s, new_host + ra, rb - ra)) {
             ret = qcow2_signal_corruption(s, "Preventing a data write to %#" PRIx64

@@ -206,6 +206,18 @@ struct kimg_driver {
      * as DATA; map, measure and convert's -p steps keep block_status. */
     int (*content_status)(struct kimg *img, uint64_t off, uint64_t len,
                           struct kimg_extent *ext);
+    /* Optional, with alloc_data, for formats that do not store guest data
+     * as given (encrypted qcow2): turn LEN bytes of guest data for guest
+     * offset OFF, in BUF, into what is stored at host offset HOST of the
+     * space alloc_data gave (the range alloc_data mapped, or a part of it
+     * starting at a cluster), in place.  Thread-safe, no lock, no I/O: the
+     * copy engine calls it on its workers, on a private copy of the data,
+     * between alloc_data and its write.  LEN 0 (BUF NULL) only asks
+     * whether this open image transforms its data: 0 yes, -ENOTSUP no
+     * (kimg_transforms_data).  Data of an image that does is never cloned
+     * or copied in the kernel from its source, and never written as is. */
+    int (*transform_data)(struct kimg *img, uint64_t off, uint64_t host, void *buf,
+                          uint64_t len);
 };
 
 /* kimg_driver.flags */

@@ -177,3 +177,10 @@ if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" ova "* ]]; then
     echo
     KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/ova.sh" "$dir"
 fi
+
+# encrypted qcow2 (LUKS) against qemu-img, same PBKDF2 time on both
+# sides (its own script: it makes its encrypted input once in $dir/luks/)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" luks "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/luks.sh" "$dir"
+fi

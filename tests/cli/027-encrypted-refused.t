@@ -1,18 +1,18 @@
 #!/bin/bash
-# Encrypted qcow2 (AES, LUKS): kimg never decrypts, so compare and convert
-# refuse them at open with one line, "kimg: FILE: encrypted images are not
-# supported (cannot decrypt)", exit codes as qemu-img's without a key
-# (compare 2, convert 1), no output file left, the image untouched.  An
-# overlay on an encrypted base: info --backing-chain as qemu-img's, data
-# commands refused the same way; create -b takes the base's size (qemu-img
-# opens it without I/O too).
+# Encrypted qcow2 (AES, LUKS) opened without a key: compare and convert
+# refuse them at open with one line, qemu-img's "kimg: Could not open
+# 'FILE': Parameter 'encrypt.key-secret' is required for cipher", exit
+# codes as qemu-img's (compare 2, convert 1), no output file left, the
+# image untouched.  An overlay on an encrypted base: info --backing-chain
+# as qemu-img's, data commands refused the same way; create -b takes the
+# base's size (qemu-img opens it without I/O too).  With the key: 177-179.
 . "$(dirname "$0")/lib.sh"
 sec=(--object secret,id=sec0,data=kimg-test)
 qemu-img create -q "${sec[@]}" -f qcow2 -o encrypt.format=aes,encrypt.key-secret=sec0 aes.qcow2 1M
 qemu-img create -q "${sec[@]}" -f qcow2 \
     -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 luks.qcow2 1M
 qemu-img create -q -f raw flat.raw 1M
-msg='encrypted images are not supported \(cannot decrypt\)$'
+msg="Parameter 'encrypt.key-secret' is required for cipher\$"
 
 for f in aes.qcow2 luks.qcow2; do
     before=$(sha "$f")
