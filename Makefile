@@ -89,7 +89,7 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
-.PHONY: all check fuzz bench deps install uninstall clean FORCE
+.PHONY: all check check-slow fuzz bench deps install uninstall clean FORCE
 # keep objects built through pattern chains (tests, fuzz replays)
 .SECONDARY:
 all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc
@@ -155,6 +155,17 @@ export KIMG_SANFLAGS := $(SANFLAGS)
 check: all $(UNIT_BIN) $(REPLAY_BIN)
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
 	prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
+
+# The long crash loops (.ci/run runs them after check): every crash test
+# again under the power-failure model with more seeds than check's one
+# (tests/cli/190: each simulated crash also loses a random subset of the
+# unsynced writes).
+SLOW_SEEDS ?= 2 3 4 5
+check-slow: all
+	@for s in $(SLOW_SEEDS); do \
+	    echo "== power-failure crash loops, seed $$s"; \
+	    KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
+	done
 
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CC ?= clang
