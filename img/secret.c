@@ -255,12 +255,16 @@ struct kv {
     char *key, *value;
 };
 
-/* Element I follows a data= element: a comma in the secret ended it (an
- * unescaped ',' in a password), so its name is part of the secret and is
- * not echoed, where qemu would name it. */
+/* Element I comes after a data= element: an unescaped ',' in a password
+ * ends the value, so this element's name (and every later one's: a
+ * password may hold several commas) may be part of the secret and is not
+ * echoed, where qemu would name it. */
 static bool after_data(const struct kv *kv, int i)
 {
-    return i > 0 && kv[i - 1].key && !strcmp(kv[i - 1].key, "data");
+    for (int j = 0; j < i; j++)
+        if (kv[j].key && !strcmp(kv[j].key, "data"))
+            return true;
+    return false;
 }
 
 #define AFTER_DATA_MSG "Invalid parameter after 'data' (not shown: a comma in a secret " \

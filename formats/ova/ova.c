@@ -32,7 +32,7 @@ static int read_member(struct kimg_file *file, const struct ova_member *m, uint6
     if (m->size > cap)
         return kimg_fail(-EFBIG, "the %s '%.200s' is larger than %llu KiB", what, m->name,
                          (unsigned long long)(cap >> 10));
-    char *buf = malloc((size_t)m->size + 1);
+    char *buf = kimg_alloc_aligned((size_t)m->size + 1);   /* free() releases it */
     if (!buf)
         return kimg_fail(-ENOMEM, "out of memory");
     int ret = m->size ? kimg_file_pread(file, buf, (size_t)m->size, m->offset) : 0;
@@ -133,6 +133,8 @@ int kimg_ova_open(struct kimg_file *file, struct kimg_ova **out)
     if (!o)
         return kimg_fail(-ENOMEM, "out of memory");
     ret = ova_tar_walk(file, size, false, &o->tar);
+    if (ret == 0 && o->tar.n == 0)      /* the first walk found a member */
+        ret = kimg_fail(-EINVAL, "the archive changed while it was read");
     if (ret == 0)
         ret = read_member(file, &o->tar.m[0], OVA_MAX_OVF_BYTES, "OVF descriptor", &desc);
     if (ret == 0)

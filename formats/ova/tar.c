@@ -154,7 +154,7 @@ static void pending_clear(struct pending *p)
 /* Read data of SIZE bytes at OFF (a pax header's or a long name's). */
 static int read_small(struct kimg_file *file, uint64_t off, uint64_t size, char **out)
 {
-    char *buf = malloc(size + 1);
+    char *buf = kimg_alloc_aligned(size + 1);     /* free() releases it */
     if (!buf)
         return -ENOMEM;
     int ret = size ? kimg_file_pread(file, buf, (size_t)size, off) : 0;

@@ -283,9 +283,9 @@ int vhdx_content_status(struct kimg *img, uint64_t off, uint64_t len,
         ext->flags = KIMG_BS_ZERO;
     } else {
         ext->flags = KIMG_BS_DATA;
-        /* bytes the log replays differ from the file's: read through the
-         * driver then */
-        if (!s->n_ovl) {
+        /* bytes the log replays differ from the file's, and bytes past its
+         * end read as zeros: read through the driver then */
+        if (!s->n_ovl && host + ext->length <= s->file_size) {
             ext->flags |= KIMG_BS_OFFSET_VALID;
             ext->offset = host;
         }

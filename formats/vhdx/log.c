@@ -57,6 +57,8 @@ struct replay {
     size_t n, cap;
     uint8_t *data;              /* the data sectors, 4096 bytes each */
     size_t n_data;
+    size_t data_cap;            /* bytes DATA holds (a file read twice may
+                                   not say the same: never trust the walk) */
 };
 
 struct cand {
@@ -216,7 +218,7 @@ static int collect(struct replay *r, const uint8_t *e, uint64_t *last_end)
         if (!memcmp(d, "zero", 4)) {
             len = vhdx_le64(d + D_ZERO_LENGTH);
         } else {
-            if ((r->n_data + 1) * VHDX_LOG_SECTOR > VHDX_MAX_LOG_DATA)
+            if ((r->n_data + 1) * VHDX_LOG_SECTOR > r->data_cap)
                 return kimg_fail(-EFBIG, "VHDX log holds more than %u MiB of data to replay "
                                  "(kimg's limit)", VHDX_MAX_LOG_DATA >> 20);
             uint8_t *dst = r->data + r->n_data * VHDX_LOG_SECTOR;
@@ -417,6 +419,10 @@ static int replay_sequence(struct kimg *img, struct replay *r, uint64_t *last_en
                          (unsigned long long)s->file_size);
     }
     *last_end = vhdx_le64(head + E_LAST);
+    if (*last_end > VHDX_MAX_SIZE * 2 || *last_end < flushed) {
+        free(head);
+        return fail_log("its last file offset is out of range", head_pos);
+    }
     if (pos % VHDX_LOG_SECTOR || pos >= s->log_length) {
         free(head);
         return fail_log("its tail lies outside the log", head_pos);
@@ -467,8 +473,8 @@ int vhdx_replay_log(struct kimg *img)
         return 0;
     if (!s->log_length)
         return kimg_fail(-EINVAL, "invalid VHDX log: the header names a log of 0 bytes");
-    r.data = kimg_alloc_aligned(VHDX_MAX_LOG_DATA < s->log_length ? VHDX_MAX_LOG_DATA
-                                                                  : s->log_length);
+    r.data_cap = VHDX_MAX_LOG_DATA < s->log_length ? VHDX_MAX_LOG_DATA : s->log_length;
+    r.data = kimg_alloc_aligned(r.data_cap);
     if (!r.data)
         return -ENOMEM;
     int ret = replay_sequence(img, &r, &last_end);

@@ -247,6 +247,7 @@ static int init_cache(struct vmdk_sparse *s)
         return kimg_fail(-ENOMEM, "out of memory for the grain table cache");
     if (pthread_mutex_init(&s->lock, NULL) != 0)
         return kimg_fail(-ENOMEM, "cannot create a lock");
+    s->lock_ready = true;
     return 0;
 }
 
@@ -254,7 +255,7 @@ void vmdk_sparse_close(struct vmdk_sparse *s)
 {
     if (!s)
         return;
-    if (s->cache_key)
+    if (s->lock_ready)
         pthread_mutex_destroy(&s->lock);
     for (uint32_t i = 0; s->line && i < s->cache_n; i++)
         free(s->line[i]);

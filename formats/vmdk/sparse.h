@@ -92,6 +92,7 @@ struct vmdk_sparse {
      * process-wide VMDK_GT_CACHE_TOTAL.  LOCK guards cache_key/line; the
      * file read happens outside it. */
     pthread_mutex_t lock;
+    bool lock_ready;            /* LOCK was initialised (close destroys it) */
     uint32_t cache_n;
     uint32_t *cache_key;        /* GT index + 1 per slot, 0: empty */
     uint32_t **line;            /* cache_n slots of gtes entries, or NULL */

@@ -29,7 +29,8 @@ static int vmdk_probe(const uint8_t *buf, size_t len, const char *filename)
         if (*p == '#') {
             while (p < end && *p != '\n')
                 p++;
-            p++;
+            if (p < end)
+                p++;
             continue;
         }
         if (*p == ' ') {
@@ -475,7 +476,7 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
         struct vmdk_extent *e = &s->ext[i];
         int ret = 0;
         if (e->sparse) {
-            ret = vmdk_sparse_check(e->sparse, res);
+            ret = vmdk_sparse_check_at(e->sparse, res, e->start);
         } else if (e->file && e->flat_offset >= e->file_size) {
             if (res->log)
                 fprintf(res->log, "ERROR: cluster offset for sector %llu points after EOF\n",

@@ -117,6 +117,15 @@ for tail in "${SECRET#kimg-}" "${SECRET#kimg-}=x" "x..${SECRET#kimg-}=1"; do
     like "$(cat "$T/err")" "after 'data'.*',,'" "--object '$spec': says how to write a comma"
 done
 
+# a password with several commas: no later piece is named either
+for tail in "ab=cd,${SECRET#kimg-}" "ab=cd,${SECRET#kimg-}=1" "ab=cd,ef=gh,x${SECRET#kimg-}=1"; do
+    spec="secret,id=s0,data=kimg,$tail"
+    kimg info --object "$spec" base.qcow2
+    err_line "--object '$spec'"
+    ok "--object '$spec': no piece of the password is echoed" \
+        eval '! grep -q -e "${SECRET#kimg-}" "$T/out" "$T/err"'
+done
+
 # keyid/iv: a secret encrypted with another one (qemu's AES-256-CBC)
 CT=$(printf '%s' "$SECRET" | openssl enc -aes-256-cbc -K "$(printf 'K%.0s' $(seq 32) | xxd -p -c64)" \
      -iv "$(printf 'I%.0s' $(seq 16) | xxd -p)" | base64 -w0)
