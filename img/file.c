@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "kimg.h"
 #include "kimg/file.h"
@@ -421,7 +423,7 @@ void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsiz
         fprintf(stderr, "kimg: warning: Failed to set extent size hint: %s\n", strerror(errno));
 }
 
-int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
+static int open_flags(unsigned flags)
 {
     int oflags = O_CLOEXEC | ((flags & KIMG_FILE_RDWR) ? O_RDWR : O_RDONLY);
     if (flags & KIMG_FILE_CREATE)
@@ -434,33 +436,29 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
         oflags |= O_DIRECT;
     if (flags & KIMG_FILE_NOFOLLOW)
         oflags |= O_NOFOLLOW;
+    return oflags;
+}
 
-    struct kimg_file *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -ENOMEM;
-    /* O_NONBLOCK so a FIFO named as an image cannot hang the open; it is
-     * refused below, and cleared for the files that are accepted */
-    f->fd = open(path, oflags | O_NONBLOCK, 0644);
-    if (f->fd < 0 && (flags & KIMG_FILE_DIRECT) && errno == EINVAL) {
-        free(f);
+/* The checks and the handle for FD, just opened with OFLAGS (O_NONBLOCK
+ * among them) for PATH (FD < 0: the open failed with errno); FD is
+ * consumed. */
+static int wrap_fd(struct kimg_file **out, int fd, const char *path, unsigned flags, int oflags)
+{
+    if (fd < 0 && (flags & KIMG_FILE_DIRECT) && errno == EINVAL)
         return kimg_fail(-EINVAL, "Could not open '%s': the file system does not support O_DIRECT", path);
-    }
-    if (f->fd < 0) {
+    if (fd < 0) {
         int err = errno;
-        free(f);
         return kimg_fail(-err, "Could not %s '%s': %s",
                          (flags & KIMG_FILE_CREATE) ? "create" : "open", path, strerror(err));
     }
     struct stat st;
-    if (fstat(f->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         /* qemu's file driver, for a folder it could open read-only */
-        close(f->fd);
-        free(f);
+        close(fd);
         return kimg_fail(-EISDIR, "'file' driver requires '%s' to be a regular file", path);
     }
-    if (fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        close(f->fd);
-        free(f);
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        close(fd);
         /* a FIFO, pipe or socket: qemu's file driver's words; a character
          * device, which qemu opens as a host device, is refused */
         if (!S_ISCHR(st.st_mode))
@@ -468,21 +466,44 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
         return kimg_fail(-EINVAL, "Could not open '%s': not a regular file or block device",
                          path);
     }
-    int fl = fcntl(f->fd, F_GETFL);
+    int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
-        fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK);
-    f->path = strdup(path);
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    struct kimg_file *f = calloc(1, sizeof(*f));
+    if (!f || !(f->path = strdup(path))) {
+        free(f);
+        close(fd);
+        return -ENOMEM;
+    }
+    f->fd = fd;
     f->ops = &posix_ops;
     f->writable = (oflags & O_ACCMODE) == O_RDWR;
     f->direct = flags & KIMG_FILE_DIRECT;
     f->align = f->direct ? DIRECT_ALIGN : 1;
-    if (!f->path) {
-        close(f->fd);
-        free(f);
-        return -ENOMEM;
-    }
     *out = f;
     return 0;
+}
+
+int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
+{
+    int oflags = open_flags(flags);
+    /* O_NONBLOCK so a FIFO named as an image cannot hang the open; it is
+     * refused in wrap_fd, and cleared for the files that are accepted */
+    int fd = open(path, oflags | O_NONBLOCK, 0644);
+    return wrap_fd(out, fd, path, flags, oflags);
+}
+
+int kimg_file_open_beneath(struct kimg_file **out, int dirfd, const char *name,
+                           const char *path, unsigned flags)
+{
+    int oflags = open_flags(flags & ~(KIMG_FILE_NOFOLLOW | KIMG_FILE_CREATE));
+    struct open_how how = {
+        .flags = (uint64_t)(oflags | O_NONBLOCK),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+                   ((flags & KIMG_FILE_NOFOLLOW) ? RESOLVE_NO_SYMLINKS : 0),
+    };
+    int fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+    return wrap_fd(out, fd, path, flags, oflags);
 }
 
 /* ---- memory backend ------------------------------------------------------ */

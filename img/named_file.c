@@ -3,12 +3,17 @@
  * extents; OVA members and the like next): one policy for resolving and
  * opening them (kimg_open_named_file in kimg/driver.h).  qemu-img 7.2
  * follows any such name, "/etc/shadow" and "../../x" included; kimg
- * takes only regular files inside the image's folder.
+ * takes only regular files inside the image's folder.  The name is opened
+ * with openat2(RESOLVE_BENEATH) on that folder, so no symbolic link (a
+ * folder component or the file itself) leads out of it; under --untrusted
+ * no symbolic link is followed at all.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "kimg/driver.h"
 
 /* Whether NAME has a ".." path component. */
@@ -50,18 +55,36 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
     char *path = kimg_path_relative_to(img->filename, name);
     if (!path)
         return -ENOMEM;
-    ret = kimg_file_open(&f, path, (untrusted ? KIMG_FILE_NOFOLLOW : 0) |
-                         ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    /* the folder the image was named in (not a link's target: relative
+     * names resolve as qemu resolves them) */
+    const char *slash = strrchr(img->filename, '/');
+    char *dir = slash ? strndup(img->filename, (size_t)(slash - img->filename) + 1)
+                      : strdup(".");
+    int dirfd = dir ? open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    int err = errno;
+    free(dir);
+    if (dirfd < 0) {
+        free(path);
+        return kimg_fail(err ? -err : -ENOMEM, "Could not open the folder of %s '%.200s': %s",
+                         what, name, strerror(err));
+    }
+    ret = kimg_file_open_beneath(&f, dirfd, name, path,
+                                 (untrusted ? KIMG_FILE_NOFOLLOW : 0) |
+                                 ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+    close(dirfd);
+    free(path);
     if (ret == -ELOOP && untrusted) {
         kimg_clear_error();
-        ret = kimg_fail(-EPERM, "refusing %s '%.200s' under --untrusted: a symbolic "
-                        "link", what, name);
+        return kimg_fail(-EPERM, "refusing %s '%.200s' under --untrusted: a symbolic "
+                         "link", what, name);
     }
-    if (ret < 0) {
-        free(path);
+    if (ret == -EXDEV) {
+        kimg_clear_error();
+        return kimg_fail(-EPERM, "refusing %s '%.200s': a symbolic link leads out of "
+                         "the image's folder", what, name);
+    }
+    if (ret < 0)
         return ret;
-    }
-    free(path);
     if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         kimg_file_close(f);
         kimg_clear_error();

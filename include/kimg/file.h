@@ -110,6 +110,12 @@ struct kimg_file {
 #define KIMG_FILE_NOFOLLOW 0x20u /* O_NOFOLLOW: a symbolic link is refused (-ELOOP) */
 
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags);
+/* Open the relative NAME under the folder DIRFD, never outside it
+ * (openat2 RESOLVE_BENEATH: "..", absolute symbolic links and links that
+ * climb out fail with -EXDEV; with KIMG_FILE_NOFOLLOW no symbolic link
+ * at all, -ELOOP).  PATH names the file in messages.  No CREATE. */
+int kimg_file_open_beneath(struct kimg_file **out, int dirfd, const char *name,
+                           const char *path, unsigned flags);
 /* A memory file holding a copy of DATA; writes grow it up to LIMIT bytes. */
 int kimg_file_open_mem(struct kimg_file **out, const char *name,
                        const void *data, size_t len, bool writable,

@@ -3,7 +3,9 @@
 # boundary.  qemu-img 7.2 follows "/etc/hostname" and "../../x" as extent
 # names and copies them into the output; kimg resolves extents against the
 # descriptor's folder and refuses absolute names, names leaving it with
-# "..", and files that are not regular files (devices, FIFOs, folders).
+# "..", symbolic links that lead out of that folder (openat2
+# RESOLVE_BENEATH), and files that are not regular files (devices, FIFOs,
+# folders).
 # Under --untrusted only plain names in the image's folder, no symbolic
 # links, each file once, and no parent hint followed; a flat extent
 # shorter than declared is an error there and a warning otherwise (qemu
@@ -71,6 +73,19 @@ ok "a symbolic link as extent: followed by default" cmp -s out.raw img/a.bin
 rm -f out.raw
 refused "a symbolic link as extent under --untrusted" img/link.vmdk --untrusted
 like "$(cat "$T/err")" "symbolic link" "--untrusted symlink: said so"
+# a link that leads out of the folder: a folder component or the file
+ln -s ../outside img/outdir
+desc img/outdir.vmdk 'RW 1 FLAT "outdir/secret.txt" 0'
+refused "a symlinked folder leading out of the image's folder" img/outdir.vmdk
+like "$(cat "$T/err")" "leads out of the image's folder" "symlinked folder: said so"
+ln -s "$PWD/outside/secret.txt" img/outfile.bin
+desc img/outfile.vmdk 'RW 1 FLAT "outfile.bin" 0'
+refused "a symbolic link to a file outside the folder" img/outfile.vmdk
+ln -s sub img/insub
+desc img/insub.vmdk 'RW 2048 FLAT "insub/a.bin" 0'
+kimg convert -O raw img/insub.vmdk out.raw
+ok "a symlinked folder inside the image's folder: followed by default" cmp -s out.raw img/a.bin
+rm -f out.raw
 desc img/twice.vmdk 'RW 1024 FLAT "a.bin" 0' 'RW 1024 FLAT "a.bin" 1024'
 kimg convert -O raw img/twice.vmdk out.raw
 ok "one file for two extents: read by default" cmp -s out.raw img/a.bin
