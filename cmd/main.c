@@ -28,6 +28,10 @@ static const struct subcommand subcommands[] = {
     { "check", cmd_check,
       "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] [--disk N] "
       "filename" },
+    { "bitmap", cmd_bitmap,
+      "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+      "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+      "[--image-opts | -f fmt] filename bitmap" },
     { "snapshot", cmd_snapshot,
       "snapshot [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
       "filename" },

@@ -374,6 +374,42 @@ int kimg_snapshot_delete(struct kimg *img, const char *id_or_name);
  * bare `-l S` tries S as an ID, then as a name: cmd_snapshot_load_opt.) */
 int kimg_snapshot_load(struct kimg *img, const char *id, const char *name);
 
+/* ---- persistent dirty bitmaps (qcow2; kimg bitmap) --------------------- */
+
+enum kimg_bitmap_action {
+    KIMG_BITMAP_ADD,
+    KIMG_BITMAP_REMOVE,
+    KIMG_BITMAP_CLEAR,
+    KIMG_BITMAP_ENABLE,
+    KIMG_BITMAP_DISABLE,
+    KIMG_BITMAP_MERGE,
+};
+
+struct kimg_bitmap_op {
+    enum kimg_bitmap_action action;
+    const char *name;           /* the bitmap changed */
+    uint64_t granularity;       /* ADD: bytes per bit (a power of 2, 512 to
+                                   2 GiB); 0: the format's default */
+    bool disabled;              /* ADD: made disabled (records no writes) */
+    struct kimg *src;           /* MERGE: the image holding SRC_NAME (any
+                                   size-equal image); NULL: IMG itself */
+    const char *src_name;       /* MERGE: whose dirty bits are added to NAME */
+};
+
+/* Apply OP to IMG (opened read-write) as `qemu-img bitmap` does, with
+ * qemu's messages; crash-safe: the image switches from the old set of
+ * bitmaps to the new one with one header write, so a failure or a crash
+ * leaves one or the other (leaked clusters at worst).  An inconsistent
+ * (in-use) bitmap can only be removed; its clusters are then leaked, not
+ * freed (its table is not trusted; check -r leaks gives them back). */
+int kimg_bitmap_change(struct kimg *img, const struct kimg_bitmap_op *op);
+/* Whether the bytes at OFF (< the virtual size) are dirty in IMG's bitmap
+ * NAME: *DIRTY for the run of *PNUM bytes (1 <= *PNUM <= LEN, inside the
+ * image) starting there.  -ENOENT: no such bitmap; -EINVAL: it is
+ * inconsistent or damaged.  Works on read-only images. */
+int kimg_bitmap_dirty(struct kimg *img, const char *name, uint64_t off, uint64_t len,
+                      bool *dirty, uint64_t *pnum);
+
 /* ---- lifecycle: backing file, emptying, amend, measure ---------------- */
 
 /* Rewrite the backing file name and format stored in IMG's header only
