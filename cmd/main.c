@@ -15,7 +15,8 @@ static const struct subcommand subcommands[] = {
     { "convert", cmd_convert,
       "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
       "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
-      "[--target-is-zero] [-U] [--untrusted] [--disk N] filename [filename2 [...]] "
+      "[--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [--untrusted] [--disk N] "
+      "filename [filename2 [...]] "
       "output_filename" },
     { "clone", cmd_clone,
       "clone --original-xml FILE (-n NAME | --auto-clone) [-f FILE...] [-m MAC...] [--uuid UUID] "

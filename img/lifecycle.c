@@ -6,6 +6,7 @@
  * for rebase and commit, the engine's built on these calls.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kimg/driver.h"
 
@@ -62,6 +63,28 @@ int kimg_snapshot_load(struct kimg *img, const char *id, const char *name)
     if (!img->drv->snapshot_load)
         return unsupported(img, "internal snapshots");
     return img->drv->snapshot_load(img, id, name);
+}
+
+int kimg_bitmap_list(struct kimg *img, struct kimg_bitmap_info **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    if (!img->drv->bitmap_list)
+        return -ENOTSUP;
+    int ret = img->drv->bitmap_list(img, list, n);
+    if (ret < 0) {
+        kimg_bitmap_list_free(*list, *n);
+        *list = NULL;
+        *n = 0;
+    }
+    return ret;
+}
+
+void kimg_bitmap_list_free(struct kimg_bitmap_info *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i].name);
+    free(list);
 }
 
 int kimg_bitmap_change(struct kimg *img, const struct kimg_bitmap_op *op)

@@ -396,6 +396,21 @@ struct kimg_bitmap_op {
     const char *src_name;       /* MERGE: whose dirty bits are added to NAME */
 };
 
+/* One persistent bitmap, as kimg_bitmap_list reports it. */
+struct kimg_bitmap_info {
+    char *name;
+    uint64_t granularity;       /* bytes per bit */
+    bool enabled;               /* records writes ("auto") */
+    bool in_use;                /* inconsistent: its bits cannot be trusted */
+};
+
+/* IMG's persistent bitmaps, in the image's order, into *LIST (*N of them;
+ * free with kimg_bitmap_list_free).  -ENOTSUP when the image cannot store
+ * bitmaps at all (a format without them, a qcow2 v2 image): qemu's
+ * "lacks bitmap support". */
+int kimg_bitmap_list(struct kimg *img, struct kimg_bitmap_info **list, size_t *n);
+void kimg_bitmap_list_free(struct kimg_bitmap_info *list, size_t n);
+
 /* Apply OP to IMG (opened read-write) as `qemu-img bitmap` does, with
  * qemu's messages; crash-safe: the image switches from the old set of
  * bitmaps to the new one with one header write, so a failure or a crash

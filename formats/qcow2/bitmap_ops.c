@@ -81,6 +81,30 @@ static int find_usable(struct qcow2_state *s, const char *name)
     return i;
 }
 
+int qcow2_bitmap_list(struct qcow2_state *s, struct kimg_bitmap_info **list, size_t *n)
+{
+    if (s->version < 3)
+        return -ENOTSUP;        /* qemu: no persistent bitmaps in v2 */
+    uint32_t nb = nb_bitmaps(s);
+    if (!nb)
+        return 0;
+    struct kimg_bitmap_info *v = calloc(nb, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    *list = v;
+    for (uint32_t i = 0; i < nb; i++) {
+        const struct qcow2_bitmap *b = &s->bitmaps[i];
+        v[i].name = strdup(b->name);
+        if (!v[i].name)
+            return -ENOMEM;
+        *n = i + 1;
+        v[i].granularity = b->granularity_bits < 64 ? 1ULL << b->granularity_bits : 0;
+        v[i].enabled = b->flags & QCOW2_BME_AUTO;
+        v[i].in_use = b->flags & QCOW2_BME_IN_USE;
+    }
+    return 0;
+}
+
 /* ---- the dirty-run query ------------------------------------------------ */
 
 static int query_load(struct qcow2_state *s, uint32_t idx)

@@ -590,6 +590,15 @@ static int qcow2_bitmap_dirty_cb(struct kimg *img, const char *name, uint64_t of
     return ret;
 }
 
+static int qcow2_bitmap_list_cb(struct kimg *img, struct kimg_bitmap_info **list, size_t *n)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_bitmap_list(s, list, n);
+    qcow2_unlock(s);
+    return ret;
+}
+
 static bool qcow2_has_bitmaps_cb(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
@@ -638,4 +647,5 @@ const struct kimg_driver kimg_qcow2_driver = {
     .transform_data = qcow2_transform_data_cb,
     .bitmap_change = qcow2_bitmap_change_cb,
     .bitmap_dirty = qcow2_bitmap_dirty_cb,
+    .bitmap_list = qcow2_bitmap_list_cb,
 };

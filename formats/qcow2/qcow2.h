@@ -886,6 +886,7 @@ int qcow2_bm_load_table(struct qcow2_state *s, const struct qcow2_bitmap *b,
  * then switches with one header write and frees what only the old set
  * used; tracking restarts on the new set. */
 int qcow2_bitmap_change(struct qcow2_state *s, const struct kimg_bitmap_op *op);
+int qcow2_bitmap_list(struct qcow2_state *s, struct kimg_bitmap_info **list, size_t *n);
 int qcow2_bitmap_dirty(struct qcow2_state *s, const char *name, uint64_t off,
                        uint64_t len, bool *dirty, uint64_t *pnum);
 /* Forget the cached table and cluster of bitmap_dirty (any change). */

@@ -227,6 +227,9 @@ struct kimg_driver {
     int (*bitmap_change)(struct kimg *img, const struct kimg_bitmap_op *op);
     int (*bitmap_dirty)(struct kimg *img, const char *name, uint64_t off, uint64_t len,
                         bool *dirty, uint64_t *pnum);
+    /* kimg_bitmap_list; the door frees a partial list on failure.  NULL:
+     * -ENOTSUP (no bitmaps in this format). */
+    int (*bitmap_list)(struct kimg *img, struct kimg_bitmap_info **list, size_t *n);
 };
 
 /* kimg_driver.flags */

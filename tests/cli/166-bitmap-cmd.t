@@ -81,6 +81,7 @@ twins "add" --add new
 SPOT="new" twins "add -g 512" --add -g 512 new
 twins "add -g 2G" --add -g 2G new
 twins "add -g 4k --disable" --add -g 4k --disable new
+twins "add --enable (vdsm)" --add --enable new
 twins "disable then add (one disabled add)" --disable --add new
 SPOT="g 512" twins "remove" --remove b0
 twins "remove an in-use bitmap" --leaks --remove used
