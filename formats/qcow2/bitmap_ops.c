@@ -574,3 +574,26 @@ int qcow2_bitmap_change(struct qcow2_state *s, const struct kimg_bitmap_op *op)
     free(dir);
     return ret;
 }
+
+int qcow2_bitmaps_drop_in_use(struct qcow2_state *s,
+                              void (*named)(void *opaque, const char *name), void *opaque)
+{
+    int ret = 0;
+    if (!s->bitmaps_valid)
+        return 0;       /* a set that failed validation is not touched */
+    for (uint32_t i = 0; ret == 0 && i < nb_bitmaps(s);) {
+        if (!(s->bitmaps[i].flags & QCOW2_BME_IN_USE)) {
+            i++;
+            continue;
+        }
+        char *name = strdup(s->bitmaps[i].name);
+        if (!name)
+            return -ENOMEM;
+        struct kimg_bitmap_op op = { .action = KIMG_BITMAP_REMOVE, .name = name };
+        ret = qcow2_bitmap_change(s, &op);
+        if (ret == 0 && named)
+            named(opaque, name);
+        free(name);
+    }
+    return ret;
+}

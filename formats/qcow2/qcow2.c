@@ -197,6 +197,7 @@ static int open_locked(struct kimg *img, struct qcow2_state *s)
         ret = qcow2_bitmaps_open(s, fsz);
         if (ret < 0 && !(img->flags & KIMG_OPEN_REPAIR))
             goto fail;
+        s->bitmaps_valid = ret == 0;
         if (ret < 0) {
             kimg_clear_error();
             if (bitmaps_track_writes(s))

@@ -304,6 +304,8 @@ struct qcow2_state {
                                    it before the first guest write (atomic
                                    read and cleared under the lock) */
     struct qcow2_bm_query *bmq; /* bitmap_ops.c's query cache, or NULL */
+    bool bitmaps_valid;         /* read-write open: the directory and the
+                                   consistent bitmaps passed validation */
     struct qcow2_bm_state *bm;  /* bitmaps kept consistent across writes
                                    (bitmap.c), NULL when none records writes */
     struct qcow2_freed *freed;  /* while set (a shrink): where refcounts fell
@@ -889,6 +891,11 @@ int qcow2_bitmap_change(struct qcow2_state *s, const struct kimg_bitmap_op *op);
 int qcow2_bitmap_list(struct qcow2_state *s, struct kimg_bitmap_info **list, size_t *n);
 int qcow2_bitmap_dirty(struct qcow2_state *s, const char *name, uint64_t off,
                        uint64_t len, bool *dirty, uint64_t *pnum);
+/* check -r all (lock held): remove every inconsistent (in-use) bitmap of
+ * a validated set, each with one switch, their clusters left for the
+ * check's leak repair; NAMED(OPAQUE, NAME) after each.  0 or -errno. */
+int qcow2_bitmaps_drop_in_use(struct qcow2_state *s,
+                              void (*named)(void *opaque, const char *name), void *opaque);
 /* Forget the cached table and cluster of bitmap_dirty (any change). */
 void qcow2_bitmap_query_reset(struct qcow2_state *s);
 

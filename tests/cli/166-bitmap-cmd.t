@@ -151,6 +151,26 @@ for b in new b0; do
     like "$(dirty k.qcow2 "$b")" "^0 4194304$" "kimg writes after kimg bitmap: '$b' records them"
 done
 
+# check -r all drops an inconsistent bitmap (qemu keeps it forever: every
+# use fails); plain check and -r leaks report and change nothing of it
+cp base.qcow2 k.qcow2
+kimg check k.qcow2
+qimg check k.qcow2
+is "$RC:$(cat "$T/out")" "$QRC:$(cat "$T/qout")" "check: an in-use bitmap is no error (as qemu-img)"
+kimg check -r leaks k.qcow2
+like "$(bitmaps k.qcow2)" "^used:65536:in-use,auto" "check -r leaks: the in-use bitmap stays"
+kimg check -r all k.qcow2
+is "$RC" 0 "check -r all: exit 0"
+like "$(cat "$T/out" "$T/err")" "Repairing bitmap 'used': inconsistent \(in use\), removed" "check -r all: says which bitmap went"
+is "$(bitmaps k.qcow2)" "off:65536: b0:65536:auto g_512:512:auto g1M:1048576:auto g2G:2147483648:auto" \
+   "check -r all: only the in-use bitmap removed"
+ok "check -r all: qemu-img check clean (its clusters freed)" check_clean k.qcow2
+is "$($BMPY all k.qcow2)" "$($BMPY all base.qcow2 | sed '/^used /,/^[^ ]/{/^used /d;/^  /d}')" \
+   "check -r all: the other bitmaps' bits untouched"
+ok "check -r all: content untouched" qemu_oracle_compare k.qcow2 base.qcow2
+kimg convert --bitmaps -O qcow2 k.qcow2 copy.qcow2
+is "$RC" 0 "after check -r all: convert --bitmaps works without --skip-broken-bitmaps"
+
 # command-line refusals, as qemu-img's
 cp base.qcow2 k.qcow2
 for args in "k.qcow2 b0" "--add k.qcow2" "--add k.qcow2 a b" "-g 64k --enable k.qcow2 b0" \
