@@ -348,8 +348,11 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: Use of --skip-broken-bitmaps requires --bitmaps\n");
         goto out;
     }
-    if (a.no_create && (a.opts || a.backing)) {
-        fprintf(stderr, "kimg: -o and -B have no effect with -n (the target exists)\n");
+    /* -n -B (vdsm, for every layer with a parent): the target's own
+     * backing file supplies what the sources' top layer does not hold, so
+     * only that is copied; the name is not opened (qemu-img 7.2 neither) */
+    if (a.no_create && a.opts) {
+        fprintf(stderr, "kimg: -o has no effect when skipping image creation\n");
         goto out;
     }
     if (a.backing_fmt && !a.backing) {
@@ -381,6 +384,12 @@ int cmd_convert(int argc, char **argv)
         goto out;
 
     const char *dst = argv[argc - 1];
+    /* Proxmox's "zeroinit:" target prefix (its qemu's zeroinit filter):
+     * the existing target reads as zeros, as --target-is-zero says */
+    if (a.no_create && !a.tgt_image_opts && !strncmp(dst, "zeroinit:", 9)) {
+        dst += 9;
+        a.target_is_zero = true;
+    }
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
     struct kimg_output out = { 0 };
