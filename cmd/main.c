@@ -29,6 +29,10 @@ static const struct subcommand subcommands[] = {
     { "check", cmd_check,
       "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] [--disk N] "
       "filename" },
+    { "dd", cmd_dd,
+      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [-n] [-l snapshot_param] "
+      "[bs=block_size] [count=blocks] [skip=blocks] [osize=output_size] [isize=input_size] "
+      "[if=input] [of=output]" },
     { "bitmap", cmd_bitmap,
       "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
       "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
