@@ -45,6 +45,8 @@ int cmd_amend(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 
 /* Print "kimg: [FILE: ]MESSAGE" with the library's last error (or FALLBACK)
  * on stderr, clear it, and return 1. */

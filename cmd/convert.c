@@ -102,6 +102,7 @@ struct convert_args {
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
+    bool bitmaps, skip_broken;          /* --bitmaps, --skip-broken-bitmaps */
     bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
     bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
     bool progress_json;             /* --progress=json */
@@ -111,9 +112,99 @@ struct convert_args {
     int in_flight;
 };
 
+/* --bitmaps, before anything is written (qemu-img's checks and order):
+ * one source, one that can hold bitmaps, none of them inconsistent but
+ * with --skip-broken-bitmaps. */
+static int bitmaps_check_source(struct kimg **src, int nb_src, bool skip)
+{
+    struct kimg_bitmap_info *list;
+    size_t n;
+    if (nb_src > 1) {
+        cmd_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    int r = kimg_bitmap_list(src[0], &list, &n);
+    if (r == -ENOTSUP) {
+        cmd_error("Source lacks bitmap support");
+        return -1;
+    }
+    if (r < 0)
+        return cmd_fail(kimg_filename(src[0]), "cannot list the bitmaps"), -1;
+    for (size_t i = 0; i < n && !skip; i++)
+        if (list[i].in_use) {
+            cmd_error("Cannot copy inconsistent bitmap '%s' (try --skip-broken-bitmaps, or "
+                      "remove it with 'kimg bitmap --remove')", list[i].name);
+            r = -1;
+            break;
+        }
+    kimg_bitmap_list_free(list, n);
+    return r < 0 ? -1 : 0;
+}
+
+/* --bitmaps, after the data: each consistent bitmap of SRC made in DST
+ * with its granularity and state, then its bits merged in.  qemu-img
+ * walks them last first (its list is newest first) and stops at a name
+ * DST already has, then stores the ones it made in SRC's order: the same
+ * bitmaps end up in the same order here. */
+static int bitmaps_copy(struct kimg *src, struct kimg *dst)
+{
+    struct kimg_bitmap_info *list, *have;
+    size_t n, nh, first = 0;
+    const char *clash = NULL;
+    int r = kimg_bitmap_list(src, &list, &n);
+    if (r < 0)
+        return cmd_fail(kimg_filename(src), "cannot list the bitmaps"), -1;
+    r = kimg_bitmap_list(dst, &have, &nh);
+    if (r < 0) {
+        kimg_bitmap_list_free(list, n);
+        return cmd_fail(kimg_filename(dst), "cannot list the bitmaps"), -1;
+    }
+    for (size_t i = n; i-- > 0 && !clash;) {
+        for (size_t k = 0; k < nh && !clash; k++)
+            if (!strcmp(have[k].name, list[i].name)) {
+                clash = list[i].name;
+                first = i + 1;
+            }
+        if (!clash && list[i].in_use) {
+            fputs("kimg: warning: Skipping inconsistent bitmap '", stderr);
+            kimg_print_for_terminal(stderr, list[i].name);
+            fputs("'\n", stderr);
+        }
+    }
+    for (size_t i = first; i < n && r == 0; i++) {
+        if (list[i].in_use)
+            continue;
+        struct kimg_bitmap_op add = { .action = KIMG_BITMAP_ADD, .name = list[i].name,
+                                      .granularity = list[i].granularity,
+                                      .disabled = !list[i].enabled };
+        struct kimg_bitmap_op merge = { .action = KIMG_BITMAP_MERGE, .name = list[i].name,
+                                        .src = src, .src_name = list[i].name };
+        const char *what = "create";
+        r = kimg_bitmap_change(dst, &add);
+        if (r == 0) {
+            what = "populate";
+            r = kimg_bitmap_change(dst, &merge);
+        }
+        if (r < 0) {
+            const char *msg = kimg_last_error();
+            cmd_error("Failed to %s bitmap %s: %s", what, list[i].name,
+                      msg ? msg : "unknown error");
+            kimg_clear_error();
+        }
+    }
+    if (r == 0 && clash) {
+        cmd_error("Failed to create bitmap %s: Bitmap already exists: %s", clash, clash);
+        r = -1;
+    }
+    kimg_bitmap_list_free(have, nh);
+    kimg_bitmap_list_free(list, n);
+    return r < 0 ? -1 : 0;
+}
+
 int cmd_convert(int argc, char **argv)
 {
-    enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS };
+    enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS, OPT_BITMAPS,
+           OPT_SKIP_BROKEN };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "force-share", no_argument, NULL, 'U' },
@@ -124,6 +215,8 @@ int cmd_convert(int argc, char **argv)
         { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
         { "progress", required_argument, NULL, OPT_PROGRESS },
         { "disk", required_argument, NULL, OPT_DISK },
+        { "bitmaps", no_argument, NULL, OPT_BITMAPS },
+        { "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
         { NULL, 0, NULL, 0 },
     };
     struct convert_args a = { .out_fmt = "raw", .sparse = 4096, .cache = "unsafe",
@@ -160,6 +253,8 @@ int cmd_convert(int argc, char **argv)
             }
             break;
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
+        case OPT_BITMAPS: a.bitmaps = true; break;
+        case OPT_SKIP_BROKEN: a.skip_broken = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
             if (kimg_opts_parse(&a.opts, optarg) < 0) {
@@ -249,8 +344,15 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: --target-is-zero requires use of -n flag\n");
         goto out;
     }
-    if (a.no_create && (a.opts || a.backing)) {
-        fprintf(stderr, "kimg: -o and -B have no effect with -n (the target exists)\n");
+    if (a.skip_broken && !a.bitmaps) {
+        fprintf(stderr, "kimg: Use of --skip-broken-bitmaps requires --bitmaps\n");
+        goto out;
+    }
+    /* -n -B (vdsm, for every layer with a parent): the target's own
+     * backing file supplies what the sources' top layer does not hold, so
+     * only that is copied; the name is not opened (qemu-img 7.2 neither) */
+    if (a.no_create && a.opts) {
+        fprintf(stderr, "kimg: -o has no effect when skipping image creation\n");
         goto out;
     }
     if (a.backing_fmt && !a.backing) {
@@ -282,6 +384,12 @@ int cmd_convert(int argc, char **argv)
         goto out;
 
     const char *dst = argv[argc - 1];
+    /* Proxmox's "zeroinit:" target prefix (its qemu's zeroinit filter):
+     * the existing target reads as zeros, as --target-is-zero says */
+    if (a.no_create && !a.tgt_image_opts && !strncmp(dst, "zeroinit:", 9)) {
+        dst += 9;
+        a.target_is_zero = true;
+    }
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
     struct kimg_output out = { 0 };
@@ -299,6 +407,8 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         total += kimg_size(src[i]);
     }
+    if (a.bitmaps && bitmaps_check_source(src, nb_src, a.skip_broken) < 0)
+        goto close_src;
 
     unsigned dflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
                       (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
@@ -360,6 +470,16 @@ int cmd_convert(int argc, char **argv)
         }
     }
 
+    if (a.bitmaps) {
+        struct kimg_bitmap_info *none;
+        size_t nn;
+        if (kimg_bitmap_list(out_img, &none, &nn) == -ENOTSUP) {
+            cmd_error("Format driver '%s' does not support bitmaps", kimg_format_name(out_img));
+            goto close_src;
+        }
+        kimg_clear_error();
+        kimg_bitmap_list_free(none, nn);
+    }
     struct kimg_convert cv = {
         .src = src, .nb_src = nb_src, .dst = out_img, .sparse_size = a.sparse,
         .compress = a.compress, .in_flight = a.in_flight, .copy_offload = a.copy_offload,
@@ -394,6 +514,8 @@ int cmd_convert(int argc, char **argv)
         cmd_fail(dst, "error while converting");
         goto close_src;
     }
+    if (a.bitmaps && bitmaps_copy(src[0], out_img) < 0)
+        goto close_src;
     if (a.show_steps)
         cmd_progress_value(100.0f);   /* as qemu-img: again, at the end */
     r = kimg_close(out_img);

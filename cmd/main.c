@@ -15,7 +15,8 @@ static const struct subcommand subcommands[] = {
     { "convert", cmd_convert,
       "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
       "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
-      "[--target-is-zero] [-U] [--untrusted] [--disk N] filename [filename2 [...]] "
+      "[--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [--untrusted] [--disk N] "
+      "filename [filename2 [...]] "
       "output_filename" },
     { "clone", cmd_clone,
       "clone --original-xml FILE (-n NAME | --auto-clone) [-f FILE...] [-m MAC...] [--uuid UUID] "
@@ -28,6 +29,14 @@ static const struct subcommand subcommands[] = {
     { "check", cmd_check,
       "check [-q] [-f fmt] [-U] [--untrusted] [--output=human|json] [-r leaks|all] [--disk N] "
       "filename" },
+    { "dd", cmd_dd,
+      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [-n] [-l snapshot_param] "
+      "[bs=block_size] [count=blocks] [skip=blocks] [osize=output_size] [isize=input_size] "
+      "[if=input] [of=output]" },
+    { "bitmap", cmd_bitmap,
+      "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+      "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
+      "[--image-opts | -f fmt] filename bitmap" },
     { "snapshot", cmd_snapshot,
       "snapshot [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
       "filename" },

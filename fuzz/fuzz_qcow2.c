@@ -14,6 +14,11 @@
  *      dirty bitmaps (formats/qcow2/bitmap.c): on such an image the writes
  *      leave no bitmap in use that was not before, and the result opens
  *      read-write again (the bitmaps kimg stored pass its own validation).
+ *      Bitmap management (formats/qcow2/bitmap_ops.c): on the read-only
+ *      image, dirty-run queries over each bitmap the info lists (runs are
+ *      at least a byte and inside the range); on the repaired one, an
+ *      add, a merge from each listed bitmap, a clear, a disable and a
+ *      remove, after the writes (their results feed the reopen oracle).
  * Work per input is capped (block status steps, bytes read, write sizes)
  * so a virtual size of 2^62 runs as fast as 64 KiB.  Nothing touches the
  * disk: NO_BACKING keeps backing and external data files closed, and the
@@ -288,6 +293,79 @@ static void oracle_check(struct kimg *img)
     free(log);
 }
 
+/* The names of the bitmaps IMG's info lists (at most 8), in NAMES
+ * (strdup'd; the caller frees them). */
+static int bitmap_names(struct kimg *img, char **names)
+{
+    struct kimg_info info;
+    int n = 0;
+    kimg_clear_error();
+    if (kimg_get_info(img, &info) < 0)
+        return 0;
+    const struct kimg_jv *d = info.format_specific ? kimg_jv_get(info.format_specific, "data")
+                                                   : NULL;
+    const struct kimg_jv *bm = d ? kimg_jv_get(d, "bitmaps") : NULL;
+    for (int i = 0; bm && i < bm->n && n < 8; i++) {
+        const struct kimg_jv *name = kimg_jv_get(bm->items[i], "name");
+        if (name && name->s && (names[n] = strdup(name->s)))
+            n++;
+    }
+    kimg_info_free(&info);
+    kimg_clear_error();
+    return n;
+}
+
+/* Dirty-run queries over every listed bitmap of IMG. */
+static void bitmap_queries(struct kimg *img)
+{
+    char *names[8];
+    int n = bitmap_names(img, names);
+    uint64_t size = kimg_size(img);
+    for (int i = 0; i < n; i++) {
+        uint64_t off = 0, stride = size / MAX_STEPS + 1;
+        for (int step = 0; step < MAX_STEPS && off < size; step++) {
+            bool dirty;
+            uint64_t pnum = 0, next = off + 1;
+            kimg_clear_error();
+            if (kimg_bitmap_dirty(img, names[i], off, size - off, &dirty, &pnum) == 0) {
+                if (pnum == 0 || pnum > size - off)
+                    abort();
+                next = off + pnum;
+            }
+            uint64_t floor = (uint64_t)(step + 1) * stride;
+            off = next > floor ? next : floor;
+        }
+        free(names[i]);
+    }
+    kimg_clear_error();
+}
+
+/* Management operations on the writable IMG (no oracle but the reopen). */
+static void bitmap_ops(struct kimg *img)
+{
+    char *names[8];
+    int n = bitmap_names(img, names);
+    struct kimg_bitmap_op op = { .action = KIMG_BITMAP_ADD, .name = "fz", .granularity = 4096 };
+    kimg_clear_error();
+    (void)kimg_bitmap_change(img, &op);
+    for (int i = 0; i < n; i++) {
+        op = (struct kimg_bitmap_op){ .action = KIMG_BITMAP_MERGE, .name = "fz",
+                                      .src_name = names[i] };
+        kimg_clear_error();
+        (void)kimg_bitmap_change(img, &op);
+    }
+    static const enum kimg_bitmap_action then[] = { KIMG_BITMAP_CLEAR, KIMG_BITMAP_DISABLE,
+                                                    KIMG_BITMAP_REMOVE };
+    for (size_t k = 0; k < sizeof(then) / sizeof(then[0]); k++) {
+        op = (struct kimg_bitmap_op){ .action = then[k], .name = "fz" };
+        kimg_clear_error();
+        (void)kimg_bitmap_change(img, &op);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    kimg_clear_error();
+}
+
 /* How many bitmaps the format-specific info marks "in-use". */
 static int in_use_count(struct kimg *img)
 {
@@ -348,6 +426,7 @@ static void repair_and_write(const uint8_t *data, size_t size)
                  !again.corruptions && !again.leaks && !again.check_errors;
     int failed = writes(img, data, size, clean);
     kimg_clear_error();
+    bitmap_ops(img);
     if (kimg_close(img) < 0)
         failed++;
     kimg_clear_error();
@@ -390,6 +469,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct kimg_check res;
         print_info(img);
         walk(img);
+        bitmap_queries(img);
         do_check(img, 0, NULL, &res);
         /* the read-only image must refuse writes */
         kimg_clear_error();

@@ -371,6 +371,8 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
 {
     struct chain_ids ids = { .n = 0 };
     const char *path = filename;
+    if (!(flags & KIMG_OPEN_PATH) && !strncmp(filename, "json:", 5))
+        return kimg_open_json_name(out, filename, format, flags);
     if (!(flags & KIMG_OPEN_PATH)) {
         int ret = kimg_image_path(filename, &path);
         if (ret < 0)
@@ -469,6 +471,8 @@ int kimg_open_disk(struct kimg **out, const char *filename, const char *format,
                    unsigned flags, unsigned disk)
 {
     const char *path = filename;
+    if (!(flags & KIMG_OPEN_PATH) && !strncmp(filename, "json:", 5) && !disk)
+        return kimg_open_json_name(out, filename, format, flags);
     if (!(flags & KIMG_OPEN_PATH)) {
         int ret = kimg_image_path(filename, &path);
         if (ret < 0)

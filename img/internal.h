@@ -64,6 +64,10 @@ bool kimg_buffer_is_zero(const void *buf, size_t len);
  * with FLAGS, the top layer's open options a copy of OPTS (or none): the
  * driver reads them with kimg_open_opt; after the open (backing chain
  * included) one no driver read fails the open with qemu's message. */
+/* A "json:{...}" name typed by the user (json_name.c): FORMAT from -f
+ * (must agree with its "driver"), refused under --untrusted. */
+int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
+                        unsigned flags);
 int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
                          unsigned flags, const struct kimg_opts *opts);
 /* 0, or -EINVAL with "Block format 'F' does not support the option 'K'"

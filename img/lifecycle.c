@@ -6,6 +6,7 @@
  * for rebase and commit, the engine's built on these calls.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kimg/driver.h"
 
@@ -62,6 +63,61 @@ int kimg_snapshot_load(struct kimg *img, const char *id, const char *name)
     if (!img->drv->snapshot_load)
         return unsupported(img, "internal snapshots");
     return img->drv->snapshot_load(img, id, name);
+}
+
+int kimg_bitmap_list(struct kimg *img, struct kimg_bitmap_info **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    if (!img->drv->bitmap_list)
+        return -ENOTSUP;
+    int ret = img->drv->bitmap_list(img, list, n);
+    if (ret < 0) {
+        kimg_bitmap_list_free(*list, *n);
+        *list = NULL;
+        *n = 0;
+    }
+    return ret;
+}
+
+void kimg_bitmap_list_free(struct kimg_bitmap_info *list, size_t n)
+{
+    for (size_t i = 0; list && i < n; i++)
+        free(list[i].name);
+    free(list);
+}
+
+int kimg_bitmap_change(struct kimg *img, const struct kimg_bitmap_op *op)
+{
+    int ret = need_writable(img);
+    if (ret < 0)
+        return ret;
+    if (!op || !op->name || (op->action == KIMG_BITMAP_MERGE && !op->src_name))
+        return kimg_fail(-EINVAL, "a bitmap operation needs a bitmap name");
+    if (op->action == KIMG_BITMAP_MERGE && op->src && !op->src->drv->bitmap_dirty)
+        return kimg_fail(-ENOENT, "Dirty bitmap '%s' not found", op->src_name);
+    if (!img->drv->bitmap_change)
+        return kimg_fail(-ENOTSUP, "Can't store persistent bitmaps to '%s': Operation not "
+                         "supported", img->filename);
+    return img->drv->bitmap_change(img, op);
+}
+
+int kimg_bitmap_dirty(struct kimg *img, const char *name, uint64_t off, uint64_t len,
+                      bool *dirty, uint64_t *pnum)
+{
+    if (!name)
+        return kimg_fail(-EINVAL, "a bitmap query needs a bitmap name");
+    if (off >= img->size || !len)
+        return kimg_fail(-EINVAL, "bitmap query outside the image");
+    if (len > img->size - off)
+        len = img->size - off;
+    if (!img->drv->bitmap_dirty)
+        return kimg_fail(-ENOENT, "Dirty bitmap '%s' not found", name);
+    int ret = img->drv->bitmap_dirty(img, name, off, len, dirty, pnum);
+    if (ret == 0 && (*pnum == 0 || *pnum > len))
+        return kimg_fail(-EIO, "%s: the format reported a bitmap run out of range",
+                         img->filename);
+    return ret;
 }
 
 int kimg_change_backing(struct kimg *img, const char *name, const char *format)

@@ -374,6 +374,57 @@ int kimg_snapshot_delete(struct kimg *img, const char *id_or_name);
  * bare `-l S` tries S as an ID, then as a name: cmd_snapshot_load_opt.) */
 int kimg_snapshot_load(struct kimg *img, const char *id, const char *name);
 
+/* ---- persistent dirty bitmaps (qcow2; kimg bitmap) --------------------- */
+
+enum kimg_bitmap_action {
+    KIMG_BITMAP_ADD,
+    KIMG_BITMAP_REMOVE,
+    KIMG_BITMAP_CLEAR,
+    KIMG_BITMAP_ENABLE,
+    KIMG_BITMAP_DISABLE,
+    KIMG_BITMAP_MERGE,
+};
+
+struct kimg_bitmap_op {
+    enum kimg_bitmap_action action;
+    const char *name;           /* the bitmap changed */
+    uint64_t granularity;       /* ADD: bytes per bit (a power of 2, 512 to
+                                   2 GiB); 0: the format's default */
+    bool disabled;              /* ADD: made disabled (records no writes) */
+    struct kimg *src;           /* MERGE: the image holding SRC_NAME (any
+                                   size-equal image); NULL: IMG itself */
+    const char *src_name;       /* MERGE: whose dirty bits are added to NAME */
+};
+
+/* One persistent bitmap, as kimg_bitmap_list reports it. */
+struct kimg_bitmap_info {
+    char *name;
+    uint64_t granularity;       /* bytes per bit */
+    bool enabled;               /* records writes ("auto") */
+    bool in_use;                /* inconsistent: its bits cannot be trusted */
+};
+
+/* IMG's persistent bitmaps, in the image's order, into *LIST (*N of them;
+ * free with kimg_bitmap_list_free).  -ENOTSUP when the image cannot store
+ * bitmaps at all (a format without them, a qcow2 v2 image): qemu's
+ * "lacks bitmap support". */
+int kimg_bitmap_list(struct kimg *img, struct kimg_bitmap_info **list, size_t *n);
+void kimg_bitmap_list_free(struct kimg_bitmap_info *list, size_t n);
+
+/* Apply OP to IMG (opened read-write) as `qemu-img bitmap` does, with
+ * qemu's messages; crash-safe: the image switches from the old set of
+ * bitmaps to the new one with one header write, so a failure or a crash
+ * leaves one or the other (leaked clusters at worst).  An inconsistent
+ * (in-use) bitmap can only be removed; its clusters are then leaked, not
+ * freed (its table is not trusted; check -r leaks gives them back). */
+int kimg_bitmap_change(struct kimg *img, const struct kimg_bitmap_op *op);
+/* Whether the bytes at OFF (< the virtual size) are dirty in IMG's bitmap
+ * NAME: *DIRTY for the run of *PNUM bytes (1 <= *PNUM <= LEN, inside the
+ * image) starting there.  -ENOENT: no such bitmap; -EINVAL: it is
+ * inconsistent or damaged.  Works on read-only images. */
+int kimg_bitmap_dirty(struct kimg *img, const char *name, uint64_t off, uint64_t len,
+                      bool *dirty, uint64_t *pnum);
+
 /* ---- lifecycle: backing file, emptying, amend, measure ---------------- */
 
 /* Rewrite the backing file name and format stored in IMG's header only

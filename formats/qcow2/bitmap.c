@@ -88,6 +88,11 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 /* The table size a consistent bitmap of granularity 2^GB needs. */
 static uint64_t table_size_for(const struct qcow2_state *s, uint32_t gb)
 {
+    return qcow2_bm_table_size(s, gb);
+}
+
+uint64_t qcow2_bm_table_size(const struct qcow2_state *s, uint32_t gb)
+{
     uint64_t bits = div_up(s->img->size, 1ULL << gb);
     return div_up(bits, s->cluster_size * 8);
 }
@@ -215,6 +220,12 @@ out:
     free(raw);
     free(t);
     return ret;
+}
+
+int qcow2_bm_load_table(struct qcow2_state *s, const struct qcow2_bitmap *b,
+                        uint64_t file_size, uint64_t **out)
+{
+    return load_table(s, b, file_size, out);
 }
 
 /* qemu's bitmap_list_load and check_dir_entry over the directory DIR,
@@ -842,6 +853,7 @@ int qcow2_bitmaps_store(struct qcow2_state *s)
     if (ret < 0)
         goto fail;
     dir_written(s, newd);
+    qcow2_bitmap_query_reset(s);        /* tables moved */
     st->in_use_on_disk = false;
     for (uint32_t i = 0; i < st->nt; i++)
         free_pages(st, &st->t[i]);
@@ -1045,6 +1057,7 @@ int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size)
         ret = write_dir(s, d, true, &newc, &oldc);
     if (ret < 0)
         goto fail;
+    qcow2_bitmap_query_reset(s);        /* tables moved */
     for (uint32_t i = 0; i < s->nb_bitmaps; i++) {
         const uint8_t *e = d + pos[i];
         s->bitmaps[i].table_offset = qcow2_be64(e);

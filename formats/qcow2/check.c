@@ -914,6 +914,11 @@ static int fix_incomplete_snapshots(struct chk *c, unsigned fix, uint32_t n)
     return 0;
 }
 
+static void log_dropped(void *opaque, const char *name)
+{
+    logline(opaque, "Repairing bitmap '%s': inconsistent (in use), removed", name);
+}
+
 static int check_locked(struct chk *c, unsigned fix)
 {
     struct qcow2_state *s = c->s;
@@ -931,6 +936,16 @@ static int check_locked(struct chk *c, unsigned fix)
     if (ret < 0) {
         r->check_errors++;
         return ret;
+    }
+    /* -r all, kimg's addition: an inconsistent bitmap can never be used
+     * again (qemu refuses it; a backup then fails), so it goes; the leak
+     * repair below frees its clusters once nothing references them */
+    if (fix & KIMG_CHECK_FIX_ERRORS) {
+        ret = qcow2_bitmaps_drop_in_use(s, log_dropped, c);
+        if (ret < 0) {
+            r->check_errors++;
+            return ret;
+        }
     }
     c->limit = s->refcount_max < UINT32_MAX ? s->refcount_max : UINT32_MAX;
     c->fix = fix;

@@ -37,6 +37,7 @@ static void free_state(struct qcow2_state *s)
     s->data_file = NULL;
     s->own_data_file = false;
     qcow2_bitmaps_free(s);
+    qcow2_bitmap_query_reset(s);
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
     qcow2_free_snapshots(s);
@@ -196,6 +197,7 @@ static int open_locked(struct kimg *img, struct qcow2_state *s)
         ret = qcow2_bitmaps_open(s, fsz);
         if (ret < 0 && !(img->flags & KIMG_OPEN_REPAIR))
             goto fail;
+        s->bitmaps_valid = ret == 0;
         if (ret < 0) {
             kimg_clear_error();
             if (bitmaps_track_writes(s))
@@ -570,6 +572,34 @@ static int qcow2_create_opts_like_cb(struct kimg *img, struct kimg_opts **opts)
     return ret;
 }
 
+static int qcow2_bitmap_change_cb(struct kimg *img, const struct kimg_bitmap_op *op)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_bitmap_change(s, op);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_bitmap_dirty_cb(struct kimg *img, const char *name, uint64_t off,
+                                 uint64_t len, bool *dirty, uint64_t *pnum)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_bitmap_dirty(s, name, off, len, dirty, pnum);
+    qcow2_unlock(s);
+    return ret;
+}
+
+static int qcow2_bitmap_list_cb(struct kimg *img, struct kimg_bitmap_info **list, size_t *n)
+{
+    struct qcow2_state *s = img->state;
+    qcow2_lock(s);
+    int ret = qcow2_bitmap_list(s, list, n);
+    qcow2_unlock(s);
+    return ret;
+}
+
 static bool qcow2_has_bitmaps_cb(struct kimg *img)
 {
     struct qcow2_state *s = img->state;
@@ -616,4 +646,7 @@ const struct kimg_driver kimg_qcow2_driver = {
     .create_opts_like = qcow2_create_opts_like_cb,
     .has_bitmaps = qcow2_has_bitmaps_cb,
     .transform_data = qcow2_transform_data_cb,
+    .bitmap_change = qcow2_bitmap_change_cb,
+    .bitmap_dirty = qcow2_bitmap_dirty_cb,
+    .bitmap_list = qcow2_bitmap_list_cb,
 };

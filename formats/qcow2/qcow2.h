@@ -303,6 +303,9 @@ struct qcow2_state {
                                    bitmaps that track writes, bit kept: clear
                                    it before the first guest write (atomic
                                    read and cleared under the lock) */
+    struct qcow2_bm_query *bmq; /* bitmap_ops.c's query cache, or NULL */
+    bool bitmaps_valid;         /* read-write open: the directory and the
+                                   consistent bitmaps passed validation */
     struct qcow2_bm_state *bm;  /* bitmaps kept consistent across writes
                                    (bitmap.c), NULL when none records writes */
     struct qcow2_freed *freed;  /* while set (a shrink): where refcounts fell
@@ -870,6 +873,31 @@ void qcow2_bitmaps_free(struct qcow2_state *s);
  * A failure in between leaves the bitmaps in_use. */
 int qcow2_bitmaps_resize_begin(struct qcow2_state *s, uint64_t new_size);
 int qcow2_bitmaps_resize_end(struct qcow2_state *s, uint64_t old_size);
+/* Entries of the table a consistent bitmap of granularity 2^GB needs. */
+uint64_t qcow2_bm_table_size(const struct qcow2_state *s, uint32_t gb);
+/* Read and validate bitmap B's table (host-endian, malloc'd) into *OUT:
+ * inside the file, every entry 0, 1 (all ones) or a cluster inside it. */
+int qcow2_bm_load_table(struct qcow2_state *s, const struct qcow2_bitmap *b,
+                        uint64_t file_size, uint64_t **out);
+
+/* ---- bitmap_ops.c: managing bitmaps (kimg bitmap) ---------------------- */
+
+/* Lock held.  The driver's bitmap_change and bitmap_dirty (kimg.h:
+ * kimg_bitmap_change, kimg_bitmap_dirty).  A change stores pending bits
+ * first, writes the new tables, chunks and directory to new clusters,
+ * then switches with one header write and frees what only the old set
+ * used; tracking restarts on the new set. */
+int qcow2_bitmap_change(struct qcow2_state *s, const struct kimg_bitmap_op *op);
+int qcow2_bitmap_list(struct qcow2_state *s, struct kimg_bitmap_info **list, size_t *n);
+int qcow2_bitmap_dirty(struct qcow2_state *s, const char *name, uint64_t off,
+                       uint64_t len, bool *dirty, uint64_t *pnum);
+/* check -r all (lock held): remove every inconsistent (in-use) bitmap of
+ * a validated set, each with one switch, their clusters left for the
+ * check's leak repair; NAMED(OPAQUE, NAME) after each.  0 or -errno. */
+int qcow2_bitmaps_drop_in_use(struct qcow2_state *s,
+                              void (*named)(void *opaque, const char *name), void *opaque);
+/* Forget the cached table and cluster of bitmap_dirty (any change). */
+void qcow2_bitmap_query_reset(struct qcow2_state *s);
 
 /* ---- create.c / info.c / check.c --------------------------------------- */
 

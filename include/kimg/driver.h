@@ -218,6 +218,18 @@ struct kimg_driver {
      * or copied in the kernel from its source, and never written as is. */
     int (*transform_data)(struct kimg *img, uint64_t off, uint64_t host, void *buf,
                           uint64_t len);
+    /* Optional: persistent dirty bitmaps (kimg_bitmap_change, kimg_bitmap_
+     * dirty in kimg.h, where the contracts are).  The door checks that the
+     * image is writable for a change and that names are given, and clips
+     * [OFF, OFF+LEN) of a query to the virtual size (OFF inside, LEN > 0).
+     * NULL: the format stores no bitmaps (qemu's "Can't store persistent
+     * bitmaps" refusal). */
+    int (*bitmap_change)(struct kimg *img, const struct kimg_bitmap_op *op);
+    int (*bitmap_dirty)(struct kimg *img, const char *name, uint64_t off, uint64_t len,
+                        bool *dirty, uint64_t *pnum);
+    /* kimg_bitmap_list; the door frees a partial list on failure.  NULL:
+     * -ENOTSUP (no bitmaps in this format). */
+    int (*bitmap_list)(struct kimg *img, struct kimg_bitmap_info **list, size_t *n);
 };
 
 /* kimg_driver.flags */

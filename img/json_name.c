@@ -1,0 +1,330 @@
+/*
+ * json_name.c — images named "json:{...}" on the command line (vdsm's
+ * measure passes one on every call; virt-v2v names a disk inside an OVA
+ * with one), parsed with jansson.  What kimg takes, as qemu 7.2 reads it:
+ *   - "driver": one of kimg's formats (or absent: probed; -f overrides it);
+ *   - "file": {"driver": "file"|"host_device", "filename": PATH, and the
+ *     file protocol's options image-opts takes}, or the dotted
+ *     "file.driver"/"file.filename" spelling;
+ *   - "backing": null (the backing file is named, not opened);
+ *   - a byte range of a file, qemu's raw driver with "offset" and "size":
+ *     as the image itself ({"driver": "raw", "offset": N, "size": M,
+ *     "file": {...}}) or as the file a format sits on ({"driver": "vmdk",
+ *     "file": {"driver": "raw", "offset": ..., "file": {...}}}), read-only;
+ *   - the format's open options, as --image-opts takes them.
+ * Nested objects flatten to the dotted options of image_opts.c, which
+ * opens them and refuses, with qemu's messages, what no driver reads.  A
+ * json: name is refused under --untrusted, and one stored inside an image
+ * is never followed (image.c's kimg_image_path refuses those).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kimg/driver.h"
+#include "kimg/json.h"
+#include "internal.h"
+
+#define MAX_DEPTH 8
+
+/* A byte range of a file (the raw driver's offset and size). */
+struct window {
+    bool on, has_size;
+    uint64_t off, size;
+    json_t *node;               /* the raw node (its "file" is the file) */
+};
+
+/* (the command adds "Could not open 'NAME': " before every message) */
+static int bad(const char *name, const char *why)
+{
+    (void)name;
+    return kimg_fail(-EINVAL, "%s", why);
+}
+
+/* VAL as an option value: strings as they are, integers in decimal,
+ * booleans on/off (qemu's keyval spellings). */
+static int value_text(json_t *val, char *buf, size_t cap, const char **out)
+{
+    switch (json_typeof(val)) {
+    case JSON_STRING:
+        *out = json_string_value(val);
+        return 0;
+    case JSON_INTEGER:
+        snprintf(buf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+        *out = buf;
+        return 0;
+    case JSON_TRUE:
+        *out = "on";
+        return 0;
+    case JSON_FALSE:
+        *out = "off";
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* Flatten OBJ under PREFIX into OPTS (dotted keys). */
+static int flatten(const char *name, json_t *obj, const char *prefix, struct kimg_opts **opts,
+                   int depth)
+{
+    const char *key;
+    json_t *val;
+    if (depth > MAX_DEPTH)
+        return bad(name, "JSON options nested too deep");
+    json_object_foreach(obj, key, val) {
+        char full[512], num[32];
+        const char *text;
+        if (snprintf(full, sizeof(full), "%s%s%s", prefix, *prefix ? "." : "", key) >=
+            (int)sizeof(full))
+            return bad(name, "an option name is too long");
+        if (json_is_object(val)) {
+            int ret = flatten(name, val, full, opts, depth + 1);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
+        if (value_text(val, num, sizeof(num), &text) < 0)
+            return kimg_fail(-EINVAL, "option '%.200s': kimg takes strings, numbers and "
+                             "booleans here (null only for \"backing\")", full);
+        if (kimg_opts_set(opts, full, text) < 0)
+            return kimg_fail(-ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int get_u64(const char *name, json_t *obj, const char *key, uint64_t *out, bool *has)
+{
+    json_t *v = json_object_get(obj, key);
+    *has = v != NULL;
+    if (!v)
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(s, &end, 10);
+        if (*s && !*end && errno == 0 && s[0] != '-') {
+            *out = n;
+            return 0;
+        }
+    }
+    (void)name;
+    return kimg_fail(-EINVAL, "Parameter '%s' expects a non-negative number", key);
+}
+
+/* A raw node with offset/size: its range into W, its own keys taken out. */
+static int take_window(const char *name, json_t *raw, struct window *w)
+{
+    bool has_off;
+    int ret = get_u64(name, raw, "offset", &w->off, &has_off);
+    if (ret == 0)
+        ret = get_u64(name, raw, "size", &w->size, &w->has_size);
+    if (ret < 0)
+        return ret;
+    w->on = true;
+    w->node = raw;
+    return 0;
+}
+
+/* qemu's QDict order (image_opts.c keeps the same hash). */
+static unsigned bucket(const char *key)
+{
+    uint32_t v = 0x238F13AFu * (uint32_t)strlen(key);
+    for (unsigned i = 0; key[i]; i++)
+        v += (uint32_t)(unsigned char)key[i] << (i * 5 % 24);
+    return (1103515243u * v + 12345u) % 512u;
+}
+
+/* NODE printed as qemu prints a json: filename: keys in QDict order,
+ * values as given. */
+static void print_node(FILE *f, json_t *node)
+{
+    const char *keys[64], *key;
+    json_t *val;
+    int n = 0;
+    json_object_foreach(node, key, val) {
+        if (n < 64)
+            keys[n++] = key;
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && bucket(keys[j - 1]) > bucket(keys[j]); j--) {
+            const char *t = keys[j];
+            keys[j] = keys[j - 1];
+            keys[j - 1] = t;
+        }
+    fputc('{', f);
+    for (int i = 0; i < n; i++) {
+        val = json_object_get(node, keys[i]);
+        fputs(i ? ", " : "", f);
+        kimg_json_print_string(f, keys[i]);
+        fputs(": ", f);
+        if (json_is_object(val))
+            print_node(f, val);
+        else if (json_is_string(val))
+            kimg_json_print_string(f, json_string_value(val));
+        else if (json_is_integer(val))
+            fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+        else
+            fputs(json_is_true(val) ? "true" : json_is_false(val) ? "false" : "null", f);
+    }
+    fputc('}', f);
+}
+
+/* "json:" and NODE as print_node prints it (malloc'd), or NULL. */
+static char *json_name_of(json_t *node)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return NULL;
+    fputs("json:", f);
+    print_node(f, node);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* The image on a byte range of a file: W's file opened read-only, the
+ * range as a window, FORMAT (NULL: probed) on it. */
+static int open_window(struct kimg **out, const char *name, json_t *root, const char *format,
+                       struct window *w, unsigned flags)
+{
+    if (flags & KIMG_OPEN_RDWR)
+        return bad(name, "a byte range of a file (offset/size) opens read-only");
+    json_t *file = json_object_get(w->node, "file");
+    const char *drv = file ? json_string_value(json_object_get(file, "driver")) : NULL;
+    const char *path = file ? json_string_value(json_object_get(file, "filename")) : NULL;
+    if (!json_is_object(file) || !path || (drv && strcmp(drv, "file") && strcmp(drv, "host_device")))
+        return bad(name, "the raw driver's \"file\" must be {\"driver\": \"file\", "
+                         "\"filename\": PATH}");
+    if (json_object_size(file) != (size_t)(drv ? 2 : 1))
+        return bad(name, "only \"driver\" and \"filename\" are taken in a byte range's file");
+    const char *k;
+    json_t *v;
+    json_object_foreach(w->node, k, v) {
+        if (strcmp(k, "driver") && strcmp(k, "offset") && strcmp(k, "size") && strcmp(k, "file"))
+            return kimg_fail(-EINVAL, "Block format 'raw' does not support the option "
+                             "'%.200s'", k);
+    }
+    struct kimg_file *base, *win;
+    uint64_t fsize;
+    int ret = kimg_file_open(&base, path, 0);
+    if (ret < 0)
+        return ret;
+    ret = kimg_file_size(base, &fsize);
+    if (ret < 0) {
+        kimg_file_close(base);
+        return ret;
+    }
+    uint64_t size = w->has_size ? w->size : fsize > w->off ? fsize - w->off : 0;
+    if (w->off > fsize || size > fsize - w->off) {
+        kimg_file_close(base);
+        return kimg_fail(-EINVAL, "The sum of offset (%" PRIu64 ") and size (%" PRIu64 ") has "
+                         "to be smaller or equal to the  actual size of the containing file "
+                         "(%" PRIu64 ")", w->off, size, fsize);
+    }
+    /* names as qemu shows them: the range's own node for the file (a
+     * format's extent list shows it), the whole name for the image */
+    char *node_name = json_name_of(w->node), *root_name = NULL;
+    if (!node_name) {
+        kimg_file_close(base);
+        return kimg_fail(-ENOMEM, "out of memory");
+    }
+    ret = kimg_file_open_window(&win, base, w->off, size, node_name, true);
+    free(node_name);
+    if (ret < 0)
+        return ret;
+    /* the window stands for the file: nothing beside it is opened */
+    ret = kimg_open_file(out, win, format, flags | KIMG_OPEN_NO_BACKING);
+    if (ret == 0 && w->node != root) {
+        /* a probed format is named in the image's name, as qemu names it */
+        if (!json_object_get(root, "driver"))
+            json_object_set_new(root, "driver", json_string(kimg_format_name(*out)));
+        root_name = json_name_of(root);
+        free((*out)->opts_name);
+        (*out)->opts_name = root_name;
+        root_name = NULL;
+    }
+    free(root_name);
+    return ret;
+}
+
+int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
+                        unsigned flags)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    struct kimg_opts *opts = NULL;
+    struct window w = { 0 };
+    int ret;
+
+    *out = NULL;
+    if (flags & KIMG_OPEN_UNTRUSTED)
+        return kimg_fail(-EPERM, "refusing the json: name '%.64s' under --untrusted", name);
+    root = json_loads(name + 5, 0, &jerr);
+    if (!root)
+        return kimg_fail(-EINVAL, "Could not parse the JSON options: JSON parse error, "
+                         "%.200s", jerr.text);
+    if (!json_is_object(root)) {
+        ret = kimg_fail(-EINVAL, "Invalid JSON object given");
+        goto out;
+    }
+    /* -f wins over "driver", as in qemu-img */
+    const char *driver = format ? format : json_string_value(json_object_get(root, "driver"));
+    if (format)
+        json_object_set_new(root, "driver", json_string(format));
+    json_t *backing = json_object_get(root, "backing");
+    if (backing) {
+        if (!json_is_null(backing)) {
+            ret = bad(name, "\"backing\" may only be null (kimg opens backing files by "
+                      "the names images store)");
+            goto out;
+        }
+        flags |= KIMG_OPEN_NO_BACKING;
+    }
+    json_t *file = json_object_get(root, "file");
+    const char *fdrv = json_is_object(file) ? json_string_value(json_object_get(file, "driver"))
+                                            : NULL;
+    if (driver && !strcmp(driver, "raw") &&
+        (json_object_get(root, "offset") || json_object_get(root, "size"))) {
+        ret = take_window(name, root, &w);
+        if (ret == 0)
+            ret = open_window(out, name, root, "raw", &w, flags);
+        goto out;
+    }
+    if (fdrv && !strcmp(fdrv, "raw")) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(root, k, v) {
+            if (strcmp(k, "driver") && strcmp(k, "file") && strcmp(k, "backing")) {
+                ret = bad(name, "a format over a byte range takes no other options");
+                goto out;
+            }
+        }
+        ret = take_window(name, file, &w);
+        if (ret == 0)
+            ret = open_window(out, name, root, driver, &w, flags);
+        goto out;
+    }
+    /* the rest is --image-opts spelled in JSON */
+    json_object_del(root, "backing");
+    if (driver && !json_object_get(root, "driver"))
+        json_object_set_new(root, "driver", json_string(driver));
+    ret = flatten(name, root, "", &opts, 0);
+    if (ret == 0)
+        ret = kimg_open_opts(out, opts, flags);
+out:
+    kimg_opts_free(opts);
+    json_decref(root);
+    return ret;
+}

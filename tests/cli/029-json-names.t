@@ -1,0 +1,83 @@
+#!/bin/bash
+# Images named "json:{...}" on the command line, as vdsm (measure, on
+# every call) and virt-v2v (a disk inside an OVA, by offset and size) pass
+# them: the same exit code and output as qemu-img 7.2 for info, measure,
+# map, check, compare, checksum and convert as a source, with "driver",
+# "file" (nested or dotted), "backing": null, a byte range of a file
+# (qemu's raw driver with offset/size) as the image or under a format, and
+# -f overriding "driver".  Refusals with one line: parse errors, a
+# non-object, unknown options, a backing other than null, under
+# --untrusted; a json: name stored in an image as its backing file is
+# never followed.
+. "$(dirname "$0")/lib.sh"
+
+qemu-img create -q -f qcow2 base.qcow2 4M
+qemu-io -f qcow2 -c "write -P 1 0 1M" base.qcow2 > /dev/null
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
+qemu-io -f qcow2 -c "write -P 2 1M 64k" top.qcow2 > /dev/null
+# an OVA-like tar holding a VMDK (virt-v2v reads it by offset and size)
+qemu-img convert -q -O vmdk -o subformat=streamOptimized base.qcow2 disk.vmdk 2> /dev/null ||
+    qemu-img convert -q -O vmdk base.qcow2 disk.vmdk
+tar -cf pack.ova disk.vmdk
+OFF=$(( $(tar -tvf pack.ova --block-number | awk '/disk.vmdk/ { print $2 }' | tr -d ':') * 512 + 512 ))
+SIZE=$(stat -c %s disk.vmdk)
+
+VDSM='json:{"file":{"driver":"file","filename":"top.qcow2"},"driver":"qcow2","backing":null}'
+oracle "vdsm's measure line" measure --output json -O qcow2 "$VDSM"
+oracle "vdsm's measure line, --force-share" measure --output json --force-share -O qcow2 "$VDSM"
+oracle "measure -O raw" measure --output json -O raw "$VDSM"
+for J in "$VDSM" \
+         'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}}' \
+         'json:{"driver":"qcow2","file.driver":"file","file.filename":"top.qcow2"}' \
+         'json:{"file":{"driver":"file","filename":"top.qcow2"}}' \
+         'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2","locking":"off"}}' \
+         'json:{"driver":"raw","offset":512,"size":1024,"file":{"driver":"file","filename":"base.qcow2"}}' \
+         'json:{"driver":"raw","offset":"512","file":{"driver":"file","filename":"base.qcow2"}}' \
+         "json:{\"driver\":\"vmdk\",\"file\":{\"driver\":\"raw\",\"offset\":$OFF,\"size\":$SIZE,\"file\":{\"driver\":\"file\",\"filename\":\"pack.ova\"}}}" \
+         "json:{\"file\":{\"driver\":\"raw\",\"offset\":$OFF,\"size\":$SIZE,\"file\":{\"driver\":\"file\",\"filename\":\"pack.ova\"}}}"; do
+    qimg info --output=json "$J"; kimg info --output=json "$J"
+    is "$RC" "$QRC" "info $J: exit code as qemu-img's"
+    # (a byte range: qemu-img reports the containing file's actual size
+    # and host offsets in it; kimg the range's, as for a disk in an OVA)
+    is "$(grep -v actual-size "$T/out")" "$(grep -v actual-size "$T/qout")" "info $J: JSON as qemu-img's"
+    qimg info "$J"; kimg info "$J"
+    is "$(grep -v '^disk size' "$T/out")" "$(grep -v '^disk size' "$T/qout")" "info (human) $J: as qemu-img's"
+    qimg map --output=json "$J"; kimg map --output=json "$J"
+    is "$RC" "$QRC" "map $J: exit code as qemu-img's"
+    is "$(sed 's/"offset": [0-9]*//' "$T/out")" "$(sed 's/"offset": [0-9]*//' "$T/qout")" "map $J: as qemu-img's"
+done
+oracle "virt-v2v's OVA probe: check" check "json:{\"driver\":\"vmdk\",\"file\":{\"driver\":\"raw\",\"offset\":$OFF,\"size\":$SIZE,\"file\":{\"driver\":\"file\",\"filename\":\"pack.ova\"}}}"
+kimg convert -O raw "json:{\"file\":{\"driver\":\"raw\",\"offset\":$OFF,\"size\":$SIZE,\"file\":{\"driver\":\"file\",\"filename\":\"pack.ova\"}}}" ova.raw
+is "$RC" 0 "convert from a disk inside an OVA named by offset and size"
+ok "... the disk's content" qemu_oracle_compare -F qcow2 ova.raw base.qcow2
+oracle "compare json: with a file" compare "$VDSM" top.qcow2
+kimg checksum 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}}'; a=$(cut -d' ' -f1 "$T/out")
+kimg checksum top.qcow2; b=$(cut -d' ' -f1 "$T/out")
+is "$a" "$b" "checksum through a json: name: as the file's"
+oracle "-f raw overrides driver" info -f raw 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}}'
+kimg compare "$VDSM" top.qcow2
+is "$RC" 1 "backing: null: the backing file's data is not read (differs from the full chain)"
+
+# refusals
+for J in 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}' 'json:[1]' \
+         'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"},"bogus":1}' \
+         'json:{"driver":"qcow2","file":"top.qcow2"}' 'json:{"driver":"nope","file":{"filename":"x"}}'; do
+    oracle "refused: $J" info "$J"
+    err_line "refused: $J"
+done
+kimg info 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"},"backing":{"driver":"qcow2"}}'
+err_line "a backing other than null"
+kimg info --untrusted "$VDSM"
+err_line "--untrusted"
+like "$(cat "$T/err")" "under --untrusted" "--untrusted: said so"
+kimg convert -O qcow2 'json:{"driver":"raw","offset":0,"file":{"driver":"file","filename":"base.qcow2"}}' x.qcow2
+is "$RC" 0 "a byte range reads as a source"
+kimg bitmap --add 'json:{"driver":"raw","offset":0,"file":{"driver":"file","filename":"base.qcow2"}}' b
+err_line "a byte range is not opened for writing"
+# a json: name stored in an image is not followed
+qemu-img create -q -f qcow2 -u -b 'json:{"driver":"qcow2","file":{"driver":"file","filename":"base.qcow2"}}' \
+    -F qcow2 stored.qcow2 4M
+kimg convert -O raw stored.qcow2 s.raw
+err_line "a json: backing name stored in an image: refused"
+ok "... no output" test ! -e s.raw
+done_testing
