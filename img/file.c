@@ -423,6 +423,8 @@ void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsiz
 
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
 {
+    if (kimg_nbd_is_uri(path))
+        return kimg_nbd_open(out, path, flags);
     int oflags = O_CLOEXEC | ((flags & KIMG_FILE_RDWR) ? O_RDWR : O_RDONLY);
     if (flags & KIMG_FILE_CREATE)
         oflags |= O_CREAT | O_RDWR;
