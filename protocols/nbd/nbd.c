@@ -17,6 +17,7 @@
 #include "kimg.h"
 #include "kimg/file.h"
 #include "uri.h"
+#include "tunables.h"
 
 #define NBD_CONNS   4                   /* connections with multi-conn */
 #define NBD_QD      16                  /* requests in flight per call */
@@ -495,11 +496,9 @@ int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
     /* more connections only where the server promises they see one
      * another's writes and flushes (multi-conn) */
     n->maxconn = nbd_can_multi_conn(h) == 1 ? NBD_CONNS : 1;
-    if (getenv("KIMG_NBD_CONNS")) {     /* for measuring: at most this many */
-        unsigned m = (unsigned)atoi(getenv("KIMG_NBD_CONNS"));
-        if (m >= 1 && m < n->maxconn)
-            n->maxconn = m;
-    }
+    uint64_t m = kimg_tunables()->nbd_conns;    /* for measuring */
+    if (m >= 1 && m < n->maxconn)
+        n->maxconn = (unsigned)m;
     pthread_mutex_init(&n->pool_lock, NULL);
     for (unsigned i = 0; i < NBD_CONNS; i++)
         pthread_mutex_init(&n->conn[i].lock, NULL);

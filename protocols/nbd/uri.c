@@ -49,7 +49,7 @@ static int bad(const char *name, const char *why)
     return kimg_fail(-EINVAL, "Invalid NBD name '%.200s': %s", name, why);
 }
 
-/* A port: decimal digits, 1-65535 (leading zeros kept as written). */
+/* A port: decimal digits, 1-65535. */
 static bool port_ok(const char *p)
 {
     unsigned long v = 0;
@@ -129,6 +129,8 @@ static int parse_legacy(const char *name, struct kimg_nbd_uri *u)
         ret = set_str(&u->port, colon + 1, (size_t)(spec + speclen - colon - 1));
     if (ret == 0 && !port_ok(u->port))
         ret = bad(name, "the port is not a number from 1 to 65535");
+    if (ret == 0)   /* in decimal without leading zeros, as a URI's port */
+        snprintf(u->port, strlen(u->port) + 1, "%lu", strtoul(u->port, NULL, 10));
     return ret;
 }
 
@@ -252,7 +254,7 @@ int kimg_nbd_uri_parse(const char *name, bool from_image, struct kimg_nbd_uri *u
     if (u->unix_socket && from_image)
         return kimg_fail(-EPERM, "refusing the NBD name '%.200s' named by an image: a unix "
                          "socket is a local file", name);
-    if (!u->unix_socket && strchr(u->host, '/'))
-        return bad(name, "a host name with '/'");
+    if (!u->unix_socket && (!*u->host || strchr(u->host, '/')))
+        return bad(name, "an empty host name, or one with '/'");
     return make_name(u);
 }
