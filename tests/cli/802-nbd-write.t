@@ -63,7 +63,10 @@ kimg convert -n -O raw r.raw "$(nuri ro.sock)"
 err_line "convert -n into a read-only export"
 
 # servers that lack things, or have constraints
+# (blocksize-policy refuses any request off its 4 KiB blocks: kimg's own
+# small writes, qcow2 headers and tables, go as read-modify-write)
 for filt in "--filter=nozero" "--filter=blocksize minblock=4096 maxdata=65536" \
+            "--filter=blocksize-policy blocksize-minimum=4096 blocksize-maximum=1M blocksize-error-policy=error" \
             "--filter=multi-conn multi-conn-mode=emulate" "--filter=delay wdelay=1ms"; do
     # shellcheck disable=SC2086
     kitnbd f.sock ${filt%% *} memory 32M ${filt#* }

@@ -76,4 +76,11 @@ kimg checksum "$(nuri slow.sock)"
 wait $killer
 err_line "checksum, the server killed mid-copy"
 is "$(cat out)" "" "  no sum printed"
+# ... and while it is written to
+kitnbd wslow.sock --filter=delay memory 64M wdelay=100ms zdelay=100ms
+(sleep 0.5; nbd_stop wslow.sock) &
+killer=$!
+kimg convert -n -O raw d.raw "$(nuri wslow.sock)"
+wait $killer
+err_line "convert -n, the target server killed mid-copy"
 done_testing
