@@ -2,8 +2,9 @@
  * kimg/file.h — part of the implementor API (kimg/driver.h includes it;
  * KIMG_DRIVER_API only, not installed): host file access for drivers and
  * engines: a small table of operations with a POSIX backend (buffered or O_DIRECT with bounce
- * buffers), an in-memory backend (fuzzers, unit tests) and windows (a byte
- * range of another file: an archive member, file_window.c); KIMG_CRASH_AFTER=N
+ * buffers), an in-memory backend (fuzzers, unit tests), windows (a byte
+ * range of another file: an archive member, file_window.c) and NBD exports
+ * (protocols/nbd/nbd.c, through libnbd); KIMG_CRASH_AFTER=N
  * (file.c) kills the process before its (N+1)-th file change, for crash
  * tests.  All calls are full transfers: a short read or write is an error.
  * The shortcuts the engines take (mapping, extent cloning, copy offload,

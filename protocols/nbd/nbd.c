@@ -32,7 +32,8 @@ struct nbd_conn {
 struct nbd_file {
     struct kimg_file f;                 /* first: a struct kimg_file * is this */
     struct kimg_nbd_uri u;
-    pthread_mutex_t pool_lock;          /* opening connections; RMW writes */
+    pthread_mutex_t pool_lock;          /* opening connections */
+    pthread_mutex_t rmw_lock;           /* unaligned (read-modify-write) writes */
     struct nbd_conn conn[NBD_CONNS];
     atomic_uint nconn, next;
     unsigned maxconn;
@@ -203,7 +204,8 @@ static int transfer(struct nbd_file *n, bool write, void *buf, size_t len, uint6
 
 /* Bounce a request that is not aligned to the server's minimum block:
  * the covering aligned range read; for a write, changed and written back
- * under pool_lock (concurrent unaligned writes to one block would race). */
+ * under rmw_lock (concurrent unaligned writes to one block would race;
+ * an aligned write racing with one to the same block is the caller's). */
 static int transfer_unaligned(struct nbd_file *n, bool write, void *buf, size_t len,
                               uint64_t off)
 {
@@ -216,7 +218,7 @@ static int transfer_unaligned(struct nbd_file *n, bool write, void *buf, size_t 
     if (!b)
         return kimg_fail(-ENOMEM, "out of memory");
     if (write)
-        pthread_mutex_lock(&n->pool_lock);
+        pthread_mutex_lock(&n->rmw_lock);
     int ret = transfer(n, false, b, (size_t)(end - start), start);
     if (ret == 0 && write) {
         memcpy(b + (off - start), buf, len);
@@ -224,7 +226,7 @@ static int transfer_unaligned(struct nbd_file *n, bool write, void *buf, size_t 
     } else if (ret == 0)
         memcpy(buf, b + (off - start), len);
     if (write)
-        pthread_mutex_unlock(&n->pool_lock);
+        pthread_mutex_unlock(&n->rmw_lock);
     free(b);
     return ret;
 }
@@ -434,6 +436,7 @@ static void nbd_file_close(struct kimg_file *f)
         pthread_mutex_destroy(&n->conn[i].lock);
     }
     pthread_mutex_destroy(&n->pool_lock);
+    pthread_mutex_destroy(&n->rmw_lock);
     kimg_nbd_uri_free(&n->u);
 }
 
@@ -500,6 +503,7 @@ int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
     if (m >= 1 && m < n->maxconn)
         n->maxconn = (unsigned)m;
     pthread_mutex_init(&n->pool_lock, NULL);
+    pthread_mutex_init(&n->rmw_lock, NULL);
     for (unsigned i = 0; i < NBD_CONNS; i++)
         pthread_mutex_init(&n->conn[i].lock, NULL);
     n->conn[0].h = h;
