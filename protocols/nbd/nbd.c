@@ -36,7 +36,7 @@ struct nbd_file {
     pthread_mutex_t rmw_lock;           /* unaligned (read-modify-write) writes */
     struct nbd_conn conn[NBD_CONNS];
     atomic_uint nconn, next;
-    unsigned maxconn;
+    atomic_uint maxconn;                /* lowered when the server refuses one */
     uint64_t size;
     uint32_t align, piece;              /* the server's minimum block; piece size */
     bool can_zero, can_trim, can_flush, can_extents;
@@ -115,17 +115,21 @@ static struct nbd_conn *get_conn(struct nbd_file *n)
         if (pthread_mutex_trylock(&c->lock) == 0)
             return c;
     }
-    if (cnt < n->maxconn) {
+    if (cnt < atomic_load(&n->maxconn)) {
         struct nbd_conn *c = NULL;
         bool had_msg = kimg_last_error() != NULL;
         pthread_mutex_lock(&n->pool_lock);
         unsigned k = atomic_load(&n->nconn);
         struct nbd_handle *h;
-        if (k < n->maxconn && connect_one(&n->u, &h) == 0) {
-            c = &n->conn[k];
-            c->h = h;
-            pthread_mutex_lock(&c->lock);
-            atomic_store(&n->nconn, k + 1);
+        if (k < atomic_load(&n->maxconn)) {
+            if (connect_one(&n->u, &h) == 0) {
+                c = &n->conn[k];
+                c->h = h;
+                pthread_mutex_lock(&c->lock);
+                atomic_store(&n->nconn, k + 1);
+            } else {
+                atomic_store(&n->maxconn, k);   /* no more tries */
+            }
         }
         pthread_mutex_unlock(&n->pool_lock);
         if (!c && !had_msg)
@@ -498,10 +502,11 @@ int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
     n->can_extents = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     /* more connections only where the server promises they see one
      * another's writes and flushes (multi-conn) */
-    n->maxconn = nbd_can_multi_conn(h) == 1 ? NBD_CONNS : 1;
+    unsigned maxconn = nbd_can_multi_conn(h) == 1 ? NBD_CONNS : 1;
     uint64_t m = kimg_tunables()->nbd_conns;    /* for measuring */
-    if (m >= 1 && m < n->maxconn)
-        n->maxconn = (unsigned)m;
+    if (m >= 1 && m < maxconn)
+        maxconn = (unsigned)m;
+    atomic_store(&n->maxconn, maxconn);
     pthread_mutex_init(&n->pool_lock, NULL);
     pthread_mutex_init(&n->rmw_lock, NULL);
     for (unsigned i = 0; i < NBD_CONNS; i++)

@@ -2,7 +2,8 @@
 # TCP names (nbd://HOST:PORT/EXPORT, qemu's nbd:HOST:PORT[:exportname=])
 # shown as qemu-img shows them, and the connections kimg opens: one per
 # worker (more than one) when the server allows multi-conn, exactly one
-# when it does not, counted by nbdkit's log filter.  The copies read as
+# when it does not, counted by nbdkit's log filter; extra connections that
+# the server refuses are no error.  The copies read as
 # the file served either way.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbd.sh"
@@ -37,4 +38,10 @@ for mode in emulate disable; do
     fi
     nbd_stop m.sock
 done
+# a server that promises multi-conn but takes one client: the extra
+# connections are refused, the copy goes on over the first
+kitnbd lim.sock --filter=multi-conn --filter=limit file d2.raw multi-conn-mode=emulate limit=1
+kimg convert -O raw "$(nuri lim.sock)" o2.raw
+is "$RC" 0 "convert when extra connections are refused"
+ok "  reads as the file served" cmp -s o2.raw d.raw
 done_testing
