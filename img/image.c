@@ -1,6 +1,7 @@
 /*
  * image.c — the image handle: image names as qemu reads them ("file:",
- * protocols refused), format probing, opening a layer and its backing
+ * NBD names kept for the NBD backend and the rules for those that images
+ * hold, other protocols refused), format probing, opening a layer and its backing
  * chain (relative names, depth limit, loop detection, --untrusted),
  * the one place where requests are checked (ranges; writability and the
  * fence, with one errno), what the driver table says about a format
