@@ -137,6 +137,14 @@ static int remote_name_ok(const struct kimg *img, const char *what, const char *
     return 0;
 }
 
+/* A relative name (PATH, from kimg_image_path) in an image on an NBD
+ * export: there is no folder to take it in (qemu: "Cannot generate a base
+ * directory for NBD nodes"; nor does qemu-img info show a full name). */
+static bool nbd_relative(const struct kimg *img, const char *path)
+{
+    return kimg_file_is_nbd(img->file) && path[0] != '/' && !kimg_nbd_is_uri(path);
+}
+
 static const struct kimg_driver *const drivers[] = {
     &kimg_qcow2_driver,
     &kimg_vpc_driver,
@@ -234,7 +242,7 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
     /* Named but not opened (info, check): report it, follow nothing. */
     if (img->flags & KIMG_OPEN_NO_BACKING) {
         if (strncmp(img->backing_name, "json:", 5) &&
-            kimg_image_path(img->backing_name, &path) == 0)
+            kimg_image_path(img->backing_name, &path) == 0 && !nbd_relative(img, path))
             img->backing_path = kimg_path_relative_to(img->filename, path);
         kimg_clear_error();
         return 0;
@@ -252,6 +260,8 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
     bool remote = kimg_nbd_is_uri(path);
     if (remote && (ret = remote_name_ok(img, "backing file", path)) < 0)
         return ret;
+    if (nbd_relative(img, path))
+        return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
     img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
     if (!img->backing_path)
         return -ENOMEM;
@@ -991,6 +1001,8 @@ static char *full_backing_name(struct kimg *img)
 {
     const char *name = img->backing_name, *path;
     size_t plen = strcspn(name, ":/");
+    if (name[plen] != ':' && nbd_relative(img, name))
+        return NULL;
     if (name[plen] != ':')
         return img->backing_path ? strdup(img->backing_path)
                                  : kimg_path_relative_to(img->filename, name);
@@ -1070,6 +1082,8 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
     int ret = kimg_image_path(name, &path);
     if (ret < 0)
         return ret;
+    if (nbd_relative(img, path))
+        return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
     if (kimg_nbd_is_uri(path)) {
         if ((ret = remote_name_ok(img, "external data file", path)) < 0)
             return ret;

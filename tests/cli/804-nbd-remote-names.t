@@ -6,7 +6,8 @@
 # --allow-remote-backing, and never one whose parameters would open a local
 # file (a unix socket, tls-psk-file=, tls-certificates=), nor any under
 # --untrusted.  Names typed by the user may do all of that.  Image-supplied
-# names in messages are escaped.
+# names in messages are escaped.  An image on an export takes no relative
+# backing name (qemu: no base directory for NBD nodes).
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbd.sh"
 require nbdinfo python3
@@ -93,4 +94,18 @@ kimg convert -O raw dq.qcow2 o3.raw
 err_line "an NBD data file is not followed by default"
 kimg convert --untrusted --allow-remote-backing -O raw dq.qcow2 o3.raw
 err_line "nor under --untrusted"
+# an image on an export naming a local backing file: a relative name has
+# no folder to be taken in (qemu's words), an absolute one is followed (as
+# qemu-img)
+kitnbd ov.sock memory 16M
+OV=$(nuri ov.sock)
+qemu-img create -q -f qcow2 -u -b base-copy.raw -F raw "$OV" 16M
+oracle "info: a relative backing name on an export" info --output=json "$OV"
+oracle "info (human): the same" info "$OV"
+qimg compare "$OV" base-copy.raw; kimg compare "$OV" base-copy.raw
+is "$RC" "$QRC" "compare: a relative backing name on an export: exit code as qemu-img's"
+is "$(cat err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
+qemu-img create -q -f qcow2 -u -b "$T/base-copy.raw" -F raw "$OV" 16M
+oracle "info: an absolute backing name on an export" info --output=json "$OV"
+oracle "compare: an absolute backing name on an export" compare "$OV" base-copy.raw
 done_testing
