@@ -264,6 +264,8 @@ static int nbd_file_pread(struct kimg_file *f, void *buf, size_t len, uint64_t o
 static int nbd_file_pwrite(struct kimg_file *f, const void *buf, size_t len, uint64_t off)
 {
     struct nbd_file *n = nf(f);
+    if (!f->writable)
+        return -EBADF;
     if (off > n->size || len > n->size - off)
         return kimg_fail(-ENOSPC, "Could not write to '%.200s': %zu bytes at offset %llu "
                          "do not fit in the export (%llu bytes)", f->path, len,
@@ -326,6 +328,8 @@ static int write_zeros(struct nbd_file *n, uint64_t off, uint64_t len)
 static int nbd_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
     struct nbd_file *n = nf(f);
+    if (!f->writable)
+        return -EBADF;
     if (off > n->size || len > n->size - off)
         return kimg_fail(-ENOSPC, "Could not zero '%.200s': %llu bytes at offset %llu do not "
                          "fit in the export", f->path, (unsigned long long)len,
@@ -345,6 +349,8 @@ static int nbd_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool p
 static int nbd_file_discard(struct kimg_file *f, uint64_t off, uint64_t len)
 {
     struct nbd_file *n = nf(f);
+    if (!f->writable)
+        return -EBADF;
     if (!n->can_trim || (off | len) % n->align)
         return -EOPNOTSUPP;
     int ret = 0;
