@@ -19,7 +19,7 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
-               cryptsetup-bin libjansson-dev
+               cryptsetup-bin libjansson-dev libnbd-dev nbdkit
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -52,7 +52,8 @@ INC_TEST   := -I. $(INC_LIB)
 INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            $(INC) $(XML_CFLAGS) -MMD -MP
-LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -ljansson -lpthread
+NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
+LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -ljansson $(NBD_LIBS) -lpthread
 LDFLAGS += $(SANFLAGS)
 
 # ---- the installable library: names, public headers, directories ----
@@ -79,7 +80,7 @@ MANDIR     ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MAN_PAGES  := $(wildcard man/*.1)
 
-LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c clone/*.c))
+LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c protocols/*/*.c clone/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 FUZZ_TARGETS := $(sort $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
@@ -102,7 +103,7 @@ $(B)/codegen.flags: FORCE
 	@echo '$(CODEGEN_FLAGS)' | cmp -s - $@ || echo '$(CODEGEN_FLAGS)' > $@
 
 $(B)/cmd/%.o $(B)/clone/%.o: INC = $(INC_PUBLIC)
-$(B)/img/%.o $(B)/formats/%.o: INC = $(INC_LIB)
+$(B)/img/%.o $(B)/formats/%.o $(B)/protocols/%.o: INC = $(INC_LIB)
 $(B)/%.o: %.c $(B)/codegen.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

@@ -49,7 +49,8 @@ static struct kimg_jv *info_to_json(struct kimg *img, const struct kimg_info *in
         if (info->backing_format)
             kimg_jv_add_str(o, "backing-filename-format", info->backing_format);
     }
-    kimg_jv_add_bool(o, "dirty-flag", info->dirty);
+    if (!info->dirty_unknown)
+        kimg_jv_add_bool(o, "dirty-flag", info->dirty);
     return o;
 }
 

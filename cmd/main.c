@@ -79,7 +79,11 @@ static void usage(FILE *out)
                  "second file); 'kimg info' lists them all.  -f raw reads the tar itself.\n"
                  "Every command that opens or creates an image takes qemu-img's\n"
                  "--object secret,id=ID,file=PATH; those that take --image-opts in qemu-img\n"
-                 "take it (convert: -n --target-image-opts too).\n");
+                 "take it (convert: -n --target-image-opts too).\n"
+                 "Image names may be NBD URIs (nbd://HOST[:PORT]/EXPORT, nbds://,\n"
+                 "nbd+unix:///EXPORT?socket=PATH, qemu's nbd:unix:PATH[:exportname=E]);\n"
+                 "a backing file an image names as one is followed only with\n"
+                 "--allow-remote-backing (any command).\n");
 }
 
 /* Output that could not be written is an error, not a silent success
@@ -106,6 +110,16 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         printf("kimg version " KIMG_VERSION "\n");
         return finish_stdout(0);
+    }
+    /* --allow-remote-backing, taken by every command (before any "--"):
+     * follow backing files that images name as NBD URIs (kimg.h) */
+    for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "--allow-remote-backing")) {
+            kimg_set_allow_remote_backing(true);
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+            argc--;
+            i--;
+        }
     }
     for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {

@@ -486,6 +486,8 @@ static int wrap_fd(struct kimg_file **out, int fd, const char *path, unsigned fl
 
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags)
 {
+    if (kimg_nbd_is_uri(path))
+        return kimg_nbd_open(out, path, flags);
     int oflags = open_flags(flags);
     /* O_NONBLOCK so a FIFO named as an image cannot hang the open; it is
      * refused in wrap_fd, and cleared for the files that are accepted */

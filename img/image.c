@@ -1,6 +1,7 @@
 /*
  * image.c — the image handle: image names as qemu reads them ("file:",
- * protocols refused), format probing, opening a layer and its backing
+ * NBD names kept for the NBD backend and the rules for those that images
+ * hold, other protocols refused), format probing, opening a layer and its backing
  * chain (relative names, depth limit, loop detection, --untrusted),
  * the one place where requests are checked (ranges; writability and the
  * fence, with one errno), what the driver table says about a format
@@ -12,6 +13,7 @@
  * "backing.*" to its backing layer, and refuses the ones nobody read.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,6 +42,17 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
 char *kimg_path_relative_to(const char *base, const char *name)
 {
     const char *slash = strrchr(base, '/');
+    /* a BASE that is an NBD name has no folder: names relative to it are
+     * taken as they are (qemu: relative to the working directory) */
+    if (kimg_nbd_is_uri(base))
+        slash = NULL;
+    if (!slash && name[0] != '/' && kimg_nbd_is_uri(name)) {
+        /* a local file named like an NBD URI stays a local file */
+        char *p = malloc(strlen(name) + 3);
+        if (p)
+            strcpy(stpcpy(p, "./"), name);
+        return p;
+    }
     if (name[0] == '/' || !slash)
         return strdup(name);
     size_t dirlen = (size_t)(slash - base) + 1;
@@ -58,7 +71,9 @@ char *kimg_path_relative_to(const char *base, const char *name)
  * other protocols are refused (kimg follows only local files), the ones
  * qemu does not know with its "Unknown protocol" message ("a:b.qcow2");
  * "./a:b.qcow2" is a plain path.  Used for names typed by the user and for
- * names stored in an image (backing and data files) alike.
+ * names stored in an image (backing and data files) alike; NBD names are
+ * accepted here, and the callers for names stored in images apply the
+ * remote rules (remote_name_ok).
  */
 int kimg_image_path(const char *name, const char **path)
 {
@@ -81,8 +96,15 @@ int kimg_image_path(const char *name, const char **path)
         *path = name + 5;
         if (!**path)
             return kimg_fail(-EINVAL, "The 'file' block driver requires a file name");
+        /* *PATH would be taken for an NBD name (kimg_file_open) */
+        if (kimg_nbd_is_uri(*path))
+            return kimg_fail(-EINVAL, "the local file '%.64s' looks like an NBD name: name "
+                             "it ./%.64s", *path, *path);
         return 0;
     }
+    /* NBD names (protocols/nbd/): kimg_file_open connects to them */
+    if (kimg_nbd_is_uri(name))
+        return 0;
     /* qemu's scheme-style names: "nbd+unix:", "gluster+tcp:" */
     size_t base = strcspn(name, "+");
     if (base > plen)
@@ -91,6 +113,36 @@ int kimg_image_path(const char *name, const char **path)
         if (strlen(protocols[i]) == base && !strncmp(name, protocols[i], base))
             return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
     return kimg_fail(-EINVAL, "Unknown protocol '%.*s'", (int)(plen > 64 ? 64 : plen), name);
+}
+
+static atomic_bool allow_remote_backing;
+
+void kimg_set_allow_remote_backing(bool allow)
+{
+    atomic_store(&allow_remote_backing, allow);
+}
+
+/* May an image (IMG) make kimg connect to the NBD name NAME it stores
+ * (WHAT: "backing file", "external data file")?  Not under --untrusted,
+ * and not unless the user allowed it: an image from elsewhere must not
+ * make kimg reach into the network (the README's NBD section). */
+static int remote_name_ok(const struct kimg *img, const char *what, const char *name)
+{
+    if (img->flags & KIMG_OPEN_UNTRUSTED)
+        return kimg_fail(-EPERM, "image needs the %s '%.200s'; refusing to open it under "
+                         "--untrusted", what, name);
+    if (!atomic_load(&allow_remote_backing))
+        return kimg_fail(-EPERM, "image names the network %s '%.200s': not followed without "
+                         "--allow-remote-backing", what, name);
+    return 0;
+}
+
+/* A relative name (PATH, from kimg_image_path) in an image on an NBD
+ * export: there is no folder to take it in (qemu: "Cannot generate a base
+ * directory for NBD nodes"; nor does qemu-img info show a full name). */
+static bool nbd_relative(const struct kimg *img, const char *path)
+{
+    return kimg_file_is_nbd(img->file) && path[0] != '/' && !kimg_nbd_is_uri(path);
 }
 
 static const struct kimg_driver *const drivers[] = {
@@ -190,7 +242,7 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
     /* Named but not opened (info, check): report it, follow nothing. */
     if (img->flags & KIMG_OPEN_NO_BACKING) {
         if (strncmp(img->backing_name, "json:", 5) &&
-            kimg_image_path(img->backing_name, &path) == 0)
+            kimg_image_path(img->backing_name, &path) == 0 && !nbd_relative(img, path))
             img->backing_path = kimg_path_relative_to(img->filename, path);
         kimg_clear_error();
         return 0;
@@ -204,7 +256,13 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
     ret = kimg_image_path(img->backing_name, &path);
     if (ret < 0)
         return ret;
-    img->backing_path = kimg_path_relative_to(img->filename, path);
+    /* an NBD backing file: connected to by name, with the remote rules */
+    bool remote = kimg_nbd_is_uri(path);
+    if (remote && (ret = remote_name_ok(img, "backing file", path)) < 0)
+        return ret;
+    if (nbd_relative(img, path))
+        return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
+    img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
     if (!img->backing_path)
         return -ENOMEM;
     if (ids->n > KIMG_MAX_CHAIN)
@@ -212,9 +270,14 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
 
     unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT |
                                      KIMG_OPEN_NO_IO);
+    struct kimg_file *bfile = NULL;
+    if (remote && (ret = kimg_file_open(&bfile, path, KIMG_FILE_FROM_IMAGE)) < 0) {
+        kimg_error_prefix("Could not open backing file: ");
+        return ret;
+    }
     ids->top_opts = bopts;
     ret = open_layer(&img->backing, img->backing_path, bdriver ? bdriver : img->backing_format,
-                     bflags, ids, NULL);
+                     bflags, ids, bfile);
     ids->top_opts = NULL;
     if (ret < 0) {
         /* qemu's wording: "Could not open backing file: " + the reason */
@@ -293,6 +356,16 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         goto fail;
     }
     img->file->nosync = flags & KIMG_OPEN_NOSYNC;
+    if (kimg_file_is_nbd(img->file) && strcmp(img->filename, img->file->path)) {
+        /* an export is shown by the name qemu-img shows (info, map) */
+        char *canon = strdup(img->file->path);
+        if (!canon) {
+            ret = -ENOMEM;
+            goto fail;
+        }
+        free(img->filename);
+        img->filename = canon;
+    }
     if (img->file->fd >= 0 && fstat(img->file->fd, &st) == 0) {
         if (chain_seen(ids, &st)) {
             ret = kimg_fail(-ELOOP, "Backing file loop detected: '%s' is already in the chain",
@@ -525,6 +598,9 @@ bool kimg_maps_identity(const struct kimg *img)
 
 bool kimg_zero_init(const struct kimg *img)
 {
+    /* a raw image "created" on an NBD export keeps the export's bytes */
+    if (kimg_file_is_nbd(img->file) && (img->drv->flags & KIMG_DRV_IDENTITY_MAP))
+        return false;
     return !(img->drv->flags & KIMG_DRV_NO_ZERO_INIT);
 }
 
@@ -929,6 +1005,8 @@ static char *full_backing_name(struct kimg *img)
 {
     const char *name = img->backing_name, *path;
     size_t plen = strcspn(name, ":/");
+    if (name[plen] != ':' && nbd_relative(img, name))
+        return NULL;
     if (name[plen] != ':')
         return img->backing_path ? strdup(img->backing_path)
                                  : kimg_path_relative_to(img->filename, name);
@@ -949,6 +1027,8 @@ int kimg_get_info(struct kimg *img, struct kimg_info *info)
     memset(info, 0, sizeof(*info));
     info->virtual_size = img->size;
     info->actual_size = kimg_file_allocated(img->file);
+    info->dirty_unknown = kimg_file_is_nbd(img->file) &&
+                          (img->drv->flags & KIMG_DRV_IDENTITY_MAP);
     if (img->backing_name) {
         info->backing_filename = strdup(img->backing_name);
         info->full_backing_filename = full_backing_name(img);
@@ -1006,6 +1086,14 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
     int ret = kimg_image_path(name, &path);
     if (ret < 0)
         return ret;
+    if (nbd_relative(img, path))
+        return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
+    if (kimg_nbd_is_uri(path)) {
+        if ((ret = remote_name_ok(img, "external data file", path)) < 0)
+            return ret;
+        return kimg_file_open(out, path, KIMG_FILE_FROM_IMAGE |
+                              (writable ? KIMG_FILE_RDWR : 0));
+    }
     char *full = kimg_path_relative_to(img->filename, path);
     if (!full)
         return -ENOMEM;

@@ -3,8 +3,8 @@
  * contract, the replace rules and the signal set are in output.h): symlinks
  * are followed to the real target, the temporary file is made beside it
  * and renamed over it when complete; devices, FIFOs and other non-regular
- * files are written in place.  A registry of the files made lets a signal
- * or a failed run remove them all.
+ * files, and NBD exports, are written in place.  A registry of the files
+ * made lets a signal or a failed run remove them all.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "kimg.h"
 #include "kimg/output.h"
+#include "kimg/file.h"
 
 #define MAX_LINK_HOPS 40    /* as the kernel's limit on a path's symlinks */
 #define MAX_OUTPUTS 1024    /* clone: 256 disks, the nvram, XML, report */
@@ -214,6 +215,15 @@ int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
     memset(o, 0, sizeof(*o));
     o->name = path;
     o->flags = flags;
+    /* an NBD export (protocols/nbd/) exists and has no folder to make a
+     * temporary file in: the format is created onto it directly (its
+     * create opens the export, which keeps its size) and written there,
+     * with no temporary file and no rename (no slot: commit and abort do
+     * nothing).  A failed run leaves the export partly written. */
+    if (kimg_nbd_is_uri(path)) {
+        o->path = path;
+        return 0;
+    }
     /* without REPLACE nothing that exists is written, in place or not */
     if (!(flags & KIMG_OUTPUT_REPLACE) && lstat(path, &st) == 0)
         return kimg_fail(-EEXIST, "%s already exists; not replacing it", path);

@@ -31,6 +31,7 @@ static const struct var {
     { "KIMG_COMMIT_SERIAL", FLAG, offsetof(struct kimg_tunables, commit_serial) },
     { "KIMG_NO_LIBDEFLATE", FLAG, offsetof(struct kimg_tunables, no_libdeflate) },
     { "KIMG_BITMAP_MEM", NUMBER, offsetof(struct kimg_tunables, bitmap_mem) },
+    { "KIMG_NBD_CONNS", NUMBER, offsetof(struct kimg_tunables, nbd_conns) },
     { "KIMG_CONVERT_WRITE_LAG", NUMBER, offsetof(struct kimg_tunables, convert_write_lag) },
     { "KIMG_CHECK_ALIGN", FLAG, offsetof(struct kimg_tunables, check_align) },
     { "KIMG_EMPTY_INCREMENTAL", FLAG, offsetof(struct kimg_tunables, empty_incremental) },

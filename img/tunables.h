@@ -32,6 +32,8 @@ struct kimg_tunables {
     bool no_libdeflate;           /* KIMG_NO_LIBDEFLATE: zlib decodes deflate clusters */
     uint64_t bitmap_mem;          /* KIMG_BITMAP_MEM: dirty-bitmap page budget in
                                      bytes; 0 = the driver's default (it caps) */
+    uint64_t nbd_conns;           /* KIMG_NBD_CONNS: at most this many connections
+                                     to one NBD export; 0 = the default */
     /* test hooks: make rare paths happen on demand */
     uint64_t convert_write_lag;   /* KIMG_CONVERT_WRITE_LAG: hold data writes back
                                      this many jobs; 0 = off */

@@ -85,9 +85,18 @@ size_t kimg_print_for_terminal(FILE *out, const char *s);
 #define KIMG_MAX_CHAIN 64
 
 /* The local file an image name names (*PATH points into NAME): "file:"
- * taken off, other protocols ("nbd:", "json:", unknown "a:b") refused with
- * a message, as qemu-img reads names. */
+ * taken off, other protocols ("json:", unknown "a:b") refused with a
+ * message, as qemu-img reads names; an NBD name (nbd://, nbd+unix://,
+ * nbds://, "nbd:unix:...", "nbd:HOST:PORT") is kept whole, for the NBD
+ * backend that the file opens connect it to. */
 int kimg_image_path(const char *name, const char **path);
+
+/* Whether a backing file that an image names as an NBD URI is followed
+ * (process-wide; default false, the kimg command's --allow-remote-backing
+ * sets it).  Such a name never opens local files (no unix socket, TLS key
+ * or certificate files), and under KIMG_OPEN_UNTRUSTED it is refused
+ * whatever this says. */
+void kimg_set_allow_remote_backing(bool allow);
 
 /*
  * Open FILENAME as FORMAT (NULL: probe).  A probed raw image prints
@@ -322,6 +331,8 @@ struct kimg_info {
     uint64_t cluster_size;          /* 0: the format has none */
     bool encrypted;
     bool dirty;
+    bool dirty_unknown;             /* qemu-img shows no dirty-flag (raw
+                                       over NBD: its driver has no info) */
     char *backing_filename;         /* as stored in the image */
     char *full_backing_filename;    /* resolved */
     char *backing_format;

@@ -2,8 +2,9 @@
  * kimg/file.h — part of the implementor API (kimg/driver.h includes it;
  * KIMG_DRIVER_API only, not installed): host file access for drivers and
  * engines: a small table of operations with a POSIX backend (buffered or O_DIRECT with bounce
- * buffers), an in-memory backend (fuzzers, unit tests) and windows (a byte
- * range of another file: an archive member, file_window.c); KIMG_CRASH_AFTER=N
+ * buffers), an in-memory backend (fuzzers, unit tests), windows (a byte
+ * range of another file: an archive member, file_window.c) and NBD exports
+ * (protocols/nbd/nbd.c, through libnbd); KIMG_CRASH_AFTER=N
  * (file.c) kills the process before its (N+1)-th file change, for crash
  * tests.  All calls are full transfers: a short read or write is an error.
  * The shortcuts the engines take (mapping, extent cloning, copy offload,
@@ -108,7 +109,14 @@ struct kimg_file {
 #define KIMG_FILE_DIRECT 0x8u
 #define KIMG_FILE_TRUNC  0x10u
 #define KIMG_FILE_NOFOLLOW 0x20u /* O_NOFOLLOW: a symbolic link is refused (-ELOOP) */
+#define KIMG_FILE_FROM_IMAGE 0x40u /* the name came from an image: an NBD name
+                                      in it may not open local files */
 
+/* PATH is opened as a host file, or, when it is an NBD name (nbd://,
+ * nbd+unix://, nbds://, qemu's "nbd:..."; protocols/nbd/), as an NBD
+ * export through libnbd (protocols/nbd/nbd.h says what FLAGS mean
+ * there).  kimg_image_path() decides which names may be NBD names: a
+ * local path that looks like one reaches here as "./NAME". */
 int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags);
 /* Open the relative NAME under the folder DIRFD, never outside it
  * (openat2 RESOLVE_BENEATH: "..", absolute symbolic links and links that
@@ -116,6 +124,18 @@ int kimg_file_open(struct kimg_file **out, const char *path, unsigned flags);
  * at all, -ELOOP).  PATH names the file in messages.  No CREATE. */
 int kimg_file_open_beneath(struct kimg_file **out, int dirfd, const char *name,
                            const char *path, unsigned flags);
+/* NAME is an NBD name (scheme nbd, nbds, nbd+unix, nbds+unix, nbd+tcp,
+ * nbds+tcp, or qemu's "nbd:" legacy forms): only the prefix is looked at
+ * (protocols/nbd/uri.c). */
+bool kimg_nbd_is_uri(const char *name);
+/* The NBD backend (protocols/nbd/nbd.c): connect to the export NAME names
+ * with kimg_file_open's FLAGS (RDWR/CREATE: writable, refused on a
+ * read-only export; FROM_IMAGE: nothing in the name may open a local
+ * file; CREATE/TRUNC/EXCL change nothing: an export exists and keeps its
+ * size and bytes).  The file's path is the name as qemu-img shows it; its
+ * fd is -1.  -errno with one message line. */
+int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags);
+bool kimg_file_is_nbd(const struct kimg_file *f);
 /* A memory file holding a copy of DATA; writes grow it up to LIMIT bytes. */
 int kimg_file_open_mem(struct kimg_file **out, const char *name,
                        const void *data, size_t len, bool writable,

@@ -184,3 +184,10 @@ if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" luks "* ]]; then
     echo
     KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/luks.sh" "$dir"
 fi
+
+# NBD exports against qemu-img and nbdcopy, one nbdkit server on a unix
+# socket (its own script: its scratch export lives in $dir/nbd/)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" nbd "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/nbd.sh" "$dir"
+fi
