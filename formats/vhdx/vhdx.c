@@ -1,8 +1,9 @@
 /*
- * vhdx.c — the VHDX driver table (qemu's format name "vhdx"), read-only:
- * probing ("vhdxfile" at 0), open (headers, log replay in memory, region
- * table, metadata, BAT, in that order: everything after the headers is
- * read as the log leaves it), close, info and check.  No block_status,
+ * vhdx.c — the VHDX driver table (qemu's format name "vhdx"): probing
+ * ("vhdxfile" at 0), open (headers, log replay in memory, region table,
+ * metadata, BAT, in that order: everything after the headers is read as
+ * the log leaves it; writable opens set up write.c), close, info and
+ * check; create is create.c, writes write.c.  No block_status,
  * as qemu 7.2's vhdx: every range is data to `map` and `measure`, and
  * convert finds the zeros by reading them (the same output as qemu-img).
  */
@@ -18,6 +19,7 @@ static int vhdx_probe(const uint8_t *buf, size_t len, const char *filename)
 static void vhdx_close(struct kimg *img)
 {
     struct vhdx_state *s = img->state;
+    vhdx_close_writable(img);
     free(s->bat);
     s->bat = NULL;
     vhdx_free_log(s);
@@ -35,8 +37,6 @@ static int vhdx_open(struct kimg *img)
     uint8_t sig[8] __attribute__((aligned(64)));
     int ret;
 
-    if (img->writable)
-        return kimg_fail(-ENOTSUP, "kimg reads VHDX images only; it cannot write them");
     if ((ret = kimg_file_size(img->file, &s->file_size)) < 0)
         return ret;
     if (s->file_size < VHDX_RTABLE2_OFFSET + VHDX_RTABLE_SIZE)
@@ -50,7 +50,8 @@ static int vhdx_open(struct kimg *img)
         (ret = vhdx_replay_log(img)) < 0 ||
         (ret = vhdx_open_regions(img)) < 0 ||
         (ret = vhdx_open_metadata(img)) < 0 ||
-        (ret = vhdx_load_bat(img, img->flags & KIMG_OPEN_REPAIR)) < 0) {
+        (ret = vhdx_load_bat(img, img->flags & KIMG_OPEN_REPAIR)) < 0 ||
+        (img->writable && (ret = vhdx_open_writable(img)) < 0)) {
         vhdx_close(img);
         return ret;
     }
@@ -83,7 +84,7 @@ static int vhdx_check(struct kimg *img, struct kimg_check *res, unsigned fix)
      * writes no VHDX: -r on a clean image reports it clean, as qemu-img,
      * and is refused otherwise, the file left as it was */
     if (fix && s->log_replayed)
-        return kimg_fail(-EROFS, "kimg cannot repair VHDX images (it only reads them): the "
+        return kimg_fail(-EROFS, "kimg does not repair VHDX images: the "
                          "log was replayed in memory; convert the image to copy what it reads");
     if (s->log_replayed && res->log)
         fprintf(res->log, "kimg: the VHDX log holds %u entries not yet written in place: "
@@ -91,7 +92,7 @@ static int vhdx_check(struct kimg *img, struct kimg_check *res, unsigned fix)
     uint64_t bad = vhdx_check_blocks(img, res->log);
     res->corruptions += bad;
     if (fix && bad)
-        return kimg_fail(-EROFS, "kimg cannot repair VHDX images (it only reads them); "
+        return kimg_fail(-EROFS, "kimg does not repair VHDX images; "
                          "convert the image to copy what it reads");
     return 0;
 }
@@ -106,4 +107,10 @@ const struct kimg_driver kimg_vhdx_driver = {
     .info = vhdx_info,
     .check = vhdx_check,
     .content_status = vhdx_content_status,
+    .create = vhdx_create,
+    .create_opts = vhdx_create_opts,
+    .formatting_opts = vhdx_formatting_opts,
+    .write = vhdx_write,
+    .write_zeroes = vhdx_write_zeroes,
+    .flush = vhdx_flush,
 };
