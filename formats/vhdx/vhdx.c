@@ -55,8 +55,9 @@ static int vhdx_open(struct kimg *img)
         vhdx_close(img);
         return ret;
     }
-    /* the block is the allocation unit (kimg_cluster_size) */
-    img->cluster_size = s->block_size;
+    /* the block is the allocation unit (kimg_cluster_size); a writable
+     * image's host file stays sparse inside its blocks (write.c) */
+    img->cluster_size = img->writable ? VHDX_WRITE_UNIT : s->block_size;
     return 0;
 }
 
@@ -75,14 +76,14 @@ static int vhdx_info(struct kimg *img, struct kimg_info *info)
  * As qemu-img's vhdx check: the present blocks against the file's end
  * (its wording), plus kimg's other BAT checks; problems are corruptions.
  * A replayed log is not one: it is noted on the log stream.  Nothing is
- * repaired (the open refuses writing).
+ * repaired.
  */
 static int vhdx_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 {
     struct vhdx_state *s = img->state;
     /* qemu repairs (replays the log in place, fixes what it can); kimg
-     * writes no VHDX: -r on a clean image reports it clean, as qemu-img,
-     * and is refused otherwise, the file left as it was */
+     * does not: -r on a clean image reports it clean, as qemu-img, and is
+     * refused otherwise, the file left as it was */
     if (fix && s->log_replayed)
         return kimg_fail(-EROFS, "kimg does not repair VHDX images: the "
                          "log was replayed in memory; convert the image to copy what it reads");
@@ -95,6 +96,12 @@ static int vhdx_check(struct kimg *img, struct kimg_check *res, unsigned fix)
         return kimg_fail(-EROFS, "kimg does not repair VHDX images; "
                          "convert the image to copy what it reads");
     return 0;
+}
+
+/* qemu 7.2's vhdx cannot be resized: its words */
+static int vhdx_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
+{
+    return kimg_fail(-ENOTSUP, "Image format driver does not support resize");
 }
 
 const struct kimg_driver kimg_vhdx_driver = {
@@ -113,4 +120,7 @@ const struct kimg_driver kimg_vhdx_driver = {
     .write = vhdx_write,
     .write_zeroes = vhdx_write_zeroes,
     .flush = vhdx_flush,
+    .truncate = vhdx_truncate,
+    .alloc_data = vhdx_alloc_data,
+    .commit_data = vhdx_commit_data,
 };

@@ -227,5 +227,12 @@ void vhdx_close_writable(struct kimg *img);
 int vhdx_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int vhdx_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
 int vhdx_flush(struct kimg *img);
+int64_t vhdx_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file);
+int vhdx_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* The allocation unit the copy engine sees in a writable image: blocks
+ * are allocated whole, but the host file stays sparse inside them, so
+ * zero runs of this size are left as holes (qemu-img finds zeros at 4 KiB) */
+#define VHDX_WRITE_UNIT         (64u << 10)
 
 #endif

@@ -230,3 +230,38 @@ int vhdx_flush(struct kimg *img)
     pthread_mutex_unlock(&s->lock);
     return ret;
 }
+
+/*
+ * The copy engine's parallel writes (kimg/driver.h): space for the guest
+ * range from OFF to the end of its block at most, given now (step 2, so
+ * the layout depends only on the order of these calls) and linked in
+ * memory at once; the workers write the data there.  Nothing on disk
+ * points at it before flush writes the BAT after syncing the data, so
+ * commit_data has nothing left to do.  Present blocks map in place.
+ */
+int64_t vhdx_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file)
+{
+    struct vhdx_state *s = img->state;
+    int ret = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (!s->headers_switched)
+        ret = switch_headers(img);
+    uint64_t b = off >> s->block_bits, in = off & (s->block_size - 1);
+    uint64_t n = s->block_size - in < len ? s->block_size - in : len;
+    uint64_t e = s->bat[b], base = e & VHDX_BAT_OFFSET_MASK;
+    if (ret == 0 && (e & VHDX_BAT_STATE_MASK) != VHDX_PAYLOAD_FULLY_PRESENT)
+        ret = alloc_block(img, b, &base);
+    pthread_mutex_unlock(&s->lock);
+    if (ret < 0)
+        return ret;
+    *host = base + in;
+    *file = img->file;
+    return (int64_t)n;
+}
+
+int vhdx_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host)
+{
+    return 0;
+}
