@@ -89,6 +89,20 @@ qimg compare zero.raw z.vhdx
 is "$QRC" 0 "zeros into present blocks: reads as zeros"
 is "$(stat -c %s z.vhdx)" "$sz" "zeros: nothing allocated"
 
+# commit of a qcow2 overlay into a VHDX base (the library's writes, not
+# convert's)
+"$KIMG" convert -O vhdx -o block_size=1M src.raw base.vhdx
+qemu-img create -q -f qcow2 -b base.vhdx -F vhdx ov.qcow2
+qemu-io -f qcow2 -c 'write -P 0xab 3M 2M' -c 'write -z 9M 64k' -c "write -P 0xcd $((size - MiB)) 1M" \
+    ov.qcow2 > /dev/null
+qemu-img convert -O raw ov.qcow2 want.raw
+kimg commit ov.qcow2
+is "$RC" 0 "commit into a VHDX base: exit 0"
+qimg compare want.raw base.vhdx
+is "$QRC" 0 "commit into a VHDX base: the base reads as the overlay did"
+qimg check base.vhdx
+is "$QRC" 0 "commit into a VHDX base: qemu-img check clean"
+
 # a log with entries to replay: refused for writing, the file untouched
 $MK dl.vhdx --dirty-log --size $((6 * MiB)) --data 0:100000 --data 3000000:200000
 sum=$(md5sum < dl.vhdx)
