@@ -1,5 +1,5 @@
 /*
- * vhdx.h — private to formats/vhdx: the VHDX read-only driver, written
+ * vhdx.h — private to formats/vhdx: the VHDX driver, written
  * from Microsoft's [MS-VHDX] specification (all fields little-endian).
  * Layout: the 1 MiB header section (file identifier "vhdxfile" at 0, two
  * 4 KiB headers at 64 and 128 KiB, two 64 KiB region tables at 192 and
