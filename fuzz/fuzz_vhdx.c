@@ -10,7 +10,11 @@
  * Each file is opened as "vhdx", probed, and opened for check (REPAIR):
  * info, check, reads over the whole virtual size (at most MAX_STEPS
  * pieces, READ_BUDGET bytes).  Oracle: two reads of one range agree, and
- * a range read in one piece equals the same range read in two.
+ * a range read in one piece equals the same range read in two.  Then
+ * writes (formats/vhdx/write.c): opened for writing on a copy that may
+ * grow by GROW bytes, a pattern written at the start, the middle and the
+ * end, flushed; oracle: the file as flushed opens read-only and reads the
+ * pattern wherever a write succeeded.
  */
 #include <errno.h>
 #include <isa-l/crc.h>
@@ -27,6 +31,8 @@
 #define READ_CHUNK   (128u << 10)
 #define FUZZ_NAME    "/nonexistent-kimg-fuzz/dir/image.vhdx"
 #define RO_FLAGS     (KIMG_OPEN_NO_LOCK | KIMG_OPEN_NO_BACKING)
+#define GROW         (64u << 20)
+#define WRITE_LEN    4096u
 
 static uint8_t *file, *rbuf, *rbuf2;
 
@@ -169,6 +175,52 @@ static void exercise(struct kimg *img, bool walk_data)
     kimg_clear_error();
 }
 
+static void write_check(size_t fsize)
+{
+    struct kimg_file *f;
+    struct kimg *img = NULL, *back = NULL;
+    kimg_clear_error();
+    if (kimg_file_open_mem(&f, FUZZ_NAME, file, fsize, true, fsize + GROW) < 0)
+        return;
+    if (kimg_open_file(&img, f, "vhdx", RO_FLAGS | KIMG_OPEN_RDWR) < 0) {
+        kimg_clear_error();
+        return;
+    }
+    uint64_t size = kimg_size(img), offs[3] = { 0, size / 2 & ~511ull,
+                                                size > WRITE_LEN ? size - WRITE_LEN : 0 };
+    bool wrote[3];
+    memset(rbuf, 0xa5, WRITE_LEN);
+    for (int i = 0; i < 3; i++) {
+        uint64_t n = size - offs[i] < WRITE_LEN ? size - offs[i] : WRITE_LEN;
+        wrote[i] = n && kimg_write(img, rbuf, offs[i], n) == 0;
+        kimg_clear_error();
+    }
+    if (kimg_flush(img) == 0 && img->file->mem) {
+        struct kimg_file *g;
+        if (kimg_file_open_mem(&g, FUZZ_NAME, img->file->mem, img->file->mem_size, false, 0) < 0)
+            abort();
+        if (kimg_open_file(&back, g, "vhdx", RO_FLAGS) < 0) {
+            fprintf(stderr, "fuzz_vhdx: the written image does not open: %s\n",
+                    kimg_last_error());
+            abort();
+        }
+        for (int i = 0; i < 3; i++) {
+            uint64_t n = size - offs[i] < WRITE_LEN ? size - offs[i] : WRITE_LEN;
+            if (!wrote[i])
+                continue;
+            if (kimg_read(back, rbuf2, offs[i], n) < 0 || memcmp(rbuf, rbuf2, (size_t)n)) {
+                fprintf(stderr, "fuzz_vhdx: write %d at %llu does not read back\n", i,
+                        (unsigned long long)offs[i]);
+                abort();
+            }
+        }
+        kimg_close(back);
+    }
+    kimg_clear_error();
+    kimg_close(img);
+    kimg_clear_error();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!file)
@@ -191,5 +243,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     img = open_mem(fsize, "vhdx", KIMG_OPEN_REPAIR);
     if (img)
         exercise(img, true);
+    write_check(fsize);
     return 0;
 }

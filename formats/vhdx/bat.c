@@ -2,8 +2,9 @@
  * bat.c — a VHDX file's Block Allocation Table ([MS-VHDX] 2.5): payload
  * block entries interleaved with sector bitmap entries (one after every
  * chunk_ratio payload entries), loaded once through the replayed log,
- * validated entry by entry, then read-only (reads need no lock); guest
- * reads.  Sector bitmap entries are skipped: only differencing disks,
+ * validated entry by entry; guest reads.  Reads take no lock: only
+ * write.c changes an entry, from a zero state to present, in one atomic
+ * store after the block's space exists.  Sector bitmap entries are skipped: only differencing disks,
  * which kimg refuses, use them.
  */
 #include <errno.h>

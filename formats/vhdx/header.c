@@ -29,11 +29,11 @@
 #define RE_FLAGS        28
 #define RE_REQUIRED     1u
 
-static const uint8_t bat_guid[16] = {
+const uint8_t vhdx_bat_guid[16] = {
     0x66, 0x77, 0xc2, 0x2d, 0x23, 0xf6, 0x00, 0x42,
     0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08,
 };
-static const uint8_t metadata_guid[16] = {
+const uint8_t vhdx_metadata_guid[16] = {
     0x06, 0xa2, 0x7c, 0x8b, 0x90, 0x47, 0x9a, 0x4b,
     0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e,
 };
@@ -100,6 +100,8 @@ int vhdx_open_headers(struct kimg *img)
         return kimg_fail(-EINVAL, "No valid VHDX header found");
     }
 
+    s->cur_header = cur;
+    s->hdr_seq = h[cur].seq;
     const uint8_t *b = h[cur].raw;
     memcpy(s->log_guid, b + H_LOG_GUID, 16);
     s->log_length = vhdx_le32(b + H_LOG_LENGTH);
@@ -140,7 +142,7 @@ static int parse_regions(struct kimg *img, const uint8_t *buf)
         uint64_t off = vhdx_le64(e + RE_OFFSET);
         uint32_t len = vhdx_le32(e + RE_LENGTH);
         uint32_t flags = vhdx_le32(e + RE_FLAGS);
-        bool is_bat = !memcmp(e, bat_guid, 16), is_meta = !memcmp(e, metadata_guid, 16);
+        bool is_bat = !memcmp(e, vhdx_bat_guid, 16), is_meta = !memcmp(e, vhdx_metadata_guid, 16);
 
         if (off % VHDX_MIB || len % VHDX_MIB || len == 0 || off < VHDX_HEADER_SECTION)
             return kimg_fail(-EINVAL, "VHDX region %u at offset %llu (%u bytes) is not "

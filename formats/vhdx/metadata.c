@@ -44,6 +44,11 @@ static const struct item {
                                         0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c }, 0 },
 };
 
+const uint8_t *vhdx_item_guid(unsigned item)
+{
+    return items[item].guid;
+}
+
 /* the registry form of an on-disk GUID (first three fields little-endian) */
 static void guid_str(const uint8_t *g, char out[37])
 {

@@ -1,5 +1,5 @@
 /*
- * vhdx.h — private to formats/vhdx: the VHDX read-only driver, written
+ * vhdx.h — private to formats/vhdx: the VHDX driver, written
  * from Microsoft's [MS-VHDX] specification (all fields little-endian).
  * Layout: the 1 MiB header section (file identifier "vhdxfile" at 0, two
  * 4 KiB headers at 64 and 128 KiB, two 64 KiB region tables at 192 and
@@ -9,12 +9,16 @@
  * Grouped by file: header.c (file identifier, headers, region table),
  * log.c (log replay into an in-memory overlay, and every metadata read),
  * metadata.c (metadata table and items), bat.c (BAT, reads), vhdx.c
- * (the driver table: open, info, check).
+ * (the driver table: open, info, check), create.c (create: the layout
+ * qemu-img 7.2 writes), write.c (guest writes into an open image: block
+ * allocation, the BAT written back after the data is flushed, the
+ * header-sequence switch before the first change).
  */
 #ifndef KIMG_VHDX_H
 #define KIMG_VHDX_H
 
 #include <endian.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +36,13 @@
 #define VHDX_MAX_ENTRIES        2047u   /* region and metadata tables */
 #define VHDX_META_TABLE_SIZE    (64u << 10)
 #define VHDX_LOG_SECTOR         4096u
+#define VHDX_FILE_ID_SIZE       (64u << 10)
+/* header fields (header.c reads them, write.c and create.c write them) */
+#define VHDX_H_CHECKSUM         4
+#define VHDX_H_SEQUENCE         8
+#define VHDX_H_FILE_WRITE_GUID  16
+#define VHDX_H_DATA_WRITE_GUID  32
+#define VHDX_H_LOG_GUID         48
 
 #define VHDX_BLOCK_MIN          VHDX_MIB
 #define VHDX_BLOCK_MAX          (256ull << 20)
@@ -80,6 +91,8 @@ struct vhdx_state {
     uint8_t *log_data;          /* the data sectors the overlay points into */
     bool log_replayed;
     uint32_t log_entries;       /* entries replayed */
+    int cur_header;             /* 0: the header at 64 KiB, 1: at 128 KiB */
+    uint64_t hdr_seq;           /* its sequence number */
     /* regions */
     uint64_t bat_offset;
     uint32_t bat_length;
@@ -95,6 +108,17 @@ struct vhdx_state {
     /* BAT (bat.c): the entries of the payload blocks only, host order */
     uint64_t *bat;
     uint64_t nb_blocks;
+    /* writing (write.c), under LOCK; only when the image is writable */
+    pthread_mutex_t lock;
+    bool writer;                /* the fields below are set up */
+    bool headers_switched;      /* the headers carry this session's GUIDs */
+    bool use_slots;             /* a fixed disk in qemu's layout: block B
+                                   lives at data_start + B * block_size */
+    uint64_t data_start;
+    uint64_t alloc_end;         /* where the next appended block goes */
+    uint8_t *bat_dirty;         /* one bit per 4 KiB page of the BAT */
+    size_t bat_pages;
+    bool bat_any_dirty;
 };
 
 static inline uint16_t vhdx_le16(const uint8_t *p)
@@ -171,5 +195,44 @@ int vhdx_content_status(struct kimg *img, uint64_t off, uint64_t len,
  * logged) in qemu-img's wording; returns their number. */
 uint64_t vhdx_check_blocks(struct kimg *img, FILE *log);
 int vhdx_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
+
+/* ---- metadata.c: the GUIDs create.c writes ---- */
+enum { VHDX_IT_PARAMS, VHDX_IT_SIZE, VHDX_IT_PAGE83, VHDX_IT_LOGICAL, VHDX_IT_PHYSICAL };
+const uint8_t *vhdx_item_guid(unsigned item);
+extern const uint8_t vhdx_bat_guid[16], vhdx_metadata_guid[16];
+
+static inline void vhdx_put16(uint8_t *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
+static inline void vhdx_put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
+static inline void vhdx_put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
+/* A new random GUID in the on-disk form (libuuid's bytes, as qemu). */
+void vhdx_new_guid(uint8_t out[16]);
+/* The index of payload block B's entry in the BAT (sector bitmap entries
+ * interleaved: one after every chunk_ratio payload entries). */
+static inline uint64_t vhdx_bat_index(uint64_t chunk_ratio, uint64_t b)
+{
+    return b + b / chunk_ratio;
+}
+
+/* ---- create.c ---- */
+extern const struct kimg_optdesc vhdx_create_opts[];
+extern const struct kimg_shown_opt vhdx_formatting_opts[];
+int vhdx_create(const struct kimg_create_args *args);
+
+/* ---- write.c ---- */
+/* Make an open image writable (after everything is loaded): refuses a
+ * log with entries to replay (they would have to be written in place
+ * first), sets up allocation.  Nothing is written until the first write. */
+int vhdx_open_writable(struct kimg *img);
+void vhdx_close_writable(struct kimg *img);
+int vhdx_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+int vhdx_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+int vhdx_flush(struct kimg *img);
+int64_t vhdx_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                        struct kimg_file **file);
+int vhdx_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+/* The allocation unit the copy engine sees in a writable image: blocks
+ * are allocated whole, but the host file stays sparse inside them, so
+ * zero runs of this size are left as holes (qemu-img finds zeros at 4 KiB) */
+#define VHDX_WRITE_UNIT         (64u << 10)
 
 #endif

@@ -51,6 +51,7 @@ cases=(
   "vhd-to-raw|convert -f vpc -O raw disk.vhd OUT|out.raw|disk.raw|disk.raw"
   "vdi-to-qcow2|convert -f vdi -O qcow2 disk.vdi OUT|out.qcow2|disk.raw|"
   "vhdx-to-qcow2|convert -f vhdx -O qcow2 disk.vhdx OUT|out.qcow2|disk.raw|"
+  "raw-to-vhdx|convert -f raw -O vhdx disk.raw OUT|out.vhdx|disk.raw|"
   "vmdk-stream-to-qcow2|convert -f vmdk -O qcow2 disk-stream.vmdk OUT|out.qcow2|disk.raw|"
   "vmdk-to-raw|convert -f vmdk -O raw disk.vmdk OUT|out.raw|disk.raw|disk.raw"
 )
@@ -68,7 +69,7 @@ floor() {
 # to times.TOOL
 timed() {
     local tool=$1; shift
-    rm -f out.qcow2 out.raw out.floor
+    rm -f out.qcow2 out.raw out.floor out.vhdx
     sync
     /usr/bin/time -f "%e %M %U %S" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
         { echo "bench: $tool failed: $*" >&2; cat "$dir/err.$tool" >&2; return 1; }
@@ -140,7 +141,7 @@ table() {
         cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
         printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
             "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
-        rm -f out.qcow2 out.raw out.floor
+        rm -f out.qcow2 out.raw out.floor out.vhdx
     done
 }
 
