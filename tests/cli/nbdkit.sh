@@ -1,0 +1,67 @@
+# nbdkit.sh — helpers for the nbdkit plugin tests (820-829), sourced after
+# lib.sh.  Every server listens on a private socket in $T and is killed by
+# its pid when the test ends.
+#   $PLUGIN                  the plugin built in $KIMG_BUILD (missing: bail out)
+#   nbd_start SOCK ARGS...   nbdkit -f serving the plugin with ARGS on SOCK
+#                            (stderr in SOCK.log); $NBD_PID; 1 if it never
+#                            listened
+#   qnbd_start SOCK ARGS...  qemu-nbd -t -k SOCK ARGS... the same way ($QNBD_PID)
+#   srv_stop PID             kill it and wait for it
+#   uri SOCK                 nbd+unix:///?socket=SOCK
+#   nbd_run ARGS... -- CMD   nbdkit -U - --run CMD with the plugin and ARGS
+#                            ($uri in CMD), output in $T/out $T/err, $RC
+#   map_json URI             qemu-img map --output=json of the export
+# A sanitizer build's plugin needs its runtime loaded first: nbdkit then
+# runs with libasan preloaded (leak reports off: nbdkit's own are not ours).
+require nbdkit qemu-nbd nbdcopy nbdinfo
+PLUGIN=$KIMG_BUILD/plugins/nbdkit-kimg-plugin.so
+[ -e "$PLUGIN" ] || { echo "Bail out! $PLUGIN was not built (nbdkit-plugin-dev missing?)"; exit 1; }
+NBDKIT_ENV=()
+if nm -u "$PLUGIN" 2> /dev/null | grep -q __asan_init; then
+    NBDKIT_ENV=(env "LD_PRELOAD=$(${KIMG_CC:-cc} -print-file-name=libasan.so)"
+                "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
+fi
+
+uri() { echo "nbd+unix:///?socket=$1"; }
+
+_wait_sock() {   # _wait_sock SOCK PID: the socket appears, or the server died
+    local i
+    for i in $(seq 100); do
+        [ -S "$1" ] && return 0
+        kill -0 "$2" 2> /dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+nbd_start() {
+    local s=$1; shift
+    rm -f "$s"
+    "${NBDKIT_ENV[@]}" nbdkit -f -U "$s" "$PLUGIN" "$@" 2> "$s.log" < /dev/null &
+    NBD_PID=$!
+    _tap_bg_pids="${_tap_bg_pids:-} $NBD_PID"
+    _wait_sock "$s" "$NBD_PID"
+}
+
+qnbd_start() {
+    local s=$1; shift
+    rm -f "$s"
+    qemu-nbd -t -k "$s" "$@" > /dev/null 2> "$s.log" < /dev/null &
+    QNBD_PID=$!
+    _tap_bg_pids="${_tap_bg_pids:-} $QNBD_PID"
+    _wait_sock "$s" "$QNBD_PID"
+}
+
+srv_stop() { kill "$1" 2> /dev/null; wait "$1" 2> /dev/null; return 0; }
+
+nbd_run() {
+    local args=()
+    while [ "$1" != -- ]; do args+=("$1"); shift; done
+    shift
+    RC=0
+    timeout -k 5 120 "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" "${args[@]}" --run "$*" \
+        > "$T/out" 2> "$T/err" < /dev/null || RC=$?
+    return 0
+}
+
+map_json() { qemu-img map --output=json -f raw "$1"; }
