@@ -80,7 +80,7 @@ is "$RC" 0 "force-share=true: served"
 
 # the magic key, bad parameters, help, dump-plugin
 qemu-img create -q -f qcow2 m.qcow2 4M
-RC=0; "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" m.qcow2 --run 'nbdinfo --size "$uri"' > out 2>&1 || RC=$?
+RC=0; "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" m.qcow2 --run "${NBDKIT_UNENV}"'nbdinfo --size "$uri"' > out 2>&1 || RC=$?
 is "$(cat out)" 4194304 "the magic key: nbdkit kimg.so PATH"
 bad() {   # bad NAME WANT ARGS...: nbdkit refuses to start, one error line
     local name=$1 want=$2; shift 2

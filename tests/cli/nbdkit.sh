@@ -11,15 +11,19 @@
 #   nbd_run ARGS... -- CMD   nbdkit -U - --run CMD with the plugin and ARGS
 #                            ($uri in CMD), output in $T/out $T/err, $RC
 #   map_json URI             qemu-img map --output=json of the export
+#   $NBDKIT_ENV $NBDKIT_UNENV  how nbdkit runs (below), what --run CMDs start with
 # A sanitizer build's plugin needs its runtime loaded first: nbdkit then
 # runs with libasan preloaded (leak reports off: nbdkit's own are not ours).
 require nbdkit qemu-nbd nbdcopy nbdinfo
 PLUGIN=$KIMG_BUILD/plugins/nbdkit-kimg-plugin.so
 [ -e "$PLUGIN" ] || { echo "Bail out! $PLUGIN was not built (nbdkit-plugin-dev missing?)"; exit 1; }
-NBDKIT_ENV=()
+# NBDKIT_UNENV: what a --run command starts with, so that its clients
+# (qemu-io, nbdcopy) do not run with the preloaded runtime.
+NBDKIT_ENV=() NBDKIT_UNENV=
 if nm -u "$PLUGIN" 2> /dev/null | grep -q __asan_init; then
     NBDKIT_ENV=(env "LD_PRELOAD=$(${KIMG_CC:-cc} -print-file-name=libasan.so)"
                 "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1")
+    NBDKIT_UNENV='unset LD_PRELOAD ASAN_OPTIONS; '
 fi
 
 uri() { echo "nbd+unix:///?socket=$1"; }
@@ -59,7 +63,7 @@ nbd_run() {
     while [ "$1" != -- ]; do args+=("$1"); shift; done
     shift
     RC=0
-    timeout -k 5 120 "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" "${args[@]}" --run "$*" \
+    timeout -k 5 120 "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" "${args[@]}" --run "$NBDKIT_UNENV$*" \
         > "$T/out" 2> "$T/err" < /dev/null || RC=$?
     return 0
 }
