@@ -6,7 +6,7 @@
 #                            (stderr in SOCK.log); $NBD_PID; 1 if it never
 #                            listened
 #   qnbd_start SOCK ARGS...  qemu-nbd -t -k SOCK ARGS... the same way ($QNBD_PID)
-#   srv_stop PID             kill it and wait for it
+#   srv_stop PID             stop it (SIGTERM; SIGKILL after 20 s) and wait
 #   uri SOCK                 nbd+unix:///?socket=SOCK
 #   nbd_run ARGS... -- CMD   nbdkit -U - --run CMD with the plugin and ARGS
 #                            ($uri in CMD), output in $T/out $T/err, $RC
@@ -56,7 +56,20 @@ qnbd_start() {
     _wait_sock "$s" "$QNBD_PID"
 }
 
-srv_stop() { kill "$1" 2> /dev/null; wait "$1" 2> /dev/null; return 0; }
+# (a server that has not exited 20 s after SIGTERM is killed, and said:
+# under SANITIZE=1 nbdkit's exit was seen to hang in libc's exit
+# handlers, p11-kit's freeing its locale, after a failed read)
+srv_stop() {
+    local i
+    kill "$1" 2> /dev/null
+    for i in $(seq 200); do kill -0 "$1" 2> /dev/null || break; sleep 0.1; done
+    if kill -0 "$1" 2> /dev/null; then
+        diag "server $1 still running 20 s after SIGTERM: killed"
+        kill -9 "$1" 2> /dev/null
+    fi
+    wait "$1" 2> /dev/null
+    return 0
+}
 
 nbd_run() {
     local args=()
