@@ -7,6 +7,7 @@
 #   make deps       install the Debian packages a fresh machine lacks
 #   make install    PREFIX=/usr/local DESTDIR= (also BINDIR LIBDIR INCLUDEDIR MANDIR)
 #   make uninstall  the same variables: removes what install put there
+#                   (the nbdkit plugin goes to NBDKIT_PLUGINDIR, nbdkit's own)
 
 PREFIX  ?= /usr/local
 CC      ?= cc
@@ -19,7 +20,7 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
-               cryptsetup-bin libjansson-dev libnbd-dev nbdkit
+               cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -90,10 +91,25 @@ CMD_OBJ  := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 REPLAY_BIN := $(FUZZ_TARGETS:%=$(B)/fuzz/replay_%)
 
+# ---- the nbdkit plugin (plugins/nbdkit/), built where <nbdkit-plugin.h>
+# is: libkimg.a linked in (one self-contained file in nbdkit's plugin
+# folder, whatever LIBDIR is), the public API alone (-Iinclude), and only
+# nbdkit's entry point exported (plugins/nbdkit/plugin.map).
+HAVE_NBDKIT := $(shell echo '\#include <nbdkit-plugin.h>' | $(CC) -E -x c - > /dev/null 2>&1 && echo 1)
+NBDKIT_PLUGINDIR ?= $(or $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null),$(LIBDIR)/nbdkit/plugins)
+NBDKIT_PLUGIN := $(if $(HAVE_NBDKIT),$(B)/plugins/nbdkit-kimg-plugin.so)
+
 .PHONY: all check check-slow fuzz bench deps install uninstall clean FORCE
 # keep objects built through pattern chains (tests, fuzz replays)
 .SECONDARY:
-all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc
+all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc $(NBDKIT_PLUGIN)
+
+# The nbdkit plugin (see NBDKIT_PLUGIN above).
+$(B)/plugins/%.o: INC = $(INC_PUBLIC)
+$(B)/plugins/nbdkit-kimg-plugin.so: $(B)/plugins/nbdkit/kimg.o $(B)/libkimg.a plugins/nbdkit/plugin.map
+	$(CC) $(LDFLAGS) -shared -Wl,--version-script,plugins/nbdkit/plugin.map -o $@ \
+	    $(B)/plugins/nbdkit/kimg.o $(B)/libkimg.a $(LDLIBS)
+$(B)/plugins/nbdkit/kimg.o: CFLAGS += -DKIMG_VERSION='"$(VERSION)"'
 
 # Objects depend on the flags that shape their code: a tree built before
 # a change to them (-fPIC for libkimg.so) is rebuilt, not linked stale.
@@ -222,12 +238,15 @@ install: all $(B)/kimg.pc
 	$(foreach h,$(PUBLIC_HEADERS),install -m 0644 $(h) $(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h)) &&) true
 	$(if $(MAN_PAGES),install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 && \
 	    install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/)
+	$(if $(NBDKIT_PLUGIN),install -d -m 0755 $(DESTDIR)$(NBDKIT_PLUGINDIR) && \
+	    install -m 0755 $(NBDKIT_PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-kimg-plugin.so)
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/kimg $(DESTDIR)$(LIBDIR)/libkimg.a $(DESTDIR)$(LIBDIR)/libkimg.so \
 	    $(DESTDIR)$(LIBDIR)/$(SO_NAME) $(DESTDIR)$(LIBDIR)/$(SO_REAL) $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc \
 	    $(foreach h,$(PUBLIC_HEADERS),$(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h))) \
-	    $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man1/$(notdir $(m)))
+	    $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man1/$(notdir $(m))) \
+	    $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-kimg-plugin.so
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/kimg 2>/dev/null
 
 clean:

@@ -221,6 +221,11 @@ const struct kimg_optdesc *kimg_driver_amend_opts(const struct kimg_driver *drv)
  * copies into misaligned buffers several times slower on some CPUs); free
  * it with free(). */
 void *kimg_alloc_aligned(size_t len);
+/* Threads: kimg_read, kimg_block_status and kimg_layer_block_status may
+ * run on one open image from several threads at once (the engines'
+ * workers read a source so; the nbdkit plugin serves reads so).  A call
+ * that changes the image (writes, zeroes, discard, flush, ...) must not
+ * overlap any other call on it: callers serialize those. */
 int kimg_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 

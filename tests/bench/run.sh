@@ -179,6 +179,13 @@ if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" ova "* ]]; then
     KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/ova.sh" "$dir"
 fi
 
+# serving the qcow2 over NBD: nbdkit with kimg's plugin against qemu-nbd,
+# nbdcopy as the client (its own script; needs the plugin built)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" nbd-serve "* ]]; then
+    echo
+    PAIRS=${BENCH_RUNS:-3} "$here/nbd-serve.sh" "$dir"
+fi
+
 # encrypted qcow2 (LUKS) against qemu-img, same PBKDF2 time on both
 # sides (its own script: it makes its encrypted input once in $dir/luks/)
 if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" luks "* ]]; then

@@ -7,6 +7,10 @@
 # against the installed tree alone through pkg-config, linked shared and
 # static, and its copy and checksum agree with qemu-img compare and `kimg
 # checksum`; `make uninstall` removes every file install put there.
+# Where nbdkit's plugin header is, nbdkit-kimg-plugin.so goes into
+# nbdkit's plugin folder (pkg-config's plugindir) under DESTDIR, exports
+# nbdkit's entry point alone, and its source builds against the installed
+# tree as well, calling nothing libkimg.so does not export.
 . "$(dirname "$0")/lib.sh"
 require pkg-config nm readelf
 CC=${KIMG_CC:-cc}
@@ -26,6 +30,15 @@ for f in bin/kimg lib/libkimg.a lib/libkimg.so lib/libkimg.so.0 lib/pkgconfig/ki
     [ -e "$D/usr/local/$f" ] || missing="$missing $f"
 done
 is "$missing" "" "every file in its place under PREFIX"
+P=
+if echo '#include <nbdkit-plugin.h>' | $CC -E -x c - > /dev/null 2>&1; then
+    PD=$(pkg-config --variable=plugindir nbdkit)
+    P=$D$PD/nbdkit-kimg-plugin.so
+    ok "nbdkit-kimg-plugin.so in nbdkit's plugin folder ($PD)" test -x "$P"
+    is "$(nm -D --defined-only "$P" | awk '{ print $NF }')" "plugin_init" "  it exports plugin_init alone"
+else
+    skip "nbdkit-kimg-plugin.so installed" "no <nbdkit-plugin.h>"
+fi
 real=$(readlink -f "$L/libkimg.so")
 like "$real" '/libkimg\.so\.0\.[0-9]+\.[0-9]+$' "libkimg.so -> libkimg.so.0 -> the real name ($(basename "$real"))"
 is "$(readelf -d "$real" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')" "libkimg.so.0" "soname libkimg.so.0"
@@ -42,6 +55,14 @@ pc() { PKG_CONFIG_SYSROOT_DIR=$D PKG_CONFIG_LIBDIR=$L/pkgconfig pkg-config "$@";
 is "$(pc --modversion kimg)" "$("$KIMG" --version | sed 's/.* //')" "kimg.pc: Version is kimg's"
 like "$(pc --cflags --libs kimg)" "^-I$D/usr/local/include +-L$L +-lkimg *$" "Cflags and Libs point into the tree"
 like "$(pc --static --libs kimg)" "-lkimg .*-lzstd .*-lcrypto .*-lxml2" "Libs.private names the dependencies"
+if [ -n "${P:-}" ]; then
+    # the plugin's source against the installed tree alone
+    if $CC $SANFLAGS -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -shared -fPIC -o plugin-alone.so \
+           "$KIMG_SRC/plugins/nbdkit/kimg.c" $(pc --cflags --libs kimg) 2> "$T/cc.log"; then
+        nm -u plugin-alone.so | awk '$NF ~ /^kimg_/ { print $NF }' | sed 's/@.*//' | sort -u > used
+        is "$(comm -23 used exported)" "" "  its source builds against the installed headers and calls only exports ($(wc -l < used))"
+    else fail "  its source builds against the installed headers" "$(cat "$T/cc.log")"; fi
+fi
 
 # the example: a qcow2 source with data, zeros and holes
 qemu-img create -q -f qcow2 src.qcow2 20M
@@ -82,4 +103,6 @@ if build ex-moved $(pc2 --cflags --libs kimg); then pass "  the example builds t
 else fail "  the example builds there" "$(cat "$T/cc.log")"; fi
 ok "make uninstall with the same variables" mk uninstall DESTDIR="$D2" "${dirs[@]}"
 is "$(cd "$D2" && find . ! -type d | sort | tr '\n' ' ')" "" "  it leaves no file behind"
+mk uninstall DESTDIR="$D" PREFIX=/usr/local
+is "$(cd "$D" && find . ! -type d | sort | tr '\n' ' ')" "" "make uninstall of the first tree leaves no file behind"
 done_testing
