@@ -529,6 +529,11 @@ bool kimg_can_compress(const struct kimg *img)
     return img->drv->compress_cluster && img->drv->write_compressed_data;
 }
 
+bool kimg_needs_compressed_writes(struct kimg *img)
+{
+    return img->drv->needs_compressed_writes && img->drv->needs_compressed_writes(img);
+}
+
 bool kimg_can_alloc_data(const struct kimg *img)
 {
     return img->drv->alloc_data && img->drv->commit_data;

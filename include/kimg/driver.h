@@ -218,6 +218,11 @@ struct kimg_driver {
      * or copied in the kernel from its source, and never written as is. */
     int (*transform_data)(struct kimg *img, uint64_t off, uint64_t host, void *buf,
                           uint64_t len);
+    /* Optional, with compress_cluster: whether this open image stores
+     * every write compressed (qemu's bdi.needs_compressed_writes: a new
+     * streamOptimized VMDK): convert then copies as with -c, whole
+     * clusters in order.  kimg_needs_compressed_writes(); NULL: never. */
+    bool (*needs_compressed_writes)(struct kimg *img);
 };
 
 /* kimg_driver.flags */
