@@ -169,6 +169,19 @@ static void decompose(const char *name, char **dir, char **stem, char **ext)
     *ext = strdup(q ? q : "");
 }
 
+/* Write the text TEXT at OFF of F from an aligned copy (file.c's rule). */
+static int write_text(struct kimg_file *f, const char *text, uint64_t off)
+{
+    size_t n = strlen(text);
+    char *b = kimg_alloc_aligned(n + 1);
+    if (!b)
+        return kimg_fail(-ENOMEM, "out of memory");
+    memcpy(b, text, n);
+    int ret = kimg_file_pwrite(f, b, n, off);
+    free(b);
+    return ret;
+}
+
 static int make_desc(const struct kimg_create_args *a, const struct vmdk_params *p,
                      const char *extent_lines, uint32_t cid, char **out)
 {
@@ -291,7 +304,7 @@ static int create_monolithic(const struct kimg_create_args *a, struct vmdk_param
     if (ret == 0)
         ret = init_sparse(f, a->size, p->sub == STREAM, p->zeroed);
     if (ret == 0)
-        ret = kimg_file_pwrite(f, desc, strlen(desc), VMDK_SECTOR);
+        ret = write_text(f, desc, VMDK_SECTOR);
     if (ret == 0)
         ret = kimg_file_sync(f);
     if (f)
@@ -362,7 +375,7 @@ static int create_extents(const struct kimg_create_args *a, struct vmdk_params *
     if (ret == 0)
         ret = create_file(a->filename, a, &f);
     if (ret == 0)
-        ret = kimg_file_pwrite(f, desc, strlen(desc), 0);
+        ret = write_text(f, desc, 0);
     if (ret == 0)
         ret = kimg_file_sync(f);
     if (f)

@@ -563,7 +563,7 @@ static int write_cid(struct kimg *img, uint32_t cid)
     uint64_t off = e->sinfo.desc_offset, size = e->sinfo.desc_size;
     if (!size)
         return 0;
-    char *text = calloc(1, size + 32), *out = calloc(1, size + 32);
+    char *text = kimg_alloc_aligned_zero(size + 32), *out = kimg_alloc_aligned_zero(size + 32);
     int ret = text && out ? kimg_file_pread(img->file, text, size, off) : -ENOMEM;
     if (ret == 0) {
         char *line = strstr(text, "\nCID=");

@@ -18,8 +18,10 @@
 #include "sparse.h"
 #include "../../img/tunables.h"
 
-/* qemu's compress(): zlib's default level */
-#define STREAM_LEVEL 6
+/* libdeflate's level 5: on the bench disk its grains are 0.4% smaller
+ * than qemu's (zlib's compress(), level 6) at about half its CPU time;
+ * level 4 is 1.5% larger, level 3 2% (the issue allows 2% at most) */
+#define STREAM_LEVEL 5
 
 static pthread_key_t lc_key;
 static bool lc_on;
@@ -147,7 +149,7 @@ int vmdk_stream_store(struct vmdk_sparse *s, uint64_t off, const void *cdata, si
     if (ret == 0 && at / VMDK_SECTOR > UINT32_MAX)
         ret = kimg_fail(-EFBIG, "the stream VMDK grew past 2 TiB of compressed data");
     if (ret == 0)
-        ret = kimg_file_pwrite(s->file, cdata, clen, at);
+        ret = kimg_file_pwrite_packed(s->file, cdata, clen, at);
     if (ret == 0) {
         s->next = (at + clen + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR;
         if (s->next > s->file_size)
