@@ -241,7 +241,8 @@ static int vmdk_open(struct kimg *img)
         ret = open_descriptor_file(img, s, size);
     if (ret == 0)
         img->cluster_size = image_cluster_size(s);
-    if (ret == 0 && img->writable) {
+    /* check -r: qemu's vmdk has no repair; the image is not written */
+    if (ret == 0 && img->writable && !(img->flags & KIMG_OPEN_REPAIR)) {
         /* kimg writes a VMDK only as it makes it: a new stream image */
         if (s->nb_ext != 1 || !s->ext[0].sparse || s->ext[0].file != img->file)
             ret = kimg_fail(-ENOTSUP, "kimg writes VMDK images only as it creates them "
@@ -589,9 +590,13 @@ static int write_cid(struct kimg *img, uint32_t cid)
 static int vmdk_flush(struct kimg *img)
 {
     uint32_t cid;
-    struct vmdk_sparse *sp = stream_of(img);
-    int ret = vmdk_stream_finish(sp, &cid);
+    struct vmdk_state *s = img->state;
+    if (s->nb_ext != 1 || !s->ext[0].sparse)
+        return 0;
+    int ret = vmdk_stream_finish(stream_of(img), &cid);
     if (ret == 0)
+        return 0;               /* not a stream made writable: nothing to do */
+    if (ret > 0)
         ret = write_cid(img, cid);
     if (ret == 0)
         ret = kimg_file_sync(img->file);

@@ -127,8 +127,8 @@ size_t vmdk_stream_bound(struct vmdk_sparse *s);
 int vmdk_stream_store(struct vmdk_sparse *s, uint64_t off, const void *cdata, size_t clen);
 /* After the last store: the end-of-stream marker; *CID the content ID for
  * the descriptor (a CRC-32 of the capacity and the stored bytes, so the
- * same grains give the same file).  No-op (0, *CID untouched) when S was
- * not made writable. */
+ * same grains give the same file).  1 when done, 0 (*CID untouched) when
+ * S was not made writable, or -errno. */
 int vmdk_stream_finish(struct vmdk_sparse *s, uint32_t *cid);
 
 /* ---- create.c (the sparse layout qemu's vmdk_init_extent makes) ---- */

@@ -175,5 +175,5 @@ int vmdk_stream_finish(struct vmdk_sparse *s, uint32_t *cid)
         s->file_size = s->next + VMDK_SECTOR;
     *cid = s->crc;
     pthread_mutex_unlock(&s->wlock);
-    return ret;
+    return ret < 0 ? ret : 1;
 }
