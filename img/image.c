@@ -669,7 +669,7 @@ int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len)
 static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
 {
     size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
-    void *z = calloc(1, chunk);
+    void *z = kimg_alloc_aligned_zero(chunk);   /* file.c's alignment rule */
     int ret = 0;
     if (!z)
         return -ENOMEM;

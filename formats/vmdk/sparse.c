@@ -263,6 +263,7 @@ void vmdk_sparse_close(struct vmdk_sparse *s)
     if (s->wlock_ready)
         pthread_mutex_destroy(&s->wlock);
     free(s->rgd);
+    free(s->pending);
     free(s->cache_key);
     free(s->line);
     free(s->gd);
@@ -401,8 +402,10 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
     uint32_t slot = idx % s->cache_n;
     pthread_mutex_lock(&s->lock);
     bool hit = s->cache_key[slot] == idx + 1;
-    if (hit)
+    if (hit) {
         memcpy(dst, s->line[slot], bytes);
+        vmdk_sparse_pending_overlay(s, idx, dst);
+    }
     pthread_mutex_unlock(&s->lock);
     if (hit)
         return 0;
@@ -424,6 +427,7 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
         memcpy(s->line[slot], dst, bytes);
         s->cache_key[slot] = idx + 1;
     }
+    vmdk_sparse_pending_overlay(s, idx, dst);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }

@@ -106,6 +106,10 @@ struct vmdk_sparse {
     uint64_t next;              /* bytes: where the next grain goes */
     uint32_t *rgd;              /* the redundant directory (host order) or NULL */
     uint32_t crc;               /* CRC-32 of the capacity and the stored bytes */
+    /* sparse (not stream): table entries not yet written (their grains'
+     * data may not be synced yet); lookups overlay them (under LOCK) */
+    struct { uint64_t g; uint32_t e; } *pending;
+    uint32_t npending;
 };
 
 /* A header's fields in host order, as sparse.c validates them (KDMV and,
@@ -161,6 +165,9 @@ int vmdk_stream_read(struct vmdk_sparse *s, uint64_t g, uint64_t marker,
 /* sparse.c: grain G now maps to E (a write linked it): the cached table
  * that holds it, if any, follows. */
 void vmdk_sparse_cache_set(struct vmdk_sparse *s, uint64_t g, uint32_t e);
+
+/* write.c: lay the queued entries of table IDX over GT (LOCK held). */
+void vmdk_sparse_pending_overlay(struct vmdk_sparse *s, uint32_t idx, uint32_t *gt);
 
 /* cowd.c: a COWD header (at least 2048 bytes in BUF) into H. */
 int vmdk_cowd_decode(const uint8_t *buf, size_t len, struct vmdk_sparse_hdr *h);

@@ -4,8 +4,9 @@
  * with or without an embedded descriptor), the parent hint and the
  * CID/parentCID check, reads and block status dispatched over the
  * extents, info (qemu-img's format-specific block) and check; writes
- * into a new streamOptimized image (compressed on the copy engine's
- * workers; write.c) and the new content ID at flush.  Creation: create.c.
+ * into a single-file sparse image (monolithicSparse, or a new
+ * streamOptimized one compressed on the copy engine's workers; write.c)
+ * and its CID.  Creation: create.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -245,8 +246,8 @@ static int vmdk_open(struct kimg *img)
     if (ret == 0 && img->writable && !(img->flags & KIMG_OPEN_REPAIR)) {
         /* kimg writes a VMDK only as it makes it: a new stream image */
         if (s->nb_ext != 1 || !s->ext[0].sparse || s->ext[0].file != img->file)
-            ret = kimg_fail(-ENOTSUP, "kimg writes VMDK images only as it creates them "
-                            "(streamOptimized); it cannot write this one");
+            ret = kimg_fail(-ENOTSUP, "kimg writes only single-file sparse VMDKs "
+                            "(monolithicSparse, a new streamOptimized)");
         else
             ret = vmdk_sparse_enable_write(s->ext[0].sparse);
     }
@@ -501,6 +502,8 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 
 /* ---- writes (a new streamOptimized image; vmdk_open allowed them) ---- */
 
+static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len);
+
 static struct vmdk_sparse *stream_of(struct kimg *img)
 {
     struct vmdk_state *s = img->state;
@@ -510,6 +513,9 @@ static struct vmdk_sparse *stream_of(struct kimg *img)
 static int64_t vmdk_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
                                      uint64_t len, void *dst, size_t cap)
 {
+    struct vmdk_state *s = img->state;
+    if (!s->ext[0].sinfo.compressed)
+        return -ENOTSUP;        /* qemu stores -c data plainly in a sparse extent */
     return vmdk_stream_compress(stream_of(img), off, buf, len, dst, cap);
 }
 
@@ -525,6 +531,9 @@ static int vmdk_write_compressed_data(struct kimg *img, uint64_t off, uint64_t l
 static int vmdk_write_compressed(struct kimg *img, const void *buf, uint64_t off,
                                  uint64_t len)
 {
+    struct vmdk_state *s = img->state;
+    if (!s->ext[0].sinfo.compressed)
+        return sparse_write(img, buf, off, len);
     struct vmdk_sparse *sp = stream_of(img);
     size_t cap = vmdk_stream_bound(sp);
     uint8_t *c = malloc(cap);
@@ -538,10 +547,9 @@ static int vmdk_write_compressed(struct kimg *img, const void *buf, uint64_t off
     return ret;
 }
 
-static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+static int stream_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
 {
     uint64_t g = img->cluster_size;
-    const uint8_t *p = buf;
     if (off % g)
         return kimg_fail(-EINVAL, "a streamOptimized VMDK takes whole grains only");
     while (len) {
@@ -552,6 +560,80 @@ static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t 
         p += n;
         off += n;
         len -= n;
+    }
+    return 0;
+}
+
+static int write_cid(struct kimg *img, uint32_t cid);
+
+/* A hosted sparse extent: allocated grains in place; a new grain whole,
+ * its other bytes from what it read as before (zeros or the parent's). */
+static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    struct vmdk_extent *e = &s->ext[0];
+    uint64_t gs = e->sinfo.grain_size;
+    uint8_t *tmp = NULL;
+    int ret = 0;
+    if (!s->cid_updated) {
+        /* qemu: a new CID at the first write since open, so that delta
+         * disks made on this image see that it changed */
+        if ((ret = write_cid(img, vmdk_random_cid())) < 0)
+            return ret;
+        s->cid_updated = true;
+    }
+    while (len && ret == 0) {
+        uint64_t in = off % gs, gstart = off - in;
+        uint64_t glen = e->size - gstart < gs ? e->size - gstart : gs;
+        uint64_t n = glen - in < len ? glen - in : len;
+        struct vmdk_grain_run run;
+        if ((ret = sparse_run(e, off, n, &run)) < 0)
+            break;
+        if (run.kind == VMDK_GRAIN_DATA && run.length == n) {
+            ret = vmdk_sparse_write_at(e->sparse, run.host, p, n);
+        } else {
+            if (!tmp && !(tmp = kimg_alloc_aligned_zero(gs))) {
+                ret = kimg_fail(-ENOMEM, "out of memory");
+                break;
+            }
+            memset(tmp, 0, gs);
+            if (n < glen)
+                ret = read_sparse(img, e, tmp, gstart, glen);
+            memcpy(tmp + in, p, n);
+            if (ret == 0)
+                ret = vmdk_sparse_alloc_grain(e->sparse, gstart / gs, tmp);
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    free(tmp);
+    if (ret < 0)
+        kimg_fence(img);
+    return ret;
+}
+
+static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    return s->ext[0].sinfo.compressed ? stream_write(img, buf, off, len)
+                                      : sparse_write(img, buf, off, len);
+}
+
+/* qemu's zeroed-grain writes: whole grains of a sparse extent with the
+ * feature become zeroed-grain entries; the rest is written as data */
+static int vmdk_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct vmdk_state *s = img->state;
+    struct vmdk_extent *e = &s->ext[0];
+    uint64_t gs = e->sinfo.grain_size;
+    (void)flags;
+    if (e->sinfo.compressed || off % gs || (len % gs && off + len != e->size))
+        return -ENOTSUP;
+    for (uint64_t g = off / gs; g * gs < off + len; g++) {
+        int ret = vmdk_sparse_zero_grain(e->sparse, g);
+        if (ret < 0)
+            return ret;
     }
     return 0;
 }
@@ -593,6 +675,14 @@ static int vmdk_flush(struct kimg *img)
     struct vmdk_state *s = img->state;
     if (s->nb_ext != 1 || !s->ext[0].sparse)
         return 0;
+    if (!s->ext[0].sinfo.compressed) {
+        int r = vmdk_sparse_commit(stream_of(img));
+        if (r == 0)
+            r = kimg_file_sync(img->file);
+        if (r < 0)
+            kimg_fence(img);
+        return r;
+    }
     int ret = vmdk_stream_finish(stream_of(img), &cid);
     if (ret == 0)
         return 0;               /* not a stream made writable: nothing to do */
@@ -609,7 +699,8 @@ static int vmdk_flush(struct kimg *img)
  * through the compressed path, -c or not */
 static bool vmdk_needs_compressed_writes(struct kimg *img)
 {
-    return img->writable;
+    struct vmdk_state *s = img->state;
+    return img->writable && s->nb_ext == 1 && s->ext[0].sinfo.compressed;
 }
 
 const struct kimg_driver kimg_vmdk_driver = {
@@ -627,6 +718,7 @@ const struct kimg_driver kimg_vmdk_driver = {
     .create_opts = vmdk_create_opts,
     .formatting_opts = vmdk_formatting_opts,
     .write = vmdk_write,
+    .write_zeroes = vmdk_write_zeroes,
     .flush = vmdk_flush,
     .write_compressed = vmdk_write_compressed,
     .compress_cluster = vmdk_compress_cluster,

@@ -107,10 +107,11 @@ int vmdk_sparse_check_at(struct vmdk_sparse *s, struct kimg_check *res, uint64_t
 
 /* ---- write.c: writing a stream extent as it is made ---- */
 
-/* Make S (opened by vmdk_sparse_open) take writes: only a streamOptimized
- * extent in qemu's layout that holds no grain yet (a new image), with its
- * grain tables preallocated; anything else is refused (-ENOTSUP, one
- * message).  On failure S stays open read-only. */
+/* Make S (opened by vmdk_sparse_open) take writes: a hosted sparse
+ * extent, or a streamOptimized extent in qemu's layout that holds no
+ * grain yet (a new image), with its grain tables preallocated; anything
+ * else is refused (-ENOTSUP, one message).  On failure S stays open
+ * read-only. */
 int vmdk_sparse_enable_write(struct vmdk_sparse *s);
 /* Deflate the grain at extent offset OFF (grain-aligned; LEN a whole grain,
  * less only for the extent's last grain) from BUF into DST (CAP bytes) as
@@ -130,6 +131,20 @@ int vmdk_stream_store(struct vmdk_sparse *s, uint64_t off, const void *cdata, si
  * same grains give the same file).  1 when done, 0 (*CID untouched) when
  * S was not made writable, or -errno. */
 int vmdk_stream_finish(struct vmdk_sparse *s, uint32_t *cid);
+
+/* A hosted sparse extent (not a stream), made writable as above: */
+/* Grain G (unallocated or zeroed) gets new space holding BUF (one whole
+ * grain, aligned): written past the file's end now, linked at the next
+ * commit (lookups see it at once). */
+int vmdk_sparse_alloc_grain(struct vmdk_sparse *s, uint64_t g, const void *buf);
+/* Grain G reads as zeros (a zeroed-grain entry, linked at the next
+ * commit); -ENOTSUP without the zeroed-grain feature. */
+int vmdk_sparse_zero_grain(struct vmdk_sparse *s, uint64_t g);
+/* Rewrite LEN bytes of allocated data in place at HOST (from a DATA run). */
+int vmdk_sparse_write_at(struct vmdk_sparse *s, uint64_t host, const void *buf, uint64_t len);
+/* Sync the new grains' data, then write their table entries (both
+ * directories' tables).  0 for an extent not made writable or a stream. */
+int vmdk_sparse_commit(struct vmdk_sparse *s);
 
 /* ---- create.c (the sparse layout qemu's vmdk_init_extent makes) ---- */
 
@@ -212,6 +227,7 @@ struct vmdk_state {
     uint32_t cid, parent_cid;
     char *create_type;
     int cid_checked;            /* 0 not yet, 1 valid, -1 mismatch (atomic) */
+    bool cid_updated;           /* a sparse image's CID was renewed (first write) */
 };
 
 /* Open the extents D names, in order, into S (S->ext, S->nb_ext), with

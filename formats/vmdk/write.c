@@ -1,16 +1,26 @@
 /*
- * write.c — writing a streamOptimized sparse extent (the sparse half):
- * grains deflated (zlib-wrapped, as qemu's compress()) by libdeflate on
- * any thread, stored in guest order behind grain markers at the end of
- * the file, linked in the grain tables qemu's layout preallocates at the
- * front (both directories' tables), an end-of-stream marker after the
- * last grain, and a CID derived from the stored bytes.
+ * write.c — writing sparse extents (the sparse half).  A streamOptimized
+ * extent as it is made: grains deflated (zlib-wrapped, as qemu's
+ * compress()) by libdeflate on any thread, stored in guest order behind
+ * grain markers at the end of the file, linked at once in the grain
+ * tables qemu's layout preallocates (both directories' tables), an
+ * end-of-stream marker after the last grain, a CID derived from the
+ * stored bytes.  A hosted sparse extent (monolithicSparse): new grains
+ * appended whole, linked only after their data is synced (see below),
+ * allocated grains rewritten in place, zeroed-grain entries.
  *
  * Contract (vmdk.h): only a stream extent that holds no grain yet (a new
  * image: its file ends at the header's overHead) opens for writing, and
  * each grain is written once (qemu: "Could not write to allocated
  * cluster for streamOptimized"); grains go to the file in the order they
  * are stored, so the same calls in the same order make the same bytes.
+ *
+ * Crash safety of a sparse extent: a new grain's data is written past
+ * the end of the file and its table entry is only queued (lookups see
+ * the queue); vmdk_sparse_commit syncs the file and then writes the
+ * queued entries (both tables), at flush and every PENDING_MAX grains.
+ * A crash leaves at worst grains no table names (space, not data, lost);
+ * a grain rewritten in place is as safe as the host's write.
  */
 #include <errno.h>
 #include <libdeflate.h>
@@ -54,18 +64,24 @@ static struct libdeflate_compressor *compressor(void)
     return c;
 }
 
+#define PENDING_MAX 256u
+
 int vmdk_sparse_enable_write(struct vmdk_sparse *s)
 {
-    if (!s->compressed || s->cowd || s->vmware_stream)
-        return kimg_fail(-ENOTSUP, "kimg writes VMDK images only as it creates them "
-                         "(streamOptimized); it cannot write this one");
-    if (s->file_size > s->overhead)
+    if (s->cowd || s->vmware_stream)
+        return kimg_fail(-ENOTSUP, "kimg cannot write this VMDK extent (%s)",
+                         s->cowd ? "vmfsSparse" : "a stream in VMware's layout");
+    if (!s->compressed) {
+        s->pending = calloc(PENDING_MAX, sizeof(*s->pending));
+        if (!s->pending)
+            return kimg_fail(-ENOMEM, "out of memory");
+    } else if (s->file_size > s->overhead)
         return kimg_fail(-ENOTSUP, "a streamOptimized VMDK that holds data cannot be "
                          "written (its grains are written once, when it is made)");
     for (uint32_t i = 0; i < s->gd_n; i++)
         if (!s->gd[i])
-            return kimg_fail(-ENOTSUP, "cannot write a stream VMDK without its grain "
-                             "tables preallocated");
+            return kimg_fail(-ENOTSUP, "cannot write a sparse VMDK extent without its "
+                             "grain tables preallocated");
     if (s->rgd_off && s->gd_n) {
         s->rgd = kimg_alloc_aligned((size_t)s->gd_n * 4);
         if (!s->rgd)
@@ -176,4 +192,95 @@ int vmdk_stream_finish(struct vmdk_sparse *s, uint32_t *cid)
     *cid = s->crc;
     pthread_mutex_unlock(&s->wlock);
     return ret < 0 ? ret : 1;
+}
+
+/* ---- hosted sparse extents (monolithicSparse) ------------------------- */
+
+int vmdk_sparse_commit(struct vmdk_sparse *s)
+{
+    if (!s->writable || s->compressed)
+        return 0;
+    pthread_mutex_lock(&s->wlock);
+    int ret = 0;
+    if (s->npending) {
+        /* the grains' data first, then the entries that name them */
+        ret = kimg_file_sync(s->file);
+        for (uint32_t i = 0; i < s->npending && ret == 0; i++)
+            ret = link_grain(s, s->pending[i].g, s->pending[i].e);
+        if (ret == 0) {
+            pthread_mutex_lock(&s->lock);
+            s->npending = 0;
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+/* Queue the entry E for grain G (the caller holds wlock). */
+static int queue_link(struct vmdk_sparse *s, uint64_t g, uint32_t e)
+{
+    pthread_mutex_lock(&s->lock);
+    uint32_t i = 0;
+    while (i < s->npending && s->pending[i].g != g)
+        i++;
+    s->pending[i].g = g;
+    s->pending[i].e = e;
+    if (i == s->npending)
+        s->npending++;
+    bool full = s->npending == PENDING_MAX;
+    pthread_mutex_unlock(&s->lock);
+    if (!full)
+        return 0;
+    pthread_mutex_unlock(&s->wlock);
+    int ret = vmdk_sparse_commit(s);
+    pthread_mutex_lock(&s->wlock);
+    return ret;
+}
+
+void vmdk_sparse_pending_overlay(struct vmdk_sparse *s, uint32_t idx, uint32_t *gt)
+{
+    for (uint32_t i = 0; i < s->npending; i++)
+        if (s->pending[i].g / s->gtes == idx)
+            gt[s->pending[i].g % s->gtes] = s->pending[i].e;
+}
+
+int vmdk_sparse_alloc_grain(struct vmdk_sparse *s, uint64_t g, const void *buf)
+{
+    pthread_mutex_lock(&s->wlock);
+    uint64_t at = s->next;
+    int ret = 0;
+    if (at / VMDK_SECTOR > UINT32_MAX)
+        ret = kimg_fail(-EFBIG, "the sparse VMDK extent is full (2 TiB of grains)");
+    if (ret == 0)
+        ret = kimg_file_pwrite(s->file, buf, s->grain, at);
+    if (ret == 0) {
+        s->next = at + s->grain;
+        if (s->next > s->file_size)
+            s->file_size = s->next;
+        s->written = true;
+        ret = queue_link(s, g, (uint32_t)(at / VMDK_SECTOR));
+    }
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+int vmdk_sparse_zero_grain(struct vmdk_sparse *s, uint64_t g)
+{
+    if (!s->zero_grain)
+        return -ENOTSUP;
+    pthread_mutex_lock(&s->wlock);
+    s->written = true;
+    int ret = queue_link(s, g, VMDK_GTE_ZEROED);
+    pthread_mutex_unlock(&s->wlock);
+    return ret;
+}
+
+int vmdk_sparse_write_at(struct vmdk_sparse *s, uint64_t host, const void *buf, uint64_t len)
+{
+    if (host < s->overhead || host + len > s->file_size)
+        return kimg_fail(-EIO, "grain at offset %llu lies outside the sparse extent's data",
+                         (unsigned long long)host);
+    s->written = true;
+    return kimg_file_pwrite(s->file, buf, len, host);
 }
