@@ -107,10 +107,10 @@ qemu-img create -q -f vmdk -o subformat=streamOptimized n.vmdk $size
 kimg convert -n -O vmdk src.raw n.vmdk
 is "$RC" 0 "convert -n into a new stream VMDK: exit 0"
 ok "convert -n into a new stream VMDK: the source's content" qemu_oracle_compare n.vmdk src.raw
-# other VMDKs are not written
-qemu-img create -q -f vmdk ms.vmdk $size
-kimg convert -n -O vmdk src.raw ms.vmdk
-err_line "convert -n into a monolithicSparse VMDK: refused"
+# flat and split VMDKs are not written (yet)
+qemu-img create -q -f vmdk -o subformat=monolithicFlat mf.vmdk $size
+kimg convert -n -O vmdk src.raw mf.vmdk
+err_line "convert -n into a monolithicFlat VMDK: refused"
 
 # failures leave no output: a file size limit, a crash, a bad option
 (ulimit -f 512; exec "$KIMG" convert -O vmdk -o subformat=streamOptimized src.raw fsz.vmdk) \
@@ -130,6 +130,12 @@ err_line "bad adapter_type"
 ok "bad adapter_type: no output file" test ! -e bad.vmdk
 kimg convert -O vmdk -o subformat=monolithicFlat src.raw flat.vmdk
 err_line "convert into monolithicFlat: refused for now"
-ok "convert into monolithicFlat: no file left" test -z "$(ls -A | grep flat)"
+ok "convert into monolithicFlat: no file left" test -z "$(ls -A | grep "^\.*flat")"
+
+# -p: the progress steps qemu-img prints for the same copy
+rm -f pq.vmdk pk.vmdk
+qemu-img convert -p -O vmdk -o subformat=streamOptimized src.raw pq.vmdk > pq.txt
+kimg convert -p -O vmdk -o subformat=streamOptimized src.raw pk.vmdk
+is_file "$T/out" pq.txt "convert -p -O vmdk (streamOptimized): qemu-img's progress steps"
 
 done_testing

@@ -96,4 +96,10 @@ done
 done
 ok "crash model: $total crash points, each left a clean image" test "$total" -gt 3
 
+# -p: the progress steps qemu-img prints for the same copy
+rm -f pq.vmdk pk.vmdk
+qemu-img convert -p -O vmdk -o subformat=monolithicSparse src.raw pq.vmdk > pq.txt
+kimg convert -p -O vmdk -o subformat=monolithicSparse src.raw pk.vmdk
+is_file "$T/out" pq.txt "convert -p -O vmdk (monolithicSparse): qemu-img's progress steps"
+
 done_testing
