@@ -456,6 +456,7 @@ int cmd_convert(int argc, char **argv)
         struct kimg_create_args ca = {
             .filename = out.path, .format = a.out_fmt, .size = total, .size_given = true,
             .backing_file = a.backing, .backing_format = a.backing_fmt, .opts = a.opts,
+            .final_name = dpath,
         };
         if (kimg_create(&ca) < 0) {
             const char *why = kimg_last_error();

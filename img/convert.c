@@ -568,7 +568,10 @@ static int engine_start(struct engine *e, int in_flight)
         j->runs_cap = nruns;
         if (e->split_compress) {
             j->npieces = (uint32_t)(CHUNK / e->cluster + 2);
-            j->cbuf = kimg_alloc_aligned(CHUNK);
+            /* room for clusters that do not shrink (a stream VMDK
+             * stores them deflated all the same) */
+            j->cbuf_cap = CHUNK + j->npieces * 1024;
+            j->cbuf = kimg_alloc_aligned(j->cbuf_cap);
             j->clen = calloc(j->npieces, sizeof(*j->clen));
             if (!j->cbuf || !j->clen)
                 return -ENOMEM;
@@ -635,6 +638,10 @@ int kimg_convert_run(struct kimg_convert *c)
 
     for (int i = 0; i < c->nb_src; i++)
         e.total += kimg_size(c->src[i]);
+    /* qemu-img: a target that stores every write compressed is copied as
+     * with -c (its -p steps too) */
+    if (!c->compress && kimg_needs_compressed_writes(c->dst))
+        c->compress = true;
     e.cluster = kimg_cluster_size(c->dst) ? kimg_cluster_size(c->dst) : 65536;
     if (c->sparse_size) {
         /* holes smaller than a target cluster save nothing in a cluster

@@ -65,6 +65,7 @@ struct job {
     uint32_t npieces_w, pieces_cap;
     /* -c: each target cluster of the job compressed by the worker */
     uint8_t *cbuf;              /* the compressed clusters, back to back */
+    size_t cbuf_cap;            /* its bytes */
     int64_t *clen;              /* per cluster: length, -ENOSPC/-ENOTSUP, or
                                    CLEN_ZERO for an all-zero cluster */
     uint32_t npieces;

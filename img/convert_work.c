@@ -232,7 +232,7 @@ static void compress_job(struct engine *e, struct job *j)
             j->clen[i] = CLEN_ZERO;
         } else {
             int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
-                                              j->cbuf + cpos, CHUNK - cpos);
+                                              j->cbuf + cpos, j->cbuf_cap - cpos);
             j->clen[i] = c;
             if (c > 0)
                 cpos += (uint64_t)c;

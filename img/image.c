@@ -609,6 +609,11 @@ bool kimg_can_compress(const struct kimg *img)
     return img->drv->compress_cluster && img->drv->write_compressed_data;
 }
 
+bool kimg_needs_compressed_writes(struct kimg *img)
+{
+    return img->drv->needs_compressed_writes && img->drv->needs_compressed_writes(img);
+}
+
 bool kimg_can_alloc_data(const struct kimg *img)
 {
     return img->drv->alloc_data && img->drv->commit_data;
@@ -744,7 +749,7 @@ int kimg_read_backing(struct kimg *img, void *buf, uint64_t off, uint64_t len)
 static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
 {
     size_t chunk = len < (1u << 20) ? (size_t)len : (1u << 20);
-    void *z = calloc(1, chunk);
+    void *z = kimg_alloc_aligned_zero(chunk);   /* file.c's alignment rule */
     int ret = 0;
     if (!z)
         return -ENOMEM;

@@ -179,6 +179,9 @@ bool kimg_zero_init(const struct kimg *img);
 /* The image takes compressed clusters (kimg_write_compressed; the engines'
  * two-step form is in img/internal.h). */
 bool kimg_can_compress(const struct kimg *img);
+/* Whether every write to IMG is stored compressed (a new stream VMDK):
+ * kimg_convert_run then copies as with -c. */
+bool kimg_needs_compressed_writes(struct kimg *img);
 /* The image stores persistent dirty bitmaps. */
 bool kimg_has_bitmaps(struct kimg *img);
 /* Add to *OPTS the create options that make a new image of IMG's format
@@ -304,6 +307,10 @@ struct kimg_create_args {
     /* Set by kimg_create while it runs: the name as the caller gave it
      * ("file:x.qcow2"), where filename is then the file ("x.qcow2"). */
     const char *given_filename;
+    /* The name the image will have when FILENAME is a temporary file
+     * renamed over it when complete (convert), or NULL: what a format
+     * that records its own file name (a VMDK's extent line) writes. */
+    const char *final_name;
 };
 
 /* Create an image; merges -b/-F with -o, validates options against the

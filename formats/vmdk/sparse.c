@@ -260,6 +260,10 @@ void vmdk_sparse_close(struct vmdk_sparse *s)
     for (uint32_t i = 0; s->line && i < s->cache_n; i++)
         free(s->line[i]);
     __atomic_sub_fetch(&cache_total, s->cache_bytes, __ATOMIC_RELAXED);
+    if (s->wlock_ready)
+        pthread_mutex_destroy(&s->wlock);
+    free(s->rgd);
+    free(s->pending);
     free(s->cache_key);
     free(s->line);
     free(s->gd);
@@ -398,8 +402,10 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
     uint32_t slot = idx % s->cache_n;
     pthread_mutex_lock(&s->lock);
     bool hit = s->cache_key[slot] == idx + 1;
-    if (hit)
+    if (hit) {
         memcpy(dst, s->line[slot], bytes);
+        vmdk_sparse_pending_overlay(s, idx, dst);
+    }
     pthread_mutex_unlock(&s->lock);
     if (hit)
         return 0;
@@ -421,8 +427,18 @@ static int get_gt(struct vmdk_sparse *s, uint32_t idx, uint32_t *dst)
         memcpy(s->line[slot], dst, bytes);
         s->cache_key[slot] = idx + 1;
     }
+    vmdk_sparse_pending_overlay(s, idx, dst);
     pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+void vmdk_sparse_cache_set(struct vmdk_sparse *s, uint64_t g, uint32_t e)
+{
+    uint32_t idx = (uint32_t)(g / s->gtes), slot = idx % s->cache_n;
+    pthread_mutex_lock(&s->lock);
+    if (s->cache_key[slot] == idx + 1)
+        s->line[slot][g % s->gtes] = e;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static enum vmdk_grain_kind kind_of(const struct vmdk_sparse *s, uint32_t e)

@@ -97,6 +97,19 @@ struct vmdk_sparse {
     uint32_t *cache_key;        /* GT index + 1 per slot, 0: empty */
     uint32_t **line;            /* cache_n slots of gtes entries, or NULL */
     uint64_t cache_bytes;       /* what this extent's lines hold */
+
+    /* writes (write.c): a stream extent written as it is made */
+    bool writable;
+    bool wlock_ready;
+    bool written;               /* a grain was stored since open */
+    pthread_mutex_t wlock;      /* serializes stores (held across their I/O) */
+    uint64_t next;              /* bytes: where the next grain goes */
+    uint32_t *rgd;              /* the redundant directory (host order) or NULL */
+    uint32_t crc;               /* CRC-32 of the capacity and the stored bytes */
+    /* sparse (not stream): table entries not yet written (their grains'
+     * data may not be synced yet); lookups overlay them (under LOCK) */
+    struct { uint64_t g; uint32_t e; } *pending;
+    uint32_t npending;
 };
 
 /* A header's fields in host order, as sparse.c validates them (KDMV and,
@@ -148,6 +161,13 @@ int vmdk_stream_check_marker(struct vmdk_sparse *s, uint64_t off,
  * MARKER, bytes) into DST.  Thread-safe. */
 int vmdk_stream_read(struct vmdk_sparse *s, uint64_t g, uint64_t marker,
                      uint8_t *dst, uint64_t in_off, uint64_t len);
+
+/* sparse.c: grain G now maps to E (a write linked it): the cached table
+ * that holds it, if any, follows. */
+void vmdk_sparse_cache_set(struct vmdk_sparse *s, uint64_t g, uint32_t e);
+
+/* write.c: lay the queued entries of table IDX over GT (LOCK held). */
+void vmdk_sparse_pending_overlay(struct vmdk_sparse *s, uint32_t idx, uint32_t *gt);
 
 /* cowd.c: a COWD header (at least 2048 bytes in BUF) into H. */
 int vmdk_cowd_decode(const uint8_t *buf, size_t len, struct vmdk_sparse_hdr *h);

@@ -3,7 +3,10 @@
  * vmdk_probe, open (a descriptor file and its extents, or a sparse file
  * with or without an embedded descriptor), the parent hint and the
  * CID/parentCID check, reads and block status dispatched over the
- * extents, info (qemu-img's format-specific block) and check.
+ * extents, info (qemu-img's format-specific block) and check; writes
+ * into a single-file sparse image (monolithicSparse, or a new
+ * streamOptimized one compressed on the copy engine's workers; write.c)
+ * and its CID.  Creation: create.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -227,8 +230,6 @@ static int vmdk_open(struct kimg *img)
     uint64_t size;
     int ret;
 
-    if (img->writable)
-        return kimg_fail(-ENOTSUP, "kimg reads VMDK images only; it cannot write them");
     if ((ret = kimg_file_size(img->file, &size)) < 0)
         return ret;
     if (size < sizeof(head))
@@ -241,6 +242,15 @@ static int vmdk_open(struct kimg *img)
         ret = open_descriptor_file(img, s, size);
     if (ret == 0)
         img->cluster_size = image_cluster_size(s);
+    /* check -r: qemu's vmdk has no repair; the image is not written */
+    if (ret == 0 && img->writable && !(img->flags & KIMG_OPEN_REPAIR)) {
+        /* kimg writes a VMDK only as it makes it: a new stream image */
+        if (s->nb_ext != 1 || !s->ext[0].sparse || s->ext[0].file != img->file)
+            ret = kimg_fail(-ENOTSUP, "kimg writes only single-file sparse VMDKs "
+                            "(monolithicSparse, a new streamOptimized)");
+        else
+            ret = vmdk_sparse_enable_write(s->ext[0].sparse);
+    }
     if (ret < 0) {
         if (ret == -ENOMEM)
             kimg_error("out of memory");
@@ -490,6 +500,209 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
     return 0;
 }
 
+/* ---- writes (a new streamOptimized image; vmdk_open allowed them) ---- */
+
+static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len);
+
+static struct vmdk_sparse *stream_of(struct kimg *img)
+{
+    struct vmdk_state *s = img->state;
+    return s->ext[0].sparse;
+}
+
+static int64_t vmdk_compress_cluster(struct kimg *img, uint64_t off, const void *buf,
+                                     uint64_t len, void *dst, size_t cap)
+{
+    struct vmdk_state *s = img->state;
+    if (!s->ext[0].sinfo.compressed)
+        return -ENOTSUP;        /* qemu stores -c data plainly in a sparse extent */
+    return vmdk_stream_compress(stream_of(img), off, buf, len, dst, cap);
+}
+
+static int vmdk_write_compressed_data(struct kimg *img, uint64_t off, uint64_t len,
+                                      const void *cdata, size_t clen)
+{
+    (void)len;
+    return vmdk_stream_store(stream_of(img), off, cdata, clen);
+}
+
+/* Compress on the calling thread (kimg_write, and -c targets without the
+ * split path): whole grains only, as qemu. */
+static int vmdk_write_compressed(struct kimg *img, const void *buf, uint64_t off,
+                                 uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    if (!s->ext[0].sinfo.compressed)
+        return sparse_write(img, buf, off, len);
+    struct vmdk_sparse *sp = stream_of(img);
+    size_t cap = vmdk_stream_bound(sp);
+    uint8_t *c = malloc(cap);
+    if (!c)
+        return kimg_fail(-ENOMEM, "out of memory");
+    int64_t n = vmdk_stream_compress(sp, off, buf, len, c, cap);
+    int ret = n < 0 ? (int)n : vmdk_stream_store(sp, off, c, (size_t)n);
+    if (n == -ENOSPC)
+        ret = kimg_fail(-EIO, "compression failed");
+    free(c);
+    return ret;
+}
+
+static int stream_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+{
+    uint64_t g = img->cluster_size;
+    if (off % g)
+        return kimg_fail(-EINVAL, "a streamOptimized VMDK takes whole grains only");
+    while (len) {
+        uint64_t n = len < g ? len : g;
+        int ret = vmdk_write_compressed(img, p, off, n);
+        if (ret < 0)
+            return ret;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int write_cid(struct kimg *img, uint32_t cid);
+
+/* A hosted sparse extent: allocated grains in place; a new grain whole,
+ * its other bytes from what it read as before (zeros or the parent's). */
+static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    struct vmdk_extent *e = &s->ext[0];
+    uint64_t gs = e->sinfo.grain_size;
+    uint8_t *tmp = NULL;
+    int ret = 0;
+    if (!s->cid_updated) {
+        /* qemu: a new CID at the first write since open, so that delta
+         * disks made on this image see that it changed */
+        if ((ret = write_cid(img, vmdk_random_cid())) < 0)
+            return ret;
+        s->cid_updated = true;
+    }
+    while (len && ret == 0) {
+        uint64_t in = off % gs, gstart = off - in;
+        uint64_t glen = e->size - gstart < gs ? e->size - gstart : gs;
+        uint64_t n = glen - in < len ? glen - in : len;
+        struct vmdk_grain_run run;
+        if ((ret = sparse_run(e, off, n, &run)) < 0)
+            break;
+        if (run.kind == VMDK_GRAIN_DATA && run.length == n) {
+            ret = vmdk_sparse_write_at(e->sparse, run.host, p, n);
+        } else {
+            if (!tmp && !(tmp = kimg_alloc_aligned_zero(gs))) {
+                ret = kimg_fail(-ENOMEM, "out of memory");
+                break;
+            }
+            memset(tmp, 0, gs);
+            if (n < glen)
+                ret = read_sparse(img, e, tmp, gstart, glen);
+            memcpy(tmp + in, p, n);
+            if (ret == 0)
+                ret = vmdk_sparse_alloc_grain(e->sparse, gstart / gs, tmp);
+        }
+        p += n;
+        off += n;
+        len -= n;
+    }
+    free(tmp);
+    if (ret < 0)
+        kimg_fence(img);
+    return ret;
+}
+
+static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    return s->ext[0].sinfo.compressed ? stream_write(img, buf, off, len)
+                                      : sparse_write(img, buf, off, len);
+}
+
+/* qemu's zeroed-grain writes: whole grains of a sparse extent with the
+ * feature become zeroed-grain entries; the rest is written as data */
+static int vmdk_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct vmdk_state *s = img->state;
+    struct vmdk_extent *e = &s->ext[0];
+    uint64_t gs = e->sinfo.grain_size;
+    (void)flags;
+    if (e->sinfo.compressed || off % gs || (len % gs && off + len != e->size))
+        return -ENOTSUP;
+    for (uint64_t g = off / gs; g * gs < off + len; g++) {
+        int ret = vmdk_sparse_zero_grain(e->sparse, g);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* Replace the CID line of the embedded descriptor (qemu's vmdk_write_cid). */
+static int write_cid(struct kimg *img, uint32_t cid)
+{
+    struct vmdk_state *s = img->state;
+    struct vmdk_extent *e = &s->ext[0];
+    uint64_t off = e->sinfo.desc_offset, size = e->sinfo.desc_size;
+    if (!size)
+        return 0;
+    char *text = kimg_alloc_aligned_zero(size + 32), *out = kimg_alloc_aligned_zero(size + 32);
+    int ret = text && out ? kimg_file_pread(img->file, text, size, off) : -ENOMEM;
+    if (ret == 0) {
+        char *line = strstr(text, "\nCID=");
+        char *end = line ? strchr(line + 1, '\n') : NULL;
+        if (!end) {
+            ret = kimg_fail(-EINVAL, "the descriptor has no CID line to update");
+        } else {
+            int n = snprintf(out, size + 32, "%.*s\nCID=%x%s", (int)(line - text), text,
+                             cid, end);
+            if (n < 0 || (uint64_t)n >= size)
+                ret = kimg_fail(-ENOSPC, "the descriptor has no room for its new CID");
+            else
+                ret = kimg_file_pwrite(img->file, out, size, off);
+        }
+    }
+    if (ret == 0)
+        s->cid = cid;
+    free(text);
+    free(out);
+    return ret == -ENOMEM ? kimg_fail(ret, "out of memory") : ret;
+}
+
+static int vmdk_flush(struct kimg *img)
+{
+    uint32_t cid;
+    struct vmdk_state *s = img->state;
+    if (s->nb_ext != 1 || !s->ext[0].sparse)
+        return 0;
+    if (!s->ext[0].sinfo.compressed) {
+        int r = vmdk_sparse_commit(stream_of(img));
+        if (r == 0)
+            r = kimg_file_sync(img->file);
+        if (r < 0)
+            kimg_fence(img);
+        return r;
+    }
+    int ret = vmdk_stream_finish(stream_of(img), &cid);
+    if (ret == 0)
+        return 0;               /* not a stream made writable: nothing to do */
+    if (ret > 0)
+        ret = write_cid(img, cid);
+    if (ret == 0)
+        ret = kimg_file_sync(img->file);
+    if (ret < 0)
+        kimg_fence(img);
+    return ret;
+}
+
+/* qemu's bdi.needs_compressed_writes: convert writes a stream image
+ * through the compressed path, -c or not */
+static bool vmdk_needs_compressed_writes(struct kimg *img)
+{
+    struct vmdk_state *s = img->state;
+    return img->writable && s->nb_ext == 1 && s->ext[0].sinfo.compressed;
+}
+
 const struct kimg_driver kimg_vmdk_driver = {
     .name = "vmdk",
     .state_size = sizeof(struct vmdk_state),
@@ -501,4 +714,14 @@ const struct kimg_driver kimg_vmdk_driver = {
     .info = vmdk_info,
     .check = vmdk_check,
     .status_units = vmdk_status_units,
+    .create = vmdk_create,
+    .create_opts = vmdk_create_opts,
+    .formatting_opts = vmdk_formatting_opts,
+    .write = vmdk_write,
+    .write_zeroes = vmdk_write_zeroes,
+    .flush = vmdk_flush,
+    .write_compressed = vmdk_write_compressed,
+    .compress_cluster = vmdk_compress_cluster,
+    .write_compressed_data = vmdk_write_compressed_data,
+    .needs_compressed_writes = vmdk_needs_compressed_writes,
 };

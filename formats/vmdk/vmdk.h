@@ -105,6 +105,54 @@ int vmdk_sparse_check(struct vmdk_sparse *s, struct kimg_check *res);
  * stops walking further extents); 0 when the extent is clean. */
 int vmdk_sparse_check_at(struct vmdk_sparse *s, struct kimg_check *res, uint64_t base);
 
+/* ---- write.c: writing a stream extent as it is made ---- */
+
+/* Make S (opened by vmdk_sparse_open) take writes: a hosted sparse
+ * extent, or a streamOptimized extent in qemu's layout that holds no
+ * grain yet (a new image), with its grain tables preallocated; anything
+ * else is refused (-ENOTSUP, one message).  On failure S stays open
+ * read-only. */
+int vmdk_sparse_enable_write(struct vmdk_sparse *s);
+/* Deflate the grain at extent offset OFF (grain-aligned; LEN a whole grain,
+ * less only for the extent's last grain) from BUF into DST (CAP bytes) as
+ * it is stored: grain marker + zlib stream.  Thread-safe, no I/O.  The
+ * stored length, or -ENOSPC when CAP is too small, -EINVAL for a partial
+ * grain. */
+int64_t vmdk_stream_compress(struct vmdk_sparse *s, uint64_t off, const void *buf,
+                             uint64_t len, void *dst, size_t cap);
+/* The most vmdk_stream_compress may need for one grain. */
+size_t vmdk_stream_bound(struct vmdk_sparse *s);
+/* Store such a grain (CLEN bytes from vmdk_stream_compress for OFF) after
+ * the last one and link it; an allocated grain is refused (-EIO).
+ * Serialized inside; the file's layout follows the order of the calls. */
+int vmdk_stream_store(struct vmdk_sparse *s, uint64_t off, const void *cdata, size_t clen);
+/* After the last store: the end-of-stream marker; *CID the content ID for
+ * the descriptor (a CRC-32 of the capacity and the stored bytes, so the
+ * same grains give the same file).  1 when done, 0 (*CID untouched) when
+ * S was not made writable, or -errno. */
+int vmdk_stream_finish(struct vmdk_sparse *s, uint32_t *cid);
+
+/* A hosted sparse extent (not a stream), made writable as above: */
+/* Grain G (unallocated or zeroed) gets new space holding BUF (one whole
+ * grain, aligned): written past the file's end now, linked at the next
+ * commit (lookups see it at once). */
+int vmdk_sparse_alloc_grain(struct vmdk_sparse *s, uint64_t g, const void *buf);
+/* Grain G reads as zeros (a zeroed-grain entry, linked at the next
+ * commit); -ENOTSUP without the zeroed-grain feature. */
+int vmdk_sparse_zero_grain(struct vmdk_sparse *s, uint64_t g);
+/* Rewrite LEN bytes of allocated data in place at HOST (from a DATA run). */
+int vmdk_sparse_write_at(struct vmdk_sparse *s, uint64_t host, const void *buf, uint64_t len);
+/* Sync the new grains' data, then write their table entries (both
+ * directories' tables).  0 for an extent not made writable or a stream. */
+int vmdk_sparse_commit(struct vmdk_sparse *s);
+
+/* ---- create.c (the sparse layout qemu's vmdk_init_extent makes) ---- */
+
+struct vmdk_layout {            /* in sectors */
+    uint64_t gt_sectors, gt_count, gd_sectors;
+    uint64_t rgd, gd, grain_off;
+};
+
 /* ====================== the driver half (vmdk.c, descriptor.c, ...) ==== */
 
 /* ---- descriptor.c: the descriptor text ---- */
@@ -179,6 +227,7 @@ struct vmdk_state {
     uint32_t cid, parent_cid;
     char *create_type;
     int cid_checked;            /* 0 not yet, 1 valid, -1 mismatch (atomic) */
+    bool cid_updated;           /* a sparse image's CID was renewed (first write) */
 };
 
 /* Open the extents D names, in order, into S (S->ext, S->nb_ext), with
@@ -197,6 +246,13 @@ struct vmdk_extent *vmdk_find_extent(struct vmdk_state *s, uint64_t off);
 int vmdk_flat_read(struct vmdk_extent *e, void *buf, uint64_t off, uint64_t len);
 void vmdk_flat_status(struct vmdk_extent *e, uint64_t off, uint64_t len,
                       struct kimg_extent *ext);
+
+/* ---- create.c ---- */
+
+extern const struct kimg_optdesc vmdk_create_opts[];
+extern const struct kimg_shown_opt vmdk_formatting_opts[];
+int vmdk_create(const struct kimg_create_args *a);
+uint32_t vmdk_random_cid(void);
 
 extern const struct kimg_driver kimg_vmdk_driver;
 

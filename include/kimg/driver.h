@@ -230,6 +230,11 @@ struct kimg_driver {
     /* kimg_bitmap_list; the door frees a partial list on failure.  NULL:
      * -ENOTSUP (no bitmaps in this format). */
     int (*bitmap_list)(struct kimg *img, struct kimg_bitmap_info **list, size_t *n);
+    /* Optional, with compress_cluster: whether this open image stores
+     * every write compressed (qemu's bdi.needs_compressed_writes: a new
+     * streamOptimized VMDK): convert then copies as with -c, whole
+     * clusters in order.  kimg_needs_compressed_writes(); NULL: never. */
+    bool (*needs_compressed_writes)(struct kimg *img);
 };
 
 /* kimg_driver.flags */

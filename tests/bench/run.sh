@@ -54,6 +54,9 @@ cases=(
   "raw-to-vhdx|convert -f raw -O vhdx disk.raw OUT|out.vhdx|disk.raw|"
   "vmdk-stream-to-qcow2|convert -f vmdk -O qcow2 disk-stream.vmdk OUT|out.qcow2|disk.raw|"
   "vmdk-to-raw|convert -f vmdk -O raw disk.vmdk OUT|out.raw|disk.raw|disk.raw"
+  "raw-to-vmdk-stream|convert -f raw -O vmdk -o subformat=streamOptimized disk.raw OUT|out.vmdk|disk.raw|"
+  "random-to-vmdk-stream|convert -f raw -O vmdk -o subformat=streamOptimized random.raw OUT|out.vmdk|random.raw|"
+  "raw-to-vmdk|convert -f raw -O vmdk disk.raw OUT|out.vmdk|disk.raw|"
 )
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -69,7 +72,7 @@ floor() {
 # to times.TOOL
 timed() {
     local tool=$1; shift
-    rm -f out.qcow2 out.raw out.floor out.vhdx
+    rm -f out.qcow2 out.raw out.floor out.vhdx out.vmdk
     sync
     /usr/bin/time -f "%e %M %U %S" -o "$dir/time.$tool" "$@" > /dev/null 2> "$dir/err.$tool" ||
         { echo "bench: $tool failed: $*" >&2; cat "$dir/err.$tool" >&2; return 1; }
@@ -117,7 +120,7 @@ table() {
         [ -z "$out" ] || { rm -f "$out"; "$KIMG" "${argv[@]}" > /dev/null; }
         if [ -n "$out" ]; then
             if qemu-img compare -q "$ref" "$out" > /dev/null 2>&1; then verdict=identical; else verdict=DIFFERENT; fi
-            if [[ $name == compress-* ]]; then
+            if [[ $name == compress-* || $name == *-vmdk-stream ]]; then
                 sizes=$(awk -v k="$(stat -c %s "$out")" -v q="$qsize" 'BEGIN { printf "%.3f", k / q }')
             fi
         fi
@@ -141,7 +144,7 @@ table() {
         cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
         printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
             "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
-        rm -f out.qcow2 out.raw out.floor out.vhdx
+        rm -f out.qcow2 out.raw out.floor out.vhdx out.vmdk
     done
 }
 

@@ -1,0 +1,105 @@
+#!/bin/bash
+# Writing monolithicSparse VMDKs: convert -O vmdk against qemu-img's
+# output for the same command (info JSON, map, compare, check, vmdkinfo,
+# size), -o zeroed_grain and delta disks (-B); convert -n into existing
+# sparse images, qemu-made, holding data, with grains written in part (the
+# rest of a new grain is what it read before: zeros or the parent's), and
+# the crash model: a copy killed before each of its file changes (and with
+# unsynced changes lost, KIMG_CRASH_LOSE) leaves an image qemu-img checks
+# clean whose every sector is the old or the new one.
+. "$(dirname "$0")/lib.sh"
+require vmdkinfo
+MiB=$((1024 * 1024))
+quiet() { "$@" > /dev/null 2>&1; }
+
+size=$((12 * MiB + 512 * 5))
+truncate -s $size src.raw
+qemu-io -f raw -c 'write -P 0x11 0 4k' -c "write -P 0x22 $((2 * MiB - 1000)) 5000" \
+    -c "write -P 0x33 $((5 * MiB + 512)) 1M" -c "write -P 0x44 $((size - 700)) 700" \
+    src.raw > /dev/null
+
+for o in "" "zeroed_grain=on" "adapter_type=lsilogic,hwversion=10" "subformat=monolithicSparse"; do
+    n="convert -O vmdk ${o:+-o $o}"
+    rm -rf q k; mkdir q k
+    qemu-img convert -O vmdk ${o:+-o "$o"} src.raw q/o.vmdk
+    kimg convert -O vmdk ${o:+-o "$o"} src.raw k/o.vmdk
+    is "$RC" 0 "$n: exit 0" || diag "$(cat "$T/err")"
+    (cd q && qemu-img info --output=json o.vmdk) > qi.json
+    (cd k && qemu-img info --output=json o.vmdk) > ki.json
+    json_norm_files cid,actual-size qi.json ki.json      # qemu's CID is random
+    is_file ki.json.norm qi.json.norm "$n: qemu-img info as for qemu-img's output"
+    qemu-img map --output=json q/o.vmdk > qm.json
+    qemu-img map --output=json k/o.vmdk > km.json
+    is_file km.json qm.json "$n: map as qemu-img's (zeros never stored)"
+    ok "$n: the source's content" qemu_oracle_compare k/o.vmdk src.raw
+    ok "$n: qemu-img check clean" check_clean k/o.vmdk
+    ok "$n: vmdkinfo reads it" quiet vmdkinfo k/o.vmdk
+    qs=$(stat -c %s q/o.vmdk); ks=$(stat -c %s k/o.vmdk)
+    ok "$n: no larger than qemu-img's + 10% ($ks vs $qs)" test "$ks" -le $((qs + qs / 10))
+done
+
+# -n into existing images: partial grains keep what was around them
+mk_target() {  # NAME [create args]: a qemu-made sparse image holding data
+    local f=$1; shift
+    qemu-img create -q -f vmdk "$@" "$f" $size
+    qemu-io -f vmdk -c 'write -P 0xaa 0 1M' -c "write -P 0xbb $((3 * MiB + 100 * 512)) 200k" \
+        "$f" > /dev/null
+}
+truncate -s $size part.raw
+qemu-io -f raw -c 'write -P 0x01 512 1536' -c "write -P 0x02 $((3 * MiB + 64 * 1024 - 512)) 1k" \
+    -c "write -P 0x03 $((8 * MiB + 3000)) 70000" part.raw > /dev/null
+for zg in off on; do
+    mk_target t.vmdk -o zeroed_grain=$zg
+    cp t.vmdk want.vmdk
+    # what qemu-img makes of the same -n copy
+    qemu-img convert -n -O vmdk part.raw want.vmdk
+    kimg convert -n -O vmdk part.raw t.vmdk
+    is "$RC" 0 "convert -n (zeroed_grain=$zg): exit 0" || diag "$(cat "$T/err")"
+    ok "convert -n (zeroed_grain=$zg): the content qemu-img gives" qemu_oracle_compare t.vmdk want.vmdk
+    ok "convert -n (zeroed_grain=$zg): qemu-img check clean" check_clean t.vmdk
+done
+
+# a delta disk: a new grain written in part keeps the parent's bytes
+qemu-img create -q -f vmdk base.vmdk $size
+qemu-io -f vmdk -c "write -P 0x77 0 $size" base.vmdk > /dev/null
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk dk.vmdk
+cp dk.vmdk dk2.vmdk
+truncate -s $size delta.raw
+kimg convert -O raw dk.vmdk delta.raw
+qemu-io -f raw -c 'write -P 0x09 4096 512' -c "write -P 0x0a $((5 * MiB + 1000)) 3000" delta.raw > /dev/null
+kimg convert -n -O vmdk delta.raw dk2.vmdk
+is "$RC" 0 "convert -n into a delta disk: exit 0" || diag "$(cat "$T/err")"
+ok "convert -n into a delta disk: its content" qemu_oracle_compare dk2.vmdk delta.raw
+ok "convert -n into a delta disk: check clean" check_clean dk2.vmdk
+
+# crashes: before each file change of a -n copy into an image with data
+mk_target c0.vmdk
+kimg convert -O raw c0.vmdk old.raw
+total=0
+for lose in "" 1 2; do
+for n in $(seq 0 60); do
+    cp c0.vmdk c.vmdk
+    rc=0; env ${lose:+KIMG_CRASH_LOSE=$lose} KIMG_CRASH_AFTER=$n "$KIMG" convert -n -O vmdk part.raw c.vmdk > /dev/null 2>&1 || rc=$?
+    [ "$rc" = 0 ] && break
+    [ "$rc" = 222 ] || { fail "crash after $n changes: died by the crash model (exit $rc)"; break; }
+    total=$((total + 1))
+    check_clean c.vmdk || { fail "crash after $n changes: check clean"; continue; }
+    qemu-img convert -O raw c.vmdk now.raw
+    $PY - old.raw part.raw now.raw <<'EOF' || fail "crash after $n changes: each byte old or new"
+import sys
+a, b, c = (open(p, "rb").read() for p in sys.argv[1:4])
+for i in range(0, len(c), 512):
+    if c[i:i + 512] not in (a[i:i + 512], b[i:i + 512]):
+        print("# sector %d is neither" % (i // 512)); sys.exit(1)
+EOF
+done
+done
+ok "crash model: $total crash points, each left a clean image" test "$total" -gt 3
+
+# -p: the progress steps qemu-img prints for the same copy
+rm -f pq.vmdk pk.vmdk
+qemu-img convert -p -O vmdk -o subformat=monolithicSparse src.raw pq.vmdk > pq.txt
+kimg convert -p -O vmdk -o subformat=monolithicSparse src.raw pk.vmdk
+is_file "$T/out" pq.txt "convert -p -O vmdk (monolithicSparse): qemu-img's progress steps"
+
+done_testing
