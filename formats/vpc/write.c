@@ -3,11 +3,13 @@
  * A dynamic disk's writes into allocated blocks go in place; a write into
  * an unallocated block allocates it at the end of the data (qemu's place:
  * over the old footer), in this order, so that a crash at any point leaves
- * every block reading its old or its new data:
- *   1. the sector bitmap (all ones, as qemu), the data, and the footer
- *      after the new block, then a sync;
- *   2. the BAT entry pointing at the block, then a sync.
- * A crash before 2 leaves space nothing points at, which the next
+ * every block reading its old or its new data and a footer at the end of
+ * the file (vhdiinfo and Hyper-V read that one):
+ *   1. the footer after the new block, then a sync;
+ *   2. the sector bitmap (all ones, as qemu) over the old footer, and the
+ *      data, then a sync;
+ *   3. the BAT entry pointing at the block, then a sync.
+ * A crash before 3 leaves space nothing points at, which the next
  * allocation reuses (its unwritten parts are zeroed then).  The footer copy
  * at 0 and the dynamic header never change.  Zero writes never allocate.
  * One mutex serialises the writes of an image.
@@ -63,6 +65,14 @@ static int alloc_block(struct kimg *img, uint32_t b, const uint8_t *buf, uint64_
             (ret = kimg_file_zero(img->file, data + in + len, stop - (data + in + len), true)) < 0)
             return ret;
     }
+    /* the footer after the new block first: the old one, which the
+     * bitmap overwrites, is the one readers such as vhdiinfo need until
+     * the new one is on disk */
+    ret = kimg_file_pwrite(img->file, s->footer, VPC_FOOTER_SIZE, end);
+    if (ret == 0)
+        ret = kimg_file_sync(img->file);
+    if (ret < 0)
+        return ret;
     uint8_t *bitmap = kimg_alloc_aligned(s->bitmap_size);
     if (!bitmap)
         return -ENOMEM;
@@ -71,8 +81,6 @@ static int alloc_block(struct kimg *img, uint32_t b, const uint8_t *buf, uint64_
     free(bitmap);
     if (ret == 0)
         ret = kimg_file_pwrite(img->file, buf, (size_t)len, data + in);
-    if (ret == 0)
-        ret = kimg_file_pwrite(img->file, s->footer, VPC_FOOTER_SIZE, end);
     if (ret == 0)
         ret = kimg_file_sync(img->file);
     if (ret < 0)
