@@ -110,7 +110,7 @@ static int alloc_block(struct kimg *img, uint32_t b, const uint8_t *buf, uint64_
             return ret;
     }
     ret = kimg_file_pwrite(img->file, buf, (size_t)len, at + in);
-    if (ret == 0 && s->file_end < end)
+    if (ret == 0 && s->file_end < end && at + in + len < end)
         ret = kimg_file_truncate(img->file, end);     /* the whole slot in the file */
     if (ret == 0)
         ret = kimg_file_sync(img->file);

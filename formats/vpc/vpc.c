@@ -155,6 +155,8 @@ const struct kimg_driver kimg_vpc_driver = {
     .flush = vpc_flush,
     .block_status = vpc_block_status,
     .info = vpc_info,
+    .alloc_data = vpc_alloc_data,
+    .commit_data = vpc_commit_data,
     .formatting_opts = vpc_formatting_opts,
     .probe_tail = vpc_probe_tail,
 };

@@ -150,6 +150,9 @@ int vpc_create(const struct kimg_create_args *args);
 int vpc_prepare_writes(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header *h);
 int vpc_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int vpc_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+int64_t vpc_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                       struct kimg_file **file);
+int vpc_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 int vpc_flush(struct kimg *img);
 
 #endif

@@ -156,6 +156,28 @@ int vpc_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flag
     return ret;
 }
 
+/*
+ * Parallel data writes (the copy engine) for a fixed disk: guest offset X
+ * is byte X of the file, already in place, so the space is the range
+ * itself and there is nothing to link.  A dynamic disk's ranges go
+ * through vpc_write (0).
+ */
+int64_t vpc_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                       struct kimg_file **file)
+{
+    struct vpc_state *s = img->state;
+    if (s->type != VPC_TYPE_FIXED)
+        return 0;
+    *host = off;
+    *file = img->file;
+    return (int64_t)len;
+}
+
+int vpc_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host)
+{
+    return 0;
+}
+
 int vpc_flush(struct kimg *img)
 {
     return kimg_file_sync(img->file);
