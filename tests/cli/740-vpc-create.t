@@ -13,6 +13,19 @@ command -v vhdiinfo > /dev/null || skip_all "vhdiinfo not installed"
 
 oracle "-o help" create -f vpc -o help
 oracle "-o help with a file name" create -f vpc -o help x.vhd
+
+# the file protocol's options, other formats' options, -b: as qemu-img
+for args in "-o force_size=on,subformat=fixed,nocow=on,extent_size_hint=1M,preallocation=off x.vhd 1M" "-o preallocation=full x.vhd 1M" "-o static=on x.vhd 1M" "-b a.vhd -F vpc x.vhd 1M" "-o subformat=dynamic,force_size=off x.vhd 5M"; do
+    rm -f x.vpc
+    # shellcheck disable=SC2086
+    qimg create -f vpc $args
+    rm -f x.vpc
+    # shellcheck disable=SC2086
+    kimg create -f vpc $args
+    is "$RC" "$QRC" "create $args: exit code as qemu-img's"
+    is_file "$T/out" "$T/qout" "create $args: stdout (the Formatting line) as qemu-img's"
+    is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "create $args: stderr as qemu-img's"
+done
 oracle "-o ? " create -f vpc -o '?'
 
 # same_vhd NAME A B: the files are equal but for the footer fields that

@@ -13,6 +13,19 @@ MiB=$((1024 * 1024))
 oracle "-o help" create -f vdi -o help
 oracle "-o help with a file name" create -f vdi -o help x.vdi
 
+# the file protocol's options, other formats' options, -b: as qemu-img
+for args in "-o nocow=on,static=on,extent_size_hint=1M,preallocation=off x.vdi 1M" "-o preallocation=full x.vdi 1M" "-o force_size=on x.vdi 1M" "-o static=off x.vdi 3M"; do
+    rm -f x.vdi
+    # shellcheck disable=SC2086
+    qimg create -f vdi $args
+    rm -f x.vdi
+    # shellcheck disable=SC2086
+    kimg create -f vdi $args
+    is "$RC" "$QRC" "create $args: exit code as qemu-img's"
+    is_file "$T/out" "$T/qout" "create $args: stdout (the Formatting line) as qemu-img's"
+    is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "create $args: stderr as qemu-img's"
+done
+
 # same_vdi A B: equal but for the image and last-snapshot UUIDs (0x188-0x1a7)
 same_vdi() {
     local sa sb
