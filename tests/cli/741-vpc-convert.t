@@ -78,6 +78,23 @@ kimg convert -n -f raw -O vpc zero.raw again.vhd
 kimg convert -n -f raw -O vpc src.raw again.vhd
 ok "convert -n twice into kimg's VHD: reads as the source" qemu_oracle_compare -f raw -F vpc src.raw again.vhd
 
+
+# the library's write path through another command: commit an overlay
+# into a vpc base (new blocks, blocks in place, zeros over data)
+for sub in "" "subformat=fixed"; do
+    o=(); [ -n "$sub" ] && o=(-o "$sub")
+    rm -f cb.vhd cov.qcow2
+    "$KIMG" create -q -f vpc "${o[@]}" cb.vhd 8M
+    qemu-io -f vpc -c 'write -P 0x31 1M 1M' -c 'write -P 0x32 5M 64k' cb.vhd > /dev/null
+    qemu-img create -q -f qcow2 -b cb.vhd -F vpc cov.qcow2
+    qemu-io -f qcow2 -c 'write -P 0x41 0 64k' -c 'write -P 0x42 1536k 1M' -c 'write -z 5M 64k' \
+        -c 'write -P 0x43 7M 4k' cov.qcow2 > /dev/null
+    qemu-img convert -f qcow2 -O raw cov.qcow2 cexp.raw
+    kimg commit -q -f qcow2 cov.qcow2
+    is "$RC" 0 "commit into a [$sub] vpc base" || diag "$(cat "$T/err")"
+    ok "commit [$sub]: the base reads as the overlay did" qemu_oracle_compare -f raw -F vpc cexp.raw cb.vhd
+done
+
 # failures leave no file: a bad option, a crash at every point
 kimg convert -f raw -O vpc -o subformat=foo src.raw bad.vhd
 qimg convert -f raw -O vpc -o subformat=foo src.raw qbad.vhd

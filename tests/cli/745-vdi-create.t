@@ -126,6 +126,23 @@ ok "convert -n of zeros over data: those blocks read as zeros" \
     qemu_oracle_compare -f raw -F vdi exp.raw old.vdi
 ok "convert -n of zeros: qemu-img check clean" check_clean old.vdi
 
+
+# the library's write path through another command: commit an overlay
+# into a vdi base (new blocks, blocks in place, zeros over data)
+for sub in "" "static=on"; do
+    o=(); [ -n "$sub" ] && o=(-o "$sub")
+    rm -f cb.vdi cov.qcow2
+    "$KIMG" create -q -f vdi "${o[@]}" cb.vdi 8M
+    qemu-io -f vdi -c 'write -P 0x31 1M 1M' -c 'write -P 0x32 5M 64k' cb.vdi > /dev/null
+    qemu-img create -q -f qcow2 -b cb.vdi -F vdi cov.qcow2
+    qemu-io -f qcow2 -c 'write -P 0x41 0 64k' -c 'write -P 0x42 1536k 1M' -c 'write -z 5M 64k' \
+        -c 'write -P 0x43 7M 4k' cov.qcow2 > /dev/null
+    qemu-img convert -f qcow2 -O raw cov.qcow2 cexp.raw
+    kimg commit -q -f qcow2 cov.qcow2
+    is "$RC" 0 "commit into a [$sub] vdi base" || diag "$(cat "$T/err")"
+    ok "commit [$sub]: the base reads as the overlay did" qemu_oracle_compare -f raw -F vdi cexp.raw cb.vdi
+done
+
 kimg convert -f raw -O vdi -o static=maybe src.raw bad.vdi
 qimg convert -f raw -O vdi -o static=maybe src.raw bad.vdi
 is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "convert -o static=maybe: qemu-img's message"
