@@ -67,6 +67,8 @@ static void vdi_close(struct kimg *img)
     s->map = NULL;
     free(s->gap);
     s->gap = NULL;
+    free(s->pend);
+    s->pend = NULL;
     if (s->lock_init)
         pthread_mutex_destroy(&s->lock);
     s->lock_init = false;
@@ -100,6 +102,8 @@ const struct kimg_driver kimg_vdi_driver = {
     .write = vdi_write,
     .write_zeroes = vdi_write_zeroes,
     .flush = vdi_flush,
+    .alloc_data = vdi_alloc_data,
+    .commit_data = vdi_commit_data,
     .block_status = vdi_block_status,
     .info = vdi_info,
     .check = vdi_check,

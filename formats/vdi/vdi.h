@@ -89,6 +89,11 @@ struct vdi_state {
     uint64_t file_end;          /* the file's size as far as we know */
     uint8_t *gap;               /* the file's bytes from the count's end to the map */
     uint32_t gap_len;
+    /* blocks given a slot whose map entry is not on disk yet, in slot
+     * order (write.c): the copy engine's (ready once their data is
+     * written) and writes made while such blocks were pending */
+    struct vdi_pending { uint32_t block, slot; bool ready; } *pend;
+    uint32_t npend;
     pthread_mutex_t lock;
     bool lock_init;
 };
@@ -147,5 +152,8 @@ int vdi_prepare_writes(struct kimg *img, const struct vdi_header *h);
 int vdi_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 int vdi_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
 int vdi_flush(struct kimg *img);
+int64_t vdi_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                       struct kimg_file **file);
+int vdi_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 
 #endif
