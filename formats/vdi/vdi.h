@@ -93,7 +93,7 @@ struct vdi_state {
      * order (write.c): the copy engine's (ready once their data is
      * written) and writes made while such blocks were pending */
     struct vdi_pending { uint32_t block, slot; bool ready; } *pend;
-    uint32_t npend;
+    uint32_t npend, pend_cap;
     pthread_mutex_t lock;
     bool lock_init;
 };

@@ -32,8 +32,15 @@
 /* the most header bytes past the count the metadata write carries
  * (qemu and VirtualBox put the map at 512: 124 bytes) */
 #define VDI_MAX_GAP     (64u << 10)
-/* the most blocks pending at once (the engine has a few jobs in flight) */
-#define VDI_MAX_PENDING 1024u
+/* Blocks pending at once: the engine's jobs in flight, plus the blocks
+ * write() allocates behind them meanwhile (the engine's main thread goes on
+ * planning jobs without whole clusters while a starved worker has not
+ * written an earlier job yet: a fixed list of 1024 filled up once at load
+ * 20, converting the bench disk).  The list grows
+ * from 16 to 256 Ki entries (3 MiB, 256 GiB of data run ahead), then the
+ * copy fails. */
+#define VDI_PENDING_START 16u
+#define VDI_MAX_PENDING (256u << 10)
 
 int vdi_prepare_writes(struct kimg *img, const struct vdi_header *h)
 {
@@ -61,7 +68,8 @@ int vdi_prepare_writes(struct kimg *img, const struct vdi_header *h)
         s->gap = NULL;
         return ret;
     }
-    s->pend = calloc(VDI_MAX_PENDING, sizeof(*s->pend));
+    s->pend_cap = VDI_PENDING_START;
+    s->pend = calloc(s->pend_cap, sizeof(*s->pend));
     if (!s->pend) {
         free(s->gap);
         s->gap = NULL;
@@ -165,10 +173,17 @@ static int new_pending(struct kimg *img, uint32_t b, struct vdi_pending **out)
     uint32_t slot = s->next_slot;
     int ret;
 
-    if (s->npend == VDI_MAX_PENDING && (ret = link_ready(img)) < 0)
+    if (s->npend == s->pend_cap && (ret = link_ready(img)) < 0)
         return ret;
-    if (s->npend == VDI_MAX_PENDING)
-        return kimg_fail(-EIO, "too many VDI blocks waiting for their data");
+    if (s->npend == s->pend_cap) {
+        if (s->pend_cap >= VDI_MAX_PENDING)
+            return kimg_fail(-EIO, "too many VDI blocks waiting for their data");
+        struct vdi_pending *v = realloc(s->pend, (size_t)s->pend_cap * 2 * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        s->pend = v;
+        s->pend_cap *= 2;
+    }
     if (slot >= s->nb_blocks)
         return kimg_fail(-ENOSPC, "VDI image has no free slot left (%u blocks)", s->nb_blocks);
     uint64_t at = slot_at(s, slot), end = at + s->block_size;
