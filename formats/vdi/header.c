@@ -19,7 +19,7 @@
 #define H_BLOCK_SIZE    0x178
 #define H_BLOCK_EXTRA   0x17c
 #define H_BLOCKS        0x180
-#define H_BLOCKS_ALLOC  0x184
+#define H_BLOCKS_ALLOC  VDI_H_BLOCKS_ALLOC
 #define H_UUID_LINK     0x1a8   /* VirtualBox's uuidLinkage */
 #define H_UUID_PARENT   0x1b8   /* VirtualBox's uuidParentModify */
 

@@ -13,12 +13,14 @@
  *   offset_data  the data area: slot i at offset_data + i * block_size.
  * Grouped by file: header.c (parsing and checking the header), blockmap.c
  * (the block map: loading, validation, reads, block status, check),
+ * create.c (create -f vdi), write.c (guest writes, block allocation),
  * vdi.c (probe, open, info, the driver table).
  */
 #ifndef KIMG_VDI_H
 #define KIMG_VDI_H
 
 #include <endian.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #define VDI_PRE_HEADER      72u         /* text, signature, version */
 #define VDI_HEADER_MIN      0x180u      /* VirtualBox's VDIHEADER1 */
 #define VDI_SECTOR          512u
+#define VDI_H_BLOCKS_ALLOC  0x184u      /* the header's count of allocated blocks */
 
 #define VDI_TYPE_DYNAMIC    1u
 #define VDI_TYPE_STATIC     2u
@@ -80,6 +83,19 @@ struct vdi_state {
     /* Opened for check (KIMG_OPEN_REPAIR) with a block map that fails
      * validation: check reports it, reads and block status refuse. */
     bool damaged;
+    /* opened for writing (write.c), under lock: */
+    uint32_t next_slot;         /* the slot the next new block takes */
+    uint32_t offset_bmap;
+    uint64_t file_end;          /* the file's size as far as we know */
+    uint8_t *gap;               /* the file's bytes from the count's end to the map */
+    uint32_t gap_len;
+    /* blocks given a slot whose map entry is not on disk yet, in slot
+     * order (write.c): the copy engine's (ready once their data is
+     * written) and writes made while such blocks were pending */
+    struct vdi_pending { uint32_t block, slot; bool ready; } *pend;
+    uint32_t npend, pend_cap;
+    pthread_mutex_t lock;
+    bool lock_init;
 };
 
 static inline uint32_t vdi_le32(const uint8_t *p)
@@ -124,5 +140,20 @@ int vdi_block_status(struct kimg *img, uint64_t off, uint64_t len,
 /* qemu-img's vdi check (its messages and counts), plus blocks whose data
  * lies past the end of the file (qemu reads them as zeros silently). */
 int vdi_check_map(struct kimg *img, struct kimg_check *res);
+
+/* ---- create.c ---- */
+extern const struct kimg_optdesc vdi_create_opts[];
+extern const struct kimg_shown_opt vdi_formatting_opts[];
+int vdi_create(const struct kimg_create_args *args);
+
+/* ---- write.c ---- */
+/* Set up the state for writes of an image just opened (its header H). */
+int vdi_prepare_writes(struct kimg *img, const struct vdi_header *h);
+int vdi_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+int vdi_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+int vdi_flush(struct kimg *img);
+int64_t vdi_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                       struct kimg_file **file);
+int vdi_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
 
 #endif

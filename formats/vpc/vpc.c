@@ -1,9 +1,9 @@
 /*
- * vpc.c — the VHD driver table (qemu's format name "vpc"), read-only:
- * probing (the footer copy at 0 of a dynamic disk, the footer at the end
- * of a fixed one), open (which footer counts, disk types: differencing
- * refused), close and info.  No check callback: `kimg check` exits 63 as
- * qemu-img does for vpc.
+ * vpc.c — the VHD driver table (qemu's format name "vpc"): probing (the
+ * footer copy at 0 of a dynamic disk, the footer at the end of a fixed
+ * one), open (which footer counts, disk types: differencing refused),
+ * close and info; create in create.c, writes in write.c.  No check
+ * callback: `kimg check` exits 63 as qemu-img does for vpc.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,6 +66,8 @@ static int open_dynamic(struct kimg *img, const struct vpc_footer *f)
         return ret;
     s->type = VPC_TYPE_DYNAMIC;
     ret = vpc_load_bat(img, f->data_offset, &h);
+    if (ret == 0 && img->writable)
+        ret = vpc_prepare_writes(img, f->data_offset, &h);
     if (ret < 0) {
         free(s->bat);
         s->bat = NULL;
@@ -86,8 +88,6 @@ static int vpc_open(struct kimg *img)
     struct vpc_footer f;
     int ret;
 
-    if (img->writable)
-        return kimg_fail(-ENOTSUP, "kimg reads VHD images only; it cannot write them");
     if ((ret = kimg_file_size(img->file, &s->file_size)) < 0)
         return ret;
     if (s->file_size < VPC_FOOTER_SIZE)
@@ -98,8 +98,11 @@ static int vpc_open(struct kimg *img)
         if ((ret = vpc_parse_footer(buf, &f)) < 0)
             return ret;
         if (f.type == VPC_TYPE_DYNAMIC) {
-            /* the block is the allocation unit (kimg_cluster_size) */
-            if ((ret = open_dynamic(img, &f)) == 0)
+            /* the block is the allocation unit (kimg_cluster_size),
+             * except for writing: a write of part of a new block leaves
+             * the rest a hole, so the copy engine may skip zero runs of
+             * any size there, as qemu-img's does */
+            if ((ret = open_dynamic(img, &f)) == 0 && !img->writable)
                 img->cluster_size = s->block_size;
             return ret;
         }
@@ -123,6 +126,9 @@ static void vpc_close(struct kimg *img)
     struct vpc_state *s = img->state;
     free(s->bat);
     s->bat = NULL;
+    if (s->lock_init)
+        pthread_mutex_destroy(&s->lock);
+    s->lock_init = false;
 }
 
 /* qemu-img shows a dynamic disk's block size as its cluster size, and
@@ -138,11 +144,19 @@ static int vpc_info(struct kimg *img, struct kimg_info *info)
 const struct kimg_driver kimg_vpc_driver = {
     .name = "vpc",
     .state_size = sizeof(struct vpc_state),
+    .create_opts = vpc_create_opts,
     .probe = vpc_probe,
     .open = vpc_open,
     .close = vpc_close,
+    .create = vpc_create,
     .read = vpc_read,
+    .write = vpc_write,
+    .write_zeroes = vpc_write_zeroes,
+    .flush = vpc_flush,
     .block_status = vpc_block_status,
     .info = vpc_info,
+    .alloc_data = vpc_alloc_data,
+    .commit_data = vpc_commit_data,
+    .formatting_opts = vpc_formatting_opts,
     .probe_tail = vpc_probe_tail,
 };

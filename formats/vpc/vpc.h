@@ -9,12 +9,14 @@
  *            header's table offset, blocks (a sector bitmap, then the
  *            block's data), and the footer again at the end.
  * Grouped by file: footer.c (footer, dynamic header, virtual size),
- * bat.c (the BAT, reads and block status), vpc.c (the driver table).
+ * bat.c (the BAT, reads and block status), create.c (create -f vpc),
+ * write.c (guest writes, block allocation), vpc.c (the driver table).
  */
 #ifndef KIMG_VPC_H
 #define KIMG_VPC_H
 
 #include <endian.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -48,6 +50,21 @@ struct vpc_state {
     uint32_t bitmap_size;       /* sector bitmap before each block's data */
     uint32_t *bat;              /* entries covering the virtual size, host order */
     uint32_t nb_blocks;         /* how many: ceil(size / block_size) */
+    /* dynamic, opened for writing (write.c), under lock: */
+    uint64_t table_offset;      /* the BAT's place in the file */
+    uint64_t free_offset;       /* where the next block goes */
+    uint64_t file_end;          /* the file's size as far as we know */
+    uint8_t footer[VPC_FOOTER_SIZE];    /* written after each new block */
+    pthread_mutex_t lock;
+    bool lock_init;
+};
+
+/* A new image's geometry (create.c): the CHS values and the sectors the
+ * disk holds. */
+struct vpc_geometry {
+    uint16_t cyls;
+    uint8_t heads, spt;
+    uint64_t sectors;
 };
 
 /* The parsed fields kimg uses (footer.c fills it from 512 bytes). */
@@ -116,5 +133,26 @@ int vpc_load_bat(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header
 int vpc_read(struct kimg *img, void *buf, uint64_t off, uint64_t len);
 int vpc_block_status(struct kimg *img, uint64_t off, uint64_t len,
                      struct kimg_extent *ext);
+
+/* ---- create.c ---- */
+extern const struct kimg_optdesc vpc_create_opts[];
+extern const struct kimg_shown_opt vpc_formatting_opts[];
+/* The geometry qemu-img 7.2 gives a new disk of SIZE bytes (a multiple
+ * of 512): without FORCE the smallest CHS geometry holding it (the size
+ * rounded up to it), unless it needs the largest geometry, which means
+ * "the size as asked"; -EFBIG with qemu-img's message past 2040 GiB. */
+int vpc_new_geometry(uint64_t size, bool force, struct vpc_geometry *g);
+int vpc_create(const struct kimg_create_args *args);
+
+/* ---- write.c ---- */
+/* Set up the state for writes of a dynamic image just loaded (its header
+ * at HDR_OFF is H). */
+int vpc_prepare_writes(struct kimg *img, uint64_t hdr_off, const struct vpc_dyn_header *h);
+int vpc_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
+int vpc_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags);
+int64_t vpc_alloc_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t *host,
+                       struct kimg_file **file);
+int vpc_commit_data(struct kimg *img, uint64_t off, uint64_t len, uint64_t host);
+int vpc_flush(struct kimg *img);
 
 #endif

@@ -99,12 +99,13 @@ like "$(cat "$T/out")" '"virtual-size": 0,' "as an empty disk"
 kimg convert -O raw zero.vhd z.raw
 ok "it converts to an empty raw file" test -f z.raw -a ! -s z.raw
 
-# a VHD is read-only for kimg (writing is for later): one clean line
-kimg convert -n -O vpc src.raw conv.vhd
-err_line "convert -n into a vpc target"
-kimg create -f vpc new.vhd 1M
-err_line "create -f vpc"
-ok "create -f vpc: no file left" test ! -e new.vhd
+# kimg writes VHDs now (tests 740-742): convert -n into one and create
+cp conv.vhd conv-n.vhd
+kimg convert -n -O vpc src.raw conv-n.vhd
+is "$RC" 0 "convert -n into a vpc target"
+ok "convert -n into a vpc target: reads as the source" qemu_oracle_compare -F vpc src.raw conv-n.vhd
+oracle "create -f vpc" create -f vpc new.vhd 1M
+ok "create -f vpc: qemu-img reads it" qemu-img info -f vpc new.vhd
 # check -r: qemu's vpc driver has no repair (exit 63, its message); the
 # image is opened read-only for it and left as it was
 qemu-img create -q -f vpc rep.vpc 1M

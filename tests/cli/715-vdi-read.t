@@ -79,10 +79,12 @@ ok "-f raw convert: the file's bytes" cmp -s whole.raw conv.vdi
 oracle "measure -O vdi" measure -O vdi --size 1M
 is "$(cat "$T/err")" "$(sed 's/^qemu-img: /kimg: /' "$T/qerr")" "measure -O vdi: qemu-img's message"
 
-# a VDI is read-only for kimg (writing is for later): one clean line
-kimg convert -n -O vdi src.raw conv.vdi
-err_line "convert -n into a vdi target"
-kimg create -f vdi new.vdi 1M
-err_line "create -f vdi"
-ok "create -f vdi: no file left" test ! -e new.vdi
+# kimg writes VDIs now (tests 745, 746): convert -n into one and create
+cp conv.vdi conv-n.vdi
+kimg convert -n -O vdi src.raw conv-n.vdi
+is "$RC" 0 "convert -n into a vdi target"
+ok "convert -n into a vdi target: reads as the source" qemu_oracle_compare -F vdi src.raw conv-n.vdi
+ok "convert -n into a vdi target: qemu-img check clean" check_clean conv-n.vdi
+oracle "create -f vdi" create -f vdi new.vdi 1M
+ok "create -f vdi: qemu-img check clean" check_clean new.vdi
 done_testing
