@@ -11,32 +11,14 @@
 # "read -P 0" fails on its result); kimg writes the encryption of zeros, so
 # the grown area reads as zeros.  luks --preallocation=full likewise.
 . "$(dirname "$0")/lib.sh"
-printf 'kimg-luks-passphrase' > key
-printf 'another-passphrase' > key2
-sec=(--object secret,id=sec0,file=key --object secret,id=sec1,file=key2)
-E=encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10
-kopen() { echo "driver=qcow2,encrypt.key-secret=${2:-sec0},file.filename=$1"; }
-lopen() { echo "driver=luks,key-secret=${2:-sec0},file.filename=$1"; }
+. "$KIMG_SRC/tests/cli/luks.sh"
 qcheck() { qemu-img check -q "${sec[@]}" --image-opts "$(kopen "$1")" > /dev/null 2>&1; }
-# qread OPTS PATTERN OFF LEN: qemu-io reads the pattern there
-qread() {
-    local o; o=$(qemu-io "${sec[@]}" --image-opts "$1" -c "read -P $2 $3 $4" 2>&1)
-    [[ $o == *"read "* && $o != *"verification failed"* ]]
-}
-MARK=KIMG-PLAINTEXT-MARKER-0123456789
-noplain() { if grep -q "$MARK" "$1"; then fail "$2: no plaintext in the file" "$MARK found"; else pass "$2: no plaintext in the file"; fi; }
-nosecret() {
-    if grep -q -e kimg-luks-passphrase -e another-passphrase "$T/out" "$T/err"; then
-        fail "$1: no passphrase in the output"; else pass "$1: no passphrase in the output"; fi
-}
-# pattern writer: the marker text over LEN bytes at OFF
-mark() { yes "$MARK" | head -c "$3" > m.bin; qemu-io "${sec[@]}" --image-opts "$1" -c "write -s m.bin $2 $3" > /dev/null; }
 
 # two encrypted images made by qemu-img: 4 MiB, and 3000000 bytes (the
 # old end inside a cluster), full of the marker
-qemu-img create -q -f qcow2 "${sec[@]}" -o $E b4.qcow2 4M
+qemu-img create -q -f qcow2 "${sec[@]}" -o $E0 b4.qcow2 4M
 mark "$(kopen b4.qcow2)" 0 4194304
-qemu-img create -q -f qcow2 "${sec[@]}" -o $E b3.qcow2 3000000
+qemu-img create -q -f qcow2 "${sec[@]}" -o $E0 b3.qcow2 3000000
 mark "$(kopen b3.qcow2)" 0 3000000
 yes "$MARK" | head -c 4194304 > b4.raw
 yes "$MARK" | head -c 3000000 > b3.raw

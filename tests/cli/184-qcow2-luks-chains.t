@@ -14,19 +14,7 @@
 # kimg resolves it in the image's folder as for a plain name, and the test
 # checks kimg's result against the guest qemu-img reads instead.
 . "$(dirname "$0")/lib.sh"
-printf 'kimg-luks-passphrase' > key
-printf 'another-passphrase' > key2
-sec=(--object secret,id=sec0,file=key --object secret,id=sec1,file=key2)
-E0=encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10
-E1=encrypt.format=luks,encrypt.key-secret=sec1,encrypt.iter-time=10
-kopen() { echo "driver=qcow2,encrypt.key-secret=${2:-sec0},file.filename=$1"; }
-MARK=KIMG-PLAINTEXT-MARKER-0123456789
-noplain() { if grep -q "$MARK" "$1"; then fail "$2: no plaintext in $1" "$MARK found"; else pass "$2: no plaintext in $1"; fi; }
-nosecret() {
-    if grep -q -e kimg-luks-passphrase -e another-passphrase "$T/out" "$T/err" "$T/qout" 2> /dev/null; then
-        fail "$1: no passphrase in the output"; else pass "$1: no passphrase in the output"; fi
-}
-mark() { yes "$MARK" | head -c "$3" > m.bin; qemu-io "${sec[@]}" --image-opts "$1" -c "write -s m.bin $2 $3" > /dev/null; }
+. "$KIMG_SRC/tests/cli/luks.sh"
 # guest OPTS OUT: the guest as qemu-img reads it, into OUT
 guest() { rm -f "$2"; qemu-img convert "${sec[@]}" --image-opts "$1" -O raw "$2"; }
 
