@@ -142,6 +142,10 @@ oracle "luks map (human: refused as qemu-img)" map "${sec[@]}" --image-opts "$LO
 oracle "luks compare with its guest" compare "${sec[@]}" --image-opts "$LO" "driver=raw,file.filename=src.raw"
 oracle "luks compare with the encrypted qcow2" compare "${sec[@]}" --image-opts "$LO" "$(kopen enc.qcow2)"
 oracle "luks compare with plain qcow2" compare "${sec[@]}" --image-opts "$LO" "driver=qcow2,file.filename=plain.qcow2"
+# -s: qemu-img compares the whole block status, a host offset known or not
+oracle "compare -s encrypted with the same data plain" compare -s "${sec[@]}" --image-opts "$(kopen enc.qcow2)" "driver=qcow2,file.filename=plain.qcow2"
+oracle "compare -s encrypted with itself" compare -s "${sec[@]}" --image-opts "$(kopen enc.qcow2)" "$(kopen enc.qcow2)"
+oracle "luks compare -s with its guest" compare -s "${sec[@]}" --image-opts "$LO" "driver=raw,file.filename=src.raw"
 cp src.raw d.raw; printf x | dd of=d.raw bs=1 seek=2500000 conv=notrunc 2> /dev/null
 oracle "luks compare, a difference" compare "${sec[@]}" --image-opts "$LO" "driver=raw,file.filename=d.raw"
 oracle "luks compare, the wrong key" compare --object secret,id=sec0,file=key2 --image-opts "$LO" "driver=raw,file.filename=src.raw"
