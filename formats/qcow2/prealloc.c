@@ -2,7 +2,8 @@
  * prealloc.c — preallocation (create and resize, lock held): L2 entries
  * for every unallocated cluster of a guest range, pointing at new host
  * clusters (metadata: zeroed or left as holes; falloc: allocated in the
- * file; full: written with zeros), then everything flushed.  On an
+ * file; full: written with zeros), then everything flushed; a partial
+ * first cluster that shows a backing file is skipped.  On an
  * encrypted image every mode writes the encryption of zeros instead.
  */
 #include <errno.h>
@@ -81,7 +82,23 @@ int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
     qcow2_assert_locked(s);
     if (mode == KIMG_PREALLOC_OFF || !len)
         return 0;
+    /* A range that starts inside an unallocated cluster over a backing
+     * file: below OFF the guest reads the backing file there, which a new
+     * host cluster would hide (qemu copies it up).  That cluster is left
+     * alone; resize zeroes the rest of it through the write path, which
+     * copies the head up. */
+    if ((off & s->cluster_mask) && !s->ext_l2 && s->img->backing &&
+        kimg_size(s->img->backing) > (off & ~s->cluster_mask)) {
+        uint64_t entry = 0, bitmap = 0;
+        int r = qcow2_get_l2_entry(s, off, &entry, &bitmap);
+        if (r < 0)
+            return r;
+        if (!entry)
+            off = (off & ~s->cluster_mask) + s->cluster_size;
+    }
     off &= ~s->cluster_mask;
+    if (off >= end)
+        return qcow2_flush_caches(s);
     while (off < end) {
         uint64_t l1i = qcow2_l1_index(s, off);
         uint64_t span_end = (l1i + 1) << (s->cluster_bits + s->l2_bits);

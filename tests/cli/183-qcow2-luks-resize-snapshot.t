@@ -87,6 +87,39 @@ for b in b4 b3; do
     done
 done
 
+# an overlay of 3000000 bytes over a larger backing file, grown with
+# preallocation: below the old end the guest still reads the backing file
+# (qemu copies the partial last cluster up; kimg allocated it and hid the
+# backing data there), zeros after it; plain and encrypted overlays
+qemu-img create -q -f qcow2 big.qcow2 8M
+qemu-io -c 'write -P 0x77 0 8M' big.qcow2 > /dev/null
+qemu-img create -q -f qcow2 -b big.qcow2 -F qcow2 ovp.qcow2 3000000
+qemu-img create -q -f qcow2 "${sec[@]}" -o $E0 -b big.qcow2 -F qcow2 ove.qcow2 3000000
+qemu-io "${sec[@]}" --image-opts "$(kopen ove.qcow2)" -c 'write -P 0x11 0 1M' > /dev/null
+for p in metadata falloc full; do
+    for ov in ovp ove; do
+        name="$ov over a larger backing file, grown with --preallocation=$p"
+        o="driver=qcow2,file.filename=@"; [ $ov = ove ] && o=$(kopen @)
+        cp $ov.qcow2 q.qcow2; cp $ov.qcow2 k.qcow2
+        qimg resize "${sec[@]}" --image-opts "${o//@/q.qcow2}" --preallocation=$p 8M
+        kimg resize "${sec[@]}" --image-opts "${o//@/k.qcow2}" --preallocation=$p 8M
+        is "$RC" "$QRC" "$name: exit code as qemu-img's"
+        # below the old end (3000320: 512-byte units) as qemu-img's, then
+        # zeros (qemu's encrypted falloc/full area reads noise, see the top)
+        rm -f q.raw k.raw
+        qemu-img convert "${sec[@]}" --image-opts "${o//@/q.qcow2}" -O raw q.raw
+        qemu-img convert "${sec[@]}" --image-opts "${o//@/k.qcow2}" -O raw k.raw
+        ok "$name: below the old end, the guest as qemu-img's" cmp -s -n 3000320 q.raw k.raw
+        ok "$name: zeros after it" cmp -s -n 5388288 -i 3000320:0 k.raw /dev/zero
+        ok "$name: clean" qemu-img check -q "${sec[@]}" --image-opts "${o//@/k.qcow2}"
+        # the host layout (offsets, and "zero", which host holes decide) aside
+        qemu-img map --output=json "${sec[@]}" --image-opts "${o//@/q.qcow2}" > qm.json
+        qemu-img map --output=json "${sec[@]}" --image-opts "${o//@/k.qcow2}" > km.json
+        json_norm_files offset,zero qm.json km.json
+        is_file km.json.norm qm.json.norm "$name: map as qemu-img's (host layout aside)"
+    done
+done
+
 # ---- snapshot -c/-a/-d/-l, the data read back after each apply ---------
 for t in q k; do cp b4.qcow2 s$t.qcow2; done
 snap() { local t=$1; shift; if [ $t = q ]; then qimg snapshot "${sec[@]}" --image-opts "$(kopen sq.qcow2)" "$@"
