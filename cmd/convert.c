@@ -465,8 +465,12 @@ int cmd_convert(int argc, char **argv)
             kimg_clear_error();
             goto close_src;
         }
-        if (open_created(&out_img, out.path, a.out_fmt, dflags, a.opts) < 0) {
-            cmd_fail(dst, "cannot open the new image");
+        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags, a.opts)) < 0) {
+            /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
+             * backing file, which it cannot be given a key for) */
+            const char *why = kimg_last_error();
+            cmd_error("Could not open '%s': %s", dst, why ? why : strerror(-r));
+            kimg_clear_error();
             goto close_src;
         }
     }

@@ -254,7 +254,11 @@ static int walk(struct engine *e)
             return ret;
         }
         uint64_t n = ext[0].length < ext[1].length ? ext[0].length : ext[1].length;
-        const unsigned bits = KIMG_BS_ALLOCATED | KIMG_BS_ZERO | KIMG_BS_DATA;
+        /* qemu-img compares the whole status: whether a host offset is
+         * known counts too (an encrypted image's data has none, so it
+         * differs from the same data stored plain) */
+        const unsigned bits = KIMG_BS_ALLOCATED | KIMG_BS_ZERO | KIMG_BS_DATA |
+                              KIMG_BS_OFFSET_VALID;
         if (c->strict && (ext[0].flags & bits) != (ext[1].flags & bits)) {
             int first = drain(e);
             if (first != KIMG_COMPARE_SAME)

@@ -37,7 +37,8 @@ struct chain_ids {
 static int open_layer(struct kimg **out, const char *filename, const char *format,
                       unsigned flags, struct chain_ids *ids, struct kimg_file *file);
 static int open_backing_with(struct kimg *img, struct chain_ids *ids,
-                             const struct kimg_opts *bopts, const char *bdriver);
+                             const struct kimg_opts *bopts, const char *bdriver,
+                             const char *bfile);
 
 char *kimg_path_relative_to(const char *base, const char *name)
 {
@@ -224,17 +225,37 @@ static int open_backing(struct kimg *img, struct chain_ids *ids)
     /* "backing.*" open options go to the backing layer (its key, as
      * backing.encrypt.key-secret=ID); read here either way */
     struct kimg_opts *bopts = NULL;
-    char *bdriver = NULL;
-    if (img->open_opts && (ret = kimg_open_opts_sub(img, "backing.", &bopts, &bdriver)) < 0)
+    char *bdriver = NULL, *bfile = NULL, *bproto = NULL;
+    bool found;
+    /* not under qemu's BDRV_O_NO_BACKING (check aside): left unread, they
+     * are refused (kimg_open_opts_check_used) */
+    bool named_only = (img->flags & KIMG_OPEN_NO_BACKING) && !(img->flags & KIMG_OPEN_REPAIR);
+    if (img->open_opts && !named_only &&
+        (ret = kimg_open_opts_sub(img, "backing.", &bopts, &bdriver)) < 0)
         return ret;
-    ret = open_backing_with(img, ids, bopts, bdriver);
+    /* backing.file.filename=PATH (backing.file.driver=file|host_device)
+     * opens PATH, relative to the working folder, in place of the name
+     * the image stores (qemu's option; the stored name is unchanged) */
+    if (bopts) {
+        bproto = kimg_opts_take(bopts, "file.driver", &found);
+        bfile = kimg_opts_take(bopts, "file.filename", &found);
+    }
+    if (bproto && strcmp(bproto, "file") && strcmp(bproto, "host_device"))
+        ret = kimg_fail(-ENOTSUP, "Could not open backing file: file.driver '%.64s' is not "
+                        "supported: kimg opens a format over a local file ('file') or "
+                        "device ('host_device')", bproto);
+    else
+        ret = open_backing_with(img, ids, bopts, bdriver, bfile);
     kimg_opts_free(bopts);
     free(bdriver);
+    free(bfile);
+    free(bproto);
     return ret;
 }
 
 static int open_backing_with(struct kimg *img, struct chain_ids *ids,
-                             const struct kimg_opts *bopts, const char *bdriver)
+                             const struct kimg_opts *bopts, const char *bdriver,
+                             const char *bfile)
 {
     const char *path;
     int ret;
@@ -253,16 +274,22 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
     if (img->flags & KIMG_OPEN_UNTRUSTED)
         return kimg_fail(-EPERM, "image needs the backing file '%.200s'; refusing to open it "
                          "under --untrusted", img->backing_name);
-    ret = kimg_image_path(img->backing_name, &path);
-    if (ret < 0)
-        return ret;
-    /* an NBD backing file: connected to by name, with the remote rules */
-    bool remote = kimg_nbd_is_uri(path);
-    if (remote && (ret = remote_name_ok(img, "backing file", path)) < 0)
-        return ret;
-    if (nbd_relative(img, path))
-        return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
-    img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
+    bool remote = false;
+    if (bfile) {
+        /* backing.file.filename: the user's name, opened as given */
+        img->backing_path = strdup(bfile);
+    } else {
+        ret = kimg_image_path(img->backing_name, &path);
+        if (ret < 0)
+            return ret;
+        /* an NBD backing file: connected to by name, with the remote rules */
+        remote = kimg_nbd_is_uri(path);
+        if (remote && (ret = remote_name_ok(img, "backing file", path)) < 0)
+            return ret;
+        if (nbd_relative(img, path))
+            return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
+        img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
+    }
     if (!img->backing_path)
         return -ENOMEM;
     if (ids->n > KIMG_MAX_CHAIN)
@@ -270,14 +297,14 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
 
     unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT |
                                      KIMG_OPEN_NO_IO);
-    struct kimg_file *bfile = NULL;
-    if (remote && (ret = kimg_file_open(&bfile, path, KIMG_FILE_FROM_IMAGE)) < 0) {
+    struct kimg_file *rfile = NULL;
+    if (remote && (ret = kimg_file_open(&rfile, path, KIMG_FILE_FROM_IMAGE)) < 0) {
         kimg_error_prefix("Could not open backing file: ");
         return ret;
     }
     ids->top_opts = bopts;
     ret = open_layer(&img->backing, img->backing_path, bdriver ? bdriver : img->backing_format,
-                     bflags, ids, bfile);
+                     bflags, ids, rfile);
     ids->top_opts = NULL;
     if (ret < 0) {
         /* qemu's wording: "Could not open backing file: " + the reason */

@@ -406,15 +406,17 @@ const char *kimg_open_opt(struct kimg *img, const char *key)
 
 int kimg_open_opts_check_used(struct kimg *img)
 {
+    /* an open that names the backing file without opening it (info,
+     * rebase -u: qemu's BDRV_O_NO_BACKING) takes no "backing.*" option;
+     * check opens it in qemu, so takes them (KIMG_OPEN_REPAIR) */
+    bool no_backing = (img->flags & KIMG_OPEN_NO_BACKING) && !(img->flags & KIMG_OPEN_REPAIR);
     for (int i = 0; i < kimg_opts_count(img->open_opts); i++) {
         /* "backing.*" for an image without a backing file: qemu opens a
          * backing node from them alone, which has no file */
         if (!img->open_opts->v[i].used && !strncmp(img->open_opts->v[i].key, "backing.", 8) &&
-            !(img->flags & KIMG_OPEN_NO_BACKING))
+            !no_backing)
             return kimg_fail(-EINVAL, "Could not open backing file: Must specify either "
                              "driver or file");
-        if (!img->open_opts->v[i].used && !strncmp(img->open_opts->v[i].key, "backing.", 8))
-            continue;
         if (!img->open_opts->v[i].used)
             return kimg_fail(-EINVAL, "Block format '%s' does not support the option '%.200s'",
                              img->drv->name, kimg_opts_key(img->open_opts, i));

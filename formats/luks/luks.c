@@ -128,7 +128,9 @@ static int luks_drv_open(struct kimg *img)
         return ret;
     }
     s->payload = luks_payload_offset(s->l);
-    img->size = io.len - s->payload;      /* luks_open checked payload <= len */
+    /* luks_open checked payload <= len; a file that ends inside a sector
+     * has its last sector whole, as qemu's block layer counts sectors */
+    img->size = (io.len - s->payload + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
     pthread_mutex_init(&s->rmw, NULL);
     return 0;
 }
@@ -238,14 +240,39 @@ static int luks_drv_block_status(struct kimg *img, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* Resize: the file cut or extended at payload + SIZE, as qemu.  A grown
+ * area reads as noise (what zeros decrypt to), like a new luks image's
+ * unwritten data (KIMG_DRV_NO_ZERO_INIT); falloc reserves it, as qemu.
+ * preallocation=full writes the encryption of zeros there, so the guest
+ * reads zeros (but for a partial last sector, cut with the file): qemu
+ * 7.2 writes plain zeros, which decrypt to noise.  metadata is refused
+ * with qemu's message.  The size counts whole sectors, as at open. */
 static int luks_drv_truncate(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)
 {
     struct luks_state *s = img->state;
-    if (prealloc != KIMG_PREALLOC_OFF)
-        return kimg_fail(-ENOTSUP, "Unsupported preallocation mode");
-    int ret = kimg_file_truncate(img->file, s->payload + size);
+    uint64_t old = img->size;
+    if (prealloc == KIMG_PREALLOC_METADATA)
+        return kimg_fail(-ENOTSUP, "Unsupported preallocation mode: metadata");
+    int ret = prealloc == KIMG_PREALLOC_FULL && size > old ? locked(s) : 0;
     if (ret == 0)
-        img->size = size;
+        ret = kimg_file_truncate(img->file, s->payload + size);
+    if (ret == 0 && size > old && prealloc == KIMG_PREALLOC_FALLOC)
+        ret = kimg_file_allocate(img->file, s->payload + old, size - old);
+    if (ret == 0)
+        img->size = (size + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
+    if (ret == 0 && size > old && prealloc == KIMG_PREALLOC_FULL) {
+        uint8_t *z = kimg_alloc_aligned_zero(CHUNK);
+        if (!z)
+            return kimg_fail(-ENOMEM, "out of memory");
+        for (uint64_t p = old; ret == 0 && p < size; p += CHUNK - (p % CHUNK))
+            ret = luks_drv_write(img, z, p, size - p < CHUNK - p % CHUNK ? size - p
+                                                                        : CHUNK - p % CHUNK);
+        free(z);
+        /* a partial last sector was written whole: the file ends where
+         * the size says */
+        if (ret == 0)
+            ret = kimg_file_truncate(img->file, s->payload + size);
+    }
     return ret;
 }
 

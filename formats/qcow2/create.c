@@ -370,6 +370,10 @@ int qcow2_create_in(struct qcow2_state *s, const struct kimg_create_args *args)
     ret = qcow2_crypto_create(s, args->opts);
     if (ret < 0)
         goto out;
+    if (p.prealloc != KIMG_PREALLOC_OFF && qcow2_encrypted(s))
+        ret = qcow2_preallocate_encrypted(s, 0, p.size);
+    if (ret < 0)
+        goto out;
     if (p.prealloc == KIMG_PREALLOC_FALLOC || p.prealloc == KIMG_PREALLOC_FULL) {
         /* qemu also extends the file over the metadata it may need */
     }

@@ -391,6 +391,7 @@ int qcow2_crypto_create(struct qcow2_state *s, const struct kimg_opts *o)
     if (written > area)
         return kimg_fail(-EIO, "LUKS header larger than announced (%" PRIu64 " > %" PRIu64
                          " bytes)", written, area);
+    s->crypto.ready = true;
     uint8_t ext[QCOW2_CRYPTO_EXT_LEN];
     qcow2_put_be64(ext, host);
     qcow2_put_be64(ext + 8, area);

@@ -518,7 +518,7 @@ int qcow2_crypto_create_check(const struct kimg_opts *opts, bool *on, uint64_t *
 /* create, lock held, after the L1 table and preallocation (qemu's order):
  * allocate the LUKS area's clusters (zeroed), write the header and key
  * slot 0 there, set crypt_method and the CRYPTO extension (the caller
- * writes the qcow2 header). */
+ * writes the qcow2 header); the new key is then ready for data. */
 int qcow2_crypto_create(struct qcow2_state *s, const struct kimg_opts *opts);
 
 /* ---- cache.c ----------------------------------------------------------- */
@@ -751,9 +751,15 @@ int qcow2_store_compressed(struct qcow2_state *s, uint64_t off, const uint8_t *c
 
 /* ---- prealloc.c --------------------------------------------------------- */
 
-/* Lock held: allocate metadata (and host clusters) for guest [off, off+len). */
+/* Lock held: allocate metadata (and host clusters) for guest [off, off+len).
+ * An unlocked encrypted image's new clusters get the encryption of zeros
+ * in every mode (prealloc.c says why). */
 int qcow2_preallocate(struct qcow2_state *s, uint64_t off, uint64_t len,
                       enum kimg_prealloc mode);
+/* create, after qcow2_crypto_create: the encryption of zeros written into
+ * every allocated cluster of guest range [OFF, END) (lock held), so the
+ * preallocated clusters of a new encrypted image read as zeros. */
+int qcow2_preallocate_encrypted(struct qcow2_state *s, uint64_t off, uint64_t end);
 
 /* ---- amend.c / amend_refcount.c / amend_compat.c ---------------------- */
 
