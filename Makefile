@@ -176,12 +176,13 @@ check: all $(UNIT_BIN) $(REPLAY_BIN)
 # The long crash loops (.ci/run runs them after check): every crash test
 # again under the power-failure model with more seeds than check's one
 # (tests/cli/190: each simulated crash also loses a random subset of the
-# unsynced writes).
+# unsynced writes).  KIMG_CRASH_FULL=1: loops that sample their crash
+# points in check (tests/cli/174) take every one here.
 SLOW_SEEDS ?= 2 3 4 5
 check-slow: all
 	@for s in $(SLOW_SEEDS); do \
 	    echo "== power-failure crash loops, seed $$s"; \
-	    KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
+	    KIMG_CRASH_FULL=1 KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
 	done
 
 # ---- fuzzing (clang + libFuzzer) ----

@@ -2,9 +2,12 @@
  * keyslot.c — LUKS1 key slots: PBKDF2 (OpenSSL), the anti-forensic
  * splitter (spec 1.2.3 section 2.4: stripes XOR-ed through a hash
  * diffuser), unlocking with a passphrase, creating a volume with qemu 7.2's
- * layout and iteration counts, and amend's add/remove of slots (crash-safe:
- * key material goes into an inactive slot before the header switches to
- * it; a removed slot leaves the header before its material is overwritten).
+ * layout and iteration counts, and amend's add/remove/replace of slots
+ * (crash-safe: key material goes into an inactive slot and is synced before
+ * the header switches to it; a removed slot leaves the header, synced,
+ * before its material is overwritten; an active slot is replaced through a
+ * copy of it in a free slot, so a key that opened the volume opens it at
+ * every point until the one header write that completes the change).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -402,7 +405,7 @@ int luks_add_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t le
 
 /* Deactivate slot I: the header first (synced), then random bytes over
  * its key material, as qemu's qcrypto_block_luks_erase_key. */
-static int erase_slot(struct luks *l, int i)
+int luks_erase_slot(struct luks *l, int i)
 {
     struct luks_slot *sl = &l->slots[i], old = *sl;
     size_t mlen = material_len(l);
@@ -461,7 +464,7 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
             return kimg_fail(-EINVAL, "Attempt to erase the only active keyslot %d which will "
                              "erase all the data in the image irreversibly - refusing "
                              "operation", slot);
-        return erase_slot(l, slot);
+        return luks_erase_slot(l, slot);
     }
     if (!old_secret)
         return kimg_fail(-EINVAL, "To erase keyslot(s), either explicit keyslot index or the "
@@ -488,8 +491,73 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
     }
     for (int i = 0; i < LUKS_NUM_SLOTS && ret == 0; i++)
         if (match[i])
-            ret = erase_slot(l, i);
+            ret = luks_erase_slot(l, i);
 out:
     OPENSSL_cleanse(mk, sizeof(mk));
+    return ret;
+}
+
+/* Copy active slot FROM into inactive slot TO: its key material (the
+ * material's IVs count from the slot's first sector, so the bytes move
+ * as they are) written and synced, then the header naming TO active with
+ * FROM's salt and iterations.  Both slots then open with FROM's key. */
+static int copy_slot(struct luks *l, int from, int to)
+{
+    struct luks_slot *dst = &l->slots[to], old = *dst;
+    size_t mlen = material_len(l);
+    uint8_t *mat = kimg_alloc_aligned(mlen);
+    int ret;
+
+    if (!mat)
+        return kimg_fail(-ENOMEM, "out of memory");
+    ret = l->io.pread(l->io.opaque, mat, mlen, (uint64_t)l->slots[from].key_offset * LUKS_SECTOR);
+    if (ret >= 0)
+        ret = l->io.pwrite(l->io.opaque, mat, mlen, (uint64_t)dst->key_offset * LUKS_SECTOR);
+    if (ret >= 0 && l->io.sync)
+        ret = l->io.sync(l->io.opaque);
+    OPENSSL_cleanse(mat, mlen);
+    free(mat);
+    if (ret < 0)
+        return ret;
+    dst->active = true;
+    dst->iters = l->slots[from].iters;
+    dst->stripes = l->slots[from].stripes;
+    memcpy(dst->salt, l->slots[from].salt, LUKS_SALT_LEN);
+    ret = luks_header_store(l);
+    if (ret < 0)
+        *dst = old;
+    return ret;
+}
+
+int luks_replace_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
+                      uint64_t iter_time_ms)
+{
+    int spare = -1, ret;
+
+    if (!l->mk)
+        return kimg_fail(-ENOKEY, "LUKS volume is locked");
+    if (slot < 0 || slot >= LUKS_NUM_SLOTS)
+        return kimg_fail(-EINVAL, "Invalid keyslot %d specified, must be between 0 and %d",
+                         slot, LUKS_NUM_SLOTS - 1);
+    if (!l->slots[slot].active)
+        return luks_add_slot(l, slot, new_secret, len, iter_time_ms);
+    if (!iter_time_ms)
+        iter_time_ms = 2000;
+    for (int i = 0; i < LUKS_NUM_SLOTS && spare < 0; i++)
+        if (!l->slots[i].active)
+            spare = i;
+    if (spare < 0) {
+        /* every slot active: the seven others keep opening the volume */
+        ret = luks_erase_slot(l, slot);
+        return ret < 0 ? ret : store_key(l, slot, new_secret, len, iter_time_ms);
+    }
+    /* the old key in SPARE too; new material over SLOT (a crash leaves
+     * SLOT unopenable, SPARE opens); one header write switches SLOT to
+     * the new key; then SPARE is erased as any removed slot */
+    ret = copy_slot(l, slot, spare);
+    if (ret == 0)
+        ret = store_key(l, slot, new_secret, len, iter_time_ms);
+    if (ret == 0)
+        ret = luks_erase_slot(l, spare);
     return ret;
 }

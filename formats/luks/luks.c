@@ -386,47 +386,8 @@ static int luks_drv_measure(struct kimg_opts *opts, uint64_t size, struct kimg *
 static int luks_drv_amend(struct kimg *img, struct kimg_opts *opts, bool force)
 {
     struct luks_state *s = img->state;
-    const char *state = kimg_opts_get(opts, "state");
-    const char *news = kimg_opts_get(opts, "new-secret");
-    const char *olds = kimg_opts_get(opts, "old-secret");
-    uint64_t slot = UINT64_MAX, it = 0;
-    uint8_t *key = NULL;
-    size_t klen = 0;
     int ret = locked(s);
-
-    if (ret < 0)
-        return ret;
-    if (kimg_opts_get(opts, "keyslot") &&
-        (ret = kimg_opts_get_u64(opts, "keyslot", 0, &slot)) < 0)
-        return ret;
-    if (kimg_opts_get(opts, "iter-time") &&
-        (ret = kimg_opts_get_u64(opts, "iter-time", 0, &it)) < 0)
-        return ret;
-    if (slot != UINT64_MAX && slot >= LUKS_NUM_SLOTS)
-        return kimg_fail(-EINVAL, "Invalid keyslot %" PRIu64 " specified, must be between 0 "
-                         "and %d", slot, LUKS_NUM_SLOTS - 1);
-    if (!state)
-        return kimg_fail(-EINVAL, "Parameter 'state' is missing");
-    if (!strcmp(state, "active")) {
-        if (!news)
-            return kimg_fail(-EINVAL, "'new-secret' is required to activate a keyslot");
-        if (olds)
-            return kimg_fail(-EINVAL, "'old-secret' must not be given when activating "
-                             "keyslots");
-        if ((ret = kimg_secret_get(news, &key, &klen)) < 0)
-            return ret;
-        ret = luks_add_slot(s->l, slot == UINT64_MAX ? -1 : (int)slot, key, klen, it);
-    } else if (!strcmp(state, "inactive")) {
-        if (news)
-            return kimg_fail(-EINVAL, "'new-secret' must not be given when erasing keyslots");
-        if (olds && (ret = kimg_secret_get(olds, &key, &klen)) < 0)
-            return ret;
-        ret = luks_remove_slots(s->l, slot == UINT64_MAX ? -1 : (int)slot, key, klen);
-    } else {
-        return kimg_fail(-EINVAL, "Parameter 'state' does not accept value '%s'", state);
-    }
-    kimg_secret_free(key, klen);
-    return ret;
+    return ret < 0 ? ret : luks_amend(s->l, opts, "", force);
 }
 
 const struct kimg_driver kimg_luks_driver = {

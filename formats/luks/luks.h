@@ -111,5 +111,28 @@ struct kimg_jv *luks_info(const struct luks *l);
 int luks_add_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
                   uint64_t iter_time_ms);
 int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_t len);
+/* ITER_TIME_MS 0 above and below: qemu's default, 2000. */
+
+/* amend --force over slot SLOT: a new key for it even if it is active.
+ * Crash-safe: an active SLOT is first copied into a free slot (the old
+ * key then opens through both), then gets the new key (material synced,
+ * then the header), then the copy is erased; so at every point the volume
+ * opens with the key SLOT held or, once the header names the new key, with
+ * that.  With no free slot, SLOT is erased and then written (the other
+ * seven slots open the volume meanwhile).  L unlocked. */
+int luks_replace_slot(struct luks *l, int slot, const uint8_t *new_secret, size_t len,
+                      uint64_t iter_time_ms);
+
+/* qemu-img amend on the key slots, from amend options named PREFIX + the
+ * LUKS names ("" for the luks format, "encrypt." for qcow2): state
+ * (active|inactive), keyslot, new-secret, old-secret (secret ids, looked
+ * up with kimg_secret_get), iter-time.  qemu 7.2's checks, order and
+ * messages (crypto/block-luks.c's amend); FORCE is qemu-img's --force: an
+ * active slot may be overwritten (luks_replace_slot) and an inactive one
+ * erased again.  Deliberate difference: the last active slot is never
+ * erased, even with FORCE (qemu does, and the data is then lost).
+ * 0, or -errno with one kimg_error line; L unlocked. */
+struct kimg_opts;
+int luks_amend(struct luks *l, const struct kimg_opts *opts, const char *prefix, bool force);
 
 #endif

@@ -131,5 +131,8 @@ int luks_af_merge(const char *hash, const uint8_t *src, uint8_t *dst, size_t len
 /* PBKDF2 iterations HASH runs in one second here for an output of OUTLEN,
  * as qemu's qcrypto_pbkdf2_count_iters measures it (thread CPU time). */
 int luks_count_iters(const char *hash, size_t outlen, uint64_t *iters);
+/* Deactivate slot I: the header (synced) first, then random bytes over its
+ * key material (16 passes, synced).  No refusal: callers check. */
+int luks_erase_slot(struct luks *l, int i);
 
 #endif

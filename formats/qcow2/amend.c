@@ -1,8 +1,8 @@
 /*
  * amend.c — the qcow2 driver's amend (qemu-img amend -o): the options read
  * and refused in qemu 7.2's order (qcow2_amend_options), then applied in
- * its order: upgrade to v3, refcount width (amend_refcount.c), data file
- * name / data-file-raw, the backing file (only confirmed, never changed:
+ * its order: the LUKS key slots (crypto.c), upgrade to v3, refcount width
+ * (amend_refcount.c), data file name / data-file-raw, the backing file (only confirmed, never changed:
  * qemu-img 7.2 sends users to rebase), lazy refcounts, the size (resize.c),
  * downgrade to v2 last (amend_compat.c).  As in qemu, a later refusal
  * leaves the earlier changes made; each change is crash-safe on its own.
@@ -62,6 +62,7 @@ static bool same_str(const char *a, const char *b)
 }
 
 struct amend_req {
+    bool encrypt;               /* encrypt.* given: key slots */
     int version;                /* wanted */
     uint64_t size;              /* 0: unchanged (as qemu) */
     bool backing_given;
@@ -99,8 +100,9 @@ static int read_request(struct qcow2_state *s, struct kimg_opts *opts, struct am
             continue;
         if (s->crypt_method == QCOW2_CRYPT_NONE)
             return kimg_fail(-EINVAL, "Can't amend encryption options - encryption not present");
-        return kimg_fail(-ENOTSUP, "amending the key slots of an encrypted qcow2 image is "
-                         "not supported yet");
+        if (s->crypt_method != QCOW2_CRYPT_LUKS)
+            return kimg_fail(-ENOTSUP, "Only LUKS encryption options can be amended");
+        r->encrypt = true;
     }
     if ((ret = kimg_opts_get_size(opts, "size", 0, &r->size)) < 0)
         return ret;
@@ -213,12 +215,18 @@ int qcow2_amend(struct kimg *img, struct kimg_opts *opts, bool force)
     struct amend_req r;
     int ret;
 
-    (void)force;    /* qemu's --force matters for encryption changes only */
     qcow2_assert_locked(s);
     ret = read_request(s, opts, &r);
     if (ret < 0)
         goto out;
     s->zcache_valid = false;
+    /* key slots first, as qemu (a later refusal leaves them changed);
+     * --force matters only here */
+    if (r.encrypt) {
+        ret = qcow2_crypto_amend(s, opts, force);
+        if (ret < 0)
+            goto out;
+    }
     /* upgrade first: later changes may need v3 */
     if (r.version > (int)s->version) {
         ret = qcow2_amend_upgrade(s);

@@ -5,7 +5,8 @@
  * the key slots and the ciphers: one LUKS parser in kimg), the legacy
  * AES-128-CBC cipher (OpenSSL EVP), guest data encrypted and decrypted in
  * whole 512-byte sectors with qemu's IVs (crypt_physical_offset: the host
- * offset for LUKS, the guest offset for AES), and the create-time options.
+ * offset for LUKS, the guest offset for AES), the create-time options, and
+ * amend's key slots (formats/luks/amend.c, the area written in place).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -125,7 +126,8 @@ static int open_luks_area(struct qcow2_state *s, uint64_t file_size)
     if (off > file_size || len > file_size - off)
         return kimg_fail(-EINVAL, "Encryption header extends past the end of the file");
     struct luks_io io;
-    area_io(s, &io, false);
+    /* writable for amend's key slots (nothing else writes the area) */
+    area_io(s, &io, s->img->writable);
     unsigned lflags = (s->img->flags & KIMG_OPEN_UNTRUSTED) ? LUKS_OPEN_UNTRUSTED : 0;
     return luks_open(&s->crypto.luks, &io, lflags);
 }
@@ -252,6 +254,16 @@ int qcow2_crypto_pread(const struct qcow2_state *s, void *buf, uint64_t len, uin
     OPENSSL_cleanse(tmp, b - a);
     free(tmp);
     return ret;
+}
+
+/* ---- amend: key slots -------------------------------------------------------- */
+
+int qcow2_crypto_amend(struct qcow2_state *s, const struct kimg_opts *opts, bool force)
+{
+    if (s->crypt_method != QCOW2_CRYPT_LUKS || !s->crypto.luks)
+        return kimg_fail(-ENOTSUP, "Only LUKS encryption options can be amended");
+    int ret = qcow2_crypto_check_io(s);
+    return ret < 0 ? ret : luks_amend(s->crypto.luks, opts, "encrypt.", force);
 }
 
 /* ---- info -------------------------------------------------------------------- */

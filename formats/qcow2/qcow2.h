@@ -486,6 +486,11 @@ int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
  * "Parameter 'encrypt.key-secret' is required for cipher"). */
 int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size);
 void qcow2_crypto_close(struct qcow2_state *s);
+/* amend's encrypt.* options on a LUKS image opened with its key
+ * (luks_amend, crash-safe in the LUKS area; the image's other metadata is
+ * not touched).  An AES image: qemu's "Only LUKS encryption options can be
+ * amended". */
+int qcow2_crypto_amend(struct qcow2_state *s, const struct kimg_opts *opts, bool force);
 /* Whether guest data is encrypted, and whether it can be (key given). */
 static inline bool qcow2_encrypted(const struct qcow2_state *s)
 {

@@ -282,6 +282,15 @@ static void amend(void)
     ok(luks_remove_slots(l, -1, (const uint8_t *)"zzz", 3) == -EINVAL, "no slot matches");
     ok(luks_remove_slots(l, -1, (const uint8_t *)PASS, strlen(PASS)) == 0, "remove by secret");
     ok(luks_remove_slots(l, 1, NULL, 0) == -EINVAL, "the last slot stays");
+    /* --force over the only slot: a temporary copy, then the new key,
+     * then the copy erased; the same secret again leaves the image as
+     * the checks below expect */
+    ok(luks_replace_slot(l, 1, (const uint8_t *)"second", 6, 10) == 0, "replace slot 1");
+    int nactive = 0;
+    for (int i = 0; i < LUKS_NUM_SLOTS; i++)
+        nactive += l->slots[i].active;
+    ok(nactive == 1 && l->slots[1].active, "one slot, slot 1, after the replace");
+    ok(luks_replace_slot(l, 8, (const uint8_t *)"x", 1, 10) == -EINVAL, "replace: bad slot");
     luks_close(l);
     close(fd);
     ok(sh("qemu-img info %s | grep -q 'active: true' && qemu-io --object secret,id=s1,"
@@ -367,7 +376,7 @@ static void af_roundtrip(void)
 
 int main(void)
 {
-    plan(60);
+    plan(63);
     snprintf(dir, sizeof(dir), "/tmp/kimg-luks-XXXXXX");
     if (!mkdtemp(dir))
         return 1;
