@@ -19,7 +19,7 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
-               cryptsetup-bin
+               cryptsetup-bin nettle-dev
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -53,6 +53,8 @@ INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            $(INC) $(XML_CFLAGS) -MMD -MP
 LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -lpthread
+# formats/luks/cipher.c: the LUKS ciphers OpenSSL lacks (Serpent, Twofish, CAST5, AES-192-XTS)
+LDLIBS  += -lnettle
 LDFLAGS += $(SANFLAGS)
 
 # ---- the installable library: names, public headers, directories ----
