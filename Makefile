@@ -161,13 +161,15 @@ check: all $(UNIT_BIN) $(REPLAY_BIN)
 # The long crash loops (.ci/run runs them after check): every crash test
 # again under the power-failure model with more seeds than check's one
 # (tests/cli/190: each simulated crash also loses a random subset of the
-# unsynced writes).
+# unsynced writes); and tests/cli/188 over all 87 LUKS cipher combinations.
 SLOW_SEEDS ?= 2 3 4 5
 check-slow: all
 	@for s in $(SLOW_SEEDS); do \
 	    echo "== power-failure crash loops, seed $$s"; \
 	    KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
 	done
+	@echo "== every LUKS cipher/mode/ivgen combination qemu-img creates"
+	KIMG_LUKS_ALL=1 prove --timer tests/cli/188-luks-ciphers.t
 
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CC ?= clang
