@@ -111,9 +111,9 @@ for c in "twofish-256 xts plain64" "serpent-128 cbc essiv" "aes-192 xts plain64"
         qemu-img compare -q "${obj[@]}" --image-opts \
             "driver=qcow2,encrypt.key-secret=s,file.filename=k.qcow2" "driver=raw,file.filename=ref.raw"'
     kimg checksum "${obj[@]}" --image-opts "driver=qcow2,encrypt.key-secret=s,file.filename=q.qcow2"
-    a=$(cat "$T/out")
+    a=$(cut -d' ' -f1 "$T/out")
     kimg checksum -f raw ref.raw
-    is "$a" "$(cat "$T/out")" "$name: checksum of the decrypted guest = the plain data's"
+    is "$a" "$(cut -d' ' -f1 "$T/out")" "$name: checksum of the decrypted guest = the plain data's"
 done
 
 # qemu's refusals, in qemu's words; no file left
