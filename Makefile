@@ -20,7 +20,7 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
-               cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev
+               cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -55,6 +55,8 @@ CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FI
            $(INC) $(XML_CFLAGS) -MMD -MP
 NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
 LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -ljansson $(NBD_LIBS) -lpthread
+# formats/luks/cipher.c: the LUKS ciphers OpenSSL lacks (Serpent, Twofish, CAST5, AES-192-XTS)
+LDLIBS  += -lnettle
 LDFLAGS += $(SANFLAGS)
 
 # ---- the installable library: names, public headers, directories ----
@@ -177,13 +179,16 @@ check: all $(UNIT_BIN) $(REPLAY_BIN)
 # again under the power-failure model with more seeds than check's one
 # (tests/cli/190: each simulated crash also loses a random subset of the
 # unsynced writes).  KIMG_CRASH_FULL=1: loops that sample their crash
-# points in check (tests/cli/174) take every one here.
+# points in check (tests/cli/174) take every one here.  And tests/cli/188
+# over all 87 LUKS cipher combinations.
 SLOW_SEEDS ?= 2 3 4 5
 check-slow: all
 	@for s in $(SLOW_SEEDS); do \
 	    echo "== power-failure crash loops, seed $$s"; \
 	    KIMG_CRASH_FULL=1 KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
 	done
+	@echo "== every LUKS cipher/mode/ivgen combination qemu-img creates"
+	KIMG_LUKS_ALL=1 prove --timer tests/cli/188-luks-ciphers.t
 
 # ---- fuzzing (clang + libFuzzer) ----
 FUZZ_CC ?= clang

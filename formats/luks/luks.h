@@ -2,9 +2,9 @@
  * luks.h — LUKS1 for kimg: the on-disk header and key slots (the LUKS
  * On-Disk Format Specification 1.2.3, as qemu 7.2's crypto/block-luks.c
  * and cryptsetup write it), the anti-forensic splitter, PBKDF2 and the
- * sector ciphers, all through OpenSSL's EVP API.  Two users: the
- * standalone "luks" format (formats/luks/luks.c: header at offset 0, the
- * payload at the header's payload offset) and encrypted qcow2
+ * sector ciphers (OpenSSL; nettle for the ciphers OpenSSL lacks).  Two
+ * users: the standalone "luks" format (formats/luks/luks.c: header at
+ * offset 0, the payload at the header's payload offset) and encrypted qcow2
  * (formats/qcow2/crypto.c: the header in the clusters the CRYPTO header
  * extension names, the payload being qcow2's data clusters).
  *
@@ -12,7 +12,8 @@
  *   header.c   parse/validate/serialize the 592-byte header and slot table
  *   keyslot.c  PBKDF2, AF split/merge, unlock, add/remove key slots
  *   cipher.c   sector encryption/decryption (xts, cbc, ecb, ctr; plain,
- *              plain64, essiv), thread-safe, AES-NI through EVP
+ *              plain64, essiv), thread-safe; AES through OpenSSL (AES-NI),
+ *              AES-192-XTS, CAST5, Serpent and Twofish through nettle
  *   luks.c     the standalone "luks" format driver
  * This header is the contract with formats/qcow2 (the qcow2 helper uses
  * it at the same time): the declared functions keep their meaning; either
@@ -48,7 +49,7 @@ struct luks_io {
 /* Creation parameters, with qemu's option names; NULL/0 = qemu's default. */
 struct luks_params {
     const char *cipher_alg;     /* "aes-256" (aes-128/192/256, cast5-128,
-                                   serpent-*, twofish-*: what EVP offers) */
+                                   serpent-*, twofish-*) */
     const char *cipher_mode;    /* "xts" (ecb, cbc, xts, ctr) */
     const char *ivgen_alg;      /* "plain64" (plain, plain64, essiv) */
     const char *ivgen_hash_alg; /* essiv's hash: "sha256" */

@@ -115,8 +115,19 @@ unsigned luks_hash_len(const char *name);
 int luks_cipher_new(struct luks_cipher **out, const char *alg, const char *mode,
                     const char *ivgen, const char *ivhash, const uint8_t *key, size_t keylen);
 void luks_cipher_free(struct luks_cipher *c);
+/* luks_cipher_new2's FLAGS, for tests and benchmarks: force one path. */
+#define LUKS_CIPHER_NETTLE 0x1u    /* nettle even where OpenSSL has the cipher */
+#define LUKS_CIPHER_EVP    0x2u    /* OpenSSL through EVP_CipherInit_ex2 per sector */
+/* A keyed sector cipher: ALG is qemu's name ("aes-256"), MODE ecb, cbc, xts
+ * or ctr, IVGEN plain, plain64 or essiv (IVHASH: its hash, NULL: sha256),
+ * KEY KEYLEN bytes (xts: both halves).  OpenSSL when it has ALG-MODE, else
+ * nettle.  0, or -ENOTSUP/-EINVAL/-ENOMEM with kimg_error() set. */
+int luks_cipher_new2(struct luks_cipher **out, const char *alg, const char *mode,
+                     const char *ivgen, const char *ivhash, const uint8_t *key, size_t keylen,
+                     unsigned flags);
 /* Encrypt (ENC) or decrypt LEN bytes (multiple of 512) in place, the
- * first sector's IV number being SECTOR.  Thread-safe. */
+ * first sector's IV number being SECTOR, each 512 bytes the next sector.
+ * Thread-safe: any number of callers at once on one cipher. */
 int luks_cipher_run(struct luks_cipher *c, uint64_t sector, uint8_t *buf, size_t len, bool enc);
 
 /* keyslot.c */
