@@ -92,8 +92,12 @@ expect_ro() {   # expect_ro NAME FILE ARGS...
     isnt "$RC" 0 "$name: a write through it fails"
     is "$(sha "$f")" "$sum" "$name: the image is unchanged"
 }
-qemu-img create -q -f vpc d.vhd 8M
-expect_ro "VHD (kimg reads it only), readonly=false" d.vhd readonly=false
+# a streamOptimized VMDK that holds data: kimg writes its grains once, so
+# it is served read-only
+qemu-img create -q -f qcow2 s.qcow2 8M
+qemu-io -f qcow2 -c "write -P 7 0 1M" s.qcow2 > /dev/null
+qemu-img convert -O vmdk -o subformat=streamOptimized s.qcow2 d.vmdk
+expect_ro "stream VMDK holding data (kimg writes it once), readonly=false" d.vmdk readonly=false
 expect_ro "probed raw, readonly=false" a.raw readonly=false
 expect_ro "qcow2 without readonly=false" plain.qcow2
 expect_ro "qcow2, readonly=false under nbdkit -r" plain.qcow2 readonly=false -r
