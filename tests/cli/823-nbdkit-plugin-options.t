@@ -10,6 +10,11 @@
 # --help lists them and --dump-plugin shows kimg's version and formats.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbdkit.sh"
+# A sanitizer build's plugin runs in nbdkit with libasan preloaded, and
+# nbdkit then hangs for good in libc's exit handlers after the refused
+# starts this test makes (p11-kit freeing its locale; not kimg's code):
+# skipped there.  820-822 run the plugin's code under ASan+UBSan.
+[ ${#NBDKIT_ENV[@]} -gt 0 ] && skip_all "nbdkit hangs at exit with libasan preloaded after refused starts"
 . "$KIMG_SRC/tests/cli/ova.sh"
 
 # OVA disks
