@@ -308,13 +308,27 @@ int cmd_dd(int argc, char **argv)
     } else if (a.has_skip) {
         in_pos = a.skip * a.bs;
         if (!src) {
-            /* standard input: read past what is skipped */
-            uint8_t *sink = malloc(PIECE);
-            for (uint64_t left = in_pos; sink && left;) {
+            /* standard input: read past what is skipped (a page-aligned
+             * buffer, as every buffer the kernel copies into); an input
+             * that ends inside the skipped part is the same error as one
+             * that ends inside the copied part */
+            uint8_t *sink = kimg_alloc_aligned(PIECE);
+            if (!sink) {
+                cmd_error("out of memory");
+                goto done;
+            }
+            for (uint64_t left = in_pos; left;) {
                 size_t got, n = left < PIECE ? (size_t)left : PIECE;
-                if (read_stdin(sink, n, &got) < 0 || got < n)
-                    break;
+                int r = read_stdin(sink, n, &got);
+                if (r < 0 || (got < n && !(a.has_isize && a.isize == 0))) {
+                    cmd_error(r < 0 ? "error while reading from input image file: %s"
+                                    : "Input ended unexpectedly%s", r < 0 ? strerror(-r) : "");
+                    free(sink);
+                    goto done;
+                }
                 left -= n;
+                if (got < n)
+                    break;
             }
             free(sink);
         }

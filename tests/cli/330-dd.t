@@ -83,6 +83,11 @@ head -c 1000 iso.bin | "$KIMG" dd -f raw osize=1M of=short.raw 2> err
 isnt "$?" 0 "a stream shorter than osize without isize: refused"
 like "$(cat err)" "Input ended unexpectedly" "short stream: Proxmox's message"
 ok "short stream: no output file left" test ! -e short.raw
+# a stream that ends inside the skipped part: the same error, no output
+head -c 500 iso.bin | "$KIMG" dd -f raw bs=1000 skip=1 count=2 of=skipshort.raw 2> err
+isnt "$?" 0 "a stream shorter than skip: refused"
+like "$(cat err)" "Input ended unexpectedly" "short skip: said so"
+ok "short skip: no output file left" test ! -e skipshort.raw
 # standard output, and standard input to standard output
 kimg dd -f raw bs=1000 skip=1 if=odd.bin of=want.raw
 "$KIMG" dd -f raw bs=1000 skip=1 if=odd.bin > got.raw 2> err
