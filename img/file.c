@@ -182,7 +182,7 @@ static int posix_pread(struct kimg_file *f, void *buf, size_t len, uint64_t off)
  * into them pays a host page fault per 4 KiB: measured on a 2-vCPU AMD
  * EPYC guest, a 1.3 GiB raw-to-raw copy in 2 MiB-aligned writes took
  * 1.4-4.6 s in 10 of 12 runs, the same writes shifted by 4 KiB 0.36-0.6 s
- * in 11 of 12 (tests/bench/README.md, "page-cache folios").  qemu-img
+ * in 11 of 12 (README.md, "Performance").  qemu-img
  * escapes this by accident: its writes follow the source's extents.  So a
  * write crossing such a point is cut 4 KiB after it: the kernel then
  * builds that range from a 4 KiB folio and folios of up to 1 MiB, which
