@@ -108,7 +108,7 @@ int cmd_create(int argc, char **argv)
         "-o, --options OPTS            format options, key=value,... ('-o help' lists them)",
         "-b, --backing BACKING_FILE    create a copy-on-write overlay of BACKING_FILE",
         "-B, -F, --backing-format FMT  format of BACKING_FILE (-F: qemu-img 7.2's letter)",
-        "-u, --backing-unsafe          do not open BACKING_FILE (SIZE is then required)",
+        "-u, --backing-unsafe          do not fail when BACKING_FILE cannot be opened",
         "-q, --quiet                   no \"Formatting\" line",
         "--object OBJDEF               a secret for encryption (secret,id=ID,file=PATH)",
         "-h, --help                    this help",
