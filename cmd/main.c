@@ -5,7 +5,7 @@
  * Run under the name `qemu-img` (argv[0]'s last component, e.g. through a
  * symlink), --version prints "qemu-img version 7.2.0 (kimg X.Y.Z)" first:
  * callers that parse qemu-img's version (OpenStack cinder's
- * "qemu-img version ([0-9\.]*)", nova's and os-brick's alike) read 7.2.0,
+ * "qemu-img version ([0-9\.]*)") read 7.2.0,
  * the qemu-img whose JSON, messages and exit codes kimg reproduces; kimg
  * also takes QEMU 10.1's option spellings, but claiming 10.1 would promise
  * 10.1's output (e.g. info's "children"), which kimg does not print.
