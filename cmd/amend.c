@@ -60,12 +60,31 @@ static int check_options(const struct kimg_driver *drv, const struct kimg_opts *
 
 int cmd_amend(int argc, char **argv)
 {
+    /* QEMU 10.1's long names for qemu-img's options */
+    static const char optstring[] = ":ho:f:t:pq";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "options", required_argument, NULL, 'o' },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "cache", required_argument, NULL, 't' },
         { "force", no_argument, NULL, OPT_FORCE },
+        { "progress", no_argument, NULL, 'p' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-o, --options OPTS            the options to change, key=value,... (required; '-o help')",
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "-t, --cache MODE              cache mode (default: writeback)",
+        "--force                       allow unsafe changes, as qemu-img's --force",
+        "-p, --progress                progress lines as qemu-img's",
+        "-q, --quiet                   no progress",
+        "--object OBJDEF               a secret for encrypted images",
+        "-h, --help                    this help",
+        NULL,
     };
     struct kimg_opts *opts = NULL;
     const char *fmt = NULL, *cache = "writeback", *file = NULL;
@@ -75,7 +94,7 @@ int cmd_amend(int argc, char **argv)
     struct kimg *img = NULL;
     int c, ret = 1;
 
-    while ((c = getopt_long(argc, argv, ":ho:f:t:pq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             if (!*optarg) {
@@ -93,7 +112,7 @@ int cmd_amend(int argc, char **argv)
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
         case OPT_FORCE: force = true; break;
-        case 'h': print_synopsis("amend"); kimg_opts_free(opts); return 0;
+        case 'h': kimg_opts_free(opts); return cmd_help("amend", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg)) {
                 kimg_opts_free(opts);

@@ -49,6 +49,7 @@ static int parse_granularity(const char *arg, uint64_t *out)
 
 int cmd_bitmap(int argc, char **argv)
 {
+    static const char optstring[] = ":hf:b:F:g:";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "object", required_argument, NULL, OPT_OBJECT },
@@ -65,6 +66,21 @@ int cmd_bitmap(int argc, char **argv)
         { "format", required_argument, NULL, 'f' },
         { NULL, 0, NULL, 0 },
     };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "--object OBJDEF               a secret for encrypted images",
+        "--add                         create BITMAP (enabled unless --disable)",
+        "-g, --granularity SIZE        granularity of the added bitmap",
+        "--remove                      delete BITMAP",
+        "--clear                       clear every bit of BITMAP",
+        "--enable, --disable           start or stop recording writes in BITMAP",
+        "--merge SOURCE                merge bitmap SOURCE into BITMAP",
+        "-b, --source-file FILE        with --merge, SOURCE is in FILE",
+        "-F, --source-format FMT       format of that FILE",
+        "-h, --help                    this help",
+        NULL,
+    };
     struct kimg_bitmap_op ops[MAX_OPS];
     const char *fmt = NULL, *src_file = NULL, *src_fmt = NULL;
     uint64_t gran = 0;
@@ -72,11 +88,11 @@ int cmd_bitmap(int argc, char **argv)
     int nops = 0, c;
 
     memset(ops, 0, sizeof(ops));
-    while ((c = getopt_long(argc, argv, ":hf:b:F:g:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         int a = -1;
         const char *src_name = NULL;
         switch (c) {
-        case 'h': print_synopsis("bitmap"); return 0;
+        case 'h': return cmd_help("bitmap", optstring, longopts, help);
         case 'f': fmt = optarg; break;
         case 'b': src_file = optarg; break;
         case 'F': src_fmt = optarg; break;

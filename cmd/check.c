@@ -69,17 +69,35 @@ static void print_human(const struct kimg_check *r, bool quiet)
 
 int cmd_check(int argc, char **argv)
 {
+    /* QEMU 10.1's long names for qemu-img's options */
+    static const char optstring[] = ":hf:r:T:qU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
-        { "repair", required_argument, NULL, 'r' },
-        { "output", required_argument, NULL, OPT_OUTPUT },
-        { "force-share", no_argument, NULL, 'U' },
-        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "cache", required_argument, NULL, 'T' },
+        { "repair", required_argument, NULL, 'r' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "-T, --cache MODE              cache mode (accepted; the check reads through)",
+        "-r, --repair leaks|all        repair leaks, or every error (opens read-write)",
+        "-U, --force-share             open without taking the image's locks",
+        "--output human|json           output format (default: human)",
+        "-q, --quiet                   no output, the exit code only",
+        "--object OBJDEF               a secret for encrypted images",
+        "--untrusted                   treat FILE as hostile (no backing files)",
+        "--disk N                      the Nth disk of an OVA archive",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
@@ -88,7 +106,7 @@ int cmd_check(int argc, char **argv)
     bool image_opts = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'r':
@@ -112,7 +130,7 @@ int cmd_check(int argc, char **argv)
             if (cmd_parse_disk(optarg, &disk) < 0)
                 return 1;
             break;
-        case 'h': print_synopsis("check"); return 0;
+        case 'h': return cmd_help("check", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

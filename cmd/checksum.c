@@ -19,21 +19,12 @@ static void print_progress(void *opaque, uint64_t done, uint64_t total)
 
 static void print_help(void)
 {
-    print_synopsis("checksum");
     printf("\n"
         "Print a digest of each image's guest-visible content: the same for a raw\n"
         "image, its qcow2, a compressed qcow2 or an overlay chain with that content.\n"
         "Default: the block-based construction of blkhash/blksum:\n"
         "  H( H(block 0) || ... || H(block n-1) || 64-bit little-endian length )\n"
-        "  -a ALGORITHM     any OpenSSL digest (default sha256; 'openssl list\n"
-        "                   -digest-algorithms' lists them)\n"
-        "  --block-size N   block size (default 64k; other sizes give other digests)\n"
-        "  --threads N      hash threads (default: online CPUs); never changes the digest\n"
-        "  --raw-digest     the plain digest of the raw content instead, as\n"
-        "                   'qemu-img convert -O raw' piped to sha256sum would give\n"
-        "  --output=json    a JSON array of {filename, algorithm, digest, ...}\n"
-        "  -p               progress, on stderr (stdout carries the digests)\n"
-        "  --disk N         of an OVA archive, the Nth disk (default: the first)\n"
+        "--raw-digest: the digest 'qemu-img convert -O raw' piped to sha256sum gives.\n"
         "Output: 'DIGEST  FILE' per line, as sha256sum prints it.\n");
 }
 
@@ -59,8 +50,10 @@ static void print_line(const char *hex, const char *name)
 int cmd_checksum(int argc, char **argv)
 {
     enum { OPT_BLOCK_SIZE = 400, OPT_THREADS, OPT_RAW_DIGEST };
+    static const char optstring[] = ":hf:Ua:p";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
         { "force-share", no_argument, NULL, 'U' },
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "output", required_argument, NULL, OPT_OUTPUT },
@@ -74,6 +67,22 @@ int cmd_checksum(int argc, char **argv)
         { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
+    static const char *const help[] = {
+        "-f, --format FMT              format of every FILE (default: probed)",
+        "-U, --force-share             open without taking the images' locks",
+        "--untrusted                   treat the files as hostile (no backing files)",
+        "--output human|json           'DIGEST  FILE' lines, or a JSON array",
+        "-a, --algorithm ALGORITHM     any OpenSSL digest (default sha256)",
+        "--block-size N                block size (default 64k; another gives another digest)",
+        "--threads N                   hash threads (default: online CPUs; same digest)",
+        "--raw-digest                  the plain digest of the raw content instead",
+        "-p, --progress                progress, on stderr (stdout carries the digests)",
+        "--object OBJDEF               a secret for encrypted images",
+        "--image-opts                  each FILE is an option string (key=value,...)",
+        "--disk N                      the Nth disk of an OVA archive (default: the first)",
+        "-h, --help                    this help",
+        NULL,
+    };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
     struct kimg_checksum ck = { .algorithm = KIMG_CHECKSUM_DEFAULT_ALGORITHM };
@@ -83,7 +92,7 @@ int cmd_checksum(int argc, char **argv)
     uint64_t v;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:Ua:p", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -120,7 +129,10 @@ int cmd_checksum(int argc, char **argv)
             if (cmd_parse_disk(optarg, &disk) < 0)
                 return 1;
             break;
-        case 'h': print_help(); return 0;
+        case 'h':
+            cmd_help("checksum", optstring, longopts, help);
+            print_help();
+            return 0;
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

@@ -15,6 +15,7 @@ int cmd_clone(int argc, char **argv)
         O_PRESERVE, O_NVRAM, O_REFLINK, O_PRINT_XML, O_LINKED, O_REPORT_JSON, O_OUTPUT_XML,
         O_CONNECT, O_IGNORED, O_IGNORED_ARG,
     };
+    static const char optstring[] = ":hn:f:m:u:o:qd";
     static const struct option longopts[] = {
         { "original-xml", required_argument, NULL, O_ORIGINAL_XML },
         { "original", required_argument, NULL, 'o' },
@@ -46,6 +47,30 @@ int cmd_clone(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    static const char *const help[] = {
+        "--original-xml FILE           the domain XML to clone (virsh dumpxml --inactive)",
+        "-o, --original DOMAIN         refused: kimg clone works offline, give --original-xml",
+        "-n, --name NAME               name of the new domain",
+        "--auto-clone                  pick the name (NAME-clone) and the disk names",
+        "-f, --file FILE               a new disk path, one per disk in order (repeatable)",
+        "-m, --mac MAC                 a new MAC address, one per interface (repeatable)",
+        "-u, --uuid UUID               UUID of the new domain (default: random)",
+        "--nonsparse                   fully allocate the new disks",
+        "--skip-copy TARGET            keep disk TARGET (e.g. vda) shared, not copied",
+        "--force-copy TARGET           copy disk TARGET even if read-only or shareable",
+        "--preserve-data, --preserve   -f names existing files: keep them, copy nothing",
+        "--nvram FILE                  path of the new NVRAM file",
+        "--reflink                     copy disks as reflinks (btrfs, XFS)",
+        "--linked                      new disks are qcow2 overlays of the originals",
+        "--print-xml                   print the new domain XML, copy nothing",
+        "--output-xml FILE             write the new domain XML to FILE",
+        "--report-json FILE            write what was done as JSON to FILE",
+        "-q, --quiet                   no progress lines",
+        "--connect URI, --check OPT, --replace, -d, --debug, --force, --prompt, --noautoconsole",
+        "                              virt-clone's options with no offline meaning: accepted",
+        "-h, --help                    this help",
+        NULL,
+    };
     struct clone_opts o = { 0 };
     const char **lists = calloc((size_t)argc * 4 + 4, sizeof(*lists));
     int c, ret = 1;
@@ -58,7 +83,7 @@ int cmd_clone(int argc, char **argv)
     o.skip = lists + 2 * (argc + 1);
     o.force = lists + 3 * (argc + 1);
 
-    while ((c = getopt_long(argc, argv, ":hn:f:m:u:o:qd", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case O_ORIGINAL_XML: o.original_xml = optarg; break;
         case 'n': o.name = optarg; break;
@@ -83,7 +108,7 @@ int cmd_clone(int argc, char **argv)
                     "file; give --original-xml FILE (virsh dumpxml --inactive %s > FILE)\n",
                     optarg, optarg);
             goto out;
-        case 'h': print_synopsis("clone"); ret = 0; goto out;
+        case 'h': ret = cmd_help("clone", optstring, longopts, help); goto out;
         case ':':
             ret = cmd_usage_error("clone", "clone: option '%s' needs an argument",
                                   argv[optind - 1]);

@@ -95,6 +95,17 @@ void cmd_progress_value(float pct);
 void cmd_progress(void *opaque, uint64_t done, uint64_t total);
 /* "usage: kimg NAME ..." for --help (main.c). */
 void print_synopsis(const char *name);
+/* `kimg NAME --help` / `-h` (help.c): the synopsis, then "Options:" and
+ * LINES (NULL-terminated, one option a line, each naming its spellings:
+ * "-f, --format FMT  ...").  Each letter of OPTSTRING and each name of
+ * LONGOPTS missing from LINES is reported on stderr as an internal error
+ * (tests/cli/095 keeps the pages complete).  Returns 0 (the exit code). */
+int cmd_help(const char *name, const char *optstring, const struct option *longopts,
+             const char *const *lines);
+/* The check itself: how many options LINES misses, each passed to REPORT
+ * (may be NULL) as "-X" or "--name". */
+int cmd_help_missing(const char *optstring, const struct option *longopts,
+                     const char *const *lines, void (*report)(const char *token));
 /* kimg_print_for_terminal (kimg.h: every name from an image or an XML
  * file printed in human output or a message), left-aligned in WIDTH
  * columns (as printf's %-Ns). */

@@ -10,18 +10,40 @@
 
 int cmd_commit(int argc, char **argv)
 {
+    /* QEMU 10.1's long names for qemu-img's options */
+    static const char optstring[] = ":hf:t:b:dpqr:";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "cache", required_argument, NULL, 't' },
+        { "drop", no_argument, NULL, 'd' },
+        { "base", required_argument, NULL, 'b' },
+        { "rate-limit", required_argument, NULL, 'r' },
+        { "progress", no_argument, NULL, 'p' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "-t, --cache MODE              cache mode (default: writeback)",
+        "-d, --drop                    keep FILE's data (do not empty it)",
+        "-b, --base BASE               commit into BASE, an image of the chain (implies -d)",
+        "-r, --rate-limit RATE         at most RATE bytes per second (k, M, G suffixes)",
+        "-p, --progress                progress lines as qemu-img's",
+        "-q, --quiet                   no \"Image committed.\" line",
+        "--object OBJDEF               a secret for encrypted images",
+        "-h, --help                    this help",
+        NULL,
     };
     struct kimg_commit cm = { 0 };
     const char *cache = "writeback";
     bool progress = false, quiet = false, image_opts = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:t:b:dpqr:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': cm.format = optarg; break;
         case 't': cache = optarg; break;
@@ -38,7 +60,7 @@ int cmd_commit(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'h': print_synopsis("commit"); return 0;
+        case 'h': return cmd_help("commit", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

@@ -39,22 +39,45 @@ static int report(const struct kimg_compare *c, int ret, bool quiet)
 
 int cmd_compare(int argc, char **argv)
 {
+    /* QEMU 10.1's long names for qemu-img's options */
+    static const char optstring[] = ":hf:F:T:pqsU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "a-format", required_argument, NULL, 'f' },
+        { "b-format", required_argument, NULL, 'F' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "strict", no_argument, NULL, 's' },
+        { "cache", required_argument, NULL, 'T' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "progress", no_argument, NULL, 'p' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { "disk", required_argument, NULL, OPT_DISK },
         { "disk2", required_argument, NULL, OPT_DISK2 },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --a-format FMT            format of FILE1 (default: probed)",
+        "-F, --b-format FMT            format of FILE2 (default: probed)",
+        "--image-opts                  FILE1 and FILE2 are option strings (key=value,...)",
+        "-s, --strict                  sizes and allocation must match too",
+        "-T, --cache MODE              cache mode (accepted)",
+        "-U, --force-share             open without taking the images' locks",
+        "-p, --progress                progress (accepted; the comparison prints none)",
+        "-q, --quiet                   no output, the exit code only",
+        "--object OBJDEF               a secret for encrypted images",
+        "--untrusted                   treat both files as hostile (no backing files)",
+        "--disk N, --disk2 N           the Nth disk of FILE1 / FILE2 when an OVA archive",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt1 = NULL, *fmt2 = NULL;
     unsigned flags = 0, disk1 = 0, disk2 = 0;
     bool strict = false, quiet = false, image_opts = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt1 = optarg; break;
         case 'F': fmt2 = optarg; break;
@@ -69,7 +92,7 @@ int cmd_compare(int argc, char **argv)
             if (cmd_parse_disk(optarg, c == OPT_DISK ? &disk1 : &disk2) < 0)
                 return CMP_EOPEN;
             break;
-        case 'h': print_synopsis("compare"); return 0;
+        case 'h': return cmd_help("compare", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return CMP_EOPEN;   /* qemu-img compare exits 2 here */

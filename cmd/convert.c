@@ -205,19 +205,68 @@ int cmd_convert(int argc, char **argv)
 {
     enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS, OPT_BITMAPS,
            OPT_SKIP_BROKEN };
+    /* QEMU 10.1's long names.  -b is 10.1's letter for the backing file;
+     * -B (7.2's, kept by 10.1 too) keeps working.  --progress alone is
+     * 10.1's -p; kimg's --progress=json|human keeps its meaning. */
+    static const char optstring[] = ":hf:O:b:B:F:Cco:l:S:pt:T:qnm:WU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
-        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "source-format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
-        { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
-        { "progress", required_argument, NULL, OPT_PROGRESS },
-        { "disk", required_argument, NULL, OPT_DISK },
+        { "source-cache", required_argument, NULL, 'T' },
+        { "snapshot", required_argument, NULL, 'l' },
         { "bitmaps", no_argument, NULL, OPT_BITMAPS },
         { "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
+        { "target-format", required_argument, NULL, 'O' },
+        { "target-image-opts", no_argument, NULL, OPT_TARGET_IMAGE_OPTS },
+        { "target-format-options", required_argument, NULL, 'o' },
+        { "target-cache", required_argument, NULL, 't' },
+        { "backing", required_argument, NULL, 'b' },
+        { "backing-format", required_argument, NULL, 'F' },
+        { "sparse-size", required_argument, NULL, 'S' },
+        { "no-create", no_argument, NULL, 'n' },
+        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { "compress", no_argument, NULL, 'c' },   /* in 10.1's help, not its table */
+        { "force-share", no_argument, NULL, 'U' },
+        { "parallel", required_argument, NULL, 'm' },
+        { "oob-writes", no_argument, NULL, 'W' },
+        { "copy-range-offloading", no_argument, NULL, 'C' },
+        { "progress", optional_argument, NULL, OPT_PROGRESS },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
+        { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --source-format FMT        format of every source (default: probed)",
+        "--image-opts                   each source is an option string (key=value,...)",
+        "-T, --source-cache MODE        cache mode of the sources (default: writeback)",
+        "-l, --snapshot SNAPSHOT        read this internal snapshot of the source",
+        "--bitmaps                      copy the persistent dirty bitmaps too",
+        "--skip-broken-bitmaps          with --bitmaps, skip inconsistent bitmaps",
+        "-O, --target-format FMT        format of the target (default: raw)",
+        "--target-image-opts            the target is an option string (needs -n)",
+        "-o, --target-format-options O  creation options of the target ('-o help')",
+        "-t, --target-cache MODE        cache mode of the target (default: unsafe)",
+        "-b, -B, --backing FILE         the target is an overlay of FILE (-B: 7.2's letter)",
+        "-F, --backing-format FMT       format of the backing file",
+        "-S, --sparse-size SIZE         zero runs of this size become holes (default: 4k)",
+        "-n, --no-create                write into an existing target",
+        "--target-is-zero               with -n, the target reads as zeros already",
+        "-c, --compress                 compressed output (formats that compress)",
+        "-U, --force-share              open the sources without taking their locks",
+        "-m, --parallel N               requests in flight, 1 to 16 (default: 8)",
+        "-W, --oob-writes               out-of-order writes (accepted, layout unchanged)",
+        "-C, --copy-range-offloading    copy in the kernel (a raw target file, no -c)",
+        "-p, --progress                 progress lines as qemu-img's",
+        "--progress=json|human          progress as JSON lines on stderr, or as -p",
+        "-q, --quiet                    no progress",
+        "--object OBJDEF                a secret for encrypted images",
+        "--untrusted                    treat the sources as hostile (no backing files)",
+        "--disk N                       the Nth disk of an OVA source",
+        "-h, --help                     this help",
+        NULL,
     };
     struct convert_args a = { .out_fmt = "raw", .sparse = 4096, .cache = "unsafe",
                               .src_cache = "writeback" };
@@ -226,10 +275,11 @@ int cmd_convert(int argc, char **argv)
     const char *snapshot = NULL;   /* -l */
     unsigned disk = 0;             /* --disk: of every source (OVA archives) */
 
-    while ((c = getopt_long(argc, argv, ":hf:O:B:F:Cco:l:S:pt:T:qnm:WU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': a.src_fmt = optarg; break;
         case 'O': a.out_fmt = optarg; a.out_fmt_given = true; break;
+        case 'b':
         case 'B': a.backing = optarg; break;
         case 'F': a.backing_fmt = optarg; break;
         case 'c': a.compress = true; break;
@@ -242,7 +292,14 @@ int cmd_convert(int argc, char **argv)
         case 'W': break;   /* out-of-order writes: accepted; data writes already
                               overlap, and the layout stays deterministic */
         case OPT_PROGRESS:
-            if (!strcmp(optarg, "json")) {
+            /* "--progress json" (a separate word) as before the
+             * argument became optional */
+            if (!optarg && optind < argc &&
+                (!strcmp(argv[optind], "json") || !strcmp(argv[optind], "human")))
+                optarg = argv[optind++];
+            if (!optarg) {
+                a.progress = true;
+            } else if (!strcmp(optarg, "json")) {
                 a.progress_json = true;
             } else if (!strcmp(optarg, "human")) {
                 a.progress = true;
@@ -294,7 +351,7 @@ int cmd_convert(int argc, char **argv)
             if (cmd_parse_disk(optarg, &disk) < 0)
                 goto out;
             break;
-        case 'h': print_synopsis("convert"); ret = 0; goto out;
+        case 'h': ret = cmd_help("convert", optstring, longopts, help); goto out;
         case OPT_OBJECT:
             if (cmd_object(optarg)) {
                 ret = 1;

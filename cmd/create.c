@@ -89,18 +89,39 @@ static int print_help(const char *fmt, bool with_file)
 
 int cmd_create(int argc, char **argv)
 {
+    /* QEMU 10.1's long names; -B is 10.1's letter for the backing
+     * format, -F (7.2's) keeps working */
+    static const char optstring[] = ":F:B:b:f:ho:qu";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
+        { "format", required_argument, NULL, 'f' },
+        { "options", required_argument, NULL, 'o' },
+        { "backing", required_argument, NULL, 'b' },
+        { "backing-format", required_argument, NULL, 'B' },
+        { "backing-unsafe", no_argument, NULL, 'u' },
+        { "quiet", no_argument, NULL, 'q' },
         { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of the new image (default: raw)",
+        "-o, --options OPTS            format options, key=value,... ('-o help' lists them)",
+        "-b, --backing BACKING_FILE    create a copy-on-write overlay of BACKING_FILE",
+        "-B, -F, --backing-format FMT  format of BACKING_FILE (-F: qemu-img 7.2's letter)",
+        "-u, --backing-unsafe          do not fail when BACKING_FILE cannot be opened",
+        "-q, --quiet                   no \"Formatting\" line",
+        "--object OBJDEF               a secret for encryption (secret,id=ID,file=PATH)",
+        "-h, --help                    this help",
+        NULL,
     };
     struct kimg_create_args a = { .format = "raw" };
     bool quiet = false;
     int c, ret;
 
-    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
-        case 'F': a.backing_format = optarg; break;
+        case 'F':
+        case 'B': a.backing_format = optarg; break;
         case 'b': a.backing_file = optarg; break;
         case 'f': a.format = optarg; break;
         case 'u': a.unsafe = true; break;
@@ -111,7 +132,9 @@ int cmd_create(int argc, char **argv)
                 return cmd_fail(NULL, "Invalid option list");
             }
             break;
-        case 'h': print_synopsis("create"); return 0;
+        case 'h':
+            kimg_opts_free(a.opts);
+            return cmd_help("create", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

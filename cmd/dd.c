@@ -195,13 +195,33 @@ static int copy(struct kimg *src, struct kimg *dst, uint64_t in_pos, uint64_t en
 
 int cmd_dd(int argc, char **argv)
 {
+    /* QEMU 10.1's long names; --snapshot and --no-create, kimg's names
+     * for Proxmox's -l and -n, are convert's */
+    static const char optstring[] = ":hf:O:l:Un";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "output-format", required_argument, NULL, 'O' },
+        { "force-share", no_argument, NULL, 'U' },
         { "object", required_argument, NULL, OPT_OBJECT },
+        { "snapshot", required_argument, NULL, 'l' },
+        { "no-create", no_argument, NULL, 'n' },
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of the input (default: probed)",
+        "--image-opts                  the input is an option string (key=value,...)",
+        "-O, --output-format FMT       format of the output (default: raw)",
+        "-U, --force-share             open the input without taking its locks",
+        "--object OBJDEF               a secret for encrypted images",
+        "-l, --snapshot SNAPSHOT       read this internal snapshot of the input",
+        "-n, --no-create               write into an existing output",
+        "--untrusted                   treat the input as hostile (no backing files)",
+        "bs=, count=, skip=, if=, of=, isize=, osize=  operands as in the usage line",
+        "-h, --help                    this help",
+        NULL,
     };
     struct dd_args a = { .bs = 512 };
     const char *fmt = NULL, *out_fmt = "raw", *snapshot = NULL;
@@ -209,9 +229,9 @@ int cmd_dd(int argc, char **argv)
     unsigned flags = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:O:l:Un", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
-        case 'h': print_synopsis("dd"); return 0;
+        case 'h': return cmd_help("dd", optstring, longopts, help);
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'l':

@@ -107,6 +107,7 @@ static void print_human(struct kimg *img, const struct kimg_info *info)
 
 int cmd_info(int argc, char **argv)
 {
+    static const char optstring[] = ":f:hU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
@@ -119,13 +120,25 @@ int cmd_info(int argc, char **argv)
         { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
     };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--output human|json           output format (default: human)",
+        "--backing-chain               every image of the backing chain",
+        "-U, --force-share             open without taking the image's locks",
+        "--untrusted                   treat FILE as hostile (no backing files)",
+        "--object OBJDEF               a secret for encrypted images",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "--disk N                      the Nth disk of an OVA archive (default: the first)",
+        "-h, --help                    this help",
+        NULL,
+    };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
     bool chain = false, image_opts = false;
     unsigned flags = 0, disk = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -139,7 +152,7 @@ int cmd_info(int argc, char **argv)
             if (cmd_parse_disk(optarg, &disk) < 0)
                 return 1;
             break;
-        case 'h': print_synopsis("info"); return 0;
+        case 'h': return cmd_help("info", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

@@ -1,6 +1,14 @@
 /*
  * main.c — the `kimg` command: a table of subcommands with qemu-img's
  * names and options (one file per subcommand), --help and --version.
+ *
+ * Run under the name `qemu-img` (argv[0]'s last component, e.g. through a
+ * symlink), --version prints "qemu-img version 7.2.0 (kimg X.Y.Z)" first:
+ * callers that parse qemu-img's version (OpenStack cinder's
+ * "qemu-img version ([0-9\.]*)") read 7.2.0,
+ * the qemu-img whose JSON, messages and exit codes kimg reproduces; kimg
+ * also takes QEMU 10.1's option spellings, but claiming 10.1 would promise
+ * 10.1's output (e.g. info's "children"), which kimg does not print.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -8,13 +16,16 @@
 #include "cmd.h"
 
 #define KIMG_VERSION "0.1.0"
+/* the qemu-img version claimed under the name qemu-img (see above) */
+#define QEMU_IMG_COMPAT_VERSION "7.2.0"
 
 static const struct subcommand subcommands[] = {
     { "create", cmd_create,
-      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]" },
+      "create [-q] [-f fmt] [-b backing_file [-B|-F backing_fmt]] [-u] [-o options] filename [size]" },
     { "convert", cmd_convert,
       "convert [-f fmt] [-O output_fmt] [-o options] [-c] [-p] [-q] [-n] [-S sparse_size] "
-      "[-t cache] [-T src_cache] [-m num] [-W] [-B backing_file [-F backing_fmt]] "
+      "[-t cache] [-T src_cache] [-m num] [-W] [-C] [-l snapshot_param] "
+      "[-b|-B backing_file [-F backing_fmt]] "
       "[--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [--untrusted] [--disk N] "
       "filename [filename2 [...]] "
       "output_filename" },
@@ -38,7 +49,7 @@ static const struct subcommand subcommands[] = {
       "[-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] "
       "[--image-opts | -f fmt] filename bitmap" },
     { "snapshot", cmd_snapshot,
-      "snapshot [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
+      "snapshot [-f fmt] [-U] [--untrusted] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] "
       "filename" },
     { "compare", cmd_compare,
       "compare [-f fmt] [-F fmt] [-U] [--untrusted] [-q] [-s] [--disk N] [--disk2 N] "
@@ -48,7 +59,7 @@ static const struct subcommand subcommands[] = {
       "[-l|--max-length=LEN] [--disk N] filename" },
     { "rebase", cmd_rebase,
       "rebase [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file "
-      "[-F backing_fmt] filename" },
+      "[-B|-F backing_fmt] filename" },
     { "resize", cmd_resize,
       "resize [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size" },
     { "amend", cmd_amend,
@@ -60,7 +71,7 @@ static const struct subcommand subcommands[] = {
       "[--threads N] [--raw-digest] [--output=human|json] [--disk N] filename [filename2 [...]]" },
     { "measure", cmd_measure,
       "measure [--output=human|json] [-O output_fmt] [-o options] [-U] [--untrusted] "
-      "(--size N | [-f fmt] [-l snapshot_param] filename)" },
+      "(-s|--size N | [-f fmt] [-l snapshot_param] filename)" },
 };
 
 #define N_SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
@@ -108,7 +119,14 @@ int main(int argc, char **argv)
         return finish_stdout(0);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-        printf("kimg version " KIMG_VERSION "\n");
+        const char *base = strrchr(argv[0], '/');
+        base = base ? base + 1 : argv[0];
+        if (!strcmp(base, "qemu-img"))
+            printf("qemu-img version " QEMU_IMG_COMPAT_VERSION " (kimg " KIMG_VERSION ")\n"
+                   "kimg, a qemu-img replacement: qemu-img 7.2's output, "
+                   "QEMU 10.1's option spellings\n");
+        else
+            printf("kimg version " KIMG_VERSION "\n");
         return finish_stdout(0);
     }
     /* --allow-remote-backing, taken by every command (before any "--"):

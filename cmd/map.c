@@ -84,18 +84,32 @@ static int parse_offset_arg(const char *arg, const char *what, uint64_t *out)
 
 int cmd_map(int argc, char **argv)
 {
+    static const char optstring[] = ":f:s:l:hU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "force-share", no_argument, NULL, 'U' },
         { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "start-offset", required_argument, NULL, OPT_START_OFFSET },
-        { "max-length", required_argument, NULL, OPT_MAX_LENGTH },
+        { "start-offset", required_argument, NULL, 's' },
+        { "max-length", required_argument, NULL, 'l' },
         { "object", required_argument, NULL, OPT_OBJECT },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { "disk", required_argument, NULL, OPT_DISK },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--output human|json           output format (default: human)",
+        "-U, --force-share             open without taking the image's locks",
+        "--untrusted                   treat FILE as hostile (no backing files)",
+        "-s, --start-offset OFFSET     start at OFFSET (k, M, G suffixes)",
+        "-l, --max-length LENGTH       map at most LENGTH bytes",
+        "--object OBJDEF               a secret for encrypted images",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "--disk N                      the Nth disk of an OVA archive",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt = NULL;
     enum output_format output = OUTPUT_HUMAN;
@@ -104,7 +118,7 @@ int cmd_map(int argc, char **argv)
     uint64_t start = 0, max_len = UINT64_MAX;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'U': flags |= KIMG_OPEN_SHARE; break;
@@ -127,7 +141,7 @@ int cmd_map(int argc, char **argv)
             if (cmd_parse_disk(optarg, &disk) < 0)
                 return 1;
             break;
-        case 'h': print_synopsis("map"); return 0;
+        case 'h': return cmd_help("map", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

@@ -148,15 +148,38 @@ static void print_result(const struct kimg_measure *m, enum output_format output
 int cmd_measure(int argc, char **argv)
 {
     enum { OPT_SIZE = OPT_HELP + 1 };
+    /* QEMU 10.1's long names and its -s for --size */
+    static const char optstring[] = ":hf:O:o:l:Us:";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "output", required_argument, NULL, OPT_OUTPUT },
-        { "size", required_argument, NULL, OPT_SIZE },
-        { "force-share", no_argument, NULL, 'U' },
-        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "source-format", required_argument, NULL, 'f' },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "source-image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "snapshot", required_argument, NULL, 'l' },
+        { "target-format", required_argument, NULL, 'O' },
+        { "target-format-options", required_argument, NULL, 'o' },
+        { "options", required_argument, NULL, 'o' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "size", required_argument, NULL, OPT_SIZE },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format, --source-format FMT  format of FILE (default: probed)",
+        "--image-opts, --source-image-opts  FILE is an option string (key=value,...)",
+        "-l, --snapshot SNAPSHOT       measure this internal snapshot of FILE",
+        "-O, --target-format FMT       format to measure for (default: raw)",
+        "-o, --options, --target-format-options OPTS  its creation options",
+        "-U, --force-share             open without taking the image's locks",
+        "--output human|json           output format (default: human)",
+        "--object OBJDEF               a secret for encrypted images",
+        "-s, --size SIZE               measure a new image of SIZE instead of FILE",
+        "--untrusted                   treat FILE as hostile (no backing files)",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt = NULL, *out_fmt = "raw", *snapshot = NULL, *filename = NULL;
     enum output_format output = OUTPUT_HUMAN;
@@ -173,7 +196,7 @@ int cmd_measure(int argc, char **argv)
     otexts = calloc((size_t)argc, sizeof(*otexts));
     if (!otexts)
         return cmd_fail(NULL, strerror(ENOMEM));
-    while ((c = getopt_long(argc, argv, ":hf:O:o:l:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
@@ -185,12 +208,13 @@ int cmd_measure(int argc, char **argv)
             if (parse_output_format(optarg, &output) < 0)
                 goto out;
             break;
+        case 's':
         case OPT_SIZE:
             if (parse_size_arg(optarg, &size) < 0)
                 goto out;
             has_size = true;
             break;
-        case 'h': print_synopsis("measure"); rc = 0; goto out;
+        case 'h': rc = cmd_help("measure", optstring, longopts, help); goto out;
         case OPT_OBJECT:
             if (cmd_object(optarg)) {
                 rc = 1;

@@ -11,12 +11,38 @@
 
 int cmd_rebase(int argc, char **argv)
 {
+    /* QEMU 10.1's long names; -B is 10.1's letter for the backing
+     * format, -F (7.2's) keeps working */
+    static const char optstring[] = ":hf:F:B:b:upt:T:qU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "cache", required_argument, NULL, 't' },
+        { "backing", required_argument, NULL, 'b' },
+        { "backing-format", required_argument, NULL, 'B' },
+        { "backing-cache", required_argument, NULL, 'T' },
+        { "backing-unsafe", no_argument, NULL, 'u' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "progress", no_argument, NULL, 'p' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "-t, --cache MODE              cache mode of FILE (default: writeback)",
+        "-b, --backing BACKING_FILE    the new backing file ('' for none)",
+        "-B, -F, --backing-format FMT  format of BACKING_FILE (-F: qemu-img 7.2's letter)",
+        "-T, --backing-cache MODE      cache mode of the backing files (default: writeback)",
+        "-u, --backing-unsafe          rewrite the header only, copy no data",
+        "-U, --force-share             open the backing files without taking their locks",
+        "-p, --progress                progress lines as qemu-img's",
+        "-q, --quiet                   no progress",
+        "--object OBJDEF               a secret for encrypted images",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
     const char *cache = "writeback", *src_cache = "writeback";
@@ -25,10 +51,11 @@ int cmd_rebase(int argc, char **argv)
     bool image_opts = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
-        case 'F': backing_fmt = optarg; break;
+        case 'F':
+        case 'B': backing_fmt = optarg; break;
         case 'b': backing = optarg; break;
         case 'u': unsafe = true; break;
         case 'p': progress = true; break;
@@ -36,7 +63,7 @@ int cmd_rebase(int argc, char **argv)
         case 'U': share = true; break;
         case 't': cache = optarg; break;
         case 'T': src_cache = optarg; break;
-        case 'h': print_synopsis("rebase"); return 0;
+        case 'h': return cmd_help("rebase", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;

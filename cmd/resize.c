@@ -48,13 +48,27 @@ static struct kimg *open_rw(const char *file, const char *fmt)
 
 int cmd_resize(int argc, char **argv)
 {
+    /* QEMU 10.1's long names for qemu-img's options */
+    static const char optstring[] = ":f:hq";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { "preallocation", required_argument, NULL, OPT_PREALLOCATION },
         { "shrink", no_argument, NULL, OPT_SHRINK },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
         { NULL, 0, NULL, 0 },
+    };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "--preallocation MODE          off, metadata, falloc or full for the new area",
+        "--shrink                      allow a smaller size (the data past it is lost)",
+        "-q, --quiet                   no \"Image resized.\" line",
+        "--object OBJDEF               a secret for encrypted images",
+        "-h, --help                    this help",
+        NULL,
     };
     const char *fmt = NULL, *size_arg;
     int prealloc = KIMG_PREALLOC_OFF, relative = 0, c;
@@ -62,19 +76,18 @@ int cmd_resize(int argc, char **argv)
     bool image_opts = false;
 
     if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        print_synopsis("resize");
-        return 0;
+        return cmd_help("resize", optstring, longopts, help);
     }
     if (argc < 3) {
         return cmd_usage_error("resize", "Not enough arguments");
     }
     /* the size comes off the end first: "-1G" must not look like an option */
     size_arg = argv[--argc];
-    while ((c = getopt_long(argc, argv, ":f:hq", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case 'f': fmt = optarg; break;
         case 'q': quiet = true; break;
-        case 'h': print_synopsis("resize"); return 0;
+        case 'h': return cmd_help("resize", optstring, longopts, help);
         case OPT_PREALLOCATION:
             prealloc = parse_prealloc(optarg);
             if (prealloc < 0) {

@@ -31,12 +31,13 @@ static int list(struct kimg *img, const char *file)
 /* qemu-img refuses to apply a snapshot while the image has persistent
  * bitmaps.  Asked before the read-write open, which would drop bitmaps
  * that track writes. */
-static int has_bitmaps(const char *file, bool image_opts, unsigned flags)
+static int has_bitmaps(const char *file, bool image_opts, const char *fmt,
+                       unsigned flags)
 {
     struct kimg *img;
     unsigned ro = (flags & ~KIMG_OPEN_RDWR) | KIMG_OPEN_NO_IO;
 
-    if ((image_opts ? kimg_open_image_opts(&img, file, ro) : kimg_open(&img, file, NULL, ro)) < 0) {
+    if ((image_opts ? kimg_open_image_opts(&img, file, ro) : kimg_open(&img, file, fmt, ro)) < 0) {
         kimg_clear_error();
         return 0;       /* the real open reports it */
     }
@@ -77,31 +78,54 @@ enum action { NONE, LIST, CREATE, APPLY, DELETE };
 
 int cmd_snapshot(int argc, char **argv)
 {
+    /* QEMU 10.1's long names and its -f (7.2's snapshot probes only) */
+    static const char optstring[] = ":f:la:c:d:hqU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
-        { "force-share", no_argument, NULL, 'U' },
-        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
-        { "object", required_argument, NULL, OPT_OBJECT },
+        { "format", required_argument, NULL, 'f' },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
+        { "list", no_argument, NULL, 'l' },
+        { "apply", required_argument, NULL, 'a' },
+        { "create", required_argument, NULL, 'c' },
+        { "delete", required_argument, NULL, 'd' },
+        { "force-share", no_argument, NULL, 'U' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "object", required_argument, NULL, OPT_OBJECT },
+        { "untrusted", no_argument, NULL, OPT_UNTRUSTED },
         { NULL, 0, NULL, 0 },
     };
+    static const char *const help[] = {
+        "-f, --format FMT              format of FILE (default: probed)",
+        "--image-opts                  FILE is an option string (key=value,...)",
+        "-l, --list                    list the snapshots (the default action)",
+        "-c, --create SNAPSHOT         create a snapshot named SNAPSHOT",
+        "-a, --apply SNAPSHOT          revert the disk to SNAPSHOT",
+        "-d, --delete SNAPSHOT         delete SNAPSHOT (by name, or ID)",
+        "-U, --force-share             open without taking the image's locks (-l only)",
+        "-q, --quiet                   no output but the listing",
+        "--object OBJDEF               a secret for encrypted images",
+        "--untrusted                   treat FILE as hostile (no backing files)",
+        "-h, --help                    this help",
+        NULL,
+    };
     enum action action = NONE;
-    const char *name = NULL;
+    const char *name = NULL, *fmt = NULL;
     unsigned flags = 0;
     bool image_opts = false;
     int c;
 
-    while ((c = getopt_long(argc, argv, ":la:c:d:hqU", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         enum action a = NONE;
         switch (c) {
         case 'l': a = LIST; break;
         case 'c': a = CREATE; break;
         case 'a': a = APPLY; break;
         case 'd': a = DELETE; break;
+        case 'f': fmt = optarg; break;
         case 'q': break;      /* nothing is printed but the listing */
         case 'U': flags |= KIMG_OPEN_SHARE; break;
         case OPT_UNTRUSTED: flags |= KIMG_OPEN_UNTRUSTED; break;
-        case 'h': print_synopsis("snapshot"); return 0;
+        case 'h': return cmd_help("snapshot", optstring, longopts, help);
         case OPT_OBJECT:
             if (cmd_object(optarg))
                 return 1;
@@ -129,11 +153,11 @@ int cmd_snapshot(int argc, char **argv)
                   "images", file);
         return 1;
     }
-    if (action == APPLY && has_bitmaps(file, image_opts, flags)) {
+    if (action == APPLY && has_bitmaps(file, image_opts, fmt, flags)) {
         cmd_error("Could not apply snapshot '%s': Device has active dirty bitmaps", name);
         return 1;
     }
-    struct kimg *img = cmd_open_image(file, image_opts, NULL, flags, 0);
+    struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, 0);
     if (!img)
         return 1;
 
