@@ -541,7 +541,6 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 
 static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len);
 static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
-static bool single_file(struct kimg *img);
 
 static struct vmdk_sparse *stream_of(struct kimg *img)
 {
