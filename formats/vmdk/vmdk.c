@@ -6,7 +6,8 @@
  * extents, info (qemu-img's format-specific block) and check; writes
  * into a single-file sparse image (monolithicSparse, or a new
  * streamOptimized one compressed on the copy engine's workers; write.c)
- * and its CID.  Creation: create.c.
+ * and its CID, and into the flat and split images convert makes (their
+ * extents members of its output, kimg/output.h).  Creation: create.c.
  */
 #include <errno.h>
 #include <stdio.h>
