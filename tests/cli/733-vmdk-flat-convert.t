@@ -89,6 +89,14 @@ flat_case small.qcow2 "options" twoGbMaxExtentSparse -f qcow2 -o adapter_type=ls
 flat_case small.qcow2 "-c" twoGbMaxExtentSparse -c -f qcow2
 flat_case small.qcow2 "zeroed_grain" twoGbMaxExtentSparse -f qcow2 -o zeroed_grain=on
 
+# -p: the progress steps qemu-img prints for the same copy
+for sub in monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+    rm -rf q k; mkdir q k
+    qemu-img convert -p -f qcow2 -O vmdk -o subformat=$sub src.qcow2 q/o.vmdk > pq.txt
+    kimg convert -p -f qcow2 -O vmdk -o subformat=$sub src.qcow2 k/o.vmdk
+    is_file "$T/out" pq.txt "$sub, convert -p: qemu-img's progress steps"
+done
+
 # over an existing image of another subformat and size: the new one whole
 # (the old extent files it does not name stay, as with qemu-img)
 rm -rf o; mkdir o
