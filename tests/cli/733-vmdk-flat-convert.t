@@ -122,4 +122,11 @@ is "$(layout l; layout r1)" "$(layout lq; layout r2)" "through a symlink: qemu-i
 ok "through a symlink: a symlink still" test -L l/link.vmdk
 ok "through a symlink: the content" qemu_oracle_compare l/link.vmdk small.qcow2
 
+# a split delta disk over a VMDK parent (-B): partial grains filled from it
+qemu-img create -q -f vmdk base.vmdk $((100 * MiB))
+qemu-io -c 'write -P 0x11 0 10M' base.vmdk > /dev/null
+qemu-img create -q -f qcow2 -b base.vmdk -F vmdk top.qcow2
+qemu-io -c 'write -P 0x22 1000k 100k' top.qcow2 > /dev/null
+flat_case top.qcow2 "-B" twoGbMaxExtentSparse -f qcow2 -B ../base.vmdk -F vmdk
+
 done_testing
