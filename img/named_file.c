@@ -3,7 +3,9 @@
  * extents; OVA members and the like next): one policy for resolving and
  * opening them (kimg_open_named_file in kimg/driver.h).  qemu-img 7.2
  * follows any such name, "/etc/shadow" and "../../x" included; kimg
- * takes only regular files inside the image's folder.  The name is opened
+ * takes only regular files inside the image's folder.  The files of an
+ * image this process is making (a pending output's members) are opened
+ * under their temporary names.  The name is opened
  * with openat2(RESOLVE_BENEATH) on that folder, so no symbolic link (a
  * folder component or the file itself) leads out of it; under --untrusted
  * no symbolic link is followed at all.
@@ -15,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "kimg/driver.h"
+#include "kimg/output.h"
 
 /* Whether NAME has a ".." path component. */
 static bool has_dotdot(const char *name)
@@ -48,6 +51,20 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
     if (untrusted && strchr(name, '/'))
         return kimg_fail(-EPERM, "refusing %s '%.200s' under --untrusted: only plain "
                          "file names in the image's folder", what, name);
+    /* an image this process is making under a temporary name (convert
+     * into a multi-file VMDK): the files it names are the output's
+     * members, themselves under temporary names (kimg/output.h); opened
+     * writable when the image is */
+    char *member = kimg_output_member_path(img->filename, name);
+    if (member) {
+        ret = kimg_file_open(&f, member, (img->writable ? KIMG_FILE_RDWR : 0) |
+                             ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
+        free(member);
+        if (ret < 0)
+            return ret;
+        *out = f;
+        return 0;
+    }
     if (img->file->fd < 0)
         return kimg_fail(-ENOENT, "Could not open %s '%.200s': the image is not a "
                          "host file", what, name);

@@ -3,8 +3,9 @@
  * contract, the replace rules and the signal set are in output.h): symlinks
  * are followed to the real target, the temporary file is made beside it
  * and renamed over it when complete; devices, FIFOs and other non-regular
- * files, and NBD exports, are written in place.  A registry of the files
- * made lets a signal or a failed run remove them all.
+ * files, and NBD exports, are written in place.  An output may own member
+ * files (a VMDK's extents), renamed into place before it.  A registry of
+ * the files made lets a signal or a failed run remove them all.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,9 +21,12 @@
 #include "kimg.h"
 #include "kimg/output.h"
 #include "kimg/file.h"
+#include "crash.h"
 
 #define MAX_LINK_HOPS 40    /* as the kernel's limit on a path's symlinks */
-#define MAX_OUTPUTS 1024    /* clone: 256 disks, the nvram, XML, report */
+/* clone: 256 disks, the nvram, XML, report; a split VMDK's 4096 extents
+ * (slots are allocated on first use) */
+#define MAX_OUTPUTS (4096 + 256)
 
 enum { SLOT_FREE, SLOT_TMP, SLOT_FINAL };
 
@@ -35,6 +39,9 @@ struct slot {
     volatile sig_atomic_t state;
     bool used;              /* taken (main thread only; the handler reads state) */
     bool undo;              /* KIMG_OUTPUT_UNDO */
+    bool replace;           /* KIMG_OUTPUT_REPLACE */
+    int owner;              /* a member: its output's slot + 1; else 0 */
+    char *name;             /* a member: the name its image gives it */
 };
 
 static struct slot *slots[MAX_OUTPUTS];
@@ -130,6 +137,9 @@ static void release_slot(int i)
 {
     slots[i]->state = SLOT_FREE;
     slots[i]->used = false;
+    slots[i]->owner = 0;
+    free(slots[i]->name);
+    slots[i]->name = NULL;
     if (--nused == 0)
         guard(false);
 }
@@ -242,6 +252,7 @@ int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
                                                          : strerror(-i));
     struct slot *s = slots[i];
     s->undo = flags & KIMG_OUTPUT_UNDO;
+    s->replace = flags & KIMG_OUTPUT_REPLACE;
     int r = resolve_links(path, s->final);
     if (r == 0)
         r = make_tmp_name(s->tmp, s->final);
@@ -281,6 +292,205 @@ static int rename_into_place(const char *tmp, const char *final, bool replace)
     return 0;
 }
 
+/* ---- several files: an output's members -------------------------------- */
+
+/* The slot of the pending output (not a member) whose temporary file is
+ * TMP, or -1 (signals blocked). */
+static int find_pending(const char *tmp)
+{
+    for (int i = 0; i < nslots; i++) {
+        struct slot *s = slots[i];
+        if (s && s->used && !s->owner && s->state == SLOT_TMP && !strcmp(s->tmp, tmp))
+            return i;
+    }
+    return -1;
+}
+
+/* A counted point for the crash tests (img/crash.c) between the renames
+ * of a multi-file output: the rename itself is no file change. */
+static void crash_point(void)
+{
+    struct kimg_crash_token tok;
+    if (kimg_crash_begin(NULL, KIMG_CRASH_SYNC, 0, 0, NULL, &tok))
+        kimg_crash_end(NULL, &tok, 0);
+}
+
+int kimg_output_add_member(const char *owner_tmp, const char *path, const char *name,
+                           char **tmp)
+{
+    struct stat st;
+    sigset_t old;
+    *tmp = NULL;
+    block_signals(&old);
+    int o = find_pending(owner_tmp);
+    restore_signals(&old);
+    if (o < 0)
+        return -ENOENT;
+    if (!slots[o]->replace && lstat(path, &st) == 0)
+        return kimg_fail(-EEXIST, "%s already exists; not replacing it", path);
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return kimg_fail(-EINVAL, "%s: not a regular file (the files of a multi-file "
+                         "image are renamed into place)", path);
+    block_signals(&old);
+    int i = take_slot();
+    restore_signals(&old);
+    if (i < 0)
+        return kimg_fail(i, "%s: %s", path, i == -EMFILE ? "too many output files at once"
+                                                         : strerror(-i));
+    struct slot *s = slots[i];
+    s->undo = slots[o]->undo;
+    s->replace = slots[o]->replace;
+    s->owner = o + 1;
+    s->name = strdup(name);
+    int r = s->name ? resolve_links(path, s->final) : -ENOMEM;
+    /* two names for one file would lose one of them at commit */
+    for (int j = 0; r == 0 && j < nslots; j++)
+        if (slots[j] && slots[j]->used && j != i && (j == o || slots[j]->owner == o + 1) &&
+            !strcmp(slots[j]->final, s->final))
+            r = -EEXIST;
+    if (r == 0)
+        r = make_tmp_name(s->tmp, s->final);
+    int fd = -1;
+    if (r == 0) {
+        block_signals(&old);
+        fd = mkostemp(s->tmp, O_CLOEXEC);
+        r = fd < 0 ? -errno : 0;
+        if (fd >= 0)
+            s->state = SLOT_TMP;
+        restore_signals(&old);
+    }
+    if (r == 0)
+        r = set_mode(fd, s->final);
+    if (fd >= 0)
+        close(fd);
+    if (r == 0 && !(*tmp = strdup(s->tmp)))
+        r = -ENOMEM;
+    if (r < 0) {
+        block_signals(&old);
+        if (s->state == SLOT_TMP)
+            unlink(s->tmp);
+        release_slot(i);
+        restore_signals(&old);
+        return kimg_fail(r, "%s: cannot create a file in its folder: %s", path,
+                         r == -EEXIST ? "the image names it twice" : strerror(-r));
+    }
+    return 0;
+}
+
+char *kimg_output_member_path(const char *owner_tmp, const char *name)
+{
+    char *p = NULL;
+    sigset_t old;
+    block_signals(&old);
+    int o = find_pending(owner_tmp);
+    for (int i = 0; o >= 0 && i < nslots && !p; i++) {
+        struct slot *s = slots[i];
+        if (s && s->used && s->owner == o + 1 && s->state == SLOT_TMP && s->name &&
+            !strcmp(s->name, name))
+            p = strdup(s->tmp);
+    }
+    restore_signals(&old);
+    return p;
+}
+
+static bool has_members(int o)
+{
+    for (int i = 0; i < nslots; i++)
+        if (slots[i] && slots[i]->used && slots[i]->owner == o + 1)
+            return true;
+    return false;
+}
+
+/* Remove output O's members, renamed or not, and release them (signals
+ * blocked): the output failed. */
+static void remove_members(int o)
+{
+    for (int i = 0; i < nslots; i++) {
+        struct slot *s = slots[i];
+        if (!s || !s->used || s->owner != o + 1)
+            continue;
+        if (s->state == SLOT_TMP)
+            unlink(s->tmp);
+        else if (s->state == SLOT_FINAL)
+            unlink(s->final);
+        release_slot(i);
+    }
+}
+
+static void sync_dir_of(const char *path)
+{
+    char d[PATH_MAX];
+    memcpy(d, path, strlen(path) + 1);
+    int fd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Output O's members into place, before O itself: each one's data on
+ * stable storage (SYNC), an old file at O's name that the new members
+ * would replace removed first (it may name files of the same names: it
+ * must not name a mix of old and new ones), the members renamed, their
+ * folders synced.  A crash leaves members without the file naming them,
+ * never the reverse.  On failure the renamed members stay registered as
+ * such (the caller's abort removes them). */
+static int commit_members(int o, bool sync)
+{
+    struct slot *os = slots[o];
+    int r = 0;
+    for (int i = 0; i < nslots && r == 0 && sync; i++) {
+        struct slot *s = slots[i];
+        if (!s || !s->used || s->owner != o + 1 || s->state != SLOT_TMP)
+            continue;
+        int fd = open(s->tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+            r = -errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    sigset_t old;
+    block_signals(&old);
+    bool clobber = false;
+    struct stat st;
+    for (int i = 0; i < nslots && r == 0 && os->replace && !clobber; i++)
+        clobber = slots[i] && slots[i]->used && slots[i]->owner == o + 1 &&
+                  lstat(slots[i]->final, &st) == 0;
+    if (clobber && lstat(os->final, &st) == 0 && S_ISREG(st.st_mode)) {
+        crash_point();
+        if (unlink(os->final) < 0 && errno != ENOENT)
+            r = -errno;
+        else if (sync)
+            sync_dir_of(os->final);
+    }
+    for (int i = 0; i < nslots && r == 0; i++) {
+        struct slot *s = slots[i];
+        if (!s || !s->used || s->owner != o + 1 || s->state != SLOT_TMP)
+            continue;
+        crash_point();
+        r = rename_into_place(s->tmp, s->final, s->replace);
+        if (r == 0)
+            s->state = SLOT_FINAL;
+    }
+    restore_signals(&old);
+    const char *last = NULL;
+    for (int i = 0; i < nslots && r == 0 && sync; i++) {
+        struct slot *s = slots[i];
+        if (!s || !s->used || s->owner != o + 1)
+            continue;
+        char d[PATH_MAX], e[PATH_MAX];
+        memcpy(d, s->final, sizeof(d));
+        if (last) {
+            memcpy(e, last, strlen(last) + 1);
+            if (!strcmp(dirname(d), dirname(e)))
+                continue;
+        }
+        sync_dir_of(s->final);
+        last = s->final;
+    }
+    return r;
+}
+
 int kimg_output_commit(struct kimg_output *o, bool sync_dir)
 {
     if (o->in_place || !o->slot || !o->path)
@@ -288,11 +498,26 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir)
     struct slot *s = slots[o->slot - 1];
     char d[PATH_MAX];
     memcpy(d, s->final, sizeof(d));     /* the slot may be reused once released */
+    bool group = has_members(o->slot - 1);
+    int r = group ? commit_members(o->slot - 1, sync_dir) : 0;
+    if (r < 0)
+        return kimg_fail(r, "%s: cannot rename its files into place: %s", o->name,
+                         r == -EEXIST ? "one appeared meanwhile; not replacing it"
+                                      : strerror(-r));
     sigset_t old;
     block_signals(&old);
-    int r = s->state == SLOT_TMP
-            ? rename_into_place(s->tmp, s->final, o->flags & KIMG_OUTPUT_REPLACE) : -ENOENT;
+    if (group)
+        crash_point();
+    r = s->state == SLOT_TMP
+        ? rename_into_place(s->tmp, s->final, o->flags & KIMG_OUTPUT_REPLACE) : -ENOENT;
     if (r == 0) {
+        for (int i = 0; group && i < nslots; i++)
+            if (slots[i] && slots[i]->used && slots[i]->owner == o->slot) {
+                if (s->undo)
+                    slots[i]->owner = 0;    /* now an output of its own, for undo */
+                else
+                    release_slot(i);
+            }
         if (s->undo) {
             s->state = SLOT_FINAL;
         } else {
@@ -323,6 +548,7 @@ void kimg_output_abort(struct kimg_output *o)
     struct slot *s = slots[o->slot - 1];
     sigset_t old;
     block_signals(&old);
+    remove_members(o->slot - 1);
     if (s->state == SLOT_TMP)
         unlink(s->tmp);
     release_slot(o->slot - 1);

@@ -10,8 +10,10 @@
  * name it will have: args->final_name when the caller creates it under a
  * temporary name); monolithicFlat is a descriptor file NAME.vmdk plus
  * NAME-flat.vmdk; the twoGbMaxExtent* subformats are a descriptor plus
- * NAME-s001.vmdk (or -f001) ... of 2 GiB each.  On failure every file
- * this call made is removed (the core removes the image file).
+ * NAME-s001.vmdk (or -f001) ... of 2 GiB each; made by convert, these are
+ * members of its output (kimg/output.h) and appear with the descriptor.
+ * On failure every file this call made is removed (the core removes the
+ * image file).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +23,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 #include "vmdk.h"
+#include "kimg/output.h"
 
 const struct kimg_optdesc vmdk_create_opts[] = {
     { "adapter_type", KIMG_OPT_STRING, "Virtual adapter type, can be one of ide (default), "
@@ -330,27 +333,26 @@ static int create_extent_file(const struct kimg_create_args *a, const char *path
 }
 
 /* Flat and split: the extent files, then the descriptor file naming them.
- * Only where the image is made under its own name (kimg create): a
- * multi-file image cannot be renamed into place as one file, so a
- * caller that creates under a temporary name (convert) is refused.  On
- * failure every extent file made is removed. */
+ * Made under their own names (kimg create), or, when the caller makes
+ * the image under a temporary name (convert), as members of that output
+ * (kimg/output.h): each extent under a temporary name of its own,
+ * renamed into place with the descriptor, which comes last.  On failure
+ * every extent file made under its own name is removed (members: by the
+ * caller's abort). */
 static int create_extents(const struct kimg_create_args *a, struct vmdk_params *p)
 {
     bool flat = p->sub == MONO_FLAT || p->sub == SPLIT_FLAT;
     bool split = p->sub == SPLIT_SPARSE || p->sub == SPLIT_FLAT;
-    if (a->final_name && strcmp(a->final_name, a->filename))
-        return kimg_fail(-ENOTSUP, "kimg cannot convert into a %s VMDK yet (its files "
-                         "could not appear together); create it with 'kimg create' first",
-                         subformat_names[p->sub]);
+    bool members = a->final_name && strcmp(a->final_name, a->filename);
     char *dir, *stem, *ext, *lines = strdup(""), *desc = NULL;
-    decompose(a->filename, &dir, &stem, &ext);
+    decompose(members ? a->final_name : a->filename, &dir, &stem, &ext);
     uint64_t nfiles = split ? (a->size + SPLIT_SIZE - 1) / SPLIT_SIZE : 1;
     char **made = calloc(nfiles + 1, sizeof(*made));
     int ret = dir && stem && ext && lines && made ? 0 : kimg_fail(-ENOMEM, "out of memory");
     unsigned idx = 1;
     for (uint64_t done = 0; ret == 0 && done < a->size; idx++) {
         uint64_t n = split && a->size - done > SPLIT_SIZE ? SPLIT_SIZE : a->size - done;
-        char *rel = NULL, *path = NULL, *nl = NULL;
+        char *rel = NULL, *path = NULL, *nl = NULL, *tmp = NULL;
         if ((split ? asprintf(&rel, "%s-%c%03u%s", stem, flat ? 'f' : 's', idx, ext)
                    : asprintf(&rel, "%s-flat%s", stem, ext)) < 0 ||
             asprintf(&path, "%s%s", dir, rel) < 0 ||
@@ -362,9 +364,21 @@ static int create_extents(const struct kimg_create_args *a, struct vmdk_params *
             free(lines);
             lines = nl;
             nl = NULL;
-            made[idx - 1] = path;
-            ret = create_extent_file(a, path, n, flat, p->zeroed);
+            if (members) {
+                ret = kimg_output_add_member(a->filename, path, rel, &tmp);
+                if (ret == -ENOENT)
+                    ret = kimg_fail(-ENOTSUP, "kimg cannot make a %s VMDK under a temporary "
+                                    "name here (its files could not appear together); "
+                                    "create it with 'kimg create' first",
+                                    subformat_names[p->sub]);
+                free(path);
+            } else {
+                made[idx - 1] = path;
+            }
+            if (ret == 0)
+                ret = create_extent_file(a, members ? tmp : path, n, flat, p->zeroed);
         }
+        free(tmp);
         free(nl);
         free(rel);
         done += n;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "vmdk.h"
+#include "kimg/output.h"
 
 void vmdk_free_extents(struct vmdk_state *s)
 {
@@ -104,6 +105,11 @@ static int open_one(struct kimg *img, struct vmdk_state *s, const struct vmdk_de
     if (de->type == VMDK_EXT_ZERO) {
         s->nb_ext++;
         return 0;
+    }
+    if (img->writable) {
+        char *m = kimg_output_member_path(img->filename, de->file);
+        e->made_here = m != NULL;
+        free(m);
     }
     twin = same_name(img, s, d, s->nb_ext);
     if (twin) {

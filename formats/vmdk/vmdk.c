@@ -6,7 +6,8 @@
  * extents, info (qemu-img's format-specific block) and check; writes
  * into a single-file sparse image (monolithicSparse, or a new
  * streamOptimized one compressed on the copy engine's workers; write.c)
- * and its CID.  Creation: create.c.
+ * and its CID, and into the flat and split images convert makes (their
+ * extents members of its output, kimg/output.h).  Creation: create.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -223,6 +224,39 @@ static void vmdk_close(struct kimg *img)
     s->create_type = NULL;
 }
 
+/* monolithicSparse or streamOptimized: one sparse extent, the file itself */
+static bool single_file(struct kimg *img)
+{
+    struct vmdk_state *s = img->state;
+    return s->nb_ext == 1 && s->ext[0].sparse && s->ext[0].file == img->file;
+}
+
+/* A flat or split image this process is making (convert): every extent a
+ * FLAT one or a hosted SPARSE one (not a stream), in a file of its own
+ * that is a member of the pending output (kimg/output.h). */
+static bool being_made(const struct vmdk_state *s)
+{
+    for (size_t i = 0; i < s->nb_ext; i++) {
+        const struct vmdk_extent *e = &s->ext[i];
+        if (!e->made_here || !e->own_file ||
+            !(e->type == VMDK_EXT_FLAT || (e->type == VMDK_EXT_SPARSE && e->sparse &&
+                                          !e->sinfo.compressed && !e->sinfo.cowd)))
+            return false;
+    }
+    return s->nb_ext > 0;
+}
+
+static int enable_extents(struct vmdk_state *s)
+{
+    for (size_t i = 0; i < s->nb_ext; i++)
+        if (s->ext[i].sparse) {
+            int ret = vmdk_sparse_enable_write(s->ext[i].sparse);
+            if (ret < 0)
+                return ret;
+        }
+    return 0;
+}
+
 static int vmdk_open(struct kimg *img)
 {
     struct vmdk_state *s = img->state;
@@ -244,12 +278,16 @@ static int vmdk_open(struct kimg *img)
         img->cluster_size = image_cluster_size(s);
     /* check -r: qemu's vmdk has no repair; the image is not written */
     if (ret == 0 && img->writable && !(img->flags & KIMG_OPEN_REPAIR)) {
-        /* kimg writes a VMDK only as it makes it: a new stream image */
-        if (s->nb_ext != 1 || !s->ext[0].sparse || s->ext[0].file != img->file)
-            ret = kimg_fail(-ENOTSUP, "kimg writes only single-file sparse VMDKs "
-                            "(monolithicSparse, a new streamOptimized)");
-        else
+        /* kimg writes single-file sparse VMDKs (a stream one only as it
+         * makes it), and flat and split ones only as it makes them */
+        if (single_file(img))
             ret = vmdk_sparse_enable_write(s->ext[0].sparse);
+        else if (being_made(s))
+            ret = enable_extents(s);
+        else
+            ret = kimg_fail(-ENOTSUP, "kimg writes only single-file sparse VMDKs "
+                            "(monolithicSparse, a new streamOptimized) and the flat "
+                            "and split VMDKs convert makes");
     }
     if (ret < 0) {
         if (ret == -ENOMEM)
@@ -503,6 +541,7 @@ static int vmdk_check(struct kimg *img, struct kimg_check *res, unsigned fix)
 /* ---- writes (a new streamOptimized image; vmdk_open allowed them) ---- */
 
 static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len);
+static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
 
 static struct vmdk_sparse *stream_of(struct kimg *img)
 {
@@ -532,8 +571,8 @@ static int vmdk_write_compressed(struct kimg *img, const void *buf, uint64_t off
                                  uint64_t len)
 {
     struct vmdk_state *s = img->state;
-    if (!s->ext[0].sinfo.compressed)
-        return sparse_write(img, buf, off, len);
+    if (!single_file(img) || !s->ext[0].sinfo.compressed)
+        return vmdk_write(img, buf, off, len);   /* qemu: stored plainly */
     struct vmdk_sparse *sp = stream_of(img);
     size_t cap = vmdk_stream_bound(sp);
     uint8_t *c = malloc(cap);
@@ -566,28 +605,21 @@ static int stream_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64
 
 static int write_cid(struct kimg *img, uint32_t cid);
 
-/* A hosted sparse extent: allocated grains in place; a new grain whole,
- * its other bytes from what it read as before (zeros or the parent's). */
-static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+/* Extent E (a hosted sparse one) at its offset REL: allocated grains in
+ * place; a new grain whole, its other bytes from what it read as before
+ * (zeros or the parent's). */
+static int sparse_extent_write(struct kimg *img, struct vmdk_extent *e, const uint8_t *p,
+                               uint64_t rel, uint64_t len)
 {
-    struct vmdk_state *s = img->state;
-    struct vmdk_extent *e = &s->ext[0];
     uint64_t gs = e->sinfo.grain_size;
     uint8_t *tmp = NULL;
     int ret = 0;
-    if (!s->cid_updated) {
-        /* qemu: a new CID at the first write since open, so that delta
-         * disks made on this image see that it changed */
-        if ((ret = write_cid(img, vmdk_random_cid())) < 0)
-            return ret;
-        s->cid_updated = true;
-    }
     while (len && ret == 0) {
-        uint64_t in = off % gs, gstart = off - in;
+        uint64_t in = rel % gs, gstart = rel - in;
         uint64_t glen = e->size - gstart < gs ? e->size - gstart : gs;
         uint64_t n = glen - in < len ? glen - in : len;
         struct vmdk_grain_run run;
-        if ((ret = sparse_run(e, off, n, &run)) < 0)
+        if ((ret = sparse_run(e, rel, n, &run)) < 0)
             break;
         if (run.kind == VMDK_GRAIN_DATA && run.length == n) {
             ret = vmdk_sparse_write_at(e->sparse, run.host, p, n);
@@ -604,10 +636,53 @@ static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64
                 ret = vmdk_sparse_alloc_grain(e->sparse, gstart / gs, tmp);
         }
         p += n;
-        off += n;
+        rel += n;
         len -= n;
     }
     free(tmp);
+    return ret;
+}
+
+/* A single-file sparse image (monolithicSparse). */
+static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    int ret = 0;
+    if (!s->cid_updated) {
+        /* qemu: a new CID at the first write since open, so that delta
+         * disks made on this image see that it changed */
+        if ((ret = write_cid(img, vmdk_random_cid())) < 0)
+            return ret;
+        s->cid_updated = true;
+    }
+    ret = sparse_extent_write(img, &s->ext[0], p, off, len);
+    if (ret < 0)
+        kimg_fence(img);
+    return ret;
+}
+
+static int write_desc_cid(struct kimg *img, uint32_t cid);
+
+/* A flat or split image being made: each extent's part, in place in a
+ * flat extent's file (what is never written stays a hole), through the
+ * sparse half in a sparse one.  The first write renews the CID in the
+ * descriptor file, as qemu's (which then holds whole sectors). */
+static int extents_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64_t len)
+{
+    struct vmdk_state *s = img->state;
+    int ret = 0;
+    if (!__atomic_exchange_n(&s->cid_updated, true, __ATOMIC_ACQ_REL))
+        ret = write_desc_cid(img, vmdk_random_cid());
+    while (len && ret == 0) {
+        struct vmdk_extent *e = vmdk_find_extent(s, off);
+        uint64_t rel = off - e->start;
+        uint64_t n = e->size - rel < len ? e->size - rel : len;
+        ret = e->sparse ? sparse_extent_write(img, e, p, rel, n)
+                        : kimg_file_pwrite(e->file, p, n, e->flat_offset + rel);
+        p += n;
+        off += n;
+        len -= n;
+    }
     if (ret < 0)
         kimg_fence(img);
     return ret;
@@ -616,8 +691,40 @@ static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64
 static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len)
 {
     struct vmdk_state *s = img->state;
+    if (!single_file(img))
+        return extents_write(img, buf, off, len);
     return s->ext[0].sinfo.compressed ? stream_write(img, buf, off, len)
                                       : sparse_write(img, buf, off, len);
+}
+
+/* Zeros into a flat or split image being made: holes punched (or zeros
+ * written) in flat extents, zeroed-grain entries in sparse ones that have
+ * the feature; -ENOTSUP (the core writes zeros) where they cannot be. */
+static int extents_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
+                                unsigned flags)
+{
+    struct vmdk_state *s = img->state;
+    while (len) {
+        struct vmdk_extent *e = vmdk_find_extent(s, off);
+        uint64_t rel = off - e->start;
+        uint64_t n = e->size - rel < len ? e->size - rel : len;
+        int ret = 0;
+        if (!e->sparse) {
+            ret = kimg_file_zero(e->file, e->flat_offset + rel, n,
+                                 (flags & KIMG_ZERO_MAY_UNMAP) != 0);
+        } else {
+            uint64_t gs = e->sinfo.grain_size;
+            if (rel % gs || (n % gs && rel + n != e->size))
+                return -ENOTSUP;
+            for (uint64_t g = rel / gs; g * gs < rel + n && ret == 0; g++)
+                ret = vmdk_sparse_zero_grain(e->sparse, g);
+        }
+        if (ret < 0)
+            return ret;
+        off += n;
+        len -= n;
+    }
+    return 0;
 }
 
 /* qemu's zeroed-grain writes: whole grains of a sparse extent with the
@@ -625,6 +732,8 @@ static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t 
 static int vmdk_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
     struct vmdk_state *s = img->state;
+    if (!single_file(img))
+        return extents_write_zeroes(img, off, len, flags);
     struct vmdk_extent *e = &s->ext[0];
     uint64_t gs = e->sinfo.grain_size;
     (void)flags;
@@ -669,10 +778,69 @@ static int write_cid(struct kimg *img, uint32_t cid)
     return ret == -ENOMEM ? kimg_fail(ret, "out of memory") : ret;
 }
 
+/* A flat or split image being made: every sparse extent's new grains
+ * linked after their data is synced, every extent file synced, then the
+ * descriptor file. */
+static int extents_flush(struct kimg *img)
+{
+    struct vmdk_state *s = img->state;
+    int ret = 0;
+    for (size_t i = 0; i < s->nb_ext && ret == 0; i++) {
+        struct vmdk_extent *e = &s->ext[i];
+        if (e->sparse)
+            ret = vmdk_sparse_commit(e->sparse);
+        if (ret == 0 && e->file && e->own_file)
+            ret = kimg_file_sync(e->file);
+    }
+    if (ret == 0)
+        ret = kimg_file_sync(img->file);
+    if (ret < 0)
+        kimg_fence(img);
+    return ret;
+}
+
+/* Replace the CID line of a descriptor file, as qemu's vmdk_write_cid
+ * leaves it: the text padded with zeros to whole sectors. */
+static int write_desc_cid(struct kimg *img, uint32_t cid)
+{
+    struct vmdk_state *s = img->state;
+    uint64_t size;
+    int ret = kimg_file_size(img->file, &size);
+    if (ret < 0)
+        return ret;
+    if (size > VMDK_MAX_DESC_BYTES)
+        return kimg_fail(-EFBIG, "VMDK descriptor file larger than %u bytes",
+                         VMDK_MAX_DESC_BYTES);
+    size_t cap = (size_t)size + VMDK_SECTOR + 32;
+    char *text = kimg_alloc_aligned_zero(cap), *out = kimg_alloc_aligned_zero(cap);
+    ret = text && out ? kimg_file_pread(img->file, text, size, 0) : -ENOMEM;
+    if (ret == 0) {
+        char *line = strstr(text, "\nCID=");
+        char *end = line ? strchr(line + 1, '\n') : NULL;
+        if (!end) {
+            ret = kimg_fail(-EINVAL, "the descriptor has no CID line to update");
+        } else {
+            int n = snprintf(out, cap, "%.*s\nCID=%x%s", (int)(line - text), text, cid, end);
+            size_t len = n < 0 ? 0 : ((size_t)n + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR;
+            if (n < 0 || len > cap)
+                ret = kimg_fail(-ENOSPC, "the descriptor has no room for its new CID");
+            else
+                ret = kimg_file_pwrite(img->file, out, len, 0);
+        }
+    }
+    if (ret == 0)
+        s->cid = cid;
+    free(text);
+    free(out);
+    return ret == -ENOMEM ? kimg_fail(ret, "out of memory") : ret;
+}
+
 static int vmdk_flush(struct kimg *img)
 {
     uint32_t cid;
     struct vmdk_state *s = img->state;
+    if (!single_file(img))
+        return being_made(s) ? extents_flush(img) : 0;
     if (s->nb_ext != 1 || !s->ext[0].sparse)
         return 0;
     if (!s->ext[0].sinfo.compressed) {

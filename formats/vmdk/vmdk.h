@@ -219,6 +219,8 @@ struct vmdk_extent {
     struct vmdk_sparse *sparse; /* SPARSE/VMFSSPARSE */
     struct vmdk_sparse_info sinfo;
     const char *format;         /* what info shows as "format" */
+    bool made_here;             /* a member of the output this process is
+                                   making (kimg/output.h): writable */
 };
 
 struct vmdk_state {
@@ -227,7 +229,7 @@ struct vmdk_state {
     uint32_t cid, parent_cid;
     char *create_type;
     int cid_checked;            /* 0 not yet, 1 valid, -1 mismatch (atomic) */
-    bool cid_updated;           /* a sparse image's CID was renewed (first write) */
+    bool cid_updated;           /* the CID was renewed (first write; atomic) */
 };
 
 /* Open the extents D names, in order, into S (S->ext, S->nb_ext), with

@@ -44,6 +44,21 @@
  * output leaves the registry.  Registration and commit block those signals
  * in the calling thread; call them from the thread that does the I/O.
  *
+ * Several files.  An output may own member files (the extents a VMDK
+ * descriptor names): kimg_output_add_member registers one, made under a
+ * temporary name beside its own (real) target.  Commit then makes the
+ * whole set appear with the output's own file LAST: every member's data
+ * is synced (SYNC_DIR), an old file at the output's name that the new
+ * members would replace is removed first (it may name files of the same
+ * names, and must never name a mix of old and new ones), the members are
+ * renamed into place and their folders synced, and only then is the
+ * output's file renamed.  A crash at any point leaves at worst members
+ * that no file names, never a file that names missing or partial
+ * members; a failure (abort, a failed commit, a signal) removes every
+ * member, temporary or already renamed.  Members follow the output's
+ * REPLACE and UNDO rules.  Each rename of a multi-file commit is a
+ * counted point for KIMG_CRASH_AFTER (img/crash.c).
+ *
  * Functions return 0 or -errno after kimg_fail (message: "PATH: why").
  */
 #ifndef KIMG_OUTPUT_H
@@ -73,6 +88,20 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir);
  * output then waits for undo_all/forget_all).  Safe to call more than once
  * and on a zeroed struct. */
 void kimg_output_abort(struct kimg_output *o);
+/* Register PATH as a member of the pending output whose temporary file is
+ * OWNER_TMP (kimg_output.path, e.g. the file name a driver's create is
+ * given), under NAME, the name the output's image gives it.  *TMP: the
+ * temporary file to write (made empty, mode as begin gives; malloc'd).
+ * -ENOENT without a message when OWNER_TMP is no pending output (the
+ * caller then makes PATH itself); -EEXIST when PATH exists and the output
+ * does not replace, or names the output or another member. */
+int kimg_output_add_member(const char *owner_tmp, const char *path, const char *name,
+                           char **tmp);
+/* The temporary file of the member NAME of the pending output whose
+ * temporary file is OWNER_TMP (malloc'd), or NULL: how the output's own
+ * image, opened under its temporary name while it is made, finds the
+ * files it names (kimg_open_named_file asks). */
+char *kimg_output_member_path(const char *owner_tmp, const char *name);
 /* Remove every registered temporary file and committed UNDO output. */
 void kimg_output_undo_all(void);
 /* Keep every committed output; remove stray temporary files. */

@@ -128,9 +128,11 @@ done
 kimg convert -O vmdk -o subformat=streamOptimized,adapter_type=bad src.raw bad.vmdk
 err_line "bad adapter_type"
 ok "bad adapter_type: no output file" test ! -e bad.vmdk
-kimg convert -O vmdk -o subformat=monolithicFlat src.raw flat.vmdk
-err_line "convert into monolithicFlat: refused for now"
-ok "convert into monolithicFlat: no file left" test -z "$(ls -A | grep "^\.*flat")"
+# (flat and split outputs: 733-735)
+kimg convert -O vmdk -o subformat=monolithicFlat,adapter_type=bad src.raw flat.vmdk
+err_line "convert into monolithicFlat, bad adapter_type"
+ok "convert into monolithicFlat, bad adapter_type: no file left" \
+    test -z "$(ls -A | grep "^\.*flat")"
 
 # -p: the progress steps qemu-img prints for the same copy
 rm -f pq.vmdk pk.vmdk

@@ -1,7 +1,9 @@
 /*
  * test_output.c — kimg/output.h: the replace rules (REPLACE, or never
  * replace), undo of committed UNDO outputs, symlinks kept, devices in
- * place, and the signal dispositions installed only while outputs exist.
+ * place, the signal dispositions installed only while outputs exist, and
+ * outputs of several files (members renamed before the output's own file,
+ * an old file naming them removed first, every member removed on failure).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -65,7 +67,7 @@ static bool handler_is(int sig, void (*h)(int))
 int main(void)
 {
     struct kimg_output a, b, c;
-    plan(20);
+    plan(34);
     if (!mkdtemp(dir)) {
         skip_all("no temporary folder");
         return 0;
@@ -116,6 +118,60 @@ int main(void)
     ok(kimg_output_commit(&a, false) == 0 && handler_is(SIGINT, SIG_DFL), "no rename, no guard");
     kimg_output_forget_all();
 
+    /* several files: members appear with the output, after it never */
+    char *m1 = NULL, *m2 = NULL, *mp = NULL;
+    ok(kimg_output_add_member(at("none"), at("d-1"), "d-1", &m1) == -ENOENT && !m1,
+       "a member of no pending output: -ENOENT");
+    ok(kimg_output_begin(&a, at("d.desc"), KIMG_OUTPUT_REPLACE) == 0, "begin a multi-file output");
+    ok(kimg_output_add_member(a.path, at("d-1"), "d-1", &m1) == 0 &&
+       kimg_output_add_member(a.path, at("d-2"), "d-2", &m2) == 0 && exists(m1) && exists(m2),
+       "two members, made under temporary names");
+    mp = kimg_output_member_path(a.path, "d-2");
+    ok(mp && !strcmp(mp, m2) && !kimg_output_member_path(a.path, "d-3"),
+       "a member found by the name its output gives it");
+    free(mp);
+    char *m3 = NULL;
+    ok(kimg_output_add_member(a.path, at("d-1"), "again", &m3) == -EEXIST && !m3,
+       "one file named twice is refused");
+    put(m1, "one");
+    put(m2, "two");
+    put(a.path, "desc");
+    put(at("d.desc"), "old desc");
+    put(at("d-1"), "old one");
+    ok(kimg_output_commit(&a, true) == 0 && holds(at("d.desc"), "desc") &&
+       holds(at("d-1"), "one") && holds(at("d-2"), "two") && !exists(m1) && !exists(m2),
+       "commit: every file in place, the old ones replaced");
+    ok(handler_is(SIGINT, SIG_DFL), "and released");
+    free(m1);
+    free(m2);
+
+    ok(kimg_output_begin(&a, at("e.desc"), KIMG_OUTPUT_REPLACE) == 0 &&
+       kimg_output_add_member(a.path, at("e-1"), "e-1", &m1) == 0, "begin another");
+    kimg_output_abort(&a);
+    ok(!exists(m1) && !exists(at("e-1")) && !exists(at("e.desc")), "abort removes every member");
+    free(m1);
+
+    /* the output's own rename fails (a folder took its name): the members,
+     * renamed already, are removed with it */
+    ok(kimg_output_begin(&a, at("f.desc"), KIMG_OUTPUT_REPLACE) == 0 &&
+       kimg_output_add_member(a.path, at("f-1"), "f-1", &m1) == 0, "begin a third");
+    put(m1, "x");
+    ok(mkdir(at("f.desc"), 0755) == 0 && mkdir(at("f.desc/sub"), 0755) == 0, "a folder at its name");
+    ok(kimg_output_commit(&a, false) < 0, "commit fails");
+    char own[256];
+    snprintf(own, sizeof(own), "%s", a.path ? a.path : "");
+    kimg_output_abort(&a);
+    ok(*own && !exists(at("f-1")) && !exists(m1) && !exists(own),
+       "no member left, renamed or not");
+    free(m1);
+    ok(handler_is(SIGINT, SIG_DFL), "all released");
+    kimg_clear_error();
+
+    rmdir(at("f.desc/sub"));
+    rmdir(at("f.desc"));
+    unlink(at("d.desc"));
+    unlink(at("d-1"));
+    unlink(at("d-2"));
     unlink(at("race.img"));
     unlink(at("real.raw"));
     unlink(at("link.raw"));
