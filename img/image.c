@@ -138,6 +138,27 @@ static int remote_name_ok(const struct kimg *img, const char *what, const char *
     return 0;
 }
 
+static atomic_bool allow_nbd_local_backing;
+
+void kimg_set_allow_nbd_local_backing(bool allow)
+{
+    atomic_store(&allow_nbd_local_backing, allow);
+}
+
+/* May an image read over NBD (IMG) make kimg open the local file NAME it
+ * stores (WHAT: "backing file", "external data file")?  Not unless the
+ * user allowed it: the export's bytes come from whoever runs the server,
+ * who must not pick files on this host for kimg to read (their data would
+ * flow into the output, which may go back to that server).  --untrusted
+ * refuses every backing and data file before this is asked. */
+static int local_name_ok(const struct kimg *img, const char *what, const char *name)
+{
+    if (!kimg_file_is_nbd(img->file) || atomic_load(&allow_nbd_local_backing))
+        return 0;
+    return kimg_fail(-EPERM, "image read over NBD names the local %s '%.200s': not followed "
+                     "without --allow-nbd-local-backing", what, name);
+}
+
 /* A relative name (PATH, from kimg_image_path) in an image on an NBD
  * export: there is no folder to take it in (qemu: "Cannot generate a base
  * directory for NBD nodes"; nor does qemu-img info show a full name). */
@@ -288,6 +309,8 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
             return ret;
         if (nbd_relative(img, path))
             return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
+        if (!remote && (ret = local_name_ok(img, "backing file", path)) < 0)
+            return ret;
         img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
     }
     if (!img->backing_path)
@@ -1126,6 +1149,8 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
         return kimg_file_open(out, path, KIMG_FILE_FROM_IMAGE |
                               (writable ? KIMG_FILE_RDWR : 0));
     }
+    if ((ret = local_name_ok(img, "external data file", path)) < 0)
+        return ret;
     char *full = kimg_path_relative_to(img->filename, path);
     if (!full)
         return -ENOMEM;

@@ -98,6 +98,13 @@ int kimg_image_path(const char *name, const char **path);
  * whatever this says. */
 void kimg_set_allow_remote_backing(bool allow);
 
+/* Whether an image read over NBD may name a local backing or external
+ * data file (an absolute path; a relative one has no folder to be taken
+ * in and is always refused, as qemu-img refuses it).  Process-wide;
+ * default false, the kimg command's --allow-nbd-local-backing sets it.
+ * Under KIMG_OPEN_UNTRUSTED every such file is refused whatever this says. */
+void kimg_set_allow_nbd_local_backing(bool allow);
+
 /*
  * Open FILENAME as FORMAT (NULL: probe).  A probed raw image prints
  * qemu-img's warning on stderr and cannot be opened RDWR.  The backing
