@@ -515,6 +515,20 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
     }
+    /* as qemu-img: a target that does not read as zeros is zeroed ahead
+     * of the copy when its storage can do that fast, writing nothing (an
+     * NBD export with fast zero); the copy then skips the source's zeros.
+     * Where the server says it would be slow, the zeros are written as
+     * the copy reaches them. */
+    if (!cv.target_is_zero && !a.backing && a.sparse && !a.compress && total) {
+        r = kimg_write_zeroes(out_img, 0, total, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_FAST);
+        if (r == 0) {
+            cv.target_is_zero = true;
+        } else if (r != -ENOTSUP) {
+            cmd_fail(dst, "error while converting");
+            goto close_src;
+        }
+    }
     if (kimg_convert_run(&cv) < 0) {
         cmd_fail(dst, "error while converting");
         goto close_src;

@@ -244,6 +244,10 @@ int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
  * becomes a zero cluster as a whole where the rest of it already reads as
  * zeros and it holds no data; without it, such parts are written as data */
 #define KIMG_ZERO_WIDEN     0x2u
+/* only if the storage zeros the range fast, writing no zeros (an NBD
+ * export with fast zero under a raw image): -ENOTSUP, with no message,
+ * when it cannot; a part of the range may then read as zeros already */
+#define KIMG_ZERO_FAST      0x4u
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
                       unsigned flags);
 int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);
