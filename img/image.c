@@ -506,11 +506,11 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
 }
 
 int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
-                         unsigned flags, const struct kimg_opts *opts)
+                         unsigned flags, const struct kimg_opts *opts, struct kimg_file *file)
 {
     struct chain_ids ids = { .n = 0, .top_opts = opts };
     return open_layer(out, path, format, flags & ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER),
-                      &ids, NULL);
+                      &ids, file);
 }
 
 int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,

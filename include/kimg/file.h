@@ -139,6 +139,11 @@ bool kimg_nbd_is_uri(const char *name);
  * size and bytes).  The file's path is the name as qemu-img shows it; its
  * fd is -1.  -errno with one message line. */
 int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags);
+/* The same for an export given by its parts (--image-opts file.driver=nbd):
+ * SOCKET (a unix socket) or HOST and PORT (NULL: 10809), EXPORT (NULL:
+ * none named; "" named empty, shown as qemu shows it: "nbd+unix:///?..."). */
+int kimg_nbd_open_server(struct kimg_file **out, const char *socket, const char *host,
+                         const char *port, const char *export, unsigned flags);
 bool kimg_file_is_nbd(const struct kimg_file *f);
 /* A memory file holding a copy of DATA; writes grow it up to LIMIT bytes. */
 int kimg_file_open_mem(struct kimg_file **out, const char *name,

@@ -496,12 +496,31 @@ bool kimg_file_is_nbd(const struct kimg_file *f)
     return f && f->ops == &nbd_ops;
 }
 
+static int open_parsed(struct kimg_file **out, struct nbd_file *n, int ret, unsigned flags);
+
 int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
 {
     struct nbd_file *n = calloc(1, sizeof(*n));
     if (!n)
         return kimg_fail(-ENOMEM, "out of memory");
     int ret = kimg_nbd_uri_parse(name, flags & KIMG_FILE_FROM_IMAGE, &n->u);
+    return open_parsed(out, n, ret, flags);
+}
+
+int kimg_nbd_open_server(struct kimg_file **out, const char *socket, const char *host,
+                         const char *port, const char *export, unsigned flags)
+{
+    struct nbd_file *n = calloc(1, sizeof(*n));
+    if (!n)
+        return kimg_fail(-ENOMEM, "out of memory");
+    int ret = kimg_nbd_uri_from_parts(&n->u, socket, host, port, export);
+    return open_parsed(out, n, ret, flags);
+}
+
+/* Connect N (its name parsed into N->u with result RET) and fill it in;
+ * N is freed on failure. */
+static int open_parsed(struct kimg_file **out, struct nbd_file *n, int ret, unsigned flags)
+{
     struct nbd_handle *h = NULL;
     if (ret == 0)
         ret = connect_one(&n->u, &h);
