@@ -465,7 +465,9 @@ int cmd_convert(int argc, char **argv)
             kimg_clear_error();
             goto close_src;
         }
-        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags, a.opts)) < 0) {
+        /* the -B name it holds is the user's (on an NBD export too) */
+        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
+                              a.opts)) < 0) {
             /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
              * backing file, which it cannot be given a key for) */
             const char *why = kimg_last_error();

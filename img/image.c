@@ -150,10 +150,12 @@ void kimg_set_allow_nbd_local_backing(bool allow)
  * user allowed it: the export's bytes come from whoever runs the server,
  * who must not pick files on this host for kimg to read (their data would
  * flow into the output, which may go back to that server).  --untrusted
- * refuses every backing and data file before this is asked. */
+ * refuses every backing and data file before this is asked; names the
+ * caller just wrote from its user's (KIMG_OPEN_OWN_NAMES) are opened. */
 static int local_name_ok(const struct kimg *img, const char *what, const char *name)
 {
-    if (!kimg_file_is_nbd(img->file) || atomic_load(&allow_nbd_local_backing))
+    if (!kimg_file_is_nbd(img->file) || atomic_load(&allow_nbd_local_backing) ||
+        (img->flags & KIMG_OPEN_OWN_NAMES))
         return 0;
     return kimg_fail(-EPERM, "image read over NBD names the local %s '%.200s': not followed "
                      "without --allow-nbd-local-backing", what, name);

@@ -79,6 +79,12 @@ size_t kimg_print_for_terminal(FILE *out, const char *s);
 #define KIMG_OPEN_PATH        0x0200u /* FILENAME is a local path already
                                          (resolved): no "file:" or protocol
                                          prefix is looked for in it */
+#define KIMG_OPEN_OWN_NAMES   0x0400u /* the backing and data file names in
+                                         this image (not its backing file's)
+                                         were just written from names the
+                                         user gave (convert -B onto an NBD
+                                         export): local ones are opened even
+                                         though the image is read over NBD */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */
