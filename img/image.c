@@ -817,13 +817,14 @@ static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
 
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
+    /* a fast zero: the raw format's (the file's own), none elsewhere */
+    if ((flags & KIMG_ZERO_FAST) &&
+        (!(img->drv->flags & KIMG_DRV_IDENTITY_MAP) || !img->drv->write_zeroes))
+        return -ENOTSUP;
     int ret = check_write(img, off, len);
     if (ret < 0 || len == 0)
         return ret;
     if (flags & KIMG_ZERO_FAST) {
-        /* the raw format's (the file's own fast zero), none elsewhere */
-        if (!(img->drv->flags & KIMG_DRV_IDENTITY_MAP) || !img->drv->write_zeroes)
-            return -ENOTSUP;
         ret = img->drv->write_zeroes(img, off, len, flags);
         return ret == -ENOTSUP || ret == -EOPNOTSUPP ? -ENOTSUP : ret;
     }
