@@ -27,6 +27,8 @@ done
 oracle "info (human)" info --image-opts "driver=qcow2,$U"
 oracle "map" map --output=json --image-opts "driver=qcow2,$U"
 oracle "map (human)" map --image-opts "$N"
+oracle "check" check --output=json --image-opts "driver=qcow2,$U"
+oracle "measure" measure --output=json -O qcow2 --image-opts "driver=qcow2,$U"
 oracle "compare two exports" compare --image-opts "driver=qcow2,$U" "driver=raw,$N"
 oracle "compare -s" compare -s --image-opts "driver=qcow2,$U" "driver=raw,$N"
 kimg checksum --image-opts "driver=qcow2,$U"
