@@ -522,7 +522,9 @@ int cmd_convert(int argc, char **argv)
             kimg_clear_error();
             goto close_src;
         }
-        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags, a.opts)) < 0) {
+        /* the -B name it holds is the user's (on an NBD export too) */
+        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
+                              a.opts)) < 0) {
             /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
              * backing file, which it cannot be given a key for) */
             const char *why = kimg_last_error();
@@ -569,6 +571,20 @@ int cmd_convert(int argc, char **argv)
         r = kimg_set_write_option(out_img, "compression_level", level);
         if (r < 0) {
             fprintf(stderr, "kimg: %s\n", kimg_last_error());
+            goto close_src;
+        }
+    }
+    /* as qemu-img: a target that does not read as zeros is zeroed ahead
+     * of the copy when its storage can do that fast, writing nothing (an
+     * NBD export with fast zero); the copy then skips the source's zeros.
+     * Where the server says it would be slow, the zeros are written as
+     * the copy reaches them. */
+    if (!cv.target_is_zero && !a.backing && a.sparse && !a.compress && total) {
+        r = kimg_write_zeroes(out_img, 0, total, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_FAST);
+        if (r == 0) {
+            cv.target_is_zero = true;
+        } else if (r != -ENOTSUP) {
+            cmd_fail(dst, "error while converting");
             goto close_src;
         }
     }

@@ -94,7 +94,8 @@ static void usage(FILE *out)
                  "Image names may be NBD URIs (nbd://HOST[:PORT]/EXPORT, nbds://,\n"
                  "nbd+unix:///EXPORT?socket=PATH, qemu's nbd:unix:PATH[:exportname=E]);\n"
                  "a backing file an image names as one is followed only with\n"
-                 "--allow-remote-backing (any command).\n");
+                 "--allow-remote-backing (any command); a local backing or data file\n"
+                 "named by an image read over NBD only with --allow-nbd-local-backing.\n");
 }
 
 /* Output that could not be written is an error, not a silent success
@@ -129,15 +130,19 @@ int main(int argc, char **argv)
             printf("kimg version " KIMG_VERSION "\n");
         return finish_stdout(0);
     }
-    /* --allow-remote-backing, taken by every command (before any "--"):
-     * follow backing files that images name as NBD URIs (kimg.h) */
+    /* --allow-remote-backing and --allow-nbd-local-backing, taken by every
+     * command (before any "--"): follow backing files that images name as
+     * NBD URIs, and local ones that images on NBD exports name (kimg.h) */
     for (int i = 2; i < argc && strcmp(argv[i], "--"); i++) {
-        if (!strcmp(argv[i], "--allow-remote-backing")) {
+        if (!strcmp(argv[i], "--allow-remote-backing"))
             kimg_set_allow_remote_backing(true);
-            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
-            argc--;
-            i--;
-        }
+        else if (!strcmp(argv[i], "--allow-nbd-local-backing"))
+            kimg_set_allow_nbd_local_backing(true);
+        else
+            continue;
+        memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+        argc--;
+        i--;
     }
     for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {

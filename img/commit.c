@@ -234,7 +234,7 @@ int kimg_commit(const struct kimg_commit *c)
         ret = kimg_open_layer_opts(&base, chain_base->filename,
                                    bdriver ? bdriver : chain_base->probed ? NULL
                                    : chain_base->drv->name,
-                                   KIMG_OPEN_RDWR | cache, bopts);
+                                   KIMG_OPEN_RDWR | cache, bopts, NULL);
     kimg_opts_free(bopts);
     free(bdriver);
     if (ret < 0) {
@@ -252,7 +252,7 @@ int kimg_commit(const struct kimg_commit *c)
      * read-only one decompress in parallel (the writable handle above,
      * opened as qemu-img commit opens the top, empties it afterwards) */
     ret = kimg_open_layer_opts(&rtop, top->filename, top->drv->name,
-                               KIMG_OPEN_NO_LOCK | cache, top->open_opts);
+                               KIMG_OPEN_NO_LOCK | cache, top->open_opts, NULL);
     if (ret < 0)
         goto out;
     if (c->progress)

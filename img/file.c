@@ -891,6 +891,22 @@ int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
                                strerror(-ret)) : 0;
 }
 
+int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len)
+{
+    if (!f->ops->zero_fast)
+        return -ENOTSUP;
+    struct kimg_crash_token tok;
+    bool logged = kimg_crash_begin(f, KIMG_CRASH_ZERO, off, len, NULL, &tok);
+    int ret = f->ops->zero_fast(f, off, len);
+    if (logged)
+        kimg_crash_end(f, &tok, ret);
+    if (ret == -ENOTSUP)
+        return ret;
+    return ret < 0 ? kimg_fail(ret, "cannot zero %llu bytes at %llu: %s",
+                               (unsigned long long)len, (unsigned long long)off,
+                               strerror(-ret)) : 0;
+}
+
 int kimg_file_discard(struct kimg_file *f, uint64_t off, uint64_t len)
 {
     uint64_t size;

@@ -138,6 +138,29 @@ static int remote_name_ok(const struct kimg *img, const char *what, const char *
     return 0;
 }
 
+static atomic_bool allow_nbd_local_backing;
+
+void kimg_set_allow_nbd_local_backing(bool allow)
+{
+    atomic_store(&allow_nbd_local_backing, allow);
+}
+
+/* May an image read over NBD (IMG) make kimg open the local file NAME it
+ * stores (WHAT: "backing file", "external data file")?  Not unless the
+ * user allowed it: the export's bytes come from whoever runs the server,
+ * who must not pick files on this host for kimg to read (their data would
+ * flow into the output, which may go back to that server).  --untrusted
+ * refuses every backing and data file before this is asked; names the
+ * caller just wrote from its user's (KIMG_OPEN_OWN_NAMES) are opened. */
+static int local_name_ok(const struct kimg *img, const char *what, const char *name)
+{
+    if (!kimg_file_is_nbd(img->file) || atomic_load(&allow_nbd_local_backing) ||
+        (img->flags & KIMG_OPEN_OWN_NAMES))
+        return 0;
+    return kimg_fail(-EPERM, "image read over NBD names the local %s '%.200s': not followed "
+                     "without --allow-nbd-local-backing", what, name);
+}
+
 /* A relative name (PATH, from kimg_image_path) in an image on an NBD
  * export: there is no folder to take it in (qemu: "Cannot generate a base
  * directory for NBD nodes"; nor does qemu-img info show a full name). */
@@ -288,6 +311,8 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
             return ret;
         if (nbd_relative(img, path))
             return kimg_fail(-EINVAL, "Cannot generate a base directory for NBD nodes");
+        if (!remote && (ret = local_name_ok(img, "backing file", path)) < 0)
+            return ret;
         img->backing_path = remote ? strdup(path) : kimg_path_relative_to(img->filename, path);
     }
     if (!img->backing_path)
@@ -483,11 +508,11 @@ int kimg_open(struct kimg **out, const char *filename, const char *format,
 }
 
 int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
-                         unsigned flags, const struct kimg_opts *opts)
+                         unsigned flags, const struct kimg_opts *opts, struct kimg_file *file)
 {
     struct chain_ids ids = { .n = 0, .top_opts = opts };
     return open_layer(out, path, format, flags & ~(KIMG_OPEN_PATH | KIMG_OPEN_ARCHIVE_MEMBER),
-                      &ids, NULL);
+                      &ids, file);
 }
 
 int kimg_open_file(struct kimg **out, struct kimg_file *file, const char *format,
@@ -792,9 +817,17 @@ static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
 
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
+    /* a fast zero: the raw format's (the file's own), none elsewhere */
+    if ((flags & KIMG_ZERO_FAST) &&
+        (!(img->drv->flags & KIMG_DRV_IDENTITY_MAP) || !img->drv->write_zeroes))
+        return -ENOTSUP;
     int ret = check_write(img, off, len);
     if (ret < 0 || len == 0)
         return ret;
+    if (flags & KIMG_ZERO_FAST) {
+        ret = img->drv->write_zeroes(img, off, len, flags);
+        return ret == -ENOTSUP || ret == -EOPNOTSUPP ? -ENOTSUP : ret;
+    }
     if (img->drv->write_zeroes) {
         ret = img->drv->write_zeroes(img, off, len, flags);
         if (ret != -ENOTSUP)
@@ -1126,6 +1159,8 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
         return kimg_file_open(out, path, KIMG_FILE_FROM_IMAGE |
                               (writable ? KIMG_FILE_RDWR : 0));
     }
+    if ((ret = local_name_ok(img, "external data file", path)) < 0)
+        return ret;
     char *full = kimg_path_relative_to(img->filename, path);
     if (!full)
         return -ENOMEM;

@@ -163,7 +163,8 @@ static int take_file_opts(struct kimg_opts *opts, char **path, char **protop,
     *protop = proto;    /* the caller's to free */
     if (proto && strcmp(proto, "file") && strcmp(proto, "host_device")) {
         ret = kimg_fail(-ENOTSUP, "file.driver '%.64s' is not supported: kimg opens a "
-                        "format over a local file ('file') or device ('host_device')", proto);
+                        "format over a local file ('file'), a device ('host_device') or an "
+                        "NBD export ('nbd')", proto);
         goto out;
     }
     const char *pname = proto ? proto : "file";
@@ -351,14 +352,24 @@ int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned fl
         goto out;
     }
     bool native_aio = false;
-    if ((ret = take_file_opts(opts, &path, &proto, &flags, &native_aio)) < 0)
+    struct kimg_file *nbd = NULL;
+    const char *fdrv = kimg_opts_get(opts, "file.driver");
+    if (fdrv && !strcmp(fdrv, "nbd")) {
+        /* an NBD export (image_opts_nbd.c) */
+        proto = kimg_opts_take(opts, "file.driver", &found);
+        if ((ret = kimg_image_opts_nbd(opts, &flags, &nbd)) < 0)
+            goto out;
+    } else if ((ret = take_file_opts(opts, &path, &proto, &flags, &native_aio)) < 0) {
         goto out;
-    if (!path) {
+    }
+    if (!path && !nbd) {
         ret = kimg_fail(-EINVAL, "A block device must be specified for \"file\"");
         goto out;
     }
-    if ((ret = take_generic_opts(opts, &flags)) < 0)
+    if ((ret = take_generic_opts(opts, &flags)) < 0) {
+        kimg_file_close(nbd);
         goto out;
+    }
     if (native_aio && !(flags & KIMG_OPEN_DIRECT)) {
         ret = kimg_fail(-EINVAL, "aio=native was specified, but it requires cache.direct=on, "
                         "which was not specified.");
@@ -370,9 +381,10 @@ int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned fl
          * "backing=null" from a command line as such a name too) */
         ret = kimg_fail(-ENOENT, "Could not open backing file: Cannot find device='%.200s' "
                         "nor node-name='%.200s'", backing, backing);
+        kimg_file_close(nbd);
         goto out;
     }
-    ret = kimg_open_layer_opts(out, path, driver, flags, opts);
+    ret = kimg_open_layer_opts(out, nbd ? nbd->path : path, driver, flags, opts, nbd);
     if (ret == 0 && (ret = set_opts_name(*out, proto ? proto : "file")) < 0) {
         kimg_close(*out);
         *out = NULL;

@@ -60,7 +60,8 @@ bool kimg_buffer_is_zero(const void *buf, size_t len);
 
 /* ---- images opened with options (img/image.c, img/image_opts.c) ------- */
 
-/* Open PATH (a local path, no prefix looked for) as FORMAT (NULL: probe)
+/* Open PATH (a local path, no prefix looked for; or FILE, taken over, when
+ * not NULL, PATH its name) as FORMAT (NULL: probe)
  * with FLAGS, the top layer's open options a copy of OPTS (or none): the
  * driver reads them with kimg_open_opt; after the open (backing chain
  * included) one no driver read fails the open with qemu's message. */
@@ -69,7 +70,12 @@ bool kimg_buffer_is_zero(const void *buf, size_t len);
 int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
                         unsigned flags);
 int kimg_open_layer_opts(struct kimg **out, const char *path, const char *format,
-                         unsigned flags, const struct kimg_opts *opts);
+                         unsigned flags, const struct kimg_opts *opts, struct kimg_file *file);
+/* --image-opts' "file.*" for file.driver=nbd (taken out of OPTS; "file.driver"
+ * already taken): the export opened into *OUT (KIMG_OPEN_RDWR in *FLAGS:
+ * writable; cache.no-flush adds KIMG_OPEN_NOSYNC), qemu 7.2's checks and
+ * messages (image_opts_nbd.c). */
+int kimg_image_opts_nbd(struct kimg_opts *opts, unsigned *flags, struct kimg_file **out);
 /* 0, or -EINVAL with "Block format 'F' does not support the option 'K'"
  * for the first of IMG's open options no driver read. */
 int kimg_open_opts_check_used(struct kimg *img);

@@ -79,6 +79,12 @@ size_t kimg_print_for_terminal(FILE *out, const char *s);
 #define KIMG_OPEN_PATH        0x0200u /* FILENAME is a local path already
                                          (resolved): no "file:" or protocol
                                          prefix is looked for in it */
+#define KIMG_OPEN_OWN_NAMES   0x0400u /* the backing and data file names in
+                                         this image (not its backing file's)
+                                         were just written from names the
+                                         user gave (convert -B onto an NBD
+                                         export): local ones are opened even
+                                         though the image is read over NBD */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */
@@ -97,6 +103,13 @@ int kimg_image_path(const char *name, const char **path);
  * or certificate files), and under KIMG_OPEN_UNTRUSTED it is refused
  * whatever this says. */
 void kimg_set_allow_remote_backing(bool allow);
+
+/* Whether an image read over NBD may name a local backing or external
+ * data file (an absolute path; a relative one has no folder to be taken
+ * in and is always refused, as qemu-img refuses it).  Process-wide;
+ * default false, the kimg command's --allow-nbd-local-backing sets it.
+ * Under KIMG_OPEN_UNTRUSTED every such file is refused whatever this says. */
+void kimg_set_allow_nbd_local_backing(bool allow);
 
 /*
  * Open FILENAME as FORMAT (NULL: probe).  A probed raw image prints
@@ -237,6 +250,10 @@ int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
  * becomes a zero cluster as a whole where the rest of it already reads as
  * zeros and it holds no data; without it, such parts are written as data */
 #define KIMG_ZERO_WIDEN     0x2u
+/* only if the storage zeros the range fast, writing no zeros (an NBD
+ * export with fast zero under a raw image): -ENOTSUP, with no message,
+ * when it cannot; a part of the range may then read as zeros already */
+#define KIMG_ZERO_FAST      0x4u
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
                       unsigned flags);
 int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);

@@ -56,6 +56,8 @@ static int raw_write(struct kimg *img, const void *buf, uint64_t off, uint64_t l
 
 static int raw_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
+    if (flags & KIMG_ZERO_FAST)
+        return kimg_file_zero_fast(img->file, off, len);
     return kimg_file_zero(img->file, off, len, flags & KIMG_ZERO_MAY_UNMAP);
 }
 

@@ -85,6 +85,10 @@ struct kimg_file_ops {
      * its offset there, or NULL when the range is not wholly inside F
      * (window files: img/file_window.c).  kimg_file_underlying() */
     struct kimg_file *(*underlying)(struct kimg_file *f, uint64_t *off, uint64_t len);
+    /* Make [off, off+len) read as zeros only if the host can do it fast
+     * (no zeros written by anyone: NBD's fast zero): -ENOTSUP, without a
+     * message, when it cannot (a part may be zeroed already) */
+    int (*zero_fast)(struct kimg_file *f, uint64_t off, uint64_t len);
 };
 
 struct kimg_file {
@@ -135,6 +139,11 @@ bool kimg_nbd_is_uri(const char *name);
  * size and bytes).  The file's path is the name as qemu-img shows it; its
  * fd is -1.  -errno with one message line. */
 int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags);
+/* The same for an export given by its parts (--image-opts file.driver=nbd):
+ * SOCKET (a unix socket) or HOST and PORT (NULL: 10809), EXPORT (NULL:
+ * none named; "" named empty, shown as qemu shows it: "nbd+unix:///?..."). */
+int kimg_nbd_open_server(struct kimg_file **out, const char *socket, const char *host,
+                         const char *port, const char *export, unsigned flags);
 bool kimg_file_is_nbd(const struct kimg_file *f);
 /* A memory file holding a copy of DATA; writes grow it up to LIMIT bytes. */
 int kimg_file_open_mem(struct kimg_file **out, const char *name,
@@ -178,6 +187,9 @@ int kimg_file_size(struct kimg_file *f, uint64_t *size);
 int kimg_file_truncate(struct kimg_file *f, uint64_t size);
 int kimg_file_sync(struct kimg_file *f);
 int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
+/* The zero_fast op: 0, -ENOTSUP (no message; also when F has no such op)
+ * or -errno with a message. */
+int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len);
 int kimg_file_allocate(struct kimg_file *f, uint64_t off, uint64_t len);
 /* Give [off, off+len) back to the host (a hole punched, the size kept;
  * clipped to the file's size), as qemu's discard: -EOPNOTSUPP where that

@@ -39,7 +39,7 @@ struct nbd_file {
     atomic_uint maxconn;                /* lowered when the server refuses one */
     uint64_t size;
     uint32_t align, piece;              /* the server's minimum block; piece size */
-    bool can_zero, can_trim, can_flush, can_extents;
+    bool can_zero, can_trim, can_flush, can_extents, can_fast_zero;
 };
 
 static const struct kimg_file_ops nbd_ops;
@@ -323,8 +323,10 @@ static int write_zeros(struct nbd_file *n, uint64_t off, uint64_t len)
 }
 
 /* NBD_CMD_WRITE_ZEROES; PUNCH false asks the server to keep the range
- * allocated (NO_HOLE).  Fast zero is not asked for: the engines zero only
- * what they would otherwise write, so a slow zero is no worse. */
+ * allocated (NO_HOLE).  Fast zero is not asked for here: these zeros
+ * stand for data the engine would otherwise send, so a zero the server
+ * carries out slowly is still no worse; fast zero is for a whole target
+ * zeroed ahead of a copy (nbd_file_zero_fast). */
 static int nbd_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
     struct nbd_file *n = nf(f);
@@ -342,6 +344,35 @@ static int nbd_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool p
         ret = simple(n, 0, off, k, punch ? 0 : LIBNBD_CMD_FLAG_NO_HOLE);
         off += k;
         len -= k;
+    }
+    return ret;
+}
+
+/* NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_FAST_ZERO (trims allowed): the
+ * server zeros the range only if that is fast, else fails at once with
+ * ENOTSUP and writes nothing, so a caller with a cheaper plan (a convert
+ * that can write its zeros as it goes) loses one round trip.  -ENOTSUP
+ * without a message when the export has no fast zero, the range is not
+ * on its block size or the server says the zero would be slow (a part
+ * may then be zeroed already). */
+static int nbd_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len)
+{
+    struct nbd_file *n = nf(f);
+    if (!f->writable)
+        return -EBADF;
+    if (!n->can_zero || !n->can_fast_zero || (off | len) % n->align ||
+        off > n->size || len > n->size - off)
+        return -ENOTSUP;
+    int ret = 0;
+    while (ret == 0 && len) {
+        uint64_t k = len < NBD_BIG ? len : NBD_BIG;
+        ret = simple(n, 0, off, k, LIBNBD_CMD_FLAG_FAST_ZERO);
+        off += k;
+        len -= k;
+    }
+    if (ret == -ENOTSUP || ret == -EOPNOTSUPP) {
+        kimg_clear_error();
+        return -ENOTSUP;
     }
     return ret;
 }
@@ -455,6 +486,7 @@ static const struct kimg_file_ops nbd_ops = {
     .pread = nbd_file_pread, .pwrite = nbd_file_pwrite, .get_size = nbd_file_get_size,
     .truncate = nbd_file_truncate, .sync = nbd_file_sync, .zero = nbd_file_zero,
     .discard = nbd_file_discard, .allocate = nbd_file_allocate,
+    .zero_fast = nbd_file_zero_fast,
     .data_status = nbd_file_data_status, .allocated = nbd_file_allocated,
     .close = nbd_file_close,
 };
@@ -464,12 +496,31 @@ bool kimg_file_is_nbd(const struct kimg_file *f)
     return f && f->ops == &nbd_ops;
 }
 
+static int open_parsed(struct kimg_file **out, struct nbd_file *n, int ret, unsigned flags);
+
 int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
 {
     struct nbd_file *n = calloc(1, sizeof(*n));
     if (!n)
         return kimg_fail(-ENOMEM, "out of memory");
     int ret = kimg_nbd_uri_parse(name, flags & KIMG_FILE_FROM_IMAGE, &n->u);
+    return open_parsed(out, n, ret, flags);
+}
+
+int kimg_nbd_open_server(struct kimg_file **out, const char *socket, const char *host,
+                         const char *port, const char *export, unsigned flags)
+{
+    struct nbd_file *n = calloc(1, sizeof(*n));
+    if (!n)
+        return kimg_fail(-ENOMEM, "out of memory");
+    int ret = kimg_nbd_uri_from_parts(&n->u, socket, host, port, export);
+    return open_parsed(out, n, ret, flags);
+}
+
+/* Connect N (its name parsed into N->u with result RET) and fill it in;
+ * N is freed on failure. */
+static int open_parsed(struct kimg_file **out, struct nbd_file *n, int ret, unsigned flags)
+{
     struct nbd_handle *h = NULL;
     if (ret == 0)
         ret = connect_one(&n->u, &h);
@@ -505,6 +556,7 @@ int kimg_nbd_open(struct kimg_file **out, const char *name, unsigned flags)
     n->can_zero = nbd_can_zero(h) == 1;
     n->can_trim = nbd_can_trim(h) == 1;
     n->can_flush = nbd_can_flush(h) == 1;
+    n->can_fast_zero = nbd_can_fast_zero(h) == 1;
     n->can_extents = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     /* more connections only where the server promises they see one
      * another's writes and flushes (multi-conn) */

@@ -69,7 +69,7 @@ static bool port_ok(const char *p)
 static int make_name(struct kimg_nbd_uri *u)
 {
     const char *s = u->tls ? "s" : "";
-    const char *ex = u->export[0] ? "/" : "";
+    const char *ex = u->export[0] || u->export_given ? "/" : "";
     int n;
     if (u->unix_socket)
         n = asprintf(&u->name, "nbd%s+unix://%s%s?socket=%s", s, ex, u->export, u->socket);
@@ -256,5 +256,29 @@ int kimg_nbd_uri_parse(const char *name, bool from_image, struct kimg_nbd_uri *u
                          "socket is a local file", name);
     if (!u->unix_socket && (!*u->host || strchr(u->host, '/')))
         return bad(name, "an empty host name, or one with '/'");
+    return make_name(u);
+}
+
+int kimg_nbd_uri_from_parts(struct kimg_nbd_uri *u, const char *socket, const char *host,
+                            const char *port, const char *export)
+{
+    memset(u, 0, sizeof(*u));
+    u->unix_socket = socket != NULL;
+    u->export_given = export != NULL;
+    int ret = set_str(&u->export, export ? export : "", (size_t)-1);
+    if (ret == 0 && socket)
+        ret = set_str(&u->socket, socket, (size_t)-1);
+    if (ret == 0 && !socket)
+        ret = set_str(&u->host, host ? host : "", (size_t)-1);
+    if (ret == 0 && !socket)
+        ret = set_str(&u->port, port ? port : KIMG_NBD_DEFAULT_PORT, (size_t)-1);
+    if (ret < 0)
+        return ret;
+    if (strlen(u->export) > NBD_MAX_STRING)
+        return kimg_fail(-EINVAL, "the NBD export name is longer than 4096 bytes");
+    if (socket && !*socket)
+        return kimg_fail(-EINVAL, "an empty NBD socket path");
+    if (!socket && (!*u->host || !*u->port))
+        return kimg_fail(-EINVAL, "an empty NBD host or port");
     return make_name(u);
 }

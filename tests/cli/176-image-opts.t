@@ -78,7 +78,7 @@ driver=qcow2,file.filename=base.qcow2,x.y=1
 EOF
 
 # options kimg does not take: one clear line
-for s in "$BO,file.driver=nbd" "driver=file,filename=base.qcow2"; do
+for s in "$BO,file.driver=ssh" "driver=file,filename=base.qcow2"; do
     kimg info --image-opts "$s"
     err_line "info --image-opts '$s'"
     like "$(cat "$T/err")" "^kimg: Could not open '$s': .*(not supported|protocol)" \

@@ -95,8 +95,8 @@ err_line "an NBD data file is not followed by default"
 kimg convert --untrusted --allow-remote-backing -O raw dq.qcow2 o3.raw
 err_line "nor under --untrusted"
 # an image on an export naming a local backing file: a relative name has
-# no folder to be taken in (qemu's words), an absolute one is followed (as
-# qemu-img)
+# no folder to be taken in (qemu's words); an absolute one is refused
+# unless allowed (807)
 kitnbd ov.sock memory 16M
 OV=$(nuri ov.sock)
 qemu-img create -q -f qcow2 -u -b base-copy.raw -F raw "$OV" 16M
@@ -107,5 +107,8 @@ is "$RC" "$QRC" "compare: a relative backing name on an export: exit code as qem
 is "$(cat err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
 qemu-img create -q -f qcow2 -u -b "$T/base-copy.raw" -F raw "$OV" 16M
 oracle "info: an absolute backing name on an export" info --output=json "$OV"
-oracle "compare: an absolute backing name on an export" compare "$OV" base-copy.raw
+kimg compare "$OV" base-copy.raw
+err_line "compare: an absolute backing name on an export is refused by default"
+kimg compare --allow-nbd-local-backing "$OV" base-copy.raw
+is "$RC" 0 "  and followed with --allow-nbd-local-backing, as qemu-img follows it"
 done_testing
