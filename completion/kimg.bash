@@ -60,7 +60,7 @@ _kimg_opts()
 # unknown); SPLIT true: its value is written after '='
 _kimg_kind()
 {
-    local t k
+    local t k seen=
     while read -r t k; do
         if [[ $k == eqwords:* ]]; then
             [[ $4 == true ]] || continue
@@ -69,10 +69,10 @@ _kimg_kind()
         if [[ $t == "$3" ]]; then
             # an option taking a word is listed once with it: prefer that
             [[ $k != none ]] && { echo "$k"; return; }
-            local seen=$k
+            seen=$k
         fi
     done < <(_kimg_opts "$1" "$2")
-    echo "${seen:-}"
+    echo "$seen"
 }
 
 _kimg_files()
