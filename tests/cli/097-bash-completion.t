@@ -189,10 +189,20 @@ else
     fail "make install" "$(tail -5 "$T/make.log")"
 fi
 D=$T/root2
-if mk $san install DESTDIR="$D" PREFIX=/opt/k BASHCOMPDIR=/opt/k/bc; then
-    ok "make install BASHCOMPDIR=/opt/k/bc" test -f "$D/opt/k/bc/kimg"
-    mk $san uninstall DESTDIR="$D" PREFIX=/opt/k BASHCOMPDIR=/opt/k/bc
-    ok "  make uninstall with it removes it" test ! -e "$D/opt/k/bc/kimg"
+bcd=/opt/k/share/bash-completion/completions
+if mk $san install DESTDIR="$D" PREFIX=/opt/k BASHCOMPDIR=$bcd; then
+    ok "make install BASHCOMPDIR=$bcd" test -f "$D$bcd/kimg"
+    # bash-completion's loader finds it by the command's name, on first use
+    if [ -r "$BC" ]; then
+        r=$(PATH=$T/bin:$PATH BASH_COMPLETION_USER_DIR=$D/opt/k/share/bash-completion \
+            bash --norc --noprofile -c '. "$1"; complete -p kimg 2> /dev/null || echo none;
+                if declare -F _comp_load > /dev/null; then _comp_load kimg  # 2.12
+                else __load_completion kimg; fi; complete -p kimg' _ "$BC" 2>&1)
+        is "$r" "none
+complete -F _kimg kimg" "  bash-completion's loader loads it when kimg is first completed"
+    fi
+    mk $san uninstall DESTDIR="$D" PREFIX=/opt/k BASHCOMPDIR=$bcd
+    ok "  make uninstall with it removes it" test ! -e "$D$bcd/kimg"
 else
     fail "make install BASHCOMPDIR=" "$(tail -5 "$T/make.log")"
 fi
