@@ -5,7 +5,9 @@
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (clang)
 #   make bench      kimg against qemu-img on realistic inputs (not a test)
 #   make deps       install the Debian packages a fresh machine lacks
-#   make install    PREFIX=/usr/local DESTDIR= (also BINDIR LIBDIR INCLUDEDIR MANDIR)
+#   make man        the manual page, $(B)/man/kimg.1 from man/kimg.pod (also in `make`)
+#   make install    PREFIX=/usr/local DESTDIR= (also BINDIR LIBDIR INCLUDEDIR MANDIR
+#                   BASHCOMPDIR)
 #   make uninstall  the same variables: removes what install put there
 #                   (the nbdkit plugin goes to NBDKIT_PLUGINDIR, nbdkit's own)
 
@@ -20,7 +22,8 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
-               cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev
+               cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev \
+               groff-base man-db bash-completion
 
 ifeq ($(SANITIZE),1)
 B        := build-san
@@ -81,7 +84,13 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
-MAN_PAGES  := $(wildcard man/*.1)
+# The manual: one page, kimg(1), with a section per command, written in
+# POD (man/kimg.pod) and made by pod2man (Debian's perl); tests/cli/096
+# checks it against every `kimg CMD --help` and renders it for warnings.
+MAN_PAGES  := $(B)/man/kimg.1
+# bash completion (completion/kimg.bash): where bash-completion looks for
+# it, else under PREFIX (no pkg-config or no bash-completion installed)
+BASHCOMPDIR ?= $(or $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null),$(PREFIX)/share/bash-completion/completions)
 
 LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c protocols/*/*.c clone/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
@@ -101,10 +110,17 @@ HAVE_NBDKIT := $(shell echo '\#include <nbdkit-plugin.h>' | $(CC) -E -x c - > /d
 NBDKIT_PLUGINDIR ?= $(or $(shell pkg-config --variable=plugindir nbdkit 2>/dev/null),$(LIBDIR)/nbdkit/plugins)
 NBDKIT_PLUGIN := $(if $(HAVE_NBDKIT),$(B)/plugins/nbdkit-kimg-plugin.so)
 
-.PHONY: all check check-slow check-ciphers fuzz bench deps install uninstall clean FORCE
+.PHONY: all man check check-slow check-ciphers fuzz bench deps install uninstall clean FORCE
 # keep objects built through pattern chains (tests, fuzz replays)
 .SECONDARY:
-all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc $(NBDKIT_PLUGIN)
+all: $(B)/kimg $(B)/libkimg.a $(B)/$(SO_REAL) $(B)/kimg.pc $(NBDKIT_PLUGIN) $(MAN_PAGES)
+
+man: $(MAN_PAGES)
+# --errors=die: a POD mistake fails the build
+$(B)/man/%.1: man/%.pod cmd/main.c
+	@mkdir -p $(dir $@)
+	pod2man --section=1 --center="kimg manual" --release="kimg $(VERSION)" \
+	    --name=$(shell echo $* | tr a-z A-Z) --errors=die $< $@.tmp && mv $@.tmp $@
 
 # The nbdkit plugin (see NBDKIT_PLUGIN above).
 $(B)/plugins/%.o: INC = $(INC_PUBLIC)
@@ -247,8 +263,9 @@ install: all $(B)/kimg.pc
 	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libkimg.so
 	install -m 0644 $(B)/kimg.pc $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc
 	$(foreach h,$(PUBLIC_HEADERS),install -m 0644 $(h) $(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h)) &&) true
-	$(if $(MAN_PAGES),install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 && \
-	    install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/)
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 completion/kimg.bash $(DESTDIR)$(BASHCOMPDIR)/kimg
 	$(if $(NBDKIT_PLUGIN),install -d -m 0755 $(DESTDIR)$(NBDKIT_PLUGINDIR) && \
 	    install -m 0755 $(NBDKIT_PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-kimg-plugin.so)
 
@@ -257,6 +274,7 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/$(SO_NAME) $(DESTDIR)$(LIBDIR)/$(SO_REAL) $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc \
 	    $(foreach h,$(PUBLIC_HEADERS),$(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h))) \
 	    $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man1/$(notdir $(m))) \
+	    $(DESTDIR)$(BASHCOMPDIR)/kimg \
 	    $(DESTDIR)$(NBDKIT_PLUGINDIR)/nbdkit-kimg-plugin.so
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/kimg 2>/dev/null
 

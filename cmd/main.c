@@ -1,6 +1,7 @@
 /*
  * main.c — the `kimg` command: a table of subcommands with qemu-img's
- * names and options (one file per subcommand), --help and --version.
+ * names and options (one file per subcommand), --help, --version and
+ * --formats.
  *
  * Run under the name `qemu-img` (argv[0]'s last component, e.g. through a
  * symlink), --version prints "qemu-img version 7.2.0 (kimg X.Y.Z)" first:
@@ -95,7 +96,16 @@ static void usage(FILE *out)
                  "nbd+unix:///EXPORT?socket=PATH, qemu's nbd:unix:PATH[:exportname=E]);\n"
                  "a backing file an image names as one is followed only with\n"
                  "--allow-remote-backing (any command); a local backing or data file\n"
-                 "named by an image read over NBD only with --allow-nbd-local-backing.\n");
+                 "named by an image read over NBD only with --allow-nbd-local-backing.\n"
+                 "'kimg --formats' lists the image formats (-f, -O, -F), one a line.\n");
+}
+
+/* --formats: the driver registry's names, one a line (the bash completion
+ * of -f/-O/-F reads them; completion/kimg.bash) */
+static void print_format(const struct kimg_driver *drv, void *opaque)
+{
+    (void)opaque;
+    printf("%s\n", kimg_driver_name(drv));
 }
 
 /* Output that could not be written is an error, not a silent success
@@ -117,6 +127,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
+        return finish_stdout(0);
+    }
+    if (!strcmp(argv[1], "--formats")) {
+        kimg_for_each_driver(print_format, NULL);
         return finish_stdout(0);
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
