@@ -54,8 +54,11 @@ static int rewrap(int err, const char *prefix)
 /* ---- paths in use ------------------------------------------------------------- */
 
 /* Every path the plan reads or writes, for collision checks. */
-static bool path_used(const struct clone_plan *p, const char *path)
+static bool path_used_one(const struct clone_plan *p, const char *path)
 {
+    for (int i = 0; i < p->nb_logs; i++)
+        if (p->logs[i] && !strcmp(p->logs[i], path))
+            return true;
     for (int i = 0; i < p->nb_disks; i++) {
         const struct clone_disk_plan *d = &p->disks[i];
         if ((d->src && !strcmp(d->src, path)) || (d->dst && !strcmp(d->dst, path)))
@@ -64,6 +67,17 @@ static bool path_used(const struct clone_plan *p, const char *path)
     if (p->has_nvram && ((p->nvram.src && !strcmp(p->nvram.src, path)) ||
                          (p->nvram.dst && !strcmp(p->nvram.dst, path))))
         return true;
+    return false;
+}
+
+/* ... and every path of the batch's earlier plans */
+static bool path_used(const struct clone_plan *p, const char *path)
+{
+    if (path_used_one(p, path))
+        return true;
+    for (int i = 0; i < p->nb_prev; i++)
+        if (path_used_one(&p->prev[i], path))
+            return true;
     return false;
 }
 
@@ -86,8 +100,8 @@ static int check_new_file(const struct clone_plan *p, const char *dst, const cha
     if (errno != ENOENT)
         return kimg_fail(-errno, "%s: %s: %s", what, dst, strerror(errno));
     if (path_used(p, dst))
-        return kimg_fail(-EEXIST, "%s: %s is already used by another disk of this clone",
-                         what, dst);
+        return kimg_fail(-EEXIST, "%s: %s is already used by another disk of this %s",
+                         what, dst, p->nb_prev ? "batch" : "clone");
     char *dir = clone_dirname(dst);
     if (!dir)
         return -ENOMEM;
@@ -118,6 +132,10 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
     if (!strcmp(p->new_name, dom->name))
         return kimg_fail(-EINVAL, "the new name '%s' is the original's; a clone needs its "
                          "own name (--name)", p->new_name);
+    for (int i = 0; i < p->nb_prev; i++)
+        if (!strcmp(p->new_name, p->prev[i].new_name))
+            return kimg_fail(-EINVAL, "the name '%s' is given to two clones of the batch",
+                             p->new_name);
 
     char old_uuid[37] = "";
     if (dom->uuid && clone_uuid_parse(dom->uuid, old_uuid) < 0) {
@@ -130,9 +148,13 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         if (!strcmp(p->uuid, old_uuid))
             return kimg_fail(-EINVAL, "--uuid %s is the original's UUID", o->uuid);
     } else {
-        do
+        bool again;
+        do {
             clone_uuid_random(p->uuid);
-        while (!strcmp(p->uuid, old_uuid));
+            again = !strcmp(p->uuid, old_uuid);
+            for (int i = 0; i < p->nb_prev; i++)
+                again |= !strcmp(p->uuid, p->prev[i].uuid);
+        } while (again);
     }
     clone_uuid_random(p->genid);
 
@@ -155,6 +177,11 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         for (int j = 0; j < i; j++)
             if (!strcmp(p->macs[j], p->macs[i]))
                 return kimg_fail(-EINVAL, "--mac %s is given twice", o->macs[i]);
+        for (int k = 0; k < p->nb_prev; k++)
+            for (int j = 0; j < p->prev[k].nb_macs; j++)
+                if (!strcmp(p->prev[k].macs[j], p->macs[i]))
+                    return kimg_fail(-EINVAL, "--mac %s is given to two clones of the batch",
+                                     o->macs[i]);
     }
     for (int i = 0; i < p->nb_macs; i++) {
         if (p->macs[i][0])
@@ -171,6 +198,10 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
                 if (!strcmp(p->macs[j], s) ||
                     (dom->nics[j].mac && !strcasecmp(dom->nics[j].mac, s)))
                     used = true;
+            for (int k = 0; k < p->nb_prev; k++)   /* the batch's other clones */
+                for (int j = 0; j < p->prev[k].nb_macs; j++)
+                    if (!strcmp(p->prev[k].macs[j], s))
+                        used = true;
             if (!used) {
                 memcpy(p->macs[i], s, sizeof(s));
                 break;
@@ -469,6 +500,11 @@ static int check_output(const struct clone_plan *p, const char *path, const char
         ret = kimg_fail(-ENOENT, "%s %s: the folder %s does not exist", opt, path, dir);
     else if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode))   /* devices, FIFOs: in place */
         ret = kimg_fail(-EISDIR, "%s %s: is a folder", opt, path);
+    else if (p->opts->batch && !strcmp(opt, "--output-xml") && lstat(abs, &st) == 0 &&
+             !S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode))
+        /* a batch makes its files new, the XML ones too */
+        ret = kimg_fail(-EEXIST, "%s %s already exists; a batch never overwrites a file",
+                        opt, path);
     free(abs);
     free(dir);
     free(orig);
@@ -518,8 +554,16 @@ static int check_space(const struct clone_plan *p)
 
 int clone_plan_build(struct clone_plan *p, const struct clone_opts *o)
 {
+    return clone_plan_build_batch(p, o, NULL, 0);
+}
+
+int clone_plan_build_batch(struct clone_plan *p, const struct clone_opts *o,
+                           const struct clone_plan *prev, int nb_prev)
+{
     memset(p, 0, sizeof(*p));
     p->opts = o;
+    p->prev = prev;
+    p->nb_prev = nb_prev;
     p->nvram.index = -1;
     if (!o->original_xml)
         return kimg_fail(-EINVAL, "--original-xml FILE is required (kimg clone works "
@@ -603,6 +647,10 @@ void clone_plan_free(struct clone_plan *p)
     free(p->macs);
     free(p->old_name);
     free(p->new_name);
+    for (int i = 0; i < p->nb_logs; i++)
+        free(p->logs[i]);
+    free(p->logs);
+    free(p->error);
     clone_dom_free(p->dom);
     memset(p, 0, sizeof(*p));
 }
