@@ -210,6 +210,7 @@ struct clone_disk_plan {
     bool dst_is_block;
     char *backing;              /* CLONE_LINK: the backing name stored in the overlay */
     struct kimg *img;           /* the source, opened read-only (copies) */
+    bool img_borrowed;          /* img is the batch's first plan's (not closed here) */
     uint64_t size;              /* virtual size */
     uint64_t need;              /* bytes the copy may allocate (space check) */
     const char *tmp;            /* out.path: the temporary file being written */

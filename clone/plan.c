@@ -631,7 +631,7 @@ int clone_plan_rewrite(struct clone_plan *p)
 
 static void free_disk_plan(struct clone_disk_plan *d)
 {
-    if (d->img)
+    if (d->img && !d->img_borrowed)
         kimg_close(d->img);
     free(d->src);
     free(d->dst);

@@ -2,7 +2,7 @@
  * run.c — one `kimg clone` run, of one clone or a batch (repeatable -n, or
  * -n 'web-{n}' --count N): build and check every clone's plan before
  * anything is written, rewrite the XML, copy the storage into temporary
- * files,
+ * files (a batch's full copies of one source disk in one read, fanout.c),
  * rename them into place, then print the XML (NUL-terminated documents for
  * a batch) and write the report.  Any failure, or SIGINT, SIGTERM, SIGHUP
  * or SIGPIPE (kimg/output.h), removes every file the run created; with
@@ -213,6 +213,24 @@ static struct clone_disk_plan *disk_of(struct clone_plan *p, int j)
     return j < p->nb_disks ? &p->disks[j] : &p->nvram;
 }
 
+/* The clones read the template's disks through the first plan's handles:
+ * the others' (opened for their checks) are closed, so memory does not
+ * grow with the batch by a set of open images per clone. */
+static void share_sources(struct batch *b)
+{
+    for (int i = 1; i < b->n; i++) {
+        for (int j = 0; j <= b->plans[0].nb_disks; j++) {
+            struct clone_disk_plan *d0 = disk_of(&b->plans[0], j), *d = disk_of(&b->plans[i], j);
+            if (!d->img || !d0->img || d->img_borrowed || !d->src || !d0->src ||
+                strcmp(d->src, d0->src))
+                continue;
+            kimg_close(d->img);
+            d->img = d0->img;
+            d->img_borrowed = true;
+        }
+    }
+}
+
 /* Clone I failed (keep-going): say why, drop its temporary files. */
 static void clone_failed(struct batch *b, int i, int r)
 {
@@ -257,6 +275,18 @@ static int write_disk(struct batch *b, int j)
     }
     if (nd == 0)
         goto out;
+    if (nd >= 2 && ds[0]->action == CLONE_COPY && ds[0]->img &&
+        !clone_fs_reflinks(ds[0], ds[1])) {
+        /* one read of the source for every clone */
+        r = clone_fanout_copy(ds, nd, b->o, kg, res);
+        if (r < 0 && !kg)
+            goto out;
+        r = 0;
+        for (int k = 0; k < nd; k++)
+            if (res[k] < 0)
+                clone_failed(b, who[k], res[k]);
+        goto out;
+    }
     /* one at a time: overlays, reflinks, and copies the engine reflinks */
     for (int k = 0; k < nd; k++) {
         if ((r = clone_copy_disk(ds[k], b->o)) < 0) {
@@ -355,6 +385,7 @@ int clone_run(const struct clone_opts *o_in)
     }
     if ((r = build_plans(&b)) < 0)
         goto out;
+    share_sources(&b);
     warnings(&b.plans[0], &o);
 
     if (!o.print_xml) {
