@@ -447,9 +447,13 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
             return kimg_fail(-EINVAL, "--nvram is empty");
         n->dst = clone_abspath(o->nvram);
     } else {
+        /* NAME_VARS with the original's own extension (virt-clone 5.0: a
+         * .qcow2 nvram stays .qcow2), .fd when it has none */
         char *dir = clone_dirname(n->src);
-        if (dir && asprintf(&n->dst, "%s%s%s_VARS.fd", dir, strcmp(dir, "/") ? "/" : "",
-                            p->new_name) < 0)
+        const char *dot = strrchr(clone_basename(n->src), '.');
+        const char *ext = dot && dot[1] && strlen(dot) <= 8 ? dot : ".fd";
+        if (dir && asprintf(&n->dst, "%s%s%s_VARS%s", dir, strcmp(dir, "/") ? "/" : "",
+                            p->new_name, ext) < 0)
             n->dst = NULL;
         free(dir);
     }
@@ -476,6 +480,50 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
     }
     n->action = o->reflink ? CLONE_REFLINK : CLONE_COPY;
     return open_source(n);
+}
+
+/* ---- serial and console log files ------------------------------------------------ */
+
+/* virt-clone 5.0: a serial or console of type 'file' writes to a new
+ * log, named as a disk copy is (NAME.log, or x-clone.log); the console
+ * that mirrors a serial keeps sharing its path.  Nothing is copied. */
+static int plan_logs(struct clone_plan *p)
+{
+    int n = clone_dom_nb_logs(p->dom);
+    if (n > CLONE_MAX_DISKS)
+        return kimg_fail(-E2BIG, "more than %d serial and console files", CLONE_MAX_DISKS);
+    if (!(p->logs = calloc((size_t)n + 1, sizeof(*p->logs))))
+        return -ENOMEM;
+    char **old = calloc((size_t)n + 1, sizeof(*old));
+    if (!old)
+        return -ENOMEM;
+    int r = 0;
+    p->nb_logs = n;
+    for (int i = 0; i < n && r == 0; i++) {
+        const char *path = clone_dom_log_path(p->dom, i);
+        if (!path || !*path)
+            continue;
+        if ((r = clone_check_text("a serial file path", path, CLONE_MAX_PATH)) < 0)
+            break;
+        if (!(old[i] = clone_abspath(path))) {
+            r = -ENOMEM;
+            break;
+        }
+        for (int k = 0; k < i; k++)
+            if (old[k] && !strcmp(old[k], old[i]) && p->logs[k])
+                p->logs[i] = strdup(p->logs[k]);
+        if (p->logs[i])
+            continue;
+        if ((r = clone_auto_path(old[i], p->old_name, p->new_name, auto_path_taken, p,
+                                 &p->logs[i])) < 0)
+            r = rewrap(r, "serial file");
+        else if ((r = clone_check_text("the automatic path", p->logs[i], CLONE_MAX_PATH)) < 0)
+            r = rewrap(r, "serial file");
+    }
+    for (int i = 0; i < n; i++)
+        free(old[i]);
+    free(old);
+    return r;
 }
 
 /* ---- outputs and space ------------------------------------------------------------------ */
@@ -584,6 +632,7 @@ int clone_plan_build_batch(struct clone_plan *p, const struct clone_opts *o,
         (r = plan_classify(p, o)) < 0 ||
         (r = plan_destinations(p, o)) < 0 ||
         (r = plan_nvram(p, o)) < 0 ||
+        (r = plan_logs(p)) < 0 ||
         (r = check_output(p, o->output_xml, "--output-xml")) < 0 ||
         (r = check_output(p, o->report_json, "--report-json")) < 0 ||
         (r = check_space(p)) < 0)
@@ -626,6 +675,9 @@ int clone_plan_rewrite(struct clone_plan *p)
     }
     if (p->has_nvram && (r = clone_dom_set_nvram(dom, p->nvram.dst)) < 0)
         return r;
+    for (int i = 0; i < p->nb_logs; i++)
+        if (p->logs[i] && (r = clone_dom_set_log_path(dom, i, p->logs[i])) < 0)
+            return r;
     return 0;
 }
 
