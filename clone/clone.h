@@ -102,6 +102,8 @@ int clone_dom_set_disk(struct clone_dom *dom, int i, const char *path, bool is_b
                        const char *format, bool standalone, const char *backing,
                        const char *backing_format);
 int clone_dom_set_nvram(struct clone_dom *dom, const char *path);
+/* The domain has a <tpm> with an emulator (swtpm) backend. */
+bool clone_dom_has_emulated_tpm(struct clone_dom *dom);
 /* Serial and console devices of type 'file' (their <source path>, the
  * log qemu writes): count them, read path I, set path I. */
 int clone_dom_nb_logs(struct clone_dom *dom);
@@ -186,6 +188,8 @@ struct clone_opts {
     bool keep_going;            /* --keep-going: keep the clones that completed */
     bool batch;                 /* several clones (or --count): templates expanded */
     int index;                  /* this clone's {n}, from 1 (batch plans) */
+    bool copy_tpm_state;        /* --copy-tpm-state */
+    const char *tpm_state_dir;  /* --tpm-state-dir (libvirt's swtpm folder) */
 };
 
 enum clone_action {
@@ -237,6 +241,11 @@ struct clone_plan {
      * paths must differ from theirs) */
     const struct clone_plan *prev;
     int nb_prev;
+    /* --copy-tpm-state (tpm.c): STATEDIR/OLD-UUID copied to STATEDIR/NEW-UUID */
+    char *tpm_src, *tpm_dst;    /* NULL: nothing to copy */
+    char **tpm_made;            /* folders and files made, in order */
+    int nb_tpm_made;
+    bool *tpm_made_dir;
     /* the run's outcome for this clone (run.c) */
     bool failed;
     char *error;
@@ -285,6 +294,22 @@ int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opt
 bool clone_fs_reflinks(struct clone_disk_plan *d0, struct clone_disk_plan *d1);
 /* FICLONE SRC onto the open DST_FD; a clear message where unsupported. */
 int clone_reflink_fd(int src_fd, int dst_fd, const char *src, const char *dst);
+
+/* ---- TPM state (tpm.c) ---------------------------------------------------- */
+
+#define CLONE_TPM_STATE_DIR "/var/lib/libvirt/swtpm"   /* libvirt's default */
+#define CLONE_TPM_MAX_ENTRIES 256
+#define CLONE_TPM_MAX_BYTES (64u << 20)
+
+/* Decide and check the copy of the template's swtpm state (plan time):
+ * its folder only regular files and folders, within the caps; the
+ * clone's folder new. */
+int clone_tpm_plan(struct clone_plan *p, const struct clone_opts *opts);
+/* Copy it (modes kept, owners too as root), each file an UNDO output. */
+int clone_tpm_copy(struct clone_plan *p);
+/* Remove what clone_tpm_copy made (FILES_TOO: the files as well; else
+ * only the folders, after kimg_output_undo_all removed the files). */
+void clone_tpm_remove(struct clone_plan *p, bool files_too);
 
 /* ---- outputs (report.c) ------------------------------------------------------ */
 

@@ -724,6 +724,17 @@ int clone_dom_make_unique(struct clone_dom *dom, const char *new_genid,
     return 0;
 }
 
+bool clone_dom_has_emulated_tpm(struct clone_dom *dom)
+{
+    xmlNode *devices = child_elem(dom->root, "devices");
+    for (xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {
+        xmlNode *b = is_elem(d, "tpm") ? child_elem(d, "backend") : NULL;
+        if (b && attr_is(b, "type", "emulator"))
+            return true;
+    }
+    return false;
+}
+
 /* <backingStore type='file'><format type='F'/><source file='B'/>OLD</backingStore> */
 static xmlNode *new_backing_store(xmlDoc *doc, const char *backing, const char *bfmt,
                                   const char *ind, xmlNode *old)

@@ -633,6 +633,7 @@ int clone_plan_build_batch(struct clone_plan *p, const struct clone_opts *o,
         (r = plan_destinations(p, o)) < 0 ||
         (r = plan_nvram(p, o)) < 0 ||
         (r = plan_logs(p)) < 0 ||
+        (r = clone_tpm_plan(p, o)) < 0 ||
         (r = check_output(p, o->output_xml, "--output-xml")) < 0 ||
         (r = check_output(p, o->report_json, "--report-json")) < 0 ||
         (r = check_space(p)) < 0)
@@ -703,6 +704,12 @@ void clone_plan_free(struct clone_plan *p)
         free(p->logs[i]);
     free(p->logs);
     free(p->error);
+    free(p->tpm_src);
+    free(p->tpm_dst);
+    for (int i = 0; i < p->nb_tpm_made; i++)
+        free(p->tpm_made[i]);
+    free(p->tpm_made);
+    free(p->tpm_made_dir);
     clone_dom_free(p->dom);
     memset(p, 0, sizeof(*p));
 }

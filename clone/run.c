@@ -35,7 +35,17 @@ static void warnings(const struct clone_plan *p, const struct clone_opts *o)
     if (p->notes.graphics_ports)
         fprintf(stderr, "kimg: warning: graphics ports and sockets set to automatic, in "
                 "order to avoid conflicting\n");
-    if (p->notes.tpm)
+    if (o->copy_tpm_state && !clone_dom_has_emulated_tpm(p->dom))
+        fprintf(stderr, "kimg: warning: --copy-tpm-state ignored: the domain has no emulated "
+                "TPM\n");
+    else if (o->copy_tpm_state && p->tpm_src)
+        fprintf(stderr, "kimg: warning: --copy-tpm-state: the clone gets a copy of the "
+                "template's TPM state and shares its TPM identity (endorsement key, sealed "
+                "secrets)\n");
+    else if (o->copy_tpm_state)
+        fprintf(stderr, "kimg: warning: --copy-tpm-state: the template has no TPM state yet "
+                "(never started); the clone starts with an empty TPM\n");
+    else if (p->notes.tpm)
         fprintf(stderr, "kimg: warning: the emulated TPM's state is not copied; the clone "
                 "starts with an empty TPM\n");
 }
@@ -314,9 +324,12 @@ static int commit_clone(struct batch *b, int i)
         if (writes_storage(d) && !ci->print_xml)
             r = kimg_output_commit(&d->out, true);
     }
+    if (r == 0 && !ci->print_xml)
+        r = clone_tpm_copy(p);
     if (r == 0 && ci->output_xml)
         r = clone_write_file(ci->output_xml, b->xml[i], b->xml_len[i]);
     if (r < 0 && b->o->keep_going) {
+        clone_tpm_remove(p, true);
         /* its files were new (never a replace): remove those renamed */
         for (int j = 0; j <= p->nb_disks; j++) {
             struct clone_disk_plan *d = disk_of(p, j);
@@ -400,10 +413,13 @@ int clone_run(const struct clone_opts *o_in)
     if (r == 0)
         r = print_xml(&b);
     /* every file made, or none (--keep-going: those of completed clones) */
-    if (r < 0)
+    if (r < 0) {
         kimg_output_undo_all();
-    else
+        for (int i = 0; i < b.nb_built; i++)
+            clone_tpm_remove(&b.plans[i], true);   /* its folders */
+    } else {
         kimg_output_forget_all();
+    }
     if (r == 0 && !o.print_xml && !o.quiet) {
         for (int i = 0; i < b.n; i++) {
             if (b.plans[i].failed)

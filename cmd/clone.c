@@ -1,7 +1,7 @@
 /*
  * clone.c — `kimg clone`: virt-clone's options (and kimg's --linked,
- * --report-json, --output-xml, and batches: repeatable -n, --count,
- * --keep-going) parsed into a clone_opts for the clone
+ * --report-json, --output-xml, batches: repeatable -n, --count,
+ * --keep-going; --copy-tpm-state, --tpm-state-dir) parsed into a clone_opts for the clone
  * module (clone/run.c), which works offline on a domain XML file.
  */
 #include <stdlib.h>
@@ -14,7 +14,7 @@ int cmd_clone(int argc, char **argv)
     enum {
         O_ORIGINAL_XML = 400, O_AUTO_CLONE, O_NONSPARSE, O_SKIP_COPY, O_FORCE_COPY,
         O_PRESERVE, O_NVRAM, O_REFLINK, O_PRINT_XML, O_LINKED, O_REPORT_JSON, O_OUTPUT_XML,
-        O_CONNECT, O_IGNORED, O_IGNORED_ARG, O_COUNT, O_KEEP_GOING,
+        O_CONNECT, O_IGNORED, O_IGNORED_ARG, O_COUNT, O_KEEP_GOING, O_COPY_TPM, O_TPM_DIR,
     };
     static const struct option longopts[] = {
         { "original-xml", required_argument, NULL, O_ORIGINAL_XML },
@@ -38,6 +38,8 @@ int cmd_clone(int argc, char **argv)
         { "output-xml", required_argument, NULL, O_OUTPUT_XML },
         { "count", required_argument, NULL, O_COUNT },
         { "keep-going", no_argument, NULL, O_KEEP_GOING },
+        { "copy-tpm-state", no_argument, NULL, O_COPY_TPM },
+        { "tpm-state-dir", required_argument, NULL, O_TPM_DIR },
         /* virt-clone options with no meaning offline, accepted for scripts */
         { "connect", required_argument, NULL, O_CONNECT },
         { "check", required_argument, NULL, O_IGNORED_ARG },
@@ -78,6 +80,8 @@ int cmd_clone(int argc, char **argv)
             break;
         }
         case O_KEEP_GOING: o.keep_going = true; break;
+        case O_COPY_TPM: o.copy_tpm_state = true; break;
+        case O_TPM_DIR: o.tpm_state_dir = optarg; break;
         case O_AUTO_CLONE: o.auto_clone = true; break;
         case 'f': o.files[o.nb_files++] = optarg; break;
         case 'm': o.macs[o.nb_macs++] = optarg; break;

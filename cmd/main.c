@@ -23,7 +23,7 @@ static const struct subcommand subcommands[] = {
       "[-f FILE...] [-m MAC...] [--uuid UUID] "
       "[--nonsparse] [--skip-copy TARGET...] [--force-copy TARGET...] [--preserve-data] "
       "[--nvram FILE] [--reflink | --linked] [--print-xml] [--output-xml FILE] "
-      "[--report-json FILE] [--keep-going] [-q]" },
+      "[--report-json FILE] [--keep-going] [--copy-tpm-state [--tpm-state-dir DIR]] [-q]" },
     { "info", cmd_info,
       "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] [--disk N] "
       "filename" },
