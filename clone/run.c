@@ -285,8 +285,9 @@ static int write_disk(struct batch *b, int j)
     }
     if (nd == 0)
         goto out;
+    /* --nonsparse copies never share extents (the engine's own_blocks) */
     if (nd >= 2 && ds[0]->action == CLONE_COPY && ds[0]->img &&
-        !clone_fs_reflinks(ds[0], ds[1])) {
+        (b->o->nonsparse || !clone_fs_reflinks(ds[0], ds[1]))) {
         /* one read of the source for every clone */
         r = clone_fanout_copy(ds, nd, b->o, kg, res);
         if (r < 0 && !kg)
