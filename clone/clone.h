@@ -134,8 +134,9 @@ int clone_check_name(const char *name);
 typedef bool (*clone_taken_fn)(const char *path, void *opaque);
 /* virt-clone's auto disk path: the extension (<= 7 characters) is kept; a
  * base name equal to OLD_NAME becomes NEW_NAME, otherwise "-clone" is
- * appended; a taken path gets "-1", "-2", ... before the extension. */
-int clone_auto_path(const char *orig, const char *old_name, const char *new_name,
+ * appended (in a BATCH "-NEW_NAME", so each clone's differs); a taken path
+ * gets "-1", "-2", ... before the extension. */
+int clone_auto_path(const char *orig, const char *old_name, const char *new_name, bool batch,
                     clone_taken_fn taken, void *opaque, char **out);
 /* PATH made absolute against the working directory, "." and ".." and
  * repeated slashes removed lexically (as Python's os.path.abspath). */
@@ -143,6 +144,16 @@ char *clone_abspath(const char *path);
 /* The folder of an absolute path ("/" for "/x"); malloc'd. */
 char *clone_dirname(const char *path);
 const char *clone_basename(const char *path);
+
+/* ---- a set of strings (strset.c) ----------------------------------------- */
+
+struct clone_strset {
+    char **slots;               /* "KIND:value", or NULL */
+    size_t cap, n;
+};
+bool clone_strset_has(const struct clone_strset *set, const char *kind, const char *s);
+int clone_strset_add(struct clone_strset *set, const char *kind, const char *s);
+void clone_strset_free(struct clone_strset *set);
 
 /* ---- MACs and UUIDs (mac.c, uuid.c) -------------------------------------- */
 
@@ -237,10 +248,10 @@ struct clone_plan {
     struct clone_unique_notes notes;
     char **logs;                /* serial/console type='file' paths, renamed */
     int nb_logs;
-    /* a batch: the plans built before this one (names, MACs, UUIDs and
-     * paths must differ from theirs) */
-    const struct clone_plan *prev;
-    int nb_prev;
+    /* a batch: what the plans built before this one use (names, MACs,
+     * UUIDs and paths must differ from theirs), or NULL */
+    const struct clone_strset *seen;
+    const struct clone_plan *first;     /* the batch's first plan (its open sources) */
     /* --copy-tpm-state (tpm.c): STATEDIR/OLD-UUID copied to STATEDIR/NEW-UUID */
     char *tpm_src, *tpm_dst;    /* NULL: nothing to copy */
     char **tpm_made;            /* folders and files made, in order */
@@ -254,10 +265,13 @@ struct clone_plan {
 /* Parse the XML, decide every disk's action and destination, open the
  * sources, and check everything that can be checked before writing. */
 int clone_plan_build(struct clone_plan *plan, const struct clone_opts *opts);
-/* The same for one clone of a batch, checked against the NB_PREV plans
- * built before it. */
+/* The same for one clone of a batch, checked against SEEN: what the
+ * batch's earlier plans use (clone_plan_note); its sources are read
+ * through FIRST's open images (the batch's first plan) where they match. */
 int clone_plan_build_batch(struct clone_plan *plan, const struct clone_opts *opts,
-                           const struct clone_plan *prev, int nb_prev);
+                           const struct clone_strset *seen, const struct clone_plan *first);
+/* Add the plan's name, UUID, MACs and paths to SEEN. */
+int clone_plan_note(struct clone_strset *seen, const struct clone_plan *plan);
 /* Apply the plan's changes to plan->dom. */
 int clone_plan_rewrite(struct clone_plan *plan);
 void clone_plan_free(struct clone_plan *plan);

@@ -117,7 +117,7 @@ char *clone_abspath(const char *path)
     return out;
 }
 
-int clone_auto_path(const char *orig, const char *old_name, const char *new_name,
+int clone_auto_path(const char *orig, const char *old_name, const char *new_name, bool batch,
                     clone_taken_fn taken, void *opaque, char **out)
 {
     *out = NULL;
@@ -137,7 +137,7 @@ int clone_auto_path(const char *orig, const char *old_name, const char *new_name
     char *stem;
     if (old_name && strlen(old_name) == stem_len && !memcmp(base, old_name, stem_len))
         stem = strdup(new_name);
-    else if (asprintf(&stem, "%.*s-clone", (int)stem_len, base) < 0)
+    else if (asprintf(&stem, "%.*s-%s", (int)stem_len, base, batch ? new_name : "clone") < 0)
         stem = NULL;
     if (!stem) {
         free(dir);

@@ -75,10 +75,7 @@ static bool path_used(const struct clone_plan *p, const char *path)
 {
     if (path_used_one(p, path))
         return true;
-    for (int i = 0; i < p->nb_prev; i++)
-        if (path_used_one(&p->prev[i], path))
-            return true;
-    return false;
+    return clone_strset_has(p->seen, "path", path);
 }
 
 static bool auto_path_taken(const char *path, void *opaque)
@@ -101,7 +98,7 @@ static int check_new_file(const struct clone_plan *p, const char *dst, const cha
         return kimg_fail(-errno, "%s: %s: %s", what, dst, strerror(errno));
     if (path_used(p, dst))
         return kimg_fail(-EEXIST, "%s: %s is already used by another disk of this %s",
-                         what, dst, p->nb_prev ? "batch" : "clone");
+                         what, dst, p->seen ? "batch" : "clone");
     char *dir = clone_dirname(dst);
     if (!dir)
         return -ENOMEM;
@@ -132,8 +129,7 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
     if (!strcmp(p->new_name, dom->name))
         return kimg_fail(-EINVAL, "the new name '%s' is the original's; a clone needs its "
                          "own name (--name)", p->new_name);
-    for (int i = 0; i < p->nb_prev; i++)
-        if (!strcmp(p->new_name, p->prev[i].new_name))
+    if (clone_strset_has(p->seen, "name", p->new_name))
             return kimg_fail(-EINVAL, "the name '%s' is given to two clones of the batch",
                              p->new_name);
 
@@ -152,8 +148,7 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         do {
             clone_uuid_random(p->uuid);
             again = !strcmp(p->uuid, old_uuid);
-            for (int i = 0; i < p->nb_prev; i++)
-                again |= !strcmp(p->uuid, p->prev[i].uuid);
+            again |= clone_strset_has(p->seen, "uuid", p->uuid);
         } while (again);
     }
     clone_uuid_random(p->genid);
@@ -177,9 +172,7 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         for (int j = 0; j < i; j++)
             if (!strcmp(p->macs[j], p->macs[i]))
                 return kimg_fail(-EINVAL, "--mac %s is given twice", o->macs[i]);
-        for (int k = 0; k < p->nb_prev; k++)
-            for (int j = 0; j < p->prev[k].nb_macs; j++)
-                if (!strcmp(p->prev[k].macs[j], p->macs[i]))
+        if (clone_strset_has(p->seen, "mac", p->macs[i]))
                     return kimg_fail(-EINVAL, "--mac %s is given to two clones of the batch",
                                      o->macs[i]);
     }
@@ -198,10 +191,8 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
                 if (!strcmp(p->macs[j], s) ||
                     (dom->nics[j].mac && !strcasecmp(dom->nics[j].mac, s)))
                     used = true;
-            for (int k = 0; k < p->nb_prev; k++)   /* the batch's other clones */
-                for (int j = 0; j < p->prev[k].nb_macs; j++)
-                    if (!strcmp(p->prev[k].macs[j], s))
-                        used = true;
+            if (clone_strset_has(p->seen, "mac", s))   /* the batch's other clones */
+                used = true;
             if (!used) {
                 memcpy(p->macs[i], s, sizeof(s));
                 break;
@@ -288,7 +279,7 @@ static int plan_classify(struct clone_plan *p, const struct clone_opts *o)
 }
 
 /* Open a source read-only (shared lock: refused while a VM writes it). */
-static int open_source(struct clone_disk_plan *d)
+static int open_source(const struct clone_plan *p, struct clone_disk_plan *d)
 {
     struct stat st;
     if (stat(d->src, &st) < 0) {
@@ -307,9 +298,21 @@ static int open_source(struct clone_disk_plan *d)
         return kimg_fail(-ENOTSUP, "%s: kimg cannot copy the format '%s' of %s; share it with "
                          "--skip-copy %s", d->target, d->src_format, d->src, d->target);
     }
+    /* a batch: the first clone's handle on the same source (its checks
+     * ran there), instead of another open image per clone */
+    const struct clone_plan *f = p->first;
+    for (int i = 0; f && i <= f->nb_disks; i++) {
+        const struct clone_disk_plan *o = i < f->nb_disks ? &f->disks[i] : &f->nvram;
+        if (o->img && o->src && !strcmp(o->src, d->src) && !strcmp(o->src_format, d->src_format)) {
+            d->img = o->img;
+            d->img_borrowed = true;
+            d->size = o->size;
+            break;
+        }
+    }
     char prefix[PATH_MAX + 64];
     snprintf(prefix, sizeof(prefix), "%s: %s", d->target, d->src);
-    int r = kimg_open(&d->img, d->src, d->src_format, 0);
+    int r = d->img ? 0 : kimg_open(&d->img, d->src, d->src_format, 0);
     if (r < 0)
         return rewrap(r, prefix);
     d->size = kimg_size(d->img);
@@ -371,7 +374,8 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
                                  d->dst, o->preserve ? "; share it with --skip-copy instead" : "");
         } else {
             char *dst;
-            if ((r = clone_auto_path(d->src, p->old_name, p->new_name, auto_path_taken, p,
+            if ((r = clone_auto_path(d->src, p->old_name, p->new_name, p->seen != NULL,
+                                     auto_path_taken, p,
                                      &dst)) < 0)
                 return rewrap(r, d->target);
             d->dst = dst;
@@ -404,7 +408,7 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
         d->dst = dst;
         if (r < 0)
             return r;
-        if ((r = open_source(d)) < 0)
+        if ((r = open_source(p, d)) < 0)
             return r;
         d->dst_format = d->action == CLONE_LINK ? "qcow2" : d->src_format;
         if (d->action == CLONE_LINK && !(d->backing = backing_name_for(d->src, d->dst)))
@@ -479,7 +483,7 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
         return 0;
     }
     n->action = o->reflink ? CLONE_REFLINK : CLONE_COPY;
-    return open_source(n);
+    return open_source(p, n);
 }
 
 /* ---- serial and console log files ------------------------------------------------ */
@@ -514,7 +518,8 @@ static int plan_logs(struct clone_plan *p)
                 p->logs[i] = strdup(p->logs[k]);
         if (p->logs[i])
             continue;
-        if ((r = clone_auto_path(old[i], p->old_name, p->new_name, auto_path_taken, p,
+        if ((r = clone_auto_path(old[i], p->old_name, p->new_name, p->seen != NULL,
+                                 auto_path_taken, p,
                                  &p->logs[i])) < 0)
             r = rewrap(r, "serial file");
         else if ((r = clone_check_text("the automatic path", p->logs[i], CLONE_MAX_PATH)) < 0)
@@ -602,16 +607,33 @@ static int check_space(const struct clone_plan *p)
 
 int clone_plan_build(struct clone_plan *p, const struct clone_opts *o)
 {
-    return clone_plan_build_batch(p, o, NULL, 0);
+    return clone_plan_build_batch(p, o, NULL, NULL);
+}
+
+int clone_plan_note(struct clone_strset *seen, const struct clone_plan *p)
+{
+    int r = clone_strset_add(seen, "name", p->new_name);
+    if (r == 0)
+        r = clone_strset_add(seen, "uuid", p->uuid);
+    for (int i = 0; r == 0 && i < p->nb_macs; i++)
+        r = clone_strset_add(seen, "mac", p->macs[i]);
+    for (int i = 0; r == 0 && i <= p->nb_disks; i++) {
+        const struct clone_disk_plan *d = i < p->nb_disks ? &p->disks[i] : &p->nvram;
+        if ((r = clone_strset_add(seen, "path", d->src)) == 0)
+            r = clone_strset_add(seen, "path", d->dst);
+    }
+    for (int i = 0; r == 0 && i < p->nb_logs; i++)
+        r = clone_strset_add(seen, "path", p->logs[i]);
+    return r;
 }
 
 int clone_plan_build_batch(struct clone_plan *p, const struct clone_opts *o,
-                           const struct clone_plan *prev, int nb_prev)
+                           const struct clone_strset *seen, const struct clone_plan *first)
 {
     memset(p, 0, sizeof(*p));
     p->opts = o;
-    p->prev = prev;
-    p->nb_prev = nb_prev;
+    p->seen = seen;
+    p->first = first;
     p->nvram.index = -1;
     if (!o->original_xml)
         return kimg_fail(-EINVAL, "--original-xml FILE is required (kimg clone works "

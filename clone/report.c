@@ -70,7 +70,7 @@ static void disk_object(FILE *out, const struct clone_disk_plan *d, const char *
 
 /* One clone's object, its keys at depth L (1 for the single report). */
 static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, int l,
-                         bool status)
+                         bool status, const struct clone_dom *tmpl)
 {
     bool first = true;
     fputs("{", out);
@@ -81,7 +81,7 @@ static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, in
     key(out, l, "original-name", &first);
     kimg_json_print_string(out, p->old_name);
     key(out, l, "original-uuid", &first);
-    str_or_null(out, p->dom->uuid);
+    str_or_null(out, tmpl->uuid);
     key(out, l, "dry-run", &first);
     fputs(dry_run ? "true" : "false", out);
     key(out, l, "macs", &first);
@@ -95,7 +95,7 @@ static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, in
     fputs("[", out);
     for (int i = 0; i < p->nb_disks; i++) {
         fprintf(out, "%s\n%*s", i ? "," : "", (l + 1) * 4, "");
-        disk_object(out, &p->disks[i], p->dom->disks[i].device, l + 1);
+        disk_object(out, &p->disks[i], tmpl->disks[i].device, l + 1);
     }
     fprintf(out, "%s%*s]", p->nb_disks ? "\n" : "", p->nb_disks ? l * 4 : 0, "");
     key(out, l, "nvram", &first);
@@ -115,7 +115,7 @@ static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, in
 
 int clone_report_write(FILE *out, const struct clone_plan *p, bool dry_run)
 {
-    clone_object(out, p, dry_run, 1, false);
+    clone_object(out, p, dry_run, 1, false, p->dom);
     fputs("\n", out);
     return ferror(out) ? -EIO : 0;
 }
@@ -129,7 +129,7 @@ int clone_report_write_batch(FILE *out, const struct clone_plan *plans, int n, b
             "    \"clones\": [", dry_run ? "true" : "false", n, failed);
     for (int i = 0; i < n; i++) {
         fprintf(out, "%s\n        ", i ? "," : "");
-        clone_object(out, &plans[i], dry_run, 3, true);
+        clone_object(out, &plans[i], dry_run, 3, true, plans[0].dom);   /* the template's */
     }
     fputs("\n    ]\n}\n", out);
     return ferror(out) ? -EIO : 0;

@@ -20,6 +20,9 @@
 #include "clone.h"
 
 #define CLONE_MAX_BATCH 10000
+/* a batch holds every clone's parsed and serialised XML until the end:
+ * their total size is capped (a 5 KiB domain: 6,000 clones) */
+#define CLONE_MAX_BATCH_XML (32u << 20)
 
 static bool writes_storage(const struct clone_disk_plan *d)
 {
@@ -50,6 +53,11 @@ static void warnings(const struct clone_plan *p, const struct clone_opts *o)
                 "starts with an empty TPM\n");
 }
 
+static struct clone_disk_plan *disk_of(struct clone_plan *p, int j)
+{
+    return j < p->nb_disks ? &p->disks[j] : &p->nvram;
+}
+
 /* ---- the batch ---------------------------------------------------------------- */
 
 struct batch {
@@ -65,6 +73,7 @@ struct batch {
     const char **files;         /* n * nb_files expanded --file values */
     int failures;
     char *first_auto;           /* --auto-clone batch: the first clone's name */
+    struct clone_strset seen;   /* what the plans built so far use */
 };
 
 static char *own(struct batch *b, char *s)
@@ -98,6 +107,7 @@ static void batch_free(struct batch *b)
     free(b->plans);
     free(b->opts);
     free(b->files);
+    clone_strset_free(&b->seen);
 }
 
 /* How many clones, and is it a batch; refuse what a batch cannot share. */
@@ -197,7 +207,8 @@ static int build_plans(struct batch *b)
                 return r;
         }
         b->nb_built = i + 1;
-        if ((r = clone_plan_build_batch(&b->plans[i], ci, b->plans, i)) < 0)
+        if ((r = clone_plan_build_batch(&b->plans[i], ci, o->batch ? &b->seen : NULL,
+                                        i > 0 ? &b->plans[0] : NULL)) < 0)
             return r;
         if (o->batch && !ci->name) {
             /* --auto-clone: the first name is known only now; plan again
@@ -212,34 +223,36 @@ static int build_plans(struct batch *b)
         if ((r = clone_plan_rewrite(&b->plans[i])) < 0 ||
             (r = clone_dom_serialize(b->plans[i].dom, &b->xml[i], &b->xml_len[i])) < 0)
             return r;
+        if (i == 0 && o->batch && (uint64_t)b->xml_len[0] * (uint64_t)b->n > CLONE_MAX_BATCH_XML)
+            return kimg_fail(-E2BIG, "a batch of %d clones of a %zu-byte domain XML is too "
+                             "big for one run (at most %u MiB of XML); split it", b->n,
+                             b->xml_len[0], CLONE_MAX_BATCH_XML >> 20);
+        if (o->batch && (r = clone_plan_note(&b->seen, &b->plans[i])) < 0)
+            return r;
+        if (i > 0) {
+            /* the clone's XML is text now: drop its tree, so memory grows
+             * by its text and plan only; its disks' targets are the
+             * template's, as the first plan has them */
+            struct clone_plan *p = &b->plans[i];
+            for (int j = 0; j <= p->nb_disks; j++) {
+                /* the strings that point into the tree: the first plan's */
+                struct clone_disk_plan *d = disk_of(p, j), *d0 = disk_of(&b->plans[0], j);
+                const char *fmt = d->src_format;
+                if (j < p->nb_disks && d->target != d->target_buf)
+                    d->target = d0->target;
+                d->src_format = d0->src_format;
+                if (d->dst_format == fmt)
+                    d->dst_format = d0->dst_format;
+            }
+            clone_dom_free(p->dom);
+            p->dom = NULL;
+        }
     }
     return 0;
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-static struct clone_disk_plan *disk_of(struct clone_plan *p, int j)
-{
-    return j < p->nb_disks ? &p->disks[j] : &p->nvram;
-}
-
-/* The clones read the template's disks through the first plan's handles:
- * the others' (opened for their checks) are closed, so memory does not
- * grow with the batch by a set of open images per clone. */
-static void share_sources(struct batch *b)
-{
-    for (int i = 1; i < b->n; i++) {
-        for (int j = 0; j <= b->plans[0].nb_disks; j++) {
-            struct clone_disk_plan *d0 = disk_of(&b->plans[0], j), *d = disk_of(&b->plans[i], j);
-            if (!d->img || !d0->img || d->img_borrowed || !d->src || !d0->src ||
-                strcmp(d->src, d0->src))
-                continue;
-            kimg_close(d->img);
-            d->img = d0->img;
-            d->img_borrowed = true;
-        }
-    }
-}
 
 /* Clone I failed (keep-going): say why, drop its temporary files. */
 static void clone_failed(struct batch *b, int i, int r)
@@ -399,7 +412,6 @@ int clone_run(const struct clone_opts *o_in)
     }
     if ((r = build_plans(&b)) < 0)
         goto out;
-    share_sources(&b);
     warnings(&b.plans[0], &o);
 
     if (!o.print_xml) {

@@ -107,6 +107,15 @@ kimg clone --original-xml vm/web01.xml -n a1 -n a2 --auto-clone --print-xml --ou
 is "$RC" 1 "a batch never replaces an XML file"
 like "$(cat err)" "a1.xml already exists" "says so"
 
+# ---- a big batch: linear, its memory the XML text and a small plan per clone ----
+/usr/bin/time -f %M -o mem.txt "$KIMG" clone --original-xml vm/web01.xml -n 'big{n}' --count 2000 \
+    --auto-clone --linked --print-xml > big.out 2> big.err
+is "$(tr -cd '\0' < big.out | wc -c)" 2000 "2000 documents"
+ok "peak memory under 48 MiB ($(cat mem.txt) KiB)" test "$(cat mem.txt)" -lt 49152
+tr '\0' '\n' < big.out | grep -o 'data-big[0-9]*\.img' | sort -u | wc -l > n.txt
+is "$(cat n.txt)" 2000 "2000 different vdb files"
+rm -f big.out
+
 # ---- refusals ----
 refused() {
     local msg=$1; shift
@@ -126,5 +135,6 @@ refused "a batch needs a template" -n a -n b --auto-clone --nvram vm/n.fd
 refused "a batch needs a folder or a template" -n a -n b --auto-clone --output-xml one.xml
 refused "the name 'a' is given to two clones" -n a -n a --auto-clone
 refused "original's" -n a -n web01 --auto-clone
+refused "too big for one run" -n 'a{n}' --count 10000 --auto-clone --print-xml
 ok "sources unchanged" sources_unchanged vm
 done_testing

@@ -67,7 +67,7 @@ for sig in TERM INT; do
         --auto-clone -q > /dev/null 2>&1 &
     pid=$!
     for i in $(seq 1 2000); do   # until the big disk's temporary copies exist
-        ls -a store | grep -q '^\.big-clone-2\.qcow2\.kimg-' && break
+        ls -a store | grep -q '^\.big-s.*-2\.qcow2\.kimg-' && break
         sleep 0.005
     done
     kill -$sig $pid
@@ -75,7 +75,7 @@ for sig in TERM INT; do
     if [ "$rc" = 0 ]; then
         skip "SIG$sig mid-copy" "the copy finished before the signal"; skip "x" "fast"
         files_in vm | diff before.list - | sed -n 's/^> //p' | (cd vm && xargs -r rm -f)
-        rm -f store/big-clone*.qcow2
+        rm -f store/big-s*.qcow2
         continue
     fi
     is "$rc" "$((128 + $(kill -l $sig)))" "SIG$sig: the batch ends by the signal"

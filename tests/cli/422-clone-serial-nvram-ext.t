@@ -46,8 +46,8 @@ is "$(files_in logs)" "console-clone.log" "no log file created"
 kimg clone --original-xml s.xml -n 'b{n}' --count 2 --auto-clone -q --output-xml 'b{n}.xml'
 is "$RC" 0 "a batch"
 is "$(xml_get b1.xml devices/serial/source/@path | tr '\n' ' ')$(xml_get b2.xml devices/serial/source/@path | tr '\n' ' ')" \
-   "$T/logs/b1.log $T/logs/console-clone-1.log $T/logs/b2.log $T/logs/console-clone-2.log " \
-   "each clone its own logs"
+   "$T/logs/b1.log $T/logs/console-b1.log $T/logs/b2.log $T/logs/console-b2.log " \
+   "each clone its own logs (in a batch STEM-NAME)"
 
 # nvram extensions
 clone_fixture db01
