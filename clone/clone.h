@@ -102,6 +102,13 @@ int clone_dom_set_disk(struct clone_dom *dom, int i, const char *path, bool is_b
                        const char *format, bool standalone, const char *backing,
                        const char *backing_format);
 int clone_dom_set_nvram(struct clone_dom *dom, const char *path);
+/* The domain has a <tpm> with an emulator (swtpm) backend. */
+bool clone_dom_has_emulated_tpm(struct clone_dom *dom);
+/* Serial and console devices of type 'file' (their <source path>, the
+ * log qemu writes): count them, read path I, set path I. */
+int clone_dom_nb_logs(struct clone_dom *dom);
+const char *clone_dom_log_path(struct clone_dom *dom, int i);
+int clone_dom_set_log_path(struct clone_dom *dom, int i, const char *path);
 
 /* The document as text (malloc'd, NUL-terminated, ends with a newline). */
 int clone_dom_serialize(struct clone_dom *dom, char **out, size_t *len);
@@ -115,6 +122,11 @@ int clone_check_text(const char *what, const char *s, size_t max);
 /* virt-clone's --auto-clone name: "web01" -> "web01-clone", "x-clone" ->
  * "x-clone1", "x-clone2" -> "x-clone3" (any number of digits). */
 char *clone_auto_name(const char *old_name);
+/* TMPL with every "{n}" replaced by N and every "{name}" by NAME (NULL:
+ * "{name}" is kept); NULL when out of memory. */
+char *clone_expand(const char *tmpl, int n, const char *name);
+/* TMPL contains "{n}" (or, with NAME_TOO, "{name}"). */
+bool clone_has_placeholder(const char *tmpl, bool name_too);
 /* libvirt's rules for a domain name, plus a length cap. */
 int clone_check_name(const char *name);
 
@@ -122,8 +134,9 @@ int clone_check_name(const char *name);
 typedef bool (*clone_taken_fn)(const char *path, void *opaque);
 /* virt-clone's auto disk path: the extension (<= 7 characters) is kept; a
  * base name equal to OLD_NAME becomes NEW_NAME, otherwise "-clone" is
- * appended; a taken path gets "-1", "-2", ... before the extension. */
-int clone_auto_path(const char *orig, const char *old_name, const char *new_name,
+ * appended (in a BATCH "-NEW_NAME", so each clone's differs); a taken path
+ * gets "-1", "-2", ... before the extension. */
+int clone_auto_path(const char *orig, const char *old_name, const char *new_name, bool batch,
                     clone_taken_fn taken, void *opaque, char **out);
 /* PATH made absolute against the working directory, "." and ".." and
  * repeated slashes removed lexically (as Python's os.path.abspath). */
@@ -131,6 +144,16 @@ char *clone_abspath(const char *path);
 /* The folder of an absolute path ("/" for "/x"); malloc'd. */
 char *clone_dirname(const char *path);
 const char *clone_basename(const char *path);
+
+/* ---- a set of strings (strset.c) ----------------------------------------- */
+
+struct clone_strset {
+    char **slots;               /* "KIND:value", or NULL */
+    size_t cap, n;
+};
+bool clone_strset_has(const struct clone_strset *set, const char *kind, const char *s);
+int clone_strset_add(struct clone_strset *set, const char *kind, const char *s);
+void clone_strset_free(struct clone_strset *set);
 
 /* ---- MACs and UUIDs (mac.c, uuid.c) -------------------------------------- */
 
@@ -169,6 +192,15 @@ struct clone_opts {
     bool quiet;                 /* -q */
     const char *output_xml;     /* --output-xml FILE (else stdout) */
     const char *report_json;    /* --report-json FILE */
+    /* batches (run.c): repeatable -n, or one -n with "{n}" and --count */
+    const char **names;         /* every -n, in order (name is the first) */
+    int nb_names;
+    int count;                  /* --count N, 0 when not given */
+    bool keep_going;            /* --keep-going: keep the clones that completed */
+    bool batch;                 /* several clones (or --count): templates expanded */
+    int index;                  /* this clone's {n}, from 1 (batch plans) */
+    bool copy_tpm_state;        /* --copy-tpm-state */
+    const char *tpm_state_dir;  /* --tpm-state-dir (libvirt's swtpm folder) */
 };
 
 enum clone_action {
@@ -193,6 +225,7 @@ struct clone_disk_plan {
     bool dst_is_block;
     char *backing;              /* CLONE_LINK: the backing name stored in the overlay */
     struct kimg *img;           /* the source, opened read-only (copies) */
+    bool img_borrowed;          /* img is the batch's first plan's (not closed here) */
     uint64_t size;              /* virtual size */
     uint64_t need;              /* bytes the copy may allocate (space check) */
     const char *tmp;            /* out.path: the temporary file being written */
@@ -213,11 +246,32 @@ struct clone_plan {
     struct clone_disk_plan nvram;   /* index -1; action SHARE when no <nvram> */
     bool has_nvram;
     struct clone_unique_notes notes;
+    char **logs;                /* serial/console type='file' paths, renamed */
+    int nb_logs;
+    /* a batch: what the plans built before this one use (names, MACs,
+     * UUIDs and paths must differ from theirs), or NULL */
+    const struct clone_strset *seen;
+    const struct clone_plan *first;     /* the batch's first plan (its open sources) */
+    /* --copy-tpm-state (tpm.c): STATEDIR/OLD-UUID copied to STATEDIR/NEW-UUID */
+    char *tpm_src, *tpm_dst;    /* NULL: nothing to copy */
+    char **tpm_made;            /* folders and files made, in order */
+    int nb_tpm_made;
+    bool *tpm_made_dir;
+    /* the run's outcome for this clone (run.c) */
+    bool failed;
+    char *error;
 };
 
 /* Parse the XML, decide every disk's action and destination, open the
  * sources, and check everything that can be checked before writing. */
 int clone_plan_build(struct clone_plan *plan, const struct clone_opts *opts);
+/* The same for one clone of a batch, checked against SEEN: what the
+ * batch's earlier plans use (clone_plan_note); its sources are read
+ * through FIRST's open images (the batch's first plan) where they match. */
+int clone_plan_build_batch(struct clone_plan *plan, const struct clone_opts *opts,
+                           const struct clone_strset *seen, const struct clone_plan *first);
+/* Add the plan's name, UUID, MACs and paths to SEEN. */
+int clone_plan_note(struct clone_strset *seen, const struct clone_plan *plan);
 /* Apply the plan's changes to plan->dom. */
 int clone_plan_rewrite(struct clone_plan *plan);
 void clone_plan_free(struct clone_plan *plan);
@@ -229,13 +283,54 @@ const char *clone_action_name(enum clone_action a);
  * destination's folder (d->out, kimg/output.h: no replace, undo).  Does
  * not rename. */
 int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *opts);
+/* Create D's new image at d->tmp as a full copy of d->img needs it (the
+ * source's format and properties; --nonsparse preallocates), opened
+ * read-write. */
+int clone_create_target(struct clone_disk_plan *d, const struct clone_opts *opts,
+                        struct kimg **out);
+/* "Cloning TARGET: NN.NN%" on stderr (OPAQUE: the disk plan). */
+void clone_progress_line(void *opaque, uint64_t done, uint64_t total);
+/* Begin D's output (its temporary file, with the source's mode). */
+int clone_copy_begin(struct clone_disk_plan *d);
+/* Rewrap the current error as "TARGET: cloning SRC to DST: ...". */
+int clone_copy_error(struct clone_disk_plan *d, int r);
+/* The same full copy (CLONE_COPY) into the N begun outputs DS[], all
+ * of one source (DS[0]->img), read once: each chunk of the source is read
+ * and written to every target (fanout.c).  RES[k] gets target k's result;
+ * with KEEP_GOING a target that fails is dropped and the others go on,
+ * else the first failure ends the copy.  Returns 0 when every target
+ * succeeded, else the first error. */
+int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opts *opts,
+                      bool keep_going, int *res);
+/* Whether a full copy from SRC into D's folder would share extents
+ * (FICLONE works there): then each target is copied by the convert
+ * engine, which reflinks, instead of fanned out. */
+bool clone_fs_reflinks(struct clone_disk_plan *d0, struct clone_disk_plan *d1);
 /* FICLONE SRC onto the open DST_FD; a clear message where unsupported. */
 int clone_reflink_fd(int src_fd, int dst_fd, const char *src, const char *dst);
+
+/* ---- TPM state (tpm.c) ---------------------------------------------------- */
+
+#define CLONE_TPM_STATE_DIR "/var/lib/libvirt/swtpm"   /* libvirt's default */
+#define CLONE_TPM_MAX_ENTRIES 256
+#define CLONE_TPM_MAX_BYTES (64u << 20)
+
+/* Decide and check the copy of the template's swtpm state (plan time):
+ * its folder only regular files and folders, within the caps; the
+ * clone's folder new. */
+int clone_tpm_plan(struct clone_plan *p, const struct clone_opts *opts);
+/* Copy it (modes kept, owners too as root), each file an UNDO output. */
+int clone_tpm_copy(struct clone_plan *p);
+/* Remove what clone_tpm_copy made (FILES_TOO: the files as well; else
+ * only the folders, after kimg_output_undo_all removed the files). */
+void clone_tpm_remove(struct clone_plan *p, bool files_too);
 
 /* ---- outputs (report.c) ------------------------------------------------------ */
 
 /* The machine-readable result of a run (or dry run). */
 int clone_report_write(FILE *out, const struct clone_plan *plan, bool dry_run);
+/* A batch: {"clones": [ each clone's object, with "status" and "error" ]}. */
+int clone_report_write_batch(FILE *out, const struct clone_plan *plans, int n, bool dry_run);
 /* Write LEN bytes to PATH, an output (kimg/output.h) that replaces PATH
  * (its symlinks followed; a device or FIFO written in place) and is
  * undone if the run fails. */

@@ -18,7 +18,7 @@
 #include "kimg.h"
 #include "clone.h"
 
-static void progress_line(void *opaque, uint64_t done, uint64_t total)
+void clone_progress_line(void *opaque, uint64_t done, uint64_t total)
 {
     const struct clone_disk_plan *d = opaque;
     double pct = total ? (double)done * 100.0 / (double)total : 100.0;
@@ -28,47 +28,54 @@ static void progress_line(void *opaque, uint64_t done, uint64_t total)
     fflush(stderr);
 }
 
-static int full_copy(struct clone_disk_plan *d, const struct clone_opts *o)
+int clone_create_target(struct clone_disk_plan *d, const struct clone_opts *o,
+                        struct kimg **out)
 {
     struct kimg_opts *co = NULL;
-    struct kimg *out = NULL;
     int r = 0;
+    *out = NULL;
     /* a copy in the source's own format keeps its properties (qcow2:
      * cluster size, compat, refcount width, ...) */
     if (!strcmp(d->dst_format, kimg_format_name(d->img)))
         r = kimg_create_opts_like(d->img, &co);
     if (r == 0 && o->nonsparse)
         r = kimg_opts_set(&co, "preallocation", "falloc");
+    if (r == 0) {
+        struct kimg_create_args ca = {
+            .filename = d->tmp, .format = d->dst_format, .size = d->size, .size_given = true,
+            .opts = co,
+        };
+        r = kimg_create(&ca);
+    }
+    if (r == 0)
+        r = kimg_open(out, d->tmp, d->dst_format, KIMG_OPEN_RDWR);
+    kimg_opts_free(co);
+    return r;
+}
+
+static int full_copy(struct clone_disk_plan *d, const struct clone_opts *o)
+{
+    struct kimg *out = NULL;
+    int r = clone_create_target(d, o, &out);
     if (r < 0)
-        goto out;
-    struct kimg_create_args ca = {
-        .filename = d->tmp, .format = d->dst_format, .size = d->size, .size_given = true,
-        .opts = co,
-    };
-    if ((r = kimg_create(&ca)) < 0 ||
-        (r = kimg_open(&out, d->tmp, d->dst_format, KIMG_OPEN_RDWR)) < 0)
-        goto out;
+        return r;
     bool show = !o->quiet && isatty(STDERR_FILENO);
     struct kimg_convert cv = {
         .src = &d->img, .nb_src = 1, .dst = out, .sparse_size = 4096,
         .target_is_zero = true,   /* new, or preallocated: reads as zeros */
         .own_blocks = o->nonsparse,
-        .progress = show ? progress_line : NULL, .opaque = d,
+        .progress = show ? clone_progress_line : NULL, .opaque = d,
     };
     r = kimg_convert_run(&cv);
     if (show) {
-        progress_line(d, 1, 1);
+        clone_progress_line(d, 1, 1);
         fputc('\n', stderr);
     }
-    if (r < 0)
-        goto out;
-    r = kimg_close(out);   /* flushes and syncs */
-    out = NULL;
-out:
-    if (out)
+    if (r < 0) {
         kimg_close(out);
-    kimg_opts_free(co);
-    return r;
+        return r;
+    }
+    return kimg_close(out);   /* flushes and syncs */
 }
 
 static int overlay(struct clone_disk_plan *d)
@@ -134,29 +141,56 @@ static void copy_mode(const struct clone_disk_plan *d)
     chmod(d->tmp, st.st_mode & 0777);
 }
 
-int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *o)
+int clone_copy_begin(struct clone_disk_plan *d)
 {
     int r = kimg_output_begin(&d->out, d->dst, KIMG_OUTPUT_UNDO);
     if (r < 0)
         return r;
     d->tmp = d->out.path;
     copy_mode(d);   /* before any data: never readable more widely than the source */
+    return 0;
+}
+
+int clone_copy_error(struct clone_disk_plan *d, int r)
+{
+    const char *m = kimg_last_error();
+    if (!m || strncmp(m, d->dst, strlen(d->dst))) {
+        char *copy = strdup(m ? m : strerror(-r));
+        kimg_clear_error();
+        kimg_error("%s: cloning %s to %s: %s", d->target, d->src, d->dst,
+                   copy ? copy : "error");
+        free(copy);
+    }
+    return r;
+}
+
+int clone_copy_disk(struct clone_disk_plan *d, const struct clone_opts *o)
+{
+    int r = d->tmp ? 0 : clone_copy_begin(d);
+    if (r < 0)
+        return r;
     switch (d->action) {
     case CLONE_COPY: r = full_copy(d, o); break;
     case CLONE_LINK: r = overlay(d); break;
     case CLONE_REFLINK: r = reflink(d); break;
     default: return -EINVAL;
     }
-    if (r < 0) {
-        const char *m = kimg_last_error();
-        if (!m || strncmp(m, d->dst, strlen(d->dst))) {
-            char *copy = strdup(m ? m : strerror(-r));
-            kimg_clear_error();
-            kimg_error("%s: cloning %s to %s: %s", d->target, d->src, d->dst,
-                       copy ? copy : "error");
-            free(copy);
-        }
-        return r;
-    }
-    return 0;
+    return r < 0 ? clone_copy_error(d, r) : 0;
+}
+
+bool clone_fs_reflinks(struct clone_disk_plan *d0, struct clone_disk_plan *d1)
+{
+    /* two fresh, empty temporary files in the destination folders: FICLONE
+     * between them succeeds only where the file system shares extents */
+    struct stat ss, st;
+    if (stat(d0->src, &ss) < 0 || !S_ISREG(ss.st_mode) || stat(d0->tmp, &st) < 0 ||
+        ss.st_dev != st.st_dev)
+        return false;
+    int a = open(d0->tmp, O_RDONLY | O_CLOEXEC), b = open(d1->tmp, O_WRONLY | O_CLOEXEC);
+    bool ok = a >= 0 && b >= 0 && ioctl(b, FICLONE, a) == 0;
+    if (a >= 0)
+        close(a);
+    if (b >= 0)
+        close(b);
+    return ok;
 }

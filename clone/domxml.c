@@ -724,6 +724,17 @@ int clone_dom_make_unique(struct clone_dom *dom, const char *new_genid,
     return 0;
 }
 
+bool clone_dom_has_emulated_tpm(struct clone_dom *dom)
+{
+    xmlNode *devices = child_elem(dom->root, "devices");
+    for (xmlNode *d = devices ? devices->children : NULL; d; d = d->next) {
+        xmlNode *b = is_elem(d, "tpm") ? child_elem(d, "backend") : NULL;
+        if (b && attr_is(b, "type", "emulator"))
+            return true;
+    }
+    return false;
+}
+
 /* <backingStore type='file'><format type='F'/><source file='B'/>OLD</backingStore> */
 static xmlNode *new_backing_store(xmlDoc *doc, const char *backing, const char *bfmt,
                                   const char *ind, xmlNode *old)
@@ -843,6 +854,49 @@ int clone_dom_set_nvram(struct clone_dom *dom, const char *path)
     if (src)
         return set_attr(src, "file", path);
     return set_text(nv, path);
+}
+
+/* ---- serial and console log files ------------------------------------------ */
+
+/* The <source> of the I-th serial or console device of type 'file' that
+ * has a path, or NULL. */
+static xmlNode *log_source(struct clone_dom *dom, int i)
+{
+    xmlNode *devices = child_elem(dom->root, "devices");
+    int k = 0;
+    for (xmlNode *c = devices ? devices->children : NULL; c; c = c->next) {
+        if (!(is_elem(c, "serial") || is_elem(c, "console")) || !attr_is(c, "type", "file"))
+            continue;
+        xmlNode *src = child_elem(c, "source");
+        if (!src || !xmlHasNsProp(src, BAD_CAST "path", NULL))
+            continue;
+        if (k++ == i)
+            return src;
+    }
+    return NULL;
+}
+
+int clone_dom_nb_logs(struct clone_dom *dom)
+{
+    int n = 0;
+    while (n <= CLONE_MAX_DISKS && log_source(dom, n))
+        n++;
+    return n;
+}
+
+const char *clone_dom_log_path(struct clone_dom *dom, int i)
+{
+    xmlNode *src = log_source(dom, i);
+    xmlAttr *a = src ? xmlHasNsProp(src, BAD_CAST "path", NULL) : NULL;
+    if (!a || !a->children || a->children->type != XML_TEXT_NODE)
+        return NULL;
+    return (const char *)a->children->content;
+}
+
+int clone_dom_set_log_path(struct clone_dom *dom, int i, const char *path)
+{
+    xmlNode *src = log_source(dom, i);
+    return src ? set_attr(src, "path", path) : -EINVAL;
 }
 
 int clone_dom_serialize(struct clone_dom *dom, char **out, size_t *len)

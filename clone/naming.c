@@ -117,7 +117,7 @@ char *clone_abspath(const char *path)
     return out;
 }
 
-int clone_auto_path(const char *orig, const char *old_name, const char *new_name,
+int clone_auto_path(const char *orig, const char *old_name, const char *new_name, bool batch,
                     clone_taken_fn taken, void *opaque, char **out)
 {
     *out = NULL;
@@ -137,7 +137,7 @@ int clone_auto_path(const char *orig, const char *old_name, const char *new_name
     char *stem;
     if (old_name && strlen(old_name) == stem_len && !memcmp(base, old_name, stem_len))
         stem = strdup(new_name);
-    else if (asprintf(&stem, "%.*s-clone", (int)stem_len, base) < 0)
+    else if (asprintf(&stem, "%.*s-%s", (int)stem_len, base, batch ? new_name : "clone") < 0)
         stem = NULL;
     if (!stem) {
         free(dir);
@@ -165,4 +165,37 @@ int clone_auto_path(const char *orig, const char *old_name, const char *new_name
     free(dir);
     free(stem);
     return ret;
+}
+
+/* ---- batch templates ("{n}" from 1, "{name}" the clone's name) ---------- */
+
+bool clone_has_placeholder(const char *tmpl, bool name_too)
+{
+    return strstr(tmpl, "{n}") || (name_too && strstr(tmpl, "{name}"));
+}
+
+char *clone_expand(const char *tmpl, int n, const char *name)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", n);
+    size_t cap = strlen(tmpl) + 1, k = 0;
+    for (const char *s = tmpl; (s = strchr(s, '{')); s++)
+        cap += sizeof(num) + (name ? strlen(name) : 0);
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *s = tmpl; *s;) {
+        if (!strncmp(s, "{n}", 3)) {
+            k += (size_t)sprintf(out + k, "%s", num);
+            s += 3;
+        } else if (name && !strncmp(s, "{name}", 6)) {
+            memcpy(out + k, name, strlen(name));
+            k += strlen(name);
+            s += 6;
+        } else {
+            out[k++] = *s++;
+        }
+    }
+    out[k] = '\0';
+    return out;
 }

@@ -54,8 +54,11 @@ static int rewrap(int err, const char *prefix)
 /* ---- paths in use ------------------------------------------------------------- */
 
 /* Every path the plan reads or writes, for collision checks. */
-static bool path_used(const struct clone_plan *p, const char *path)
+static bool path_used_one(const struct clone_plan *p, const char *path)
 {
+    for (int i = 0; i < p->nb_logs; i++)
+        if (p->logs[i] && !strcmp(p->logs[i], path))
+            return true;
     for (int i = 0; i < p->nb_disks; i++) {
         const struct clone_disk_plan *d = &p->disks[i];
         if ((d->src && !strcmp(d->src, path)) || (d->dst && !strcmp(d->dst, path)))
@@ -65,6 +68,14 @@ static bool path_used(const struct clone_plan *p, const char *path)
                          (p->nvram.dst && !strcmp(p->nvram.dst, path))))
         return true;
     return false;
+}
+
+/* ... and every path of the batch's earlier plans */
+static bool path_used(const struct clone_plan *p, const char *path)
+{
+    if (path_used_one(p, path))
+        return true;
+    return clone_strset_has(p->seen, "path", path);
 }
 
 static bool auto_path_taken(const char *path, void *opaque)
@@ -86,8 +97,8 @@ static int check_new_file(const struct clone_plan *p, const char *dst, const cha
     if (errno != ENOENT)
         return kimg_fail(-errno, "%s: %s: %s", what, dst, strerror(errno));
     if (path_used(p, dst))
-        return kimg_fail(-EEXIST, "%s: %s is already used by another disk of this clone",
-                         what, dst);
+        return kimg_fail(-EEXIST, "%s: %s is already used by another disk of this %s",
+                         what, dst, p->seen ? "batch" : "clone");
     char *dir = clone_dirname(dst);
     if (!dir)
         return -ENOMEM;
@@ -118,6 +129,9 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
     if (!strcmp(p->new_name, dom->name))
         return kimg_fail(-EINVAL, "the new name '%s' is the original's; a clone needs its "
                          "own name (--name)", p->new_name);
+    if (clone_strset_has(p->seen, "name", p->new_name))
+            return kimg_fail(-EINVAL, "the name '%s' is given to two clones of the batch",
+                             p->new_name);
 
     char old_uuid[37] = "";
     if (dom->uuid && clone_uuid_parse(dom->uuid, old_uuid) < 0) {
@@ -130,9 +144,12 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         if (!strcmp(p->uuid, old_uuid))
             return kimg_fail(-EINVAL, "--uuid %s is the original's UUID", o->uuid);
     } else {
-        do
+        bool again;
+        do {
             clone_uuid_random(p->uuid);
-        while (!strcmp(p->uuid, old_uuid));
+            again = !strcmp(p->uuid, old_uuid);
+            again |= clone_strset_has(p->seen, "uuid", p->uuid);
+        } while (again);
     }
     clone_uuid_random(p->genid);
 
@@ -155,6 +172,9 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
         for (int j = 0; j < i; j++)
             if (!strcmp(p->macs[j], p->macs[i]))
                 return kimg_fail(-EINVAL, "--mac %s is given twice", o->macs[i]);
+        if (clone_strset_has(p->seen, "mac", p->macs[i]))
+                    return kimg_fail(-EINVAL, "--mac %s is given to two clones of the batch",
+                                     o->macs[i]);
     }
     for (int i = 0; i < p->nb_macs; i++) {
         if (p->macs[i][0])
@@ -171,6 +191,8 @@ static int plan_identity(struct clone_plan *p, const struct clone_opts *o)
                 if (!strcmp(p->macs[j], s) ||
                     (dom->nics[j].mac && !strcasecmp(dom->nics[j].mac, s)))
                     used = true;
+            if (clone_strset_has(p->seen, "mac", s))   /* the batch's other clones */
+                used = true;
             if (!used) {
                 memcpy(p->macs[i], s, sizeof(s));
                 break;
@@ -257,7 +279,7 @@ static int plan_classify(struct clone_plan *p, const struct clone_opts *o)
 }
 
 /* Open a source read-only (shared lock: refused while a VM writes it). */
-static int open_source(struct clone_disk_plan *d)
+static int open_source(const struct clone_plan *p, struct clone_disk_plan *d)
 {
     struct stat st;
     if (stat(d->src, &st) < 0) {
@@ -276,9 +298,21 @@ static int open_source(struct clone_disk_plan *d)
         return kimg_fail(-ENOTSUP, "%s: kimg cannot copy the format '%s' of %s; share it with "
                          "--skip-copy %s", d->target, d->src_format, d->src, d->target);
     }
+    /* a batch: the first clone's handle on the same source (its checks
+     * ran there), instead of another open image per clone */
+    const struct clone_plan *f = p->first;
+    for (int i = 0; f && i <= f->nb_disks; i++) {
+        const struct clone_disk_plan *o = i < f->nb_disks ? &f->disks[i] : &f->nvram;
+        if (o->img && o->src && !strcmp(o->src, d->src) && !strcmp(o->src_format, d->src_format)) {
+            d->img = o->img;
+            d->img_borrowed = true;
+            d->size = o->size;
+            break;
+        }
+    }
     char prefix[PATH_MAX + 64];
     snprintf(prefix, sizeof(prefix), "%s: %s", d->target, d->src);
-    int r = kimg_open(&d->img, d->src, d->src_format, 0);
+    int r = d->img ? 0 : kimg_open(&d->img, d->src, d->src_format, 0);
     if (r < 0)
         return rewrap(r, prefix);
     d->size = kimg_size(d->img);
@@ -340,7 +374,8 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
                                  d->dst, o->preserve ? "; share it with --skip-copy instead" : "");
         } else {
             char *dst;
-            if ((r = clone_auto_path(d->src, p->old_name, p->new_name, auto_path_taken, p,
+            if ((r = clone_auto_path(d->src, p->old_name, p->new_name, p->seen != NULL,
+                                     auto_path_taken, p,
                                      &dst)) < 0)
                 return rewrap(r, d->target);
             d->dst = dst;
@@ -373,7 +408,7 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
         d->dst = dst;
         if (r < 0)
             return r;
-        if ((r = open_source(d)) < 0)
+        if ((r = open_source(p, d)) < 0)
             return r;
         d->dst_format = d->action == CLONE_LINK ? "qcow2" : d->src_format;
         if (d->action == CLONE_LINK && !(d->backing = backing_name_for(d->src, d->dst)))
@@ -416,9 +451,13 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
             return kimg_fail(-EINVAL, "--nvram is empty");
         n->dst = clone_abspath(o->nvram);
     } else {
+        /* NAME_VARS with the original's own extension (virt-clone 5.0: a
+         * .qcow2 nvram stays .qcow2), .fd when it has none */
         char *dir = clone_dirname(n->src);
-        if (dir && asprintf(&n->dst, "%s%s%s_VARS.fd", dir, strcmp(dir, "/") ? "/" : "",
-                            p->new_name) < 0)
+        const char *dot = strrchr(clone_basename(n->src), '.');
+        const char *ext = dot && dot[1] && strlen(dot) <= 8 ? dot : ".fd";
+        if (dir && asprintf(&n->dst, "%s%s%s_VARS%s", dir, strcmp(dir, "/") ? "/" : "",
+                            p->new_name, ext) < 0)
             n->dst = NULL;
         free(dir);
     }
@@ -444,7 +483,52 @@ static int plan_nvram(struct clone_plan *p, const struct clone_opts *o)
         return 0;
     }
     n->action = o->reflink ? CLONE_REFLINK : CLONE_COPY;
-    return open_source(n);
+    return open_source(p, n);
+}
+
+/* ---- serial and console log files ------------------------------------------------ */
+
+/* virt-clone 5.0: a serial or console of type 'file' writes to a new
+ * log, named as a disk copy is (NAME.log, or x-clone.log); the console
+ * that mirrors a serial keeps sharing its path.  Nothing is copied. */
+static int plan_logs(struct clone_plan *p)
+{
+    int n = clone_dom_nb_logs(p->dom);
+    if (n > CLONE_MAX_DISKS)
+        return kimg_fail(-E2BIG, "more than %d serial and console files", CLONE_MAX_DISKS);
+    if (!(p->logs = calloc((size_t)n + 1, sizeof(*p->logs))))
+        return -ENOMEM;
+    char **old = calloc((size_t)n + 1, sizeof(*old));
+    if (!old)
+        return -ENOMEM;
+    int r = 0;
+    p->nb_logs = n;
+    for (int i = 0; i < n && r == 0; i++) {
+        const char *path = clone_dom_log_path(p->dom, i);
+        if (!path || !*path)
+            continue;
+        if ((r = clone_check_text("a serial file path", path, CLONE_MAX_PATH)) < 0)
+            break;
+        if (!(old[i] = clone_abspath(path))) {
+            r = -ENOMEM;
+            break;
+        }
+        for (int k = 0; k < i; k++)
+            if (old[k] && !strcmp(old[k], old[i]) && p->logs[k])
+                p->logs[i] = strdup(p->logs[k]);
+        if (p->logs[i])
+            continue;
+        if ((r = clone_auto_path(old[i], p->old_name, p->new_name, p->seen != NULL,
+                                 auto_path_taken, p,
+                                 &p->logs[i])) < 0)
+            r = rewrap(r, "serial file");
+        else if ((r = clone_check_text("the automatic path", p->logs[i], CLONE_MAX_PATH)) < 0)
+            r = rewrap(r, "serial file");
+    }
+    for (int i = 0; i < n; i++)
+        free(old[i]);
+    free(old);
+    return r;
 }
 
 /* ---- outputs and space ------------------------------------------------------------------ */
@@ -469,6 +553,11 @@ static int check_output(const struct clone_plan *p, const char *path, const char
         ret = kimg_fail(-ENOENT, "%s %s: the folder %s does not exist", opt, path, dir);
     else if (stat(abs, &st) == 0 && S_ISDIR(st.st_mode))   /* devices, FIFOs: in place */
         ret = kimg_fail(-EISDIR, "%s %s: is a folder", opt, path);
+    else if (p->opts->batch && !strcmp(opt, "--output-xml") && lstat(abs, &st) == 0 &&
+             !S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode))
+        /* a batch makes its files new, the XML ones too */
+        ret = kimg_fail(-EEXIST, "%s %s already exists; a batch never overwrites a file",
+                        opt, path);
     free(abs);
     free(dir);
     free(orig);
@@ -518,8 +607,33 @@ static int check_space(const struct clone_plan *p)
 
 int clone_plan_build(struct clone_plan *p, const struct clone_opts *o)
 {
+    return clone_plan_build_batch(p, o, NULL, NULL);
+}
+
+int clone_plan_note(struct clone_strset *seen, const struct clone_plan *p)
+{
+    int r = clone_strset_add(seen, "name", p->new_name);
+    if (r == 0)
+        r = clone_strset_add(seen, "uuid", p->uuid);
+    for (int i = 0; r == 0 && i < p->nb_macs; i++)
+        r = clone_strset_add(seen, "mac", p->macs[i]);
+    for (int i = 0; r == 0 && i <= p->nb_disks; i++) {
+        const struct clone_disk_plan *d = i < p->nb_disks ? &p->disks[i] : &p->nvram;
+        if ((r = clone_strset_add(seen, "path", d->src)) == 0)
+            r = clone_strset_add(seen, "path", d->dst);
+    }
+    for (int i = 0; r == 0 && i < p->nb_logs; i++)
+        r = clone_strset_add(seen, "path", p->logs[i]);
+    return r;
+}
+
+int clone_plan_build_batch(struct clone_plan *p, const struct clone_opts *o,
+                           const struct clone_strset *seen, const struct clone_plan *first)
+{
     memset(p, 0, sizeof(*p));
     p->opts = o;
+    p->seen = seen;
+    p->first = first;
     p->nvram.index = -1;
     if (!o->original_xml)
         return kimg_fail(-EINVAL, "--original-xml FILE is required (kimg clone works "
@@ -540,6 +654,8 @@ int clone_plan_build(struct clone_plan *p, const struct clone_opts *o)
         (r = plan_classify(p, o)) < 0 ||
         (r = plan_destinations(p, o)) < 0 ||
         (r = plan_nvram(p, o)) < 0 ||
+        (r = plan_logs(p)) < 0 ||
+        (r = clone_tpm_plan(p, o)) < 0 ||
         (r = check_output(p, o->output_xml, "--output-xml")) < 0 ||
         (r = check_output(p, o->report_json, "--report-json")) < 0 ||
         (r = check_space(p)) < 0)
@@ -582,12 +698,15 @@ int clone_plan_rewrite(struct clone_plan *p)
     }
     if (p->has_nvram && (r = clone_dom_set_nvram(dom, p->nvram.dst)) < 0)
         return r;
+    for (int i = 0; i < p->nb_logs; i++)
+        if (p->logs[i] && (r = clone_dom_set_log_path(dom, i, p->logs[i])) < 0)
+            return r;
     return 0;
 }
 
 static void free_disk_plan(struct clone_disk_plan *d)
 {
-    if (d->img)
+    if (d->img && !d->img_borrowed)
         kimg_close(d->img);
     free(d->src);
     free(d->dst);
@@ -603,6 +722,16 @@ void clone_plan_free(struct clone_plan *p)
     free(p->macs);
     free(p->old_name);
     free(p->new_name);
+    for (int i = 0; i < p->nb_logs; i++)
+        free(p->logs[i]);
+    free(p->logs);
+    free(p->error);
+    free(p->tpm_src);
+    free(p->tpm_dst);
+    for (int i = 0; i < p->nb_tpm_made; i++)
+        free(p->tpm_made[i]);
+    free(p->tpm_made);
+    free(p->tpm_made_dir);
     clone_dom_free(p->dom);
     memset(p, 0, sizeof(*p));
 }

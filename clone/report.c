@@ -68,43 +68,74 @@ static void disk_object(FILE *out, const struct clone_disk_plan *d, const char *
     fprintf(out, "\n%*s}", depth * 4, "");
 }
 
-int clone_report_write(FILE *out, const struct clone_plan *p, bool dry_run)
+/* One clone's object, its keys at depth L (1 for the single report). */
+static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, int l,
+                         bool status, const struct clone_dom *tmpl)
 {
     bool first = true;
     fputs("{", out);
-    key(out, 1, "name", &first);
+    key(out, l, "name", &first);
     kimg_json_print_string(out, p->new_name);
-    key(out, 1, "uuid", &first);
+    key(out, l, "uuid", &first);
     kimg_json_print_string(out, p->uuid);
-    key(out, 1, "original-name", &first);
+    key(out, l, "original-name", &first);
     kimg_json_print_string(out, p->old_name);
-    key(out, 1, "original-uuid", &first);
-    str_or_null(out, p->dom->uuid);
-    key(out, 1, "dry-run", &first);
+    key(out, l, "original-uuid", &first);
+    str_or_null(out, tmpl->uuid);
+    key(out, l, "dry-run", &first);
     fputs(dry_run ? "true" : "false", out);
-    key(out, 1, "macs", &first);
+    key(out, l, "macs", &first);
     fputs("[", out);
     for (int i = 0; i < p->nb_macs; i++) {
-        fprintf(out, "%s\n%*s", i ? "," : "", 8, "");
+        fprintf(out, "%s\n%*s", i ? "," : "", (l + 1) * 4, "");
         kimg_json_print_string(out, p->macs[i]);
     }
-    fprintf(out, "%s]", p->nb_macs ? "\n    " : "");
-    key(out, 1, "disks", &first);
+    fprintf(out, "%s%*s]", p->nb_macs ? "\n" : "", p->nb_macs ? l * 4 : 0, "");
+    key(out, l, "disks", &first);
     fputs("[", out);
     for (int i = 0; i < p->nb_disks; i++) {
-        fprintf(out, "%s\n%*s", i ? "," : "", 8, "");
-        disk_object(out, &p->disks[i], p->dom->disks[i].device, 2);
+        fprintf(out, "%s\n%*s", i ? "," : "", (l + 1) * 4, "");
+        disk_object(out, &p->disks[i], tmpl->disks[i].device, l + 1);
     }
-    fprintf(out, "%s]", p->nb_disks ? "\n    " : "");
-    key(out, 1, "nvram", &first);
+    fprintf(out, "%s%*s]", p->nb_disks ? "\n" : "", p->nb_disks ? l * 4 : 0, "");
+    key(out, l, "nvram", &first);
     if (p->has_nvram) {
-        disk_object(out, &p->nvram, NULL, 1);
+        disk_object(out, &p->nvram, NULL, l);
     } else {
         fputs("null", out);
     }
-    fputs("\n}\n", out);
+    if (status) {
+        key(out, l, "status", &first);
+        kimg_json_print_string(out, p->failed ? "failed" : dry_run ? "planned" : "created");
+        key(out, l, "error", &first);
+        str_or_null(out, p->error);
+    }
+    fprintf(out, "\n%*s}", (l - 1) * 4, "");
+}
+
+int clone_report_write(FILE *out, const struct clone_plan *p, bool dry_run)
+{
+    clone_object(out, p, dry_run, 1, false, p->dom);
+    fputs("\n", out);
     return ferror(out) ? -EIO : 0;
 }
+
+int clone_report_write_batch(FILE *out, const struct clone_plan *plans, int n, bool dry_run)
+{
+    int failed = 0;
+    for (int i = 0; i < n; i++)
+        failed += plans[i].failed;
+    fprintf(out, "{\n    \"dry-run\": %s,\n    \"count\": %d,\n    \"failed\": %d,\n"
+            "    \"clones\": [", dry_run ? "true" : "false", n, failed);
+    for (int i = 0; i < n; i++) {
+        fprintf(out, "%s\n        ", i ? "," : "");
+        clone_object(out, &plans[i], dry_run, 3, true, plans[0].dom);   /* the template's */
+    }
+    fputs("\n    ]\n}\n", out);
+    return ferror(out) ? -EIO : 0;
+}
+
+
 
 int clone_write_file(const char *path, const void *buf, size_t len)
 {

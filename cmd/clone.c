@@ -1,6 +1,7 @@
 /*
  * clone.c — `kimg clone`: virt-clone's options (and kimg's --linked,
- * --report-json, --output-xml) parsed into a clone_opts for the clone
+ * --report-json, --output-xml, batches: repeatable -n, --count,
+ * --keep-going; --copy-tpm-state, --tpm-state-dir) parsed into a clone_opts for the clone
  * module (clone/run.c), which works offline on a domain XML file.
  */
 #include <stdlib.h>
@@ -13,7 +14,7 @@ int cmd_clone(int argc, char **argv)
     enum {
         O_ORIGINAL_XML = 400, O_AUTO_CLONE, O_NONSPARSE, O_SKIP_COPY, O_FORCE_COPY,
         O_PRESERVE, O_NVRAM, O_REFLINK, O_PRINT_XML, O_LINKED, O_REPORT_JSON, O_OUTPUT_XML,
-        O_CONNECT, O_IGNORED, O_IGNORED_ARG,
+        O_CONNECT, O_IGNORED, O_IGNORED_ARG, O_COUNT, O_KEEP_GOING, O_COPY_TPM, O_TPM_DIR,
     };
     static const char optstring[] = ":hn:f:m:u:o:qd";
     static const struct option longopts[] = {
@@ -36,6 +37,10 @@ int cmd_clone(int argc, char **argv)
         { "linked", no_argument, NULL, O_LINKED },
         { "report-json", required_argument, NULL, O_REPORT_JSON },
         { "output-xml", required_argument, NULL, O_OUTPUT_XML },
+        { "count", required_argument, NULL, O_COUNT },
+        { "keep-going", no_argument, NULL, O_KEEP_GOING },
+        { "copy-tpm-state", no_argument, NULL, O_COPY_TPM },
+        { "tpm-state-dir", required_argument, NULL, O_TPM_DIR },
         /* virt-clone options with no meaning offline, accepted for scripts */
         { "connect", required_argument, NULL, O_CONNECT },
         { "check", required_argument, NULL, O_IGNORED_ARG },
@@ -72,7 +77,7 @@ int cmd_clone(int argc, char **argv)
         NULL,
     };
     struct clone_opts o = { 0 };
-    const char **lists = calloc((size_t)argc * 4 + 4, sizeof(*lists));
+    const char **lists = calloc((size_t)argc * 5 + 5, sizeof(*lists));
     int c, ret = 1;
     if (!lists) {
         fprintf(stderr, "kimg: out of memory\n");
@@ -82,11 +87,26 @@ int cmd_clone(int argc, char **argv)
     o.macs = lists + argc + 1;
     o.skip = lists + 2 * (argc + 1);
     o.force = lists + 3 * (argc + 1);
+    o.names = lists + 4 * (argc + 1);
 
     while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
         switch (c) {
         case O_ORIGINAL_XML: o.original_xml = optarg; break;
-        case 'n': o.name = optarg; break;
+        case 'n': o.names[o.nb_names++] = optarg; o.name = o.names[0]; break;
+        case O_COUNT: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 10000) {
+                ret = cmd_usage_error("clone", "--count '%s': give a number of clones, "
+                                      "1 to 10000", optarg);
+                goto out;
+            }
+            o.count = (int)v;
+            break;
+        }
+        case O_KEEP_GOING: o.keep_going = true; break;
+        case O_COPY_TPM: o.copy_tpm_state = true; break;
+        case O_TPM_DIR: o.tpm_state_dir = optarg; break;
         case O_AUTO_CLONE: o.auto_clone = true; break;
         case 'f': o.files[o.nb_files++] = optarg; break;
         case 'm': o.macs[o.nb_macs++] = optarg; break;

@@ -31,10 +31,11 @@ static const struct subcommand subcommands[] = {
       "filename [filename2 [...]] "
       "output_filename" },
     { "clone", cmd_clone,
-      "clone --original-xml FILE (-n NAME | --auto-clone) [-f FILE...] [-m MAC...] [--uuid UUID] "
+      "clone --original-xml FILE (-n NAME... | -n 'NAME{n}' --count N | --auto-clone [--count N]) "
+      "[-f FILE...] [-m MAC...] [--uuid UUID] "
       "[--nonsparse] [--skip-copy TARGET...] [--force-copy TARGET...] [--preserve-data] "
       "[--nvram FILE] [--reflink | --linked] [--print-xml] [--output-xml FILE] "
-      "[--report-json FILE] [-q]" },
+      "[--report-json FILE] [--keep-going] [--copy-tpm-state [--tpm-state-dir DIR]] [-q]" },
     { "info", cmd_info,
       "info [-f fmt] [-U] [--untrusted] [--output=human|json] [--backing-chain] [--disk N] "
       "filename" },

@@ -1,7 +1,8 @@
 /*
  * fuzz_domxml.c — the clone module's domain XML parser on arbitrary bytes:
  * parse (no DTD, no entities, caps), apply every clone edit (name, UUID,
- * MACs, unique devices, disk and nvram paths, backing stores), serialise,
+ * MACs, unique devices, disk, nvram and serial log paths, backing
+ * stores), serialise,
  * and check that the output parses again as a domain with the new name.
  */
 #include <stdio.h>
@@ -41,6 +42,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r == 0 && dom->nvram)
         r = clone_dom_set_nvram(dom, "/v/nvram/fuzz-clone_VARS.fd");
+    /* serial and console log files (virt-clone 5.0), the TPM probe */
+    (void)clone_dom_has_emulated_tpm(dom);
+    int nlogs = r == 0 ? clone_dom_nb_logs(dom) : 0;
+    for (int i = 0; r == 0 && i < nlogs; i++) {
+        const char *old = clone_dom_log_path(dom, i);
+        if (old && strlen(old) > CLONE_MAX_XML_BYTES)
+            abort();
+        r = clone_dom_set_log_path(dom, i, "/v/log/fuzz-clone.log");
+    }
     char *out = NULL;
     size_t len = 0;
     if (r == 0)
