@@ -109,6 +109,7 @@ struct convert_args {
     bool show_steps;                /* -p: qemu-img's lines are being printed */
     char *level;                    /* -o compression_level (malloc'd) */
     uint64_t sparse;
+    uint64_t rate;                  /* -r: bytes per second, 0: no limit */
     int in_flight;
 };
 
@@ -208,7 +209,7 @@ int cmd_convert(int argc, char **argv)
     /* QEMU 10.1's long names.  -b is 10.1's letter for the backing file;
      * -B (7.2's, kept by 10.1 too) keeps working.  --progress alone is
      * 10.1's -p; kimg's --progress=json|human keeps its meaning. */
-    static const char optstring[] = ":hf:O:b:B:F:Cco:l:S:pt:T:qnm:WU";
+    static const char optstring[] = ":hf:O:b:B:F:Cco:l:S:pt:T:qnm:r:WU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "source-format", required_argument, NULL, 'f' },
@@ -229,6 +230,7 @@ int cmd_convert(int argc, char **argv)
         { "compress", no_argument, NULL, 'c' },   /* in 10.1's help, not its table */
         { "force-share", no_argument, NULL, 'U' },
         { "parallel", required_argument, NULL, 'm' },
+        { "rate-limit", required_argument, NULL, 'r' },
         { "oob-writes", no_argument, NULL, 'W' },
         { "copy-range-offloading", no_argument, NULL, 'C' },
         { "progress", optional_argument, NULL, OPT_PROGRESS },
@@ -257,6 +259,7 @@ int cmd_convert(int argc, char **argv)
         "-c, --compress                 compressed output (formats that compress)",
         "-U, --force-share              open the sources without taking their locks",
         "-m, --parallel N               requests in flight, 1 to 16 (default: 8)",
+        "-r, --rate-limit RATE          write at most RATE bytes per second (k, M, G...)",
         "-W, --oob-writes               out-of-order writes (accepted, layout unchanged)",
         "-C, --copy-range-offloading    copy in the kernel (a raw target file, no -c)",
         "-p, --progress                 progress lines as qemu-img's",
@@ -340,6 +343,17 @@ int cmd_convert(int argc, char **argv)
                 goto out;
             }
             a.in_flight = (int)m;
+            break;
+        case 'r':
+            /* qemu-img's cvtnum: 10M is 10 MiB/s; 0 is no limit.  Its
+             * two-line message on one line (as commit -r) */
+            if (kimg_parse_size(optarg, &a.rate) < 0) {
+                kimg_clear_error();
+                cmd_error("Invalid rate limit specified. You may use k, M, G, T, P or E "
+                          "suffixes for kilobytes, megabytes, gigabytes, terabytes, "
+                          "petabytes and exabytes.");
+                goto out;
+            }
             break;
         case 'C': a.copy_offload = true; break;
         case 'l':
@@ -558,6 +572,7 @@ int cmd_convert(int argc, char **argv)
         .own_blocks = in_place || (a.opts && kimg_opts_get(a.opts, "preallocation") &&
                                    strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),
         .steps = a.show_steps ? cmd_progress : NULL,
+        .rate_limit = a.rate,
     };
     struct json_progress jp;
     if (a.progress_json) {

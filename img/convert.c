@@ -245,6 +245,8 @@ static int service(struct engine *e, bool wait)
     }
     bool keep = false;
     if (j->kind == JOB_ZERO) {
+        if (!e->c->sparse_size)     /* -S 0: the zeros go as data */
+            kimg_ratelimit_charge(&e->rl, j->len);
         ret = convert_write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_DATA && !e->raw_target) {
         if (e->split_compress)
@@ -552,6 +554,7 @@ static int engine_start(struct engine *e, int in_flight)
         .worker_fini = convert_worker_fini, .hold = e->write_lag ? convert_hold_job : NULL, .opaque = e,
     };
     pthread_mutex_init(&e->wturn, NULL);
+    kimg_ratelimit_init(&e->rl, e->c->rate_limit);
     e->wins = kimg_srcwins_new(MAP_WINDOW);
     e->pool = e->wins ? kimg_pool_new(&def) : NULL;
     if (!e->pool)
@@ -605,6 +608,7 @@ static void engine_stop(struct engine *e)
     kimg_srcwins_free(e->wins);
     e->wins = NULL;
     pthread_mutex_destroy(&e->wturn);
+    kimg_ratelimit_fini(&e->rl);
 }
 
 /* Reflinks (see the top), where they may work and are wanted: copies of

@@ -15,6 +15,7 @@
 #include "aio.h"
 #include "kimg/driver.h"
 #include "pool.h"
+#include "ratelimit.h"
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
@@ -106,6 +107,7 @@ struct engine {
                                    (atomic: read by hold()) */
     uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
     bool draining;              /* no more jobs will be made (atomic) */
+    struct kimg_ratelimit rl;   /* -r, charged before a job's writes */
 };
 
 /* ---- convert_work.c: the workers' side ----------------------------------- */

@@ -41,6 +41,9 @@ struct kimg_convert {
      * 512-byte sectors, once for each piece it counts */
     void (*steps)(void *opaque, uint64_t done, uint64_t total);
     void *opaque;
+    uint64_t rate_limit;        /* -r: bytes per second of data written
+                                   to the target (zero writes are free, as
+                                   in qemu-img 7.2), 0: no limit */
 };
 
 /* Copy; returns 0 or -errno with kimg_error() set. */
