@@ -96,12 +96,24 @@ static int open_created(struct kimg **out, const char *path, const char *fmt, un
     return ret;
 }
 
+/* --salvage: qemu-img's warning for each 512-byte piece read as zeros
+ * (offsets of the source; not with -q, as qemu-img). */
+static void print_salvaged(void *opaque, int src, uint64_t off, uint64_t len, int err)
+{
+    (void)opaque;
+    (void)src;
+    for (uint64_t end = off + len; off < end; off += 512)
+        fprintf(stderr, "kimg: warning: error while reading offset %llu: %s\n",
+                (unsigned long long)off, strerror(-err));
+}
+
 struct convert_args {
     const char *src_fmt, *out_fmt, *backing, *backing_fmt;
     const char *cache, *src_cache;
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
+    bool salvage;                       /* --salvage */
     bool bitmaps, skip_broken;          /* --bitmaps, --skip-broken-bitmaps */
     bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
     bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
@@ -205,7 +217,7 @@ static int bitmaps_copy(struct kimg *src, struct kimg *dst)
 int cmd_convert(int argc, char **argv)
 {
     enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS, OPT_BITMAPS,
-           OPT_SKIP_BROKEN };
+           OPT_SKIP_BROKEN, OPT_SALVAGE };
     /* QEMU 10.1's long names.  -b is 10.1's letter for the backing file;
      * -B (7.2's, kept by 10.1 too) keeps working.  --progress alone is
      * 10.1's -p; kimg's --progress=json|human keeps its meaning. */
@@ -231,6 +243,7 @@ int cmd_convert(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { "parallel", required_argument, NULL, 'm' },
         { "rate-limit", required_argument, NULL, 'r' },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
         { "oob-writes", no_argument, NULL, 'W' },
         { "copy-range-offloading", no_argument, NULL, 'C' },
         { "progress", optional_argument, NULL, OPT_PROGRESS },
@@ -260,6 +273,7 @@ int cmd_convert(int argc, char **argv)
         "-U, --force-share              open the sources without taking their locks",
         "-m, --parallel N               requests in flight, 1 to 16 (default: 8)",
         "-r, --rate-limit RATE          write at most RATE bytes per second (k, M, G...)",
+        "--salvage                      unreadable source data becomes zeros, with a warning",
         "-W, --oob-writes               out-of-order writes (accepted, layout unchanged)",
         "-C, --copy-range-offloading    copy in the kernel (a raw target file, no -c)",
         "-p, --progress                 progress lines as qemu-img's",
@@ -314,6 +328,7 @@ int cmd_convert(int argc, char **argv)
             break;
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
         case OPT_BITMAPS: a.bitmaps = true; break;
+        case OPT_SALVAGE: a.salvage = true; break;
         case OPT_SKIP_BROKEN: a.skip_broken = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
@@ -413,6 +428,10 @@ int cmd_convert(int argc, char **argv)
     }
     if (a.target_is_zero && !a.no_create) {
         fprintf(stderr, "kimg: --target-is-zero requires use of -n flag\n");
+        goto out;
+    }
+    if (a.salvage && a.copy_offload) {
+        fprintf(stderr, "kimg: Cannot use copy offloading in salvaging mode\n");
         goto out;
     }
     if (a.skip_broken && !a.bitmaps) {
@@ -573,6 +592,8 @@ int cmd_convert(int argc, char **argv)
                                    strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),
         .steps = a.show_steps ? cmd_progress : NULL,
         .rate_limit = a.rate,
+        .salvage = a.salvage,
+        .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
     };
     struct json_progress jp;
     if (a.progress_json) {

@@ -244,6 +244,11 @@ static int service(struct engine *e, bool wait)
         return ret < 0 ? ret : 1;
     }
     bool keep = false;
+    /* --salvage: the job's unreadable ranges, in target order */
+    for (uint32_t i = 0; i < j->nsalv && e->c->salvaged; i++)
+        e->c->salvaged(e->c->opaque, j->src_index, j->salv[i].off, j->salv[i].len,
+                       j->salv[i].err);
+    j->nsalv = 0;
     if (j->kind == JOB_ZERO) {
         if (!e->c->sparse_size)     /* -S 0: the zeros go as data */
             kimg_ratelimit_charge(&e->rl, j->len);
@@ -335,6 +340,8 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
             slot->ret = 0;
             slot->nruns = 0;
             slot->npieces_w = 0;
+            slot->nsalv = 0;
+            slot->src_index = e->src_index;
             slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
@@ -602,6 +609,7 @@ static void engine_stop(struct engine *e)
         free(j->pieces);
         free(j->cbuf);
         free(j->clen);
+        free(j->salv);
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
@@ -705,6 +713,7 @@ int kimg_convert_run(struct kimg_convert *c)
     convert_steps_start(&e.steps, c, e.cluster);
     uint64_t base = 0;
     for (int i = 0; i < c->nb_src && ret == 0; i++) {
+        e.src_index = i;
         ret = c->compress ? copy_source_compressed(&e, c->src[i], base)
                           : copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);

@@ -307,6 +307,65 @@ static uint64_t job_write_bytes(const struct engine *e, const struct job *j)
     return n;
 }
 
+/* --salvage: note LEN bytes at job offset POS as unreadable (ERR),
+ * merged with the previous range while the error stays the same. */
+static int salvage_note(struct job *j, uint64_t pos, uint64_t len, int err)
+{
+    struct salvaged *last = j->nsalv ? &j->salv[j->nsalv - 1] : NULL;
+    if (last && last->err == err && last->off + last->len == j->soff + pos) {
+        last->len += len;
+        return 0;
+    }
+    if (j->nsalv == j->salv_cap) {
+        uint32_t nc = j->salv_cap ? j->salv_cap * 2 : 8;
+        struct salvaged *v = realloc(j->salv, nc * sizeof(*v));
+        if (!v) {
+            snprintf(j->err, sizeof(j->err), "out of memory");
+            return -ENOMEM;
+        }
+        j->salv = v;
+        j->salv_cap = nc;
+    }
+    j->salv[j->nsalv++] = (struct salvaged){ j->soff + pos, len, err };
+    return 0;
+}
+
+/* --salvage: [pos, pos+len) of the job failed to read as a whole: read
+ * each half again, down to 512 bytes; what fails there is zeros.  Halving
+ * finds the bad sectors in a few reads where qemu-img reads every 512
+ * bytes (the result and the messages are the same). */
+static int salvage_range(struct job *j, uint64_t pos, uint64_t len)
+{
+    if (len <= 512) {
+        int ret = kimg_read(j->src, j->buf + pos, j->soff + pos, len);
+        kimg_clear_error();
+        if (ret == 0)
+            return 0;
+        memset(j->buf + pos, 0, len);
+        return salvage_note(j, pos, len, ret);
+    }
+    uint64_t half = (len / 2 + 511) / 512 * 512;
+    for (int i = 0; i < 2; i++) {
+        uint64_t p = i ? pos + half : pos, n = i ? len - half : half;
+        int ret = n <= 512 ? 0 : kimg_read(j->src, j->buf + p, j->soff + p, n);
+        kimg_clear_error();
+        if (n <= 512 || ret < 0)
+            ret = salvage_range(j, p, n);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* --salvage: the job's read failed: find what can be read (above). */
+static int salvage_job(struct job *j)
+{
+    j->data = j->buf;
+    j->nsalv = 0;
+    j->err[0] = 0;
+    return salvage_range(j, 0, j->len);
+}
+
 /* First phase of a job on a worker: read, then scan/compress/write. */
 static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
@@ -315,7 +374,11 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         j->ret = offload_copy(e, j);
         return;
     }
+    j->nsalv = 0;
     j->ret = fetch_data(e, j, aio);
+    /* a source that changed size is no read error to salvage (srcmap.h) */
+    if (j->ret < 0 && e->c->salvage && !j->map && !j->err[0])
+        j->ret = salvage_job(j);
     if (j->ret < 0) {
         if (!j->err[0])
             set_err(j, "reading", j->soff, kimg_filename(j->src));

@@ -44,6 +44,13 @@ struct kimg_convert {
     uint64_t rate_limit;        /* -r: bytes per second of data written
                                    to the target (zero writes are free, as
                                    in qemu-img 7.2), 0: no limit */
+    bool salvage;               /* --salvage: a data range that fails to read
+                                   is read again 512 bytes at a time, and
+                                   what still fails is copied as zeros */
+    /* --salvage: called from the calling thread, in target order, once
+     * per failed range (LEN bytes at OFF of source SRC, offsets of that
+     * source, multiples of 512 but at its end) with the read's -errno */
+    void (*salvaged)(void *opaque, int src, uint64_t off, uint64_t len, int err);
 };
 
 /* Copy; returns 0 or -errno with kimg_error() set. */
