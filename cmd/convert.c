@@ -72,6 +72,44 @@ static int convert_special_target(const char *dst, const char *path, const char 
     return ret;
 }
 
+/* A new raw target that is a pipe (pve-storage exports with "convert -f
+ * F -O raw FILE /dev/stdout"): streamed in order, zeros included
+ * (kimg_convert_stream).  qemu-img 7.2 cannot (its file driver resizes
+ * the target and fails: "Could not resize file: Invalid argument"); kimg
+ * does for raw without options, backing file or bitmaps, and fails as
+ * qemu-img for any other format.  Returns 1 if streamed, 0 if not a
+ * case for it, -1 on failure (said). */
+static int convert_to_pipe(const char *dst, const char *path, const char *fmt,
+                           bool plain_raw, struct kimg_convert *cv)
+{
+    struct stat st;
+    if (!plain_raw || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+        return 0;
+    /* standard output as it is (no reopening); a named FIFO opened for
+     * writing, which waits for its reader as any writer does */
+    bool is_stdout = !strcmp(path, "/dev/stdout");
+    struct stat so;
+    if (!is_stdout && fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st.st_dev &&
+        so.st_ino == st.st_ino)
+        is_stdout = true;
+    int fd = is_stdout ? STDOUT_FILENO : open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cmd_error("%s: error while converting %s: Could not create '%s': %s",
+                  dst, fmt, dst, strerror(errno));
+        return -1;
+    }
+    /* a reader that goes away is EPIPE on write, not a silent death */
+    signal(SIGPIPE, SIG_IGN);
+    int r = kimg_convert_stream(cv, fd);
+    if (fd != STDOUT_FILENO && close(fd) < 0 && r == 0)
+        r = kimg_fail(-errno, "error while closing: %s", strerror(errno));
+    if (r < 0) {
+        cmd_fail(dst, "error while converting");
+        return -1;
+    }
+    return 1;
+}
+
 /* Open the target convert just created, as qemu-img does: with the -o
  * options that name key secrets ("encrypt.key-secret", "key-secret":
  * its img_add_key_secrets) as open options, so an encrypted target opens
@@ -455,6 +493,14 @@ int cmd_convert(int argc, char **argv)
     /* -p: qemu-img prints its first line here, after the option checks,
      * and ends the output with a newline whatever happens from here on */
     a.show_steps = a.progress && !a.quiet && !a.progress_json;
+    /* a target that is our standard output, a pipe: the data goes there,
+     * so no progress may (-p and --progress=json print on stdout) */
+    struct stat tst, ost;
+    if (stat(argv[argc - 1], &tst) == 0 && S_ISFIFO(tst.st_mode) &&
+        fstat(STDOUT_FILENO, &ost) == 0 && tst.st_dev == ost.st_dev && tst.st_ino == ost.st_ino) {
+        a.show_steps = false;
+        a.progress_json = false;
+    }
     if (a.show_steps) {
         cmd_progress_init(1.0f);
         cmd_progress_value(0.0f);
@@ -516,6 +562,30 @@ int cmd_convert(int argc, char **argv)
         goto close_src;
     }
     bool in_place = a.no_create || out.in_place;
+    if (in_place && !a.no_create) {
+        struct kimg_convert scv = {
+            .src = src, .nb_src = nb_src, .rate_limit = a.rate, .salvage = a.salvage,
+            .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
+            .steps = a.show_steps ? cmd_progress : NULL,
+        };
+        struct json_progress sjp;
+        if (a.progress_json) {
+            clock_gettime(CLOCK_MONOTONIC, &sjp.start);
+            scv.progress = print_json_progress;
+            scv.opaque = &sjp;
+        }
+        int sr = convert_to_pipe(dst, dpath, a.out_fmt, !strcmp(a.out_fmt, "raw") && !a.opts &&
+                                 !a.backing && !a.bitmaps && !a.compress && !a.copy_offload,
+                                 &scv);
+        if (sr < 0)
+            goto close_src;
+        if (sr > 0) {
+            if (a.show_steps)
+                cmd_progress_value(100.0f);
+            ret = 0;
+            goto close_src;
+        }
+    }
     if (in_place && !a.no_create && convert_special_target(dst, dpath, a.out_fmt, total) < 0)
         goto close_src;
     if (in_place) {

@@ -56,4 +56,11 @@ struct kimg_convert {
 /* Copy; returns 0 or -errno with kimg_error() set. */
 int kimg_convert_run(struct kimg_convert *c);
 
+/* Copy the sources' content as raw bytes to FD, a pipe or anything else
+ * written in order (dst, sparse_size, compress, copy_offload and the
+ * target_* fields are not used): every byte in order, zeros included,
+ * never seeking.  progress, steps, rate_limit, salvage as above.  Returns
+ * 0 or -errno with kimg_error() set. */
+int kimg_convert_stream(struct kimg_convert *c, int fd);
+
 #endif
