@@ -627,7 +627,10 @@ static void reflink_start(struct engine *e)
 {
     struct kimg_file *f = e->c->dst->file;
     uint64_t align;
+    /* --salvage: bad source blocks are not shared, they are read (and
+     * copied as zeros where they fail) */
     if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
+        e->c->salvage ||
         kimg_tunables()->convert_no_reflink || kimg_crash_lossy() ||
         !(align = kimg_file_clone_align(f)))
         return;

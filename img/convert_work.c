@@ -177,7 +177,9 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     j->data = j->buf;
-    if (j->hfile && !j->hfile->direct) {
+    /* --salvage reads: a mapped page that fails to read would only be a
+     * SIGBUS taken for a changed size (srcmap.h), never a read error */
+    if (j->hfile && !j->hfile->direct && !e->c->salvage) {
         const uint8_t *p;
         int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
         if (ret == 0) {
