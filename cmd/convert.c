@@ -145,6 +145,17 @@ static void print_salvaged(void *opaque, int src, uint64_t off, uint64_t len, in
                 (unsigned long long)off, strerror(-err));
 }
 
+/* --salvage: qemu-img's warning for each 512 bytes whose block status
+ * failed (they are read as data). */
+static void print_status_salvaged(void *opaque, int src, uint64_t off, uint64_t len, int err)
+{
+    (void)opaque;
+    (void)src;
+    for (uint64_t end = off + len; off < end; off += 512)
+        fprintf(stderr, "kimg: warning: error while reading block status at offset %llu: %s\n",
+                (unsigned long long)off, strerror(-err));
+}
+
 struct convert_args {
     const char *src_fmt, *out_fmt, *backing, *backing_fmt;
     const char *cache, *src_cache;
@@ -566,6 +577,7 @@ int cmd_convert(int argc, char **argv)
         struct kimg_convert scv = {
             .src = src, .nb_src = nb_src, .rate_limit = a.rate, .salvage = a.salvage,
             .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
+            .status_salvaged = a.salvage && !a.quiet ? print_status_salvaged : NULL,
             .steps = a.show_steps ? cmd_progress : NULL,
         };
         struct json_progress sjp;
@@ -664,6 +676,7 @@ int cmd_convert(int argc, char **argv)
         .rate_limit = a.rate,
         .salvage = a.salvage,
         .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
+        .status_salvaged = a.salvage && !a.quiet ? print_status_salvaged : NULL,
     };
     struct json_progress jp;
     if (a.progress_json) {

@@ -471,13 +471,41 @@ static int source_span(struct engine *e, struct kimg *src, uint64_t base, uint64
     return 0;
 }
 
+/* source_span, and with --salvage, where the source's block status
+ * fails: the 512 bytes at OFF asked alone, and if that fails too, taken
+ * as data to read (qemu-img's warning for them through the callback). */
+static int salvage_span(struct engine *e, struct kimg *src, uint64_t base, uint64_t off,
+                        enum span *kind, struct kimg_extent *ext)
+{
+    int ret = source_span(e, src, base, off, kind, ext);
+    if (ret >= 0 || !e->c->salvage)
+        return ret;
+    kimg_clear_error();
+    uint64_t n = kimg_size(src) - off < 512 ? kimg_size(src) - off : 512;
+    ret = kimg_content_status(src, off, n, ext);
+    if (ret == 0) {
+        ext->length = ext->length < n ? ext->length : n;
+        *kind = (ext->flags & KIMG_BS_ZERO) ? SPAN_ZERO : SPAN_DATA;
+        return 0;
+    }
+    kimg_clear_error();
+    if (e->c->status_salvaged)
+        e->c->status_salvaged(e->c->opaque, e->src_index, off, n, ret);
+    memset(ext, 0, sizeof(*ext));
+    ext->start = off;
+    ext->length = n;
+    ext->flags = KIMG_BS_DATA | KIMG_BS_ALLOCATED;
+    *kind = SPAN_DATA;
+    return 0;
+}
+
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
 {
     uint64_t size = kimg_size(src);
     for (uint64_t off = 0; off < size;) {
         struct kimg_extent ext;
         enum span kind;
-        int ret = source_span(e, src, base, off, &kind, &ext);
+        int ret = salvage_span(e, src, base, off, &kind, &ext);
         if (ret < 0)
             return ret;
         uint64_t end = off + ext.length;
@@ -515,7 +543,7 @@ static int copy_source_compressed(struct engine *e, struct kimg *src, uint64_t b
     while (off < size) {
         struct kimg_extent ext;
         enum span kind;
-        ret = source_span(e, src, base, off, &kind, &ext);
+        ret = salvage_span(e, src, base, off, &kind, &ext);
         if (ret < 0)
             return ret;
         uint64_t end = off + ext.length, to;

@@ -84,6 +84,20 @@ int kimg_convert_stream(struct kimg_convert *c, int fd)
             struct kimg_extent e;
             uint64_t n = size - off < STREAM_CHUNK ? size - off : STREAM_CHUNK;
             ret = kimg_content_status(src, off, n, &e);
+            if (ret < 0 && c->salvage) {
+                /* as the engine: 512 bytes alone, else read as data */
+                kimg_clear_error();
+                n = n < 512 ? n : 512;
+                ret = kimg_content_status(src, off, n, &e);
+                if (ret < 0) {
+                    kimg_clear_error();
+                    if (c->status_salvaged)
+                        c->status_salvaged(c->opaque, i, off, n, ret);
+                    memset(&e, 0, sizeof(e));
+                    e.length = n;
+                    ret = 0;
+                }
+            }
             if (ret < 0)
                 break;
             if (e.length < n)

@@ -51,6 +51,9 @@ struct kimg_convert {
      * per failed range (LEN bytes at OFF of source SRC, offsets of that
      * source, multiples of 512 but at its end) with the read's -errno */
     void (*salvaged)(void *opaque, int src, uint64_t off, uint64_t len, int err);
+    /* --salvage: the same for a range whose block status failed (it is
+     * read as data then), called while the copy is planned */
+    void (*status_salvaged)(void *opaque, int src, uint64_t off, uint64_t len, int err);
 };
 
 /* Copy; returns 0 or -errno with kimg_error() set. */

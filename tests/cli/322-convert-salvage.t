@@ -87,4 +87,43 @@ EXPECT_LINES=8 salv "NBD export with a failing range" --salvage -f raw -O raw "$
 ok "NBD: before the range, the file's data" cmp <(head -c 16384 kX) <(head -c 16384 r.raw)
 ok "NBD: the range is zeros" cmp <(tail -c +16385 kX | head -c 4096) <(head -c 4096 /dev/zero)
 ok "NBD: after the range, the file's data" cmp <(tail -c +20481 kX) <(tail -c +20481 r.raw)
+
+# an NBD export whose block status always fails: without --salvage the
+# copy fails; with it each 512 bytes gets qemu-img's "error while reading
+# block status at offset N" and is read as data.  qemu-img 7.2 walks the
+# block status twice (a counting pass, then the copy) and so prints each
+# line twice; kimg asks once and prints it once.
+cat > bs.sh <<'SH'
+#!/bin/bash
+case "$1" in
+  get_size) stat -c %s "$BADDIR/s.raw" ;;
+  pread) dd if="$BADDIR/s.raw" skip="$4" count="$3" iflag=skip_bytes,count_bytes status=none ;;
+  can_write) exit 3 ;;
+  can_extents) exit 0 ;;
+  extents) echo "EIO no status" >&2; exit 1 ;;
+  *) exit 2 ;;
+esac
+SH
+chmod +x bs.sh
+head -c 8k /dev/urandom > s.raw
+rm -f "$T/bs.sock"
+BADDIR=$PWD nbdkit -f -U "$T/bs.sock" --exit-with-parent sh ./bs.sh > /dev/null 2>&1 &
+_tap_bg_pids="${_tap_bg_pids:-} $!"
+for i in $(seq 100); do [ -S "$T/bs.sock" ] && break; sleep 0.05; done
+U="nbd+unix:///?socket=$T/bs.sock"
+rm -f kX qX
+kimg convert -f raw -O raw "$U" kX
+is "$RC" 1 "block status fails, no --salvage: exit 1"
+err_line "block status fails, no --salvage"
+rm -f kX
+kimg convert --salvage -f raw -O raw "$U" kX
+qimg convert --salvage -f raw -O raw "$U" qX
+is "$RC" "$QRC" "block status fails, --salvage: exit code as qemu-img's ($QRC)"
+ok "block status fails, --salvage: the data is read" cmp kX s.raw
+is "$(sed 's/^kimg: //' "$T/err" | sort)" "$(sed 's/^qemu-img: //' "$T/qerr" | sort -u)" \
+   "block status fails, --salvage: qemu-img's warnings (each once)"
+is "$(grep -c 'block status at offset' "$T/err")" 16 "block status fails: one warning per 512 bytes"
+got=$("$KIMG" convert --salvage -f raw -O raw "$U" /dev/stdout 2> "$T/err2" | sha256sum | cut -d' ' -f1)
+is "$got" "$(sha s.raw)" "block status fails, --salvage into a pipe: the data"
+ok "block status fails, --salvage into a pipe: the same warnings" cmp "$T/err" "$T/err2"
 done_testing
