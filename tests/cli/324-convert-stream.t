@@ -86,6 +86,29 @@ qemu-img convert -f qcow2 -O raw top.qcow2 /dev/stdout > q.out; QRC=$?
 is "$RC" "$QRC" "/dev/stdout to a file: exit code as qemu-img's"
 ok "/dev/stdout to a file: the same bytes as qemu-img's" cmp k.out q.out
 
+# kimg dd with of=/dev/stdout and if=/dev/stdin on pipes: our standard
+# output and input, in order (qemu-img 7.2: of= exits 0 with nothing
+# written, if= is refused)
+got=$("$KIMG" dd -O raw if=top.raw of=/dev/stdout 2> "$T/err" | sha256sum | cut -d' ' -f1)
+is "$got" "$(sha top.raw)" "dd of=/dev/stdout on a pipe: the content"
+got=$(cat top.raw | "$KIMG" dd -f raw if=/dev/stdin of=/dev/stdout osize=16M 2> "$T/err" | sha256sum | cut -d' ' -f1)
+is "$got" "$(sha top.raw)" "dd if=/dev/stdin of=/dev/stdout on pipes: the content"
+rm -f dd.raw
+cat top.raw | "$KIMG" dd -f raw if=/dev/stdin of=dd.raw osize=16M 2> "$T/err"
+ok "dd if=/dev/stdin on a pipe into a file: the content" cmp dd.raw top.raw
+# a failed create on a name that is a link to a FIFO (or /dev/stdout on
+# a pipe) removes nothing: the link stays (it used to be unlinked)
+mkfifo fifo2; ln -s fifo2 link2
+( sleep 0.5; exec 3<> fifo2 ) &
+"$KIMG" dd -O raw if=top.raw of=link2 2> "$T/err"; RC=$?
+wait
+ok "dd into a link to a FIFO: fails (as qemu-img)" [ "$RC" -ne 0 ]
+ok "dd into a link to a FIFO: the link stays" test -L link2
+ok "... and the FIFO" test -p fifo2
+ln -s /proc/self/fd/1 mystdout
+"$KIMG" convert -O qcow2 top.qcow2 mystdout 2> "$T/err" | cat > /dev/null
+ok "convert -O qcow2 into a link to our pipe stdout: the link stays" test -L mystdout
+
 # a source read from a pipe: refused as qemu-img 7.2 refuses it
 for fmt in raw ""; do
     RC=0; QRC=0
