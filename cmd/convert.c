@@ -72,6 +72,44 @@ static int convert_special_target(const char *dst, const char *path, const char 
     return ret;
 }
 
+/* A new raw target that is a pipe (pve-storage exports with "convert -f
+ * F -O raw FILE /dev/stdout"): streamed in order, zeros included
+ * (kimg_convert_stream).  qemu-img 7.2 cannot (its file driver resizes
+ * the target and fails: "Could not resize file: Invalid argument"); kimg
+ * does for raw without options, backing file or bitmaps, and fails as
+ * qemu-img for any other format.  Returns 1 if streamed, 0 if not a
+ * case for it, -1 on failure (said). */
+static int convert_to_pipe(const char *dst, const char *path, const char *fmt,
+                           bool plain_raw, struct kimg_convert *cv)
+{
+    struct stat st;
+    if (!plain_raw || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+        return 0;
+    /* standard output as it is (no reopening); a named FIFO opened for
+     * writing, which waits for its reader as any writer does */
+    bool is_stdout = !strcmp(path, "/dev/stdout");
+    struct stat so;
+    if (!is_stdout && fstat(STDOUT_FILENO, &so) == 0 && so.st_dev == st.st_dev &&
+        so.st_ino == st.st_ino)
+        is_stdout = true;
+    int fd = is_stdout ? STDOUT_FILENO : open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cmd_error("%s: error while converting %s: Could not create '%s': %s",
+                  dst, fmt, dst, strerror(errno));
+        return -1;
+    }
+    /* a reader that goes away is EPIPE on write, not a silent death */
+    signal(SIGPIPE, SIG_IGN);
+    int r = kimg_convert_stream(cv, fd);
+    if (fd != STDOUT_FILENO && close(fd) < 0 && r == 0)
+        r = kimg_fail(-errno, "error while closing: %s", strerror(errno));
+    if (r < 0) {
+        cmd_fail(dst, "error while converting");
+        return -1;
+    }
+    return 1;
+}
+
 /* Open the target convert just created, as qemu-img does: with the -o
  * options that name key secrets ("encrypt.key-secret", "key-secret":
  * its img_add_key_secrets) as open options, so an encrypted target opens
@@ -96,12 +134,35 @@ static int open_created(struct kimg **out, const char *path, const char *fmt, un
     return ret;
 }
 
+/* --salvage: qemu-img's warning for each 512-byte piece read as zeros
+ * (offsets of the source; not with -q, as qemu-img). */
+static void print_salvaged(void *opaque, int src, uint64_t off, uint64_t len, int err)
+{
+    (void)opaque;
+    (void)src;
+    for (uint64_t end = off + len; off < end; off += 512)
+        fprintf(stderr, "kimg: warning: error while reading offset %llu: %s\n",
+                (unsigned long long)off, strerror(-err));
+}
+
+/* --salvage: qemu-img's warning for each 512 bytes whose block status
+ * failed (they are read as data). */
+static void print_status_salvaged(void *opaque, int src, uint64_t off, uint64_t len, int err)
+{
+    (void)opaque;
+    (void)src;
+    for (uint64_t end = off + len; off < end; off += 512)
+        fprintf(stderr, "kimg: warning: error while reading block status at offset %llu: %s\n",
+                (unsigned long long)off, strerror(-err));
+}
+
 struct convert_args {
     const char *src_fmt, *out_fmt, *backing, *backing_fmt;
     const char *cache, *src_cache;
     struct kimg_opts *opts;
     bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
     bool copy_offload;
+    bool salvage;                       /* --salvage */
     bool bitmaps, skip_broken;          /* --bitmaps, --skip-broken-bitmaps */
     bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
     bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
@@ -109,6 +170,7 @@ struct convert_args {
     bool show_steps;                /* -p: qemu-img's lines are being printed */
     char *level;                    /* -o compression_level (malloc'd) */
     uint64_t sparse;
+    uint64_t rate;                  /* -r: bytes per second, 0: no limit */
     int in_flight;
 };
 
@@ -204,11 +266,11 @@ static int bitmaps_copy(struct kimg *src, struct kimg *dst)
 int cmd_convert(int argc, char **argv)
 {
     enum { OPT_TARGET_IS_ZERO = 300, OPT_PROGRESS, OPT_TARGET_IMAGE_OPTS, OPT_BITMAPS,
-           OPT_SKIP_BROKEN };
+           OPT_SKIP_BROKEN, OPT_SALVAGE };
     /* QEMU 10.1's long names.  -b is 10.1's letter for the backing file;
      * -B (7.2's, kept by 10.1 too) keeps working.  --progress alone is
      * 10.1's -p; kimg's --progress=json|human keeps its meaning. */
-    static const char optstring[] = ":hf:O:b:B:F:Cco:l:S:pt:T:qnm:WU";
+    static const char optstring[] = ":hf:O:b:B:F:Cco:l:S:pt:T:qnm:r:WU";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "source-format", required_argument, NULL, 'f' },
@@ -229,6 +291,8 @@ int cmd_convert(int argc, char **argv)
         { "compress", no_argument, NULL, 'c' },   /* in 10.1's help, not its table */
         { "force-share", no_argument, NULL, 'U' },
         { "parallel", required_argument, NULL, 'm' },
+        { "rate-limit", required_argument, NULL, 'r' },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
         { "oob-writes", no_argument, NULL, 'W' },
         { "copy-range-offloading", no_argument, NULL, 'C' },
         { "progress", optional_argument, NULL, OPT_PROGRESS },
@@ -257,6 +321,8 @@ int cmd_convert(int argc, char **argv)
         "-c, --compress                 compressed output (formats that compress)",
         "-U, --force-share              open the sources without taking their locks",
         "-m, --parallel N               requests in flight, 1 to 16 (default: 8)",
+        "-r, --rate-limit RATE          write at most RATE bytes per second (k, M, G...)",
+        "--salvage                      unreadable source data becomes zeros, with a warning",
         "-W, --oob-writes               out-of-order writes (accepted, layout unchanged)",
         "-C, --copy-range-offloading    copy in the kernel (a raw target file, no -c)",
         "-p, --progress                 progress lines as qemu-img's",
@@ -311,6 +377,7 @@ int cmd_convert(int argc, char **argv)
             break;
         case OPT_TARGET_IS_ZERO: a.target_is_zero = true; break;
         case OPT_BITMAPS: a.bitmaps = true; break;
+        case OPT_SALVAGE: a.salvage = true; break;
         case OPT_SKIP_BROKEN: a.skip_broken = true; break;
         case OPT_UNTRUSTED: a.untrusted = true; break;
         case 'o':
@@ -340,6 +407,17 @@ int cmd_convert(int argc, char **argv)
                 goto out;
             }
             a.in_flight = (int)m;
+            break;
+        case 'r':
+            /* qemu-img's cvtnum: 10M is 10 MiB/s; 0 is no limit.  Its
+             * two-line message on one line (as commit -r) */
+            if (kimg_parse_size(optarg, &a.rate) < 0) {
+                kimg_clear_error();
+                cmd_error("Invalid rate limit specified. You may use k, M, G, T, P or E "
+                          "suffixes for kilobytes, megabytes, gigabytes, terabytes, "
+                          "petabytes and exabytes.");
+                goto out;
+            }
             break;
         case 'C': a.copy_offload = true; break;
         case 'l':
@@ -401,6 +479,10 @@ int cmd_convert(int argc, char **argv)
         fprintf(stderr, "kimg: --target-is-zero requires use of -n flag\n");
         goto out;
     }
+    if (a.salvage && a.copy_offload) {
+        fprintf(stderr, "kimg: Cannot use copy offloading in salvaging mode\n");
+        goto out;
+    }
     if (a.skip_broken && !a.bitmaps) {
         fprintf(stderr, "kimg: Use of --skip-broken-bitmaps requires --bitmaps\n");
         goto out;
@@ -422,6 +504,14 @@ int cmd_convert(int argc, char **argv)
     /* -p: qemu-img prints its first line here, after the option checks,
      * and ends the output with a newline whatever happens from here on */
     a.show_steps = a.progress && !a.quiet && !a.progress_json;
+    /* a target that is our standard output, a pipe: the data goes there,
+     * so no progress may (-p and --progress=json print on stdout) */
+    struct stat tst, ost;
+    if (stat(argv[argc - 1], &tst) == 0 && S_ISFIFO(tst.st_mode) &&
+        fstat(STDOUT_FILENO, &ost) == 0 && tst.st_dev == ost.st_dev && tst.st_ino == ost.st_ino) {
+        a.show_steps = false;
+        a.progress_json = false;
+    }
     if (a.show_steps) {
         cmd_progress_init(1.0f);
         cmd_progress_value(0.0f);
@@ -483,6 +573,31 @@ int cmd_convert(int argc, char **argv)
         goto close_src;
     }
     bool in_place = a.no_create || out.in_place;
+    if (in_place && !a.no_create) {
+        struct kimg_convert scv = {
+            .src = src, .nb_src = nb_src, .rate_limit = a.rate, .salvage = a.salvage,
+            .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
+            .status_salvaged = a.salvage && !a.quiet ? print_status_salvaged : NULL,
+            .steps = a.show_steps ? cmd_progress : NULL,
+        };
+        struct json_progress sjp;
+        if (a.progress_json) {
+            clock_gettime(CLOCK_MONOTONIC, &sjp.start);
+            scv.progress = print_json_progress;
+            scv.opaque = &sjp;
+        }
+        int sr = convert_to_pipe(dst, dpath, a.out_fmt, !strcmp(a.out_fmt, "raw") && !a.opts &&
+                                 !a.backing && !a.bitmaps && !a.compress && !a.copy_offload,
+                                 &scv);
+        if (sr < 0)
+            goto close_src;
+        if (sr > 0) {
+            if (a.show_steps)
+                cmd_progress_value(100.0f);
+            ret = 0;
+            goto close_src;
+        }
+    }
     if (in_place && !a.no_create && convert_special_target(dst, dpath, a.out_fmt, total) < 0)
         goto close_src;
     if (in_place) {
@@ -560,6 +675,10 @@ int cmd_convert(int argc, char **argv)
         .own_blocks = in_place || (a.opts && kimg_opts_get(a.opts, "preallocation") &&
                                    strcmp(kimg_opts_get(a.opts, "preallocation"), "off")),
         .steps = a.show_steps ? cmd_progress : NULL,
+        .rate_limit = a.rate,
+        .salvage = a.salvage,
+        .salvaged = a.salvage && !a.quiet ? print_salvaged : NULL,
+        .status_salvaged = a.salvage && !a.quiet ? print_status_salvaged : NULL,
     };
     struct json_progress jp;
     if (a.progress_json) {

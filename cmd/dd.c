@@ -4,7 +4,8 @@
  * qemu-server passes (EFI variable disks, cloud-init ISOs): -n (write into
  * the existing OF), -l SNAPSHOT, osize= (the output's size), isize= (the
  * input's size; isize=0 reads standard input to its end), standard input
- * when if= is missing and standard output when of= is missing (raw only).
+ * when if= is missing and standard output when of= is missing (raw only),
+ * also when if=/of= name our standard input/output and it is a pipe.
  *
  * Sizes as qemu-img computes them: the input's size, or count*bs when
  * smaller (count counts from the input's start, skip included), less
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "kimg/output.h"
@@ -132,6 +134,18 @@ static int write_stdout(const uint8_t *buf, size_t len)
         len -= (size_t)w;
     }
     return 0;
+}
+
+/* NAME is a pipe that is our descriptor FD (of=/dev/stdout, if=/dev/stdin
+ * or /proc/self/fd/N on a pipe): used as standard output or input, in
+ * order, as if the operand were missing.  qemu-img 7.2 cannot (if= is
+ * refused, "'file' driver requires ... a regular file"; of= exits 0
+ * having written nothing into the pipe). */
+static bool is_our_pipe(const char *name, int fd)
+{
+    struct stat a, b;
+    return name && stat(name, &a) == 0 && S_ISFIFO(a.st_mode) && fstat(fd, &b) == 0 &&
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -253,6 +267,10 @@ int cmd_dd(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         if (parse_operand(&a, argv[i]) < 0)
             return 1;
+    if (is_our_pipe(a.in, STDIN_FILENO))
+        a.in = NULL;
+    if (is_our_pipe(a.out, STDOUT_FILENO))
+        a.out = NULL;
     if (!a.in && (!fmt || strcmp(fmt, "raw"))) {
         cmd_error("Input format must be raw when reading from stdin");
         return 1;

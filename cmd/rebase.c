@@ -13,7 +13,7 @@ int cmd_rebase(int argc, char **argv)
 {
     /* QEMU 10.1's long names; -B is 10.1's letter for the backing
      * format, -F (7.2's) keeps working */
-    static const char optstring[] = ":hf:F:B:b:upt:T:qU";
+    static const char optstring[] = ":hf:F:B:b:upt:T:qUc";
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "format", required_argument, NULL, 'f' },
@@ -24,6 +24,7 @@ int cmd_rebase(int argc, char **argv)
         { "backing-cache", required_argument, NULL, 'T' },
         { "backing-unsafe", no_argument, NULL, 'u' },
         { "force-share", no_argument, NULL, 'U' },
+        { "compress", no_argument, NULL, 'c' },
         { "progress", no_argument, NULL, 'p' },
         { "quiet", no_argument, NULL, 'q' },
         { "object", required_argument, NULL, OPT_OBJECT },
@@ -38,6 +39,7 @@ int cmd_rebase(int argc, char **argv)
         "-T, --backing-cache MODE      cache mode of the backing files (default: writeback)",
         "-u, --backing-unsafe          rewrite the header only, copy no data",
         "-U, --force-share             open the backing files without taking their locks",
+        "-c, --compress                compress the clusters the copy writes (qemu-img 8.2's)",
         "-p, --progress                progress lines as qemu-img's",
         "-q, --quiet                   no progress",
         "--object OBJDEF               a secret for encrypted images",
@@ -46,7 +48,7 @@ int cmd_rebase(int argc, char **argv)
     };
     const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL;
     const char *cache = "writeback", *src_cache = "writeback";
-    bool unsafe = false, progress = false, quiet = false, share = false;
+    bool unsafe = false, progress = false, quiet = false, share = false, compress = false;
     unsigned flags, src_flags;
     bool image_opts = false;
     int c;
@@ -61,6 +63,7 @@ int cmd_rebase(int argc, char **argv)
         case 'p': progress = true; break;
         case 'q': quiet = true; break;
         case 'U': share = true; break;
+        case 'c': compress = true; break;
         case 't': cache = optarg; break;
         case 'T': src_cache = optarg; break;
         case 'h': return cmd_help("rebase", optstring, longopts, help);
@@ -92,6 +95,12 @@ int cmd_rebase(int argc, char **argv)
         return 1;
     struct kimg *nb = NULL;
     int ret = 1;
+    /* -c (qemu-img 8.2; 7.2 has no -c): refused where the overlay cannot
+     * take compressed clusters, with -u too, before anything else */
+    if (compress && !kimg_can_compress(img)) {
+        fprintf(stderr, "kimg: Compression not supported for this file format\n");
+        goto out;
+    }
     /* qemu-img checks -F against its format list whether or not the new
      * backing is opened (-u): a name it does not know is refused before
      * anything is written, so no image names a format qemu cannot open */
@@ -114,7 +123,7 @@ int cmd_rebase(int argc, char **argv)
     }
     struct kimg_rebase r = {
         .img = img, .backing = backing, .backing_format = backing_fmt,
-        .new_backing = nb, .unsafe = unsafe,
+        .new_backing = nb, .unsafe = unsafe, .compress = compress,
         .progress = progress ? cmd_progress : NULL,
     };
     if (kimg_rebase(&r) < 0) {

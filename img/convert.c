@@ -244,7 +244,14 @@ static int service(struct engine *e, bool wait)
         return ret < 0 ? ret : 1;
     }
     bool keep = false;
+    /* --salvage: the job's unreadable ranges, in target order */
+    for (uint32_t i = 0; i < j->nsalv && e->c->salvaged; i++)
+        e->c->salvaged(e->c->opaque, j->src_index, j->salv[i].off, j->salv[i].len,
+                       j->salv[i].err);
+    j->nsalv = 0;
     if (j->kind == JOB_ZERO) {
+        if (!e->c->sparse_size)     /* -S 0: the zeros go as data */
+            kimg_ratelimit_charge(&e->rl, j->len);
         ret = convert_write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_DATA && !e->raw_target) {
         if (e->split_compress)
@@ -333,6 +340,8 @@ static int add_job_full(struct engine *e, enum job_kind kind, struct kimg *src,
             slot->ret = 0;
             slot->nruns = 0;
             slot->npieces_w = 0;
+            slot->nsalv = 0;
+            slot->src_index = e->src_index;
             slot->data = slot->buf;
             slot->seq = e->next_seq++;
             /* zero and skip jobs need no reading: done at once */
@@ -462,13 +471,41 @@ static int source_span(struct engine *e, struct kimg *src, uint64_t base, uint64
     return 0;
 }
 
+/* source_span, and with --salvage, where the source's block status
+ * fails: the 512 bytes at OFF asked alone, and if that fails too, taken
+ * as data to read (qemu-img's warning for them through the callback). */
+static int salvage_span(struct engine *e, struct kimg *src, uint64_t base, uint64_t off,
+                        enum span *kind, struct kimg_extent *ext)
+{
+    int ret = source_span(e, src, base, off, kind, ext);
+    if (ret >= 0 || !e->c->salvage)
+        return ret;
+    kimg_clear_error();
+    uint64_t n = kimg_size(src) - off < 512 ? kimg_size(src) - off : 512;
+    ret = kimg_content_status(src, off, n, ext);
+    if (ret == 0) {
+        ext->length = ext->length < n ? ext->length : n;
+        *kind = (ext->flags & KIMG_BS_ZERO) ? SPAN_ZERO : SPAN_DATA;
+        return 0;
+    }
+    kimg_clear_error();
+    if (e->c->status_salvaged)
+        e->c->status_salvaged(e->c->opaque, e->src_index, off, n, ret);
+    memset(ext, 0, sizeof(*ext));
+    ext->start = off;
+    ext->length = n;
+    ext->flags = KIMG_BS_DATA | KIMG_BS_ALLOCATED;
+    *kind = SPAN_DATA;
+    return 0;
+}
+
 static int copy_source(struct engine *e, struct kimg *src, uint64_t base)
 {
     uint64_t size = kimg_size(src);
     for (uint64_t off = 0; off < size;) {
         struct kimg_extent ext;
         enum span kind;
-        int ret = source_span(e, src, base, off, &kind, &ext);
+        int ret = salvage_span(e, src, base, off, &kind, &ext);
         if (ret < 0)
             return ret;
         uint64_t end = off + ext.length;
@@ -506,7 +543,7 @@ static int copy_source_compressed(struct engine *e, struct kimg *src, uint64_t b
     while (off < size) {
         struct kimg_extent ext;
         enum span kind;
-        ret = source_span(e, src, base, off, &kind, &ext);
+        ret = salvage_span(e, src, base, off, &kind, &ext);
         if (ret < 0)
             return ret;
         uint64_t end = off + ext.length, to;
@@ -552,6 +589,7 @@ static int engine_start(struct engine *e, int in_flight)
         .worker_fini = convert_worker_fini, .hold = e->write_lag ? convert_hold_job : NULL, .opaque = e,
     };
     pthread_mutex_init(&e->wturn, NULL);
+    kimg_ratelimit_init(&e->rl, e->c->rate_limit);
     e->wins = kimg_srcwins_new(MAP_WINDOW);
     e->pool = e->wins ? kimg_pool_new(&def) : NULL;
     if (!e->pool)
@@ -599,12 +637,14 @@ static void engine_stop(struct engine *e)
         free(j->pieces);
         free(j->cbuf);
         free(j->clen);
+        free(j->salv);
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;
     kimg_srcwins_free(e->wins);
     e->wins = NULL;
     pthread_mutex_destroy(&e->wturn);
+    kimg_ratelimit_fini(&e->rl);
 }
 
 /* Reflinks (see the top), where they may work and are wanted: copies of
@@ -615,7 +655,10 @@ static void reflink_start(struct engine *e)
 {
     struct kimg_file *f = e->c->dst->file;
     uint64_t align;
+    /* --salvage: bad source blocks are not shared, they are read (and
+     * copied as zeros where they fail) */
     if ((!e->raw_target && !e->par_write) || e->c->own_blocks || !e->c->sparse_size || !f ||
+        e->c->salvage ||
         kimg_tunables()->convert_no_reflink || kimg_crash_lossy() ||
         !(align = kimg_file_clone_align(f)))
         return;
@@ -701,6 +744,7 @@ int kimg_convert_run(struct kimg_convert *c)
     convert_steps_start(&e.steps, c, e.cluster);
     uint64_t base = 0;
     for (int i = 0; i < c->nb_src && ret == 0; i++) {
+        e.src_index = i;
         ret = c->compress ? copy_source_compressed(&e, c->src[i], base)
                           : copy_source(&e, c->src[i], base);
         base += kimg_size(c->src[i]);

@@ -15,6 +15,7 @@
 #include "aio.h"
 #include "kimg/driver.h"
 #include "pool.h"
+#include "ratelimit.h"
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
@@ -41,6 +42,12 @@ enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
 struct run {
     uint32_t pos, len;
     bool zero;
+};
+
+/* --salvage: a range of a job's source that could not be read. */
+struct salvaged {
+    uint64_t off, len;
+    int err;
 };
 
 /* Data of a job going to host space allocated for it (qcow2 target). */
@@ -72,6 +79,9 @@ struct job {
     int64_t *clen;              /* per cluster: length, -ENOSPC/-ENOTSUP, or
                                    CLEN_ZERO for an all-zero cluster */
     uint32_t npieces;
+    struct salvaged *salv;      /* --salvage: the ranges read as zeros */
+    uint32_t nsalv, salv_cap;
+    int src_index;              /* which source (--salvage's messages) */
     int ret;
     char err[256];              /* the worker's error message */
 };
@@ -106,6 +116,8 @@ struct engine {
                                    (atomic: read by hold()) */
     uint64_t write_lag;         /* KIMG_CONVERT_WRITE_LAG (0: off) */
     bool draining;              /* no more jobs will be made (atomic) */
+    struct kimg_ratelimit rl;   /* -r, charged before a job's writes */
+    int src_index;              /* the source being planned */
 };
 
 /* ---- convert_work.c: the workers' side ----------------------------------- */

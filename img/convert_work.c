@@ -177,7 +177,9 @@ static int write_runs_raw(struct engine *e, struct job *j, struct kimg_aio *aio)
 static int fetch_data(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     j->data = j->buf;
-    if (j->hfile && !j->hfile->direct) {
+    /* --salvage reads: a mapped page that fails to read would only be a
+     * SIGBUS taken for a changed size (srcmap.h), never a read error */
+    if (j->hfile && !j->hfile->direct && !e->c->salvage) {
         const uint8_t *p;
         int ret = kimg_srcwins_get(e->wins, j->hfile, j->hoff, j->len, &j->map, &p);
         if (ret == 0) {
@@ -292,14 +294,93 @@ static int check_map(struct job *j)
     return ret;
 }
 
+/* -r: the bytes a data job will write to the target as data, after its
+ * scan: its data runs (all of it with -c or -S 0).  Zero writes are not
+ * charged: qemu-img 7.2's limit lets them through too (convert -n -r 8M
+ * of 4 MiB of data and 8 MiB of zeros onto a raw file takes 0.42 s). */
+static uint64_t job_write_bytes(const struct engine *e, const struct job *j)
+{
+    if (e->c->compress)
+        return j->len;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < j->nruns; i++)
+        if (!j->runs[i].zero)
+            n += j->runs[i].len;
+    return n;
+}
+
+/* --salvage: note LEN bytes at job offset POS as unreadable (ERR),
+ * merged with the previous range while the error stays the same. */
+static int salvage_note(struct job *j, uint64_t pos, uint64_t len, int err)
+{
+    struct salvaged *last = j->nsalv ? &j->salv[j->nsalv - 1] : NULL;
+    if (last && last->err == err && last->off + last->len == j->soff + pos) {
+        last->len += len;
+        return 0;
+    }
+    if (j->nsalv == j->salv_cap) {
+        uint32_t nc = j->salv_cap ? j->salv_cap * 2 : 8;
+        struct salvaged *v = realloc(j->salv, nc * sizeof(*v));
+        if (!v) {
+            snprintf(j->err, sizeof(j->err), "out of memory");
+            return -ENOMEM;
+        }
+        j->salv = v;
+        j->salv_cap = nc;
+    }
+    j->salv[j->nsalv++] = (struct salvaged){ j->soff + pos, len, err };
+    return 0;
+}
+
+/* --salvage: [pos, pos+len) of the job failed to read as a whole: read
+ * each half again, down to 512 bytes; what fails there is zeros.  Halving
+ * finds the bad sectors in a few reads where qemu-img reads every 512
+ * bytes (the result and the messages are the same). */
+static int salvage_range(struct job *j, uint64_t pos, uint64_t len)
+{
+    if (len <= 512) {
+        int ret = kimg_read(j->src, j->buf + pos, j->soff + pos, len);
+        kimg_clear_error();
+        if (ret == 0)
+            return 0;
+        memset(j->buf + pos, 0, len);
+        return salvage_note(j, pos, len, ret);
+    }
+    uint64_t half = (len / 2 + 511) / 512 * 512;
+    for (int i = 0; i < 2; i++) {
+        uint64_t p = i ? pos + half : pos, n = i ? len - half : half;
+        int ret = n <= 512 ? 0 : kimg_read(j->src, j->buf + p, j->soff + p, n);
+        kimg_clear_error();
+        if (n <= 512 || ret < 0)
+            ret = salvage_range(j, p, n);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* --salvage: the job's read failed: find what can be read (above). */
+static int salvage_job(struct job *j)
+{
+    j->data = j->buf;
+    j->nsalv = 0;
+    j->err[0] = 0;
+    return salvage_range(j, 0, j->len);
+}
+
 /* First phase of a job on a worker: read, then scan/compress/write. */
 static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
 {
     if (j->kind == JOB_OFFLOAD) {
+        kimg_ratelimit_charge(&e->rl, j->len);
         j->ret = offload_copy(e, j);
         return;
     }
+    j->nsalv = 0;
     j->ret = fetch_data(e, j, aio);
+    /* a source that changed size is no read error to salvage (srcmap.h) */
+    if (j->ret < 0 && e->c->salvage && !j->map && !j->err[0])
+        j->ret = salvage_job(j);
     if (j->ret < 0) {
         if (!j->err[0])
             set_err(j, "reading", j->soff, kimg_filename(j->src));
@@ -309,6 +390,10 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         compress_job(e, j);
     } else if (!e->c->compress) {
         scan_runs(e, j);
+    }
+    /* before any of the job's writes, here or on the main thread */
+    kimg_ratelimit_charge(&e->rl, job_write_bytes(e, j));
+    if (!e->split_compress && !e->c->compress) {
         if (e->raw_target) {
             j->ret = write_runs_raw(e, j, aio);
             if (j->ret < 0)

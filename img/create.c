@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "kimg/driver.h"
 #include "lock.h"
@@ -244,8 +245,12 @@ static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv
     }
     kimg_clear_error();
     ret = drv->create(a);
-    if (ret < 0)
-        unlink(a->filename);   /* never leave a half-made image behind */
+    /* never leave a half-made image behind; but only a regular file is
+     * one: a name that is a symlink, a device or a FIFO (/dev/stdout on a
+     * pipe, whose create fails) is not ours to remove */
+    struct stat lst;
+    if (ret < 0 && lstat(a->filename, &lst) == 0 && S_ISREG(lst.st_mode))
+        unlink(a->filename);
     kimg_file_close(old);
 out:
     if (bfile || bfmt) {

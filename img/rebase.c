@@ -4,6 +4,9 @@
  * every range the overlay leaves to its backing, the old chain's content
  * with the new backing's and copies the old content into the overlay where
  * they differ (sector-wise, as qemu-img); then the header is switched.
+ * With -c (qemu-img 8.2's option) the clusters those sectors fall in are
+ * written whole, the overlay's view of each, compressed (qemu-img 8.2
+ * aligns the writes to the cluster size for it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -101,10 +104,39 @@ static bool all_zero(const uint8_t *p, size_t n)
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+/* -c: the state of the compressed copy */
+struct rebase_compress {
+    uint8_t *buf;       /* one cluster */
+    uint64_t cluster;
+    uint64_t done;      /* clusters before this are written */
+};
+
+/* -c: write every cluster [a, b) touches, the overlay's current view of
+ * it (the old chain's content: the copy only touches ranges the overlay
+ * leaves to its backing), compressed; an all-zero cluster as zeros. */
+static int write_clusters(struct kimg *img, struct rebase_compress *rc, uint64_t a, uint64_t b)
+{
+    uint64_t size = kimg_size(img), cs = rc->cluster;
+    for (uint64_t c = a / cs * cs; c < b && c < size; c += cs) {
+        uint64_t n = size - c < cs ? size - c : cs;
+        if (c + n <= rc->done)
+            continue;
+        int ret = kimg_read(img, rc->buf, c, n);
+        if (ret == 0)
+            ret = all_zero(rc->buf, n) ? kimg_write_zeroes(img, c, n, 0)
+                                       : kimg_write_compressed(img, rc->buf, c, n);
+        if (ret < 0)
+            return ret;
+        rc->done = c + n;
+    }
+    return 0;
+}
+
 /* Bring the old content of [off, off+n) into the overlay wherever OLD and
- * NEW differ, in runs of whole sectors (the last one may be short). */
+ * NEW differ, in runs of whole sectors (the last one may be short); with
+ * RC (-c), in whole compressed clusters. */
 static int copy_differences(struct kimg *img, const uint8_t *old, const uint8_t *nw,
-                            uint64_t off, uint64_t n)
+                            uint64_t off, uint64_t n, struct rebase_compress *rc)
 {
     uint64_t i = 0;
     while (i < n) {
@@ -121,7 +153,8 @@ static int copy_differences(struct kimg *img, const uint8_t *old, const uint8_t 
                 break;
             i += s;
         }
-        int ret = all_zero(old + start, i - start)
+        int ret = rc ? write_clusters(img, rc, off + start, off + i)
+                : all_zero(old + start, i - start)
                 ? kimg_write_zeroes(img, off + start, i - start, 0)
                 : kimg_write(img, old + start, off + start, i - start);
         if (ret < 0)
@@ -175,7 +208,12 @@ static int copy_phase(const struct kimg_rebase *r)
     uint8_t *bo = kimg_alloc_aligned(CHUNK), *bn = kimg_alloc_aligned(CHUNK);
     int prefix = depth_in_chain(img, r->new_backing);
     int ret = 0;
+    struct rebase_compress rc = { .cluster = kimg_cluster_size(img) };
 
+    if (r->compress && rc.cluster && !(rc.buf = kimg_alloc_aligned(rc.cluster))) {
+        ret = kimg_fail(-ENOMEM, "out of memory");
+        goto out;
+    }
     if (!bo || !bn) {
         ret = kimg_fail(-ENOMEM, "out of memory");
         goto out;
@@ -202,7 +240,7 @@ static int copy_phase(const struct kimg_rebase *r)
             if (ret == 0 && !same)
                 ret = read_view(r->new_backing, bn, off, n, -1, &same);
             if (ret == 0 && !same)
-                ret = copy_differences(img, bo, bn, off, n);
+                ret = copy_differences(img, bo, bn, off, n, rc.buf ? &rc : NULL);
             if (ret < 0)
                 goto out;
         }
@@ -214,6 +252,7 @@ static int copy_phase(const struct kimg_rebase *r)
 out:
     free(bo);
     free(bn);
+    free(rc.buf);
     return ret;
 }
 

@@ -510,6 +510,10 @@ struct kimg_rebase {
     bool unsafe;                /* -u: only the header changes */
     kimg_progress_fn *progress; /* or NULL */
     void *opaque;
+    bool compress;              /* -c (qemu-img 8.2's): the clusters the
+                                   copy touches are written whole (the
+                                   overlay's view of them) and compressed;
+                                   needs kimg_can_compress(img) */
 };
 /* qemu-img rebase: unless unsafe, every range the overlay does not
  * allocate and where the old and new backing read differently gets the

@@ -41,9 +41,29 @@ struct kimg_convert {
      * 512-byte sectors, once for each piece it counts */
     void (*steps)(void *opaque, uint64_t done, uint64_t total);
     void *opaque;
+    uint64_t rate_limit;        /* -r: bytes per second of data written
+                                   to the target (zero writes are free, as
+                                   in qemu-img 7.2), 0: no limit */
+    bool salvage;               /* --salvage: a data range that fails to read
+                                   is read again 512 bytes at a time, and
+                                   what still fails is copied as zeros */
+    /* --salvage: called from the calling thread, in target order, once
+     * per failed range (LEN bytes at OFF of source SRC, offsets of that
+     * source, multiples of 512 but at its end) with the read's -errno */
+    void (*salvaged)(void *opaque, int src, uint64_t off, uint64_t len, int err);
+    /* --salvage: the same for a range whose block status failed (it is
+     * read as data then), called while the copy is planned */
+    void (*status_salvaged)(void *opaque, int src, uint64_t off, uint64_t len, int err);
 };
 
 /* Copy; returns 0 or -errno with kimg_error() set. */
 int kimg_convert_run(struct kimg_convert *c);
+
+/* Copy the sources' content as raw bytes to FD, a pipe or anything else
+ * written in order (dst, sparse_size, compress, copy_offload and the
+ * target_* fields are not used): every byte in order, zeros included,
+ * never seeking.  progress, steps, rate_limit, salvage as above.  Returns
+ * 0 or -errno with kimg_error() set. */
+int kimg_convert_stream(struct kimg_convert *c, int fd);
 
 #endif

@@ -3,7 +3,8 @@
 # it): the new image replaces the link's real target and the link stays;
 # the temporary file is made in the real target's folder.  A FIFO, a pipe
 # or a character device is not replaced by a file: kimg fails as qemu-img
-# does; a block device is written in place.
+# does (but for a new raw target on a pipe or FIFO, which kimg streams and
+# qemu-img 7.2 cannot: 324); a block device is written in place.
 . "$(dirname "$0")/lib.sh"
 leftovers() { find "$T" -name '*.kimg-*' | wc -l; }
 qemu-img create -q -f qcow2 base.qcow2 4M
@@ -39,14 +40,15 @@ ok "both links stay links" test -L chain.raw -a -L a/mid.raw
 ok "the chain's end holds the image" qemu_oracle_compare base.qcow2 b/file.raw
 
 # a FIFO read by cat: qemu-img fails on resizing it; kimg fails alike
+# (-O qcow2: a raw one kimg streams, 324)
 mkfifo fifo
 for tool in qemu kimg; do
     cat fifo > "got-$tool" & cpid=$!
     RC=0
     if [ $tool = kimg ]; then
-        timeout 20 "$KIMG" convert -O raw base.qcow2 fifo 2> err-$tool || RC=$?
+        timeout 20 "$KIMG" convert -O qcow2 base.qcow2 fifo 2> err-$tool || RC=$?
     else
-        timeout 20 qemu-img convert -O raw base.qcow2 fifo 2> err-$tool || RC=$?
+        timeout 20 qemu-img convert -O qcow2 base.qcow2 fifo 2> err-$tool || RC=$?
     fi
     eval "rc_$tool=$RC"
     # the reader ends once a writer has come and gone; else release it
@@ -64,9 +66,9 @@ is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "/dev/nu
 ok "/dev/null is still a character device" test -c /dev/null
 ok "and the link is kept" test -L null.raw
 
-# a pipe (/dev/stdout) and, with -n, a FIFO or a pipe: qemu-img refuses
-# them all; kimg alike, with its words
-for case in "pipe:convert -O raw base.qcow2 /dev/stdout" \
+# a pipe (/dev/stdout; -O qcow2: kimg streams raw, 324) and, with -n, a
+# FIFO or a pipe: qemu-img refuses them all; kimg alike, with its words
+for case in "pipe:convert -O qcow2 base.qcow2 /dev/stdout" \
             "-n pipe:convert -n -O raw base.qcow2 /dev/stdout" \
             "-n FIFO:convert -n -O raw base.qcow2 fifo"; do
     name=${case%%:*}; args=${case#*:}

@@ -118,9 +118,28 @@ static int digest(struct kimg *img, unsigned char *md, int threads)
     return kimg_checksum_run(img, &c, md, &len);
 }
 
+/* kimg_convert_stream of IMG into a temporary file: its bytes are the
+ * pattern, written in order (the file is never seeked: a pipe would do). */
+static bool streams_pattern(struct kimg *img)
+{
+    char path[] = "/tmp/kimg-test-stream-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return false;
+    unlink(path);
+    struct kimg *srcs[1] = { img };
+    struct kimg_convert c = { .src = srcs, .nb_src = 1 };
+    bool good = kimg_convert_stream(&c, fd) == 0 && lseek(fd, 0, SEEK_CUR) == (off_t)SIZE;
+    uint8_t *buf = malloc(SIZE);
+    good = good && buf && pread(fd, buf, SIZE, 0) == (ssize_t)SIZE && !memcmp(buf, pattern, SIZE);
+    free(buf);
+    close(fd);
+    return good;
+}
+
 int main(void)
 {
-    plan(18);
+    plan(20);
     make_pattern();
 
     struct kimg *src = mem_open("src.raw", pattern, SIZE, "raw", false);
@@ -135,6 +154,9 @@ int main(void)
     ok(qz && reads_pattern(qz), "convert -c memory raw -> memory qcow2");
     struct kimg *back = q ? convert_to(q, "raw", false) : NULL;
     ok(back && reads_pattern(back), "convert memory qcow2 -> memory raw");
+
+    ok(src && streams_pattern(src), "stream memory raw -> a descriptor, in order");
+    ok(q && streams_pattern(q), "stream memory qcow2 (a hole, a zero run) -> a descriptor");
 
     uint64_t off = 0;
     ok(src && q && compare(src, q, &off) == KIMG_COMPARE_SAME, "compare raw vs qcow2: same");
