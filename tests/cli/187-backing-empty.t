@@ -5,8 +5,9 @@
 # file (unallocated ranges read as zeros, map shows them absent), the
 # stored backing name still shown by info, and the option left out of the
 # image's json: name.  On an encrypted overlay over a plain base, on a
-# plain overlay and on an image with no backing file; info (human, JSON),
-# map, convert, compare, check, measure: exit code,
+# plain overlay and on an image with no backing file; info (human, JSON,
+# --backing-chain, which still lists the base, opened by its name), map,
+# convert, compare, check, measure: exit code,
 # stdout and stderr as qemu-img's.  And backing_file= (empty) at create:
 # qemu's "Expected backing file name, got empty string".
 . "$(dirname "$0")/lib.sh"
@@ -44,9 +45,9 @@ for spec in "driver=qcow2,file.filename=enc.qcow2,encrypt.key-secret=s,backing="
             "driver=qcow2,file.filename=plain.qcow2,backing="; do
     n=${spec#*filename=}; n=${n%%,*}
     # (info without actual-size: the two runs may see different disk usage)
-    # (not info --backing-chain: qemu-img still lists the base there, by
-    # its name; kimg stops at the top image: a known difference)
-    for c in "info" "info --output=json" "map --output=json" "map" "check"; do
+    # (info --backing-chain: the base is still listed, opened by its name)
+    for c in "info" "info --output=json" "info --backing-chain" "info --backing-chain --output=json" \
+             "map --output=json" "map" "check"; do
         both "$c $n backing=" $c "${obj[@]}" --image-opts "$spec"
     done
     both "convert -O raw $n backing=" convert "${obj[@]}" --image-opts "$spec" -O raw out.raw
