@@ -190,7 +190,12 @@ int cmd_info(int argc, char **argv)
             ret = 1;
             break;
         }
-        for (struct kimg *layer = img; layer; layer = chain ? kimg_backing(layer) : NULL) {
+        /* a layer opened without its backing file (qemu's "backing=" open
+         * option) still names it: --backing-chain opens it by that name,
+         * as qemu-img does; BYNAME holds such opens until the end */
+        struct kimg *byname[KIMG_MAX_CHAIN + 1];
+        int nbyname = 0;
+        for (struct kimg *layer = img, *next; layer; layer = next) {
             struct kimg_info info;
             if (kimg_get_info(layer, &info) < 0) {
                 ret = cmd_fail(kimg_filename(layer), "cannot read image info");
@@ -220,8 +225,19 @@ int cmd_info(int argc, char **argv)
                 print_human(layer, &info);
             }
             first = false;
+            next = chain ? kimg_backing(layer) : NULL;
+            if (chain && !next && info.full_backing_filename && nbyname <= KIMG_MAX_CHAIN) {
+                next = cmd_open_image(info.full_backing_filename, false, info.backing_format,
+                                      flags, 0);
+                if (!next)
+                    ret = 1;
+                else
+                    byname[nbyname++] = next;
+            }
             kimg_info_free(&info);
         }
+        while (nbyname > 0)
+            kimg_close(byname[--nbyname]);
         if (d < ndisks) {
             kimg_close(img);
             img = NULL;

@@ -256,10 +256,14 @@ static int walk(struct engine *e)
         uint64_t n = ext[0].length < ext[1].length ? ext[0].length : ext[1].length;
         /* qemu-img compares the whole status: whether a host offset is
          * known counts too (an encrypted image's data has none, so it
-         * differs from the same data stored plain) */
+         * differs from the same data stored plain), and so does its EOF
+         * flag, set when the extent the format reports reaches the
+         * image's end (one extent over the whole disk differs from the
+         * same data reported in two) */
         const unsigned bits = KIMG_BS_ALLOCATED | KIMG_BS_ZERO | KIMG_BS_DATA |
                               KIMG_BS_OFFSET_VALID;
-        if (c->strict && (ext[0].flags & bits) != (ext[1].flags & bits)) {
+        bool eof0 = off + ext[0].length >= size_a, eof1 = off + ext[1].length >= size_b;
+        if (c->strict && ((ext[0].flags & bits) != (ext[1].flags & bits) || eof0 != eof1)) {
             int first = drain(e);
             if (first != KIMG_COMPARE_SAME)
                 return first;

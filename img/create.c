@@ -177,6 +177,10 @@ static int create_file(struct kimg_create_args *a, const struct kimg_driver *drv
                             "filename as the backing file");
             goto out;
         }
+        if (!a->backing_file[0]) {
+            ret = kimg_fail(-EINVAL, "Expected backing file name, got empty string");
+            goto out;
+        }
         if (!a->backing_format) {
             /* qemu-img adds "Detected format of FMT." on a second line */
             ret = kimg_fail(-EINVAL, "Backing file specified without backing format");

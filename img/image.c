@@ -241,9 +241,33 @@ static bool chain_seen(struct chain_ids *ids, const struct stat *st)
     return false;
 }
 
+/* qemu's deprecated "backing=" (empty) open option: the image opens
+ * without its backing file (unallocated ranges read as zeros, as qemu's
+ * "backing": null); the stored name is still reported.  True if given
+ * (the option then counts as used). */
+static bool backing_empty(struct kimg *img)
+{
+    struct kimg_opts *o = img->open_opts;
+    for (int i = 0; o && i < o->n; i++)
+        if (!strcmp(o->v[i].key, "backing") && o->v[i].value && !*o->v[i].value) {
+            o->v[i].used = true;
+            return true;
+        }
+    return false;
+}
+
 static int open_backing(struct kimg *img, struct chain_ids *ids)
 {
     int ret;
+
+    if (!(img->flags & KIMG_OPEN_NO_BACKING) && backing_empty(img)) {
+        const char *path;
+        if (strncmp(img->backing_name, "json:", 5) &&
+            kimg_image_path(img->backing_name, &path) == 0 && !nbd_relative(img, path))
+            img->backing_path = kimg_path_relative_to(img->filename, path);
+        kimg_clear_error();
+        return 0;
+    }
 
     /* "backing.*" open options go to the backing layer (its key, as
      * backing.encrypt.key-secret=ID); read here either way */

@@ -8,6 +8,7 @@
  * driver read them, with qemu 7.2's messages.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -249,12 +250,19 @@ static unsigned qdict_bucket(const char *key)
 /* qemu's name for an image opened with options its driver read (its
  * strong runtime options): json:{those, "driver", "file": {"driver":
  * PROTO, "filename": PATH}}, keys in QDict order, values as strings. */
+/* qemu's deprecated "backing=" (empty): open without the backing file
+ * (img/image.c); left out of the image's json: name, as qemu does. */
+static bool backing_empty(const struct kimg_opt *o)
+{
+    return !strcmp(o->key, "backing") && o->value && !*o->value;
+}
+
 static int set_opts_name(struct kimg *img, const char *proto)
 {
     const struct kimg_opts *o = img->open_opts;
     int n = kimg_opts_count(o), used = 0;
     for (int i = 0; i < n; i++)
-        used += o->v[i].used && strncmp(o->v[i].key, "backing.", 8);
+        used += o->v[i].used && strncmp(o->v[i].key, "backing.", 8) && !backing_empty(&o->v[i]);
     if (!used)
         return 0;
     const char **keys = calloc((size_t)used + 2, sizeof(*keys));
@@ -262,7 +270,7 @@ static int set_opts_name(struct kimg *img, const char *proto)
         return kimg_fail(-ENOMEM, "out of memory");
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (o->v[i].used && strncmp(o->v[i].key, "backing.", 8))
+        if (o->v[i].used && strncmp(o->v[i].key, "backing.", 8) && !backing_empty(&o->v[i]))
             keys[k++] = o->v[i].key;
     keys[k++] = "driver";
     keys[k++] = "file";
@@ -376,7 +384,10 @@ int kimg_open_opts(struct kimg **out, const struct kimg_opts *given, unsigned fl
         goto out;
     }
     const char *backing = kimg_opts_get(opts, "backing");
-    if (backing && !(flags & KIMG_OPEN_NO_BACKING)) {
+    if (backing && !*backing)   /* opened without it (img/image.c), as qemu 7.2 */
+        fprintf(stderr, "kimg: warning: Use of \"backing\": \"\" is deprecated; use "
+                "\"backing\": null instead\n");
+    else if (backing && !(flags & KIMG_OPEN_NO_BACKING)) {
         /* "backing=NODE" names a node of a running qemu (7.2 takes
          * "backing=null" from a command line as such a name too) */
         ret = kimg_fail(-ENOENT, "Could not open backing file: Cannot find device='%.200s' "
@@ -429,7 +440,8 @@ int kimg_open_opts_check_used(struct kimg *img)
             !no_backing)
             return kimg_fail(-EINVAL, "Could not open backing file: Must specify either "
                              "driver or file");
-        if (!img->open_opts->v[i].used)
+        /* "backing=": no backing file, for images with one or not */
+        if (!img->open_opts->v[i].used && !backing_empty(&img->open_opts->v[i]))
             return kimg_fail(-EINVAL, "Block format '%s' does not support the option '%.200s'",
                              img->drv->name, kimg_opts_key(img->open_opts, i));
     }

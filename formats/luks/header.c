@@ -285,6 +285,48 @@ int luks_header_store(struct luks *l)
     return ret < 0 ? ret : 0;
 }
 
+/* qemu 7.2's QCryptoCipherAlgorithm values (what its option visitor
+ * takes) and the LUKS cipher family and key size of each; des and 3des
+ * pass the visitor and are refused by the LUKS layer (family NULL). */
+static const struct { const char *name, *family; unsigned bits; } cipher_enum[] = {
+    { "aes-128", "aes", 128 }, { "aes-192", "aes", 192 }, { "aes-256", "aes", 256 },
+    { "des", NULL, 0 }, { "3des", NULL, 0 }, { "cast5-128", "cast5", 128 },
+    { "serpent-128", "serpent", 128 }, { "serpent-192", "serpent", 192 },
+    { "serpent-256", "serpent", 256 }, { "twofish-128", "twofish", 128 },
+    { "twofish-192", "twofish", 192 }, { "twofish-256", "twofish", 256 },
+};
+
+static int lookup_cipher(const char *s)
+{
+    for (size_t i = 0; i < sizeof(cipher_enum) / sizeof(cipher_enum[0]); i++)
+        if (!strcmp(cipher_enum[i].name, s))
+            return (int)i;
+    return -1;
+}
+
+static int not_accepted(const char *name, const char *value)
+{
+    return kimg_fail(-EINVAL, "Parameter '%s' does not accept value '%s'", name, value);
+}
+
+int luks_params_check(const struct luks_params *p)
+{
+    if (!p)
+        return 0;
+    /* the visitor's order: QCryptoBlockCreateOptionsLUKS's members */
+    if (p->cipher_alg && lookup_cipher(p->cipher_alg) < 0)
+        return not_accepted("cipher-alg", p->cipher_alg);
+    if (p->cipher_mode && !lookup(cipher_modes, p->cipher_mode))
+        return not_accepted("cipher-mode", p->cipher_mode);
+    if (p->ivgen_alg && !lookup(ivgens, p->ivgen_alg))
+        return not_accepted("ivgen-alg", p->ivgen_alg);
+    if (p->ivgen_hash_alg && lookup_hash(p->ivgen_hash_alg) < 0)
+        return not_accepted("ivgen-hash-alg", p->ivgen_hash_alg);
+    if (p->hash_alg && lookup_hash(p->hash_alg) < 0)
+        return not_accepted("hash-alg", p->hash_alg);
+    return 0;
+}
+
 int luks_header_setup(struct luks *l, const struct luks_params *p)
 {
     const char *alg = p && p->cipher_alg ? p->cipher_alg : "aes-256";
@@ -292,21 +334,13 @@ int luks_header_setup(struct luks *l, const struct luks_params *p)
     const char *ivgen = p && p->ivgen_alg ? p->ivgen_alg : "plain64";
     const char *hash = p && p->hash_alg ? p->hash_alg : "sha256";
     const char *ivhash = p ? p->ivgen_hash_alg : NULL;
-    char family[16];
-    unsigned bits;
-    int n = 0;
+    int ret = luks_params_check(p);
 
-    if (sscanf(alg, "%15[a-z0-9]-%u%n", family, &bits, &n) != 2 || alg[n] || bits % 64 ||
-        bits > 256 || bits < 128)
-        return kimg_fail(-EINVAL, "Invalid parameter '%s'", alg);
-    if (!lookup(cipher_modes, mode))
-        return kimg_fail(-EINVAL, "Invalid parameter '%s'", mode);
-    if (!lookup(ivgens, ivgen))
-        return kimg_fail(-EINVAL, "Invalid parameter '%s'", ivgen);
-    if (lookup_hash(hash) < 0)
-        return kimg_fail(-EINVAL, "Invalid parameter '%s'", hash);
-    if (ivhash && lookup_hash(ivhash) < 0)
-        return kimg_fail(-EINVAL, "Invalid parameter '%s'", ivhash);
+    if (ret < 0)
+        return ret;
+    int c = lookup_cipher(alg);
+    if (!cipher_enum[c].family)   /* qemu's qcrypto_block_luks_cipher_alg_lookup */
+        return kimg_fail(-EINVAL, "Algorithm '%s' not supported", alg);
     /* qemu: essiv defaults its hash to sha256; plain(64) record no hash */
     if (!strcmp(ivgen, "essiv")) {
         if (!ivhash)
@@ -316,9 +350,9 @@ int luks_header_setup(struct luks *l, const struct luks_params *p)
     } else {
         snprintf(l->cipher_mode_spec, sizeof(l->cipher_mode_spec), "%s-%s", mode, ivgen);
     }
-    snprintf(l->cipher_name, sizeof(l->cipher_name), "%s", family);
+    snprintf(l->cipher_name, sizeof(l->cipher_name), "%s", cipher_enum[c].family);
     snprintf(l->hash_spec, sizeof(l->hash_spec), "%s", hash);
-    l->key_bytes = bits / 8 * (!strcmp(mode, "xts") ? 2 : 1);
+    l->key_bytes = cipher_enum[c].bits / 8 * (!strcmp(mode, "xts") ? 2 : 1);
     return parse_mode(l);
 }
 
@@ -328,6 +362,17 @@ int luks_area_len(const struct luks_params *p, uint64_t *area_len)
     if (!l)
         return -ENOMEM;
     int ret = luks_header_setup(l, p);
+    if (ret == 0) {
+        /* the cipher itself, as qemu's measure and create make it before
+         * any key slot (cast5 with xts: "Unsupported cipher mode xts") */
+        uint8_t key[LUKS_MAX_KEY_BYTES];
+        struct luks_cipher *c = NULL;
+        for (size_t i = 0; i < sizeof(key); i++)   /* xts: unequal halves */
+            key[i] = (uint8_t)(i * 7 + 1);
+        ret = luks_cipher_new(&c, l->cipher_alg, l->cipher_mode, l->ivgen_alg,
+                              l->ivgen_hash_alg, key, l->key_bytes);
+        luks_cipher_free(c);
+    }
     if (ret == 0)
         *area_len = (LUKS_HDR_SECTORS + LUKS_NUM_SLOTS *
                      luks_slot_sectors(l->key_bytes, LUKS_STRIPES)) * LUKS_SECTOR;

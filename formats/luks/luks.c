@@ -335,10 +335,15 @@ static int luks_drv_create(const struct kimg_create_args *a)
 
     if (a->backing_file)
         return kimg_fail(-ENOTSUP, "Backing file not supported for file format 'luks'");
-    if ((ret = get_params(a->opts, &p)) < 0 || (ret = luks_area_len(&p, &area)) < 0)
+    /* qemu's order: option values, the key secret, then the cipher */
+    if ((ret = get_params(a->opts, &p)) < 0 || (ret = luks_params_check(&p)) < 0)
         return ret;
     if ((ret = get_secret(kimg_opts_get(a->opts, "key-secret"), &key, &klen)) < 0)
         return ret;
+    if ((ret = luks_area_len(&p, &area)) < 0) {
+        kimg_secret_free(key, klen);
+        return ret;
+    }
     if (__builtin_add_overflow(area, a->size, &end)) {
         kimg_secret_free(key, klen);
         return kimg_fail(-EFBIG, "Image size too large");
@@ -370,9 +375,16 @@ static int luks_drv_measure(struct kimg_opts *opts, uint64_t size, struct kimg *
     uint64_t area;
     int ret;
 
-    if (!kimg_opts_get(opts, "key-secret"))
-        return kimg_fail(-EINVAL, "Parameter 'key-secret' is required for cipher");
-    if ((ret = get_params(opts, &p)) < 0 || (ret = luks_area_len(&p, &area)) < 0)
+    uint8_t *key = NULL;
+    size_t klen = 0;
+
+    /* qemu's order: option values, the key secret (looked up), the cipher */
+    if ((ret = get_params(opts, &p)) < 0 || (ret = luks_params_check(&p)) < 0)
+        return ret;
+    if ((ret = get_secret(kimg_opts_get(opts, "key-secret"), &key, &klen)) < 0)
+        return ret;
+    kimg_secret_free(key, klen);
+    if ((ret = luks_area_len(&p, &area)) < 0)
         return ret;
     if (src)
         size = kimg_size(src);

@@ -86,6 +86,13 @@ bool luks_unlocked(const struct luks *l);
  * (qcow2 allocates that many). */
 int luks_create(struct luks **out, const struct luks_params *p, const uint8_t *secret,
                 size_t len, const struct luks_io *io, uint64_t *area_len);
+/* The option values of P checked as qemu's option visitor does, in its
+ * order (cipher-alg, cipher-mode, ivgen-alg, ivgen-hash-alg, hash-alg):
+ * -EINVAL "Parameter 'cipher-alg' does not accept value 'x'" for a name
+ * qemu 7.2 does not know.  des and 3des pass (qemu knows them) and fail
+ * later, in luks_create and luks_area_len, with qemu's "Algorithm 'des'
+ * not supported": callers check the key secret in between, as qemu. */
+int luks_params_check(const struct luks_params *p);
 /* The bytes a header created with P takes (for qcow2's create and measure). */
 int luks_area_len(const struct luks_params *p, uint64_t *area_len);
 

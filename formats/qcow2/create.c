@@ -88,11 +88,24 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
     p->backing_file = a->backing_file;
     p->backing_fmt = a->backing_format;
 
-    /* encryption: checked (and the secret looked up) before any file
-     * is made; the LUKS area is written by qcow2_crypto_create */
-    ret = qcow2_crypto_create_check(o, &b, NULL);
-    if (ret < 0)
+    /* qemu's order: first the values its option visitor refuses (compat,
+     * encrypt.*, preallocation, compression_type: in that order), then
+     * the checks of qcow2_co_create, the encryption's (the secret looked
+     * up, the cipher) last; all before any file is made */
+    if ((ret = qcow2_crypto_alias_check(o)) < 0)
         return ret;
+    v = kimg_opts_get(o, "compat");
+    if (v && strcmp(v, "1.1") && strcmp(v, "v3") && strcmp(v, "0.10") && strcmp(v, "v2"))
+        return kimg_fail(-EINVAL, "Parameter 'version' does not accept value '%s'", v);
+    if ((ret = qcow2_crypto_opts_check(o)) < 0)
+        return ret;
+    v = kimg_opts_get(o, "preallocation");
+    if (v && strcmp(v, "off") && strcmp(v, "metadata") && strcmp(v, "falloc") &&
+        strcmp(v, "full"))
+        return kimg_fail(-EINVAL, "Parameter 'preallocation' does not accept value '%s'", v);
+    v = kimg_opts_get(o, "compression_type");
+    if (v && strcmp(v, "zlib") && strcmp(v, "zstd"))
+        return kimg_fail(-EINVAL, "Parameter 'compression-type' does not accept value '%s'", v);
 
     ret = kimg_opts_get_size(o, "cluster_size", 65536, &u);
     if (ret < 0)
@@ -186,6 +199,12 @@ static int parse_params(const struct kimg_create_args *a, struct create_params *
         return kimg_fail(-EINVAL, "Backing file name too long");
     if (p->data_file_raw && p->prealloc == KIMG_PREALLOC_OFF)
         p->prealloc = KIMG_PREALLOC_METADATA;   /* qemu does the same */
+
+    /* encryption: the secret looked up, the cipher made (written by
+     * qcow2_crypto_create) */
+    ret = qcow2_crypto_create_check(o, &b, NULL);
+    if (ret < 0)
+        return ret;
 
     /* the L1 table must be able to map the whole disk */
     uint32_t l2_bits = qcow2_l2_bits_of(p->cluster_bits, p->ext_l2);

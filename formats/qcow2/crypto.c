@@ -295,26 +295,58 @@ static int get_params(const struct kimg_opts *o, struct luks_params *p)
     return kimg_opts_get_u64(o, "encrypt.iter-time", 0, &p->iter_time_ms);
 }
 
-/* Which format the options ask for: 0 none, else QCOW2_CRYPT_*. */
-static int wanted_format(const struct kimg_opts *o, int *method)
+/* Which format the options ask for: 0 none, else QCOW2_CRYPT_*; the
+ * value as qemu maps it ("aes" is its "qcow", encryption=on the same). */
+static int wanted_format(const struct kimg_opts *o, bool *legacy, int *method)
 {
-    bool legacy = false;
-    int ret = kimg_opts_get_bool(o, "encryption", false, &legacy);
+    int ret = kimg_opts_get_bool(o, "encryption", false, legacy);
     if (ret < 0)
         return ret;
     const char *fmt = kimg_opts_get(o, "encrypt.format");
     *method = QCOW2_CRYPT_NONE;
-    if (legacy && fmt)
-        return kimg_fail(-EINVAL, "Options \"encrypt.format\" and \"encryption\" are "
-                         "mutually exclusive");
-    if (legacy || (fmt && !strcmp(fmt, "aes")))
+    if (*legacy || (fmt && (!strcmp(fmt, "aes") || !strcmp(fmt, "qcow"))))
         *method = QCOW2_CRYPT_AES;
     else if (fmt && !strcmp(fmt, "luks"))
         *method = QCOW2_CRYPT_LUKS;
     else if (fmt)
-        return kimg_fail(-EINVAL, "Parameter 'encrypt.format' does not accept value '%s'",
-                         fmt);
+        return kimg_fail(-EINVAL, "Parameter 'format' does not accept value '%s'", fmt);
     return 0;
+}
+
+int qcow2_crypto_alias_check(const struct kimg_opts *o)
+{
+    bool legacy;
+    int ret = kimg_opts_get_bool(o, "encryption", false, &legacy);
+    if (ret < 0)
+        return ret;
+    if (legacy && kimg_opts_get(o, "encrypt.format"))
+        return kimg_fail(-EINVAL, "'encrypt.format' and its alias 'encryption' can't be "
+                         "used at the same time");
+    return 0;
+}
+
+int qcow2_crypto_opts_check(const struct kimg_opts *o)
+{
+    bool legacy;
+    int method, ret = wanted_format(o, &legacy, &method);
+    if (ret < 0)
+        return ret;
+    for (int i = 0; i < kimg_opts_count(o); i++) {
+        const char *k = kimg_opts_key(o, i);
+        if (strncmp(k, "encrypt.", 8) || !strcmp(k, "encrypt.format"))
+            continue;
+        /* qemu's visitor: encrypt.* without a format has no struct to
+         * go into; the qcow (AES) struct has only key-secret */
+        if (method == QCOW2_CRYPT_NONE)
+            return kimg_fail(-EINVAL, "Parameter 'encrypt.format' is missing");
+        if (method == QCOW2_CRYPT_AES && strcmp(k, KEY_OPT))
+            return kimg_fail(-EINVAL, "Parameter '%s' is unexpected", k);
+    }
+    if (method != QCOW2_CRYPT_LUKS)
+        return 0;
+    struct luks_params p;
+    ret = get_params(o, &p);
+    return ret < 0 ? ret : luks_params_check(&p);
 }
 
 /* The secret named by encrypt.key-secret, looked up (qemu's messages). */
@@ -328,12 +360,18 @@ static int get_secret(const struct kimg_opts *o, uint8_t **secret, size_t *len)
 
 int qcow2_crypto_create_check(const struct kimg_opts *o, bool *on, uint64_t *area_len)
 {
-    int method, ret = wanted_format(o, &method);
+    struct luks_params p;
+    bool legacy;
+    int method, ret = wanted_format(o, &legacy, &method);
     *on = false;
     if (ret < 0)
         return ret;
     if (method == QCOW2_CRYPT_NONE)
         return 0;
+    /* qemu's order: the LUKS option values, the key secret, the cipher */
+    if (method == QCOW2_CRYPT_LUKS &&
+        ((ret = get_params(o, &p)) < 0 || (ret = luks_params_check(&p)) < 0))
+        return ret;
     uint8_t *secret;
     size_t len;
     ret = get_secret(o, &secret, &len);
@@ -345,10 +383,6 @@ int qcow2_crypto_create_check(const struct kimg_opts *o, bool *on, uint64_t *are
     if (method == QCOW2_CRYPT_AES)
         return kimg_fail(-ENOTSUP, "Use of AES-CBC encrypted qcow2 images is no longer "
                          "supported: use encrypt.format=luks");
-    struct luks_params p;
-    ret = get_params(o, &p);
-    if (ret < 0)
-        return ret;
     uint64_t n = 0;
     ret = luks_area_len(&p, &n);
     if (ret < 0)

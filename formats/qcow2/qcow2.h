@@ -516,6 +516,14 @@ struct kimg_jv *qcow2_crypto_info(const struct qcow2_state *s);
 /* The error every guest data access to an encrypted image opened without
  * its key returns (KIMG_OPEN_NO_IO opens). */
 int qcow2_crypto_refuse(void);
+/* create, before the other options' values are checked (qemu's option
+ * visitor: after compat, before preallocation): encrypt.format's value,
+ * encrypt.* without a format, options the AES format does not take, the
+ * LUKS option values (luks_params_check), in qemu-img's words. */
+int qcow2_crypto_opts_check(const struct kimg_opts *opts);
+/* create, first of all (qemu renames its option aliases before anything
+ * else): encryption=on with encrypt.format refused in qemu's words. */
+int qcow2_crypto_alias_check(const struct kimg_opts *opts);
 /* create and measure: the encrypt.* options of OPTS checked as qemu-img
  * does (the secret looked up, never kept); *ON: whether they ask for
  * encryption; *AREA_LEN (may be NULL): the bytes the LUKS header takes. */

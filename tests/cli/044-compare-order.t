@@ -46,10 +46,19 @@ fallocate -p -o $((40 * MiB)) -l $((4 * MiB)) holed.raw
 qemu-img convert -f raw -O qcow2 holed.raw holed.qcow2
 qemu-img convert -S 0 -f raw -O qcow2 a.raw a.qcow2
 # (qemu-img 7.2 says "Offset 0 block status mismatch" here: it compares
-# raw status words, which differ in BDRV_BLOCK_EOF when one image's first
-# extent reaches its end and the other's does not; kimg compares what is
-# allocated, zero or data)
-kimg compare -s -f qcow2 -F qcow2 holed.qcow2 a.qcow2
+# whole status words, which differ in BDRV_BLOCK_EOF when one image's
+# first extent reaches its end and the other's does not; kimg now does
+# the same, tests/cli/045)
+oracle "-s: holed against full, status words as qemu-img's" compare -s -f qcow2 -F qcow2 holed.qcow2 a.qcow2
+# the order itself: the same holes on both sides (status words equal up
+# to the hole), a difference at 5 MiB before the allocation mismatch
+# (the hole in one image written with zeros in the other) at 40 MiB
+cp holed.raw holed2.raw
+printf 'X' | dd of=holed2.raw bs=1 seek=$((5 * MiB + 4096)) conv=notrunc 2> /dev/null
+qemu-img convert -f raw -O qcow2 holed2.raw holed2.qcow2
+qemu-io -f qcow2 -c "write -P 0 $((40 * MiB)) 64k" holed2.qcow2 > /dev/null
+oracle "-s: a difference at 5 MiB before an allocation mismatch at 40 MiB" \
+    compare -s -f qcow2 -F qcow2 holed.qcow2 holed2.qcow2
 is "$RC" 1 "-s: a difference at 5 MiB before an allocation mismatch at 40 MiB: exit 1"
-is "$(cat out)" "Content mismatch at offset $((5 * MiB + 4096))!" "... the difference is reported"
+is "$(cat "$T/out")" "Content mismatch at offset $((5 * MiB + 4096))!" "... the difference is reported"
 done_testing
