@@ -172,6 +172,13 @@ if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" reflink "* ]]; then
     KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/reflink.sh" "$dir"
 fi
 
+# fleet clones: one batch against separate kimg clone runs and qemu-img
+# copies (its own script: its outputs live in $dir/clone/)
+if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" clone "* ]]; then
+    echo
+    KIMG=$KIMG PAIRS=${BENCH_RUNS:-3} "$here/clone.sh" "$dir"
+fi
+
 # kimg checksum against qemu-nbd + nbdcopy + sha256sum (its own script:
 # it builds its inputs once in $dir/checksum/)
 if [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" checksum "* ]]; then
