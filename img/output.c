@@ -219,6 +219,27 @@ static int set_mode(int fd, const char *target)
     return fchmod(fd, mode) < 0 ? -errno : 0;
 }
 
+/* S's temporary file beside its final name, with the final file's mode;
+ * S is marked as owning it (for the cleanup) with signals held. */
+static int create_tmp(struct slot *s)
+{
+    sigset_t old;
+    int r = make_tmp_name(s->tmp, s->final);
+    if (r < 0)
+        return r;
+    block_signals(&old);
+    int fd = mkostemp(s->tmp, O_CLOEXEC);
+    r = fd < 0 ? -errno : 0;
+    if (fd >= 0)
+        s->state = SLOT_TMP;
+    restore_signals(&old);
+    if (fd < 0)
+        return r;
+    r = set_mode(fd, s->final);
+    close(fd);
+    return r;
+}
+
 int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
 {
     struct stat st;
@@ -255,20 +276,7 @@ int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
     s->replace = flags & KIMG_OUTPUT_REPLACE;
     int r = resolve_links(path, s->final);
     if (r == 0)
-        r = make_tmp_name(s->tmp, s->final);
-    int fd = -1;
-    if (r == 0) {
-        block_signals(&old);
-        fd = mkostemp(s->tmp, O_CLOEXEC);
-        r = fd < 0 ? -errno : 0;
-        if (fd >= 0)
-            s->state = SLOT_TMP;
-        restore_signals(&old);
-    }
-    if (r == 0)
-        r = set_mode(fd, s->final);
-    if (fd >= 0)
-        close(fd);
+        r = create_tmp(s);
     o->slot = i + 1;
     o->path = s->tmp;
     if (r < 0) {
@@ -349,20 +357,7 @@ int kimg_output_add_member(const char *owner_tmp, const char *path, const char *
             !strcmp(slots[j]->final, s->final))
             r = -EEXIST;
     if (r == 0)
-        r = make_tmp_name(s->tmp, s->final);
-    int fd = -1;
-    if (r == 0) {
-        block_signals(&old);
-        fd = mkostemp(s->tmp, O_CLOEXEC);
-        r = fd < 0 ? -errno : 0;
-        if (fd >= 0)
-            s->state = SLOT_TMP;
-        restore_signals(&old);
-    }
-    if (r == 0)
-        r = set_mode(fd, s->final);
-    if (fd >= 0)
-        close(fd);
+        r = create_tmp(s);
     if (r == 0 && !(*tmp = strdup(s->tmp)))
         r = -ENOMEM;
     if (r < 0) {
