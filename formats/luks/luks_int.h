@@ -139,8 +139,9 @@ int luks_af_split(const char *hash, const uint8_t *src, uint8_t *dst, size_t len
                   uint32_t stripes);
 int luks_af_merge(const char *hash, const uint8_t *src, uint8_t *dst, size_t len,
                   uint32_t stripes);
-/* PBKDF2 iterations HASH runs in one second here for an output of OUTLEN,
- * as qemu's qcrypto_pbkdf2_count_iters measures it (thread CPU time). */
+/* PBKDF2 iterations HASH runs in one second of thread CPU here for an
+ * output of OUTLEN, the value qemu's qcrypto_pbkdf2_count_iters gives
+ * (measured in 40 ms once per process and hash: keyslot.c). */
 int luks_count_iters(const char *hash, size_t outlen, uint64_t *iters);
 /* Deactivate slot I: the header (synced) first, then random bytes over its
  * key material (16 passes, synced).  No refusal: callers check. */

@@ -28,16 +28,11 @@ io() {   # io FMT FILE KEYID: the --image-opts string
 p() { [ "$1" = luks ] || printf encrypt.; }   # the amend option prefix
 mk() {   # mk FMT FILE: data written with the old key
     rm -f "$2"
-    # (qemu-img's PBKDF2 benchmark gives up now and then under load,
-    # "Unable to get accurate CPU usage": tried up to five times)
-    local i
-    for i in 1 2 3 4 5; do
-        if [ "$1" = luks ]; then
-            qemu-img create -q "${objs[@]}" -f luks -o key-secret=s0,iter-time=10 "$2" 1M
-        else
-            qemu-img create -q "${objs[@]}" -f qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 "$2" 1M
-        fi 2> /dev/null && break
-    done
+    if [ "$1" = luks ]; then
+        qemu-img create -q "${objs[@]}" -f luks -o key-secret=s0,iter-time=10 "$2" 1M
+    else
+        qemu-img create -q "${objs[@]}" -f qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 "$2" 1M
+    fi
     qemu-io "${objs[@]}" --image-opts "$(io "$1" "$2" s0)" \
         -c 'write -P 0x5a 0 64k' -c 'write -P 0xa5 512k 4k' > /dev/null
 }

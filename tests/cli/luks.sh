@@ -7,8 +7,6 @@
 #   qread OPTS PAT OFF LEN   qemu-io reads pattern PAT there
 #   mark OPTS OFF LEN  qemu-io writes the marker text there
 #   noplain FILE NAME | nosecret NAME   (tests)
-# qemu-img's LUKS iteration benchmark fails now and then under load
-# ("Unable to get accurate CPU usage"): qemu-img and qimg run again then.
 printf 'kimg-luks-passphrase' > key
 printf 'another-passphrase' > key2
 sec=(--object secret,id=sec0,file=key --object secret,id=sec1,file=key2)
@@ -29,24 +27,4 @@ noplain() {
 nosecret() {
     if grep -q -e kimg-luks-passphrase -e another-passphrase "$T/out" "$T/err" "$T/qout" "$T/qerr" 2> /dev/null; then
         fail "$1: no passphrase in the output"; else pass "$1: no passphrase in the output"; fi
-}
-_luks_flake() { grep -q "Unable to get accurate CPU usage" "$1"; }
-qemu-img() {
-    local i rc o e
-    o=$(mktemp "$T/qo.XXXXXX"); e=$(mktemp "$T/qe.XXXXXX")
-    for i in 1 2 3 4 5; do
-        rc=0; command qemu-img "$@" > "$o" 2> "$e" || rc=$?
-        [ "$rc" -ne 0 ] && _luks_flake "$e" || break
-    done
-    cat "$o"; cat "$e" >&2; rm -f "$o" "$e"
-    return $rc
-}
-qimg() {
-    local i
-    for i in 1 2 3 4 5; do
-        QRC=0
-        timeout -k 5 "${KIMG_TIMEOUT:-60}" qemu-img "$@" > "$T/qout" 2> "$T/qerr" < /dev/null || QRC=$?
-        [ "$QRC" -ne 0 ] && _luks_flake "$T/qerr" || break
-    done
-    return 0
 }
