@@ -175,6 +175,11 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libkimg.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/libkimg.a $(LDLIBS)
 
+# The tests' qemu-img loads this (tests/cli/shim/): no sanitizer in it.
+$(B)/tests/fastclock.so: tests/cli/shim/fastclock.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
 # Fuzz targets built with a replay main (no libFuzzer) so corpora run in check.
 $(B)/fuzz/replay_%: $(B)/fuzz/%.o $(B)/fuzz/replay_main.o $(B)/libkimg.a
 	$(CC) $(LDFLAGS) -o $@ $< $(B)/fuzz/replay_main.o $(B)/libkimg.a $(LDLIBS)
@@ -187,21 +192,25 @@ export KIMG_SRC := $(abspath .)
 export KIMG_CC := $(CC)
 export KIMG_SANFLAGS := $(SANFLAGS)
 
-check: all $(UNIT_BIN) $(REPLAY_BIN)
+check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
 	prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
 
-# The long crash loops (.ci/run runs them after check): every crash test
-# again under the power-failure model with more seeds than check's one
-# (tests/cli/190: each simulated crash also loses a random subset of the
-# unsynced writes).  KIMG_CRASH_FULL=1 (the first seed only, to keep
-# .ci/run under its hour): loops that sample their crash points in check
-# (tests/cli/174) take every one.
-# `make check` skips 190 (it reruns every crash test serially); the
-# tests that sample a matrix in check take a larger sample here
-# (KIMG_TEST_MORE=1: test 188's 17 cipher combinations instead of 10).
+# The long crash loops (.ci/run runs them after check).  `make check`
+# samples the crash points of its loops (tests/cli/lib.sh crash_next:
+# every point up to the 4th, then every third); here they take every
+# one (KIMG_CRASH_FULL=1).  Then every crash test again under the
+# power-failure model with more seeds than check's one (tests/cli/190:
+# each simulated crash also loses a random subset of the unsynced
+# writes), the first seed at every point.  `make check` skips 190 (it
+# reruns every crash test serially); the tests that sample a matrix in
+# check take a larger sample here (KIMG_TEST_MORE=1: test 188's 17
+# cipher combinations instead of 10).
+CRASH_SAMPLED := $(shell grep -l -e crash_next -e crash_points tests/cli/*.t)
 SLOW_SEEDS ?= 1 2 3 4
-check-slow: all
+check-slow: all $(B)/tests/fastclock.so
+	@echo "== crash loops at every point"
+	KIMG_CRASH_FULL=1 prove -j2 --timer $(CRASH_SAMPLED)
 	@full=1; for s in $(SLOW_SEEDS); do \
 	    echo "== power-failure crash loops, seed $$s"; \
 	    KIMG_CRASH_FULL=$$full KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
@@ -212,7 +221,7 @@ check-slow: all
 # All 87 LUKS cipher/mode/IV-generator combinations qemu-img 7.2 creates
 # (check runs 10, check-slow 17; each one costs qemu's PBKDF2 benchmark, so
 # this takes about 8 minutes and is not part of .ci/run).
-check-ciphers: all
+check-ciphers: all $(B)/tests/fastclock.so
 	KIMG_LUKS_ALL=1 prove --timer tests/cli/188-luks-ciphers.t
 
 # ---- fuzzing (clang + libFuzzer) ----

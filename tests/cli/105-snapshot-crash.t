@@ -51,7 +51,7 @@ crash_loop() {
                 { bad_sn=$((bad_sn + 1)); diag "$name: crash after $n changes: snapshot $sn changed"; }
         done
         [ "$rc" = 222 ] || break
-        n=$((n + 1))
+        n=$(crash_next $n)
         [ $n -le 300 ] || break
     done
     is "$rc" 0 "$name: completes once no crash comes (after $n crash points)"

@@ -139,7 +139,7 @@ crash_loop() {
             bad=$((bad + 1)); diag "$name: crash after $n changes: snapshots changed"
         fi
         [ "$rc" = 222 ] || break
-        n=$((n + 1)); [ $n -le 100 ] || break
+        n=$(crash_next $n); [ $n -le 100 ] || break
     done
     is "$rc" 0 "$name: completes once no crash comes (after $n crash points)"
     like "$n" "^([3-9]|[1-9][0-9]+)$" "$name: at least 3 crash points exercised"

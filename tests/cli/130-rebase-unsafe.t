@@ -188,7 +188,7 @@ while :; do
         bad=1; diag "crash after $n writes: check $r, header: $st"; break
     fi
     [ $rc = 222 ] || break
-    n=$((n + 1))
+    n=$(crash_next $n)
 done
 is "$rc" 0 "crash test: finished after $n crash points"
 diag "crash points: $n"

@@ -110,7 +110,7 @@ crashes() {
         if [ $rc -ne 222 ]; then bad+=" [$n: exit $rc $(head -1 err)]"; break; fi
         # a state already checked (a crash right after a sync, say) once
         h=$(sha "$img")
-        if [[ $seen == *" $h "* ]]; then n=$((n + 1)); continue; fi
+        if [[ $seen == *" $h "* ]]; then n=$(crash_next $n); continue; fi
         seen+="$h "; uniq=$((uniq + 1))
         r=0; qemu-img check "$img" > chk 2>&1 || r=$?
         if [ $r -ne 0 ] && [ $r -ne 3 ]; then
@@ -122,9 +122,9 @@ crashes() {
                 "$KIMG_SRC/tests/cli" 2>&1 | head -3 | tr '\n' ' ')
             [ -n "$r" ] && bad+=" [$n: $r]"
         fi
-        n=$((n + 1))
+        n=$(crash_next $n)
     done
-    is "$bad" "" "$name: every one of $n crash points ($uniq states): check clean or leaks, bitmaps in use or complete"
+    is "$bad" "" "$name: crash points to $n ($uniq states): check clean or leaks, bitmaps in use or complete"
     ok "$name: finishes after the last crash point" test "$rc" -eq 0
     ok "$name: finished image clean" check_clean "$img"
 }

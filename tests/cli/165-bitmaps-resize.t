@@ -114,7 +114,7 @@ crash_loop() {  # crash_loop NAME SEED ARGS...
                 diag "N=$n: old bitmaps at the new size"; bad=1; break
             fi
         fi
-        n=$((n + 1))
+        n=$(crash_next $n)
     done
     [ "$rc" -eq 0 ] || bad=1
     if [ $bad -eq 0 ]; then

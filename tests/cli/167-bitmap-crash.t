@@ -48,7 +48,7 @@ crashes() {
         [ $rc -eq 0 ] && break
         if [ $rc -ne 222 ]; then bad+=" [$n: exit $rc $(head -1 err)]"; break; fi
         h=$(sha "$img")
-        if [[ $seen == *" $h "* ]]; then n=$((n + 1)); continue; fi
+        if [[ $seen == *" $h "* ]]; then n=$(crash_next $n); continue; fi
         seen+="$h "; uniq=$((uniq + 1))
         r=0; qemu-img check "$img" > chk 2>&1 || r=$?
         if [ $r -ne 0 ] && [ $r -ne 3 ]; then
@@ -60,9 +60,9 @@ crashes() {
             [ "$r" != "$before" ] && [ "$r" != "$after" ] &&
                 bad+=" [$n: bitmaps neither old nor new: $(head -2 <<< "$r" | tr '\n' ' ')]"
         fi
-        n=$((n + 1))
+        n=$(crash_next $n)
     done
-    is "$bad" "" "$name: every one of $n crash points ($uniq states): clean or leaks, old or new set"
+    is "$bad" "" "$name: crash points to $n ($uniq states): clean or leaks, old or new set"
     ok "$name: finishes after the last crash point" test "$rc" -eq 0
     is "$($BMPY all "$img" 2>&1)" "$after" "$name: finished as the uninterrupted run"
 }

@@ -21,7 +21,7 @@ qemu-io -f raw -c 'write -P 0x61 0 1M' -c 'write -P 0x62 2M 64k' -c 'write -P 0x
 head -c 300000 /dev/urandom | dd of=src.raw bs=4096 seek=300 conv=notrunc status=none
 echo "keep me" > keep.qcow2
 crashes=0 bad_name=0 bad_keep=0 final=""
-for n in $(seq 0 400); do
+for n in $(crash_points 400); do
     RC=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -m 16 -f raw -O qcow2 src.raw new.qcow2 2> /dev/null || RC=$?
     RC2=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -m 16 -f raw -O qcow2 src.raw keep.qcow2 2> /dev/null || RC2=$?
     if [ "$RC" = 222 ]; then

@@ -77,7 +77,7 @@ mk_target c0.vmdk
 kimg convert -O raw c0.vmdk old.raw
 total=0
 for lose in "" 1 2; do
-for n in $(seq 0 60); do
+for n in $(crash_points 60); do
     cp c0.vmdk c.vmdk
     rc=0; env ${lose:+KIMG_CRASH_LOSE=$lose} KIMG_CRASH_AFTER=$n "$KIMG" convert -n -O vmdk part.raw c.vmdk > /dev/null 2>&1 || rc=$?
     [ "$rc" = 0 ] && break

@@ -101,7 +101,7 @@ qimg convert -f raw -O vpc -o subformat=foo src.raw qbad.vhd
 is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //; s/qbad/bad/' "$T/qerr")" "bad subformat: qemu-img's message"
 ok "bad subformat: no file" test ! -e bad.vhd
 crashes=0 left=0
-for n in $(seq 0 60); do
+for n in $(crash_points 60); do
     R=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -f raw -O vpc src.raw crash.vhd 2> /dev/null || R=$?
     [ "$R" = 222 ] || break
     crashes=$((crashes + 1))

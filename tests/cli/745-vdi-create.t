@@ -147,7 +147,7 @@ kimg convert -f raw -O vdi -o static=maybe src.raw bad.vdi
 qimg convert -f raw -O vdi -o static=maybe src.raw bad.vdi
 is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "convert -o static=maybe: qemu-img's message"
 crashes=0 left=0
-for n in $(seq 0 60); do
+for n in $(crash_points 60); do
     R=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -f raw -O vdi src.raw crash.vdi 2> /dev/null || R=$?
     [ "$R" = 222 ] || break
     crashes=$((crashes + 1))

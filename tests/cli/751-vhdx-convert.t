@@ -102,7 +102,7 @@ done
 # an existing file of that name keeps its content
 echo "keep me" > keep.vhdx
 crashes=0 bad_name=0 bad_keep=0
-for n in $(seq 0 200); do
+for n in $(crash_points 200); do
     RC=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -O vhdx -o block_size=1M src.raw new.vhdx 2> /dev/null || RC=$?
     RC2=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -O vhdx -o block_size=1M src.raw keep.vhdx 2> /dev/null || RC2=$?
     [ "$RC" = 222 ] || break

@@ -45,7 +45,7 @@ crash_loop() {
             bad_data=$((bad_data + 1)); diag "$name: crash after $n changes: neither old nor new"
         fi
         [ "$rc" = 222 ] || break
-        crashes=$((crashes + 1)); n=$((n + 1))
+        crashes=$((crashes + 1)); n=$(crash_next $n)
         [ $n -le 300 ] || break
     done
     is "$rc" 0 "$name: completes once no crash comes"

@@ -23,6 +23,10 @@
 # Locks:    locked_byte FILE BYTE  QEMU's lock byte BYTE of FILE is held
 #           hold_lock FILE         a qemu-io holds FILE's write lock ($holder)
 # Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
+# Crashes:  crash_next N         the crash point (KIMG_CRASH_AFTER) a loop
+#                                  takes after N: every one up to 4, then
+#                                  every third; all with KIMG_CRASH_FULL=1
+#           crash_points MAX      the points crash_next visits in 0..MAX
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
 #           check_oracle NAME IMAGE ARGS...   kimg check vs qemu-img check on twins
 #           repair_oracle NAME IMAGE -r MODE  the same for repairs
@@ -222,6 +226,17 @@ EOF
 # locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
 # FILE (read from /proc/locks, so polling takes no lock itself: a polling
 # qemu-img would make qemu-io's own open fail on a lock conflict).
+# crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
+# make check samples: every point up to the 4th (a command's opening
+# moves), then every third; make check-slow runs the same loops with
+# KIMG_CRASH_FULL=1, every point.
+crash_next() {
+    if [ "${KIMG_CRASH_FULL:-0}" = 1 ] || [ "$1" -lt 4 ]; then echo $(($1 + 1)); else echo $(($1 + 3)); fi
+}
+crash_points() {
+    local n=0
+    while [ "$n" -le "$1" ]; do echo "$n"; n=$(crash_next "$n"); done
+}
 locked_byte() {
     local ino; ino=$(stat -c %i "$1")
     awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
