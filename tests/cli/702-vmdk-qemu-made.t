@@ -62,7 +62,7 @@ for i in $images; do
 
     kimg convert -O raw "$i" out.raw
     is "$RC" 0 "$i convert -O raw: exit 0"
-    ok "$i convert -O raw: qemu-img's bytes" cmp -s out.raw "$i.raw"
+    ok "$i convert -O raw: qemu-img's bytes" same_bytes out.raw "$i.raw"
     kimg convert -O qcow2 "$i" out.qcow2
     ok "$i convert -O qcow2: the same content (qemu-img compare)" qemu_oracle_compare out.qcow2 "$i.raw"
     ok "$i convert -O qcow2: a clean image" check_clean out.qcow2

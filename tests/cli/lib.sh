@@ -17,6 +17,7 @@
 #           json_norm FILE [KEY...] re-indent JSON (order kept), KEYs dropped
 #           json_norm_files KEY,KEY FILE...  the same into FILE.norm, one python
 #           qemu_oracle_compare A B  qemu-img compare -q (its exit code)
+#           same_bytes A B        cmp -s of big sparse raw files, holes skipped
 #           check_clean F          qemu-img check -q F exits 0
 #           check_clean_alone F    the same, F's backing file not opened
 #           sha FILE | poke FILE OFF HEX | get_be N FILE OFF | put_be N FILE OFF VAL
@@ -257,6 +258,12 @@ hold_lock() {
     diag "qemu-io never took its lock on $1"; return 1
 }
 qemu_oracle_compare() { qemu-img compare -q "$@" > /dev/null 2>&1; }
+# same_bytes A B: cmp -s for big sparse files: the same length and the same
+# bytes, holes skipped (qemu-img compare of two raw files; cmp read 5 GiB
+# of holes in 20 s here)
+same_bytes() {
+    [ "$(stat -c %s "$1")" = "$(stat -c %s "$2")" ] && qemu-img compare -q -f raw -F raw "$1" "$2" > /dev/null 2>&1
+}
 check_clean() { qemu-img check -q "$@" > /dev/null 2>&1; }
 # check_clean_alone F: qemu-img check of a qcow2 F without opening its
 # backing file (which may be missing on purpose).
