@@ -194,13 +194,10 @@ export KIMG_SANFLAGS := $(SANFLAGS)
 
 # Every test, unit tests too, runs qemu-img through tests/cli/shim (its
 # LUKS benchmark shortened and its flake retried: tests/cli/README.md).
-# Three test files at a time on two cores: the suite waits on syncs and
-# servers often enough that two left the cores idle 11% of the time.
-TEST_JOBS ?= 3
 TEST_ENV = KIMG_REAL_QEMU_IMG="$$(command -v qemu-img)" PATH="$(abspath tests/cli/shim):$$PATH"
 check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
-	$(TEST_ENV) prove -j$(TEST_JOBS) --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
+	$(TEST_ENV) prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
 
 # The long crash loops (.ci/run runs them after check).  `make check`
 # samples the crash points of its loops (tests/cli/lib.sh crash_next:
