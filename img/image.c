@@ -396,6 +396,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
         return -ENOMEM;
     }
     img->file = file;
+    img->file_size_at_open = UINT64_MAX;
     img->flags = flags;
     img->writable = flags & KIMG_OPEN_RDWR;
     img->filename = strdup(filename);
@@ -492,6 +493,8 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
             goto fail;
         }
     }
+    if (!img->file || img->file->ops->get_size(img->file, &img->file_size_at_open) < 0)
+        img->file_size_at_open = UINT64_MAX;
     ret = img->drv->open(img);
     if (ret < 0)
         goto fail;

@@ -25,6 +25,7 @@ static const struct var {
 } VARS[] = {
     { "KIMG_CONVERT_NO_MAP", FLAG, offsetof(struct kimg_tunables, convert_no_map) },
     { "KIMG_CONVERT_NO_REFLINK", FLAG, offsetof(struct kimg_tunables, convert_no_reflink) },
+    { "KIMG_NO_POPULATE", FLAG, offsetof(struct kimg_tunables, no_populate) },
     { "KIMG_CONVERT_SERIAL", FLAG, offsetof(struct kimg_tunables, convert_serial) },
     { "KIMG_CONVERT_PARALLEL_WRITES", FLAG,
       offsetof(struct kimg_tunables, convert_parallel_writes) },

@@ -25,6 +25,8 @@ struct kimg_tunables {
     /* engine switches: compare paths, measure, work around a host */
     bool convert_no_map;          /* KIMG_CONVERT_NO_MAP: read sources, never mmap them */
     bool convert_no_reflink;      /* KIMG_CONVERT_NO_REFLINK: copy, never clone extents */
+    bool no_populate;             /* KIMG_NO_POPULATE: mapped source pages fault in one
+                                     by one, not mapped per job (img/srcmap.c) */
     bool convert_serial;          /* KIMG_CONVERT_SERIAL: one qcow2 writer, no
                                      parallel cluster allocation */
     bool convert_parallel_writes; /* KIMG_CONVERT_PARALLEL_WRITES: every worker writes */

@@ -66,6 +66,11 @@ struct kimg {
     /* set by the core when the driver read open options: the json: name
      * qemu shows for such an image (kimg_filename returns it), or NULL */
     char *opts_name;
+    /* set by the core just before the driver's open: the image file's
+     * size then (UINT64_MAX: unknown).  kimg_srcmap_note_sizes starts from
+     * it, so a file cut between the open and a copy's start is caught as
+     * one cut during the copy (img/srcmap.h). */
+    uint64_t file_size_at_open;
 };
 
 /* In img->flags, set by the core alone (callers' flags lose it): the layer
