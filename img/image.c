@@ -23,6 +23,7 @@
 #include "kimg/json.h"
 #include "lock.h"
 #include "internal.h"
+#include "tunables.h"
 
 /* Files already open in the chain being built, for loop detection. */
 struct chain_ids {
@@ -115,6 +116,9 @@ int kimg_image_path(const char *name, const char **path)
             return kimg_fail(-EINVAL, "refusing the non-file protocol in '%.64s'", name);
     return kimg_fail(-EINVAL, "Unknown protocol '%.*s'", (int)(plen > 64 ? 64 : plen), name);
 }
+
+/* KIMG_TEST_OPEN_PAUSE (tests): once, after the first layer opened */
+static int test_open_paused;
 
 static atomic_bool allow_remote_backing;
 
@@ -498,6 +502,7 @@ static int open_layer(struct kimg **out, const char *filename, const char *forma
     ret = img->drv->open(img);
     if (ret < 0)
         goto fail;
+    kimg_test_pause(kimg_tunables()->test_open_pause, &test_open_paused);
     if (img->backing_name) {
         ret = open_backing(img, ids);
         if (ret < 0) {

@@ -103,16 +103,7 @@ static void reg_del(int i)
 static void test_pause(void)
 {
     static int done;
-    const char *path = kimg_tunables()->test_map_pause;
-    if (!path || __atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL))
-        return;
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return;
-    close(fd);
-    struct timespec ts = { 0, 10 * 1000 * 1000 };
-    for (int i = 0; i < 6000 && access(path, F_OK) == 0; i++)
-        nanosleep(&ts, NULL);
+    kimg_test_pause(kimg_tunables()->test_map_pause, &done);
 }
 
 static int changed_size(const struct kimg_srcmap *sm)

@@ -5,10 +5,13 @@
  * "Tunables and test hooks" table.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include "tunables.h"
 
 static struct kimg_tunables tun;
@@ -37,6 +40,7 @@ static const struct var {
     { "KIMG_CHECK_ALIGN", FLAG, offsetof(struct kimg_tunables, check_align) },
     { "KIMG_EMPTY_INCREMENTAL", FLAG, offsetof(struct kimg_tunables, empty_incremental) },
     { "KIMG_TEST_MAP_PAUSE", PATH, offsetof(struct kimg_tunables, test_map_pause) },
+    { "KIMG_TEST_OPEN_PAUSE", PATH, offsetof(struct kimg_tunables, test_open_pause) },
 };
 
 static bool parse_flag(const char *v)
@@ -90,4 +94,17 @@ void kimg_tunables_reload(void)
 {
     pthread_once(&tun_once, read_env);
     read_env();
+}
+
+void kimg_test_pause(const char *path, int *done)
+{
+    if (!path || __atomic_exchange_n(done, 1, __ATOMIC_ACQ_REL))
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    close(fd);
+    struct timespec ts = { 0, 10 * 1000 * 1000 };
+    for (int i = 0; i < 6000 && access(path, F_OK) == 0; i++)
+        nanosleep(&ts, NULL);
 }

@@ -51,6 +51,8 @@ struct kimg_tunables {
     const char *test_map_pause;   /* KIMG_TEST_MAP_PAUSE: the first source mapping
                                      creates this file and waits (up to 60 s)
                                      until it is removed (img/srcmap.c); NULL = off */
+    const char *test_open_pause;  /* KIMG_TEST_OPEN_PAUSE: the same, once the first
+                                     image opened has been opened (img/image.c) */
 };
 
 /* The values, read from the environment on the first call (thread-safe);
@@ -60,5 +62,10 @@ const struct kimg_tunables *kimg_tunables(void);
 /* Read the environment again.  Only where no other thread can be using the
  * library: a test's forked child that has just called setenv(). */
 void kimg_tunables_reload(void);
+
+/* A test hook's pause: unless PATH is NULL or *DONE was already set (set
+ * here: once per hook and process), create PATH and wait until it is
+ * removed, at most 60 s. */
+void kimg_test_pause(const char *path, int *done);
 
 #endif

@@ -4,22 +4,24 @@
 # ends with a one-line error naming the change, never exits 0 with zeros
 # where the data was, and is never killed by SIGBUS.
 # Deterministic part: KIMG_TEST_MAP_PAUSE=FILE stops the first mapping
-# made until FILE is removed; the test truncates the source meanwhile.
+# made until FILE is removed, KIMG_TEST_OPEN_PAUSE the first image opened;
+# the test truncates the source meanwhile.
 # Racy part (as 604-checksum-shrink.t): a convert that does succeed must
 # have copied the data the source held, byte for byte (before, a source
 # truncated mid-run gave exit 0 and zeros, or a "Bad address" write error).
 . "$(dirname "$0")/lib.sh"
-plan 16
+plan 20
 
 MiB=$((1024 * 1024))
 pattern() { yes kimg-convert-source-data | head -c "$1"; }
 
-# paused NAME CMD...: run CMD with the pause hook; truncate the source
-# (src.raw) once the hook is reached; $RC, $T/err as `run`
+# paused NAME CMD...: run CMD with the pause hook (HOOK, default the first
+# mapping); truncate the source (src.raw) once the hook is reached; $RC,
+# $T/err as `run`
 paused() {
     local name=$1; shift
     rm -f pause
-    KIMG_TEST_MAP_PAUSE=$T/pause timeout 60 "$@" > out 2> err < /dev/null & local pid=$!
+    env "${HOOK:-KIMG_TEST_MAP_PAUSE}=$T/pause" timeout 60 "$@" > out 2> err < /dev/null & local pid=$!
     local i=0
     while [ ! -e pause ] && [ $i -lt 1000 ] && kill -0 "$pid" 2> /dev/null; do
         sleep 0.01; i=$((i + 1))
@@ -38,6 +40,15 @@ for target in raw qcow2; do
     like "$(cat err)" "changed size" "raw -> $target: the message says the source changed size"
     ok "raw -> $target: no output left behind" test ! -e out.$target
 done
+
+# cut between the source's open and the copy's start (before, the source
+# was then taken as all holes: exit 0 and zeros)
+pattern $((16 * MiB)) > src.raw
+rm -f out.raw
+HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open" "$KIMG" convert -f raw -O raw src.raw out.raw
+err_line "raw -> raw, source cut right after its open"
+like "$(cat err)" "changed size" "cut after the open: the message says the source changed size"
+ok "cut after the open: no output left behind" test ! -e out.raw
 
 # a qcow2 source: its clusters are mapped from the qcow2 file
 pattern $((16 * MiB)) > data.raw
