@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -147,7 +148,9 @@ static int bench_rate(const char *hash, uint64_t *per_sec)
     uint64_t n = 1u << 12, delta;
     int ret = 0;
 
-    if (blk == 0 || blk > sizeof(out) || strlen(hash) >= sizeof(bench_rates[0].hash))
+    bool cacheable = strlen(hash) < sizeof(bench_rates[0].hash);
+
+    if (blk == 0 || blk > sizeof(out))
         return kimg_fail(-ENOTSUP, "Hash algorithm '%s' not available", hash);
     pthread_mutex_lock(&bench_lock);
     for (unsigned i = 0; i < bench_used; i++)
@@ -172,7 +175,7 @@ static int bench_rate(const char *hash, uint64_t *per_sec)
         }
     }
     *per_sec = n * 1000000000u / delta;
-    if (bench_used < sizeof(bench_rates) / sizeof(bench_rates[0])) {
+    if (cacheable && bench_used < sizeof(bench_rates) / sizeof(bench_rates[0])) {
         strcpy(bench_rates[bench_used].hash, hash);
         bench_rates[bench_used++].per_sec = *per_sec;
     }

@@ -224,9 +224,6 @@ else:
         open(path + ".norm", "w").write(out)
 EOF
 }
-# locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
-# FILE (read from /proc/locks, so polling takes no lock itself: a polling
-# qemu-img would make qemu-io's own open fail on a lock conflict).
 # crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
 # make check samples: every point up to the 4th (a command's opening
 # moves), then every third; make check-slow runs the same loops with
@@ -238,6 +235,9 @@ crash_points() {
     local n=0
     while [ "$n" -le "$1" ]; do echo "$n"; n=$(crash_next "$n"); done
 }
+# locked_byte FILE BYTE: some process holds an OFD lock covering BYTE of
+# FILE (read from /proc/locks, so polling takes no lock itself: a polling
+# qemu-img would make qemu-io's own open fail on a lock conflict).
 locked_byte() {
     local ino; ino=$(stat -c %i "$1")
     awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
