@@ -46,18 +46,20 @@ OPT     ?= -O2 -g
 PICFLAGS := -fPIC -fno-semantic-interposition
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 # Who sees which headers (DESIGN.md "Layout"): cmd/ and clone/ the public
-# API alone (include/kimg.h and what it includes); img/ and formats/ also
+# API alone (include/kimg.h and what it includes; clone/ also lazylib/'s
+# libxml2 table); img/ and formats/ also
 # the implementor API (include/kimg/driver.h, which needs KIMG_DRIVER_API)
 # and img/'s internal headers; tests and fuzz targets everything, from the
 # top (e.g. "formats/qcow2/qcow2.h").
 INC_PUBLIC := -Iinclude
-INC_LIB    := -Iinclude -Iimg -DKIMG_DRIVER_API
+INC_LIB    := -Iinclude -Iimg -Ilazylib -DKIMG_DRIVER_API
 INC_TEST   := -I. $(INC_LIB)
 INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            $(INC) $(XML_CFLAGS) -MMD -MP
-NBD_LIBS := $(shell pkg-config --libs libnbd 2>/dev/null || echo -lnbd)
-LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -lxml2 -luuid -lisal -ljansson $(NBD_LIBS) -lpthread
+# libnbd and libxml2 are not linked: lazylib/ loads them on first use
+# (dlopen, in libc since glibc 2.34; -ldl for older ones is harmless).
+LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -luuid -lisal -ljansson -lpthread -ldl
 # formats/luks/cipher.c: the LUKS ciphers OpenSSL lacks (Serpent, Twofish, CAST5, AES-192-XTS)
 LDLIBS  += -lnettle
 LDFLAGS += $(SANFLAGS)
@@ -92,7 +94,7 @@ MAN_PAGES  := $(B)/man/kimg.1
 # it, else under PREFIX (no pkg-config or no bash-completion installed)
 BASHCOMPDIR ?= $(or $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null),$(PREFIX)/share/bash-completion/completions)
 
-LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c protocols/*/*.c clone/*.c))
+LIB_SRC  := $(sort $(wildcard img/*.c formats/*/*.c protocols/*/*.c clone/*.c lazylib/*.c))
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 FUZZ_TARGETS := $(sort $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c)))
@@ -136,8 +138,9 @@ $(B)/codegen.flags: FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(CODEGEN_FLAGS)' | cmp -s - $@ || echo '$(CODEGEN_FLAGS)' > $@
 
-$(B)/cmd/%.o $(B)/clone/%.o: INC = $(INC_PUBLIC)
-$(B)/img/%.o $(B)/formats/%.o $(B)/protocols/%.o: INC = $(INC_LIB)
+$(B)/cmd/%.o: INC = $(INC_PUBLIC)
+$(B)/clone/%.o: INC = $(INC_PUBLIC) -Ilazylib
+$(B)/img/%.o $(B)/formats/%.o $(B)/protocols/%.o $(B)/lazylib/%.o: INC = $(INC_LIB)
 $(B)/%.o: %.c $(B)/codegen.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

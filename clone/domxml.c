@@ -11,12 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <libxml/xmlsave.h>
-#include <libxml/xmlversion.h>
 #include "kimg.h"
 #include "clone.h"
+#include "xml_api.h"
 
 /* ---- small tree helpers -------------------------------------------------- */
 
@@ -455,7 +452,9 @@ int clone_dom_parse_memory(struct clone_dom **out, const char *buf, size_t len,
                          CLONE_MAX_XML_BYTES >> 20);
     if (len == 0)
         return kimg_fail(-EINVAL, "%s: the domain XML is empty", label);
-    xmlInitParser();
+    int r = kimg_libxml_load();
+    if (r < 0)
+        return r;
     struct clone_dom *dom = calloc(1, sizeof(*dom));
     if (!dom)
         return -ENOMEM;

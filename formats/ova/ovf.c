@@ -7,10 +7,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
-#include <libxml/xmlerror.h>
 #include "ova.h"
+#include "xml_api.h"
 
 #define OVF_NS1 "http://schemas.dmtf.org/ovf/envelope/1"
 #define OVF_NS2 "http://schemas.dmtf.org/ovf/envelope/2"
@@ -68,7 +66,9 @@ static int parse_doc(const char *buf, size_t len, xmlDocPtr *out)
                          OVA_MAX_OVF_BYTES >> 20);
     if (len == 0)
         return kimg_fail(-EINVAL, "the OVF descriptor is empty");
-    xmlInitParser();
+    int r = kimg_libxml_load();
+    if (r < 0)
+        return r;
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (!ctxt)
         return -ENOMEM;

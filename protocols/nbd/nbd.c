@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libnbd.h>
 #include "kimg.h"
 #include "kimg/file.h"
 #include "uri.h"
 #include "tunables.h"
+#include "nbd_api.h"
 
 #define NBD_CONNS   4                   /* connections with multi-conn */
 #define NBD_QD      16                  /* requests in flight per call */
@@ -74,6 +74,9 @@ static int nbd_err(void)
  * for; -errno with a message (the reason: the caller names the image). */
 static int connect_one(const struct kimg_nbd_uri *u, struct nbd_handle **out)
 {
+    int ret = kimg_libnbd_load();
+    if (ret < 0)
+        return ret;
     struct nbd_handle *h = nbd_create();
     if (!h)
         return kimg_fail(-ENOMEM, "%s", nbd_msg());

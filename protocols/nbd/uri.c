@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <libxml/uri.h>
 #include "kimg.h"
 #include "kimg/file.h"
 #include "uri.h"
+#include "xml_api.h"
 
 #define NBD_MAX_STRING 4096     /* the protocol's limit on an export name */
 
@@ -175,8 +175,10 @@ static int query_param(const char *name, struct kimg_nbd_uri *u, const char *key
 
 static int parse_uri(const char *name, struct kimg_nbd_uri *u, bool from_image)
 {
+    int ret = kimg_libxml_load();
+    if (ret < 0)
+        return ret;
     xmlURIPtr x = xmlParseURI(name);
-    int ret = 0;
     if (!x)
         return bad(name, "not a URI");
     const char *sch = x->scheme ? x->scheme : "";
