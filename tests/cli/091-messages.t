@@ -32,6 +32,7 @@ declare -A KEPT=(
 )
 msg_template "$T/tpl"
 for c in "${MSG_CASES[@]}"; do
+    sampled || continue         # check: a third of the cases; check-slow: the rest
     name=${c%%|*}; args=${c#*|}
     msg_run_case "$args"
     if [ -n "${KEPT[$name]:-}" ]; then

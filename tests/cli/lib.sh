@@ -24,9 +24,15 @@
 # Locks:    locked_byte FILE BYTE  QEMU's lock byte BYTE of FILE is held
 #           hold_lock FILE         a qemu-io holds FILE's write lock ($holder)
 # Create:   create_oracle OPTS SIZE  kimg create -o OPTS vs qemu-img's image
+# Tiers:    sampled               true for the cases of a repeated test this
+#                                  run takes (KIMG_TEST_PART: quick, the
+#                                  default, every third; rest: the others;
+#                                  all: every one)
+#           slow_part             true in rest and all (a costly one-off check)
 # Crashes:  crash_next N         the crash point (KIMG_CRASH_AFTER) a loop
-#                                  takes after N: every one up to 4, then
-#                                  every third; all with KIMG_CRASH_FULL=1
+#                                  takes after N: quick, every one up to 4,
+#                                  then every third; rest the others; all
+#                                  (or KIMG_CRASH_FULL=1) every one
 #           crash_points MAX      the points crash_next visits in 0..MAX
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
 #           check_oracle NAME IMAGE ARGS...   kimg check vs qemu-img check on twins
@@ -233,12 +239,45 @@ else:
         open(path + ".norm", "w").write(out)
 EOF
 }
+# ---- tiers ---------------------------------------------------------------
+# make check runs every file, each repeated case (a matrix of options or
+# fixtures, message cases, crash points) in a sample: KIMG_TEST_PART=quick
+# (the default).  make check-slow runs the files that sample with
+# KIMG_TEST_PART=rest, the cases check left out, so CI runs every case
+# once; KIMG_TEST_PART=all (or KIMG_CRASH_FULL=1) runs them all at once.
+# What is not a repeated case (setup, single assertions) runs in each part.
+test_part() {
+    if [ "${KIMG_CRASH_FULL:-0}" = 1 ]; then echo all; else echo "${KIMG_TEST_PART:-quick}"; fi
+}
+KIMG_TEST_PART=$(test_part)
+case $KIMG_TEST_PART in quick|rest|all) ;; *) echo "Bail out! KIMG_TEST_PART=$KIMG_TEST_PART: quick, rest or all"; exit 1 ;; esac
+# sampled: call once per case of a loop, in the loop's own shell (a count
+# kept across the file): quick takes the 1st, 4th, 7th... case of the file,
+# rest the others.  `for c in ...; do sampled || continue; ...; done`
+_sampled_n=0
+sampled() {
+    _sampled_n=$((_sampled_n + 1))
+    case $KIMG_TEST_PART in
+        all) return 0 ;;
+        quick) [ $(( (_sampled_n - 1) % 3 )) -eq 0 ] ;;
+        rest) [ $(( (_sampled_n - 1) % 3 )) -ne 0 ] ;;
+    esac
+}
+# slow_part: true in check-slow's part (rest) and in all: for a costly
+# one-off check that is not a repeated case (say why at the call), e.g.
+# qemu-img's own check of an image with 65535 snapshots.
+slow_part() { [ "$KIMG_TEST_PART" != quick ]; }
 # crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
-# make check samples: every point up to the 4th (a command's opening
-# moves), then every third; make check-slow runs the same loops with
-# KIMG_CRASH_FULL=1, every point.
+# quick: every point up to the 4th (a command's opening moves), then every
+# third (4, 7, 10...); rest: the points quick skips (5, 6, 8, 9...); all:
+# every point.  A loop's own first point runs in both parts.
 crash_next() {
-    if [ "${KIMG_CRASH_FULL:-0}" = 1 ] || [ "$1" -lt 4 ]; then echo $(($1 + 1)); else echo $(($1 + 3)); fi
+    local n=$(($1 + 1))
+    case $KIMG_TEST_PART in
+        quick) [ "$1" -lt 4 ] || n=$(($1 + 3)) ;;
+        rest) while [ "$n" -le 4 ] || [ $(( (n - 4) % 3 )) -eq 0 ]; do n=$((n + 1)); done ;;
+    esac
+    echo "$n"
 }
 crash_points() {
     local n=0
