@@ -202,27 +202,27 @@ check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
 	$(TEST_ENV) prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
 
-# The long crash loops (.ci/run runs them after check).  `make check`
-# samples the crash points of its loops (tests/cli/lib.sh crash_next:
-# every point up to the 4th, then every third); here they take every
-# one (KIMG_CRASH_FULL=1).  Then every crash test again under the
-# power-failure model with more seeds than check's one (tests/cli/190:
-# each simulated crash also loses a random subset of the unsynced
-# writes), the first seed at every point.  `make check` skips 190 (it
-# reruns every crash test serially); the tests that sample a matrix in
-# check take a larger sample here (KIMG_TEST_MORE=1: test 188's 17
-# cipher combinations instead of 10).
-CRASH_SAMPLED := $(shell grep -l -e crash_next -e crash_points tests/cli/*.t)
-SLOW_SEEDS ?= 1 2 3 4
+# The rest of the test cases (.ci/run runs them after check).  `make
+# check` runs every file, but each file's repeated cases in a sample
+# (tests/cli/lib.sh "tiers": a third of each matrix with `sampled`, crash
+# points up to the 4th and then every third with `crash_next`); here the
+# files that sample run the cases check left out (KIMG_TEST_PART=rest),
+# so check and check-slow together run every case once.  Then every crash
+# test under the power-failure model (tests/cli/190: each simulated crash
+# also loses a random subset of the unsynced writes), one seed per part:
+# the first seed at check's crash points, the second at the rest.  And
+# test 188 with 17 of its 87 cipher combinations instead of 10.
+TIER_SAMPLED := $(shell grep -l -e sampled -e slow_part -e crash_next -e crash_points tests/cli/*.t)
+SLOW_SEEDS ?= 1 2
 check-slow: all $(B)/tests/fastclock.so
-	@echo "== crash loops at every point"
-	KIMG_CRASH_FULL=1 $(TEST_ENV) prove -j2 --timer $(CRASH_SAMPLED)
-	@full=1; for s in $(SLOW_SEEDS); do \
-	    echo "== power-failure crash loops, seed $$s"; \
-	    KIMG_CRASH_FULL=$$full KIMG_CRASH_SEED=$$s prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
-	    full=0; \
+	@echo "== the cases check leaves out (KIMG_TEST_PART=rest)"
+	KIMG_TEST_PART=rest $(TEST_ENV) prove -j2 --timer $(TIER_SAMPLED)
+	@part=quick; for s in $(SLOW_SEEDS); do \
+	    echo "== power-failure crash loops, seed $$s, $$part crash points"; \
+	    KIMG_TEST_PART=$$part KIMG_CRASH_SEED=$$s $(TEST_ENV) prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
+	    if [ $$part = quick ]; then part=rest; else part=quick; fi; \
 	done
-	KIMG_TEST_MORE=1 prove --timer tests/cli/188-luks-ciphers.t
+	KIMG_TEST_MORE=1 $(TEST_ENV) prove --timer tests/cli/188-luks-ciphers.t
 
 # All 87 LUKS cipher/mode/IV-generator combinations qemu-img 7.2 creates
 # (check runs 10, check-slow 17; each one costs qemu's PBKDF2 benchmark, so
@@ -247,16 +247,10 @@ $(FUZZ_B)/%.o: %.c
 $(FUZZ_B)/%: $(FUZZ_B)/fuzz/%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 
+# FUZZ_JOBS targets at a time, one core each (mk/fuzz-run.sh).
+FUZZ_JOBS ?= 2
 fuzz: $(FUZZ_TARGETS:%=$(FUZZ_B)/%)
-	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(FUZZ_B)/corpus/$$t; \
-	  dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
-	  echo "== fuzzing $$t for $(FUZZ_SECONDS)s"; \
-	  $(FUZZ_B)/$$t $$dict -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
-	     -max_len=1048576 -timeout=25 -print_final_stats=1 \
-	     -artifact_prefix=$(FUZZ_B)/$$t- \
-	     $(FUZZ_B)/corpus/$$t fuzz/corpus/$$t || exit 1; \
-	done
+	mk/fuzz-run.sh $(FUZZ_B) $(FUZZ_SECONDS) $(FUZZ_JOBS) $(FUZZ_TARGETS)
 
 bench: all $(B)/bench-floor $(B)/bench-calib
 	KIMG=$(abspath $(B)/kimg) FLOOR=$(abspath $(B)/bench-floor) \

@@ -249,7 +249,7 @@ EOF
 test_part() {
     if [ "${KIMG_CRASH_FULL:-0}" = 1 ]; then echo all; else echo "${KIMG_TEST_PART:-quick}"; fi
 }
-KIMG_TEST_PART=$(test_part)
+export KIMG_TEST_PART; KIMG_TEST_PART=$(test_part)
 case $KIMG_TEST_PART in quick|rest|all) ;; *) echo "Bail out! KIMG_TEST_PART=$KIMG_TEST_PART: quick, rest or all"; exit 1 ;; esac
 # sampled: call once per case of a loop, in the loop's own shell (a count
 # kept across the file): quick takes the 1st, 4th, 7th... case of the file,
