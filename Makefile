@@ -212,7 +212,7 @@ check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 # also loses a random subset of the unsynced writes), one seed per part:
 # the first seed at check's crash points, the second at the rest.  And
 # test 188 with 17 of its 87 cipher combinations instead of 10.
-TIER_SAMPLED := $(shell grep -l -e sampled -e slow_part -e crash_next -e crash_points tests/cli/*.t)
+TIER_SAMPLED := $(shell grep -l -e sampled -e slow_part -e crash_next -e crash_points -e KIMG_TEST_PART tests/cli/*.t)
 SLOW_SEEDS ?= 1 2
 check-slow: all $(B)/tests/fastclock.so
 	@echo "== the cases check leaves out (KIMG_TEST_PART=rest)"

@@ -71,10 +71,10 @@ for img in old ov; do qemu-img convert -O raw $img.qcow2 $img.raw; done
 # makes several hundred file changes; each point costs a check and a
 # comparison)
 # (make check: up to a third of FIRST, then every 3*STEP-th; make
-# check-slow, KIMG_CRASH_FULL=1: as given)
+# check-slow, KIMG_TEST_PART=rest or all: as given)
 points() {
     local first=$1 step=$2
-    [ "${KIMG_CRASH_FULL:-0}" = 1 ] || { first=$((first / 3)); step=$((step * 3)); }
+    [ "$KIMG_TEST_PART" != quick ] || { first=$((first / 3)); step=$((step * 3)); }
     seq 0 $first; seq $((first + step)) $step 5000
 }
 # same.py runs once per scenario (a coprocess): for each line "OLD NEW GOT"
