@@ -57,11 +57,11 @@ INC_TEST   := -I. $(INC_LIB)
 INC        = $(INC_TEST)
 CFLAGS  += -std=gnu11 $(OPT) $(PICFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
            $(INC) $(XML_CFLAGS) -MMD -MP
-# libnbd and libxml2 are not linked: lazylib/ loads them on first use
-# (dlopen, in libc since glibc 2.34; -ldl for older ones is harmless).
-LDLIBS  += -lzstd -ldeflate -lz -laio -lcrypto -luuid -lisal -ljansson -lpthread -ldl
-# formats/luks/cipher.c: the LUKS ciphers OpenSSL lacks (Serpent, Twofish, CAST5, AES-192-XTS)
-LDLIBS  += -lnettle
+# libnbd, libxml2, libcrypto and nettle are not linked: lazylib/ loads them
+# on first use (dlopen, in libc since glibc 2.34; -ldl for older ones is
+# harmless).  Their headers are still needed to build (libssl-dev,
+# nettle-dev: lazylib/crypto_api.h and nettle_api.h type the tables).
+LDLIBS  += -lzstd -ldeflate -lz -laio -luuid -lisal -ljansson -lpthread -ldl
 LDFLAGS += $(SANFLAGS)
 
 # ---- the installable library: names, public headers, directories ----

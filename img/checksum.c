@@ -14,20 +14,22 @@
  * slot's buffer by the worker that hashes it (decompression on every
  * core), or by the caller's thread when one worker hashes everything
  * (--threads 1, --raw-digest: one worker takes the slots in order), so
- * that reading still runs ahead of hashing.
+ * that reading still runs ahead of hashing.  The digests are OpenSSL's,
+ * loaded (lazylib/) by the two entry points.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 #include "kimg/checksum.h"
 #include "kimg/convert.h"
 #include "kimg/file.h"
 #include "pool.h"
 #include "srcmap.h"
 #include "internal.h"
+#include "crypto_api.h"
 
+#define NEEDS_CRYPTO "Computing a checksum"  /* the load error's subject */
 #define CHUNK_TARGET   (2u << 20)          /* bytes read per slot */
 #define RING_BYTES_MAX (256u << 20)        /* cap on all slot buffers */
 #define ZERO_BATCH     1024u               /* zero-block digests per update */
@@ -103,6 +105,9 @@ int kimg_checksum_check_algorithm(const char *algorithm)
     unsigned len;
     bool xof;
     const char *name = algorithm ? algorithm : KIMG_CHECKSUM_DEFAULT_ALGORITHM;
+    int ret = kimg_libcrypto_load(NEEDS_CRYPTO);
+    if (ret < 0)
+        return ret;
     EVP_MD *md = fetch_md(name, &len, &xof);
     if (!md)
         return kimg_fail(-EINVAL, "unknown or unavailable digest algorithm '%.64s' "
@@ -528,6 +533,10 @@ int kimg_checksum_run(struct kimg *img, const struct kimg_checksum *c,
     struct engine e = { .img = img, .c = c, .size = kimg_size(img) };
     int ret;
 
+    /* before engine_init: engine_free calls OpenSSL */
+    ret = kimg_libcrypto_load(NEEDS_CRYPTO);
+    if (ret < 0)
+        return ret;
     struct kimg_srcsizes sizes;
     kimg_srcmap_note_sizes(img, NULL, &sizes);
     ret = engine_init(&e);

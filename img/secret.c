@@ -14,10 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include "kimg/driver.h"
 #include "internal.h"
+#include "crypto_api.h"
 
 /* Longest secret file read (qemu has no cap; a key file is a few bytes,
  * and this keeps file=/dev/zero from eating the memory). */
@@ -36,7 +35,7 @@ static struct secret *store;
 static void wipe_free(void *p, size_t len)
 {
     if (p) {
-        OPENSSL_cleanse(p, len);
+        explicit_bzero(p, len);
         free(p);
     }
 }
@@ -149,7 +148,7 @@ static int b64_decode(const char *in, size_t inlen, uint8_t **out, size_t *outle
             q = 0;
         }
     }
-    OPENSSL_cleanse(&v, sizeof(v));
+    explicit_bzero(&v, sizeof(v));
     *out = o;
     *outlen = n;
     return 0;
@@ -453,6 +452,10 @@ static int decrypt(const struct secret_props *p, const uint8_t *in, size_t inlen
         ret = kimg_fail(-EINVAL, "Length %zu must be a multiple of block size %d", inlen, 16);
         goto out;
     }
+    /* OpenSSL on first use (lazylib/), after qemu's checks */
+    ret = kimg_libcrypto_load("Decrypting a secret (keyid=)");
+    if (ret < 0)
+        goto out;
     pt = malloc(inlen + 1);
     ctx = EVP_CIPHER_CTX_new();
     if (!pt || !ctx) {
@@ -482,7 +485,8 @@ static int decrypt(const struct secret_props *p, const uint8_t *in, size_t inlen
     pt = NULL;
     ret = 0;
 out:
-    EVP_CIPHER_CTX_free(ctx);
+    if (ctx)
+        EVP_CIPHER_CTX_free(ctx);
     kimg_secret_free(key, keylen);
     wipe_free(iv, ivlen);
     wipe_free(ct, ctlen);

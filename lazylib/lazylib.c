@@ -1,6 +1,7 @@
 /*
  * lazylib/lazylib.c — dlopen() on first use, once per library, for the
- * tables of lazylib/nbd_api.h and lazylib/xml_api.h (lazylib.h says why).
+ * tables of lazylib/nbd_api.h, xml_api.h, crypto_api.h and nettle_api.h
+ * (lazylib.h says why).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,6 +38,11 @@ static void load_once(void)
 
 int kimg_lazylib_load(struct kimg_lazylib *l)
 {
+    return kimg_lazylib_load_for(l, NULL);
+}
+
+int kimg_lazylib_load_for(struct kimg_lazylib *l, const char *what)
+{
     loading = l;
     pthread_once(&l->once, load_once);
     loading = NULL;
@@ -49,5 +55,5 @@ int kimg_lazylib_load(struct kimg_lazylib *l)
         why[k++] = (unsigned char)*p < 0x20 ? '?' : *p;
     why[k] = '\0';
     return kimg_fail(-ENOTSUP, "%s needs %s, which could not be loaded: %s",
-                     l->what, l->soname, why);
+                     what ? what : l->what, l->soname, why);
 }

@@ -14,22 +14,16 @@
  *    essiv block: qemu-img on Debian uses nettle for exactly these, nettle
  *    has every key size qemu offers (libgcrypt has no 192-bit Twofish), and
  *    its keyed contexts are read-only while ciphering, so threads share them.
+ * Both are loaded on first use (lazylib/): luks_cipher_new2 loads both,
+ * every cipher needing nettle's description of it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <nettle/cbc.h>
-#include <nettle/ctr.h>
-#include <nettle/nettle-meta.h>
-#include <nettle/xts.h>
-#include <openssl/core_dispatch.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/provider.h>
+#include "crypto_api.h"
+#include "nettle_api.h"
 
 #include "luks_int.h"
 
@@ -84,10 +78,12 @@ struct luks_cipher {
 
 /* ---- nettle ------------------------------------------------------------- */
 
-/* nettle's cipher for FAMILY with KEYBYTES-byte keys, or NULL. */
+/* nettle's cipher for FAMILY with KEYBYTES-byte keys, or NULL (nettle
+ * loaded: the descriptions are the library's variables, so the table is
+ * built at each call, not a static initialiser). */
 static const struct nettle_cipher *nettle_find(const char *family, size_t keybytes)
 {
-    static const struct { const char *family; size_t kb; const struct nettle_cipher *nc; } t[] = {
+    const struct { const char *family; size_t kb; const struct nettle_cipher *nc; } t[] = {
         { "aes", 16, &nettle_aes128 }, { "aes", 24, &nettle_aes192 },
         { "aes", 32, &nettle_aes256 }, { "cast5", 16, &nettle_cast128 },
         { "serpent", 16, &nettle_serpent128 }, { "serpent", 24, &nettle_serpent192 },
@@ -106,7 +102,7 @@ static void nkey_free(struct nkey *k)
     void *p[3] = { k->enc, k->dec, k->twk };
     for (int i = 0; i < 3; i++)
         if (p[i]) {
-            OPENSSL_cleanse(p[i], n);
+            explicit_bzero(p[i], n);
             free(p[i]);
         }
     memset(k, 0, sizeof(*k));
@@ -313,6 +309,11 @@ int luks_cipher_new2(struct luks_cipher **out, const char *alg, const char *mode
     struct luks_cipher *c;
 
     *out = NULL;
+    /* every cipher takes nettle's description of it; most run in OpenSSL */
+    if ((ret = kimg_libcrypto_load("LUKS encryption")) < 0 ||
+        (ret = kimg_libnettle_load("LUKS encryption")) < 0)
+        return ret;
+    ret = -ENOTSUP;
     if (sscanf(alg, "%15[a-z0-9]-%u%n", family, &bits, &n) != 2 || alg[n])
         return kimg_fail(-ENOTSUP, "Cipher '%s' is not supported", alg);
     if (keylen > LUKS_MAX_KEY_BYTES)
@@ -378,7 +379,7 @@ int luks_cipher_new2(struct luks_cipher **out, const char *alg, const char *mode
         }
         enc = nettle_find(family, dlen);
         ret = enc ? nkey_init(&c->essiv, enc, digest, false) : -ENOTSUP;
-        OPENSSL_cleanse(digest, sizeof(digest));
+        explicit_bzero(digest, sizeof(digest));
         if (ret == -ENOMEM)
             goto fail;
         if (ret < 0) {
@@ -413,11 +414,12 @@ void luks_cipher_free(struct luks_cipher *c)
             c->idle[d] = l->next;
             lane_free(c, l);
         }
-    EVP_CIPHER_free(c->cipher);
+    if (c->cipher)
+        EVP_CIPHER_free(c->cipher);
     nkey_free(&c->nk);
     nkey_free(&c->essiv);
     pthread_mutex_destroy(&c->lock);
-    OPENSSL_cleanse(c, sizeof(*c));
+    explicit_bzero(c, sizeof(*c));
     free(c);
 }
 
@@ -464,7 +466,7 @@ int luks_cipher_run(struct luks_cipher *c, uint64_t sector, uint8_t *buf, size_t
     }
     if (l)
         lane_put(c, l, enc);
-    OPENSSL_cleanse(iv, sizeof(iv));
+    explicit_bzero(iv, sizeof(iv));
     if (ret < 0)
         return kimg_fail(ret, "LUKS: cannot %s sector %llu", enc ? "encrypt" : "decrypt",
                          (unsigned long long)sector);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 
 #include "luks_int.h"
 
@@ -410,11 +409,11 @@ void luks_close(struct luks *l)
     if (!l)
         return;
     if (l->mk) {
-        OPENSSL_cleanse(l->mk, l->key_bytes);
+        explicit_bzero(l->mk, l->key_bytes);
         free(l->mk);
     }
     luks_cipher_free(l->cipher);
-    OPENSSL_cleanse(l, sizeof(*l));
+    explicit_bzero(l, sizeof(*l));
     free(l);
 }
 

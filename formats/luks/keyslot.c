@@ -8,6 +8,8 @@
  * before its material is overwritten; an active slot is replaced through a
  * copy of it in a free slot, so a key that opened the volume opens it at
  * every point until the one header write that completes the change).
+ * libcrypto is loaded (lazylib/) by each function here that calls it
+ * first: luks_pbkdf2, af_run, store_key, luks_create, luks_erase_slot.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -17,17 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <uuid/uuid.h>
+
+#include "crypto_api.h"
 
 #include "kimg/file.h"
 #include "luks_int.h"
 
+#define NEEDS_CRYPTO "LUKS encryption"       /* the load error's subject */
+
 int luks_pbkdf2(const char *hash, const uint8_t *pass, size_t passlen, const uint8_t *salt,
                 size_t saltlen, uint32_t iters, uint8_t *out, size_t outlen)
 {
+    int ret = kimg_libcrypto_load(NEEDS_CRYPTO);
+    if (ret < 0)
+        return ret;
     const EVP_MD *md = EVP_get_digestbyname(hash);
     if (!md)
         return kimg_fail(-ENOTSUP, "Hash algorithm '%s' not available", hash);
@@ -61,7 +67,7 @@ static int diffuse(const EVP_MD *md, uint8_t *d, size_t len)
         memcpy(d + off, out, n);
     }
     EVP_MD_CTX_free(ctx);
-    OPENSSL_cleanse(out, sizeof(out));
+    explicit_bzero(out, sizeof(out));
     return ret;
 }
 
@@ -69,10 +75,13 @@ static int diffuse(const EVP_MD *md, uint8_t *d, size_t len)
 static int af_run(const char *hash, const uint8_t *src, uint8_t *dst, size_t len,
                   uint32_t stripes, bool split)
 {
-    const EVP_MD *md = EVP_get_digestbyname(hash);
+    const EVP_MD *md;
     uint8_t *d;
-    int ret = 0;
+    int ret = kimg_libcrypto_load(NEEDS_CRYPTO);
 
+    if (ret < 0)
+        return ret;
+    md = EVP_get_digestbyname(hash);
     if (!md)
         return kimg_fail(-ENOTSUP, "Hash algorithm '%s' not available", hash);
     if (stripes == 0 || len == 0 || len > LUKS_MAX_KEY_BYTES)
@@ -100,7 +109,7 @@ static int af_run(const char *hash, const uint8_t *src, uint8_t *dst, size_t len
         for (size_t j = 0; j < len; j++)
             o[j] = d[j] ^ last[j];
     }
-    OPENSSL_cleanse(d, len);
+    explicit_bzero(d, len);
     free(d);
     return ret;
 }
@@ -243,8 +252,8 @@ static int try_slot(struct luks *l, int i, const uint8_t *secret, size_t len, ui
     if (ret >= 0)
         ret = CRYPTO_memcmp(digest, l->mk_digest, LUKS_DIGEST_LEN) == 0;
     luks_cipher_free(c);
-    OPENSSL_cleanse(slotkey, sizeof(slotkey));
-    OPENSSL_cleanse(mat, mlen);
+    explicit_bzero(slotkey, sizeof(slotkey));
+    explicit_bzero(mat, mlen);
     free(mat);
     return ret;
 }
@@ -300,7 +309,7 @@ int luks_unlock(struct luks *l, const uint8_t *secret, size_t len)
                         l->flags & LUKS_OPEN_UNTRUSTED ? " under --untrusted" : "");
     else if (ret == 0)
         ret = kimg_fail(-EPERM, "Invalid password, cannot unlock any keyslot");
-    OPENSSL_cleanse(mk, sizeof(mk));
+    explicit_bzero(mk, sizeof(mk));
     return ret;
 }
 
@@ -316,6 +325,8 @@ static int store_key(struct luks *l, int i, const uint8_t *secret, size_t len,
     uint64_t iters;
     int ret;
 
+    if ((ret = kimg_libcrypto_load(NEEDS_CRYPTO)) < 0)
+        return ret;
     uint8_t *mat = kimg_alloc_aligned(mlen);
     if (!mat)
         return kimg_fail(-ENOMEM, "out of memory");
@@ -355,8 +366,8 @@ out:
     if (ret < 0)
         *sl = old;
     luks_cipher_free(c);
-    OPENSSL_cleanse(slotkey, sizeof(slotkey));
-    OPENSSL_cleanse(mat, mlen);
+    explicit_bzero(slotkey, sizeof(slotkey));
+    explicit_bzero(mat, mlen);
     free(mat);
     return ret < 0 ? ret : 0;
 }
@@ -390,6 +401,8 @@ int luks_create(struct luks **out, const struct luks_params *p, const uint8_t *s
         l->slots[i].stripes = LUKS_STRIPES;
         l->slots[i].key_offset = (uint32_t)(LUKS_HDR_SECTORS + i * split);
     }
+    if ((ret = kimg_libcrypto_load(NEEDS_CRYPTO)) < 0)
+        goto fail;
     if (RAND_bytes(mk, (int)l->key_bytes) != 1 ||
         RAND_bytes(l->mk_salt, LUKS_SALT_LEN) != 1) {
         ret = kimg_fail(-EIO, "cannot generate random bytes");
@@ -417,13 +430,13 @@ int luks_create(struct luks **out, const struct luks_params *p, const uint8_t *s
     ret = store_key(l, 0, secret, len, iter_time);
     if (ret < 0)
         goto fail;
-    OPENSSL_cleanse(mk, sizeof(mk));
+    explicit_bzero(mk, sizeof(mk));
     if (area_len)
         *area_len = luks_payload_offset(l);
     *out = l;
     return 0;
 fail:
-    OPENSSL_cleanse(mk, sizeof(mk));
+    explicit_bzero(mk, sizeof(mk));
     luks_close(l);
     return ret;
 }
@@ -455,8 +468,11 @@ int luks_erase_slot(struct luks *l, int i)
 {
     struct luks_slot *sl = &l->slots[i], old = *sl;
     size_t mlen = material_len(l);
-    int ret;
+    /* before the header changes: the junk below needs libcrypto */
+    int ret = kimg_libcrypto_load(NEEDS_CRYPTO);
 
+    if (ret < 0)
+        return ret;
     memset(sl->salt, 0, LUKS_SALT_LEN);
     sl->iters = 0;
     sl->active = false;
@@ -497,7 +513,7 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
         if (old_secret) {
             ret = l->slots[slot].active && within_limits(l, slot) ?
                   try_slot(l, slot, old_secret, len, mk) : 0;
-            OPENSSL_cleanse(mk, sizeof(mk));
+            explicit_bzero(mk, sizeof(mk));
             if (ret < 0)
                 return ret;
             if (ret == 0)
@@ -539,7 +555,7 @@ int luks_remove_slots(struct luks *l, int slot, const uint8_t *old_secret, size_
         if (match[i])
             ret = luks_erase_slot(l, i);
 out:
-    OPENSSL_cleanse(mk, sizeof(mk));
+    explicit_bzero(mk, sizeof(mk));
     return ret;
 }
 
@@ -561,7 +577,7 @@ static int copy_slot(struct luks *l, int from, int to)
         ret = l->io.pwrite(l->io.opaque, mat, mlen, (uint64_t)dst->key_offset * LUKS_SECTOR);
     if (ret >= 0 && l->io.sync)
         ret = l->io.sync(l->io.opaque);
-    OPENSSL_cleanse(mat, mlen);
+    explicit_bzero(mat, mlen);
     free(mat);
     if (ret < 0)
         return ret;

@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 
 #include "luks_int.h"
 #include "kimg/opts.h"
@@ -183,7 +182,7 @@ static int luks_drv_read(struct kimg *img, void *buf, uint64_t off, uint64_t len
         off += take;
         len -= take;
     }
-    OPENSSL_cleanse(b, CHUNK);
+    explicit_bzero(b, CHUNK);
     free(b);
     return ret;
 }
@@ -219,7 +218,7 @@ static int luks_drv_write(struct kimg *img, const void *buf, uint64_t off, uint6
     }
     if (partial)
         pthread_mutex_unlock(&s->rmw);
-    OPENSSL_cleanse(b, CHUNK);
+    explicit_bzero(b, CHUNK);
     free(b);
     return ret;
 }

@@ -2,7 +2,9 @@
  * luks.h — LUKS1 for kimg: the on-disk header and key slots (the LUKS
  * On-Disk Format Specification 1.2.3, as qemu 7.2's crypto/block-luks.c
  * and cryptsetup write it), the anti-forensic splitter, PBKDF2 and the
- * sector ciphers (OpenSSL; nettle for the ciphers OpenSSL lacks).  Two
+ * sector ciphers (OpenSSL; nettle for the ciphers OpenSSL lacks; both
+ * loaded on first use by lazylib/, so opening a header without its key
+ * needs neither, and a missing one fails what needs it).  Two
  * users: the standalone "luks" format (formats/luks/luks.c: header at
  * offset 0, the payload at the header's payload offset) and encrypted qcow2
  * (formats/qcow2/crypto.c: the header in the clusters the CRYPTO header
@@ -20,7 +22,7 @@
  * side may add.
  *
  * Key material (master key, derived keys, secrets) lives only in memory
- * this code allocates, is wiped with OPENSSL_cleanse before it is freed,
+ * this code allocates, is wiped with explicit_bzero before it is freed,
  * and never appears in a message or an output.
  */
 #ifndef KIMG_LUKS_H

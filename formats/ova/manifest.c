@@ -2,12 +2,13 @@
  * manifest.c — an OVA's manifest (.mf): "SHA1|SHA256|SHA512(name)= hex"
  * lines (VirtualBox's "SHA1 (name) = hex" too; blank lines and CRLF
  * tolerated, anything else refused), and a member's check against its
- * line: its bytes mapped (img/srcmap.c guards) or read, through EVP.
+ * line: its bytes mapped (img/srcmap.c guards) or read, through EVP
+ * (libcrypto, loaded on the first check: lazylib/).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/evp.h>
+#include "crypto_api.h"
 #include "ova.h"
 #include "srcmap.h"
 
@@ -171,13 +172,15 @@ static int digest_range(EVP_MD_CTX *ctx, struct kimg_file *file, uint64_t off, s
 int ova_manifest_verify(struct kimg_file *file, const struct ova_member *m,
                         const struct ova_digest *d)
 {
+    int ret = kimg_libcrypto_load("OVA manifest verification");
+    if (ret < 0)
+        return ret;
     const EVP_MD *md = EVP_get_digestbyname(d->alg);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t chunk = m->size < DIGEST_CHUNK ? (size_t)m->size : DIGEST_CHUNK;
     uint8_t *buf = kimg_alloc_aligned(chunk);
     uint8_t got[EVP_MAX_MD_SIZE];
     unsigned got_len = 0;
-    int ret = 0;
 
     if (!md || !ctx || !buf || !EVP_DigestInit_ex(ctx, md, NULL))
         ret = kimg_fail(-ENOMEM, "cannot compute a %s digest", d->alg);

@@ -14,9 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-
+#include "crypto_api.h"
 #include "qcow2.h"
 #include "kimg/json.h"
 #include "../luks/luks.h"
@@ -53,7 +51,7 @@ static int area_pread(void *opaque, void *buf, size_t len, uint64_t off)
     int ret = kimg_file_pread_zero_eof(s->file, b, len, s->crypto_hdr_offset + off);
     if (ret == 0)
         memcpy(buf, b, len);
-    OPENSSL_cleanse(b, len);
+    explicit_bzero(b, len);
     free(b);
     return ret;
 }
@@ -68,7 +66,7 @@ static int area_pwrite(void *opaque, const void *buf, size_t len, uint64_t off)
         return -ENOMEM;
     memcpy(b, buf, len);
     int ret = kimg_file_pwrite(s->file, b, len, s->crypto_hdr_offset + off);
-    OPENSSL_cleanse(b, len);
+    explicit_bzero(b, len);
     free(b);
     return ret;
 }
@@ -151,6 +149,11 @@ int qcow2_crypto_open(struct qcow2_state *s, uint64_t file_size)
             return 0;
         return qcow2_crypto_refuse();
     }
+    /* aes_run's OpenSSL, loaded here: nothing reaches it before ready
+     * (LUKS loads its own, formats/luks) */
+    if (s->crypt_method == QCOW2_CRYPT_AES &&
+        (ret = kimg_libcrypto_load("qcow2 AES encryption")) < 0)
+        return ret;
     uint8_t *secret;
     size_t len;
     ret = kimg_secret_get(id, &secret, &len);
@@ -177,7 +180,7 @@ void qcow2_crypto_close(struct qcow2_state *s)
     if (s->crypto.luks)
         luks_close(s->crypto.luks);
     s->crypto.luks = NULL;
-    OPENSSL_cleanse(s->crypto.aes_key, sizeof(s->crypto.aes_key));
+    explicit_bzero(s->crypto.aes_key, sizeof(s->crypto.aes_key));
     s->crypto.ready = false;
 }
 
@@ -251,7 +254,7 @@ int qcow2_crypto_pread(const struct qcow2_state *s, void *buf, uint64_t len, uin
         ret = qcow2_crypto_run(s, false, guest - head, a, tmp, b - a);
     if (ret == 0)
         memcpy(buf, tmp + head, len);
-    OPENSSL_cleanse(tmp, b - a);
+    explicit_bzero(tmp, b - a);
     free(tmp);
     return ret;
 }

@@ -42,7 +42,8 @@ struct kimg_checksum {
 };
 
 /* Check that ALGORITHM (NULL: sha256) names a digest OpenSSL can compute
- * here, with a fixed output size; 0 or -EINVAL with kimg_error() set. */
+ * here, with a fixed output size; 0 or -EINVAL with kimg_error() set
+ * (-ENOTSUP: libcrypto.so.3, loaded on first use, could not be loaded). */
 int kimg_checksum_check_algorithm(const char *algorithm);
 
 /* Digest the content of IMG: MD receives *MD_LEN bytes (at most
