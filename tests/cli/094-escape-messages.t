@@ -8,6 +8,8 @@
 # output is qemu-img's: qemu-img prints these names raw, so its output,
 # with each name replaced by its escaped form, is what kimg must print
 # (kimg's one error line against qemu-img's first).
+# make check: a third of the message cases, every kind of name among them
+# (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/msg-cases.sh"
 
 B=$'ctl\n\x1b[31mFAKE\x01\x9b\xc2\x9b.qcow2'    # an existing backing file
@@ -69,6 +71,7 @@ PYEOF
 # esc_case NAME ARGS: kimg prints no raw control byte, and what qemu-img
 # prints with the names escaped (stdout whole, stderr's first line)
 esc_case() {
+    sampled || return 0
     local name=$1 args=$2
     msg_run_case "$args"
     ok "$name: no raw control byte on stdout" eval '! has_ctl "$T/k.out"'
@@ -84,29 +87,38 @@ esc_case() {
        "$name: message as qemu-img's (first line), names escaped"
 }
 
+# In threes: make check takes the first of each (lib.sh sampled in
+# esc_case): every kind of name, eight commands; check-slow the other two.
 esc_case "info" 'info have.qcow2'
 esc_case "info --backing-chain" 'info --backing-chain have.qcow2'
 esc_case "info, missing backing" 'info miss.qcow2'
-esc_case "info, snapshot table" 'info s.qcow2'
+
 esc_case "info, bitmap" 'info bm.qcow2'
+esc_case "info, snapshot table" 'info s.qcow2'
 esc_case "map" 'map have.qcow2'
+
 esc_case "map, missing backing" 'map miss.qcow2'
-esc_case "check, corrupt snapshot" 'check snbad.qcow2'
-esc_case "compare" 'compare have.qcow2 r.raw'
-esc_case "compare, missing backing" 'compare miss.qcow2 r.raw'
-esc_case "convert, missing backing" 'convert -O raw miss.qcow2 out.raw'
-esc_case "convert -l, no such snapshot" 'convert -l "${SN}x" -O raw s.qcow2 out.raw'
-esc_case "snapshot -l" 'snapshot -l s.qcow2'
-esc_case "snapshot -l, missing backing" 'snapshot -l miss.qcow2'
-esc_case "snapshot -d, no such snapshot" 'snapshot -d "${SN}x" s.qcow2'
-esc_case "snapshot -a, no such snapshot" 'snapshot -a "${SN}x" s.qcow2'
-esc_case "rebase, missing backing" 'rebase -b r.raw -F raw miss.qcow2'
-esc_case "rebase -u, no format" 'rebase -u -b "$M" miss.qcow2'
-esc_case "commit, missing backing" 'commit miss.qcow2'
 esc_case "measure, missing backing" 'measure -O qcow2 miss.qcow2'
 esc_case "measure -l, no such snapshot" 'measure -O qcow2 -l "${SN}x" s.qcow2'
+
+esc_case "check, corrupt snapshot" 'check snbad.qcow2'
+esc_case "commit, missing backing" 'commit miss.qcow2'
 esc_case "amend, missing backing" 'amend -o compat=0.10 miss.qcow2'
+
+esc_case "compare" 'compare have.qcow2 r.raw'
+esc_case "compare, missing backing" 'compare miss.qcow2 r.raw'
 esc_case "resize, missing backing" 'resize miss.qcow2 2M'
+
+esc_case "convert -l, no such snapshot" 'convert -l "${SN}x" -O raw s.qcow2 out.raw'
+esc_case "convert, missing backing" 'convert -O raw miss.qcow2 out.raw'
+esc_case "snapshot -l, missing backing" 'snapshot -l miss.qcow2'
+
+esc_case "snapshot -l" 'snapshot -l s.qcow2'
+esc_case "snapshot -d, no such snapshot" 'snapshot -d "${SN}x" s.qcow2'
+esc_case "snapshot -a, no such snapshot" 'snapshot -a "${SN}x" s.qcow2'
+
+esc_case "rebase -u, no format" 'rebase -u -b "$M" miss.qcow2'
+esc_case "rebase, missing backing" 'rebase -b r.raw -F raw miss.qcow2'
 
 # checksum: no qemu-img twin; its message is the one map prints
 msg_run_case 'checksum miss.qcow2'
