@@ -7,6 +7,8 @@
 # (human, JSON, --backing-chain), map (human, JSON), check (human, JSON),
 # compare, measure; convert -O raw/qcow2 and checksum hold qemu-img's
 # content.  vmdkinfo (libvmdk-utils), when installed, is a second reader.
+# make check: a third of the images through every command (lib.sh
+# sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 MiB=$((1024 * 1024))
 
@@ -45,6 +47,7 @@ images="tsd.vmdk conv-monolithicSparse.vmdk conv-streamOptimized.vmdk conv-monol
         conv-twoGbMaxExtentSparse.vmdk conv-twoGbMaxExtentFlat.vmdk conv-compat6.vmdk
         zg.vmdk ts.vmdk tf.vmdk base.vmdk d1.vmdk d2.vmdk"
 for i in $images; do
+    sampled || continue
     qemu-img convert -O raw "$i" "$i.raw"
     oracle "$i info" info "$i"
     oracle "$i info json" info --output=json "$i"
@@ -84,6 +87,8 @@ print(j["virtual-size"], j["format-specific"]["data"]["cid"])' "$T/out")
         skip "$i: vmdkinfo CID" "libvmdk-utils not installed, or a delta disk"
     fi
 done
+[ -e conv-monolithicSparse.vmdk.raw ] ||   # (not sampled)
+    qemu-img convert -O raw conv-monolithicSparse.vmdk conv-monolithicSparse.vmdk.raw
 ok "the conversions of the raw source hold its data" qemu_oracle_compare conv-monolithicSparse.vmdk.raw src.raw
 
 # kimg writes a VMDK only as it makes it (a new stream image; 730, 731):

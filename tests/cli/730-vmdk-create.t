@@ -5,6 +5,8 @@
 # "Formatting" line, `-o help`, qemu-img's refusals in its words (and no
 # file left), delta disks (parentCID, parentFileNameHint), and that
 # qemu-img and vmdkinfo read every new image.
+# make check: a third of the subformat x option sets (lib.sh sampled),
+# each at every size; check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 require vmdkinfo
 MiB=$((1024 * 1024))
@@ -60,6 +62,9 @@ for sub in "" monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExten
     for extra in "" adapter_type=lsilogic adapter_type=buslogic,hwversion=7 \
                  adapter_type=legacyESX,compat6=on toolsversion=10240,zeroed_grain=on; do
         case $sub,$extra in *Flat*zeroed*) continue ;; esac
+        # the (subformat, options) pair is the case: a sample of them covers
+        # every subformat and every option set, each at all three sizes
+        sampled || continue
         o=${sub:+subformat=$sub}${sub:+${extra:+,}}$extra
         for size in 1M $((5 * 1024 * MiB + 512 * 3)) 100M; do
             create_both "$o" "$size"

@@ -8,6 +8,8 @@
 # but for the footer's time stamp, UUID and checksum, so qemu-img info
 # (virtual size, cluster size) is the same; vhdiinfo accepts it; the
 # Azure warning for a fixed disk whose size is not whole MiB.
+# make check: a third of the option set x size matrix (lib.sh sampled; the
+# sizes rotate over the option sets); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 command -v vhdiinfo > /dev/null || skip_all "vhdiinfo not installed"
 
@@ -56,8 +58,10 @@ $((65535 * 16 * 255 * 512 - 512)) $((65535 * 16 * 255 * 512)) $((65535 * 16 * 25
 130G 200G 1T 2040G"
 for opts in "" "subformat=fixed" "force_size=on" "subformat=fixed,force_size=on"; do
     o=(); [ -n "$opts" ] && o=(-o "$opts")
-    bad_info=0 bad_bytes=0 bad_fmt=0 n=0
+    bad_info=0 bad_bytes=0 bad_fmt=0 n=0 m=0
     for s in $sizes; do
+        sampled || continue
+        m=$((m + 1))
         # a fixed disk of a TiB or two is a sparse file: fine on ext4/xfs
         rm -f q/d.vhd k/d.vhd
         (cd q && qemu-img create -f vpc "${o[@]}" d.vhd "$s") > q.out 2>&1 || { diag "qemu-img refused $s"; continue; }
@@ -69,10 +73,11 @@ for opts in "" "subformat=fixed" "force_size=on" "subformat=fixed,force_size=on"
         cmp -s q.json k.json || { bad_info=$((bad_info + 1)); diag "$opts $s: info differs: $(diff q.json k.json | head -4)"; }
         same_vhd q/d.vhd k/d.vhd || { bad_bytes=$((bad_bytes + 1)); diag "$opts $s: bytes differ"; }
     done
-    ok "[$opts] qemu-img made all $n sizes" test "$n" -ge 20
-    is "$bad_fmt" 0 "[$opts] the Formatting line is qemu-img's for every size"
-    is "$bad_info" 0 "[$opts] qemu-img info of kimg's image is that of qemu-img's for every size"
-    is "$bad_bytes" 0 "[$opts] the image is qemu-img's byte for byte (time stamp, UUID, checksum aside)"
+    # (all 25 sizes: qemu-img made at least 20; the same share of those run)
+    ok "[$opts] qemu-img made $n of the $m sizes run" test "$n" -gt 0 -a "$n" -ge $((m * 4 / 5))
+    is "$bad_fmt" 0 "[$opts] the Formatting line is qemu-img's for every size run"
+    is "$bad_info" 0 "[$opts] qemu-img info of kimg's image is that of qemu-img's for every size run"
+    is "$bad_bytes" 0 "[$opts] the image is qemu-img's byte for byte for every size run (time stamp, UUID, checksum aside)"
 done
 rm -f q/d.vhd k/d.vhd
 

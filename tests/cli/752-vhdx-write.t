@@ -8,6 +8,8 @@
 # image whose log holds entries to replay is refused for writing, in one
 # line, untouched.  Zero ranges of the source into blocks that hold none
 # allocate nothing.
+# make check: a third of the images written into (lib.sh sampled; each
+# made only when it is written); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 require vhdiinfo
 MK="$PY $KIMG_SRC/tests/images/make-vhdx.py"
@@ -52,30 +54,53 @@ into() {
     "$KIMG" compare -q src.raw w.vhdx
     is "$?" 0 "$name: and still reads as the source"
 }
-qemu-img create -q -f vhdx q-dyn.vhdx $size
-into "qemu-img's dynamic" q-dyn.vhdx
-qemu-img create -q -f vhdx -o block_state_zero=off,block_size=1M q-np.vhdx $size
-into "qemu-img's dynamic, NOT_PRESENT blocks" q-np.vhdx
-qemu-img create -q -f vhdx -o subformat=fixed q-fix.vhdx $size
-into "qemu-img's fixed" q-fix.vhdx
-qemu-img create -q -f vhdx -o subformat=fixed,block_state_zero=off,block_size=2M q-fix2.vhdx $size
-into "qemu-img's fixed, blocks present" q-fix2.vhdx
-qemu-img create -q -f vhdx -o block_size=1M q-data.vhdx $size
-qemu-io -f vhdx -c 'write -P 0x99 0 3M' -c 'write -P 0x98 15M 2M' q-data.vhdx > /dev/null
-into "qemu-img's dynamic with data" q-data.vhdx
-qemu-img convert -O vhdx -o subformat=fixed src.raw q-fixdata.vhdx
-qemu-io -f vhdx -c 'write -P 0x97 5M 2M' q-fixdata.vhdx > /dev/null
-into "qemu-img's fixed with appended blocks" q-fixdata.vhdx
-"$KIMG" create -q -f vhdx -o subformat=fixed k-fix.vhdx $size
-into "kimg's fixed" k-fix.vhdx
+# (k-dyn.vhdx is made in both parts: the last test copies it)
 "$KIMG" create -q -f vhdx k-dyn.vhdx $size
-into "kimg's dynamic" k-dyn.vhdx
-$MK g.vhdx --size $size --data 0:$((3 * MiB)) --data $((12 * MiB)):100000 --reverse
-into "generated, blocks in reverse order" g.vhdx
-$MK g4.vhdx --size $size --logical 4096 --data $((MiB)):$((2 * MiB))
-into "generated, 4096-byte sectors" g4.vhdx kimg
-$MK gf.vhdx --size $size --type fixed --block-size $((4 * MiB))
-into "generated fixed" gf.vhdx
+if sampled; then
+    qemu-img create -q -f vhdx q-dyn.vhdx $size
+    into "qemu-img's dynamic" q-dyn.vhdx
+fi
+if sampled; then
+    qemu-img create -q -f vhdx -o block_state_zero=off,block_size=1M q-np.vhdx $size
+    into "qemu-img's dynamic, NOT_PRESENT blocks" q-np.vhdx
+fi
+if sampled; then
+    qemu-img create -q -f vhdx -o subformat=fixed q-fix.vhdx $size
+    into "qemu-img's fixed" q-fix.vhdx
+fi
+if sampled; then
+    qemu-img create -q -f vhdx -o subformat=fixed,block_state_zero=off,block_size=2M q-fix2.vhdx $size
+    into "qemu-img's fixed, blocks present" q-fix2.vhdx
+fi
+if sampled; then
+    qemu-img create -q -f vhdx -o block_size=1M q-data.vhdx $size
+    qemu-io -f vhdx -c 'write -P 0x99 0 3M' -c 'write -P 0x98 15M 2M' q-data.vhdx > /dev/null
+    into "qemu-img's dynamic with data" q-data.vhdx
+fi
+if sampled; then
+    qemu-img convert -O vhdx -o subformat=fixed src.raw q-fixdata.vhdx
+    qemu-io -f vhdx -c 'write -P 0x97 5M 2M' q-fixdata.vhdx > /dev/null
+    into "qemu-img's fixed with appended blocks" q-fixdata.vhdx
+fi
+if sampled; then
+    "$KIMG" create -q -f vhdx -o subformat=fixed k-fix.vhdx $size
+    into "kimg's fixed" k-fix.vhdx
+fi
+if sampled; then
+    into "kimg's dynamic" k-dyn.vhdx
+fi
+if sampled; then
+    $MK g.vhdx --size $size --data 0:$((3 * MiB)) --data $((12 * MiB)):100000 --reverse
+    into "generated, blocks in reverse order" g.vhdx
+fi
+if sampled; then
+    $MK g4.vhdx --size $size --logical 4096 --data $((MiB)):$((2 * MiB))
+    into "generated, 4096-byte sectors" g4.vhdx kimg
+fi
+if sampled; then
+    $MK gf.vhdx --size $size --type fixed --block-size $((4 * MiB))
+    into "generated fixed" gf.vhdx
+fi
 
 # zero writes into present blocks read as zeros; into absent ones they
 # allocate nothing
