@@ -10,6 +10,8 @@
 # every option of the command's getopt string and long-option table (read
 # from cmd/CMD.c) on the page.  Under the name qemu-img, --version's first
 # line matches cinder's version regex.
+# make check: a third of the help pages and of the pairs beyond each
+# command's first (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 
 # ---- help pages, checked against the parsers' tables ----------------------
@@ -19,6 +21,7 @@ ok "main.c lists the subcommands" test "$(echo "$subs" | wc -w)" -ge 16
 ok "every getopt_long call uses its command's optstring" \
     test -z "$(grep -n 'getopt_long(argc, argv, "' "$KIMG_SRC"/cmd/*.c)"
 for sub in $subs; do
+    sampled || continue         # check: a third of the commands; check-slow: the rest
     for h in --help -h; do
         kimg $sub $h
         is "$RC" 0 "$sub $h: exit 0"
@@ -52,8 +55,13 @@ qemu-img convert -O raw tpl/base.qcow2 tpl/base.raw
 qemu-img snapshot -c snap1 tpl/base.qcow2
 qemu-io -f qcow2 -c 'write -P 0x44 0 64k' tpl/base.qcow2 > /dev/null
 
-# pair NAME "SHORT ARGS" "LONG ARGS": each in a fresh copy of tpl/
+# pair NAME "SHORT ARGS" "LONG ARGS": each in a fresh copy of tpl/.  pair
+# is one of the sampled cases; pair_each (a command's first) runs in each part.
 pair() {
+    sampled || return 0         # check: a third of the pairs; check-slow: the rest
+    pair_each "$@"
+}
+pair_each() {
     local name=$1 short=$2 long=$3 f r=0 src=$PWD
     rm -rf s l; cp -a tpl s; cp -a tpl l
     (cd s && eval "kimg $short"; echo "$RC" > ../s.rc; cp "$T/out" ../s.out)
@@ -68,22 +76,22 @@ pair() {
     cd "$src"
 }
 
-pair "info" "-f qcow2 -U --output=json top.qcow2" \
+pair_each "info" "-f qcow2 -U --output=json top.qcow2" \
             "--format qcow2 --force-share --output=json top.qcow2"
 cd tpl; oracle "info --format (7.2 has it)" info --format qcow2 --force-share top.qcow2; cd ..
-pair "map -s/-l" "-f qcow2 -s 64k -l 2M --output=json top.qcow2" \
+pair_each "map -s/-l" "-f qcow2 -s 64k -l 2M --output=json top.qcow2" \
                  "--format=qcow2 --start-offset=64k --max-length=2M --output=json top.qcow2"
 cd tpl; oracle "map --start-offset (7.2 has it)" map --format qcow2 --start-offset 64k --max-length 2M --output=json top.qcow2; cd ..
-pair "check" "-f qcow2 -q -U -T none top.qcow2" \
+pair_each "check" "-f qcow2 -q -U -T none top.qcow2" \
              "--format qcow2 --quiet --force-share --cache none top.qcow2"
 pair "check -r" "-f qcow2 -r leaks --output=json base.qcow2" \
                 "--format qcow2 --repair leaks --output=json base.qcow2"
 cd tpl; oracle "check --repair (7.2 has it)" check --format qcow2 --repair leaks --output=json base2.qcow2; cd ..
-pair "compare" "-f qcow2 -F raw -s -p -T writeback base.qcow2 base.raw" \
+pair_each "compare" "-f qcow2 -F raw -s -p -T writeback base.qcow2 base.raw" \
                "--a-format qcow2 --b-format raw --strict --progress --cache writeback base.qcow2 base.raw"
 pair "compare -q" "-q -U top.qcow2 base.qcow2" "--quiet --force-share top.qcow2 base.qcow2"
 
-pair "create -b/-F" "create -q -f qcow2 -b base.qcow2 -F qcow2 -o cluster_size=4k new.qcow2" \
+pair_each "create -b/-F" "create -q -f qcow2 -b base.qcow2 -F qcow2 -o cluster_size=4k new.qcow2" \
     "create --quiet --format qcow2 --backing base.qcow2 --backing-format qcow2 --options cluster_size=4k new.qcow2"
 pair "create -B (10.1's backing format)" "create -f qcow2 -b base.qcow2 -F qcow2 new.qcow2" \
     "create -f qcow2 -b base.qcow2 -B qcow2 new.qcow2"
@@ -102,7 +110,7 @@ is "$(qemu-img info --output=json k7c.qcow2 | grep '"backing-filename"')" \
 ok "convert -B: same guest content as qemu-img 7.2's" qemu_oracle_compare k7c.qcow2 q7c.qcow2
 cd ..
 
-pair "convert" "convert -f qcow2 -O qcow2 -o cluster_size=16k -S 8k -m 2 -W -q -t writeback -T none top.qcow2 out.qcow2" \
+pair_each "convert" "convert -f qcow2 -O qcow2 -o cluster_size=16k -S 8k -m 2 -W -q -t writeback -T none top.qcow2 out.qcow2" \
     "convert --source-format qcow2 --target-format qcow2 --target-format-options cluster_size=16k --sparse-size 8k --parallel 2 --oob-writes --quiet --target-cache writeback --source-cache none top.qcow2 out.qcow2"
 pair "convert -b (10.1) = -B (7.2)" "convert -O qcow2 -B base.qcow2 -F qcow2 top.qcow2 out.qcow2" \
     "convert -O qcow2 -b base.qcow2 -F qcow2 top.qcow2 out.qcow2"
@@ -127,7 +135,7 @@ for form in "--progress=json" "--progress json"; do
     cd ..
 done
 
-pair "snapshot -l" "snapshot -l base.qcow2" "snapshot --list base.qcow2"
+pair_each "snapshot -l" "snapshot -l base.qcow2" "snapshot --list base.qcow2"
 pair "snapshot -f" "snapshot -l base.qcow2" "snapshot -f qcow2 -l base.qcow2"
 pair "snapshot --format" "snapshot -l -U base.qcow2" "snapshot --format qcow2 --list --force-share base.qcow2"
 pair "snapshot -a" "snapshot -a snap1 base.qcow2" "snapshot --apply snap1 base.qcow2"
@@ -143,7 +151,7 @@ kimg snapshot --format raw --list base.qcow2
 is "$RC:$(cat "$T/out")" "0:" "snapshot --format raw on a qcow2 file: read as raw, no snapshots"
 cd ..
 
-pair "rebase -u" "rebase -u -b base2.qcow2 -F qcow2 top.qcow2" \
+pair_each "rebase -u" "rebase -u -b base2.qcow2 -F qcow2 top.qcow2" \
     "rebase --backing-unsafe --backing base2.qcow2 --backing-format qcow2 top.qcow2"
 pair "rebase -B (10.1's backing format)" "rebase -u -b base2.qcow2 -F qcow2 top.qcow2" \
     "rebase -u -b base2.qcow2 -B qcow2 top.qcow2"
@@ -152,7 +160,7 @@ pair "rebase (safe)" "rebase -f qcow2 -t writeback -T writeback -q -b base2.qcow
 pair "rebase -p" "rebase -p -b base2.qcow2 -F qcow2 top.qcow2" \
     "rebase --progress -b base2.qcow2 -F qcow2 top.qcow2"
 
-pair "commit" "commit -f qcow2 -t writeback -q top.qcow2" \
+pair_each "commit" "commit -f qcow2 -t writeback -q top.qcow2" \
     "commit --format qcow2 --cache writeback --quiet top.qcow2"
 pair "commit -d -r" "commit -d -r 1G top.qcow2" "commit --drop --rate-limit 1G top.qcow2"
 pair "commit -b" "commit -b base.qcow2 top.qcow2" "commit --base base.qcow2 top.qcow2"
@@ -163,13 +171,13 @@ is "$RC" 0 "commit --progress: exit 0"
 like "$(tr '\r' '\n' < "$T/out" | grep -v '^$' | grep -v committed | tail -1)" '^    \(100\.00/100%\)$' "commit --progress: qemu-img's progress lines, as -p"
 cd ..
 
-pair "resize" "resize -f qcow2 -q base2.qcow2 +1M" "resize --format qcow2 --quiet base2.qcow2 +1M"
-pair "amend" "amend -f qcow2 -o compat=0.10 -t writeback -q base2.qcow2" \
+pair_each "resize" "resize -f qcow2 -q base2.qcow2 +1M" "resize --format qcow2 --quiet base2.qcow2 +1M"
+pair_each "amend" "amend -f qcow2 -o compat=0.10 -t writeback -q base2.qcow2" \
     "amend --format qcow2 --options compat=0.10 --cache writeback --quiet base2.qcow2"
 pair "amend -p" "amend -p -o lazy_refcounts=on base2.qcow2" \
     "amend --progress --options lazy_refcounts=on base2.qcow2"
 
-pair "measure -s (10.1)" "measure --size 1G -O qcow2" "measure -s 1G -O qcow2"
+pair_each "measure -s (10.1)" "measure --size 1G -O qcow2" "measure -s 1G -O qcow2"
 pair "measure --target-format" "measure --size 1G -O qcow2 -o cluster_size=4k --output=json" \
     "measure --size 1G --target-format qcow2 --target-format-options cluster_size=4k --output=json"
 pair "measure --options" "measure -f qcow2 -O qcow2 -o cluster_size=4k -l snap1 base.qcow2" \
@@ -177,14 +185,14 @@ pair "measure --options" "measure -f qcow2 -O qcow2 -o cluster_size=4k -l snap1 
 pair "measure --format" "measure -f qcow2 -U base.qcow2" "measure --format qcow2 --force-share base.qcow2"
 oracle "measure --size (7.2 has it)" measure --size 1G -O qcow2 --output=json
 
-pair "dd" "dd -f qcow2 -O raw bs=64k count=4 if=top.qcow2 of=out.raw" \
+pair_each "dd" "dd -f qcow2 -O raw bs=64k count=4 if=top.qcow2 of=out.raw" \
     "dd --format qcow2 --output-format raw bs=64k count=4 if=top.qcow2 of=out.raw"
 pair "dd -n -l" "dd -n -l snap1 -U if=base.qcow2 of=base.raw" \
     "dd --no-create --snapshot snap1 --force-share if=base.qcow2 of=base.raw"
 
-pair "bitmap" "bitmap -f qcow2 --add -g 64k base2.qcow2 b0" \
+pair_each "bitmap" "bitmap -f qcow2 --add -g 64k base2.qcow2 b0" \
     "bitmap --format qcow2 --add --granularity 64k base2.qcow2 b0"
-pair "checksum" "checksum -f qcow2 -a sha256 top.qcow2" "checksum --format qcow2 --algorithm sha256 top.qcow2"
+pair_each "checksum" "checksum -f qcow2 -a sha256 top.qcow2" "checksum --format qcow2 --algorithm sha256 top.qcow2"
 
 # ---- errors stay as before ---------------------------------------------------
 kimg convert --progress=xml -O raw tpl/base.raw x.raw

@@ -10,6 +10,8 @@
 # unchanged; --force overwrites an active slot as qemu does; the last
 # slot is never erased (a deliberate difference: qemu erases it under
 # --force).  No output carries a secret.
+# make check: a third of the word-for-word refusals (lib.sh sampled);
+# check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 
 printf 'zero-key-0000' > k0; printf 'one-key-1111' > k1; printf 'two-key-2222' > k2
@@ -139,6 +141,7 @@ for o in encrypt.state=active,encrypt.new-secret=s1,encrypt.keyslot=0 \
          encrypt.state=inactive,encrypt.new-secret=s1 encrypt.state=inactive,encrypt.iter-time=5 \
          encrypt.state=bogus encrypt.new-secret=s1 encrypt.keyslot=abc encrypt.iter-time=x \
          encrypt.format=aes encrypt.key-secret=s1 encrypt.cipher-alg=aes-128; do
+    sampled || continue         # check: a third of the refusals; check-slow: the rest
     cp one.qcow2 q.qcow2; cp one.qcow2 k.qcow2
     qimg amend "${objs[@]}" --image-opts "$(io q.qcow2 s0)" -o $o
     kimg amend "${objs[@]}" --image-opts "$(io k.qcow2 s0)" -o $o

@@ -10,6 +10,9 @@
 # clusters as holes or plain zeros, which decrypt to noise (qemu-io
 # "read -P 0" fails on its result); kimg writes the encryption of zeros, so
 # the grown area reads as zeros.  luks --preallocation=full likewise.
+# make check: a third of the resize matrices' cases (lib.sh sampled; the
+# luks --preallocation=full ones, read after, in each part); check-slow the
+# rest.  The snapshot sequence runs whole in each part.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/luks.sh"
 qcheck() { qemu-img check -q "${sec[@]}" --image-opts "$(kopen "$1")" > /dev/null 2>&1; }
@@ -39,14 +42,16 @@ rcase() {
     ok "$name: qemu-img check clean" qcheck k.qcow2
     noplain k.qcow2 "$name"
 }
+# (rcase_s: one of the sampled cases)
+rcase_s() { sampled || return 0; rcase "$@"; }
 for b in b4 b3; do
-    rcase "$b grow 8M" $b 8M
-    rcase "$b grow +1536" $b +1536
-    rcase "$b grow 1G" $b 1G
-    rcase "$b shrink --shrink 1M" $b --shrink 1M
-    rcase "$b shrink --shrink 2000896" $b --shrink 2000896
-    rcase "$b shrink without --shrink" $b 1M
-    rcase "$b shrink with preallocation" $b --shrink --preallocation=full 1M
+    rcase_s "$b grow 8M" $b 8M
+    rcase_s "$b grow +1536" $b +1536
+    rcase_s "$b grow 1G" $b 1G
+    rcase_s "$b shrink --shrink 1M" $b --shrink 1M
+    rcase_s "$b shrink --shrink 2000896" $b --shrink 2000896
+    rcase_s "$b shrink without --shrink" $b 1M
+    rcase_s "$b shrink with preallocation" $b --shrink --preallocation=full 1M
 done
 # grown then read: the old data and zeros after it (unaligned old end)
 cp b3.qcow2 g.qcow2
@@ -70,8 +75,9 @@ is "$(sha nk.qcow2)" "$before" "resize with the wrong key: the file is unchanged
 
 # --preallocation on grow: qemu-img's exit code, stdout, map and size;
 # the new area reads as zeros (qemu's reads noise, see the top)
-for b in b4 b3; do
-    for p in metadata falloc full; do
+for p in metadata falloc full; do
+    for b in b4 b3; do
+        sampled || continue         # check: a third of the cases; check-slow: the rest
         name="$b grow --preallocation=$p"
         NOCMP=1 rcase "$name" $b --preallocation=$p 8M
         sz=$(qemu-img info --output=json "${sec[@]}" --image-opts "$(kopen k.qcow2)" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p')
@@ -98,6 +104,7 @@ qemu-img create -q -f qcow2 "${sec[@]}" -o $E0 -b big.qcow2 -F qcow2 ove.qcow2 3
 qemu-io "${sec[@]}" --image-opts "$(kopen ove.qcow2)" -c 'write -P 0x11 0 1M' > /dev/null
 for p in metadata falloc full; do
     for ov in ovp ove; do
+        sampled || continue         # check: a third of the cases; check-slow: the rest
         name="$ov over a larger backing file, grown with --preallocation=$p"
         o="driver=qcow2,file.filename=@"; [ $ov = ove ] && o=$(kopen @)
         cp $ov.qcow2 q.qcow2; cp $ov.qcow2 k.qcow2
@@ -175,12 +182,13 @@ lcase() {
     ok "luks $name: the old data reads back" prefix "$(lopen lk.luks)" b4.raw
     noplain lk.luks "luks $name"
 }
-lcase "grow 6M" 6M
-lcase "grow +1000" +1000
-lcase "shrink --shrink 2M" --shrink 2M
-lcase "shrink without --shrink" 2M
-lcase "grow --preallocation=falloc" --preallocation=falloc 6M
-lcase "grow --preallocation=metadata" --preallocation=metadata 6M
+lcase_s() { sampled || return 0; lcase "$@"; }
+lcase_s "grow 6M" 6M
+lcase_s "grow +1000" +1000
+lcase_s "shrink --shrink 2M" --shrink 2M
+lcase_s "shrink without --shrink" 2M
+lcase_s "grow --preallocation=falloc" --preallocation=falloc 6M
+lcase_s "grow --preallocation=metadata" --preallocation=metadata 6M
 lcase "grow --preallocation=full" --preallocation=full 6M
 ok "luks --preallocation=full: the new area reads as zeros" qread "$(lopen lk.luks)" 0 4M 2M
 lcase "grow --preallocation=full +1536" --preallocation=full +1536

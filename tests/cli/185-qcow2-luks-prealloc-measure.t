@@ -9,6 +9,9 @@
 # zeros, which decrypt to noise (qemu-io "read -P 0" fails on its image);
 # kimg writes the encryption of zeros, so the new image reads as zeros.
 # Layout, map, file size and the Formatting line stay qemu-img's.
+# make check: a third of the preallocation cases (metadata and full with
+# extended L2), of the measure matrix and of the check -r repairs (lib.sh
+# sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/luks.sh"
 
@@ -17,7 +20,9 @@ readback() {
     rm -f rb.raw; qemu-img convert "${sec[@]}" --image-opts "$(kopen k.qcow2)" -O raw rb.raw &&
     cmp -s -n 200000 -i 70000:0 rb.raw m.bin && qread "$(kopen k.qcow2)" 0 300000 100000
 }
-for pc in metadata falloc full metadata,cluster_size=4k full,extended_l2=on; do
+# (ordered so that check's third takes metadata and full)
+for pc in metadata falloc metadata,cluster_size=4k full,extended_l2=on full; do
+    sampled || continue         # check: a third of the cases; check-slow: the rest
     p=${pc%%,*}; cs=${pc#$p}
     {
         name="create -o preallocation=$p$cs, luks"
@@ -59,18 +64,20 @@ qemu-img convert -q -f raw -O qcow2 src.raw plain.qcow2
 qemu-img convert -q "${sec[@]}" -f raw -O qcow2 -o $E0 src.raw enc.qcow2
 qemu-img convert -q "${sec[@]}" -f raw -O luks -o key-secret=sec0,iter-time=10 src.raw l.luks
 mcase() { oracle "measure $*" measure "$@"; nosecret "measure $*"; }
+# the matrix: a third of its cases in check, the rest in check-slow
+mcase_s() { sampled || return 0; mcase "$@"; }
 for out in "" "--output=json"; do
-    mcase $out -O qcow2 -o encrypt.format=luks,encrypt.key-secret=sec0 "${sec[@]}" src.raw
-    mcase $out -O qcow2 -o $E0 "${sec[@]}" plain.qcow2
-    mcase $out -O qcow2 -o $E1 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
-    mcase $out -O qcow2 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
-    mcase $out -O raw "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
-    mcase $out -O qcow2 -o $E0,cluster_size=2M,preallocation=full "${sec[@]}" --size 100G
-    mcase $out -O qcow2 -o $E0,encrypt.cipher-alg=aes-128 "${sec[@]}" --size 10G
-    mcase $out -O luks -o key-secret=sec0,iter-time=10 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
-    mcase $out -O luks -o key-secret=sec0 "${sec[@]}" --image-opts "$(lopen l.luks)"
-    mcase $out -O qcow2 "${sec[@]}" --image-opts "$(lopen l.luks)"
-    mcase $out -O qcow2 -o $E0 "${sec[@]}" --image-opts "$(lopen l.luks)"
+    mcase_s $out -O qcow2 -o encrypt.format=luks,encrypt.key-secret=sec0 "${sec[@]}" src.raw
+    mcase_s $out -O qcow2 -o $E0 "${sec[@]}" plain.qcow2
+    mcase_s $out -O qcow2 -o $E1 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
+    mcase_s $out -O qcow2 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
+    mcase_s $out -O raw "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
+    mcase_s $out -O qcow2 -o $E0,cluster_size=2M,preallocation=full "${sec[@]}" --size 100G
+    mcase_s $out -O qcow2 -o $E0,encrypt.cipher-alg=aes-128 "${sec[@]}" --size 10G
+    mcase_s $out -O luks -o key-secret=sec0,iter-time=10 "${sec[@]}" --image-opts "$(kopen enc.qcow2)"
+    mcase_s $out -O luks -o key-secret=sec0 "${sec[@]}" --image-opts "$(lopen l.luks)"
+    mcase_s $out -O qcow2 "${sec[@]}" --image-opts "$(lopen l.luks)"
+    mcase_s $out -O qcow2 -o $E0 "${sec[@]}" --image-opts "$(lopen l.luks)"
 done
 mcase -O qcow2 -o encrypt.format=luks "${sec[@]}" src.raw
 mcase -O qcow2 -o encrypt.format=luks,encrypt.key-secret=nosuch "${sec[@]}" src.raw
@@ -86,6 +93,7 @@ ccase() {
     oracle "check --output=json $name" check --output=json "${sec[@]}" --image-opts "$(kopen $img)"
     oracle "check $name, without the key" check $img
     for m in leaks all; do
+        sampled || continue     # check: a third of the repairs; check-slow: the rest
         cp $img rq.qcow2; cp $img rk.qcow2
         qimg check -r $m "${sec[@]}" --image-opts "$(kopen rq.qcow2)"
         kimg check -r $m "${sec[@]}" --image-opts "$(kopen rk.qcow2)"

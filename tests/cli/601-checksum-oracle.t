@@ -5,6 +5,8 @@
 # sha1sum, md5sum, b2sum, openssl dgst) of `qemu-img convert -O raw`
 # output, and the default digest equals the blkhash construction computed
 # by a small python script from that same raw output.
+# make check: a third of the fixtures (lib.sh sampled; the digests' four
+# images converted in each part); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 fixtures
 # blkhash: H(H(block 0) || ... || H(block n-1) || le64(length)), 64 KiB blocks
@@ -28,8 +30,12 @@ PY
 raws=()
 names=()
 for f in $(fixture_names); do
+    c=0; sampled && c=1         # check: a third of the fixtures; check-slow: the rest
+    # (the other digests below read these four in each part)
+    case $f in holes.raw|zstd.qcow2|chain-top.qcow2|odd.qcow2) ;; *) [ $c = 1 ] || continue ;; esac
     # the fixtures folder is the working directory, as for qemu-img (data files)
     (cd "$FX" && qemu-img convert -O raw "$f" "$T/$f.out.raw") || { fail "$f: qemu-img convert"; continue; }
+    [ $c = 1 ] || continue
     names+=("$f"); raws+=("$f.out.raw")
 done
 $PY blkhash.py sha256 65536 "${raws[@]}" > py.sha256

@@ -7,6 +7,8 @@
 # without write-zeroes (nozero), with a minimum block size, with several
 # connections (multi-conn) and with each write delayed.  The oracle: qemu-img
 # compare with the source, qemu-img check, and qemu-img doing the same.
+# make check: a third of the constrained servers (nozero, multi-conn;
+# lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbd.sh"
 
@@ -68,6 +70,7 @@ err_line "convert -n into a read-only export"
 for filt in "--filter=nozero" "--filter=blocksize minblock=4096 maxdata=65536" \
             "--filter=blocksize-policy blocksize-minimum=4096 blocksize-maximum=1M blocksize-error-policy=error" \
             "--filter=multi-conn multi-conn-mode=emulate" "--filter=delay wdelay=1ms"; do
+    sampled || continue         # check: a third of the servers; check-slow: the rest
     # shellcheck disable=SC2086
     kitnbd f.sock ${filt%% *} memory 32M ${filt#* }
     F=$(nuri f.sock)
