@@ -3,6 +3,8 @@
 # cluster partial) and to 3 TiB (L1 growth), against qemu-img on twins as
 # in 111; a grown image takes qemu-io writes in the new area and stays
 # clean; an image with persistent bitmaps is resized as qemu-img resizes it.
+# make check: a third of the +1536 and 3T growths (lib.sh sampled);
+# check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 fixtures
 . "$KIMG_SRC/tests/cli/twins.sh"
@@ -11,9 +13,11 @@ fixtures
 # growth past the L1 table's range for the small cluster sizes
 for img in v2.qcow2 v3.qcow2 cs512.qcow2 cs2M.qcow2 el2.qcow2 el2-2M.qcow2 zlib.qcow2 \
            odd.qcow2 odd-2M.qcow2 snap.qcow2 datafile.qcow2 datafile-raw.qcow2 empty.qcow2; do
+    sampled || continue         # check: a third of the growths; check-slow: the rest
     grow "$img" +1536
 done
 for img in v3.qcow2 cs512.qcow2 el2.qcow2 snap.qcow2 rb1.qcow2 rb64.qcow2; do
+    sampled || continue
     grow "$img" 3T
 done
 
