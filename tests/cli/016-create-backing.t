@@ -36,7 +36,7 @@ for c in "${cases[@]}"; do
     rm -f q/o.qcow2 k/o.qcow2 q/sub/o.qcow2 k/sub/o.qcow2 q/o.data k/o.data
     (cd q && qemu-img create -q -f qcow2 $c) || { fail "$name: qemu-img itself refused"; continue; }
     cd k; kimg create -q -f qcow2 $c; cd ..
-    is "$RC" 0 "$name: exit 0" || { diag "$(cat "$T/err")"; continue; }
+    is "$RC" 0 "$name: exit 0" || { diag "$(< "$T/err")"; continue; }
     img=$(echo "$c" | grep -o '[a-z/]*o\.qcow2')
     (cd q && qemu-img info --output=json "$img" > ../qi.json)
     (cd k && qemu-img info --output=json "$img" > ../ki.json)

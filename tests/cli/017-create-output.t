@@ -27,5 +27,5 @@ for c in "${cases[@]}"; do
 done
 rm -f k/img
 cd k; kimg create -q -f qcow2 img 1M; cd ..
-is "$(cat "$T/out")" "" "create -q prints nothing"
+is "$(< "$T/out")" "" "create -q prints nothing"
 done_testing

@@ -14,7 +14,7 @@ for c in "-f raw -o extent_size_hint=2M" "-f raw -o nocow=on,extent_size_hint=64
          "-f qcow2 -o extent_size_hint=1M,data_file=e.data" "-f raw -o extent_size_hint=4294967295" \
          "-f raw -o nocow=off"; do
     oracle "create $c" create $c e.img 1M
-    is "$(cat "$T/err")" "" "create $c: no warning here"
+    is "$(< "$T/err")" "" "create $c: no warning here"
 done
 for c in "-f raw -o extent_size_hint=4G" "-f qcow2 -o extent_size_hint=5G" "-f raw -o extent_size_hint=x" \
          "-f raw -o nocow=maybe"; do
@@ -22,9 +22,9 @@ for c in "-f raw -o extent_size_hint=4G" "-f qcow2 -o extent_size_hint=5G" "-f r
     is "$RC" "$QRC" "create $c: exit code as qemu-img's"
     err_line "create $c"
 done
-like "$(cat "$T/err")" "nocow" "nocow=maybe: names the option"
+like "$(< "$T/err")" "nocow" "nocow=maybe: names the option"
 kimg create -f raw -o extent_size_hint=4G e.img 1M
-like "$(cat "$T/err")" "Extent size hint is too large" "4 GiB: qemu-img's reason"
+like "$(< "$T/err")" "Extent size hint is too large" "4 GiB: qemu-img's reason"
 qemu-img create -q -f raw src.raw 1M
 oracle "convert -o extent_size_hint" convert -O qcow2 -o extent_size_hint=2M src.raw c.qcow2
 oracle "convert -o nocow" convert -O raw -o nocow=on src.raw c.raw

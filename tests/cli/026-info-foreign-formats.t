@@ -31,7 +31,7 @@ for fmt in vmdk vdi vhdx qed vpc qcow parallels luks; do
     esac
     if [ $fmt = qcow ]; then
         kimg info $f
-        like "$(cat "$T/err")" "in qcow format, which kimg does not support" \
+        like "$(< "$T/err")" "in qcow format, which kimg does not support" \
             "qcow: info names the format it refuses (version 1, not an unsupported qcow2)"
     fi
     # -f raw is an explicit request and stays allowed

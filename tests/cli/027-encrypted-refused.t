@@ -20,7 +20,7 @@ for f in aes.qcow2 luks.qcow2; do
         qimg $args; kimg $args
         is "$RC" "$QRC" "kimg $args: exit code $QRC as qemu-img's"
         err_line "kimg $args"
-        like "$(cat "$T/err")" "^kimg: Could not open '$f': $msg" "kimg $args: names the file, says why"
+        like "$(< "$T/err")" "^kimg: Could not open '$f': $msg" "kimg $args: names the file, says why"
         is "$(wc -c < "$T/out")" 0 "kimg $args: nothing on stdout"
     done
     for fmt in raw qcow2; do
@@ -29,7 +29,7 @@ for f in aes.qcow2 luks.qcow2; do
         kimg $args
         is "$RC" "$QRC" "kimg $args: exit code $QRC as qemu-img's"
         err_line "kimg $args"
-        like "$(cat "$T/err")" "^kimg: Could not open '$f': $msg" "kimg $args: names the file, says why"
+        like "$(< "$T/err")" "^kimg: Could not open '$f': $msg" "kimg $args: names the file, says why"
         leftovers=$(ls -A | grep -v -e '^aes.qcow2$' -e '^luks.qcow2$' -e '^flat.raw$' \
                                    -e '^out$' -e '^err$' -e '^qout$' -e '^qerr$' || true)
         is "$leftovers" "" "kimg $args: no output or temporary file left"
@@ -43,7 +43,7 @@ oracle "info --backing-chain over an encrypted base" info --backing-chain --outp
 kimg compare ov.qcow2 flat.raw
 is "$RC" 2 "compare of an overlay on an encrypted base: exit 2"
 err_line "compare of an overlay on an encrypted base"
-like "$(cat "$T/err")" "$msg" "compare of an overlay on an encrypted base: says why"
+like "$(< "$T/err")" "$msg" "compare of an overlay on an encrypted base: says why"
 kimg convert -O raw ov.qcow2 ov.raw
 is "$RC" 1 "convert of an overlay on an encrypted base: exit 1"
 err_line "convert of an overlay on an encrypted base"

@@ -88,7 +88,7 @@ oracle "stored file: name: compare" compare fb.qcow2 ov.qcow2
 # would open ./base.raw
 mkdir sub; cp fb.qcow2 sub/; qemu-img create -q -f raw sub/base.raw 4M
 kimg info --output=json sub/fb.qcow2
-like "$(cat "$T/out")" '"full-backing-filename": "file:sub/base.raw"' "file: name in sub/: the full name is the file kimg opens"
+like "$(< "$T/out")" '"full-backing-filename": "file:sub/base.raw"' "file: name in sub/: the full name is the file kimg opens"
 kimg compare sub/fb.qcow2 fb.qcow2
 is "$RC" 1 "file: name in sub/: read through sub/base.raw (not ./base.raw)"
 
@@ -108,7 +108,7 @@ unknown() {
         oracle "$name" "$@"
     fi
     err_line "$name"
-    like "$(cat "$T/err")" "Unknown protocol 'a'" "$name: qemu-img's reason"
+    like "$(< "$T/err")" "Unknown protocol 'a'" "$name: qemu-img's reason"
 }
 for c in "info a:b.qcow2" "check a:b.qcow2" "map a:b.qcow2" "compare a:b.qcow2 ov.raw" "compare ov.raw a:b.qcow2" \
          "measure -O qcow2 a:b.qcow2" "convert -O raw a:b.qcow2 x.raw" "convert -O raw ov.raw a:x.raw" \
@@ -120,10 +120,10 @@ for c in "info a:b.qcow2" "check a:b.qcow2" "map a:b.qcow2" "compare a:b.qcow2 o
 done
 ok "nothing made by the refused commands" test ! -e x.raw -a ! -e a:x.raw -a ! -e x.qcow2 -a ! -e a:x.qcow2 -a ! -e a:x.data
 kimg checksum a:b.qcow2; err_line "checksum a:b.qcow2"
-like "$(cat "$T/err")" "Unknown protocol 'a'" "checksum a:b.qcow2: qemu-img's reason"
+like "$(< "$T/err")" "Unknown protocol 'a'" "checksum a:b.qcow2: qemu-img's reason"
 oracle "FILE: (protocols are case-sensitive)" info FILE:ov.qcow2
 oracle "file: without a name" info file:
-like "$(cat "$T/err")" "The 'file' block driver requires a file name" "file: without a name: qemu-img's reason"
+like "$(< "$T/err")" "The 'file' block driver requires a file name" "file: without a name: qemu-img's reason"
 
 # stored in an image: refused when opened, reported by info as qemu does
 qemu-img create -q -f qcow2 -u -b a:b.raw -F raw ub.qcow2 1M

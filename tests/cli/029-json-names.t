@@ -69,7 +69,7 @@ kimg info 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"
 err_line "a backing other than null"
 kimg info --untrusted "$VDSM"
 err_line "--untrusted"
-like "$(cat "$T/err")" "under --untrusted" "--untrusted: said so"
+like "$(< "$T/err")" "under --untrusted" "--untrusted: said so"
 kimg convert -O qcow2 'json:{"driver":"raw","offset":0,"file":{"driver":"file","filename":"base.qcow2"}}' x.qcow2
 is "$RC" 0 "a byte range reads as a source"
 kimg bitmap --add 'json:{"driver":"raw","offset":0,"file":{"driver":"file","filename":"base.qcow2"}}' b

@@ -49,7 +49,7 @@ maps "-l 0" -l 0 k.qcow2
 for a in "-s x" "-l x" "-s 9E" "-s 99999999999999999999" "-l -1"; do
     qimg map $a k.qcow2; kimg map $a k.qcow2
     is "$RC" "$QRC" "map $a: exit code as qemu-img's"
-    is "$(cat "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr" | tr '\n' ' ' | sed 's/ $//;s/^/kimg: /')" \
+    is "$(< "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr" | tr '\n' ' ' | sed 's/ $//;s/^/kimg: /')" \
        "map $a: qemu-img's message on one line"
 done
 done_testing

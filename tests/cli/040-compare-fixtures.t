@@ -14,10 +14,10 @@ for f in $(fixture_names); do
     fmt=$(awk -v n="$f" '$1 == n { print $2 }' LIST)
     qemu-img convert -O raw "$f" "$T/$f.flat" || { fail "qemu-img convert $f"; continue; }
     oracle "compare $f flat" compare "$f" "$T/$f.flat"
-    is "$(cat "$T/out")" "Images are identical." "compare $f flat: says identical"
+    is "$(< "$T/out")" "Images are identical." "compare $f flat: says identical"
     oracle "compare flat $f" compare "$T/$f.flat" "$f"
     oracle "compare -f $fmt -F raw $f flat" compare -f "$fmt" -F raw "$f" "$T/$f.flat"
     oracle "compare -q $f flat" compare -q "$f" "$T/$f.flat"
-    is "$(cat "$T/out")" "" "compare -q $f flat: silent"
+    is "$(< "$T/out")" "" "compare -q $f flat: silent"
 done
 done_testing

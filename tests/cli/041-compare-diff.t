@@ -29,13 +29,13 @@ for f in v3.qcow2 cs512.qcow2 el2.qcow2 zlib.qcow2 zero.qcow2 chain-top.qcow2 sn
         ( cd "$FX" && qemu-img compare "$f" "$T/d.raw" > "$T/qout" 2> "$T/qerr" ); QRC=$?
         RC=0; ( cd "$FX" && "$KIMG" compare "$f" "$T/d.raw" > "$T/out" 2> "$T/err" ) || RC=$?
         is "$RC" "$QRC" "$f byte $off changed: exit $QRC as qemu-img's"
-        is_file "$T/out" "$T/qout" "$f byte $off changed: $(cat "$T/qout")"
+        is_file "$T/out" "$T/qout" "$f byte $off changed: $(< "$T/qout")"
     done
     changed $((size - 1))
     ( cd "$FX" && qemu-img compare -q "$f" "$T/d.raw" ); QRC=$?
     RC=0; ( cd "$FX" && "$KIMG" compare -q "$f" "$T/d.raw" > "$T/out" 2>&1 ) || RC=$?
     is "$RC" "$QRC" "$f -q with a difference: exit $QRC"
-    is "$(cat "$T/out")" "" "$f -q with a difference: no output"
+    is "$(< "$T/out")" "" "$f -q with a difference: no output"
 done
 # Size mismatch.
 cd "$FX"

@@ -34,7 +34,7 @@ oracle "garbage at 60 MiB, same before it: read error (4)" compare -f qcow2 -F r
 err_line "read error"
 oracle "a difference at 5 MiB comes before garbage at 60 MiB (1)" \
     compare -f qcow2 -F raw zbad.qcow2 many.raw
-is "$(cat err)" "" "... and no read error is reported"
+is "$(< err)" "" "... and no read error is reported"
 cp z.qcow2 zbad2.qcow2
 poke zbad2.qcow2 "$($Q2 host zbad2.qcow2 $((2 * MiB)))" 676172626167652067617262616765
 oracle "garbage at 2 MiB comes before a difference at 61 MiB (4)" \
@@ -60,5 +60,5 @@ qemu-io -f qcow2 -c "write -P 0 $((40 * MiB)) 64k" holed2.qcow2 > /dev/null
 oracle "-s: a difference at 5 MiB before an allocation mismatch at 40 MiB" \
     compare -s -f qcow2 -F qcow2 holed.qcow2 holed2.qcow2
 is "$RC" 1 "-s: a difference at 5 MiB before an allocation mismatch at 40 MiB: exit 1"
-is "$(cat "$T/out")" "Content mismatch at offset $((5 * MiB + 4096))!" "... the difference is reported"
+is "$(< "$T/out")" "Content mismatch at offset $((5 * MiB + 4096))!" "... the difference is reported"
 done_testing

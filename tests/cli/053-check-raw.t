@@ -9,7 +9,7 @@ cd "$FX"
 for args in "holes.raw" "-f raw holes.raw" "--output=json holes.raw" "-f raw v3.qcow2" "-r all -f raw odd.raw"; do
     oracle "check $args" check $args
     err_line "check $args"
-    like "$(cat "$T/err")" "^kimg: (.*: )?This image format does not support checks$" "check $args: qemu-img's message"
+    like "$(< "$T/err")" "^kimg: (.*: )?This image format does not support checks$" "check $args: qemu-img's message"
 done
 kimg check nosuch.qcow2; is "$RC" 1 "check of a missing file: exit 1"; err_line "check of a missing file"
 kimg check -r bogus v3.qcow2; is "$RC" 1 "check -r bogus: exit 1"

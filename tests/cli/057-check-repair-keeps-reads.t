@@ -91,4 +91,4 @@ truncate -s 1M r.raw
 qimg check -q -f raw r.raw
 kimg check -q -f raw r.raw
 is "$RC" "$QRC" "check -q of a raw image: exit code $QRC as qemu-img's"
-is "$(cat "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" "check -q of a raw image: stderr as qemu-img's"
+is "$(< "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" "check -q of a raw image: stderr as qemu-img's"

@@ -120,7 +120,7 @@ for cmd in "check" "map --output=json" "compare F ov.raw" "convert -O raw F x.ra
     set -- ${cmd//F/fmt-bad.qcow2}; [ "$1" = compare ] || [ "$1" = convert ] || set -- "$@" fmt-bad.qcow2
     [ "$1" = check ] || oracle "fmt-bad: $1 opens base.raw as qcow2" "$@"
     kimg "$@"
-    is "$RC $(msg "$T/err")" "$orc $(cat one.err)" "fmt-bad: $1 as with one extension naming qcow2"
+    is "$RC $(msg "$T/err")" "$orc $(< one.err)" "fmt-bad: $1 as with one extension naming qcow2"
 done
 kimg checksum fmt-bad.qcow2; err_line "fmt-bad: checksum fails"
 
@@ -241,6 +241,6 @@ oracle "backing name at the end of the header: map" map --output=json noext.qcow
 qemu-img create -q -f qcow2 --object secret,id=s0,data=abc -o encrypt.format=luks,encrypt.key-secret=s0 lk.qcow2 1M
 cp lk.qcow2 lk2.qcow2; mkext lk2.qcow2 keep:$CRYPTO keep:$CRYPTO keep:$FEAT
 kimg info lk2.qcow2; err_line "CRYPTO twice: refused"
-like "$(cat "$T/err")" "Duplicate CRYPTO" "CRYPTO twice: says why"
+like "$(< "$T/err")" "Duplicate CRYPTO" "CRYPTO twice: says why"
 kimg info lk.qcow2; is "$RC" 0 "one CRYPTO extension: info works"
 done_testing

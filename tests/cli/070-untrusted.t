@@ -12,7 +12,7 @@ cd "$FX"
 for f in chain-top.qcow2 chain-mid.qcow2 chain2-top.qcow2 noformat-top.qcow2 datafile.qcow2 datafile-raw.qcow2; do
     kimg map --untrusted --output=json "$f"
     err_line "map --untrusted $f refused"
-    is "$(cat "$T/out")" "" "map --untrusted $f: nothing on stdout"
+    is "$(< "$T/out")" "" "map --untrusted $f: nothing on stdout"
     qemu-img convert -O raw "$f" "$T/flat.raw"
     kimg compare --untrusted "$f" "$T/flat.raw"
     is "$RC" 2 "compare --untrusted $f: exit 2 (error opening)"

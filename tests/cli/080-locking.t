@@ -27,7 +27,7 @@ hold() {
         kill -0 "$io_pid" 2> /dev/null || break
         sleep 0.05
     done
-    diag "qemu-io never took its lock: $(cat io.log)"; return 1
+    diag "qemu-io never took its lock: $(< io.log)"; return 1
 }
 release() { kill -0 "$io_pid" 2> /dev/null && echo quit >&3; exec 3>&-; wait "$io_pid" 2> /dev/null; }
 trap '' PIPE

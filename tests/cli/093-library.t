@@ -46,7 +46,7 @@ is "$(readelf -d "$real" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')" "libki
 # exports: the declarations of the installed headers, nothing else
 nm -D --defined-only "$real" | awk '{ print $NF }' | sed 's/@.*//' | LC_ALL=C sort -u > exported
 grep -v '^kimg_' exported > other || true
-is "$(cat other)" "" "libkimg.so exports no symbol outside kimg_*"
+is "$(< other)" "" "libkimg.so exports no symbol outside kimg_*"
 CC=$CC "$KIMG_SRC/mk/public-symbols.sh" list "$D"/usr/local/include/kimg.h "$D"/usr/local/include/kimg/*.h > declared
 is "$(diff declared exported)" "" "it exports exactly the functions the installed headers declare ($(wc -l < declared))"
 
@@ -64,7 +64,7 @@ if [ -n "${P:-}" ]; then
            "$KIMG_SRC/plugins/nbdkit/kimg.c" $(pc --cflags --libs kimg) 2> "$T/cc.log"; then
         nm -u plugin-alone.so | awk '$NF ~ /^kimg_/ { print $NF }' | sed 's/@.*//' | sort -u > used
         is "$(comm -23 used exported)" "" "  its source builds against the installed headers and calls only exports ($(wc -l < used))"
-    else fail "  its source builds against the installed headers" "$(cat "$T/cc.log")"; fi
+    else fail "  its source builds against the installed headers" "$(< "$T/cc.log")"; fi
 fi
 
 # the example: a qcow2 source with data, zeros and holes
@@ -80,18 +80,18 @@ try() {   # try NAME BINARY: run it, check the copy and the printed line
     ok "$name: the copy reads as the source (qemu-img compare)" qemu_oracle_compare src.qcow2 out.qcow2
     ok "$name: qemu-img check of the copy is clean" check_clean out.qcow2
     kimg checksum out.qcow2
-    is "$(cat "$bin.out")" "$(cat "$T/out")" "$name: prints what kimg checksum prints"
+    is "$(cat "$bin.out")" "$(< "$T/out")" "$name: prints what kimg checksum prints"
 }
 if build ex-shared $(pc --cflags --libs kimg); then
     pass "the example builds with pkg-config --cflags --libs kimg"
     like "$(LD_LIBRARY_PATH=$L ldd ./ex-shared | grep libkimg)" "libkimg\.so\.0 => $L/libkimg\.so\.0 " "it loads the installed libkimg.so.0"
     try shared ex-shared
-else fail "the example builds (shared)" "$(cat "$T/cc.log")"; fi
+else fail "the example builds (shared)" "$(< "$T/cc.log")"; fi
 if build ex-static $(pc --cflags kimg) $(pc --static --libs kimg | sed 's/-lkimg /-l:libkimg.a /'); then
     pass "the example builds against libkimg.a (pkg-config --static)"
     is "$(ldd ./ex-static | grep -c libkimg)" 0 "it needs no libkimg.so"
     try static ex-static
-else fail "the example builds (static)" "$(cat "$T/cc.log")"; fi
+else fail "the example builds (static)" "$(< "$T/cc.log")"; fi
 
 # every directory variable, then uninstall
 D2=$T/root2
@@ -103,7 +103,7 @@ ok "  the headers in INCLUDEDIR" test -e "$D2/opt/k/inc/kimg.h" -a -e "$D2/opt/k
 pc2() { PKG_CONFIG_SYSROOT_DIR=$D2 PKG_CONFIG_LIBDIR=$D2/opt/k/lib64/pkgconfig pkg-config "$@"; }
 is "$(pc2 --cflags --libs kimg | sed "s/ *$//")" "-I$D2/opt/k/inc -L$D2/opt/k/lib64 -lkimg" "  kimg.pc names them"
 if build ex-moved $(pc2 --cflags --libs kimg); then pass "  the example builds there"
-else fail "  the example builds there" "$(cat "$T/cc.log")"; fi
+else fail "  the example builds there" "$(< "$T/cc.log")"; fi
 ok "make uninstall with the same variables" mk uninstall DESTDIR="$D2" "${dirs[@]}"
 is "$(cd "$D2" && find . ! -type d | sort | tr '\n' ' ')" "" "  it leaves no file behind"
 mk uninstall DESTDIR="$D" PREFIX=/usr/local

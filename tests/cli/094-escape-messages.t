@@ -83,7 +83,7 @@ esc_case() {
        "$name: stdout as qemu-img's, names escaped"
     local lines=1
     [ "$(wc -l < "$T/k.err")" -gt 1 ] && lines=1000
-    is "$(cat "$T/k.err")" "$(escape_names "$T/q.err" | head -$lines)" \
+    is "$(< "$T/k.err")" "$(escape_names "$T/q.err" | head -$lines)" \
        "$name: message as qemu-img's (first line), names escaped"
 }
 
@@ -126,7 +126,7 @@ ok "checksum, missing backing: no raw control byte" eval '! has_ctl "$T/k.err" &
 msg_run_case 'map miss.qcow2'
 want=$(escape_names "$T/q.err" | head -1)
 msg_run_case 'checksum miss.qcow2'
-is "$(cat "$T/k.err")" "$want" "checksum, missing backing: the message map prints"
+is "$(< "$T/k.err")" "$want" "checksum, missing backing: the message map prints"
 
 # clone: names and paths from the domain XML (XML 1.0 holds no C0 byte but
 # tab, newline and CR; C1 and DEL it does hold)
@@ -136,18 +136,18 @@ cd "$T"
 sed "s|<name>tiny</name>|<name>ti\&#x9b;ny</name>|" vm/tiny.xml > c1.xml
 kimg clone --original-xml c1.xml --auto-clone
 is "$RC" 0 "clone, a C1 control in the domain name: exit 0"
-is "$(cat err)" "Clone 'ti\\xc2\\x9bny-clone' created successfully." "its name escaped on stderr"
+is "$(< err)" "Clone 'ti\\xc2\\x9bny-clone' created successfully." "its name escaped on stderr"
 grep -q $'<name>ti\xc2\x9bny-clone</name>' out
 ok "the XML keeps the character (a document, not terminal text)" test $? = 0
 sed "s|tiny.img'|ti\&#x9b;ny\&#x7f;\&#10;.img'|" vm/tiny.xml > c2.xml
 kimg clone --original-xml c2.xml -n c2 --auto-clone -f vm/c2.img
 is "$RC" 1 "clone, a disk path with C1, DEL and newline that does not exist: exit 1"
 ok "no raw control byte on stderr" eval '! has_ctl err'
-like "$(cat err)" "ti\\\\xc2\\\\x9bny\\\\x7f\\\\x0a\\.img does not exist" "the path escaped in the message"
+like "$(< err)" "ti\\\\xc2\\\\x9bny\\\\x7f\\\\x0a\\.img does not exist" "the path escaped in the message"
 sed "s|<target dev='vda'|<target dev='v\&#x9b;da'|" vm/tiny.xml > c3.xml
 run script -qec "$KIMG clone --original-xml c3.xml -n c3 --auto-clone" /dev/null
 is "$RC" 0 "clone, a C1 control in a target, progress shown on a terminal"
 tr '\r' '\n' < out | grep -a '^Cloning' > progress.txt   # (the XML follows it)
 ok "no raw control byte in the progress line" eval '! has_ctl progress.txt'
-like "$(cat progress.txt)" "Cloning v\\\\xc2\\\\x9bda: 100.00%" "the target escaped"
+like "$(< progress.txt)" "Cloning v\\\\xc2\\\\x9bda: 100.00%" "the target escaped"
 done_testing

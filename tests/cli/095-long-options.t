@@ -25,7 +25,7 @@ for sub in $subs; do
     for h in --help -h; do
         kimg $sub $h
         is "$RC" 0 "$sub $h: exit 0"
-        is "$(cat "$T/err")" "" "$sub $h: nothing on stderr (no option missing from the page)"
+        is "$(< "$T/err")" "" "$sub $h: nothing on stderr (no option missing from the page)"
         like "$(head -1 "$T/out")" "^usage: kimg $sub " "$sub $h: usage line"
     done
     missing=$($PY - "$KIMG_SRC/cmd/$sub.c" "$T/out" <<'EOF'
@@ -66,7 +66,7 @@ pair_each() {
     rm -rf s l; cp -a tpl s; cp -a tpl l
     (cd s && eval "kimg $short"; echo "$RC" > ../s.rc; cp "$T/out" ../s.out)
     (cd l && eval "kimg $long"; echo "$RC" > ../l.rc; cp "$T/out" ../l.out; cp "$T/err" ../l.err)
-    is "$(cat l.rc)" "$(cat s.rc)" "$name: exit code as the short form's" || { r=1; diag "$(cat l.err)"; }
+    is "$(< l.rc)" "$(< s.rc)" "$name: exit code as the short form's" || { r=1; diag "$(< l.err)"; }
     is_file l.out s.out "$name: stdout as the short form's" || r=1
     for f in s/*; do
         f=${f#s/}
@@ -145,10 +145,10 @@ kimg snapshot --create snap2 base.qcow2
 is "$RC" 0 "snapshot --create: exit 0"
 like "$(qemu-img snapshot -l base.qcow2)" "snap2" "snapshot --create: qemu-img lists it"
 kimg snapshot -f raw -c snap3 base.raw
-like "$(cat "$T/err")" "Format driver 'raw' does not support internal snapshots" \
+like "$(< "$T/err")" "Format driver 'raw' does not support internal snapshots" \
     "snapshot -f raw -c: the raw driver answers (-f is used, no probing refusal)"
 kimg snapshot --format raw --list base.qcow2
-is "$RC:$(cat "$T/out")" "0:" "snapshot --format raw on a qcow2 file: read as raw, no snapshots"
+is "$RC:$(< "$T/out")" "0:" "snapshot --format raw on a qcow2 file: read as raw, no snapshots"
 cd ..
 
 pair_each "rebase -u" "rebase -u -b base2.qcow2 -F qcow2 top.qcow2" \

@@ -21,10 +21,10 @@ is "$RC" 0 "podchecker: no errors"
 is "$(grep -v 'pod syntax OK' "$T/err" "$T/out")" "" "podchecker: no warnings"
 
 run groff -man -Tutf8 -ww -z "$PAGE"
-is "$RC:$(cat "$T/err")" "0:" "groff -man -Tutf8 -ww: no warnings"
+is "$RC:$(< "$T/err")" "0:" "groff -man -Tutf8 -ww: no warnings"
 for w in 80 60; do
     MANWIDTH=$w run man --warnings -l "$PAGE"
-    is "$RC:$(cat "$T/err")" "0:" "man --warnings -l at $w columns: no warnings"
+    is "$RC:$(< "$T/err")" "0:" "man --warnings -l at $w columns: no warnings"
 done
 MANWIDTH=200 run man -l "$PAGE"
 cp "$T/out" rendered

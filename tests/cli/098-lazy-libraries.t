@@ -70,11 +70,11 @@ nolib info l.luks
 is "$RC" 0 "... and info of a LUKS image (no key)"
 nolib info nbd:127.0.0.1:1
 is "$RC" 1 "an NBD name without libnbd: exit 1"
-is "$(cat err)" "kimg: Could not open 'nbd:127.0.0.1:1': NBD support needs libnbd.so.0, which could not be loaded: $T/bogus/libnbd.so.0: file too short" \
+is "$(< err)" "kimg: Could not open 'nbd:127.0.0.1:1': NBD support needs libnbd.so.0, which could not be loaded: $T/bogus/libnbd.so.0: file too short" \
     "... one line: what needs which library and why it did not load"
 nolib info nbd://127.0.0.1:1/x
 is "$RC" 1 "an NBD URI without libxml2: exit 1"
-like "$(cat err)" "^kimg: Could not open 'nbd://127.0.0.1:1/x': XML and URI parsing needs libxml2.so.2, which could not be loaded: .*file too short\$" \
+like "$(< err)" "^kimg: Could not open 'nbd://127.0.0.1:1/x': XML and URI parsing needs libxml2.so.2, which could not be loaded: .*file too short\$" \
     "... one line naming libxml2"
 
 disks_made
@@ -84,7 +84,7 @@ kimg info x.ova
 is "$RC" 0 "an OVA with libxml2: info works"
 nolib info x.ova
 is "$RC" 1 "an OVA without libxml2: exit 1"
-like "$(cat err)" "XML and URI parsing needs libxml2.so.2, which could not be loaded" \
+like "$(< err)" "XML and URI parsing needs libxml2.so.2, which could not be loaded" \
     "... the message names libxml2"
 is "$(wc -l < err)" 1 "... on one line"
 
@@ -95,7 +95,7 @@ XML
 sed -i "s|DISK|$T/a.qcow2|" dom.xml
 nolib clone --original-xml dom.xml --auto-clone --print-xml
 is "$RC" 1 "clone without libxml2: exit 1"
-like "$(cat err)" "XML and URI parsing needs libxml2.so.2" "... the message names libxml2"
+like "$(< err)" "XML and URI parsing needs libxml2.so.2" "... the message names libxml2"
 is "$(wc -l < err)" 1 "... on one line"
 kimg clone --original-xml dom.xml --auto-clone --print-xml
 is "$RC" 0 "clone with libxml2: --print-xml works"
@@ -108,7 +108,7 @@ nocrypto() { LD_LIBRARY_PATH=$T/bogus-crypto kimg "$@"; }
 # one_line NAME REGEX: exit 1 and $T/err one line matching REGEX
 one_line() {
     is "$RC" 1 "$1: exit 1"
-    like "$(cat err)" "$2" "... the message names what needs which library"
+    like "$(< err)" "$2" "... the message names what needs which library"
     is "$(wc -l < err)" 1 "... on one line"
 }
 why="needs libcrypto\.so\.3, which could not be loaded: $T/bogus-crypto/libcrypto\.so\.3: file too short\$"
@@ -118,7 +118,7 @@ one_line "a LUKS image with its key, no libcrypto" \
 nocrypto compare "${key[@]}" --image-opts driver=qcow2,encrypt.key-secret=s,file.filename=lq.qcow2 \
     driver=qcow2,encrypt.key-secret=s,file.filename=lq.qcow2
 is "$RC" 2 "compare of a LUKS qcow2 image, no libcrypto: exit 2 (compare's error status)"
-like "$(cat err)" "^kimg: Could not open '[^']*lq\.qcow2': LUKS encryption $why" "... naming libcrypto"
+like "$(< err)" "^kimg: Could not open '[^']*lq\.qcow2': LUKS encryption $why" "... naming libcrypto"
 is "$(wc -l < err)" 1 "... on one line"
 nocrypto convert "${key[@]}" --image-opts driver=qcow2,encrypt.key-secret=s,file.filename=aes.qcow2 \
     -O raw aes.raw

@@ -34,7 +34,7 @@ for v in 1.1 0.10; do
     cp "k$v/img.qcow2" "q$v/img.qcow2"
     for n in "${names[@]}"; do
         kimg snapshot -c "$n" "k$v/img.qcow2"
-        [ "$RC" = 0 ] || fail "compat $v: kimg snapshot -c '$n'" "exit $RC: $(cat "$T/err")"
+        [ "$RC" = 0 ] || fail "compat $v: kimg snapshot -c '$n'" "exit $RC: $(< "$T/err")"
         qemu-img snapshot -c "$n" "q$v/img.qcow2"
     done
     pass "compat $v: ${#names[@]} snapshots created by kimg"

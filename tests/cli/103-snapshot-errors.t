@@ -36,9 +36,9 @@ for args in "" "-l s.qcow2 s.qcow2" "-l -c x s.qcow2" "-a first -d first s.qcow2
     err_line "snapshot $args"
 done
 refused "-a nosuch" s.qcow2 -a nosuch
-like "$(cat "$T/err")" "Could not apply snapshot 'nosuch'" "-a nosuch: qemu-img's message"
+like "$(< "$T/err")" "Could not apply snapshot 'nosuch'" "-a nosuch: qemu-img's message"
 refused "-d nosuch" s.qcow2 -d nosuch
-is "$(cat "$T/err")" "kimg: Could not delete snapshot 'nosuch': snapshot not found" "-d nosuch: qemu-img's message"
+is "$(< "$T/err")" "kimg: Could not delete snapshot 'nosuch': snapshot not found" "-d nosuch: qemu-img's message"
 refused "-a 3 (no such ID or name)" s.qcow2 -a 3
 
 # raw: nothing to snapshot
@@ -52,7 +52,7 @@ done
 # refcounts that cannot hold one more reference
 cp "$FX/rb1.qcow2" r.qcow2
 refused "refcount_bits=1: -c" r.qcow2 -c x
-like "$(cat "$T/err")" "refcount_bits=1" "refcount_bits=1: the message names the refcount width"
+like "$(< "$T/err")" "refcount_bits=1" "refcount_bits=1: the message names the refcount width"
 qemu-img create -q -f qcow2 -o refcount_bits=1 r0.qcow2 1M
 kimg snapshot -c x r0.qcow2
 is "$RC" 0 "refcount_bits=1, nothing allocated: -c works (nothing to share), as qemu-img"
@@ -79,7 +79,7 @@ is "$RC" 0 "disabled bitmap: -c works"
 ok "disabled bitmap: clean after -c" check_clean bm.qcow2
 like "$(qemu-img info bm.qcow2)" "name: b1" "disabled bitmap: kept by -c"
 refused "bitmap: -a" bm.qcow2 -a x
-is "$(cat "$T/err")" "kimg: Could not apply snapshot 'x': Device has active dirty bitmaps" \
+is "$(< "$T/err")" "kimg: Could not apply snapshot 'x': Device has active dirty bitmaps" \
     "bitmap: -a: qemu-img's message"
 kimg snapshot -d x bm.qcow2
 is "$RC" 0 "disabled bitmap: -d works"
@@ -104,7 +104,7 @@ for a in "-c x" "-a first" "-d first" "-l"; do
     kimg snapshot $a held.qcow2
     is "$RC" 1 "held image: snapshot $a: exit 1"
     err_line "held image: snapshot $a"
-    like "$(cat "$T/err")" "[Ll]ock" "held image: snapshot $a: the error is about the lock"
+    like "$(< "$T/err")" "[Ll]ock" "held image: snapshot $a: the error is about the lock"
 done
 oracle "held image: -U -l" snapshot -U -l held.qcow2
 echo quit >&3; exec 3>&-; wait "$io_pid" 2> /dev/null

@@ -14,6 +14,7 @@
 # make check: a third of the damaged images get every command (lib.sh
 # sampled), every kind of damage among them; check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 fixtures
 cd "$T"
 cp "$FX/snap.qcow2" base.qcow2

@@ -94,7 +94,7 @@ for a in "-d s4" "-c x" "-a s4"; do
     kimg snapshot $a shared.qcow2
     is "$RC" 1 "65535 snapshots naming one 32 MiB L1 table: $a refused (not 124: hung)"
     err_line "shared L1 table: $a"
-    like "$(cat "$T/err")" "overlap" "shared L1 table: $a: says the L1 tables overlap"
+    like "$(< "$T/err")" "overlap" "shared L1 table: $a: says the L1 tables overlap"
 done
 is "$(sha shared.qcow2)" "$before" "shared L1 table: file unchanged"
 done_testing

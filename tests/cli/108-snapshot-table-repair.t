@@ -183,8 +183,8 @@ refusal() {
     qimg "$@" q.qcow2; kimg "$@" w.qcow2
     is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's"
     err_line "$name"
-    grep -q "${QWANT-$want}" "$T/qerr" || fail "$name: qemu-img says '${QWANT-$want}'" "$(cat "$T/qerr")"
-    like "$(cat "$T/err")" "$want" "$name: kimg says '$want'"
+    grep -q "${QWANT-$want}" "$T/qerr" || fail "$name: qemu-img says '${QWANT-$want}'" "$(< "$T/qerr")"
+    like "$(< "$T/err")" "$want" "$name: kimg says '$want'"
     is "$(sha w.qcow2)" "$before" "$name: file unchanged"
 }
 refusal "big: snapshot -a 1" big.qcow2 "Snapshot L1 table too large" snapshot -a 1

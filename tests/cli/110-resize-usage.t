@@ -20,14 +20,14 @@ case_() {
     rm -rf q k; mkdir q k; cp base.qcow2 q/img.qcow2; cp base.qcow2 k/img.qcow2
     QRC=0; (cd q && qemu-img resize "$@") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize "$@") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "kimg: $(cat err)"
+    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "kimg: $(< err)"
     is_file out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
         is "$(sha k/img.qcow2)" "$(sha base.qcow2)" "$name: image unchanged"
         [ -n "${NOMSG:-}" ] && return
         local want; want=$(grep -v '^Try ' qerr | head -1 | sed 's/^qemu-img: //')
-        like "$(cat err)" "$(printf '%s' "$want" | sed 's/[][\\.*^$(){}+?|]/\\&/g')" \
+        like "$(< err)" "$(printf '%s' "$want" | sed 's/[][\\.*^$(){}+?|]/\\&/g')" \
             "$name: message as qemu-img's"
     else
         is "$(qemu-img info --output=json k/img.qcow2 | grep '"virtual-size"')" \
@@ -69,7 +69,7 @@ case_ "extra argument"           img.qcow2 1M extra
 # not enough arguments: qemu-img's message, exit 1
 kimg resize img.qcow2
 is "$RC" 1 "no size: exit 1"; err_line "no size"
-like "$(cat "$T/err")" "Not enough arguments" "no size: qemu-img's message"
+like "$(< "$T/err")" "Not enough arguments" "no size: qemu-img's message"
 kimg resize
 is "$RC" 1 "no arguments: exit 1"; err_line "no arguments"
 kimg resize --object foo base.qcow2 1M
@@ -78,5 +78,5 @@ kimg resize --image-opts base.qcow2 1M
 is "$RC" 1 "--image-opts refused"; err_line "--image-opts"
 kimg resize -h
 is "$RC" 0 "-h: exit 0"
-like "$(cat "$T/out")" "resize .*--shrink" "-h: synopsis"
+like "$(< "$T/out")" "resize .*--shrink" "-h: synopsis"
 done_testing

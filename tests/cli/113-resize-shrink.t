@@ -22,7 +22,7 @@ shrink() {
     twins "$img"
     QRC=0; (cd q && qemu-img resize --shrink "$img" -- "$size") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize --shrink "$img" -- "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     [ "$QRC" -eq 0 ] || return 0
     local drop=actual-size,offset
@@ -67,7 +67,7 @@ before=$(sha v2snap.qcow2)
 for args in "--shrink v2snap.qcow2 1M" "v2snap.qcow2 8M"; do
     oracle "v2 with snapshots: resize $args" resize $args
     err_line "v2 with snapshots: resize $args"
-    like "$(cat "$T/err")" "Can't resize a v2 image which has snapshots" "v2 with snapshots: qemu-img's message"
+    like "$(< "$T/err")" "Can't resize a v2 image which has snapshots" "v2 with snapshots: qemu-img's message"
     is "$(sha v2snap.qcow2)" "$before" "v2 with snapshots: unchanged"
 done
 

@@ -17,7 +17,7 @@ raw_case() {
     rm -rf q k; mkdir q k; cp "$FX/$img" q/; cp "$FX/$img" k/
     QRC=0; (cd q && qemu-img resize "$@" "$img" -- "$size") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize "$@" "$img" -- "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     is "$(stat -c %s k/"$img")" "$(stat -c %s q/"$img")" "$name: file size as qemu-img's"
     ok "$name: bytes as qemu-img's" cmp -s k/"$img" q/"$img"
@@ -47,7 +47,7 @@ done
 cp "$FX/holes.raw" p.raw
 kimg resize p.raw +1M
 is "$RC" 0 "probed raw: resized"
-is "$(cat "$T/out")" "Image resized." "probed raw: stdout"
+is "$(< "$T/out")" "Image resized." "probed raw: stdout"
 like "$(head -1 "$T/err")" "^WARNING: Image format was not specified for 'p.raw' and probing guessed raw" \
     "probed raw: qemu-img's warning"
 is "$(stat -c %s p.raw)" $((5 * 1024 * 1024)) "probed raw: new size"

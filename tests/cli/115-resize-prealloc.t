@@ -23,7 +23,7 @@ pcase() {
     vs0=$(qemu-img info --output=json "$FX/$img" | sed -n 's/^    "virtual-size": \([0-9]*\),/\1/p')
     QRC=0; (cd q && qemu-img resize --preallocation="$mode" "$img" "$size") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize --preallocation="$mode" "$img" "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     [ "$QRC" -eq 0 ] || return 0
     twin_state "$name" "$img" actual-size,offset,zero resize

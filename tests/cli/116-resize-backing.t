@@ -32,11 +32,11 @@ bcase() {
     cp "$img" q/; cp "$img" k/; ln -s ../base.raw q/base.raw; ln -s ../base.raw k/base.raw
     QRC=0; (cd q && qemu-img resize "$@" "$img" "$size") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize "$@" "$img" "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
-        like "$(cat err)" "$(sed -n '1s/^qemu-img: //p' qerr)" "$name: qemu-img's message"
+        like "$(< err)" "$(sed -n '1s/^qemu-img: //p' qerr)" "$name: qemu-img's message"
         ok "$name: clean" check_clean k/"$img"
         is "$(qemu-img info --output=json k/"$img" | grep '"virtual-size"')" \
            "$(qemu-img info --output=json "$img" | grep '"virtual-size"')" "$name: size unchanged"

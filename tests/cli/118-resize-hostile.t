@@ -4,6 +4,7 @@
 # a hang) whether the image grows or shrinks; a damaged image that does
 # resize stays no worse in qemu-img check than it was.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 
 qemu-img create -q -f qcow2 -o cluster_size=4k good.qcow2 4M
 qemu-io -f qcow2 -c "write -P 0x11 0 4M" good.qcow2 > /dev/null

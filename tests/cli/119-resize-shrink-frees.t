@@ -43,7 +43,7 @@ shrink() {
     cp "$img" q.qcow2; cp "$img" k.qcow2
     QRC=0; qemu-img resize -q --shrink q.qcow2 "$size" > qout 2>&1 || QRC=$?
     RC=0; "$KIMG" resize -q --shrink k.qcow2 "$size" > out 2>&1 || RC=$?
-    is "$RC/$(cat out)" "$QRC/$(cat qout)" "$name: exit code and output as qemu-img's" || return 0
+    is "$RC/$(< out)" "$QRC/$(< qout)" "$name: exit code and output as qemu-img's" || return 0
     qemu-img check k.qcow2 > kc 2>&1; local kcrc=$?
     qemu-img check q.qcow2 > qc 2>&1
     is "$kcrc" 0 "$name: qemu-img check clean, no leaks"

@@ -22,14 +22,14 @@ case_() {
     cp base.qcow2 q/img.qcow2; cp base.qcow2 k/img.qcow2; cp base.raw q/img.raw; cp base.raw k/img.raw
     QRC=0; (cd q && qemu-img amend "$@") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" amend "$@") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "kimg: $(cat err)"
+    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "kimg: $(< err)"
     is_file out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
         is "$(sha k/img.qcow2)" "$(sha base.qcow2)" "$name: image unchanged"
         [ -n "${NOMSG:-}" ] && return
         local want; want=$(grep -v '^Try ' qerr | head -1 | sed 's/^qemu-img: //')
-        like "$(cat err)" "$(printf '%s' "$want" | sed 's/[][\\.*^$(){}+?|]/\\&/g')" \
+        like "$(< err)" "$(printf '%s' "$want" | sed 's/[][\\.*^$(){}+?|]/\\&/g')" \
             "$name: message as qemu-img's"
     else
         ok "$name: kimg's image clean" check_clean k/img.qcow2
@@ -100,5 +100,5 @@ kimg amend --object foo -o compat=1.1 base.qcow2
 is "$RC" 1 "--object refused"; err_line "--object"
 kimg amend -h
 is "$RC" 0 "-h: exit 0"
-like "$(cat "$T/out")" "amend .*-o options" "-h: synopsis"
+like "$(< "$T/out")" "amend .*-o options" "-h: synopsis"
 done_testing

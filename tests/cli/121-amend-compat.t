@@ -34,13 +34,13 @@ amend_case() {
     twins "$img"
     QRC=0; (cd q && qemu-img amend -o "$o" "$img") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" amend -o "$o" "$img") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
         # (open errors are worded kimg's way)
         grep -q "^qemu-img: Could not open" qerr ||
-            like "$(cat err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
+            like "$(< err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
         is "$(sha k/"$img")" "$(sha "src/$img")" "$name: image unchanged"
         return
     fi

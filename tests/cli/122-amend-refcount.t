@@ -20,12 +20,12 @@ amend_case() {
     twins "$img"
     QRC=0; (cd q && qemu-img amend -o "$o" "$img") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" amend -o "$o" "$img") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
         grep -q "^qemu-img: Could not open" qerr ||
-            like "$(cat err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
+            like "$(< err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
         is "$(sha k/"$img")" "$(sha "$FX/$img")" "$name: image unchanged"
         return
     fi
@@ -48,7 +48,7 @@ self_case() {
     local img=$1 bits=$2 name="amend -o refcount_bits=$2 $1 (kimg alone)"
     twins "$img"
     RC=0; (cd k && "$KIMG" amend -o refcount_bits="$bits" "$img") > out 2> err || RC=$?
-    is "$RC" 0 "$name: exit 0" || diag "$(cat err)"
+    is "$RC" 0 "$name: exit 0" || diag "$(< err)"
     ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
     like "$(qemu-img info --output=json k/"$img")" "\"refcount-bits\": $bits," "$name: refcount bits $bits"
     flat k "$img" k.raw; (cd "$FX" && qemu-img convert -O raw "$img" "$T/o.raw")

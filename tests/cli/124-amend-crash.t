@@ -26,7 +26,7 @@ crash_loop() {
         rc=0; KIMG_CRASH_AFTER=$n "$KIMG" amend -o "$o" img > /dev/null 2> err || rc=$?
         [ "$rc" -eq 0 ] && break
         if [ "$rc" -ne 222 ]; then
-            fail "$name: crash point $n: exit $rc, not the injected crash" "$(cat err)"; return
+            fail "$name: crash point $n: exit $rc, not the injected crash" "$(< err)"; return
         fi
         crashes=$((crashes + 1))
         local crc=0; qemu-img check -q img > /dev/null 2>&1 || crc=$?

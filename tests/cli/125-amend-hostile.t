@@ -8,6 +8,7 @@
 # make check: a third of the damage x option cases, of the damaged v2
 # images and of the hostile bitmaps (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 
 qemu-img create -q -f qcow2 -o cluster_size=4k good.qcow2 4M
 qemu-io -f qcow2 -c "write -P 0x11 0 2M" -c "write -z 64k 8k" -c "write -z 1M 4k" good.qcow2 > /dev/null

@@ -68,7 +68,7 @@ rebase_case() {
     for d in q k; do cp o.orig $d/$img; done
     (cd q && eval "qemu-img rebase $args $img") > /dev/null 2>&1 || { fail "$name: qemu-img itself refused"; return; }
     (cd k && eval "\"$KIMG\" rebase $args $img") > out 2> err; RC=$?
-    is "$RC" 0 "$name: exit 0" || diag "$(cat err)"
+    is "$RC" 0 "$name: exit 0" || diag "$(< err)"
     is "$(info_norm k $img)" "$(info_norm q $img)" "$name: qemu-img info as for qemu-img's"
     (cd k && check_clean_alone "$img") && pass "$name: check clean" || fail "$name: check clean"
     is "$(exts k/$img)" "$(exts q/$img)" "$name: header extensions and name as qemu-img's"
@@ -137,11 +137,11 @@ is "$RC" 1 "1024-byte name: exit 1"; err_line "1024-byte name"
 qemu-img create -q -f qcow2 -o cluster_size=512 s.qcow2 1M
 kimg rebase -u -b "$(printf 'x%.0s' $(seq 1 600))" -F qcow2 s.qcow2
 is "$RC" 1 "name longer than the header cluster: exit 1"; err_line "name does not fit"
-like "$(cat "$T/err")" "No space left in the file header" "name does not fit: qemu-img's reason"
+like "$(< "$T/err")" "No space left in the file header" "name does not fit: qemu-img's reason"
 ok "name does not fit: image untouched and clean" check_clean s.qcow2
 kimg rebase -u -b b.qcow2 e.qcow2
 is "$RC" 1 "-b without -F: exit 1 (qemu-img 7.2)"; err_line "-b without -F"
-like "$(cat "$T/err")" "backing format must be specified" "-b without -F: qemu-img's reason"
+like "$(< "$T/err")" "backing format must be specified" "-b without -F: qemu-img's reason"
 kimg rebase e.qcow2
 is "$RC" 1 "no -b and no -u: exit 1"; err_line "no -b and no -u"
 # -F names a format qemu-img does not know: refused (else qemu could not
@@ -149,7 +149,7 @@ is "$RC" 1 "no -b and no -u: exit 1"; err_line "no -b and no -u"
 for a in "-u -b b.qcow2 -F nope" "-u -F nope" "-b b.qcow2 -F nope"; do
     kimg rebase $a e.qcow2
     is "$RC" 1 "rebase $a: exit 1 (qemu-img 7.2)"; err_line "rebase $a"
-    is "$(cat "$T/err")" "kimg: Invalid format name: 'nope'" "rebase $a: qemu-img's message"
+    is "$(< "$T/err")" "kimg: Invalid format name: 'nope'" "rebase $a: qemu-img's message"
 done
 kimg rebase -u -b b.qcow2 -F vmdk e.qcow2
 is "$RC" 0 "-u -F vmdk (a format qemu knows): stored, as qemu-img does"
@@ -174,7 +174,7 @@ cp ../o.orig l.qcow2
 hold_lock l.qcow2
 kimg rebase -u -b b.qcow2 -F qcow2 l.qcow2
 is "$RC" 1 "image in use: exit 1"; err_line "image in use"
-like "$(cat "$T/err")" 'lock' "image in use: names the lock"
+like "$(< "$T/err")" 'lock' "image in use: names the lock"
 cd ..
 
 # Crash at every file change: the header reads as the old or the new one.

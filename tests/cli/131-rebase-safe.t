@@ -39,7 +39,7 @@ case_() {
     qemu-img convert -O raw k/o.qcow2 want.raw
     (cd q && eval "qemu-img rebase $args o.qcow2") > /dev/null 2>&1 || { fail "$name: qemu-img itself refused"; return; }
     (cd k && eval "\"$KIMG\" rebase $args o.qcow2") > out 2> err; RC=$?
-    is "$RC" 0 "$name: exit 0" || { diag "$(cat err)"; return; }
+    is "$RC" 0 "$name: exit 0" || { diag "$(< err)"; return; }
     ok "$name: content unchanged" qemu_oracle_compare k/o.qcow2 want.raw
     ok "$name: content as qemu-img's result" qemu_oracle_compare k/o.qcow2 q/o.qcow2
     ok "$name: check clean" check_clean k/o.qcow2
@@ -132,7 +132,7 @@ ok "-p -q: rebased" test "$(qemu-img info k/o.qcow2 | grep -c 'backing file: b.q
 rm -rf k; mk k; cd k; cp o.qcow2 o.orig
 kimg rebase -b nosuch.qcow2 -F qcow2 o.qcow2
 is "$RC" 1 "missing new backing: exit 1"; err_line "missing new backing"
-like "$(cat "$T/err")" "Could not open new backing file 'nosuch.qcow2'" "missing new backing: qemu-img's words"
+like "$(< "$T/err")" "Could not open new backing file 'nosuch.qcow2'" "missing new backing: qemu-img's words"
 kimg rebase -b b.qcow2 o.qcow2
 is "$RC" 1 "safe -b without -F: exit 1"; err_line "safe -b without -F"
 kimg rebase -b o.qcow2 -F qcow2 o.qcow2
@@ -144,7 +144,7 @@ kimg rebase -b b.qcow2 -F vmdk o.qcow2
 is "$RC" 1 "unknown -F format: exit 1"; err_line "unknown -F"
 kimg rebase -T bogus -b b.qcow2 -F qcow2 o.qcow2
 is "$RC" 1 "bad -T: exit 1"; err_line "bad -T"
-like "$(cat "$T/err")" "Invalid source cache option: bogus" "bad -T: qemu-img's words"
+like "$(< "$T/err")" "Invalid source cache option: bogus" "bad -T: qemu-img's words"
 ok "after the errors the overlay is untouched" cmp o.qcow2 o.orig
 # the new backing in use by a writer
 hold_lock b.qcow2

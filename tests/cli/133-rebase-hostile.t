@@ -6,6 +6,7 @@
 # marked corrupt, one "kimg: " line), the L1 table and the content
 # unchanged.  Twins: q/ by qemu-img, k/ by kimg.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 
 qemu-img create -q -f qcow2 old.qcow2 4M
 qemu-io -c "write -P 0x11 0 4M" old.qcow2 > /dev/null
@@ -25,7 +26,7 @@ for what in "L1 table:$l1" "refcount table:$rt"; do
     cd k; kimg rebase -b new.qcow2 -F qcow2 o.qcow2; cd ..
     is "$RC" "$qrc" "refcount block on the $name: exit $qrc as qemu-img's"
     err_line "refcount block on the $name"
-    like "$(cat "$T/err")" "overlaps" "refcount block on the $name: says it overlaps metadata"
+    like "$(< "$T/err")" "overlaps" "refcount block on the $name: says it overlaps metadata"
     ok "refcount block on the $name: L1 table unchanged" \
         cmp <(dd if=k/o.qcow2 bs=$cs skip=$((l1 / cs)) count=1 2> /dev/null) \
             <(dd if=o.orig bs=$cs skip=$((l1 / cs)) count=1 2> /dev/null)

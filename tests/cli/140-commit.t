@@ -44,7 +44,7 @@ case_() {
     qemu-img convert -O raw k/top.qcow2 want.raw
     (cd q && eval "qemu-img commit $args top.qcow2") > qout 2>&1 || { fail "$name: qemu-img itself refused"; return; }
     (cd k && eval "\"$KIMG\" commit $args top.qcow2") > out 2> err; RC=$?
-    is "$RC" 0 "$name: exit 0" || { diag "$(cat err)"; return; }
+    is "$RC" 0 "$name: exit 0" || { diag "$(< err)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     ok "$name: the top reads as before" qemu_oracle_compare k/top.qcow2 want.raw
     for f in $(files); do
@@ -132,7 +132,7 @@ before=$(sha_all)
 qemu-img create -q -f qcow2 lone.qcow2 1M
 kimg commit lone.qcow2
 is "$RC" 1 "no backing file: exit 1"; err_line "no backing file"
-like "$(cat "$T/err")" "Image does not have a backing file" "no backing file: qemu-img's words"
+like "$(< "$T/err")" "Image does not have a backing file" "no backing file: qemu-img's words"
 qemu-img create -q -f raw r.raw 1M
 kimg commit -f raw r.raw
 is "$RC" 1 "raw image: exit 1"; err_line "raw image"
@@ -140,7 +140,7 @@ kimg commit nosuch.qcow2
 is "$RC" 1 "missing image: exit 1"; err_line "missing image"
 kimg commit -b nosuch.qcow2 top.qcow2
 is "$RC" 1 "-b not in the chain: exit 1"; err_line "-b not in the chain"
-like "$(cat "$T/err")" "Did not find 'nosuch.qcow2' in the backing chain of 'top.qcow2'" "-b not in the chain: qemu-img's words"
+like "$(< "$T/err")" "Did not find 'nosuch.qcow2' in the backing chain of 'top.qcow2'" "-b not in the chain: qemu-img's words"
 kimg commit -b top.qcow2 top.qcow2
 is "$RC" 1 "-b the top itself: exit 1"; err_line "-b the top itself"
 kimg commit -r x top.qcow2
@@ -159,7 +159,7 @@ for f in top.qcow2 base.qcow2; do
     hold_lock $f
     kimg commit top.qcow2
     is "$RC" 1 "$f in use: exit 1"; err_line "$f in use"
-    like "$(cat "$T/err")" 'lock' "$f in use: names the lock"
+    like "$(< "$T/err")" 'lock' "$f in use: names the lock"
     kill $holder; wait $holder 2>/dev/null
 done
 is "$(sha_all)" "$before" "after the refusals the images are untouched"

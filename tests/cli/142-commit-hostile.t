@@ -9,6 +9,7 @@
 # did) and top and base read as qemu-img's twins.  The step-by-step
 # emptying kept for files too large to recount refuses the bogus entry.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 
 qemu-img create -q -f qcow2 base.orig 4M
 qemu-io -c "write -P 0x11 0 4M" base.orig > /dev/null
@@ -40,7 +41,7 @@ rm -rf k; mkdir k; cp base.orig k/base.qcow2; cp top.orig k/top.qcow2
 (cd k && set_l2 0 $(( l1 | (1 << 63) ))); cp k/top.qcow2 top.before
 cd k; KIMG_EMPTY_INCREMENTAL=1 kimg commit -q top.qcow2; cd ..
 is "$RC" 1 "L2 entry naming the L1 table, step by step: refused"; err_line "step by step"
-like "$(cat "$T/err")" "names metadata as data" "step by step: says why"
+like "$(< "$T/err")" "names metadata as data" "step by step: says why"
 is "$(cmp -l k/top.qcow2 top.before | awk '{print $1}' | tr '\n' ' ')" "80 " \
     "step by step: only the corrupt bit changed"
 case_ "refcount table entry naming the L1 table" put_be 8 top.qcow2 $rt $l1

@@ -33,7 +33,7 @@ matrix() {
         # shellcheck disable=SC2086
         if ! same "${args[@]}" $item; then
             bad=$((bad + 1))
-            [ "$bad" -le 3 ] && why+="$(cat "$T/why")"$'\n'
+            [ "$bad" -le 3 ] && why+="$(< "$T/why")"$'\n'
         fi
     done
     if [ "$bad" -eq 0 ]; then pass "$name ($n cases)"; else fail "$name: $bad of $n differ" "$why"; fi
@@ -154,7 +154,7 @@ fi
 bad() {
     local name=$1; shift
     same "$@" && pass "$name: exit code and stdout as qemu-img's" ||
-        fail "$name: exit code and stdout as qemu-img's" "$(cat "$T/why")"
+        fail "$name: exit code and stdout as qemu-img's" "$(< "$T/why")"
     kimg measure "$@"; err_line "$name"
 }
 bad "neither --size nor a file"
@@ -219,7 +219,7 @@ fi
 cp "$FX/v3.qcow2" cut.qcow2 && truncate -s 300000 cut.qcow2
 kimg measure -O qcow2 cut.qcow2
 err_line "source cut short"
-like "$(cat "$T/err")" "^kimg: cut.qcow2: " "source cut short: the message names the source"
+like "$(< "$T/err")" "^kimg: cut.qcow2: " "source cut short: the message names the source"
 # accepted by measure although create refuses them
 matrix "what measure does not refuse" -O qcow2 -- \
     "-o lazy_refcounts=on,compat=0.10 --size 1G" "-o extended_l2=on,compat=0.10 --size 1G" \

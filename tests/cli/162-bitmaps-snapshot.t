@@ -62,7 +62,7 @@ kin snapshot -l img.qcow2; is "$RC" 0 "snapshot -l: exit 0"
 sum=$(sha k/img.qcow2)
 kin snapshot -a s1 img.qcow2
 is "$RC" 1 "snapshot -a: refused"
-is "$(cat "$T/err")" "kimg: Could not apply snapshot 's1': Device has active dirty bitmaps" \
+is "$(< "$T/err")" "kimg: Could not apply snapshot 's1': Device has active dirty bitmaps" \
     "snapshot -a: qemu-img's message"
 is "$(sha k/img.qcow2)" "$sum" "snapshot -a: image unchanged"
 
@@ -90,7 +90,7 @@ sum=$(sha k/img.qcow2)
 kin resize img.qcow2 +1M
 qimg resize q/img.qcow2 +1M
 is "$RC:$QRC" "1:1" "resize with an in-use bitmap: refused by both"
-like "$(cat "$T/err")" "$(head -1 "$T/qerr" | sed 's/^qemu-img: //')" "resize: qemu-img's message"
+like "$(< "$T/err")" "$(head -1 "$T/qerr" | sed 's/^qemu-img: //')" "resize: qemu-img's message"
 is "$(sha k/img.qcow2)" "$sum" "resize refused: image unchanged"
 same "resize refused"
 

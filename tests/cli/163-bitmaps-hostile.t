@@ -11,6 +11,7 @@
 # between bitmaps, or with refcount 0).  An in-use bitmap's table is never read: a bad one does
 # not stop the write, and stays as it was.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 BMPY="$PY $KIMG_SRC/tests/cli/qcow2_bitmaps.py"
 
 qemu-img create -q -f qcow2 base.qcow2 4M &&

@@ -76,7 +76,7 @@ sum=$(sha u.qcow2)
 kimg resize -q u.qcow2 +1M
 qimg resize -q u.qcow2 +1M
 is "$RC:$QRC" "1:1" "in-use bitmap: both refuse"
-like "$(cat "$T/err")" "$(head -1 "$T/qerr" | sed 's/^qemu-img: //')" "in-use bitmap: qemu-img's message"
+like "$(< "$T/err")" "$(head -1 "$T/qerr" | sed 's/^qemu-img: //')" "in-use bitmap: qemu-img's message"
 is "$(sha u.qcow2)" "$sum" "in-use bitmap: image unchanged"
 
 # crashes
@@ -91,9 +91,9 @@ crash_loop() {  # crash_loop NAME SEED ARGS...
         cp orig.qcow2 c.qcow2
         rc=0; env ${lose[@]+"${lose[@]}"} KIMG_CRASH_AFTER=$n "$KIMG" resize -q c.qcow2 "$@" > /dev/null 2> err || rc=$?
         [ "$rc" -eq 0 ] && break
-        if [ "$rc" -ne 222 ]; then diag "N=$n: exit $rc: $(cat err)"; bad=1; break; fi
+        if [ "$rc" -ne 222 ]; then diag "N=$n: exit $rc: $(< err)"; bad=1; break; fi
         local crc=0; qemu-img check c.qcow2 > chk 2>&1 || crc=$?
-        if [ "$crc" -ne 0 ] && [ "$crc" -ne 3 ]; then diag "N=$n: check exit $crc"; diag "$(cat chk)"; bad=1; break; fi
+        if [ "$crc" -ne 0 ] && [ "$crc" -ne 3 ]; then diag "N=$n: check exit $crc"; diag "$(< chk)"; bad=1; break; fi
         local sz want
         sz=$(vsize c.qcow2)
         if [ "$sz" = "$oldsz" ]; then want=orig.qcow2; else want=q.qcow2; fi

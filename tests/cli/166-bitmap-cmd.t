@@ -163,7 +163,7 @@ done
 cp base.qcow2 k.qcow2
 kimg check k.qcow2
 qimg check k.qcow2
-is "$RC:$(cat "$T/out")" "$QRC:$(cat "$T/qout")" "check: an in-use bitmap is no error (as qemu-img)"
+is "$RC:$(< "$T/out")" "$QRC:$(< "$T/qout")" "check: an in-use bitmap is no error (as qemu-img)"
 kimg check -r leaks k.qcow2
 like "$(bitmaps k.qcow2)" "^used:65536:in-use,auto" "check -r leaks: the in-use bitmap stays"
 kimg check -r all k.qcow2
@@ -199,14 +199,14 @@ is "$(bitmaps k2.qcow2 | tr ' ' '\n' | grep -c '^io:')" 1 "--image-opts: the bit
 qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 4M
 kimg bitmap --add v2.qcow2 x
 is "$RC" 1 "v2 image: --add refused"
-like "$(cat "$T/err")" "Cannot store dirty bitmaps in qcow2 v2 files" "v2 image: qemu's reason"
+like "$(< "$T/err")" "Cannot store dirty bitmaps in qcow2 v2 files" "v2 image: qemu's reason"
 qemu-img create -q -f raw r.raw 1M
 kimg bitmap --add -f raw r.raw x
 is "$RC" 1 "raw: --add refused"
-like "$(cat "$T/err")" "Can't store persistent bitmaps" "raw: qemu's reason"
+like "$(< "$T/err")" "Can't store persistent bitmaps" "raw: qemu's reason"
 kimg bitmap --merge x -b r.raw -F raw k.qcow2 b0
 is "$RC" 1 "merge from a raw file: refused (no bitmap there)"
-like "$(cat "$T/err")" "Dirty bitmap 'x' not found" "merge from raw: qemu's reason"
+like "$(< "$T/err")" "Dirty bitmap 'x' not found" "merge from raw: qemu's reason"
 
 # a name from the command line reaches the terminal escaped
 kimg bitmap --remove k.qcow2 $'evil\e[31m'

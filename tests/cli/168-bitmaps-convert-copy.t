@@ -46,7 +46,7 @@ if ! qemu-img convert -t none -T none -f qcow2 -O qcow2 s.qcow2 probe.qcow2 2> /
     VDSM=(-p -f qcow2 -O qcow2 -o compat=1.1 --bitmaps --skip-broken-bitmaps)  # no O_DIRECT here
 fi
 twins "vdsm's line" "" "${VDSM[@]}" s.qcow2
-like "$(cat "$T/err")" "warning: Skipping inconsistent bitmap 'used'" "vdsm's line: the in-use bitmap skipped, said so"
+like "$(< "$T/err")" "warning: Skipping inconsistent bitmap 'used'" "vdsm's line: the in-use bitmap skipped, said so"
 is "$(dirty k.qcow2 "fine one")" "$(dirty q.qcow2 "fine one")" "vdsm's line: qemu reads kimg's copy as its own"
 twins "compressed" "" -c -O qcow2 --bitmaps --skip-broken-bitmaps s.qcow2
 twins "512-byte clusters" "" -O qcow2 -o cluster_size=512 --bitmaps --skip-broken-bitmaps s.qcow2
@@ -55,7 +55,7 @@ twins "-n into a target with its own bitmap" mk_target -n -O qcow2 --bitmaps --s
 mk_clash() { qemu-img create -q -f qcow2 "$1" 8M && qemu-img bitmap --add "$1" b0; }
 twins "-n into a target with the same name (refused after the data)" mk_clash \
     -n -O qcow2 --bitmaps --skip-broken-bitmaps s.qcow2
-like "$(cat "$T/err")" "Failed to create bitmap b0: Bitmap already exists: b0" "same name: qemu-img's message"
+like "$(< "$T/err")" "Failed to create bitmap b0: Bitmap already exists: b0" "same name: qemu-img's message"
 qemu-img create -q -f qcow2 -b s.qcow2 -F qcow2 top.qcow2
 qemu-img bitmap --add top.qcow2 topbm
 qemu-io -f qcow2 -c "write -P 0x21 6M 4k" top.qcow2 > /dev/null
@@ -78,9 +78,9 @@ for args in "--bitmaps -O qcow2 s.qcow2" "--bitmaps -O raw s.qcow2" \
     ok "convert $args: no output file" test ! -e out.img
 done
 kimg convert --bitmaps -O qcow2 s.qcow2 out.img
-like "$(cat "$T/err")" "Cannot copy inconsistent bitmap 'used'" "in-use bitmap: qemu-img's reason"
+like "$(< "$T/err")" "Cannot copy inconsistent bitmap 'used'" "in-use bitmap: qemu-img's reason"
 kimg convert --bitmaps -f raw -O qcow2 r.raw out.img
-like "$(cat "$T/err")" "Source lacks bitmap support" "raw source: qemu-img's reason"
+like "$(< "$T/err")" "Source lacks bitmap support" "raw source: qemu-img's reason"
 kimg convert --bitmaps --skip-broken-bitmaps -O raw s.qcow2 out.img
-like "$(cat "$T/err")" "Format driver 'raw' does not support bitmaps" "raw target: qemu-img's reason"
+like "$(< "$T/err")" "Format driver 'raw' does not support bitmaps" "raw target: qemu-img's reason"
 done_testing

@@ -13,8 +13,8 @@ require cryptsetup
 printf 'libvirt-generated-key' > KEYFILE
 mkdir POOL
 kimg create -f luks --object secret,id=VOL_encrypt0,file=KEYFILE -o key-secret=VOL_encrypt0 POOL/vol.img 16384K
-is "$RC" 0 "libvirt's create line succeeds" || diag "$(cat "$T/err")"
-is "$(cat "$T/out")" "Formatting 'POOL/vol.img', fmt=luks size=16777216 key-secret=VOL_encrypt0" \
+is "$RC" 0 "libvirt's create line succeeds" || diag "$(< "$T/err")"
+is "$(< "$T/out")" "Formatting 'POOL/vol.img', fmt=luks size=16777216 key-secret=VOL_encrypt0" \
    "the Formatting line as qemu-img's"
 for o in "info --output=json" "info"; do
     oracle "$o on kimg's volume" $o POOL/vol.img
@@ -29,8 +29,8 @@ ok "the written data is not stored in the clear" eval \
 ok "qemu-img check-free convert reads it" \
    qemu-img convert --object secret,id=s,file=KEYFILE --image-opts "$img_opts" -O raw plain.raw
 ok "cryptsetup luksDump reads the header" eval "cryptsetup luksDump POOL/vol.img > dump"
-like "$(cat dump)" "Cipher mode:.*xts-plain64" "cryptsetup: xts-plain64"
-like "$(cat dump)" "MK bits:.*512" "cryptsetup: 512-bit master key (aes-256-xts)"
+like "$(< dump)" "Cipher mode:.*xts-plain64" "cryptsetup: xts-plain64"
+like "$(< dump)" "MK bits:.*512" "cryptsetup: 512-bit master key (aes-256-xts)"
 ok "cryptsetup accepts the passphrase" cryptsetup open --test-passphrase --key-file KEYFILE POOL/vol.img
 printf 'wrong' > BAD
 ok "cryptsetup refuses another passphrase" eval "! cryptsetup open --test-passphrase --key-file BAD POOL/vol.img 2> /dev/null"
@@ -47,7 +47,7 @@ for opts in "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv" \
     for i in 1 2 3 4 5; do
         qemu-img create -q -f luks --object secret,id=s0,file=KEYFILE -o key-secret=s0,iter-time=10,$opts q.luks 1M 2> /dev/null && break
     done
-    is "$RC" 0 "create $opts" || diag "$(cat "$T/err")"
+    is "$RC" 0 "create $opts" || diag "$(< "$T/err")"
     qemu-img info --output=json q.luks | grep -v -e '"uuid"' -e '"iters"' -e '"master-key-iters"' -e '"filename"' -e 'actual-size' > q.json
     qemu-img info --output=json k.luks | grep -v -e '"uuid"' -e '"iters"' -e '"master-key-iters"' -e '"filename"' -e 'actual-size' > k.json
     is_file k.json q.json "$opts: the header as qemu-img's (but salts, uuid, iteration counts)"
@@ -59,10 +59,10 @@ done
 # (qemu-img 7.2's own luks measure fails now and then under load, so
 # the numbers it prints are written out: header area + size)
 kimg measure -O luks --object secret,id=s0,file=KEYFILE -o key-secret=s0 --size 1G
-is "$(cat "$T/out")" "required size: 1075810304
+is "$(< "$T/out")" "required size: 1075810304
 fully allocated size: 1075810304" "measure --size 1G as qemu-img's"
 kimg measure -O luks --object secret,id=s0,file=KEYFILE -o key-secret=s0,cipher-alg=aes-128 -f raw plain.raw
-is "$(cat "$T/out")" "required size: 17829888
+is "$(< "$T/out")" "required size: 17829888
 fully allocated size: 17829888" "measure of a 16 MiB source, aes-128-xts, as qemu-img's"
 kimg measure -O luks --size 1G
 err_line "measure without key-secret"
@@ -72,11 +72,11 @@ oracle "amend -o help" amend -f luks -o help POOL/vol.img
 # errors: no secret, an unknown secret: one line, exit 1, nothing created
 kimg create -f luks new.img 1M
 err_line "create without key-secret"
-like "$(cat "$T/err")" "Parameter 'key-secret' is required for cipher" "qemu's message"
+like "$(< "$T/err")" "Parameter 'key-secret' is required for cipher" "qemu's message"
 ok "no file left" test ! -e new.img
 kimg create -f luks -o key-secret=nope new.img 1M
 err_line "create with an unknown secret"
-like "$(cat "$T/err")" "No secret with id 'nope'" "qemu's message"
+like "$(< "$T/err")" "No secret with id 'nope'" "qemu's message"
 ok "no file left" test ! -e new.img
 kimg create -f luks --object secret,id=s0,file=KEYFILE -o key-secret=s0,cipher-alg=twofish-999 new.img 1M
 err_line "create with a bad cipher"

@@ -23,7 +23,7 @@ for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1
     oracle "$n: compare with the plain data" compare "${obj[@]}" "${io[@]}" driver=raw,file.filename=data.raw
     rm -f k.raw
     kimg convert "${obj[@]}" "${io[@]}" -O raw k.raw
-    is "$RC" 0 "$n: convert -O raw" || diag "$(cat "$T/err")"
+    is "$RC" 0 "$n: convert -O raw" || diag "$(< "$T/err")"
     ok "$n: converted data is the plain data" cmp -s k.raw data.raw
     kimg checksum "${obj[@]}" "${io[@]}"
     a=$(cut -d' ' -f1 "$T/out")
@@ -35,15 +35,15 @@ done
 rm -f t.luks
 qemu-img create -q "${obj[@]}" -f luks -o key-secret=s0,iter-time=10 t.luks 4M
 kimg convert -n -f raw "${obj[@]}" data.raw --target-image-opts driver=luks,key-secret=s0,file.filename=t.luks
-is "$RC" 0 "convert -n into a luks target" || diag "$(cat "$T/err")"
+is "$RC" 0 "convert -n into a luks target" || diag "$(< "$T/err")"
 ok "qemu-img reads kimg's writes" qemu-img compare -q "${obj[@]}" --image-opts \
     driver=luks,key-secret=s0,file.filename=t.luks driver=raw,file.filename=data.raw
 ok "no plain data in the file" eval "! grep -qF \"\$(head -c 64 data.raw | od -An -tx1 | head -1)\" <(od -An -tx1 t.luks)"
 # partial-sector writes through qemu-io's view of kimg's result
 kimg resize "${obj[@]}" --image-opts driver=luks,key-secret=s0,file.filename=t.luks 5M
-is "$RC" 0 "resize grows the volume" || diag "$(cat "$T/err")"
+is "$RC" 0 "resize grows the volume" || diag "$(< "$T/err")"
 qimg info --output=json t.luks
-like "$(cat "$T/qout")" '"virtual-size": 5242880' "qemu-img sees the new size"
+like "$(< "$T/qout")" '"virtual-size": 5242880' "qemu-img sees the new size"
 # convert -O luks into a new file: the target opens with its -o key-secret
 # (as qemu-img), and its zeros are written, not skipped (a new luks payload
 # decrypts to noise, not zeros)

@@ -18,12 +18,12 @@ opens() {   # opens KEYFILE: qemu-io reads the pattern with it
 am() { kimg amend "${objs[@]}" --image-opts driver=luks,key-secret=$1,file.filename=v.luks -o "$2"; }
 
 am s1 state=active,new-secret=s2,iter-time=10
-is "$RC" 0 "add a slot with a second secret" || diag "$(cat "$T/err")"
+is "$RC" 0 "add a slot with a second secret" || diag "$(< "$T/err")"
 ok "qemu opens with the first secret" opens k1
 ok "qemu opens with the second secret" opens k2
 ok "cryptsetup accepts the second secret" cryptsetup open --test-passphrase --key-file k2 v.luks
 am s2 state=active,new-secret=s3,keyslot=5,iter-time=10
-is "$RC" 0 "add keyslot=5" || diag "$(cat "$T/err")"
+is "$RC" 0 "add keyslot=5" || diag "$(< "$T/err")"
 qimg info --output=json v.luks
 is "$($PY -c 'import json,sys; print([s["active"] for s in json.load(open(sys.argv[1]))["format-specific"]["data"]["slots"]])' "$T/qout")" \
    "[True, True, False, False, False, True, False, False]" "slots 0, 1 and 5 active"
@@ -31,7 +31,7 @@ is "$($PY -c 'import json,sys; print([s["active"] for s in json.load(open(sys.ar
 before=$(sha v.luks)
 am s1 state=active,new-secret=s3,keyslot=0
 err_line "an active slot is not overwritten"
-like "$(cat "$T/err")" "Refusing to overwrite active keyslot 0" "qemu's message"
+like "$(< "$T/err")" "Refusing to overwrite active keyslot 0" "qemu's message"
 am s1 state=bogus
 err_line "a bad state"
 am s1 state=inactive,old-secret=s3,keyslot=1
@@ -39,12 +39,12 @@ err_line "keyslot and old-secret together"
 is "$(sha v.luks)" "$before" "refusals leave the volume unchanged"
 
 am s2 state=inactive,old-secret=s1
-is "$RC" 0 "remove the first secret's slot" || diag "$(cat "$T/err")"
+is "$RC" 0 "remove the first secret's slot" || diag "$(< "$T/err")"
 ok "qemu no longer opens with the first secret" eval "! opens k1"
 ok "cryptsetup refuses the first secret" eval "! cryptsetup open --test-passphrase --key-file k1 v.luks 2> /dev/null"
 ok "qemu still opens with the second secret" opens k2
 am s2 state=inactive,keyslot=5
-is "$RC" 0 "remove keyslot=5" || diag "$(cat "$T/err")"
+is "$RC" 0 "remove keyslot=5" || diag "$(< "$T/err")"
 ok "qemu no longer opens with the third secret" eval "! opens k3"
 am s2 state=inactive,keyslot=1
 err_line "the last active slot stays"

@@ -20,7 +20,7 @@ obj=(--object secret,id=s0,file=key --object "secret,id=s1,data=$SECRET")
 
 # leak_check NAME: neither stdout nor stderr holds the secret
 leak_check() {
-    if grep -q -e "$SECRET" -e "$(cat key.b64)" "$T/out" "$T/err" 2> /dev/null; then
+    if grep -q -e "$SECRET" -e "$(< key.b64)" "$T/out" "$T/err" 2> /dev/null; then
         fail "$1: the secret is not echoed" "$(grep -h -e "$SECRET" "$T/out" "$T/err" | head -2)"
     else
         pass "$1: the secret is not echoed"
@@ -44,7 +44,7 @@ write_case() {
     local name=$1; shift
     QRC=0; (cd q && qemu-img "$@" "${obj[@]}") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" "$@" "${obj[@]}") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "$(cat err)"
+    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "$(< err)"
     is_file out qout "$name: stdout as qemu-img's"
     leak_check "$name"
 }
@@ -117,7 +117,7 @@ for tail in "${SECRET#kimg-}" "${SECRET#kimg-}=x" "x..${SECRET#kimg-}=1"; do
     is "$RC" "$QRC" "--object '$spec': exit code $QRC as qemu-img's"
     err_line "--object '$spec'"
     leak_check "--object '$spec'"
-    like "$(cat "$T/err")" "after 'data'.*',,'" "--object '$spec': says how to write a comma"
+    like "$(< "$T/err")" "after 'data'.*',,'" "--object '$spec': says how to write a comma"
 done
 
 # a password with several commas: no later piece is named either
@@ -144,28 +144,28 @@ for tail in "keyid=k" "keyid=k,iv=abc" "keyid=k,iv=a!b" "keyid=k,iv=$IV"; do
 done
 qimg info --object "secret,id=k,data=x" --object "secret,id=s0,data=$CT,keyid=k,iv=$IV" base.qcow2
 kimg info --object "secret,id=k,data=x" --object "secret,id=s0,data=$CT,keyid=k,iv=$IV" base.qcow2
-is "$RC:$(cat "$T/err")" "$QRC:$(sed 's/^qemu-img/kimg/' "$T/qerr")" "keyid: a key not 32 bytes"
+is "$RC:$(< "$T/err")" "$QRC:$(sed 's/^qemu-img/kimg/' "$T/qerr")" "keyid: a key not 32 bytes"
 qimg info --object "secret,id=s0,data=x,keyid=k,iv=$IV" --object "secret,id=k,data=$K32,format=base64" base.qcow2
 kimg info --object "secret,id=s0,data=x,keyid=k,iv=$IV" --object "secret,id=k,data=$K32,format=base64" base.qcow2
-is "$RC:$(cat "$T/err")" "$QRC:$(sed 's/^qemu-img/kimg/' "$T/qerr")" "keyid: the key must come first"
+is "$RC:$(< "$T/err")" "$QRC:$(sed 's/^qemu-img/kimg/' "$T/qerr")" "keyid: the key must come first"
 
 # a duplicate id, in qemu-img's order (before data/file are checked)
 oracle "duplicate id" info --object "secret,id=s0,data=$SECRET" --object secret,id=s0 base.qcow2
-is "$(cat "$T/err")" "$(sed 's/^qemu-img/kimg/' "$T/qerr")" "duplicate id: qemu-img's message"
+is "$(< "$T/err")" "$(sed 's/^qemu-img/kimg/' "$T/qerr")" "duplicate id: qemu-img's message"
 leak_check "duplicate id"
 
 # help, as qemu-img prints it for secrets; exit 0 before anything else
 oracle "--object secret,help" info --object secret,help nosuch.qcow2
 oracle "--object secret,id=s0,help" info --object secret,id=s0,help nosuch.qcow2
 kimg info --object help nosuch.qcow2
-is "$RC:$(cat "$T/out")" "0:List of user creatable objects:
+is "$RC:$(< "$T/out")" "0:List of user creatable objects:
   secret" "--object help: the one type kimg takes"
 
 # other object types: one clear line
 for spec in tls-creds-x509,id=t0,dir=/tmp tls-creds-psk,id=t0 throttle-group,id=t0 secret_keyring,id=s0,serial=1; do
     kimg info --object "$spec" base.qcow2
     err_line "--object $spec"
-    like "$(cat "$T/err")" "^kimg: Object type '${spec%%,*}' is not supported: kimg takes only 'secret' objects$" \
+    like "$(< "$T/err")" "^kimg: Object type '${spec%%,*}' is not supported: kimg takes only 'secret' objects$" \
         "--object $spec: says what kimg takes"
 done
 kimg info --object '{"qom-type":"secret","id":"s0","data":"x"}' base.qcow2

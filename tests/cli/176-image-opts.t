@@ -84,7 +84,7 @@ EOF
 for s in "$BO,file.driver=ssh" "driver=file,filename=base.qcow2"; do
     kimg info --image-opts "$s"
     err_line "info --image-opts '$s'"
-    like "$(cat "$T/err")" "^kimg: Could not open '$s': .*(not supported|protocol)" \
+    like "$(< "$T/err")" "^kimg: Could not open '$s': .*(not supported|protocol)" \
         "info --image-opts '$s': says what kimg takes"
 done
 
@@ -98,12 +98,12 @@ for args in "info -f qcow2 --image-opts $BO" "check -f qcow2 --image-opts $BO" \
             "resize -f qcow2 --image-opts $BO 2M"; do
     before=$(sha base.qcow2)$(sha top.qcow2)
     qimg $args; kimg $args
-    is "$RC:$(cat "$T/err")" "$QRC:$(head -1 "$T/qerr" | sed 's/^qemu-img/kimg/')" \
+    is "$RC:$(< "$T/err")" "$QRC:$(head -1 "$T/qerr" | sed 's/^qemu-img/kimg/')" \
         "$args: exit code and message as qemu-img's"
     is "$(sha base.qcow2)$(sha top.qcow2)" "$before" "$args: nothing changed"
 done
 oracle "convert --target-image-opts without -n" convert --target-image-opts base.qcow2 "$BO"
-is "$(cat "$T/err")" "kimg: --target-image-opts requires use of -n flag" \
+is "$(< "$T/err")" "kimg: --target-image-opts requires use of -n flag" \
     "convert --target-image-opts without -n: qemu-img's message"
 oracle "convert -n -O with --target-image-opts" convert -n -O qcow2 --target-image-opts base.qcow2 "$BO"
 
@@ -119,7 +119,7 @@ twin_each() {
     for d in q k; do cp base.qcow2 top.qcow2 flat.raw $d/; done
     QRC=0; (cd q && qemu-img "$@") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" "$@") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "$(cat err)"
+    is "$RC" "$QRC" "$name: exit code $QRC as qemu-img's" || diag "$(< err)"
     is_file out qout "$name: stdout as qemu-img's"
     [ "$QRC" -eq 0 ] || is "$(sed 's/^kimg: //' err)" "$(head -1 qerr | sed 's/^qemu-img: //')" \
         "$name: qemu-img's message"

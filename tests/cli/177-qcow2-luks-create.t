@@ -52,7 +52,7 @@ kimg create -q -f qcow2 "${sec[@]}" -o $E,encrypt.iter-time=10 v3.qcow2 4M
 is "$RC" 0 "create v3 with encrypt.iter-time=10"
 ok "v3: qemu-img check with the key is clean" check_clean "${sec[@]}" --image-opts "$(kopen v3.qcow2)"
 qemu-io "${sec[@]}" --image-opts "$(kopen v3.qcow2)" -c 'read -P 0 0 4M' > qio 2>&1
-like "$(cat qio)" "read 4194304/4194304" "v3: qemu-io reads zeros through the key"
+like "$(< qio)" "read 4194304/4194304" "v3: qemu-io reads zeros through the key"
 for opt in encrypt.cipher-alg=aes-128 encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256 \
            encrypt.hash-alg=sha512 encrypt.hash-alg=sha1; do
     sampled || continue         # check: a third of the options; check-slow: the rest
@@ -60,7 +60,7 @@ for opt in encrypt.cipher-alg=aes-128 encrypt.cipher-mode=cbc,encrypt.ivgen-alg=
     kimg create -f qcow2 "${sec[@]}" -o $E,encrypt.iter-time=10,$opt o.qcow2 1M
     qimg create -f qcow2 "${sec[@]}" -o $E,encrypt.iter-time=10,$opt qo.qcow2 1M
     is "$RC" "$QRC" "create -o $opt: exit code as qemu-img's"
-    is "$(sed 's/qo.qcow2/o.qcow2/' "$T/qout")" "$(cat "$T/out")" "create -o $opt: Formatting line as qemu-img's"
+    is "$(sed 's/qo.qcow2/o.qcow2/' "$T/qout")" "$(< "$T/out")" "create -o $opt: Formatting line as qemu-img's"
     [ "$RC" = 0 ] && ok "create -o $opt: qemu-img check with the key is clean" \
         check_clean "${sec[@]}" --image-opts "$(kopen o.qcow2)"
 done
@@ -85,7 +85,7 @@ for o in "encrypt.format=luks" "encrypt.format=luks,encrypt.key-secret=nope"; do
 done
 kimg create -f qcow2 "${sec[@]}" -o encrypt.format=aes,encrypt.key-secret=sec0 r.qcow2 1M
 err_line "create -o encrypt.format=aes (legacy AES: not made)"
-like "$(cat "$T/err")" "AES-CBC encrypted qcow2 images is no longer supported" "legacy AES: says why"
+like "$(< "$T/err")" "AES-CBC encrypted qcow2 images is no longer supported" "legacy AES: says why"
 ok "legacy AES: no file left" test ! -e r.qcow2
 # -c into an encrypted target: refused (qemu-img refuses it at create;
 # into an existing one, -n, qemu-img 7.2 stores the compressed clusters
@@ -94,6 +94,6 @@ kimg create -q -f qcow2 "${sec[@]}" -o $E,encrypt.iter-time=10 n.qcow2 3M
 before=$(sha n.qcow2)
 kimg convert -c -n "${sec[@]}" --target-image-opts src.raw "$(kopen n.qcow2)"
 err_line "convert -c -n into an encrypted target"
-like "$(cat "$T/err")" "Compression and encryption not supported at the same time" "convert -c -n: qemu-img's message for -c with encryption"
+like "$(< "$T/err")" "Compression and encryption not supported at the same time" "convert -c -n: qemu-img's message for -c with encryption"
 is "$(sha n.qcow2)" "$before" "convert -c -n: the target unchanged"
 done_testing

@@ -72,7 +72,7 @@ oracle "check with the key" check "${sec[@]}" "${ko[@]}"
 oracle "check --output=json with the key" check --output=json "${sec[@]}" "${ko[@]}"
 kimg checksum "${sec[@]}" "${ko[@]}"; cut -d' ' -f1 "$T/out" > sum.enc
 kimg checksum -f raw q.raw
-is "$(cat sum.enc)" "$(cut -d' ' -f1 "$T/out")" "checksum of the encrypted image is the raw guest's"
+is "$(< sum.enc)" "$(cut -d' ' -f1 "$T/out")" "checksum of the encrypted image is the raw guest's"
 
 # re-encryption with another key, through kimg
 kimg create -q -f qcow2 "${sec[@]}" -o encrypt.format=luks,encrypt.key-secret=sec1,encrypt.iter-time=10 r.qcow2 7M
@@ -86,12 +86,12 @@ ok "re-encrypted: key 0 does not open it" test ! -e r0.raw
 before=$(sha q.qcow2)
 kimg convert --object secret,id=sec0,file=key2 --image-opts "$(kopen q.qcow2)" -O raw w.raw
 err_line "convert with a wrong key"
-like "$(cat "$T/err")" "Invalid password, cannot unlock any keyslot" "wrong key: qemu's message"
+like "$(< "$T/err")" "Invalid password, cannot unlock any keyslot" "wrong key: qemu's message"
 ok "wrong key: no output file" test ! -e w.raw
 oracle "compare with a wrong key" compare --object secret,id=sec0,file=key2 --image-opts "$(kopen q.qcow2)" "driver=raw,file.filename=q.raw"
 kimg convert -O raw q.qcow2 w.raw
 err_line "convert without a key"
-like "$(cat "$T/err")" "Could not open 'q.qcow2': Parameter 'encrypt.key-secret' is required for cipher" \
+like "$(< "$T/err")" "Could not open 'q.qcow2': Parameter 'encrypt.key-secret' is required for cipher" \
     "no key: qemu-img's message"
 ok "no key: no output file" test ! -e w.raw
 oracle "check without a key" check q.qcow2

@@ -26,6 +26,6 @@ for o in "" ",compat=0.10" ",cluster_size=4k"; do
     oracle "aes$o: map with the key" map --output=json "${sec[@]}" --image-opts "$(kopen a.qcow2)"
     kimg convert -O raw a.qcow2 n.raw
     err_line "aes$o without the key"
-    like "$(cat "$T/err")" "Parameter 'encrypt.key-secret' is required for cipher" "aes$o without the key: qemu's message"
+    like "$(< "$T/err")" "Parameter 'encrypt.key-secret' is required for cipher" "aes$o without the key: qemu's message"
 done
 done_testing

@@ -52,33 +52,33 @@ qemu-img convert "${objs[@]}" --image-opts "$(io a.qcow2 s0)" -O raw want.raw
 
 # ---- kimg amends, qemu reads -------------------------------------------------
 am a.qcow2 s0 encrypt.state=active,encrypt.new-secret=s1,encrypt.iter-time=10
-is "$RC" 0 "add a slot with a second secret" || diag "$(cat "$T/err")"
+is "$RC" 0 "add a slot with a second secret" || diag "$(< "$T/err")"
 is "$(slots a.qcow2)" 11000000 "slots 0 and 1 active"
 ok "qemu-io reads with the first key" opens a.qcow2 k0
 ok "qemu-io reads with the second key" opens a.qcow2 k1
 ok "qemu-img check is clean" qcheck a.qcow2 k1
 am a.qcow2 s1 encrypt.state=active,encrypt.new-secret=s2,encrypt.keyslot=6,encrypt.iter-time=10
-is "$RC" 0 "add encrypt.keyslot=6, opened with the second key" || diag "$(cat "$T/err")"
+is "$RC" 0 "add encrypt.keyslot=6, opened with the second key" || diag "$(< "$T/err")"
 is "$(slots a.qcow2)" 11000010 "slots 0, 1 and 6 active"
 ok "qemu-io reads with the third key" opens a.qcow2 k2
 
 before=$(sha a.qcow2)
 am a.qcow2 s0 encrypt.state=active,encrypt.new-secret=s2,encrypt.keyslot=0
 err_line "an active slot is not overwritten without --force"
-like "$(cat "$T/err")" "Refusing to overwrite active keyslot 0 - please erase it first" "qemu's message"
+like "$(< "$T/err")" "Refusing to overwrite active keyslot 0 - please erase it first" "qemu's message"
 am a.qcow2 s0 encrypt.state=inactive,encrypt.keyslot=1,encrypt.iter-time=10
 err_line "iter-time when erasing"
 is "$(sha a.qcow2)" "$before" "refusals leave the image unchanged"
 
 am a.qcow2 s2 encrypt.state=inactive,encrypt.old-secret=s0
-is "$RC" 0 "remove the first key's slot by its secret" || diag "$(cat "$T/err")"
+is "$RC" 0 "remove the first key's slot by its secret" || diag "$(< "$T/err")"
 is "$(slots a.qcow2)" 01000010 "slots 1 and 6 active"
 ok "qemu-io refuses the removed key" eval "! opens a.qcow2 k0"
 qemu-img check "${objs[@]}" --image-opts "$(io a.qcow2 s0)" > /dev/null 2> qerr
-like "$(cat qerr)" "Invalid password, cannot unlock any keyslot" "qemu-img: the removed key unlocks nothing"
+like "$(< qerr)" "Invalid password, cannot unlock any keyslot" "qemu-img: the removed key unlocks nothing"
 ok "qemu-io still reads with the second key" opens a.qcow2 k1
 am a.qcow2 s1 encrypt.state=inactive,encrypt.keyslot=6
-is "$RC" 0 "remove encrypt.keyslot=6" || diag "$(cat "$T/err")"
+is "$RC" 0 "remove encrypt.keyslot=6" || diag "$(< "$T/err")"
 ok "qemu-io refuses the third key" eval "! opens a.qcow2 k2"
 ok "qemu-img check is clean after the removals" qcheck a.qcow2 k1
 ok "kimg reads the same data with the remaining key" kopens a.qcow2 k1
@@ -91,13 +91,13 @@ ok "the image still opens with the remaining key" opens a.qcow2 k1
 # ---- --force over an active slot: the passphrase changed in place ------------
 mk f.qcow2
 am f.qcow2 s0 encrypt.state=active,encrypt.new-secret=s1,encrypt.keyslot=0,encrypt.iter-time=10 --force
-is "$RC" 0 "--force gives the only slot a new key" || diag "$(cat "$T/err")"
+is "$RC" 0 "--force gives the only slot a new key" || diag "$(< "$T/err")"
 is "$(slots f.qcow2)" 10000000 "still one slot, the temporary copy erased"
 ok "qemu-io reads with the new key" opens f.qcow2 k1
 ok "qemu-io refuses the old key" eval "! opens f.qcow2 k0"
 ok "qemu-img check is clean" qcheck f.qcow2 k1
 am f.qcow2 s1 encrypt.state=inactive,encrypt.keyslot=5 --force
-is "$RC" 0 "--force erases an inactive slot again, as qemu" || diag "$(cat "$T/err")"
+is "$RC" 0 "--force erases an inactive slot again, as qemu" || diag "$(< "$T/err")"
 
 # ---- qemu-img amends, kimg reads ---------------------------------------------
 mk b.qcow2
@@ -107,19 +107,19 @@ ok "kimg reads qemu-img's new slot" kopens b.qcow2 k2
 ok "kimg reads with the first key" kopens b.qcow2 k0
 qemu-img amend "${objs[@]}" --image-opts "$(io b.qcow2 s2)" -o encrypt.state=inactive,encrypt.old-secret=s0
 ok "kimg refuses the key qemu-img removed" eval "! kopens b.qcow2 k0"
-like "$(cat "$T/err")" "Invalid password, cannot unlock any keyslot" "kimg: the removed key unlocks nothing"
+like "$(< "$T/err")" "Invalid password, cannot unlock any keyslot" "kimg: the removed key unlocks nothing"
 kimg check "${objs[@]}" --image-opts "$(io b.qcow2 s2)"
 is "$RC" 0 "kimg check is clean"
 # and kimg amends again what qemu-img amended
 am b.qcow2 s2 encrypt.state=active,encrypt.new-secret=s1,encrypt.iter-time=10
-is "$RC" 0 "kimg adds a slot to qemu-img's image" || diag "$(cat "$T/err")"
+is "$RC" 0 "kimg adds a slot to qemu-img's image" || diag "$(< "$T/err")"
 is "$(slots b.qcow2)" 10010000 "the first free slot, 0, as qemu"
 ok "qemu-io reads with that key" opens b.qcow2 k1
 
 # ---- mixed with other amend options: the key slots first, as qemu -----------
 mk m.qcow2
 am m.qcow2 s0 encrypt.state=active,encrypt.new-secret=s1,encrypt.iter-time=10,lazy_refcounts=on
-is "$RC" 0 "key slot and lazy_refcounts together" || diag "$(cat "$T/err")"
+is "$RC" 0 "key slot and lazy_refcounts together" || diag "$(< "$T/err")"
 ok "qemu-io reads with the new key" opens m.qcow2 k1
 like "$(qemu-img info m.qcow2)" "lazy refcounts: true" "lazy refcounts on"
 am m.qcow2 s0 encrypt.state=active,encrypt.new-secret=s2,encrypt.iter-time=10,compat=0.10,lazy_refcounts=on

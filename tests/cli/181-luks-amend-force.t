@@ -37,7 +37,7 @@ mk() {
 
 mk v.luks
 am v.luks s1 -o state=active,new-secret=s2,keyslot=0,iter-time=10 --force
-is "$RC" 0 "--force gives the only slot a new passphrase" || diag "$(cat "$T/err")"
+is "$RC" 0 "--force gives the only slot a new passphrase" || diag "$(< "$T/err")"
 ok "cryptsetup luksDump accepts the volume" eval "cryptsetup luksDump v.luks > /dev/null"
 is "$(nslots v.luks)" 1 "cryptsetup sees one active slot (the copy erased)"
 like "$(cryptsetup luksDump v.luks)" "Key Slot 0: ENABLED" "slot 0 active"
@@ -49,19 +49,19 @@ ok "kimg and qemu-img read the same data with the new key" cmp -s k.raw q.raw
 
 # --force over an active slot when another slot holds the key too
 am v.luks s2 -o state=active,new-secret=s1,keyslot=3,iter-time=10
-is "$RC" 0 "a second slot" || diag "$(cat "$T/err")"
+is "$RC" 0 "a second slot" || diag "$(< "$T/err")"
 am v.luks s2 -o state=active,new-secret=s2,keyslot=3,iter-time=10 --force
-is "$RC" 0 "--force over slot 3" || diag "$(cat "$T/err")"
+is "$RC" 0 "--force over slot 3" || diag "$(< "$T/err")"
 is "$(nslots v.luks)" 2 "two active slots"
 ok "the first passphrase is gone" refused v.luks k1
 ok "the second opens" opens v.luks k2
 am v.luks s2 -o state=inactive,keyslot=5 --force
-is "$RC" 0 "--force erases an inactive slot, as qemu" || diag "$(cat "$T/err")"
+is "$RC" 0 "--force erases an inactive slot, as qemu" || diag "$(< "$T/err")"
 am v.luks s2 -o state=inactive,keyslot=3
-is "$RC" 0 "erase slot 3" || diag "$(cat "$T/err")"
+is "$RC" 0 "erase slot 3" || diag "$(< "$T/err")"
 am v.luks s2 -o state=inactive,keyslot=0 --force
 err_line "the last slot stays even with --force"
-like "$(cat "$T/err")" "Attempt to erase the only active keyslot 0" "qemu's words for it"
+like "$(< "$T/err")" "Attempt to erase the only active keyslot 0" "qemu's words for it"
 ok "the volume still opens" opens v.luks k2
 
 # qemu-img changes the passphrase with --force; kimg opens the result
@@ -71,7 +71,7 @@ kimg convert "${objs[@]}" --image-opts "$(io q.luks s2)" -O raw qk.raw
 is "$RC" 0 "kimg opens qemu-img's forced slot with the new key"
 kimg convert "${objs[@]}" --image-opts "$(io q.luks s1)" -O raw qk1.raw
 cat "$T/out" "$T/err" >> "$log"
-like "$(cat "$T/err")" "Invalid password, cannot unlock any keyslot" "and refuses the old one"
+like "$(< "$T/err")" "Invalid password, cannot unlock any keyslot" "and refuses the old one"
 
 # refusals word for word as qemu-img's, each on a fresh copy of a one-slot volume
 mk one.luks

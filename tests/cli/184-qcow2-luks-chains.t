@@ -38,7 +38,7 @@ for t in q k; do
     else kimg create -f qcow2 "${sec[@]}" -o $E1 -b eb0.qcow2 -F qcow2 o$t.qcow2; fi
 done
 is "$RC" "$QRC" "create -b over an encrypted base, no key for it: exit code as qemu-img's"
-is "$(sed s/ok.qcow2/oq.qcow2/ "$T/out")" "$(cat "$T/qout")" "create -b over an encrypted base: the Formatting line"
+is "$(sed s/ok.qcow2/oq.qcow2/ "$T/out")" "$(< "$T/qout")" "create -b over an encrypted base: the Formatting line"
 nosecret "create -b over an encrypted base"
 for t in q k; do
     qemu-io "${sec[@]}" --image-opts "$(kopen o$t.qcow2 sec1),backing.encrypt.key-secret=sec0" \
@@ -84,7 +84,7 @@ oracle "info, an image without a backing file, a backing.* option" info "${sec[@
 oracle "check, an image without a backing file, a backing.* option" check "${sec[@]}" --image-opts "driver=qcow2,file.filename=pb.qcow2,$B"
 kimg checksum "${sec[@]}" --image-opts "$o"; cut -d' ' -f1 "$T/out" > sum.enc
 kimg checksum -f raw o.raw
-is "$(cat sum.enc)" "$(cut -d' ' -f1 "$T/out")" "checksum of the two-key chain is its guest's"
+is "$(< sum.enc)" "$(cut -d' ' -f1 "$T/out")" "checksum of the two-key chain is its guest's"
 # the overlay's header names the base; backing.file.filename overrides it
 mkdir sub; cp eb0.qcow2 sub/moved.qcow2; mv eb0.qcow2 eb0.away
 oracle "the base moved, backing.file.filename names it" compare "${sec[@]}" --image-opts \
@@ -100,7 +100,7 @@ rbcase() {
     cp ov.qcow2 rq.qcow2; cp ov.qcow2 rk.qcow2
     qimg rebase "${sec[@]}" --image-opts "${o//@/rq.qcow2}" "$@"
     kimg rebase "${sec[@]}" --image-opts "${o//@/rk.qcow2}" "$@"
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "kimg: $(cat "$T/err") qemu-img: $(cat "$T/qerr")"
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "kimg: $(< "$T/err") qemu-img: $(< "$T/qerr")"
     is_file "$T/out" "$T/qout" "$name: stdout as qemu-img's"
     nosecret "$name"
     if [ "$QRC" != 0 ]; then
@@ -159,7 +159,7 @@ commit_both() {
     local name=$1 oq=$2 ok_=$3; shift 3
     qimg commit "${sec[@]}" --image-opts "$oq" "$@"
     kimg commit "${sec[@]}" --image-opts "$ok_" "${@//q.qcow2/k.qcow2}"
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "kimg: $(cat "$T/err") qemu-img: $(cat "$T/qerr")"
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "kimg: $(< "$T/err") qemu-img: $(< "$T/qerr")"
     is_file "$T/out" "$T/qout" "$name: stdout as qemu-img's"
     nosecret "$name"
 }

@@ -30,7 +30,7 @@ for pc in metadata falloc metadata,cluster_size=4k full,extended_l2=on full; do
         qimg create -f qcow2 "${sec[@]}" -o $E0,preallocation=$p$cs q.qcow2 3000000
         kimg create -f qcow2 "${sec[@]}" -o $E0,preallocation=$p$cs k.qcow2 3000000
         is "$RC" "$QRC" "$name: exit code as qemu-img's"
-        is "$(sed s/k.qcow2/q.qcow2/ "$T/out")" "$(cat "$T/qout")" "$name: the Formatting line"
+        is "$(sed s/k.qcow2/q.qcow2/ "$T/out")" "$(< "$T/qout")" "$name: the Formatting line"
         nosecret "$name"
         ok "$name: the guest reads zeros" qread "$(kopen k.qcow2)" 0 0 3000000
         ok "$name: qemu-img check clean" qemu-img check -q "${sec[@]}" --image-opts "$(kopen k.qcow2)"
@@ -121,7 +121,7 @@ cmp -s rk.qcow2 enc.qcow2; is $? 0 "check -r without the key: the file unchanged
 ncase() {
     local name=$1 tgt=$2 topts=$3; shift 3
     kimg convert -n "${sec[@]}" "$@" --target-image-opts "$topts"
-    is "$RC" 0 "convert -n $name: exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "convert -n $name: exit 0" || diag "$(< "$T/err")"
     nosecret "convert -n $name"
     ok "convert -n $name: the guest" qemu-img compare -q "${sec[@]}" --image-opts "$topts" "driver=raw,file.filename=src.raw"
     noplain "$tgt" "convert -n $name"
@@ -164,8 +164,8 @@ oracle "luks compare, the wrong key" compare --object secret,id=sec0,file=key2 -
 kimg checksum "${sec[@]}" --image-opts "$LO"; cut -d' ' -f1 "$T/out" > sum.l
 kimg checksum "${sec[@]}" --image-opts "$(kopen enc.qcow2)"; cut -d' ' -f1 "$T/out" > sum.e
 kimg checksum -f raw src.raw
-is "$(cat sum.l)" "$(cut -d' ' -f1 "$T/out")" "checksum of the luks image is its guest's"
-is "$(cat sum.e)" "$(cut -d' ' -f1 "$T/out")" "checksum of the encrypted qcow2 is its guest's"
+is "$(< sum.l)" "$(cut -d' ' -f1 "$T/out")" "checksum of the luks image is its guest's"
+is "$(< sum.e)" "$(cut -d' ' -f1 "$T/out")" "checksum of the encrypted qcow2 is its guest's"
 kimg checksum l.luks
 err_line "checksum of a luks image without the key"
 done_testing

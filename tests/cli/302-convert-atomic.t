@@ -9,7 +9,7 @@ echo "keep me" > existing.raw
 # a source that fails to open: nothing created, existing file untouched
 kimg convert -f raw -O raw nonexistent.raw existing.raw
 err_line "missing source"
-is "$(cat existing.raw)" "keep me" "existing target untouched after a failed open"
+is "$(< existing.raw)" "keep me" "existing target untouched after a failed open"
 kimg convert -f raw -O raw big.raw /nonexistent-dir/out.raw
 err_line "target folder missing"
 is "$(leftovers)" 0 "no temporary file left"
@@ -28,7 +28,7 @@ for sig in INT TERM; do
     kill -$sig $pid
     RC=0; wait $pid || RC=$?
     ok "SIG$sig ends convert by the signal (exit $RC)" test "$RC" -ge 128
-    is "$(cat existing.img)" "keep me" "SIG$sig: existing target untouched"
+    is "$(< existing.img)" "keep me" "SIG$sig: existing target untouched"
     is "$(leftovers)" 0 "SIG$sig: temporary output removed"
 done
 kimg convert -f raw -O qcow2 big.raw new.qcow2

@@ -52,7 +52,7 @@ is "$(wc -c < "$T/out")" 0 "-q silences -p"
 # writes through bounce buffers and must not change the file's length
 for fmt in qcow2 raw; do
     kimg convert -t none -T none -f raw -O $fmt a.raw direct.$fmt
-    is "$RC" 0 "-t none -T none -> $fmt" || diag "$(cat "$T/err")"
+    is "$RC" 0 "-t none -T none -> $fmt" || diag "$(< "$T/err")"
     ok "-t none -> $fmt identical" qemu_oracle_compare a.raw direct.$fmt
 done
 ok "-t none qcow2 output passes qemu-img check" check_clean direct.qcow2

@@ -19,7 +19,7 @@ for ct in zlib zstd; do
     for cs in 64k 2M; do
         name="-c $ct cluster_size=$cs"
         kimg convert -c -o compression_type=$ct,cluster_size=$cs -f raw -O qcow2 src.raw k.qcow2
-        is "$RC" 0 "$name: exit 0" || diag "$(cat "$T/err")"
+        is "$RC" 0 "$name: exit 0" || diag "$(< "$T/err")"
         ok "$name: reads identically in qemu-img" qemu_oracle_compare src.raw k.qcow2
         ok "$name: qemu-img check clean" check_clean k.qcow2
         qemu-img convert -c -o compression_type=$ct,cluster_size=$cs -f raw -O qcow2 src.raw q.qcow2
@@ -101,7 +101,7 @@ for ct in zlib zstd; do
         rm -f k.raw q.raw
         qimg convert -f qcow2 -O raw m.qcow2 q.raw
         kimg convert -f qcow2 -O raw m.qcow2 k.raw
-        is "$RC" "$QRC" "$name: exit code as qemu-img's ($QRC)" || diag "$(cat "$T/err")"
+        is "$RC" "$QRC" "$name: exit code as qemu-img's ($QRC)" || diag "$(< "$T/err")"
         if [ "$QRC" = 0 ]; then
             ok "$name: reads as qemu-img reads it" cmp -s k.raw q.raw
         else

@@ -7,7 +7,7 @@ qemu-img create -q -f raw src.raw 12M
 qemu-io -f raw -c 'write -P 0x5a 1M 3M' -c 'write -P 0x11 9M 64k' src.raw > /dev/null
 for fmt in raw qcow2; do
     kimg convert --progress=json -f raw -O $fmt src.raw out.$fmt
-    is "$RC" 0 "--progress=json -O $fmt: exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "--progress=json -O $fmt: exit 0" || diag "$(< "$T/err")"
     is "$(wc -c < "$T/err")" 0 "-O $fmt: nothing on stderr"
     ok "-O $fmt: output identical" qemu_oracle_compare src.raw out.$fmt
     $PY - "$T/out" $((12 * 1024 * 1024)) > check.txt 2>&1 <<'PYEOF'
@@ -28,7 +28,7 @@ for a, b in zip(objs, objs[1:]):
     assert b["done"] >= a["done"] and b["elapsed"] >= a["elapsed"], (a, b)
 print("fine")
 PYEOF
-    is "$(cat check.txt)" fine "-O $fmt: every line is a progress object, 0 to total, monotonic"
+    is "$(< check.txt)" fine "-O $fmt: every line is a progress object, 0 to total, monotonic"
 done
 kimg convert --progress=human -f raw -O raw src.raw h.raw
 like "$(tr '\r' '\n' < "$T/out" | grep -v '^$' | tail -1)" '^    \(100\.00/100%\)$' "--progress=human is -p"

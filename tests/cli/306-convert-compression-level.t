@@ -26,7 +26,7 @@ for ct in zlib zstd; do
     sizes=()
     for l in $levels; do
         kimg convert -c -o compression_type=$ct,compression_level=$l -f raw -O qcow2 src.raw l$l.qcow2
-        is "$RC" 0 "$ct level $l: exit 0" || diag "$(cat "$T/err")"
+        is "$RC" 0 "$ct level $l: exit 0" || diag "$(< "$T/err")"
         ok "$ct level $l: reads identically (qemu-img)" qemu_oracle_compare src.raw l$l.qcow2
         ok "$ct level $l: qemu-img check clean" check_clean l$l.qcow2
         is "$(hdr l$l.qcow2)" "$(hdr def.qcow2)" "$ct level $l: nothing stored (header as the default's)"
@@ -47,6 +47,6 @@ is "$(ls -A | grep -c kimg-)" 0 "no temporary file left"
 # -n into an existing zstd image: the level is checked against its type
 qemu-img create -q -f qcow2 -o compression_type=zstd n.qcow2 6M
 kimg convert -n -c -o compression_level=15 -f raw -O qcow2 src.raw n.qcow2
-is "$RC" 0 "-n: zstd level 15 into an existing zstd image" || diag "$(cat "$T/err")"
+is "$RC" 0 "-n: zstd level 15 into an existing zstd image" || diag "$(< "$T/err")"
 ok "-n: reads identically" qemu_oracle_compare src.raw n.qcow2
 done_testing

@@ -28,7 +28,7 @@ for o in cluster_size=65536 cluster_size=512 cluster_size=2M \
          extended_l2=on,cluster_size=128k compat=0.10; do
     sampled || continue         # check: a third of the layouts; check-slow: the rest
     kimg convert -m 1 -o $o -f raw -O qcow2 src.raw m1.qcow2
-    is "$RC" 0 "$o: -m 1" || diag "$(cat "$T/err")"
+    is "$RC" 0 "$o: -m 1" || diag "$(< "$T/err")"
     kimg convert -m 16 -o $o -f raw -O qcow2 src.raw m16.qcow2
     is "$RC" 0 "$o: -m 16"
     kimg convert -W -o $o -f raw -O qcow2 src.raw w.qcow2
@@ -56,7 +56,7 @@ qemu-io -c 'write -P 0xee 0 1M' -c 'write -P 0xdd 8M 4M' -c 'write -c -P 0xcc 16
     -c 'write -P 0xbb 39M 1M' n.qcow2 > /dev/null
 cp n.qcow2 n2.qcow2
 kimg convert -n -m 16 -f raw -O qcow2 src.raw n.qcow2
-is "$RC" 0 "-n -m 16 into an image with data" || diag "$(cat "$T/err")"
+is "$RC" 0 "-n -m 16 into an image with data" || diag "$(< "$T/err")"
 ok "-n: reads as the source" qemu_oracle_compare src.raw n.qcow2
 ok "-n: qemu-img check clean" check_clean n.qcow2
 kimg convert -n -m 1 -f raw -O qcow2 src.raw n2.qcow2
@@ -74,7 +74,7 @@ ok "-B: qemu-img check clean" check_clean newov.qcow2
 
 # O_DIRECT target: the data goes through libaio batches
 kimg convert -t none -m 16 -f raw -O qcow2 src.raw d.qcow2
-is "$RC" 0 "-t none -> qcow2" || diag "$(cat "$T/err")"
+is "$RC" 0 "-t none -> qcow2" || diag "$(< "$T/err")"
 ok "-t none: byte-identical to the buffered output" cmp -s d.qcow2 k.qcow2
 ok "-t none: qemu-img check clean" check_clean d.qcow2
 # a qcow2 source, mapped from its file, into qcow2 and raw

@@ -28,7 +28,7 @@ for n in $(crash_points 400); do
         crashes=$((crashes + 1))
         [ -e new.qcow2 ] && bad_name=$((bad_name + 1))
     fi
-    if [ "$RC2" = 222 ] && [ "$(cat keep.qcow2)" != "keep me" ]; then bad_keep=$((bad_keep + 1)); fi
+    if [ "$RC2" = 222 ] && [ "$(< keep.qcow2)" != "keep me" ]; then bad_keep=$((bad_keep + 1)); fi
     if [ "$RC" != 222 ]; then final=$RC; break; fi
     rm -f .new.qcow2.kimg-* .keep.qcow2.kimg-*   # what a crash leaves behind
 done

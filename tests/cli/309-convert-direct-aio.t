@@ -16,7 +16,7 @@ for sfmt in raw qcow2; do
         for c in "-t none" "-T none" "-t none -T none" "-t none -S 512"; do
             name="$sfmt -> $dfmt $c"
             kimg convert $c -m 8 -f $sfmt -O $dfmt src.$sfmt out.$dfmt
-            is "$RC" 0 "$name: exit 0" || diag "$(cat "$T/err")"
+            is "$RC" 0 "$name: exit 0" || diag "$(< "$T/err")"
             ok "$name: reads as the source" qemu_oracle_compare src.raw out.$dfmt
             [ $dfmt = qcow2 ] && { ok "$name: check clean" check_clean out.$dfmt; }
             rm -f out.$dfmt

@@ -36,7 +36,7 @@ case_each() {
     qemu-img convert "$@" -O qcow2 -B "$b" -F "$bf" "$src" q.qcow2 ||
         { fail "$name: qemu-img itself failed"; return; }
     kimg convert "$@" -O qcow2 -B "$b" -F "$bf" "$src" k.qcow2
-    is "$RC" 0 "$name: exit 0" || { diag "$(cat "$T/err")"; return; }
+    is "$RC" 0 "$name: exit 0" || { diag "$(< "$T/err")"; return; }
     qemu-img map --output=json q.qcow2 > q.map
     qemu-img map --output=json k.qcow2 > k.map
     map_shape q.map > q.shape

@@ -132,7 +132,7 @@ for sig in INT TERM; do
     RC=0; wait $pid || RC=$?
     ok "SIG$sig ends convert by the signal (exit $RC)" test "$RC" -ge 128
     ok "SIG$sig: the link is kept" test -L keep-link.img
-    is "$(cat real/keep.img)" "keep me" "SIG$sig: the old target is untouched"
+    is "$(< real/keep.img)" "keep me" "SIG$sig: the old target is untouched"
     is "$(leftovers)" 0 "SIG$sig: temporary output removed"
 done
 # a signal the caller ignores (nohup: SIGHUP) stays ignored: the convert

@@ -37,7 +37,7 @@ for target in raw qcow2; do
     rm -f out.$target
     paused "raw -> $target" "$KIMG" convert -f raw -O $target src.raw out.$target
     err_line "raw -> $target, source truncated mid-run"
-    like "$(cat err)" "changed size" "raw -> $target: the message says the source changed size"
+    like "$(< err)" "changed size" "raw -> $target: the message says the source changed size"
     ok "raw -> $target: no output left behind" test ! -e out.$target
 done
 
@@ -47,7 +47,7 @@ pattern $((16 * MiB)) > src.raw
 rm -f out.raw
 HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open" "$KIMG" convert -f raw -O raw src.raw out.raw
 err_line "raw -> raw, source cut right after its open"
-like "$(cat err)" "changed size" "cut after the open: the message says the source changed size"
+like "$(< err)" "changed size" "cut after the open: the message says the source changed size"
 ok "cut after the open: no output left behind" test ! -e out.raw
 
 # a qcow2 source: its clusters are mapped from the qcow2 file

@@ -38,7 +38,7 @@ is "$(qemu-img map --output=json k-nb.qcow2 | sed 's/"offset": [0-9]*/"offset": 
    "-n -B into a target without a backing file: the map as qemu-img's"
 oracle "-n -o" convert -n -o cluster_size=4k -O qcow2 top.qcow2 k.qcow2
 err_line "-n -o"
-is "$(cat "$T/err")" "kimg: $(sed 's/^qemu-img: //' "$T/qerr")" "-n -o: qemu-img's message"
+is "$(< "$T/err")" "kimg: $(sed 's/^qemu-img: //' "$T/qerr")" "-n -o: qemu-img's message"
 
 # zeroinit: a target holding garbage keeps it where the source has zeros
 truncate -s 4M junk.raw

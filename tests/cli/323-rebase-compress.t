@@ -62,7 +62,7 @@ for u in "" "-u"; do
     kimg rebase -c $u -f raw -b new.qcow2 -F qcow2 r.raw
     is "$RC" 1 "-c $u on raw: exit 1"
     err_line "-c $u on raw"
-    is "$(cat "$T/err")" "kimg: Compression not supported for this file format" "-c $u on raw: qemu-img 8.2's message"
+    is "$(< "$T/err")" "kimg: Compression not supported for this file format" "-c $u on raw: qemu-img 8.2's message"
 done
 # qemu-img 7.2 itself refuses the letter (documented choice: kimg follows 8.2)
 qimg rebase -c -f qcow2 -b new.qcow2 -F qcow2 c-top.qcow2

@@ -25,9 +25,9 @@ piped() {
     local name=$1 want=$2; shift 2
     PRC=0
     got=$( { timeout -k 5 60 "$KIMG" convert "$@" /dev/stdout 2> "$T/err" || echo "rc=$?" >&2; } 2> "$T/rc" | sha256sum | cut -d' ' -f1)
-    is "$(cat "$T/rc")" "" "$name: exit 0"
+    is "$(< "$T/rc")" "" "$name: exit 0"
     is "$got" "$want" "$name: the bytes are the content (sha256)"
-    is "$(cat "$T/err")" "" "$name: nothing on stderr"
+    is "$(< "$T/err")" "" "$name: nothing on stderr"
 }
 piped "qcow2 chain -> raw pipe" "$(sha top.raw)" -f qcow2 -O raw top.qcow2
 piped "raw file -> raw pipe (-O raw default)" "$(sha top.raw)" -f raw top.raw
@@ -41,7 +41,7 @@ piped "--salvage with nothing to salvage" "$(sha top.raw)" --salvage -f qcow2 to
 
 # qemu-img 7.2 refuses a raw pipe target (kimg streams: the difference)
 qemu-img convert -f qcow2 -O raw top.qcow2 /dev/stdout 2> "$T/qerr" | cat > /dev/null
-like "$(cat "$T/qerr")" "Could not resize file" "qemu-img 7.2 cannot write a raw pipe (kimg can)"
+like "$(< "$T/qerr")" "Could not resize file" "qemu-img 7.2 cannot write a raw pipe (kimg can)"
 
 # other formats into a pipe: qemu-img's failure, word for word
 for f in qcow2 vmdk vpc; do
@@ -63,7 +63,7 @@ reader=$!
 kimg convert -f qcow2 -O raw top.qcow2 fifo
 wait $reader
 is "$RC" 0 "named FIFO: exit 0"
-is "$(cat fifo.sum)" "$(sha top.raw)" "named FIFO: the content"
+is "$(< fifo.sum)" "$(sha top.raw)" "named FIFO: the content"
 
 # -r into a pipe: 8 MiB of data at 4 MiB/s takes >= 1.4 s (lower bound only)
 head -c 8M /dev/urandom > d.raw
@@ -78,7 +78,7 @@ ok "-r 4M into a pipe: 8 MiB takes >= 1.4 s ($ms ms)" [ "$ms" -ge 1400 ]
 "$KIMG" convert -f qcow2 -O raw top.qcow2 /dev/stdout 2> "$T/err" | head -c 1000 > /dev/null
 RC=${PIPESTATUS[0]}
 err_line "a reader that closes the pipe"
-like "$(cat "$T/err")" "Broken pipe" "a reader that closes the pipe: says so"
+like "$(< "$T/err")" "Broken pipe" "a reader that closes the pipe: says so"
 
 # /dev/stdout redirected to a file: as qemu-img (a file target)
 "$KIMG" convert -f qcow2 -O raw top.qcow2 /dev/stdout > k.out; RC=$?

@@ -40,7 +40,7 @@ for bad in "bs=0" "bs=4G" "bs=1x" "count=-1" "skip=-1" "foo=1" "junk" "-O nonfmt
     twins "refused: $bad" $bad if=s.qcow2
 done
 rm -f kX; kimg dd if=s.qcow2 of=/nonexistent-dir/x
-is "$(cat "$T/err")" "kimg: /nonexistent-dir/x: error while creating output image: Could not create '/nonexistent-dir/x': No such file or directory" \
+is "$(< "$T/err")" "kimg: /nonexistent-dir/x: error while creating output image: Could not create '/nonexistent-dir/x': No such file or directory" \
    "an output that cannot be created: qemu-img's message"
 
 # bounded memory: qemu-img allocates bs bytes
@@ -81,12 +81,12 @@ is "$(od -An -tx1 -j 3145728 -N 2 ci.raw | tr -d ' ')" "7171" "cloud-init: the r
 # a short stream without isize is an error, and a new output is not left
 head -c 1000 iso.bin | "$KIMG" dd -f raw osize=1M of=short.raw 2> err
 isnt "$?" 0 "a stream shorter than osize without isize: refused"
-like "$(cat err)" "Input ended unexpectedly" "short stream: Proxmox's message"
+like "$(< err)" "Input ended unexpectedly" "short stream: Proxmox's message"
 ok "short stream: no output file left" test ! -e short.raw
 # a stream that ends inside the skipped part: the same error, no output
 head -c 500 iso.bin | "$KIMG" dd -f raw bs=1000 skip=1 count=2 of=skipshort.raw 2> err
 isnt "$?" 0 "a stream shorter than skip: refused"
-like "$(cat err)" "Input ended unexpectedly" "short skip: said so"
+like "$(< err)" "Input ended unexpectedly" "short skip: said so"
 ok "short skip: no output file left" test ! -e skipshort.raw
 # standard output, and standard input to standard output
 kimg dd -f raw bs=1000 skip=1 if=odd.bin of=want.raw
@@ -96,9 +96,9 @@ ok "of= missing: raw on standard output, as a file gets it" cmp -s -n 2072 got.r
 head -c 5000 iso.bin | "$KIMG" dd -f raw bs=1000 skip=2 count=5 > got2.raw 2> err
 ok "a pipe to a pipe, skip read past" cmp -s got2.raw <(head -c 5000 iso.bin | tail -c 3000)
 kimg dd -O qcow2 if=s.qcow2
-is "$(cat "$T/err")" "kimg: Output format must be raw when writing to stdout" "stdout: raw only"
+is "$(< "$T/err")" "kimg: Output format must be raw when writing to stdout" "stdout: raw only"
 kimg dd -f qcow2 of=x.raw
-is "$(cat "$T/err")" "kimg: Input format must be raw when reading from stdin" "stdin: raw only"
+is "$(< "$T/err")" "kimg: Input format must be raw when reading from stdin" "stdin: raw only"
 kimg dd -f raw of=x.raw
-is "$(cat "$T/err")" "kimg: Output size must be known when reading from stdin" "stdin: a size is needed"
+is "$(< "$T/err")" "kimg: Output size must be known when reading from stdin" "stdin: a size is needed"
 done_testing

@@ -10,7 +10,7 @@ files_in vm > before.list
 snapshot_sources vm
 kimg clone --original-xml vm/web01.xml --auto-clone --print-xml
 is "$RC" 0 "exit 0"
-is "$(cat err)" "" "nothing on stderr"
+is "$(< err)" "" "nothing on stderr"
 cp out new.xml
 validate new.xml "the new XML validates (virt-xml-validate)"
 files_in vm > after.list

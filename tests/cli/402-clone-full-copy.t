@@ -10,7 +10,7 @@ clone_fixture web01
 snapshot_sources vm
 kimg clone --original-xml vm/web01.xml -n web02 --auto-clone -q
 is "$RC" 0 "exit 0"
-is "$(cat err)" "" "-q: nothing on stderr"
+is "$(< err)" "" "-q: nothing on stderr"
 cp out new.xml
 validate new.xml "the new XML validates"
 ok "sources unchanged" sources_unchanged vm

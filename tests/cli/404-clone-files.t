@@ -18,7 +18,7 @@ is "$(disk_get out vda source)|$(disk_get out vdb source)|$(disk_get out vdc sou
 
 kimg clone --original-xml vm/web01.xml -n w2 -f out2/a.qcow2
 err_line "too few --file"
-like "$(cat err)" "3 disks to clone \(vda, vdb, vdc\) but 1 --file given" "...names the disks"
+like "$(< err)" "3 disks to clone \(vda, vdb, vdc\) but 1 --file given" "...names the disks"
 kimg clone --original-xml vm/web01.xml -n w2 -f 1 -f 2 -f 3 -f 4
 err_line "too many --file"
 kimg clone --original-xml vm/web01.xml -n w2

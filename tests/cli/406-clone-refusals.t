@@ -14,7 +14,7 @@ refuse() {   # refuse NAME REGEX ARGS...
     state > before.list
     kimg clone "$@"
     err_line "$name"
-    like "$(cat err)" "$re" "$name: says why"
+    like "$(< err)" "$re" "$name: says why"
     state > after.list
     is "$(diff before.list after.list)" "" "$name: no file created"
 }

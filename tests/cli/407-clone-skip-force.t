@@ -30,7 +30,7 @@ kimg clone --original-xml vm/web01.xml -n w4 --auto-clone --force-copy vdz --pri
 err_line "--force-copy of an unknown target"
 kimg clone --original-xml vm/web01.xml -n w4 --auto-clone --force-copy sdb --print-xml
 err_line "--force-copy of an empty cdrom"
-like "$(cat err)" "no storage to copy" "...says there is nothing to copy"
+like "$(< err)" "no storage to copy" "...says there is nothing to copy"
 kimg clone --original-xml vm/web01.xml -n w4 --auto-clone --force-copy vda --skip-copy vda --print-xml
 err_line "--skip-copy and --force-copy of one disk"
 kimg clone --original-xml vm/db01.xml --auto-clone --force-copy sda --skip-copy vdb --skip-copy vdc --print-xml

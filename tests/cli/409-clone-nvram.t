@@ -31,6 +31,6 @@ ok "nothing created for it" test ! -e vm/nvram/w3_VARS.fd
 
 kimg clone --original-xml vm/tiny.xml -n t2 --auto-clone --nvram vars/x.fd
 is "$RC" 0 "--nvram for a domain without nvram"
-like "$(cat err)" "warning: --nvram ignored" "a warning"
+like "$(< err)" "warning: --nvram ignored" "a warning"
 ok "no nvram file" test ! -e vars/x.fd
 done_testing

@@ -22,7 +22,7 @@ if [ "$(id -u)" = 0 ] && mkdir -p small && mount -t tmpfs -o size=1m tmpfs small
     trap 'umount "$T/small"; _tap_cleanup' EXIT
     kimg clone --original-xml vm/web01.xml -n w3 -f small/a -f small/b -f small/c --nonsparse
     err_line "--nonsparse into a filesystem too small"
-    like "$(cat err)" "need .* free" "...says how much is needed"
+    like "$(< err)" "need .* free" "...says how much is needed"
     is "$(files_in small)" "" "...and creates nothing"
 else
     skip "too small filesystem" "needs root to mount a tmpfs"; skip "x" "root"; skip "x" "root"

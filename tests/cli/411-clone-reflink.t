@@ -14,7 +14,7 @@ if [ "$RC" = 0 ]; then
     skip "x" "$fs"; skip "x" "$fs"
 else
     err_line "--reflink on $fs"
-    like "$(cat err)" "reflink.*cannot share extents" "says the filesystem cannot"
+    like "$(< err)" "reflink.*cannot share extents" "says the filesystem cannot"
     is "$(files_in vm | grep -v -e '^tiny' -e '^nvram$')" "" "nothing left behind"
 fi
 
@@ -40,5 +40,5 @@ ok "vdc: still an overlay of base.qcow2 (same folder)" qemu_oracle_compare x/vm/
 ok "nvram reflinked" cmp -s x/vm/nvram/web01_VARS.fd x/vm/nvram/w2_VARS.fd
 mkdir -p x/other
 kimg clone --original-xml x/vm/web01.xml -n w3 -f x/other/a -f x/other/b -f x/other/c --reflink
-like "$(cat err)" "relative to its folder" "an overlay with a relative backing name is refused into another folder"
+like "$(< err)" "relative to its folder" "an overlay with a relative backing name is refused into another folder"
 done_testing

@@ -14,7 +14,7 @@ left() { files_in vm | diff before.list - | grep '^>' || true; }
 # vda (1.4M of data) fits under the limit, vdc's flattened copy (2.2M) does not
 run bash -c "ulimit -f 2048; exec '$KIMG' clone --original-xml vm/web01.xml -n w2 --auto-clone -q"
 is "$RC" 1 "a write past ulimit -f fails the run (exit 1, not SIGXFSZ)"
-like "$(cat err)" "^kimg: vd.: cloning .*File too large" "one line naming the disk and the cause"
+like "$(< err)" "^kimg: vd.: cloning .*File too large" "one line naming the disk and the cause"
 is "$(left)" "" "every file removed"
 ok "sources unchanged" sources_unchanged vm
 
@@ -23,7 +23,7 @@ if [ "$(id -u)" = 0 ] && mkdir -p small && mount -t tmpfs -o size=2m tmpfs small
     kimg clone --original-xml vm/web01.xml -n w3 -f small/a.qcow2 -f small/b.img -f small/c.qcow2 \
          --nvram small/VARS.fd -q
     is "$RC" 1 "a full filesystem fails the run"
-    like "$(cat err)" "No space left|too large|No space" "says so"
+    like "$(< err)" "No space left|too large|No space" "says so"
     is "$(files_in small)" "" "every file removed"
 else
     skip "full filesystem" "needs root to mount a tmpfs"; skip "x" "root"; skip "x" "root"

@@ -4,6 +4,7 @@
 # many disks, malformed or non-domain documents are refused with one line,
 # quickly, reading no other file and creating none.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 . "$KIMG_SRC/tests/images/domains/setup.sh"
 
 C=$KIMG_SRC/fuzz/corpus/fuzz_domxml

@@ -8,7 +8,7 @@
 clone_fixture web01
 kimg clone --original-xml vm/web01.xml -n w2 --auto-clone --linked --report-json r.json --output-xml w2.xml -q
 is "$RC" 0 "exit 0"
-is "$(cat out)" "" "--output-xml: nothing on stdout"
+is "$(< out)" "" "--output-xml: nothing on stdout"
 validate w2.xml "the XML file validates"
 $PY - r.json w2.xml "$T" > check.txt <<'PYEOF'
 import json, sys, xml.etree.ElementTree as ET
@@ -25,7 +25,7 @@ for d in r["disks"]:
 out("vda-backing", "%s %s" % (r["disks"][0]["backing-filename"], r["disks"][0]["backing-format"]))
 out("nvram", "%s %s" % (r["nvram"]["action"], r["nvram"]["destination"].replace(T, "T")))
 PYEOF
-is "$(cat check.txt)" "keys=name,uuid,original-name,original-uuid,dry-run,macs,disks,nvram
+is "$(< check.txt)" "keys=name,uuid,original-name,original-uuid,dry-run,macs,disks,nvram
 name=True
 uuid=True
 macs=True

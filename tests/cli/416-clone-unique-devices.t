@@ -18,11 +18,11 @@ is "$(xml_get w2.xml "devices/graphics[@type='spice']/@port") $(xml_get w2.xml "
 is "$(xml_get w2.xml "devices/graphics[@type='vnc']/@listen")" "127.0.0.1" "the listen address kept"
 is "$(xml_get w2.xml "devices/channel[@type='unix']/source/@path")" "" "guest agent socket path dropped"
 is "$(xml_get w2.xml "devices/channel[@type='unix']/source/@mode")" "bind" "...its mode kept"
-like "$(cat err)" "graphics ports" "a warning about the ports"
-like "$(cat err)" "TPM" "a warning about the TPM state"
-like "$(cat err)" "Clone 'w2' created successfully" "and the success line on stderr"
+like "$(< err)" "graphics ports" "a warning about the ports"
+like "$(< err)" "TPM" "a warning about the TPM state"
+like "$(< err)" "Clone 'w2' created successfully" "and the success line on stderr"
 kimg clone --original-xml vm/web01.xml -n w3 --auto-clone -q
-is "$(cat err)" "" "-q: silent"
+is "$(< err)" "" "-q: silent"
 kimg clone --original-xml vm/db01.xml -n db2 --auto-clone --skip-copy vdb --skip-copy vdc --print-xml
 cp out db2.xml
 is "$(xml_get db2.xml devices/vsock/cid/@auto)|$(xml_get db2.xml devices/vsock/cid/@address)" "yes|" \

@@ -41,7 +41,7 @@ dry t4 --output-xml null.xml --report-json null.json
 is "$RC" 0 "--output-xml and --report-json into /dev/null through a symlink"
 ok "the link is kept" test -L null.xml
 ok "/dev/null is still a character device" test -c /dev/null
-is "$(cat out)" "" "nothing on stdout"
+is "$(< out)" "" "nothing on stdout"
 is "$(leftovers)" 0 "no temporary file left (nor in /dev)"
 
 # a FIFO read by cat gets the XML
@@ -70,12 +70,12 @@ fi
 
 kimg clone --original-xml vm/tiny.xml -n t8 --auto-clone --print-xml --output-xml real
 is "$RC" 1 "--output-xml naming a folder is refused"
-like "$(cat err)" "output-xml real: is a folder" "says so"
+like "$(< err)" "output-xml real: is a folder" "says so"
 
 # a disk's destination: never an existing path, a symlink included
 ln -s real/disk.img link.img
 kimg clone --original-xml vm/tiny.xml -n t7 -f link.img -q
 is "$RC" 1 "a symlink as a disk's destination is refused"
-like "$(cat err)" "already exists; kimg clone never overwrites" "as an existing file"
+like "$(< err)" "already exists; kimg clone never overwrites" "as an existing file"
 ok "the link is untouched" test -L link.img -a ! -e real/disk.img
 done_testing

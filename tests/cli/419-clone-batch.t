@@ -17,13 +17,13 @@ new_files() { files_in vm | diff before.list - | sed -n 's/^> //p'; }
 kimg clone --original-xml vm/web01.xml -n 'web-{n}' --count 3 --auto-clone -q \
      --output-xml 'xml/{name}.xml' --report-json r.json
 is "$RC" 1 "--output-xml into a missing folder is refused"
-like "$(cat err)" "folder .*xml does not exist" "says so"
+like "$(< err)" "folder .*xml does not exist" "says so"
 is "$(new_files)" "" "nothing made"
 mkdir xml
 kimg clone --original-xml vm/web01.xml -n 'web-{n}' --count 3 --auto-clone -q \
      --output-xml 'xml/{name}.xml' --report-json r.json
 is "$RC" 0 "a batch of three"
-is "$(cat out)" "" "nothing on stdout"
+is "$(< out)" "" "nothing on stdout"
 is "$(ls xml | tr '\n' ' ')" "web-1.xml web-2.xml web-3.xml " "one XML per clone"
 for i in 1 2 3; do
     validate xml/web-$i.xml "web-$i.xml validates"
@@ -49,7 +49,7 @@ print("macs", len(macs), len(set(macs)) == len(macs), not (set(macs) & tmacs))
 print("shared", sorted(set(f.rsplit("/", 1)[1] for f in shared)))
 print("nvram", len({d.findtext("os/nvram") for d in clones}))
 PYEOF
-is "$(cat ids.txt)" "uuids True
+is "$(< ids.txt)" "uuids True
 macs 9 True True
 shared ['install.iso', 'shared.img']
 nvram 3" "UUIDs, MACs, disks and NVRAMs their own (the readonly and shareable disks shared)"
@@ -61,7 +61,7 @@ for c in r["clones"]:
     print(c["name"], c["status"], c["error"], c["disks"][0]["destination"].replace(sys.argv[2], "T"),
           c["nvram"]["destination"].replace(sys.argv[2], "T"))
 PYEOF
-is "$(cat rep.txt)" "['dry-run', 'count', 'failed', 'clones'] 3 0 False
+is "$(< rep.txt)" "['dry-run', 'count', 'failed', 'clones'] 3 0 False
 web-1 created None T/vm/web-1.qcow2 T/vm/nvram/web-1_VARS.fd
 web-2 created None T/vm/web-2.qcow2 T/vm/nvram/web-2_VARS.fd
 web-3 created None T/vm/web-3.qcow2 T/vm/nvram/web-3_VARS.fd" "the report lists every clone"
@@ -72,7 +72,7 @@ files_in vm > before.list
 kimg clone --original-xml vm/web01.xml -n 'web-{n}' --count 4 -f 'vm/web-{n}.qcow2' \
      -f 'vm/d-{n}.img' -f 'vm/l-{n}.qcow2' -q --print-xml
 is "$RC" 1 "a batch whose file exists is refused"
-like "$(cat err)" "web-1.qcow2 already exists" "names the file"
+like "$(< err)" "web-1.qcow2 already exists" "names the file"
 is "$(new_files)" "" "nothing made"
 
 # ---- repeatable -n, --file templates, --print-xml: NUL-terminated documents ----
@@ -105,7 +105,7 @@ is "$RC" 0 "--output-xml FOLDER"
 is "$(ls xml2 | tr '\n' ' ')" "a1.xml a2.xml " "FOLDER/NAME.xml"
 kimg clone --original-xml vm/web01.xml -n a1 -n a2 --auto-clone --print-xml --output-xml xml2
 is "$RC" 1 "a batch never replaces an XML file"
-like "$(cat err)" "a1.xml already exists" "says so"
+like "$(< err)" "a1.xml already exists" "says so"
 
 # ---- a big batch: linear, its memory the XML text and a small plan per clone ----
 /usr/bin/time -f %M -o mem.txt "$KIMG" clone --original-xml vm/web01.xml -n 'big{n}' --count 2000 \
@@ -113,9 +113,9 @@ like "$(cat err)" "a1.xml already exists" "says so"
 is "$(tr -cd '\0' < big.out | wc -c)" 2000 "2000 documents"
 # (a sanitizer build's memory is ASan's: shadow, quarantine; not measured)
 if [ -n "${KIMG_SANFLAGS:-}" ]; then skip "peak memory under 48 MiB" "sanitizer build"
-else ok "peak memory under 48 MiB ($(cat mem.txt) KiB)" test "$(cat mem.txt)" -lt 49152; fi
+else ok "peak memory under 48 MiB ($(< mem.txt) KiB)" test "$(< mem.txt)" -lt 49152; fi
 tr '\0' '\n' < big.out | grep -o 'data-big[0-9]*\.img' | sort -u | wc -l > n.txt
-is "$(cat n.txt)" 2000 "2000 different vdb files"
+is "$(< n.txt)" 2000 "2000 different vdb files"
 rm -f big.out
 
 # ---- refusals ----
@@ -123,7 +123,7 @@ refused() {
     local msg=$1; shift
     kimg clone --original-xml vm/web01.xml "$@"
     is "$RC" 1 "refused: $*"
-    like "$(cat err)" "$msg" "  says: $msg"
+    like "$(< err)" "$msg" "  says: $msg"
     is "$(new_files)" "" "  nothing made"
 }
 refused "has no \{n\}" -n web --count 2 --auto-clone

@@ -15,7 +15,7 @@ left() { files_in vm | diff before.list - | grep '^>' || true; }
 # vda (1.4M) of three clones fits under 2 MiB each, vdc's flattened copy does not
 run bash -c "ulimit -f 2048; exec '$KIMG' clone --original-xml vm/web01.xml -n 'w{n}' --count 3 --auto-clone -q"
 is "$RC" 1 "a write past ulimit -f fails the batch"
-like "$(cat err)" "^kimg: vd.: cloning .*File too large" "one line naming the disk and the cause"
+like "$(< err)" "^kimg: vd.: cloning .*File too large" "one line naming the disk and the cause"
 is "$(left)" "" "every file removed, the disks every clone had completed too"
 ok "sources unchanged" sources_unchanged vm
 
@@ -26,13 +26,13 @@ if [ "$(id -u)" = 0 ] && mkdir -p small && mount -t tmpfs -o size=1m tmpfs small
     tmplopts=(-f 'd{n}/root.qcow2' -f 'd{n}/data.img' -f 'd{n}/logs.qcow2' --nvram 'd{n}/VARS.fd')
     kimg clone --original-xml vm/web01.xml -n 'k{n}' --count 3 "${tmplopts[@]}" -q
     is "$RC" 1 "clone 2's full filesystem fails the batch"
-    like "$(cat err)" "No space left" "says so"
+    like "$(< err)" "No space left" "says so"
     is "$(files_in d1; files_in small; files_in d3)" "" "every file of every clone removed"
 
     kimg clone --original-xml vm/web01.xml -n 'k{n}' --count 3 "${tmplopts[@]}" -q \
          --keep-going --report-json r.json --output-xml 'k{n}.xml'
     is "$RC" 1 "--keep-going: exit 1 when a clone failed"
-    like "$(cat err)" "No space left" "the failed clone's reason"
+    like "$(< err)" "No space left" "the failed clone's reason"
     like "$(tail -n 1 err)" "1 of 3 clones failed; the other 2 were created" "and a summary"
     is "$(files_in d1 | tr '\n' ' ')" "VARS.fd data.img logs.qcow2 root.qcow2 " "clone 1 kept"
     is "$(files_in d3 | tr '\n' ' ')" "VARS.fd data.img logs.qcow2 root.qcow2 " "clone 3 kept"
@@ -48,7 +48,7 @@ print(r["count"], r["failed"])
 for c in r["clones"]:
     print(c["name"], c["status"], "No space left" in (c["error"] or "-"))
 PYEOF
-    is "$(cat rep.txt)" "3 1
+    is "$(< rep.txt)" "3 1
 k1 created False
 k2 failed True
 k3 created False" "the report: every clone, the failed one with its error"

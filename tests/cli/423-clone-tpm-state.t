@@ -27,7 +27,7 @@ new=$(xml_get out uuid)
 ok "the clone's state folder is named by its UUID" test -d "sd/$new"
 is "$(modes "$new")" "$(modes $old)" "the same files, sizes and modes"
 ok "the same content" cmp -s sd/$old/tpm2/tpm2-00.permall sd/$new/tpm2/tpm2-00.permall
-like "$(cat err)" "shares its TPM identity \(endorsement key, sealed secrets\)" "a warning about the shared identity"
+like "$(< err)" "shares its TPM identity \(endorsement key, sealed secrets\)" "a warning about the shared identity"
 is "$(grep -c TPM err)" 1 "said once"
 
 kimg clone --original-xml vm/web01.xml -n t2 --auto-clone --skip-copy vda --skip-copy vdb \
@@ -50,18 +50,18 @@ ls sd > before.list
 run bash -c "exec '$KIMG' clone --original-xml vm/web01.xml -n t3 --auto-clone --skip-copy vda \
      --skip-copy vdb --skip-copy vdc --copy-tpm-state --tpm-state-dir sd >&-"
 is "$RC" 1 "writing the XML fails"
-is "$(ls sd)" "$(cat before.list)" "the copied state folder removed"
+is "$(ls sd)" "$(< before.list)" "the copied state folder removed"
 ok "no nvram copy left" test ! -e vm/nvram/t3_VARS.fd
 
 # refusals
 kimg clone --original-xml vm/web01.xml -n t4 --auto-clone --skip-copy vda --skip-copy vdb \
      --skip-copy vdc --copy-tpm-state --tpm-state-dir sd --uuid "$new"
 is "$RC" 1 "an existing state folder for the new UUID"
-like "$(cat err)" "$new already exists" "is refused"
+like "$(< err)" "$new already exists" "is refused"
 ln -s /etc/passwd sd/$old/tpm2/evil
 kimg clone --original-xml vm/web01.xml -n t5 --auto-clone --copy-tpm-state --tpm-state-dir sd -q
 is "$RC" 1 "a symlink in the state folder"
-like "$(cat err)" "evil is not a file or folder; refused" "is refused"
+like "$(< err)" "evil is not a file or folder; refused" "is refused"
 ok "before any write" test ! -e vm/t5.qcow2 -a ! -e vm/nvram/t5_VARS.fd
 rm sd/$old/tpm2/evil
 
@@ -70,8 +70,8 @@ mv sd/$old sd/saved
 kimg clone --original-xml vm/web01.xml -n t6 --auto-clone --skip-copy vda --skip-copy vdb \
      --skip-copy vdc --copy-tpm-state --tpm-state-dir sd
 is "$RC" 0 "no state yet"
-like "$(cat err)" "no TPM state yet \(never started\); the clone starts with an empty TPM" "says so"
+like "$(< err)" "no TPM state yet \(never started\); the clone starts with an empty TPM" "says so"
 kimg clone --original-xml vm/tiny.xml -n t7 --auto-clone --skip-copy vda --copy-tpm-state --tpm-state-dir sd
 is "$RC" 0 "a domain without TPM"
-like "$(cat err)" "copy-tpm-state ignored: the domain has no emulated TPM" "a warning"
+like "$(< err)" "copy-tpm-state ignored: the domain has no emulated TPM" "a warning"
 done_testing

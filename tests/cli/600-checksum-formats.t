@@ -38,11 +38,11 @@ kimg checksum -f raw src.raw
 is "$RC" 0 "checksum src.raw: exit 0"
 want=$(cut -d' ' -f1 "$T/out")
 like "$want" '^[0-9a-f]{64}$' "a sha256-sized hex digest"
-is "$(cat "$T/out")" "$want  src.raw" "sha256sum's line shape"
+is "$(< "$T/out")" "$want  src.raw" "sha256sum's line shape"
 for i in $images; do
     for t in 1 2 5; do
         kimg checksum --threads $t "$i"
-        is "$(cat "$T/out")" "$want  $i" "$i, $t threads: the same digest"
+        is "$(< "$T/out")" "$want  $i" "$i, $t threads: the same digest"
     done
 done
 kimg checksum -f qcow2 base.qcow2

@@ -43,7 +43,7 @@ i=0
 for f in "${names[@]}"; do
     i=$((i + 1))
     RC=0; (cd "$FX" && "$KIMG" checksum --raw-digest "$f") > out 2> err || RC=$?
-    is "$(cat out)" "$(sha256sum < "$f.out.raw" | cut -d' ' -f1)  $f" \
+    is "$(< out)" "$(sha256sum < "$f.out.raw" | cut -d' ' -f1)  $f" \
         "$f: --raw-digest is sha256sum of qemu-img's raw conversion"
     RC=0; (cd "$FX" && "$KIMG" checksum --threads 3 "$f") > out 2> err || RC=$?
     is "$(cut -d' ' -f1 out)" "$(sed -n "${i}p" py.sha256)" "$f: the blkhash construction (python reference)"

@@ -51,28 +51,28 @@ is "$RC" 1 "--output=yaml refused"
 # -p: qemu-img's progress format, on stderr; stdout is only the digest
 kimg checksum -p a.qcow2
 is "$RC" 0 "-p: exit 0"
-is "$(cat "$T/out")" "$d1  a.qcow2" "-p: stdout carries only the digest line"
+is "$(< "$T/out")" "$d1  a.qcow2" "-p: stdout carries only the digest line"
 like "$(tr '\r' '\n' < "$T/err" | grep -v '^$' | tail -1)" '^    \(100\.00/100%\)$' "-p: ends at 100% on stderr"
 like "$(head -c 20 "$T/err")" '^    \(0\.00/100%\)' "-p: starts at 0% on stderr"
 
 kimg checksum --help
 is "$RC" 0 "--help: exit 0"
-like "$(cat "$T/out")" 'usage: kimg checksum' "--help: synopsis"
-like "$(cat "$T/out")" 'progress, on stderr' "--help: says progress goes to stderr"
+like "$(< "$T/out")" 'usage: kimg checksum' "--help: synopsis"
+like "$(< "$T/out")" 'progress, on stderr' "--help: says progress goes to stderr"
 run "$KIMG" --help
-like "$(cat "$T/out")" 'checksum \[-f fmt\]' "kimg --help lists checksum"
+like "$(< "$T/out")" 'checksum \[-f fmt\]' "kimg --help lists checksum"
 
 # one bad file among good ones: the others are still printed, exit 1
 kimg checksum a.raw nosuch.qcow2 a.qcow2
 is "$RC" 1 "a missing file: exit 1"
-is "$(cat "$T/out")" "$d1  a.raw
+is "$(< "$T/out")" "$d1  a.raw
 $d1  a.qcow2" "the other files still digested"
 is "$(wc -l < "$T/err")" 1 "one error line"
-like "$(cat "$T/err")" "^kimg: Could not open 'nosuch\.qcow2': " "naming the file"
+like "$(< "$T/err")" "^kimg: Could not open 'nosuch\.qcow2': " "naming the file"
 
 # -U and --untrusted are accepted on plain images
 kimg checksum -U --untrusted a.qcow2
-is "$(cat "$T/out")" "$d1  a.qcow2" "-U --untrusted: same digest"
+is "$(< "$T/out")" "$d1  a.qcow2" "-U --untrusted: same digest"
 # the image is opened read-only: its bytes never change
 before=$(sha a.qcow2)
 kimg checksum a.qcow2

@@ -12,7 +12,7 @@ cp "$FX/v3.qcow2" v3.qcow2
 
 no_digest() {   # NAME: failed cleanly, nothing on stdout
     err_line "$1"
-    is "$(cat "$T/out")" "" "$1: no digest printed"
+    is "$(< "$T/out")" "" "$1: no digest printed"
 }
 
 for a in nosuch-digest null SHA-999 ""; do
@@ -20,7 +20,7 @@ for a in nosuch-digest null SHA-999 ""; do
     no_digest "-a '$a'"
 done
 kimg checksum -a nosuch-digest v3.qcow2
-like "$(cat "$T/err")" "nosuch-digest" "the unknown algorithm is named"
+like "$(< "$T/err")" "nosuch-digest" "the unknown algorithm is named"
 for b in 1000 0 128M 64k1 abc -512; do
     kimg checksum --block-size "$b" v3.qcow2
     no_digest "--block-size $b"
@@ -56,14 +56,14 @@ qemu-img create -q -f qcow2 -u -b 'json:{"driver":"file","filename":"/etc/passwd
 for img in beyond.qcow2 truncated.qcow2; do
     qemu-img convert -O raw "$img" "$img.raw"
     kimg checksum --raw-digest "$img"
-    is "$(cat "$T/out")" "$(sha256sum < "$img.raw" | cut -d' ' -f1)  $img" \
+    is "$(< "$T/out")" "$(sha256sum < "$img.raw" | cut -d' ' -f1)  $img" \
         "$img: clusters past the end read as zeros, as qemu-img reads them"
 done
 for img in l1size.qcow2 unaligned.qcow2 garbage.qcow2 loop-a.qcow2 jsonback.qcow2; do
     for t in 1 4; do
         kimg checksum --threads $t "$img"
         no_digest "$img ($t threads)"
-        like "$(cat "$T/err")" "^kimg: (Could not open '$img'|$img): " "$img ($t threads): the message names the file"
+        like "$(< "$T/err")" "^kimg: (Could not open '$img'|$img): " "$img ($t threads): the message names the file"
     done
     kimg checksum --raw-digest "$img"
     no_digest "$img (--raw-digest)"

@@ -21,7 +21,7 @@ for delay in 0.1 0.2 0.3; do
     fi
 done
 ok "at least one run stopped on the shrunk file ($errors of 3)" [ "$errors" -ge 1 ]
-grep -h . err > /dev/null 2>&1 && diag "last error: $(cat err)"
+grep -h . err > /dev/null 2>&1 && diag "last error: $(< err)"
 # a file that is whole gives the same digest through the mapping as through reads
 yes kimg-checksum-data | head -c 3M > w.raw
 "$KIMG" checksum --raw-digest -f raw w.raw > k.out

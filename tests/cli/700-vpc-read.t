@@ -49,7 +49,7 @@ for i in $images; do
     oracle "$i measure qcow2" measure -f vpc -O qcow2 "$i"
     oracle "$i measure json" measure -f vpc -O qcow2 --output=json "$i"
     oracle "$i check" check -f vpc "$i"
-    is "$(cat "$T/err")" "kimg: This image format does not support checks" "$i check: qemu-img's message"
+    is "$(< "$T/err")" "kimg: This image format does not support checks" "$i check: qemu-img's message"
 
     # probed: the same as with -f vpc (fixed ones too: their footer is at the end)
     kimg info --output=json "$i"
@@ -92,7 +92,7 @@ for i in conv-fixed.vhd fixed.vhd; do
 done
 # qemu-img 7.2 probes a fixed VHD as raw: 512 bytes more, the footer as data
 qimg info --output=json conv-fixed.vhd
-like "$(cat "$T/qout")" '"format": "raw"' "qemu-img 7.2 probes a fixed VHD as raw (kimg does not)"
+like "$(< "$T/qout")" '"format": "raw"' "qemu-img 7.2 probes a fixed VHD as raw (kimg does not)"
 
 # a fixed VHD of size 0 is its footer alone, at offset 0 as well as at the
 # end: qemu-img makes it but cannot open it (it takes the footer for a
@@ -101,7 +101,7 @@ qimg info -f vpc zero.vhd
 isnt "$QRC" 0 "qemu-img 7.2 cannot open its own 0-byte fixed VHD"
 kimg info --output=json zero.vhd
 is "$RC" 0 "kimg opens it"
-like "$(cat "$T/out")" '"virtual-size": 0,' "as an empty disk"
+like "$(< "$T/out")" '"virtual-size": 0,' "as an empty disk"
 kimg convert -O raw zero.vhd z.raw
 ok "it converts to an empty raw file" test -f z.raw -a ! -s z.raw
 
@@ -118,7 +118,7 @@ qemu-img create -q -f vpc rep.vpc 1M
 sum=$(md5sum < rep.vpc)
 for r in leaks all; do
     kimg check -r $r rep.vpc
-    is "$RC:$(cat "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
+    is "$RC:$(< "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
     qimg check -r $r rep.vpc
     is "$QRC" 63 "check -r $r: qemu-img exits 63 too"
 done

@@ -110,7 +110,7 @@ for cmd in "info" "map --output=json" "convert -O raw diff.vhd out.raw" "checksu
     case $cmd in convert*) kimg $cmd ;; *) kimg $cmd diff.vhd ;; esac
     err_line "differencing: $cmd"
 done
-like "$(cat "$T/err")" "differencing VHDs are not supported" "differencing: the reason"
+like "$(< "$T/err")" "differencing VHDs are not supported" "differencing: the reason"
 ok "differencing: no output file" test ! -e out.raw
 
 # ---- hostile images ------------------------------------------------------------
@@ -158,7 +158,7 @@ for c in "${cases[@]}"; do
         err_line "$name: $cmd"
     done
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
 done
 # the last block reaching into the footer at the end of the file (its last
 # sector cut out, the footer moved up over it): qemu-img reads the footer
@@ -175,11 +175,11 @@ for cmd in "info" "map --output=json" "compare" "checksum" "convert"; do
     err_line "block over the footer at the end: $cmd"
 done
 ok "block over the footer at the end: no output file" test ! -e out.raw
-like "$(cat "$T/err")" "metadata: block at offset" "block over the footer at the end: the reason"
+like "$(< "$T/err")" "metadata: block at offset" "block over the footer at the end: the reason"
 # the dynamic header's cookie (a byte patch: not a field of the generator)
 $MK h.vhd $B
 poke h.vhd 512 78787878
 kimg info h.vhd
 err_line "dynamic header cookie"
-like "$(cat "$T/err")" "Invalid header magic" "dynamic header cookie: qemu-img's message"
+like "$(< "$T/err")" "Invalid header magic" "dynamic header cookie: qemu-img's message"
 done_testing

@@ -101,7 +101,7 @@ qemu-img create -q -f vmdk rep.vmdk 1M
 sum=$(md5sum < rep.vmdk)
 for r in leaks all; do
     kimg check -r $r rep.vmdk
-    is "$RC:$(cat "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
+    is "$RC:$(< "$T/err")" "63:kimg: This image format does not support checks" "check -r $r: exit 63 as qemu-img"
     qimg check -r $r rep.vmdk
     is "$QRC" 63 "check -r $r: qemu-img exits 63 too"
 done

@@ -52,19 +52,19 @@ oracle "probing a descriptor that starts with blank lines" info --output=json vm
 # it (its sscanf skips the newline): kimg reads each line once
 { head_desc monolithicFlat; printf '\nRW 2048 FLAT "a.bin" 0\n'; } > blank.vmdk
 kimg info --output=json blank.vmdk
-like "$(cat "$T/out")" '"virtual-size": 1048576,' "blank line before an extent: one extent"
+like "$(< "$T/out")" '"virtual-size": 1048576,' "blank line before an extent: one extent"
 qimg info --output=json blank.vmdk
-like "$(cat "$T/qout")" '"virtual-size": 2097152,' "(qemu-img 7.2 counts it twice)"
+like "$(< "$T/qout")" '"virtual-size": 2097152,' "(qemu-img 7.2 counts it twice)"
 
 # ---- ZERO, RDONLY, NOACCESS (qemu-img 7.2 skips every non-RW line) --------
 desc zero.vmdk monolithicFlat 'RW 2048 FLAT "a.bin" 0' 'RW 2048 ZERO' 'RDONLY 1024 FLAT "b.bin" 0'
 kimg info --output=json zero.vmdk
-like "$(cat "$T/out")" '"virtual-size": 2621440,' "ZERO and RDONLY extents count in the size"
+like "$(< "$T/out")" '"virtual-size": 2621440,' "ZERO and RDONLY extents count in the size"
 kimg convert -O raw zero.vmdk z.raw
 { cat a.bin; head -c 1048576 /dev/zero; head -c 524288 b.bin; } > z.expect
 ok "ZERO reads as zeros, RDONLY as its data" cmp -s z.raw z.expect
 kimg map --output=json zero.vmdk
-like "$(cat "$T/out")" '"start": 1048576, "length": 1048576, "depth": 0, "present": true, "zero": true, "data": false}' \
+like "$(< "$T/out")" '"start": 1048576, "length": 1048576, "depth": 0, "present": true, "zero": true, "data": false}' \
     "map: a ZERO extent is present zeros"
 desc noacc.vmdk monolithicFlat 'RW 2048 FLAT "a.bin" 0' 'NOACCESS 2048 FLAT "b.bin" 0'
 kimg convert -O raw noacc.vmdk n.raw
@@ -159,6 +159,6 @@ isnt "$QRC" 0 "(qemu-img refuses it too)"
 $PY "$KIMG_SRC/tests/images/make-vmdk.py" cowd.vmdk --type cowd --size 1048576 --data 0:70000
 kimg info --output=json cowd.vmdk
 is "$RC" 0 "a COWD extent alone: opened"
-like "$(cat "$T/out")" '"create-type": "vmfsSparse"' "a COWD extent alone: vmfsSparse"
-like "$(cat "$T/err")" "sparse extent without a descriptor" "a COWD extent alone: a warning"
+like "$(< "$T/out")" '"create-type": "vmfsSparse"' "a COWD extent alone: vmfsSparse"
+like "$(< "$T/err")" "sparse extent without a descriptor" "a COWD extent alone: a warning"
 done_testing

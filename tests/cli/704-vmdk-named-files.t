@@ -36,12 +36,12 @@ refused() {     # refused NAME IMAGE [OPTIONS]: every reading command refuses
 # ---- refused by default ------------------------------------------------------
 desc img/abs.vmdk "RW 1 FLAT \"$PWD/outside/secret.txt\" 0"
 refused "an absolute extent path" img/abs.vmdk
-like "$(cat "$T/err")" "absolute path" "absolute path: said so"
+like "$(< "$T/err")" "absolute path" "absolute path: said so"
 qemu-img convert -O raw img/abs.vmdk q.raw 2> /dev/null
 ok "(qemu-img 7.2 copies the outside file)" grep -q "secret data" q.raw
 desc img/up.vmdk 'RW 1 FLAT "../outside/secret.txt" 0'
 refused "an extent path leaving the folder" img/up.vmdk
-like "$(cat "$T/err")" "leaves the image's folder" ".. path: said so"
+like "$(< "$T/err")" "leaves the image's folder" ".. path: said so"
 desc img/up2.vmdk 'RW 2048 FLAT "sub/../a.bin" 0'
 refused "a .. component inside the path" img/up2.vmdk
 mkfifo img/fifo.bin
@@ -72,12 +72,12 @@ kimg convert -O raw img/link.vmdk out.raw
 ok "a symbolic link as extent: followed by default" cmp -s out.raw img/a.bin
 rm -f out.raw
 refused "a symbolic link as extent under --untrusted" img/link.vmdk --untrusted
-like "$(cat "$T/err")" "symbolic link" "--untrusted symlink: said so"
+like "$(< "$T/err")" "symbolic link" "--untrusted symlink: said so"
 # a link that leads out of the folder: a folder component or the file
 ln -s ../outside img/outdir
 desc img/outdir.vmdk 'RW 1 FLAT "outdir/secret.txt" 0'
 refused "a symlinked folder leading out of the image's folder" img/outdir.vmdk
-like "$(cat "$T/err")" "leads out of the image's folder" "symlinked folder: said so"
+like "$(< "$T/err")" "leads out of the image's folder" "symlinked folder: said so"
 ln -s "$PWD/outside/secret.txt" img/outfile.bin
 desc img/outfile.vmdk 'RW 1 FLAT "outfile.bin" 0'
 refused "a symbolic link to a file outside the folder" img/outfile.vmdk
@@ -112,7 +112,7 @@ rm -f out.raw
 desc img/short.vmdk 'RW 4096 FLAT "a.bin" 0'
 kimg convert -O raw img/short.vmdk out.raw
 is "$RC" 0 "short flat extent: read by default"
-like "$(cat "$T/err")" "kimg: warning: extent 'img/a.bin' is shorter than the descriptor says" \
+like "$(< "$T/err")" "kimg: warning: extent 'img/a.bin' is shorter than the descriptor says" \
     "short flat extent: a warning"
 { cat img/a.bin; head -c 1048576 /dev/zero; } > short.expect
 ok "short flat extent: the rest reads as zeros (as qemu-img)" cmp -s out.raw short.expect
@@ -144,7 +144,7 @@ qimg convert -O raw img/delta.vmdk q2.raw
 isnt "$QRC" 0 "(qemu-img 7.2 fails to read it too)"
 kimg convert -O raw img/delta.vmdk out.raw
 err_line "a delta disk whose parent changed: convert"
-like "$(cat "$T/err")" "has changed since this delta disk was made" "CID mismatch: said so"
+like "$(< "$T/err")" "has changed since this delta disk was made" "CID mismatch: said so"
 ok "CID mismatch: no output file" test ! -e out.raw
 kimg compare img/delta.vmdk img/base.vmdk
 is "$RC" 3 "CID mismatch: compare fails (3: reading the allocation)"

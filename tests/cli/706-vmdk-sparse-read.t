@@ -62,9 +62,9 @@ ok "the conversion holds the source's data" qemu_oracle_compare conv.vmdk.raw sr
 if [ -x /usr/bin/time ]; then
     mkdir big && (cd big && qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse t.vmdk 1T)
     run /usr/bin/time -f '%M' -o rss.txt "$KIMG" map --output=json big/t.vmdk
-    is "$(cat "$T/out")" '[{ "start": 0, "length": 1099511627776, "depth": 0, "present": false, "zero": true, "data": false}]' \
+    is "$(< "$T/out")" '[{ "start": 0, "length": 1099511627776, "depth": 0, "present": false, "zero": true, "data": false}]' \
         "1 TiB twoGbMaxExtentSparse: map"
-    ok "1 TiB twoGbMaxExtentSparse: peak RSS $(cat rss.txt) KiB < 64 MiB" test "$(cat rss.txt)" -lt 65536
+    ok "1 TiB twoGbMaxExtentSparse: peak RSS $(< rss.txt) KiB < 64 MiB" test "$(< rss.txt)" -lt 65536
     rm -rf big
 else
     skip "1 TiB twoGbMaxExtentSparse" "no /usr/bin/time"

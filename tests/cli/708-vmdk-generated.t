@@ -46,6 +46,6 @@ for i in v3 v2 small cowd cowd1; do
 done
 # the zeroed grains are zero clusters in qemu-img map (present, no data)
 kimg map --output=json v2.vmdk
-like "$(cat "$T/out")" '"start": 65536, "length": 131072, "depth": 0, "present": true, "zero": true, "data": false' \
+like "$(< "$T/out")" '"start": 65536, "length": 131072, "depth": 0, "present": true, "zero": true, "data": false' \
     "v2: zeroed grains map as present zeros"
 done_testing

@@ -10,6 +10,7 @@
 # make check: a third of the damaged images (lib.sh sampled); check-slow
 # the rest.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 MK="$PY $KIMG_SRC/tests/images/make-vmdk.py"
 MiB=$((1024 * 1024))
 
@@ -68,7 +69,7 @@ for c in "${cases[@]}"; do
         err_line "$name: $cmd"
     done
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
     if [ "$when" = read ]; then
         kimg info h.vmdk
         is "$RC" 0 "$name: info still reads the header"
@@ -79,5 +80,5 @@ done
 $MK ck.vmdk --type sparse --size $MiB --data 0:200000 --gt 0:2=0x7fffff00
 qimg check ck.vmdk; kimg check ck.vmdk
 is "$RC" "$QRC" "check, grain past the end: qemu-img's exit code"
-is "$(cat "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" "check, grain past the end: qemu-img's messages"
+is "$(< "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" "check, grain past the end: qemu-img's messages"
 done_testing

@@ -88,7 +88,7 @@ rm -f il.vhdx il.qcow2
 
 # probed as vhdx (the format name qemu-img uses); -f raw still reads the file
 kimg info --output=json conv.vhdx
-like "$(cat "$T/out")" '"format": "vhdx"' "probed as vhdx"
+like "$(< "$T/out")" '"format": "vhdx"' "probed as vhdx"
 oracle "-f raw info" info -f raw --output=json conv.vhdx
 
 # kimg writes VHDX too (since issue 13; tests 750-753): convert -n into

@@ -53,8 +53,8 @@ for t in dynamic fixed; do
     qimg info s4.vhdx
     isnt "$QRC" 0 "4K sectors, $t: qemu-img 7.2 cannot open it (kimg can)"
     kimg info --output=json s4.vhdx
-    like "$(cat "$T/out")" "\"virtual-size\": $((9 * MiB))," "4K sectors, $t: the size"
-    like "$(cat "$T/out")" '"cluster-size": 1048576,' "4K sectors, $t: the block size"
+    like "$(< "$T/out")" "\"virtual-size\": $((9 * MiB))," "4K sectors, $t: the size"
+    like "$(< "$T/out")" '"cluster-size": 1048576,' "4K sectors, $t: the block size"
     kimg check s4.vhdx
     is "$RC" 0 "4K sectors, $t: check is clean"
     if command -v vhdiinfo > /dev/null; then

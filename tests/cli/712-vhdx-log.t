@@ -32,17 +32,17 @@ for l in 512 4096; do
     kimg convert -O qcow2 dl.vhdx out.qcow2
     ok "$n: convert -O qcow2 holds it" qemu_oracle_compare out.qcow2 dl.raw
     kimg info dl.vhdx
-    like "$(cat "$T/out")" "cleanly shut down: no" "$n: info says the image was not closed cleanly"
+    like "$(< "$T/out")" "cleanly shut down: no" "$n: info says the image was not closed cleanly"
     kimg info --output=json dl.vhdx
-    like "$(cat "$T/out")" '"dirty-flag": true' "$n: info json: dirty-flag true"
+    like "$(< "$T/out")" '"dirty-flag": true' "$n: info json: dirty-flag true"
     kimg check dl.vhdx
     is "$RC" 0 "$n: check exit 0 (the replayed image is consistent)"
-    like "$(cat "$T/err")" "replayed in memory" "$n: check says the log was replayed in memory"
+    like "$(< "$T/err")" "replayed in memory" "$n: check says the log was replayed in memory"
     is "$(md5sum < dl.vhdx)" "$sum" "$n: the source is unchanged"
     if [ $l = 512 ]; then
         qimg info dl.vhdx
         isnt "$QRC" 0 "$n: qemu-img 7.2 refuses it read-only"
-        like "$(cat "$T/qerr")" "contains a log that needs to be replayed" "$n: qemu-img's reason"
+        like "$(< "$T/qerr")" "contains a log that needs to be replayed" "$n: qemu-img's reason"
         cp dl.vhdx rep.vhdx
         qemu-img check -q -r all rep.vhdx > /dev/null 2>&1
         qemu-img convert -f vhdx -O raw rep.vhdx rep.raw
@@ -86,7 +86,7 @@ for c in "${cases[@]}"; do
         err_line "$name: $cmd"
     done
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
     is "$(md5sum < h.vhdx)" "$sum" "$name: the source is unchanged"
 done
 # qemu-img's repair writes a damaged log's descriptor over a header (the

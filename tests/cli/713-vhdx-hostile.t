@@ -10,6 +10,7 @@
 # make check: a third of the damaged images and of the random-bytes
 # offsets (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 MK="$PY $KIMG_SRC/tests/images/make-vhdx.py"
 MiB=$((1024 * 1024))
 D="--size $((6 * MiB)) --data 0:100000 --data 1100000:100000 --data 3000000:200000"
@@ -51,7 +52,7 @@ for c in "${cases[@]}"; do
         err_line "$name: $cmd"
     done
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
     kimg check h.vhdx
     ok "$name: check fails (exit $RC)" test "$RC" -ne 0 -a "$RC" -ne 124 -a "$RC" -lt 128
     is "$(md5sum < h.vhdx)" "$sum" "$name: the source is unchanged"
@@ -66,13 +67,13 @@ done
 # check reports what an open would refuse, in qemu-img's wording and exits
 $MK h.vhdx $D --damage block-past-eof
 oracle "BAT entry past the end: check" check h.vhdx
-is "$(cat "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" \
+is "$(< "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" \
     "BAT entry past the end: check's line as qemu-img's"
 oracle "BAT entry past the end: check json" check --output=json h.vhdx
 $MK h.vhdx $D
 truncate -s -1000000 h.vhdx
 oracle "file cut inside a block: check" check h.vhdx
-is "$(cat "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" \
+is "$(< "$T/err")" "$(sed 's/^qemu-img:/kimg:/' "$T/qerr")" \
     "file cut inside a block: check's line as qemu-img's"
 oracle "file cut inside a block: info" info h.vhdx
 is "$(head -1 "$T/err")" "$(head -1 "$T/qerr" | sed "s/^qemu-img: /kimg: Could not open 'h.vhdx': /")" \
@@ -80,7 +81,7 @@ is "$(head -1 "$T/err")" "$(head -1 "$T/qerr" | sed "s/^qemu-img: /kimg: Could n
 $MK h.vhdx $D --damage block-overlap
 kimg check h.vhdx
 is "$RC" 2 "two BAT entries on one block: check finds a corruption (exit 2)"
-like "$(cat "$T/err")" "BAT entries overlap" "two BAT entries on one block: the line"
+like "$(< "$T/err")" "BAT entries overlap" "two BAT entries on one block: the line"
 
 # random bytes over each structure: never a crash or a hang
 for off in 0 65536 131072 196608 262144 $((2 * MiB)) $((3 * MiB)); do

@@ -22,7 +22,7 @@ refused() {
         err_line "$2: $cmd"
     done
     ok "$2: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$3" "$2: the reason"
+    like "$(< "$T/err")" "$3" "$2: the reason"
 }
 
 $MK diff.avhdx --parent --size $((4 * MiB)) --data 0:512
@@ -36,7 +36,7 @@ refused u.vhdx "unknown required region" "unknown type and is marked required"
 $MK p.vhdx --size $((4 * MiB)) --data 0:$((4 * MiB)) --state 2=7
 kimg info p.vhdx
 err_line "partially present block: info"
-like "$(cat "$T/err")" "partially present" "partially present block: the reason"
+like "$(< "$T/err")" "partially present" "partially present block: the reason"
 kimg check p.vhdx
 is "$RC" 2 "partially present block: check counts a corruption"
 

@@ -57,9 +57,9 @@ same more.vdi "more entries than blocks"
 $MK bs.vdi --size $((1 * MiB)) --block-size 65536 --data 1000:70000 --data 500000:3000 \
     --zero-block 15 --reverse --raw bs.raw
 qimg info bs.vdi
-like "$(cat "$T/qerr")" "block size 65536 is not 1048576" "64 KiB blocks: qemu-img 7.2 refuses them"
+like "$(< "$T/qerr")" "block size 65536 is not 1048576" "64 KiB blocks: qemu-img 7.2 refuses them"
 kimg info --output=json bs.vdi
-like "$(cat "$T/out")" '"cluster-size": 65536,' "64 KiB blocks: kimg's cluster size is the block size"
+like "$(< "$T/out")" '"cluster-size": 65536,' "64 KiB blocks: kimg's cluster size is the block size"
 reads bs.vdi bs.raw "64 KiB blocks"
 $MK bs.vdi --size 8192 --block-size 512 --data 100:3000 --raw bs.raw
 reads bs.vdi bs.raw "512-byte blocks"
@@ -80,7 +80,7 @@ for c in "link|uuid_link=0123456789abcdef0123456789abcdef|link UUID" \
     kimg convert -O raw d.vdi out.raw
     err_line "$name: convert"
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
 done
 
 # ---- damaged block maps: check as qemu-img's (lines, counts, exit 2) ------
@@ -103,9 +103,9 @@ qimg check c.vdi
 is "$QRC" 0 "truncated: qemu-img 7.2's check finds no error"
 kimg check c.vdi
 is "$RC" 2 "truncated: kimg's check reports a corruption (exit 2)"
-like "$(cat "$T/err")" "^ERROR: block 2: its data at offset [0-9]+ lies past the end of the file" \
+like "$(< "$T/err")" "^ERROR: block 2: its data at offset [0-9]+ lies past the end of the file" \
     "truncated: the block and where its data should be"
-like "$(cat "$T/out")" "1 errors were found on the image" "truncated: counted as one error"
+like "$(< "$T/out")" "1 errors were found on the image" "truncated: counted as one error"
 
 # ---- hostile images --------------------------------------------------------------
 # name | generator arguments | expected message (a regex)
@@ -156,11 +156,11 @@ for c in "${cases[@]}"; do
         err_line "$name: $cmd"
     done
     ok "$name: no output file" test ! -e out.raw
-    like "$(cat "$T/err")" "$want" "$name: the reason"
+    like "$(< "$T/err")" "$want" "$name: the reason"
 done
 # a VDI's text with a damaged signature is still taken for a VDI (never raw)
 $MK h.vdi --vbox $B --set signature=0
 kimg info h.vdi
 err_line "VirtualBox text, signature 0"
-like "$(cat "$T/err")" "bad signature 00000000" "VirtualBox text, signature 0: the reason"
+like "$(< "$T/err")" "bad signature 00000000" "VirtualBox text, signature 0: the reason"
 done_testing

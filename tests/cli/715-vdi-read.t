@@ -45,7 +45,7 @@ for i in $images; do
     oracle "$i check" check -f vdi "$i"
     oracle "$i check json" check -f vdi --output=json "$i"
     oracle "$i check -r all" check -f vdi -r all "$i"
-    is "$(cat "$T/err")" "kimg: This image format does not support checks" \
+    is "$(< "$T/err")" "kimg: This image format does not support checks" \
         "$i check -r all: qemu-img's message"
     oracle "$i check -r leaks" check -f vdi -r leaks "$i"
 
@@ -83,7 +83,7 @@ ok "-f raw convert: the file's bytes" cmp -s whole.raw conv.vdi
 
 # qemu-img cannot measure for a vdi target: its message, its exit code
 oracle "measure -O vdi" measure -O vdi --size 1M
-is "$(cat "$T/err")" "$(sed 's/^qemu-img: /kimg: /' "$T/qerr")" "measure -O vdi: qemu-img's message"
+is "$(< "$T/err")" "$(sed 's/^qemu-img: /kimg: /' "$T/qerr")" "measure -O vdi: qemu-img's message"
 
 # kimg writes VDIs now (tests 745, 746): convert -n into one and create
 cp conv.vdi conv-n.vdi

@@ -8,6 +8,7 @@
 # convert and checksum fail with one "kimg:" line, a non-zero exit, no
 # output file, never a crash or a hang (kimg runs under a timeout).
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 . "$KIMG_SRC/tests/cli/ova.sh"
 
 qemu-img create -q -f qcow2 d1.qcow2 16M

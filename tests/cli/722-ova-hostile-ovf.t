@@ -13,6 +13,7 @@
 # third of the cases each, and a third of the outside-member names
 # (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 . "$KIMG_SRC/tests/cli/ova.sh"
 
 qemu-img create -q -f qcow2 d1.qcow2 16M
@@ -38,7 +39,7 @@ refused() {
     fi
 }
 # msg NAME REGEX: convert's message for NAME.ova matches
-msg() { kimg convert -O raw "$1.ova" out.raw; like "$(cat "$T/err")" "$2" "$1: the message says why"; }
+msg() { kimg convert -O raw "$1.ova" out.raw; like "$(< "$T/err")" "$2" "$1: the message says why"; }
 
 # ---- manifests ----------------------------------------------------------
 ovf_write vm.ovf vmware1 d1.qcow2 d2.raw

@@ -9,6 +9,7 @@
 # Member names are escaped in human output.  --disk N: its syntax, a
 # number past the disks, a file that is no archive, with -f.
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 . "$KIMG_SRC/tests/cli/ova.sh"
 
 disks_made
@@ -26,12 +27,12 @@ for u in "" --untrusted; do
     rm -f out.raw
     kimg convert $u -O raw named.ova out.raw
     err_line "a disk with a backing file ${u:-(trusted)}: refused"
-    like "$(cat "$T/err")" "backing file 'base.raw'.*nothing outside the archive" \
+    like "$(< "$T/err")" "backing file 'base.raw'.*nothing outside the archive" \
         "a disk with a backing file ${u:-(trusted)}: the message says why"
     ok "a disk with a backing file ${u:-(trusted)}: no output" test ! -e out.raw
     kimg convert $u --disk 2 -O raw named.ova out.raw
     err_line "a disk with a data file ${u:-(trusted)}: refused"
-    like "$(cat "$T/err")" "external data file 'ext.data'.*nothing outside the archive" \
+    like "$(< "$T/err")" "external data file 'ext.data'.*nothing outside the archive" \
         "a disk with a data file ${u:-(trusted)}: the message says why"
     kimg convert $u --disk 3 -O raw named.ova out.raw
     is "$RC" 0 "disk 3 of the same archive ${u:-(trusted)}: read"
@@ -59,7 +60,7 @@ ova_tar vm.ova ustar vm.ovf d1.qcow2 d2.raw d3.vhd
 before=$(sha vm.ova)
 kimg check -r all vm.ova
 err_line "check -r all: refused"
-like "$(cat "$T/err")" "read only" "check -r all: the archive is read only"
+like "$(< "$T/err")" "read only" "check -r all: the archive is read only"
 kimg check --disk 2 vm.ova
 is "$RC" 63 "check --disk 2 (raw): qemu-img's 63"
 kimg check vm.ova
@@ -91,7 +92,7 @@ kimg info esc.ova
 is "$(sed -n 2p "$T/out")" 'archive member: d\xc2\x9b31mred.raw (disk 1 of 1)' \
     "a member name with a C1 control: escaped in human info"
 kimg info --output=json esc.ova
-like "$(cat "$T/out")" '"archive-member": "d\\u009B31mred.raw"' "the same name in JSON: JSON escapes"
+like "$(< "$T/out")" '"archive-member": "d\\u009B31mred.raw"' "the same name in JSON: JSON escapes"
 # a tar member name with ESC and a newline, in an error message
 $PY - bad-name.ova <<'PYEOF'
 import io, sys, tarfile
@@ -109,7 +110,7 @@ t.close()
 PYEOF
 kimg info bad-name.ova
 err_line "a member name with ESC and a newline: one error line"
-like "$(cat "$T/err")" 'x\\x1b\[2J\\x0ay' "the name escaped in the message"
+like "$(< "$T/err")" 'x\\x1b\[2J\\x0ay' "the name escaped in the message"
 
 # ---- --disk -------------------------------------------------------------
 for bad in 0 257 x 1x -1 ""; do
@@ -118,20 +119,20 @@ for bad in 0 257 x 1x -1 ""; do
 done
 kimg info --disk 4 vm.ova
 err_line "--disk 4 of three"
-like "$(cat "$T/err")" "has 3 disks, not 4" "--disk 4: the message counts the disks"
+like "$(< "$T/err")" "has 3 disks, not 4" "--disk 4: the message counts the disks"
 kimg info --disk 1 d1.qcow2
 err_line "--disk on a file that is no archive"
 kimg info -f qcow2 --disk 1 vm.ova
 err_line "--disk with -f"
 kimg compare --disk 2 --disk2 3 vm.ova vm.ova
-is "$RC:$(cat "$T/out")" "1:Content mismatch at offset 4096!" "compare --disk 2 --disk2 3"
+is "$RC:$(< "$T/out")" "1:Content mismatch at offset 4096!" "compare --disk 2 --disk2 3"
 kimg compare --disk2 2 d2.raw vm.ova
 is "$RC" 0 "compare --disk2: the second file's disk"
 kimg checksum --disk 2 vm.ova d1.qcow2
 err_line "checksum --disk 2 with a file that is no archive: that one fails"
 for c in info convert map compare checksum check; do
     kimg $c --help
-    like "$(cat "$T/out")" "--disk" "$c --help names --disk"
+    like "$(< "$T/out")" "--disk" "$c --help names --disk"
 done
 
 done_testing

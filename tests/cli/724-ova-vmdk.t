@@ -37,7 +37,7 @@ for n in 1 2; do
     kimg checksum -f raw ref.raw
     is "$a" "$(cut -d' ' -f1 "$T/out")" "disk $n: checksum is that of qemu-img's raw conversion"
     kimg compare --disk $n -F vmdk vm.ova "$m"
-    is "$RC:$(cat "$T/out")" "0:Images are identical." "disk $n: compare with the member"
+    is "$RC:$(< "$T/out")" "0:Images are identical." "disk $n: compare with the member"
     tar -xOf vm.ova "$m" > extracted.vmdk
     kimg map --disk $n --output=json vm.ova
     qimg map -f vmdk --output=json extracted.vmdk
@@ -51,7 +51,7 @@ ovf_write vm.ovf vmware1 flat.vmdk
 ova_tar flat.ova ustar vm.ovf flat.vmdk flat-flat.vmdk
 kimg convert -O raw flat.ova out-flat.raw
 err_line "a VMDK member's extent file is refused"
-like "$(cat "$T/err")" "kimg opens nothing outside the archive" "the refusal says why"
+like "$(< "$T/err")" "kimg opens nothing outside the archive" "the refusal says why"
 ok "no output file" test ! -e out-flat.raw
 
 done_testing

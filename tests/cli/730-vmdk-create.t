@@ -69,7 +69,7 @@ for sub in "" monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExten
         for size in 1M $((5 * 1024 * MiB + 512 * 3)) 100M; do
             create_both "$o" "$size"
             name="create -o '$o' $size"
-            is "$RC" "$QRC" "$name: exit code" || diag "$(cat kerr)"
+            is "$RC" "$QRC" "$name: exit code" || diag "$(< kerr)"
             is_file kout qout "$name: the Formatting line"
             ok "$name: the files as qemu-img's (CID aside)" same_files
             ok "$name: qemu-img check clean" check_clean k/t.vmdk
@@ -82,10 +82,10 @@ done
 # delta disks: the parent's CID and name
 for sub in "" streamOptimized twoGbMaxExtentSparse; do
     create_both "${sub:+subformat=$sub}" "" -b base.vmdk -F vmdk
-    is "$RC:$(cat kout)" "$QRC:$(cat qout)" "-b base.vmdk $sub: exit code and Formatting line"
+    is "$RC:$(< kout)" "$QRC:$(< qout)" "-b base.vmdk $sub: exit code and Formatting line"
     ok "-b base.vmdk $sub: the files as qemu-img's (CID aside)" same_files
     qimg info --output=json k/t.vmdk
-    like "$(cat "$T/qout")" '"parent-cid": '"$(qemu-img info --output=json base.vmdk |
+    like "$(< "$T/qout")" '"parent-cid": '"$(qemu-img info --output=json base.vmdk |
         $PY -c 'import json,sys; print(json.load(sys.stdin)["format-specific"]["data"]["cid"])')" \
         "-b base.vmdk $sub: parentCID is the parent's CID"
     ok "-b base.vmdk $sub: reads as its parent" qemu_oracle_compare k/t.vmdk base.vmdk

@@ -29,8 +29,8 @@ stream_case() {
     rm -rf q k; mkdir q k
     qemu-img convert "$@" -O vmdk -o subformat=streamOptimized "$src" q/o.vmdk
     kimg convert "$@" -O vmdk -o subformat=streamOptimized "$src" k/o.vmdk
-    is "$RC" 0 "$n: exit 0" || { diag "$(cat "$T/err")"; return; }
-    is "$(cat "$T/out")" "" "$n: quiet"
+    is "$RC" 0 "$n: exit 0" || { diag "$(< "$T/err")"; return; }
+    is "$(< "$T/out")" "" "$n: quiet"
     (cd q && qemu-img info --output=json o.vmdk) > qi.json
     (cd k && qemu-img info --output=json o.vmdk) > ki.json
     # the CID (qemu's is random) and the file's allocation differ by design
@@ -100,7 +100,7 @@ like "$desc" 'RW 49155 SPARSE "o2.vmdk"' "the extent line names the output, not 
 # a stream image that holds data is not written again (grains are written once)
 kimg convert -n -O vmdk src.raw m/o.vmdk
 err_line "convert -n into a stream VMDK with data"
-like "$(cat "$T/err")" "streamOptimized VMDK that holds data" "convert -n: says why"
+like "$(< "$T/err")" "streamOptimized VMDK that holds data" "convert -n: says why"
 is "$(sha256sum < m/o.vmdk)" "$want" "convert -n: the image is untouched"
 # a new one is (the same bytes as a plain convert but for the CID's source)
 qemu-img create -q -f vmdk -o subformat=streamOptimized n.vmdk $size

@@ -23,7 +23,7 @@ for o in "" "zeroed_grain=on" "adapter_type=lsilogic,hwversion=10" "subformat=mo
     rm -rf q k; mkdir q k
     qemu-img convert -O vmdk ${o:+-o "$o"} src.raw q/o.vmdk
     kimg convert -O vmdk ${o:+-o "$o"} src.raw k/o.vmdk
-    is "$RC" 0 "$n: exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "$n: exit 0" || diag "$(< "$T/err")"
     (cd q && qemu-img info --output=json o.vmdk) > qi.json
     (cd k && qemu-img info --output=json o.vmdk) > ki.json
     json_norm_files cid,actual-size qi.json ki.json      # qemu's CID is random
@@ -54,7 +54,7 @@ for zg in off on; do
     # what qemu-img makes of the same -n copy
     qemu-img convert -n -O vmdk part.raw want.vmdk
     kimg convert -n -O vmdk part.raw t.vmdk
-    is "$RC" 0 "convert -n (zeroed_grain=$zg): exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "convert -n (zeroed_grain=$zg): exit 0" || diag "$(< "$T/err")"
     ok "convert -n (zeroed_grain=$zg): the content qemu-img gives" qemu_oracle_compare t.vmdk want.vmdk
     ok "convert -n (zeroed_grain=$zg): qemu-img check clean" check_clean t.vmdk
 done
@@ -68,7 +68,7 @@ truncate -s $size delta.raw
 kimg convert -O raw dk.vmdk delta.raw
 qemu-io -f raw -c 'write -P 0x09 4096 512' -c "write -P 0x0a $((5 * MiB + 1000)) 3000" delta.raw > /dev/null
 kimg convert -n -O vmdk delta.raw dk2.vmdk
-is "$RC" 0 "convert -n into a delta disk: exit 0" || diag "$(cat "$T/err")"
+is "$RC" 0 "convert -n into a delta disk: exit 0" || diag "$(< "$T/err")"
 ok "convert -n into a delta disk: its content" qemu_oracle_compare dk2.vmdk delta.raw
 ok "convert -n into a delta disk: check clean" check_clean dk2.vmdk
 

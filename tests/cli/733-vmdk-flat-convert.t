@@ -56,8 +56,8 @@ flat_case() {
     rm -rf q k; mkdir q k
     qemu-img convert "$@" -O vmdk -o subformat=$sub "$src" q/o.vmdk
     kimg convert "$@" -O vmdk -o subformat=$sub "$src" k/o.vmdk
-    is "$RC" 0 "$n: exit 0" || { diag "$(cat "$T/err")"; return; }
-    is "$(cat "$T/out")" "" "$n: quiet"
+    is "$RC" 0 "$n: exit 0" || { diag "$(< "$T/err")"; return; }
+    is "$(< "$T/out")" "" "$n: quiet"
     is "$(layout k)" "$(layout q)" "$n: the files of qemu-img's output, of its sizes"
     is "$(desc_text k/o.vmdk)" "$(desc_text q/o.vmdk)" "$n: the descriptor but for the CID"
     (cd q && qemu-img info --output=json o.vmdk) > qi.json

@@ -99,7 +99,7 @@ then
     for sub in monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
         kimg convert -f raw -O vmdk -o subformat=$sub full.raw small/d.vmdk
         err_line "$sub, a full filesystem"
-        like "$(cat "$T/err")" "space" "$sub, a full filesystem: says so"
+        like "$(< "$T/err")" "space" "$sub, a full filesystem: says so"
         is "$(left small)" "" "$sub, a full filesystem: no file left"
     done
 else
@@ -113,7 +113,7 @@ if command -v nbdkit > /dev/null && nbdkit --dump-plugin file > /dev/null 2>&1; 
         printf 'data' | dd of=slow.raw bs=1 seek=$((i * 48 * MiB)) conv=notrunc status=none
     done
     nbdkit -U "$T/s.sock" -P "$T/nbd.pid" --filter=delay file slow.raw rdelay=200ms
-    trap 'kill "$(cat "$T/nbd.pid")" 2> /dev/null; umount "$T/small" 2> /dev/null; _tap_cleanup' EXIT
+    trap 'kill "$(< "$T/nbd.pid")" 2> /dev/null; umount "$T/small" 2> /dev/null; _tap_cleanup' EXIT
     rm -rf g; mkdir g
     "$KIMG" convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
         "nbd+unix:///?socket=$T/s.sock" g/d.vmdk > /dev/null 2>&1 &

@@ -67,7 +67,7 @@ for opts in "" "subformat=fixed" "force_size=on" "subformat=fixed,force_size=on"
         (cd q && qemu-img create -f vpc "${o[@]}" d.vhd "$s") > q.out 2>&1 || { diag "qemu-img refused $s"; continue; }
         (cd k && "$KIMG" create -f vpc "${o[@]}" d.vhd "$s") > k.out 2> k.err
         n=$((n + 1))
-        cmp -s q.out k.out || { bad_fmt=$((bad_fmt + 1)); diag "$opts $s: $(cat k.out)"; }
+        cmp -s q.out k.out || { bad_fmt=$((bad_fmt + 1)); diag "$opts $s: $(< k.out)"; }
         (cd q && qemu-img info -f vpc --output=json d.vhd 2>/dev/null) | grep -v actual-size > q.json
         (cd k && qemu-img info -f vpc --output=json d.vhd 2>/dev/null) | grep -v actual-size > k.json
         cmp -s q.json k.json || { bad_info=$((bad_info + 1)); diag "$opts $s: info differs: $(diff q.json k.json | head -4)"; }
@@ -84,18 +84,18 @@ rm -f q/d.vhd k/d.vhd
 # the CHS rounding: 1 GiB becomes 2081 x 16 x 63 sectors
 kimg create -q -f vpc r.vhd 1G
 qimg info -f vpc --output=json r.vhd
-like "$(cat "$T/qout")" '"virtual-size": 1073995776' "1 GiB is rounded up to its CHS geometry"
+like "$(< "$T/qout")" '"virtual-size": 1073995776' "1 GiB is rounded up to its CHS geometry"
 
 # Azure: a fixed disk whose size is not whole MiB gets a warning
 kimg create -q -f vpc -o subformat=fixed az.vhd 1G
-like "$(cat "$T/err")" "warning: the fixed VHD's virtual size \(1073995776 bytes\) is not a multiple of 1 MiB, which Azure refuses" \
+like "$(< "$T/err")" "warning: the fixed VHD's virtual size \(1073995776 bytes\) is not a multiple of 1 MiB, which Azure refuses" \
     "fixed 1G without force_size: the Azure warning"
-like "$(cat "$T/err")" "force_size=on" "the warning says how to get an Azure-ready disk"
+like "$(< "$T/err")" "force_size=on" "the warning says how to get an Azure-ready disk"
 kimg create -q -f vpc -o subformat=fixed,force_size=on az.vhd 1G
-is "$RC/$(cat "$T/err")" "0/" "fixed 1G with force_size: no warning"
+is "$RC/$(< "$T/err")" "0/" "fixed 1G with force_size: no warning"
 is "$(stat -c %s az.vhd)" $((1073741824 + 512)) "force_size: the data is exactly 1 GiB, then the footer"
 kimg create -q -f vpc az2.vhd 1G
-is "$(cat "$T/err")" "" "a dynamic disk: no warning"
+is "$(< "$T/err")" "" "a dynamic disk: no warning"
 
 # vhdiinfo reads both kinds
 for f in r.vhd az.vhd; do

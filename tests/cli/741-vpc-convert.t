@@ -28,7 +28,7 @@ for opts in "" "subformat=dynamic" "subformat=fixed" "force_size=on" "subformat=
     rm -f q.vhd k.vhd
     qemu-img convert -f raw -O vpc "${o[@]}" src.raw q.vhd
     kimg convert -f raw -O vpc "${o[@]}" src.raw k.vhd
-    is "$RC" 0 "[$opts] convert exits 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "[$opts] convert exits 0" || diag "$(< "$T/err")"
     ok "[$opts] qemu-img compare with the source" qemu_oracle_compare -f raw -F vpc src.raw k.vhd
     ok "[$opts] qemu-img compare with qemu-img's output" qemu_oracle_compare -f vpc -F vpc q.vhd k.vhd
     qemu-img info -f vpc --output=json q.vhd | grep -v -e actual-size -e filename > q.json
@@ -60,7 +60,7 @@ qemu-img create -q -f vpc old.vhd 48M
 qemu-io -f vpc -c 'write -P 0x11 20M 1M' -c 'write -P 0x12 40M 64k' old.vhd > /dev/null
 cp old.vhd old2.vhd
 kimg convert -n -f raw -O vpc src.raw old.vhd
-is "$RC" 0 "convert -n into qemu-img's dynamic VHD" || diag "$(cat "$T/err")"
+is "$RC" 0 "convert -n into qemu-img's dynamic VHD" || diag "$(< "$T/err")"
 ok "convert -n: reads as the source" qemu_oracle_compare -f raw -F vpc src.raw old.vhd
 ok "convert -n: vhdiinfo accepts it" vhdiinfo old.vhd
 qemu-io -f vpc -c 'write -P 0x13 5M 1M' old.vhd > /dev/null
@@ -91,7 +91,7 @@ for sub in "" "subformat=fixed"; do
         -c 'write -P 0x43 7M 4k' cov.qcow2 > /dev/null
     qemu-img convert -f qcow2 -O raw cov.qcow2 cexp.raw
     kimg commit -q -f qcow2 cov.qcow2
-    is "$RC" 0 "commit into a [$sub] vpc base" || diag "$(cat "$T/err")"
+    is "$RC" 0 "commit into a [$sub] vpc base" || diag "$(< "$T/err")"
     ok "commit [$sub]: the base reads as the overlay did" qemu_oracle_compare -f raw -F vpc cexp.raw cb.vhd
 done
 

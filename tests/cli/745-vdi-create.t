@@ -88,7 +88,7 @@ for opts in "" "static=on"; do
     rm -f q.vdi k.vdi
     qemu-img convert -f raw -O vdi "${o[@]}" src.raw q.vdi
     kimg convert -f raw -O vdi "${o[@]}" src.raw k.vdi
-    is "$RC" 0 "convert [$opts] exits 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "convert [$opts] exits 0" || diag "$(< "$T/err")"
     ok "convert [$opts]: qemu-img compare with the source" qemu_oracle_compare -f raw -F vdi src.raw k.vdi
     ok "convert [$opts]: qemu-img check clean" check_clean k.vdi
     qemu-img info --output=json q.vdi | grep -v -e actual-size -e filename > q.json
@@ -112,7 +112,7 @@ is "$(od -An -tu4 -j $((0x184)) -N 4 z.vdi | tr -d ' ')" 0 "written zeros: no bl
 qemu-img create -q -f vdi old.vdi $size
 qemu-io -f vdi -c 'write -P 0x11 20M 1M' -c 'write -P 0x12 35M 64k' old.vdi > /dev/null
 kimg convert -n -f raw -O vdi src.raw old.vdi
-is "$RC" 0 "convert -n into a dynamic VDI" || diag "$(cat "$T/err")"
+is "$RC" 0 "convert -n into a dynamic VDI" || diag "$(< "$T/err")"
 ok "convert -n dynamic: reads as the source" qemu_oracle_compare -f raw -F vdi src.raw old.vdi
 ok "convert -n dynamic: qemu-img check clean" check_clean old.vdi
 qemu-img create -q -f vdi -o static=on olds.vdi $size
@@ -139,7 +139,7 @@ for sub in "" "static=on"; do
         -c 'write -P 0x43 7M 4k' cov.qcow2 > /dev/null
     qemu-img convert -f qcow2 -O raw cov.qcow2 cexp.raw
     kimg commit -q -f qcow2 cov.qcow2
-    is "$RC" 0 "commit into a [$sub] vdi base" || diag "$(cat "$T/err")"
+    is "$RC" 0 "commit into a [$sub] vdi base" || diag "$(< "$T/err")"
     ok "commit [$sub]: the base reads as the overlay did" qemu_oracle_compare -f raw -F vdi cexp.raw cb.vdi
 done
 

@@ -35,7 +35,7 @@ for n in $(crash_points 400); do
     fi
     check_clean t.vdi || bad_vhdi=$((bad_vhdi + 1))
     $PY "$KIMG_SRC/tests/cli/crash-oldnew.py" old.raw new.raw got.raw > why || {
-        bad_data=$((bad_data + 1)); diag "crash $n: $(cat why)"; }
+        bad_data=$((bad_data + 1)); diag "crash $n: $(< why)"; }
     # kimg finishes the job on the crashed image
     if [ $((n % 7)) = 3 ]; then
         "$KIMG" convert -n -t writeback -f raw -O vdi new.raw t.vdi 2> /dev/null &&

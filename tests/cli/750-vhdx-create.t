@@ -87,7 +87,7 @@ for o in "subformat=foo" "subformat=FIXED" "block_size=3M" "log_size=0" "log_siz
     qimg create -f vhdx -o "$o" r.vhdx 1G; rm -f r.vhdx
     kimg create -f vhdx -o "$o" r.vhdx 1G
     is "$RC" "$QRC" "create -o $o: exit code as qemu-img's"
-    is "$(cat "$T/out")" "$(cat "$T/qout")" "create -o $o: stdout as qemu-img's"
+    is "$(< "$T/out")" "$(< "$T/qout")" "create -o $o: stdout as qemu-img's"
     is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "create -o $o: qemu-img's message"
     ok "create -o $o: no file left" test ! -e r.vhdx
 done

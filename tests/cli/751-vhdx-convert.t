@@ -32,7 +32,7 @@ conv() {
     rm -f k.vhdx q.vhdx
     qemu-img convert -O vhdx ${o:+-o "$o"} "$src" q.vhdx
     kimg convert -O vhdx ${o:+-o "$o"} "$src" k.vhdx
-    is "$RC" 0 "$name: exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "$name: exit 0" || diag "$(< "$T/err")"
     is "$(cat "$T/out" "$T/err")" "" "$name: prints nothing"
     qimg compare "$src" k.vhdx
     is "$QRC" 0 "$name: qemu-img compare: identical to the source"
@@ -108,7 +108,7 @@ for n in $(crash_points 200); do
     [ "$RC" = 222 ] || break
     crashes=$((crashes + 1))
     [ -e new.vhdx ] && bad_name=$((bad_name + 1))
-    [ "$(cat keep.vhdx)" = "keep me" ] || bad_keep=$((bad_keep + 1))
+    [ "$(< keep.vhdx)" = "keep me" ] || bad_keep=$((bad_keep + 1))
     rm -f new.vhdx .new.vhdx* .keep.vhdx*
 done
 is "$RC" 0 "crash loop: the convert completes once no crash comes"

@@ -30,7 +30,7 @@ into() {
     cp "$2" w.vhdx
     local before; before=$(seqs w.vhdx)
     kimg convert -n -O vhdx src.raw w.vhdx
-    is "$RC" 0 "$name: convert -n exit 0" || diag "$(cat "$T/err")"
+    is "$RC" 0 "$name: convert -n exit 0" || diag "$(< "$T/err")"
     if [ "$reader" = kimg ]; then
         kimg compare src.raw w.vhdx
         is "$RC" 0 "$name: reads as the source (kimg compare)"
@@ -133,7 +133,7 @@ $MK dl.vhdx --dirty-log --size $((6 * MiB)) --data 0:100000 --data 3000000:20000
 sum=$(md5sum < dl.vhdx)
 kimg convert -n -O vhdx src.raw dl.vhdx
 err_line "dirty log: convert -n refused"
-like "$(cat "$T/err")" "log holds entries" "dirty log: says why"
+like "$(< "$T/err")" "log holds entries" "dirty log: says why"
 is "$(md5sum < dl.vhdx)" "$sum" "dirty log: the file is untouched"
 # a read-only command on a clean image never writes it
 cp k-dyn.vhdx ro.vhdx; sum=$(md5sum < ro.vhdx)

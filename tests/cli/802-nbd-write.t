@@ -57,7 +57,7 @@ err_line "convert -n into a smaller export"
 qimg convert -O raw big.raw "$M"; kimg convert -O raw big.raw "$M"
 is "$RC" "$QRC" "convert into a smaller export: exit code as qemu-img's"
 err_line "convert into a smaller export"
-like "$(cat err)" "Cannot grow NBD nodes" "  qemu-img's reason"
+like "$(< err)" "Cannot grow NBD nodes" "  qemu-img's reason"
 
 # a read-only export
 kitnbd ro.sock -r memory 32M

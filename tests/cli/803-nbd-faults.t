@@ -32,7 +32,7 @@ err_line "convert, every read fails"
 ok "  no output file" test ! -e o.raw
 kimg checksum "$R"
 err_line "checksum, every read fails"
-is "$(cat out)" "" "  no sum printed"
+is "$(< out)" "" "  no sum printed"
 kimg compare "$R" d.raw
 err_line "compare, every read fails"
 
@@ -75,7 +75,7 @@ killer=$!
 kimg checksum "$(nuri slow.sock)"
 wait $killer
 err_line "checksum, the server killed mid-copy"
-is "$(cat out)" "" "  no sum printed"
+is "$(< out)" "" "  no sum printed"
 # ... and while it is written to
 kitnbd wslow.sock --filter=delay memory 64M wdelay=100ms zdelay=100ms
 (sleep 0.5; nbd_stop wslow.sock) &

@@ -35,7 +35,7 @@ done
 for f in over-tcp over-unix over-legacy; do
     kimg convert -O raw $f.qcow2 o.raw
     err_line "convert $f: not followed by default"
-    like "$(cat err)" "allow-remote-backing" "  the message names the option"
+    like "$(< err)" "allow-remote-backing" "  the message names the option"
     ok "  no output" test ! -e o.raw
     kimg compare $f.qcow2 want.raw
     err_line "compare $f: not followed by default"
@@ -50,11 +50,11 @@ err_line "--untrusted refuses it even with --allow-remote-backing"
 for f in over-unix over-legacy; do
     kimg compare --allow-remote-backing $f.qcow2 want.raw
     err_line "$f: a unix socket named by an image is refused even when allowed"
-    like "$(cat err)" "local file" "  the reason"
+    like "$(< err)" "local file" "  the reason"
 done
 kimg compare --allow-remote-backing over-psk.qcow2 want.raw
 err_line "tls-psk-file= named by an image is refused even when allowed"
-like "$(cat err)" "tls-psk-file" "  the reason"
+like "$(< err)" "tls-psk-file" "  the reason"
 kimg compare --allow-remote-backing over-esc.qcow2 want.raw
 err_line "an image's NBD name with a control character"
 ok "  printed escaped" sh -c "! grep -q \"$(printf '\033')\" err"
@@ -64,7 +64,7 @@ oracle "a unix socket typed by the user" compare "$UNIXU" base-copy.raw
 oracle "TCP typed by the user" compare "$TCPU" base-copy.raw
 kimg info "nbds://127.0.0.1:$NBD_PORT/?tls-psk-file=$T/none.psk"
 err_line "tls-psk-file= typed by the user is used (a missing file is an error)"
-like "$(cat err)" "none.psk" "  libnbd read that file"
+like "$(< err)" "none.psk" "  libnbd read that file"
 
 # an external data file named by the image as an NBD name
 qemu-img create -q -f raw data.raw 16M
@@ -104,7 +104,7 @@ oracle "info: a relative backing name on an export" info --output=json "$OV"
 oracle "info (human): the same" info "$OV"
 qimg compare "$OV" base-copy.raw; kimg compare "$OV" base-copy.raw
 is "$RC" "$QRC" "compare: a relative backing name on an export: exit code as qemu-img's"
-is "$(cat err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
+is "$(< err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
 qemu-img create -q -f qcow2 -u -b "$T/base-copy.raw" -F raw "$OV" 16M
 oracle "info: an absolute backing name on an export" info --output=json "$OV"
 kimg compare "$OV" base-copy.raw

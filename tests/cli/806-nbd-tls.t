@@ -20,7 +20,7 @@ WU="nbds+unix://alice@/?socket=$T/w.sock&tls-psk-file=$T/keys.psk"
 
 kimg info --output=json "$TU"
 is "$RC" 0 "info over TLS"
-like "$(cat out)" "\"filename\": \"nbds\\+unix://\\?socket=$T/t.sock\"" "  shown as nbds+unix://?socket=..."
+like "$(< out)" "\"filename\": \"nbds\\+unix://\\?socket=$T/t.sock\"" "  shown as nbds+unix://?socket=..."
 kimg convert -O raw "$TU" o.raw
 is "$RC" 0 "convert from a TLS export"
 ok "  reads as the file served" cmp -s o.raw d.raw
@@ -41,5 +41,5 @@ kimg info "nbds+unix://alice@/?socket=$T/t.sock&tls-psk-file=$T/none.psk"
 err_line "a missing key file"
 kimg info "nbd+unix:///?socket=$T/t.sock&tls-psk-file=$T/keys.psk"
 err_line "tls-psk-file= on a plain name"
-like "$(cat err)" "nbds" "  the message says TLS needs nbds"
+like "$(< err)" "nbds" "  the message says TLS needs nbds"
 done_testing

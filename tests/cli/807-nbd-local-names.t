@@ -34,7 +34,7 @@ for f in abs passwd filep esc; do
     oracle "info $f: the name is shown, not opened" info --output=json "$U"
     kimg convert -O raw "$U" o.raw
     err_line "convert $f: a local backing file named over NBD is refused"
-    like "$(cat err)" "allow-nbd-local-backing" "  the message names the option"
+    like "$(< err)" "allow-nbd-local-backing" "  the message names the option"
     ok "  no output" test ! -e o.raw
     kimg compare "$U" want.raw
     err_line "compare $f: refused"
@@ -43,7 +43,7 @@ done
 ok "an image-supplied name is printed escaped" sh -c "! grep -q \"$(printf '\033')\" err"
 kimg checksum "$(nuri passwd.sock)"
 err_line "checksum: /etc/passwd named over NBD is refused"
-like "$(cat err)" "/etc/passwd" "  the message names the file"
+like "$(< err)" "/etc/passwd" "  the message names the file"
 kimg info --backing-chain "$(nuri abs.sock)"
 err_line "info --backing-chain: refused (it would open the file)"
 kimg map "$(nuri abs.sock)"
@@ -56,7 +56,7 @@ for f in rel dotdot; do
     qimg compare "$U" want.raw
     kimg compare --allow-nbd-local-backing "$U" want.raw
     is "$RC" "$QRC" "compare $f (allowed): qemu-img's exit code"
-    is "$(cat err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
+    is "$(< err)" "$(sed 's/^qemu-img:/kimg:/' qerr)" "  qemu-img's message"
 done
 
 # the opt-in
@@ -83,7 +83,7 @@ kitnbd dq.sock -r file dq.qcow2
 oracle "info: a local data file named over NBD" info --output=json "$(nuri dq.sock)"
 kimg convert -O raw "$(nuri dq.sock)" o3.raw
 err_line "an external data file named over NBD is refused"
-like "$(cat err)" "external data file" "  the message says which file"
+like "$(< err)" "external data file" "  the message says which file"
 kimg convert --allow-nbd-local-backing -O raw "$(nuri dq.sock)" o3.raw
 is "$RC" 0 "  followed with the option"
 ok "  the data as qemu-img reads it" cmp -s o3.raw dwant.raw
@@ -94,7 +94,7 @@ qemu-img create -q -f qcow2 -u -b "nbd://127.0.0.1:$NBD_PORT/" -F qcow2 top.qcow
 qemu-img convert -O raw top.qcow2 twant.raw
 kimg convert --allow-remote-backing -O raw top.qcow2 o4.raw
 err_line "a local base named by an NBD backing file: refused"
-like "$(cat err)" "allow-nbd-local-backing" "  the message names the option"
+like "$(< err)" "allow-nbd-local-backing" "  the message names the option"
 kimg convert --allow-remote-backing --allow-nbd-local-backing -O raw top.qcow2 o4.raw
 is "$RC" 0 "  followed with both options"
 ok "  as qemu-img reads it" cmp -s o4.raw twant.raw

@@ -81,13 +81,13 @@ for o in "file.driver=nbd" "file.driver=nbd,file.port=1" "file.driver=nbd,$S" \
          "file.driver=nbd,file.filename=nbd+unix://?socket=$T/q.sock" \
          "file.driver=nbd,file.server.type=unix,file.server.path=$T/none.sock"; do
     qimg info --image-opts "$o"; kimg info --image-opts "$o"
-    is "$RC/$(cat err)" "$QRC/$(sed 's/^qemu-img:/kimg:/' qerr)" "error as qemu-img's: $o"
+    is "$RC/$(< err)" "$QRC/$(sed 's/^qemu-img:/kimg:/' qerr)" "error as qemu-img's: $o"
 done
 kimg info --image-opts "$U,file.export=nope"
 err_line "a missing export: one line"
 kimg info --image-opts "file.driver=nbd,file.server.type=vsock,file.server.cid=3,file.server.port=1"
 err_line "vsock: refused"
-like "$(cat err)" "not supported" "  as not supported"
+like "$(< err)" "not supported" "  as not supported"
 kimg info --image-opts "$U,file.reconnect-delay=5"
 err_line "reconnect-delay: refused (kimg does not reconnect)"
 oracle "reconnect-delay=0 is qemu's default" info --output=json --image-opts "$U,file.reconnect-delay=0"
@@ -99,7 +99,7 @@ O="driver=qcow2,file.driver=nbd,file.server.type=unix,file.server.path=$T/ov.soc
 oracle "info: the backing name is shown" info --output=json --image-opts "$O"
 kimg compare --image-opts "$O" "driver=raw,$N"
 err_line "a local backing file named over NBD is refused"
-like "$(cat err)" "allow-nbd-local-backing" "  the message names the option"
+like "$(< err)" "allow-nbd-local-backing" "  the message names the option"
 kimg compare --allow-nbd-local-backing --image-opts "$O" "driver=raw,$N"
 is "$RC" 0 "  followed with --allow-nbd-local-backing"
 kimg compare --image-opts "$O,backing.file.filename=$T/ref.raw" "driver=raw,$N"

@@ -69,7 +69,7 @@ done
 cp "$FX/v3.qcow2" ro.qcow2
 sum=$(sha ro.qcow2)
 nbd_run file=ro.qcow2 -- 'nbdinfo --json "$uri"'
-like "$(cat "$T/out")" '"is_read_only": true' "read-only by default"
+like "$(< "$T/out")" '"is_read_only": true' "read-only by default"
 nbd_run file=ro.qcow2 -- 'qemu-io -f raw -c "write -P 1 0 4k" "$uri"'
 like "$(cat "$T/out" "$T/err")" "(Operation not permitted|Permission denied|read-only)" \
     "a write through it is refused"

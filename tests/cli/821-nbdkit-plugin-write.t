@@ -25,7 +25,7 @@ twin() {
     qemu-io -f "$fmt" "${ops[@]}" "$f.twin" > /dev/null
     nbd_run file="$f" format="$fmt" readonly=false -- "qemu-io -f raw $(qio_ops) \"\$uri\""
     is "$RC" 0 "$name: qemu-io's writes through the export"
-    [ "$RC" = 0 ] || diag "$(cat "$T/err")"
+    [ "$RC" = 0 ] || diag "$(< "$T/err")"
     ok "$name: the image reads as qemu-io's twin" qemu-img compare -q -f "$fmt" -F "$fmt" "$f" "$f.twin"
     if [ "$fmt" = qcow2 ]; then ok "$name: qemu-img check is clean" check_clean "$f"; fi
 }
@@ -87,7 +87,7 @@ expect_ro() {   # expect_ro NAME FILE ARGS...
     local name=$1 f=$2; shift 2
     local sum; sum=$(sha "$f")
     nbd_run file="$f" "$@" -- 'nbdinfo --json "$uri"'
-    like "$(cat "$T/out")" '"is_read_only": true' "$name: served read-only"
+    like "$(< "$T/out")" '"is_read_only": true' "$name: served read-only"
     nbd_run file="$f" "$@" -- 'qemu-io -f raw -c "write -P 1 0 4k" "$uri"'
     isnt "$RC" 0 "$name: a write through it fails"
     is "$(sha "$f")" "$sum" "$name: the image is unchanged"
@@ -102,7 +102,7 @@ expect_ro "probed raw, readonly=false" a.raw readonly=false
 expect_ro "qcow2 without readonly=false" plain.qcow2
 expect_ro "qcow2, readonly=false under nbdkit -r" plain.qcow2 readonly=false -r
 nbd_run file=a.raw format=raw readonly=false -- 'nbdinfo --json "$uri"'
-like "$(cat "$T/out")" '"is_read_only": false' "raw with format=raw, readonly=false: writable"
-like "$(cat "$T/out")" '"can_zero": true' "  it takes zero requests"
-like "$(cat "$T/out")" '"can_trim": true' "  and trims"
+like "$(< "$T/out")" '"is_read_only": false' "raw with format=raw, readonly=false: writable"
+like "$(< "$T/out")" '"can_zero": true' "  it takes zero requests"
+like "$(< "$T/out")" '"can_trim": true' "  and trims"
 done_testing

@@ -7,6 +7,7 @@
 # in the messages.  untrusted=true refuses exactly what kimg's
 # --untrusted refuses (backing files, extent files, external data files).
 . "$(dirname "$0")/lib.sh"
+KIMG_TIMEOUT=30     # hostile input: each command under timeout, a hang fails on its own
 . "$KIMG_SRC/tests/cli/nbdkit.sh"
 MiB=$((1024 * 1024))
 S=$T/k.sock

@@ -34,7 +34,7 @@ nbd_run file=vm.ova -- 'nbdcopy "$uri" got.raw'
 qemu-img convert -f qcow2 -O raw d1.qcow2 d1.raw
 ok "OVA without disk=: the first disk" cmp -s got.raw d1.raw
 nbd_run file=vm.ova disk=1 readonly=false -- 'nbdinfo --json "$uri"'
-like "$(cat "$T/out")" '"is_read_only": true' "OVA disk with readonly=false: read-only"
+like "$(< "$T/out")" '"is_read_only": true' "OVA disk with readonly=false: read-only"
 nbd_run file=vm.ova disk=4 -- 'nbdinfo "$uri"'
 isnt "$RC" 0 "OVA disk=4 of 3: refused"
 like "$(grep -m1 'error:' "$T/err")" "the archive has 3 disks, not 4" "  with kimg's reason"
@@ -86,12 +86,12 @@ is "$RC" 0 "force-share=true: served"
 # the magic key, bad parameters, help, dump-plugin
 qemu-img create -q -f qcow2 m.qcow2 4M
 RC=0; "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" m.qcow2 --run "${NBDKIT_UNENV}"'nbdinfo --size "$uri"' > out 2>&1 || RC=$?
-is "$(cat out)" 4194304 "the magic key: nbdkit kimg.so PATH"
+is "$(< out)" 4194304 "the magic key: nbdkit kimg.so PATH"
 bad() {   # bad NAME WANT ARGS...: nbdkit refuses to start, one error line
     local name=$1 want=$2; shift 2
     RC=0; "${NBDKIT_ENV[@]}" nbdkit -U - "$PLUGIN" "$@" --run true > out 2>&1 || RC=$?
     isnt "$RC" 0 "$name: nbdkit does not start"
-    like "$(cat out)" "$want" "  $name: $want"
+    like "$(< out)" "$want" "  $name: $want"
 }
 bad "no file" "file=PATH" format=qcow2
 bad "file and image-opts" "name the image twice" file=m.qcow2 image-opts=driver=qcow2,file.filename=m.qcow2
@@ -108,7 +108,7 @@ like "$(grep -m1 'error:' "$T/err")" "does not support the option 'bogus'" \
     "image-opts with an option no part of kimg reads: the export is refused"
 "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --help > help.out 2>&1
 for k in file= format= disk= readonly=false untrusted=true force-share=true object= image-opts=; do
-    grep -q -- "^$k" help.out && pass "--help lists $k" || fail "--help lists $k" "$(cat help.out)"
+    grep -q -- "^$k" help.out && pass "--help lists $k" || fail "--help lists $k" "$(< help.out)"
 done
 "${NBDKIT_ENV[@]}" nbdkit "$PLUGIN" --dump-plugin > dump.out 2>&1
 like "$(grep '^kimg_version=' dump.out)" "^kimg_version=$("$KIMG" --version | sed 's/.* //')$" \

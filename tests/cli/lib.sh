@@ -30,14 +30,17 @@
 #                                  all: every one)
 #           slow_part             true in rest and all (a costly one-off check)
 # Crashes:  crash_next N         the crash point (KIMG_CRASH_AFTER) a loop
-#                                  takes after N: quick, every one up to 4,
-#                                  then every third; rest the others; all
+#                                  takes after N: quick, 0-3 and then
+#                                  every sixth; rest the others; all
 #                                  (or KIMG_CRASH_FULL=1) every one
 #           crash_points MAX      the points crash_next visits in 0..MAX
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
 #           check_oracle NAME IMAGE ARGS...   kimg check vs qemu-img check on twins
 #           repair_oracle NAME IMAGE -r MODE  the same for repairs
-# kimg and qimg run under `timeout ${KIMG_TIMEOUT:-60}` (exit 124: hung).
+# A file that runs past KIMG_FILE_TIMEOUT seconds (600) is killed and
+# bails out (one watchdog per file); a test that checks for a hang sets
+# KIMG_TIMEOUT, and kimg and qimg then run under `timeout $KIMG_TIMEOUT`
+# (exit 124: hung).
 # Validate a new test against qemu-img itself: KIMG=a wrapper that runs
 # qemu-img with "qemu-img: " turned into "kimg: " on stderr; every oracle
 # assertion must then pass (only kimg's one-line-error rule may not).
@@ -55,9 +58,26 @@ _tap_cleanup() {
     # Background helpers (e.g. a qemu-io holding a lock) registered by tests.
     local p
     for p in ${_tap_bg_pids:-}; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    pkill -P "$_tap_watchdog" sleep 2>/dev/null; kill "$_tap_watchdog" 2>/dev/null
     cd / && rm -rf "$T"
 }
 trap _tap_cleanup EXIT
+# The watchdog: one per file, where a `timeout` per command cost a fork
+# and an exec each (thousands per run).  When it fires it kills every
+# process the file started, then the file itself, which fails.
+_tap_kill_tree() {
+    local c
+    for c in $(pgrep -P "$1"); do
+        [ "$c" = "$2" ] || _tap_kill_tree "$c" "$2"
+    done
+    [ "$1" = "$$" ] || kill -KILL "$1" 2> /dev/null
+}
+trap 'fail "the file ran past KIMG_FILE_TIMEOUT=${KIMG_FILE_TIMEOUT:-600} s"; exit 1' TERM
+( exec > /dev/null 2>&1 < /dev/null
+  sleep "${KIMG_FILE_TIMEOUT:-600}" & wait $!
+  _tap_kill_tree "$$" "$BASHPID"
+  kill -TERM "$$" ) &
+_tap_watchdog=$!
 cd "$T" || exit 1
 # loop_attach FILE SIZE: a new FILE of SIZE behind a loop device, detached
 # at exit; LOOPDEV gets its name, or is empty (not root, or no losetup).
@@ -136,11 +156,19 @@ PY=python3; [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
 # run CMD...: output in $T/out and $T/err, exit code in $RC (never exits).
 run() { RC=0; "$@" > "$T/out" 2> "$T/err" < /dev/null || RC=$?; return 0; }
-# kimg runs under a timeout (KIMG_TIMEOUT seconds, default 60): exit 124 = hung.
-kimg() { run timeout -k 5 "${KIMG_TIMEOUT:-60}" "$KIMG" "$@"; }
+# kimg ARGS: run kimg (under `timeout $KIMG_TIMEOUT` when a test sets it:
+# exit 124 = hung; otherwise the file's watchdog stops a hang).
+kimg() {
+    if [ -n "${KIMG_TIMEOUT:-}" ]; then run timeout -k 5 "$KIMG_TIMEOUT" "$KIMG" "$@"
+    else run "$KIMG" "$@"; fi
+}
 qimg() {
     QRC=0
-    timeout -k 5 "${KIMG_TIMEOUT:-60}" qemu-img "$@" > "$T/qout" 2> "$T/qerr" < /dev/null || QRC=$?
+    if [ -n "${KIMG_TIMEOUT:-}" ]; then
+        timeout -k 5 "$KIMG_TIMEOUT" qemu-img "$@" > "$T/qout" 2> "$T/qerr" < /dev/null || QRC=$?
+    else
+        qemu-img "$@" > "$T/qout" 2> "$T/qerr" < /dev/null || QRC=$?
+    fi
     return 0
 }
 # oracle NAME ARGS...: run qemu-img ARGS and kimg ARGS; one test for the
@@ -268,14 +296,15 @@ sampled() {
 # qemu-img's own check of an image with 65535 snapshots.
 slow_part() { [ "$KIMG_TEST_PART" != quick ]; }
 # crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
-# quick: every point up to the 4th (a command's opening moves), then every
-# third (4, 7, 10...); rest: the points quick skips (5, 6, 8, 9...); all:
-# every point.  A loop's own first point runs in both parts.
+# quick: points 0 to 3 (a command's opening moves), then every sixth (9,
+# 15, 21...): the long loops belong to check-slow; rest: the points quick
+# skips (4-8, 10-14...); all: every point.  A loop's own first point runs
+# in both parts.
 crash_next() {
     local n=$(($1 + 1))
     case $KIMG_TEST_PART in
-        quick) [ "$1" -lt 4 ] || n=$(($1 + 3)) ;;
-        rest) while [ "$n" -le 4 ] || [ $(( (n - 4) % 3 )) -eq 0 ]; do n=$((n + 1)); done ;;
+        quick) [ "$1" -lt 3 ] || n=$(($1 + 6)) ;;
+        rest) while [ "$n" -le 3 ] || [ $(( (n - 3) % 6 )) -eq 0 ]; do n=$((n + 1)); done ;;
     esac
     echo "$n"
 }

@@ -104,9 +104,9 @@ msg_run_case() {
     done
     local p
     for p in $holders; do kill "$p" 2> /dev/null; wait "$p" 2> /dev/null; done
-    MSG_QRC=$(cat "$T/q.rc"); MSG_QERR=$(cat "$T/q.err"); MSG_QOUT=$(cat "$T/q.out")
+    MSG_QRC=$(< "$T/q.rc"); MSG_QERR=$(< "$T/q.err"); MSG_QOUT=$(< "$T/q.out")
     MSG_QERR1=$(head -1 "$T/q.err")
-    MSG_KRC=$(cat "$T/k.rc"); MSG_KERR=$(cat "$T/k.err"); MSG_KOUT=$(cat "$T/k.out")
+    MSG_KRC=$(< "$T/k.rc"); MSG_KERR=$(< "$T/k.err"); MSG_KOUT=$(< "$T/k.out")
 }
 
 # name|arguments (after the tool's name; evaluated by the shell)

@@ -56,7 +56,7 @@ grow() {
     twins "$img"
     QRC=0; (cd q && qemu-img resize "$@" "$img" "$size") > qout 2> qerr || QRC=$?
     RC=0; (cd k && "$KIMG" resize "$@" "$img" "$size") > out 2> err || RC=$?
-    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(cat err) qemu-img: $(cat qerr)"; return; }
+    is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
     is_file out qout "$name: stdout as qemu-img's"
     [ "$QRC" -eq 0 ] || return 0
     # (a data file's holes decide map's "zero" there: host layout, dropped)
