@@ -58,26 +58,27 @@ _tap_cleanup() {
     # Background helpers (e.g. a qemu-io holding a lock) registered by tests.
     local p
     for p in ${_tap_bg_pids:-}; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    pkill -P "$_tap_watchdog" sleep 2>/dev/null; kill "$_tap_watchdog" 2>/dev/null
+    [ -z "${_tap_watchdog:-}" ] || { pkill -P "$_tap_watchdog" sleep; kill "$_tap_watchdog"; } 2>/dev/null
     cd / && rm -rf "$T"
 }
 trap _tap_cleanup EXIT
 # The watchdog: one per file, where a `timeout` per command cost a fork
 # and an exec each (thousands per run).  When it fires it kills every
-# process the file started, then the file itself, which fails.
+# process the file started, then the file itself, which fails.  It is
+# not the file's child (started from a subshell that exits at once), so a
+# test's own bare `wait` does not wait for it.
 _tap_kill_tree() {
     local c
-    for c in $(pgrep -P "$1"); do
-        [ "$c" = "$2" ] || _tap_kill_tree "$c" "$2"
-    done
+    for c in $(pgrep -P "$1"); do _tap_kill_tree "$c"; done
     [ "$1" = "$$" ] || kill -KILL "$1" 2> /dev/null
 }
 trap 'fail "the file ran past KIMG_FILE_TIMEOUT=${KIMG_FILE_TIMEOUT:-600} s"; exit 1' TERM
-( exec > /dev/null 2>&1 < /dev/null
-  sleep "${KIMG_FILE_TIMEOUT:-600}" & wait $!
-  _tap_kill_tree "$$" "$BASHPID"
-  kill -TERM "$$" ) &
-_tap_watchdog=$!
+_tap_watchdog=$(
+    ( exec > /dev/null 2>&1 < /dev/null
+      sleep "${KIMG_FILE_TIMEOUT:-600}" & wait $!
+      _tap_kill_tree "$$"
+      kill -TERM "$$" ) &
+    echo $!)
 cd "$T" || exit 1
 # loop_attach FILE SIZE: a new FILE of SIZE behind a loop device, detached
 # at exit; LOOPDEV gets its name, or is empty (not root, or no losetup).
