@@ -122,11 +122,16 @@ crash_loop() {  # crash_loop NAME SEED ARGS...
     fi
     is "$bad" 0 "$name${seed:+ (lose seed $seed)}: $n crash points, each old or new; finished as qemu-img"
 }
-seeds=("" 1); [ "$KIMG_TEST_PART" != quick ] && seeds+=(2)   # (make check-slow: seed 2 too)
-for seed in "${seeds[@]}"; do
-    crash_loop "crash: grow +20M" "$seed" +20M
-    crash_loop "crash: shrink to 21000192" "$seed" --shrink 21000192
-done
+if [ "$KIMG_TEST_PART" = quick ]; then
+    # make check: each direction once, one under each crash model
+    crash_loop "crash: grow +20M" "" +20M
+    crash_loop "crash: shrink to 21000192" 1 --shrink 21000192
+else
+    for seed in "" 1 2; do      # check-slow: both directions, three models
+        crash_loop "crash: grow +20M" "$seed" +20M
+        crash_loop "crash: shrink to 21000192" "$seed" --shrink 21000192
+    done
+fi
 
 # commit into a smaller base with bitmaps: the base grows, bitmaps kept
 mkdir k q

@@ -139,10 +139,16 @@ require() { local c; for c; do command -v "$c" > /dev/null || skip_all "$c not i
 require qemu-img qemu-io python3
 # qemu-img through tests/cli/shim/qemu-img: its LUKS benchmark's flake
 # ("Unable to get accurate CPU usage") is retried there, for every caller
-if [ -z "${KIMG_REAL_QEMU_IMG:-}" ]; then
-    KIMG_REAL_QEMU_IMG=$(command -v qemu-img)
-    export KIMG_REAL_QEMU_IMG PATH="$KIMG_SRC/tests/cli/shim:$PATH"
-fi
+# (KIMG_REAL_QEMU_IMG: the first qemu-img on PATH outside any shim folder,
+# so a PATH that already holds one cannot make the shim exec itself)
+case ${KIMG_REAL_QEMU_IMG:-} in
+'' | */tests/cli/shim/*)
+    KIMG_REAL_QEMU_IMG=$(IFS=:; for d in $PATH; do
+        case $d in */tests/cli/shim) continue ;; esac
+        [ -x "$d/qemu-img" ] && { echo "$d/qemu-img"; break; }; done)
+    export KIMG_REAL_QEMU_IMG ;;
+esac
+case :$PATH: in *":$KIMG_SRC/tests/cli/shim:"*) ;; *) export PATH="$KIMG_SRC/tests/cli/shim:$PATH" ;; esac
 # ... except that a test's own calls of a command the shim would only
 # exec skip the shim's shell (about 4 ms a call; the suite makes tens of
 # thousands): the same test of the arguments as the shim's, in bash.
