@@ -31,7 +31,7 @@
 #           slow_part             true in rest and all (a costly one-off check)
 # Crashes:  crash_next N         the crash point (KIMG_CRASH_AFTER) a loop
 #                                  takes after N: quick, 0-3 and then
-#                                  every sixth; rest the others; all
+#                                  every ninth; rest the others; all
 #                                  (or KIMG_CRASH_FULL=1) every one
 #           crash_points MAX      the points crash_next visits in 0..MAX
 # Check:    $Q2 (tests/cli/qcow2.py: find/patch L2 entries and refcounts)
@@ -303,15 +303,15 @@ sampled() {
 # qemu-img's own check of an image with 65535 snapshots.
 slow_part() { [ "$KIMG_TEST_PART" != quick ]; }
 # crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
-# quick: points 0 to 3 (a command's opening moves), then every sixth (9,
-# 15, 21...): the long loops belong to check-slow; rest: the points quick
-# skips (4-8, 10-14...); all: every point.  A loop's own first point runs
+# quick: points 0 to 3 (a command's opening moves), then every ninth (12,
+# 21, 30...): the long loops belong to check-slow; rest: the points quick
+# skips (4-11, 13-20...); all: every point.  A loop's own first point runs
 # in both parts.
 crash_next() {
     local n=$(($1 + 1))
     case $KIMG_TEST_PART in
-        quick) [ "$1" -lt 3 ] || n=$(($1 + 6)) ;;
-        rest) while [ "$n" -le 3 ] || [ $(( (n - 3) % 6 )) -eq 0 ]; do n=$((n + 1)); done ;;
+        quick) [ "$1" -lt 3 ] || n=$(($1 + 9)) ;;
+        rest) while [ "$n" -le 3 ] || [ $(( (n - 3) % 9 )) -eq 0 ]; do n=$((n + 1)); done ;;
     esac
     echo "$n"
 }
