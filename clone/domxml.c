@@ -190,6 +190,11 @@ int clone_check_text(const char *what, const char *s, size_t max)
     size_t len = strlen(s);
     if (len > max)
         return kimg_fail(-EINVAL, "%s is too long (%zu bytes, at most %zu)", what, len, max);
+    /* libxml2's UTF-8 check: loaded here too, as a name or path may be
+     * checked before any XML is parsed (lazylib/) */
+    int r = kimg_libxml_load();
+    if (r < 0)
+        return r;
     if (!xmlCheckUTF8(BAD_CAST s))
         return kimg_fail(-EINVAL, "%s is not valid UTF-8", what);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
