@@ -6,10 +6,10 @@
  * results come in submission order), so the result never depends on the
  * thread count.  Zero ranges are never read, zero blocks never hashed.
  * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
- * hashed in place from a read-only mapping of that file, by the workers:
- * no copy, and the reads (page faults) happen on every hash thread (the
- * engines' mapping policy, img/srcmap.c: a file that changes size while
- * it is hashed fails the digest).  Other
+ * read by the workers; with KIMG_MAP_SOURCES=1 it is hashed in place from
+ * a read-only mapping of that file instead (the engines' source policy,
+ * img/srcmap.h: a file that changes size while it is hashed fails the
+ * digest either way).  Other
  * data (compressed, in memory files, partial blocks) is read into the
  * slot's buffer by the worker that hashes it (decompression on every
  * core), or by the caller's thread when one worker hashes everything

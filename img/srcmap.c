@@ -120,6 +120,8 @@ int kimg_srcmap_open(struct kimg_srcmap *sm, struct kimg_file *f, uint64_t off, 
     sm->off = off;
     sm->len = len;
     sm->slot = -1;
+    if (!kimg_tunables()->map_sources)
+        return -EOPNOTSUPP;     /* reads are the default (srcmap.h) */
     int ret = kimg_file_map(f, off, len, &sm->m);
     if (ret == -ERANGE)
         return changed_size(sm);
@@ -242,6 +244,8 @@ int kimg_srcwins_get(struct kimg_srcwins *w, struct kimg_file *f, uint64_t off, 
                      struct kimg_srcmap **map, const uint8_t **data)
 {
     int ret, slot = -1;
+    if (!kimg_tunables()->map_sources)
+        return -EOPNOTSUPP;     /* reads are the default (srcmap.h) */
     pthread_mutex_lock(&w->lock);
     for (int i = 0; i < MAX_WINDOWS; i++) {
         struct window *x = &w->win[i];

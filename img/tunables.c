@@ -27,6 +27,7 @@ static const struct var {
     size_t off;
 } VARS[] = {
     { "KIMG_CONVERT_NO_MAP", FLAG, offsetof(struct kimg_tunables, convert_no_map) },
+    { "KIMG_MAP_SOURCES", FLAG, offsetof(struct kimg_tunables, map_sources) },
     { "KIMG_CONVERT_NO_REFLINK", FLAG, offsetof(struct kimg_tunables, convert_no_reflink) },
     { "KIMG_NO_POPULATE", FLAG, offsetof(struct kimg_tunables, no_populate) },
     { "KIMG_CONVERT_SERIAL", FLAG, offsetof(struct kimg_tunables, convert_serial) },

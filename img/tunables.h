@@ -23,7 +23,10 @@
 
 struct kimg_tunables {
     /* engine switches: compare paths, measure, work around a host */
-    bool convert_no_map;          /* KIMG_CONVERT_NO_MAP: read sources, never mmap them */
+    bool convert_no_map;          /* KIMG_CONVERT_NO_MAP: convert reads sources through
+                                     their drivers (no plain host reads, no reflinks) */
+    bool map_sources;             /* KIMG_MAP_SOURCES: engines map plainly stored
+                                     source data instead of reading it (srcmap.h) */
     bool convert_no_reflink;      /* KIMG_CONVERT_NO_REFLINK: copy, never clone extents */
     bool no_populate;             /* KIMG_NO_POPULATE: mapped source pages fault in one
                                      by one, not mapped per job (img/srcmap.c) */

@@ -3,6 +3,8 @@
 # reads it in place (img/srcmap.c, one policy for every engine): the run
 # ends with a one-line error naming the change, never exits 0 with zeros
 # where the data was, and is never killed by SIGBUS.
+# Both ways an engine gets source data: read into its buffers (the
+# default) and mapped (KIMG_MAP_SOURCES=1, where a shrunk file faults).
 # Deterministic part: KIMG_TEST_MAP_PAUSE=FILE stops the first mapping
 # made until FILE is removed, KIMG_TEST_OPEN_PAUSE the first image opened;
 # the test truncates the source meanwhile.
@@ -10,7 +12,7 @@
 # have copied the data the source held, byte for byte (before, a source
 # truncated mid-run gave exit 0 and zeros, or a "Bad address" write error).
 . "$(dirname "$0")/lib.sh"
-plan 20
+plan 30
 
 MiB=$((1024 * 1024))
 pattern() { yes kimg-convert-source-data | head -c "$1"; }
@@ -32,6 +34,8 @@ paused() {
     RC=0; wait "$pid" || RC=$?
 }
 
+# mapped: cut once the first mapping is made
+export KIMG_MAP_SOURCES=1
 for target in raw qcow2; do
     pattern $((16 * MiB)) > src.raw
     rm -f out.$target
@@ -40,15 +44,6 @@ for target in raw qcow2; do
     like "$(< err)" "changed size" "raw -> $target: the message says the source changed size"
     ok "raw -> $target: no output left behind" test ! -e out.$target
 done
-
-# cut between the source's open and the copy's start (before, the source
-# was then taken as all holes: exit 0 and zeros)
-pattern $((16 * MiB)) > src.raw
-rm -f out.raw
-HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open" "$KIMG" convert -f raw -O raw src.raw out.raw
-err_line "raw -> raw, source cut right after its open"
-like "$(< err)" "changed size" "cut after the open: the message says the source changed size"
-ok "cut after the open: no output left behind" test ! -e out.raw
 
 # a qcow2 source: its clusters are mapped from the qcow2 file
 pattern $((16 * MiB)) > data.raw
@@ -61,13 +56,39 @@ err_line "qcow2 -> raw, source truncated mid-run"
 pattern $((16 * MiB)) > src.raw
 paused "checksum" "$KIMG" checksum -U -f raw src.raw
 err_line "checksum, source truncated mid-run"
+unset KIMG_MAP_SOURCES
+
+# read (the default): cut between the source's open and the copy's start
+# (before, the source was then taken as all holes: exit 0 and zeros)
+for target in raw qcow2; do
+    pattern $((16 * MiB)) > src.raw
+    rm -f out.$target
+    HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open, raw -> $target" \
+        "$KIMG" convert -f raw -O $target src.raw out.$target
+    err_line "raw -> $target, source cut right after its open"
+    like "$(< err)" "changed size" "cut after the open, raw -> $target: the message says the source changed size"
+    ok "cut after the open, raw -> $target: no output left behind" test ! -e out.$target
+done
+cp src.qcow2 src.raw
+HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open, qcow2 -> raw" \
+    "$KIMG" convert -f qcow2 -O raw src.raw out.raw
+err_line "qcow2 -> raw, source cut right after its open"
+pattern $((16 * MiB)) > src.raw
+HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open, checksum" "$KIMG" checksum -U -f raw src.raw
+err_line "checksum, source cut right after its open"
+pattern $((16 * MiB)) > src.raw
+HOOK=KIMG_TEST_OPEN_PAUSE paused "cut after the open, compare" \
+    "$KIMG" compare -f raw -F raw src.raw data.raw
+err_line "compare, source cut right after its open"
 
 # racy: a large source truncated after a while; exit 0 only with the data
 errors=0 bad=0
+map=1
 for delay in 0.05 0.1 0.15 0.25; do
+    map=$((1 - map))        # read, mapped, read, mapped
     pattern $((256 * MiB)) > src.raw
     rm -f out.raw
-    "$KIMG" convert -U -f raw -O raw src.raw out.raw > out 2> err < /dev/null & pid=$!
+    KIMG_MAP_SOURCES=$map "$KIMG" convert -U -f raw -O raw src.raw out.raw > out 2> err < /dev/null & pid=$!
     sleep "$delay"
     truncate -s 0 src.raw
     RC=0; wait "$pid" || RC=$?
