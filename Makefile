@@ -205,7 +205,7 @@ check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 # The rest of the test cases (.ci/run runs them after check).  `make
 # check` runs every file, but each file's repeated cases in a sample
 # (tests/cli/lib.sh "tiers": a third of each matrix with `sampled`, crash
-# points 0-3 and then every ninth with `crash_next`); here the
+# points 0-3, 12 and doubling with `crash_next`); here the
 # files that sample run the cases check left out (KIMG_TEST_PART=rest),
 # so check and check-slow together run every case once.  Then every crash
 # test under the power-failure model (tests/cli/190: each simulated crash

@@ -17,11 +17,14 @@
  *
  * Pipeline: the main thread walks block status and cuts the work into
  * jobs of up to 2 MiB; the engines' worker pool (img/pool.c) reads them
- * (and scans for zeros) in parallel, up to `in_flight` at once.  Data stored plainly in a buffered
- * host file (raw, uncompressed qcow2 clusters) is not read at all: the
- * worker maps it (img/srcmap.c, the engines' one mapping policy: a source
- * that changes size fails the copy; 16 MiB windows shared by the jobs in
- * them), which saves the kernel's copy to user space; an O_DIRECT source is read with libaio (img/aio.c).  Every
+ * (and scans for zeros) in parallel, up to `in_flight` at once, each into
+ * its own page-aligned 2 MiB buffer, reused job after job.  Data stored
+ * plainly in a buffered host file (raw, uncompressed qcow2 clusters) is
+ * mapped instead only with KIMG_MAP_SOURCES=1 (img/srcmap.h says why that
+ * is not the default: in a VM a mapped page costs a nested TLB miss, and
+ * writing from mappings took twice qemu-img's time); a source that
+ * changes size fails the copy either way.  An O_DIRECT source is read
+ * with libaio (img/aio.c).  Every
  * shortcut (mapping, cloning, copy offload, libaio) is an optional
  * operation of the file layer; a backend without it is read and written
  * with plain reads and writes.
@@ -65,7 +68,7 @@
  * disk on ext4).
  *
  * For benchmarks and tests: KIMG_CONVERT_NO_REFLINK=1 copies instead of
- * cloning, KIMG_CONVERT_NO_MAP=1 reads instead of mapping,
+ * cloning, KIMG_CONVERT_NO_MAP=1 reads everything through the drivers,
  * KIMG_CONVERT_SERIAL=1 writes a qcow2 target from the main thread only
  * (the layout is the same either way), KIMG_CONVERT_WRITE_LAG=N
  * holds a job's parallel data writes until N more jobs have been planned

@@ -21,9 +21,9 @@
  * two sets of page tables, and on a 2-vCPU AMD EPYC guest (2026-12-07)
  * writing 1.4 GiB into a new file's page cache took 0.75-1.1 s from a
  * mapping and 0.30-0.35 s from a reused 2 MiB buffer; convert raw to
- * qcow2 went from 1.0 s to 0.34 s (qemu-img: 0.48 s), and compare's CPU
- * fell by (README.md, "Performance").  A buffer that is reused stays in
- * the TLB and the cache, on any host.
+ * qcow2 went from 1.0 s to 0.34 s (qemu-img: 0.48 s), and compare from
+ * 1.8 s of CPU to 0.45 s (README.md, "Performance").  A buffer that is
+ * reused stays in the TLB and the cache, on any host.
  */
 #ifndef KIMG_SRCMAP_H
 #define KIMG_SRCMAP_H

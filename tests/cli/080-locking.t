@@ -22,10 +22,10 @@ hold() {
     io_pid=$!; _tap_bg_pids="${_tap_bg_pids:-} $io_pid"
     exec 3> ctl
     local i byte=101; [ "${1:-}" = -r ] && byte=100
-    for i in $(seq 200); do    # up to 10 s
+    for i in $(seq 1000); do    # up to 10 s
         locked_byte "$img" $byte && return 0
         kill -0 "$io_pid" 2> /dev/null || break
-        sleep 0.05
+        nap 0.01
     done
     diag "qemu-io never took its lock: $(< io.log)"; return 1
 }

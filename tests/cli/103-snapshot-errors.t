@@ -97,7 +97,7 @@ mkfifo ctl
 qemu-io -f qcow2 held.qcow2 < ctl > io.log 2>&1 &
 io_pid=$!; _tap_bg_pids="${_tap_bg_pids:-} $io_pid"
 exec 3> ctl
-for i in $(seq 200); do grep -q OFDLCK /proc/locks && break; sleep 0.05; done
+for i in $(seq 1000); do grep -q OFDLCK /proc/locks && break; nap 0.01; done
 sleep 0.2
 before=$(sha held.qcow2)
 for a in "-c x" "-a first" "-d first" "-l"; do

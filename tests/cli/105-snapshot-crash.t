@@ -94,7 +94,9 @@ qemu-io -c "write -P 0xc1 0 128k" -c "write -z 1M 64k" k.qcow2 > /dev/null
 crash_loop "-d of a kimg-made snapshot after writes" k.qcow2 -d mine
 
 # power failures: what was not synced may be lost, in any subset
-for LOSE in 1 2; do
+# (check-slow only: make check covers the kill model above, and test 190
+# reruns this whole file under power failures there too)
+slow_part && for LOSE in 1 2; do
     crash_loop "power failure (seed $LOSE): -c on qemu-made snapshots" s.qcow2 -c third
 done
 done_testing

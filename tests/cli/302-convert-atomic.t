@@ -21,9 +21,9 @@ for sig in INT TERM; do
     # keeps an ignored signal ignored: give it the default back)
     env --default-signal=INT "$KIMG" convert -c -f raw -O qcow2 rnd.raw existing.img & pid=$!
     # signal only once the temporary output exists (the copy is under way)
-    for i in $(seq 100); do
+    for i in $(seq 500); do
         ls -A "$T" | grep -q '^\.existing\.img\.kimg-' && break
-        sleep 0.05
+        nap 0.01
     done
     kill -$sig $pid
     RC=0; wait $pid || RC=$?

@@ -123,9 +123,9 @@ for sig in INT TERM; do
     # keeps an ignored signal ignored: give it the default back)
     env --default-signal=INT "$KIMG" convert -c -f raw -O qcow2 rnd.raw keep-link.img & pid=$!
     seen=0
-    for i in $(seq 200); do
+    for i in $(seq 1000); do
         ls -A real | grep -q '^\.keep\.img\.kimg-' && { seen=1; break; }
-        sleep 0.05
+        nap 0.01
     done
     is "$seen" 1 "SIG$sig: the temporary file is made in the real target's folder"
     kill -$sig $pid
@@ -139,9 +139,9 @@ done
 # runs to the end instead of being killed and undone
 (trap '' HUP; exec "$KIMG" convert -c -f raw -O qcow2 rnd.raw nohup.qcow2) & pid=$!
 seen=0
-for i in $(seq 200); do
+for i in $(seq 1000); do
     ls -A | grep -q '^\.nohup\.qcow2\.kimg-' && { seen=1; break; }
-    sleep 0.05
+    nap 0.01
 done
 is "$seen" 1 "SIGHUP ignored: the convert is under way"
 kill -HUP $pid

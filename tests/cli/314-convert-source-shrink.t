@@ -26,7 +26,7 @@ paused() {
     env "${HOOK:-KIMG_TEST_MAP_PAUSE}=$T/pause" timeout 60 "$@" > out 2> err < /dev/null & local pid=$!
     local i=0
     while [ ! -e pause ] && [ $i -lt 1000 ] && kill -0 "$pid" 2> /dev/null; do
-        sleep 0.01; i=$((i + 1))
+        nap 0.01; i=$((i + 1))
     done
     ok "$name: the pause point was reached" test -e pause
     truncate -s 0 src.raw

@@ -81,7 +81,7 @@ chmod +x bad.sh
 rm -f "$T/bad.sock"
 BADDIR=$PWD nbdkit -f -U "$T/bad.sock" --exit-with-parent sh ./bad.sh > /dev/null 2>&1 &
 _tap_bg_pids="${_tap_bg_pids:-} $!"
-for i in $(seq 100); do [ -S "$T/bad.sock" ] && break; sleep 0.05; done
+for i in $(seq 500); do [ -S "$T/bad.sock" ] && break; nap 0.01; done
 U="nbd+unix:///?socket=$T/bad.sock"
 EXPECT_LINES=8 salv "NBD export with a failing range" --salvage -f raw -O raw "$U"
 ok "NBD: before the range, the file's data" cmp <(head -c 16384 kX) <(head -c 16384 r.raw)
@@ -109,7 +109,7 @@ head -c 8k /dev/urandom > s.raw
 rm -f "$T/bs.sock"
 BADDIR=$PWD nbdkit -f -U "$T/bs.sock" --exit-with-parent sh ./bs.sh > /dev/null 2>&1 &
 _tap_bg_pids="${_tap_bg_pids:-} $!"
-for i in $(seq 100); do [ -S "$T/bs.sock" ] && break; sleep 0.05; done
+for i in $(seq 500); do [ -S "$T/bs.sock" ] && break; nap 0.01; done
 U="nbd+unix:///?socket=$T/bs.sock"
 rm -f kX qX
 kimg convert -f raw -O raw "$U" kX

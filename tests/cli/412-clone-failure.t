@@ -41,7 +41,7 @@ for sig in TERM INT; do
     pid=$!
     for i in $(seq 1 2000); do   # until big.qcow2's temporary copy exists
         ls -a store | grep -q '^\.big-clone\.qcow2\.kimg-' && break
-        sleep 0.005
+        nap 0.005
     done
     kill -$sig $pid
     wait $pid; rc=$?

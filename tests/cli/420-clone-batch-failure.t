@@ -68,7 +68,7 @@ for sig in TERM INT; do
     pid=$!
     for i in $(seq 1 2000); do   # until the big disk's temporary copies exist
         ls -a store | grep -q '^\.big-s.*-2\.qcow2\.kimg-' && break
-        sleep 0.005
+        nap 0.005
     done
     kill -$sig $pid
     wait $pid; rc=$?

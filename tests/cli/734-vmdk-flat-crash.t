@@ -118,9 +118,9 @@ if command -v nbdkit > /dev/null && nbdkit --dump-plugin file > /dev/null 2>&1; 
     "$KIMG" convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
         "nbd+unix:///?socket=$T/s.sock" g/d.vmdk > /dev/null 2>&1 &
     pid=$!
-    for i in $(seq 1 40); do
+    for i in $(seq 1 200); do
         [ "$(ls -A g | grep -c kimg-)" -ge 3 ] && break
-        sleep 0.05
+        nap 0.01
     done
     sleep 0.3
     kill -TERM $pid; rc=0; wait $pid || rc=$?

@@ -189,9 +189,10 @@ oracle() {
 }
 # err_line NAME: kimg failed cleanly: exit 1..127 (not 124, a timeout),
 # stderr exactly one line starting "kimg: ".
+# (read by bash itself: three processes fewer per call)
 err_line() {
-    local n; n=$(grep -c '' "$T/err")
-    if [ "$RC" -ge 1 ] && [ "$RC" -lt 128 ] && [ "$RC" -ne 124 ] && [ "$n" -eq 1 ] && head -1 "$T/err" | grep -q '^kimg: '; then
+    local lines n; mapfile -t lines < "$T/err"; n=${#lines[@]}
+    if [ "$RC" -ge 1 ] && [ "$RC" -lt 128 ] && [ "$RC" -ne 124 ] && [ "$n" -eq 1 ] && [[ ${lines[0]} == "kimg: "* ]]; then
         pass "$1: one-line kimg: error, exit $RC"
     else
         fail "$1: one-line kimg: error, exit 1..127" "exit $RC, stderr ($n lines):
@@ -303,15 +304,18 @@ sampled() {
 # qemu-img's own check of an image with 65535 snapshots.
 slow_part() { [ "$KIMG_TEST_PART" != quick ]; }
 # crash_next N: the next crash point of a loop over KIMG_CRASH_AFTER=N.
-# quick: points 0 to 3 (a command's opening moves), then every ninth (12,
-# 21, 30...): the long loops belong to check-slow; rest: the points quick
-# skips (4-11, 13-20...); all: every point.  A loop's own first point runs
-# in both parts.
+# quick: points 0 to 3 (a command's opening moves), then 12 and doubling
+# (24, 48, 96...): a few points in each stretch of the run however long
+# it is, the long loops belong to check-slow; rest: the points quick skips
+# (4-11, 13-23, 25-47...); all: every point.  A loop's own first point
+# runs in both parts.
 crash_next() {
-    local n=$(($1 + 1))
+    local n=$(($1 + 1)) m
     case $KIMG_TEST_PART in
-        quick) [ "$1" -lt 3 ] || n=$(($1 + 9)) ;;
-        rest) while [ "$n" -le 3 ] || [ $(( (n - 3) % 9 )) -eq 0 ]; do n=$((n + 1)); done ;;
+        quick) [ "$1" -lt 3 ] || n=$(( $1 == 3 ? 12 : $1 * 2 )) ;;
+        rest) while m=$((n / 12)); [ "$n" -le 3 ] || { [ $((n % 12)) -eq 0 ] && [ $((m & (m - 1))) -eq 0 ]; }; do
+                  n=$((n + 1))
+              done ;;
     esac
     echo "$n"
 }
@@ -327,6 +331,14 @@ locked_byte() {
     awk -v ino=":$ino" -v b="$2" '$2 == "OFDLCK" && substr($6, length($6) - length(ino) + 1) == ino &&
         $7 <= b && ($8 == "EOF" || $8 >= b) { found = 1 } END { exit !found }' /proc/locks
 }
+# nap SECONDS: wait without starting a process (read's timeout on a FIFO
+# nobody writes, opened read-write so the open never blocks): polling
+# loops call it every 10 ms where `sleep 0.1` cost a fork and exec and up
+# to 100 ms per server start or stop.
+nap() {
+    [ -p "$T/.nap" ] || mkfifo "$T/.nap"
+    read -r -t "$1" _ <> "$T/.nap" || true
+}
 # hold_lock FILE: a qemu-io holds FILE open read-write (its write lock,
 # byte 101) until killed; returns once the lock is there (up to 20 s).
 # The holder's pid is $holder, killed at exit if still running.
@@ -334,10 +346,10 @@ hold_lock() {
     ( exec qemu-io -c "sleep 600000" "$1" > /dev/null 2>&1 ) &
     holder=$!; _tap_bg_pids="${_tap_bg_pids:-} $holder"
     local i
-    for i in $(seq 400); do
+    for i in $(seq 1000); do
         locked_byte "$1" 101 && return 0
         kill -0 "$holder" 2> /dev/null || break
-        sleep 0.05
+        nap 0.02
     done
     diag "qemu-io never took its lock on $1"; return 1
 }

@@ -58,7 +58,7 @@ msg_template() {
 # hold_lock_wait FILE: wait (up to 20 s) until FILE's write lock is held.
 hold_lock_wait() {
     local i
-    for i in $(seq 400); do locked_byte "$1" 101 && return 0; sleep 0.05; done
+    for i in $(seq 1000); do locked_byte "$1" 101 && return 0; nap 0.02; done
     return 1
 }
 

@@ -12,7 +12,7 @@ declare -A _nbd_pid
 
 _nbd_wait() {
     local i
-    for i in $(seq 100); do [ -S "$T/$1" ] && return 0; sleep 0.05; done
+    for i in $(seq 500); do [ -S "$T/$1" ] && return 0; nap 0.01; done
     diag "server on $1 did not start"; return 1
 }
 qnbd() {
@@ -41,7 +41,7 @@ tcpnbd() {
         for i in $(seq 100); do
             nbdinfo --size "nbd://127.0.0.1:$NBD_PORT/" > /dev/null 2>&1 && return 0
             kill -0 "${_nbd_pid[$name]}" 2> /dev/null || break
-            sleep 0.05
+            nap 0.05
         done
         kill "${_nbd_pid[$name]}" 2> /dev/null
     done

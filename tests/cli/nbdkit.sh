@@ -30,10 +30,10 @@ uri() { echo "nbd+unix:///?socket=$1"; }
 
 _wait_sock() {   # _wait_sock SOCK PID: the socket appears, or the server died
     local i
-    for i in $(seq 100); do
+    for i in $(seq 1000); do
         [ -S "$1" ] && return 0
         kill -0 "$2" 2> /dev/null || return 1
-        sleep 0.1
+        nap 0.01
     done
     return 1
 }
@@ -62,7 +62,7 @@ qnbd_start() {
 srv_stop() {
     local i
     kill "$1" 2> /dev/null
-    for i in $(seq 200); do kill -0 "$1" 2> /dev/null || break; sleep 0.1; done
+    for i in $(seq 2000); do kill -0 "$1" 2> /dev/null || break; nap 0.01; done
     if kill -0 "$1" 2> /dev/null; then
         diag "server $1 still running 20 s after SIGTERM: killed"
         kill -9 "$1" 2> /dev/null
