@@ -43,11 +43,20 @@ static uint64_t qemu_extent_end(struct kimg *src, const struct kimg_extent *ext,
         if (d == depth && (ext->flags & KIMG_BS_COMPRESSED) && cluster &&
             (off / cluster + 1) * cluster < end)
             end = (off / cluster + 1) * cluster;
-        /* a run past its first cluster ending inside a cluster: qemu stops
-         * before that cluster (known only when this layer ends the run) */
-        if (depth == 0 && sub && cluster && end % cluster && end / cluster > off / cluster)
-            end -= end % cluster;
     }
+    /* qemu-img's own cut (convert_iteration_sectors: "avoid that
+     * sector_next_status becomes unaligned"): a reply whose end lies past
+     * a cluster boundary of the source's top layer but inside a cluster
+     * stops at that boundary.  Replies end inside a cluster where a layer
+     * has subclusters (extended L2), where a backing file's clusters are
+     * smaller, and where qemu limits a data reply to what the host file
+     * holds (a cluster written only in part, its tail a hole once the
+     * file system has allocated the written part). */
+    uint64_t span, cluster;
+    bool sub;
+    kimg_status_units(src, &span, &cluster, &sub);
+    if (cluster > SECTOR && end % cluster && end - end % cluster > off)
+        end -= end % cluster;
     return end;
 }
 

@@ -61,6 +61,25 @@ qemu-io -c 'write -P 5 10k 3k' -c 'write -z 40k 8k' -c 'write -P 6 9469952 100k'
 steps "extended L2 -> raw" -p -O raw ext.qcow2 o.raw
 steps "extended L2 -> -S 0 qcow2" -p -S 0 -O qcow2 ext.qcow2 o.qcow2
 
+# qemu-img cuts a block-status reply that ends inside a cluster of the
+# source's top layer back to that cluster's start: a cluster written only
+# in part whose tail is a hole in the host file (as a file system leaves
+# it when the file grew past it later), and a 64 KiB-cluster layer over a
+# 512-byte-cluster backing file, whose replies end anywhere.  (The images
+# are copied with cp --sparse=always: qemu leaves a cluster's unwritten
+# tail as a fallocated extent, and ext4's SEEK_DATA calls such a range
+# data or a hole by whether it is in the page cache, so the first tool's
+# reads would change what the second one sees.)
+qemu-img create -q -f qcow2 part0.qcow2 8M
+qemu-io -c 'write -P 0x55 1M 200k' -c 'write -P 0x66 3M 72k' -c 'write -z 5M 8k' part0.qcow2 > /dev/null
+cp --sparse=always part0.qcow2 part.qcow2
+steps_each "qcow2, clusters written in part -> raw" -p -O raw part.qcow2 o.raw
+steps_each "qcow2, clusters written in part -> vmdk" -p -O vmdk part.qcow2 o.vmdk
+qemu-img create -q -f qcow2 -o cluster_size=65536 -b s512.qcow2 -F qcow2 over0.qcow2
+qemu-io -c 'write -P 0x77 9300k 10k' over0.qcow2 > /dev/null
+cp --sparse=always over0.qcow2 over.qcow2
+steps_each "64k clusters over 512-byte clusters -> raw" -p -O raw over.qcow2 o.raw
+
 # a chain of three layers with different cluster sizes
 qemu-img create -q -f qcow2 -o cluster_size=65536 -b s512.qcow2 -F qcow2 mid.qcow2
 qemu-io -c 'write -P 0x11 100k 300k' -c 'write -z 1M 200k' -c 'write -c -P 3 2M 64k' \
