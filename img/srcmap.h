@@ -17,8 +17,9 @@
  * kimg_srcwins_get then say -EOPNOTSUPP and every engine reads into its
  * own page-aligned buffers, as it does for what cannot be mapped.  A
  * mapping saves the kernel's copy into a buffer, but each 4 KiB page of
- * it costs the CPU a TLB miss; in a VM with nested paging that miss walks
- * two sets of page tables, and on a 2-vCPU AMD EPYC guest (2026-12-07)
+ * it costs the CPU a TLB miss (the likely reason; the VM measured has no
+ * hardware counters); in a VM with nested paging that miss walks two sets
+ * of page tables, and on a 2-vCPU AMD EPYC guest (2026-12-07)
  * writing 1.4 GiB into a new file's page cache took 0.75-1.1 s from a
  * mapping and 0.30-0.35 s from a reused 2 MiB buffer; convert raw to
  * qcow2 went from 1.0 s to 0.34 s (qemu-img: 0.48 s), and compare from
