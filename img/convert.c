@@ -21,8 +21,8 @@
  * its own page-aligned 2 MiB buffer, reused job after job.  Data stored
  * plainly in a buffered host file (raw, uncompressed qcow2 clusters) is
  * mapped instead only with KIMG_MAP_SOURCES=1 (img/srcmap.h says why that
- * is not the default: in a VM a mapped page costs a nested TLB miss, and
- * writing from mappings took twice qemu-img's time); a source that
+ * is not the default: writing from mappings took twice qemu-img's time in
+ * a VM, likely from nested TLB misses); a source that
  * changes size fails the copy either way.  An O_DIRECT source is read
  * with libaio (img/aio.c).  Every
  * shortcut (mapping, cloning, copy offload, libaio) is an optional

@@ -36,8 +36,7 @@ static uint64_t qemu_extent_end(struct kimg *src, const struct kimg_extent *ext,
     struct kimg *l = src;
     for (int d = 0; l && d <= depth; d++, l = l->backing) {
         uint64_t span, cluster;
-        bool sub;
-        kimg_status_units(l, &span, &cluster, &sub);
+        kimg_status_units(l, &span, &cluster);
         if (span && (off / span + 1) * span < end)
             end = (off / span + 1) * span;
         if (d == depth && (ext->flags & KIMG_BS_COMPRESSED) && cluster &&
@@ -53,8 +52,7 @@ static uint64_t qemu_extent_end(struct kimg *src, const struct kimg_extent *ext,
      * holds (a cluster written only in part, its tail a hole once the
      * file system has allocated the written part). */
     uint64_t span, cluster;
-    bool sub;
-    kimg_status_units(src, &span, &cluster, &sub);
+    kimg_status_units(src, &span, &cluster);
     if (cluster > SECTOR && end % cluster && end - end % cluster > off)
         end -= end % cluster;
     return end;
@@ -69,8 +67,7 @@ static int layer_status(struct convert_steps *q, struct kimg *src, uint64_t off,
 {
     q->cut_by_span = false;
     uint64_t span, cluster;
-    bool sub;
-    kimg_status_units(src, &span, &cluster, &sub);
+    kimg_status_units(src, &span, &cluster);
     if (span && (off / span + 1) * span - off <= len) {
         len = (off / span + 1) * span - off;
         q->cut_by_span = true;

@@ -746,14 +746,12 @@ const struct kimg_optdesc *kimg_driver_amend_opts(const struct kimg_driver *drv)
     return drv->amend ? drv->amend_opts : NULL;
 }
 
-void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                       bool *subclusters)
+void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster)
 {
     *span = 0;
     *cluster = 0;
-    *subclusters = false;
     if (img->drv->status_units)
-        img->drv->status_units(img, span, cluster, subclusters);
+        img->drv->status_units(img, span, cluster);
 }
 
 /* ---- fencing --------------------------------------------------------------- */

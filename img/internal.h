@@ -45,8 +45,7 @@ int kimg_transform_data(struct kimg *img, uint64_t off, uint64_t host, void *buf
                         uint64_t len);
 /* How qemu cuts this layer's block status replies (driver.h's
  * status_units); all zero (no cut) for a format that does not say. */
-void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                       bool *subclusters);
+void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster);
 
 /* kimg_block_status for the engines that read the data (convert, compare
  * without -s, checksum): refined by the deciding layer's content_status

@@ -387,17 +387,15 @@ static int qcow2_block_status_cb(struct kimg *img, uint64_t off, uint64_t len,
 }
 
 /* qemu reads an L2 table's worth of entries per block-status call (its
- * L2 cache entry is one cluster, the whole table), reports compressed
- * clusters one at a time, and ends a run of clusters before one whose
- * subclusters change status (observed with qemu-img 7.2's convert -p).
- * Geometry only: fixed at open, no lock. */
-static void qcow2_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                               bool *subclusters)
+ * L2 cache entry is one cluster, the whole table) and reports compressed
+ * clusters one at a time; qemu-img aligns replies to the cluster size
+ * (observed with qemu-img 7.2's convert -p).  Geometry only: fixed at
+ * open, no lock. */
+static void qcow2_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster)
 {
     struct qcow2_state *s = img->state;
     *span = 1ull << (s->cluster_bits + s->l2_bits);
     *cluster = s->cluster_size;
-    *subclusters = s->ext_l2;
 }
 
 static int qcow2_truncate_cb(struct kimg *img, uint64_t size, enum kimg_prealloc prealloc)

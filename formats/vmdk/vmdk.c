@@ -447,14 +447,12 @@ static int vmdk_block_status(struct kimg *img, uint64_t off, uint64_t len,
 
 /* qemu's block status answers one grain at a time on sparse extents (the
  * whole extent on flat ones): convert -p counts its work in those */
-static void vmdk_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                              bool *subclusters)
+static void vmdk_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster)
 {
     struct vmdk_state *s = img->state;
     uint64_t g = image_cluster_size(s);
     *span = g;
     *cluster = g;
-    *subclusters = false;
 }
 
 /* ---- info and check ------------------------------------------------- */

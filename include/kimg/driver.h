@@ -172,11 +172,10 @@ struct kimg_driver {
     /* How qemu's block status of this layer is cut (convert -p counts its
      * work in those pieces): a reply never crosses a multiple of *SPAN
      * bytes (qcow2: the guest range of one L2 table), and covers one
-     * cluster of *CLUSTER bytes at most when the data is compressed.
-     * *SUBCLUSTERS: a reply that reaches past its first cluster stops
-     * before a cluster that changes status inside (extended L2). */
-    void (*status_units)(struct kimg *img, uint64_t *span, uint64_t *cluster,
-                         bool *subclusters);
+     * cluster of *CLUSTER bytes at most when the data is compressed; on
+     * the source's top layer qemu-img cuts a reply ending inside a
+     * *CLUSTER back to its start (img/convert_steps.c). */
+    void (*status_units)(struct kimg *img, uint64_t *span, uint64_t *cluster);
 
     /* ---- facts about the format (what the core and the commands ask
      * instead of comparing format names) ---- */

@@ -13,8 +13,8 @@
  * buffer holding SRC's first data (reading SRC is a tool's work, done on
  * other threads; the copy into the page cache does not depend on the
  * bytes), and prints the seconds that took.  It used to write from a
- * mapping of SRC: in a VM with nested paging each mapped page costs a
- * TLB miss, and that floor was twice what qemu-img took.  Each
+ * mapping of SRC, and in a VM that floor was twice what qemu-img took
+ * (likely from nested TLB misses on the mapped pages).  Each
  * write is cut 4 KiB after a 2 MiB point with 2 MiB still to go, as kimg's
  * buffered writes are (img/file.c, buffered_pwrite): otherwise the kernel
  * builds 2 MiB folios, which on a VM with free page reporting cost a host

@@ -30,6 +30,7 @@ crash_loop() {
             bad_check=$((bad_check + 1)); diag "$name: crash after $n changes: check fails"
         fi
         if ! qemu-img convert -O raw w.vhdx w.raw 2> /dev/null ||
+           [ "$(stat -c %s w.raw)" != "$(stat -c %s src.raw)" ] ||
            ! $PY "$KIMG_SRC/tests/cli/crash-oldnew.py" old.raw src.raw w.raw > /dev/null; then
             bad_data=$((bad_data + 1)); diag "$name: crash after $n changes: neither old nor new"
         fi
