@@ -4,7 +4,10 @@
  * archive lists every disk (--disk N: that one): a block each, with an
  * "archive member" line after "image:"; in JSON an array of objects (as
  * --backing-chain gives), each ending with "archive-member" and
- * "archive-disk" (--disk N: that one object).
+ * "archive-disk" (--disk N: that one object).  With KIMG_QEMU_OUTPUT=8.0
+ * or later, QEMU 8.0's block graph too: each image's "children" (its
+ * image file, data file or extent files: kimg_get_children) in JSON, and a
+ * "Child node '/NAME':" block for each in the human output.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,6 +55,75 @@ static struct kimg_jv *info_to_json(struct kimg *img, const struct kimg_info *in
     if (!info->dirty_unknown)
         kimg_jv_add_bool(o, "dirty-flag", info->dirty);
     return o;
+}
+
+/* A child node's format-specific data ({"extent-size-hint": N} or {}). */
+static struct kimg_jv *child_specific(const struct kimg_child_info *c)
+{
+    struct kimg_jv *fs = kimg_jv_object();
+    kimg_jv_add_str(fs, "type", "file");
+    struct kimg_jv *data = kimg_jv_add(fs, "data", kimg_jv_object());
+    if (c->extent_size_hint)
+        kimg_jv_add_uint(data, "extent-size-hint", c->extent_size_hint);
+    return fs;
+}
+
+/* QEMU 8.0's "children" of IMG (KIMG_QEMU_OUTPUT): each child's own info,
+ * with its children (a file has none).  NULL after printing the error. */
+static struct kimg_jv *children_to_json(struct kimg *img)
+{
+    struct kimg_child_info *c;
+    int n = kimg_get_children(img, &c);
+    if (n < 0) {
+        cmd_fail(kimg_filename(img), "cannot list the image's files");
+        return NULL;
+    }
+    struct kimg_jv *arr = kimg_jv_array();
+    for (int i = 0; i < n; i++) {
+        struct kimg_jv *ch = kimg_jv_add(arr, NULL, kimg_jv_object());
+        kimg_jv_add_str(ch, "name", c[i].name);
+        struct kimg_jv *o = kimg_jv_add(ch, "info", kimg_jv_object());
+        kimg_jv_add_str(o, "filename", c[i].filename);
+        kimg_jv_add_str(o, "format", c[i].protocol);
+        kimg_jv_add_bool(o, "dirty-flag", false);
+        if (c[i].actual_size >= 0)
+            kimg_jv_add_int(o, "actual-size", c[i].actual_size);
+        kimg_jv_add_uint(o, "virtual-size", c[i].length);
+        if (c[i].has_specific)
+            kimg_jv_add(o, "format-specific", child_specific(&c[i]));
+        kimg_jv_add(o, "children", kimg_jv_array());
+    }
+    free(c);
+    return arr;
+}
+
+/* QEMU 8.0's human blocks for IMG's children: "Child node '/NAME':" and
+ * the node's lines one level in, as its protocol nodes print them.  0, or
+ * 1 after printing the error. */
+static int print_children_human(struct kimg *img)
+{
+    struct kimg_child_info *c;
+    int n = kimg_get_children(img, &c);
+    if (n < 0)
+        return cmd_fail(kimg_filename(img), "cannot list the image's files");
+    for (int i = 0; i < n; i++) {
+        char len[32], dsize[32];
+        kimg_format_size(c[i].length, len, sizeof(len));
+        if (c[i].actual_size >= 0)
+            kimg_format_size((uint64_t)c[i].actual_size, dsize, sizeof(dsize));
+        else
+            strcpy(dsize, "unavailable");
+        printf("Child node '/%s':\n    filename: ", c[i].name);
+        kimg_print_for_terminal(stdout, c[i].filename);
+        printf("\n    protocol type: %s\n    file length: %s (%" PRIu64 " bytes)\n"
+               "    disk size: %s\n", c[i].protocol, len, c[i].length, dsize);
+        /* qemu prints the header only above something to show */
+        if (c[i].extent_size_hint)
+            printf("    Format specific information:\n        extent size hint: %" PRIu32 "\n",
+                   c[i].extent_size_hint);
+    }
+    free(c);
+    return 0;
 }
 
 static void print_human(struct kimg *img, const struct kimg_info *info)
@@ -180,6 +252,8 @@ int cmd_info(int argc, char **argv)
 
     int ret = 0;
     bool first = true;
+    /* QEMU 8.0's output and later: every node's children (its block graph) */
+    bool graph = kimg_qemu_output() >= 800;
     /* an archive without --disk: every disk it lists, in turn */
     unsigned ndisks = kimg_archive_member(img) && !disk ? kimg_archive_disk_count(img) : 1;
     bool array = output == OUTPUT_JSON && (chain || (kimg_archive_member(img) && !disk));
@@ -207,6 +281,15 @@ int cmd_info(int argc, char **argv)
                     kimg_jv_add(o, "format-specific", info.format_specific);
                     info.format_specific = NULL;
                 }
+                struct kimg_jv *children = graph ? children_to_json(layer) : NULL;
+                if (graph && !children) {
+                    kimg_jv_free(o);
+                    kimg_info_free(&info);
+                    ret = 1;
+                    break;
+                }
+                if (children)
+                    kimg_jv_add(o, "children", children);
                 if (kimg_archive_member(layer)) {
                     kimg_jv_add_str(o, "archive-member", kimg_archive_member(layer));
                     kimg_jv_add_uint(o, "archive-disk", kimg_archive_disk(layer));
@@ -223,6 +306,11 @@ int cmd_info(int argc, char **argv)
                 if (!first)
                     printf("\n");
                 print_human(layer, &info);
+                if (graph && print_children_human(layer)) {
+                    kimg_info_free(&info);
+                    ret = 1;
+                    break;
+                }
             }
             first = false;
             next = chain ? kimg_backing(layer) : NULL;

@@ -2,7 +2,10 @@
  * map.c — `kimg map`: the allocation map through the backing chain, as
  * qemu-img map prints it (JSON: one object per line with start, length,
  * depth, present, zero, data and offset; human: the data extents and the
- * file they live in), with adjacent equal extents merged.  An OVA's disk
+ * file they live in), with adjacent equal extents merged; with
+ * KIMG_QEMU_OUTPUT=8.2 or later, QEMU 8.2's JSON: each entry says whether
+ * its data is stored compressed (qcow2 clusters, VMDK grains), and
+ * compressed and plain data do not merge.  An OVA's disk
  * (--disk N) is mapped as its member: offsets are in the member, as
  * qemu-img map gives them for the member once extracted.
  */
@@ -16,13 +19,19 @@ struct entry {
     uint64_t start, length, offset;
     int depth;
     bool present, zero, data, has_offset;
+    bool compressed;            /* shown from QEMU 8.2's output on */
     const char *file;
 };
+
+/* qemu-img 8.2's output and later: "compressed" in JSON entries */
+static bool show_compressed;
 
 static bool mergeable(const struct entry *a, const struct entry *b)
 {
     if (a->length == 0 || a->zero != b->zero || a->data != b->data ||
         a->depth != b->depth || a->present != b->present || a->has_offset != b->has_offset)
+        return false;
+    if (show_compressed && a->compressed != b->compressed)
         return false;
     if ((a->file == NULL) != (b->file == NULL) || (a->file && strcmp(a->file, b->file)))
         return false;
@@ -40,6 +49,8 @@ static int dump(const struct entry *e, struct entry *next, enum output_format ou
                first ? "[" : ",\n", e->start, e->length, e->depth,
                e->present ? "true" : "false", e->zero ? "true" : "false",
                e->data ? "true" : "false");
+        if (show_compressed)
+            printf(", \"compressed\": %s", e->compressed ? "true" : "false");
         if (e->has_offset)
             printf(", \"offset\": %" PRIu64, e->offset);
         putchar('}');
@@ -153,6 +164,7 @@ int cmd_map(int argc, char **argv)
     if (optind != argc - 1)
         return cmd_usage_error("map", "Expecting one image file name");
     const char *file = argv[optind];
+    show_compressed = kimg_qemu_output() >= 802;
     struct kimg *img = cmd_open_image(file, image_opts, fmt, flags, disk);
     if (!img)
         return 1;
@@ -175,7 +187,7 @@ int cmd_map(int argc, char **argv)
         struct entry next = {
             .start = off, .length = e.length, .depth = e.depth,
             .present = e.flags & KIMG_BS_ALLOCATED, .zero = e.flags & KIMG_BS_ZERO,
-            .data = e.flags & KIMG_BS_DATA,
+            .data = e.flags & KIMG_BS_DATA, .compressed = e.flags & KIMG_BS_COMPRESSED,
             .has_offset = e.flags & KIMG_BS_OFFSET_VALID, .offset = e.offset,
             .file = (e.flags & KIMG_BS_OFFSET_VALID) ? e.file : NULL,
         };
@@ -201,7 +213,8 @@ int cmd_map(int argc, char **argv)
     if (output == OUTPUT_JSON && ret == 0) {
         if (first)   /* nothing mapped: qemu-img prints one empty entry */
             printf("[{ \"start\": %" PRIu64 ", \"length\": 0, \"depth\": 0, \"present\": false,"
-                   " \"zero\": false, \"data\": false}", start);
+                   " \"zero\": false, \"data\": false%s}", start,
+                   show_compressed ? ", \"compressed\": false" : "");
         printf("]\n");
     }
     kimg_close(img);

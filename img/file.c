@@ -462,6 +462,14 @@ void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsiz
         fprintf(stderr, "kimg: warning: Failed to set extent size hint: %s\n", strerror(errno));
 }
 
+uint32_t kimg_file_extent_size_hint(struct kimg_file *f)
+{
+    struct fsxattr fa;
+    if (f->fd < 0 || kimg_file_is_nbd(f) || ioctl(f->fd, FS_IOC_FSGETXATTR, &fa) < 0)
+        return 0;
+    return fa.fsx_extsize;
+}
+
 static int open_flags(unsigned flags)
 {
     int oflags = O_CLOEXEC | ((flags & KIMG_FILE_RDWR) ? O_RDWR : O_RDONLY);

@@ -37,6 +37,7 @@ static const struct var {
     { "KIMG_NO_LIBDEFLATE", FLAG, offsetof(struct kimg_tunables, no_libdeflate) },
     { "KIMG_BITMAP_MEM", NUMBER, offsetof(struct kimg_tunables, bitmap_mem) },
     { "KIMG_NBD_CONNS", NUMBER, offsetof(struct kimg_tunables, nbd_conns) },
+    { "KIMG_QEMU_OUTPUT", PATH, offsetof(struct kimg_tunables, qemu_output) },
     { "KIMG_CONVERT_WRITE_LAG", NUMBER, offsetof(struct kimg_tunables, convert_write_lag) },
     { "KIMG_CHECK_ALIGN", FLAG, offsetof(struct kimg_tunables, check_align) },
     { "KIMG_EMPTY_INCREMENTAL", FLAG, offsetof(struct kimg_tunables, empty_incremental) },

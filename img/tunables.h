@@ -39,6 +39,9 @@ struct kimg_tunables {
                                      bytes; 0 = the driver's default (it caps) */
     uint64_t nbd_conns;           /* KIMG_NBD_CONNS: at most this many connections
                                      to one NBD export; 0 = the default */
+    /* output: which qemu-img's output the command line reproduces */
+    const char *qemu_output;      /* KIMG_QEMU_OUTPUT: a QEMU version ("8.2"); NULL =
+                                     7.2's output (cmd/output_gen.c checks it) */
     /* test hooks: make rare paths happen on demand */
     uint64_t convert_write_lag;   /* KIMG_CONVERT_WRITE_LAG: hold data writes back
                                      this many jobs; 0 = off */

@@ -373,6 +373,32 @@ struct kimg_info {
 int kimg_get_info(struct kimg *img, struct kimg_info *info);
 void kimg_info_free(struct kimg_info *info);
 
+/* One storage node under an open layer, as QEMU 8.0's block graph shows
+ * it (qemu-img info's "children"): the image file, an external data file,
+ * a descriptor's extent files. */
+struct kimg_child_info {
+    char name[32];                  /* "file", "data-file", "extents.N" */
+    const char *filename;           /* the node's name as qemu shows it
+                                       (valid while IMG is open) */
+    const char *protocol;           /* "file", "host_device" or "nbd" */
+    uint64_t length;                /* the file's length (an export's size) */
+    int64_t actual_size;            /* bytes allocated on the host, -1 unknown */
+    uint32_t extent_size_hint;      /* the file's extent size hint, 0 none */
+    bool has_specific;              /* qemu shows {"type": "file", ...} for it */
+};
+
+/* IMG's child nodes in qemu's order (its newest child first: the extents
+ * from last to first or the data file, then the image file) in *OUT
+ * (malloc'd; free()); the count, or -errno with the error set. */
+int kimg_get_children(struct kimg *img, struct kimg_child_info **out);
+
+/* Which qemu-img's output the kimg command reproduces, from
+ * KIMG_QEMU_OUTPUT: major * 100 + minor (702, qemu-img 7.2's, when it is
+ * unset), or -EINVAL when it is set to anything but a QEMU version from
+ * 7.2 on ("8.2", "10.1.0").  img/qemu_output.c says what each generation
+ * changes. */
+int kimg_qemu_output(void);
+
 /* ---- check ------------------------------------------------------------- */
 
 #define KIMG_CHECK_FIX_LEAKS  0x1u

@@ -411,6 +411,18 @@ static int qcow2_truncate_cb(struct kimg *img, uint64_t size, enum kimg_prealloc
     return ret;
 }
 
+/* An external data file is the one file opened beside the image file. */
+static size_t qcow2_aux_files_cb(struct kimg *img, struct kimg_aux_file *out, size_t max)
+{
+    struct qcow2_state *s = img->state;
+    if (!max || !s->data_file || s->data_file == s->file)
+        return 0;
+    snprintf(out[0].name, sizeof(out[0].name), "data-file");
+    out[0].file = s->data_file;
+    out[0].path = s->data_file->path;
+    return 1;
+}
+
 static int qcow2_info_cb(struct kimg *img, struct kimg_info *info)
 {
     struct qcow2_state *s = img->state;
@@ -623,6 +635,7 @@ const struct kimg_driver kimg_qcow2_driver = {
     .block_status = qcow2_block_status_cb,
     .truncate = qcow2_truncate_cb,
     .info = qcow2_info_cb,
+    .aux_files = qcow2_aux_files_cb,
     .check = qcow2_check_cb,
     .snapshot_create = qcow2_snapshot_create_cb,
     .snapshot_apply = qcow2_snapshot_apply_cb,

@@ -474,6 +474,24 @@ static struct kimg_jv *extent_json(const struct vmdk_extent *e)
     return o;
 }
 
+/* Every extent in a file of its own is a child node "extents.N", N its
+ * place among all the extents (qemu numbers them as it adds them). */
+static size_t vmdk_aux_files(struct kimg *img, struct kimg_aux_file *out, size_t max)
+{
+    struct vmdk_state *s = img->state;
+    size_t n = 0;
+    for (size_t i = 0; i < s->nb_ext && n < max; i++) {
+        struct vmdk_extent *e = &s->ext[i];
+        if (!e->file || e->file == img->file)
+            continue;
+        snprintf(out[n].name, sizeof(out[n].name), "extents.%zu", i);
+        out[n].file = e->file;
+        out[n].path = e->path;
+        n++;
+    }
+    return n;
+}
+
 static int vmdk_info(struct kimg *img, struct kimg_info *info)
 {
     struct vmdk_state *s = img->state;
@@ -878,6 +896,7 @@ const struct kimg_driver kimg_vmdk_driver = {
     .read = vmdk_read,
     .block_status = vmdk_block_status,
     .info = vmdk_info,
+    .aux_files = vmdk_aux_files,
     .check = vmdk_check,
     .status_units = vmdk_status_units,
     .create = vmdk_create,

@@ -29,6 +29,13 @@
 #include "kimg/file.h"
 #include "kimg/opts.h"
 
+/* A file a layer opened besides its image file (aux_files). */
+struct kimg_aux_file {
+    char name[32];              /* qemu's child name: "data-file", "extents.3" */
+    struct kimg_file *file;
+    const char *path;           /* as opened (the driver keeps it) */
+};
+
 /* One open layer.  The core owns it; the driver fills the marked fields. */
 struct kimg {
     const struct kimg_driver *drv;
@@ -122,6 +129,12 @@ struct kimg_driver {
     /* Fill the format's parts of INFO (cluster_size, dirty, snapshots,
      * format_specific); the core fills sizes and backing names. */
     int (*info)(struct kimg *img, struct kimg_info *info);
+    /* The files the layer opened beside img->file, in the order it opened
+     * them, each with the name qemu gives that child node ("data-file",
+     * "extents.0", ...) and the name it was opened by: the count put in
+     * OUT (at most MAX; when more exist, MAX and the rest are left out).
+     * NULL: the layer has none (kimg_get_children). */
+    size_t (*aux_files)(struct kimg *img, struct kimg_aux_file *out, size_t max);
     int (*check)(struct kimg *img, struct kimg_check *res, unsigned fix);
     /* Write one compressed cluster: OFF is cluster-aligned, LEN is the
      * cluster size (less only for the image's last cluster).  The driver

@@ -173,6 +173,9 @@ struct kimg_file *kimg_file_underlying(struct kimg_file *f, uint64_t *off, uint6
  * clears it), a failure warned about on stderr only when WARN (the user
  * gave a hint that is not 0), as qemu.  Never fails. */
 void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsize, bool warn);
+/* The file's extent size hint (FS_IOC_FSGETXATTR's fsx_extsize, as qemu's
+ * file driver reports it), 0 when it has none or cannot tell. */
+uint32_t kimg_file_extent_size_hint(struct kimg_file *f);
 
 /* Full-length transfers; errors carry a kimg_error() message naming the file.
  * Reading past the end of the file is an error (-EIO). */
