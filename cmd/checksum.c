@@ -25,6 +25,9 @@ static void print_help(void)
         "Default: the block-based construction of blkhash/blksum:\n"
         "  H( H(block 0) || ... || H(block n-1) || 64-bit little-endian length )\n"
         "--raw-digest: the digest 'qemu-img convert -O raw' piped to sha256sum gives.\n"
+        "A raw file whose length is not a multiple of 512 is digested as qemu shows it,\n"
+        "its length rounded up with zeros: blksum and nbdcopy --blkhash, which digest the\n"
+        "file's own length, give another digest for such a file.\n"
         "Output: 'DIGEST  FILE' per line, as sha256sum prints it.\n");
 }
 

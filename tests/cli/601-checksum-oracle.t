@@ -71,4 +71,23 @@ for alg in sha512 sha1 md5 blake2b512 sha3-256 sha384; do
     RC=0; (cd "$FX" && "$KIMG" checksum -a $alg zstd.qcow2 chain-top.qcow2) > out 2> err || RC=$?
     is "$(cut -d' ' -f1 out)" "$(cat py.$alg)" "$alg: the blkhash construction (python reference)"
 done
+
+# A raw file whose length is not a multiple of 512: qemu shows it rounded
+# up (the tail reads as zeros), so kimg digests that view, as --raw-digest
+# digests what `qemu-img convert -O raw` writes.  blksum and nbdcopy
+# --blkhash digest the file's own bytes and length instead: another digest
+# (README "checksum", and checksum --help, say so).
+head -c 70000 /dev/urandom > odd.raw
+qemu-img convert -f raw -O raw odd.raw odd.out.raw
+is "$(stat -c %s odd.out.raw)" 70144 "(qemu shows 70000 bytes as 70144)"
+run "$KIMG" checksum -f raw odd.raw
+is "$(cut -d' ' -f1 "$T/out")" "$($PY blkhash.py sha256 65536 odd.out.raw)" \
+   "odd-length raw: the blkhash construction over qemu's 512-rounded view"
+isnt "$(cut -d' ' -f1 "$T/out")" "$($PY blkhash.py sha256 65536 odd.raw)" \
+   "... not blksum's digest of the file's own 70000 bytes"
+run "$KIMG" checksum -f raw --raw-digest odd.raw
+is "$(cut -d' ' -f1 "$T/out")" "$(sha256sum < odd.out.raw | cut -d' ' -f1)" \
+   "odd-length raw --raw-digest: sha256sum of qemu-img convert's output"
+run "$KIMG" checksum --help
+like "$(tr '\n' ' ' < "$T/out")" "not a multiple of 512" "checksum --help tells of the difference"
 done_testing
