@@ -99,6 +99,18 @@ steps "-B a shorter backing file, -S 0" -p -S 0 -O qcow2 -B short.qcow2 -F qcow2
 steps "several sources" -p -O raw src.raw top.qcow2 zero.raw empty.raw c512.qcow2 o.raw
 steps "several sources -c" -p -c -O qcow2 src.raw top.qcow2 odd.raw c512.qcow2 o.qcow2
 
+# vpc, vhdx and vdi sources: blocks written in part (qemu reports a whole
+# allocated block as data, never looking for holes in the host file: these
+# drivers have no cluster cut of their own to model)
+for f in vpc vhdx vdi; do
+    qemu-img create -q -f $f part.$f 64M
+    qemu-io -f $f -c 'write -P 3 4k 4k' -c 'write -P 4 9m 512' -c 'write -P 5 20m 64k' \
+        part.$f > /dev/null
+    sync
+    steps "$f blocks written in part" -p -f $f -O raw part.$f o.raw
+    steps "$f blocks written in part, -S 0" -p -S 0 -f $f -O raw part.$f o.raw
+done
+
 # existing targets
 twins qemu-img create -q -f qcow2 -o cluster_size=4096 @o.qcow2 16M
 steps "-n" -p -n -O qcow2 top.qcow2 o.qcow2
