@@ -3,9 +3,11 @@
  * both images' block status and queues each range that must be looked at
  * as a job of the worker pool (img/pool.c); a worker gets each side's
  * bytes (not a side known to read as zeros) and finds the equal prefix.
- * Data stored plainly in a host file (raw, uncompressed qcow2 clusters) is
- * compared in place from a mapping (img/srcmap.c), without the kernel's
- * copy into a buffer; the rest is read.  Results are taken in order, and
+ * Each side is read into the job's page-aligned buffer; with
+ * KIMG_MAP_SOURCES=1, data stored plainly in a host file (raw,
+ * uncompressed qcow2 clusters) is compared in place from a mapping
+ * (img/srcmap.c) instead, slower in VMs (README "Sources are read, not
+ * mapped").  Results are taken in order, and
  * the walk's own findings (a strict-mode difference, a block status error)
  * only after every job before them.
  */

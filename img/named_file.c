@@ -87,6 +87,7 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
     }
     ret = kimg_file_open_beneath(&f, dirfd, name, path,
                                  (untrusted ? KIMG_FILE_NOFOLLOW : 0) |
+                                 (img->writable ? KIMG_FILE_RDWR : 0) |
                                  ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
     close(dirfd);
     free(path);

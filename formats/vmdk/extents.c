@@ -106,11 +106,6 @@ static int open_one(struct kimg *img, struct vmdk_state *s, const struct vmdk_de
         s->nb_ext++;
         return 0;
     }
-    if (img->writable) {
-        char *m = kimg_output_member_path(img->filename, de->file);
-        e->made_here = m != NULL;
-        free(m);
-    }
     twin = same_name(img, s, d, s->nb_ext);
     if (twin) {
         e->file = twin->file;

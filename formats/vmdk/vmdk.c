@@ -231,19 +231,37 @@ static bool single_file(struct kimg *img)
     return s->nb_ext == 1 && s->ext[0].sparse && s->ext[0].file == img->file;
 }
 
-/* A flat or split image this process is making (convert): every extent a
- * FLAT one or a hosted SPARSE one (not a stream), in a file of its own
- * that is a member of the pending output (kimg/output.h). */
-static bool being_made(const struct vmdk_state *s)
+/* A flat or split image kimg writes in place: every extent a FLAT (or
+ * VMFS) one, or a hosted SPARSE one (not a stream, not COWD), in a file
+ * of its own.  0, or -ENOTSUP naming the first extent that is not. */
+static int extents_writable(const struct vmdk_state *s)
 {
     for (size_t i = 0; i < s->nb_ext; i++) {
         const struct vmdk_extent *e = &s->ext[i];
-        if (!e->made_here || !e->own_file ||
-            !(e->type == VMDK_EXT_FLAT || (e->type == VMDK_EXT_SPARSE && e->sparse &&
-                                          !e->sinfo.compressed && !e->sinfo.cowd)))
-            return false;
+        bool flat = e->type == VMDK_EXT_FLAT || e->type == VMDK_EXT_VMFS;
+        bool sparse = e->type == VMDK_EXT_SPARSE && e->sparse && !e->sinfo.compressed &&
+                      !e->sinfo.cowd;
+        if (!e->file || !e->own_file || !(flat || sparse))
+            return kimg_fail(-ENOTSUP, "kimg cannot write this VMDK: its extent %zu is %s%s",
+                             i, !e->file ? "a ZERO extent"
+                                : !e->own_file ? "in a file another extent uses"
+                                : e->sinfo.compressed ? "stream-optimized (compressed)"
+                                : "of type ", !e->file || !e->own_file ||
+                                e->sinfo.compressed ? "" : e->format);
     }
-    return s->nb_ext > 0;
+    return s->nb_ext > 0 ? 0 : kimg_fail(-ENOTSUP, "kimg cannot write a VMDK without extents");
+}
+
+/* Writable: lock every extent file as the image file is locked (qemu
+ * locks each extent's node), so no other writer shares them. */
+static int lock_extents(struct kimg *img, struct vmdk_state *s)
+{
+    for (size_t i = 0; i < s->nb_ext; i++) {
+        int ret = kimg_file_lock(s->ext[i].file, true, s->ext[i].path);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
 }
 
 static int enable_extents(struct vmdk_state *s)
@@ -278,16 +296,13 @@ static int vmdk_open(struct kimg *img)
         img->cluster_size = image_cluster_size(s);
     /* check -r: qemu's vmdk has no repair; the image is not written */
     if (ret == 0 && img->writable && !(img->flags & KIMG_OPEN_REPAIR)) {
-        /* kimg writes single-file sparse VMDKs (a stream one only as it
-         * makes it), and flat and split ones only as it makes them */
+        /* single-file sparse VMDKs (a stream one only as kimg makes it),
+         * and flat and split ones whose extents are all flat or hosted
+         * sparse, in files of their own */
         if (single_file(img))
             ret = vmdk_sparse_enable_write(s->ext[0].sparse);
-        else if (being_made(s))
+        else if ((ret = extents_writable(s)) == 0 && (ret = lock_extents(img, s)) == 0)
             ret = enable_extents(s);
-        else
-            ret = kimg_fail(-ENOTSUP, "kimg writes only single-file sparse VMDKs "
-                            "(monolithicSparse, a new streamOptimized) and the flat "
-                            "and split VMDKs convert makes");
     }
     if (ret < 0) {
         if (ret == -ENOMEM)
@@ -679,7 +694,7 @@ static int sparse_write(struct kimg *img, const uint8_t *p, uint64_t off, uint64
 
 static int write_desc_cid(struct kimg *img, uint32_t cid);
 
-/* A flat or split image being made: each extent's part, in place in a
+/* A flat or split image: each extent's part, in place in a
  * flat extent's file (what is never written stays a hole), through the
  * sparse half in a sparse one.  The first write renews the CID in the
  * descriptor file, as qemu's (which then holds whole sectors). */
@@ -713,7 +728,7 @@ static int vmdk_write(struct kimg *img, const void *buf, uint64_t off, uint64_t 
                                       : sparse_write(img, buf, off, len);
 }
 
-/* Zeros into a flat or split image being made: holes punched (or zeros
+/* Zeros into a flat or split image: holes punched (or zeros
  * written) in flat extents, zeroed-grain entries in sparse ones that have
  * the feature; -ENOTSUP (the core writes zeros) where they cannot be. */
 static int extents_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
@@ -794,7 +809,7 @@ static int write_cid(struct kimg *img, uint32_t cid)
     return ret == -ENOMEM ? kimg_fail(ret, "out of memory") : ret;
 }
 
-/* A flat or split image being made: every sparse extent's new grains
+/* A flat or split image: every sparse extent's new grains
  * linked after their data is synced, every extent file synced, then the
  * descriptor file. */
 static int extents_flush(struct kimg *img)
@@ -856,7 +871,7 @@ static int vmdk_flush(struct kimg *img)
     uint32_t cid;
     struct vmdk_state *s = img->state;
     if (!single_file(img))
-        return being_made(s) ? extents_flush(img) : 0;
+        return img->writable ? extents_flush(img) : 0;   /* open checked the extents */
     if (s->nb_ext != 1 || !s->ext[0].sparse)
         return 0;
     if (!s->ext[0].sinfo.compressed) {

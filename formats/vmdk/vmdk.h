@@ -219,8 +219,6 @@ struct vmdk_extent {
     struct vmdk_sparse *sparse; /* SPARSE/VMFSSPARSE */
     struct vmdk_sparse_info sinfo;
     const char *format;         /* what info shows as "format" */
-    bool made_here;             /* a member of the output this process is
-                                   making (kimg/output.h): writable */
 };
 
 struct vmdk_state {

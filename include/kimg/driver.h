@@ -316,8 +316,8 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
  * kimg_file_open itself, with its errno and words, and never block);
  * under KIMG_OPEN_UNTRUSTED also a NAME holding '/' and a symbolic link
  * (opened with O_NOFOLLOW).  Memory-backed images (fd -1: fuzzers, tests)
- * open nothing (-ENOENT).  (*OUT)->path is the path as opened (IMG's
- * folder + NAME).
+ * open nothing (-ENOENT).  The file is opened read-write when IMG is
+ * writable.  (*OUT)->path is the path as opened (IMG's folder + NAME).
  */
 int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
                          struct kimg_file **out);
