@@ -247,6 +247,7 @@ struct clone_plan {
     bool has_nvram;
     struct clone_unique_notes notes;
     char **logs;                /* serial/console type='file' paths, renamed */
+    char **log_src;             /* the template's paths (absolute), or NULL */
     int nb_logs;
     /* a batch: what the plans built before this one use (names, MACs,
      * UUIDs and paths must differ from theirs), or NULL */

@@ -501,6 +501,7 @@ static int plan_logs(struct clone_plan *p)
     char **old = calloc((size_t)n + 1, sizeof(*old));
     if (!old)
         return -ENOMEM;
+    p->log_src = old;           /* kept for --report-json */
     int r = 0;
     p->nb_logs = n;
     for (int i = 0; i < n && r == 0; i++) {
@@ -525,9 +526,6 @@ static int plan_logs(struct clone_plan *p)
         else if ((r = clone_check_text("the automatic path", p->logs[i], CLONE_MAX_PATH)) < 0)
             r = rewrap(r, "serial file");
     }
-    for (int i = 0; i < n; i++)
-        free(old[i]);
-    free(old);
     return r;
 }
 
@@ -722,9 +720,13 @@ void clone_plan_free(struct clone_plan *p)
     free(p->macs);
     free(p->old_name);
     free(p->new_name);
-    for (int i = 0; i < p->nb_logs; i++)
+    for (int i = 0; i < p->nb_logs; i++) {
         free(p->logs[i]);
+        if (p->log_src)
+            free(p->log_src[i]);
+    }
     free(p->logs);
+    free(p->log_src);
     free(p->error);
     free(p->tpm_src);
     free(p->tpm_dst);

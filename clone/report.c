@@ -1,7 +1,8 @@
 /*
  * report.c — the outputs of a clone besides its disks: the --report-json
- * result (new name, UUID, MACs, and per disk its source, destination and
- * action, keys in a fixed order) and the --output-xml and --report-json
+ * result (new name, UUID, MACs, per disk its source, destination and
+ * action, the NVRAM file and the serial and console log files, keys in a
+ * fixed order) and the --output-xml and --report-json
  * files, written as kimg/output.h's outputs.
  */
 #include <errno.h>
@@ -104,6 +105,23 @@ static void clone_object(FILE *out, const struct clone_plan *p, bool dry_run, in
     } else {
         fputs("null", out);
     }
+    /* serial and console log files: the template's path and the clone's */
+    int nlogs = 0;
+    for (int i = 0; i < p->nb_logs; i++)
+        nlogs += p->logs[i] && p->log_src && p->log_src[i];
+    key(out, l, "logs", &first);
+    fputs("[", out);
+    for (int i = 0, k = 0; i < p->nb_logs; i++) {
+        if (!p->logs[i] || !p->log_src || !p->log_src[i])
+            continue;
+        fprintf(out, "%s\n%*s{\n%*s\"source\": ", k++ ? "," : "", (l + 1) * 4, "",
+                (l + 2) * 4, "");
+        kimg_json_print_string(out, p->log_src[i]);
+        fprintf(out, ",\n%*s\"destination\": ", (l + 2) * 4, "");
+        kimg_json_print_string(out, p->logs[i]);
+        fprintf(out, "\n%*s}", (l + 1) * 4, "");
+    }
+    fprintf(out, "%s%*s]", nlogs ? "\n" : "", nlogs ? l * 4 : 0, "");
     if (status) {
         key(out, l, "status", &first);
         kimg_json_print_string(out, p->failed ? "failed" : dry_run ? "planned" : "created");

@@ -25,7 +25,7 @@ for d in r["disks"]:
 out("vda-backing", "%s %s" % (r["disks"][0]["backing-filename"], r["disks"][0]["backing-format"]))
 out("nvram", "%s %s" % (r["nvram"]["action"], r["nvram"]["destination"].replace(T, "T")))
 PYEOF
-is "$(< check.txt)" "keys=name,uuid,original-name,original-uuid,dry-run,macs,disks,nvram
+is "$(< check.txt)" "keys=name,uuid,original-name,original-uuid,dry-run,macs,disks,nvram,logs
 name=True
 uuid=True
 macs=True

@@ -42,6 +42,14 @@ is "$(xml_get t2.xml devices/console/source/@path)" "$T/logs/t2.log" "the consol
 is "$(xml_get t2.xml "devices/serial/source[@append='on']/@path")" "$T/logs/console-clone-1.log" \
    "other attributes kept"
 is "$(files_in logs)" "console-clone.log" "no log file created"
+# --report-json lists each renamed log: the template's path, the clone's
+kimg clone --original-xml s.xml -n t3 --auto-clone -q --print-xml --report-json r3.json
+is "$RC" 0 "--report-json of a domain with serial and console files"
+$PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print("\n".join(l["source"]+" "+l["destination"] for l in r["logs"]))' \
+    r3.json > logs.txt
+is "$(< logs.txt)" "$T/logs/tiny.log $T/logs/t3.log
+$T/logs/console.log $T/logs/console-clone-1.log
+$T/logs/tiny.log $T/logs/t3.log" "the report lists every serial and console log, old and new"
 
 kimg clone --original-xml s.xml -n 'b{n}' --count 2 --auto-clone -q --output-xml 'b{n}.xml'
 is "$RC" 0 "a batch"
