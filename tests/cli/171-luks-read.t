@@ -4,14 +4,22 @@
 # refused as qemu-img refuses it), compare, convert -O raw, checksum, all
 # as qemu-img's.  Then kimg writes into a qemu-made volume (convert -n
 # --target-image-opts) and qemu-img reads it back.
+# make check: one of the three volumes' read checks (aes-128-cbc-essiv
+# with sha1: the most header fields and the IV generator's own hash; the
+# default cipher is read in the rest of the file and in tests 172-174);
+# check-slow the other two (lib.sh sampled).
 . "$(dirname "$0")/lib.sh"
 
 printf 'read-test-key' > key
 obj=(--object secret,id=s0,file=key)
 head -c 3M /dev/urandom > data.raw
 head -c 1M /dev/zero >> data.raw
-for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1" \
+kimg checksum data.raw
+sum=$(cut -d' ' -f1 "$T/out")
+# (ordered so that check's third takes the essiv volume)
+for opts in "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1" "" \
             "cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,hash-alg=sha512"; do
+    sampled || continue         # check: a third of the volumes; check-slow: the rest
     rm -f v.luks
     qemu-img convert -q "${obj[@]}" -f raw -O luks -o key-secret=s0,iter-time=10${opts:+,$opts} data.raw v.luks
     io=(--image-opts "driver=luks,key-secret=s0,file.filename=v.luks")
@@ -26,9 +34,7 @@ for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1
     is "$RC" 0 "$n: convert -O raw" || diag "$(< "$T/err")"
     ok "$n: converted data is the plain data" cmp -s k.raw data.raw
     kimg checksum "${obj[@]}" "${io[@]}"
-    a=$(cut -d' ' -f1 "$T/out")
-    kimg checksum data.raw
-    is "$a" "$(cut -d' ' -f1 "$T/out")" "$n: checksum of the decrypted content"
+    is "$(cut -d' ' -f1 "$T/out")" "$sum" "$n: checksum of the decrypted content"
 done
 
 # kimg writes into a qemu-made volume; qemu reads the data back
@@ -38,7 +44,9 @@ kimg convert -n -f raw "${obj[@]}" data.raw --target-image-opts driver=luks,key-
 is "$RC" 0 "convert -n into a luks target" || diag "$(< "$T/err")"
 ok "qemu-img reads kimg's writes" qemu-img compare -q "${obj[@]}" --image-opts \
     driver=luks,key-secret=s0,file.filename=t.luks driver=raw,file.filename=data.raw
-ok "no plain data in the file" eval "! grep -qF \"\$(head -c 64 data.raw | od -An -tx1 | head -1)\" <(od -An -tx1 t.luks)"
+# (the plain data's first 16 bytes at no offset of the file)
+ok "no plain data in the file" $PY -c 'import sys
+sys.exit(open("data.raw", "rb").read(16) in open("t.luks", "rb").read())'
 # partial-sector writes through qemu-io's view of kimg's result
 kimg resize "${obj[@]}" --image-opts driver=luks,key-secret=s0,file.filename=t.luks 5M
 is "$RC" 0 "resize grows the volume" || diag "$(< "$T/err")"

@@ -10,10 +10,18 @@
 # standalone luks format and encrypted qcow2: add a slot, remove a slot by
 # its secret, and --force over the only slot (the old key moves to a
 # temporary copy first, so a crash leaves the old key or the new one).
-# Each loop takes every N up to 3, every other one up to 10 (the key
-# material, the syncs and the header writes all fall there) and then every
-# 24th (the erase's 16 wiping passes); KIMG_TEST_PART=rest or all (make check-slow,
-# through test 190) takes every N.
+# The states a crash can leave, N the changes made before it: add, N=1
+# the new slot's key material written, N=3 the header too (then syncs);
+# remove, N=1 the header written, then the slot wiped in 16 passes (N=2
+# to 18) and syncs; --force over the only slot, N=1 the old key copied to
+# a temporary slot, N=3 that slot active, N=5 slot 0's key material
+# overwritten (the old key opens through the copy only), N=7 slot 0's
+# header switched to the new key (both open), N=9 the copy dropped (only
+# the new key), then its 16 wiping passes; each step synced.
+# make check: each state on one of the two formats (luks: add 1, remove
+# 1, replace 1 5 9; qcow2: add 3, remove 10, replace 3 7 16) and each loop
+# to its end; check-slow (KIMG_TEST_PART=rest) every other N, and test
+# 190 both parts again under the power-failure model.
 . "$(dirname "$0")/lib.sh"
 require cryptsetup
 
@@ -59,14 +67,30 @@ sound() {
     fi
 }
 
-# loop NAME FMT OLDKEY NEWKEY GONEKEY AMEND-OPTS [--force]: crash at every
-# change; OLDKEY must open after each crash (for --force over the only
-# slot: OLDKEY or, past the switch, NEWKEY); NEWKEY opens right or not at
-# all; at the end NEWKEY opens and GONEKEY (if any) is refused.
+# next N QUICK: the crash point after N (-1: the first) in this part,
+# QUICK the points check takes (ascending): quick, those and then 200
+# (past the end: the command finishes); rest every other N; all every N.
+next() {
+    local n=$(($1 + 1)) p
+    case $KIMG_TEST_PART in
+    quick) for p in $2; do [ "$p" -ge "$n" ] && { echo "$p"; return; }; done
+           [ "$n" -le 200 ] && n=200 ;;
+    rest) while [[ " $2 " == *" $n "* ]]; do n=$((n + 1)); done ;;
+    esac
+    echo "$n"
+}
+# loop NAME FMT OLDKEY NEWKEY GONEKEY AMEND-OPTS QUICK [--force]: crash at
+# each change this part takes (QUICK: next); OLDKEY must open after each
+# crash (for --force over the only slot: OLDKEY or, past the switch,
+# NEWKEY); NEWKEY opens right or not at all; at the end NEWKEY opens and
+# GONEKEY (if any) is refused.
 loop() {
-    local name=$1 fmt=$2 old=$3 new=$4 gone=$5 opts=$6; shift 6
-    local n=0 bad=0 crashes=0 rc
+    local name=$1 fmt=$2 old=$3 new=$4 gone=$5 opts=$6 quick=$7; shift 7
+    local n bad=0 crashes=0 rc want=2 pts=($quick)
     local base=base.$fmt
+    # every point check takes must crash; the other parts: more than one
+    [ "$KIMG_TEST_PART" = quick ] && want=${#pts[@]}
+    n=$(next -1 "$quick")
     while :; do
         cp "$base" c.img
         rc=0
@@ -89,33 +113,35 @@ loop() {
         if ! sound "$fmt" c.img "$via" "$( [ "$via" = s0 ] && echo k0 || echo k1)"; then
             diag "$name: after crash $n the image is not sound"; bad=1
         fi
-        if [ "$KIMG_TEST_PART" != quick ] || [ $n -lt 3 ]; then n=$((n + 1))
-        elif [ $n -lt 10 ]; then n=$((n + 2)); else n=$((n + 24)); fi
+        n=$(next "$n" "$quick")
         [ $n -gt 200 ] && { fail "$name" "no end after 200 crashes"; return; }
     done
     if [ $bad = 0 ]; then pass "$name: the old key opens after each of $crashes crashes"
     else fail "$name: the old key opens after each of $crashes crashes"; fi
-    ok "$name: $crashes crashes (more than one)" test "$crashes" -gt 1
+    ok "$name: $crashes crashes (at least $want)" test "$crashes" -ge "$want"
     ok "$name: finished, the new key opens" opens "$fmt" c.img "$new"
     if [ -n "$gone" ]; then ok "$name: finished, the removed key is refused" refused "$fmt" c.img "$gone"; fi
     ok "$name: finished, the image is sound" sound "$fmt" c.img "$new" "$( [ "$new" = s0 ] && echo k0 || echo k1)"
 }
 
+# check's crash points per format: add, remove, replace (see the top)
+declare -A quick=([luks.add]="1" [luks.remove]="1" [luks.replace]="1 5 9"
+                  [qcow2.add]="3" [qcow2.remove]="10" [qcow2.replace]="3 7 16")
 for fmt in luks qcow2; do
     P=$(p $fmt)
     mk $fmt base.$fmt
+    cp base.$fmt one.$fmt    # the one-slot volume again for replace
     # (luks: unwritten sectors decrypt to noise of this volume's own key)
     qemu-img convert "${objs[@]}" --image-opts "$(io $fmt base.$fmt s0)" -O raw want.$fmt.raw
     # add a slot: the old key keeps working, the new one appears whole
-    loop "$fmt add" $fmt s0 s1 "" "${P}state=active,${P}new-secret=s1,${P}iter-time=10"
+    loop "$fmt add" $fmt s0 s1 "" "${P}state=active,${P}new-secret=s1,${P}iter-time=10" "${quick[$fmt.add]}"
     # remove a slot by its secret: the remaining key keeps working
-    cp c.img two.$fmt
-    cp two.$fmt base.$fmt
-    loop "$fmt remove" $fmt s1 s1 s0 "${P}state=inactive,${P}old-secret=s0"
+    cp c.img base.$fmt
+    loop "$fmt remove" $fmt s1 s1 s0 "${P}state=inactive,${P}old-secret=s0" "${quick[$fmt.remove]}"
     # --force over the only slot: the old key until the switch, then the new
-    mk $fmt base.$fmt
-    qemu-img convert "${objs[@]}" --image-opts "$(io $fmt base.$fmt s0)" -O raw want.$fmt.raw
-    loop "$fmt replace" $fmt s0 s1 s0 "${P}state=active,${P}new-secret=s1,${P}keyslot=0,${P}iter-time=10" --force
+    cp one.$fmt base.$fmt
+    loop "$fmt replace" $fmt s0 s1 s0 "${P}state=active,${P}new-secret=s1,${P}keyslot=0,${P}iter-time=10" \
+        "${quick[$fmt.replace]}" --force
 done
 
 for k in k0 k1; do

@@ -14,21 +14,32 @@
 # make check: a third of each matrix's cases (not the four cast5 measures),
 # every option set in at least one (lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+# Every qemu-img command here is refused before qemu's PBKDF2 benchmark,
+# the one thing tests/cli/shim/qemu-img is there for (a retry of its
+# flake, a faster clock), so they run qemu-img itself: the shim's shell
+# took four fifths of this file's time.
+qemu-img() { "$KIMG_REAL_QEMU_IMG" "$@"; }
 
 printf 'refusal-key' > KEY
 obj=(--object secret,id=s,file=KEY)
 
 # same NAME: kimg's stderr and exit code as qemu-img's (file name prefix
-# taken off), and kimg made no file (out.img)
+# taken off), and kimg made no file (out.img).  (In bash alone, not sed
+# and rm: three processes fewer a case, a fifth of the file's time.)
 same() {
+    local e q a b
+    mapfile -t e < "$T/err"; e=("${e[@]#kimg: }"); e=("${e[@]#out.img: }")
+    mapfile -t q < "$T/qerr"; q=("${q[@]#qemu-img: }"); q=("${q[@]#q.img: }")
+    local IFS=$'\n'; a="${e[*]}" b="${q[*]}"; IFS=$' \t\n'
+    while [[ $a == *$'\n' ]]; do a=${a%$'\n'}; done    # as $(...) would
+    while [[ $b == *$'\n' ]]; do b=${b%$'\n'}; done
     is "$RC" "$QRC" "$1: exit code as qemu-img's"
-    is "$(sed -e 's/^kimg: //' -e 's/^out.img: //' "$T/err")" \
-       "$(sed -e 's/^qemu-img: //' -e 's/^q.img: //' "$T/qerr")" "$1: qemu-img's message"
+    is "$a" "$b" "$1: qemu-img's message"
     if [ "$QRC" != 0 ]; then
         err_line "$1"
         ok "$1: no file left" test ! -e out.img
     fi
-    rm -f out.img q.img
+    if [[ -e out.img || -e q.img || -L out.img || -L q.img ]]; then rm -f out.img q.img; fi
 }
 
 # ---- the standalone luks format ----
