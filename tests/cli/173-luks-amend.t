@@ -67,5 +67,6 @@ for o in state=inactive,keyslot=3 state=active,new-secret=s2,keyslot=0 state=ina
     qimg amend "${objs[@]}" --image-opts driver=luks,key-secret=s1,file.filename=one.luks -o $o
     kimg amend "${objs[@]}" --image-opts driver=luks,key-secret=s1,file.filename=one.luks -o $o
     is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "amend -o $o: qemu-img's message"
+    is "$RC" "$QRC" "amend -o $o: qemu-img's exit code"
 done
 done_testing
