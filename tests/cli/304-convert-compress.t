@@ -8,27 +8,44 @@
 # apart, widest; past EOF or inside another cluster: one-line errors), and
 # zlib streams that run past a cluster or end short decode as in qemu-img
 # with libdeflate and with zlib alone (KIMG_NO_LIBDEFLATE=1).
+# make check: a third of the cases (lib.sh sampled) of the compression
+# type x cluster size matrix (zlib 64k, zstd 2M) and of the mangled
+# sources (a layout that reads, one refused, a zlib stream that runs past
+# its cluster, zstd's own); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
-stat_json() { qemu-img check --output=json "$1" | $PY -c "import json,sys; print(json.load(sys.stdin).get('$2', 0))"; }
 qemu-img create -q -f raw src.raw 8M
 # compressible patterns, an incompressible cluster, a half-zero 2M cluster
 qemu-io -f raw -c 'write -P 0x11 0 1M' -c 'write -P 0x22 3M 512k' \
     -c 'write -P 0x33 6M 64k' src.raw > /dev/null
 head -c 65536 /dev/urandom | dd of=src.raw bs=64k seek=100 conv=notrunc status=none
+# (check's third: zlib with 64k clusters, zstd with 2M)
 for ct in zlib zstd; do
     for cs in 64k 2M; do
+        sampled || continue
         name="-c $ct cluster_size=$cs"
         kimg convert -c -o compression_type=$ct,cluster_size=$cs -f raw -O qcow2 src.raw k.qcow2
         is "$RC" 0 "$name: exit 0" || diag "$(< "$T/err")"
         ok "$name: reads identically in qemu-img" qemu_oracle_compare src.raw k.qcow2
-        ok "$name: qemu-img check clean" check_clean k.qcow2
+        # one qemu-img check of each image: clean (its exit code), and
+        # the compressed clusters it counts
+        rc=0; qemu-img check --output=json k.qcow2 > kc.json 2> /dev/null || rc=$?
+        is "$rc" 0 "$name: qemu-img check clean"
         qemu-img convert -c -o compression_type=$ct,cluster_size=$cs -f raw -O qcow2 src.raw q.qcow2
-        is "$(stat_json k.qcow2 compressed-clusters)" "$(stat_json q.qcow2 compressed-clusters)" \
-           "$name: as many compressed clusters as qemu-img"
+        qemu-img check --output=json q.qcow2 > qc.json
+        qemu-img info --output=json k.qcow2 > ki.json
+        read -r kcc qcc kct < <($PY -c 'import json, sys
+def get(path, f):
+    try:
+        return f(json.load(open(path)))
+    except Exception:
+        return "unreadable:" + path
+print(get("kc.json", lambda d: d.get("compressed-clusters", 0)),
+      get("qc.json", lambda d: d.get("compressed-clusters", 0)),
+      get("ki.json", lambda d: d["format-specific"]["data"]["compression-type"]))')
+        is "$kcc" "$qcc" "$name: as many compressed clusters as qemu-img"
         ks=$(stat -c %s k.qcow2); qs=$(stat -c %s q.qcow2)
         ok "$name: size $ks within 2% of qemu-img's $qs" test $((ks * 100)) -le $((qs * 102))
-        is "$(qemu-img info --output=json k.qcow2 | $PY -c 'import json,sys; print(json.load(sys.stdin)["format-specific"]["data"]["compression-type"])')" \
-           "$ct" "$name: compression type recorded"
+        is "$kct" "$ct" "$name: compression type recorded"
         rm -f k.qcow2 q.qcow2
     done
 done
@@ -90,11 +107,15 @@ for i, e in enumerate(ents):
 open(path, "wb").write(d)
 PYEOF
 }
+# (a third in check: the file's count stands at 4 cases here, so check
+# takes the 3rd, 6th, 9th and 12th of these 14: zlib far, zlib overlong,
+# zstd reversed, zstd inside)
 for ct in zlib zstd; do
     qemu-img convert -c -o compression_type=$ct -f raw -O qcow2 pat.raw c-$ct.qcow2
-    cases="reversed shared far widest past-eof inside"
-    [ $ct = zlib ] && cases+=" overlong short"
+    cases="reversed shared far widest past-eof overlong short inside"
+    [ $ct = zstd ] && cases="reversed shared widest inside past-eof far"
     for case in $cases; do
+        sampled || continue
         name="$ct source, $case entries"
         cp c-$ct.qcow2 m.qcow2
         ok "$name: entries rewritten" mangle m.qcow2 $case

@@ -7,6 +7,11 @@
 # the crash model: a copy killed before each of its file changes (and with
 # unsynced changes lost, KIMG_CRASH_LOSE) leaves an image qemu-img checks
 # clean whose every sector is the old or the new one.
+# make check: two of the four convert -O vmdk option sets (lib.sh
+# sampled: zeroed_grain=on, adapter_type and hwversion), the crash model
+# and its power failure (seed 1) at check's crash points (lib.sh
+# crash_next); check-slow the other two option sets, the other crash
+# points, and power failures with seed 2 at every point.
 . "$(dirname "$0")/lib.sh"
 require vmdkinfo
 MiB=$((1024 * 1024))
@@ -18,7 +23,11 @@ qemu-io -f raw -c 'write -P 0x11 0 4k' -c "write -P 0x22 $((2 * MiB - 1000)) 500
     -c "write -P 0x33 $((5 * MiB + 512)) 1M" -c "write -P 0x44 $((size - 700)) 700" \
     src.raw > /dev/null
 
-for o in "" "zeroed_grain=on" "adapter_type=lsilogic,hwversion=10" "subformat=monolithicSparse"; do
+# (ordered so that check's third takes zeroed_grain=on and the
+# adapter_type/hwversion set: the default layout with other descriptor
+# fields; check-slow the plain default and the explicit subformat)
+for o in "zeroed_grain=on" "" "subformat=monolithicSparse" "adapter_type=lsilogic,hwversion=10"; do
+    sampled || continue
     n="convert -O vmdk ${o:+-o $o}"
     rm -rf q k; mkdir q k
     qemu-img convert -O vmdk ${o:+-o "$o"} src.raw q/o.vmdk
@@ -73,27 +82,57 @@ ok "convert -n into a delta disk: its content" qemu_oracle_compare dk2.vmdk delt
 ok "convert -n into a delta disk: check clean" check_clean dk2.vmdk
 
 # crashes: before each file change of a -n copy into an image with data
+# (each crashed image read back to nows[], every one checked sector by
+# sector in one python at the end)
 mk_target c0.vmdk
 kimg convert -O raw c0.vmdk old.raw
-total=0
+total=0 nows=()
 for lose in "" 1 2; do
-for n in $(crash_points 60); do
-    cp c0.vmdk c.vmdk
-    rc=0; env ${lose:+KIMG_CRASH_LOSE=$lose} KIMG_CRASH_AFTER=$n "$KIMG" convert -n -O vmdk part.raw c.vmdk > /dev/null 2>&1 || rc=$?
-    [ "$rc" = 0 ] && break
-    [ "$rc" = 222 ] || { fail "crash after $n changes: died by the crash model (exit $rc)"; break; }
-    total=$((total + 1))
-    check_clean c.vmdk || { fail "crash after $n changes: check clean"; continue; }
-    qemu-img convert -O raw c.vmdk now.raw
-    $PY - old.raw part.raw now.raw <<'EOF' || fail "crash after $n changes: each byte old or new"
+    # seed 2 is seed 1's check again with other losses: check-slow's, at
+    # every point (check takes the crash model and seed 1 at its points)
+    if [ "$lose" = 2 ]; then
+        slow_part || continue
+        points=$(KIMG_TEST_PART=all crash_points 60)
+    else
+        points=$(crash_points 60)
+    fi
+    if [ -n "$lose" ]; then export KIMG_CRASH_LOSE=$lose; else unset KIMG_CRASH_LOSE; fi
+    for n in $points; do
+        cp c0.vmdk c.vmdk
+        rc=0; KIMG_CRASH_AFTER=$n "$KIMG" convert -n -O vmdk part.raw c.vmdk > /dev/null 2>&1 || rc=$?
+        [ "$rc" = 0 ] && break
+        at="crash after $n changes${lose:+ (lose seed $lose)}"
+        [ "$rc" = 222 ] || { fail "$at: died by the crash model (exit $rc)"; break; }
+        total=$((total + 1))
+        check_clean c.vmdk || { fail "$at: check clean"; continue; }
+        qemu-img convert -O raw c.vmdk now$total.raw
+        nows+=("$at=now$total.raw")
+    done
+done
+unset KIMG_CRASH_LOSE
+# each sector of each crashed image is the old one or the new one (64 KiB
+# at a time, sector by sector where a chunk is neither whole)
+if out=$($PY - old.raw part.raw "${nows[@]}" <<'EOF'
 import sys
-a, b, c = (open(p, "rb").read() for p in sys.argv[1:4])
-for i in range(0, len(c), 512):
-    if c[i:i + 512] not in (a[i:i + 512], b[i:i + 512]):
-        print("# sector %d is neither" % (i // 512)); sys.exit(1)
+a, b = (open(p, "rb").read() for p in sys.argv[1:3])
+for arg in sys.argv[3:]:
+    at, path = arg.rsplit("=", 1)
+    c = open(path, "rb").read()
+    bad = [i // 512 for j in range(0, len(c), 65536)
+           if c[j:j + 65536] not in (a[j:j + 65536], b[j:j + 65536])
+           for i in range(j, min(j + 65536, len(c)), 512)
+           if c[i:i + 512] not in (a[i:i + 512], b[i:i + 512])]
+    if bad:
+        print("%s\tsector %d is neither" % (at, bad[0]))
 EOF
-done
-done
+); then
+    while IFS=$'\t' read -r at why; do
+        [ -n "$at" ] && fail "$at: each byte old or new" "$why"
+    done <<< "$out"
+else
+    fail "crash model: the byte check ran" "$out"
+fi
+rm -f now*.raw
 ok "crash model: $total crash points, each left a clean image" test "$total" -gt 3
 
 # -p: the progress steps qemu-img prints for the same copy

@@ -6,6 +6,9 @@
 # and map as for qemu-img's, the source's content (qemu-img compare), check
 # clean, vmdkinfo reads the descriptor, allocation within qemu-img's + 10%
 # (holes never written); over an existing image, through a symlink.
+# make check: a third of the subformat x source matrix (lib.sh sampled:
+# every subformat and every source once), of the option cases (-c) and of
+# the -p cases (twoGbMaxExtentFlat); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 require vmdkinfo
 MiB=$((1024 * 1024)); GiB=$((1024 * MiB))
@@ -78,19 +81,32 @@ flat_case() {
     is "$(ls -A k | grep -c kimg-)" 0 "$n: no temporary file left"
 }
 
+# the subformat x source matrix, then the option cases: a third in check
+# (lib.sh sampled), the first of each three, so that check takes every
+# source and every subformat (twoGbMaxExtentFlat from raw, Sparse from
+# qcow2, monolithicFlat with -S 0, Sparse from zeros) and -c
+flat_case_s() { sampled || return 0; flat_case "$@"; }
+for sub in twoGbMaxExtentFlat monolithicFlat twoGbMaxExtentSparse; do
+    flat_case_s src.raw raw $sub
+done
+for sub in twoGbMaxExtentSparse monolithicFlat twoGbMaxExtentFlat; do
+    flat_case_s src.qcow2 qcow2 $sub -f qcow2
+done
 for sub in monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
-    flat_case src.raw raw $sub
-    flat_case src.qcow2 qcow2 $sub -f qcow2
-    flat_case zeros.raw "all zeros" $sub
-    flat_case small.qcow2 "-S 0" $sub -S 0 -f qcow2
+    flat_case_s small.qcow2 "-S 0" $sub -S 0 -f qcow2
+done
+for sub in twoGbMaxExtentSparse monolithicFlat twoGbMaxExtentFlat; do
+    flat_case_s zeros.raw "all zeros" $sub
 done
 # options reach the descriptor; -c is taken and stored plainly, as qemu-img
-flat_case small.qcow2 "options" twoGbMaxExtentSparse -f qcow2 -o adapter_type=lsilogic,hwversion=14
-flat_case small.qcow2 "-c" twoGbMaxExtentSparse -c -f qcow2
-flat_case small.qcow2 "zeroed_grain" twoGbMaxExtentSparse -f qcow2 -o zeroed_grain=on
+flat_case_s small.qcow2 "-c" twoGbMaxExtentSparse -c -f qcow2
+flat_case_s small.qcow2 "options" twoGbMaxExtentSparse -f qcow2 -o adapter_type=lsilogic,hwversion=14
+flat_case_s small.qcow2 "zeroed_grain" twoGbMaxExtentSparse -f qcow2 -o zeroed_grain=on
 
-# -p: the progress steps qemu-img prints for the same copy
-for sub in monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+# -p: the progress steps qemu-img prints for the same copy (a third in
+# check: twoGbMaxExtentFlat, the first)
+for sub in twoGbMaxExtentFlat monolithicFlat twoGbMaxExtentSparse; do
+    sampled || continue
     rm -rf q k; mkdir q k
     qemu-img convert -p -f qcow2 -O vmdk -o subformat=$sub src.qcow2 q/o.vmdk > pq.txt
     kimg convert -p -f qcow2 -O vmdk -o subformat=$sub src.qcow2 k/o.vmdk
