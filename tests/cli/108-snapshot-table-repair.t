@@ -14,6 +14,14 @@
 #    message (-a, -d, convert -l, amend compat=0.10), leaving the file as
 #    it was.  (qemu 7.2 checks nothing else: an l1_size too small for the
 #    snapshot's disk size is accepted by both.)
+# make check: a third of the repeated cases (lib.sh sampled): of the images
+# under each check mode (1.) and under each command (2.), the modes and
+# commands rotating over the images so that each image and each mode or
+# command has a case in check; of the refusals and the convert -l failures
+# (ordered so that check takes each image and each command once); the
+# repair's crash safety on the image with a leak at check's crash points.
+# check-slow: the other cases, the other crash points, the crash safety
+# of the repair on the other image and under power failures.
 . "$(dirname "$0")/lib.sh"
 cd "$T"
 
@@ -77,17 +85,26 @@ cp short.qcow2 leak.qcow2                                   # and a leaked clust
 end=$(stat -c %s leak.qcow2); truncate -s $((end + 65536)) leak.qcow2
 $Q2 set-rc leak.qcow2 $end 1
 
-for f in short one sixteen v2 leak; do
-    check_oracle "$f: check" $f.qcow2
-    check_oracle "$f: check --output=json" $f.qcow2 --output=json
-    check_oracle "$f: check -r leaks" $f.qcow2 -r leaks
-    repair_oracle "$f: check -r all" $f.qcow2 -r all
-    is "$(table "$T/ck/$f.qcow2")" "$(table "$T/cq/$f.qcow2")" \
-        "$f: the repaired table as qemu-img writes it"
-    ok "$f: repaired image reads as qemu-img's" qemu_oracle_compare "$T/ck/$f.qcow2" "$T/cq/$f.qcow2"
-    snap_raws "$T/cq/$f.qcow2" q; snap_raws "$T/ck/$f.qcow2" k
-    ok "$f: repaired snapshots read as qemu-img's" cmp -s q-first.raw k-first.raw
-    ok "$f: (second)" cmp -s q-second.raw k-second.raw
+# (each image under each mode a case: with 4 modes over 5 images, check's
+# third has every image and every mode; in this order check repairs leak
+# and one)
+for f in leak short sixteen one v2; do
+    for m in all check json leaks; do
+        sampled || continue
+        case $m in
+        check) check_oracle "$f: check" $f.qcow2 ;;
+        json) check_oracle "$f: check --output=json" $f.qcow2 --output=json ;;
+        leaks) check_oracle "$f: check -r leaks" $f.qcow2 -r leaks ;;
+        all)
+            repair_oracle "$f: check -r all" $f.qcow2 -r all
+            is "$(table "$T/ck/$f.qcow2")" "$(table "$T/cq/$f.qcow2")" \
+                "$f: the repaired table as qemu-img writes it"
+            ok "$f: repaired image reads as qemu-img's" qemu_oracle_compare "$T/ck/$f.qcow2" "$T/cq/$f.qcow2"
+            snap_raws "$T/cq/$f.qcow2" q; snap_raws "$T/ck/$f.qcow2" k
+            ok "$f: repaired snapshots read as qemu-img's" cmp -s q-first.raw k-first.raw
+            ok "$f: (second)" cmp -s q-second.raw k-second.raw ;;
+        esac
+    done
 done
 # the repair on a read-only image, as qemu-img
 chmod a-w short.qcow2; check_oracle "short: read-only file, check -r all" short.qcow2 -r all
@@ -145,11 +162,12 @@ crash_loop() {
     like "$n" "^([3-9]|[1-9][0-9]+)$" "$name: at least 3 crash points exercised"
     is "$bad" 0 "$name: after every crash: every snapshot kept, old or new table, leaks at worst"
 }
-crash_loop "check -r all crashed" short.qcow2
 crash_loop "check -r all crashed (with a leak)" leak.qcow2
-# (the power-failure model in check-slow only: make check covers the
-# kill model above)
-slow_part && LOSE=7 crash_loop "check -r all, power failure" short.qcow2
+# (check-slow only, every crash point: the image without the leak, and the
+# power-failure model; make check covers the kill model on the image with
+# the leak, the other's incomplete entries and a leaked cluster)
+slow_part && KIMG_TEST_PART=all crash_loop "check -r all crashed" short.qcow2
+slow_part && LOSE=7 KIMG_TEST_PART=all crash_loop "check -r all, power failure" short.qcow2
 
 # ---- 2. damaged snapshot L1 tables ------------------------------------------
 cp base.qcow2 big.qcow2; put_be 4 big.qcow2 $((so + 8)) $((0x400001))
@@ -157,22 +175,30 @@ cp base.qcow2 unal.qcow2; put_be 8 unal.qcow2 $so $(($(get_be 8 base.qcow2 $so) 
 cp unal.qcow2 unal0.qcow2; put_be 4 unal0.qcow2 $((so + 8)) 0         # and empty
 cp base.qcow2 small.qcow2; put_be 8 small.qcow2 $((so + 48)) $((1 << 40))  # disk size 1 TiB, l1_size 1
 
-for f in big unal unal0 small; do
-    oracle "$f: info" info $f.qcow2
-    oracle "$f: snapshot -l" snapshot -l $f.qcow2
-    check_oracle "$f: check" $f.qcow2
-    repair_oracle "$f: check -r all" $f.qcow2 -r all
-    rm -f q.raw k.raw
-    qimg convert -O raw -l second $f.qcow2 q.raw; kimg convert -O raw -l second $f.qcow2 k.raw
-    is "$RC" "$QRC" "$f: convert -l (another snapshot): exit code as qemu-img's"
-    ok "$f: convert -l (another snapshot): output as qemu-img's" cmp -s q.raw k.raw
-    for a in "amend -o lazy_refcounts=on @" "resize @ 128M"; do
-        cp $f.qcow2 q.qcow2; cp $f.qcow2 k.qcow2
-        qimg ${a/@/q.qcow2}; kimg ${a/@/k.qcow2}
-        is "$RC" "$QRC" "$f: $a: exit code as qemu-img's"
-        c=0; qemu-img check q.qcow2 > q.chk 2>&1 || c=$?
-        k=0; qemu-img check k.qcow2 > k.chk 2>&1 || k=$?
-        is "$k" "$c" "$f: $a: then qemu-img check exits as after qemu-img's"
+# (each image under each command a case: with 5 over 4 images, check's
+# third has every image and every command)
+for f in unal unal0 big small; do
+    for a in open "check -r all" "convert -l" "amend -o lazy_refcounts=on @" "resize @ 128M"; do
+        sampled || continue
+        case $a in
+        open)
+            oracle "$f: info" info $f.qcow2
+            oracle "$f: snapshot -l" snapshot -l $f.qcow2
+            check_oracle "$f: check" $f.qcow2 ;;
+        "check -r all") repair_oracle "$f: check -r all" $f.qcow2 -r all ;;
+        "convert -l")
+            rm -f q.raw k.raw
+            qimg convert -O raw -l second $f.qcow2 q.raw; kimg convert -O raw -l second $f.qcow2 k.raw
+            is "$RC" "$QRC" "$f: convert -l (another snapshot): exit code as qemu-img's"
+            ok "$f: convert -l (another snapshot): output as qemu-img's" cmp -s q.raw k.raw ;;
+        *)
+            cp $f.qcow2 q.qcow2; cp $f.qcow2 k.qcow2
+            qimg ${a/@/q.qcow2}; kimg ${a/@/k.qcow2}
+            is "$RC" "$QRC" "$f: $a: exit code as qemu-img's"
+            c=0; qemu-img check q.qcow2 > q.chk 2>&1 || c=$?
+            k=0; qemu-img check k.qcow2 > k.chk 2>&1 || k=$?
+            is "$k" "$c" "$f: $a: then qemu-img check exits as after qemu-img's" ;;
+        esac
     done
 done
 
@@ -180,6 +206,7 @@ done
 # code; qemu-img saying WANT, or QWANT), in one line holding WANT, and
 # leaves the file as it was
 refusal() {
+    sampled || return 0
     local name=$1 img=$2 want=$3 before; shift 3
     cp "$img" q.qcow2; cp "$img" w.qcow2; before=$(sha w.qcow2)
     qimg "$@" q.qcow2; kimg "$@" w.qcow2
@@ -189,29 +216,35 @@ refusal() {
     like "$(< "$T/err")" "$want" "$name: kimg says '$want'"
     is "$(sha w.qcow2)" "$before" "$name: file unchanged"
 }
+# (a case each, sampled: the commands rotate over the images, so any third
+# of them, every third case, has each image and each command once)
 refusal "big: snapshot -a 1" big.qcow2 "Snapshot L1 table too large" snapshot -a 1
 refusal "big: snapshot -d first" big.qcow2 "Could not delete snapshot 'first': Snapshot L1 table too large\$" snapshot -d first
 # (qemu-img expands the zero cluster first, at the end of the file, inside
 # the huge table's range: it marks the image corrupt; kimg refuses first)
 QWANT="Failed to turn zero into data clusters: Input/output error" \
 refusal "big: amend -o compat=0.10" big.qcow2 "Snapshot L1 table too large" amend -o compat=0.10
-refusal "unal: snapshot -a 1" unal.qcow2 "Snapshot L1 table offset invalid" snapshot -a 1
 refusal "unal: snapshot -d first" unal.qcow2 "Could not delete snapshot 'first': Snapshot L1 table offset invalid\$" snapshot -d first
 refusal "unal: amend -o compat=0.10" unal.qcow2 "Snapshot L1 table offset invalid" amend -o compat=0.10
+refusal "unal: snapshot -a 1" unal.qcow2 "Snapshot L1 table offset invalid" snapshot -a 1
+refusal "unal0: amend -o compat=0.10" unal0.qcow2 "Snapshot L1 table offset invalid" amend -o compat=0.10
 refusal "unal0: snapshot -a 1" unal0.qcow2 "Snapshot L1 table offset invalid" snapshot -a 1
 refusal "unal0: snapshot -d first" unal0.qcow2 "Could not delete snapshot 'first': Snapshot L1 table offset invalid\$" snapshot -d first
-refusal "unal0: amend -o compat=0.10" unal0.qcow2 "Snapshot L1 table offset invalid" amend -o compat=0.10
 # convert -l: qemu-img's message exactly (a bare "1" failing by ID with
 # -EINVAL is tried as a name: "Can't find snapshot")
-for f in big unal unal0; do
-    for s in 1 first snapshot.id=1; do
+# (sampled, rotating as the refusals)
+for fs in big:1 big:first big:snapshot.id=1 unal:first unal:snapshot.id=1 unal:1 \
+          unal0:snapshot.id=1 unal0:1 unal0:first; do
+    sampled || continue
+    f=${fs%%:*} s=${fs#*:}
+    {
         rm -f q.raw k.raw
         qimg convert -O raw -l $s $f.qcow2 q.raw; kimg convert -O raw -l $s $f.qcow2 k.raw
         is "$RC" "$QRC" "$f: convert -l $s: exit code as qemu-img's"
         sed 's/^qemu-img: /kimg: /' "$T/qerr" > "$T/qerr.k"
         is_file "$T/err" "$T/qerr.k" "$f: convert -l $s: message as qemu-img's"
         [ -e k.raw ] && fail "$f: convert -l $s: no output left"
-    done
+    }
 done
 # a snapshot change that would recount the damaged snapshot's clusters is
 # refused (qemu-img fails too, marking the image corrupt: it overlaps)

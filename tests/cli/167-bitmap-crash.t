@@ -8,6 +8,10 @@
 # content is untouched, and its bitmaps are exactly the old set or the new
 # one (names, flags, granularities and dirty regions, decoded
 # independently by tests/cli/qcow2_bitmaps.py).
+# make check: each operation once, alternately under kills and under power
+# failures (seed 1), with check's crash points (lib.sh crash_next);
+# check-slow: those cases' other crash points, and each operation under
+# its other model(s) with every crash point.
 . "$(dirname "$0")/lib.sh"
 BMPY="$PY $KIMG_SRC/tests/cli/qcow2_bitmaps.py"
 SEEDS=${KIMG_CRASH_SEED:-1}
@@ -67,20 +71,35 @@ crashes() {
     is "$($BMPY all "$img" 2>&1)" "$after" "$name: finished as the uninterrupted run"
 }
 
-for seed in "" $SEEDS; do
-    lose=(); [ -n "$seed" ] && lose=(KIMG_CRASH_LOSE=$seed)
-    s=${seed:+, lose seed $seed}
-    cp base.qcow2 t.qcow2; crashes "add$s" t.qcow2 "${lose[@]}" -- bitmap --add -g 4k t.qcow2 new
-    cp base.qcow2 t.qcow2; crashes "remove$s" t.qcow2 "${lose[@]}" -- bitmap --remove t.qcow2 fine
-    cp base.qcow2 t.qcow2; crashes "clear$s" t.qcow2 "${lose[@]}" -- bitmap --clear t.qcow2 b0
-    cp base.qcow2 t.qcow2; crashes "enable$s" t.qcow2 "${lose[@]}" -- bitmap --enable t.qcow2 off
-    cp base.qcow2 t.qcow2; crashes "merge fine into 1M$s" t.qcow2 "${lose[@]}" -- \
-        bitmap --merge fine t.qcow2 off
-    cp base.qcow2 t.qcow2; crashes "merge from another file$s" t.qcow2 "${lose[@]}" -- \
-        bitmap --merge sb -b src.qcow2 t.qcow2 fine
-    cp one.qcow2 t.qcow2; crashes "remove the last bitmap$s" t.qcow2 "${lose[@]}" -- \
-        bitmap --remove t.qcow2 only
-    cp none.qcow2 t.qcow2; crashes "add the first bitmap$s" t.qcow2 "${lose[@]}" -- \
-        bitmap --add t.qcow2 first
-done
+# model_case M NAME IMG ENV... -- ARGS: an operation under its M-th crash
+# model (0: kills, 1: KIMG_CRASH_LOSE with the first seed, ...).  make
+# check runs it (its crash points; check-slow the others) when M is the
+# operation's number (ops) modulo 2; otherwise check-slow runs it, every
+# crash point (no part of it in check)
+ops=0
+model_case() {
+    local m=$1; shift
+    if [ "$m" = $((ops % 2)) ]; then crashes "$@"
+    elif [ "$KIMG_TEST_PART" != quick ]; then KIMG_TEST_PART=all crashes "$@"; fi
+}
+# op TEMPLATE NAME KIMG-ARGS...: the operation on a copy of TEMPLATE
+# (t.qcow2), under each crash model
+op() {
+    local m=0 seed lose s tpl=$1; shift
+    for seed in "" $SEEDS; do
+        lose=(); [ -n "$seed" ] && lose=(KIMG_CRASH_LOSE=$seed)
+        s=${seed:+, lose seed $seed}
+        cp "$tpl" t.qcow2; model_case $m "$1$s" t.qcow2 "${lose[@]}" -- "${@:2}"
+        m=$((m + 1))
+    done
+    ops=$((ops + 1))
+}
+op base.qcow2 "add" bitmap --add -g 4k t.qcow2 new
+op base.qcow2 "remove" bitmap --remove t.qcow2 fine
+op base.qcow2 "clear" bitmap --clear t.qcow2 b0
+op base.qcow2 "enable" bitmap --enable t.qcow2 off
+op base.qcow2 "merge fine into 1M" bitmap --merge fine t.qcow2 off
+op base.qcow2 "merge from another file" bitmap --merge sb -b src.qcow2 t.qcow2 fine
+op one.qcow2 "remove the last bitmap" bitmap --remove t.qcow2 only
+op none.qcow2 "add the first bitmap" bitmap --add t.qcow2 first
 done_testing

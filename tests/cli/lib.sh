@@ -44,6 +44,11 @@
 # Validate a new test against qemu-img itself: KIMG=a wrapper that runs
 # qemu-img with "qemu-img: " turned into "kimg: " on stderr; every oracle
 # assertion must then pass (only kimg's one-line-error rule may not).
+# Once per shell: a helper that sources it again (msg-cases.sh) must not
+# start a second watchdog (the first one's pid lost, it would outlive the
+# file and signal whatever process reuses that pid) or make a second $T.
+[ -z "${_kimg_lib_sourced:-}" ] || return 0
+_kimg_lib_sourced=1
 set -u
 export LC_ALL=C
 export KIMG_CHECK_ALIGN=1   # a large transfer from a misaligned buffer aborts (img/file.c)
