@@ -91,10 +91,10 @@ done
     qemu-img convert -O raw conv-monolithicSparse.vmdk conv-monolithicSparse.vmdk.raw
 ok "the conversions of the raw source hold its data" qemu_oracle_compare conv-monolithicSparse.vmdk.raw src.raw
 
-# kimg writes a VMDK only as it makes it (a new stream image; 730, 731):
-# writing an existing one is one clean line
+# an existing flat VMDK qemu-img made is written in place (735, 736)
 kimg convert -n -O vmdk src.raw conv-monolithicFlat.vmdk
-err_line "convert -n into a vmdk target"
+is "$RC" 0 "convert -n into qemu-img's monolithicFlat VMDK" || diag "$(< "$T/err")"
+ok "... it holds the source's data" qemu_oracle_compare -F vmdk src.raw conv-monolithicFlat.vmdk
 # check -r: qemu's vmdk driver has no repair (exit 63, its message); the
 # image is opened read-only for it and left as it was
 qemu-img create -q -f vmdk rep.vmdk 1M
