@@ -292,16 +292,19 @@ test_part() {
 }
 export KIMG_TEST_PART; KIMG_TEST_PART=$(test_part)
 case $KIMG_TEST_PART in quick|rest|all) ;; *) echo "Bail out! KIMG_TEST_PART=$KIMG_TEST_PART: quick, rest or all"; exit 1 ;; esac
-# sampled: call once per case of a loop, in the loop's own shell (a count
-# kept across the file): quick takes the 1st, 4th, 7th... case of the file,
-# rest the others.  `for c in ...; do sampled || continue; ...; done`
+# sampled [K]: call once per case of a loop, in the loop's own shell (a
+# count kept across the file): quick takes the 1st, (K+1)th, (2K+1)th...
+# call of the file (K is 3 unless given; a loop whose cases are not
+# ordered in threes may take 4 or 5), rest the others.
+# `for c in ...; do sampled || continue; ...; done`
 _sampled_n=0
 sampled() {
+    local k=${1:-3}
     _sampled_n=$((_sampled_n + 1))
     case $KIMG_TEST_PART in
         all) return 0 ;;
-        quick) [ $(( (_sampled_n - 1) % 3 )) -eq 0 ] ;;
-        rest) [ $(( (_sampled_n - 1) % 3 )) -ne 0 ] ;;
+        quick) [ $(( (_sampled_n - 1) % k )) -eq 0 ] ;;
+        rest) [ $(( (_sampled_n - 1) % k )) -ne 0 ] ;;
     esac
 }
 # slow_part: true in check-slow's part (rest) and in all: for a costly
