@@ -23,7 +23,7 @@ DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
                cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev \
-               groff-base man-db bash-completion procps
+               groff-base man-db bash-completion procps strace
 
 ifeq ($(SANITIZE),1)
 B        := build-san

@@ -693,13 +693,17 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
     }
-    /* as qemu-img: a target that does not read as zeros is zeroed ahead
-     * of the copy when its storage can do that fast, writing nothing (an
-     * NBD export with fast zero); the copy then skips the source's zeros.
-     * Where the server says it would be slow, the zeros are written as
-     * the copy reaches them. */
+    /* an NBD export that does not read as zeros is zeroed ahead of the
+     * copy when the server can do that fast, writing nothing (one request,
+     * not one per zero range of the source); the copy then skips the
+     * source's zeros.  Where the server says it would be slow, the zeros
+     * are written as the copy reaches them.  qemu-img did this for every
+     * target up to QEMU 5.0 and dropped it in 5.1 ("Don't pre-zero
+     * images": counterproductive on local files); kimg never does it on
+     * local files (KIMG_ZERO_AHEAD). */
     if (!cv.target_is_zero && !a.backing && a.sparse && !a.compress && total) {
-        r = kimg_write_zeroes(out_img, 0, total, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_FAST);
+        r = kimg_write_zeroes(out_img, 0, total,
+                              KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_FAST | KIMG_ZERO_AHEAD);
         if (r == 0) {
             cv.target_is_zero = true;
         } else if (r != -ENOTSUP) {

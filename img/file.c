@@ -285,6 +285,36 @@ static int posix_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punc
     return write_zero_bytes(f, off, len);
 }
 
+/* Fast zero (the nbdkit plugin's NBD_CMD_FLAG_FAST_ZERO): only what the
+ * file system or device does without writing zeros.  A regular file: a
+ * hole punched (PUNCH) or an unwritten extent (FALLOC_FL_ZERO_RANGE); a
+ * block device: the kernel's zero-out that never falls back to writing
+ * (fallocate PUNCH_HOLE on a block device: BLKDEV_ZERO_NOFALLBACK), which
+ * may unmap, so only when PUNCH allows it.  The range is within the file
+ * (the size is the export's). */
+static int posix_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    int mode;
+    if (S_ISBLK(st.st_mode)) {
+        if (!punch)
+            return -ENOTSUP;
+        mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    } else if (S_ISREG(st.st_mode)) {
+        mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                     : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+    } else {
+        return -ENOTSUP;
+    }
+    if (fallocate(f->fd, mode, (off_t)off, (off_t)len) == 0)
+        return 0;
+    if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL || errno == ENODEV)
+        return -ENOTSUP;
+    return -errno;
+}
+
 static int posix_discard(struct kimg_file *f, uint64_t off, uint64_t len)
 {
     if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
@@ -438,6 +468,7 @@ static const struct kimg_file_ops posix_ops = {
     .map = posix_map, .unmap = posix_unmap, .clone_align = posix_clone_align,
     .clone_range = posix_clone_range, .copy_range = posix_copy_range,
     .aio_prep = posix_aio_prep, .same_file = posix_same_file,
+    .zero_fast = posix_zero_fast,
 };
 
 void kimg_file_set_create_attrs(struct kimg_file *f, bool nocow, uint32_t extsize, bool warn)
@@ -899,13 +930,13 @@ int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
                                strerror(-ret)) : 0;
 }
 
-int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len)
+int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
     if (!f->ops->zero_fast)
         return -ENOTSUP;
     struct kimg_crash_token tok;
     bool logged = kimg_crash_begin(f, KIMG_CRASH_ZERO, off, len, NULL, &tok);
-    int ret = f->ops->zero_fast(f, off, len);
+    int ret = f->ops->zero_fast(f, off, len, punch);
     if (logged)
         kimg_crash_end(f, &tok, ret);
     if (ret == -ENOTSUP)

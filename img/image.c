@@ -847,9 +847,11 @@ static int zeroes_fallback(struct kimg *img, uint64_t off, uint64_t len)
 
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
-    /* a fast zero: the raw format's (the file's own), none elsewhere */
+    /* a fast zero: only drivers that keep its promise (KIMG_DRV_FAST_ZERO);
+     * zeroing a whole target ahead only on an NBD export */
     if ((flags & KIMG_ZERO_FAST) &&
-        (!(img->drv->flags & KIMG_DRV_IDENTITY_MAP) || !img->drv->write_zeroes))
+        (!(img->drv->flags & KIMG_DRV_FAST_ZERO) || !img->drv->write_zeroes ||
+         ((flags & KIMG_ZERO_AHEAD) && !kimg_file_is_nbd(img->file))))
         return -ENOTSUP;
     int ret = check_write(img, off, len);
     if (ret < 0 || len == 0)

@@ -250,10 +250,19 @@ int kimg_write(struct kimg *img, const void *buf, uint64_t off, uint64_t len);
  * becomes a zero cluster as a whole where the rest of it already reads as
  * zeros and it holds no data; without it, such parts are written as data */
 #define KIMG_ZERO_WIDEN     0x2u
-/* only if the storage zeros the range fast, writing no zeros (an NBD
- * export with fast zero under a raw image): -ENOTSUP, with no message,
- * when it cannot; a part of the range may then read as zeros already */
+/* only if the storage zeros the range fast, writing no zeros (NBD's fast
+ * zero: a raw image's file or export zeroed by the file system, device or
+ * server; a qcow2 image's whole clusters made zero clusters): -ENOTSUP,
+ * with no message, when it cannot; a part of the range may then read as
+ * zeros already.  The nbdkit plugin serves NBD_CMD_FLAG_FAST_ZERO so. */
 #define KIMG_ZERO_FAST      0x4u
+/* with KIMG_ZERO_FAST: the whole target zeroed ahead of a copy (convert),
+ * worth it only where one request saves one per zero range (an NBD
+ * export): -ENOTSUP elsewhere.  A local file's zero ranges cost a
+ * fallocate each as the copy reaches them, and zeroing it whole first
+ * would free the data ranges only to write them again (qemu-img does not
+ * zero a local target ahead either). */
+#define KIMG_ZERO_AHEAD     0x8u
 int kimg_write_zeroes(struct kimg *img, uint64_t off, uint64_t len,
                       unsigned flags);
 int kimg_discard(struct kimg *img, uint64_t off, uint64_t len);

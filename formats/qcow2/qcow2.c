@@ -352,9 +352,11 @@ static int qcow2_write_zeroes_cb(struct kimg *img, uint64_t off, uint64_t len, u
 {
     struct qcow2_state *s = img->state;
     if (encrypted(img))
-        return qcow2_crypto_refuse();
+        return (flags & KIMG_ZERO_FAST) ? -ENOTSUP : qcow2_crypto_refuse();
     qcow2_lock(s);
-    int ret = guest_write(s, off, len);
+    /* a fast zero that cannot be is refused before the image is touched */
+    int ret = (flags & KIMG_ZERO_FAST) && !qcow2_zero_is_fast(s, off, len, flags) ? -ENOTSUP
+                                                                                : guest_write(s, off, len);
     if (ret == 0)
         ret = qcow2_write_zeroes(img, off, len, flags);
     qcow2_unlock(s);
@@ -621,6 +623,7 @@ static bool qcow2_has_bitmaps_cb(struct kimg *img)
 
 const struct kimg_driver kimg_qcow2_driver = {
     .name = "qcow2",
+    .flags = KIMG_DRV_FAST_ZERO,
     .state_size = sizeof(struct qcow2_state),
     .create_opts = qcow2_create_opts,
     .probe = qcow2_probe,

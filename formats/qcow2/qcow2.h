@@ -742,6 +742,7 @@ int qcow2_write_plain(struct qcow2_state *s, const void *buf, uint64_t off, uint
 /* Lock held, image writable.  The driver's write_zeroes (FLAGS:
  * KIMG_ZERO_*) and discard over [off, off+len). */
 int qcow2_zero_range(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags);
+bool qcow2_zero_is_fast(const struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_discard_range(struct qcow2_state *s, uint64_t off, uint64_t len);
 /* Lock held: zeros written as guest data over [off, off+len); and the
  * cluster-granular zeroing of whole (sub)clusters, MODE 0 keep allocation,

@@ -193,11 +193,29 @@ static int zero_partial(struct qcow2_state *s, uint64_t off, uint64_t end, uint6
     return zero_clusters(s, g, gran, mode);
 }
 
+/* Fast zero (KIMG_DRV_FAST_ZERO): whether [off, off+len) can be zeroed
+ * in the L2 tables alone (whole granules made zero clusters, or
+ * unallocated in a v2 image with no backing file), writing no data. */
+bool qcow2_zero_is_fast(const struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
+    uint64_t gran = s->ext_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t end = off + len;
+    bool to_end = end == s->img->size;
+    return !(s->version < 3 && (s->img->backing_name || !(flags & KIMG_ZERO_MAY_UNMAP))) &&
+           !s->data_file_raw && !(off & (gran - 1)) && (to_end || !(end & (gran - 1)));
+}
+
 int qcow2_zero_range(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
 {
     int ret = 0;
 
     qcow2_assert_locked(s);
+    if ((flags & KIMG_ZERO_FAST) && !qcow2_zero_is_fast(s, off, len, flags))
+        return -ENOTSUP;
+    uint64_t gran = s->ext_l2 ? s->subcluster_size : s->cluster_size;
+    uint64_t end = off + len;
+    uint64_t a = qcow2_align_up(off, gran);
+    uint64_t b = end == s->img->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
     s->zcache_valid = false;
     if (s->version < 3 && (s->img->backing_name || !(flags & KIMG_ZERO_MAY_UNMAP))) {
         ret = write_zero_bytes(s, off, len);
@@ -208,10 +226,6 @@ int qcow2_zero_range(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned
         ret = write_zero_bytes(s, off, len);
         return ret;
     }
-    uint64_t gran = s->ext_l2 ? s->subcluster_size : s->cluster_size;
-    uint64_t end = off + len;
-    uint64_t a = qcow2_align_up(off, gran);
-    uint64_t b = end == s->img->size ? qcow2_align_up(end, gran) : end & ~(gran - 1);
     int mode = (flags & KIMG_ZERO_MAY_UNMAP) ? 1 : 0;
     if (off < a) {
         ret = zero_partial(s, off, a < end ? a : end, gran, mode, flags);

@@ -57,7 +57,7 @@ static int raw_write(struct kimg *img, const void *buf, uint64_t off, uint64_t l
 static int raw_write_zeroes(struct kimg *img, uint64_t off, uint64_t len, unsigned flags)
 {
     if (flags & KIMG_ZERO_FAST)
-        return kimg_file_zero_fast(img->file, off, len);
+        return kimg_file_zero_fast(img->file, off, len, flags & KIMG_ZERO_MAY_UNMAP);
     return kimg_file_zero(img->file, off, len, flags & KIMG_ZERO_MAY_UNMAP);
 }
 
@@ -205,6 +205,6 @@ const struct kimg_driver kimg_raw_driver = {
     .truncate = raw_truncate,
     .info = raw_info,
     .measure = raw_measure,
-    .flags = KIMG_DRV_IDENTITY_MAP,
+    .flags = KIMG_DRV_IDENTITY_MAP | KIMG_DRV_FAST_ZERO,
     .formatting_opts = raw_shown,
 };

@@ -265,6 +265,12 @@ struct kimg_driver {
  * payload decrypts to noise; qemu's has_zero_init false): a copy into a
  * freshly created target must write its zeros (encrypted), not skip them. */
 #define KIMG_DRV_NO_ZERO_INIT 0x2u
+/* write_zeroes honours KIMG_ZERO_FAST: it zeros only where that writes no
+ * zeros (metadata, holes, the storage's own fast zero) and otherwise
+ * returns -ENOTSUP, with no message, having written no zeros (a part of
+ * the range may read as zeros already).  Without this flag the core
+ * answers every fast zero with -ENOTSUP. */
+#define KIMG_DRV_FAST_ZERO    0x4u
 
 /* Fence IMG: from now on the core refuses every write-type call on it
  * with the same errno and message as on a read-only image (-EBADF; see

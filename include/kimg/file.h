@@ -86,9 +86,10 @@ struct kimg_file_ops {
      * (window files: img/file_window.c).  kimg_file_underlying() */
     struct kimg_file *(*underlying)(struct kimg_file *f, uint64_t *off, uint64_t len);
     /* Make [off, off+len) read as zeros only if the host can do it fast
-     * (no zeros written by anyone: NBD's fast zero): -ENOTSUP, without a
-     * message, when it cannot (a part may be zeroed already) */
-    int (*zero_fast)(struct kimg_file *f, uint64_t off, uint64_t len);
+     * (no zeros written by anyone: NBD's fast zero; PUNCH: the range may
+     * become a hole): -ENOTSUP, without a message, when it cannot (a part
+     * may be zeroed already) */
+    int (*zero_fast)(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
 };
 
 struct kimg_file {
@@ -192,7 +193,7 @@ int kimg_file_sync(struct kimg_file *f);
 int kimg_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
 /* The zero_fast op: 0, -ENOTSUP (no message; also when F has no such op)
  * or -errno with a message. */
-int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len);
+int kimg_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len, bool punch);
 int kimg_file_allocate(struct kimg_file *f, uint64_t off, uint64_t len);
 /* Give [off, off+len) back to the host (a hole punched, the size kept;
  * clipped to the file's size), as qemu's discard: -EOPNOTSUPP where that

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kimg.h"
 
@@ -263,6 +264,36 @@ static int open_image(struct kimg **img, unsigned flags)
     return kimg_open_disk(img, cfg_file, cfg_format, flags | KIMG_OPEN_PATH, cfg_disk);
 }
 
+/* Images this server's connections hold open (counted down only once
+ * kimg_close has dropped the image's locks). */
+static int open_images;
+
+/* Whether another connection of this server has the image open. */
+static bool have_handles(void)
+{
+    pthread_mutex_lock(&handles_lock);
+    bool any = open_images > 0;
+    pthread_mutex_unlock(&handles_lock);
+    return any;
+}
+
+/* A writable open whose write lock another connection of this server
+ * holds waits for it, up to 5 s: a client that reconnects (qemu-img
+ * convert -O raw onto an export first opens it to zero its first sector,
+ * closes, then opens it again) may be in the new connection's open before
+ * nbdkit has closed the old one.  A lock held by another process, or by a
+ * connection that stays open, still fails (after the wait). */
+static int open_image_waiting(struct kimg **img, unsigned flags)
+{
+    int ret = open_image(img, flags);
+    for (int i = 0; ret == -EAGAIN && (flags & KIMG_OPEN_RDWR) && i < 500 && have_handles(); i++) {
+        kimg_clear_error();
+        nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+        ret = open_image(img, flags);
+    }
+    return ret;
+}
+
 static void *kimg_nbd_open(int readonly)
 {
     unsigned flags = (cfg_untrusted ? KIMG_OPEN_UNTRUSTED : 0) |
@@ -274,7 +305,7 @@ static void *kimg_nbd_open(int readonly)
         return NULL;
     }
     kimg_clear_error();
-    int ret = open_image(&h->img, flags | (want_write ? KIMG_OPEN_RDWR : 0));
+    int ret = open_image_waiting(&h->img, flags | (want_write ? KIMG_OPEN_RDWR : 0));
     if (ret < 0 && want_write &&
         (ret == -ENOTSUP || ret == -EROFS || ret == -EPERM || ret == -EACCES)) {
         /* a format kimg only reads, a probed raw image, a read-only file:
@@ -292,6 +323,7 @@ static void *kimg_nbd_open(int readonly)
     h->writable = kimg_is_writable(h->img);
     pthread_rwlock_init(&h->lock, NULL);
     pthread_mutex_lock(&handles_lock);
+    open_images++;
     h->next = handles;
     if (handles)
         handles->prev = &h->next;
@@ -315,6 +347,9 @@ static void kimg_nbd_close(void *handle)
     int ret = h->img ? kimg_close(h->img) : 0;
     if (ret < 0)
         report(ret, "close");
+    pthread_mutex_lock(&handles_lock);
+    open_images--;
+    pthread_mutex_unlock(&handles_lock);
     pthread_rwlock_destroy(&h->lock);
     free(h);
 }
@@ -340,6 +375,17 @@ static int kimg_can_multi_conn(void *handle)
 static int kimg_can_zero(void *handle)
 {
     return 1;   /* kimg_write_zeroes: the format's zero clusters or holes */
+}
+
+/* NBD_CMD_FLAG_FAST_ZERO: always advertised; a request the image cannot
+ * zero without writing zeros (kimg_write_zeroes with KIMG_ZERO_FAST: a raw
+ * file's hole or unwritten extent, a block device's zero-out that never
+ * falls back, a qcow2 image's whole zero clusters) fails at once with
+ * ENOTSUP and changes nothing, so a client (qemu-img convert, kimg
+ * convert, nbdcopy) writes its zeros as it goes instead. */
+static int kimg_can_fast_zero(void *handle)
+{
+    return 1;
 }
 
 static int kimg_can_fua(void *handle)
@@ -437,8 +483,13 @@ static int kimg_nbd_zero(void *handle, uint32_t count, uint64_t offset, uint32_t
     if (!img)
         return -1;
     int ret = kimg_write_zeroes(img, offset, count,
-                                (flags & NBDKIT_FLAG_MAY_TRIM) ? KIMG_ZERO_MAY_UNMAP : 0);
+                                ((flags & NBDKIT_FLAG_MAY_TRIM) ? KIMG_ZERO_MAY_UNMAP : 0) |
+                                ((flags & NBDKIT_FLAG_FAST_ZERO) ? KIMG_ZERO_FAST : 0));
     pthread_rwlock_unlock(&h->lock);
+    if (ret == -ENOTSUP && (flags & NBDKIT_FLAG_FAST_ZERO)) {
+        nbdkit_set_error(ENOTSUP);      /* not an error: the client's cue */
+        return -1;
+    }
     return ret < 0 ? report(ret, "zero") : 0;
 }
 
@@ -517,6 +568,7 @@ static struct nbdkit_plugin plugin = {
     .can_flush = kimg_can_write,
     .can_trim = kimg_can_write,
     .can_zero = kimg_can_zero,
+    .can_fast_zero = kimg_can_fast_zero,
     .can_fua = kimg_can_fua,
     .can_multi_conn = kimg_can_multi_conn,
     .can_extents = kimg_can_extents,

@@ -351,14 +351,14 @@ static int nbd_file_zero(struct kimg_file *f, uint64_t off, uint64_t len, bool p
     return ret;
 }
 
-/* NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_FAST_ZERO (trims allowed): the
+/* NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_FAST_ZERO (NO_HOLE unless PUNCH): the
  * server zeros the range only if that is fast, else fails at once with
  * ENOTSUP and writes nothing, so a caller with a cheaper plan (a convert
  * that can write its zeros as it goes) loses one round trip.  -ENOTSUP
  * without a message when the export has no fast zero, the range is not
  * on its block size or the server says the zero would be slow (a part
  * may then be zeroed already). */
-static int nbd_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len)
+static int nbd_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len, bool punch)
 {
     struct nbd_file *n = nf(f);
     if (!f->writable)
@@ -369,7 +369,8 @@ static int nbd_file_zero_fast(struct kimg_file *f, uint64_t off, uint64_t len)
     int ret = 0;
     while (ret == 0 && len) {
         uint64_t k = len < NBD_BIG ? len : NBD_BIG;
-        ret = simple(n, 0, off, k, LIBNBD_CMD_FLAG_FAST_ZERO);
+        ret = simple(n, 0, off, k,
+                     LIBNBD_CMD_FLAG_FAST_ZERO | (punch ? 0 : LIBNBD_CMD_FLAG_NO_HOLE));
         off += k;
         len -= k;
     }

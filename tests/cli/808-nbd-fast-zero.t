@@ -1,16 +1,19 @@
 #!/bin/bash
 # Fast zero: a convert into an NBD export that does not read as zeros
 # (convert -n, or -O raw onto the export) first asks the server to zero
-# the source's length with NBD_CMD_FLAG_FAST_ZERO, as qemu-img does, and
-# then skips the source's zeros; where the server says that zero would be
+# the source's length with NBD_CMD_FLAG_FAST_ZERO (qemu-img did so up to
+# QEMU 5.0; 7.2 does not) and then skips the source's zeros; where the server says that zero would be
 # slow (ENOTSUP) or has no fast zero, the zeros are written as the copy
 # reaches them.  nbdkit's nozero filter gives every mode (no zero,
 # emulated, notrim, fast zero slow, ignored, not advertised); in each the
 # export must end with the source's bytes (qemu-img convert into a twin as
 # the oracle), bytes past the source's length untouched.  nbdkit's log
-# filter shows which requests went out.
+# filter shows which requests went out.  A local raw target is never
+# zeroed ahead (strace: no fallocate over the whole file), though kimg's
+# raw files can zero fast now (the nbdkit plugin's fast zero, test 824).
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbd.sh"
+require strace
 
 # the source: data at 0, 5M and the last 64k, zeros (holes and written
 # zeros) between
@@ -97,4 +100,13 @@ fill tE.raw
 kitnbd zE.sock --filter=error --filter=nozero file tE.raw error=EIO error-zero-rate=1 zeromode=plugin fastzeromode=ignore
 kimg convert -n -O raw src.raw "$(nuri zE.sock)"
 err_line "an I/O error on the fast zero ends the convert"
+
+# a local raw file: the source's zero ranges punched as the copy reaches
+# them, as qemu-img 7.2 does, never the whole file ahead
+fill local.raw
+strace -f -qq -e trace=fallocate -o fa.txt "$KIMG" convert -n -f raw -O raw src.raw local.raw
+is "$?" 0 "convert -n into a local raw file"
+ok "  it holds qemu-img's result" cmp -s local.raw ref.raw
+is "$(grep -c 'fallocate([0-9]*, [A-Z_|]*, 0, 1[0-9]*)' fa.txt)" 0 "  no zero ahead over the file ($(grep -c fallocate fa.txt) fallocate calls)"
+ok "  the source's zero ranges were punched" grep -q 'fallocate(.*PUNCH_HOLE.*, 1048576, ' fa.txt
 done_testing
