@@ -35,8 +35,9 @@ struct clone_xdisk {
     char *device;               /* disk, cdrom, floppy, lun */
     char *target;               /* <target dev>, or NULL */
     char *format;               /* <driver type>, or NULL (libvirt: raw) */
-    char *source;               /* file/dev path, or NULL when empty */
+    char *source;               /* file/dev path, an nbd disk's URI, or NULL when empty */
     char *protocol;             /* network disks: rbd, nbd, iscsi, ... */
+    bool nbd;                   /* an nbd network disk: SOURCE is its NBD URI */
     bool readonly, shareable;
     bool has_backing_store;     /* a <backingStore> child is present */
 };
@@ -218,7 +219,8 @@ struct clone_disk_plan {
     char target_buf[16];
     enum clone_action action;
     const char *why;            /* shares: "readonly", "shareable", "empty", "skip-copy" */
-    char *src;                  /* absolute source path (NULL: empty) */
+    char *src;                  /* absolute source path, an NBD URI (NULL: empty) */
+    bool remote;                /* SRC is an nbd disk's URI */
     const char *src_format;     /* "raw" when the XML names none */
     char *dst;                  /* absolute destination, or NULL for shares */
     const char *dst_format;     /* format of the clone */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -266,6 +267,91 @@ static int path_attr(const xmlNode *n, const char *name, const char *label, char
     return 0;
 }
 
+/* Append S to B percent-encoded (all but RFC 3986's unreserved and
+ * KEEP): an export name in a URI's path, a socket path in its query. */
+static void uri_append(FILE *b, const char *s, const char *keep)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p) || strchr(keep, *p))
+            fputc(*p, b);
+        else
+            fprintf(b, "%%%02X", *p);
+    }
+}
+
+/* An nbd network disk's <source protocol='nbd' [name='EXPORT'] [tls='yes']>
+ * with its first <host name='H' [port='P']/> or <host transport='unix'
+ * socket='PATH'/>, as libvirt writes them, as the URI kimg opens:
+ * nbd://H:P/EXPORT or nbd+unix:///EXPORT?socket=PATH (nbds... with TLS). */
+static int nbd_source_uri(const xmlNode *src, const char *label, char **out)
+{
+    xmlNode *h = child_elem(src, "host");
+    if (!h)
+        return kimg_fail(-EINVAL, "%s: an nbd disk has no <host>", label);
+    char *name = attr(src, "name"), *tls = attr(src, "tls"), *transport = attr(h, "transport");
+    char *host = attr(h, "name"), *port = attr(h, "port"), *sock = attr(h, "socket");
+    bool unix_sock = transport && !strcmp(transport, "unix");
+    bool secure = tls && !strcmp(tls, "yes");
+    int r = 0;
+    if (transport && !unix_sock && strcmp(transport, "tcp"))
+        r = kimg_fail(-EINVAL, "%s: an nbd disk's <host transport> is neither tcp nor unix", label);
+    else if (unix_sock ? !sock || !*sock : !host || !*host)
+        r = kimg_fail(-EINVAL, "%s: an nbd disk's <host> has no %s", label,
+                      unix_sock ? "socket" : "name");
+    else if ((name && clone_check_text("an nbd export name", name, 4096) < 0) ||
+             (host && clone_check_text("an nbd host name", host, 255) < 0) ||
+             (sock && clone_check_text("an nbd socket path", sock, CLONE_MAX_PATH) < 0))
+        r = -EINVAL;
+    if (r == 0 && !unix_sock && port) {
+        char *end;
+        long v = strtol(port, &end, 10);
+        if (!*port || *end || v < 1 || v > 65535)
+            r = kimg_fail(-EINVAL, "%s: an nbd disk's <host port> is not a port number", label);
+    }
+    if (r == 0 && !unix_sock &&
+        strspn(host, strchr(host, ':') ? "0123456789abcdefABCDEF:." /* IPv6 */
+                                       : "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789.-_") != strlen(host))
+        r = kimg_fail(-EINVAL, "%s: an nbd disk's <host name> is not a host name", label);
+    char *uri = NULL;
+    size_t len = 0;
+    FILE *b = r == 0 ? open_memstream(&uri, &len) : NULL;
+    if (r == 0 && !b)
+        r = -ENOMEM;
+    if (b) {
+        if (unix_sock) {
+            fputs(secure ? "nbds+unix:///" : "nbd+unix:///", b);
+            uri_append(b, name ? name : "", "/");
+            fputs("?socket=", b);
+            uri_append(b, sock, "/");
+        } else {
+            fputs(secure ? "nbds://" : "nbd://", b);
+            if (strchr(host, ':'))      /* an IPv6 address */
+                fprintf(b, "[%s]", host);
+            else
+                fputs(host, b);
+            if (port)
+                fprintf(b, ":%s", port);
+            fputc('/', b);
+            uri_append(b, name ? name : "", "/");
+        }
+        if (fclose(b) != 0) {
+            free(uri);
+            uri = NULL;
+            r = -ENOMEM;
+        }
+    }
+    free(name);
+    free(tls);
+    free(transport);
+    free(host);
+    free(port);
+    free(sock);
+    *out = r == 0 ? uri : NULL;
+    return r;
+}
+
 static int parse_disk(struct clone_xdisk *d, xmlNode *n, const char *label)
 {
     d->node = n;
@@ -298,8 +384,13 @@ static int parse_disk(struct clone_xdisk *d, xmlNode *n, const char *label)
                 r = path_attr(c, "dev", label, &d->source);
             else if (!strcmp(d->type, "dir"))
                 r = path_attr(c, "dir", label, &d->source);
-            else if (!strcmp(d->type, "network"))
+            else if (!strcmp(d->type, "network")) {
                 d->protocol = attr(c, "protocol");
+                if (d->protocol && !strcmp(d->protocol, "nbd")) {
+                    r = nbd_source_uri(c, label, &d->source);
+                    d->nbd = r == 0;
+                }
+            }
             if (r < 0)
                 return r;
         }

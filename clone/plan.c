@@ -256,17 +256,28 @@ static int plan_classify(struct clone_plan *p, const struct clone_opts *o)
             d->why = "skip-copy";
         else if (force)
             d->why = NULL;
-        if (x->source && !(d->src = clone_abspath(x->source)))
+        d->remote = x->nbd;
+        if (x->source && !(d->src = x->nbd ? strdup(x->source) : clone_abspath(x->source)))
             return -ENOMEM;
         if (d->why) {
             d->action = CLONE_SHARE;
             continue;
         }
-        if (!strcmp(x->type, "network"))
+        if (!strcmp(x->type, "network") && !x->nbd)
             return kimg_fail(-EINVAL, "%s: a network disk (%s) cannot be cloned; share it "
                              "with --skip-copy %s", d->target,
                              x->protocol ? x->protocol : "unknown protocol", d->target);
-        if (!local)
+        /* an nbd disk is read through kimg's NBD client and copied into a
+         * local file (--file); a linked clone would have to name the
+         * export as its backing file, which kimg does not follow from an
+         * image by default (--allow-remote-backing) and libvirt would
+         * have to reach too */
+        if (x->nbd && (o->linked || o->reflink) && !o->preserve)
+            return kimg_fail(-EINVAL, "%s: an nbd disk cannot be %s; copy it (without %s) or "
+                             "share it with --skip-copy %s", d->target,
+                             o->linked ? "the base of a linked clone" : "reflinked",
+                             o->linked ? "--linked" : "--reflink", d->target);
+        if (!local && !x->nbd)
             return kimg_fail(-EINVAL, "%s: a disk of type '%s' cannot be cloned offline; share "
                              "it with --skip-copy %s", d->target, x->type, d->target);
         if (empty)
@@ -281,8 +292,10 @@ static int plan_classify(struct clone_plan *p, const struct clone_opts *o)
 /* Open a source read-only (shared lock: refused while a VM writes it). */
 static int open_source(const struct clone_plan *p, struct clone_disk_plan *d)
 {
-    struct stat st;
-    if (stat(d->src, &st) < 0) {
+    struct stat st = { .st_mode = S_IFREG };
+    if (d->remote) {
+        /* an NBD export: reached (and any error said) by kimg_open below */
+    } else if (stat(d->src, &st) < 0) {
         if (errno == ENOENT)
             return kimg_fail(-ENOENT, "%s: the source %s does not exist", d->target, d->src);
         return kimg_fail(-errno, "%s: %s: %s", d->target, d->src, strerror(errno));
@@ -372,6 +385,9 @@ static int plan_destinations(struct clone_plan *p, const struct clone_opts *o)
             if (d->src && !strcmp(d->dst, d->src))
                 return kimg_fail(-EINVAL, "%s: --file %s is the disk's own source%s", d->target,
                                  d->dst, o->preserve ? "; share it with --skip-copy instead" : "");
+        } else if (d->remote) {
+            return kimg_fail(-EINVAL, "%s: an nbd disk needs a --file for its copy (no file "
+                             "name follows from an NBD export)", d->target);
         } else {
             char *dst;
             if ((r = clone_auto_path(d->src, p->old_name, p->new_name, p->seen != NULL,
