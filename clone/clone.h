@@ -299,12 +299,13 @@ int clone_copy_begin(struct clone_disk_plan *d);
 int clone_copy_error(struct clone_disk_plan *d, int r);
 /* The same full copy (CLONE_COPY) into the N begun outputs DS[], all
  * of one source (DS[0]->img), read once: each chunk of the source is read
- * and written to every target (fanout.c).  RES[k] gets target k's result;
- * with KEEP_GOING a target that fails is dropped and the others go on,
- * else the first failure ends the copy.  Returns 0 when every target
- * succeeded, else the first error. */
+ * and written to every target (fanout.c), the targets by several threads.
+ * RES[k] gets target k's result and ERRS[k] its message (malloc'd, or
+ * NULL; the caller frees); with KEEP_GOING a target that fails is dropped
+ * and the others go on, else the first failure ends the copy.  Returns 0
+ * when every target succeeded, else the first error (its message set). */
 int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opts *opts,
-                      bool keep_going, int *res);
+                      bool keep_going, int *res, char **errs);
 /* Whether a full copy from SRC into D's folder would share extents
  * (FICLONE works there): then each target is copied by the convert
  * engine, which reflinks, instead of fanned out. */

@@ -302,13 +302,25 @@ static int write_disk(struct batch *b, int j)
     if (nd >= 2 && ds[0]->action == CLONE_COPY && ds[0]->img &&
         (b->o->nonsparse || !clone_fs_reflinks(ds[0], ds[1]))) {
         /* one read of the source for every clone */
-        r = clone_fanout_copy(ds, nd, b->o, kg, res);
-        if (r < 0 && !kg)
+        char **errs = calloc((size_t)nd, sizeof(*errs));
+        if (!errs) {
+            r = -ENOMEM;
             goto out;
-        r = 0;
-        for (int k = 0; k < nd; k++)
-            if (res[k] < 0)
+        }
+        r = clone_fanout_copy(ds, nd, b->o, kg, res, errs);
+        if (r == 0 || kg) {
+            r = 0;
+            for (int k = 0; k < nd; k++) {
+                if (res[k] >= 0)
+                    continue;
+                kimg_clear_error();     /* each failed clone's own message */
+                kimg_error("%s", errs[k] ? errs[k] : strerror(-res[k]));
                 clone_failed(b, who[k], res[k]);
+            }
+        }
+        for (int k = 0; k < nd; k++)
+            free(errs[k]);
+        free(errs);
         goto out;
     }
     /* one at a time: overlays, reflinks, and copies the engine reflinks */
