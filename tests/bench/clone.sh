@@ -12,8 +12,12 @@
 #   medians of wall and CPU (user + sys) time, the paired ratios batch /
 #   separate and batch / qemu-img, and the batch's peak RSS.  Every copy is
 #   compared with the template once at the end (qemu-img compare).  The
-#   template is warm in the page cache, as in the other cases.
-# Environment: KIMG (default build/kimg), PAIRS (3), CLONES, LINKED.
+#   template is warm in the page cache, as in the other cases; with COLD=1
+#   (root) the page cache is dropped before every timed run instead, so
+#   each way starts with the template on disk (the separate runs then read
+#   it from disk once and from the cache after, as a loop of virt-clone
+#   calls on a host with enough memory would).
+# Environment: KIMG (default build/kimg), PAIRS (3), CLONES, LINKED, COLD.
 # Not a test.
 set -euo pipefail
 export LC_ALL=C
@@ -51,7 +55,10 @@ cat > tmpl.xml <<EOF
 EOF
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-clean() { rm -rf out; mkdir out; sync; }
+clean() {
+    rm -rf out; mkdir out; sync
+    if [ "${COLD:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+}
 # timed NAME CMD...: one run of CMD (a shell function), appending
 # "wall cpu maxrss_kib" to times.NAME
 timed() {
@@ -78,7 +85,7 @@ export -f batch separate qemu linked
 export KIMG N L w
 
 rm -f times.*
-dd if="$w/disk.raw" of=/dev/null bs=4M status=none   # warm
+[ "${COLD:-0}" = 1 ] || dd if="$w/disk.raw" of=/dev/null bs=4M status=none   # warm
 for i in $(seq "$PAIRS"); do
     if [ $((i % 2)) = 1 ]; then order="batch separate qemu"; else order="qemu separate batch"; fi
     for t in $order; do timed "$t" bash -c "$t"; done
@@ -95,7 +102,8 @@ clean
 
 col() { cut -d' ' -f"$2" "times.$1" | median; }
 ratio() { paste -d' ' "times.$1" "times.$2" | awk -v c="$3" -v n=3 '$(c + n) > 0 { print $c / $(c + n) }' | median; }
-echo "# clone: $N full copies of a 4 GiB raw disk (1.27 GiB of data), $PAIRS rounds; $L linked"
+echo "# clone: $N full copies of a 4 GiB raw disk (1.27 GiB of data), $PAIRS rounds; $L linked;" \
+     "template $([ "${COLD:-0}" = 1 ] && echo "cold (page cache dropped before each run)" || echo warm)"
 printf '%-10s %9s %9s %9s\n' way wall cpu rss
 for t in batch separate qemu linked; do
     printf '%-10s %8.2fs %8.2fs %6dMiB\n' "$t" "$(col "$t" 1)" "$(col "$t" 2)" $(($(cut -d' ' -f3 "times.$t" | sort -n | tail -1) / 1024))
