@@ -8,52 +8,71 @@
 # offsets aside).  qemu-img takes a second per 64k-cluster image (minutes
 # for 2M clusters), so every other fixture goes to 1 and 64 bits checked
 # against itself: clean, the new width, the same content.
-# make check: a third of the width matrix and of the kimg-alone fixtures
-# (lib.sh sampled), the refusals and single cases all; check-slow the rest.
+# make check: a third of the width matrix (each of its images once) and a
+# fifth of the kimg-alone fixture cases (lib.sh sampled), the refusals and
+# single cases all; check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 fixtures
 . "$KIMG_SRC/tests/cli/twins.sh"
 
-flat() { (cd "$1" && qemu-img convert -O raw "$2" "../$3"); }
+. "$KIMG_SRC/tests/cli/twins-once.sh"
+
 amend_case() {
-    local img=$1 o=$2 name="amend -o $2 $1"
+    local img=$1 o=$2 name="amend -o $2 $1" q1
     twins "$img"
-    QRC=0; (cd q && qemu-img amend -o "$o" "$img") > qout 2> qerr || QRC=$?
-    RC=0; (cd k && "$KIMG" amend -o "$o" "$img") > out 2> err || RC=$?
+    # (each tool from inside its folder, where qemu opens a data file;
+    # cd by the shell itself: a subshell's fork costs ~5 ms here)
+    cd "$T/q"; QRC=0; qemu-img amend -o "$o" "$img" > ../qout 2> ../qerr || QRC=$?
+    cd "$T/k"; RC=0; "$KIMG" amend -o "$o" "$img" > ../out 2> ../err || RC=$?
+    cd "$T"
     is "$RC" "$QRC" "$name: exit code as qemu-img's" || { diag "kimg: $(< err) qemu-img: $(< qerr)"; return; }
-    is_file out qout "$name: stdout as qemu-img's"
+    same_text out qout "$name: stdout as qemu-img's"
     if [ "$QRC" -ne 0 ]; then
         err_line "$name"
-        grep -q "^qemu-img: Could not open" qerr ||
-            like "$(< err)" "$(sed -n '1s/^qemu-img: //p' qerr | sed 's/[][\\.*^$(){}+?|]/\\&/g')" "$name: qemu-img's message"
-        is "$(sha k/"$img")" "$(sha "$FX/$img")" "$name: image unchanged"
+        # qemu-img's message (its first line, "qemu-img: " off) within kimg's
+        IFS= read -r q1 < qerr || true; q1=${q1#qemu-img: }
+        case $q1 in "Could not open"*) ;; *)
+            if [[ $(< err) == *"$q1"* ]]; then pass "$name: qemu-img's message"
+            else fail "$name: qemu-img's message" "got: $(< err)" "expected within: $q1"; fi ;;
+        esac
+        ok "$name: image unchanged" cmp -s k/"$img" "$FX/$img"
         return
     fi
-    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
-    (cd q && qemu-img info --output=json "$img") > qi.json 2> /dev/null
-    (cd k && qemu-img info --output=json "$img") > ki.json 2> /dev/null
-    (cd q && qemu-img map --output=json "$img") > qm.json
-    (cd k && qemu-img map --output=json "$img") > km.json
+    cd "$T/k"
+    ok "$name: qemu-img check clean" check_clean "$img"
+    qemu-img info --output=json "$img" > ../ki.json 2> /dev/null
+    qemu-img map --output=json "$img" > ../km.json
+    cd "$T/q"
+    qemu-img info --output=json "$img" > ../qi.json 2> /dev/null
+    qemu-img map --output=json "$img" > ../qm.json
+    cd "$T"
     local drop=actual-size,offset
     [ -e "q/${img%.qcow2}.data" ] && drop=$drop,zero   # the data file's holes: host layout
-    json_norm_files $drop qi.json ki.json qm.json km.json
-    is_file ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's amend"
-    is_file km.json.norm qm.json.norm "$name: map as for qemu-img's amend (host layout aside)"
-    flat q "$img" q.raw; flat k "$img" k.raw
-    ok "$name: content as qemu-img's" cmp -s k.raw q.raw
-    rm -f q.raw k.raw
+    PY="$PY -S" json_norm_files $drop qi.json ki.json qm.json km.json   # (json and sys: no site-packages)
+    same_text ki.json.norm qi.json.norm "$name: qemu-img info as for qemu-img's amend"
+    same_text km.json.norm qm.json.norm "$name: map as for qemu-img's amend (host layout aside)"
+    # (qemu-img compare, or of the flattened images for a data file;
+    # the virtual size is info's)
+    same_content "$name" "$img"
 }
 # self_case IMG BITS: kimg alone (qemu-img is too slow there)
 self_case() {
     local img=$1 bits=$2 name="amend -o refcount_bits=$2 $1 (kimg alone)"
     twins "$img"
-    RC=0; (cd k && "$KIMG" amend -o refcount_bits="$bits" "$img") > out 2> err || RC=$?
-    is "$RC" 0 "$name: exit 0" || diag "$(< err)"
-    ok "$name: qemu-img check clean" eval '(cd k && check_clean "$img")'
+    cd "$T/k"; RC=0; "$KIMG" amend -o refcount_bits="$bits" "$img" > ../out 2> ../err || RC=$?
+    is "$RC" 0 "$name: exit 0" || diag "$(< ../err)"
+    ok "$name: qemu-img check clean" check_clean "$img"
+    cd "$T"
     like "$(qemu-img info --output=json k/"$img")" "\"refcount-bits\": $bits," "$name: refcount bits $bits"
-    flat k "$img" k.raw; (cd "$FX" && qemu-img convert -O raw "$img" "$T/o.raw")
-    ok "$name: content unchanged" cmp -s k.raw o.raw
-    rm -f k.raw o.raw
+    if [ -e "k/${img%.qcow2}.data" ]; then
+        # (qemu opens a data file relative to the cwd: flattened apart)
+        (cd k && qemu-img convert -O raw "$img" ../k.raw); (cd "$FX" && qemu-img convert -O raw "$img" "$T/o.raw")
+        ok "$name: content unchanged" cmp -s k.raw o.raw
+        rm -f k.raw o.raw
+    else
+        # (not "Warning: Image size mismatch!" either)
+        is "$(qemu-img compare k/"$img" "$FX/$img" 2>&1)" "Images are identical." "$name: content unchanged"
+    fi
 }
 
 # against qemu-img: the small-cluster images at several widths, and a
@@ -84,7 +103,9 @@ for img in $(fixture_names qcow2); do
     *" $img "*) continue ;;
     esac
     for bits in 1 64; do
-        sampled || continue
+        # check: a fifth of this long list of like cases (an odd stride:
+        # both widths, every 5th fixture); check-slow: the rest
+        sampled 5 || continue
         self_case "$img" "$bits"
     done
 done
