@@ -5,8 +5,10 @@
 # the source (from inside $FX: qemu-img opens data files relative to the
 # working directory), for sources made here (chains over holes, sparse
 # 64T, compressed, odd sizes), -l snapshots, and for bad input.
-# make check: a third of each matrix's items and a third of the bad-input
-# cases (lib.sh sampled), and the one-off cases; check-slow: the others.
+# make check: an eighth of each long matrix's items (10 or more: every
+# size, fixture, made source), a third of a short one's and of the
+# bad-input cases (lib.sh sampled), and the one-off cases; check-slow: the
+# others.
 . "$(dirname "$0")/lib.sh"
 fixtures
 
@@ -27,12 +29,15 @@ same() {
 }
 # matrix NAME ARGS... -- ITEM...: `same ARGS ITEM` for each item (an item
 # may hold several words); one test, the first mismatches as diagnostics.
+# check takes an eighth of a long matrix (10 items or more: sizes, fixtures,
+# sources, one or two of each), a third of a short one.
 matrix() {
     local name=$1 args=() bad=0 n=0 why=""; shift
     while [ "$1" != "--" ]; do args+=("$1"); shift; done; shift
-    local item
+    local item k=3
+    [ $# -lt 10 ] || k=8
     for item; do
-        sampled || continue     # check: a third of the items; check-slow: the rest
+        sampled $k || continue  # check: an eighth or a third of the items; check-slow: the rest
         n=$((n + 1))
         # shellcheck disable=SC2086
         if ! same "${args[@]}" $item; then
