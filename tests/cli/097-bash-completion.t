@@ -23,33 +23,33 @@ like "$formats" '(^| )qcow2 .*raw ' "kimg --formats lists the registry (qcow2, r
 is "$(wc -l < "$T/out")" "$(sort -u "$T/out" | wc -l)" "  each once"
 kimg --help
 subs=$(awk '/^Commands/ { on = 1; next } on && /^$/ { exit } on { print $1 }' "$T/out" | sort | tr '\n' ' ')
-for sub in $subs; do
-    kimg "$sub" --help
-    cp "$T/out" "help-$sub"
-done
 
-# every option of `kimg SUB --help`, parsed apart from the completion's awk
-help_opts() {
-    [ -s "opts-$1" ] || $PY - "help-$1" > "opts-$1" <<'EOF'
+# every option of `kimg SUB --help`, parsed apart from the completion's
+# awk: opts-SUB for each SUB given (one python for them all)
+help_opts_make() {
+    local sub
+    for sub; do "$KIMG" "$sub" --help > "help-$sub" 2> /dev/null < /dev/null; done
+    $PY -S - "$@" <<'EOF'
 import re, sys
-on, out = False, set()
-for l in open(sys.argv[1]).read().split('\n'):
-    if l == 'Options:':
-        on = True
-        continue
-    if not on:
-        continue
-    if l == '':
-        break
-    l = l[2:]
-    if l.startswith(' '):
-        continue
-    for t in re.findall(r'(?:^|[\s,])(--?[A-Za-z0-9][A-Za-z0-9-]*)', re.split(r'\s{2,}', l)[0]):
-        out.add(t)
-print(' '.join(sorted(out)))
+for sub in sys.argv[1:]:
+    on, out = False, set()
+    for l in open('help-' + sub).read().split('\n'):
+        if l == 'Options:':
+            on = True
+            continue
+        if not on:
+            continue
+        if l == '':
+            break
+        l = l[2:]
+        if l.startswith(' '):
+            continue
+        for t in re.findall(r'(?:^|[\s,])(--?[A-Za-z0-9][A-Za-z0-9-]*)', re.split(r'\s{2,}', l)[0]):
+            out.add(t)
+    open('opts-' + sub, 'w').write(' '.join(sorted(out)) + '\n')
 EOF
-    cat "opts-$1"
 }
+help_opts() { local l; read -r l < "opts-$1"; echo "$l"; }
 
 # The completions, computed in one bash per mode: each line of "cases" is a
 # command line (completed at its end); the answers come back one a line,
@@ -99,6 +99,7 @@ for sub in $subs; do
 done
 for sub in $osubs; do cases+=("kimg $sub -"); done
 printf '%s\n' "${cases[@]}" > cases
+help_opts_make convert $osubs
 
 run_cases() {
     local mode=$1
@@ -120,8 +121,17 @@ run_cases() {
             COMP_LINE=$line COMP_POINT=${#line} COMP_TYPE=9 COMP_KEY=9
             COMPREPLY=()
             _kimg kimg "${w[COMP_CWORD]}" "${w[COMP_CWORD - 1]}"
-            printf "%s\n" "${COMPREPLY[@]}" | sed "/^\$/d" | sort | tr "\n" " " | sed "s/ \$//"
-            echo
+            # the answers sorted (LC_ALL=C, as sort) and joined by blanks,
+            # empty ones dropped, in this bash: no process per case
+            r=()
+            for x in "${COMPREPLY[@]}"; do [[ -n $x ]] && r+=("$x"); done
+            for ((i = 1; i < ${#r[@]}; i++)); do
+                x=${r[i]}
+                for ((j = i - 1; j >= 0; j--)); do [[ ${r[j]} > $x ]] || break; r[j + 1]=${r[j]}; done
+                r[j + 1]=$x
+            done
+            s=; for x in "${r[@]}"; do s+=${s:+ }$x; done
+            printf "%s\n" "$s"
         done' _ "$mode" "$COMP" "$BC" < ../cases > ../"answers-$mode" 2> ../"err-$mode")
 }
 

@@ -7,7 +7,10 @@
 # 100.00 once more at the end, then a newline; only 0.00 and the newline
 # when it fails after its option checks.
 # make check: a third of the cases (lib.sh sampled; raw -> raw, the
-# failures and -q in each part); check-slow the rest.
+# clusters written in part, the failures and -q in each part), ordered so
+# that it takes one case of each kind and the cheap ones (no compressed
+# 512-byte clusters, the 4k -c target: some 2 s of qemu-img CPU each);
+# check-slow the rest.
 . "$(dirname "$0")/lib.sh"
 
 # steps NAME ARGS... TARGET: the same convert through both tools (targets
@@ -20,12 +23,21 @@ steps() {
 steps_each() {
     local name=$1; shift
     local args=("$@") n=$#
-    local tgt=${args[$((n - 1))]}
+    local tgt=${args[$((n - 1))]} a
     unset "args[$((n - 1))]"
+    for a in "${args[@]}"; do case $a in [sc][0-9]*.qcow2) src_img "${a%.qcow2}" ;; esac; done
     qimg convert "${args[@]}" "q.$tgt"
     kimg convert "${args[@]}" "k.$tgt"
     is "$RC" "$QRC" "$name: exit code as qemu-img's" || diag "$(head -3 "$T/err")"
     is_file "$T/out" "$T/qout" "$name: -p lines as qemu-img's"
+}
+# src_img sCS | cCS: src.raw as a qcow2 with CS clusters (c: compressed),
+# made when a case first names it (check's sample leaves some unused:
+# c512 alone costs qemu-img some 2 s of CPU)
+src_img() {
+    [ -e "$1.qcow2" ] && return 0
+    local c=; [ "${1:0:1}" = c ] && c=-c
+    qemu-img convert $c -f raw -O qcow2 -o cluster_size="${1:1}" src.raw "$1.qcow2"
 }
 # twins CMD...: run CMD with the target names q.X and k.X (as "@X")
 twins() { local p; for p in q k; do "${@//@/$p.}" || return 1; done; }
@@ -44,18 +56,22 @@ steps "zero-size source" -p -f raw -O qcow2 empty.raw o.qcow2
 steps "odd-sized source" -p -f raw -O raw odd.raw o.raw
 steps "-S 0 counts zeros" -p -S 0 -f raw -O qcow2 src.raw o.qcow2
 steps "-S 64k" -p -S 64k -f raw -O qcow2 src.raw o.qcow2
-for cs in 4096 65536; do
+for cs in 65536 4096; do      # (check's third takes 64k: 4k costs three times more)
     steps "-c, $cs-byte clusters" -p -c -f raw -O qcow2 -o cluster_size=$cs src.raw o.qcow2
 done
 
 # qcow2 sources: small clusters (an L2 table spans 32 KiB), compressed ones
-for cs in 512 65536 2M; do
-    qemu-img convert -f raw -O qcow2 -o cluster_size=$cs src.raw s$cs.qcow2
-    qemu-img convert -c -f raw -O qcow2 -o cluster_size=$cs src.raw c$cs.qcow2
-    steps "qcow2 $cs -> raw" -p -O raw s$cs.qcow2 o.raw
-    steps "compressed qcow2 $cs -> raw" -p -O raw c$cs.qcow2 o.raw
-    steps "compressed qcow2 $cs -> -c qcow2" -p -c -O qcow2 c$cs.qcow2 o.qcow2
+# (ordered so that check's third takes one case of each kind, the cheap
+# ones: compressed 64k -> raw, 512 -> raw, compressed 64k -> -c qcow2)
+for c in s65536 c65536 s2M c512 s512 c2M c512: c65536: c2M:; do
+    cs=${c:1}; cs=${cs%:}
+    case $c in
+        s*) steps "qcow2 $cs -> raw" -p -O raw s$cs.qcow2 o.raw ;;
+        *:) steps "compressed qcow2 $cs -> -c qcow2" -p -c -O qcow2 c$cs.qcow2 o.qcow2 ;;
+        *) steps "compressed qcow2 $cs -> raw" -p -O raw c$cs.qcow2 o.raw ;;
+    esac
 done
+src_img s512                    # the backing file of the layers below
 qemu-img convert -f raw -O qcow2 -o extended_l2=on src.raw ext.qcow2
 qemu-io -c 'write -P 5 10k 3k' -c 'write -z 40k 8k' -c 'write -P 6 9469952 100k' ext.qcow2 > /dev/null
 steps "extended L2 -> raw" -p -O raw ext.qcow2 o.raw
@@ -96,7 +112,10 @@ steps "chain -B -c" -p -c -O qcow2 -B mid.qcow2 -F qcow2 top.qcow2 o.qcow2
 qemu-img create -q -f qcow2 short.qcow2 3M
 qemu-io -c 'write -P 1 0 1M' short.qcow2 > /dev/null
 steps "-B a shorter backing file, -S 0" -p -S 0 -O qcow2 -B short.qcow2 -F qcow2 top.qcow2 o.qcow2
+# (check's third takes the 64k one: qemu-img makes and reads c512 in some
+# 4 s of CPU, half check's time; the c512 ones belong to check-slow)
 steps "several sources" -p -O raw src.raw top.qcow2 zero.raw empty.raw c512.qcow2 o.raw
+steps "several sources, 64k compressed clusters" -p -O raw src.raw top.qcow2 zero.raw empty.raw c65536.qcow2 o.raw
 steps "several sources -c" -p -c -O qcow2 src.raw top.qcow2 odd.raw c512.qcow2 o.qcow2
 
 # vpc, vhdx and vdi sources: blocks written in part (qemu reports a whole
@@ -111,11 +130,11 @@ for f in vpc vhdx vdi; do
     steps "$f blocks written in part, -S 0" -p -S 0 -f $f -O raw part.$f o.raw
 done
 
-# existing targets
-twins qemu-img create -q -f qcow2 -o cluster_size=4096 @o.qcow2 16M
-steps "-n" -p -n -O qcow2 top.qcow2 o.qcow2
+# existing targets (check's third takes -n)
 twins qemu-img create -q -f raw @o.raw 16M
 steps "-n --target-is-zero" -p -n --target-is-zero -O raw src.raw o.raw
+twins qemu-img create -q -f qcow2 -o cluster_size=4096 @o.qcow2 16M
+steps "-n" -p -n -O qcow2 top.qcow2 o.qcow2
 twins qemu-img create -q -f qcow2 @o.qcow2 16M
 steps "-n -c" -p -n -c -O qcow2 src.raw o.qcow2
 twins qemu-img create -q -f qcow2 @o.qcow2 1M

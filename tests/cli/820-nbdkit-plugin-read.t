@@ -8,8 +8,12 @@
 # flight) byte for byte against qemu-img's raw conversion, and the
 # export's block status (qemu-img map over NBD) the same as qemu-nbd
 # serving the same file gives.  Read-only by default.
-# make check: a third of the fixtures and of the other formats' variants
-# beyond each format's default (lib.sh sampled); check-slow the rest.
+# make check: eight fixtures that hold each kind, most over a backing
+# file (a v2 chain, extended L2 and compressed clusters with zeros, an
+# external data file, a short backing file, snapshots, preallocation, an
+# odd-sized raw), the probed chain, each other format's default and one
+# of their variants (lib.sh sampled 5); check-slow the other fixtures and
+# variants.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/cli/nbdkit.sh"
 fixtures
@@ -18,21 +22,22 @@ fixtures
 check() {
     local name=$1 f=$2 fmt=$3; shift 3
     local s=$T/k.sock q=$T/q.sock
+    local ks=nbd+unix:///?socket=$T/k.sock qs=nbd+unix:///?socket=$T/q.sock   # (uri, no subshell)
     # qemu resolves an external data file against its working folder
-    cd "$(dirname "$f")" || return
+    cd "${f%/*}" || return
     qemu-img convert -f "$fmt" -O raw "$f" "$T/want.raw"
     if ! nbd_start "$s" file="$f" "$@"; then
         fail "$name: served" "$(cat "$s.log")"; cd "$T"; return
     fi
     ok "$name: qemu-img compare (export vs local)" \
-        qemu-img compare -q -f raw -F "$fmt" "$(uri "$s")" "$f"
+        qemu-img compare -q -f raw -F "$fmt" "$ks" "$f"
     rm -f "$T/got.raw"
-    ok "$name: nbdcopy" nbdcopy "$(uri "$s")" "$T/got.raw"
+    ok "$name: nbdcopy" nbdcopy "$ks" "$T/got.raw"
     ok "$name: nbdcopy's copy is qemu-img's raw conversion" cmp -s "$T/got.raw" "$T/want.raw"
-    map_json "$(uri "$s")" > "$T/k.map" 2>&1
+    map_json "$ks" > "$T/k.map" 2>&1
     srv_stop "$NBD_PID"
     if qnbd_start "$q" -r -f "$fmt" "$f"; then
-        map_json "$(uri "$q")" > "$T/q.map" 2>&1
+        map_json "$qs" > "$T/q.map" 2>&1
         srv_stop "$QNBD_PID"
         is_file "$T/k.map" "$T/q.map" "$name: block status as qemu-nbd's"
     else
@@ -42,9 +47,13 @@ check() {
 }
 
 # the qcow2 fixtures (and raw ones), their chains read through the export
+# (check: the fixtures named here, one of each kind; check-slow: the others)
+quick_fx=" chain2-top.qcow2 el2-top.qcow2 comp-top.qcow2 df-top.qcow2 short-top.qcow2 "
+quick_fx+="snap.qcow2 prealloc-metadata.qcow2 odd.raw "
 while read -r f fmt; do
     case $f in *.qcow2|*.raw) ;; *) continue ;; esac
-    sampled || continue         # check: a third of the fixtures; check-slow: the rest
+    in_quick=no; [[ $quick_fx == *" $f "* ]] && in_quick=yes
+    case $KIMG_TEST_PART:$in_quick in quick:no | rest:yes) continue ;; esac
     check "$f" "$FX/$f" "$fmt" format="$fmt"
 done < "$FX/LIST"
 # probed, not named
@@ -58,7 +67,7 @@ qemu-io -f raw -c 'write -P 0x11 0 4k' -c 'write -P 0x22 2095000 5000' \
 for spec in vmdk: vmdk:subformat=streamOptimized vmdk:subformat=twoGbMaxExtentSparse \
             vpc: vpc:subformat=fixed vhdx: vhdx:block_size=8M vdi: vdi:static=on; do
     # each format's default in each part; its variants sampled
-    case $spec in *:) ;; *) sampled || continue ;; esac
+    case $spec in *:) ;; *) sampled 5 || continue ;; esac
     fmt=${spec%%:*} o=${spec#*:}
     out=img-${o:-default}.$fmt; out=${out//[=,]/-}
     qemu-img convert -f raw -O "$fmt" ${o:+-o "$o"} src.raw "$out"
