@@ -16,6 +16,10 @@ CC      ?= cc
 SANITIZE ?=
 WERROR  ?=
 FUZZ_SECONDS ?= 60
+# Test files run at once by check and check-slow: one more than the 2
+# cores of the machines CI runs on, so a file waiting on a server, a
+# sleep or an fsync leaves no core idle (measured: 3 beat 2 by 2-4%).
+CHECK_JOBS ?= 3
 
 # One list of Debian packages, used by `make deps`, the README and .ci/run.
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
@@ -200,7 +204,7 @@ export KIMG_SANFLAGS := $(SANFLAGS)
 TEST_ENV = KIMG_REAL_QEMU_IMG="$$(command -v qemu-img)" PATH="$(abspath tests/cli/shim):$$PATH"
 check: all $(UNIT_BIN) $(REPLAY_BIN) $(B)/tests/fastclock.so
 	@echo "== kimg tests ($(B)) with $$(qemu-img --version | head -1)"
-	$(TEST_ENV) prove -j2 --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
+	$(TEST_ENV) prove -j$(CHECK_JOBS) --timer $(UNIT_BIN) tests/cli/*.t fuzz/replay.t
 
 # The rest of the test cases (.ci/run runs them after check).  `make
 # check` runs every file, but each file's repeated cases in a sample
@@ -217,7 +221,7 @@ TIER_SAMPLED := $(shell grep -l -e sampled -e slow_part -e crash_next -e crash_p
 SLOW_SEEDS ?= 1 2
 check-slow: all $(B)/tests/fastclock.so
 	@echo "== the cases check leaves out (KIMG_TEST_PART=rest)"
-	KIMG_TEST_PART=rest $(TEST_ENV) prove -j2 --timer $(TIER_SAMPLED)
+	KIMG_TEST_PART=rest $(TEST_ENV) prove -j$(CHECK_JOBS) --timer $(TIER_SAMPLED)
 	@part=quick; for s in $(SLOW_SEEDS); do \
 	    echo "== power-failure crash loops, seed $$s, $$part crash points"; \
 	    KIMG_TEST_PART=$$part KIMG_CRASH_SEED=$$s $(TEST_ENV) prove --timer tests/cli/190-crash-power-loss.t || exit 1; \
