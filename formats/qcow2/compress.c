@@ -175,7 +175,11 @@ int64_t qcow2_compress_level(int type, int level, uint8_t *dst, size_t cap,
     if (type == QCOW2_COMPRESSION_ZLIB) {
         /* raw deflate, 4 KiB window, memLevel 9: the parameters qemu uses
          * (at its level, Z_DEFAULT_COMPRESSION, unless one is chosen), so
-         * outputs are comparable */
+         * outputs are comparable.  Not libdeflate, though it is faster:
+         * qemu inflates a cluster with a 4 KiB window (inflateInit2 -12)
+         * and libdeflate's compressor always uses 32 KiB distances, which
+         * qemu would reject as "too far back" (decoding is another matter:
+         * inflate.c uses libdeflate there) */
         int zl = level ? level : Z_DEFAULT_COMPRESSION;
         z_stream *z = &d->zlib_c;
         if (cap > UINT_MAX || len > UINT_MAX)
