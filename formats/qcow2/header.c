@@ -364,7 +364,10 @@ int qcow2_parse_header(struct qcow2_state *s, uint64_t file_size)
     s->backing_offset = qcow2_be64(h + 8);
     s->backing_len = qcow2_be32(h + 16);
     s->cluster_bits = qcow2_be32(h + 20);
-    s->img->size = qcow2_be64(h + 24);
+    /* in whole 512-byte sectors, as qemu (total_sectors = size / 512): a
+     * size field off a sector boundary (only a crafted or foreign image
+     * has one) reads, resizes and is rewritten as qemu does it */
+    s->img->size = qcow2_be64(h + 24) & ~(uint64_t)511;
     s->crypt_method = qcow2_be32(h + 32);
     s->l1_size = qcow2_be32(h + 36);
     s->l1_offset = qcow2_be64(h + 40);

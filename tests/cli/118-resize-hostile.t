@@ -43,4 +43,21 @@ for c in "${cases[@]}"; do
         fi
     done
 done
+
+# a size field off a 512-byte boundary (3000000; qemu-img never writes
+# one): read as qemu reads it, in whole sectors (2999808 bytes), so info
+# prints what qemu-img prints; a resize keeps those bytes and the grown
+# part reads as zeros from there (qemu-img leaves the rest of that 4 KiB
+# as it was: kimg is stricter), the image checks clean
+qemu-img create -q -f qcow2 odd.qcow2 3000320
+qemu-io -f qcow2 -c 'write -P 0x61 0 3000320' odd.qcow2 > /dev/null
+printf '\x00\x00\x00\x00\x00\x2d\xc6\xc0' | dd of=odd.qcow2 bs=1 seek=24 conv=notrunc status=none
+qemu-img info --output=json odd.qcow2 > odd.q.json
+kimg info --output=json odd.qcow2
+is_file out odd.q.json "size field 3000000: info as qemu-img's (2999808 bytes)"
+kimg resize odd.qcow2 8M
+is "$RC" 0 "  resize to 8M"
+ok "  the old 2999808 bytes kept" qemu-io -f qcow2 -c 'read -P 0x61 0 2999808' odd.qcow2
+is "$(qemu-io -f qcow2 -c 'read -P 0 2999808 5388800' odd.qcow2 | grep -c 'verification failed')" 0 "  the rest reads as zeros"
+ok "  qemu-img check is clean" check_clean odd.qcow2
 done_testing
