@@ -10,25 +10,12 @@
 # make check: each comparison reads a third of the bitmaps through qemu-nbd
 # (one or two of each; lib.sh sampled); check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+. "$KIMG_SRC/tests/cli/bitmap-nbd.sh"
 require qemu-nbd nbdinfo
 
 dirty() {
     nbdinfo --map="qemu:dirty-bitmap:$2" -- [ qemu-nbd -r -f qcow2 -B "$2" "$1" ] 2>&1 |
         awk '$3 == 1 { print $1, $2; next } $3 != 0 { print "?", $0 }'
-}
-# nbd_stop: end the qemu-nbd dirty_each/state started (its own pid file:
-# a server still exiting holds the last one's lock) and wait until no
-# lock on the image is left (/proc/locks read by bash, nap between): kill
-# only asks, and a writer next would find the image locked
-nbd_stop() {
-    local p= i=0 l ino
-    while [ -z "$p" ] && [ $((i += 1)) -lt 2000 ]; do p=$(< "$T/nbd.pid.$nbd_n") 2> /dev/null || nap 0.005; done
-    [ -n "$p" ] && kill "$p" 2> /dev/null
-    ino=":$nbd_ino "; i=0
-    while [ $((i += 1)) -lt 3000 ]; do
-        l=$(< /proc/locks); [[ $l == *"$ino"* ]] || break
-        nap 0.005
-    done
 }
 # dirty_all IMG: dirty's lines for each of $NAMES ("NAME:" before each),
 # from one qemu-nbd exporting them all (where dirty started one a bitmap)

@@ -14,46 +14,13 @@
 # make check: a fourth of the twin cases beyond one per operation (lib.sh
 # sampled 4) and a third of the command-line refusals; check-slow the rest.
 . "$(dirname "$0")/lib.sh"
+. "$KIMG_SRC/tests/cli/bitmap-nbd.sh"
 require qemu-nbd nbdinfo
 BMPY="$PY $KIMG_SRC/tests/cli/qcow2_bitmaps.py"
 
 dirty() {
     nbdinfo --map="qemu:dirty-bitmap:$2" -- [ qemu-nbd -r -f qcow2 -B "$2" "$1" ] 2>&1 |
         awk '$3 == 1 { print $1, $2; next } $3 != 0 { print "?", $0 }'
-}
-# nbd_stop: end the qemu-nbd dirty_each/state started (its own pid file:
-# a server still exiting holds the last one's lock) and wait until no
-# lock on the image is left (/proc/locks read by bash, nap between): kill
-# only asks, and a writer next would find the image locked
-nbd_stop() {
-    local p= i=0 l ino
-    while [ -z "$p" ] && [ $((i += 1)) -lt 2000 ]; do p=$(< "$T/nbd.pid.$nbd_n") 2> /dev/null || nap 0.005; done
-    [ -n "$p" ] && kill "$p" 2> /dev/null
-    ino=":$nbd_ino "; i=0
-    while [ $((i += 1)) -lt 3000 ]; do
-        l=$(< /proc/locks); [[ $l == *"$ino"* ]] || break
-        nap 0.005
-    done
-}
-# dirty_each IMG OUT BITMAP...: dirty's lines for each BITMAP into
-# OUT.NAME (spaces as _), from one qemu-nbd exporting them all (one
-# server, where dirty started one a bitmap); a server that fails to
-# start: its message in each
-dirty_each() {
-    local img=$1 out=$2 b a l t rest err=; shift 2
-    local opts=(); for b; do opts+=(-B "$b"); done
-    rm -f "$T/nbd.sock"; nbd_n=$((${nbd_n:-0} + 1)); nbd_ino=$(stat -c %i "$img")
-    qemu-nbd -r -f qcow2 "${opts[@]}" -t -k "$T/nbd.sock" --fork --pid-file="$T/nbd.pid.$nbd_n" "$img" \
-        2> "$T/nbd.err" || err="? qemu-nbd: $(head -1 "$T/nbd.err")"
-    for b; do
-        if [ -n "$err" ]; then echo "$err"; else
-            nbdinfo --map="qemu:dirty-bitmap:$b" "nbd+unix:///?socket=$T/nbd.sock" > "$T/nbd.map" 2>&1
-            while read -r a l t rest; do
-                if [ "$t" = 1 ]; then echo "$a $l"; elif [ "$t" != 0 ]; then echo "? $a $l $t $rest"; fi
-            done < "$T/nbd.map"
-        fi > "$out.${b// /_}"
-    done
-    [ -n "$err" ] || nbd_stop
 }
 bitmaps() {
     qemu-img info --output=json "$1" | $PY -c 'import json,sys; d=json.load(sys.stdin)
