@@ -62,6 +62,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/kimg-t.XXXXXX")
 _tap_cleanup() {
     # Background helpers (e.g. a qemu-io holding a lock) registered by tests.
     local p
+    trap '' TERM   # the file's result is out: a late watchdog changes nothing
     for p in ${_tap_bg_pids:-}; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     [ -z "${_tap_watchdog:-}" ] || { pkill -P "$_tap_watchdog" sleep; kill "$_tap_watchdog"; } 2>/dev/null
     cd / && rm -rf "$T"
@@ -80,7 +81,10 @@ _tap_kill_tree() {
 trap 'fail "the file ran past KIMG_FILE_TIMEOUT=${KIMG_FILE_TIMEOUT:-600} s"; exit 1' TERM
 _tap_watchdog=$(
     ( exec > /dev/null 2>&1 < /dev/null
-      sleep "${KIMG_FILE_TIMEOUT:-600}" & wait $!
+      # (a sleep killed by _tap_cleanup ends the watchdog here: without
+      # the check, a watchdog that woke before its own kill arrived went
+      # on to fail a file that had passed)
+      sleep "${KIMG_FILE_TIMEOUT:-600}" & wait $! || exit 0
       _tap_kill_tree "$$"
       kill -TERM "$$" ) &
     echo $!)
