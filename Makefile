@@ -262,7 +262,7 @@ bench: all $(B)/bench-floor $(B)/bench-calib
 	  CALIB=$(abspath $(B)/bench-calib) tests/bench/run.sh
 
 $(B)/bench-floor: tests/bench/floor.c
-	$(CC) -O2 -Wall -Wextra -o $@ $<
+	$(CC) -O2 -Wall -Wextra -pthread -o $@ $<
 
 $(B)/bench-calib: tests/bench/calib.c
 	$(CC) -O2 -Wall -Wextra -o $@ $<

@@ -17,6 +17,9 @@
 # lowest ratio a buffered conversion could reach.  No buffered conversion
 # of those cases can take much less than the floor; for a decompressing
 # case it is only the part that cannot overlap with decompression.
+# "k/pipe" is kimg's median over floor.c's second floor (-p, measured in
+# the same alternation): one thread reading the source while another
+# writes it, the best a two-thread copy that must read its source can do.
 #   BENCH_DIR   where inputs live (default /var/tmp/kimg-bench; built once)
 #   BENCH_CASES space-separated case names to run (default: all)
 #   KIMG        the kimg binary (default build/kimg)
@@ -64,11 +67,15 @@ cases=(
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-# floor SRC: the floor once; append "seconds 0 0" to times.floor
+# floor SRC: both floors once; append "seconds 0 0" to times.floor and
+# times.pipe
 floor() {
-    rm -f out.qcow2 out.raw out.floor out.vhdx out.vmdk out.vhd out.vdi
-    sync
-    echo "$("$FLOOR" "$1" out.floor) 0 0" >> "$dir/times.floor"
+    local mode
+    for mode in floor pipe; do
+        rm -f out.qcow2 out.raw out.floor out.vhdx out.vmdk out.vhd out.vdi
+        sync
+        echo "$("$FLOOR" $([ $mode = pipe ] && echo -p) "$1" out.floor) 0 0" >> "$dir/times.$mode"
+    done
 }
 
 # timed TOOL ARGS...: run once; append "seconds maxrss_kib cpu_seconds"
@@ -92,14 +99,14 @@ trap stop_hog EXIT
 
 # table: every case, once
 table() {
-    printf '%-22s %9s %9s %7s %9s %9s %7s %8s %7s %5s %9s %8s %s\n' case qemu-img kimg ratio \
-        "q-cpu" "k-cpu" "cpu-r" floor k/floor best "kimg-RSS" output size
+    printf '%-22s %9s %9s %7s %9s %9s %7s %8s %7s %5s %6s %9s %8s %s\n' case qemu-img kimg ratio \
+        "q-cpu" "k-cpu" "cpu-r" floor k/floor best k/pipe "kimg-RSS" output size
     for c in "${cases[@]}"; do
         IFS='|' read -r name args out ref fsrc <<< "$c"
         [ -n "${FLOOR:-}" ] || fsrc=
         if [ -n "${BENCH_CASES:-}" ] && ! [[ " $BENCH_CASES " == *" $name "* ]]; then continue; fi
         read -r -a argv <<< "${args//OUT/$out}"
-        rm -f times.qemu times.kimg times.floor
+        rm -f times.qemu times.kimg times.floor times.pipe
         # warm the page cache with one untimed run of each
         qemu-img "${argv[@]}" > /dev/null 2>&1 || true
         "$KIMG" "${argv[@]}" > /dev/null 2>&1 || true
@@ -133,21 +140,24 @@ table() {
         cq=$(cut -d' ' -f3 times.qemu | median)
         ck=$(cut -d' ' -f3 times.kimg | median)
         rss=$(cut -d' ' -f2 times.kimg | sort -n | tail -1)
-        tf=- fratio=- best=-
+        tf=- fratio=- best=- pratio=-
         if [ -n "$fsrc" ]; then
             tf=$(cut -d' ' -f1 times.floor | median)
             fratio=$(awk -v a="$tk" -v b="$tf" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
             best=$(paste -d' ' times.floor times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
             best=$(awk -v r="$best" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
             tf=$(printf '%.2fs' "$tf")
+            tp=$(cut -d' ' -f1 times.pipe | median)
+            pratio=$(awk -v a="$tk" -v b="$tp" 'BEGIN { printf (b > 0 ? "%.2f" : "-"), a / b }')
         fi
         # medians of the paired ratios (line I of each file: run I)
         ratio=$(paste -d' ' times.kimg times.qemu | awk '$4 > 0 { print $1 / $4 }' | median)
         cratio=$(paste -d' ' times.kimg times.qemu | awk '$6 > 0 { print $3 / $6 }' | median)
         ratio=$(awk -v r="$ratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
         cratio=$(awk -v r="$cratio" 'BEGIN { printf (r != "" ? "%.2f" : "-"), r }')
-        printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6dMiB %9s %s\n' "$name" "$tq" \
-            "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" $((rss / 1024)) "$verdict" "$sizes"
+        printf '%-22s %8.2fs %8.2fs %7s %8.2fs %8.2fs %7s %8s %7s %5s %6s %6dMiB %9s %s\n' "$name" "$tq" \
+            "$tk" "$ratio" "$cq" "$ck" "$cratio" "$tf" "$fratio" "$best" "$pratio" $((rss / 1024)) \
+            "$verdict" "$sizes"
         rm -f out.qcow2 out.raw out.floor out.vhdx out.vmdk out.vhd out.vdi
     done
 }
