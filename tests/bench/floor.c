@@ -21,14 +21,14 @@
  * page fault per 4 KiB and made this floor itself up to five times slower
  * than the tools it measures.
  *
- * With -p it measures a second, higher floor: the best a tool that also
- * reads its source can do with two threads.  One thread preads SRC's data
- * 2 MiB at a time into a ring of four page-aligned 2 MiB buffers (on huge
- * pages, as kimg's); the other writes each one as above, the moment it is
- * read.  Nothing else: no zero scan, no format, no process start.  On the
- * project's AMD EPYC guest that took 1.35 times the plain floor, the reads
- * slowing the writer down (the data is cold in the caches, the two copies
- * share the memory bandwidth): a conversion's realistic bound.
+ * With -p it measures a second floor: the best a tool that also reads its
+ * source can do with two threads.  One thread preads SRC's data 2 MiB at
+ * a time into a ring of four page-aligned 2 MiB buffers (on huge pages,
+ * as kimg's); the other writes each one as above, the moment it is read.
+ * Nothing else: no zero scan, no format, no process start.  On the
+ * project's AMD EPYC guest that took 0.95-1.35 times the plain floor,
+ * depending on the machine's spell (the data is cold in the caches, the
+ * two copies share the memory bandwidth).
  *
  *   floor [-p] SRC DST   prints seconds; exit 0, or 1 with a message
  */
