@@ -22,13 +22,12 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
         return 0;
     }
     qcow2_compressed_range(s, entry, &host, &len);
-    in = kimg_alloc_aligned(len);
+    in = kimg_scratch(0, len);
     if (!in)
         return -ENOMEM;
     ret = kimg_file_pread_zero_eof(s->file, in, len, host);
     if (ret == 0)
         ret = qcow2_decompress(s->compression_type, out, s->cluster_size, in, len);
-    free(in);
     if (ret < 0)
         return ret;
     if (!s->zcache)
@@ -241,26 +240,27 @@ static int cseg_cmp(const void *a, const void *b)
     return x->host < y->host ? -1 : x->host > y->host;
 }
 
-/* Decompress one segment from IN (its stored bytes). */
+/* Decompress one segment from IN (its stored bytes; scratch slot 0). */
 static int decompress_seg(struct qcow2_state *s, const struct qcow2_read_seg *g, const uint8_t *in,
-                          uint64_t clen, uint8_t **cbuf)
+                          uint64_t clen)
 {
     if (g->pos == 0 && g->len == s->cluster_size)
         /* a whole cluster: straight into the caller's buffer */
         return qcow2_decompress(s->compression_type, g->buf, s->cluster_size, in, clen);
-    if (!*cbuf && !(*cbuf = kimg_alloc_aligned(s->cluster_size)))
+    uint8_t *cbuf = kimg_scratch(1, s->cluster_size);
+    if (!cbuf)
         return -ENOMEM;
-    int ret = qcow2_decompress(s->compression_type, *cbuf, s->cluster_size, in, clen);
+    int ret = qcow2_decompress(s->compression_type, cbuf, s->cluster_size, in, clen);
     if (ret == 0)
-        memcpy(g->buf, *cbuf + g->pos, g->len);
+        memcpy(g->buf, cbuf + g->pos, g->len);
     return ret;
 }
 
 static int run_compressed(struct qcow2_state *s, const struct qcow2_read_plan *pl, size_t nc)
 {
     struct cseg *v = malloc(nc * sizeof(*v));
-    uint8_t *cbuf = NULL, *in = NULL;
-    size_t in_cap = 0, n = 0;
+    uint8_t *in;
+    size_t n = 0;
     int ret = 0;
 
     if (!v)
@@ -282,22 +282,16 @@ static int run_compressed(struct qcow2_state *s, const struct qcow2_read_plan *p
                 end = v[b].host + v[b].len;
             b++;
         }
-        if (end - start > in_cap) {
-            free(in);
-            in_cap = end - start;
-            if (!(in = kimg_alloc_aligned(in_cap))) {
-                ret = -ENOMEM;
-                break;
-            }
+        if (!(in = kimg_scratch(0, end - start))) {
+            ret = -ENOMEM;
+            break;
         }
         ret = kimg_file_pread_zero_eof(s->file, in, end - start, start);
         for (size_t i = a; i < b && ret == 0; i++)
-            ret = decompress_seg(s, v[i].g, in + (v[i].host - start), v[i].len, &cbuf);
+            ret = decompress_seg(s, v[i].g, in + (v[i].host - start), v[i].len);
         a = b;
     }
     free(v);
-    free(cbuf);
-    free(in);
     return ret;
 }
 

@@ -231,6 +231,13 @@ int kimg_file_lock(struct kimg_file *f, bool writable, const char *filename);
 void *kimg_alloc_aligned(size_t len);
 void *kimg_alloc_aligned_zero(size_t len);     /* the same, zero-filled */
 
+/* This thread's scratch buffer SLOT (0 or 1), aligned as above and at
+ * least LEN bytes, kept for the thread's next call (img/scratch.c); NULL
+ * when out of memory.  Valid until the next call for the same slot on
+ * this thread; never free it.  Not for key material (it is not wiped). */
+#define KIMG_SCRATCH_SLOTS 2
+void *kimg_scratch(unsigned slot, size_t len);
+
 /* A file change made without kimg_file_* (libaio writes, img/aio.c): it
  * counts for KIMG_CRASH_AFTER like the others. */
 void kimg_file_count_change(void);

@@ -1,0 +1,88 @@
+/*
+ * test_buffers.c — the transfer buffers' contracts (img/file.c,
+ * img/scratch.c): kimg_alloc_aligned gives 4 KiB alignment, and for 2 MiB
+ * or more a 2 MiB boundary with the huge-page advice (VmFlags "hg" in
+ * /proc/self/smaps); kimg_scratch keeps a thread's buffer from call to
+ * call, one per slot, grows it when asked for more, and gives another
+ * thread buffers of its own (freed when that thread exits: ASan's leak
+ * check fails the SANITIZE run otherwise).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "kimg/file.h"
+
+#define KiB (1ul << 10)
+#define MiB (1ul << 20)
+
+/* the VmFlags of the mapping holding P contain " hg": -1 if not found */
+static int huge_advised(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int in = 0, found = -1;
+    unsigned long a = (unsigned long)p;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = a >= lo && a < hi;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            found = strstr(line, " hg") != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void *other_thread(void *arg)
+{
+    void **mine = arg;
+    mine[0] = kimg_scratch(0, 100 * KiB);
+    mine[1] = kimg_scratch(0, 50 * KiB);
+    return NULL;
+}
+
+int main(void)
+{
+    uint8_t *small = kimg_alloc_aligned(12345);
+    ok(small && (uintptr_t)small % 4096 == 0, "a small buffer is page-aligned");
+    uint8_t *big = kimg_alloc_aligned(2 * MiB + 4096);
+    ok(big && (uintptr_t)big % (2 * MiB) == 0, "a 2 MiB buffer starts on a 2 MiB boundary");
+    memset(big, 1, 2 * MiB + 4096);
+    if (huge_advised(big) < 0 || access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0)
+        ok(1, "# SKIP no smaps or no transparent huge pages here");
+    else
+        ok(huge_advised(big) == 1, "and it is advised for huge pages");
+    free(small);
+    free(big);
+
+    uint8_t *a = kimg_scratch(0, 1000);
+    ok(a && (uintptr_t)a % 4096 == 0, "scratch slot 0 is page-aligned");
+    memset(a, 7, 1000);
+    ok(kimg_scratch(0, 64 * KiB) == a, "asked again within its size: the same buffer");
+    uint8_t *b = kimg_scratch(1, 1000);
+    ok(b && b != a, "slot 1 is another buffer");
+    uint8_t *c = kimg_scratch(0, 3 * MiB);
+    ok(c && (uintptr_t)c % 4096 == 0, "asked for more: a buffer that large");
+    memset(c, 9, 3 * MiB);   /* ASan: it is really 3 MiB */
+    ok(kimg_scratch(0, 4 * MiB) == c, "grown in 2 MiB steps: 4 MiB fits the same one");
+    ok(kimg_scratch(1, 10) == b, "slot 1 kept its buffer meanwhile");
+    ok(kimg_scratch(2, 10) == NULL, "no slot 2");
+
+    void *theirs[2];
+    pthread_t t;
+    ok(pthread_create(&t, NULL, other_thread, theirs) == 0 && pthread_join(t, NULL) == 0,
+       "another thread ran");
+    ok(theirs[0] && theirs[0] != c && theirs[0] != b, "it had a buffer of its own");
+    ok(theirs[1] == theirs[0], "kept between its calls");
+    return done_testing();
+}
