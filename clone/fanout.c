@@ -212,7 +212,7 @@ int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opt
         f.nw = FANOUT_MAX_WORKERS;
     f.outs = calloc((size_t)n, sizeof(*f.outs));
     for (int i = 0; i < 2; i++) {
-        ch[i].buf = kimg_alloc_aligned(FANOUT_CHUNK);
+        ch[i].buf = kimg_buffer_alloc(FANOUT_CHUNK);
         ch[i].runs = malloc(FANOUT_MAX_RUNS * sizeof(struct run));
     }
     if (!f.outs || !ch[0].buf || !ch[1].buf || !ch[0].runs || !ch[1].runs) {
@@ -311,7 +311,7 @@ out:
 free_all:
     free(f.outs);
     for (int i = 0; i < 2; i++) {
-        free(ch[i].buf);
+        kimg_buffer_free(ch[i].buf, FANOUT_CHUNK);
         free(ch[i].runs);
     }
     return ret;

@@ -451,7 +451,7 @@ static void engine_free(struct engine *e)
     kimg_pool_stop(e->pool);
     for (int i = 0; e->pool && i < kimg_pool_slots(e->pool); i++) {
         struct slot *s = kimg_pool_job(e->pool, i);
-        free(s->buf);
+        kimg_buffer_free(s->buf, (size_t)e->chunk);
         free(s->md);
     }
     kimg_pool_free(e->pool);
@@ -505,7 +505,7 @@ static int engine_init(struct engine *e)
         return -ENOMEM;
     for (int i = 0; i < (int)nslots; i++) {
         struct slot *s = kimg_pool_job(e->pool, i);
-        s->buf = kimg_alloc_aligned((size_t)e->chunk);
+        s->buf = kimg_buffer_alloc((size_t)e->chunk);
         s->md = e->raw ? NULL : malloc((size_t)(e->chunk / e->bs * e->md_len));
         if (!s->buf || (!e->raw && !s->md))
             return kimg_fail(-ENOMEM, "out of memory");

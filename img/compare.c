@@ -312,7 +312,7 @@ static int start(struct engine *e)
     for (int i = 0; i < slots; i++) {
         struct job *j = kimg_pool_job(e->pool, i);
         for (int k = 0; k < 2; k++) {
-            j->side[k].buf = kimg_alloc_aligned(CHUNK);
+            j->side[k].buf = kimg_buffer_alloc(CHUNK);
             if (!j->side[k].buf)
                 return -ENOMEM;
         }
@@ -330,8 +330,8 @@ static void stop(struct engine *e)
     kimg_pool_stop(e->pool);
     for (int i = 0; i < kimg_pool_slots(e->pool); i++) {
         struct job *j = kimg_pool_job(e->pool, i);
-        free(j->side[0].buf);
-        free(j->side[1].buf);
+        kimg_buffer_free(j->side[0].buf, CHUNK);
+        kimg_buffer_free(j->side[1].buf, CHUNK);
     }
     kimg_pool_free(e->pool);
     e->pool = NULL;

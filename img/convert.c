@@ -602,7 +602,7 @@ static int engine_start(struct engine *e, int in_flight)
     uint32_t nruns = (uint32_t)(CHUNK / (g < 512 ? 512 : g) + 2);
     for (int i = 0; i < in_flight; i++) {
         struct job *j = kimg_pool_job(e->pool, i);
-        j->buf = kimg_alloc_aligned(CHUNK);
+        j->buf = kimg_buffer_alloc(CHUNK);
         j->runs = calloc(nruns, sizeof(*j->runs));
         if (!j->buf || !j->runs)
             return -ENOMEM;
@@ -612,7 +612,7 @@ static int engine_start(struct engine *e, int in_flight)
             /* room for clusters that do not shrink (a stream VMDK
              * stores them deflated all the same) */
             j->cbuf_cap = CHUNK + j->npieces * 1024;
-            j->cbuf = kimg_alloc_aligned(j->cbuf_cap);
+            j->cbuf = kimg_buffer_alloc(j->cbuf_cap);
             j->clen = calloc(j->npieces, sizeof(*j->clen));
             if (!j->cbuf || !j->clen)
                 return -ENOMEM;
@@ -635,10 +635,10 @@ static void engine_stop(struct engine *e)
         struct job *j = kimg_pool_job(e->pool, i);
         if (j->map)
             kimg_srcwins_put(e->wins, j->map);
-        free(j->buf);
+        kimg_buffer_free(j->buf, CHUNK);
         free(j->runs);
         free(j->pieces);
-        free(j->cbuf);
+        kimg_buffer_free(j->cbuf, j->cbuf_cap);
         free(j->clen);
         free(j->salv);
     }

@@ -12,6 +12,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include "kimg.h"
 #include "kimg/file.h"
 
 struct scratch {
@@ -27,7 +28,7 @@ static void scratch_free(void *p)
 {
     struct scratch *s = p;
     for (int i = 0; i < KIMG_SCRATCH_SLOTS; i++)
-        free(s->buf[i]);
+        kimg_buffer_free(s->buf[i], s->cap[i]);
     free(s);
     scratch_tls = NULL;
 }
@@ -54,15 +55,15 @@ void *kimg_scratch(unsigned slot, size_t len)
         scratch_tls = s;
     }
     if (len > s->cap[slot]) {
-        /* past 64 KiB whole 2 MiB steps, on huge pages (kimg_alloc_aligned):
+        /* past 64 KiB whole 2 MiB steps, on huge pages (kimg_buffer_alloc):
          * sizes that creep up job by job would otherwise reallocate, and
          * fault in, a fresh buffer each time */
         size_t step = len <= (64u << 10) ? (64u << 10) : (2u << 20);
         size_t cap = (len + step - 1) / step * step;
-        void *b = kimg_alloc_aligned(cap);
+        void *b = kimg_buffer_alloc(cap);
         if (!b)
             return NULL;
-        free(s->buf[slot]);
+        kimg_buffer_free(s->buf[slot], s->cap[slot]);
         s->buf[slot] = b;
         s->cap[slot] = cap;
     }

@@ -237,6 +237,12 @@ const struct kimg_optdesc *kimg_driver_amend_opts(const struct kimg_driver *drv)
  * copies into misaligned buffers several times slower on some CPUs); free
  * it with free(). */
 void *kimg_alloc_aligned(size_t len);
+/* A large buffer kept for many transfers (a copy loop's): page-aligned,
+ * and from 2 MiB up on a 2 MiB boundary with transparent huge pages asked
+ * for (one page fault per 2 MiB on first use, not 512).  Free it with
+ * kimg_buffer_free and the same LEN, never with free(). */
+void *kimg_buffer_alloc(size_t len);
+void kimg_buffer_free(void *p, size_t len);
 /* Threads: kimg_read, kimg_block_status and kimg_layer_block_status may
  * run on one open image from several threads at once (the engines'
  * workers read a source so; the nbdkit plugin serves reads so).  A call

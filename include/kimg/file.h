@@ -231,6 +231,9 @@ int kimg_file_lock(struct kimg_file *f, bool writable, const char *filename);
 void *kimg_alloc_aligned(size_t len);
 void *kimg_alloc_aligned_zero(size_t len);     /* the same, zero-filled */
 
+/* kimg_buffer_alloc / kimg_buffer_free, for the engines' long-lived job
+ * buffers, are in kimg.h (clone/ uses them too). */
+
 /* This thread's scratch buffer SLOT (0 or 1), aligned as above and at
  * least LEN bytes, kept for the thread's next call (img/scratch.c); NULL
  * when out of memory.  Valid until the next call for the same slot on
