@@ -11,6 +11,7 @@
  * exits (the main thread's at process exit, reachable until then).
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include "kimg.h"
 #include "kimg/file.h"
@@ -21,6 +22,7 @@ struct scratch {
 };
 
 static pthread_key_t scratch_key;
+static bool scratch_made;                      /* scratch_key exists */
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static __thread struct scratch *scratch_tls;   /* this thread's, or NULL */
 
@@ -35,8 +37,18 @@ static void scratch_free(void *p)
 
 static void scratch_init(void)
 {
-    if (pthread_key_create(&scratch_key, scratch_free) != 0)
-        scratch_key = (pthread_key_t)-1;
+    scratch_made = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+/* When the library is unloaded (nbdkit dlcloses its plugin, which links
+ * libkimg), a thread exiting later must not call scratch_free, gone with
+ * it: the key goes first.  (Buffers of threads still alive then are left
+ * to the process, as the main thread's are at exit.) */
+__attribute__((destructor)) static void scratch_fini(void)
+{
+    if (scratch_made)
+        pthread_key_delete(scratch_key);
+    scratch_made = false;
 }
 
 void *kimg_scratch(unsigned slot, size_t len)
@@ -46,7 +58,7 @@ void *kimg_scratch(unsigned slot, size_t len)
     struct scratch *s = scratch_tls;
     if (!s) {
         pthread_once(&scratch_once, scratch_init);
-        if (scratch_key == (pthread_key_t)-1 || !(s = calloc(1, sizeof(*s))))
+        if (!scratch_made || !(s = calloc(1, sizeof(*s))))
             return NULL;
         if (pthread_setspecific(scratch_key, s) != 0) {
             free(s);
