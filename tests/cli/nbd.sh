@@ -5,6 +5,9 @@
 #   qnbd SOCK FMT FILE [ARGS...]    qemu-nbd -t serving FILE (FMT: raw, qcow2)
 #   kitnbd SOCK ARGS...             nbdkit serving ARGS (plugin, filters)
 #   nbd_stop SOCK                   kill that server now
+#   nbd_crash SOCK                  the same with SIGKILL: its sockets close at
+#                                   once (a server stopped with TERM may wait
+#                                   for requests it will never answer)
 #   nuri SOCK [EXPORT]              nbd+unix:///EXPORT?socket=$T/SOCK
 #   (tcpnbd, below: the same on TCP, for names that images may hold)
 require qemu-nbd nbdkit qemu-img
@@ -30,6 +33,7 @@ kitnbd() {
     _nbd_wait "$sock"
 }
 nbd_stop() { kill "${_nbd_pid[$1]}" 2>/dev/null; wait "${_nbd_pid[$1]}" 2>/dev/null; rm -f "$T/$1"; }
+nbd_crash() { kill -KILL "${_nbd_pid[$1]}" 2>/dev/null; wait "${_nbd_pid[$1]}" 2>/dev/null; rm -f "$T/$1"; }
 nuri() { echo "nbd+unix:///${2:-}?socket=$T/$1"; }
 #   tcpnbd NAME ARGS...             nbdkit on 127.0.0.1 at a free port: $NBD_PORT
 tcpnbd() {
