@@ -17,23 +17,6 @@ dirty() {
     nbdinfo --map="qemu:dirty-bitmap:$2" -- [ qemu-nbd -r -f qcow2 -B "$2" "$1" ] 2>&1 |
         awk '$3 == 1 { print $1, $2; next } $3 != 0 { print "?", $0 }'
 }
-# dirty_all IMG: dirty's lines for each of $NAMES ("NAME:" before each),
-# from one qemu-nbd exporting them all (where dirty started one a bitmap)
-dirty_all() {
-    local b a l t rest err=
-    rm -f "$T/nbd.sock"; nbd_n=$((${nbd_n:-0} + 1)); nbd_ino=$(stat -c %i "$1")
-    qemu-nbd -r -f qcow2 -B b0 -B g512 -B g1M -B off -t -k "$T/nbd.sock" --fork \
-        --pid-file="$T/nbd.pid.$nbd_n" "$1" 2> "$T/nbd.err" || err="? qemu-nbd: $(head -1 "$T/nbd.err")"
-    for b in $NAMES; do
-        echo "$b:"
-        if [ -n "$err" ]; then echo "$err"; continue; fi
-        nbdinfo --map="qemu:dirty-bitmap:$b" "nbd+unix:///?socket=$T/nbd.sock" > "$T/nbd.map" 2>&1
-        while read -r a l t rest; do
-            if [ "$t" = 1 ]; then echo "$a $l"; elif [ "$t" != 0 ]; then echo "? $a $l $t $rest"; fi
-        done < "$T/nbd.map"
-    done
-    [ -n "$err" ] || nbd_stop
-}
 # bitmaps2 A B: the bitmap lists of A and B as qemu-img info shows them,
 # into $T/bl.a and $T/bl.b (two qemu-img info, one python)
 bitmaps2() {
@@ -127,10 +110,10 @@ same top.qcow2 "rebase onto nothing"
 
 # rebase -u only rewrites the header: bitmaps as they were
 chain_bm
-dirty_all k/top.qcow2 > before
+dirty_names k/top.qcow2 > before
 kin rebase -u -b base.qcow2 -F qcow2 top.qcow2; is "$RC" 0 "rebase -u: exit 0"
 (cd q && qemu-img rebase -u -b base.qcow2 -F qcow2 top.qcow2)
 same top.qcow2 "rebase -u"
-dirty_all k/top.qcow2 > after
+dirty_names k/top.qcow2 > after
 is_file after before "rebase -u: regions unchanged"
 done_testing

@@ -5,6 +5,7 @@
 #   info_of FILE            $SZ, $BL: its virtual size and bitmaps' list
 #   state FILE              the list, then each of $NAMES and its regions
 #   state_known FILE        the same, with the list info_of read last
+#   dirty_names FILE        each of $NAMES ("NAME:" before each) and its regions
 #   dirty_each IMG OUT NAME...  each NAME's regions into OUT.NAME
 #   nbd_stop                stop the last server, wait for its locks
 # info_of FILE: $SZ and $BL, its virtual size and bitmaps' list, from one
@@ -40,10 +41,10 @@ nbd_stop() {
 # (where dirty started one a bitmap); state_known FILE: the same with the
 # list info_of read last
 state() { info_of "$1"; state_known "$1"; }
-state_known() {
+state_known() { echo "$BL"; dirty_names "$1"; }
+dirty_names() {
     local b a l t rest err= opts=()
     for b in $NAMES; do opts+=(-B "$b"); done
-    echo "$BL"
     rm -f "$T/nbd.sock"; nbd_n=$((${nbd_n:-0} + 1)); nbd_ino=$(stat -c %i "$1")
     qemu-nbd -r -f qcow2 "${opts[@]}" -t -k "$T/nbd.sock" --fork \
         --pid-file="$T/nbd.pid.$nbd_n" "$1" 2> "$T/nbd.err" || err="? qemu-nbd: $(head -1 "$T/nbd.err")"
