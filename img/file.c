@@ -65,6 +65,8 @@ static size_t huge_span(size_t len)
 
 void *kimg_buffer_alloc(size_t len)
 {
+    if (len > SIZE_MAX / 4)   /* the rounding below must not wrap */
+        return NULL;
 #ifndef BUFFER_MALLOC
     if (len >= HUGE_PAGE) {
         size_t span = huge_span(len);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kimg.h"
+#include "kimg/file.h"
 #include "pool.h"
 
 enum slot_state { SLOT_FREE, SLOT_HELD, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE, SLOT_TAKEN };
@@ -65,6 +66,7 @@ static int pick(struct kimg_pool *p)
 static void *worker(void *arg)
 {
     struct kimg_pool *p = arg;
+    kimg_scratch_keep();   /* job after job: keep the read paths' buffers */
     void *local = p->def.worker_init ? p->def.worker_init(p->def.opaque) : NULL;
     pthread_mutex_lock(&p->lock);
     for (;;) {

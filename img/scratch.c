@@ -6,12 +6,16 @@
  * memory back to the kernel (a thread arena's heap shrinks with
  * MADV_DONTNEED) and the next job faults it in again: 5,300-6,900 page
  * faults for a zstd or zlib qcow2 of the bench disk, at 11 us each in a
- * VM whose faults trap to the hypervisor.  A scratch buffer stays with its
- * thread, grows to the largest size asked and is freed when the thread
- * exits (the main thread's at process exit, reachable until then).
+ * VM whose faults trap to the hypervisor.  On the engines' workers
+ * (img/pool.c marks them with kimg_scratch_keep) a scratch buffer stays
+ * with its thread, grows to the largest size asked and is freed when the
+ * thread exits.  Any other thread gives its buffers back at
+ * kimg_scratch_done, as before: a server's threads (nbdkit runs sixteen
+ * per connection) must not each keep megabytes between requests.
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "kimg.h"
 #include "kimg/file.h"
@@ -25,6 +29,7 @@ static pthread_key_t scratch_key;
 static bool scratch_made;                      /* scratch_key exists */
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static __thread struct scratch *scratch_tls;   /* this thread's, or NULL */
+static __thread bool scratch_kept;             /* an engine worker's: kept */
 
 static void scratch_free(void *p)
 {
@@ -51,9 +56,26 @@ __attribute__((destructor)) static void scratch_fini(void)
     scratch_made = false;
 }
 
+void kimg_scratch_keep(void)
+{
+    scratch_kept = true;
+}
+
+void kimg_scratch_done(void)
+{
+    struct scratch *s = scratch_tls;
+    if (scratch_kept || !s)
+        return;
+    for (int i = 0; i < KIMG_SCRATCH_SLOTS; i++) {
+        kimg_buffer_free(s->buf[i], s->cap[i]);
+        s->buf[i] = NULL;
+        s->cap[i] = 0;
+    }
+}
+
 void *kimg_scratch(unsigned slot, size_t len)
 {
-    if (slot >= KIMG_SCRATCH_SLOTS)
+    if (slot >= KIMG_SCRATCH_SLOTS || len > SIZE_MAX / 4)   /* rounding must not wrap */
         return NULL;
     struct scratch *s = scratch_tls;
     if (!s) {

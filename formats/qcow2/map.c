@@ -28,6 +28,7 @@ int qcow2_read_compressed(struct qcow2_state *s, uint64_t entry, uint8_t *out)
     ret = kimg_file_pread_zero_eof(s->file, in, len, host);
     if (ret == 0)
         ret = qcow2_decompress(s->compression_type, out, s->cluster_size, in, len);
+    kimg_scratch_done();
     if (ret < 0)
         return ret;
     if (!s->zcache)
@@ -291,6 +292,7 @@ static int run_compressed(struct qcow2_state *s, const struct qcow2_read_plan *p
             ret = decompress_seg(s, v[i].g, in + (v[i].host - start), v[i].len);
         a = b;
     }
+    kimg_scratch_done();
     free(v);
     return ret;
 }

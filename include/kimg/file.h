@@ -235,11 +235,16 @@ void *kimg_alloc_aligned_zero(size_t len);     /* the same, zero-filled */
  * buffers, are in kimg.h (clone/ uses them too). */
 
 /* This thread's scratch buffer SLOT (0 or 1), aligned as above and at
- * least LEN bytes, kept for the thread's next call (img/scratch.c); NULL
- * when out of memory.  Valid until the next call for the same slot on
- * this thread; never free it.  Not for key material (it is not wiped). */
+ * least LEN bytes (img/scratch.c); NULL when out of memory.  Valid until
+ * the next call for the same slot on this thread or kimg_scratch_done;
+ * never free it.  Not for key material (it is not wiped).  A user calls
+ * kimg_scratch_done when finished: that frees the buffers, except on a
+ * thread marked with kimg_scratch_keep (the engines' workers), which
+ * keeps them for its next job until it exits. */
 #define KIMG_SCRATCH_SLOTS 2
 void *kimg_scratch(unsigned slot, size_t len);
+void kimg_scratch_done(void);
+void kimg_scratch_keep(void);
 
 /* A file change made without kimg_file_* (libaio writes, img/aio.c): it
  * counts for KIMG_CRASH_AFTER like the others. */

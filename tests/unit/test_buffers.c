@@ -7,12 +7,15 @@
  * only; kimg_scratch keeps a thread's buffer from call to
  * call, one per slot, grows it when asked for more, and gives another
  * thread buffers of its own (freed when that thread exits: ASan's leak
- * check fails the SANITIZE run otherwise).
+ * check fails the SANITIZE run otherwise); kimg_scratch_done gives them
+ * back, except on a thread marked with kimg_scratch_keep.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "tap.h"
@@ -53,6 +56,18 @@ static void *other_thread(void *arg)
     void **mine = arg;
     mine[0] = kimg_scratch(0, 100 * KiB);
     mine[1] = kimg_scratch(0, 50 * KiB);
+    return NULL;
+}
+
+/* an engine worker: its buffer survives kimg_scratch_done */
+static void *kept_thread(void *arg)
+{
+    void **mine = arg;
+    kimg_scratch_keep();
+    mine[0] = kimg_scratch(0, 3 * MiB);
+    kimg_scratch_done();
+    mine[1] = kimg_scratch(0, 3 * MiB);
+    kimg_scratch_done();
     return NULL;
 }
 
@@ -101,6 +116,8 @@ int main(void)
     ok(kimg_scratch(0, 4 * MiB) == c, "grown in 2 MiB steps: 4 MiB fits the same one");
     ok(kimg_scratch(1, 10) == b, "slot 1 kept its buffer meanwhile");
     ok(kimg_scratch(2, 10) == NULL, "no slot 2");
+    ok(kimg_scratch(0, SIZE_MAX - 100) == NULL && kimg_buffer_alloc(SIZE_MAX - 100) == NULL,
+       "a size whose rounding would wrap: NULL");
 
     void *theirs[2];
     pthread_t t;
@@ -108,5 +125,17 @@ int main(void)
        "another thread ran");
     ok(theirs[0] && theirs[0] != c && theirs[0] != b, "it had a buffer of its own");
     ok(theirs[1] == theirs[0], "kept between its calls");
+    ok(pthread_create(&t, NULL, kept_thread, theirs) == 0 && pthread_join(t, NULL) == 0,
+       "a thread marked kimg_scratch_keep ran");
+    ok(theirs[0] && theirs[1] == theirs[0], "  its buffer outlived kimg_scratch_done");
+#if defined(__SANITIZE_ADDRESS__)
+    kimg_scratch_done();
+    ok(1, "# SKIP a returned mapping (malloc under ASan; its leak check covers it)");
+#else
+    kimg_scratch_done();
+    errno = 0;
+    ok(msync(c, 4096, MS_ASYNC) < 0 && errno == ENOMEM,
+       "kimg_scratch_done on an unmarked thread unmapped its 4 MiB buffer");
+#endif
     return done_testing();
 }
