@@ -544,7 +544,7 @@ int cmd_convert(int argc, char **argv)
     if (!src)
         goto out;
     unsigned sflags = (a.share ? KIMG_OPEN_SHARE : 0) | (src_direct ? KIMG_OPEN_DIRECT : 0) |
-                      (a.untrusted ? KIMG_OPEN_UNTRUSTED : 0);
+                      (a.untrusted ? KIMG_OPEN_UNTRUSTED : 0) | KIMG_OPEN_NO_WRITERS;
     for (int i = 0; i < nb_src; i++) {
         src[i] = cmd_open_image(argv[optind + i], a.image_opts, a.src_fmt, sflags, disk);
         if (!src[i])

@@ -349,7 +349,7 @@ static int open_backing_with(struct kimg *img, struct chain_ids *ids,
         return kimg_fail(-ELOOP, "backing chain longer than %d images", KIMG_MAX_CHAIN);
 
     unsigned bflags = img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK | KIMG_OPEN_DIRECT |
-                                     KIMG_OPEN_NO_IO);
+                                     KIMG_OPEN_NO_IO | KIMG_OPEN_NO_WRITERS);
     struct kimg_file *rfile = NULL;
     if (remote && (ret = kimg_file_open(&rfile, path, KIMG_FILE_FROM_IMAGE)) < 0) {
         kimg_error_prefix("Could not open backing file: ");
@@ -1199,5 +1199,9 @@ int kimg_open_aux_file(struct kimg *img, const char *name, bool writable,
     ret = kimg_file_open(out, full, (writable ? KIMG_FILE_RDWR : 0) |
                          ((img->flags & KIMG_OPEN_DIRECT) ? KIMG_FILE_DIRECT : 0));
     free(full);
+    if (ret == 0 && (ret = kimg_lock_named(img, *out)) < 0) {
+        kimg_file_close(*out);
+        *out = NULL;
+    }
     return ret;
 }

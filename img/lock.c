@@ -84,6 +84,14 @@ int kimg_file_lock(struct kimg_file *f, bool writable, const char *filename)
     return kimg_lock_fd(f ? f->fd : -1, writable, filename);
 }
 
+int kimg_lock_named(struct kimg *img, struct kimg_file *f)
+{
+    if ((img->flags & (KIMG_OPEN_SHARE | KIMG_OPEN_NO_LOCK)) ||
+        (!img->writable && !(img->flags & KIMG_OPEN_NO_WRITERS)))
+        return 0;
+    return kimg_file_lock(f, img->writable, f->path);
+}
+
 void kimg_lock_release(struct kimg *img)
 {
     /* OFD locks go away with the file description; nothing to do until a

@@ -17,5 +17,12 @@ void kimg_lock_release(struct kimg *img);
 /* The same on a bare descriptor (create over an existing file); the locks
  * last as long as that descriptor stays open. */
 int kimg_lock_fd(int fd, bool writable, const char *filename);
+/* Lock F, a file IMG names (a VMDK extent, an external data file), as
+ * IMG's own file is locked, never sharing writes: when IMG is writable,
+ * or read-only with KIMG_OPEN_NO_WRITERS (convert's sources: qemu-img
+ * convert of a flat VMDK whose extent a running guest writes fails, its
+ * info, check, map, compare and dd do not); never when IMG takes no
+ * locks (-U, KIMG_OPEN_NO_LOCK). */
+int kimg_lock_named(struct kimg *img, struct kimg_file *f);
 
 #endif

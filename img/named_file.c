@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "kimg/driver.h"
 #include "kimg/output.h"
+#include "lock.h"
 
 /* Whether NAME has a ".." path component. */
 static bool has_dotdot(const char *name)
@@ -62,6 +63,10 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
         free(member);
         if (ret < 0)
             return ret;
+        if ((ret = kimg_lock_named(img, f)) < 0) {
+            kimg_file_close(f);
+            return ret;
+        }
         *out = f;
         return 0;
     }
@@ -107,6 +112,10 @@ int kimg_open_named_file(struct kimg *img, const char *name, const char *what,
         kimg_file_close(f);
         kimg_clear_error();
         return kimg_fail(-EPERM, "refusing %s '%.200s': not a regular file", what, name);
+    }
+    if ((ret = kimg_lock_named(img, f)) < 0) {
+        kimg_file_close(f);
+        return ret;
     }
     *out = f;
     return 0;

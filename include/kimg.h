@@ -85,6 +85,15 @@ size_t kimg_print_for_terminal(FILE *out, const char *s);
                                          user gave (convert -B onto an NBD
                                          export): local ones are opened even
                                          though the image is read over NBD */
+#define KIMG_OPEN_NO_WRITERS  0x0800u /* read-only: the files the image names
+                                         (VMDK extents, an external data
+                                         file) are locked as the image file
+                                         is, so no other process may write
+                                         them while this one reads (qemu-img
+                                         convert's sources; its info, check,
+                                         map, compare and dd lock only the
+                                         image file).  Writable opens always
+                                         lock them. */
 
 /* Longest backing chain followed before giving up (qemu-img's limit is
  * similar); loops are detected separately, by device and inode. */

@@ -252,18 +252,6 @@ static int extents_writable(const struct vmdk_state *s)
     return s->nb_ext > 0 ? 0 : kimg_fail(-ENOTSUP, "kimg cannot write a VMDK without extents");
 }
 
-/* Writable: lock every extent file as the image file is locked (qemu
- * locks each extent's node), so no other writer shares them. */
-static int lock_extents(struct kimg *img, struct vmdk_state *s)
-{
-    for (size_t i = 0; i < s->nb_ext; i++) {
-        int ret = kimg_file_lock(s->ext[i].file, true, s->ext[i].path);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
-}
-
 static int enable_extents(struct vmdk_state *s)
 {
     for (size_t i = 0; i < s->nb_ext; i++)
@@ -301,7 +289,7 @@ static int vmdk_open(struct kimg *img)
          * sparse, in files of their own */
         if (single_file(img))
             ret = vmdk_sparse_enable_write(s->ext[0].sparse);
-        else if ((ret = extents_writable(s)) == 0 && (ret = lock_extents(img, s)) == 0)
+        else if ((ret = extents_writable(s)) == 0)
             ret = enable_extents(s);
     }
     if (ret < 0) {
