@@ -24,7 +24,7 @@ CHECK_JOBS ?= 3
 # One list of Debian packages, used by `make deps`, the README and .ci/run.
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
-               qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
+               qemu-utils libvirt-clients virtinst xfsprogs btrfs-progs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
                cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev \
                groff-base man-db bash-completion procps strace
