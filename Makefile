@@ -24,7 +24,7 @@ CHECK_JOBS ?= 3
 # One list of Debian packages, used by `make deps`, the README and .ci/run.
 DEB_PACKAGES = build-essential pkg-config clang llvm libclang-rt-14-dev \
                zlib1g-dev libzstd-dev libaio-dev libssl-dev libxml2-dev uuid-dev \
-               qemu-utils libvirt-clients virtinst xfsprogs perl python3 util-linux e2fsprogs \
+               qemu-utils libvirt-clients virtinst xfsprogs btrfs-progs perl python3 util-linux e2fsprogs \
                time libnbd-bin libdeflate-dev libvhdi-utils libvmdk-utils libisal-dev \
                cryptsetup-bin libjansson-dev libnbd-dev nbdkit nbdkit-plugin-dev nettle-dev \
                groff-base man-db bash-completion procps strace
@@ -167,13 +167,18 @@ $(B)/$(SO_REAL): $(LIB_OBJ) $(B)/libkimg.map
 
 # Written on every run: PREFIX and the directories may differ between
 # `make` and `make install`.  ${prefix}-relative where they allow it, so
-# pkg-config --define-prefix can relocate an unpacked tree.
+# pkg-config --define-prefix can relocate an unpacked tree.  `make
+# install` writes its own copy straight into DESTDIR and nothing into
+# $(B)/: several installs at once (tests 093, 096 and 097 under make
+# check's prove -j, each with its own PREFIX) raced on one
+# $(B)/kimg.pc.tmp ("mv: cannot stat") and installed each other's prefix.
 pc_dir = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}$(patsubst $(PREFIX)%,%,$(1)),$(1))
+pc_gen = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' mk/kimg.pc.in
 $(B)/kimg.pc: mk/kimg.pc.in FORCE
 	@mkdir -p $(dir $@)
-	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
-	    -e 's|@INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
-	    -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' $< > $@.tmp && mv $@.tmp $@
+	@$(pc_gen) > $@.tmp.$$$$ && mv $@.tmp.$$$$ $@
 
 $(B)/kimg: $(CMD_OBJ) $(B)/libkimg.a
 	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(B)/libkimg.a $(LDLIBS)
@@ -271,7 +276,7 @@ deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 
-install: all $(B)/kimg.pc
+install: all
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 	    $(DESTDIR)$(INCLUDEDIR)/kimg
 	install -m 0755 $(B)/kimg $(DESTDIR)$(BINDIR)/kimg
@@ -279,7 +284,7 @@ install: all $(B)/kimg.pc
 	install -m 0755 $(B)/$(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_REAL)
 	ln -sf $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
 	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libkimg.so
-	install -m 0644 $(B)/kimg.pc $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc
+	$(pc_gen) > $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc && chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/kimg.pc
 	$(foreach h,$(PUBLIC_HEADERS),install -m 0644 $(h) $(DESTDIR)$(INCLUDEDIR)/$(call header_dest,$(h)) &&) true
 	install -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/

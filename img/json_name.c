@@ -43,6 +43,23 @@ static int bad(const char *name, const char *why)
     return kimg_fail(-EINVAL, "%s", why);
 }
 
+/* A json: name opens local files only: a "file" of driver "file" or
+ * "host_device" (or none) whose filename is not an NBD name.  The
+ * --image-opts grammar json: names otherwise share (image_opts.c) also
+ * takes NBD exports (file.driver=nbd, an nbd:// file.filename); a json:
+ * name is the form vdsm and virt-v2v build from paths, so it does not. */
+static int local_file(const char *drv, const char *path)
+{
+    if (drv && strcmp(drv, "file") && strcmp(drv, "host_device"))
+        return kimg_fail(-EINVAL, "a json: name's \"file\" must have the driver \"file\" or "
+                         "\"host_device\", not '%.64s'%s", drv,
+                         strcmp(drv, "nbd") ? "" : " (an NBD export: --image-opts or its name)");
+    if (path && kimg_nbd_is_uri(path))
+        return kimg_fail(-EINVAL, "a json: name opens local files only: '%.200s' is an NBD "
+                         "name (give it as the image name, or with --image-opts)", path);
+    return 0;
+}
+
 /* VAL as an option value: strings as they are, integers in decimal,
  * booleans on/off (qemu's keyval spellings). */
 static int value_text(json_t *val, char *buf, size_t cap, const char **out)
@@ -207,6 +224,9 @@ static int open_window(struct kimg **out, const char *name, json_t *root, const 
     if (!json_is_object(file) || !path || (drv && strcmp(drv, "file") && strcmp(drv, "host_device")))
         return bad(name, "the raw driver's \"file\" must be {\"driver\": \"file\", "
                          "\"filename\": PATH}");
+    int lret = local_file(drv, path);
+    if (lret < 0)
+        return lret;
     if (json_object_size(file) != (size_t)(drv ? 2 : 1))
         return bad(name, "only \"driver\" and \"filename\" are taken in a byte range's file");
     const char *k;
@@ -321,6 +341,16 @@ int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
     if (driver && !json_object_get(root, "driver"))
         json_object_set_new(root, "driver", json_string(driver));
     ret = flatten(name, root, "", &opts, 0);
+    if (ret == 0) {
+        const char *fd = NULL, *fp = NULL;
+        for (int i = 0; i < kimg_opts_count(opts); i++) {
+            if (!strcmp(kimg_opts_key(opts, i), "file.driver"))
+                fd = kimg_opts_value(opts, i);
+            else if (!strcmp(kimg_opts_key(opts, i), "file.filename"))
+                fp = kimg_opts_value(opts, i);
+        }
+        ret = local_file(fd ? fd : "file", fp);
+    }
     if (ret == 0)
         ret = kimg_open_opts(out, opts, flags);
 out:

@@ -116,6 +116,24 @@ static int guest_write(struct qcow2_state *s, uint64_t off, uint64_t len)
     return ret < 0 ? ret : qcow2_bitmaps_write(s, off, len);
 }
 
+/* The open option discard-no-unref (QEMU 8.1's, with its message for a
+ * v2 image; a bad value as every boolean option's).  Proxmox's convert
+ * passes "--target-image-opts driver=qcow2,discard-no-unref=true,
+ * file.driver=host_device,file.filename=DEV" for qcow2 on LVM. */
+static int open_discard_no_unref(struct kimg *img, struct qcow2_state *s)
+{
+    const char *v = kimg_open_opt(img, "discard-no-unref");
+    bool b = false;
+    if (!v)
+        return 0;
+    if (kimg_parse_bool(v, &b) < 0)
+        return kimg_fail(-EINVAL, "Parameter 'discard-no-unref' expects 'on' or 'off'");
+    if (b && s->version < 3)
+        return kimg_fail(-EINVAL, "discard-no-unref is only supported since qcow2 version 3");
+    s->discard_no_unref = b;
+    return 0;
+}
+
 /* The open, lock held; on failure the caller frees the state. */
 static int open_locked(struct kimg *img, struct qcow2_state *s)
 {
@@ -126,6 +144,9 @@ static int open_locked(struct kimg *img, struct qcow2_state *s)
     if (ret < 0)
         goto fail;
     ret = qcow2_parse_header(s, fsz);
+    if (ret < 0)
+        goto fail;
+    ret = open_discard_no_unref(img, s);
     if (ret < 0)
         goto fail;
     ret = qcow2_crypto_open(s, fsz);

@@ -241,6 +241,11 @@ struct qcow2_state {
     uint64_t coffset_mask;
     bool data_file_raw;         /* autoclear bit 1 */
     bool has_data_file;         /* incompat bit 2 */
+    /* open option discard-no-unref (QEMU 8.1; Proxmox's convert
+     * --target-image-opts): zero writes that may unmap and discards keep
+     * a cluster's host allocation (a zero cluster that keeps its offset)
+     * instead of freeing it (zero.c); v3 images only */
+    bool discard_no_unref;
 
     /* header extensions, in file order (all kept for rewrite) */
     struct qcow2_ext *exts;

@@ -31,13 +31,19 @@ static int write_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len)
 
 /* MODE: 0 zero-write keeping allocation, 1 zero-write may unmap,
  * 2 discard (qemu: v3 reads zeros afterwards, v2 unallocated),
- * 3 full discard (entries become unallocated: shrinking). */
+ * 3 full discard (entries become unallocated: shrinking).  With the open
+ * option discard-no-unref, modes 1 and 2 keep allocations as mode 0 does
+ * (qemu 8.1+: a data cluster stays allocated, now reading zeros; a
+ * compressed one is still freed).  Unlike qemu, a cluster a snapshot
+ * shares is released whatever the mode, and a kept cluster's old bytes
+ * are not discarded in the file (qemu's pass-discard-request). */
 static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int mode)
 {
     struct qcow2_freelist fl = { 0 };
     uint8_t *l2 = NULL;
     uint64_t cur_l1i = UINT64_MAX;
     int ret = 0;
+    bool keep_mode = mode == 0 || (s->discard_no_unref && (mode == 1 || mode == 2));
 
     while (len) {
         uint64_t l1i = qcow2_l1_index(s, off);
@@ -82,7 +88,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
                    ((off & s->cluster_mask) >> s->subcluster_bits)));
             if (t0 == QCOW2_SC_COMPRESSED || mask == 0xffffffffu) {
                 qcow2_entry_ref(s, entry, &fo, &flen);
-                bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared &&
+                bool keep = keep_mode && t0 != QCOW2_SC_COMPRESSED && !shared &&
                             (entry & QCOW2_L2E_OFFSET_MASK);
                 if (keep || (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)) {
                     ne = entry;
@@ -100,7 +106,7 @@ static int zero_clusters(struct qcow2_state *s, uint64_t off, uint64_t len, int 
         } else if (s->version >= 3) {
             qcow2_entry_ref(s, entry, &fo, &flen);
             uint64_t h = entry & QCOW2_L2E_OFFSET_MASK;
-            bool keep = mode == 0 && t0 != QCOW2_SC_COMPRESSED && !shared && h;
+            bool keep = keep_mode && t0 != QCOW2_SC_COMPRESSED && !shared && h;
             if (s->has_data_file && (entry & QCOW2_OFLAG_COPIED) && mode != 2)
                 keep = true;
             if (keep) {

@@ -6,7 +6,9 @@
 # refused.  On XFS (root, mkfs.xfs) the hint is set on every new file:
 # 1 MiB unless given, 0 clears it, one XFS refuses gives qemu-img's
 # warning (only when given); on other file systems it is accepted and
-# ignored.  Compared with the files qemu-img makes on the same folder.
+# ignored.  On btrfs (root, mkfs.btrfs) nocow=on sets the No_COW ('C')
+# attribute on the new file (and a data file), nocow=off or none does
+# not.  Compared with the files qemu-img makes on the same folder.
 . "$(dirname "$0")/lib.sh"
 
 for c in "-f raw -o extent_size_hint=2M" "-f raw -o nocow=on,extent_size_hint=64k,preallocation=falloc" \
@@ -28,6 +30,33 @@ like "$(< "$T/err")" "Extent size hint is too large" "4 GiB: qemu-img's reason"
 qemu-img create -q -f raw src.raw 1M
 oracle "convert -o extent_size_hint" convert -O qcow2 -o extent_size_hint=2M src.raw c.qcow2
 oracle "convert -o nocow" convert -O raw -o nocow=on src.raw c.raw
+
+# ---- btrfs: nocow=on really sets the No_COW attribute (libvirt's <nocow/>) ---
+if [ "$(id -u)" = 0 ] && command -v mkfs.btrfs > /dev/null && command -v lsattr > /dev/null &&
+   grep -qw btrfs /proc/filesystems && truncate -s 300M btrfs.img &&
+   mkfs.btrfs -q btrfs.img > /dev/null 2>&1 && mkdir -p b && mount -o loop btrfs.img b 2> /dev/null; then
+    trap 'cd /; umount "$T/b"; _tap_cleanup' EXIT
+    cattr() { lsattr -d "$1" 2> /dev/null | cut -d' ' -f1 | tr -cd C; }
+    cd b
+    # q-NAME made by qemu-img, k-NAME by kimg, in the same folder
+    for c in "create -f raw -o nocow=on @.raw 1M" "create -f qcow2 -o nocow=on @.qcow2 1M" \
+             "create -f qcow2 -o nocow=on,data_file=@.data @.qcow2 1M" \
+             "create -f raw @.raw 1M" "create -f raw -o nocow=off @.raw 1M" \
+             "convert -O qcow2 -o nocow=on ../src.raw @.qcow2" "convert -O raw ../src.raw @.raw"; do
+        rm -f q.* k.*
+        qimg ${c//@/q}; kimg ${c//@/k}
+        is "$RC" "$QRC" "btrfs: $c: exit code as qemu-img's"
+        for q in q.*; do
+            k=k.${q#q.}
+            is "$(cattr "$k")" "$(cattr "$q")" "btrfs: $c: $k's No_COW attribute ('$(cattr "$q")') as qemu-img's"
+        done
+    done
+    is "$(kimg create -f raw -o nocow=on n.raw 1M; cattr n.raw)" C "btrfs: nocow=on sets C"
+    cd ..
+    umount b && trap _tap_cleanup EXIT
+else
+    skip "btrfs No_COW attribute" "needs root, mkfs.btrfs (Debian package btrfs-progs), lsattr and a btrfs loop mount"
+fi
 
 # ---- XFS: the hint really set ------------------------------------------------
 if [ "$(id -u)" != 0 ] || ! command -v mkfs.xfs > /dev/null || ! command -v xfs_io > /dev/null; then

@@ -6,9 +6,10 @@
 # "file" (nested or dotted), "backing": null, a byte range of a file
 # (qemu's raw driver with offset/size) as the image or under a format, and
 # -f overriding "driver".  Refusals with one line: parse errors, a
-# non-object, unknown options, a backing other than null, under
-# --untrusted; a json: name stored in an image as its backing file is
-# never followed.
+# non-object, unknown options, a backing other than null, a "file" that
+# is not a local file or device (an NBD export by driver or by name),
+# under --untrusted; a json: name stored in an image as its backing file
+# is never followed.
 . "$(dirname "$0")/lib.sh"
 
 qemu-img create -q -f qcow2 base.qcow2 4M
@@ -67,6 +68,21 @@ for J in 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}
 done
 kimg info 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"},"backing":{"driver":"qcow2"}}'
 err_line "a backing other than null"
+# a "file" other than a local file or device (issue 16: "file" or
+# "host_device" with "filename"), though --image-opts takes NBD exports:
+# refused before anything is opened or connected to
+for J in 'json:{"driver":"raw","file":{"driver":"nbd","path":"nbd.sock"}}' \
+         'json:{"driver":"raw","file.driver":"nbd","file.path":"nbd.sock"}' \
+         'json:{"driver":"raw","file":{"driver":"nbd","host":"127.0.0.1","port":"1"}}' \
+         'json:{"driver":"raw","file":{"driver":"ssh","filename":"x"}}' \
+         'json:{"driver":"raw","file":{"filename":"nbd+unix:///?socket=nbd.sock"}}' \
+         'json:{"driver":"raw","file":{"driver":"file","filename":"nbd://127.0.0.1:1/x"}}' \
+         'json:{"driver":"raw","offset":0,"size":512,"file":{"driver":"file","filename":"nbd+unix:///?socket=nbd.sock"}}'; do
+    kimg info "$J"
+    err_line "not a local file: $J"
+    like "$(< "$T/err")" "json: name( opens local files only|'s \"file\" must have the driver)" \
+        "not a local file: $J: says why"
+done
 kimg info --untrusted "$VDSM"
 err_line "--untrusted"
 like "$(< "$T/err")" "under --untrusted" "--untrusted: said so"

@@ -21,8 +21,15 @@ san=; [ -n "$SANFLAGS" ] && san=SANITIZE=1
 mk() { env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$KIMG_SRC" -o all $san "$@" > "$T/make.log" 2>&1; }
 
 D=$T/root
+touch "$T/before-install"
 if mk install DESTDIR="$D" PREFIX=/usr/local; then pass "make install DESTDIR=... PREFIX=/usr/local"
 else fail "make install" "$(tail -20 "$T/make.log")"; done_testing; fi
+# install writes into DESTDIR alone: tests 093, 096 and 097 install at
+# once under make check, each with its own PREFIX, and a kimg.pc
+# regenerated in the build tree raced ("mv: cannot stat") and crossed
+# prefixes (lib.sh's fixtures cache is the one thing other files write)
+is "$(find "$KIMG_BUILD" -path "$KIMG_BUILD/fixtures*" -prune -o -newer "$T/before-install" -print)" "" \
+   "  it writes nothing into the build tree"
 L=$D/usr/local/lib
 missing=
 for f in bin/kimg lib/libkimg.a lib/libkimg.so lib/libkimg.so.0 lib/pkgconfig/kimg.pc \

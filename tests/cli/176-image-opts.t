@@ -63,7 +63,6 @@ driver=qcow2,file.filename=nosuch
 driver=qcow2
 driver=qcow2,file.filename=base.qcow2,,x
 driver=qcow2,,file.filename=base.qcow2
-driver=qcow2,file.filename=base.qcow2,discard-no-unref=true
 driver=qcow2,file.filename=base.qcow2,=x
 driver=qcow2,file.filename=base.qcow2,foo
 driver=qcow2,file.filename=base.qcow2,nofoo
