@@ -28,7 +28,9 @@
  * (slots are allocated on first use) */
 #define MAX_OUTPUTS (4096 + 256)
 
-enum { SLOT_FREE, SLOT_TMP, SLOT_FINAL };
+/* SLOT_DIR: a folder made by kimg_output_mkdir; SLOT_GONE:
+ * such a folder, removed */
+enum { SLOT_FREE, SLOT_TMP, SLOT_FINAL, SLOT_DIR, SLOT_GONE };
 
 /* A signal handler reads the slots: they are allocated on first use and
  * never freed, and a slot's names are written before its state says to
@@ -52,6 +54,28 @@ static const int guarded[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 #define NGUARDED (sizeof(guarded) / sizeof(guarded[0]))
 static struct sigaction saved[NGUARDED], saved_xfsz;
 
+/* Remove the registered folders (kimg_output_mkdir), once the files
+ * are gone: writable first (a copied mode may not be), then emptied from
+ * the deepest up, in passes, since a slot's index does not follow the
+ * order the folders were made in.  Async-signal-safe. */
+static void remove_dirs(void)
+{
+    for (sig_atomic_t i = 0; i < nslots; i++)
+        if (slots[i] && slots[i]->state == SLOT_DIR && chmod(slots[i]->final, 0700) < 0) {
+            /* gone already, or not ours: rmdir says */
+        }
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (sig_atomic_t i = nslots; i-- > 0;) {
+            struct slot *s = slots[i];
+            if (s && s->state == SLOT_DIR && (rmdir(s->final) == 0 || errno == ENOENT)) {
+                s->state = SLOT_GONE;
+                progress = true;
+            }
+        }
+    }
+}
+
 static void remove_all_signal_safe(void)
 {
     for (sig_atomic_t i = nslots; i-- > 0;) {
@@ -62,8 +86,10 @@ static void remove_all_signal_safe(void)
             unlink(s->tmp);
         else if (s->state == SLOT_FINAL)
             unlink(s->final);
-        s->state = SLOT_FREE;
+        if (s->state != SLOT_DIR)
+            s->state = SLOT_FREE;
     }
+    remove_dirs();
 }
 
 static void on_signal(int sig)
@@ -564,9 +590,38 @@ static void end_all(bool remove)
             unlink(s->tmp);
         else if (s->state == SLOT_FINAL && remove)
             unlink(s->final);
-        release_slot(i);
+        if (s->state != SLOT_DIR)
+            release_slot(i);
     }
+    if (remove)
+        remove_dirs();
+    for (int i = 0; i < nslots; i++)
+        if (slots[i] && slots[i]->used)
+            release_slot(i);
     restore_signals(&old);
+}
+
+int kimg_output_mkdir(const char *path, unsigned mode)
+{
+    sigset_t old;
+    block_signals(&old);
+    int i = take_slot();
+    if (i >= 0 && copy_path(slots[i]->final, path) < 0) {
+        release_slot(i);
+        i = -ENAMETOOLONG;
+    }
+    if (i >= 0 && mkdir(path, (mode_t)mode) < 0) {
+        int e = -errno;
+        release_slot(i);
+        i = e;
+    }
+    if (i >= 0)
+        slots[i]->state = SLOT_DIR;
+    restore_signals(&old);
+    if (i < 0)
+        return kimg_fail(i, "%s: %s", path, i == -EMFILE ? "too many output files at once"
+                                                         : strerror(-i));
+    return 0;
 }
 
 void kimg_output_undo_all(void)

@@ -3,7 +3,8 @@
  * replace), undo of committed UNDO outputs, symlinks kept, devices in
  * place, the signal dispositions installed only while outputs exist, and
  * outputs of several files (members renamed before the output's own file,
- * an old file naming them removed first, every member removed on failure).
+ * an old file naming them removed first, every member removed on failure),
+ * registered folders (removed after their files, or kept).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,7 +74,7 @@ int main(void)
     static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ };
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         signal(sigs[i], SIG_DFL);
-    plan(34);
+    plan(45);
     if (!mkdtemp(dir)) {
         skip_all("no temporary folder");
         return 0;
@@ -172,6 +173,29 @@ int main(void)
     free(m1);
     ok(handler_is(SIGINT, SIG_DFL), "all released");
     kimg_clear_error();
+
+    /* folders (kimg_output_mkdir): undo removes them after their files,
+     * the deepest first whatever the slots' order, a read-only one too;
+     * forget keeps them */
+    ok(kimg_output_begin(&a, at("pad.img"), KIMG_OUTPUT_UNDO) == 0, "an output before them");
+    ok(kimg_output_mkdir(at("st"), 0700) == 0, "make a folder");
+    kimg_output_abort(&a);      /* a free slot below the folder's: its subfolder's */
+    ok(kimg_output_mkdir(at("st/sub"), 0700) == 0, "and one inside");
+    ok(kimg_output_mkdir(at("st"), 0700) == -EEXIST, "an existing folder is refused");
+    kimg_clear_error();
+    ok(kimg_output_begin(&b, at("st/sub/f"), KIMG_OUTPUT_UNDO) == 0, "a file inside");
+    put(b.path, "state");
+    ok(kimg_output_commit(&b, false) == 0 && holds(at("st/sub/f"), "state"), "committed");
+    ok(chmod(at("st/sub"), 0500) == 0 && !handler_is(SIGINT, SIG_DFL),
+       "a read-only folder; guarded");
+    kimg_output_undo_all();
+    ok(!exists(at("st/sub/f")) && !exists(at("st/sub")) && !exists(at("st")),
+       "undo removes the file and both folders");
+    ok(handler_is(SIGINT, SIG_DFL), "and releases them");
+    ok(kimg_output_mkdir(at("kept"), 0700) == 0, "a folder");
+    kimg_output_forget_all();
+    ok(exists(at("kept")) && handler_is(SIGINT, SIG_DFL), "forget keeps it");
+    rmdir(at("kept"));
 
     rmdir(at("f.desc/sub"));
     rmdir(at("f.desc"));
