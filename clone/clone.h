@@ -257,6 +257,7 @@ struct clone_plan {
     const struct clone_plan *first;     /* the batch's first plan (its open sources) */
     /* --copy-tpm-state (tpm.c): STATEDIR/OLD-UUID copied to STATEDIR/NEW-UUID */
     char *tpm_src, *tpm_dst;    /* NULL: nothing to copy */
+    int tpm_entries;            /* folders and files to make (tpm_src's tree) */
     char **tpm_made;            /* folders and files made, in order */
     int nb_tpm_made;
     bool *tpm_made_dir;

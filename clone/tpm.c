@@ -111,7 +111,9 @@ int clone_tpm_plan(struct clone_plan *p, const struct clone_opts *o)
     free(parent);
     int entries = 0;
     uint64_t bytes = 0;
-    return r < 0 ? r : check_tree(p->tpm_src, 1, &entries, &bytes);
+    if (r == 0 && (r = check_tree(p->tpm_src, 1, &entries, &bytes)) == 0)
+        p->tpm_entries = entries + 1;   /* and the folder itself */
+    return r;
 }
 
 static int note_made(struct clone_plan *p, const char *path, bool is_dir)

@@ -67,6 +67,11 @@
 
 #include <stdbool.h>
 
+/* At most this many outputs, members and folders registered at once
+ * (committed UNDO outputs stay registered until the run ends: a batch of
+ * clones holds each clone's files; begin fails with EMFILE past it). */
+#define KIMG_OUTPUT_MAX (1 << 17)
+
 enum {
     KIMG_OUTPUT_REPLACE = 1u << 0,  /* commit replaces an existing target */
     KIMG_OUTPUT_UNDO = 1u << 1,     /* committed, it stays registered for undo */
