@@ -8,12 +8,14 @@
  * main thread reads the next chunk.  Memory is two chunks plus each open
  * target's own image state (a qcow2 target's metadata caches: about
  * 0.7 MiB for a 4 GiB disk with 64 KiB clusters, 16 MiB with 2 MiB
- * clusters), so the targets are opened in groups that fit a fixed budget
- * and a batch bigger than one group reads the source once per group:
- * memory does not grow with the batch.
+ * clusters), so the targets are opened in groups that fit a budget (what
+ * the process has left below 52 MiB, at most 40 MiB) and a batch bigger
+ * than one group reads the source once per group: memory does not grow
+ * with the batch.
  */
 #include <errno.h>
 #include <malloc.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +28,13 @@
 #define FANOUT_GRAIN 4096u          /* zero runs this long become holes */
 #define FANOUT_MAX_RUNS (FANOUT_CHUNK / FANOUT_GRAIN / 2 + 2)
 #define FANOUT_MAX_WORKERS 8
-/* the open targets' image state, estimated (target_cost), per group */
+/* the open targets' image state, estimated (target_cost), per group: at
+ * most this, and no more than leaves the process under FANOUT_GOAL with
+ * the two chunks, whatever the batch holds already (its clones' plans and
+ * XML text: some 8 KiB each), but room for one target at least */
 #define FANOUT_TARGET_BUDGET (40u << 20)
+#define FANOUT_GOAL (52u << 20)         /* 64 MiB less the chunks and a margin */
+#define FANOUT_MIN_BUDGET (4u << 20)
 
 struct run {
     uint32_t pos, len;              /* within the chunk */
@@ -345,10 +352,27 @@ static uint64_t target_cost(const struct clone_disk_plan *d)
     return (256u << 10) + meta;
 }
 
+/* The process's resident memory now, or 0 when not known. */
+static uint64_t resident_bytes(void)
+{
+    uint64_t pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%" SCNu64 " %" SCNu64, &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opts *o,
                       bool keep_going, int *res, char **errs)
 {
-    uint64_t g = FANOUT_TARGET_BUDGET / target_cost(ds[0]);
+    uint64_t budget = FANOUT_TARGET_BUDGET, rss = resident_bytes();
+    uint64_t room = rss < FANOUT_GOAL ? FANOUT_GOAL - rss : 0;
+    if (rss && room < budget)
+        budget = room > FANOUT_MIN_BUDGET ? room : FANOUT_MIN_BUDGET;
+    uint64_t g = budget / target_cost(ds[0]);
     int per = g < 1 ? 1 : g > (uint64_t)n ? n : (int)g;
     int np = (n + per - 1) / per, ret = 0;
     for (int k = 0; k < n; k++) {
