@@ -257,6 +257,7 @@ struct clone_plan {
     const struct clone_plan *first;     /* the batch's first plan (its open sources) */
     /* --copy-tpm-state (tpm.c): STATEDIR/OLD-UUID copied to STATEDIR/NEW-UUID */
     char *tpm_src, *tpm_dst;    /* NULL: nothing to copy */
+    int tpm_entries;            /* folders and files to make (tpm_src's tree) */
     char **tpm_made;            /* folders and files made, in order */
     int nb_tpm_made;
     bool *tpm_made_dir;
@@ -299,7 +300,9 @@ int clone_copy_begin(struct clone_disk_plan *d);
 int clone_copy_error(struct clone_disk_plan *d, int r);
 /* The same full copy (CLONE_COPY) into the N begun outputs DS[], all
  * of one source (DS[0]->img), read once: each chunk of the source is read
- * and written to every target (fanout.c), the targets by several threads.
+ * and written to every target (fanout.c), the targets by several threads;
+ * as many targets at once as fit fanout.c's memory budget (a bigger batch
+ * reads the source once per group of them).
  * RES[k] gets target k's result and ERRS[k] its message (malloc'd, or
  * NULL; the caller frees); with KEEP_GOING a target that fails is dropped
  * and the others go on, else the first failure ends the copy.  Returns 0

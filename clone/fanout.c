@@ -3,12 +3,19 @@
  * source's allocation is walked once, each chunk of data is read once
  * into one buffer and written to every clone's new image (zero blocks
  * left as holes, as the convert engine leaves them), so ten clones cost
- * one read of the template and memory does not grow with the batch (two
- * chunks, plus each target's own image state).  The chunk is written to
- * the targets by up to one worker per CPU, each worker owning some of the
- * targets, while the main thread reads the next chunk.
+ * one read of the template.  The chunk is written to the targets by up to
+ * one worker per CPU, each worker owning some of the targets, while the
+ * main thread reads the next chunk.  Memory is two chunks plus each open
+ * target's own image state (a qcow2 target's metadata caches: about
+ * 0.7 MiB for a 4 GiB disk with 64 KiB clusters, 16 MiB with 2 MiB
+ * clusters), so the targets are opened in groups that fit a budget (what
+ * the process has left below 52 MiB, at most 40 MiB) and a batch bigger
+ * than one group reads the source once per group: memory does not grow
+ * with the batch.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +28,13 @@
 #define FANOUT_GRAIN 4096u          /* zero runs this long become holes */
 #define FANOUT_MAX_RUNS (FANOUT_CHUNK / FANOUT_GRAIN / 2 + 2)
 #define FANOUT_MAX_WORKERS 8
+/* the open targets' image state, estimated (target_cost), per group: at
+ * most this, and no more than leaves the process under FANOUT_GOAL with
+ * the two chunks, whatever the batch holds already (its clones' plans and
+ * XML text: some 8 KiB each), but room for one target at least */
+#define FANOUT_TARGET_BUDGET (40u << 20)
+#define FANOUT_GOAL (52u << 20)         /* 64 MiB less the chunks and a margin */
+#define FANOUT_MIN_BUDGET (4u << 20)
 
 struct run {
     uint32_t pos, len;              /* within the chunk */
@@ -197,8 +211,10 @@ static int next_chunk(struct kimg *src, uint64_t size, uint64_t *off, struct chu
     return 0;
 }
 
-int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opts *o,
-                      bool keep_going, int *res, char **errs)
+/* One group: DS[0..N) written from one read of the source.  Progress is
+ * shown as part P of NP. */
+static int fanout_group(struct clone_disk_plan **ds, int n, const struct clone_opts *o,
+                        bool keep_going, int *res, char **errs, int p, int np)
 {
     struct kimg *src = ds[0]->img;
     struct fan f = { .ds = ds, .n = n, .res = res, .errs = errs, .keep_going = keep_going };
@@ -254,8 +270,8 @@ int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opt
         dispatch(&f, &ch[cur]);
         r = next_chunk(src, size, &off, &ch[cur ^ 1]);
         bool go_on = finish(&f);
-        if (show && (off - last) * 100 >= size) {
-            clone_progress_line(ds[0], off, size);
+        if (show && (off - last) * 100 >= size * (uint64_t)np) {
+            clone_progress_line(ds[0], (uint64_t)p * size + off, (uint64_t)np * size);
             last = off;
         }
         if (!go_on)
@@ -276,7 +292,7 @@ int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opt
         free(m);
         ret = r;
     } else if (!f.stop) {
-        if (show) {
+        if (show && p == np - 1) {
             clone_progress_line(ds[0], 1, 1);
             fputc('\n', stderr);
         }
@@ -314,5 +330,74 @@ free_all:
         kimg_buffer_free(ch[i].buf, FANOUT_CHUNK);
         free(ch[i].runs);
     }
+    return ret;
+}
+
+/* The memory an open target of D's source is expected to hold while it
+ * is written in guest order (generously): with an allocation unit C, its
+ * mapping and refcount metadata (10 bytes per unit of the disk, as a
+ * qcow2 L2 entry and refcount cover it, up to what a driver caches:
+ * 9 MiB) or, where C is big, the few C-sized tables every cache keeps
+ * (8 C); 256 KiB for the rest of the image. */
+static uint64_t target_cost(const struct clone_disk_plan *d)
+{
+    uint64_t c = d->img ? kimg_cluster_size(d->img) : 0, meta = 0;
+    if (c) {
+        meta = d->size / c * 10;
+        if (meta > (9u << 20))
+            meta = 9u << 20;
+        if (meta < 8 * c)
+            meta = 8 * c;
+    }
+    return (256u << 10) + meta;
+}
+
+/* The process's resident memory now, or 0 when not known. */
+static uint64_t resident_bytes(void)
+{
+    uint64_t pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%" SCNu64 " %" SCNu64, &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+int clone_fanout_copy(struct clone_disk_plan **ds, int n, const struct clone_opts *o,
+                      bool keep_going, int *res, char **errs)
+{
+    uint64_t budget = FANOUT_TARGET_BUDGET, rss = resident_bytes();
+    uint64_t room = rss < FANOUT_GOAL ? FANOUT_GOAL - rss : 0;
+    if (rss && room < budget)
+        budget = room > FANOUT_MIN_BUDGET ? room : FANOUT_MIN_BUDGET;
+    uint64_t g = budget / target_cost(ds[0]);
+    int per = g < 1 ? 1 : g > (uint64_t)n ? n : (int)g;
+    int np = (n + per - 1) / per, ret = 0;
+    for (int k = 0; k < n; k++) {
+        res[k] = 0;
+        errs[k] = NULL;
+    }
+    for (int p = 0; p < np; p++) {
+        int at = p * per, m = n - at < per ? n - at : per;
+        int r = fanout_group(ds + at, m, o, keep_going, res + at, errs + at, p, np);
+        if (r < 0 && !ret)
+            ret = r;
+        if (r < 0 && !keep_going)
+            break;
+        /* the group's closed targets gave back their caches: hand that
+         * memory to the system, or the next group's would come on top
+         * (glibc keeps big freed blocks in its heap once it has seen one
+         * freed, and the heap does not shrink past the ones still used) */
+        malloc_trim(0);
+    }
+    /* the first failure's message, here, for a caller that ends the run */
+    kimg_clear_error();
+    for (int k = 0; k < n; k++)
+        if (res[k] < 0) {
+            kimg_error("%s", errs[k] ? errs[k] : strerror(-res[k]));
+            break;
+        }
     return ret;
 }

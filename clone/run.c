@@ -251,6 +251,25 @@ static int build_plans(struct batch *b)
     return 0;
 }
 
+/* Every file and folder the run makes stays registered (kimg/output.h)
+ * until it ends, for the undo: refuse, before writing, a batch that makes
+ * more than the registry holds. */
+static int check_outputs(struct batch *b)
+{
+    uint64_t n = b->o->report_json ? 1 : 0;
+    for (int i = 0; i < b->n; i++) {
+        const struct clone_plan *p = &b->plans[i];
+        for (int j = 0; j <= p->nb_disks; j++)
+            n += !b->o->print_xml && writes_storage(j < p->nb_disks ? &p->disks[j] : &p->nvram);
+        n += (b->o->print_xml ? 0 : (uint64_t)p->tpm_entries) + (b->opts[i].output_xml != NULL);
+    }
+    if (n > KIMG_OUTPUT_MAX)
+        return kimg_fail(-E2BIG, "a batch of %d clones makes %llu files; kimg clone makes at "
+                         "most %d in one run; split it", b->n, (unsigned long long)n,
+                         KIMG_OUTPUT_MAX);
+    return 0;
+}
+
 /* ---- writing ---------------------------------------------------------------------- */
 
 
@@ -422,7 +441,7 @@ int clone_run(const struct clone_opts *o_in)
         r = -ENOMEM;
         goto out;
     }
-    if ((r = build_plans(&b)) < 0)
+    if ((r = build_plans(&b)) < 0 || (r = check_outputs(&b)) < 0)
         goto out;
     warnings(&b.plans[0], &o);
 

@@ -3,8 +3,9 @@
  * libvirt keeps for swtpm under STATEDIR/UUID (tpm2/, tpm1.2/), copied to
  * STATEDIR/NEW-UUID with its modes (and owners, as root).  Checked before
  * any write (only folders and regular files, capped); each file is an
- * UNDO output (kimg/output.h), the folders are removed by the run on
- * failure.  The clone then shares the template's TPM identity.
+ * UNDO output and each folder a registered one (kimg/output.h), so a
+ * failure or a signal removes them all.  The clone then shares the
+ * template's TPM identity.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -110,7 +111,9 @@ int clone_tpm_plan(struct clone_plan *p, const struct clone_opts *o)
     free(parent);
     int entries = 0;
     uint64_t bytes = 0;
-    return r < 0 ? r : check_tree(p->tpm_src, 1, &entries, &bytes);
+    if (r == 0 && (r = check_tree(p->tpm_src, 1, &entries, &bytes)) == 0)
+        p->tpm_entries = entries + 1;   /* and the folder itself */
+    return r;
 }
 
 static int note_made(struct clone_plan *p, const char *path, bool is_dir)
@@ -185,14 +188,27 @@ static int copy_file(struct clone_plan *p, const char *src, const char *dst,
     return note_made(p, dst, false);
 }
 
+/* "--copy-tpm-state: " before the current message. */
+static int rewrap_tpm(int r)
+{
+    const char *m = kimg_last_error();
+    char *copy = m ? strdup(m) : NULL;
+    kimg_clear_error();
+    kimg_error("--copy-tpm-state: %s", copy ? copy : strerror(-r));
+    free(copy);
+    return r;
+}
+
 static int copy_tree(struct clone_plan *p, const char *src, const char *dst)
 {
     struct stat st;
     if (lstat(src, &st) < 0)
         return kimg_fail(-errno, "--copy-tpm-state: %s: %s", src, strerror(errno));
-    if (mkdir(dst, 0700) < 0)
-        return kimg_fail(-errno, "--copy-tpm-state: %s: %s", dst, strerror(errno));
-    int r = note_made(p, dst, true);
+    /* registered, so a signal removes it (after the files) */
+    int r = kimg_output_mkdir(dst, 0700);
+    if (r < 0)
+        return rewrap_tpm(r);
+    r = note_made(p, dst, true);
     if (r < 0)
         return r;
     DIR *d = opendir(src);

@@ -24,33 +24,60 @@
 #include "crash.h"
 
 #define MAX_LINK_HOPS 40    /* as the kernel's limit on a path's symlinks */
-/* clone: 256 disks, the nvram, XML, report; a split VMDK's 4096 extents
- * (slots are allocated on first use) */
-#define MAX_OUTPUTS (4096 + 256)
+#define MAX_OUTPUTS KIMG_OUTPUT_MAX
 
-enum { SLOT_FREE, SLOT_TMP, SLOT_FINAL };
+/* SLOT_DIR: a folder made by kimg_output_mkdir; SLOT_GONE:
+ * such a folder, removed */
+enum { SLOT_FREE, SLOT_TMP, SLOT_FINAL, SLOT_DIR, SLOT_GONE };
 
 /* A signal handler reads the slots: they are allocated on first use and
  * never freed, and a slot's names are written before its state says to
- * use them. */
+ * use them.  The names are sized to fit (a batch of clones keeps
+ * thousands of committed outputs registered: a slot is its two names and
+ * some 50 bytes); a free slot's buffers are kept for its next use, and
+ * replaced only while it is free, when the handler does not read them. */
 struct slot {
-    char tmp[PATH_MAX];
-    char final[PATH_MAX];
+    char *tmp, *final;
+    size_t tmp_cap, final_cap;
     volatile sig_atomic_t state;
     bool used;              /* taken (main thread only; the handler reads state) */
     bool undo;              /* KIMG_OUTPUT_UNDO */
     bool replace;           /* KIMG_OUTPUT_REPLACE */
     int owner;              /* a member: its output's slot + 1; else 0 */
+    int nmembers;           /* an output: the slots whose owner it is */
     char *name;             /* a member: the name its image gives it */
 };
 
 static struct slot *slots[MAX_OUTPUTS];
 static volatile sig_atomic_t nslots;   /* slots below this index may be in use */
 static int nused;                      /* slots taken: guards are on while > 0 */
+static int free_hint;                  /* no free slot below this index */
 
 static const int guarded[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 #define NGUARDED (sizeof(guarded) / sizeof(guarded[0]))
 static struct sigaction saved[NGUARDED], saved_xfsz;
+
+/* Remove the registered folders (kimg_output_mkdir), once the files
+ * are gone: writable first (a copied mode may not be), then emptied from
+ * the deepest up, in passes, since a slot's index does not follow the
+ * order the folders were made in.  Async-signal-safe. */
+static void remove_dirs(void)
+{
+    for (sig_atomic_t i = 0; i < nslots; i++)
+        if (slots[i] && slots[i]->state == SLOT_DIR && chmod(slots[i]->final, 0700) < 0) {
+            /* gone already, or not ours: rmdir says */
+        }
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (sig_atomic_t i = nslots; i-- > 0;) {
+            struct slot *s = slots[i];
+            if (s && s->state == SLOT_DIR && (rmdir(s->final) == 0 || errno == ENOENT)) {
+                s->state = SLOT_GONE;
+                progress = true;
+            }
+        }
+    }
+}
 
 static void remove_all_signal_safe(void)
 {
@@ -62,8 +89,10 @@ static void remove_all_signal_safe(void)
             unlink(s->tmp);
         else if (s->state == SLOT_FINAL)
             unlink(s->final);
-        s->state = SLOT_FREE;
+        if (s->state != SLOT_DIR)
+            s->state = SLOT_FREE;
     }
+    remove_dirs();
 }
 
 static void on_signal(int sig)
@@ -116,10 +145,11 @@ static void guard(bool on)
 /* Take a free slot (signals blocked); its index, -ENOMEM or -EMFILE. */
 static int take_slot(void)
 {
-    for (int i = 0; i < MAX_OUTPUTS; i++) {
+    for (int i = free_hint; i < MAX_OUTPUTS; i++) {
         if (!slots[i] && !(slots[i] = calloc(1, sizeof(*slots[i]))))
             return -ENOMEM;
         if (!slots[i]->used) {
+            free_hint = i + 1;
             slots[i]->used = true;
             slots[i]->state = SLOT_FREE;
             if (i >= nslots)
@@ -132,12 +162,40 @@ static int take_slot(void)
     return -EMFILE;
 }
 
+/* Member M no longer belongs to its output. */
+static void drop_owner(struct slot *m)
+{
+    if (m->owner)
+        slots[m->owner - 1]->nmembers--;
+    m->owner = 0;
+}
+
+/* Set a free slot's name *BUF (capacity *CAP) to S (signals blocked). */
+static int set_name(char **buf, size_t *cap, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (n > PATH_MAX)
+        return -ENAMETOOLONG;
+    if (n > *cap) {
+        char *b = malloc(n), *old = *buf;
+        if (!b)
+            return -ENOMEM;
+        *buf = b;
+        *cap = n;
+        free(old);
+    }
+    memcpy(*buf, s, n);
+    return 0;
+}
+
 /* Release slot I (signals blocked) without touching its files. */
 static void release_slot(int i)
 {
     slots[i]->state = SLOT_FREE;
     slots[i]->used = false;
-    slots[i]->owner = 0;
+    drop_owner(slots[i]);
+    if (i < free_hint)
+        free_hint = i;
     free(slots[i]->name);
     slots[i]->name = NULL;
     if (--nused == 0)
@@ -224,7 +282,13 @@ static int set_mode(int fd, const char *target)
 static int create_tmp(struct slot *s)
 {
     sigset_t old;
-    int r = make_tmp_name(s->tmp, s->final);
+    char t[PATH_MAX];
+    int r = make_tmp_name(t, s->final);
+    if (r == 0) {
+        block_signals(&old);
+        r = set_name(&s->tmp, &s->tmp_cap, t);
+        restore_signals(&old);
+    }
     if (r < 0)
         return r;
     block_signals(&old);
@@ -274,7 +338,13 @@ int kimg_output_begin(struct kimg_output *o, const char *path, unsigned flags)
     struct slot *s = slots[i];
     s->undo = flags & KIMG_OUTPUT_UNDO;
     s->replace = flags & KIMG_OUTPUT_REPLACE;
-    int r = resolve_links(path, s->final);
+    char final[PATH_MAX];
+    int r = resolve_links(path, final);
+    if (r == 0) {
+        block_signals(&old);
+        r = set_name(&s->final, &s->final_cap, final);
+        restore_signals(&old);
+    }
     if (r == 0)
         r = create_tmp(s);
     o->slot = i + 1;
@@ -349,8 +419,15 @@ int kimg_output_add_member(const char *owner_tmp, const char *path, const char *
     s->undo = slots[o]->undo;
     s->replace = slots[o]->replace;
     s->owner = o + 1;
+    slots[o]->nmembers++;
     s->name = strdup(name);
-    int r = s->name ? resolve_links(path, s->final) : -ENOMEM;
+    char final[PATH_MAX];
+    int r = s->name ? resolve_links(path, final) : -ENOMEM;
+    if (r == 0) {
+        block_signals(&old);
+        r = set_name(&s->final, &s->final_cap, final);
+        restore_signals(&old);
+    }
     /* two names for one file would lose one of them at commit */
     for (int j = 0; r == 0 && j < nslots; j++)
         if (slots[j] && slots[j]->used && j != i && (j == o || slots[j]->owner == o + 1) &&
@@ -390,10 +467,7 @@ char *kimg_output_member_path(const char *owner_tmp, const char *name)
 
 static bool has_members(int o)
 {
-    for (int i = 0; i < nslots; i++)
-        if (slots[i] && slots[i]->used && slots[i]->owner == o + 1)
-            return true;
-    return false;
+    return slots[o]->nmembers > 0;
 }
 
 /* Remove output O's members, renamed or not, and release them (signals
@@ -474,7 +548,7 @@ static int commit_members(int o, bool sync)
         if (!s || !s->used || s->owner != o + 1)
             continue;
         char d[PATH_MAX], e[PATH_MAX];
-        memcpy(d, s->final, sizeof(d));
+        memcpy(d, s->final, strlen(s->final) + 1);
         if (last) {
             memcpy(e, last, strlen(last) + 1);
             if (!strcmp(dirname(d), dirname(e)))
@@ -492,7 +566,7 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir)
         return 0;
     struct slot *s = slots[o->slot - 1];
     char d[PATH_MAX];
-    memcpy(d, s->final, sizeof(d));     /* the slot may be reused once released */
+    memcpy(d, s->final, strlen(s->final) + 1);  /* the slot may be reused once released */
     bool group = has_members(o->slot - 1);
     int r = group ? commit_members(o->slot - 1, sync_dir) : 0;
     if (r < 0)
@@ -509,7 +583,7 @@ int kimg_output_commit(struct kimg_output *o, bool sync_dir)
         for (int i = 0; group && i < nslots; i++)
             if (slots[i] && slots[i]->used && slots[i]->owner == o->slot) {
                 if (s->undo)
-                    slots[i]->owner = 0;    /* now an output of its own, for undo */
+                    drop_owner(slots[i]);   /* now an output of its own, for undo */
                 else
                     release_slot(i);
             }
@@ -564,9 +638,39 @@ static void end_all(bool remove)
             unlink(s->tmp);
         else if (s->state == SLOT_FINAL && remove)
             unlink(s->final);
-        release_slot(i);
+        if (s->state != SLOT_DIR)
+            release_slot(i);
     }
+    if (remove)
+        remove_dirs();
+    for (int i = 0; i < nslots; i++)
+        if (slots[i] && slots[i]->used)
+            release_slot(i);
     restore_signals(&old);
+}
+
+int kimg_output_mkdir(const char *path, unsigned mode)
+{
+    sigset_t old;
+    block_signals(&old);
+    int i = take_slot();
+    int e = i >= 0 ? set_name(&slots[i]->final, &slots[i]->final_cap, path) : 0;
+    if (e < 0) {
+        release_slot(i);
+        i = e;
+    }
+    if (i >= 0 && mkdir(path, (mode_t)mode) < 0) {
+        e = -errno;
+        release_slot(i);
+        i = e;
+    }
+    if (i >= 0)
+        slots[i]->state = SLOT_DIR;
+    restore_signals(&old);
+    if (i < 0)
+        return kimg_fail(i, "%s: %s", path, i == -EMFILE ? "too many output files at once"
+                                                         : strerror(-i));
+    return 0;
 }
 
 void kimg_output_undo_all(void)

@@ -35,9 +35,10 @@
  * registered; kimg_output_forget_all() (the run succeeded) keeps them.
  * Undo cannot bring back a file a REPLACE output replaced.
  *
- * Signals.  While any output is registered (a temporary file, or a
- * committed UNDO output), SIGINT, SIGTERM, SIGHUP and SIGPIPE remove every
- * registered file and then end the process by that signal, and SIGXFSZ is
+ * Signals.  While any output is registered (a temporary file, a
+ * committed UNDO output, or a folder), SIGINT, SIGTERM, SIGHUP and
+ * SIGPIPE remove every registered file, then the registered folders, and
+ * then end the process by that signal, and SIGXFSZ is
  * ignored (a file size limit fails the write with EFBIG, and the caller
  * removes its outputs, instead of the process dying with them left
  * behind).  The dispositions in force before are restored when the last
@@ -65,6 +66,11 @@
 #define KIMG_OUTPUT_H
 
 #include <stdbool.h>
+
+/* At most this many outputs, members and folders registered at once
+ * (committed UNDO outputs stay registered until the run ends: a batch of
+ * clones holds each clone's files; begin fails with EMFILE past it). */
+#define KIMG_OUTPUT_MAX (1 << 17)
 
 enum {
     KIMG_OUTPUT_REPLACE = 1u << 0,  /* commit replaces an existing target */
@@ -102,6 +108,13 @@ int kimg_output_add_member(const char *owner_tmp, const char *path, const char *
  * image, opened under its temporary name while it is made, finds the
  * files it names (kimg_open_named_file asks). */
 char *kimg_output_member_path(const char *owner_tmp, const char *name);
+/* Make the folder PATH (mkdir with MODE; it must not exist) and register
+ * it with the UNDO outputs, with the guarded signals held between the
+ * two: kimg_output_undo_all() and a guarded signal remove it once the
+ * files are gone (made writable, then removed if empty, the deepest of
+ * the registered folders first); kimg_output_forget_all() keeps it.
+ * Clone's copy of swtpm's state folders. */
+int kimg_output_mkdir(const char *path, unsigned mode);
 /* Remove every registered temporary file and committed UNDO output. */
 void kimg_output_undo_all(void);
 /* Keep every committed output; remove stray temporary files. */

@@ -4,7 +4,8 @@
 # with modes kept, warning that the clone shares the template's TPM
 # identity; without it nothing is copied and kimg says so once; a template
 # never started has no state; refusals (a symlink inside, an existing
-# folder for the new UUID); a failure after the copy removes it.
+# folder for the new UUID); a failure or a signal after the copy removes
+# it, its folders too.
 . "$(dirname "$0")/lib.sh"
 . "$KIMG_SRC/tests/images/domains/setup.sh"
 
@@ -52,6 +53,29 @@ run bash -c "exec '$KIMG' clone --original-xml vm/web01.xml -n t3 --auto-clone -
 is "$RC" 1 "writing the XML fails"
 is "$(ls sd)" "$(< before.list)" "the copied state folder removed"
 ok "no nvram copy left" test ! -e vm/nvram/t3_VARS.fd
+
+# a signal after the copy (the XML waits on a FIFO nobody reads) removes
+# the copied state, its folders too
+for sig in TERM INT; do
+    ls sd > before.list
+    rm -f fifo.xml
+    mkfifo fifo.xml
+    env --default-signal=INT "$KIMG" clone --original-xml vm/web01.xml -n "s$sig" --auto-clone \
+        --skip-copy vda --skip-copy vdb --skip-copy vdc --copy-tpm-state --tpm-state-dir sd -q \
+        --output-xml fifo.xml > /dev/null 2>&1 &
+    pid=$!
+    for i in $(seq 1 2000); do   # until the clone's state folder is there
+        [ "$(ls sd | wc -l)" -gt "$(wc -l < before.list)" ] && break
+        nap 0.005
+    done
+    nap 0.2
+    kill -$sig $pid
+    wait $pid; rc=$?
+    is "$rc" "$((128 + $(kill -l $sig)))" "SIG$sig after the state's copy: ends by the signal"
+    is "$(ls sd)" "$(< before.list)" "SIG$sig: the copied state folder removed, folders too"
+    ok "SIG$sig: no nvram copy left" test ! -e vm/nvram/s${sig}_VARS.fd
+done
+rm -f fifo.xml
 
 # refusals
 kimg clone --original-xml vm/web01.xml -n t4 --auto-clone --skip-copy vda --skip-copy vdb \

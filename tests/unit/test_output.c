@@ -3,7 +3,9 @@
  * replace), undo of committed UNDO outputs, symlinks kept, devices in
  * place, the signal dispositions installed only while outputs exist, and
  * outputs of several files (members renamed before the output's own file,
- * an old file naming them removed first, every member removed on failure).
+ * an old file naming them removed first, every member removed on failure),
+ * registered folders (removed after their files, or kept), thousands of
+ * outputs at once in little memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tests/unit/tap.h"
@@ -73,7 +76,7 @@ int main(void)
     static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGPIPE, SIGXFSZ };
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         signal(sigs[i], SIG_DFL);
-    plan(34);
+    plan(48);
     if (!mkdtemp(dir)) {
         skip_all("no temporary folder");
         return 0;
@@ -171,6 +174,51 @@ int main(void)
        "no member left, renamed or not");
     free(m1);
     ok(handler_is(SIGINT, SIG_DFL), "all released");
+    kimg_clear_error();
+
+    /* folders (kimg_output_mkdir): undo removes them after their files,
+     * the deepest first whatever the slots' order, a read-only one too;
+     * forget keeps them */
+    ok(kimg_output_begin(&a, at("pad.img"), KIMG_OUTPUT_UNDO) == 0, "an output before them");
+    ok(kimg_output_mkdir(at("st"), 0700) == 0, "make a folder");
+    kimg_output_abort(&a);      /* a free slot below the folder's: its subfolder's */
+    ok(kimg_output_mkdir(at("st/sub"), 0700) == 0, "and one inside");
+    ok(kimg_output_mkdir(at("st"), 0700) == -EEXIST, "an existing folder is refused");
+    kimg_clear_error();
+    ok(kimg_output_begin(&b, at("st/sub/f"), KIMG_OUTPUT_UNDO) == 0, "a file inside");
+    put(b.path, "state");
+    ok(kimg_output_commit(&b, false) == 0 && holds(at("st/sub/f"), "state"), "committed");
+    ok(chmod(at("st/sub"), 0500) == 0 && !handler_is(SIGINT, SIG_DFL),
+       "a read-only folder; guarded");
+    kimg_output_undo_all();
+    ok(!exists(at("st/sub/f")) && !exists(at("st/sub")) && !exists(at("st")),
+       "undo removes the file and both folders");
+    ok(handler_is(SIGINT, SIG_DFL), "and releases them");
+    ok(kimg_output_mkdir(at("kept"), 0700) == 0, "a folder");
+    kimg_output_forget_all();
+    ok(exists(at("kept")) && handler_is(SIGINT, SIG_DFL), "forget keeps it");
+    rmdir(at("kept"));
+
+    /* a batch of clones keeps thousands of committed outputs registered:
+     * more than the 4352 slots of old, each a few hundred bytes now, not
+     * two PATH_MAX buffers (8 KiB) */
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
+    int made = 0;
+    for (int i = 0; i < 5000; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "many-%d", i);
+        if (kimg_output_begin(&a, at(name), KIMG_OUTPUT_UNDO) == 0 &&
+            kimg_output_commit(&a, false) == 0)
+            made++;
+    }
+    getrusage(RUSAGE_SELF, &ru1);
+    ok(made == 5000 && exists(at("many-4999")), "5000 committed UNDO outputs registered at once");
+    diag("their registry grew the peak RSS by %ld KiB", ru1.ru_maxrss - ru0.ru_maxrss);
+    ok(ru1.ru_maxrss - ru0.ru_maxrss < 8192, "in under 8 MiB");
+    kimg_output_undo_all();
+    ok(!exists(at("many-0")) && !exists(at("many-4999")) && handler_is(SIGINT, SIG_DFL),
+       "undo removes them all");
     kimg_clear_error();
 
     rmdir(at("f.desc/sub"));
