@@ -65,11 +65,6 @@ struct fan {
     bool stop;                      /* a failure ends the copy (!keep_going) */
 };
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 /* The data runs of a chunk: grains aligned to the guest offset (partial at
  * the edges), zero grains left out, neighbours merged.  Found once per
  * chunk, not once per target. */
@@ -81,7 +76,7 @@ static int find_runs(const uint8_t *buf, uint64_t off, uint64_t len, struct run 
         uint64_t g = FANOUT_GRAIN - (off + pos) % FANOUT_GRAIN;
         if (g > len - pos)
             g = len - pos;
-        if (!all_zero(buf + pos, g)) {
+        if (!kimg_buffer_is_zero(buf + pos, g)) {
             if (nr && runs[nr - 1].pos + runs[nr - 1].len == pos)
                 runs[nr - 1].len += (uint32_t)g;
             else

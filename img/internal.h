@@ -54,8 +54,6 @@ void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster);
 int kimg_content_status(struct kimg *img, uint64_t off, uint64_t len,
                         struct kimg_extent *ext);
 
-/* True if LEN bytes at BUF are all zero (fast word-wise scan; img/convert.c). */
-bool kimg_buffer_is_zero(const void *buf, size_t len);
 
 /* ---- images opened with options (img/image.c, img/image_opts.c) ------- */
 

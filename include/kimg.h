@@ -252,6 +252,9 @@ void *kimg_alloc_aligned(size_t len);
  * kimg_buffer_free and the same LEN, never with free(). */
 void *kimg_buffer_alloc(size_t len);
 void kimg_buffer_free(void *p, size_t len);
+/* Whether LEN bytes at BUF are all zero: the engines' zero scan (16-byte
+ * vectors), the one every copy loop uses to leave holes. */
+bool kimg_buffer_is_zero(const void *buf, size_t len);
 /* Threads: kimg_read, kimg_block_status and kimg_layer_block_status may
  * run on one open image from several threads at once (the engines'
  * workers read a source so; the nbdkit plugin serves reads so).  A call
