@@ -1,21 +1,26 @@
 /*
  * json_name.c — images named "json:{...}" on the command line (vdsm's
  * measure passes one on every call; virt-v2v names a disk inside an OVA
- * with one), parsed with jansson.  What kimg takes, as qemu 7.2 reads it:
+ * with one), parsed with jansson.  Issue 16 restricts them to these keys,
+ * each read as qemu 7.2 reads it:
  *   - "driver": one of kimg's formats (or absent: probed; -f overrides it);
- *   - "file": {"driver": "file"|"host_device", "filename": PATH, and the
- *     file protocol's options image-opts takes}, or the dotted
- *     "file.driver"/"file.filename" spelling;
- *   - "backing": null (the backing file is named, not opened);
+ *   - "file": {"driver": "file"|"host_device", "filename": PATH} ("driver"
+ *     may be left out), or the dotted "file.driver"/"file.filename";
+ *   - "backing": null (the backing file is named, not opened), or, as
+ *     vdsm's sub-chain measure passes it, a backing image of the same
+ *     shape ("driver", "file", "backing": null) opened in place of the
+ *     one the image names;
  *   - a byte range of a file, qemu's raw driver with "offset" and "size":
  *     as the image itself ({"driver": "raw", "offset": N, "size": M,
  *     "file": {...}}) or as the file a format sits on ({"driver": "vmdk",
- *     "file": {"driver": "raw", "offset": ..., "file": {...}}}), read-only;
- *   - the format's open options, as --image-opts takes them.
- * Nested objects flatten to the dotted options of image_opts.c, which
- * opens them and refuses, with qemu's messages, what no driver reads.  A
- * json: name is refused under --untrusted, and one stored inside an image
- * is never followed (image.c's kimg_image_path refuses those).
+ *     "file": {"driver": "raw", "offset": ..., "file": {...}}}, what
+ *     virt-v2v passes), read-only.
+ * Any other key (a protocol option such as "locking", "cache", a format's
+ * open options, "encrypt.key-secret": what --image-opts takes) is refused
+ * with one line naming it (check_image below), as is an NBD export.  The
+ * keys left flatten to the dotted options of image_opts.c, which opens
+ * them.  A json: name is refused under --untrusted, and one stored inside
+ * an image is never followed (image.c's kimg_image_path refuses those).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -57,6 +62,140 @@ static int local_file(const char *drv, const char *path)
     if (path && kimg_nbd_is_uri(path))
         return kimg_fail(-EINVAL, "a json: name opens local files only: '%.200s' is an NBD "
                          "name (give it as the image name, or with --image-opts)", path);
+    return 0;
+}
+
+/* ---- the keys a json: name takes (issue 16) ----------------------------- */
+
+/* PREFIX and KEY as one dotted name, as the command line spelled it. */
+static const char *dotted(char *buf, size_t cap, const char *prefix, const char *key)
+{
+    snprintf(buf, cap, "%.40s%s%.100s", prefix, *prefix ? "." : "", key);
+    return buf;
+}
+
+/* The refusal of any key outside the set (printed through the command's
+ * terminal escaping, as every error line: the key comes from the command
+ * line). */
+static int refuse_key(const char *prefix, const char *key)
+{
+    char full[160];
+    return kimg_fail(-EINVAL, "a json: name takes no option '%.100s' (only \"driver\", "
+                     "\"file\" with \"driver\" and \"filename\", \"backing\" and the raw "
+                     "driver's \"offset\" and \"size\"; --image-opts takes others)",
+                     dotted(full, sizeof(full), prefix, key));
+}
+
+static int want_string(json_t *val, const char *prefix, const char *key)
+{
+    char full[160];
+    if (json_is_string(val))
+        return 0;
+    return kimg_fail(-EINVAL, "Invalid parameter type for '%.100s', expected: string",
+                     dotted(full, sizeof(full), prefix, key));
+}
+
+/* A local file node under PREFIX: "driver" ("file" or "host_device") and
+ * "filename".  The driver and the name are looked at first, so an NBD
+ * export is refused as one (local_file) whatever else it carries. */
+static int check_file(json_t *node, const char *prefix)
+{
+    json_t *drv = json_object_get(node, "driver"), *path = json_object_get(node, "filename");
+    int ret = 0;
+    if (drv)
+        ret = want_string(drv, prefix, "driver");
+    if (ret == 0 && path)
+        ret = want_string(path, prefix, "filename");
+    if (ret == 0)
+        ret = local_file(json_string_value(drv), json_string_value(path));
+    const char *key;
+    json_t *val;
+    json_object_foreach(node, key, val) {
+        if (ret == 0 && strcmp(key, "driver") && strcmp(key, "filename"))
+            ret = refuse_key(prefix, key);
+    }
+    return ret;
+}
+
+/* A byte range under PREFIX (the raw driver): "driver", "offset", "size"
+ * and the local "file" it reads (take_window reads the numbers). */
+static int check_window(json_t *node, const char *prefix)
+{
+    const char *key;
+    json_t *val;
+    char sub[160];
+    json_t *file = json_object_get(node, "file");
+    if (json_is_object(file)) {
+        int ret = check_file(file, dotted(sub, sizeof(sub), prefix, "file"));
+        if (ret < 0)
+            return ret;
+    }
+    json_object_foreach(node, key, val) {
+        if (strcmp(key, "driver") && strcmp(key, "offset") && strcmp(key, "size") &&
+            strcmp(key, "file"))
+            return refuse_key(prefix, key);
+    }
+    return 0;
+}
+
+/* An image node under PREFIX ("" the name itself, "backing" the backing
+ * image vdsm's sub-chain measure names): "driver", "file" (a local file,
+ * or at the top a byte range), "file.driver"/"file.filename", "backing"
+ * (null, or at the top a backing image), and "offset"/"size" when the
+ * image is a byte range itself (DRIVER raw, at the top). */
+static int check_image(json_t *node, const char *prefix, const char *driver)
+{
+    bool top = !*prefix;
+    const char *key;
+    json_t *val;
+    char sub[160];
+    int ret;
+
+    json_t *drv = json_object_get(node, "driver");
+    if (drv && (ret = want_string(drv, prefix, "driver")) < 0)
+        return ret;
+    json_t *file = json_object_get(node, "file");
+    if (json_is_object(file)) {
+        json_t *fdrv = json_object_get(file, "driver");
+        dotted(sub, sizeof(sub), prefix, "file");
+        if (top && json_is_string(fdrv) && !strcmp(json_string_value(fdrv), "raw"))
+            ret = check_window(file, sub);
+        else
+            ret = check_file(file, sub);
+        if (ret < 0)
+            return ret;
+    } else if (file && !top) {
+        return kimg_fail(-EINVAL, "Invalid parameter type for '%.100s', expected: object",
+                         dotted(sub, sizeof(sub), prefix, "file"));
+    }
+    /* the dotted spelling of a local "file" */
+    json_t *ddrv = json_object_get(node, "file.driver"),
+           *dpath = json_object_get(node, "file.filename");
+    if (ddrv && (ret = want_string(ddrv, prefix, "file.driver")) < 0)
+        return ret;
+    if (dpath && (ret = want_string(dpath, prefix, "file.filename")) < 0)
+        return ret;
+    if ((ddrv || dpath) &&
+        (ret = local_file(json_string_value(ddrv), json_string_value(dpath))) < 0)
+        return ret;
+    json_t *backing = json_object_get(node, "backing");
+    if (backing && !json_is_null(backing)) {
+        if (!top || !json_is_object(backing))
+            return kimg_fail(-EINVAL, "\"%.40s%sbacking\" may only be null%s", prefix,
+                             top ? "" : ".", top ? " or a backing image ({\"driver\": FORMAT, "
+                             "\"file\": {...}, \"backing\": null})" : "");
+        if ((ret = check_image(backing, "backing", NULL)) < 0)
+            return ret;
+    }
+    bool window = top && driver && !strcmp(driver, "raw");
+    json_object_foreach(node, key, val) {
+        if (!strcmp(key, "driver") || !strcmp(key, "file") || !strcmp(key, "backing") ||
+            !strcmp(key, "file.driver") || !strcmp(key, "file.filename"))
+            continue;
+        if (window && (!strcmp(key, "offset") || !strcmp(key, "size")))
+            continue;
+        return refuse_key(prefix, key);
+    }
     return 0;
 }
 
@@ -103,7 +242,11 @@ static int flatten(const char *name, json_t *obj, const char *prefix, struct kim
                 return ret;
             continue;
         }
-        if (value_text(val, num, sizeof(num), &text) < 0)
+        /* a backing image's "backing": null, as --image-opts spells it
+         * (backing.backing=: opened without its own backing file) */
+        if (json_is_null(val) && !strcmp(key, "backing"))
+            text = "";
+        else if (value_text(val, num, sizeof(num), &text) < 0)
             return kimg_fail(-EINVAL, "option '%.200s': kimg takes strings, numbers and "
                              "booleans here (null only for \"backing\")", full);
         if (kimg_opts_set(opts, full, text) < 0)
@@ -229,6 +372,9 @@ static int open_window(struct kimg **out, const char *name, json_t *root, const 
         return lret;
     if (json_object_size(file) != (size_t)(drv ? 2 : 1))
         return bad(name, "only \"driver\" and \"filename\" are taken in a byte range's file");
+    /* qemu names the protocol it picked (virt-v2v's probe leaves it out) */
+    if (!drv)
+        json_object_set_new(file, "driver", json_string("file"));
     const char *k;
     json_t *v;
     json_object_foreach(w->node, k, v) {
@@ -303,14 +449,25 @@ int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
     const char *driver = format ? format : json_string_value(json_object_get(root, "driver"));
     if (format)
         json_object_set_new(root, "driver", json_string(format));
+    /* nothing outside issue 16's keys */
+    ret = check_image(root, "", driver);
+    if (ret < 0)
+        goto out;
     json_t *backing = json_object_get(root, "backing");
-    if (backing) {
-        if (!json_is_null(backing)) {
-            ret = bad(name, "\"backing\" may only be null (kimg opens backing files by "
-                      "the names images store)");
-            goto out;
-        }
+    if (json_is_null(backing))
         flags |= KIMG_OPEN_NO_BACKING;
+    /* a byte range opens nothing beside it */
+    if (json_is_object(backing) && ((driver && !strcmp(driver, "raw") &&
+                                     (json_object_get(root, "offset") ||
+                                      json_object_get(root, "size"))) ||
+                                    (json_is_object(json_object_get(root, "file")) &&
+                                     json_is_string(json_object_get(json_object_get(root, "file"),
+                                                                    "driver")) &&
+                                     !strcmp(json_string_value(json_object_get(
+                                                 json_object_get(root, "file"), "driver")),
+                                             "raw")))) {
+        ret = bad(name, "a byte range of a file (offset/size) takes no backing image");
+        goto out;
     }
     json_t *file = json_object_get(root, "file");
     const char *fdrv = json_is_object(file) ? json_string_value(json_object_get(file, "driver"))
@@ -337,7 +494,8 @@ int kimg_open_json_name(struct kimg **out, const char *name, const char *format,
         goto out;
     }
     /* the rest is --image-opts spelled in JSON */
-    json_object_del(root, "backing");
+    if (json_is_null(backing))
+        json_object_del(root, "backing");
     if (driver && !json_object_get(root, "driver"))
         json_object_set_new(root, "driver", json_string(driver));
     ret = flatten(name, root, "", &opts, 0);
