@@ -649,6 +649,14 @@ int cmd_convert(int argc, char **argv)
         }
     }
 
+    /* qemu-img's check of the target's cluster size (bdrv_get_info): a
+     * format that compresses but has no cluster here (a flat or split
+     * flat VMDK), or one larger than its 2 MiB copy buffer */
+    if (a.compress && (kimg_cluster_size(out_img) == 0 ||
+                       kimg_cluster_size(out_img) > 2 * 1024 * 1024)) {
+        fprintf(stderr, "kimg: invalid cluster size\n");
+        goto close_src;
+    }
     if (a.bitmaps) {
         struct kimg_bitmap_info *none;
         size_t nn;

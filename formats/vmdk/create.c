@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+#include "sparse.h"
 #include "vmdk.h"
 #include "kimg/output.h"
 
@@ -417,6 +418,20 @@ int vmdk_create(const struct kimg_create_args *a)
     if (ret == 0 && (a->size > VMDK_MAX_SECTORS * VMDK_SECTOR))
         ret = kimg_fail(-EFBIG, "VMDK images are at most %llu bytes",
                         (unsigned long long)(VMDK_MAX_SECTORS * VMDK_SECTOR));
+    /* never make what kimg cannot open (qemu-img makes both): a sparse
+     * extent over VMDK_MAX_CAPACITY, more split files than a descriptor
+     * may list */
+    bool split = p.sub == SPLIT_SPARSE || p.sub == SPLIT_FLAT;
+    if (ret == 0 && (p.sub == MONO_SPARSE || p.sub == STREAM) && a->size > VMDK_MAX_CAPACITY)
+        ret = kimg_fail(-EFBIG, "a sparse VMDK of %llu bytes is larger than kimg's limit "
+                        "of %llu bytes (64 TiB)", (unsigned long long)a->size,
+                        (unsigned long long)VMDK_MAX_CAPACITY);
+    if (ret == 0 && split && a->size > VMDK_MAX_EXTENTS * SPLIT_SIZE)
+        ret = kimg_fail(-EFBIG, "a %s VMDK of %llu bytes needs more than %u extent files, "
+                        "kimg's limit (disks up to %llu bytes)",
+                        p.sub == SPLIT_SPARSE ? "twoGbMaxExtentSparse" : "twoGbMaxExtentFlat",
+                        (unsigned long long)a->size, VMDK_MAX_EXTENTS,
+                        (unsigned long long)(VMDK_MAX_EXTENTS * SPLIT_SIZE));
     if (ret == 0)
         ret = p.sub == MONO_SPARSE || p.sub == STREAM ? create_monolithic(a, &p)
                                                       : create_extents(a, &p);

@@ -66,6 +66,79 @@ static struct libdeflate_compressor *compressor(void)
 
 #define PENDING_MAX 256u
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* [A, A+AL) and [B, B+BL) share a byte. */
+static bool overlap(uint64_t a, uint64_t al, uint64_t b, uint64_t bl)
+{
+    return al && bl && a < b + bl && b < a + al;
+}
+
+/*
+ * Before a hosted sparse extent is written in place: its metadata (the
+ * header, the embedded descriptor, both grain directories, every grain
+ * table of both) lies inside the overHead, and no two pieces overlap.
+ * Then a grain rewritten in place (at or past the overHead, checked per
+ * write) and a grain appended (past the end) never land on a table or a
+ * directory, whatever the tables say.  Reads do not need it (qemu reads
+ * such images), but a write would turn a crafted image's guest data into
+ * its own tables.  Memory: one sorted copy of both directories, freed.
+ */
+static int check_write_layout(struct vmdk_sparse *s)
+{
+    const uint64_t gt_bytes = (uint64_t)s->gtes * 4, gd_bytes = (uint64_t)s->gd_n * 4;
+    const struct { const char *what; uint64_t off, len; } fixed[] = {
+        { "the header", 0, VMDK_SECTOR },
+        { "the embedded descriptor", s->desc_off, s->desc_size },
+        { "the grain directory", s->gd_off, gd_bytes },
+        { "the redundant grain directory", s->rgd_off, s->rgd ? gd_bytes : 0 },
+    };
+    const size_t nf = sizeof(fixed) / sizeof(fixed[0]);
+    for (size_t i = 0; i < nf; i++) {
+        if (fixed[i].len && fixed[i].off + fixed[i].len > s->overhead)
+            return kimg_fail(-ENOTSUP, "cannot write this sparse VMDK extent: %s lies "
+                             "past its overHead (sector %llu)", fixed[i].what,
+                             (unsigned long long)(s->overhead / VMDK_SECTOR));
+        for (size_t j = 0; j < i; j++)
+            if (overlap(fixed[i].off, fixed[i].len, fixed[j].off, fixed[j].len))
+                return kimg_fail(-EINVAL, "cannot write this sparse VMDK extent: %s "
+                                 "overlaps %s", fixed[i].what, fixed[j].what);
+    }
+    size_t n = s->gd_n * (s->rgd ? 2u : 1u);
+    if (n == 0)
+        return 0;
+    uint32_t *t = malloc(n * sizeof(*t));
+    if (!t)
+        return kimg_fail(-ENOMEM, "out of memory");
+    memcpy(t, s->gd, (size_t)s->gd_n * sizeof(*t));
+    if (s->rgd)
+        memcpy(t + s->gd_n, s->rgd, (size_t)s->gd_n * sizeof(*t));
+    qsort(t, n, sizeof(*t), cmp_u32);
+    int ret = 0;
+    uint64_t last = (uint64_t)t[n - 1] * VMDK_SECTOR;
+    if (last + gt_bytes > s->overhead)
+        ret = kimg_fail(-ENOTSUP, "cannot write this sparse VMDK extent: a grain table "
+                        "(sector %u) lies past its overHead (sector %llu)", t[n - 1],
+                        (unsigned long long)(s->overhead / VMDK_SECTOR));
+    for (size_t i = 0; ret == 0 && i < n; i++) {
+        uint64_t off = (uint64_t)t[i] * VMDK_SECTOR;
+        for (size_t j = 0; ret == 0 && j < nf; j++)
+            if (overlap(off, gt_bytes, fixed[j].off, fixed[j].len))
+                ret = kimg_fail(-EINVAL, "cannot write this sparse VMDK extent: the "
+                                "grain table at sector %u overlaps %s", t[i], fixed[j].what);
+        if (ret == 0 && i + 1 < n &&
+            overlap(off, gt_bytes, (uint64_t)t[i + 1] * VMDK_SECTOR, gt_bytes))
+            ret = kimg_fail(-EINVAL, "cannot write this sparse VMDK extent: the grain "
+                            "tables at sectors %u and %u overlap", t[i], t[i + 1]);
+    }
+    free(t);
+    return ret;
+}
+
 int vmdk_sparse_enable_write(struct vmdk_sparse *s)
 {
     if (s->cowd || s->vmware_stream)
@@ -96,6 +169,9 @@ int vmdk_sparse_enable_write(struct vmdk_sparse *s)
                 return kimg_fail(-EINVAL, "redundant grain directory entry %u is invalid", i);
         }
     }
+    int ret = check_write_layout(s);
+    if (ret < 0)
+        return ret;
     if (pthread_mutex_init(&s->wlock, NULL) != 0)
         return kimg_fail(-ENOMEM, "cannot create a lock");
     s->wlock_ready = true;

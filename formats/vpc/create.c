@@ -189,12 +189,16 @@ static int create_dynamic(struct kimg_file *f, const uint8_t *footer, uint64_t b
     return ret;
 }
 
-/* Azure takes fixed VHDs whose virtual size is a whole number of MiB. */
-static void warn_azure(uint64_t bytes)
+/* Azure takes fixed VHDs whose virtual size is a whole number of MiB.
+ * BYTES: the disk's size; ASKED: the size given, which force_size keeps
+ * (the example: that rounded up to whole MiB, not the CHS size). */
+static void warn_azure(uint64_t bytes, uint64_t asked)
 {
     if (bytes % (1u << 20) == 0)
         return;
-    uint64_t up = (bytes + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+    uint64_t up = (asked + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+    if (up == 0)
+        up = 1u << 20;
     fprintf(stderr, "kimg: warning: the fixed VHD's virtual size (%llu bytes) is not a "
             "multiple of 1 MiB, which Azure refuses; for an Azure disk use "
             "-o subformat=fixed,force_size=on with a size in whole MiB (e.g. %llu)\n",
@@ -222,7 +226,7 @@ int vpc_create(const struct kimg_create_args *args)
         return ret;
     uint64_t bytes = g.sectors * VPC_SECTOR;
     if (type == VPC_TYPE_FIXED)
-        warn_azure(bytes);
+        warn_azure(bytes, args->size);
     make_footer(footer, type, force, &g);
 
     ret = kimg_file_open(&f, args->filename, KIMG_FILE_RDWR | KIMG_FILE_CREATE | KIMG_FILE_TRUNC);

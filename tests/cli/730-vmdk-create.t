@@ -117,6 +117,31 @@ for args in "-o compat6=on,hwversion=4" "-o subformat=vmfs" \
     ok "create $args: no file left" test ! -e k/t.vmdk
 done
 
+# kimg's own limits (qemu-img makes these, kimg could not open them): a
+# sparse extent over 64 TiB, more than 4096 split files; refused in one
+# line before any file is made, convert too; the largest allowed opens
+mkdir -p lim
+for c in "monolithicSparse|$((64 << 40))|larger than kimg's limit" \
+         "streamOptimized|$((64 << 40))|larger than kimg's limit" \
+         "twoGbMaxExtentSparse|$((8 << 40))|more than 4096 extent files" \
+         "twoGbMaxExtentFlat|$((8 << 40))|more than 4096 extent files"; do
+    IFS='|' read -r sub max want <<< "$c"
+    kimg create -q -f vmdk -o subformat=$sub lim/t.vmdk $((max + 512))
+    err_line "create $sub, 512 bytes over kimg's limit"
+    like "$(< "$T/err")" "$want" "create $sub over the limit: the reason"
+    ok "create $sub over the limit: no file left" test -z "$(ls -A lim)"
+    qemu-img create -q -f qcow2 lim.qcow2 $((max + 512))
+    kimg convert -O vmdk -o subformat=$sub lim.qcow2 lim/t.vmdk
+    err_line "convert -O vmdk $sub over the limit"
+    ok "convert $sub over the limit: no file left" test -z "$(ls -A lim)"
+    [ "$sub" = monolithicSparse ] || continue
+    kimg create -q -f vmdk -o subformat=$sub lim/t.vmdk $max
+    is "$RC" 0 "create $sub at the limit"
+    kimg info lim/t.vmdk
+    is "$RC" 0 "create $sub at the limit: kimg opens it"
+    rm -f lim/* lim.qcow2
+done
+
 oracle "create -o help" create -f vmdk -o help
 oracle "create -o help FILE" create -f vmdk -o help x.vmdk
 oracle "convert -O vmdk -o help" convert -O vmdk -o help

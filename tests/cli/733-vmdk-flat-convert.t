@@ -145,4 +145,23 @@ qemu-img create -q -f qcow2 -b base.vmdk -F vmdk top.qcow2
 qemu-io -c 'write -P 0x22 1000k 100k' top.qcow2 > /dev/null
 flat_case top.qcow2 "-B" twoGbMaxExtentSparse -f qcow2 -B ../base.vmdk -F vmdk
 
+# -c into a flat VMDK: qemu-img's "invalid cluster size" (a flat extent
+# has no cluster), no file left (qemu-img leaves its files); into a new
+# image and an existing one
+for sub in monolithicFlat twoGbMaxExtentFlat; do
+    rm -rf c cq; mkdir c cq
+    qimg convert -c -O vmdk -o subformat=$sub small.qcow2 cq/d.vmdk
+    kimg convert -c -O vmdk -o subformat=$sub small.qcow2 c/d.vmdk
+    is "$RC" "$QRC" "-c into a new $sub: exit code as qemu-img's"
+    is "$(< "$T/err")" "$(sed 's/^qemu-img: /kimg: /' "$T/qerr")" "-c into a new $sub: qemu-img's message"
+    isnt "$(ls -A cq)" "" "(qemu-img leaves its files)"
+    is "$(ls -A c)" "" "-c into a new $sub: no file left"
+    qemu-img create -q -f vmdk -o subformat=$sub c/e.vmdk $((40 * MiB))
+    before=$(cat c/* | sha256sum)
+    kimg convert -n -c -O vmdk small.qcow2 c/e.vmdk
+    err_line "-c into an existing $sub"
+    like "$(< "$T/err")" "invalid cluster size" "-c into an existing $sub: qemu-img's message"
+    is "$(cat c/* | sha256sum)" "$before" "-c into an existing $sub: untouched"
+done
+
 done_testing

@@ -156,6 +156,9 @@ kimg create -q -f vpc -o subformat=fixed az.vhd 1G
 like "$(< "$T/err")" "warning: the fixed VHD's virtual size \(1073995776 bytes\) is not a multiple of 1 MiB, which Azure refuses" \
     "fixed 1G without force_size: the Azure warning"
 like "$(< "$T/err")" "force_size=on" "the warning says how to get an Azure-ready disk"
+like "$(< "$T/err")" "\(e\.g\. 1073741824\)" "... the size asked in whole MiB, which force_size keeps"
+kimg create -q -f vpc -o subformat=fixed az.vhd 1000000000
+like "$(< "$T/err")" "\(e\.g\. 1000341504\)" "fixed 1000000000: the example rounds up to whole MiB"
 kimg create -q -f vpc -o subformat=fixed,force_size=on az.vhd 1G
 is "$RC/$(< "$T/err")" "0/" "fixed 1G with force_size: no warning"
 is "$(stat -c %s az.vhd)" $((1073741824 + 512)) "force_size: the data is exactly 1 GiB, then the footer"
