@@ -101,6 +101,8 @@ struct engine {
                                    of its pieces: workers copy, transform,
                                    write; never clone (transform_data) */
     bool use_aio;               /* some file is O_DIRECT: workers get libaio */
+    bool main_writes;           /* the main thread writes a qcow2 target's
+                                   pieces itself (no second phase) */
     bool one_writer;            /* buffered target: workers take turns writing */
     pthread_mutex_t wturn;      /* whose turn it is (one_writer) */
     bool reflink;               /* clone plain source data (see the top);
@@ -129,6 +131,7 @@ int convert_run_job(void *opaque, void *local, void *job);
 void convert_worker_fini(void *opaque, void *local);
 void *convert_worker_init(void *opaque);
 int convert_write_compressed_job(struct engine *e, struct job *j);
+int convert_write_pieces_here(struct engine *e, struct job *j);
 int convert_write_zero_range(struct engine *e, uint64_t off, uint64_t len);
 
 #endif

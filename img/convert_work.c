@@ -422,11 +422,39 @@ static int transform_pieces(struct engine *e, struct job *j)
     return 0;
 }
 
-/* Second phase (parallel qcow2 writes): the pieces, in one batch. */
-static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
+/* The allocated pieces of J from DATA, in one batch (AIO may be NULL:
+ * plain writes).  0 or -errno. */
+static int write_pieces(struct engine *e, struct job *j, const uint8_t *data,
+                        struct kimg_aio *aio)
 {
     struct kimg_aio_req reqs[KIMG_AIO_MAX];
     int n = 0, ret = 0;
+    for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
+        const struct piece *p = &j->pieces[i];
+        if (!e->transform && j->hfile &&
+            reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
+            continue;
+        ret = aio_add(aio, reqs, &n, p->file, (uint8_t *)data + p->pos, p->len, p->host, true);
+    }
+    if (ret == 0 && n)
+        ret = aio_all(aio, reqs, n, true);
+    return ret;
+}
+
+/* On the main thread (e->main_writes): J's allocated pieces, from J's
+ * data, with plain writes; then the check of a mapped source. */
+int convert_write_pieces_here(struct engine *e, struct job *j)
+{
+    int ret = write_pieces(e, j, j->data, NULL);
+    if (ret == 0)
+        ret = check_map(j);
+    return ret;
+}
+
+/* Second phase (parallel qcow2 writes): the pieces, in one batch. */
+static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
+{
+    int ret = 0;
     const uint8_t *data = j->data;
     if (e->transform) {
         ret = transform_pieces(e, j);
@@ -438,15 +466,7 @@ static void work_write(struct engine *e, struct job *j, struct kimg_aio *aio)
         }
     }
     write_turn(e, true);
-    for (uint32_t i = 0; i < j->npieces_w && ret == 0; i++) {
-        const struct piece *p = &j->pieces[i];
-        if (!e->transform && j->hfile &&
-            reflink_range(e, j->hfile, j->hoff + p->pos, p->file, p->host, p->len))
-            continue;
-        ret = aio_add(aio, reqs, &n, p->file, (uint8_t *)data + p->pos, p->len, p->host, true);
-    }
-    if (ret == 0 && n)
-        ret = aio_all(aio, reqs, n, true);
+    ret = write_pieces(e, j, data, aio);
     write_turn(e, false);
     j->ret = ret;
     if (ret < 0)
