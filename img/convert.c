@@ -748,6 +748,11 @@ int kimg_convert_run(struct kimg_convert *c)
     for (int i = 0; i < c->nb_src; i++)
         e.use_aio |= is_direct(c->src[i]);
     int in_flight = c->in_flight > 0 ? c->in_flight : 8;
+    /* the job slots' buffers within JOB_MEMORY whatever -m asks (16
+     * slots of -c's data and compressed buffers took 68 MiB peak) */
+    uint64_t per_slot = CHUNK + (e.split_compress ? CHUNK + (CHUNK / e.cluster + 2) * 1024 : 0);
+    if ((uint64_t)in_flight * per_slot > JOB_MEMORY)
+        in_flight = JOB_MEMORY / per_slot > 1 ? (int)(JOB_MEMORY / per_slot) : 1;
     uint64_t lag = kimg_tunables()->convert_write_lag;
     /* held jobs keep their slots: leave room for the jobs that release them */
     if (lag > 0 && in_flight > 2 && lag < (uint64_t)(in_flight - 2))

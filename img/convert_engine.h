@@ -19,6 +19,8 @@
 #include "srcmap.h"
 
 #define CHUNK (2u << 20)
+#define JOB_MEMORY (36u << 20) /* the job slots' buffers at most (in_flight is
+                                  cut to fit): the process stays under 64 MiB */
 #define MAP_WINDOW (8u << 20)  /* source mappings shared by the jobs in them
                                    (srcmap.h): one mmap/munmap, and one TLB
                                    shootdown, per window instead of per job.
