@@ -221,9 +221,17 @@ int vpc_create(const struct kimg_create_args *args)
         type = VPC_TYPE_FIXED;
     else
         return kimg_fail(-EINVAL, "Parameter 'subformat' does not accept value '%s'", sub);
-    if ((ret = kimg_opts_get_bool(args->opts, "force_size", false, &force)) < 0 ||
-        (ret = vpc_new_geometry(args->size, force, &g)) < 0)
+    if ((ret = kimg_opts_get_bool(args->opts, "force_size", false, &force)) < 0)
         return ret;
+    if ((ret = vpc_new_geometry(args->size, force, &g)) < 0) {
+        /* qemu-img convert's words for it (create's are the geometry's):
+         * convert makes its output under a temporary name (final_name) */
+        if (ret == -EFBIG && args->final_name) {
+            kimg_clear_error();
+            return kimg_fail(-EFBIG, "Disk size is too large, max size is 2040 GiB");
+        }
+        return ret;
+    }
     uint64_t bytes = g.sectors * VPC_SECTOR;
     if (type == VPC_TYPE_FIXED)
         warn_azure(bytes, args->size);

@@ -187,4 +187,19 @@ for args in "-o subformat=foo bad.vhd 1G" "-o force_size=maybe bad.vhd 1G" "-o c
     is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" "create $args: qemu-img's message"
     ok "create $args: no file left" test ! -e bad.vhd
 done
+# convert's words for the same limit are the driver's, not create's
+truncate -s 2041G big.raw
+for o in "" "-o subformat=fixed"; do
+    rm -f bad.vhd
+    # shellcheck disable=SC2086
+    qimg convert -O vpc $o big.raw bad.vhd
+    rm -f bad.vhd
+    # shellcheck disable=SC2086
+    kimg convert -O vpc $o big.raw bad.vhd
+    is "$RC" "$QRC" "convert -O vpc $o of 2041 GiB: exit code as qemu-img's"
+    is "$(sed 's/^kimg: //' "$T/err")" "$(sed 's/^qemu-img: //' "$T/qerr")" \
+        "convert -O vpc $o of 2041 GiB: qemu-img's message"
+    ok "convert -O vpc $o of 2041 GiB: no file left" test ! -e bad.vhd
+done
+rm -f big.raw
 done_testing
