@@ -17,16 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "cmd.h"
+#include "convert.h"
 
 #define MAX_SPARSE (16u << 20)
 
-/* --progress=json: one object per line on stdout, at the start, about
- * every 1%, and at the end: bytes done, total, seconds since the start. */
-struct json_progress {
-    struct timespec start;
-};
-
-static void print_json_progress(void *opaque, uint64_t done, uint64_t total)
+void convert_print_json_progress(void *opaque, uint64_t done, uint64_t total)
 {
     struct json_progress *p = opaque;
     struct timespec now;
@@ -114,7 +109,7 @@ static int convert_to_pipe(const char *dst, const char *path, const char *fmt,
  * options that name key secrets ("encrypt.key-secret", "key-secret":
  * its img_add_key_secrets) as open options, so an encrypted target opens
  * with its key; without such options as before. */
-static int open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
+int convert_open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
                         const struct kimg_opts *create_opts)
 {
     struct kimg_opts *oo = NULL;
@@ -156,23 +151,6 @@ static void print_status_salvaged(void *opaque, int src, uint64_t off, uint64_t 
                 (unsigned long long)off, strerror(-err));
 }
 
-struct convert_args {
-    const char *src_fmt, *out_fmt, *backing, *backing_fmt;
-    const char *cache, *src_cache;
-    struct kimg_opts *opts;
-    bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
-    bool copy_offload;
-    bool salvage;                       /* --salvage */
-    bool bitmaps, skip_broken;          /* --bitmaps, --skip-broken-bitmaps */
-    bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
-    bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
-    bool progress_json;             /* --progress=json */
-    bool show_steps;                /* -p: qemu-img's lines are being printed */
-    char *level;                    /* -o compression_level (malloc'd) */
-    uint64_t sparse;
-    uint64_t rate;                  /* -r: bytes per second, 0: no limit */
-    int in_flight;
-};
 
 /* --bitmaps, before anything is written (qemu-img's checks and order):
  * one source, one that can hold bitmaps, none of them inconsistent but
@@ -537,6 +515,15 @@ int cmd_convert(int argc, char **argv)
         dst += 9;
         a.target_is_zero = true;
     }
+    /* a source that is a pipe, a FIFO or a socket: read once, in order,
+     * into a target that grows as the data arrives (cmd/convert_pipe.c) */
+    for (int i = 0; i < nb_src && !a.image_opts; i++)
+        if (convert_is_stream(argv[optind + i])) {
+            unsigned pflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
+                              (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
+            ret = convert_from_pipe(&a, argv + optind, nb_src, dst, snapshot, disk, pflags);
+            goto out;
+        }
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
     struct kimg_output out = { 0 };
@@ -583,7 +570,7 @@ int cmd_convert(int argc, char **argv)
         struct json_progress sjp;
         if (a.progress_json) {
             clock_gettime(CLOCK_MONOTONIC, &sjp.start);
-            scv.progress = print_json_progress;
+            scv.progress = convert_print_json_progress;
             scv.opaque = &sjp;
         }
         int sr = convert_to_pipe(dst, dpath, a.out_fmt, !strcmp(a.out_fmt, "raw") && !a.opts &&
@@ -638,7 +625,7 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
         /* the -B name it holds is the user's (on an NBD export too) */
-        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
+        if ((r = convert_open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
                               a.opts)) < 0) {
             /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
              * backing file, which it cannot be given a key for) */
@@ -683,7 +670,7 @@ int cmd_convert(int argc, char **argv)
     struct json_progress jp;
     if (a.progress_json) {
         clock_gettime(CLOCK_MONOTONIC, &jp.start);
-        cv.progress = print_json_progress;
+        cv.progress = convert_print_json_progress;
         cv.opaque = &jp;
     }
     if (level) {
