@@ -7,9 +7,10 @@
  * as qemu shows a raw file of that length), and the window is written as
  * the engine writes a file source: zero runs of the sparse size (rounded
  * up to the target's cluster) are not written, or written as zeros where
- * the target does not read as zeros; with -c each cluster is compressed.
- * Or, with no target image, the bytes go to a file descriptor in order
- * (a pipe into a pipe).  One thread: the pipe sets the pace.
+ * the target does not read as zeros; with -c each cluster is compressed,
+ * on the workers (convert_pipe_compress.c).  Or, with no target image,
+ * the bytes go to a file descriptor in order (a pipe into a pipe).
+ * Otherwise one thread: the pipe sets the pace.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include "kimg/convert.h"
 #include "kimg/driver.h"
+#include "convert_pipe.h"
 #include "internal.h"
 #include "ratelimit.h"
 
@@ -122,9 +124,14 @@ int kimg_convert_from_fd(struct kimg_convert *c, int in_fd, int out_fd, unsigned
 {
     size_t unit = piece_unit(c);
     size_t wlen = WINDOW - WINDOW % unit;
+    struct pipe_compress *pc = NULL;
+    if (c->dst && c->compress && !(pc = pipe_compress_new(c, wlen, unit)))
+        return -ENOMEM;
     uint8_t *buf = kimg_buffer_alloc(wlen);
-    if (!buf)
+    if (!buf) {
+        pipe_compress_free(pc);
         return kimg_fail(-ENOMEM, "out of memory");
+    }
     struct kimg_ratelimit rl;
     kimg_ratelimit_init(&rl, c->rate_limit);
     uint64_t done = 0, last = 0;
@@ -152,7 +159,8 @@ int kimg_convert_from_fd(struct kimg_convert *c, int in_fd, int out_fd, unsigned
                                   "(%llu bytes)", (unsigned long long)kimg_size(c->dst));
             }
             if (ret == 0)
-                ret = write_window(c, &rl, buf, done, len, unit);
+                ret = pc ? pipe_compress_window(pc, &rl, buf, done, len)
+                         : write_window(c, &rl, buf, done, len, unit);
         }
         if (ret < 0)
             break;
@@ -169,6 +177,7 @@ int kimg_convert_from_fd(struct kimg_convert *c, int in_fd, int out_fd, unsigned
     if (ret == 0 && c->progress)
         c->progress(c->opaque, done, done);
     kimg_ratelimit_fini(&rl);
+    pipe_compress_free(pc);
     kimg_buffer_free(buf, wlen);
     if (ret == 0 && size)
         *size = done;

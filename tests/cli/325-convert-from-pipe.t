@@ -66,6 +66,24 @@ done
 case_ "qcow2 cluster_size=2M <- big" qcow2 big.bin -o cluster_size=2M
 case_ "qcow2 -S 0 <- big" qcow2 big.bin -S 0
 case_ "raw -S 0 <- big" raw big.bin -S 0
+case_ "qcow2 -c -m 1 <- big (one worker)" qcow2 big.bin -c -m 1
+
+# memory stays bounded whatever the stream's length (one 16 MiB window,
+# and with -c one compressed copy of it): 192 MiB through in < 64 MiB
+if [ -x /usr/bin/time ]; then
+    for c in "" -c; do
+        rm -f k.img
+        yes 0123456789abcdef | head -c 192M |
+            /usr/bin/time -f %M -o "$T/rss" "$KIMG" convert -f raw -O qcow2 $c /dev/stdin k.img
+        rss=$(tail -1 "$T/rss")
+        ok "qcow2 ${c:--}: 192 MiB from a pipe in ${rss} KiB (< 64 MiB)" [ "$rss" -lt 65536 ]
+        is "$(vsize k.img)" $((192 << 20)) "qcow2 ${c:--}: 192 MiB from a pipe: the size"
+    done
+    rm -f k.img
+else
+    skip "memory bound" "no /usr/bin/time"
+fi
+
 # -o compression_level (kimg's): the content
 rm -f k.img
 cat big.bin | "$KIMG" convert -f raw -O qcow2 -c -o compression_level=1 /dev/stdin k.img
