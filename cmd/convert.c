@@ -281,7 +281,7 @@ int cmd_convert(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     static const char *const help[] = {
-        "-f, --source-format FMT        format of every source (default: probed)",
+        "-f, --source-format FMT        format of every source (default: probed; a pipe: -f raw)",
         "--image-opts                   each source is an option string (key=value,...)",
         "-T, --source-cache MODE        cache mode of the sources (default: writeback)",
         "-l, --snapshot SNAPSHOT        read this internal snapshot of the source",
