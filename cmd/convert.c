@@ -4,7 +4,8 @@
  * kimg/output.h says: whole or not at all, beside the real target when the
  * name is a symlink; devices and FIFOs in place.  -n writes in place.
  * Sources are opened as the user names them: an OVA archive is read as
- * its disk (--disk N, of every source; the first by default).
+ * its disk (--disk N, of every source; the first by default).  A source
+ * that is a pipe is read once, in order (cmd/convert_pipe.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 #define MAX_SPARSE (16u << 20)
 
+/* --progress=json (convert.h) */
 void convert_print_json_progress(void *opaque, uint64_t done, uint64_t total)
 {
     struct json_progress *p = opaque;
@@ -110,7 +112,7 @@ static int convert_to_pipe(const char *dst, const char *path, const char *fmt,
  * its img_add_key_secrets) as open options, so an encrypted target opens
  * with its key; without such options as before. */
 int convert_open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
-                        const struct kimg_opts *create_opts)
+                         const struct kimg_opts *create_opts)
 {
     struct kimg_opts *oo = NULL;
     int ret = 0;
@@ -150,7 +152,6 @@ static void print_status_salvaged(void *opaque, int src, uint64_t off, uint64_t 
         fprintf(stderr, "kimg: warning: error while reading block status at offset %llu: %s\n",
                 (unsigned long long)off, strerror(-err));
 }
-
 
 /* --bitmaps, before anything is written (qemu-img's checks and order):
  * one source, one that can hold bitmaps, none of them inconsistent but
@@ -625,8 +626,8 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
         /* the -B name it holds is the user's (on an NBD export too) */
-        if ((r = convert_open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
-                              a.opts)) < 0) {
+        if ((r = convert_open_created(&out_img, out.path, a.out_fmt,
+                                      dflags | KIMG_OPEN_OWN_NAMES, a.opts)) < 0) {
             /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
              * backing file, which it cannot be given a key for) */
             const char *why = kimg_last_error();

@@ -1,7 +1,8 @@
 #!/bin/bash
 # convert FROM a pipe (issue 16, streaming): `cat disk.raw | kimg convert
 # -f raw -O FMT /dev/stdin OUT` and a named FIFO.  The source is read once,
-# in order, to its end (img/convert_pipe.c); the target is created empty
+# in order, to its end (img/convert_pipe.c; also a socket as standard
+# input); the target is created empty
 # and grows as the data arrives, under a temporary name renamed into
 # place when complete.  qemu-img 7.2 refuses a pipe source ("'file' driver
 # requires ... to be a regular file"), so the oracle is qemu-img's
@@ -104,6 +105,21 @@ cat big.bin | "$KIMG" convert --progress=json -f raw -O qcow2 /dev/stdin k.img >
 n=$(vsize k.img)
 like "$(tail -1 "$T/out")" "^\{\"done\": $n, \"total\": $n, " \
     "--progress=json: the last line has the total (unknown before the end)"
+
+# a socket as standard input (ssh, a systemd socket unit)
+rm -f k.img
+"$PY" - "$KIMG" big.bin <<'EOF' 2> "$T/err"
+import socket, subprocess, sys
+a, b = socket.socketpair()
+p = subprocess.Popen([sys.argv[1], "convert", "-f", "raw", "-O", "qcow2", "/dev/stdin", "k.img"], stdin=b)
+b.close()
+a.sendall(open(sys.argv[2], "rb").read())
+a.shutdown(socket.SHUT_WR)
+sys.exit(p.wait())
+EOF
+RC=$?
+is "$RC" 0 "socket as standard input: exit 0"
+ok "socket as standard input: the content" qemu-img compare -q -f raw -F qcow2 big.bin k.img
 
 # a pipe into a pipe: the bytes, padded to 512 as qemu-img's raw
 qemu-img convert -f raw -O raw odd.bin odd.raw
