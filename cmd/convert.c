@@ -318,6 +318,8 @@ int cmd_convert(int argc, char **argv)
     int c, ret = 1;
     uint64_t m;
     const char *snapshot = NULL;   /* -l */
+    int spool_fd = -1;             /* a pipe's data held for a format that cannot grow */
+    char spool_name[32];
     unsigned disk = 0;             /* --disk: of every source (OVA archives) */
 
     while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
@@ -517,13 +519,22 @@ int cmd_convert(int argc, char **argv)
         a.target_is_zero = true;
     }
     /* a source that is a pipe, a FIFO or a socket: read once, in order,
-     * into a target that grows as the data arrives (cmd/convert_pipe.c) */
+     * into a target that grows as the data arrives (cmd/convert_pipe.c),
+     * or, for a format that cannot grow, held in an unnamed temporary
+     * file converted from here on as the source */
     for (int i = 0; i < nb_src && !a.image_opts; i++)
         if (convert_is_stream(argv[optind + i])) {
             unsigned pflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
                               (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
-            ret = convert_from_pipe(&a, argv + optind, nb_src, dst, snapshot, disk, pflags);
-            goto out;
+            int r = convert_from_pipe(&a, argv + optind, nb_src, dst, snapshot, disk, pflags,
+                                      &spool_fd);
+            if (r >= 0) {
+                ret = r;
+                goto out;
+            }
+            snprintf(spool_name, sizeof(spool_name), "/proc/self/fd/%d", spool_fd);
+            argv[optind + i] = spool_name;
+            break;
         }
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
@@ -730,6 +741,8 @@ close_src:
             kimg_close(src[i]);
     free(src);
 out:
+    if (spool_fd >= 0)
+        close(spool_fd);
     if (a.show_steps)
         printf("\n");
     kimg_opts_free(a.opts);

@@ -43,9 +43,13 @@ int convert_open_created(struct kimg **out, const char *path, const char *fmt, u
 /* convert_pipe.c: whether NAME is a pipe, a FIFO or a socket (a source
  * that can only be read once, in order). */
 bool convert_is_stream(const char *name);
-/* Convert from the pipe SRC (the only source) into DST: the command's exit
- * code.  SNAPSHOT (-l) and DISK (--disk) are refused. */
+/* Convert from the pipe among SRCS (which must be the only source) into
+ * DST: the command's exit code.  SNAPSHOT (-l) and DISK (--disk) are
+ * refused.  Or -1 for a target format that cannot grow: the stream is
+ * then held in an unnamed temporary raw file whose descriptor is in
+ * *SPOOLED (open while it is read as /proc/self/fd/N; closing it frees
+ * it), for the caller to convert as a file. */
 int convert_from_pipe(struct convert_args *a, char **srcs, int nb_src, const char *dst,
-                      const char *snapshot, unsigned disk, unsigned dflags);
+                      const char *snapshot, unsigned disk, unsigned dflags, int *spooled);
 
 #endif

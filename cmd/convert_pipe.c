@@ -3,16 +3,20 @@
  * a socket (`cat disk.raw | kimg convert -f raw -O qcow2 /dev/stdin
  * out.qcow2`): read once, in order, to its end, by kimg_convert_from_fd.
  * The source must be raw (-f raw, as `kimg dd` from standard input) and
- * the only one; options that need to read the source at any offset or to
- * know its size when the target is created are refused in one line.  A
- * new target is created empty and grows as the data arrives (formats
- * that can grow: kimg_driver_can_grow), under a temporary name renamed
- * into place when complete; -n writes into an existing target; a raw
+ * the only one; options that need to read the source at any offset are
+ * refused in one line.  A new target is created empty and grows as the
+ * data arrives (formats that can grow: kimg_driver_can_grow), under a
+ * temporary name renamed into place when complete.  A format that cannot
+ * grow, or -B or -o preallocation (the size is needed first), gets the
+ * stream spooled into an unnamed temporary file, then converted as a
+ * file by cmd/convert.c.  -n writes into an existing target; a raw
  * target that is a pipe gets the bytes in order (a pipe into a pipe).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,16 +40,13 @@ static bool is_our_fd(const char *name, int fd)
 }
 
 /* The option among those given that needs to read the source at any
- * offset or more than once (-l, -B, --bitmaps, -C, --salvage, --disk), or
- * its size when the target is created (-o preallocation); NULL if none. */
+ * offset or more than once, and that the data of a raw stream cannot
+ * serve (-l, --bitmaps, -C, --salvage, --disk); NULL if none. */
 static const char *needs_random_access(const struct convert_args *a, const char *snapshot,
                                        unsigned disk)
 {
-    const char *pre = a->opts ? kimg_opts_get(a->opts, "preallocation") : NULL;
     if (snapshot)
         return "-l";
-    if (a->backing)
-        return "-B";
     if (a->bitmaps)
         return "--bitmaps";
     if (a->copy_offload)
@@ -54,22 +55,16 @@ static const char *needs_random_access(const struct convert_args *a, const char 
         return "--salvage";
     if (disk)
         return "--disk";
-    if (pre && strcmp(pre, "off"))
-        return "-o preallocation";
     return NULL;
 }
 
-struct grow_list {
-    char names[256];
-};
-
-static void add_growable(const struct kimg_driver *drv, void *opaque)
+/* Options that need the source's size when the target is created (-B,
+ * whose target is made the backing file's size or the source's, and -o
+ * preallocation): served by a spooled copy of the stream. */
+static bool needs_size_first(const struct convert_args *a)
 {
-    struct grow_list *l = opaque;
-    size_t n = strlen(l->names);
-    if (kimg_driver_can_grow(drv))
-        snprintf(l->names + n, sizeof(l->names) - n, "%s%s", n ? ", " : "",
-                 kimg_driver_name(drv));
+    const char *pre = a->opts ? kimg_opts_get(a->opts, "preallocation") : NULL;
+    return a->backing || (pre && strcmp(pre, "off"));
 }
 
 static int open_source(const char *src)
@@ -80,6 +75,57 @@ static int open_source(const char *src)
     int fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         cmd_error("%s: Could not open '%s': %s", src, src, strerror(errno));
+    return fd;
+}
+
+/* A target whose format cannot grow (its size is fixed when it is made:
+ * vhdx, vmdk, vpc, vdi), or made with -B or -o preallocation, which need
+ * the size first: the stream is first spooled into an unnamed
+ * temporary raw file in the target's folder (O_TMPFILE, else a name
+ * unlinked at once: nothing is left behind, whatever happens), sparse,
+ * and then converted as a file.  The spool's descriptor, or -1 (said). */
+static int spool_stream(int in, const char *dst)
+{
+    const char *dpath = dst;
+    if (kimg_image_path(dst, &dpath) < 0)
+        return cmd_fail(NULL, NULL), -1;
+    char *copy = strdup(dpath), *tmpl = NULL;
+    if (!copy)
+        return cmd_error("out of memory"), -1;
+    const char *dir = dirname(copy);
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && asprintf(&tmpl, "%s/.kimg-spool-XXXXXX", dir) >= 0) {
+        fd = mkostemp(tmpl, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(tmpl);
+    }
+    if (fd < 0)
+        cmd_error("%s: cannot make a temporary file in '%s' to hold the stream: %s", dst,
+                  dir, strerror(errno));
+    free(tmpl);
+    free(copy);
+    if (fd < 0)
+        return -1;
+    char name[64];
+    snprintf(name, sizeof(name), "/proc/self/fd/%d", fd);
+    struct kimg *img;
+    if (kimg_open(&img, name, "raw", KIMG_OPEN_RDWR | KIMG_OPEN_NOSYNC) < 0) {
+        cmd_fail(dst, "cannot open the temporary file");
+        close(fd);
+        return -1;
+    }
+    struct kimg_convert cv = { .dst = img, .sparse_size = 4096, .target_is_zero = true };
+    int r = kimg_convert_from_fd(&cv, in, -1, KIMG_CONVERT_GROW, NULL);
+    if (r < 0)
+        cmd_fail(dst, "error while converting");
+    if (kimg_close(img) < 0 && r == 0) {
+        cmd_fail(dst, "error while writing the temporary file");
+        r = -1;
+    }
+    if (r < 0) {
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -218,7 +264,7 @@ done:
 }
 
 int convert_from_pipe(struct convert_args *a, char **srcs, int nb_src, const char *dst,
-                      const char *snapshot, unsigned disk, unsigned dflags)
+                      const char *snapshot, unsigned disk, unsigned dflags, int *spooled)
 {
     const char *src = srcs[0];
     for (int i = 0; i < nb_src; i++)
@@ -243,13 +289,8 @@ int convert_from_pipe(struct convert_args *a, char **srcs, int nb_src, const cha
     struct stat st;
     bool dst_pipe = !a->tgt_image_opts && stat(dst, &st) == 0 && S_ISFIFO(st.st_mode);
     const struct kimg_driver *drv = a->tgt_image_opts ? NULL : kimg_find_driver(a->out_fmt);
-    if (!a->no_create && !dst_pipe && drv && !kimg_driver_can_grow(drv)) {
-        struct grow_list l = { "" };
-        kimg_for_each_driver(add_growable, &l);
-        cmd_error("%s: a %s image cannot grow as the data arrives: from a pipe, convert "
-                  "writes %s", dst, a->out_fmt, l.names);
-        return 1;
-    }
+    bool spool = !a->no_create && !dst_pipe && drv &&
+                 (!kimg_driver_can_grow(drv) || needs_size_first(a));
     if (!a->no_create && !dst_pipe && drv && a->opts) {
         /* qemu-img: option errors alone, before anything is read */
         struct kimg_optdesc *odesc = kimg_create_opts_merged(drv);
@@ -262,6 +303,15 @@ int convert_from_pipe(struct convert_args *a, char **srcs, int nb_src, const cha
     int in = open_source(src);
     if (in < 0)
         return 1;
+    if (spool) {
+        int fd = spool_stream(in, dst);
+        if (in != STDIN_FILENO)
+            close(in);
+        if (fd < 0)
+            return 1;
+        *spooled = fd;
+        return -1;
+    }
     struct json_progress jp;
     struct kimg_convert cv = {
         .sparse_size = a->sparse, .compress = a->compress, .rate_limit = a->rate,
