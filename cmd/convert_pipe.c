@@ -133,8 +133,8 @@ static int spool_stream(int in, const char *dst)
  * exit code. */
 static int pipe_to_pipe(struct convert_args *a, struct kimg_convert *cv, int in, const char *dst)
 {
-    if (a->no_create || strcmp(a->out_fmt, "raw") || a->opts || a->compress) {
-        cmd_error("%s: only a new raw target without -o or -c can be written into a pipe",
+    if (a->no_create || strcmp(a->out_fmt, "raw") || a->opts || a->compress || a->backing) {
+        cmd_error("%s: only a new raw target without -o, -c or -B can be written into a pipe",
                   dst);
         return 1;
     }
