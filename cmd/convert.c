@@ -4,7 +4,8 @@
  * kimg/output.h says: whole or not at all, beside the real target when the
  * name is a symlink; devices and FIFOs in place.  -n writes in place.
  * Sources are opened as the user names them: an OVA archive is read as
- * its disk (--disk N, of every source; the first by default).
+ * its disk (--disk N, of every source; the first by default).  A source
+ * that is a pipe is read once, in order (cmd/convert_pipe.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,16 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "cmd.h"
+#include "convert.h"
 
 #define MAX_SPARSE (16u << 20)
 
-/* --progress=json: one object per line on stdout, at the start, about
- * every 1%, and at the end: bytes done, total, seconds since the start. */
-struct json_progress {
-    struct timespec start;
-};
-
-static void print_json_progress(void *opaque, uint64_t done, uint64_t total)
+/* --progress=json (convert.h) */
+void convert_print_json_progress(void *opaque, uint64_t done, uint64_t total)
 {
     struct json_progress *p = opaque;
     struct timespec now;
@@ -114,8 +111,8 @@ static int convert_to_pipe(const char *dst, const char *path, const char *fmt,
  * options that name key secrets ("encrypt.key-secret", "key-secret":
  * its img_add_key_secrets) as open options, so an encrypted target opens
  * with its key; without such options as before. */
-static int open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
-                        const struct kimg_opts *create_opts)
+int convert_open_created(struct kimg **out, const char *path, const char *fmt, unsigned flags,
+                         const struct kimg_opts *create_opts)
 {
     struct kimg_opts *oo = NULL;
     int ret = 0;
@@ -155,24 +152,6 @@ static void print_status_salvaged(void *opaque, int src, uint64_t off, uint64_t 
         fprintf(stderr, "kimg: warning: error while reading block status at offset %llu: %s\n",
                 (unsigned long long)off, strerror(-err));
 }
-
-struct convert_args {
-    const char *src_fmt, *out_fmt, *backing, *backing_fmt;
-    const char *cache, *src_cache;
-    struct kimg_opts *opts;
-    bool compress, progress, quiet, no_create, target_is_zero, share, untrusted;
-    bool copy_offload;
-    bool salvage;                       /* --salvage */
-    bool bitmaps, skip_broken;          /* --bitmaps, --skip-broken-bitmaps */
-    bool image_opts, tgt_image_opts;    /* --image-opts, --target-image-opts */
-    bool out_fmt_given;                 /* -O (refused with --target-image-opts) */
-    bool progress_json;             /* --progress=json */
-    bool show_steps;                /* -p: qemu-img's lines are being printed */
-    char *level;                    /* -o compression_level (malloc'd) */
-    uint64_t sparse;
-    uint64_t rate;                  /* -r: bytes per second, 0: no limit */
-    int in_flight;
-};
 
 /* --bitmaps, before anything is written (qemu-img's checks and order):
  * one source, one that can hold bitmaps, none of them inconsistent but
@@ -303,7 +282,7 @@ int cmd_convert(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     static const char *const help[] = {
-        "-f, --source-format FMT        format of every source (default: probed)",
+        "-f, --source-format FMT        format of every source (default: probed; a pipe: -f raw)",
         "--image-opts                   each source is an option string (key=value,...)",
         "-T, --source-cache MODE        cache mode of the sources (default: writeback)",
         "-l, --snapshot SNAPSHOT        read this internal snapshot of the source",
@@ -339,6 +318,8 @@ int cmd_convert(int argc, char **argv)
     int c, ret = 1;
     uint64_t m;
     const char *snapshot = NULL;   /* -l */
+    int spool_fd = -1;             /* a pipe's data held for a format that cannot grow */
+    char spool_name[32];
     unsigned disk = 0;             /* --disk: of every source (OVA archives) */
 
     while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
@@ -537,6 +518,24 @@ int cmd_convert(int argc, char **argv)
         dst += 9;
         a.target_is_zero = true;
     }
+    /* a source that is a pipe, a FIFO or a socket: read once, in order,
+     * into a target that grows as the data arrives (cmd/convert_pipe.c),
+     * or, for a format that cannot grow, held in an unnamed temporary
+     * file converted from here on as the source */
+    for (int i = 0; i < nb_src && !a.image_opts; i++)
+        if (convert_is_stream(argv[optind + i])) {
+            unsigned pflags = KIMG_OPEN_RDWR | (dst_direct ? KIMG_OPEN_DIRECT : 0) |
+                              (dst_sync ? 0 : KIMG_OPEN_NOSYNC);
+            int r = convert_from_pipe(&a, argv + optind, nb_src, dst, snapshot, disk, pflags,
+                                      &spool_fd);
+            if (r >= 0) {
+                ret = r;
+                goto out;
+            }
+            snprintf(spool_name, sizeof(spool_name), "/proc/self/fd/%d", spool_fd);
+            argv[optind + i] = spool_name;
+            break;
+        }
     struct kimg **src = calloc((size_t)nb_src, sizeof(*src));
     struct kimg *out_img = NULL;
     struct kimg_output out = { 0 };
@@ -583,7 +582,7 @@ int cmd_convert(int argc, char **argv)
         struct json_progress sjp;
         if (a.progress_json) {
             clock_gettime(CLOCK_MONOTONIC, &sjp.start);
-            scv.progress = print_json_progress;
+            scv.progress = convert_print_json_progress;
             scv.opaque = &sjp;
         }
         int sr = convert_to_pipe(dst, dpath, a.out_fmt, !strcmp(a.out_fmt, "raw") && !a.opts &&
@@ -638,8 +637,8 @@ int cmd_convert(int argc, char **argv)
             goto close_src;
         }
         /* the -B name it holds is the user's (on an NBD export too) */
-        if ((r = open_created(&out_img, out.path, a.out_fmt, dflags | KIMG_OPEN_OWN_NAMES,
-                              a.opts)) < 0) {
+        if ((r = convert_open_created(&out_img, out.path, a.out_fmt,
+                                      dflags | KIMG_OPEN_OWN_NAMES, a.opts)) < 0) {
             /* qemu-img's "Could not open 'DST': why" (say an encrypted -B
              * backing file, which it cannot be given a key for) */
             const char *why = kimg_last_error();
@@ -691,7 +690,7 @@ int cmd_convert(int argc, char **argv)
     struct json_progress jp;
     if (a.progress_json) {
         clock_gettime(CLOCK_MONOTONIC, &jp.start);
-        cv.progress = print_json_progress;
+        cv.progress = convert_print_json_progress;
         cv.opaque = &jp;
     }
     if (level) {
@@ -750,6 +749,8 @@ close_src:
             kimg_close(src[i]);
     free(src);
 out:
+    if (spool_fd >= 0)
+        close(spool_fd);
     if (a.show_steps)
         printf("\n");
     kimg_opts_free(a.opts);

@@ -733,6 +733,11 @@ bool kimg_driver_can_compress(const struct kimg_driver *drv)
     return drv->write_compressed != NULL;
 }
 
+bool kimg_driver_can_grow(const struct kimg_driver *drv)
+{
+    return drv->truncate && !(drv->flags & KIMG_DRV_NO_GROW);
+}
+
 const struct kimg_shown_opt *kimg_driver_formatting_opts(const struct kimg_driver *drv)
 {
     static const struct kimg_shown_opt size_only[] = {

@@ -224,6 +224,9 @@ const char *kimg_driver_name(const struct kimg_driver *drv);
 const struct kimg_optdesc *kimg_driver_create_opts(const struct kimg_driver *drv);
 /* The format stores compressed clusters (convert -c). */
 bool kimg_driver_can_compress(const struct kimg_driver *drv);
+/* An image of this format can grow (kimg_truncate to a larger size):
+ * what convert from a pipe needs of its target. */
+bool kimg_driver_can_grow(const struct kimg_driver *drv);
 /* One option qemu-img's "Formatting ..." line shows: its name, the value
  * shown when it was not given (or NULL: not shown then), and whether its
  * value is a size (shown in bytes). */

@@ -123,4 +123,5 @@ const struct kimg_driver kimg_vhdx_driver = {
     .truncate = vhdx_truncate,
     .alloc_data = vhdx_alloc_data,
     .commit_data = vhdx_commit_data,
+    .flags = KIMG_DRV_NO_GROW,
 };

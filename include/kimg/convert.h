@@ -66,4 +66,18 @@ int kimg_convert_run(struct kimg_convert *c);
  * 0 or -errno with kimg_error() set. */
 int kimg_convert_stream(struct kimg_convert *c, int fd);
 
+/* Copy raw bytes read from IN_FD (a pipe: read once, in order, to its
+ * end; src and nb_src are not used) into dst, or with dst NULL to OUT_FD
+ * in order (a pipe into a pipe).  A length that is not a multiple of 512
+ * is padded with zeros to the next one, as qemu shows such a raw file.
+ * With KIMG_CONVERT_GROW dst (created empty) grows as the data arrives
+ * (kimg_driver_can_grow); without it a stream longer than dst fails.
+ * sparse_size, compress, target_is_zero, rate_limit as above; progress
+ * is called with a total of 0 (unknown) until the end, then with
+ * done == total.  Memory stays bounded (one 16 MiB window).  *SIZE: the
+ * bytes written (the target's size).  0 or -errno with kimg_error() set. */
+#define KIMG_CONVERT_GROW 0x1u
+int kimg_convert_from_fd(struct kimg_convert *c, int in_fd, int out_fd, unsigned flags,
+                         uint64_t *size);
+
 #endif

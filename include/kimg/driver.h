@@ -271,6 +271,10 @@ struct kimg_driver {
  * the range may read as zeros already).  Without this flag the core
  * answers every fast zero with -ENOTSUP. */
 #define KIMG_DRV_FAST_ZERO    0x4u
+/* truncate refuses to grow the image (vhdx: qemu 7.2's words are kept
+ * there): kimg_driver_can_grow is false, as for a format without
+ * truncate. */
+#define KIMG_DRV_NO_GROW      0x8u
 
 /* Fence IMG: from now on the core refuses every write-type call on it
  * with the same errno and message as on a read-only image (-EBADF; see
