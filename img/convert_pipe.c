@@ -43,22 +43,6 @@ static int read_window(int fd, uint8_t *buf, size_t len, size_t *got, uint64_t a
     return 0;
 }
 
-static int write_fd(int fd, const uint8_t *buf, size_t len, uint64_t at)
-{
-    while (len) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return kimg_fail(-errno, "error while writing at offset %llu: %s",
-                             (unsigned long long)at, strerror(errno));
-        buf += w;
-        len -= (size_t)w;
-        at += (uint64_t)w;
-    }
-    return 0;
-}
-
 /* Zeros at [OFF, OFF+LEN) of the target: nothing where it reads as zeros. */
 static int write_zero_range(struct kimg_convert *c, uint64_t off, uint64_t len)
 {
@@ -150,7 +134,7 @@ int kimg_convert_from_fd(struct kimg_convert *c, int in_fd, int out_fd, unsigned
         uint64_t end = done + len;
         if (!c->dst) {
             kimg_ratelimit_charge(&rl, len);
-            ret = write_fd(out_fd, buf, len, done);
+            ret = kimg_write_fd_all(out_fd, buf, len, done);
         } else {
             if (end > kimg_size(c->dst)) {
                 ret = (flags & KIMG_CONVERT_GROW)

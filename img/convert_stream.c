@@ -18,7 +18,7 @@
 
 #define STREAM_CHUNK (1u << 20)
 
-static int write_all(int fd, const uint8_t *buf, size_t len, uint64_t at)
+int kimg_write_fd_all(int fd, const uint8_t *buf, size_t len, uint64_t at)
 {
     while (len) {
         ssize_t w = write(fd, buf, len);
@@ -115,7 +115,7 @@ int kimg_convert_stream(struct kimg_convert *c, int fd)
                     break;
                 kimg_ratelimit_charge(&rl, n);
             }
-            ret = write_all(fd, buf, n, done);
+            ret = kimg_write_fd_all(fd, buf, n, done);
             off += n;
             done += n;
             if (c->progress && (done == total || (done - last) * 100 >= total)) {

@@ -54,6 +54,11 @@ void kimg_status_units(struct kimg *img, uint64_t *span, uint64_t *cluster);
 int kimg_content_status(struct kimg *img, uint64_t off, uint64_t len,
                         struct kimg_extent *ext);
 
+/* Write all LEN bytes of BUF to the stream FD (a pipe: no offsets), again
+ * after EINTR and short writes; AT is the stream offset for the message.
+ * 0, or -errno with "error while writing at offset AT" (convert_stream.c). */
+int kimg_write_fd_all(int fd, const uint8_t *buf, size_t len, uint64_t at);
+
 
 /* ---- images opened with options (img/image.c, img/image_opts.c) ------- */
 
