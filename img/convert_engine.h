@@ -103,6 +103,7 @@ struct engine {
                                    of its pieces: workers copy, transform,
                                    write; never clone (transform_data) */
     bool use_aio;               /* some file is O_DIRECT: workers get libaio */
+    bool plain_sources;         /* every source a raw file: nothing to decode */
     bool main_writes;           /* the main thread writes a qcow2 target's
                                    pieces itself (no second phase) */
     bool one_writer;            /* buffered target: workers take turns writing */
