@@ -12,6 +12,15 @@
  * the process has left below 52 MiB, at most 40 MiB) and a batch bigger
  * than one group reads the source once per group: memory does not grow
  * with the batch.
+ *
+ * Why not the convert engine (kimg_convert_run, which a single clone's
+ * copy and a reflinked batch use): the engine copies N sources into ONE
+ * target, its plan and ordering (one allocating main thread, links after
+ * data) are per target; a fan-out is one source into N targets, each
+ * with its own allocation, written in parallel.  What the two share is
+ * the library's: block status to skip holes, kimg_buffer_alloc's
+ * huge-page buffers, kimg_buffer_is_zero's scan, and the targets'
+ * drivers (their own crash-safe write order).
  */
 #include <errno.h>
 #include <malloc.h>
