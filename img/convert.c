@@ -272,7 +272,8 @@ static int service(struct engine *e, bool wait)
         ret = convert_write_zero_range(e, j->doff, j->len);
     } else if (j->kind == JOB_DATA && !e->raw_target) {
         if (e->split_compress)
-            ret = convert_write_compressed_job(e, j);
+            ret = convert_store_clusters(e->c, e->cluster, j->doff, j->data, j->len, j->cbuf,
+                                         j->clen);
         else if (e->c->compress)
             ret = write_sparse_compress(e, j);
         else if (e->par_write)

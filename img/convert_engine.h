@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "kimg/convert.h"
+#include "convert_clusters.h"
 #include "convert_steps.h"
 #include "aio.h"
 #include "kimg/driver.h"
@@ -38,7 +39,6 @@
  * (wphase) for a worker to write its allocated pieces, and the main thread
  * links them when it takes the job again (in any order). */
 enum job_kind { JOB_DATA, JOB_ZERO, JOB_SKIP, JOB_OFFLOAD };
-#define CLEN_ZERO INT64_MIN
 
 /* A run of a job's data, zero or not, at the sparse grain. */
 struct run {
@@ -133,7 +133,6 @@ void convert_report(struct engine *e, uint64_t n);
 int convert_run_job(void *opaque, void *local, void *job);
 void convert_worker_fini(void *opaque, void *local);
 void *convert_worker_init(void *opaque);
-int convert_write_compressed_job(struct engine *e, struct job *j);
 int convert_write_pieces_here(struct engine *e, struct job *j);
 int convert_write_zero_range(struct engine *e, uint64_t off, uint64_t len);
 

@@ -1,10 +1,8 @@
 /*
  * convert_pipe_compress.c — -c for convert from a pipe: a window is cut
  * into one slice per worker, the workers compress its clusters in
- * parallel (kimg_compress_cluster), and the caller stores them in the
- * stream's order (kimg_write_compressed_data; a cluster that would not
- * shrink is written plainly, as the copy engine does; one the driver
- * cannot split goes to kimg_write_compressed whole).  Memory: one
+ * parallel, and the caller stores them in the stream's order, with the
+ * copy engine's two halves (convert_clusters.h).  Memory: one
  * compressed copy of the window, whatever the stream's length.
  */
 #include <errno.h>
@@ -13,9 +11,9 @@
 #include <unistd.h>
 #include "convert_pipe.h"
 #include "internal.h"
+#include "convert_clusters.h"
 #include "pool.h"
 
-#define CLEN_ZERO INT64_MIN
 
 struct slice {
     const uint8_t *data;
@@ -37,52 +35,9 @@ static int compress_slice(void *opaque, void *local, void *job)
 {
     struct pipe_compress *pc = opaque;
     struct slice *s = job;
-    size_t cpos = 0;
     (void)local;
-    for (size_t pos = 0, i = 0; pos < s->len; pos += pc->unit, i++) {
-        size_t n = s->len - pos < pc->unit ? s->len - pos : pc->unit;
-        if (pc->c->sparse_size && kimg_buffer_is_zero(s->data + pos, n)) {
-            s->clen[i] = CLEN_ZERO;
-            continue;
-        }
-        int64_t r = kimg_compress_cluster(pc->c->dst, s->off + pos, s->data + pos, n,
-                                          s->cbuf + cpos, s->cbuf_cap - cpos);
-        s->clen[i] = r;
-        if (r > 0)
-            cpos += (size_t)r;
-    }
-    return 0;
-}
-
-static int store_slice(struct pipe_compress *pc, struct kimg_ratelimit *rl, struct slice *s)
-{
-    struct kimg_convert *c = pc->c;
-    size_t cpos = 0;
-    for (size_t pos = 0, i = 0; pos < s->len; pos += pc->unit, i++) {
-        size_t n = s->len - pos < pc->unit ? s->len - pos : pc->unit;
-        int64_t r = s->clen[i];
-        int ret;
-        if (r == CLEN_ZERO) {
-            ret = c->target_is_zero ? 0
-                  : kimg_write_zeroes(c->dst, s->off + pos, n, KIMG_ZERO_MAY_UNMAP);
-        } else if (r >= 0) {
-            kimg_ratelimit_charge(rl, n);
-            ret = kimg_write_compressed_data(c->dst, s->off + pos, n, s->cbuf + cpos,
-                                             (size_t)r);
-            cpos += (size_t)r;
-        } else if (r == -ENOSPC) {
-            kimg_ratelimit_charge(rl, n);
-            ret = kimg_write(c->dst, s->data + pos, s->off + pos, n);
-        } else if (r == -ENOTSUP) {
-            /* no split path here: the driver compresses it itself */
-            kimg_ratelimit_charge(rl, n);
-            ret = kimg_write_compressed(c->dst, s->data + pos, s->off + pos, n);
-        } else {
-            ret = kimg_fail((int)r, "compression failed");
-        }
-        if (ret < 0)
-            return ret;
-    }
+    convert_compress_clusters(pc->c, pc->unit, s->off, s->data, s->len, s->cbuf, s->cbuf_cap,
+                              s->clen, (uint32_t)pc->npieces);
     return 0;
 }
 
@@ -144,8 +99,13 @@ int pipe_compress_window(struct pipe_compress *pc, struct kimg_ratelimit *rl,
     struct slice *s;
     int r;
     while ((s = kimg_pool_take(pc->pool, &r, true))) {
-        if (ret == 0)
-            ret = r < 0 ? r : store_slice(pc, rl, s);
+        if (ret == 0 && r < 0)
+            ret = r;
+        if (ret == 0) {
+            kimg_ratelimit_charge(rl, s->len);
+            ret = convert_store_clusters(pc->c, pc->unit, s->off, s->data, s->len, s->cbuf,
+                                         s->clen);
+        }
         kimg_pool_put(pc->pool, s);
     }
     return ret;

@@ -222,46 +222,60 @@ static int offload_copy(struct engine *e, struct job *j)
     return ret == -ENODATA ? -EIO : ret;
 }
 
-/* -c: compress every cluster of a job (on a worker thread). */
-static void compress_job(struct engine *e, struct job *j)
+/* -c, shared with convert from a pipe (convert_pipe_compress.c): the
+ * clusters of [OFF, OFF+LEN) of the target, cut at multiples of CLUSTER,
+ * from DATA.  Zero clusters (unless -S 0) get CLEN_ZERO, the others are
+ * compressed back to back into CBUF (CAP bytes): CLEN[i] their length or
+ * -errno (-ENOSPC: it would not shrink; -ENOTSUP: not this piece), at
+ * most NCLEN of them.  Thread-safe for one target (the workers'). */
+void convert_compress_clusters(const struct kimg_convert *c, uint64_t cluster, uint64_t off,
+                               const uint8_t *data, uint64_t len, uint8_t *cbuf, size_t cap,
+                               int64_t *clen, uint32_t nclen)
 {
     uint64_t pos = 0, cpos = 0;
-    uint32_t i = 0;
-    while (pos < j->len && i < j->npieces) {
-        uint64_t n = convert_piece_len(e, j, pos);
+    for (uint32_t i = 0; pos < len && i < nclen; i++) {
+        uint64_t n = cluster - ((off + pos) % cluster);
+        if (n > len - pos)
+            n = len - pos;
         /* -S 0: zero clusters too are written compressed */
-        if (e->c->sparse_size && kimg_buffer_is_zero(j->data + pos, n)) {
-            j->clen[i] = CLEN_ZERO;
+        if (c->sparse_size && kimg_buffer_is_zero(data + pos, n)) {
+            clen[i] = CLEN_ZERO;
         } else {
-            int64_t c = kimg_compress_cluster(e->c->dst, j->doff + pos, j->data + pos, n,
-                                              j->cbuf + cpos, j->cbuf_cap - cpos);
-            j->clen[i] = c;
-            if (c > 0)
-                cpos += (uint64_t)c;
+            int64_t r = kimg_compress_cluster(c->dst, off + pos, data + pos, n, cbuf + cpos,
+                                              cap - cpos);
+            clen[i] = r;
+            if (r > 0)
+                cpos += (uint64_t)r;
         }
         pos += n;
-        i++;
     }
 }
 
-/* -c: write a job's clusters compressed by the workers, in order. */
-int convert_write_compressed_job(struct engine *e, struct job *j)
+/* -c: store what convert_compress_clusters made, in order (one thread):
+ * zero clusters as zeros (nothing on a target that reads as zeros), the
+ * compressed ones as they are, one that would not shrink or cannot be
+ * split plainly.  0 or -errno. */
+int convert_store_clusters(const struct kimg_convert *c, uint64_t cluster, uint64_t off,
+                           const uint8_t *data, uint64_t len, const uint8_t *cbuf,
+                           const int64_t *clen)
 {
     uint64_t pos = 0, cpos = 0;
-    for (uint32_t i = 0; pos < j->len; i++) {
-        uint64_t n = convert_piece_len(e, j, pos);
-        int64_t c = j->clen[i];
+    for (uint32_t i = 0; pos < len; i++) {
+        uint64_t n = cluster - ((off + pos) % cluster);
+        if (n > len - pos)
+            n = len - pos;
+        int64_t r = clen[i];
         int ret;
-        if (c == CLEN_ZERO) {
-            ret = convert_write_zero_range(e, j->doff + pos, n);
-        } else if (c >= 0) {
-            ret = kimg_write_compressed_data(e->c->dst, j->doff + pos, n, j->cbuf + cpos,
-                                             (size_t)c);
-            cpos += (uint64_t)c;
-        } else if (c == -ENOSPC || c == -ENOTSUP) {
-            ret = kimg_write(e->c->dst, j->data + pos, j->doff + pos, n);
+        if (r == CLEN_ZERO) {
+            ret = c->target_is_zero ? 0
+                  : kimg_write_zeroes(c->dst, off + pos, n, KIMG_ZERO_MAY_UNMAP | KIMG_ZERO_WIDEN);
+        } else if (r >= 0) {
+            ret = kimg_write_compressed_data(c->dst, off + pos, n, cbuf + cpos, (size_t)r);
+            cpos += (uint64_t)r;
+        } else if (r == -ENOSPC || r == -ENOTSUP) {
+            ret = kimg_write(c->dst, data + pos, off + pos, n);
         } else {
-            ret = kimg_fail((int)c, "compression failed");
+            ret = kimg_fail((int)r, "compression failed");
         }
         if (ret < 0)
             return ret;
@@ -387,7 +401,8 @@ static void work_read(struct engine *e, struct job *j, struct kimg_aio *aio)
         return;
     }
     if (e->split_compress) {
-        compress_job(e, j);
+        convert_compress_clusters(e->c, e->cluster, j->doff, j->data, j->len, j->cbuf,
+                                  j->cbuf_cap, j->clen, j->npieces);
     } else if (!e->c->compress) {
         scan_runs(e, j);
     }
